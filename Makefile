@@ -1,0 +1,41 @@
+# Two commands do all the set-up: `make run` starts the platform, `make test` runs the tests.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+DATA_DIR ?= data
+GPUS ?= auto
+
+.PHONY: run test install install-test clean
+
+$(VENV)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+node_modules/.installed: package.json
+	npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+.system-deps-run:
+	scripts/system-deps.sh run
+	touch $@
+
+.system-deps-test: .system-deps-run
+	scripts/system-deps.sh test
+	touch $@
+
+install: .system-deps-run $(VENV)/.installed node_modules/.installed
+
+install-test: install .system-deps-test
+
+run: install
+	$(VENV)/bin/flightbase up --port $(PORT) --data-dir $(DATA_DIR) --gpus $(GPUS)
+
+test: install-test
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) node_modules .system-deps-*

@@ -1,0 +1,1 @@
+"""The hub side of Flightbase: authenticator, roles and the config mapping."""

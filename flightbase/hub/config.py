@@ -1,0 +1,93 @@
+"""Map deployment settings onto JupyterHub traits.
+
+``hub_config/*.py`` call these functions; they hold no logic of their own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from flightbase.hub import rbac
+from flightbase.settings import PlatformSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def find_proxy_command() -> str:
+    """configurable-http-proxy: the project's node_modules copy, else the PATH."""
+    local = ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
+    if local.exists():
+        return str(local)
+    found = shutil.which("configurable-http-proxy")
+    if not found:
+        raise RuntimeError(
+            "configurable-http-proxy not found: run `make run` (it runs `npm install`) "
+            "or install it with `npm install -g configurable-http-proxy`"
+        )
+    return found
+
+
+def service_specs(settings: PlatformSettings, secrets: dict[str, str]) -> list[dict]:
+    """The hub-managed services, each started as `python -m <package>`."""
+    env = settings.to_env()
+    env["PYTHONUNBUFFERED"] = "1"
+    specs = []
+    for name, port, package in (
+        ("jobqueue", settings.jobqueue_port, "flightbase_jobqueue"),
+        ("registry", settings.registry_port, "flightbase_registry"),
+    ):
+        specs.append(
+            {
+                "name": name,
+                "url": f"http://127.0.0.1:{port}",
+                "api_token": secrets[f"{name}_token"],
+                "command": [sys.executable, "-m", package],
+                "environment": dict(env),
+                "oauth_no_confirm": True,
+                "display": True,
+                "info": {"flightbase": True},
+            }
+        )
+    return specs
+
+
+def configure_embedded(c, settings: PlatformSettings, secrets: dict[str, str]) -> None:
+    """The single-machine deployment: SQLite, local processes, sign-up auth."""
+    hub_dir = settings.hub_dir
+    hub_dir.mkdir(parents=True, exist_ok=True)
+
+    c.JupyterHub.bind_url = settings.public_url
+    c.JupyterHub.hub_ip = "127.0.0.1"
+    c.JupyterHub.hub_port = settings.hub_port
+    c.JupyterHub.db_url = f"sqlite:///{hub_dir / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(hub_dir / "jupyterhub_cookie_secret")
+    c.JupyterHub.pid_file = str(hub_dir / "jupyterhub.pid")
+
+    c.ConfigurableHTTPProxy.command = [find_proxy_command()]
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{settings.proxy_api_port}"
+    c.ConfigurableHTTPProxy.auth_token = secrets["proxy_auth_token"]
+    c.ConfigurableHTTPProxy.pid_file = str(hub_dir / "jupyterhub-proxy.pid")
+    c.ConfigurableHTTPProxy.should_start = True
+
+    c.JupyterHub.authenticator_class = "flightbase.hub.auth.FlightbaseAuthenticator"
+    c.Authenticator.admin_users = {settings.admin_user}
+    c.Authenticator.allow_all = True  # sign-up needs an administrator's approval
+    c.FlightbaseAuthenticator.initial_admin = settings.admin_user
+    c.FlightbaseAuthenticator.initial_admin_password = os.environ.get("FLIGHTBASE_INITIAL_ADMIN_PASSWORD", "")
+    c.NativeAuthenticator.open_signup = False
+    c.NativeAuthenticator.minimum_password_length = 10
+    c.NativeAuthenticator.check_common_password = True
+    c.NativeAuthenticator.allowed_failed_logins = 5
+
+    initial_token = os.environ.get("FLIGHTBASE_INITIAL_ADMIN_TOKEN")
+    if initial_token:
+        c.JupyterHub.api_tokens = {initial_token: settings.admin_user}
+
+    c.JupyterHub.custom_scopes = rbac.custom_scopes()
+    c.JupyterHub.load_roles = rbac.roles()
+    c.JupyterHub.services = service_specs(settings, secrets)
+    c.JupyterHub.spawner_class = "flightbase_spawner.local.FlightbaseLocalSpawner"
+    c.FlightbaseLocalSpawner.home_root = str(settings.data_dir / "home")

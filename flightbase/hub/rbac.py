@@ -1,0 +1,57 @@
+"""The custom scopes and roles Flightbase declares in JupyterHub.
+
+Pure functions returning the structures ``c.JupyterHub.custom_scopes`` and
+``c.JupyterHub.load_roles`` expect; :mod:`flightbase.authz` explains how the
+services apply them.
+"""
+
+from __future__ import annotations
+
+from flightbase import authz
+
+SERVICE_NAMES = ("jobqueue", "registry")
+
+
+def custom_scopes() -> dict[str, dict[str, str]]:
+    return {
+        authz.scope_name(f"{res}:{act}"): {"description": text}
+        for res, acts in authz.SCOPES.items()
+        for act, text in acts.items()
+    }
+
+
+def roles(*, admin_users: list[str] | tuple[str, ...] = ()) -> list[dict]:
+    """The roles to load.
+
+    ``user``: every user may reach both services and holds every Flightbase
+    scope unfiltered, which the services apply in the user's own workspaces
+    only (manager actions only where the user is a listed manager).
+
+    ``flightbase-service``: what the services need from the hub API to read
+    users and groups, and to write group membership and properties on behalf of
+    a workspace manager whose request they have authorised.
+    """
+    member_scopes = [authz.scope_name(p) for p in authz.all_permissions()]
+    access = [f"access:services!service={name}" for name in SERVICE_NAMES]
+    return [
+        {
+            "name": "user",
+            "description": "Every Flightbase user: their own server, and membership rights in their workspaces.",
+            "scopes": ["self", *access, *member_scopes],
+        },
+        {
+            "name": "flightbase-service",
+            "description": "The Flightbase services: read users and groups, manage workspace groups.",
+            "scopes": [
+                "list:users",
+                "read:users",
+                "list:groups",
+                "read:groups",
+                "admin:groups",
+                "groups",
+                "admin:users",
+                "read:servers",
+            ],
+            "services": list(SERVICE_NAMES),
+        },
+    ]

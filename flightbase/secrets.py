@@ -1,0 +1,40 @@
+"""Secrets of one installation, kept in ``<data_dir>/secrets.json`` (mode 0600).
+
+Generated on first start and reused afterwards. Nothing here is ever logged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets as _secrets
+from pathlib import Path
+
+_KEYS = ("jobqueue_token", "registry_token", "proxy_auth_token", "registry_oauth_secret")
+
+
+def new_token() -> str:
+    return _secrets.token_hex(32)
+
+
+def load_or_create(data_dir: Path) -> dict[str, str]:
+    path = data_dir / "secrets.json"
+    values: dict[str, str] = {}
+    if path.exists():
+        values = json.loads(path.read_text())
+    changed = False
+    for key in _KEYS:
+        if not values.get(key):
+            values[key] = new_token()
+            changed = True
+    if changed:
+        write(path, values)
+    return values
+
+
+def write(path: Path, values: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(values, f, indent=1)
+    os.replace(tmp, path)

@@ -1,0 +1,75 @@
+"""The application factory both services use.
+
+Every route lives under the service's hub prefix (``/services/<name>/``); the
+REST API under ``api/v1/``, described by ``api/v1/openapi.json``. ``/health``
+is the one route that answers without credentials (for probes).
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import Callable
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from flightbase.service import auth as service_auth
+from flightbase.service.errors import install_handlers
+
+
+def service_prefix(name: str) -> str:
+    import os
+
+    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or f"/services/{name}/"
+    return prefix if prefix.endswith("/") else prefix + "/"
+
+
+def create_app(
+    *,
+    name: str,
+    version: str,
+    description: str,
+    routers: list[APIRouter],
+    startup: Callable,
+    shutdown: Callable,
+    health: Callable[[FastAPI], dict],
+    hub_auth=None,
+) -> FastAPI:
+    prefix = service_prefix(name)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await startup(app)
+        try:
+            yield
+        finally:
+            await shutdown(app)
+
+    app = FastAPI(
+        title=f"Flightbase {name}",
+        version=version,
+        description=description,
+        openapi_url=f"{prefix}api/v1/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.prefix = prefix
+    app.state.hub_auth = hub_auth
+    install_handlers(app)
+
+    @app.exception_handler(service_auth.LoginRedirect)
+    async def _login(request: Request, exc: service_auth.LoginRedirect):
+        return exc.response
+
+    @app.get(f"{prefix}health", tags=["health"], summary="Liveness and readiness (no credentials needed)")
+    async def _health() -> JSONResponse:
+        body = {"status": "ok", "service": name, "version": version}
+        body.update(health(app))
+        return JSONResponse(body)
+
+    app.add_api_route(f"{prefix}oauth_callback", service_auth.oauth_callback, methods=["GET"], include_in_schema=False)
+
+    for router in routers:
+        app.include_router(router, prefix=f"{prefix}api/v1")
+    return app

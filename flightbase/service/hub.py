@@ -1,0 +1,140 @@
+"""Talking to the hub: who a token belongs to, and the workspaces (groups).
+
+The services keep no user table: identity, membership and workspace settings
+are read from the hub's REST API with the service's own token, cached for a
+few seconds (``auth_cache_seconds``) so that a burst of requests costs the hub
+one lookup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from jupyterhub.services.auth import HubOAuth
+
+from flightbase.authz import Identity
+from flightbase.workspaces import SettingsError, WorkspaceSettings, parse_settings
+
+
+def make_hub_auth(cache_seconds: int) -> HubOAuth:
+    """HubOAuth wired from the JUPYTERHUB_* environment the hub gives its services."""
+    return HubOAuth(cache_max_age=cache_seconds)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    name: str
+    members: tuple[str, ...]
+    properties: dict[str, Any]
+    settings: WorkspaceSettings | None
+    settings_errors: dict[str, str]
+
+    @property
+    def managers(self) -> tuple[str, ...]:
+        if self.settings is not None:
+            return tuple(self.settings.managers)
+        raw = self.properties.get("managers") or []
+        if isinstance(raw, str):
+            raw = [p.strip() for p in raw.split(",")]
+        return tuple(raw)
+
+    @classmethod
+    def from_group(cls, model: dict) -> "Workspace":
+        props = dict(model.get("properties") or {})
+        try:
+            settings, errors = parse_settings(props), {}
+        except SettingsError as exc:
+            settings, errors = None, exc.errors
+        return cls(
+            name=model["name"],
+            members=tuple(model.get("users") or ()),
+            properties=props,
+            settings=settings,
+            settings_errors=errors,
+        )
+
+
+class HubClient:
+    """The hub REST API as this service (its token from JUPYTERHUB_API_TOKEN)."""
+
+    def __init__(self, api_url: str | None = None, token: str | None = None, cache_seconds: float = 5.0):
+        self.api_url = (api_url or os.environ["JUPYTERHUB_API_URL"]).rstrip("/")
+        self._token = token or os.environ["JUPYTERHUB_API_TOKEN"]
+        self._client = httpx.AsyncClient(
+            base_url=self.api_url, headers={"Authorization": f"token {self._token}"}, timeout=30
+        )
+        self._cache_seconds = cache_seconds
+        self._groups: tuple[float, dict[str, Workspace]] | None = None
+        self._lock = asyncio.Lock()
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def _request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        resp = await self._client.request(method, path, **kwargs)
+        return resp
+
+    def invalidate(self) -> None:
+        self._groups = None
+
+    async def workspaces(self) -> dict[str, Workspace]:
+        async with self._lock:
+            now = time.monotonic()
+            if self._groups and now - self._groups[0] < self._cache_seconds:
+                return self._groups[1]
+            found: dict[str, Workspace] = {}
+            offset = 0
+            while True:
+                resp = await self._request("GET", "/groups", params={"offset": offset, "limit": 200})
+                resp.raise_for_status()
+                page = resp.json()
+                items = page["items"] if isinstance(page, dict) else page
+                for model in items:
+                    found[model["name"]] = Workspace.from_group(model)
+                if isinstance(page, dict) and page.get("_pagination", {}).get("next"):
+                    offset += len(items)
+                    continue
+                break
+            self._groups = (now, found)
+            return found
+
+    async def workspace(self, name: str) -> Workspace | None:
+        return (await self.workspaces()).get(name)
+
+    async def user_exists(self, name: str) -> bool:
+        resp = await self._request("GET", f"/users/{name}")
+        return resp.status_code == 200
+
+    async def create_group(self, name: str, properties: dict) -> None:
+        resp = await self._request("POST", f"/groups/{name}", json={})
+        resp.raise_for_status()
+        await self.set_properties(name, properties)
+
+    async def set_properties(self, name: str, properties: dict) -> None:
+        resp = await self._request("PUT", f"/groups/{name}/properties", json=properties)
+        resp.raise_for_status()
+        self.invalidate()
+
+    async def add_member(self, group: str, user: str) -> None:
+        resp = await self._request("POST", f"/groups/{group}/users", json={"users": [user]})
+        resp.raise_for_status()
+        self.invalidate()
+
+    async def remove_member(self, group: str, user: str) -> None:
+        resp = await self._request("DELETE", f"/groups/{group}/users", json={"users": [user]})
+        resp.raise_for_status()
+        self.invalidate()
+
+    async def delete_group(self, name: str) -> None:
+        resp = await self._request("DELETE", f"/groups/{name}")
+        resp.raise_for_status()
+        self.invalidate()
+
+
+def identity_from_model(model: dict) -> Identity:
+    return Identity.from_hub_model(model)

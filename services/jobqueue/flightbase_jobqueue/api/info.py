@@ -1,0 +1,37 @@
+"""What this installation offers: its GPUs (or CPU slots) and scheduler policy."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from flightbase.service.errors import ApiError
+from flightbase.service.deps import CurrentIdentity
+from flightbase_jobqueue.schemas import InfoOut, NodeOut
+
+router = APIRouter(tags=["info"])
+
+
+def gpu_kind(gpus) -> str:
+    return gpus[0]["kind"] if gpus else "none"
+
+
+@router.get("/info", response_model=InfoOut)
+async def info(request: Request, identity: CurrentIdentity):
+    settings = request.app.state.settings
+    return InfoOut(
+        version=request.app.version,
+        deployment="embedded",
+        gpu_kind=gpu_kind(settings.gpus),
+        gpus=list(settings.gpus),
+        scheduler_policy=settings.scheduler_policy,
+        user=identity.name,
+        admin=identity.is_admin,
+    )
+
+
+@router.get("/nodes", response_model=list[NodeOut], summary="The nodes and their GPUs (administrators)")
+async def nodes(request: Request, identity: CurrentIdentity):
+    if not identity.is_admin:
+        raise ApiError(403, "only administrators may list nodes")
+    settings = request.app.state.settings
+    return [NodeOut(name="local", gpu_kind=gpu_kind(settings.gpus), gpus=list(settings.gpus))]

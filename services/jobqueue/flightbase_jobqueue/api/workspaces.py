@@ -1,0 +1,117 @@
+"""Workspaces: JupyterHub groups with Flightbase settings in their properties.
+
+Administrators create and delete workspaces and change every setting;
+managers change their workspace's members and the settings in
+MANAGER_SETTINGS; members read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Request, Response
+
+from flightbase import authz
+from flightbase.service.access import authorize
+from flightbase.service.errors import ApiError, not_found
+from flightbase.service.hub import Workspace
+from flightbase.workspaces import SettingsError, WorkspaceSettings, parse_settings
+from flightbase.service.deps import CurrentIdentity
+from flightbase_jobqueue.schemas import WorkspaceCreate, WorkspaceOut
+
+router = APIRouter(tags=["workspaces"])
+
+MANAGER_SETTINGS = frozenset({"max_gpus_per_job", "allowed_images", "idle_timeout_minutes"})
+
+
+def workspace_out(ws: Workspace, identity) -> WorkspaceOut:
+    return WorkspaceOut(
+        name=ws.name,
+        members=sorted(ws.members),
+        managers=list(ws.managers),
+        settings=ws.settings.to_properties() if ws.settings else None,
+        settings_errors=ws.settings_errors,
+        permissions=authz.Permissions(identity, ws.name, ws.managers).list(),
+    )
+
+
+def _require_admin(identity) -> None:
+    if not identity.is_admin:
+        raise ApiError(403, "only administrators may do this")
+
+
+@router.get("/workspaces", response_model=list[WorkspaceOut], summary="The workspaces the caller can see")
+async def list_workspaces(request: Request, identity: CurrentIdentity):
+    found = await request.app.state.hub.workspaces()
+    return [workspace_out(ws, identity) for name, ws in sorted(found.items()) if authz.can_see(identity, name)]
+
+
+@router.post("/workspaces", response_model=WorkspaceOut, status_code=201, summary="Create a workspace (administrators)")
+async def create_workspace(request: Request, identity: CurrentIdentity, body: WorkspaceCreate):
+    _require_admin(identity)
+    hub = request.app.state.hub
+    try:
+        settings = parse_settings(body.settings)
+    except SettingsError as exc:
+        raise ApiError(422, str(exc), errors={f"settings.{k}": v for k, v in exc.errors.items()}) from None
+    if await hub.workspace(body.name) is not None:
+        raise ApiError(409, f"workspace {body.name!r} already exists", field="name")
+    await hub.create_group(body.name, settings.to_properties())
+    ws = await hub.workspace(body.name)
+    return workspace_out(ws, identity)
+
+
+@router.get("/workspaces/{workspace}", response_model=WorkspaceOut)
+async def get_workspace(request: Request, identity: CurrentIdentity, workspace: str):
+    ws = await authorize(request, identity, workspace, "workspace:read")
+    return workspace_out(ws, identity)
+
+
+@router.patch(
+    "/workspaces/{workspace}/settings",
+    response_model=WorkspaceOut,
+    summary="Change some settings; the rest stay as they are",
+)
+async def patch_settings(request: Request, identity: CurrentIdentity, workspace: str, changes: dict[str, Any] = Body(...)):
+    ws = await authorize(request, identity, workspace, "workspace:manage")
+    if not identity.is_admin:
+        for key in changes:
+            if key not in MANAGER_SETTINGS and key in WorkspaceSettings.model_fields:
+                raise ApiError(403, f"{key}: only administrators may change this setting", field=key)
+    merged = {**ws.properties, **changes}
+    try:
+        settings = parse_settings(merged)
+    except SettingsError as exc:
+        raise ApiError(422, str(exc), errors=exc.errors) from None
+    await request.app.state.hub.set_properties(workspace, settings.to_properties())
+    return workspace_out(await request.app.state.hub.workspace(workspace), identity)
+
+
+@router.put("/workspaces/{workspace}/members/{user}", response_model=WorkspaceOut, summary="Add a member")
+async def add_member(request: Request, identity: CurrentIdentity, workspace: str, user: str):
+    await authorize(request, identity, workspace, "workspace:manage")
+    hub = request.app.state.hub
+    if not await hub.user_exists(user):
+        raise ApiError(404, f"user: no user named {user!r}", field="user")
+    await hub.add_member(workspace, user)
+    return workspace_out(await hub.workspace(workspace), identity)
+
+
+@router.delete("/workspaces/{workspace}/members/{user}", response_model=WorkspaceOut, summary="Remove a member")
+async def remove_member(request: Request, identity: CurrentIdentity, workspace: str, user: str):
+    ws = await authorize(request, identity, workspace, "workspace:manage")
+    if user not in ws.members:
+        raise ApiError(404, f"user: {user!r} is not a member of {workspace!r}", field="user")
+    hub = request.app.state.hub
+    await hub.remove_member(workspace, user)
+    return workspace_out(await hub.workspace(workspace), identity)
+
+
+@router.delete("/workspaces/{workspace}", status_code=204, summary="Delete a workspace (administrators)")
+async def delete_workspace(request: Request, identity: CurrentIdentity, workspace: str):
+    ws = await request.app.state.hub.workspace(workspace)
+    if ws is None or not authz.can_see(identity, workspace):
+        raise not_found(f"workspace {workspace!r}")
+    _require_admin(identity)
+    await request.app.state.hub.delete_group(workspace)
+    return Response(status_code=204)

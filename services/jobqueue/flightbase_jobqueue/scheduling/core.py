@@ -1,0 +1,387 @@
+"""One scheduling pass: the working state, quotas, reclaim, head-of-line rules.
+
+Map of this package:
+
+- ``types.py``: the snapshot in, the decisions out (frozen dataclasses).
+- ``queueview.py``: queue order (submission order, priorities within a
+  workspace), maintained incrementally by stores.
+- ``placement.py``: gang placement (best fit, whole nodes, topology) and
+  :func:`check_admissible` for submission.
+- ``core.py`` (here): :class:`PassState` (free GPUs, per-workspace use,
+  quota verdicts, victim search for reclaim and preemption, EASY
+  reservations) and :func:`admission_loop`, shared by the policies.
+- ``policies/``: one file per policy (fifo, backfill, fairshare, las, sjf),
+  registered in ``policies/__init__.py``; :func:`make_policy` builds one by
+  name and fails loudly on an unknown name.
+- ``insight.py``: queue positions, estimated start times and reasons.
+- ``estimates.py``: history-based runtime estimates; ``usage.py``: decayed
+  GPU-seconds for fair share.
+
+Head-of-line rules (one pass walks the queue in its policy's order):
+
+1. A job that can never fit is rejected at submission
+   (:func:`~.placement.check_admissible`); it never blocks the queue.
+2. A job held back by its workspace's quota (no borrowing allowed, or a
+   non-preemptible job that would go above the quota) blocks only the later
+   jobs of its own workspace.
+3. A GPU shortage blocks every job behind it in the same policy order
+   (``fifo``, ``sjf``), except that:
+   - a job within its workspace's guaranteed quota may still start, and may
+     reclaim GPUs lent to workspaces running above their quota (by
+     preempting borrowed, preemptible jobs, newest first);
+   - under ``backfill`` and ``fairshare`` the first blocked job gets a
+     reservation (the earliest time its GPUs free up, from declared or
+     estimated runtimes) and later jobs start only if they do not delay it
+     (EASY backfilling);
+   - under ``las`` a blocked job does not block smaller ones behind it
+     (starvation is prevented by promotion instead) and it may preempt jobs
+     of a lower service level.
+4. Jobs already being stopped (preemption requested) count as GPUs about to
+   free; the first job that needs them claims them, so a pass never preempts
+   twice for the same need.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from typing import Callable, Iterator, Protocol, Sequence
+
+from .placement import DEFAULT_TOPOLOGY_KEYS, FreeMap, copy_freemap, take_available
+from .types import ActiveJob, Admit, Decisions, Job, Placement, Preempt, Snapshot
+
+# Quota verdicts
+NO_QUOTA = "no-quota"  # the workspace has no guarantee: runs on any idle GPU
+WITHIN = "within"      # fits in the guaranteed quota: may reclaim lent GPUs
+BORROW = "borrow"      # above the quota on idle capacity: may be reclaimed
+BLOCKED = "blocked"    # held back by the quota
+
+
+def describe_need(job: Job, max_size: int) -> str:
+    g = job.gpus
+    if job.gpus_per_node is not None and job.gpus_per_node < g:
+        return f"needs {g // job.gpus_per_node} nodes x {job.gpus_per_node} GPUs"
+    if g <= max_size or job.gpus_per_node is not None:
+        return f"needs {g} GPU{'s' if g != 1 else ''} on one node"
+    return f"needs {g} GPUs on whole nodes"
+
+
+class PassState:
+    """Working state of one pass.  Mutated only inside the pass."""
+
+    def __init__(self, snap: Snapshot, topology_keys: Sequence[str] = DEFAULT_TOPOLOGY_KEYS):
+        self.snap = snap
+        self.now = snap.now
+        self.free = FreeMap(snap.nodes, topology_keys)
+        if snap.in_use is not None:
+            self.in_use: dict[str, int] = dict(snap.in_use)
+        else:
+            self.in_use = {}
+            for a in snap.active:
+                ws = a.job.workspace
+                self.in_use[ws] = self.in_use.get(ws, 0) + a.job.gpus
+        self.any_quota = any(l.quota is not None for l in snap.limits.values())
+        self.admits: list[Admit] = []
+        self.started: list[tuple[Job, Placement]] = []
+        self.preempts: list[Preempt] = []
+        self.waiting: dict[str, str] = {}
+        self._by_node: dict[str, list[ActiveJob]] | None = None
+        self.pending: dict[str, int] = {}
+        self.eff_use: dict[str, int] = {}
+        self.victimized: set[str] = set()
+
+    # -- quotas ----------------------------------------------------------------
+    def guarantee(self, ws: str) -> int:
+        q = self.snap.limits_for(ws).quota
+        return 0 if q is None else q
+
+    def quota_verdict(self, job: Job) -> tuple[str, str]:
+        lim = self.snap.limits_for(job.workspace)
+        if lim.quota is None:
+            return NO_QUOTA, ""
+        used = self.in_use.get(job.workspace, 0)
+        if used + job.gpus <= lim.quota:
+            return WITHIN, ""
+        head = f"workspace quota {used}/{lim.quota} in use"
+        if not lim.allow_borrowing:
+            return BLOCKED, f"{head} (borrowing is off)"
+        if not job.preemptible:
+            return BLOCKED, f"{head} (a non-preemptible job does not borrow)"
+        return BORROW, ""
+
+    # -- admitting -------------------------------------------------------------
+    def admit(self, job: Job, placement: Placement, borrowed: bool = False) -> None:
+        self.free.take(placement)
+        self.admits.append(Admit(job.id, placement, borrowed))
+        self.started.append((job, placement))
+        ws = job.workspace
+        self.in_use[ws] = self.in_use.get(ws, 0) + job.gpus
+        if self._by_node is not None:
+            self.eff_use[ws] = self.eff_use.get(ws, 0) + job.gpus
+
+    def shortage(self, job: Job) -> str:
+        return f"{describe_need(job, self.free.max_size)}; {self.free.total_free} GPUs free"
+
+    # -- victims (reclaim and preemption) ----------------------------------------
+    def _index(self) -> None:
+        if self._by_node is not None:
+            return
+        by_node: dict[str, list[ActiveJob]] = {}
+        for a in self.snap.active:
+            if a.stopping:
+                for n, g in a.placement.items():
+                    self.pending[n] = self.pending.get(n, 0) + len(g)
+                continue
+            ws = a.job.workspace
+            self.eff_use[ws] = self.eff_use.get(ws, 0) + a.job.gpus
+            for n in a.placement:
+                by_node.setdefault(n, []).append(a)
+        self._by_node = by_node
+
+    def pending_total(self) -> int:
+        self._index()
+        return sum(self.pending.values())
+
+    def over_guarantee(self, ws: str) -> bool:
+        """True when the workspace runs above its guarantee (borrowed GPUs)."""
+        return self.eff_use.get(ws, 0) > self.guarantee(ws)
+
+    def find_victims(self, job: Job, eligible: Callable[[ActiveJob], bool],
+                     order: Callable[[ActiveJob], tuple]) -> tuple[dict[str, int], list[ActiveJob]] | None:
+        """Nodes (name -> GPUs the job would use there) and the jobs to stop so
+        that ``job`` fits once they are gone; None when impossible.  Prefers
+        GPUs already being freed, then the fewest GPUs preempted."""
+        self._index()
+        fm = self.free
+        need = job.gpus
+        by_node = self._by_node or {}
+        per = job.gpus_per_node
+        multi = (per is not None and per < need) or (per is None and need > fm.max_size)
+        best: tuple | None = None
+        node_plans: list[tuple[int, int, str, int, list[ActiveJob]]] = []
+        for i, name in enumerate(fm.names):
+            cap = fm.total[i]
+            want = (per if per is not None else cap) if multi else need
+            if cap < want:
+                continue
+            have = len(fm.free[i]) + self.pending.get(name, 0)
+            victims: list[ActiveJob] = []
+            cost = 0
+            if have < want:
+                cands = [a for a in by_node.get(name, ()) if a.job.id not in self.victimized and eligible(a)]
+                cands.sort(key=order)
+                for a in cands:
+                    if have >= want:
+                        break
+                    g = len(a.placement[name])
+                    victims.append(a)
+                    have += g
+                    cost += a.job.gpus
+                if have < want:
+                    continue
+            if not multi:
+                if best is None or cost < best[0]:
+                    best = (cost, i, name, want, victims)
+                    if cost == 0:
+                        break
+            else:
+                node_plans.append((cost, i, name, want, victims))
+        if not multi:
+            if best is None:
+                return None
+            _, _, name, want, victims = best
+            return {name: want}, victims
+        node_plans.sort(key=lambda t: (t[0], t[1]))
+        nodes: dict[str, int] = {}
+        victims_all: list[ActiveJob] = []
+        seen: set[str] = set()
+        got = 0
+        target = need // per if per is not None else need
+        for cost, i, name, want, victims in node_plans:
+            if got >= target:
+                break
+            use = want if per is not None else min(want, need - got)
+            nodes[name] = use
+            for a in victims:
+                if a.job.id not in seen:
+                    seen.add(a.job.id)
+                    victims_all.append(a)
+            got += 1 if per is not None else use
+        if got < target:
+            return None
+        return nodes, victims_all
+
+    def claim(self, job: Job, nodes: dict[str, int], victims: list[ActiveJob], reason: str) -> None:
+        """Preempt ``victims`` for ``job`` and hold the GPUs it will get: the
+        free ones leave the working map, the ones being freed are claimed."""
+        fm = self.free
+        freed: dict[str, int] = {}
+        for a in victims:
+            self.victimized.add(a.job.id)
+            ws = a.job.workspace
+            self.eff_use[ws] = self.eff_use.get(ws, 0) - a.job.gpus
+            self.preempts.append(Preempt(a.job.id, reason, for_job=job.id))
+            for n, g in a.placement.items():
+                freed[n] = freed.get(n, 0) + len(g)
+        for n, g in freed.items():
+            self.pending[n] = self.pending.get(n, 0) + g
+        for name, want in nodes.items():
+            i = fm.index[name]
+            take = min(len(fm.free[i]), want)
+            if take:
+                fm.take({name: tuple(fm.free[i][:take])})
+            rest = want - take
+            self.pending[name] = self.pending.get(name, 0) - rest
+
+    # -- EASY reservation ----------------------------------------------------------
+    def estimated_end(self, a: ActiveJob) -> float:
+        now = self.now
+        if a.stopping:
+            return now
+        job = a.job
+        total = self.snap.estimates.estimate(job)
+        elapsed = now - a.started_at
+        remaining = total - job.attained / job.gpus - elapsed
+        if remaining <= 0:
+            # Overran its estimate: expect it to run about as long again.
+            remaining = max(60.0, elapsed)
+        return now + remaining
+
+    def ends(self) -> list[tuple[float, int, Job, Placement]]:
+        """(estimated end, tie, job, placement) of every job holding GPUs."""
+        out = [(self.estimated_end(a), k, a.job, a.placement) for k, a in enumerate(self.snap.active)]
+        base = len(out)
+        est = self.snap.estimates
+        for k, (job, p) in enumerate(self.started):
+            out.append((self.now + est.estimate(job), base + k, job, p))
+        return out
+
+    def reservation(self, head: Job) -> tuple[float, Placement, str] | None:
+        """When and where ``head`` could start if nothing else started:
+        (shadow time, its placement then, the job whose end makes room)."""
+        ends = self.ends()
+        heapq.heapify(ends)
+        fm = copy_freemap(self.free)
+        while ends:
+            end, _, job, p = heapq.heappop(ends)
+            fm.give(p)
+            if fm.total_free < head.gpus:
+                continue
+            where = fm.find(head)
+            if where is not None:
+                return end, where, job.label
+        return None
+
+
+class Order(Protocol):
+    """A policy's queue order for :func:`admission_loop`."""
+
+    def __iter__(self) -> Iterator[Job]: ...
+    def __next__(self) -> Job: ...
+    def block(self, workspace: str) -> None: ...
+
+
+def reclaim_order(a: ActiveJob) -> tuple:
+    # Newest first (least work lost), then lowest priority.
+    return (a.job.priority, -a.started_at, a.job.id)
+
+
+def admission_loop(state: PassState, order: Order, hol: str, *, backfill_depth: int = 1000,
+                   on_admit: Callable[[Job], None] | None = None) -> None:
+    """Walk ``order`` admitting jobs, following the head-of-line rules in the
+    module docstring.  ``hol``: "block" (fifo, sjf), "reserve" (EASY)."""
+    snap = state.snap
+    now = state.now
+    fm = state.free
+    blocked = False          # a GPU shortage stopped the normal walk
+    shadow: float | None = None
+    excl: FreeMap | None = None
+    head_label = ""
+    head_id = ""
+    examined = 0
+    for job in order:
+        verdict, qreason = state.quota_verdict(job)
+        if verdict == BLOCKED:
+            state.waiting[job.id] = qreason
+            order.block(job.workspace)
+            continue
+        if blocked and verdict != WITHIN:
+            if not state.any_quota:
+                break
+            state.waiting[job.id] = f"behind {head_id} ({state.shortage(job)})"
+            order.block(job.workspace)
+            continue
+        if excl is not None and verdict != WITHIN:
+            # Backfill candidate: must not delay the reserved head job.
+            examined += 1
+            if examined > backfill_depth or fm.total_free == 0:
+                blocked = True
+                if not state.any_quota:
+                    break
+                order.block(job.workspace)
+                continue
+            est_end = now + snap.estimates.estimate(job) - job.attained / job.gpus
+            p = fm.find(job) if est_end <= shadow else excl.find(job)
+            if p is not None:
+                state.admit(job, p, verdict == BORROW)
+                take_available(excl, p)
+                if on_admit:
+                    on_admit(job)
+            else:
+                state.waiting[job.id] = (f"{state.shortage(job)}; may not delay {head_id}, "
+                                         f"reserved for {clock(shadow)} when {head_label} ends")
+            continue
+        p = fm.find(job)
+        if p is not None:
+            state.admit(job, p, verdict == BORROW)
+            if excl is not None:
+                take_available(excl, p)
+            if on_admit:
+                on_admit(job)
+            continue
+        if verdict == WITHIN:
+            found = state.find_victims(
+                job, lambda a: a.job.preemptible and a.job.workspace != job.workspace
+                and state.over_guarantee(a.job.workspace), reclaim_order)
+            if found is not None:
+                nodes, victims = found
+                state.claim(job, nodes, victims,
+                            f"reclaimed for {job.id}: workspace {job.workspace} is under its quota")
+                state.waiting[job.id] = (f"{describe_need(job, fm.max_size)}; within quota, waiting "
+                                         f"for {len(victims) or 'stopping'} borrowed job(s) to stop")
+                continue
+        if excl is not None or blocked:
+            state.waiting[job.id] = state.shortage(job)
+            continue
+        head_id = job.id
+        if hol == "reserve" and fm.total_free > 0:
+            r = state.reservation(job)
+            if r is not None:
+                shadow, where, head_label = r
+                excl = copy_freemap(fm)
+                take_available(excl, where)
+                state.waiting[job.id] = (f"{state.shortage(job)}; reserved, estimated start "
+                                         f"{clock(shadow)} when {head_label} ends")
+                continue
+        state.waiting[job.id] = state.shortage(job)
+        blocked = True
+        if not state.any_quota:
+            break
+
+
+def clock(t: float | None) -> str:
+    """A time for people: UTC wall-clock for Unix times, "day N HH:MM" for
+    the simulator's small virtual times.  (gmtime is pure: no clock read.)"""
+    if t is None:
+        return "unknown"
+    if t >= 1e8:
+        return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t))
+    t = int(t)
+    days, rem = divmod(t, 86400)
+    hh, rem = divmod(rem, 3600)
+    mm = rem // 60
+    return f"{hh:02d}:{mm:02d}" if days == 0 else f"day {days} {hh:02d}:{mm:02d}"
+
+
+def decisions(state: PassState, wake_at: float | None = None) -> Decisions:
+    return Decisions(tuple(state.admits), tuple(state.preempts), state.waiting, wake_at)

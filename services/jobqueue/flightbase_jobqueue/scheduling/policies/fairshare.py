@@ -1,0 +1,77 @@
+"""``fairshare``: weighted fair share across workspaces, with guaranteed quotas.
+
+Order: the next job comes from the workspace that deserves it most: first
+the workspaces below their guaranteed quota, then the one with the least
+``(decayed GPU-seconds + GPUs held now x horizon) / weight``.  Within a
+workspace, queue order (priorities first).  Usage decays with a half-life
+(:mod:`..usage`), so a team that ran a lot last week is not punished
+forever.  A workspace may run above its quota on idle GPUs (borrowing, when
+allowed); when a workspace under its quota needs GPUs, borrowed preemptible
+jobs are preempted to give them back (reclaim).  The first job blocked by a
+GPU shortage gets an EASY reservation; later jobs backfill around it.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from typing import Iterator
+
+from ..core import PassState, admission_loop, decisions
+from ..types import Decisions, Job, Snapshot
+from .base import Policy
+
+
+class FairShareOrder:
+    def __init__(self, state: PassState, horizon: float):
+        self.state = state
+        self.horizon = horizon
+        view = state.snap.queue
+        self._jobs = {ws: view.in_workspace(ws) for ws in view.workspaces()}
+        self._pos = dict.fromkeys(self._jobs, 0)
+        self._blocked: set[str] = set()
+        self._heap = [(self._key(ws), ws) for ws in self._jobs]
+        heapq.heapify(self._heap)
+        self._pending: str | None = None
+
+    def _key(self, ws: str) -> tuple:
+        st = self.state
+        lim = st.snap.limits_for(ws)
+        held = st.in_use.get(ws, 0)
+        under = 0 if lim.quota is not None and held < lim.quota else 1
+        share = (st.snap.usage.get(ws, 0.0) + held * self.horizon) / max(lim.weight, 1e-9)
+        return (under, share, ws)
+
+    def block(self, workspace: str) -> None:
+        self._blocked.add(workspace)
+
+    def __iter__(self) -> Iterator[Job]:
+        return self
+
+    def __next__(self) -> Job:
+        ws = self._pending
+        if ws is not None:
+            self._pending = None
+            if ws not in self._blocked:
+                self._pos[ws] += 1
+                if self._pos[ws] < len(self._jobs[ws]):
+                    heapq.heappush(self._heap, (self._key(ws), ws))
+        while self._heap:
+            _, ws = heapq.heappop(self._heap)
+            if ws in self._blocked:
+                continue
+            self._pending = ws
+            return self._jobs[ws][self._pos[ws]]
+        raise StopIteration
+
+
+@dataclass(frozen=True)
+class FairSharePolicy(Policy):
+    horizon: float = 3600.0
+    depth: int = 1000
+    name = "fairshare"
+
+    def schedule(self, snap: Snapshot) -> Decisions:
+        state = PassState(snap, self.topology_keys)
+        admission_loop(state, FairShareOrder(state, self.horizon), "reserve", backfill_depth=self.depth)
+        return decisions(state)

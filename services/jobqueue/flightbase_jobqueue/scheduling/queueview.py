@@ -1,0 +1,154 @@
+"""The queue as the core reads it: submission order, priorities within a workspace.
+
+Queue order rule: across workspaces jobs are ordered by submission time;
+inside a workspace a job with a higher ``priority`` takes the place of an
+earlier, lower-priority job of the same workspace.  Concretely each
+workspace owns the "slots" given by its jobs' submission times, and its jobs,
+sorted by ``(-priority, submitted_at, id)``, fill those slots in order.  A
+workspace's priorities therefore never move another workspace's jobs.
+
+The view is maintained incrementally by a store (``add``/``remove`` cost a
+bisection and a list move per workspace) or built once from rows with
+:meth:`QueueView.build`.  The core never mutates it; the store must not
+mutate it during a pass.  Iteration is a lazy k-way merge over workspaces, so
+a pass that stops early (head-of-line blocking) costs what it examined, not
+the length of the queue.
+"""
+
+from __future__ import annotations
+
+import heapq
+from bisect import bisect_left, insort
+from typing import Callable, Iterable, Iterator, Sequence
+
+from .types import Job
+
+
+def _job_key(job: Job) -> tuple:
+    return (-job.priority, job.submitted_at, job.id)
+
+
+def _slot_key(job: Job) -> tuple:
+    return (job.submitted_at, job.id)
+
+
+class QueueView:
+    __slots__ = ("_jobs", "_keys", "_slots", "_by_id")
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, list[Job]] = {}
+        self._keys: dict[str, list[tuple]] = {}
+        self._slots: dict[str, list[tuple]] = {}
+        self._by_id: dict[str, Job] = {}
+
+    @classmethod
+    def build(cls, jobs: Iterable[Job]) -> "QueueView":
+        view = cls()
+        for job in jobs:
+            view.add(job)
+        return view
+
+    # -- maintenance (stores only) -------------------------------------------
+    def add(self, job: Job) -> None:
+        if job.id in self._by_id:
+            raise ValueError(f"job {job.id} is already queued")
+        ws = job.workspace
+        keys = self._keys.setdefault(ws, [])
+        jobs = self._jobs.setdefault(ws, [])
+        k = _job_key(job)
+        i = bisect_left(keys, k)
+        keys.insert(i, k)
+        jobs.insert(i, job)
+        insort(self._slots.setdefault(ws, []), _slot_key(job))
+        self._by_id[job.id] = job
+
+    def remove(self, job_id: str) -> Job:
+        job = self._by_id.pop(job_id)
+        ws = job.workspace
+        keys, jobs, slots = self._keys[ws], self._jobs[ws], self._slots[ws]
+        i = bisect_left(keys, _job_key(job))
+        del keys[i], jobs[i]
+        del slots[bisect_left(slots, _slot_key(job))]
+        if not jobs:
+            del self._keys[ws], self._jobs[ws], self._slots[ws]
+        return job
+
+    # -- reading ---------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._by_id
+
+    def get(self, job_id: str) -> Job | None:
+        return self._by_id.get(job_id)
+
+    def workspaces(self) -> list[str]:
+        return sorted(self._jobs)
+
+    def in_workspace(self, workspace: str) -> Sequence[Job]:
+        """The workspace's queued jobs in queue order (read-only: no copy)."""
+        return self._jobs.get(workspace, ())
+
+    def jobs(self) -> Iterable[Job]:
+        """All queued jobs, in no particular order (cheap)."""
+        return self._by_id.values()
+
+    def __iter__(self) -> Iterator[Job]:
+        return iter(self.cursor())
+
+    def cursor(self) -> "QueueCursor":
+        return QueueCursor(self)
+
+    def workspace_slot(self, workspace: str, index: int) -> tuple:
+        return self._slots[workspace][index]
+
+
+class QueueCursor:
+    """Walks the queue in order; ``block(ws)`` drops the rest of a workspace.
+
+    Used for quota blocking: a job stopped by its workspace's quota holds back
+    that workspace's later jobs (to keep its own order) but nobody else's.
+    """
+
+    __slots__ = ("_view", "_heap", "_pos", "_blocked", "_pending")
+
+    def __init__(self, view: QueueView) -> None:
+        self._view = view
+        self._heap = [(slots[0], ws) for ws, slots in view._slots.items()]
+        heapq.heapify(self._heap)
+        self._pos: dict[str, int] = {}
+        self._blocked: set[str] = set()
+        self._pending: str | None = None
+
+    def block(self, workspace: str) -> None:
+        self._blocked.add(workspace)
+
+    def __iter__(self) -> "QueueCursor":
+        return self
+
+    def __next__(self) -> Job:
+        view = self._view
+        ws = self._pending
+        if ws is not None:
+            self._pending = None
+            if ws not in self._blocked:
+                i = self._pos[ws] + 1
+                slots = view._slots[ws]
+                if i < len(slots):
+                    self._pos[ws] = i
+                    heapq.heappush(self._heap, (slots[i], ws))
+        heap = self._heap
+        while heap:
+            _, ws = heapq.heappop(heap)
+            if ws in self._blocked:
+                continue
+            i = self._pos.setdefault(ws, 0)
+            self._pending = ws
+            return view._jobs[ws][i]
+        raise StopIteration
+
+
+def merged(view: QueueView, keep: Callable[[Job], bool] | None = None) -> list[Job]:
+    """The whole queue in order, as a list (insight and tests)."""
+    return [j for j in view if keep is None or keep(j)]

@@ -1,0 +1,26 @@
+"""The images Flightbase ships (built from ``images/``), visible in every workspace."""
+
+from __future__ import annotations
+
+from flightbase_registry.schemas import ImageOut
+
+BUILTIN_IMAGES: tuple[ImageOut, ...] = (
+    ImageOut(
+        id="builtin-training-base", workspace=None, name="training-base",
+        reference="flightbase/training-base:0.1.0",
+        description="CUDA, cuDNN, NCCL, OpenMPI, UCX, rdma-core, Python, PyTorch, Horovod",
+        frameworks=["pytorch", "horovod"], builtin=True, created_by="flightbase", created_at=None, runs_as="",
+    ),
+    ImageOut(
+        id="builtin-notebook", workspace=None, name="notebook",
+        reference="flightbase/notebook:0.1.0",
+        description="The training base plus JupyterLab and the Flightbase extension and client",
+        frameworks=["pytorch", "horovod", "jupyterlab"], builtin=True, created_by="flightbase", created_at=None, runs_as="",
+    ),
+)
+
+
+def runs_as(deployment: str) -> str:
+    if deployment == "embedded":
+        return "host Python environment (the embedded deployment has no container runtime)"
+    return "container image of the pod"
