@@ -1,0 +1,210 @@
+"""The coordinator: applies the scheduling core's decisions, one step at a time.
+
+One :meth:`Coordinator.step` (woken by an event or a timer):
+
+1. drains the backend's events and persists each transition
+   (Started: STARTING -> RUNNING; Exited: -> SUCCEEDED / FAILED / CANCELLED;
+   Stopped after a preemption: -> PREEMPTED -> QUEUED, keeping the service
+   attained and counting the restart);
+2. builds a :class:`~.scheduling.types.Snapshot` from the store, the node
+   inventory and its own ledgers, and calls the pure policy;
+3. applies the decisions, persisting first: a preemption is recorded (with
+   its reason) before the backend is asked to stop the job with a grace
+   period; an admission moves the job to STARTING (with its placement)
+   before the backend starts it.
+
+The controller (API: validate with ``check_admissible``, enqueue) is
+separate and only writes QUEUED jobs to the store.  Steps are synchronous so
+the simulator can run them back to back; :meth:`run` is the thin async loop
+for the service.  The coordinator keeps two derived ledgers (GPUs held per
+node and per workspace) so a step costs what changed, not the size of the
+cluster; :meth:`recover` rebuilds them from the store after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field, replace
+from typing import Callable, Sequence
+
+from .ports import Backend, Exited, NodeInventory, Started, Stopped, Store
+from .scheduling.estimates import HistoryEstimates
+from .scheduling.policies import Policy
+from .scheduling.types import ActiveJob, Decisions, Node, Snapshot
+from .scheduling.usage import UsageLedger
+from .states import JobState
+
+
+@dataclass
+class StepResult:
+    admitted: list[str] = field(default_factory=list)
+    preempted: list[str] = field(default_factory=list)
+    finished: list[tuple[str, JobState]] = field(default_factory=list)
+    requeued: list[str] = field(default_factory=list)
+    decisions: Decisions | None = None
+
+    @property
+    def wake_at(self) -> float | None:
+        return self.decisions.wake_at if self.decisions else None
+
+
+class Coordinator:
+    def __init__(self, store: Store, backend: Backend, policy: Policy, nodes: NodeInventory, *,
+                 grace_seconds: float = 30.0, estimates: HistoryEstimates | None = None,
+                 usage: UsageLedger | None = None):
+        self.store = store
+        self.backend = backend
+        self.policy = policy
+        self.inventory = nodes
+        self.grace_seconds = grace_seconds
+        self.estimates = estimates if estimates is not None else HistoryEstimates()
+        self.usage = usage if usage is not None else UsageLedger()
+        self._cancelling: set[str] = set()
+        self._held: dict[str, set[int]] = {}
+        self._in_use: dict[str, int] = {}
+        self._active: dict[str, ActiveJob] = {}
+        self._node_cache: dict[str, Node] = {}
+        self._dirty: set[str] = set()
+        self._inventory: Sequence[Node] = ()
+        self.recover()
+
+    # -- ledgers -------------------------------------------------------------
+    def recover(self) -> None:
+        """Rebuild the ledgers from the store (start-up, after a crash)."""
+        self._held.clear()
+        self._in_use.clear()
+        self._active.clear()
+        for a in self.store.active_jobs():
+            self._hold(a)
+        self.refresh_nodes()
+
+    def refresh_nodes(self) -> None:
+        """Re-read the node inventory (call when nodes join, leave or are cordoned)."""
+        self._inventory = tuple(self.inventory.nodes())
+        self._node_cache.clear()
+        self._dirty = {n.name for n in self._inventory}
+
+    def _hold(self, a: ActiveJob) -> None:
+        self._active[a.job.id] = a
+        ws = a.job.workspace
+        self._in_use[ws] = self._in_use.get(ws, 0) + a.job.gpus
+        for n, g in a.placement.items():
+            self._held.setdefault(n, set()).update(g)
+            self._dirty.add(n)
+
+    def _release(self, job_id: str) -> ActiveJob | None:
+        a = self._active.pop(job_id, None)
+        if a is None:
+            return None
+        ws = a.job.workspace
+        self._in_use[ws] -= a.job.gpus
+        for n, g in a.placement.items():
+            self._held[n].difference_update(g)
+            self._dirty.add(n)
+        return a
+
+    def _nodes(self) -> list[Node]:
+        if self._dirty:
+            for node in self._inventory:
+                if node.name in self._dirty:
+                    held = self._held.get(node.name)
+                    free = node.free if not held else tuple(g for g in node.free if g not in held)
+                    self._node_cache[node.name] = replace(node, free=free)
+            self._dirty.clear()
+        return [self._node_cache[n.name] for n in self._inventory]
+
+    # -- events ----------------------------------------------------------------
+    def _end_run(self, job_id: str, at: float, new_state: JobState, *, exit_code: int | None = None,
+                 reason: str | None = None, restart: bool = False) -> ActiveJob | None:
+        a = self._active.get(job_id)
+        if a is None:  # already handled (a repeated event)
+            return None
+        job = a.job
+        ran = max(0.0, at - a.started_at)
+        attained = job.attained + job.gpus * ran
+        self.store.transition(job_id, new_state, at=at, attained=attained,
+                              restarts=job.restarts + 1 if restart else None,
+                              exit_code=exit_code, reason=reason)
+        self._release(job_id)
+        self.usage.charge(job.workspace, job.gpus * ran, at)
+        if new_state is JobState.SUCCEEDED:
+            self.estimates.observe(job, attained / job.gpus)
+        return a
+
+    def handle(self, event, result: StepResult) -> None:
+        if isinstance(event, Started):
+            a = self._active.get(event.job_id)
+            if a is not None:
+                self.store.transition(event.job_id, JobState.RUNNING, at=event.at)
+        elif isinstance(event, Exited):
+            if event.job_id in self._cancelling:
+                state = JobState.CANCELLED
+            else:
+                state = JobState.SUCCEEDED if event.exit_code == 0 else JobState.FAILED
+            if self._end_run(event.job_id, event.at, state, exit_code=event.exit_code):
+                result.finished.append((event.job_id, state))
+            self._cancelling.discard(event.job_id)
+        elif isinstance(event, Stopped):
+            if event.job_id in self._cancelling:
+                self._cancelling.discard(event.job_id)
+                if self._end_run(event.job_id, event.at, JobState.CANCELLED, reason="cancelled"):
+                    result.finished.append((event.job_id, JobState.CANCELLED))
+                return
+            if self._end_run(event.job_id, event.at, JobState.PREEMPTED, restart=True):
+                self.store.transition(event.job_id, JobState.QUEUED, at=event.at)
+                result.requeued.append(event.job_id)
+
+    def cancel(self, job_id: str, at: float, grace_seconds: float | None = None) -> None:
+        """Cancel a running job: ask the backend to stop it; the job becomes
+        CANCELLED when the backend reports it gone.  (A queued job is
+        cancelled by the controller with a plain store transition.)"""
+        if job_id in self._active:
+            self._cancelling.add(job_id)
+            self.backend.stop(job_id, self.grace_seconds if grace_seconds is None else grace_seconds,
+                              "cancelled")
+
+    # -- one step --------------------------------------------------------------
+    def snapshot(self, now: float) -> Snapshot:
+        return Snapshot(now=now, queue=self.store.queued_jobs(), active=self.store.active_jobs(),
+                        nodes=self._nodes(), limits=self.store.workspace_limits(),
+                        usage=self.usage.view(now), estimates=self.estimates, in_use=self._in_use)
+
+    def step(self, now: float) -> StepResult:
+        result = StepResult()
+        for event in self.backend.poll_events():
+            self.handle(event, result)
+        queue = self.store.queued_jobs()
+        if not len(queue):
+            return result
+        dec = self.policy.schedule(self.snapshot(now))
+        result.decisions = dec
+        for p in dec.preempts:
+            a = self._active.get(p.job_id)
+            if a is None or a.stopping:
+                continue
+            self.store.record_preemption(p.job_id, p.reason, now)
+            self._active[p.job_id] = replace(a, stopping=True)
+            self.backend.stop(p.job_id, self.grace_seconds, p.reason)
+            result.preempted.append(p.job_id)
+        for adm in dec.admits:
+            job = queue.get(adm.job_id)
+            self.store.transition(adm.job_id, JobState.STARTING, at=now, placement=adm.placement)
+            self._hold(ActiveJob(job, adm.placement, now))
+            self.backend.start(job, adm.placement)
+            result.admitted.append(adm.job_id)
+        return result
+
+    async def run(self, now: Callable[[], float], wakeup: asyncio.Event, interval: float = 5.0) -> None:
+        """The service loop: a step on every wake-up (a submission, a backend
+        event) and at least every ``interval`` seconds, or sooner when the
+        policy asks (``wake_at``).  ``now`` is the service's clock."""
+        while True:
+            result = self.step(now())
+            timeout = interval
+            if result.wake_at is not None:
+                timeout = min(interval, max(0.0, result.wake_at - now()))
+            try:
+                await asyncio.wait_for(wakeup.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+            wakeup.clear()

@@ -1,0 +1,133 @@
+"""The coordinator's ports: the store, the execution backend, the node inventory.
+
+Small ``typing.Protocol``s so that the SQLAlchemy store and the
+local-process / Kubernetes backends plug into the same
+:class:`~flightbase_jobqueue.coordinator.Coordinator` as the simulator's
+in-memory store and simulated backend (``sim/memstore.py``,
+``sim/backend.py``).
+
+Contract in one line: the coordinator persists every state change through
+the :class:`Store` *before* it tells the :class:`Backend`; the backend reports
+what happened through :meth:`Backend.poll_events`, and the coordinator
+persists that too.  After a crash, :meth:`Coordinator.recover` rebuilds
+everything from the store, so both sides must be idempotent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Protocol, Sequence, Union
+
+from .scheduling.queueview import QueueView
+from .scheduling.types import ActiveJob, Job, Node, Placement, WorkspaceLimits
+from .states import JobState
+
+
+class Store(Protocol):
+    """Where job state lives.  Every method is one transaction."""
+
+    def queued_jobs(self) -> QueueView:
+        """The jobs in state QUEUED, as a :class:`QueueView` (an SQL store can
+        ``QueueView.build(rows)``; an in-memory one keeps it up to date).
+        The coordinator reads it during a pass and never mutates it."""
+        ...
+
+    def active_jobs(self) -> Sequence[ActiveJob]:
+        """The jobs in STARTING or RUNNING, each with its placement, the start
+        of its current run and whether a stop (preemption) was requested."""
+        ...
+
+    def transition(self, job_id: str, new_state: JobState, *, at: float,
+                   placement: Placement | None = None, attained: float | None = None,
+                   restarts: int | None = None, exit_code: int | None = None,
+                   reason: str | None = None) -> Job:
+        """Persist ``job_id``'s move to ``new_state`` at time ``at`` and return
+        the job as now stored.
+
+        Must call :func:`~flightbase_jobqueue.states.check_transition` and
+        raise its ``InvalidTransition`` (persisting nothing) when the move is
+        not declared.  Idempotent: moving a job to the state it is already in
+        is a no-op returning the job.  Field rules:
+
+        - QUEUED -> STARTING: ``placement`` is required; the job leaves the
+          queue and becomes active with ``started_at = at``.
+        - leaving STARTING/RUNNING: the job stops being active; ``attained``
+          (total GPU-seconds of service, all runs) and ``restarts`` are
+          stored when given; ``exit_code`` and ``reason`` too.
+        - PREEMPTED -> QUEUED: the job re-enters the queue at its original
+          submission position with ``enqueued_at = at``.
+        """
+        ...
+
+    def record_preemption(self, job_id: str, reason: str, at: float) -> None:
+        """Persist a preemption record (job, reason, time) and mark the active
+        job as stopping (``ActiveJob.stopping``) in the same transaction.
+        Idempotent: a second call for a job already stopping records nothing."""
+        ...
+
+    def workspace_limits(self) -> Mapping[str, WorkspaceLimits]:
+        """Quota, per-job maximum, weight and borrowing per workspace (from
+        the hub's group properties); workspaces missing here get defaults."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """The job's processes are up (STARTING -> RUNNING)."""
+
+    job_id: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Exited:
+    """The job ended by itself (0: success, anything else: failure)."""
+
+    job_id: str
+    at: float
+    exit_code: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stopped:
+    """The job stopped because :meth:`Backend.stop` asked it to (after its
+    grace period; a checkpoint was written if the job handles the signal)."""
+
+    job_id: str
+    at: float
+
+
+BackendEvent = Union[Started, Exited, Stopped]
+
+
+class Backend(Protocol):
+    """Runs jobs on GPUs."""
+
+    def start(self, job: Job, placement: Placement) -> None:
+        """Launch ``job`` on exactly the GPUs of ``placement`` (the local
+        backend sets ``CUDA_VISIBLE_DEVICES`` from the indices).  Called after
+        the store has the job in STARTING.  Must not block on the job; must
+        be idempotent (a second call for a job it already runs is a no-op).
+        A job with ``restarts > 0`` resumes from its checkpoint."""
+        ...
+
+    def stop(self, job_id: str, grace_seconds: float, reason: str) -> None:
+        """Send the job a termination signal now, kill it after
+        ``grace_seconds`` (its time to checkpoint), then report
+        :class:`Stopped` (or :class:`Exited`, if it finished first).
+        Idempotent; a no-op for a job it does not know."""
+        ...
+
+    def poll_events(self) -> list[BackendEvent]:
+        """Events since the last call, in the order they happened.  Each event
+        is delivered once; after a restart the backend reports jobs that ended
+        while nobody listened (the coordinator ignores repeats)."""
+        ...
+
+
+class NodeInventory(Protocol):
+    def nodes(self) -> Sequence[Node]:
+        """Every GPU node with *all* its GPU indices in ``Node.free`` (the
+        coordinator subtracts what active jobs hold), its labels and whether
+        it is schedulable."""
+        ...

@@ -1,0 +1,65 @@
+"""``flightbase bench replay``: replay a GPU job trace through the scheduler.
+
+``add_arguments(parser)`` and ``run(args) -> int`` plug into the
+``flightbase`` console script; ``main(argv)`` is the stand-alone entry
+point (``python -m flightbase_jobqueue.sim``).  Bad arguments or a bad file
+exit with status 2 and one line on stderr, never a stack trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..scheduling.policies import UnknownPolicy
+from .replay import QUOTA_MODES, format_report, policy_names, replay
+from .trace import TraceError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trace", required=True, help="trace CSV (job_id,submit_time,num_gpus,duration,group,...)")
+    parser.add_argument("--nodes", type=int, required=True, help="number of GPU nodes")
+    parser.add_argument("--gpus-per-node", type=int, required=True, help="GPUs per node")
+    parser.add_argument("--policy", required=True,
+                        help=f"scheduling policy: {', '.join(policy_names())} (sjf-oracle knows true durations)")
+    parser.add_argument("--quotas", choices=QUOTA_MODES, default="none",
+                        help="per-workspace guaranteed quotas (default: none, one shared pool)")
+    parser.add_argument("--no-borrowing", action="store_true",
+                        help="hard quotas: a workspace never runs above its quota")
+    parser.add_argument("--restart-cost", type=float, default=0.0,
+                        help="seconds a job loses each time it resumes after a preemption")
+    parser.add_argument("--limit-jobs", type=int, default=None, help="replay only the first K jobs")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2 (argparse's own code)
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.limit_jobs is not None and args.limit_jobs < 1:
+        print("error: --limit-jobs must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        result = replay(args.trace, args.nodes, args.gpus_per_node, args.policy, args.quotas,
+                        args.restart_cost, borrowing=not args.no_borrowing, limit_jobs=args.limit_jobs)
+    except (TraceError, UnknownPolicy, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(format_report(result))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _Parser(prog="flightbase bench replay", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+    return run(args)
