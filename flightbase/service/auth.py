@@ -81,7 +81,8 @@ async def current_identity(request: Request) -> Identity:
         if _wants_html(request):
             raise LoginRedirect(login_redirect(request))
         raise ApiError(401, "authentication required: send 'Authorization: token <your hub API token>'")
-    model = await auth.user_for_token(token, sync=False)
+    # cache_max_age 0 means no caching at all (HubAuth's cache would keep entries forever)
+    model = await auth.user_for_token(token, use_cache=auth.cache_max_age > 0, sync=False)
     if model is None:
         raise ApiError(401, "the token is not valid (expired or revoked?)")
     if not auth.check_scopes(auth.access_scopes, model):

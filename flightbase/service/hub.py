@@ -70,6 +70,7 @@ class HubClient:
         )
         self._cache_seconds = cache_seconds
         self._groups: tuple[float, dict[str, Workspace]] | None = None
+        self._one: dict[str, tuple[float, Workspace | None]] = {}
         self._lock = asyncio.Lock()
 
     async def close(self) -> None:
@@ -81,8 +82,10 @@ class HubClient:
 
     def invalidate(self) -> None:
         self._groups = None
+        self._one.clear()
 
     async def workspaces(self) -> dict[str, Workspace]:
+        """Every group of the hub (paginated through), cached for ``cache_seconds``."""
         async with self._lock:
             now = time.monotonic()
             if self._groups and now - self._groups[0] < self._cache_seconds:
@@ -90,21 +93,33 @@ class HubClient:
             found: dict[str, Workspace] = {}
             offset = 0
             while True:
-                resp = await self._request("GET", "/groups", params={"offset": offset, "limit": 200})
+                resp = await self._request(
+                    "GET", "/groups", params={"offset": offset, "limit": 200},
+                    headers={"Accept": "application/jupyterhub-pagination+json"},
+                )
                 resp.raise_for_status()
                 page = resp.json()
-                items = page["items"] if isinstance(page, dict) else page
-                for model in items:
+                for model in page["items"]:
                     found[model["name"]] = Workspace.from_group(model)
-                if isinstance(page, dict) and page.get("_pagination", {}).get("next"):
-                    offset += len(items)
-                    continue
-                break
+                if not page.get("_pagination", {}).get("next"):
+                    break
+                offset += len(page["items"])
             self._groups = (now, found)
             return found
 
     async def workspace(self, name: str) -> Workspace | None:
-        return (await self.workspaces()).get(name)
+        now = time.monotonic()
+        cached = self._one.get(name)
+        if cached and now - cached[0] < self._cache_seconds:
+            return cached[1]
+        resp = await self._request("GET", f"/groups/{name}")
+        if resp.status_code == 404:
+            ws = None
+        else:
+            resp.raise_for_status()
+            ws = Workspace.from_group(resp.json())
+        self._one[name] = (now, ws)
+        return ws
 
     async def user_exists(self, name: str) -> bool:
         resp = await self._request("GET", f"/users/{name}")

@@ -13,6 +13,7 @@ from flightbase.settings import PlatformSettings
 
 def serve(name: str, build) -> None:
     logging.basicConfig(level=logging.INFO, format=f"[%(levelname)1.1s %(asctime)s {name}] %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = PlatformSettings.from_env()
     app = build(settings)
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL") or f"http://127.0.0.1:{getattr(settings, name + '_port')}")

@@ -249,11 +249,25 @@ class PassState:
 
     def ends(self) -> list[tuple[float, int, Job, Placement]]:
         """(estimated end, tie, job, placement) of every job holding GPUs."""
-        out = [(self.estimated_end(a), k, a.job, a.placement) for k, a in enumerate(self.snap.active)]
-        base = len(out)
-        est = self.snap.estimates
-        for k, (job, p) in enumerate(self.started):
-            out.append((self.now + est.estimate(job), base + k, job, p))
+        now = self.now
+        est = self.snap.estimates.estimate
+        out = []
+        k = 0
+        for a in self.snap.active:
+            k += 1
+            job = a.job
+            if a.stopping:
+                out.append((now, k, job, a.placement))
+                continue
+            elapsed = now - a.started_at
+            remaining = est(job) - job.attained / job.gpus - elapsed
+            if remaining <= 0:
+                # Overran its estimate: expect it to run about as long again.
+                remaining = elapsed if elapsed > 60.0 else 60.0
+            out.append((now + remaining, k, job, a.placement))
+        for job, p in self.started:
+            k += 1
+            out.append((now + est(job), k, job, p))
         return out
 
     def reservation(self, head: Job) -> tuple[float, Placement, str] | None:
@@ -381,6 +395,16 @@ def clock(t: float | None) -> str:
     hh, rem = divmod(rem, 3600)
     mm = rem // 60
     return f"{hh:02d}:{mm:02d}" if days == 0 else f"day {days} {hh:02d}:{mm:02d}"
+
+
+def idle_pass(snap: Snapshot) -> bool:
+    """True when a non-preemptive pass cannot change anything: no GPU is
+    free and no quota gives any job a right to reclaim.  Policies return no
+    decisions then, which keeps a busy cluster's passes O(nodes)."""
+    for n in snap.nodes:
+        if n.free and n.schedulable:
+            return False
+    return not any(l.quota is not None for l in snap.limits.values())
 
 
 def decisions(state: PassState, wake_at: float | None = None) -> Decisions:

@@ -18,10 +18,7 @@ from .types import Job
 
 
 def size_class(gpus: int) -> int:
-    c = 1
-    while c < gpus:
-        c *= 2
-    return c
+    return 1 << max(0, gpus - 1).bit_length()
 
 
 class _Window:
@@ -47,10 +44,12 @@ class HistoryEstimates:
         self.window = window
         self.min_samples = min_samples
         self._by_key: dict[tuple, _Window] = {}
+        self._memo: dict[tuple[str, int], float] = {}
 
     def observe(self, job: Job, runtime: float) -> None:
         """Record the total run time (seconds, all runs together) of a job
         that completed successfully."""
+        self._memo.clear()
         c = size_class(job.gpus)
         for key in ((job.workspace, c), ("", c), ("", 0)):
             w = self._by_key.get(key)
@@ -61,9 +60,16 @@ class HistoryEstimates:
     def estimate(self, job: Job) -> float:
         if job.max_runtime is not None:
             return job.max_runtime
+        memo_key = (job.workspace, job.gpus)
+        v = self._memo.get(memo_key)
+        if v is not None:
+            return v
+        v = self.default
         c = size_class(job.gpus)
         for key in ((job.workspace, c), ("", c), ("", 0)):
             w = self._by_key.get(key)
             if w is not None and len(w.recent) >= self.min_samples:
-                return w.median
-        return self.default
+                v = w.median
+                break
+        self._memo[memo_key] = v
+        return v

@@ -49,18 +49,22 @@ class FreeMap:
         self.max_size = max((n.total for n in nodes if n.schedulable), default=0)
         self.buckets: list[list[int]] = [[] for _ in range(self.max_size + 1)]
         self.total_free = 0
+        names, index, total, frees, labels, buckets = (self.names, self.index, self.total,
+                                                        self.free, self.labels, self.buckets)
+        tf = 0
         for node in nodes:
             if not node.schedulable:
                 continue
-            i = len(self.names)
-            self.names.append(node.name)
-            self.index[node.name] = i
-            self.total.append(node.total)
+            i = len(names)
+            names.append(node.name)
+            index[node.name] = i
+            total.append(node.total)
             free = sorted(node.free)
-            self.free.append(free)
-            self.labels.append(node.labels)
-            self.buckets[len(free)].append(i)
-            self.total_free += len(free)
+            frees.append(free)
+            labels.append(node.labels)
+            buckets[len(free)].append(i)
+            tf += len(free)
+        self.total_free = tf
 
     # -- mutation ------------------------------------------------------------
     def _move(self, i: int, old: int, new: int) -> None:

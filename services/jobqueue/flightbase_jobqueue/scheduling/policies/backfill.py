@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core import PassState, admission_loop, decisions
+from ..core import PassState, idle_pass, admission_loop, decisions
 from ..types import Decisions, Snapshot
 from .base import Policy
 
@@ -24,6 +24,8 @@ class BackfillPolicy(Policy):
     name = "backfill"
 
     def schedule(self, snap: Snapshot) -> Decisions:
+        if idle_pass(snap):
+            return Decisions()
         state = PassState(snap, self.topology_keys)
         admission_loop(state, snap.queue.cursor(), "reserve", backfill_depth=self.depth)
         return decisions(state)

@@ -17,7 +17,7 @@ import heapq
 from dataclasses import dataclass
 from typing import Iterator
 
-from ..core import PassState, admission_loop, decisions
+from ..core import PassState, idle_pass, admission_loop, decisions
 from ..types import Decisions, Job, Snapshot
 from .base import Policy
 
@@ -72,6 +72,8 @@ class FairSharePolicy(Policy):
     name = "fairshare"
 
     def schedule(self, snap: Snapshot) -> Decisions:
+        if idle_pass(snap):
+            return Decisions()
         state = PassState(snap, self.topology_keys)
         admission_loop(state, FairShareOrder(state, self.horizon), "reserve", backfill_depth=self.depth)
         return decisions(state)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..core import PassState, admission_loop, decisions
+from ..core import PassState, idle_pass, admission_loop, decisions
 from ..types import Decisions, Snapshot
 from .base import Policy
 
@@ -15,6 +15,8 @@ class FifoPolicy(Policy):
     name = "fifo"
 
     def schedule(self, snap: Snapshot) -> Decisions:
+        if idle_pass(snap):
+            return Decisions()
         state = PassState(snap, self.topology_keys)
         admission_loop(state, snap.queue.cursor(), "block")
         return decisions(state)

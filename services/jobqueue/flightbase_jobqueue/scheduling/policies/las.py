@@ -61,33 +61,43 @@ class LasPolicy(Policy):
         now = snap.now
         state = PassState(snap, self.topology_keys)
         queued = sorted(((self.rank(j, now), j) for j in snap.queue.jobs()), key=lambda t: t[0])
+        best_queued = queued[0][0][0] if queued else None
         level_of: dict[str, int] = {}
-        lowest = -2  # the lowest-priority (highest) level among preemptible running jobs
+        lowest = -2  # the highest (lowest-priority) level among preemptible running jobs
         wake: float | None = None
         thresholds = self.thresholds
+        nthr = len(thresholds)
+        min_run = self.min_run
+        pending = 0  # GPUs of jobs being stopped
         for a in snap.active:
+            job = a.job
             if a.stopping:
+                pending += job.gpus
                 continue
-            att = a.attained_at(now)
+            ran = now - a.started_at
+            att = job.attained + job.gpus * (ran if ran > 0 else 0.0)
             lv = bisect_right(thresholds, att)
-            level_of[a.job.id] = lv
-            if a.job.preemptible and now - a.started_at >= self.min_run and lv > lowest:
-                lowest = lv
-            if queued:
-                if lv < len(thresholds):
-                    t = now + (thresholds[lv] - att) / a.job.gpus
-                    wake = t if wake is None or t < wake else wake
-                g = a.started_at + self.min_run
-                if g > now and (wake is None or g < wake):
+            level_of[job.id] = lv
+            if not job.preemptible or best_queued is None:
+                continue
+            if ran >= min_run:
+                if lv > lowest:
+                    lowest = lv
+            elif lv > best_queued:
+                g = a.started_at + min_run  # becomes a possible victim then
+                if wake is None or g < wake:
                     wake = g
+            if lv < nthr and lv + 1 > best_queued:
+                t = now + (thresholds[lv] - att) / job.gpus
+                if wake is None or t < wake:
+                    wake = t
         fm = state.free
         any_quota = state.any_quota
-        pending: int | None = None  # GPUs being freed and not yet claimed
+        failed: dict[int, int] = {}  # level -> fewest GPUs a victim search failed for
+        victim_order = lambda a: (-level_of.get(a.job.id, 0), -a.started_at, a.job.id)  # noqa: E731
         for rank, job in queued:
             lv = rank[0]
-            if lv >= lowest and pending is None:
-                pending = state.pending_total()
-            if fm.total_free == 0 and lv >= lowest and not any_quota and not pending:
+            if fm.total_free == 0 and lv >= lowest and not any_quota and pending <= 0:
                 break
             verdict, qreason = state.quota_verdict(job)
             if verdict == BLOCKED:
@@ -98,7 +108,8 @@ class LasPolicy(Policy):
                 state.admit(job, p, verdict == BORROW)
                 continue
             ws = job.workspace
-            if lv < lowest or verdict == WITHIN or pending:
+            if (lv < lowest or verdict == WITHIN or pending > 0) and not (
+                    verdict != WITHIN and job.gpus >= failed.get(lv, 1 << 30)):
                 def eligible(a: ActiveJob, lv=lv, ws=ws, verdict=verdict) -> bool:
                     j = a.job
                     if not j.preemptible:
@@ -106,13 +117,12 @@ class LasPolicy(Policy):
                     other = j.workspace != ws
                     if verdict == WITHIN and other and state.over_guarantee(j.workspace):
                         return True
-                    if level_of.get(j.id, -1) <= lv or now - a.started_at < self.min_run:
+                    if level_of.get(j.id, -1) <= lv or now - a.started_at < min_run:
                         return False
                     return not (other and any_quota and not state.over_guarantee(j.workspace)
                                 and snap.limits_for(j.workspace).quota is not None)
 
-                found = state.find_victims(
-                    job, eligible, lambda a: (-level_of.get(a.job.id, 0), -a.started_at, a.job.id))
+                found = state.find_victims(job, eligible, victim_order)
                 if found is not None:
                     nodes, victims = found
                     state.claim(job, nodes, victims,
@@ -121,8 +131,10 @@ class LasPolicy(Policy):
                                 f"reclaimed for {job.id}: workspace {ws} is under its quota")
                     state.waiting[job.id] = (f"{describe_need(job, fm.max_size)}; waiting for "
                                              f"{len(victims) or 'stopping'} job(s) to stop")
-                    pending = None
+                    pending = state.pending_total()
                     continue
+                if verdict != WITHIN:
+                    failed[lv] = min(failed.get(lv, 1 << 30), job.gpus)
             state.waiting[job.id] = f"{state.shortage(job)}; service level {max(lv, 0)}"
         for _, job in queued:
             if job.id in state.waiting:

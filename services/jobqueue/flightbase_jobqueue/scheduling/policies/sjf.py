@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-from ..core import PassState, admission_loop, decisions
+from ..core import PassState, idle_pass, admission_loop, decisions
 from ..types import Decisions, Job, Snapshot
 from .base import Policy
 
@@ -42,6 +42,8 @@ class SjfPolicy(Policy):
     name = "sjf"
 
     def schedule(self, snap: Snapshot) -> Decisions:
+        if idle_pass(snap):
+            return Decisions()
         est = snap.estimates.estimate
         jobs = sorted(snap.queue.jobs(), key=lambda j: (est(j) - j.attained / j.gpus, j.submitted_at, j.id))
         state = PassState(snap, self.topology_keys)

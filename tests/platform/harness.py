@@ -1,0 +1,128 @@
+"""Start and stop a real Flightbase platform (hub, proxy, both services) for tests.
+
+Nothing is mocked: ``flightbase up`` runs as a subprocess on free ports with a
+temporary data directory, exactly as ``make run`` starts it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+FLIGHTBASE = Path(sys.executable).parent / "flightbase"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Platform:
+    data_dir: Path
+    port: int
+    admin_token: str
+    admin_password: str
+    extra_env: dict = field(default_factory=dict)
+    gpus: str = "4"
+    proc: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60) -> "Platform":
+        env = dict(os.environ)
+        env.update(
+            FLIGHTBASE_ADMIN_TOKEN=self.admin_token,
+            FLIGHTBASE_ADMIN_PASSWORD=self.admin_password,
+            FLIGHTBASE_AUTH_CACHE_SECONDS="0",
+        )
+        env.update(self.extra_env)
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-platform.log"
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [str(FLIGHTBASE), "up", "--port", str(self.port), "--data-dir", str(self.data_dir), "--gpus", self.gpus],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        pending = {"jobqueue", "registry"}
+        while pending:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"platform exited with {self.proc.returncode}:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"platform not healthy after {timeout}s:\n{self.log_tail()}")
+            for name in list(pending):
+                try:
+                    if httpx.get(f"{self.url}/services/{name}/health", timeout=2).status_code == 200:
+                        pending.discard(name)
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.3)
+        return self
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        # the hub stops its proxy and services; make sure nothing of the group is left
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def log_tail(self, n: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-n:] if self.log_path and self.log_path.exists() else ""
+
+    # --- helpers over the real APIs
+    def hub(self, method: str, path: str, token: str | None = None, **kw) -> httpx.Response:
+        headers = {"Authorization": f"token {token or self.admin_token}"}
+        return httpx.request(method, f"{self.url}/hub/api/{path.lstrip('/')}", headers=headers, timeout=30, **kw)
+
+    def api(self, service: str, method: str, path: str, token: str | None = None, **kw) -> httpx.Response:
+        headers = kw.pop("headers", {})
+        if token is not None:
+            headers["Authorization"] = f"token {token}"
+        return httpx.request(
+            method, f"{self.url}/services/{service}/api/v1/{path.lstrip('/')}", headers=headers, timeout=30, **kw
+        )
+
+    def create_user(self, name: str) -> str:
+        """Create a hub user (as an administrator would) and return an API token for them."""
+        resp = self.hub("POST", f"users/{name}")
+        assert resp.status_code in (201, 409), resp.text
+        token = self.hub("POST", f"users/{name}/tokens", json={"note": "test"})
+        assert token.status_code == 201, token.text
+        return token.json()["token"]
+
+
+def new_platform(tmp: Path, **kw) -> Platform:
+    return Platform(
+        data_dir=tmp / "data",
+        port=free_port(),
+        admin_token=secrets.token_hex(16),
+        admin_password=secrets.token_hex(12),
+        **kw,
+    )

@@ -1,0 +1,141 @@
+"""Permission table: (role, route) -> status, for every route of both services.
+
+Roles: platform administrator; the workspace's manager; the training's owner
+(a plain member who created it); another plain member; an outsider (member of
+another workspace only). Each case runs in a fresh workspace so destructive
+routes do not disturb each other. A route missing from the table fails
+``test_table_covers_every_route``.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from .world import make_world
+
+ROLES = ("admin", "manager", "owner", "member", "outsider")
+
+
+def row(admin, manager, owner, member, outsider):
+    return dict(zip(ROLES, (admin, manager, owner, member, outsider)))
+
+
+# (service, method, path template) -> expected status per role
+TABLE = {
+    ("jobqueue", "GET", "/info"): row(200, 200, 200, 200, 200),
+    ("jobqueue", "GET", "/nodes"): row(200, 403, 403, 403, 403),
+    ("jobqueue", "GET", "/workspaces"): row(200, 200, 200, 200, 200),
+    ("jobqueue", "POST", "/workspaces"): row(201, 403, 403, 403, 403),
+    ("jobqueue", "GET", "/workspaces/{workspace}"): row(200, 200, 200, 200, 404),
+    ("jobqueue", "DELETE", "/workspaces/{workspace}"): row(204, 403, 403, 403, 404),
+    ("jobqueue", "PATCH", "/workspaces/{workspace}/settings"): row(200, 200, 403, 403, 404),
+    ("jobqueue", "PUT", "/workspaces/{workspace}/members/{user}"): row(200, 200, 403, 403, 404),
+    ("jobqueue", "DELETE", "/workspaces/{workspace}/members/{user}"): row(200, 200, 403, 403, 404),
+    ("jobqueue", "POST", "/trainings"): row(201, 201, 201, 201, 404),
+    ("jobqueue", "GET", "/trainings"): row(200, 200, 200, 200, 200),
+    ("jobqueue", "GET", "/trainings/{training_id}"): row(200, 200, 200, 200, 404),
+    ("jobqueue", "PUT", "/trainings/{training_id}/owners"): row(200, 200, 200, 403, 404),
+    ("jobqueue", "DELETE", "/trainings/{training_id}"): row(204, 204, 204, 403, 404),
+    ("registry", "GET", "/workspaces/{workspace}/datasets"): row(200, 200, 200, 200, 404),
+    ("registry", "POST", "/workspaces/{workspace}/datasets"): row(201, 201, 201, 201, 404),
+    ("registry", "GET", "/workspaces/{workspace}/datasets/{name}"): row(200, 200, 200, 200, 404),
+    ("registry", "DELETE", "/workspaces/{workspace}/datasets/{name}"): row(204, 204, 403, 403, 404),
+    ("registry", "GET", "/workspaces/{workspace}/images"): row(200, 200, 200, 200, 404),
+    ("registry", "POST", "/workspaces/{workspace}/images"): row(201, 201, 201, 201, 404),
+    ("registry", "GET", "/workspaces/{workspace}/images/{name}"): row(200, 200, 200, 200, 404),
+    ("registry", "DELETE", "/workspaces/{workspace}/images/{name}"): row(204, 204, 403, 403, 404),
+}
+
+
+def _request(world, role, service, method, template):
+    """Fill the template and the body for this world; return (path, json body)."""
+    target_user = world.names["member"]
+    body = None
+    if template == "/workspaces" and method == "POST":
+        body = {"name": f"{world.workspace}-new-{role}", "settings": {}}
+    elif template.endswith("/settings"):
+        body = {"max_gpus_per_job": 2}
+    elif template == "/trainings" and method == "POST":
+        body = {"workspace": world.workspace, "name": "x", "command": ["python", "x.py"]}
+    elif template.endswith("/owners"):
+        body = {"owners": [world.names["owner"], world.names["manager"]]}
+    elif template.endswith("/datasets") and method == "POST":
+        body = {"name": f"new-{role}"}
+    elif template.endswith("/images") and method == "POST":
+        body = {"name": f"new-{role}", "reference": "example.org/x:1"}
+    name = world.dataset if "/datasets/" in template else world.image
+    path = template.format(workspace=world.workspace, user=target_user, training_id=world.training_id, name=name)
+    return path, body
+
+
+CASES = [(key, role) for key in TABLE for role in ROLES]
+
+
+@pytest.mark.parametrize(("key", "role"), CASES, ids=[f"{s}-{m}-{p}-{r}" for (s, m, p), r in CASES])
+def test_permission(platform, key, role):
+    service, method, template = key
+    world = make_world(platform)
+    path, body = _request(world, role, service, method, template)
+    resp = platform.api(service, method, path, world.tokens[role], json=body)
+    expected = TABLE[key][role]
+    assert resp.status_code == expected, f"{role} {method} {path}: {resp.status_code} {resp.text}"
+    if resp.status_code >= 400:
+        assert resp.json()["message"], "every error names its reason"
+    if expected == 404:
+        assert world.workspace not in resp.text or "not found" in resp.text
+
+
+def test_listings_hide_other_workspaces(platform):
+    world = make_world(platform)
+    outsider = world.tokens["outsider"]
+    names = {w["name"] for w in platform.api("jobqueue", "GET", "workspaces", outsider).json()}
+    assert world.workspace not in names and world.other_workspace in names
+    trainings = platform.api("jobqueue", "GET", "trainings", outsider).json()
+    assert world.training_id not in {t["id"] for t in trainings}
+    mine = platform.api("jobqueue", "GET", "trainings", world.tokens["member"], params={"workspace": world.workspace}).json()
+    assert world.training_id in {t["id"] for t in mine}
+
+
+def test_owner_is_recorded_and_transferable(platform):
+    world = make_world(platform)
+    t = platform.api("jobqueue", "GET", f"trainings/{world.training_id}", world.tokens["member"]).json()
+    assert t["owners"] == [world.names["owner"]] and t["created_by"] == world.names["owner"]
+    resp = platform.api("jobqueue", "PUT", f"trainings/{world.training_id}/owners", world.tokens["owner"], json={"owners": [world.names["member"]]})
+    assert resp.status_code == 200 and resp.json()["owners"] == [world.names["member"]]
+    # the old owner lost control; the new one has it
+    again = platform.api("jobqueue", "PUT", f"trainings/{world.training_id}/owners", world.tokens["owner"], json={"owners": [world.names["owner"]]})
+    assert again.status_code == 403
+    bad = platform.api("jobqueue", "PUT", f"trainings/{world.training_id}/owners", world.tokens["member"], json={"owners": [world.names["outsider"]]})
+    assert bad.status_code == 422 and bad.json()["field"] == "owners"
+
+
+def _routes(platform):
+    for service in ("jobqueue", "registry"):
+        doc = httpx.get(f"{platform.url}/services/{service}/api/v1/openapi.json").json()
+        prefix = f"/services/{service}/api/v1"
+        for path, ops in doc["paths"].items():
+            if not path.startswith(prefix):
+                continue
+            for method in ops:
+                yield service, method.upper(), path[len(prefix):]
+
+
+def test_table_covers_every_route(platform):
+    assert set(_routes(platform)) == set(TABLE)
+
+
+def test_every_route_refuses_requests_without_credentials(platform):
+    """Walks the route table of both services (from their OpenAPI documents)."""
+    world = make_world(platform)
+    checked = 0
+    for service, method, template in _routes(platform):
+        path, body = _request(world, "admin", service, method, template)
+        for headers in ({}, {"Authorization": "token not-a-real-token"}):
+            resp = platform.api(service, method, path, json=body, headers=dict(headers))
+            assert resp.status_code == 401, f"{method} {service}{path} with {headers}: {resp.status_code}"
+            assert "message" in resp.json()
+        checked += 1
+    assert checked == len(TABLE)
+    # ...and nothing was changed by those attempts
+    assert platform.api("jobqueue", "GET", f"trainings/{world.training_id}", world.tokens["owner"]).status_code == 200
