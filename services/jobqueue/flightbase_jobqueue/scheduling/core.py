@@ -300,10 +300,45 @@ def reclaim_order(a: ActiveJob) -> tuple:
     return (a.job.priority, -a.started_at, a.job.id)
 
 
-def admission_loop(state: PassState, order: Order, hol: str, *, backfill_depth: int = 1000,
-                   on_admit: Callable[[Job], None] | None = None) -> None:
-    """Walk ``order`` admitting jobs, following the head-of-line rules in the
-    module docstring.  ``hol``: "block" (fifo, sjf), "reserve" (EASY)."""
+def guaranteed_sweep(state: PassState, order: Order) -> set[str]:
+    """First sweep when quotas exist: admit (or reclaim for) the jobs that
+    fit in their workspace's guarantee, in queue order per workspace, before
+    any job may borrow.  Otherwise a borrowing job earlier in the queue would
+    take back the very GPUs just reclaimed for a guaranteed one."""
+    handled: set[str] = set()
+    fm = state.free
+    for job in order:
+        verdict, _ = state.quota_verdict(job)
+        if verdict != WITHIN:
+            order.block(job.workspace)
+            continue
+        handled.add(job.id)
+        p = fm.find(job)
+        if p is not None:
+            state.admit(job, p)
+            continue
+        found = state.find_victims(
+            job, lambda a: a.job.preemptible and a.job.workspace != job.workspace
+            and state.over_guarantee(a.job.workspace), reclaim_order)
+        if found is not None:
+            nodes, victims = found
+            state.claim(job, nodes, victims,
+                        f"reclaimed for {job.id}: workspace {job.workspace} is under its quota")
+            state.waiting[job.id] = (f"{describe_need(job, fm.max_size)}; within quota, waiting "
+                                     f"for {len(victims) or 'stopping'} borrowed job(s) to stop")
+        else:
+            state.waiting[job.id] = state.shortage(job)
+        order.block(job.workspace)
+    return handled
+
+
+def admission_loop(state: PassState, make_order: Callable[[], Order], hol: str, *,
+                   backfill_depth: int = 1000) -> None:
+    """Walk the policy's order admitting jobs, following the head-of-line
+    rules in the module docstring.  ``hol``: "block" (fifo, sjf), "reserve"
+    (EASY).  ``make_order`` gives a fresh order for each sweep."""
+    handled = guaranteed_sweep(state, make_order()) if state.any_quota else set()
+    order = make_order()
     snap = state.snap
     now = state.now
     fm = state.free
@@ -314,6 +349,8 @@ def admission_loop(state: PassState, order: Order, hol: str, *, backfill_depth: 
     head_id = ""
     examined = 0
     for job in order:
+        if job.id in handled:
+            continue
         verdict, qreason = state.quota_verdict(job)
         if verdict == BLOCKED:
             state.waiting[job.id] = qreason
@@ -339,8 +376,6 @@ def admission_loop(state: PassState, order: Order, hol: str, *, backfill_depth: 
             if p is not None:
                 state.admit(job, p, verdict == BORROW)
                 take_available(excl, p)
-                if on_admit:
-                    on_admit(job)
             else:
                 state.waiting[job.id] = (f"{state.shortage(job)}; may not delay {head_id}, "
                                          f"reserved for {clock(shadow)} when {head_label} ends")
@@ -350,8 +385,6 @@ def admission_loop(state: PassState, order: Order, hol: str, *, backfill_depth: 
             state.admit(job, p, verdict == BORROW)
             if excl is not None:
                 take_available(excl, p)
-            if on_admit:
-                on_admit(job)
             continue
         if verdict == WITHIN:
             found = state.find_victims(

@@ -27,5 +27,5 @@ class BackfillPolicy(Policy):
         if idle_pass(snap):
             return Decisions()
         state = PassState(snap, self.topology_keys)
-        admission_loop(state, snap.queue.cursor(), "reserve", backfill_depth=self.depth)
+        admission_loop(state, snap.queue.cursor, "reserve", backfill_depth=self.depth)
         return decisions(state)

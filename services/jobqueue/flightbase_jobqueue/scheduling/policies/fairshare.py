@@ -75,5 +75,5 @@ class FairSharePolicy(Policy):
         if idle_pass(snap):
             return Decisions()
         state = PassState(snap, self.topology_keys)
-        admission_loop(state, FairShareOrder(state, self.horizon), "reserve", backfill_depth=self.depth)
+        admission_loop(state, lambda: FairShareOrder(state, self.horizon), "reserve", backfill_depth=self.depth)
         return decisions(state)

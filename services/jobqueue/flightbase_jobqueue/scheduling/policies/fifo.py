@@ -18,5 +18,5 @@ class FifoPolicy(Policy):
         if idle_pass(snap):
             return Decisions()
         state = PassState(snap, self.topology_keys)
-        admission_loop(state, snap.queue.cursor(), "block")
+        admission_loop(state, snap.queue.cursor, "block")
         return decisions(state)

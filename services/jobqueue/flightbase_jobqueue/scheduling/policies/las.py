@@ -20,8 +20,8 @@ One pass:
 - starvation: a job queued for ``starve_after`` seconds (and at least
   ``starve_factor`` times its previous run time) is promoted above level 0
   until it runs again;
-- quotas: as in every policy (``core.py``): a job within its workspace's
-  guarantee may reclaim borrowed GPUs;
+- quotas: as in every policy (``core.py``), jobs within their workspace's
+  guarantee go first and may reclaim borrowed GPUs;
 - ``wake_at`` is the next time a running job crosses a threshold or a queued
   job reaches its starvation limit, so the coordinator re-runs the pass then.
 """
@@ -31,7 +31,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass
 
-from ..core import BLOCKED, BORROW, WITHIN, PassState, decisions, describe_need
+from ..core import BLOCKED, BORROW, WITHIN, PassState, decisions, describe_need, guaranteed_sweep
 from ..types import ActiveJob, Decisions, Job, Snapshot
 from .base import Policy
 
@@ -93,9 +93,13 @@ class LasPolicy(Policy):
                     wake = t
         fm = state.free
         any_quota = state.any_quota
+        # Guarantees first (core.guaranteed_sweep), then service order.
+        handled = guaranteed_sweep(state, snap.queue.cursor()) if any_quota else ()
         failed: dict[int, int] = {}  # level -> fewest GPUs a victim search failed for
         victim_order = lambda a: (-level_of.get(a.job.id, 0), -a.started_at, a.job.id)  # noqa: E731
         for rank, job in queued:
+            if job.id in handled:
+                continue
             lv = rank[0]
             if fm.total_free == 0 and lv >= lowest and not any_quota and pending <= 0:
                 break

@@ -47,5 +47,5 @@ class SjfPolicy(Policy):
         est = snap.estimates.estimate
         jobs = sorted(snap.queue.jobs(), key=lambda j: (est(j) - j.attained / j.gpus, j.submitted_at, j.id))
         state = PassState(snap, self.topology_keys)
-        admission_loop(state, ListOrder(jobs), "reserve", backfill_depth=self.depth)
+        admission_loop(state, lambda: ListOrder(jobs), "reserve", backfill_depth=self.depth)
         return decisions(state)

@@ -1,0 +1,153 @@
+"""Table tests of one scheduling pass: literal snapshot in, literal decisions out."""
+
+import pytest
+
+from flightbase_jobqueue.scheduling import DeclaredOrDefault, UnknownPolicy, lease, make_policy
+
+from scheduling_factories import decide, job, node, quota, running, snap
+
+ALL = ["fifo", "backfill", "fairshare", "las", "sjf"]
+
+
+@pytest.mark.parametrize("policy", ALL)
+def test_gang_all_or_nothing(policy):
+    admits, _, d = decide(policy, snap([job("big", 6)], nodes=[node("a", free=[0, 1, 2, 3]),
+                                                              node("b", free=[0, 1, 2, 3])]))
+    assert admits == {}
+    assert d.waiting["big"].startswith("needs 6 GPUs on one node; 8 GPUs free")
+
+
+def test_fifo_shortage_blocks_what_is_behind():
+    s = snap([job("a", 1, t=0), job("b", 8, t=1), job("c", 1, t=2)], nodes=[node("n", free=[0, 1, 2])])
+    admits, _, d = decide("fifo", s)
+    assert admits == {"a": {"n": (0,)}}
+    assert list(d.waiting) == ["b"]
+
+
+def test_priority_reorders_only_within_a_workspace():
+    s = snap([job("w1", 1, ws="w", t=0), job("v1", 1, ws="v", t=1), job("w2", 1, ws="w", t=2, priority=5)],
+             nodes=[node("n", free=[0, 1])])
+    admits, _, _ = decide("fifo", s)
+    # w2 takes w's first slot (t=0); v1 keeps its place before w's second slot.
+    assert list(admits) == ["w2", "v1"]
+
+
+def test_quota_blocks_only_its_workspace():
+    s = snap([job("a", 4, ws="t", t=0), job("b", 2, ws="u", t=1), job("c", 1, ws="t", t=2)],
+             nodes=[node("n", free=range(6))], active=[running(job("r", 2, ws="t"), {"n": [6, 7]})],
+             limits={"t": quota(4, borrow=False)})
+    admits, _, d = decide("fifo", s)
+    assert admits == {"b": {"n": (0, 1)}}
+    assert d.waiting == {"a": "workspace quota 2/4 in use (borrowing is off)"}
+
+
+def test_borrowing_then_reclaim():
+    # t borrows idle GPUs above its quota of 2; when u (quota 6) needs its
+    # share, t's newest borrowed job is preempted.
+    active = [running(job("t1", 2, ws="t"), {"n": [0, 1]}, started=0),
+              running(job("t2", 4, ws="t"), {"n": [2, 3, 4, 5]}, started=10),
+              running(job("t3", 2, ws="t", preemptible=False), {"n": [6, 7]}, started=20)]
+    limits = {"t": quota(4), "u": quota(4)}
+    admits, preempts, d = decide("fifo", snap([job("u1", 4, ws="u", t=30)], active, [node("n", free=[])],
+                                              now=40, limits=limits))
+    assert admits == {}
+    assert preempts == [("t2", "u1")]
+    assert d.waiting["u1"].startswith("needs 4 GPUs on one node; within quota, waiting for 1")
+
+
+def test_reclaim_is_not_repeated_while_the_victim_stops():
+    active = [running(job("t2", 4, ws="t"), {"n": [0, 1, 2, 3]}, stopping=True),
+              running(job("t1", 4, ws="t"), {"n": [4, 5, 6, 7]})]
+    limits = {"t": quota(2), "u": quota(6)}
+    admits, preempts, _ = decide("fifo", snap([job("u1", 4, ws="u")], active, [node("n", free=[])],
+                                              limits=limits))
+    assert (admits, preempts) == ({}, [])
+
+
+def test_non_preemptible_does_not_borrow():
+    limits = {"t": quota(1)}
+    admits, _, d = decide("fifo", snap([lease("nb", "t")], [running(job("x", 1, ws="t"), {"n": [0]})],
+                                       [node("n", free=range(1, 8))], limits=limits))
+    assert admits == {}
+    assert d.waiting["nb"] == "workspace quota 1/1 in use (a non-preemptible job does not borrow)"
+
+
+def test_backfill_respects_the_head_reservation():
+    # n has 2 free GPUs; the head (8 GPUs) can start at 1000 when r ends.
+    active = [running(job("r", 6, max_runtime=1000), {"n": range(6)})]
+    queue = [job("head", 8, t=0), job("short", 2, t=1, max_runtime=500),
+             job("long", 2, t=2, max_runtime=5000)]
+    s = snap(queue, active, [node("n", free=[6, 7])], now=0)
+    admits, _, d = decide("backfill", s)
+    assert admits == {"short": {"n": (6, 7)}}
+    assert "reserved, estimated start 00:16 when training r ends" in d.waiting["head"]
+    # without the short job the long one may not take the head's GPUs
+    admits, _, d = decide("backfill", snap([queue[0], queue[2]], active, [node("n", free=[6, 7])]))
+    assert admits == {}
+    assert "may not delay head" in d.waiting["long"]
+
+
+def test_backfill_uses_gpus_the_reservation_does_not_need():
+    active = [running(job("r", 8, max_runtime=1000), {"a": range(8)})]
+    queue = [job("head", 8, t=0), job("long", 2, t=1, max_runtime=9999)]
+    admits, _, _ = decide("backfill", snap(queue, active, [node("a", free=[]), node("b", free=[0, 1])]))
+    assert admits == {"long": {"b": (0, 1)}}
+
+
+def test_fairshare_serves_the_least_used_workspace_first():
+    queue = [job("h1", 4, ws="heavy", t=0), job("l1", 4, ws="light", t=1), job("h2", 4, ws="heavy", t=2)]
+    admits, _, _ = decide("fairshare", snap(queue, nodes=[node("n")], usage={"heavy": 1e6, "light": 0.0}))
+    assert list(admits) == ["l1", "h1"]
+
+
+def test_fairshare_under_quota_first():
+    queue = [job("a1", 4, ws="a", t=0), job("b1", 4, ws="b", t=1)]
+    limits = {"a": quota(0), "b": quota(4)}
+    admits, _, _ = decide("fairshare", snap(queue, nodes=[node("n", free=range(4))], limits=limits,
+                                            usage={"b": 1e9}))
+    assert list(admits) == ["b1"]
+
+
+def test_las_preempts_a_lower_level_job():
+    old = running(job("old", 8, ws="v", attained=100_000.0), {"n": range(8)}, started=0)
+    admits, preempts, d = decide("las", snap([job("new", 2, t=500)], [old], [node("n", free=[])], now=1000),
+                                 thresholds=(3600.0,), min_run=0.0)
+    assert (admits, preempts) == ({}, [("old", "new")])
+    # same level: no preemption (no thrashing)
+    young = running(job("young", 8, ws="v"), {"n": range(8)}, started=900)
+    admits, preempts, _ = decide("las", snap([job("new", 2, t=500)], [young], [node("n", free=[])],
+                                             now=1000), thresholds=(3600.0,), min_run=0.0)
+    assert preempts == []
+
+
+def test_las_never_preempts_non_preemptible_or_too_young():
+    nb = running(lease("nb", "v"), {"n": [0]}, started=0)
+    young = running(job("young", 7, attained=1e6), {"n": range(1, 8)}, started=900)
+    _, preempts, d = decide("las", snap([job("new", 1, t=950)], [nb, young], [node("n", free=[])], now=1000),
+                            thresholds=(3600.0,), min_run=300.0)
+    assert preempts == []
+    assert d.wake_at == 1200.0  # when "young" may be preempted
+
+
+def test_las_smaller_jobs_pass_a_blocked_one_and_starvation_promotes():
+    queue = [job("big", 8, t=0), job("small", 1, t=1)]
+    s = snap(queue, nodes=[node("n", free=[0])], now=10)
+    admits, _, _ = decide("las", s)
+    assert admits == {"small": {"n": (0,)}}
+    p = make_policy("las", starve_after=100.0)
+    assert p.rank(queue[0], 50)[0] == 0 and p.rank(queue[0], 150)[0] == -1
+
+
+def test_sjf_orders_by_declared_runtime():
+    queue = [job("slow", 1, t=0, max_runtime=500), job("fast", 1, t=1, max_runtime=5)]
+    admits, _, _ = decide("sjf", snap(queue, nodes=[node("n", free=[0])]))
+    assert admits == {"fast": {"n": (0,)}}
+
+
+def test_unknown_policy_lists_known_names():
+    with pytest.raises(UnknownPolicy, match="known policies: backfill, fairshare, fifo, las, sjf"):
+        make_policy("lottery")
+
+
+def test_estimates_never_use_the_true_duration():
+    assert DeclaredOrDefault(60.0).estimate(job("j")) == 60.0
