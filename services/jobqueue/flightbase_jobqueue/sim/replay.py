@@ -15,7 +15,7 @@ import math
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from ..coordinator import Coordinator
 from ..scheduling.placement import check_admissible
@@ -81,6 +81,57 @@ def _pct(sorted_values: list[float], p: float) -> float:
     return sorted_values[k]
 
 
+@dataclass
+class Simulation:
+    store: MemStore
+    backend: SimBackend
+    coordinator: Coordinator
+    rejected: list[tuple[str, str]]
+    steps: int
+
+
+def simulate(jobs: Sequence[Job], durations: dict[str, float], node_list: Sequence[Node], policy,
+             limits: dict[str, WorkspaceLimits], *, restart_cost: float = 0.0,
+             grace_seconds: float = 0.0, observe: Callable[[Simulation, float], None] | None = None,
+             max_steps: int | None = None) -> Simulation:
+    """Run ``jobs`` (sorted by submission) to completion on a simulated
+    cluster through the real coordinator.  The clock jumps to the next
+    arrival, the next backend event, or the policy's ``wake_at``.
+    ``observe(sim, now)`` is called after every step (progress reports,
+    invariant checks)."""
+    store = MemStore(limits)
+    clock = VirtualClock(jobs[0].submitted_at if jobs else 0.0)
+    backend = SimBackend(durations, clock, restart_cost)
+    coord = Coordinator(store, backend, policy, StaticInventory(node_list), grace_seconds=grace_seconds)
+    sim = Simulation(store, backend, coord, [], 0)
+    i, n = 0, len(jobs)
+    wake: float | None = None
+    while max_steps is None or sim.steps < max_steps:
+        now = clock.now
+        t = backend.next_event_time()
+        if i < n and (t is None or jobs[i].submitted_at < t):
+            t = jobs[i].submitted_at
+        if wake is not None and wake > now and (t is None or wake < t):
+            t = wake
+        if t is None:
+            break
+        clock.now = now = max(now, t)
+        while i < n and jobs[i].submitted_at <= now:
+            job = jobs[i]
+            i += 1
+            why = check_admissible(job, node_list, limits.get(job.workspace))
+            if why is not None:
+                sim.rejected.append((job.id, why))
+                continue
+            store.submit(job)
+        wake = coord.step(now).wake_at
+        sim.steps += 1
+        if observe is not None:
+            observe(sim, now)
+    coord.step(clock.now)  # drain the last events
+    return sim
+
+
 def replay(trace_path: str, nodes: int, gpus_per_node: int, policy: str, quotas: str = "none",
            restart_cost: float = 0.0, *, borrowing: bool = True, limit_jobs: int | None = None,
            grace_seconds: float = 0.0, policy_options: dict | None = None,
@@ -99,40 +150,12 @@ def replay(trace_path: str, nodes: int, gpus_per_node: int, policy: str, quotas:
     node_list = make_nodes(nodes, gpus_per_node)
     total_gpus = nodes * gpus_per_node
     limits = make_quotas(tjobs, total_gpus, quotas, borrowing)
-    store = MemStore(limits)
-    clock = VirtualClock(tjobs[0].submit_time)
-    durations = {j.id: j.duration for j in tjobs}
-    backend = SimBackend(durations, clock, restart_cost)
-    coord = Coordinator(store, backend, pol, StaticInventory(node_list), grace_seconds=grace_seconds)
-
     jobs = [Job(id=j.id, workspace=j.group, gpus=j.gpus, submitted_at=j.submit_time,
                 max_runtime=j.duration if oracle else None) for j in tjobs]
-    rejected: list[tuple[str, str]] = []
-    i, n = 0, len(jobs)
-    wake: float | None = None
-    steps = 0
-    while True:
-        now = clock.now
-        t = backend.next_event_time()
-        if i < n and (t is None or jobs[i].submitted_at < t):
-            t = jobs[i].submitted_at
-        if wake is not None and wake > now and (t is None or wake < t):
-            t = wake
-        if t is None:
-            break
-        clock.now = now = max(now, t)
-        while i < n and jobs[i].submitted_at <= now:
-            job = jobs[i]
-            i += 1
-            why = check_admissible(job, node_list, limits.get(job.workspace))
-            if why is not None:
-                rejected.append((job.id, why))
-                continue
-            store.submit(job)
-        wake = coord.step(now).wake_at
-        steps += 1
-    coord.step(clock.now)  # drain the last events
-
+    durations = {j.id: j.duration for j in tjobs}
+    sim = simulate(jobs, durations, node_list, pol, limits, restart_cost=restart_cost,
+                   grace_seconds=grace_seconds)
+    store, backend, rejected, steps = sim.store, sim.backend, sim.rejected, sim.steps
     done = {jid: t for jid, t in backend.finished.items()}
     by_id = {j.id: j for j in tjobs}
     jct = sorted(done[jid] - by_id[jid].submit_time for jid in done)
