@@ -86,9 +86,13 @@ class PassState:
         self.preempts: list[Preempt] = []
         self.waiting: dict[str, str] = {}
         self._by_node: dict[str, list[ActiveJob]] | None = None
+        self._hot: dict[str, None] = {}
         self.pending: dict[str, int] = {}
         self.eff_use: dict[str, int] = {}
         self.victimized: set[str] = set()
+        # A victim search weighs the first feasible node against this many
+        # more, so that it stays O(window) on a large cluster.
+        self.victim_window = 32
 
     # -- quotas ----------------------------------------------------------------
     def guarantee(self, ws: str) -> int:
@@ -137,6 +141,10 @@ class PassState:
             for n in a.placement:
                 by_node.setdefault(n, []).append(a)
         self._by_node = by_node
+        # Nodes where something could free up, in node order; exhausted ones
+        # leave it (claim), so repeated searches skip them.
+        self._hot: dict[str, None] = {
+            n: None for n in self.free.names if n in by_node or self.pending.get(n, 0) > 0}
 
     def pending_total(self) -> int:
         self._index()
@@ -150,7 +158,8 @@ class PassState:
                      order: Callable[[ActiveJob], tuple]) -> tuple[dict[str, int], list[ActiveJob]] | None:
         """Nodes (name -> GPUs the job would use there) and the jobs to stop so
         that ``job`` fits once they are gone; None when impossible.  Prefers
-        GPUs already being freed, then the fewest GPUs preempted."""
+        GPUs already being freed, then the fewest GPUs preempted among the
+        first feasible node and the ``victim_window`` nodes after it."""
         self._index()
         fm = self.free
         need = job.gpus
@@ -159,12 +168,20 @@ class PassState:
         multi = (per is not None and per < need) or (per is None and need > fm.max_size)
         best: tuple | None = None
         node_plans: list[tuple[int, int, str, int, list[ActiveJob]]] = []
-        for i, name in enumerate(fm.names):
+        window = 0  # nodes looked at since the first feasible one
+        index = fm.index
+        for name in self._hot:
+            if best is not None:
+                window += 1
+                if window > self.victim_window:
+                    break
+            i = index[name]
             cap = fm.total[i]
             want = (per if per is not None else cap) if multi else need
             if cap < want:
                 continue
             have = len(fm.free[i]) + self.pending.get(name, 0)
+            short = want - have  # the least this node could cost
             victims: list[ActiveJob] = []
             cost = 0
             if have < want:
@@ -182,8 +199,8 @@ class PassState:
             if not multi:
                 if best is None or cost < best[0]:
                     best = (cost, i, name, want, victims)
-                    if cost == 0:
-                        break
+                    if cost <= max(0, short):
+                        break  # nothing wasted here: no better node to find
             else:
                 node_plans.append((cost, i, name, want, victims))
         if not multi:
@@ -225,6 +242,8 @@ class PassState:
                 freed[n] = freed.get(n, 0) + len(g)
         for n, g in freed.items():
             self.pending[n] = self.pending.get(n, 0) + g
+            if n in fm.index and n not in self._hot:
+                self._hot[n] = None
         for name, want in nodes.items():
             i = fm.index[name]
             take = min(len(fm.free[i]), want)
@@ -232,6 +251,9 @@ class PassState:
                 fm.take({name: tuple(fm.free[i][:take])})
             rest = want - take
             self.pending[name] = self.pending.get(name, 0) - rest
+            if self.pending[name] <= 0 and all(
+                    a.job.id in self.victimized for a in (self._by_node or {}).get(name, ())):
+                self._hot.pop(name, None)
 
     # -- EASY reservation ----------------------------------------------------------
     def estimated_end(self, a: ActiveJob) -> float:

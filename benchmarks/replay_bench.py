@@ -1,0 +1,107 @@
+"""Scheduler benchmark: Philly-slice replays and a scheduling-pass micro-benchmark.
+
+    PYTHONPATH=services/jobqueue python benchmarks/replay_bench.py \
+        --trace /work/shared/traces/philly_2017-10-01_14d_jobs.csv
+
+Prints one table row per replay (64 x 8 GPUs with each policy, including the
+sjf-oracle reference; 96 x 8 GPUs with proportional quotas, with and
+without borrowing, and pooled), then the time of one scheduling pass over
+10,000 queued jobs on 1,000 nodes for each policy.  ``--quick`` replays only
+the first 3,000 jobs.  Figures are recorded in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+
+from flightbase_jobqueue.scheduling import ActiveJob, Job, QueueView, Snapshot, make_policy
+from flightbase_jobqueue.scheduling.estimates import HistoryEstimates
+from flightbase_jobqueue.sim.replay import make_nodes, replay
+from flightbase_jobqueue.sim.trace import read_trace
+
+REPLAYS = [
+    # (label, nodes, policy, quotas, borrowing, restart_cost)
+    ("64x8 fifo", 64, "fifo", "none", True, 0.0),
+    ("64x8 backfill", 64, "backfill", "none", True, 0.0),
+    ("64x8 fairshare", 64, "fairshare", "none", True, 0.0),
+    ("64x8 sjf-oracle", 64, "sjf-oracle", "none", True, 0.0),
+    ("64x8 las", 64, "las", "none", True, 0.0),
+    ("64x8 las restart 60s", 64, "las", "none", True, 60.0),
+    ("96x8 fifo pooled", 96, "fifo", "none", True, 0.0),
+    ("96x8 las pooled restart 60s", 96, "las", "none", True, 60.0),
+    ("96x8 fifo quotas, no borrowing", 96, "fifo", "proportional", False, 0.0),
+    ("96x8 fifo quotas + borrowing", 96, "fifo", "proportional", True, 60.0),
+    ("96x8 las quotas, no borrowing", 96, "las", "proportional", False, 60.0),
+    ("96x8 las quotas + borrowing", 96, "las", "proportional", True, 60.0),
+    ("96x8 fairshare quotas + borrowing", 96, "fairshare", "proportional", True, 60.0),
+]
+
+
+def run_replays(path: str, limit: int | None, only: str | None) -> None:
+    trace = read_trace(path, limit)
+    print(f"{'replay':<36}{'avg JCT':>10}{'median':>9}{'p99 wait':>10}{'max wait':>10}"
+          f"{'util':>7}{'preempt':>9}{'reject':>8}{'wall s':>8}{'cpu s':>7}")
+    for label, nodes, policy, quotas, borrowing, restart in REPLAYS:
+        if only and only not in label:
+            continue
+        r = replay(path, nodes, 8, policy, quotas, restart, borrowing=borrowing, trace=trace)
+        print(f"{label:<36}{r['avg_jct']:>10,.0f}{r['median_jct']:>9,.0f}{r['queue_delay_p99']:>10,.0f}"
+              f"{r['queue_delay_max']:>10,.0f}{100 * r['gpu_utilisation']:>6.1f}%{r['preemptions']:>9}"
+              f"{r['rejected']:>8}{r['wall_s']:>8.1f}{r['cpu_s']:>7.1f}", flush=True)
+
+
+def pass_snapshot(n_queued: int = 10_000, n_nodes: int = 1_000, seed: int = 1) -> Snapshot:
+    """1,000 8-GPU nodes, about half their GPUs held by running jobs, and
+    10,000 queued jobs of Philly-like sizes in 12 workspaces."""
+    rng = random.Random(seed)
+    nodes = make_nodes(n_nodes, 8)
+    sizes = [1] * 14 + [2, 4, 8, 16]
+    active, out_nodes = [], []
+    for k, n in enumerate(nodes):
+        used = rng.choice([0, 2, 4, 6, 8])
+        if used:
+            j = Job(f"r{k}", f"ws{k % 12}", used, submitted_at=0.0, attained=rng.uniform(0, 1e6))
+            active.append(ActiveJob(j, {n.name: tuple(range(used))}, rng.uniform(0, 1000)))
+        out_nodes.append(type(n)(n.name, 8, tuple(range(used, 8)), n.labels))
+    queue = QueueView.build(
+        Job(f"q{i}", f"ws{rng.randrange(12)}", rng.choice(sizes), submitted_at=float(i),
+            priority=rng.choice([0, 0, 0, 1])) for i in range(n_queued))
+    est = HistoryEstimates()
+    return Snapshot(now=2000.0, queue=queue, active=active, nodes=out_nodes, estimates=est)
+
+
+def run_micro() -> None:
+    snap = pass_snapshot()
+    print(f"\none pass, {len(snap.queue):,} queued jobs, {len(snap.nodes):,} nodes, "
+          f"{sum(len(n.free) for n in snap.nodes):,} free GPUs:")
+    for name in ["fifo", "backfill", "fairshare", "las", "sjf"]:
+        pol = make_policy(name)
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            d = pol.schedule(snap)
+            times.append(time.perf_counter() - t0)
+        print(f"  {name:<10} {1000 * statistics.median(times):7.1f} ms (median of 5), "
+              f"{len(d.admits)} admitted, {len(d.preempts)} preempted")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trace", default="/work/shared/traces/philly_2017-10-01_14d_jobs.csv")
+    ap.add_argument("--quick", action="store_true", help="replay only the first 3,000 jobs")
+    ap.add_argument("--only", help="run only the replays whose label contains this text")
+    ap.add_argument("--no-replays", action="store_true")
+    args = ap.parse_args(argv)
+    if not args.no_replays:
+        run_replays(args.trace, 3000 if args.quick else None, args.only)
+    if not args.only:
+        run_micro()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
