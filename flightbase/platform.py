@@ -87,7 +87,7 @@ def prepare(
         if environ.get("FLIGHTBASE_ADMIN_PASSWORD"):
             lines.append("  password: the one in FLIGHTBASE_ADMIN_PASSWORD")
         else:
-            lines.append(f"  password: {password}   (shown once; change it at /hub/auth/change-password)")
+            lines.append(f"  password: {password}   (shown once; change it at /hub/change-password)")
         if environ.get("FLIGHTBASE_ADMIN_TOKEN"):
             lines.append("  API token: the one in FLIGHTBASE_ADMIN_TOKEN")
         else:

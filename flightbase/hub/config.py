@@ -86,6 +86,11 @@ def configure_embedded(c, settings: PlatformSettings, secrets: dict[str, str]) -
     if initial_token:
         c.JupyterHub.api_tokens = {initial_token: settings.admin_user}
 
+    # After login, land on the home page (servers are started from there, one per
+    # workspace and purpose) instead of spawning a default server straight away.
+    c.JupyterHub.default_url = "/hub/home"
+    c.JupyterHub.allow_named_servers = True
+
     c.JupyterHub.custom_scopes = rbac.custom_scopes()
     c.JupyterHub.load_roles = rbac.roles()
     c.JupyterHub.services = service_specs(settings, secrets)

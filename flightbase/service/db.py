@@ -7,11 +7,13 @@ when it starts.
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy.types import TypeDecorator
 
 
 def make_engine(url: str) -> Engine:
@@ -49,3 +51,26 @@ def run_migrations(context, target_metadata) -> None:
     context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()
+
+
+class UtcDateTime(TypeDecorator):
+    """A timestamp that is always timezone-aware UTC when read back.
+
+    SQLite has no time zones and returns naive datetimes; PostgreSQL returns
+    aware ones. Both come back as aware UTC here, so the API answers the same.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(dt.timezone.utc) if value is not None else None
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)
+        return value.astimezone(dt.timezone.utc)

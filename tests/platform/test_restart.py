@@ -1,0 +1,114 @@
+"""State survives restarts: of the whole platform, and of a service killed with SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import httpx
+import pytest
+
+from .harness import new_platform
+from .postgres import PostgresServer
+
+
+def _populate(p) -> dict:
+    admin = p.admin_token
+    assert p.api("jobqueue", "POST", "workspaces", admin, json={"name": "keep", "settings": {"gpu_quota": 3}}).status_code == 201
+    member = p.create_user("keeper")
+    assert p.api("jobqueue", "PUT", "workspaces/keep/members/keeper", admin).status_code == 200
+    t = p.api("jobqueue", "POST", "trainings", member, json={"workspace": "keep", "name": "kept", "command": ["python", "k.py"], "gpus": 2})
+    assert t.status_code == 201
+    assert p.api("registry", "POST", "workspaces/keep/datasets", member, json={"name": "kd"}).status_code == 201
+    return {"member": member, "training": t.json()}
+
+
+def _check(p, state) -> None:
+    ws = p.api("jobqueue", "GET", "workspaces/keep", state["member"]).json()
+    assert ws["settings"]["gpu_quota"] == 3 and ws["members"] == ["keeper"]
+    t = p.api("jobqueue", "GET", f"trainings/{state['training']['id']}", state["member"])
+    assert t.status_code == 200 and t.json() == state["training"]
+    names = [d["name"] for d in p.api("registry", "GET", "workspaces/keep/datasets", state["member"]).json()]
+    assert names == ["kd"]
+
+
+def _wait_healthy(p, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{p.url}/services/jobqueue/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise AssertionError("jobqueue did not come back")
+
+
+def _service_pid(p, name: str) -> int:
+    # the hub starts each service as `python -m flightbase_<name>` with our data dir in its environment
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmd = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
+            env = open(f"/proc/{entry}/environ", "rb").read()
+        except OSError:
+            continue
+        if f"flightbase_{name}".encode() in cmd and str(p.data_dir).encode() in env:
+            return int(entry)
+    raise AssertionError(f"no {name} process")
+
+
+@pytest.fixture
+def fresh(tmp_path):
+    p = new_platform(tmp_path)
+    yield p
+    p.stop()
+
+
+def test_platform_restart_keeps_everything(fresh):
+    p = fresh.start()
+    state = _populate(p)
+    p.stop()
+    # a different password on restart must not replace the bootstrapped one
+    original_password = p.admin_password
+    p.extra_env["FLIGHTBASE_ADMIN_PASSWORD"] = "another-password-123"
+    p.start()
+    _check(p, state)
+    with httpx.Client(base_url=p.url, follow_redirects=True) as c:
+        c.get("/hub/login")
+        c.post("/hub/login", data={"username": "admin", "password": original_password, "_xsrf": c.cookies.get("_xsrf")})
+        assert c.get("/hub/home").url.path == "/hub/home"
+
+
+def test_killed_service_is_restarted_by_the_hub_with_its_state(fresh):
+    p = fresh.start()
+    state = _populate(p)
+    pid = _service_pid(p, "jobqueue")
+    os.kill(pid, signal.SIGKILL)
+    time.sleep(1)
+    _wait_healthy(p)
+    assert _service_pid(p, "jobqueue") != pid
+    _check(p, state)
+
+
+def test_postgresql_store(tmp_path):
+    """The same platform with both services on a real PostgreSQL server."""
+    pg = PostgresServer().start()
+    try:
+        p = new_platform(tmp_path, extra_env={
+            "FLIGHTBASE_JOBQUEUE_DB_URL": pg.create_database("fb_jobqueue"),
+            "FLIGHTBASE_REGISTRY_DB_URL": pg.create_database("fb_registry"),
+        })
+        try:
+            p.start()
+            state = _populate(p)
+            p.stop()
+            p.start()
+            _check(p, state)
+        finally:
+            p.stop()
+        assert not (p.data_dir / "jobqueue.sqlite").exists()
+    finally:
+        pg.stop()

@@ -1,0 +1,40 @@
+"""The CLI: bad input exits 2 with one line, never a stack trace."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FLIGHTBASE = str(Path(sys.executable).parent / "flightbase")
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["up", "--gpus", "lots"], "--gpus"),
+        (["up", "--port", "99999", "--gpus", "1"], "--port"),
+        (["nonsense"], "invalid choice"),
+        (["workspaces", "create"], "required"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(tmp_path, argv, words):
+    if argv[0] == "up":
+        argv = [*argv, "--data-dir", str(tmp_path / "d")]
+    proc = subprocess.run([FLIGHTBASE, *argv], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("usage:") and not line.startswith(" ")]
+    assert len(lines) == 1 and words in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_client_commands_without_token_exit_2(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    proc = subprocess.run([FLIGHTBASE, "workspaces", "list"], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 2 and "FLIGHTBASE_TOKEN" in proc.stderr
+
+
+def test_unreachable_platform_exits_2(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "FLIGHTBASE_TOKEN": "x", "FLIGHTBASE_URL": "http://127.0.0.1:9"}
+    proc = subprocess.run([FLIGHTBASE, "info"], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 2 and "cannot reach" in proc.stderr
