@@ -9,6 +9,8 @@ forever.  A workspace may run above its quota on idle GPUs (borrowing, when
 allowed); when a workspace under its quota needs GPUs, borrowed preemptible
 jobs are preempted to give them back (reclaim).  The first job blocked by a
 GPU shortage gets an EASY reservation; later jobs backfill around it.
+Jobs queued longer than ``starve_after`` go first, oldest first (aging),
+so a big job of a busy workspace cannot wait forever.
 """
 
 from __future__ import annotations
@@ -23,10 +25,22 @@ from .base import Policy
 
 
 class FairShareOrder:
-    def __init__(self, state: PassState, horizon: float):
+    def __init__(self, state: PassState, horizon: float, starve_after: float):
         self.state = state
         self.horizon = horizon
         view = state.snap.queue
+        # Aging: jobs queued longer than starve_after go first, oldest first,
+        # so the first of them that is blocked holds the EASY reservation and
+        # no job waits forever behind lighter workspaces.
+        cutoff = state.now - starve_after
+        self._aged: list[Job] = []
+        for job in view:
+            if job.submitted_at > cutoff:
+                break
+            if job.queued_since <= cutoff:
+                self._aged.append(job)
+        self._aged_pos = 0
+        self._served: set[str] = {j.id for j in self._aged}
         self._jobs = {ws: view.in_workspace(ws) for ws in view.workspaces()}
         self._pos = dict.fromkeys(self._jobs, 0)
         self._blocked: set[str] = set()
@@ -49,6 +63,11 @@ class FairShareOrder:
         return self
 
     def __next__(self) -> Job:
+        while self._aged_pos < len(self._aged):
+            job = self._aged[self._aged_pos]
+            self._aged_pos += 1
+            if job.workspace not in self._blocked:
+                return job
         ws = self._pending
         if ws is not None:
             self._pending = None
@@ -60,14 +79,21 @@ class FairShareOrder:
             _, ws = heapq.heappop(self._heap)
             if ws in self._blocked:
                 continue
+            jobs, pos = self._jobs[ws], self._pos[ws]
+            while pos < len(jobs) and jobs[pos].id in self._served:
+                pos += 1
+            self._pos[ws] = pos
+            if pos >= len(jobs):
+                continue
             self._pending = ws
-            return self._jobs[ws][self._pos[ws]]
+            return jobs[pos]
         raise StopIteration
 
 
 @dataclass(frozen=True)
 class FairSharePolicy(Policy):
     horizon: float = 3600.0
+    starve_after: float = 24 * 3600.0
     depth: int = 1000
     name = "fairshare"
 
@@ -75,5 +101,5 @@ class FairSharePolicy(Policy):
         if idle_pass(snap):
             return Decisions()
         state = PassState(snap, self.topology_keys)
-        admission_loop(state, lambda: FairShareOrder(state, self.horizon), "reserve", backfill_depth=self.depth)
+        admission_loop(state, lambda: FairShareOrder(state, self.horizon, self.starve_after), "reserve", backfill_depth=self.depth)
         return decisions(state)
