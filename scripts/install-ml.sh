@@ -41,6 +41,17 @@ log="${FLIGHTBASE_BUILD_LOG:-$cache/horovod-build.log}"
 
 pip() { "$py" -m pip "$@"; }
 
+# One run at a time per cache (e.g. `make test` and `make run` started together):
+# the second waits instead of building the same wheel twice or racing pip.
+mkdir -p "$cache" || die "cannot create cache dir $cache"
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$cache/.install-ml.lock"
+  if ! flock -n 9; then
+    step "another install-ml.sh holds $cache/.install-ml.lock; waiting"
+    flock 9 || die "could not lock $cache/.install-ml.lock"
+  fi
+fi
+
 # --- 1. torch --------------------------------------------------------------
 have_torch="$("$py" -c 'import torch; print(torch.__version__.split("+")[0])' 2>/dev/null || true)"
 if [ "$have_torch" = "$TORCH_VERSION" ]; then
@@ -51,6 +62,13 @@ else
     || die "pip install torch==$TORCH_VERSION failed (a CPU wheel is expected in pip's find-links/index)"
   have_torch="$("$py" -c 'import torch; print(torch.__version__.split("+")[0])' 2>/dev/null || true)"
   [ "$have_torch" = "$TORCH_VERSION" ] || die "torch import after install gave '${have_torch:-nothing}', want $TORCH_VERSION"
+fi
+
+# numpy is not a torch dependency, but without it every `import torch` warns
+# "Failed to initialize NumPy" and tensor.numpy() fails.
+if ! "$py" -c 'import numpy' >/dev/null 2>&1; then
+  step "installing numpy"
+  pip install -q numpy || die "pip install numpy failed"
 fi
 
 # --- 2. horovod: already usable? -------------------------------------------
