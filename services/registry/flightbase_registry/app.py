@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -12,33 +13,54 @@ from flightbase.service import db
 from flightbase.service.app import create_app
 from flightbase.service.hub import HubClient, make_hub_auth
 from flightbase.settings import PlatformSettings
-from flightbase_registry.api import catalog
+from flightbase_registry import storage, ui
+from flightbase_registry.api import catalog, image_uploads, uploads, versions
+from flightbase_registry.config import RegistrySettings
+from flightbase_registry.oci import OciRegistry
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def build(settings: PlatformSettings) -> FastAPI:
+def build(settings: PlatformSettings, registry_settings: RegistrySettings | None = None) -> FastAPI:
     engine = db.make_engine(settings.registry_db())
+    reg = registry_settings or RegistrySettings.load(settings.data_dir)
 
     async def startup(app: FastAPI) -> None:
         db.upgrade(engine, MIGRATIONS)
         app.state.sessions = sessionmaker(engine, expire_on_commit=False)
         app.state.hub = HubClient(cache_seconds=min(5, settings.auth_cache_seconds))
+        root = storage.uploads_root(settings.data_dir)
+        root.mkdir(parents=True, exist_ok=True)
+        for leftover in root.glob("deleted-*"):  # deletions interrupted by a stop
+            storage.remove_tree(leftover)
+        storage.datasets_root(settings.data_dir).mkdir(parents=True, exist_ok=True)
 
     async def shutdown(app: FastAPI) -> None:
         await app.state.hub.close()
+        if app.state.oci is not None:
+            app.state.oci.close()
         engine.dispose()
+
+    def health(app: FastAPI) -> dict:
+        return {"oci_registry": bool(reg.oci_registry_url)}
 
     app = create_app(
         name="registry",
         version=__version__,
-        description="Datasets and images of each workspace.",
-        routers=[catalog.router],
+        description="Datasets (chunked resumable uploads, immutable versions, quotas, mounts) and images "
+        "(references and uploads pushed to an OCI registry) of each workspace.",
+        routers=[catalog.router, uploads.router, versions.router, image_uploads.router],
         startup=startup,
         shutdown=shutdown,
-        health=lambda app: {},
+        health=health,
         hub_auth=make_hub_auth(settings.auth_cache_seconds),
     )
     app.state.settings = settings
+    app.state.registry_settings = reg
     app.state.deployment = "embedded"
+    app.state.quota_lock = asyncio.Lock()
+    app.state.upload_locks = {}
+    app.state.hashers = uploads._Hashers()
+    app.state.oci = OciRegistry(reg.oci_registry_url) if reg.oci_registry_url else None
+    ui.install(app)
     return app

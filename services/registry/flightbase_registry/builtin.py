@@ -9,13 +9,13 @@ BUILTIN_IMAGES: tuple[ImageOut, ...] = (
         id="builtin-training-base", workspace=None, name="training-base",
         reference="flightbase/training-base:0.1.0",
         description="CUDA, cuDNN, NCCL, OpenMPI, UCX, rdma-core, Python, PyTorch, Horovod",
-        frameworks=["pytorch", "horovod"], builtin=True, created_by="flightbase", created_at=None, runs_as="",
+        frameworks=["pytorch", "horovod"], builtin=True, created_by="flightbase", created_at=None, runs_as="", source="builtin",
     ),
     ImageOut(
         id="builtin-notebook", workspace=None, name="notebook",
         reference="flightbase/notebook:0.1.0",
         description="The training base plus JupyterLab and the Flightbase extension and client",
-        frameworks=["pytorch", "horovod", "jupyterlab"], builtin=True, created_by="flightbase", created_at=None, runs_as="",
+        frameworks=["pytorch", "horovod", "jupyterlab"], builtin=True, created_by="flightbase", created_at=None, runs_as="", source="builtin",
     ),
 )
 

@@ -1,35 +1,48 @@
-"""Datasets and images of a workspace (metadata; uploads come with the registry issue).
+"""Datasets and images of a workspace: create, list, read, delete.
 
-Members read and add; managers delete; outsiders get 404.
+Members read and add; managers delete; outsiders get 404. Uploads live in
+:mod:`.uploads` (datasets) and :mod:`.image_uploads`, versions in :mod:`.versions`.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 
 from fastapi import APIRouter, Request, Response
-from sqlalchemy import select
+from sqlalchemy import func, select
+from starlette.concurrency import run_in_threadpool
 from sqlalchemy.exc import IntegrityError
 
 from flightbase.service.access import authorize
 from flightbase.service.deps import CurrentIdentity, in_session
 from flightbase.service.errors import ApiError, not_found
+from flightbase_registry import storage
 from flightbase_registry.builtin import BUILTIN_IMAGES, runs_as
-from flightbase_registry.models import Dataset, Image
+from flightbase_registry.models import Dataset, DatasetVersion, DatasetVersionUse, Image, Upload
 from flightbase_registry.schemas import DatasetCreate, DatasetOut, ImageCreate, ImageOut
 
 router = APIRouter(tags=["datasets", "images"])
 
 
-def dataset_out(d: Dataset) -> DatasetOut:
+def dataset_out(d: Dataset, session=None) -> DatasetOut:
+    extra = {}
+    if session is not None:
+        latest, count, size = session.execute(
+            select(func.max(DatasetVersion.number), func.count(DatasetVersion.id),
+                   func.coalesce(func.sum(DatasetVersion.size_bytes), 0)).where(DatasetVersion.dataset_id == d.id)
+        ).one()
+        extra = dict(latest_version=latest, versions=count, size_bytes=int(size or 0))
     return DatasetOut(id=d.id, workspace=d.workspace, name=d.name, description=d.description or "",
-                      created_by=d.created_by, created_at=d.created_at)
+                      created_by=d.created_by, created_at=d.created_at, **extra)
 
 
 def image_out(i: Image, deployment: str) -> ImageOut:
     return ImageOut(id=i.id, workspace=i.workspace, name=i.name, reference=i.reference,
                     description=i.description or "", frameworks=list(i.frameworks or []), builtin=False,
-                    created_by=i.created_by, created_at=i.created_at, runs_as=runs_as(deployment))
+                    created_by=i.created_by, created_at=i.created_at, runs_as=runs_as(deployment),
+                    tag=i.tag, digest=i.digest, size_bytes=i.size_bytes,
+                    source="upload" if i.digest else "reference")
 
 
 async def _add(request: Request, row, what: str):
@@ -55,7 +68,7 @@ async def _get(request: Request, model, workspace: str, name: str):
 async def list_datasets(request: Request, identity: CurrentIdentity, workspace: str):
     await authorize(request, identity, workspace, "datasets:read")
     stmt = select(Dataset).where(Dataset.workspace == workspace).order_by(Dataset.name)
-    return await in_session(request, lambda s: [dataset_out(d) for d in s.scalars(stmt)])
+    return await in_session(request, lambda s: [dataset_out(d, s) for d in s.scalars(stmt)])
 
 
 @router.post("/workspaces/{workspace}/datasets", response_model=DatasetOut, status_code=201)
@@ -72,7 +85,7 @@ async def get_dataset(request: Request, identity: CurrentIdentity, workspace: st
     found = await _get(request, Dataset, workspace, name)
     if found is None:
         raise not_found(f"dataset {name!r}")
-    return dataset_out(found)
+    return await in_session(request, lambda s: dataset_out(s.get(Dataset, found.id), s))
 
 
 @router.delete("/workspaces/{workspace}/datasets/{name}", status_code=204)
@@ -82,7 +95,28 @@ async def delete_dataset(request: Request, identity: CurrentIdentity, workspace:
     if found is None:
         raise not_found(f"dataset {name!r}")
     await authorize(request, identity, workspace, "datasets:delete")
-    await in_session(request, lambda s: s.delete(s.get(Dataset, found.id)))
+    data_dir = request.app.state.settings.data_dir
+
+    def delete(session):
+        in_use = sorted(session.scalars(
+            select(DatasetVersionUse.job_id).join(DatasetVersion, DatasetVersion.id == DatasetVersionUse.version_id)
+            .where(DatasetVersion.dataset_id == found.id)))
+        if in_use:
+            raise ApiError(409, f"dataset {name!r} is in use by job(s) {', '.join(in_use)}; delete it when they have finished",
+                           field="name")
+        uploads = list(session.scalars(select(Upload.id).where(Upload.dataset_id == found.id)))
+        session.delete(session.get(Dataset, found.id))  # versions and uploads go with it (ON DELETE CASCADE)
+        session.flush()
+        doomed = []
+        folder = storage.dataset_dir(data_dir, workspace, name)
+        if folder.exists():  # out of sight in one rename, then removed
+            doomed.append(storage.uploads_root(data_dir) / f"deleted-{uuid.uuid4().hex}")
+            doomed[0].parent.mkdir(parents=True, exist_ok=True)
+            os.rename(folder, doomed[0])
+        return doomed + [storage.upload_dir(data_dir, u) for u in uploads]
+
+    for path in await in_session(request, delete):
+        await run_in_threadpool(storage.remove_tree, path)
     return Response(status_code=204)
 
 

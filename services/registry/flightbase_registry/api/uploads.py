@@ -1,0 +1,384 @@
+"""Resumable, chunked uploads of a new dataset version.
+
+The protocol (what the CLI and the browser page speak)::
+
+    POST   .../datasets/{name}/uploads                       declare files (path, size, sha256) -> upload
+    GET    .../datasets/{name}/uploads/{id}                  each file's offset: where to resume
+    PATCH  .../datasets/{name}/uploads/{id}/files/{i}?offset=N   raw bytes of file i from offset N
+    POST   .../datasets/{name}/uploads/{id}/commit           verify, extract, publish -> new version
+    DELETE .../datasets/{name}/uploads/{id}                  cancel, remove what was staged
+
+Quota and size limits are checked when the upload is declared (its bytes are
+held until it commits or is cancelled). Chunks are streamed to the staging
+area (never held whole in memory) and hashed as they arrive; a file whose last
+byte arrives is checked against its declared SHA-256 at once. Commit extracts
+archives safely, makes the files read-only and publishes the version with one
+rename: readers see all of it or nothing. Any refusal at commit removes the
+upload entirely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import os
+import uuid
+from pathlib import Path
+
+from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy import func, select
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from flightbase.service.access import authorize
+from flightbase.service.deps import CurrentIdentity, in_session
+from flightbase.service.errors import ApiError, not_found
+from flightbase_registry import safety, storage
+from flightbase_registry.api.common import get_dataset, refuse_over_quota, usage
+from flightbase_registry.models import Dataset, DatasetVersion, Upload
+from flightbase_registry.schemas import UploadCreate, UploadFileOut, UploadOut, VersionOut
+
+router = APIRouter(tags=["datasets"])
+
+BASE = "/workspaces/{workspace}/datasets/{name}/uploads"
+WRITE_BUFFER = 8 << 20  # bytes gathered before one write+hash in a worker thread
+
+
+def _data_dir(request: Request) -> Path:
+    return request.app.state.settings.data_dir
+
+
+def _sum_path(data_dir: Path, upload_id: str, index: int) -> Path:
+    return storage.upload_dir(data_dir, upload_id) / "sha256" / str(index)
+
+
+def upload_out(data_dir: Path, up: Upload, dataset: str) -> UploadOut:
+    files = []
+    received = 0
+    for i, f in enumerate(up.files):
+        offset = storage.staged_size(storage.staged_file(data_dir, up.id, f["path"]))
+        complete = offset == f["size"] and _sum_path(data_dir, up.id, i).exists()
+        received += offset
+        files.append(UploadFileOut(index=i, path=f["path"], size=f["size"], sha256=f.get("sha256"),
+                                   extract=bool(f.get("extract")), offset=offset, complete=complete))
+    return UploadOut(id=up.id, workspace=up.workspace, dataset=dataset, files=files, total_bytes=up.total_bytes,
+                     received_bytes=received, message=up.message or "", created_by=up.created_by, created_at=up.created_at)
+
+
+async def _get_upload(request: Request, dataset: Dataset, upload_id: str) -> Upload:
+    up = await in_session(request, lambda s: s.get(Upload, upload_id))
+    if up is None or up.dataset_id != dataset.id:
+        raise not_found(f"upload {upload_id!r}")
+    return up
+
+
+@router.post(BASE, response_model=UploadOut, status_code=201)
+async def create_upload(request: Request, identity: CurrentIdentity, workspace: str, name: str, body: UploadCreate):
+    """Declare the files of a new version; answers where each one starts (offset 0)."""
+    ws = await authorize(request, identity, workspace, "datasets:write")
+    dataset = await get_dataset(request, workspace, name)
+    limits = request.app.state.registry_settings
+    try:
+        safety.check_paths([f.path for f in body.files])
+    except safety.UnsafeInput as exc:
+        raise ApiError(422, exc.reason, field=exc.field) from None
+    if len(body.files) > limits.max_files:
+        raise ApiError(413, f"{len(body.files)} files is more than the limit of {limits.max_files} per version", field="files")
+    for i, f in enumerate(body.files):
+        if f.size > limits.max_file_bytes:
+            raise ApiError(413, f"{f.path!r} is {f.size} bytes, more than the limit of {limits.max_file_bytes} per file",
+                           field=f"files[{i}].size")
+        if f.extract and not safety.is_archive(f.path):
+            raise ApiError(422, f"{f.path!r} is not an archive ({', '.join(safety.ARCHIVE_SUFFIXES)}) and cannot be extracted",
+                           field=f"files[{i}].extract")
+    total = sum(f.size for f in body.files)
+    row = Upload(id=uuid.uuid4().hex, dataset_id=dataset.id, workspace=workspace,
+                 files=[f.model_dump() for f in body.files], total_bytes=total, message=body.message,
+                 created_by=identity.name)
+
+    def add(session):
+        refuse_over_quota(usage(session, ws), total, "files", "this upload")
+        session.add(row)
+        session.flush()
+        return row
+
+    async with request.app.state.quota_lock:
+        row = await in_session(request, add)
+    data_dir = _data_dir(request)
+    (storage.upload_dir(data_dir, row.id) / "files").mkdir(parents=True, exist_ok=True)
+    for i, f in enumerate(body.files):
+        if f.size == 0:  # nothing to send: an empty file is complete at once
+            empty = hashlib.sha256().hexdigest()
+            if f.sha256 and f.sha256 != empty:
+                await _discard(request, row.id)
+                raise ApiError(422, f"{f.path!r} is empty, but its sha256 is not that of no bytes", field=f"files[{i}].sha256")
+            target = storage.staged_file(data_dir, row.id, f.path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.touch()
+            _sum_path(data_dir, row.id, i).parent.mkdir(parents=True, exist_ok=True)
+            _sum_path(data_dir, row.id, i).write_text(empty)
+    return upload_out(_data_dir(request), row, name)
+
+
+@router.get(BASE, response_model=list[UploadOut])
+async def list_uploads(request: Request, identity: CurrentIdentity, workspace: str, name: str):
+    """Uploads in progress for this dataset (the CLI finds the one to resume here)."""
+    await authorize(request, identity, workspace, "datasets:read")
+    dataset = await get_dataset(request, workspace, name)
+    stmt = select(Upload).where(Upload.dataset_id == dataset.id).order_by(Upload.created_at)
+    rows = await in_session(request, lambda s: list(s.scalars(stmt)))
+    return [upload_out(_data_dir(request), up, name) for up in rows]
+
+
+@router.get(BASE + "/{upload_id}", response_model=UploadOut)
+async def get_upload(request: Request, identity: CurrentIdentity, workspace: str, name: str, upload_id: str):
+    await authorize(request, identity, workspace, "datasets:read")
+    dataset = await get_dataset(request, workspace, name)
+    return upload_out(_data_dir(request), await _get_upload(request, dataset, upload_id), name)
+
+
+class _Hashers:
+    """Running SHA-256 of each file being received, so a chunk costs one pass over its bytes.
+
+    After a restart (or a chunk from another connection) the state is rebuilt
+    by hashing what is already on disk.
+    """
+
+    def __init__(self):
+        self._state: dict[tuple[str, int], tuple[int, "hashlib._Hash"]] = {}
+
+    def take(self, key: tuple[str, int], path: Path, offset: int):
+        held = self._state.pop(key, None)
+        if held and held[0] == offset:
+            return held[1]
+        h = hashlib.sha256()
+        with open(path, "rb") as fh:
+            left = offset
+            while left:
+                block = fh.read(min(left, 8 << 20))
+                if not block:
+                    break
+                h.update(block)
+                left -= len(block)
+        return h
+
+    def put(self, key, offset: int, h) -> None:
+        self._state[key] = (offset, h)
+
+    def drop(self, upload_id: str) -> None:
+        for key in [k for k in self._state if k[0] == upload_id]:
+            del self._state[key]
+
+
+@router.patch(BASE + "/{upload_id}/files/{index}", response_model=UploadFileOut)
+async def upload_chunk(
+    request: Request, identity: CurrentIdentity, workspace: str, name: str, upload_id: str, index: int,
+    offset: int = Query(ge=0, description="Where these bytes start in the file; must equal the file's current offset"),
+):
+    """Append the raw request body to file ``index`` at ``offset`` (resume with the offset GET reports)."""
+    await authorize(request, identity, workspace, "datasets:write")
+    dataset = await get_dataset(request, workspace, name)
+    up = await _get_upload(request, dataset, upload_id)
+    if not 0 <= index < len(up.files):
+        raise ApiError(404, f"upload {upload_id!r} has no file number {index} (it has {len(up.files)})", field="index")
+    declared = up.files[index]
+    data_dir = _data_dir(request)
+    path = storage.staged_file(data_dir, up.id, declared["path"])
+    key = (up.id, index)
+    locks: dict = request.app.state.upload_locks
+    if key in locks:
+        raise ApiError(409, f"file {index} of upload {upload_id!r} is already being written by another request", field="index")
+    locks[key] = True
+    try:
+        return await _receive(request, up, index, declared, path, offset, key)
+    finally:
+        locks.pop(key, None)
+
+
+async def _receive(request: Request, up: Upload, index: int, declared: dict, path: Path, offset: int, key) -> UploadFileOut:
+    size = declared["size"]
+    limits = request.app.state.registry_settings
+    hashers: _Hashers = request.app.state.hashers
+    current = storage.staged_size(path)
+    sum_file = _sum_path(request.app.state.settings.data_dir, up.id, index)
+    if offset != current:
+        raise ApiError(409, f"offset: file {index} has {current} bytes; send the chunk at offset={current}", field="offset")
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and offset + int(length) > size:
+        raise ApiError(413, f"this chunk ends at byte {offset + int(length)} but {declared['path']!r} was declared with {size} bytes",
+                       field="body")
+    if length is not None and length.isdigit() and int(length) > limits.max_chunk_bytes:
+        raise ApiError(413, f"a chunk may carry at most {limits.max_chunk_bytes} bytes", field="body")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = await run_in_threadpool(open, path, "ab")
+    hasher = await run_in_threadpool(hashers.take, key, path, offset)
+    position = offset
+
+    def write(data: bytes) -> None:
+        fh.write(data)
+        hasher.update(data)
+
+    pending: asyncio.Future | None = None
+    parts: list[bytes] = []
+    gathered = 0
+    too_much = False
+    try:
+        try:
+            async for chunk in request.stream():
+                if not chunk:
+                    continue
+                if position + gathered + len(chunk) > size:
+                    too_much = True
+                    break
+                parts.append(chunk)
+                gathered += len(chunk)
+                if gathered >= WRITE_BUFFER:
+                    if pending is not None:
+                        await pending
+                    data, parts, position, gathered = b"".join(parts), [], position + gathered, 0
+                    pending = asyncio.ensure_future(run_in_threadpool(write, data))
+        except ClientDisconnect:
+            pass  # keep what arrived: the client resumes from the offset GET reports
+        if pending is not None:
+            await pending
+        if parts:
+            await run_in_threadpool(write, b"".join(parts))
+            position += gathered
+    finally:
+        await run_in_threadpool(fh.close)
+    if too_much:
+        # the bytes of this request beyond the declared size are refused; what fit is kept
+        hashers.put(key, position, hasher)
+        raise ApiError(413, f"more bytes than the {size} declared for {declared['path']!r}; kept {position}", field="body")
+    if position < size:
+        hashers.put(key, position, hasher)
+    else:
+        digest = hasher.hexdigest()
+        if declared.get("sha256") and declared["sha256"] != digest:
+            await run_in_threadpool(os.truncate, path, 0)
+            raise ApiError(
+                422,
+                f"checksum mismatch for {declared['path']!r}: declared sha256 {declared['sha256']}, received {digest}; "
+                "the file was discarded, send it again from offset 0",
+                field=f"files[{index}].sha256",
+            )
+        sum_file.parent.mkdir(parents=True, exist_ok=True)
+        sum_file.write_text(digest)
+    return UploadFileOut(index=index, path=declared["path"], size=size, sha256=declared.get("sha256"),
+                         extract=bool(declared.get("extract")), offset=position, complete=position == size)
+
+
+@router.delete(BASE + "/{upload_id}", status_code=204)
+async def cancel_upload(request: Request, identity: CurrentIdentity, workspace: str, name: str, upload_id: str):
+    """Cancel an upload: its staged bytes are removed and its quota hold released."""
+    await authorize(request, identity, workspace, "datasets:write")
+    dataset = await get_dataset(request, workspace, name)
+    up = await _get_upload(request, dataset, upload_id)
+    await _discard(request, up.id)
+    return Response(status_code=204)
+
+
+async def _discard(request: Request, upload_id: str) -> None:
+    request.app.state.hashers.drop(upload_id)
+    await run_in_threadpool(storage.remove_tree, storage.upload_dir(_data_dir(request), upload_id))
+
+    def delete(session):
+        row = session.get(Upload, upload_id)
+        if row is not None:
+            session.delete(row)
+
+    await in_session(request, delete)
+
+
+@router.post(BASE + "/{upload_id}/commit", response_model=VersionOut, status_code=201)
+async def commit_upload(request: Request, identity: CurrentIdentity, workspace: str, name: str, upload_id: str):
+    """Verify every file, extract archives, and publish the files as the dataset's next version."""
+    ws = await authorize(request, identity, workspace, "datasets:write")
+    dataset = await get_dataset(request, workspace, name)
+    up = await _get_upload(request, dataset, upload_id)
+    data_dir = _data_dir(request)
+    state = upload_out(data_dir, up, name)
+    missing = [f for f in state.files if not f.complete]
+    if missing:
+        f = missing[0]
+        raise ApiError(409, f"{len(missing)} file(s) incomplete, first {f.path!r}: {f.offset} of {f.size} bytes received",
+                       field=f"files[{f.index}]")
+    limits = request.app.state.registry_settings
+    async with request.app.state.quota_lock:
+        allowance = await in_session(request, lambda s: usage(s, ws, except_upload=up.id).available_bytes)
+        try:
+            assembled, manifest = await run_in_threadpool(_assemble, data_dir, up, limits, allowance)
+        except safety.UnsafeInput as exc:
+            await _discard(request, up.id)
+            raise ApiError(exc.status, f"{exc.reason}; the upload was cancelled and nothing was kept", field=exc.field) from None
+        except Exception:
+            await _discard(request, up.id)
+            raise
+
+        def publish(session):
+            number = (session.scalar(select(func.max(DatasetVersion.number)).where(DatasetVersion.dataset_id == dataset.id)) or 0) + 1
+            row = DatasetVersion(id=uuid.uuid4().hex[:16], dataset_id=dataset.id, workspace=workspace, number=number,
+                                 size_bytes=sum(m["size"] for m in manifest), file_count=len(manifest), manifest=manifest,
+                                 message=up.message or "", created_by=identity.name,
+                                 created_at=dt.datetime.now(dt.timezone.utc))
+            session.add(row)
+            session.delete(session.get(Upload, up.id))
+            session.flush()
+            # the rename is the last step inside the transaction: if it fails the row is rolled back
+            storage.publish(assembled, storage.version_dir(data_dir, workspace, name, number))
+            return row
+
+        version = await in_session(request, publish)
+    request.app.state.hashers.drop(up.id)
+    await run_in_threadpool(storage.remove_tree, storage.upload_dir(data_dir, up.id))
+    return VersionOut(workspace=workspace, dataset=name, version=version.number, size_bytes=version.size_bytes,
+                      file_count=version.file_count, message=version.message, created_by=version.created_by,
+                      created_at=version.created_at, in_use_by=[])
+
+
+def _assemble(data_dir: Path, up: Upload, limits, allowance: int | None) -> tuple[Path, list[dict]]:
+    """Turn the staged files into a version folder (not yet visible) and its manifest."""
+    root = storage.upload_dir(data_dir, up.id)
+    staged = root / "files"
+    assembled = root / "version"
+    if assembled.exists():  # a commit that failed half-way before: start again from the staged files
+        storage.remove_tree(assembled)
+    os.rename(staged, assembled)
+    try:
+        manifest: dict[str, dict] = {}
+        archives = []
+        for i, f in enumerate(up.files):
+            sha = _sum_path(data_dir, up.id, i).read_text().strip()
+            if f.get("extract"):
+                archives.append((i, f))
+            else:
+                manifest[f["path"]] = {"path": f["path"], "size": f["size"], "sha256": sha}
+        budget = min(limits.max_extract_bytes, allowance if allowance is not None else limits.max_extract_bytes)
+        budget -= sum(m["size"] for m in manifest.values())
+        for i, f in archives:
+            archive = assembled / f["path"]
+            out_dir = root / f"extract-{i}"
+            field = f"files[{i}]"
+            ex_limits = safety.ExtractLimits(max_bytes=max(0, budget), max_files=limits.max_files - len(manifest),
+                                             max_ratio=limits.max_compression_ratio)
+            extracted = safety.extract(archive, out_dir, ex_limits, field)
+            budget -= extracted.total
+            os.unlink(archive)
+            folder = str(Path(f["path"]).parent)
+            prefix = "" if folder == "." else folder + "/"
+            for member, size, sha in extracted.files:
+                rel = prefix + member
+                target = assembled / rel
+                if rel in manifest or target.exists():
+                    raise safety.UnsafeInput(field, f"archive member {member!r} would replace {rel!r}, which is already in the version")
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(out_dir / member, target)
+                manifest[rel] = {"path": rel, "size": size, "sha256": sha}
+            storage.remove_tree(out_dir)
+        storage.fsync_tree(assembled)
+        storage.make_read_only(assembled)
+        return assembled, sorted(manifest.values(), key=lambda m: m["path"])
+    except Exception:
+        storage.remove_tree(assembled)
+        raise

@@ -1,0 +1,113 @@
+"""Where datasets live on disk, and the moves that make a version visible.
+
+Layout under the platform's data directory::
+
+    datasets/<workspace>/<dataset>/<number>/...   immutable versions (read-only files)
+    uploads/<upload id>/files/<path>              uploads in progress (staging)
+    uploads/<upload id>/version/                  a version being assembled at commit
+    uploads/images/<id>.tar                       image archives being received
+
+A version becomes visible in one ``rename`` of its assembled folder, so a
+reader sees all of it or nothing; uploads and versions sit on the same file
+system, which makes that rename atomic. :func:`version_dir` is what the
+jobqueue and the spawner mount at ``/datasets/<name>``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from pathlib import Path
+
+READ_ONLY_FILE = 0o444
+READ_ONLY_DIR = 0o555
+
+
+def datasets_root(data_dir: Path) -> Path:
+    return Path(data_dir) / "datasets"
+
+
+def dataset_dir(data_dir: Path, workspace: str, dataset: str) -> Path:
+    return datasets_root(data_dir) / workspace / dataset
+
+
+def version_dir(data_dir: Path, workspace: str, dataset: str, number: int) -> Path:
+    """The folder holding version ``number`` of a dataset (names are validated by the API)."""
+    return dataset_dir(data_dir, workspace, dataset) / str(int(number))
+
+
+def uploads_root(data_dir: Path) -> Path:
+    return Path(data_dir) / "uploads"
+
+
+def upload_dir(data_dir: Path, upload_id: str) -> Path:
+    return uploads_root(data_dir) / upload_id
+
+
+def staged_file(data_dir: Path, upload_id: str, path: str) -> Path:
+    return upload_dir(data_dir, upload_id) / "files" / path
+
+
+def image_staging(data_dir: Path) -> Path:
+    return uploads_root(data_dir) / "images"
+
+
+def make_read_only(root: Path) -> None:
+    """Files 0444 and folders 0555, so a mounted version cannot be changed by the job that reads it."""
+    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+        for name in filenames:
+            os.chmod(os.path.join(dirpath, name), READ_ONLY_FILE)
+        os.chmod(dirpath, READ_ONLY_DIR)
+
+
+def fsync_tree(root: Path) -> None:
+    """Flush every file of a version before it is published (a crash never publishes half a file)."""
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for name in filenames:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def publish(assembled: Path, target: Path) -> None:
+    """Move an assembled version into place in one rename; fails if the target exists."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        raise FileExistsError(str(target))
+    os.rename(assembled, target)
+    _fsync_dir(target.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a version or staging folder, read-only modes included."""
+    if not path.exists():
+        return
+
+    def _writable(func, p, _exc):
+        parent = os.path.dirname(p)
+        os.chmod(parent, stat.S_IRWXU)
+        if os.path.isdir(p) and not os.path.islink(p):
+            os.chmod(p, stat.S_IRWXU)
+        func(p)
+
+    for dirpath, _dirnames, _filenames in os.walk(path):
+        os.chmod(dirpath, stat.S_IRWXU)
+    shutil.rmtree(path, onerror=_writable)
+
+
+def staged_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
