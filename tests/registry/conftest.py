@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.platform.harness import free_port, new_platform
-from tests.platform.world import make_world
+from tests.registry.people import make_world
 
 DOCKER_REGISTRY = "/usr/bin/docker-registry"
 
@@ -84,5 +84,5 @@ def platform(tmp_path_factory, oci_registry):
 
 @pytest.fixture
 def world(platform):
-    """A fresh workspace with a manager, an owner, a member, and an outsider (see tests.platform.world)."""
+    """A fresh workspace with a manager, an owner, a member, and an outsider (see people.py)."""
     return make_world(platform)
