@@ -45,11 +45,48 @@ TABLE = {
     ("registry", "POST", "/workspaces/{workspace}/images"): row(201, 201, 201, 201, 404),
     ("registry", "GET", "/workspaces/{workspace}/images/{name}"): row(200, 200, 200, 200, 404),
     ("registry", "DELETE", "/workspaces/{workspace}/images/{name}"): row(204, 204, 403, 403, 404),
+    # no OCI registry in this platform: members get as far as 503, outsiders never learn that
+    ("registry", "POST", "/workspaces/{workspace}/images/upload"): row(503, 503, 503, 503, 404),
+    ("registry", "GET", "/workspaces/{workspace}/storage"): row(200, 200, 200, 200, 404),
+    ("registry", "GET", "/workspaces/{workspace}/datasets/{name}/uploads"): row(200, 200, 200, 200, 404),
+    ("registry", "POST", "/workspaces/{workspace}/datasets/{name}/uploads"): row(201, 201, 201, 201, 404),
+    ("registry", "GET", "/workspaces/{workspace}/datasets/{name}/uploads/{upload_id}"): row(200, 200, 200, 200, 404),
+    ("registry", "DELETE", "/workspaces/{workspace}/datasets/{name}/uploads/{upload_id}"): row(204, 204, 204, 204, 404),
+    ("registry", "PATCH", "/workspaces/{workspace}/datasets/{name}/uploads/{upload_id}/files/{index}"): row(200, 200, 200, 200, 404),
+    ("registry", "POST", "/workspaces/{workspace}/datasets/{name}/uploads/{upload_id}/commit"): row(201, 201, 201, 201, 404),
+    ("registry", "GET", "/workspaces/{workspace}/datasets/{name}/versions"): row(200, 200, 200, 200, 404),
+    ("registry", "GET", "/workspaces/{workspace}/datasets/{name}/versions/{version}"): row(200, 200, 200, 200, 404),
+    ("registry", "DELETE", "/workspaces/{workspace}/datasets/{name}/versions/{version}"): row(204, 204, 403, 403, 404),
+    ("registry", "GET", "/workspaces/{workspace}/datasets/{name}/versions/{version}/mount"): row(200, 200, 200, 200, 404),
+    ("registry", "GET", "/workspaces/{workspace}/datasets/{name}/versions/{version}/files/{path}"): row(200, 200, 200, 200, 404),
+    ("registry", "GET", "/workspaces/{workspace}/datasets/{name}/versions/{version}/archive"): row(200, 200, 200, 200, 404),
+    ("registry", "PUT", "/workspaces/{workspace}/datasets/{name}/versions/{version}/uses/{job_id}"): row(200, 200, 200, 200, 404),
+    ("registry", "DELETE", "/workspaces/{workspace}/datasets/{name}/versions/{version}/uses/{job_id}"): row(204, 204, 204, 204, 404),
 }
 
 
-def _request(world, role, service, method, template):
-    """Fill the template and the body for this world; return (path, json body)."""
+def _registry_ids(platform, world, template):
+    """Ids for the registry's version and upload routes; with a platform, made for real (as the owner)."""
+    ids = {"version": "1", "upload_id": "0" * 32, "index": 0, "job_id": "job-1", "path": "a.txt"}
+    if platform is None or not ("{version}" in template or "{upload_id}" in template):
+        return ids
+    base = f"workspaces/{world.workspace}/datasets/{world.dataset}/uploads"
+    owner = world.tokens["owner"]
+    up = platform.api("registry", "POST", base, owner, json={"files": [{"path": "a.txt", "size": 1}]}).json()
+    if "{version}" in template or template.endswith("/commit"):
+        sent = platform.api("registry", "PATCH", f"{base}/{up['id']}/files/0", owner, params={"offset": 0}, content=b"a")
+        assert sent.status_code == 200, sent.text
+    if "{version}" in template:
+        assert platform.api("registry", "POST", f"{base}/{up['id']}/commit", owner).status_code == 201
+    ids["upload_id"] = up["id"]
+    return ids
+
+
+def _request(world, role, service, method, template, platform=None):
+    """Fill the template and the body for this world; return (path, json body).
+
+    With ``platform``, things the route needs (a dataset version, an upload) are made first.
+    """
     target_user = world.names["member"]
     body = None
     if template == "/workspaces" and method == "POST":
@@ -64,8 +101,15 @@ def _request(world, role, service, method, template):
         body = {"name": f"new-{role}"}
     elif template.endswith("/images") and method == "POST":
         body = {"name": f"new-{role}", "reference": "example.org/x:1"}
+    elif template.endswith("/datasets/{name}/uploads") and method == "POST":
+        body = {"files": [{"path": "x.txt", "size": 1}]}
+    ids = _registry_ids(platform, world, template) if service == "registry" else {}
     name = world.dataset if "/datasets/" in template else world.image
-    path = template.format(workspace=world.workspace, user=target_user, training_id=world.training_id, name=name)
+    path = template.format(workspace=world.workspace, user=target_user, training_id=world.training_id, name=name, **ids)
+    if template.endswith("/images/upload"):
+        path += f"?name=new-{role}"  # the archive is the body; its metadata are query parameters
+    elif template.endswith("/files/{index}"):
+        path += "?offset=0"  # an empty chunk: nothing written, the offset stays 0
     return path, body
 
 
@@ -76,7 +120,7 @@ CASES = [(key, role) for key in TABLE for role in ROLES]
 def test_permission(platform, key, role):
     service, method, template = key
     world = make_world(platform)
-    path, body = _request(world, role, service, method, template)
+    path, body = _request(world, role, service, method, template, platform)
     resp = platform.api(service, method, path, world.tokens[role], json=body)
     expected = TABLE[key][role]
     assert resp.status_code == expected, f"{role} {method} {path}: {resp.status_code} {resp.text}"
