@@ -1,0 +1,347 @@
+"""``flightbase datasets ...`` and ``flightbase images ...``: the registry from the command line.
+
+``flightbase/cli.py`` wires these in with ``cli_datasets.add_parsers(sub)``.
+Uploads use the registry's chunked protocol: declare the files (path, size,
+sha256), send each file in chunks from the offset the service reports, then
+commit. Run the same ``upload`` again after an interruption and it resumes
+the matching upload in progress where it stopped. Errors raise ``ValueError``
+or :class:`flightbase.client.ApiError`; ``cli.main`` prints them on one line
+and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+CHUNK = 64 << 20  # bytes per PATCH request
+READ = 4 << 20
+
+
+def add_parsers(subparsers) -> None:
+    ds = subparsers.add_parser("datasets", help="list, create, upload, download and delete datasets and versions")
+    ds_sub = ds.add_subparsers(dest="action", required=True, parser_class=type(ds))
+
+    def workspace_arg(p):
+        p.add_argument("-w", "--workspace", default=os.environ.get("FLIGHTBASE_WORKSPACE"),
+                       help="workspace (default: $FLIGHTBASE_WORKSPACE)")
+
+    p = ds_sub.add_parser("list", help="datasets of a workspace, with storage used")
+    workspace_arg(p)
+    p.add_argument("--json", action="store_true")
+    p = ds_sub.add_parser("create", help="create an empty dataset")
+    workspace_arg(p)
+    p.add_argument("name")
+    p.add_argument("--description", default="")
+    p = ds_sub.add_parser("upload", help="upload files or a folder as the dataset's next version (resumable)")
+    workspace_arg(p)
+    p.add_argument("path", nargs="+", help="files or folders; a folder's files keep their paths below it")
+    p.add_argument("-d", "--dataset", help="dataset name (default: the name of the first PATH); created if missing")
+    p.add_argument("-m", "--message", default="", help="what changed in this version")
+    p.add_argument("--extract", action="store_true", help="extract .zip / .tar.gz / .tgz / .tar archives on the server")
+    p.add_argument("--quiet", action="store_true", help="no progress line")
+    p = ds_sub.add_parser("versions", help="versions of a dataset")
+    workspace_arg(p)
+    p.add_argument("name")
+    p.add_argument("--json", action="store_true")
+    p = ds_sub.add_parser("download", help="download a version (a tar of it, or one file)")
+    workspace_arg(p)
+    p.add_argument("name")
+    p.add_argument("--version", default="latest", help="number or 'latest' (default)")
+    p.add_argument("--file", help="download only this file of the version")
+    p.add_argument("-o", "--output", help="where to write (default: <name>-v<N>.tar or the file's name)")
+    p = ds_sub.add_parser("delete", help="delete a dataset, or one version with --version (workspace managers)")
+    workspace_arg(p)
+    p.add_argument("name")
+    p.add_argument("--version", help="delete only this version")
+    ds.set_defaults(func=cmd_datasets)
+
+    im = subparsers.add_parser("images", help="list, register and upload images")
+    im_sub = im.add_subparsers(dest="action", required=True, parser_class=type(im))
+    p = im_sub.add_parser("list", help="built-in and workspace images")
+    workspace_arg(p)
+    p.add_argument("--json", action="store_true")
+    p = im_sub.add_parser("register", help="register an image by reference (registry/name:tag)")
+    workspace_arg(p)
+    p.add_argument("name")
+    p.add_argument("reference")
+    p.add_argument("--description", default="")
+    p.add_argument("--framework", action="append", default=[], dest="frameworks")
+    p = im_sub.add_parser("upload", help="upload a `docker save` or OCI layout tar; pushed to the platform's registry")
+    workspace_arg(p)
+    p.add_argument("archive")
+    p.add_argument("name")
+    p.add_argument("--tag", default="latest")
+    p.add_argument("--description", default="")
+    p.add_argument("--framework", action="append", default=[], dest="frameworks")
+    p.add_argument("--quiet", action="store_true")
+    im.set_defaults(func=cmd_images)
+
+
+# --- output
+
+def _table(rows: list[dict], columns: list[str]) -> None:
+    table = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in table]) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)))
+    for row in table:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+def _human(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+class Progress:
+    """One self-rewriting stderr line: bytes done, total, rate."""
+
+    def __init__(self, total: int, label: str, quiet: bool = False):
+        self.total, self.label, self.done = total, label, 0
+        self.quiet = quiet or not total
+        self.start = time.monotonic()
+        self._last = 0.0
+
+    def add(self, n: int, force: bool = False) -> None:
+        self.done += n
+        now = time.monotonic()
+        if self.quiet or (not force and now - self._last < 0.2):
+            return
+        self._last = now
+        rate = self.done / max(now - self.start, 1e-6)
+        pct = 100 * self.done / self.total
+        bar = "#" * int(pct / 4)
+        sys.stderr.write(f"\r{self.label} [{bar:<25}] {pct:5.1f}% {_human(self.done)}/{_human(self.total)} {_human(rate)}/s ")
+        sys.stderr.flush()
+
+    def finish(self) -> None:
+        if not self.quiet:
+            self.add(0, force=True)
+            sys.stderr.write("\n")
+
+
+# --- commands
+
+def _client():
+    from flightbase.client import Client
+
+    return Client(timeout=600.0)
+
+
+def _ws(args) -> str:
+    if not args.workspace:
+        raise ValueError("workspace: name one with --workspace (or set FLIGHTBASE_WORKSPACE)")
+    return args.workspace
+
+
+def cmd_datasets(args) -> int:
+    with _client() as c:
+        ws = _ws(args)
+        base = f"workspaces/{quote(ws)}/datasets"
+        if args.action == "list":
+            rows = c.request("registry", "GET", base)
+            if args.json:
+                print(json.dumps(rows, indent=1))
+                return 0
+            for r in rows:
+                r["size"] = _human(r.get("size_bytes"))
+            _table(rows, ["name", "latest_version", "versions", "size", "description"])
+            st = c.request("registry", "GET", f"workspaces/{quote(ws)}/storage")
+            quota = _human(st["quota_bytes"]) if st["quota_bytes"] is not None else "no quota"
+            print(f"\nstorage: {_human(st['used_bytes'])} used of {quota}")
+        elif args.action == "create":
+            print(json.dumps(c.request("registry", "POST", base, json={"name": args.name, "description": args.description}), indent=1))
+        elif args.action == "upload":
+            version = upload(c, ws, args.dataset or _default_name(args.path[0]), [Path(p) for p in args.path],
+                             message=args.message, extract=args.extract, quiet=args.quiet)
+            print(f"{version['dataset']} version {version['version']}: {version['file_count']} files, {_human(version['size_bytes'])}")
+        elif args.action == "versions":
+            rows = c.request("registry", "GET", f"{base}/{quote(args.name)}/versions")
+            if args.json:
+                print(json.dumps(rows, indent=1))
+                return 0
+            for r in rows:
+                r["size"] = _human(r["size_bytes"])
+                r["in_use_by"] = ",".join(r["in_use_by"])
+            _table(rows, ["version", "file_count", "size", "created_by", "created_at", "in_use_by", "message"])
+        elif args.action == "download":
+            download(c, ws, args.name, args.version, args.file, args.output)
+        elif args.action == "delete":
+            if args.version:
+                c.request("registry", "DELETE", f"{base}/{quote(args.name)}/versions/{quote(args.version)}")
+                print(f"deleted version {args.version} of {args.name}")
+            else:
+                c.request("registry", "DELETE", f"{base}/{quote(args.name)}")
+                print(f"deleted dataset {args.name}")
+    return 0
+
+
+def _default_name(path: str) -> str:
+    name = Path(path).resolve().name.lower()
+    for suffix in (".tar.gz", ".tgz", ".zip", ".tar"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return name
+
+
+def collect(paths: list[Path]) -> list[tuple[str, Path]]:
+    """(path in the dataset, local file) for every file under the given files and folders."""
+    out: list[tuple[str, Path]] = []
+    for root in paths:
+        if not root.exists():
+            raise ValueError(f"path: {str(root)!r} does not exist")
+        if root.is_file():
+            out.append((root.name, root))
+            continue
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            for name in sorted(filenames):
+                local = Path(dirpath) / name
+                if local.is_symlink():
+                    raise ValueError(f"path: {str(local)!r} is a symbolic link; datasets hold files only")
+                out.append((local.relative_to(root).as_posix(), local))
+    if not out:
+        raise ValueError("path: no files to upload")
+    return out
+
+
+def _sha256(path: Path, progress: Progress) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(READ):
+            h.update(block)
+            progress.add(len(block))
+    return h.hexdigest()
+
+
+def _chunks(fh, length: int):
+    left = length
+    while left:
+        block = fh.read(min(READ, left))
+        if not block:
+            raise ValueError("a file changed (got shorter) while it was being uploaded")
+        left -= len(block)
+        yield block
+
+
+def upload(c, ws: str, dataset: str, paths: list[Path], *, message: str = "", extract: bool = False,
+           quiet: bool = False) -> dict:
+    from flightbase.client import ApiError
+
+    files = collect(paths)
+    base = f"workspaces/{quote(ws)}/datasets/{quote(dataset)}"
+    try:
+        c.request("registry", "GET", base)
+    except ApiError as exc:
+        if exc.status != 404 or not exc.message.startswith("dataset"):
+            raise
+        c.request("registry", "POST", f"workspaces/{quote(ws)}/datasets", json={"name": dataset})
+    total = sum(local.stat().st_size for _, local in files)
+    hashing = Progress(total, "checksums", quiet)
+    declared = []
+    for rel, local in files:
+        declared.append({"path": rel, "size": local.stat().st_size, "sha256": _sha256(local, hashing),
+                         "extract": extract and rel.lower().endswith((".zip", ".tar.gz", ".tgz", ".tar"))})
+    hashing.finish()
+    # resume an upload in progress of exactly these files, if there is one
+    state = None
+    for pending in c.request("registry", "GET", f"{base}/uploads"):
+        if [(f["path"], f["size"], f["sha256"], f["extract"]) for f in pending["files"]] == \
+                [(d["path"], d["size"], d["sha256"], d["extract"]) for d in declared]:
+            state = pending
+            if not quiet:
+                sys.stderr.write(f"resuming upload {pending['id']}: {_human(pending['received_bytes'])} already there\n")
+            break
+    if state is None:
+        state = c.request("registry", "POST", f"{base}/uploads", json={"files": declared, "message": message})
+    progress = Progress(total, f"upload {dataset}", quiet)
+    progress.add(state["received_bytes"])
+    for f, (_rel, local) in zip(state["files"], files):
+        offset = f["offset"]
+        with open(local, "rb") as fh:
+            while offset < f["size"]:
+                length = min(CHUNK, f["size"] - offset)
+                fh.seek(offset)
+                sent = _Counting(_chunks(fh, length), progress)
+                answer = c.request("registry", "PATCH", f"{base}/uploads/{state['id']}/files/{f['index']}",
+                                   params={"offset": offset}, content=sent,
+                                   headers={"Content-Type": "application/octet-stream", "Content-Length": str(length)})
+                offset = answer["offset"]
+    progress.finish()
+    return c.request("registry", "POST", f"{base}/uploads/{state['id']}/commit")
+
+
+class _Counting:
+    def __init__(self, blocks, progress: Progress):
+        self.blocks, self.progress = blocks, progress
+
+    def __iter__(self):
+        for block in self.blocks:
+            self.progress.add(len(block))
+            yield block
+
+
+def download(c, ws: str, name: str, version: str, file: str | None, output: str | None) -> None:
+    from flightbase.client import ApiError
+
+    base = f"{c.url}/services/registry/api/v1/workspaces/{quote(ws)}/datasets/{quote(name)}/versions/{quote(version)}"
+    if file:
+        url, target = f"{base}/files/{quote(file)}", Path(output or Path(file).name)
+    else:
+        v = c.request("registry", "GET", f"workspaces/{quote(ws)}/datasets/{quote(name)}/versions/{quote(version)}")
+        url, target = f"{base}/archive", Path(output or f"{name}-v{v['version']}.tar")
+    with c._http.stream("GET", url) as resp:
+        if resp.status_code >= 400:
+            resp.read()
+            body = resp.json() if resp.headers.get("content-type", "").startswith("application/json") else {}
+            raise ApiError(resp.status_code, body.get("message", resp.reason_phrase), body.get("field"), body)
+        tmp = target.with_name(target.name + ".part")
+        with open(tmp, "wb") as out:
+            for block in resp.iter_bytes(READ):
+                out.write(block)
+        os.replace(tmp, target)
+    print(f"wrote {target}")
+
+
+def cmd_images(args) -> int:
+    with _client() as c:
+        ws = _ws(args)
+        base = f"workspaces/{quote(ws)}/images"
+        if args.action == "list":
+            rows = c.request("registry", "GET", base)
+            if args.json:
+                print(json.dumps(rows, indent=1))
+                return 0
+            for r in rows:
+                r["frameworks"] = ",".join(r["frameworks"])
+            _table(rows, ["name", "reference", "frameworks", "source", "created_by"])
+            if rows:
+                print(f"\nimages run as: {rows[0]['runs_as']}")
+        elif args.action == "register":
+            body = {"name": args.name, "reference": args.reference, "description": args.description,
+                    "frameworks": args.frameworks}
+            print(json.dumps(c.request("registry", "POST", base, json=body), indent=1))
+        elif args.action == "upload":
+            archive = Path(args.archive)
+            if not archive.is_file():
+                raise ValueError(f"archive: {args.archive!r} is not a file")
+            size = archive.stat().st_size
+            progress = Progress(size, f"upload {args.name}", args.quiet)
+            params = {"name": args.name, "tag": args.tag, "description": args.description, "frameworks": args.frameworks}
+            with open(archive, "rb") as fh:
+                out = c.request("registry", "POST", f"{base}/upload", params=params,
+                                content=_Counting(_chunks(fh, size), progress),
+                                headers={"Content-Type": "application/x-tar", "Content-Length": str(size)})
+            progress.finish()
+            print(json.dumps(out, indent=1))
+    return 0
