@@ -118,6 +118,8 @@ else
   pip install -q "setuptools>=61,<81" wheel packaging cloudpickle psutil pyyaml \
     || die "pip install of horovod build deps failed"
 
+  # --no-cache-dir below: pip's own wheel cache is keyed by the sdist, not by
+  # the torch it was built against, and would hand back a stale build.
   # Temp bin dir first on PATH: the C++17 wrapper as c++/g++, and Debian's
   # cmake (< 4) ahead of any pip-installed cmake>=4 that might be on PATH.
   tmp="$(mktemp -d)"
@@ -137,7 +139,7 @@ else
       CMAKE_POLICY_VERSION_MINIMUM=3.5 MAKEFLAGS="-j$jobs" \
       HOROVOD_WITH_PYTORCH=1 HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_MXNET=1 \
       HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 HOROVOD_CPU_OPERATIONS=gloo \
-      "$py" -m pip wheel -v --no-deps --no-build-isolation --no-binary horovod \
+      "$py" -m pip wheel -v --no-cache-dir --no-deps --no-build-isolation --no-binary horovod \
         -w "$tmp/out" "horovod==$HOROVOD_VERSION" >"$log" 2>&1; then
     tail -n 30 "$log" >&2
     die "horovod wheel build failed after $(( $(date +%s) - start ))s; full log: $log"
