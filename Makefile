@@ -1,5 +1,8 @@
 # Two commands do all the set-up: `make run` starts the platform, `make test` runs the tests.
-PYTHON ?= python3.11
+# The venv is made from Debian's Python where there is one: people's notebooks and jobs run
+# as their own unprivileged accounts and must be able to read the interpreter (a pyenv
+# Python under /root is not readable by them).
+PYTHON ?= $(shell test -x /usr/bin/python3.11 && echo /usr/bin/python3.11 || echo python3.11)
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000

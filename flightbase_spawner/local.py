@@ -9,38 +9,12 @@ named after a system account (``root``, ``daemon``...) cannot borrow it.
 
 from __future__ import annotations
 
-import os
-import pwd
 import subprocess
 
 from jupyterhub.spawner import LocalProcessSpawner
 from traitlets import Integer, Unicode
 
-
-class AccountError(RuntimeError):
-    pass
-
-
-def ensure_account(name: str, home_root: str, min_uid: int) -> pwd.struct_passwd:
-    """Return the system account for ``name``, creating it when we may."""
-    try:
-        entry = pwd.getpwnam(name)
-    except KeyError:
-        if os.geteuid() != 0:
-            raise AccountError(
-                f"no system account {name!r}, and the hub is not running as root, so it cannot create one"
-            ) from None
-        os.makedirs(home_root, exist_ok=True)
-        subprocess.run(
-            ["useradd", "--create-home", "--home-dir", os.path.join(home_root, name),
-             "--shell", "/bin/bash", "--user-group", "--key", f"UID_MIN={min_uid}", name],
-            check=True,
-            capture_output=True,
-        )
-        entry = pwd.getpwnam(name)
-    if entry.pw_uid < min_uid:
-        raise AccountError(f"system account {name!r} is privileged (uid {entry.pw_uid}); refusing to spawn as it")
-    return entry
+from flightbase.accounts import AccountError, ensure_account
 
 
 class FlightbaseLocalSpawner(LocalProcessSpawner):

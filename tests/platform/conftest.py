@@ -1,6 +1,7 @@
 import pytest
 
 from .harness import new_platform
+from .world import clean_world, make_world
 
 
 @pytest.fixture(scope="session")
@@ -8,4 +9,20 @@ def platform(tmp_path_factory):
     """One running platform shared by the tests of this folder."""
     p = new_platform(tmp_path_factory.mktemp("platform")).start()
     yield p
-    p.stop()
+    p.remove()
+
+
+@pytest.fixture
+def world(platform):
+    """A fresh workspace with its people, a live and a failed training, a dataset and an image."""
+    w = make_world(platform)
+    yield w
+    clean_world(platform, w)
+
+
+@pytest.fixture(scope="module")
+def shared_world(platform):
+    """One world for tests that only read."""
+    w = make_world(platform)
+    yield w
+    clean_world(platform, w)

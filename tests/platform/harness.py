@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +53,7 @@ class Platform:
             FLIGHTBASE_AUTH_CACHE_SECONDS="0",
         )
         env.update(self.extra_env)
-        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-platform.log"
+        self.log_path = self.data_dir.parent / "platform.log"
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [str(FLIGHTBASE), "up", "--port", str(self.port), "--data-dir", str(self.data_dir), "--gpus", self.gpus],
@@ -93,6 +95,12 @@ class Platform:
         except ProcessLookupError:
             pass
 
+    def remove(self) -> None:
+        """Stop, and delete the data directory (keep it with FLIGHTBASE_KEEP_TEST_DATA=1)."""
+        self.stop()
+        if not os.environ.get("FLIGHTBASE_KEEP_TEST_DATA"):
+            shutil.rmtree(self.data_dir.parent, ignore_errors=True)
+
     def log_tail(self, n: int = 4000) -> str:
         return self.log_path.read_text(errors="replace")[-n:] if self.log_path and self.log_path.exists() else ""
 
@@ -119,8 +127,12 @@ class Platform:
 
 
 def new_platform(tmp: Path, **kw) -> Platform:
+    # Jobs and notebooks run as unprivileged accounts, which cannot pass through pytest's
+    # private (mode 0700) temp folder: the data directory lives in a traversable one.
+    base = Path(tempfile.mkdtemp(prefix="flightbase-test-"))
+    base.chmod(0o711)
     return Platform(
-        data_dir=tmp / "data",
+        data_dir=base / "data",
         port=free_port(),
         admin_token=secrets.token_hex(16),
         admin_password=secrets.token_hex(12),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from .world import make_world
+from .world import wait_training
 
 ROLES = ("admin", "manager", "owner", "member", "outsider")
 
@@ -32,11 +32,22 @@ TABLE = {
     ("jobqueue", "PATCH", "/workspaces/{workspace}/settings"): row(200, 200, 403, 403, 404),
     ("jobqueue", "PUT", "/workspaces/{workspace}/members/{user}"): row(200, 200, 403, 403, 404),
     ("jobqueue", "DELETE", "/workspaces/{workspace}/members/{user}"): row(200, 200, 403, 403, 404),
+    ("jobqueue", "POST", "/code"): row(201, 201, 201, 201, 404),
     ("jobqueue", "POST", "/trainings"): row(201, 201, 201, 201, 404),
     ("jobqueue", "GET", "/trainings"): row(200, 200, 200, 200, 200),
     ("jobqueue", "GET", "/trainings/{training_id}"): row(200, 200, 200, 200, 404),
     ("jobqueue", "PUT", "/trainings/{training_id}/owners"): row(200, 200, 200, 403, 404),
+    ("jobqueue", "POST", "/trainings/{training_id}/cancel"): row(200, 200, 200, 403, 404),
+    ("jobqueue", "POST", "/trainings/{training_id}/pause"): row(200, 200, 200, 403, 404),
+    ("jobqueue", "POST", "/trainings/{training_id}/resume"): row(200, 200, 200, 403, 404),
+    ("jobqueue", "POST", "/trainings/{training_id}/retry"): row(200, 200, 200, 403, 404),
     ("jobqueue", "DELETE", "/trainings/{training_id}"): row(204, 204, 204, 403, 404),
+    ("jobqueue", "GET", "/jobs"): row(200, 200, 200, 200, 200),
+    ("jobqueue", "GET", "/jobs/{job_id}"): row(200, 200, 200, 200, 404),
+    ("jobqueue", "GET", "/jobs/{job_id}/logs"): row(200, 200, 200, 200, 404),
+    ("jobqueue", "GET", "/jobs/{job_id}/metrics"): row(200, 200, 200, 200, 404),
+    ("jobqueue", "POST", "/jobs/{job_id}/cancel"): row(200, 200, 200, 403, 404),
+    ("jobqueue", "GET", "/queue"): row(200, 200, 200, 200, 200),
     ("registry", "GET", "/workspaces/{workspace}/datasets"): row(200, 200, 200, 200, 404),
     ("registry", "POST", "/workspaces/{workspace}/datasets"): row(201, 201, 201, 201, 404),
     ("registry", "GET", "/workspaces/{workspace}/datasets/{name}"): row(200, 200, 200, 200, 404),
@@ -67,7 +78,7 @@ TABLE = {
 
 def _registry_ids(platform, world, template):
     """Ids for the registry's version and upload routes; with a platform, made for real (as the owner)."""
-    ids = {"version": "1", "upload_id": "0" * 32, "index": 0, "job_id": "job-1", "path": "a.txt"}
+    ids = {"version": "1", "upload_id": "0" * 32, "index": 0, "path": "a.txt"}  # job_id: the world's
     if platform is None or not ("{version}" in template or "{upload_id}" in template):
         return ids
     base = f"workspaces/{world.workspace}/datasets/{world.dataset}/uploads"
@@ -82,6 +93,19 @@ def _registry_ids(platform, world, template):
     return ids
 
 
+def _jobqueue_ids(platform, world, template):
+    """Trainings in the state the route needs: retry and delete want an ended (failed) one,
+    resume a paused one. Made for real when ``platform`` is given."""
+    if template.endswith("/retry") or (template == "/trainings/{training_id}" and platform is not None):
+        if platform is not None:
+            wait_training(platform, world.tokens["owner"], world.failed_training_id, ("failed",))
+        return {"training_id": world.failed_training_id}
+    if template.endswith("/resume") and platform is not None:
+        resp = platform.api("jobqueue", "POST", f"trainings/{world.training_id}/pause", platform.admin_token)
+        assert resp.status_code == 200, resp.text
+    return {}
+
+
 def _request(world, role, service, method, template, platform=None):
     """Fill the template and the body for this world; return (path, json body).
 
@@ -94,7 +118,10 @@ def _request(world, role, service, method, template, platform=None):
     elif template.endswith("/settings"):
         body = {"max_gpus_per_job": 2}
     elif template == "/trainings" and method == "POST":
-        body = {"workspace": world.workspace, "name": "x", "command": ["python", "x.py"]}
+        body = {"workspace": world.workspace, "name": "x", "entrypoint": "x.py"}
+    elif template == "/code":
+        template = f"/code?workspace={world.workspace}&filename=x.py"
+        body = "print('hello')"  # sent as the raw body: the file's bytes (a JSON string is valid Python)
     elif template.endswith("/owners"):
         body = {"owners": [world.names["owner"], world.names["manager"]]}
     elif template.endswith("/datasets") and method == "POST":
@@ -103,9 +130,11 @@ def _request(world, role, service, method, template, platform=None):
         body = {"name": f"new-{role}", "reference": "example.org/x:1"}
     elif template.endswith("/datasets/{name}/uploads") and method == "POST":
         body = {"files": [{"path": "x.txt", "size": 1}]}
-    ids = _registry_ids(platform, world, template) if service == "registry" else {}
+    ids = _registry_ids(platform, world, template) if service == "registry" else _jobqueue_ids(platform, world, template)
     name = world.dataset if "/datasets/" in template else world.image
-    path = template.format(workspace=world.workspace, user=target_user, training_id=world.training_id, name=name, **ids)
+    ids.setdefault("training_id", world.training_id)
+    ids.setdefault("job_id", world.job_id)
+    path = template.format(workspace=world.workspace, user=target_user, name=name, **ids)
     if template.endswith("/images/upload"):
         path += f"?name=new-{role}"  # the archive is the body; its metadata are query parameters
     elif template.endswith("/files/{index}"):
@@ -117,9 +146,10 @@ CASES = [(key, role) for key in TABLE for role in ROLES]
 
 
 @pytest.mark.parametrize(("key", "role"), CASES, ids=[f"{s}-{m}-{p}-{r}" for (s, m, p), r in CASES])
-def test_permission(platform, key, role):
+def test_permission(platform, request, key, role):
+    """Reads share one world per module; anything that may change state gets a fresh one."""
     service, method, template = key
-    world = make_world(platform)
+    world = request.getfixturevalue("shared_world" if method == "GET" else "world")
     path, body = _request(world, role, service, method, template, platform)
     resp = platform.api(service, method, path, world.tokens[role], json=body)
     expected = TABLE[key][role]
@@ -130,8 +160,7 @@ def test_permission(platform, key, role):
         assert world.workspace not in resp.text or "not found" in resp.text
 
 
-def test_listings_hide_other_workspaces(platform):
-    world = make_world(platform)
+def test_listings_hide_other_workspaces(platform, world):
     outsider = world.tokens["outsider"]
     names = {w["name"] for w in platform.api("jobqueue", "GET", "workspaces", outsider).json()}
     assert world.workspace not in names and world.other_workspace in names
@@ -141,8 +170,7 @@ def test_listings_hide_other_workspaces(platform):
     assert world.training_id in {t["id"] for t in mine}
 
 
-def test_owner_is_recorded_and_transferable(platform):
-    world = make_world(platform)
+def test_owner_is_recorded_and_transferable(platform, world):
     t = platform.api("jobqueue", "GET", f"trainings/{world.training_id}", world.tokens["member"]).json()
     assert t["owners"] == [world.names["owner"]] and t["created_by"] == world.names["owner"]
     resp = platform.api("jobqueue", "PUT", f"trainings/{world.training_id}/owners", world.tokens["owner"], json={"owners": [world.names["member"]]})
@@ -169,9 +197,8 @@ def test_table_covers_every_route(platform):
     assert set(_routes(platform)) == set(TABLE)
 
 
-def test_every_route_refuses_requests_without_credentials(platform):
+def test_every_route_refuses_requests_without_credentials(platform, world):
     """Walks the route table of both services (from their OpenAPI documents)."""
-    world = make_world(platform)
     checked = 0
     for service, method, template in _routes(platform):
         path, body = _request(world, "admin", service, method, template)

@@ -18,7 +18,7 @@ def _populate(p) -> dict:
     assert p.api("jobqueue", "POST", "workspaces", admin, json={"name": "keep", "settings": {"gpu_quota": 3}}).status_code == 201
     member = p.create_user("keeper")
     assert p.api("jobqueue", "PUT", "workspaces/keep/members/keeper", admin).status_code == 200
-    t = p.api("jobqueue", "POST", "trainings", member, json={"workspace": "keep", "name": "kept", "command": ["python", "k.py"], "gpus": 2})
+    t = p.api("jobqueue", "POST", "trainings", member, json={"workspace": "keep", "name": "kept", "entrypoint": "k.py", "gpus": 2})
     assert t.status_code == 201
     assert p.api("registry", "POST", "workspaces/keep/datasets", member, json={"name": "kd"}).status_code == 201
     return {"member": member, "training": t.json()}
@@ -64,7 +64,7 @@ def _service_pid(p, name: str) -> int:
 def fresh(tmp_path):
     p = new_platform(tmp_path)
     yield p
-    p.stop()
+    p.remove()
 
 
 def test_platform_restart_keeps_everything(fresh):
@@ -107,8 +107,8 @@ def test_postgresql_store(tmp_path):
             p.stop()
             p.start()
             _check(p, state)
+            assert not (p.data_dir / "jobqueue.sqlite").exists()
         finally:
-            p.stop()
-        assert not (p.data_dir / "jobqueue.sqlite").exists()
+            p.remove()
     finally:
         pg.stop()

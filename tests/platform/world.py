@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass
 
 _counter = itertools.count()
+
+SLEEPER = b"import time\nprint('sleeping', flush=True)\ntime.sleep(600)\n"
 
 
 @dataclass
@@ -14,7 +17,9 @@ class World:
     other_workspace: str
     tokens: dict[str, str]  # role -> token
     names: dict[str, str]  # role -> user name
-    training_id: str
+    training_id: str  # a live training: its one job sleeps (or waits for a slot)
+    failed_training_id: str  # its one job failed at once
+    job_id: str  # the live training's job
     dataset: str
     image: str
 
@@ -26,6 +31,32 @@ def users(platform) -> dict[str, tuple[str, str]]:
         cache = {role: (f"{role}-u", platform.create_user(f"{role}-u")) for role in ("manager", "owner", "member", "outsider")}
         platform._people = cache
     return cache
+
+
+def upload_code(platform, token: str, workspace: str, filename: str, content: bytes) -> str:
+    resp = platform.api("jobqueue", "POST", "code", token, params={"workspace": workspace, "filename": filename}, content=content)
+    assert resp.status_code == 201, resp.text
+    return resp.json()["id"]
+
+
+def submit(platform, token: str, workspace: str, name: str, entrypoint: str, code_id: str | None = None, **extra) -> dict:
+    body = {"workspace": workspace, "name": name, "entrypoint": entrypoint, **extra}
+    if code_id:
+        body["code_id"] = code_id
+    resp = platform.api("jobqueue", "POST", "trainings", token, json=body)
+    assert resp.status_code == 201, resp.text
+    return resp.json()
+
+
+def wait_training(platform, token: str, training_id: str, states=("succeeded", "failed", "cancelled"), timeout=60) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        t = platform.api("jobqueue", "GET", f"trainings/{training_id}", token).json()
+        if t["state"] in states:
+            return t
+        if time.monotonic() > deadline:
+            raise AssertionError(f"training {training_id} stayed {t['state']}: {t}")
+        time.sleep(0.2)
 
 
 def make_world(platform) -> World:
@@ -40,8 +71,9 @@ def make_world(platform) -> World:
         assert platform.api("jobqueue", "PUT", f"workspaces/{ws}/members/{people[role][0]}", admin).status_code == 200
     assert platform.api("jobqueue", "PUT", f"workspaces/{other}/members/{people['outsider'][0]}", admin).status_code == 200
     owner = people["owner"][1]
-    t = platform.api("jobqueue", "POST", "trainings", owner, json={"workspace": ws, "name": "t", "command": ["python", "train.py"], "gpus": 1})
-    assert t.status_code == 201, t.text
+    code = upload_code(platform, owner, ws, "sleep.py", SLEEPER)
+    live = submit(platform, owner, ws, "t", "sleep.py", code, gpus=1)
+    failed = submit(platform, owner, ws, "f", "missing.py", gpus=1)
     d = platform.api("registry", "POST", f"workspaces/{ws}/datasets", owner, json={"name": "d"})
     assert d.status_code == 201, d.text
     i = platform.api("registry", "POST", f"workspaces/{ws}/images", owner, json={"name": "img", "reference": "example.org/team/img:1"})
@@ -50,4 +82,9 @@ def make_world(platform) -> World:
     tokens["admin"] = admin
     names = {role: name for role, (name, _) in people.items()}
     names["admin"] = "admin"
-    return World(ws, other, tokens, names, t.json()["id"], "d", "img")
+    return World(ws, other, tokens, names, live["id"], failed["id"], live["jobs"][0]["id"], "d", "img")
+
+
+def clean_world(platform, world: World) -> None:
+    """Cancel what the world left running, so that slots stay free for other tests."""
+    platform.api("jobqueue", "POST", f"trainings/{world.training_id}/cancel", platform.admin_token)

@@ -1,7 +1,8 @@
-"""The jobqueue service's composition root: settings -> store -> routes."""
+"""The jobqueue service's composition root: settings -> store, backend, scheduler -> routes."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
@@ -13,10 +14,23 @@ from flightbase.service import db
 from flightbase.service.app import create_app
 from flightbase.service.hub import HubClient, make_hub_auth
 from flightbase.settings import PlatformSettings
-from flightbase_jobqueue.api import info, trainings, workspaces
+from flightbase_jobqueue.api import code, info, jobs, trainings, workspaces
+from flightbase_jobqueue.runtime import JobRuntime, limits_from
 
 log = logging.getLogger("flightbase.jobqueue")
 MIGRATIONS = Path(__file__).parent / "migrations"
+LIMITS_REFRESH_SECONDS = 5.0
+
+
+async def refresh_limits(app: FastAPI) -> None:
+    """Keep the scheduler's copy of every workspace's quota in step with the hub."""
+    while True:
+        try:
+            found = await app.state.hub.workspaces()
+            app.state.runtime.set_limits({n: limits_from(ws.settings) for n, ws in found.items() if ws.settings})
+        except Exception:
+            log.exception("could not refresh workspace limits from the hub")
+        await asyncio.sleep(LIMITS_REFRESH_SECONDS)
 
 
 def build(settings: PlatformSettings) -> FastAPI:
@@ -24,11 +38,18 @@ def build(settings: PlatformSettings) -> FastAPI:
 
     async def startup(app: FastAPI) -> None:
         db.upgrade(engine, MIGRATIONS)
-        app.state.sessions = sessionmaker(engine, expire_on_commit=False)
+        sessions = sessionmaker(engine, expire_on_commit=False)
+        app.state.sessions = sessions
         app.state.hub = HubClient(cache_seconds=min(5, settings.auth_cache_seconds))
-        log.info("jobqueue ready: %d %s(s), policy %s", len(settings.gpus), info.gpu_kind(settings.gpus), settings.scheduler_policy)
+        app.state.runtime = JobRuntime(settings, sessions, code_root=settings.data_dir / "code")
+        await app.state.runtime.start()
+        app.state.limits_task = asyncio.create_task(refresh_limits(app))
+        log.info("jobqueue ready: %d %s(s), policy %s", len(settings.gpus), info.gpu_kind(settings.gpus),
+                 settings.scheduler_policy)
 
     async def shutdown(app: FastAPI) -> None:
+        app.state.limits_task.cancel()
+        await app.state.runtime.stop()
         await app.state.hub.close()
         engine.dispose()
 
@@ -36,7 +57,7 @@ def build(settings: PlatformSettings) -> FastAPI:
         name="jobqueue",
         version=__version__,
         description="Trainings, jobs, sweeps, the GPU scheduler, nodes and workspaces.",
-        routers=[info.router, workspaces.router, trainings.router],
+        routers=[info.router, workspaces.router, code.router, trainings.router, jobs.router],
         startup=startup,
         shutdown=shutdown,
         health=lambda app: {"gpus": len(settings.gpus), "gpu_kind": info.gpu_kind(settings.gpus)},

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import JSON, ForeignKey, Index, String, Text
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
 from flightbase.service.db import UtcDateTime
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -51,3 +51,69 @@ class TrainingOwner(Base):
     user: Mapped[str] = mapped_column(String(255), primary_key=True)
 
     training: Mapped[Training] = relationship(back_populates="owners")
+
+
+class Job(Base):
+    """One run of a training's code on GPUs (a sweep has one per parameter set).
+
+    Times are float seconds since the epoch (the service's clock), as the
+    scheduling core reads them.
+    """
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    training_id: Mapped[str] = mapped_column(ForeignKey("trainings.id", ondelete="CASCADE"), nullable=False)
+    workspace: Mapped[str] = mapped_column(String(64), nullable=False)
+    name: Mapped[str] = mapped_column(String(160), nullable=False)
+    seq: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    params: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False, default="training")
+    gpus: Mapped[int] = mapped_column(Integer, nullable=False)
+    gpus_per_node: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    priority: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    preemptible: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
+    max_runtime: Mapped[float | None] = mapped_column(Float, nullable=True)
+    state: Mapped[str] = mapped_column(String(16), nullable=False)
+    held: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    submitted_at: Mapped[float] = mapped_column(Float, nullable=False)
+    enqueued_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    attained: Mapped[float] = mapped_column(Float, nullable=False, default=0.0)
+    restarts: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    placement: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    stopping: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_by: Mapped[str] = mapped_column(String(255), nullable=False)
+
+    __table_args__ = (
+        Index("ix_jobs_state", "state"),
+        Index("ix_jobs_training", "training_id", "seq"),
+        Index("ix_jobs_workspace_state", "workspace", "state"),
+    )
+
+
+class Preemption(Base):
+    __tablename__ = "preemptions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False, index=True)
+    reason: Mapped[str] = mapped_column(Text, nullable=False)
+    at: Mapped[float] = mapped_column(Float, nullable=False)
+
+
+class CodeUpload(Base):
+    """Training code uploaded before a training is created (a file or an archive)."""
+
+    __tablename__ = "code_uploads"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    workspace: Mapped[str] = mapped_column(String(64), nullable=False)
+    filename: Mapped[str] = mapped_column(String(255), nullable=False)
+    size: Mapped[int] = mapped_column(Integer, nullable=False)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_by: Mapped[str] = mapped_column(String(255), nullable=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)

@@ -67,22 +67,65 @@ class WorkspaceOut(BaseModel):
     permissions: list[str] = Field(description="What the caller may do here, as flightbase permissions")
 
 
+class SweepSpec(Strict):
+    grid: dict[str, list[str | int | float | bool]] | None = Field(
+        default=None, description="Parameter grid: every combination becomes a job, last key varying fastest"
+    )
+    runs: list[dict[str, str | int | float | bool]] | None = Field(
+        default=None, description="An explicit list of parameter sets, run in this order"
+    )
+    parallel: int = Field(default=1, ge=1, le=1000, description="Jobs of the sweep that may run at once")
+    metric: str | None = Field(default=None, description="Reported metric that ranks the jobs (best result)")
+    goal: Literal["min", "max"] = "min"
+
+
 class TrainingCreate(Strict):
     workspace: str
     name: str = Field(pattern=NAME_PATTERN)
     description: str = Field(default="", max_length=2000)
-    command: list[str] = Field(min_length=1, description="Entry point and arguments")
-    gpus: int = Field(default=1, ge=1, le=4096)
+    entrypoint: str = Field(min_length=1, max_length=512, description="Script (*.py, run with Python) or executable, relative to the code")
+    args: list[str] = Field(default_factory=list, description="Arguments after the entry point")
+    code_id: str | None = Field(default=None, description="An upload from POST /code")
+    gpus: int = Field(default=1, ge=1, le=4096, description="GPUs in all")
+    gpus_per_node: int | None = Field(default=None, ge=1, description="Ask for nodes x GPUs per node")
     launcher: Literal["horovod", "torchrun", "mpi", "none"] = "none"
-    image: str = Field(default="flightbase/training-base", max_length=512)
+    image: str = Field(default="training-base", max_length=512)
+    datasets: list[str] = Field(default_factory=list, description="Datasets mounted read-only (name or name@version)")
     env: dict[str, str] = Field(default_factory=dict)
+    max_runtime: float | None = Field(default=None, gt=0, description="Seconds; the job is stopped after this")
+    priority: int = Field(default=0, ge=-100, le=100, description="Order within the workspace; higher first")
+    preemptible: bool = True
+    gpudirect_p2p: bool = Field(default=False, description="Allow NCCL peer-to-peer between GPUs of a node")
+    gpudirect_rdma: bool = Field(default=False, description="Use GPUDirect RDMA over InfiniBand between nodes")
+    sweep: SweepSpec | None = None
 
-    @field_validator("command")
+    @field_validator("entrypoint")
     @classmethod
-    def _command(cls, value: list[str]) -> list[str]:
-        if not value[0].strip():
-            raise ValueError("the entry point must not be empty")
+    def _entrypoint(cls, value: str) -> str:
+        if value.startswith("/") or ".." in value.split("/") or "\0" in value:
+            raise ValueError("must be a relative path inside the training's code")
         return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not key or not key.replace("_", "a").isalnum() or key[0].isdigit():
+                raise ValueError(f"{key!r} is not a valid environment variable name")
+            if key.startswith("FLIGHTBASE_") or key in ("CUDA_VISIBLE_DEVICES", "PATH", "HOME", "USER"):
+                raise ValueError(f"{key} is set by the platform")
+        return value
+
+
+class JobSummary(BaseModel):
+    id: str
+    seq: int
+    name: str
+    params: dict[str, Any]
+    state: str
+    held: bool
+    exit_code: int | None
+    metrics: dict[str, float] = Field(default_factory=dict)
 
 
 class OwnersUpdate(Strict):
@@ -98,5 +141,58 @@ class TrainingOut(BaseModel):
     created_by: str
     created_at: dt.datetime
     owners: list[str]
-    state: str
+    state: str = Field(description="queued, running, succeeded, failed, cancelled or paused, from its jobs")
+    paused: bool
     spec: dict[str, Any]
+    progress: dict[str, int] = Field(default_factory=dict, description="Jobs per state")
+    best: JobSummary | None = Field(default=None, description="The best job so far by the sweep's metric")
+    jobs: list[JobSummary] = Field(default_factory=list)
+
+
+class CodeOut(BaseModel):
+    id: str
+    workspace: str
+    filename: str
+    size: int
+    sha256: str
+    files: list[str]
+
+
+class QueueInfo(BaseModel):
+    position: int
+    workspace_position: int
+    estimated_start: float | None
+    reason: str
+
+
+class Preemption(BaseModel):
+    reason: str
+    at: float
+
+
+class JobOut(BaseModel):
+    id: str
+    training_id: str
+    workspace: str
+    name: str
+    seq: int
+    params: dict[str, Any]
+    kind: str
+    state: str
+    held: bool
+    gpus: int
+    gpu_kind: str
+    placement: dict[str, list[int]] | None = Field(description="Host -> GPU indices it got")
+    hosts: list[str]
+    submitted_at: float
+    started_at: float | None
+    finished_at: float | None
+    exit_code: int | None
+    reason: str | None
+    restarts: int
+    preemptible: bool
+    priority: int
+    created_by: str
+    queue: QueueInfo | None = Field(default=None, description="Position, estimated start and why, while queued")
+    preemptions: list[Preemption] = Field(default_factory=list)
+    metrics: dict[str, float] = Field(default_factory=dict, description="Last reported value of each metric")

@@ -1,13 +1,17 @@
 """Trainings: created by members, controlled by their owners and the workspace's managers.
 
-The creator is the first owner; owners may name other owners (members of the
-workspace). Members may see every training of their workspace; anyone else
-gets 404.
+A training is the user's request (code, entry point, GPUs, launcher, sweep);
+its jobs are what the scheduler runs: one, or one per parameter set of a
+sweep. The creator is the first owner; owners may name other owners (members
+of the workspace). Members may see every training of their workspace; anyone
+else gets 404.
 """
 
 from __future__ import annotations
 
+import time
 import uuid
+from collections import Counter
 
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
@@ -17,37 +21,82 @@ from flightbase.authz import Identity
 from flightbase.service.access import authorize, require_usable
 from flightbase.service.errors import ApiError, not_found
 from flightbase.service.deps import CurrentIdentity, in_session
-from flightbase_jobqueue.models import Training, TrainingOwner
-from flightbase_jobqueue.schemas import OwnersUpdate, TrainingCreate, TrainingOut
+from flightbase_jobqueue import sweeps
+from flightbase_jobqueue.backends import launchers
+from flightbase_jobqueue.models import CodeUpload, Job, Training, TrainingOwner
+from flightbase_jobqueue.runtime import limits_from
+from flightbase_jobqueue.scheduling.types import Job as CoreJob
+from flightbase_jobqueue.schemas import JobSummary, OwnersUpdate, TrainingCreate, TrainingOut
 
 router = APIRouter(tags=["trainings"])
 
+LIVE = ("queued", "starting", "running", "preempted")
 
-def training_out(t: Training) -> TrainingOut:
+
+def overall_state(training: Training, states: list[str]) -> str:
+    counts = Counter(states)
+    if counts["starting"] or counts["running"]:
+        return "running"
+    if training.state == "paused" and (counts["queued"] or counts["preempted"]):
+        return "paused"
+    if counts["queued"] or counts["preempted"]:
+        return "queued"
+    if not states:
+        return "queued"
+    if counts["failed"]:
+        return "failed"
+    if counts["cancelled"] and not counts["succeeded"]:
+        return "cancelled"
+    return "succeeded"
+
+
+def training_out(t: Training, jobs: list[Job], metrics_of=lambda job: {}, with_jobs: bool = True) -> TrainingOut:
+    summaries = [
+        JobSummary(id=j.id, seq=j.seq, name=j.name, params=j.params, state=j.state, held=j.held,
+                   exit_code=j.exit_code, metrics=metrics_of(j))
+        for j in sorted(jobs, key=lambda j: j.seq)
+    ]
+    sweep = t.spec.get("sweep") or {}
+    best = None
+    metric = sweep.get("metric")
+    if metric:
+        scored = [s for s in summaries if metric in s.metrics]
+        if scored:
+            pick = min if sweep.get("goal", "min") == "min" else max
+            best = pick(scored, key=lambda s: s.metrics[metric])
     return TrainingOut(
-        id=t.id,
-        workspace=t.workspace,
-        name=t.name,
-        description=t.description or "",
-        kind=t.kind,
-        created_by=t.created_by,
-        created_at=t.created_at,
-        owners=t.owner_names,
-        state=t.state,
-        spec=t.spec,
+        id=t.id, workspace=t.workspace, name=t.name, description=t.description or "", kind=t.kind,
+        created_by=t.created_by, created_at=t.created_at, owners=t.owner_names,
+        state=overall_state(t, [j.state for j in jobs]), paused=t.state == "paused", spec=t.spec,
+        progress=dict(Counter(j.state for j in jobs)), best=best, jobs=summaries if with_jobs else [],
     )
 
 
-async def _load_visible(request: Request, identity: Identity, training_id: str, permission: str) -> TrainingOut:
+def _metrics_reader(request: Request):
+    from flightbase_jobqueue.api.jobs import job_metrics
+
+    return lambda job: job_metrics(request, job.id)
+
+
+async def load_training(request: Request, identity: Identity, training_id: str, permission: str) -> TrainingOut:
     """The training if the caller holds ``permission`` in its workspace; 404 if they cannot see it."""
-    found = await in_session(request, lambda s: (t := s.get(Training, training_id)) and training_out(t))
+    metrics_of = _metrics_reader(request)
+
+    def load(session):
+        t = session.get(Training, training_id)
+        if t is None:
+            return None
+        jobs = list(session.scalars(select(Job).where(Job.training_id == t.id)))
+        return training_out(t, jobs, metrics_of)
+
+    found = await in_session(request, load)
     if found is None or not authz.can_see(identity, found.workspace):
         raise not_found(f"training {training_id!r}")
     await authorize(request, identity, found.workspace, permission)
     return found
 
 
-async def _require_control(request: Request, identity: Identity, training: TrainingOut) -> None:
+async def require_control(request: Request, identity: Identity, training: TrainingOut) -> None:
     """Owners control their training; managers (trainings:manage) control all in their workspace."""
     if identity.name in training.owners:
         return
@@ -61,35 +110,57 @@ async def _require_control(request: Request, identity: Identity, training: Train
 async def create_training(request: Request, identity: CurrentIdentity, body: TrainingCreate):
     ws = await authorize(request, identity, body.workspace, "trainings:write")
     require_usable(ws)
-    limit = ws.settings.max_gpus_per_job
-    if limit is not None and body.gpus > limit:
-        raise ApiError(422, f"gpus: {body.gpus} is more than this workspace allows per job ({limit})", field="gpus")
-    quota = ws.settings.gpu_quota
-    if quota is not None and not ws.settings.allow_borrowing and body.gpus > quota:
-        raise ApiError(422, f"gpus: {body.gpus} is more than the workspace's quota ({quota}) and it may not borrow", field="gpus")
-
-    spec = body.model_dump(exclude={"workspace", "name", "description"})
+    runtime = request.app.state.runtime
+    limits = limits_from(ws.settings)
+    probe = CoreJob(id="new", workspace=body.workspace, gpus=body.gpus, gpus_per_node=body.gpus_per_node,
+                    preemptible=body.preemptible)
+    why = runtime.admissible(probe, limits)
+    if why:
+        raise ApiError(422, f"gpus: {why}", field="gpus")
+    why = launchers.missing_tool(body.launcher, runtime.backend.bindir)
+    if why:
+        raise ApiError(422, f"launcher: {why}", field="launcher")
+    if ws.settings.allowed_images and body.image not in ws.settings.allowed_images:
+        raise ApiError(422, f"image: {body.image!r} is not allowed in this workspace", field="image")
+    try:
+        param_sets = sweeps.expand(body.sweep.grid, body.sweep.runs) if body.sweep else [{}]
+    except sweeps.SweepError as exc:
+        raise ApiError(422, str(exc), field=exc.field) from None
+    parallel = body.sweep.parallel if body.sweep else 1
 
     def create(session):
-        t = Training(
-            id=uuid.uuid4().hex[:12],
-            workspace=body.workspace,
-            name=body.name,
-            description=body.description,
-            kind="advanced",
-            created_by=identity.name,
-            spec=spec,
-            state="queued",
-        )
+        if body.code_id is not None:
+            code = session.get(CodeUpload, body.code_id)
+            if code is None or code.workspace != body.workspace:
+                raise ApiError(422, f"code_id: no code upload {body.code_id!r} in this workspace", field="code_id")
+            if not (runtime.code_root / body.code_id / body.entrypoint).is_file():
+                raise ApiError(422, f"entrypoint: {body.entrypoint!r} is not in the uploaded code", field="entrypoint")
+        now = time.time()
+        t = Training(id=uuid.uuid4().hex[:12], workspace=body.workspace, name=body.name,
+                     description=body.description, kind="advanced", created_by=identity.name,
+                     spec=body.model_dump(exclude={"workspace", "name", "description"}, mode="json"), state="active")
         t.owners.append(TrainingOwner(user=identity.name))
         session.add(t)
+        session.flush()  # the training row first: jobs refer to it
+        jobs = [
+            Job(id=uuid.uuid4().hex[:16], training_id=t.id, workspace=body.workspace,
+                name=sweeps.job_name(body.name, i, params), seq=i, params=params, kind="training",
+                gpus=body.gpus, gpus_per_node=body.gpus_per_node, priority=body.priority,
+                preemptible=body.preemptible, max_runtime=body.max_runtime, state="queued",
+                held=i >= parallel, submitted_at=now + i * 1e-6, attained=0.0, restarts=0,
+                stopping=False, cancel_requested=False, created_by=identity.name)
+            for i, params in enumerate(param_sets)
+        ]
+        session.add_all(jobs)
         session.flush()
-        return training_out(t)
+        return t, jobs
 
-    return await in_session(request, create)
+    training, jobs = await in_session(request, create)
+    runtime.submitted(jobs)
+    return training_out(training, jobs)
 
 
-@router.get("/trainings", response_model=list[TrainingOut])
+@router.get("/trainings", response_model=list[TrainingOut], summary="Trainings, newest first (without their jobs)")
 async def list_trainings(
     request: Request,
     identity: CurrentIdentity,
@@ -101,31 +172,31 @@ async def list_trainings(
         names = [workspace]
     else:
         found = await request.app.state.hub.workspaces()
-        names = [
-            n for n, ws in found.items() if authz.check(identity, "trainings:read", n, ws.managers).allowed
-        ]
+        names = [n for n, ws in found.items() if authz.check(identity, "trainings:read", n, ws.managers).allowed]
+    if not names:
+        return []
 
     def query(session):
-        stmt = (
-            select(Training)
-            .where(Training.workspace.in_(names))
-            .order_by(Training.created_at.desc())
-            .limit(limit)
-        )
-        return [training_out(t) for t in session.scalars(stmt)]
+        trainings = list(session.scalars(
+            select(Training).where(Training.workspace.in_(names)).order_by(Training.created_at.desc()).limit(limit)
+        ))
+        jobs: dict[str, list[Job]] = {t.id: [] for t in trainings}
+        for j in session.scalars(select(Job).where(Job.training_id.in_(list(jobs)))):
+            jobs[j.training_id].append(j)
+        return [training_out(t, jobs[t.id], with_jobs=False) for t in trainings]
 
-    return await in_session(request, query) if names else []
+    return await in_session(request, query)
 
 
 @router.get("/trainings/{training_id}", response_model=TrainingOut)
 async def get_training(request: Request, identity: CurrentIdentity, training_id: str):
-    return await _load_visible(request, identity, training_id, "trainings:read")
+    return await load_training(request, identity, training_id, "trainings:read")
 
 
 @router.put("/trainings/{training_id}/owners", response_model=TrainingOut)
 async def set_owners(request: Request, identity: CurrentIdentity, training_id: str, body: OwnersUpdate):
-    training = await _load_visible(request, identity, training_id, "trainings:write")
-    await _require_control(request, identity, training)
+    training = await load_training(request, identity, training_id, "trainings:write")
+    await require_control(request, identity, training)
     ws = await request.app.state.hub.workspace(training.workspace)
     strangers = [u for u in body.owners if u not in ws.members]
     if strangers:
@@ -134,15 +205,89 @@ async def set_owners(request: Request, identity: CurrentIdentity, training_id: s
     def update(session):
         t = session.get(Training, training_id)
         t.owners = [TrainingOwner(user=u) for u in sorted(set(body.owners))]
+
+    await in_session(request, update)
+    return await load_training(request, identity, training_id, "trainings:read")
+
+
+async def _control(request: Request, identity: Identity, training_id: str) -> TrainingOut:
+    training = await load_training(request, identity, training_id, "trainings:write")
+    await require_control(request, identity, training)
+    return training
+
+
+async def _set_training_state(request: Request, training_id: str, state: str) -> None:
+    def update(session):
+        session.get(Training, training_id).state = state
+
+    await in_session(request, update)
+
+
+@router.post("/trainings/{training_id}/cancel", response_model=TrainingOut, summary="Cancel every job not yet ended")
+async def cancel_training(request: Request, identity: CurrentIdentity, training_id: str):
+    training = await _control(request, identity, training_id)
+    await _set_training_state(request, training_id, "cancelled")
+    for job in training.jobs:
+        if job.state in LIVE:
+            request.app.state.runtime.cancel(job.id, f"cancelled by {identity.name}")
+    return await load_training(request, identity, training_id, "trainings:read")
+
+
+@router.post("/trainings/{training_id}/pause", response_model=TrainingOut, summary="Hold the sweep's queued jobs")
+async def pause_training(request: Request, identity: CurrentIdentity, training_id: str):
+    training = await _control(request, identity, training_id)
+    if training.state in ("succeeded", "failed", "cancelled"):
+        raise ApiError(409, f"training {training_id!r} has ended ({training.state})")
+    await _set_training_state(request, training_id, "paused")
+    request.app.state.runtime.hold([j.id for j in training.jobs if j.state == "queued"], True)
+    return await load_training(request, identity, training_id, "trainings:read")
+
+
+@router.post("/trainings/{training_id}/resume", response_model=TrainingOut, summary="Release a paused sweep")
+async def resume_training(request: Request, identity: CurrentIdentity, training_id: str):
+    training = await _control(request, identity, training_id)
+    if not training.paused:
+        raise ApiError(409, f"training {training_id!r} is not paused")
+    await _set_training_state(request, training_id, "active")
+    request.app.state.runtime.release_training(training_id)
+    return await load_training(request, identity, training_id, "trainings:read")
+
+
+@router.post("/trainings/{training_id}/retry", response_model=TrainingOut, summary="Run the failed jobs again")
+async def retry_training(request: Request, identity: CurrentIdentity, training_id: str):
+    training = await _control(request, identity, training_id)
+    failed = [j for j in training.jobs if j.state == "failed"]
+    if not failed:
+        raise ApiError(409, f"training {training_id!r} has no failed job to retry")
+
+    def retry(session):
+        t = session.get(Training, training_id)
+        t.state = "active"
+        now = time.time()
+        base = 1 + max(j.seq for j in training.jobs)
+        new = []
+        for i, old in enumerate(failed):
+            src = session.get(Job, old.id)
+            new.append(Job(id=uuid.uuid4().hex[:16], training_id=t.id, workspace=src.workspace,
+                           name=f"{src.name} (retry)"[:160], seq=base + i, params=src.params, kind=src.kind,
+                           gpus=src.gpus, gpus_per_node=src.gpus_per_node, priority=src.priority,
+                           preemptible=src.preemptible, max_runtime=src.max_runtime, state="queued", held=True,
+                           submitted_at=now + i * 1e-6, attained=0.0, restarts=0, stopping=False,
+                           cancel_requested=False, created_by=src.created_by))
+        session.add_all(new)
         session.flush()
-        return training_out(t)
+        return new
 
-    return await in_session(request, update)
+    new = await in_session(request, retry)
+    request.app.state.runtime.submitted(new)
+    request.app.state.runtime.release_training(training_id)
+    return await load_training(request, identity, training_id, "trainings:read")
 
 
-@router.delete("/trainings/{training_id}", status_code=204)
+@router.delete("/trainings/{training_id}", status_code=204, summary="Delete an ended training and its jobs")
 async def delete_training(request: Request, identity: CurrentIdentity, training_id: str):
-    training = await _load_visible(request, identity, training_id, "trainings:write")
-    await _require_control(request, identity, training)
+    training = await _control(request, identity, training_id)
+    if any(j.state in LIVE for j in training.jobs):
+        raise ApiError(409, f"training {training_id!r} still has jobs queued or running; cancel it first")
     await in_session(request, lambda s: s.delete(s.get(Training, training_id)))
     return Response(status_code=204)

@@ -1,0 +1,204 @@
+"""Jobs: state, placement, queue insight, logs (live, per rank or merged), metrics, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import PlainTextResponse, StreamingResponse
+from sqlalchemy import select
+
+from flightbase import authz, metrics
+from flightbase.authz import Identity
+from flightbase.service.access import authorize
+from flightbase.service.deps import CurrentIdentity, in_session
+from flightbase.service.errors import ApiError, not_found
+from flightbase_jobqueue.backends.launchers import RANK_PREFIXES
+from flightbase_jobqueue.models import Job, Preemption, Training
+from flightbase_jobqueue.schemas import JobOut, Preemption as PreemptionOut, QueueInfo
+from flightbase_jobqueue.states import JobState
+
+router = APIRouter(tags=["jobs"])
+
+MAX_LOG_BYTES = 4 * 1024 * 1024
+
+
+def job_metrics(request: Request, job_id: str) -> dict[str, float]:
+    backend = request.app.state.runtime.backend
+    return metrics.latest(metrics.read(backend.metrics_path(job_id), _log_lines(backend.log_path(job_id))))
+
+
+def _log_lines(path, limit: int = MAX_LOG_BYTES):
+    if not path.exists():
+        return []
+    with open(path, "rb") as f:
+        size = f.seek(0, 2)
+        f.seek(max(0, size - limit))
+        return f.read().decode(errors="replace").splitlines()
+
+
+def job_out(request: Request, job: Job, preemptions=(), insight=None) -> JobOut:
+    runtime = request.app.state.runtime
+    queue = None
+    if insight is not None:
+        queue = QueueInfo(position=insight.position, workspace_position=insight.workspace_position,
+                          estimated_start=insight.estimated_start, reason=insight.reason)
+    elif job.state == "queued" and job.held:
+        queue = QueueInfo(position=0, workspace_position=0, estimated_start=None,
+                          reason="held: waits for earlier jobs of its sweep (or the sweep is paused)")
+    return JobOut(
+        id=job.id, training_id=job.training_id, workspace=job.workspace, name=job.name, seq=job.seq,
+        params=job.params, kind=job.kind, state=job.state, held=job.held, gpus=job.gpus,
+        gpu_kind=runtime.backend.gpu_kind, placement=job.placement, hosts=sorted(job.placement or {}),
+        submitted_at=job.submitted_at, started_at=job.started_at, finished_at=job.finished_at,
+        exit_code=job.exit_code, reason=job.reason, restarts=job.restarts, preemptible=job.preemptible,
+        priority=job.priority, created_by=job.created_by, queue=queue,
+        preemptions=[PreemptionOut(reason=p.reason, at=p.at) for p in preemptions],
+        metrics=job_metrics(request, job.id),
+    )
+
+
+async def load_job(request: Request, identity: Identity, job_id: str, permission: str) -> Job:
+    job = await in_session(request, lambda s: s.get(Job, job_id))
+    if job is None or not authz.can_see(identity, job.workspace):
+        raise not_found(f"job {job_id!r}")
+    await authorize(request, identity, job.workspace, permission)
+    return job
+
+
+@router.get("/jobs", response_model=list[JobOut], summary="Jobs, newest first")
+async def list_jobs(
+    request: Request,
+    identity: CurrentIdentity,
+    workspace: str | None = Query(default=None),
+    training: str | None = Query(default=None, description="Only this training's jobs"),
+    state: str | None = Query(default=None, description="Only jobs in this state"),
+    limit: int = Query(default=100, ge=1, le=1000),
+):
+    if state is not None and state not in {s.value for s in JobState}:
+        raise ApiError(422, f"state: must be one of {', '.join(s.value for s in JobState)}", field="state")
+    if workspace is not None:
+        await authorize(request, identity, workspace, "jobs:read")
+        names = [workspace]
+    else:
+        found = await request.app.state.hub.workspaces()
+        names = [n for n, ws in found.items() if authz.check(identity, "jobs:read", n, ws.managers).allowed]
+    if not names:
+        return []
+
+    def query(session):
+        stmt = select(Job).where(Job.workspace.in_(names))
+        if training:
+            stmt = stmt.where(Job.training_id == training)
+        if state:
+            stmt = stmt.where(Job.state == state)
+        return list(session.scalars(stmt.order_by(Job.submitted_at.desc()).limit(limit)))
+
+    rows = await in_session(request, query)
+    insights = request.app.state.runtime.insight() if any(r.state == "queued" for r in rows) else {}
+    return [job_out(request, r, insight=insights.get(r.id)) for r in rows]
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut)
+async def get_job(request: Request, identity: CurrentIdentity, job_id: str):
+    job = await load_job(request, identity, job_id, "jobs:read")
+    preemptions = await in_session(
+        request, lambda s: list(s.scalars(select(Preemption).where(Preemption.job_id == job_id).order_by(Preemption.at)))
+    )
+    insight = request.app.state.runtime.insight().get(job_id) if job.state == "queued" else None
+    return job_out(request, job, preemptions, insight)
+
+
+def _filter_rank(lines: list[str], launcher: str, rank: int | None) -> list[str]:
+    if rank is None:
+        return lines
+    pattern = RANK_PREFIXES.get(launcher)
+    if pattern is None:
+        return lines if rank == 0 else []
+    rx = re.compile(pattern)
+    return [line for line in lines if (m := rx.match(line)) and int(m.group("rank")) == rank]
+
+
+@router.get("/jobs/{job_id}/logs", response_class=PlainTextResponse,
+            summary="The job's output: merged, or one rank's; follow=true streams until the job ends")
+async def job_logs(
+    request: Request,
+    identity: CurrentIdentity,
+    job_id: str,
+    rank: int | None = Query(default=None, ge=0, description="Only this rank's lines"),
+    follow: bool = Query(default=False, description="Keep streaming new output until the job ends"),
+):
+    job = await load_job(request, identity, job_id, "jobs:read")
+    training = await in_session(request, lambda s: s.get(Training, job.training_id))
+    launcher = training.spec.get("launcher", "none")
+    path = request.app.state.runtime.backend.log_path(job_id)
+    if not follow:
+        return PlainTextResponse("\n".join(_filter_rank(_log_lines(path), launcher, rank)) + "\n")
+
+    store = request.app.state.runtime.store
+
+    async def stream():
+        offset, pending = 0, b""
+        while True:
+            done = store.state_of(job_id) is None  # no longer queued or active: ended
+            if path.exists():
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    data = f.read(1 << 20)
+                    offset += len(data)
+                pending += data
+                *complete, pending = pending.split(b"\n")
+                lines = _filter_rank([c.decode(errors="replace") for c in complete], launcher, rank)
+                if lines:
+                    yield ("\n".join(lines) + "\n").encode()
+                if data:
+                    continue
+            if done:
+                if pending:
+                    yield pending + b"\n"
+                return
+            if await request.is_disconnected():
+                return
+            await asyncio.sleep(0.3)
+
+    return StreamingResponse(stream(), media_type="text/plain")
+
+
+@router.get("/jobs/{job_id}/metrics", response_model=list[dict[str, float]],
+            summary="Every metric record the job reported, in order")
+async def get_metrics(request: Request, identity: CurrentIdentity, job_id: str):
+    await load_job(request, identity, job_id, "jobs:read")
+    backend = request.app.state.runtime.backend
+    return metrics.read(backend.metrics_path(job_id), _log_lines(backend.log_path(job_id)))
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=JobOut, summary="Cancel a job (all its processes stop)")
+async def cancel_job(request: Request, identity: CurrentIdentity, job_id: str):
+    job = await load_job(request, identity, job_id, "jobs:write")
+    from flightbase_jobqueue.api.trainings import load_training, require_control
+
+    training = await load_training(request, identity, job.training_id, "trainings:read")
+    await require_control(request, identity, training)
+    if JobState(job.state).is_terminal():
+        raise ApiError(409, f"job {job_id!r} has already ended ({job.state})")
+    request.app.state.runtime.cancel(job_id, f"cancelled by {identity.name}")
+    return job_out(request, await in_session(request, lambda s: s.get(Job, job_id)))
+
+
+@router.get("/queue", response_model=list[JobOut], summary="Queued jobs in queue order, with position and reason")
+async def queue(request: Request, identity: CurrentIdentity, workspace: str | None = Query(default=None)):
+    if workspace is not None:
+        await authorize(request, identity, workspace, "jobs:read")
+    insights = request.app.state.runtime.insight()
+    ids = list(insights)
+    rows = await in_session(request, lambda s: {j.id: j for j in s.scalars(select(Job).where(Job.id.in_(ids)))})
+    out = []
+    for job_id, info in insights.items():
+        row = rows.get(job_id)
+        if row is None or (workspace and row.workspace != workspace):
+            continue
+        if not authz.check(identity, "jobs:read", row.workspace, ()).allowed:
+            continue  # other workspaces' jobs are counted in positions but not shown
+        out.append(job_out(request, row, insight=info))
+    return out

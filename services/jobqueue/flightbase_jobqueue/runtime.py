@@ -1,0 +1,212 @@
+"""The running half of the jobqueue: store, backend, scheduler and the coordinator loop.
+
+The API (the controller) validates and commits submissions, then hands them
+here; everything that changes a job afterwards happens on the event-loop
+thread through the :class:`~flightbase_jobqueue.coordinator.Coordinator`.
+After the loop's every step, sweeps release their next held jobs.
+
+Recovery at start-up (:meth:`JobRuntime.start`): the store reloads queued and
+active jobs; each active job is re-attached to its processes if they are still
+alive, or finished from its recorded exit code, or failed as lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import sessionmaker
+
+from flightbase.settings import PlatformSettings
+from flightbase_jobqueue import models, sweeps
+from flightbase_jobqueue.backends.local import LaunchSpec, LocalBackend
+from flightbase_jobqueue.coordinator import Coordinator
+from flightbase_jobqueue.scheduling import insight
+from flightbase_jobqueue.scheduling.placement import check_admissible
+from flightbase_jobqueue.scheduling.policies import make_policy
+from flightbase_jobqueue.scheduling.types import Job, Node, WorkspaceLimits
+from flightbase_jobqueue.states import JobState
+from flightbase_jobqueue.store import SqlStore, to_core
+
+log = logging.getLogger("flightbase.jobqueue.runtime")
+
+LOCAL_NODE = "local"
+
+
+class LocalNodes:
+    """The embedded deployment's inventory: this machine, with its GPUs or CPU slots."""
+
+    def __init__(self, gpus: Sequence[dict]):
+        self._node = Node(name=LOCAL_NODE, total=len(gpus), free=tuple(g["index"] for g in gpus))
+
+    def nodes(self) -> Sequence[Node]:
+        return (self._node,) if self._node.total else ()
+
+
+def limits_from(settings) -> WorkspaceLimits:
+    return WorkspaceLimits(
+        quota=settings.gpu_quota,
+        max_gpus_per_job=settings.max_gpus_per_job,
+        weight=settings.fairshare_weight,
+        allow_borrowing=settings.allow_borrowing,
+    )
+
+
+class JobRuntime:
+    def __init__(self, settings: PlatformSettings, sessions: sessionmaker, *, code_root: Path,
+                 grace_seconds: float = 30.0, cancel_grace_seconds: float = 5.0, interval: float = 2.0):
+        self.settings = settings
+        self.sessions = sessions
+        self.code_root = code_root
+        self.cancel_grace_seconds = cancel_grace_seconds
+        self.interval = interval
+        self.limits: dict[str, WorkspaceLimits] = {}
+        self.store = SqlStore(sessions, lambda: self.limits)
+        gpu_kind = settings.gpus[0]["kind"] if settings.gpus else "gpu"
+        self.backend = LocalBackend(settings.data_dir, self.resolve, gpu_kind=gpu_kind)
+        self.inventory = LocalNodes(settings.gpus)
+        self.policy = make_policy(settings.scheduler_policy)
+        self.coordinator = Coordinator(self.store, self.backend, self.policy, self.inventory,
+                                       grace_seconds=grace_seconds)
+        self.wakeup = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- life cycle -----------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.backend.on_event = lambda: self._loop.call_soon_threadsafe(self.wakeup.set)
+        self._recover()
+        self._task = asyncio.create_task(self._run(), name="coordinator")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    def _recover(self) -> None:
+        with self.sessions() as session:
+            active = session.scalars(
+                select(models.Job).where(models.Job.state.in_([JobState.STARTING.value, JobState.RUNNING.value]))
+            ).all()
+        for row in active:
+            outcome = self.backend.reattach(row.id, stopping=row.stopping or row.cancel_requested)
+            if outcome == "lost":
+                self._set_reason(row.id, "the job's processes were gone when the jobqueue restarted")
+            if row.cancel_requested:
+                self.coordinator._cancelling.add(row.id)
+            log.info("recovered job %s: %s", row.id, outcome or "still running, re-attached")
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                result = self.coordinator.step(time.time())
+                if result.finished or result.requeued:
+                    self._release_sweeps([job_id for job_id, _ in result.finished])
+                timeout = self.interval
+                if result.wake_at is not None:
+                    timeout = min(timeout, max(0.05, result.wake_at - time.time()))
+            except Exception:  # a bad step must not stop the loop; the next one retries
+                log.exception("coordinator step failed")
+                timeout = self.interval
+            try:
+                await asyncio.wait_for(self.wakeup.wait(), timeout)
+            except asyncio.TimeoutError:
+                pass
+            self.wakeup.clear()
+
+    def poke(self) -> None:
+        self.wakeup.set()
+
+    # -- what the API calls (on the loop thread) --------------------------------------
+    def admissible(self, job: Job, limits: WorkspaceLimits) -> str | None:
+        return check_admissible(job, self.inventory.nodes(), limits)
+
+    def submitted(self, rows: Sequence[models.Job]) -> None:
+        self.store.enqueue(rows)
+        self.poke()
+
+    def cancel(self, job_id: str, reason: str) -> None:
+        state = self.store.state_of(job_id)
+        now = time.time()
+        if state in (JobState.QUEUED, JobState.PREEMPTED):
+            self.store.transition(job_id, JobState.CANCELLED, at=now, reason=reason)
+            self.store.set_held([job_id], False)
+        elif state is not None and state.holds_gpus():
+            self.store.mark_cancel_requested(job_id)
+            self._set_reason(job_id, reason)
+            self.coordinator.cancel(job_id, now, grace_seconds=self.cancel_grace_seconds)
+        self.poke()
+
+    def hold(self, job_ids: Sequence[str], held: bool) -> None:
+        self.store.set_held(job_ids, held)
+        self.poke()
+
+    def release_training(self, training_id: str) -> None:
+        self._release_sweeps([], trainings=[training_id])
+        self.poke()
+
+    def insight(self) -> dict[str, insight.QueueInsight]:
+        snap = self.coordinator.snapshot(time.time())
+        return {i.job_id: i for i in insight.explain(snap)}
+
+    def set_limits(self, limits: Mapping[str, WorkspaceLimits]) -> None:
+        self.limits = dict(limits)
+
+    # -- internals ----------------------------------------------------------------------
+    def _set_reason(self, job_id: str, reason: str) -> None:
+        with self.sessions.begin() as session:
+            session.execute(update(models.Job).where(models.Job.id == job_id).values(reason=reason))
+
+    def _release_sweeps(self, finished_job_ids: Sequence[str], trainings: Sequence[str] = ()) -> None:
+        with self.sessions() as session:
+            ids = set(trainings)
+            if finished_job_ids:
+                ids |= set(session.scalars(select(models.Job.training_id).where(models.Job.id.in_(finished_job_ids))))
+            release: list[str] = []
+            for training in session.scalars(select(models.Training).where(models.Training.id.in_(ids))):
+                if training.state != "active":
+                    continue
+                parallel = int((training.spec.get("sweep") or {}).get("parallel") or 1)
+                rows = session.execute(
+                    select(models.Job.seq, models.Job.state, models.Job.held, models.Job.id)
+                    .where(models.Job.training_id == training.id)
+                ).all()
+                by_seq = {seq: job_id for seq, _, _, job_id in rows}
+                release += [by_seq[s] for s in sweeps.to_release([(s, st, h) for s, st, h, _ in rows], parallel)]
+        if release:
+            self.store.set_held(release, False)
+
+    def resolve(self, job_id: str) -> LaunchSpec:
+        """Everything the backend needs to run one job (called by the backend on start)."""
+        with self.sessions() as session:
+            job = session.get(models.Job, job_id)
+            training = session.get(models.Training, job.training_id)
+            spec = training.spec
+            code_id = spec.get("code_id")
+            args = tuple(spec.get("args") or ()) + tuple(sweeps.job_args(job.params))
+            return LaunchSpec(
+                job_id=job.id,
+                training_id=training.id,
+                workspace=job.workspace,
+                user=job.created_by,
+                launcher=spec.get("launcher", "none"),
+                entrypoint=spec["entrypoint"],
+                args=args,
+                env=dict(spec.get("env") or {}),
+                code_dir=(self.code_root / code_id) if code_id else None,
+                params=dict(job.params),
+                artifacts_dir=self.settings.data_dir / "workspaces" / job.workspace / "trainings" / training.id / job.id,
+                gpu_kind=self.backend.gpu_kind,
+            )
+
+
+def core_job(row: models.Job) -> Job:
+    return to_core(row)

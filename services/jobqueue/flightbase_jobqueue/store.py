@@ -1,0 +1,193 @@
+"""The SQL store of jobs: the coordinator's :class:`~.ports.Store` over SQLAlchemy.
+
+Write-through: every transition is committed to the database first, then
+applied to the in-memory view the scheduler reads (the queue as a
+:class:`QueueView`, the active jobs). Only this process writes job state, so
+the memory view is exact; it is rebuilt from the database at start-up
+(:meth:`SqlStore.load`), which is what makes a crash lose nothing that was
+accepted.
+
+Threading: the coordinator and every memory mutation run on the service's
+event-loop thread. API handlers insert new rows from worker threads
+(:func:`insert_jobs`) and then hand the jobs to the loop (:meth:`enqueue`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Callable, Iterable, Mapping, Sequence
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from flightbase_jobqueue import models
+from flightbase_jobqueue.scheduling.queueview import QueueView
+from flightbase_jobqueue.scheduling.types import ActiveJob, Job, Placement, WorkspaceLimits
+from flightbase_jobqueue.states import JobState, check_transition
+
+
+def to_core(row: models.Job) -> Job:
+    return Job(
+        id=row.id,
+        workspace=row.workspace,
+        gpus=row.gpus,
+        submitted_at=row.submitted_at,
+        priority=row.priority,
+        gpus_per_node=row.gpus_per_node,
+        preemptible=row.preemptible,
+        max_runtime=row.max_runtime,
+        kind=row.kind,  # type: ignore[arg-type]
+        attained=row.attained,
+        restarts=row.restarts,
+        enqueued_at=row.enqueued_at,
+        name=row.name,
+    )
+
+
+def placement_from_json(data: Mapping | None) -> Placement:
+    return {node: tuple(gpus) for node, gpus in (data or {}).items()}
+
+
+def placement_to_json(placement: Placement) -> dict:
+    return {node: list(gpus) for node, gpus in placement.items()}
+
+
+class SqlStore:
+    def __init__(self, sessions: sessionmaker, limits: Callable[[], Mapping[str, WorkspaceLimits]] = dict):
+        self.sessions = sessions
+        self._limits = limits
+        self._queue = QueueView()
+        self._active: dict[str, ActiveJob] = {}
+        self._state: dict[str, JobState] = {}  # states of queued and active jobs
+        self.load()
+
+    def load(self) -> None:
+        """(Re)build the memory view from the database."""
+        self._queue = QueueView()
+        self._active.clear()
+        self._state.clear()
+        live = [JobState.QUEUED.value, JobState.STARTING.value, JobState.RUNNING.value, JobState.PREEMPTED.value]
+        with self.sessions() as session:
+            for row in session.scalars(select(models.Job).where(models.Job.state.in_(live))):
+                self._remember(row)
+
+    def _remember(self, row: models.Job) -> None:
+        state = JobState(row.state)
+        self._state[row.id] = state
+        if state is JobState.QUEUED and not row.held:
+            self._queue.add(to_core(row))
+        elif state.holds_gpus():
+            self._active[row.id] = ActiveJob(
+                to_core(row), placement_from_json(row.placement), row.started_at or row.submitted_at, row.stopping
+            )
+
+    # -- the Store protocol ------------------------------------------------------
+    def queued_jobs(self) -> QueueView:
+        return self._queue
+
+    def active_jobs(self) -> Sequence[ActiveJob]:
+        return list(self._active.values())
+
+    def workspace_limits(self) -> Mapping[str, WorkspaceLimits]:
+        return self._limits()
+
+    def state_of(self, job_id: str) -> JobState | None:
+        return self._state.get(job_id)
+
+    def transition(self, job_id: str, new_state: JobState, *, at: float, placement: Placement | None = None,
+                   attained: float | None = None, restarts: int | None = None, exit_code: int | None = None,
+                   reason: str | None = None) -> Job:
+        with self.sessions.begin() as session:
+            row = session.get(models.Job, job_id)
+            if row is None:
+                raise KeyError(job_id)
+            old = JobState(row.state)
+            if old is new_state:
+                return to_core(row)
+            check_transition(old, new_state)
+            row.state = new_state.value
+            if new_state is JobState.STARTING:
+                if placement is None:
+                    raise ValueError("a job moving to STARTING needs its placement")
+                row.placement = placement_to_json(placement)
+                row.started_at = at
+                row.stopping = False
+            if attained is not None:
+                row.attained = attained
+            if restarts is not None:
+                row.restarts = restarts
+            if exit_code is not None:
+                row.exit_code = exit_code
+            if reason is not None:
+                row.reason = reason
+            if new_state is JobState.QUEUED:
+                row.enqueued_at = at
+                row.placement = None
+                row.stopping = False
+            if new_state.is_terminal():
+                row.finished_at = at
+            session.flush()
+            job = to_core(row)
+            held = row.held
+        # committed: now the memory view
+        if old is JobState.QUEUED and job_id in self._queue:
+            self._queue.remove(job_id)
+        if old.holds_gpus() and not new_state.holds_gpus():
+            self._active.pop(job_id, None)
+        if new_state is JobState.STARTING:
+            self._active[job_id] = ActiveJob(job, placement, at)
+        elif new_state is JobState.RUNNING and job_id in self._active:
+            self._active[job_id] = replace(self._active[job_id], job=job)
+        elif new_state is JobState.QUEUED and not held:
+            self._queue.add(job)
+        if new_state.is_terminal():
+            self._state.pop(job_id, None)
+        else:
+            self._state[job_id] = new_state
+        return job
+
+    def record_preemption(self, job_id: str, reason: str, at: float) -> None:
+        active = self._active.get(job_id)
+        if active is None or active.stopping:
+            return
+        with self.sessions.begin() as session:
+            session.add(models.Preemption(job_id=job_id, reason=reason, at=at))
+            session.execute(update(models.Job).where(models.Job.id == job_id).values(stopping=True))
+        self._active[job_id] = replace(active, stopping=True)
+
+    # -- the controller's side (called on the loop thread) ------------------------
+    def enqueue(self, rows: Iterable[models.Job]) -> None:
+        """Jobs already committed as QUEUED (by :func:`insert_jobs`) join the queue."""
+        for row in rows:
+            if row.id not in self._state:
+                self._remember(row)
+
+    def set_held(self, job_ids: Sequence[str], held: bool) -> list[str]:
+        """Hold (pause) or release queued jobs; returns the ids that changed."""
+        changed = []
+        with self.sessions.begin() as session:
+            for row in session.scalars(select(models.Job).where(models.Job.id.in_(job_ids))):
+                if row.state != JobState.QUEUED.value or row.held == held:
+                    continue
+                row.held = held
+                changed.append(row.id)
+                if held:
+                    if row.id in self._queue:
+                        self._queue.remove(row.id)
+                else:
+                    self._queue.add(to_core(row))
+        return changed
+
+    def mark_cancel_requested(self, job_id: str) -> None:
+        with self.sessions.begin() as session:
+            session.execute(update(models.Job).where(models.Job.id == job_id).values(cancel_requested=True))
+
+
+def insert_jobs(session: Session, rows: list[models.Job]) -> None:
+    """Persist new QUEUED jobs (the API's half of a submission)."""
+    session.add_all(rows)
+
+
+def dumps(value) -> str:
+    return json.dumps(value, sort_keys=True)
