@@ -156,7 +156,8 @@ fi
 # --- 4. horovod: install the wheel -----------------------------------------
 step "installing $(basename "$wheel")"
 pip install -q --force-reinstall --no-deps "$wheel" || die "pip install $wheel failed"
-pip install -q cloudpickle psutil pyyaml packaging || die "pip install of horovod runtime deps failed"
+# then its declared runtime deps (cloudpickle, psutil, pyyaml, packaging, cffi)
+pip install -q "$wheel" || die "pip install of horovod's runtime dependencies failed"
 if ! hvd_ok; then
   "$py" -c 'import horovod.torch as hvd; print("gloo_built:", hvd.gloo_built())' >&2 || true
   die "horovod installed but 'import horovod.torch' fails or gloo is not built (stale wheel? rerun with FLIGHTBASE_REBUILD_HOROVOD=1)"
