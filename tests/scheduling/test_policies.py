@@ -151,3 +151,33 @@ def test_unknown_policy_lists_known_names():
 
 def test_estimates_never_use_the_true_duration():
     assert DeclaredOrDefault(60.0).estimate(job("j")) == 60.0
+
+
+def _over_quota_cluster():
+    # t (quota 5) runs 6 one-GPU jobs (one borrowed); u (quota 3) runs 2 GPUs.
+    active = [running(job(f"t{i}", 1, ws="t"), {"n": [i]}, started=float(i)) for i in range(6)]
+    active.append(running(job("u0", 2, ws="u"), {"n": [6, 7]}))
+    return active, {"t": quota(5), "u": quota(3)}
+
+
+@pytest.mark.parametrize("policy", ALL)
+def test_reclaim_only_what_the_guarantee_leaves_room_for(policy):
+    # u's head needs 2 GPUs (it would borrow); the 1-GPU job behind it fits
+    # u's guarantee and reclaims one GPU; the next one would not fit: one
+    # preemption in all, not one per queued job.
+    active, limits = _over_quota_cluster()
+    queue = [job("u-big", 2, ws="u", t=10), job("u-small", 1, ws="u", t=11), job("u-more", 1, ws="u", t=12)]
+    admits, preempts, d = decide(policy, snap(queue, active, [node("n", free=[])], now=1000, limits=limits))
+    assert (admits, preempts) == ({}, [("t5", "u-small")])
+    assert "within quota, waiting for 1 borrowed job(s) to stop" in d.waiting["u-small"]
+
+
+@pytest.mark.parametrize("policy", ALL)
+def test_reclaimed_gpus_go_to_the_claimer_not_an_earlier_borrower(policy):
+    # The victim has stopped: its GPU is free.  t7, queued earlier, would
+    # borrow it; u-small, within u's guarantee, gets it (no ping-pong).
+    active, limits = _over_quota_cluster()
+    active = active[:5] + active[6:]
+    queue = [job("t7", 1, ws="t", t=5), job("u-big", 2, ws="u", t=10), job("u-small", 1, ws="u", t=11)]
+    admits, preempts, _ = decide(policy, snap(queue, active, [node("n", free=[5])], now=1000, limits=limits))
+    assert (admits, preempts) == ({"u-small": {"n": (5,)}}, [])

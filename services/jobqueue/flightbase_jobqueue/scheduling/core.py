@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from typing import Callable, Iterator, Protocol, Sequence
+from typing import Callable, Iterator, Mapping, Protocol, Sequence
 
 from .placement import DEFAULT_TOPOLOGY_KEYS, FreeMap, copy_freemap, take_available
 from .types import ActiveJob, Admit, Decisions, Job, Placement, Preempt, Snapshot
@@ -57,6 +57,10 @@ BORROW = "borrow"      # above the quota on idle capacity: may be reclaimed
 BLOCKED = "blocked"    # held back by the quota
 
 
+def _shortage_reason_suffix(job: Job, max_size: int, total_free: int, suffix: str) -> str:
+    return _shortage_reason(job, max_size, total_free) + suffix
+
+
 def describe_need(job: Job, max_size: int) -> str:
     g = job.gpus
     if job.gpus_per_node is not None and job.gpus_per_node < g:
@@ -64,6 +68,49 @@ def describe_need(job: Job, max_size: int) -> str:
     if g <= max_size or job.gpus_per_node is not None:
         return f"needs {g} GPU{'s' if g != 1 else ''} on one node"
     return f"needs {g} GPUs on whole nodes"
+
+
+def _shortage_reason(job: Job, max_size: int, total_free: int) -> str:
+    return f"{describe_need(job, max_size)}; {total_free} GPUs free"
+
+
+class Reasons(Mapping[str, str]):
+    """The waiting reasons of one pass, formatted when read.
+
+    A pass may leave thousands of jobs queued, and most reasons are never
+    read (the coordinator does not; the API and insight read a few), so the
+    pass records a function and its arguments (values of that moment) and
+    the text is built on first access.  Reads like a plain ``dict``."""
+
+    __slots__ = ("_raw",)
+
+    def __init__(self) -> None:
+        self._raw: dict[str, object] = {}
+
+    def __setitem__(self, job_id: str, reason: str) -> None:
+        self._raw[job_id] = reason
+
+    def later(self, job_id: str, fn: Callable[..., str], args: tuple) -> None:
+        self._raw[job_id] = (fn, args)
+
+    def __getitem__(self, job_id: str) -> str:
+        v = self._raw[job_id]
+        if v.__class__ is not str:
+            fn, args = v  # type: ignore[misc]
+            v = self._raw[job_id] = fn(*args)
+        return v  # type: ignore[return-value]
+
+    def __contains__(self, job_id: object) -> bool:
+        return job_id in self._raw
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def __repr__(self) -> str:
+        return f"Reasons({dict(self.items())!r})"
 
 
 class PassState:
@@ -84,7 +131,7 @@ class PassState:
         self.admits: list[Admit] = []
         self.started: list[tuple[Job, Placement]] = []
         self.preempts: list[Preempt] = []
-        self.waiting: dict[str, str] = {}
+        self.waiting = Reasons()
         self._by_node: dict[str, list[ActiveJob]] | None = None
         self._hot: dict[str, None] = {}
         self.pending: dict[str, int] = {}
@@ -106,11 +153,11 @@ class PassState:
         used = self.in_use.get(job.workspace, 0)
         if used + job.gpus <= lim.quota:
             return WITHIN, ""
-        head = f"workspace quota {used}/{lim.quota} in use"
         if not lim.allow_borrowing:
-            return BLOCKED, f"{head} (borrowing is off)"
+            return BLOCKED, f"workspace quota {used}/{lim.quota} in use (borrowing is off)"
         if not job.preemptible:
-            return BLOCKED, f"{head} (a non-preemptible job does not borrow)"
+            return BLOCKED, (f"workspace quota {used}/{lim.quota} in use "
+                             f"(a non-preemptible job does not borrow)")
         return BORROW, ""
 
     # -- admitting -------------------------------------------------------------
@@ -124,7 +171,15 @@ class PassState:
             self.eff_use[ws] = self.eff_use.get(ws, 0) + job.gpus
 
     def shortage(self, job: Job) -> str:
-        return f"{describe_need(job, self.free.max_size)}; {self.free.total_free} GPUs free"
+        return _shortage_reason(job, self.free.max_size, self.free.total_free)
+
+    def wait(self, job_id: str, fn: Callable[..., str], *args) -> None:
+        """Record why ``job_id`` stays queued: ``fn(*args)``, formatted when read."""
+        self.waiting.later(job_id, fn, args)
+
+    def wait_shortage(self, job: Job, suffix: str = "") -> None:
+        self.waiting.later(job.id, _shortage_reason_suffix,
+                           (job, self.free.max_size, self.free.total_free, suffix))
 
     # -- victims (reclaim and preemption) ----------------------------------------
     def _index(self) -> None:
@@ -232,6 +287,11 @@ class PassState:
         """Preempt ``victims`` for ``job`` and hold the GPUs it will get: the
         free ones leave the working map, the ones being freed are claimed."""
         fm = self.free
+        ws = job.workspace
+        # The claimer will hold these GPUs: later quota verdicts of this pass
+        # must count them (or a workspace would reclaim beyond its quota).
+        self.in_use[ws] = self.in_use.get(ws, 0) + job.gpus
+        self.eff_use[ws] = self.eff_use.get(ws, 0) + job.gpus
         freed: dict[str, int] = {}
         for a in victims:
             self.victimized.add(a.job.id)
@@ -326,13 +386,25 @@ def guaranteed_sweep(state: PassState, order: Order) -> set[str]:
     """First sweep when quotas exist: admit (or reclaim for) the jobs that
     fit in their workspace's guarantee, in queue order per workspace, before
     any job may borrow.  Otherwise a borrowing job earlier in the queue would
-    take back the very GPUs just reclaimed for a guaranteed one."""
+    take back the very GPUs just reclaimed for a guaranteed one.
+
+    This sweep is the only place where GPUs are reclaimed, and a reclaim
+    counts the claimer's GPUs as in use for the rest of the pass, so a
+    workspace never reclaims more than its guarantee leaves room for.  On the
+    next pass the sweep runs first again, so the claimer (still first among
+    its workspace's guaranteed jobs) gets the freed GPUs before any borrower:
+    reclaim and borrowing cannot undo each other (no preemption ping-pong).
+    A job that would borrow does not hold back a smaller job of its own
+    workspace that fits in the guarantee; a job the quota blocks does."""
     handled: set[str] = set()
     fm = state.free
+    in_use = state.in_use
     for job in order:
         verdict, _ = state.quota_verdict(job)
         if verdict != WITHIN:
-            order.block(job.workspace)
+            ws = job.workspace
+            if verdict != BORROW or in_use.get(ws, 0) >= state.guarantee(ws):
+                order.block(ws)  # nothing later in this workspace fits its guarantee
             continue
         handled.add(job.id)
         p = fm.find(job)
@@ -346,12 +418,16 @@ def guaranteed_sweep(state: PassState, order: Order) -> set[str]:
             nodes, victims = found
             state.claim(job, nodes, victims,
                         f"reclaimed for {job.id}: workspace {job.workspace} is under its quota")
-            state.waiting[job.id] = (f"{describe_need(job, fm.max_size)}; within quota, waiting "
-                                     f"for {len(victims) or 'stopping'} borrowed job(s) to stop")
-        else:
-            state.waiting[job.id] = state.shortage(job)
+            state.wait(job.id, _reclaim_reason, job, fm.max_size, len(victims))
+            continue
+        state.wait(job.id, _shortage_reason, job, fm.max_size, fm.total_free)
         order.block(job.workspace)
     return handled
+
+
+def _reclaim_reason(job: Job, max_size: int, victims: int) -> str:
+    return (f"{describe_need(job, max_size)}; within quota, waiting "
+            f"for {victims or 'stopping'} borrowed job(s) to stop")
 
 
 def admission_loop(state: PassState, make_order: Callable[[], Order], hol: str, *,
@@ -381,7 +457,7 @@ def admission_loop(state: PassState, make_order: Callable[[], Order], hol: str, 
         if blocked and verdict != WITHIN:
             if not state.any_quota:
                 break
-            state.waiting[job.id] = f"behind {head_id} ({state.shortage(job)})"
+            state.wait(job.id, _behind_reason, head_id, job, fm.max_size, fm.total_free)
             order.block(job.workspace)
             continue
         if excl is not None and verdict != WITHIN:
@@ -399,8 +475,8 @@ def admission_loop(state: PassState, make_order: Callable[[], Order], hol: str, 
                 state.admit(job, p, verdict == BORROW)
                 take_available(excl, p)
             else:
-                state.waiting[job.id] = (f"{state.shortage(job)}; may not delay {head_id}, "
-                                         f"reserved for {clock(shadow)} when {head_label} ends")
+                state.wait(job.id, _backfill_reason, job, fm.max_size, fm.total_free, head_id,
+                           shadow, head_label)
             continue
         p = fm.find(job)
         if p is not None:
@@ -408,19 +484,8 @@ def admission_loop(state: PassState, make_order: Callable[[], Order], hol: str, 
             if excl is not None:
                 take_available(excl, p)
             continue
-        if verdict == WITHIN:
-            found = state.find_victims(
-                job, lambda a: a.job.preemptible and a.job.workspace != job.workspace
-                and state.over_guarantee(a.job.workspace), reclaim_order)
-            if found is not None:
-                nodes, victims = found
-                state.claim(job, nodes, victims,
-                            f"reclaimed for {job.id}: workspace {job.workspace} is under its quota")
-                state.waiting[job.id] = (f"{describe_need(job, fm.max_size)}; within quota, waiting "
-                                         f"for {len(victims) or 'stopping'} borrowed job(s) to stop")
-                continue
         if excl is not None or blocked:
-            state.waiting[job.id] = state.shortage(job)
+            state.wait_shortage(job)
             continue
         head_id = job.id
         if hol == "reserve" and fm.total_free > 0:
@@ -429,13 +494,28 @@ def admission_loop(state: PassState, make_order: Callable[[], Order], hol: str, 
                 shadow, where, head_label = r
                 excl = copy_freemap(fm)
                 take_available(excl, where)
-                state.waiting[job.id] = (f"{state.shortage(job)}; reserved, estimated start "
-                                         f"{clock(shadow)} when {head_label} ends")
+                state.wait(job.id, _reserved_reason, job, fm.max_size, fm.total_free, shadow,
+                           head_label)
                 continue
-        state.waiting[job.id] = state.shortage(job)
+        state.wait_shortage(job)
         blocked = True
         if not state.any_quota:
             break
+
+
+def _behind_reason(head_id: str, job: Job, max_size: int, total_free: int) -> str:
+    return f"behind {head_id} ({_shortage_reason(job, max_size, total_free)})"
+
+
+def _backfill_reason(job: Job, max_size: int, total_free: int, head_id: str, shadow: float,
+                     head_label: str) -> str:
+    return (f"{_shortage_reason(job, max_size, total_free)}; may not delay {head_id}, "
+            f"reserved for {clock(shadow)} when {head_label} ends")
+
+
+def _reserved_reason(job: Job, max_size: int, total_free: int, shadow: float, head_label: str) -> str:
+    return (f"{_shortage_reason(job, max_size, total_free)}; reserved, estimated start "
+            f"{clock(shadow)} when {head_label} ends")
 
 
 def clock(t: float | None) -> str:

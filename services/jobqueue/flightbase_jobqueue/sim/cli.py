@@ -13,7 +13,7 @@ import json
 import sys
 
 from ..scheduling.policies import UnknownPolicy
-from .replay import QUOTA_MODES, format_report, policy_names, replay
+from .replay import QUOTA_MODES, SimulationStuck, format_report, policy_names, replay
 from .trace import TraceError
 
 
@@ -48,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
     except (TraceError, UnknownPolicy, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except SimulationStuck as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -81,6 +81,17 @@ def _pct(sorted_values: list[float], p: float) -> float:
     return sorted_values[k]
 
 
+class SimulationStuck(RuntimeError):
+    """The clock stopped advancing: decisions keep undoing each other at one
+    instant (a preemption ping-pong).  A scheduler bug, reported instead of
+    spinning forever."""
+
+
+#: Steps allowed at one instant before :class:`SimulationStuck`.  A real
+#: instant needs a handful (arrivals, stops, restarts); thousands mean a loop.
+STUCK_STEPS = 10_000
+
+
 @dataclass
 class Simulation:
     store: MemStore
@@ -106,6 +117,7 @@ def simulate(jobs: Sequence[Job], durations: dict[str, float], node_list: Sequen
     sim = Simulation(store, backend, coord, [], 0)
     i, n = 0, len(jobs)
     wake: float | None = None
+    last_t, same_t = None, 0
     while max_steps is None or sim.steps < max_steps:
         now = clock.now
         t = backend.next_event_time()
@@ -116,6 +128,14 @@ def simulate(jobs: Sequence[Job], durations: dict[str, float], node_list: Sequen
         if t is None:
             break
         clock.now = now = max(now, t)
+        if now == last_t:
+            same_t += 1
+            if same_t >= STUCK_STEPS:
+                raise SimulationStuck(
+                    f"the replay made {same_t} steps at t={now:g} without the clock advancing "
+                    f"({len(store.preemptions)} preemptions so far): decisions undo each other")
+        else:
+            last_t, same_t = now, 0
         while i < n and jobs[i].submitted_at <= now:
             job = jobs[i]
             i += 1
@@ -227,5 +247,5 @@ def format_report(r: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["replay", "format_report", "policy_names", "make_nodes", "make_quotas", "UnknownPolicy",
+__all__ = ["replay", "SimulationStuck", "format_report", "policy_names", "make_nodes", "make_quotas", "UnknownPolicy",
            "JobState"]

@@ -31,7 +31,8 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass
 
-from ..core import BLOCKED, BORROW, WITHIN, PassState, decisions, describe_need, guaranteed_sweep
+from ..core import (BLOCKED, BORROW, NO_QUOTA, WITHIN, PassState, decisions, describe_need,
+                    guaranteed_sweep)
 from ..types import ActiveJob, Decisions, Job, Snapshot
 from .base import Policy
 
@@ -60,12 +61,26 @@ class LasPolicy(Policy):
     def schedule(self, snap: Snapshot) -> Decisions:
         now = snap.now
         state = PassState(snap, self.topology_keys)
-        queued = sorted(((self.rank(j, now), j) for j in snap.queue.jobs()), key=lambda t: t[0])
+        thresholds = self.thresholds
+        starve_after, starve_factor = self.starve_after, self.starve_factor
+        # rank() and _starving_since() inlined: this runs for every queued job
+        # at every pass.  (rank, starving since, job); ranks are unique.
+        queued = []
+        for j in snap.queue.jobs():
+            att = j.attained
+            qs = j.submitted_at if j.enqueued_at is None else j.enqueued_at
+            last = starve_factor * (att / j.gpus)
+            since = qs + (starve_after if starve_after >= last else last)
+            if now >= since:
+                queued.append(((-1, qs, -j.priority, j.submitted_at, j.id), since, j))
+            else:
+                queued.append(((bisect_right(thresholds, att), 0.0, -j.priority, j.submitted_at, j.id),
+                               since, j))
+        queued.sort()
         best_queued = queued[0][0][0] if queued else None
         level_of: dict[str, int] = {}
         lowest = -2  # the highest (lowest-priority) level among preemptible running jobs
         wake: float | None = None
-        thresholds = self.thresholds
         nthr = len(thresholds)
         min_run = self.min_run
         pending = 0  # GPUs of jobs being stopped
@@ -93,56 +108,63 @@ class LasPolicy(Policy):
                     wake = t
         fm = state.free
         any_quota = state.any_quota
-        # Guarantees first (core.guaranteed_sweep), then service order.
+        # Guarantees first (core.guaranteed_sweep: the only place GPUs are
+        # reclaimed), then service order.
         handled = guaranteed_sweep(state, snap.queue.cursor()) if any_quota else ()
         failed: dict[int, int] = {}  # level -> fewest GPUs a victim search failed for
         victim_order = lambda a: (-level_of.get(a.job.id, 0), -a.started_at, a.job.id)  # noqa: E731
-        for rank, job in queued:
+        waiting = state.waiting
+        for rank, _, job in queued:
             if job.id in handled:
                 continue
             lv = rank[0]
             if fm.total_free == 0 and lv >= lowest and not any_quota and pending <= 0:
                 break
-            verdict, qreason = state.quota_verdict(job)
-            if verdict == BLOCKED:
-                state.waiting[job.id] = qreason
-                continue
+            if any_quota:
+                verdict, qreason = state.quota_verdict(job)
+                if verdict == BLOCKED:
+                    waiting[job.id] = qreason
+                    continue
+            else:
+                verdict = NO_QUOTA
             p = fm.find(job)
             if p is not None:
                 state.admit(job, p, verdict == BORROW)
                 continue
-            ws = job.workspace
+            # A job within its quota that the guaranteed sweep did not reach
+            # (behind a blocked job of its workspace) preempts by service
+            # level only, like any other: reclaiming here would hand the
+            # freed GPUs to whoever comes first next pass (ping-pong).
             if (lv < lowest or verdict == WITHIN or pending > 0) and not (
                     verdict != WITHIN and job.gpus >= failed.get(lv, 1 << 30)):
-                def eligible(a: ActiveJob, lv=lv, ws=ws, verdict=verdict) -> bool:
+                ws = job.workspace
+
+                def eligible(a: ActiveJob, lv=lv, ws=ws) -> bool:
                     j = a.job
                     if not j.preemptible:
                         return False
-                    other = j.workspace != ws
-                    if verdict == WITHIN and other and state.over_guarantee(j.workspace):
-                        return True
                     if level_of.get(j.id, -1) <= lv or now - a.started_at < min_run:
                         return False
-                    return not (other and any_quota and not state.over_guarantee(j.workspace)
+                    return not (j.workspace != ws and any_quota and not state.over_guarantee(j.workspace)
                                 and snap.limits_for(j.workspace).quota is not None)
 
                 found = state.find_victims(job, eligible, victim_order)
                 if found is not None:
                     nodes, victims = found
                     state.claim(job, nodes, victims,
-                                f"preempted for {job.id} (least attained service: level {lv})"
-                                if verdict != WITHIN else
-                                f"reclaimed for {job.id}: workspace {ws} is under its quota")
-                    state.waiting[job.id] = (f"{describe_need(job, fm.max_size)}; waiting for "
-                                             f"{len(victims) or 'stopping'} job(s) to stop")
+                                f"preempted for {job.id} (least attained service: level {lv})")
+                    state.wait(job.id, _preempting_reason, job, fm.max_size, len(victims))
                     pending = state.pending_total()
                     continue
                 if verdict != WITHIN:
                     failed[lv] = min(failed.get(lv, 1 << 30), job.gpus)
-            state.waiting[job.id] = f"{state.shortage(job)}; service level {max(lv, 0)}"
-        for _, job in queued:
-            if job.id in state.waiting:
-                t = self._starving_since(job)
-                if t > now and (wake is None or t < wake):
-                    wake = t
+            state.wait_shortage(job, f"; service level {lv if lv > 0 else 0}")
+        for _, since, job in queued:
+            if job.id in waiting:
+                if since > now and (wake is None or since < wake):
+                    wake = since
         return decisions(state, wake)
+
+
+def _preempting_reason(job: Job, max_size: int, victims: int) -> str:
+    return f"{describe_need(job, max_size)}; waiting for {victims or 'stopping'} job(s) to stop"
