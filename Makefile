@@ -18,6 +18,11 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
+# torch (CPU build) and Horovod 0.28.1, built once and cached outside the repo (docs/horovod.md)
+$(VENV)/.ml-installed: $(VENV)/.installed scripts/install-ml.sh
+	scripts/install-ml.sh $(PY)
+	touch $@
+
 node_modules/.installed: package.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
@@ -30,7 +35,7 @@ node_modules/.installed: package.json
 	scripts/system-deps.sh test
 	touch $@
 
-install: .system-deps-run $(VENV)/.installed node_modules/.installed
+install: .system-deps-run $(VENV)/.installed $(VENV)/.ml-installed node_modules/.installed
 
 install-test: install .system-deps-test
 

@@ -127,15 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("user")
     ws.set_defaults(func=cmd_workspaces)
 
+    from flightbase import cli_datasets, cli_jobs
+
+    cli_jobs.add_parsers(sub)
+    cli_datasets.add_parsers(sub)
+
     bench = sub.add_parser("bench", help="benchmarks (trace replay through the scheduler)")
     bench_sub = bench.add_subparsers(dest="bench", required=True, parser_class=_Parser)
     replay = bench_sub.add_parser("replay", help="replay a GPU cluster trace in simulated time")
-    try:
-        from flightbase_jobqueue.sim import cli as sim_cli
+    from flightbase_jobqueue.sim import cli as sim_cli
 
-        sim_cli.add_arguments(replay)
-    except ImportError:  # the simulator is part of the jobqueue package
-        pass
+    sim_cli.add_arguments(replay)
     replay.set_defaults(func=cmd_bench)
     return p
 

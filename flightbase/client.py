@@ -100,9 +100,113 @@ class Client:
         params = {"workspace": workspace} if workspace else {}
         return self.request("jobqueue", "GET", "trainings", params=params)
 
+    # --- trainings and jobs
+    def upload_code(self, workspace: str, path: str) -> dict:
+        filename, data = pack_code(path)
+        return self.request("jobqueue", "POST", "code", params={"workspace": workspace, "filename": filename}, content=data)
+
+    def submit(self, workspace: str, code: str | None = None, *, entrypoint: str | None = None, name: str | None = None,
+               **spec) -> dict:
+        """Create a training: ``code`` is a script, an archive or a folder, uploaded first.
+
+        ``spec`` takes the fields of the trainings API: ``args``, ``gpus``,
+        ``gpus_per_node``, ``launcher``, ``image``, ``datasets``, ``env``,
+        ``max_runtime``, ``priority``, ``preemptible``, ``gpudirect_p2p``,
+        ``gpudirect_rdma``, ``sweep`` (``{"grid": {...}, "parallel": 1, "metric": "loss"}``).
+        """
+        import os.path
+
+        body = {"workspace": workspace, **{k: v for k, v in spec.items() if v is not None}}
+        if code is not None:
+            body["code_id"] = self.upload_code(workspace, code)["id"]
+            if entrypoint is None and os.path.isfile(code) and code.endswith(".py"):
+                entrypoint = os.path.basename(code)
+        if entrypoint is None:
+            raise ValueError("entrypoint: name the script to run inside the code")
+        body["entrypoint"] = entrypoint
+        body["name"] = name or os.path.splitext(os.path.basename(entrypoint))[0].replace("_", "-")
+        return self.request("jobqueue", "POST", "trainings", json=body)
+
+    def training(self, training_id: str) -> dict:
+        return self.request("jobqueue", "GET", f"trainings/{training_id}")
+
+    def training_action(self, training_id: str, action: str) -> dict:
+        return self.request("jobqueue", "POST", f"trainings/{training_id}/{action}")
+
+    def jobs(self, workspace: str | None = None, *, training: str | None = None, state: str | None = None,
+             limit: int = 100) -> list[dict]:
+        params = {k: v for k, v in {"workspace": workspace, "training": training, "state": state, "limit": limit}.items() if v is not None}
+        return self.request("jobqueue", "GET", "jobs", params=params)
+
+    def job(self, job_id: str) -> dict:
+        return self.request("jobqueue", "GET", f"jobs/{job_id}")
+
+    def queue(self, workspace: str | None = None) -> list[dict]:
+        return self.request("jobqueue", "GET", "queue", params={"workspace": workspace} if workspace else {})
+
+    def cancel(self, job_id: str) -> dict:
+        return self.request("jobqueue", "POST", f"jobs/{job_id}/cancel")
+
+    def metrics(self, job_id: str) -> list[dict]:
+        return self.request("jobqueue", "GET", f"jobs/{job_id}/metrics")
+
+    def logs(self, job_id: str, *, rank: int | None = None, follow: bool = False):
+        """The job's output: a string, or with ``follow=True`` an iterator of text as it comes."""
+        params = {"follow": "true" if follow else "false"}
+        if rank is not None:
+            params["rank"] = rank
+        url = f"{self.url}/services/jobqueue/api/v1/jobs/{job_id}/logs"
+        if not follow:
+            resp = self._http.get(url, params=params)
+            if resp.status_code >= 400:
+                raise ApiError(resp.status_code, resp.json().get("message", "error"), resp.json().get("field"))
+            return resp.text
+        return self._follow(url, params)
+
+    def _follow(self, url: str, params: dict):
+        with self._http.stream("GET", url, params=params, timeout=None) as resp:
+            if resp.status_code >= 400:
+                resp.read()
+                raise ApiError(resp.status_code, resp.json().get("message", "error"), resp.json().get("field"))
+            yield from resp.iter_text()
+
+    def wait(self, job_id: str, timeout: float | None = None, interval: float = 1.0) -> dict:
+        """Poll until the job has ended; return it."""
+        import time
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.job(job_id)
+            if job["state"] in ("succeeded", "failed", "cancelled"):
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} is still {job['state']}")
+            time.sleep(interval)
+
+
     # --- registry
     def datasets(self, workspace: str) -> list[dict]:
         return self.request("registry", "GET", f"workspaces/{workspace}/datasets")
 
     def images(self, workspace: str) -> list[dict]:
         return self.request("registry", "GET", f"workspaces/{workspace}/images")
+
+
+def pack_code(path: str) -> tuple[str, bytes]:
+    """(filename, bytes) to upload for a script, an archive, or a folder (packed as .tar.gz)."""
+    import io
+    import tarfile
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.exists():
+        raise ValueError(f"code: {path} does not exist")
+    if p.is_file():
+        return p.name, p.read_bytes()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for child in sorted(p.rglob("*")):
+            if child.is_file() and "__pycache__" not in child.parts and not any(part.startswith(".") for part in child.relative_to(p).parts):
+                tar.add(child, arcname=str(child.relative_to(p)), recursive=False)
+    return f"{p.name or 'code'}.tar.gz", buf.getvalue()
+

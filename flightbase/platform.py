@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from flightbase import gpus, secrets
-from flightbase.hub.config import ROOT, find_proxy_command
+from flightbase.hub.config import DOCKER_REGISTRY, ROOT, find_proxy_command
 from flightbase.settings import PlatformSettings
 
 
@@ -34,6 +34,17 @@ def hub_config_file() -> Path:
     if not path.exists():
         raise UsageError(f"hub config not found at {path}; run from a Flightbase checkout")
     return path
+
+
+def oci_registry(environ: dict) -> dict:
+    """Use the OCI registry the operator names, else start Debian's docker-registry, else none."""
+    url = environ.get("FLIGHTBASE_OCI_REGISTRY_URL")
+    if url:
+        return {"oci_registry_url": url}
+    if os.path.exists(DOCKER_REGISTRY):
+        port = free_port()
+        return {"oci_registry_url": f"http://127.0.0.1:{port}", "oci_registry_port": port}
+    return {}
 
 
 def prepare(
@@ -67,6 +78,7 @@ def prepare(
         auth_cache_seconds=int(environ.get("FLIGHTBASE_AUTH_CACHE_SECONDS", "30")),
         jobqueue_db_url=environ.get("FLIGHTBASE_JOBQUEUE_DB_URL", ""),
         registry_db_url=environ.get("FLIGHTBASE_REGISTRY_DB_URL", ""),
+        **oci_registry(environ),
     )
     secrets.load_or_create(data_dir)
     env = {**environ, **settings.to_env()}
@@ -76,6 +88,9 @@ def prepare(
         lines.append(f"No GPU found: offering {len(inventory)} CPU slots (kind: cpu-slot) instead.")
     else:
         lines.append(f"GPUs: {len(inventory)} x {inventory[0]['name'] if inventory else '-'}")
+    if not settings.oci_registry_url:
+        lines.append("No OCI registry (apt-get install docker-registry): image uploads are off; "
+                     "images registered by reference still work.")
 
     first_start = not (settings.hub_dir / "jupyterhub.sqlite").exists()
     token = environ.get("FLIGHTBASE_ADMIN_TOKEN")

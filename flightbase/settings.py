@@ -33,6 +33,10 @@ class PlatformSettings:
     auth_cache_seconds: int = 30
     jobqueue_db_url: str = ""
     registry_db_url: str = ""
+    # The OCI registry uploaded images are pushed to; `flightbase up` starts one
+    # (Debian's docker-registry) on a free loopback port when none is given.
+    oci_registry_url: str = ""
+    oci_registry_port: int = 0
 
     @property
     def hub_dir(self) -> Path:

@@ -5,6 +5,7 @@ set -euo pipefail
 want=()
 need() { dpkg -s "$1" >/dev/null 2>&1 || want+=("$1"); }
 need nodejs
+need docker-registry   # the OCI registry uploaded images are pushed to
 command -v npm >/dev/null 2>&1 || need npm
 if [ "${1:-run}" = "test" ]; then
   need postgresql

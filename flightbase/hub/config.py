@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -30,10 +31,29 @@ def find_proxy_command() -> str:
     return found
 
 
+DOCKER_REGISTRY = "/usr/bin/docker-registry"
+
+
+def oci_registry_config(settings: PlatformSettings) -> Path:
+    """Write the config of the embedded OCI registry (loopback only, storage in the data dir)."""
+    root = settings.data_dir / "oci"
+    root.mkdir(mode=0o700, exist_ok=True)
+    config = root / "config.yml"
+    config.write_text(json.dumps({  # YAML is a superset of JSON
+        "version": 0.1,
+        "log": {"level": "warn", "accesslog": {"disabled": True}},
+        "storage": {"filesystem": {"rootdirectory": str(root / "data")}, "delete": {"enabled": True}},
+        "http": {"addr": f"127.0.0.1:{settings.oci_registry_port}"},
+    }))
+    return config
+
+
 def service_specs(settings: PlatformSettings, secrets: dict[str, str]) -> list[dict]:
-    """The hub-managed services, each started as `python -m <package>`."""
+    """The hub-managed services, each started as `python -m <package>`, and the OCI registry."""
     env = settings.to_env()
     env["PYTHONUNBUFFERED"] = "1"
+    # the registry service's own limits (FLIGHTBASE_REGISTRY_MAX_*), when the operator set them
+    env.update({k: v for k, v in os.environ.items() if k.startswith("FLIGHTBASE_REGISTRY_MAX_")})
     specs = []
     for name, port, package in (
         ("jobqueue", settings.jobqueue_port, "flightbase_jobqueue"),
@@ -51,6 +71,10 @@ def service_specs(settings: PlatformSettings, secrets: dict[str, str]) -> list[d
                 "info": {"flightbase": True},
             }
         )
+    if settings.oci_registry_port:
+        # no url: the hub runs (and restarts) it but does not route to it; only the
+        # registry service talks to it, on loopback
+        specs.append({"name": "oci-registry", "command": [DOCKER_REGISTRY, "serve", str(oci_registry_config(settings))]})
     return specs
 
 

@@ -54,4 +54,14 @@ def roles(*, admin_users: list[str] | tuple[str, ...] = ()) -> list[dict]:
             ],
             "services": list(SERVICE_NAMES),
         },
+        {
+            "name": "flightbase-jobqueue",
+            "description": "The jobqueue resolves and marks the datasets its jobs mount.",
+            "scopes": [
+                "access:services!service=registry",
+                authz.scope_name("datasets:read"),
+                authz.scope_name("datasets:write"),
+            ],
+            "services": ["jobqueue"],
+        },
     ]

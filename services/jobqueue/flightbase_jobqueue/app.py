@@ -15,6 +15,7 @@ from flightbase.service.app import create_app
 from flightbase.service.hub import HubClient, make_hub_auth
 from flightbase.settings import PlatformSettings
 from flightbase_jobqueue.api import code, info, jobs, trainings, workspaces
+from flightbase_jobqueue.datasets import DatasetClient
 from flightbase_jobqueue.runtime import JobRuntime, limits_from
 
 log = logging.getLogger("flightbase.jobqueue")
@@ -41,7 +42,9 @@ def build(settings: PlatformSettings) -> FastAPI:
         sessions = sessionmaker(engine, expire_on_commit=False)
         app.state.sessions = sessions
         app.state.hub = HubClient(cache_seconds=min(5, settings.auth_cache_seconds))
-        app.state.runtime = JobRuntime(settings, sessions, code_root=settings.data_dir / "code")
+        app.state.datasets = DatasetClient(f"http://127.0.0.1:{settings.registry_port}")
+        app.state.runtime = JobRuntime(settings, sessions, code_root=settings.data_dir / "code",
+                                       datasets=app.state.datasets)
         await app.state.runtime.start()
         app.state.limits_task = asyncio.create_task(refresh_limits(app))
         log.info("jobqueue ready: %d %s(s), policy %s", len(settings.gpus), info.gpu_kind(settings.gpus),
@@ -50,6 +53,7 @@ def build(settings: PlatformSettings) -> FastAPI:
     async def shutdown(app: FastAPI) -> None:
         app.state.limits_task.cancel()
         await app.state.runtime.stop()
+        await app.state.datasets.close()
         await app.state.hub.close()
         engine.dispose()
 

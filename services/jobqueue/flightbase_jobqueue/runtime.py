@@ -25,6 +25,7 @@ from flightbase.settings import PlatformSettings
 from flightbase_jobqueue import models, sweeps
 from flightbase_jobqueue.backends.local import LaunchSpec, LocalBackend
 from flightbase_jobqueue.coordinator import Coordinator
+from flightbase_jobqueue.datasets import DatasetClient
 from flightbase_jobqueue.scheduling import insight
 from flightbase_jobqueue.scheduling.placement import check_admissible
 from flightbase_jobqueue.scheduling.policies import make_policy
@@ -58,8 +59,10 @@ def limits_from(settings) -> WorkspaceLimits:
 
 class JobRuntime:
     def __init__(self, settings: PlatformSettings, sessions: sessionmaker, *, code_root: Path,
-                 grace_seconds: float = 30.0, cancel_grace_seconds: float = 5.0, interval: float = 2.0):
+                 datasets: DatasetClient | None = None, grace_seconds: float = 30.0,
+                 cancel_grace_seconds: float = 5.0, interval: float = 2.0):
         self.settings = settings
+        self.datasets = datasets
         self.sessions = sessions
         self.code_root = code_root
         self.cancel_grace_seconds = cancel_grace_seconds
@@ -108,8 +111,8 @@ class JobRuntime:
         while True:
             try:
                 result = self.coordinator.step(time.time())
-                if result.finished or result.requeued:
-                    self._release_sweeps([job_id for job_id, _ in result.finished])
+                if result.finished:
+                    self._ended([job_id for job_id, _ in result.finished])
                 timeout = self.interval
                 if result.wake_at is not None:
                     timeout = min(timeout, max(0.05, result.wake_at - time.time()))
@@ -138,7 +141,7 @@ class JobRuntime:
         now = time.time()
         if state in (JobState.QUEUED, JobState.PREEMPTED):
             self.store.transition(job_id, JobState.CANCELLED, at=now, reason=reason)
-            self.store.set_held([job_id], False)
+            self._ended([job_id])
         elif state is not None and state.holds_gpus():
             self.store.mark_cancel_requested(job_id)
             self._set_reason(job_id, reason)
@@ -164,6 +167,22 @@ class JobRuntime:
     def _set_reason(self, job_id: str, reason: str) -> None:
         with self.sessions.begin() as session:
             session.execute(update(models.Job).where(models.Job.id == job_id).values(reason=reason))
+
+    def _ended(self, job_ids: Sequence[str]) -> None:
+        """After jobs end: the next jobs of their sweeps may go, their datasets are free."""
+        self._release_sweeps(job_ids)
+        if self.datasets is None:
+            return
+        with self.sessions() as session:
+            rows = session.execute(
+                select(models.Job.id, models.Job.workspace, models.Training.spec)
+                .join(models.Training, models.Training.id == models.Job.training_id)
+                .where(models.Job.id.in_(list(job_ids)))
+            ).all()
+        for job_id, workspace, spec in rows:
+            if spec.get("dataset_versions"):
+                asyncio.get_running_loop().create_task(
+                    self.datasets.mark(workspace, spec["dataset_versions"], [job_id], in_use=False))
 
     def _release_sweeps(self, finished_job_ids: Sequence[str], trainings: Sequence[str] = ()) -> None:
         with self.sessions() as session:
@@ -203,6 +222,7 @@ class JobRuntime:
                 env=dict(spec.get("env") or {}),
                 code_dir=(self.code_root / code_id) if code_id else None,
                 params=dict(job.params),
+                datasets={d["name"]: Path(d["path"]) for d in spec.get("dataset_versions") or ()},
                 artifacts_dir=self.settings.data_dir / "workspaces" / job.workspace / "trainings" / training.id / job.id,
                 gpu_kind=self.backend.gpu_kind,
             )

@@ -127,6 +127,7 @@ async def create_training(request: Request, identity: CurrentIdentity, body: Tra
     except sweeps.SweepError as exc:
         raise ApiError(422, str(exc), field=exc.field) from None
     parallel = body.sweep.parallel if body.sweep else 1
+    dataset_versions = await request.app.state.datasets.resolve(body.workspace, body.datasets) if body.datasets else []
 
     def create(session):
         if body.code_id is not None:
@@ -138,7 +139,9 @@ async def create_training(request: Request, identity: CurrentIdentity, body: Tra
         now = time.time()
         t = Training(id=uuid.uuid4().hex[:12], workspace=body.workspace, name=body.name,
                      description=body.description, kind="advanced", created_by=identity.name,
-                     spec=body.model_dump(exclude={"workspace", "name", "description"}, mode="json"), state="active")
+                     spec={**body.model_dump(exclude={"workspace", "name", "description"}, mode="json"),
+                           "dataset_versions": dataset_versions},
+                     state="active")
         t.owners.append(TrainingOwner(user=identity.name))
         session.add(t)
         session.flush()  # the training row first: jobs refer to it
@@ -156,6 +159,8 @@ async def create_training(request: Request, identity: CurrentIdentity, body: Tra
         return t, jobs
 
     training, jobs = await in_session(request, create)
+    if dataset_versions:
+        await request.app.state.datasets.mark(body.workspace, dataset_versions, [j.id for j in jobs], in_use=True)
     runtime.submitted(jobs)
     return training_out(training, jobs)
 
@@ -279,6 +284,9 @@ async def retry_training(request: Request, identity: CurrentIdentity, training_i
         return new
 
     new = await in_session(request, retry)
+    if training.spec.get("dataset_versions"):
+        await request.app.state.datasets.mark(training.workspace, training.spec["dataset_versions"],
+                                              [j.id for j in new], in_use=True)
     request.app.state.runtime.submitted(new)
     request.app.state.runtime.release_training(training_id)
     return await load_training(request, identity, training_id, "trainings:read")
