@@ -47,3 +47,18 @@ def ensure_account(name: str, home_root: str, min_uid: int = 1000) -> pwd.struct
 
 def running_as_root() -> bool:
     return os.geteuid() == 0
+
+
+def ensure_home(entry: pwd.struct_passwd, home_root: str) -> str:
+    """The person's home under the platform's data directory, made if missing.
+
+    Used as HOME for their jobs and servers whatever /etc/passwd says: an
+    account made by an earlier installation may point at a folder that is gone.
+    """
+    home = os.path.join(home_root, entry.pw_name)
+    if not os.path.isdir(home):
+        os.makedirs(home_root, mode=0o755, exist_ok=True)
+        os.mkdir(home, 0o700)
+        if running_as_root():
+            os.chown(home, entry.pw_uid, entry.pw_gid)
+    return home

@@ -112,3 +112,36 @@ def test_postgresql_store(tmp_path):
             p.remove()
     finally:
         pg.stop()
+
+
+def test_jobqueue_killed_mid_run_loses_nothing(fresh):
+    """SIGKILL of the jobqueue while jobs run: on restart it re-attaches to the job still
+    running, fails the one whose processes died meanwhile (with the reason), and keeps
+    the queued one, which then runs."""
+    from flightbase_jobqueue.backends.local import job_pids
+
+    from .test_trainings import JOBS, wait_job
+    from .world import submit, upload_code
+
+    p = fresh.start()
+    state = _populate(p)
+    token = state["member"]
+    sleeper = upload_code(p, token, "keep", "sleeper.py", (JOBS / "sleeper.py").read_bytes())
+    survivor = submit(p, token, "keep", "survivor", "sleeper.py", sleeper, args=["--seconds", "8"])["jobs"][0]["id"]
+    doomed = submit(p, token, "keep", "doomed", "sleeper.py", sleeper)["jobs"][0]["id"]
+    for job in (survivor, doomed):
+        wait_job(p, token, job, ("running",))
+    waiting = submit(p, token, "keep", "waiting", "sleeper.py", sleeper, args=["--seconds", "0"], gpus=4)["jobs"][0]["id"]
+    assert p.api("jobqueue", "GET", f"jobs/{waiting}", token).json()["state"] == "queued"
+
+    os.kill(_service_pid(p, "jobqueue"), signal.SIGKILL)
+    for pid in job_pids(doomed):  # this job dies while nobody watches
+        os.kill(pid, signal.SIGKILL)
+    _wait_healthy(p, timeout=60)
+
+    assert wait_job(p, token, survivor, timeout=60)["state"] == "succeeded"
+    lost = wait_job(p, token, doomed, timeout=30)
+    assert lost["state"] == "failed" and "gone" in lost["reason"]
+    assert wait_job(p, token, waiting, timeout=60)["state"] == "succeeded"
+    names = {t["name"] for t in p.api("jobqueue", "GET", "trainings", token, params={"workspace": "keep"}).json()}
+    assert {"kept", "survivor", "doomed", "waiting"} <= names

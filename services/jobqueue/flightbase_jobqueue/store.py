@@ -119,8 +119,8 @@ class SqlStore:
                 row.restarts = restarts
             if exit_code is not None:
                 row.exit_code = exit_code
-            if reason is not None:
-                row.reason = reason
+            if reason is not None and not (row.cancel_requested and row.reason):
+                row.reason = reason  # (a cancel keeps the reason recorded when it was asked for)
             if new_state is JobState.QUEUED:
                 row.enqueued_at = at
                 row.placement = None

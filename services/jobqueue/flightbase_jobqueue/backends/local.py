@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
-from flightbase.accounts import AccountError, ensure_account, running_as_root
+from flightbase.accounts import AccountError, ensure_account, ensure_home, running_as_root
 from flightbase_jobqueue.backends import launchers
 from flightbase_jobqueue.ports import BackendEvent, Exited, Started, Stopped
 from flightbase_jobqueue.scheduling.types import Job, Placement
@@ -224,7 +224,7 @@ class LocalBackend:
                 raise RuntimeError(str(exc)) from None
             for path in (jdir, work, artifacts, *(p for p in work.rglob("*"))):
                 os.lchown(path, user.pw_uid, user.pw_gid)
-            env["HOME"] = user.pw_dir
+            env["HOME"] = ensure_home(user, self.home_root)
             env["USER"] = env["LOGNAME"] = user.pw_name
 
         logf = open(self.log_path(job.id), "ab")

@@ -1,0 +1,198 @@
+"""Trainings end to end through the real hub, proxy and jobqueue, on the local backend.
+
+Real processes, real launchers (horovodrun --gloo, torchrun), real accounts:
+the jobs run as their owner's own system account when the tests run as root.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from .world import submit, upload_code, wait_training
+
+JOBS = Path(__file__).parent / "jobs"
+
+
+def code(platform, world, name: str) -> str:
+    return upload_code(platform, world.tokens["owner"], world.workspace, name, (JOBS / name).read_bytes())
+
+
+def wait_job(platform, token, job_id, states=("succeeded", "failed", "cancelled"), timeout=90) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = platform.api("jobqueue", "GET", f"jobs/{job_id}", token).json()
+        if job["state"] in states:
+            return job
+        if time.monotonic() > deadline:
+            raise AssertionError(f"job {job_id} stayed {job['state']}")
+        time.sleep(0.2)
+
+
+def logs(platform, token, job_id, **params) -> str:
+    resp = platform.api("jobqueue", "GET", f"jobs/{job_id}/logs", token, params=params)
+    assert resp.status_code == 200, resp.text
+    return resp.text
+
+
+def job_processes(job_id: str) -> list[int]:
+    from flightbase_jobqueue.backends.local import job_pids
+
+    return job_pids(job_id)
+
+
+def wait_idle(platform, timeout=60):
+    """No job of any workspace holds a slot (leftovers of earlier tests are cancelled)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        busy = [j for s in ("starting", "running") for j in platform.api("jobqueue", "GET", "jobs", platform.admin_token, params={"state": s}).json()]
+        if not busy:
+            return
+        for j in busy:
+            platform.api("jobqueue", "POST", f"jobs/{j['id']}/cancel", platform.admin_token)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"jobs still running: {[j['id'] for j in busy]}")
+        time.sleep(0.5)
+
+
+def test_success_logs_metrics_and_placement(platform, world):
+    token = world.tokens["owner"]
+    t = submit(platform, token, world.workspace, "ok", "report.py", code(platform, world, "report.py"), args=["--lr", "0.5"])
+    job = wait_job(platform, token, t["jobs"][0]["id"])
+    assert job["state"] == "succeeded" and job["exit_code"] == 0
+    assert job["started_at"] >= job["submitted_at"] and job["finished_at"] >= job["started_at"]
+    assert job["gpu_kind"] == "cpu-slot" and job["hosts"] == ["local"]
+    slots = job["placement"]["local"]
+    assert len(slots) == 1
+    out = logs(platform, token, job["id"])
+    env = json.loads(re.search(r"^env (.*)$", out, re.M).group(1))
+    assert env["FLIGHTBASE_CPU_SLOTS"] == str(slots[0])  # the job got exactly its slot
+    assert env["FLIGHTBASE_GPU_KIND"] == "cpu-slot"
+    if os.geteuid() == 0:  # runs as the owner's own unprivileged account
+        assert env["USER"] == world.names["owner"]
+        assert int(re.search(r"^whoami (\d+)$", out, re.M).group(1)) >= 1000
+    records = platform.api("jobqueue", "GET", f"jobs/{job['id']}/metrics", token).json()
+    assert [r["loss"] for r in records if "step" in r][:3] == [0.5, 0.25, 0.5 / 3]
+    assert job["metrics"]["step"] == 3  # the key=value line counts too
+
+
+def test_failure_keeps_the_exit_code(platform, world):
+    token = world.tokens["owner"]
+    t = submit(platform, token, world.workspace, "bad", "report.py", code(platform, world, "report.py"), args=["--code", "3"])
+    job = wait_job(platform, token, t["jobs"][0]["id"])
+    assert (job["state"], job["exit_code"]) == ("failed", 3)
+    assert wait_training(platform, token, t["id"])["state"] == "failed"
+
+
+def test_cancel_stops_every_process_within_seconds(platform, world):
+    token = world.tokens["owner"]
+    t = submit(platform, token, world.workspace, "long", "sleeper.py", code(platform, world, "sleeper.py"))
+    job_id = t["jobs"][0]["id"]
+    wait_job(platform, token, job_id, ("running",))
+    deadline = time.monotonic() + 10
+    while not job_processes(job_id) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert job_processes(job_id)
+    began = time.monotonic()
+    resp = platform.api("jobqueue", "POST", f"jobs/{job_id}/cancel", token)
+    assert resp.status_code == 200
+    job = wait_job(platform, token, job_id, timeout=20)
+    took = time.monotonic() - began
+    assert job["state"] == "cancelled" and took < 10
+    assert job_processes(job_id) == []
+    assert "cancelled by" in (job["reason"] or "")
+
+
+def test_queued_behind_a_running_job_then_starts(platform, world):
+    wait_idle(platform)
+    token = world.tokens["owner"]
+    sleeper = code(platform, world, "sleeper.py")
+    big = submit(platform, token, world.workspace, "big", "sleeper.py", sleeper, gpus=4)
+    big_job = big["jobs"][0]["id"]
+    wait_job(platform, token, big_job, ("running",))
+    small = submit(platform, token, world.workspace, "small", "report.py", code(platform, world, "report.py"))
+    small_job = small["jobs"][0]["id"]
+    time.sleep(1)
+    queued = platform.api("jobqueue", "GET", f"jobs/{small_job}", token).json()
+    assert queued["state"] == "queued"
+    assert queued["queue"]["position"] >= 1 and queued["queue"]["reason"]
+    assert "big" in queued["queue"]["reason"] or "GPU" in queued["queue"]["reason"]
+    listed = platform.api("jobqueue", "GET", "queue", token, params={"workspace": world.workspace}).json()
+    assert small_job in [j["id"] for j in listed]
+    platform.api("jobqueue", "POST", f"jobs/{big_job}/cancel", token)
+    assert wait_job(platform, token, small_job)["state"] == "succeeded"
+
+
+def test_sweep_of_four_runs_in_order(platform, world):
+    token = world.tokens["owner"]
+    t = submit(platform, token, world.workspace, "sweep", "report.py", code(platform, world, "report.py"),
+               sweep={"grid": {"lr": [1, 2], "batch": [3, 4]}, "parallel": 1, "metric": "loss", "goal": "min"})
+    assert [j["params"] for j in t["jobs"]] == [{"lr": 1, "batch": 3}, {"lr": 1, "batch": 4}, {"lr": 2, "batch": 3}, {"lr": 2, "batch": 4}]
+    assert [j["held"] for j in t["jobs"]] == [False, True, True, True]
+    done = wait_training(platform, token, t["id"], timeout=120)
+    assert done["state"] == "succeeded" and done["progress"] == {"succeeded": 4}
+    jobs = [platform.api("jobqueue", "GET", f"jobs/{j['id']}", token).json() for j in done["jobs"]]
+    for earlier, later in zip(jobs, jobs[1:]):
+        assert later["started_at"] >= earlier["finished_at"]  # one after another, in the stated order
+    for job in jobs:
+        env = json.loads(re.search(r"^env (.*)$", logs(platform, token, job["id"]), re.M).group(1))
+        assert float(env["FLIGHTBASE_PARAM_LR"]) == job["params"]["lr"]
+    assert done["best"]["params"] == {"lr": 1, "batch": 3}  # lowest final loss: 1*3/3
+
+
+def test_sweep_pause_resume_and_retry(platform, world):
+    token = world.tokens["owner"]
+    t = submit(platform, token, world.workspace, "ctl", "report.py", code(platform, world, "report.py"),
+               sweep={"runs": [{"code": 0}, {"code": 5}, {"code": 0}], "parallel": 1})
+    paused = platform.api("jobqueue", "POST", f"trainings/{t['id']}/pause", token).json()
+    assert paused["paused"]
+    wait_job(platform, token, t["jobs"][0]["id"])
+    time.sleep(1)
+    held = platform.api("jobqueue", "GET", f"trainings/{t['id']}", token).json()
+    assert [j["state"] for j in held["jobs"]][1:] == ["queued", "queued"]  # nothing more started while paused
+    platform.api("jobqueue", "POST", f"trainings/{t['id']}/resume", token)
+    done = wait_training(platform, token, t["id"], timeout=90)
+    assert [j["state"] for j in done["jobs"]] == ["succeeded", "failed", "succeeded"]
+    retried = platform.api("jobqueue", "POST", f"trainings/{t['id']}/retry", token)
+    assert retried.status_code == 200 and len(retried.json()["jobs"]) == 4
+    again = wait_training(platform, token, t["id"], timeout=60)
+    assert again["jobs"][-1]["params"] == {"code": 5} and again["jobs"][-1]["state"] == "failed"
+
+
+def test_horovod_two_processes(platform, world):
+    token = world.tokens["owner"]
+    t = submit(platform, token, world.workspace, "hvd", "hvd_train.py", code(platform, world, "hvd_train.py"),
+               gpus=2, launcher="horovod")
+    job = wait_job(platform, token, t["jobs"][0]["id"], timeout=120)
+    out = logs(platform, token, job["id"])
+    assert job["state"] == "succeeded", out
+    assert "rank 0 of 2: avg=[1.5, 1.5] sum=[3.0, 3.0]" in out
+    assert "rank 1 of 2: avg=[1.5, 1.5] sum=[3.0, 3.0]" in out
+    rank1 = logs(platform, token, job["id"], rank=1)
+    assert "rank 1 of 2" in rank1 and "rank 0 of 2" not in rank1
+    assert len(job["placement"]["local"]) == 2
+    assert job["metrics"]["allreduced_sum"] == 3.0
+
+
+def test_torchrun_two_processes(platform, world):
+    token = world.tokens["owner"]
+    t = submit(platform, token, world.workspace, "ddp", "ddp_train.py", code(platform, world, "ddp_train.py"),
+               gpus=2, launcher="torchrun")
+    job = wait_job(platform, token, t["jobs"][0]["id"], timeout=120)
+    out = logs(platform, token, job["id"])
+    assert job["state"] == "succeeded", out
+    assert "rank 0 of 2: sum=[3.0, 3.0]" in out and "rank 1 of 2: sum=[3.0, 3.0]" in out
+    assert "rank 0 of 2" in logs(platform, token, job["id"], rank=0)
+
+
+def test_follow_streams_until_the_end(platform, world):
+    token = world.tokens["owner"]
+    t = submit(platform, token, world.workspace, "follow", "sleeper.py", code(platform, world, "sleeper.py"), args=["--seconds", "1"])
+    resp = platform.api("jobqueue", "GET", f"jobs/{t['jobs'][0]['id']}/logs", token, params={"follow": "true"})
+    assert "sleeping" in resp.text and "woke up" in resp.text
