@@ -354,18 +354,85 @@ class PassState:
 
     def reservation(self, head: Job) -> tuple[float, Placement, str] | None:
         """When and where ``head`` could start if nothing else started:
-        (shadow time, its placement then, the job whose end makes room)."""
+        (shadow time, its placement then, the job whose end makes room).
+
+        Jobs end in estimated order and give their GPUs back until ``head``
+        fits.  Only per-node free counts are kept while replaying the ends;
+        a placement is computed (the same one ``FreeMap.find`` would return)
+        only once the counts say it can exist."""
         ends = self.ends()
         heapq.heapify(ends)
-        fm = copy_freemap(self.free)
+        fm = self.free
+        need = head.gpus
+        per = head.gpus_per_node
+        single = not (per is not None and per < need) and (per is not None or need <= fm.max_size)
+        if single and fm.find(head) is None:
+            return self._reservation_one_node(ends, head)
+        index, total = fm.index, fm.total
+        counts = [len(f) for f in fm.free]
+        # What a multi-node head needs before find() is worth calling: GPUs on
+        # fully free nodes (whole-node jobs), or nodes with ``per`` free GPUs.
+        full = sum(t for t, c in zip(total, counts) if c == t)
+        ok = sum(1 for c in counts if per is not None and c >= per)
+        work = copy_freemap(fm)
+        tf = fm.total_free
+        unapplied: list[Placement] = []  # given back, not yet in ``work``
         while ends:
             end, _, job, p = heapq.heappop(ends)
-            fm.give(p)
-            if fm.total_free < head.gpus:
+            unapplied.append(p)
+            for name, gpus in p.items():
+                i = index.get(name)
+                if i is None:
+                    continue
+                c0 = counts[i]
+                c1 = counts[i] = c0 + len(gpus)
+                tf += len(gpus)
+                if c1 == total[i]:
+                    full += c1
+                if per is not None and c0 < per <= c1:
+                    ok += 1
+            if tf < need:
                 continue
-            where = fm.find(head)
+            if not single:
+                if per is not None and per < need:
+                    if ok < need // per:
+                        continue
+                elif full < need:
+                    continue
+            for q in unapplied:
+                work.give(q)
+            unapplied.clear()
+            where = work.find(head)
             if where is not None:
                 return end, where, job.label
+        return None
+
+    def _reservation_one_node(self, ends: list, head: Job) -> tuple[float, Placement, str] | None:
+        # No node holds ``head`` now, so the first time one does, it is one
+        # of the nodes the last ending job gave GPUs to; among those, best
+        # fit (fewest free, then first listed), as FreeMap.find would choose.
+        fm = self.free
+        need = head.gpus
+        index = fm.index
+        counts = [len(f) for f in fm.free]
+        given: dict[int, list[int]] = {}
+        tf = fm.total_free
+        while ends:
+            end, _, job, p = heapq.heappop(ends)
+            best: tuple[int, int] | None = None
+            for name, gpus in p.items():
+                i = index.get(name)
+                if i is None:
+                    continue
+                given.setdefault(i, []).extend(gpus)
+                c = counts[i] = counts[i] + len(gpus)
+                tf += len(gpus)
+                if c >= need and (best is None or (c, i) < best):
+                    best = (c, i)
+            if best is not None and tf >= need:
+                i = best[1]
+                gpus = sorted([*fm.free[i], *given[i]])[:need]
+                return end, {fm.names[i]: tuple(gpus)}, job.label
         return None
 
 
