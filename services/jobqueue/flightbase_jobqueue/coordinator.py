@@ -29,6 +29,7 @@ from typing import Callable, Sequence
 
 from .ports import Backend, Exited, NodeInventory, Started, Stopped, Store
 from .scheduling.estimates import HistoryEstimates
+from .scheduling.placement import FreeMap
 from .scheduling.policies import Policy
 from .scheduling.types import ActiveJob, Decisions, Node, Snapshot
 from .scheduling.usage import UsageLedger
@@ -66,6 +67,7 @@ class Coordinator:
         self._node_cache: dict[str, Node] = {}
         self._dirty: set[str] = set()
         self._inventory: Sequence[Node] = ()
+        self._free_map: FreeMap | None = None
         self.recover()
 
     # -- ledgers -------------------------------------------------------------
@@ -82,6 +84,7 @@ class Coordinator:
         """Re-read the node inventory (call when nodes join, leave or are cordoned)."""
         self._inventory = tuple(self.inventory.nodes())
         self._node_cache.clear()
+        self._free_map = None
         self._dirty = {n.name for n in self._inventory}
 
     def _hold(self, a: ActiveJob) -> None:
@@ -104,14 +107,26 @@ class Coordinator:
         return a
 
     def _nodes(self) -> list[Node]:
+        """The nodes with their free GPUs now; also brings the indexed copy
+        handed to the core (``Snapshot.free_map``) up to date, node by node."""
+        fmap = self._free_map
         if self._dirty:
+            cache = self._node_cache
+            dirty = self._dirty
             for node in self._inventory:
-                if node.name in self._dirty:
-                    held = self._held.get(node.name)
+                name = node.name
+                if name in dirty:
+                    held = self._held.get(name)
                     free = node.free if not held else tuple(g for g in node.free if g not in held)
-                    self._node_cache[node.name] = replace(node, free=free)
-            self._dirty.clear()
-        return [self._node_cache[n.name] for n in self._inventory]
+                    # (not dataclasses.replace: ten times slower, and this runs every step)
+                    cache[name] = Node(name, node.total, free, node.labels, node.schedulable)
+                    if fmap is not None:
+                        fmap.set_free(name, free)
+            dirty.clear()
+        nodes = [self._node_cache[n.name] for n in self._inventory]
+        if fmap is None:
+            self._free_map = FreeMap(nodes)
+        return nodes
 
     # -- events ----------------------------------------------------------------
     def _end_run(self, job_id: str, at: float, new_state: JobState, *, exit_code: int | None = None,
@@ -165,9 +180,11 @@ class Coordinator:
 
     # -- one step --------------------------------------------------------------
     def snapshot(self, now: float) -> Snapshot:
+        nodes = self._nodes()
         return Snapshot(now=now, queue=self.store.queued_jobs(), active=self.store.active_jobs(),
-                        nodes=self._nodes(), limits=self.store.workspace_limits(),
-                        usage=self.usage.view(now), estimates=self.estimates, in_use=self._in_use)
+                        nodes=nodes, limits=self.store.workspace_limits(),
+                        usage=self.usage.view(now), estimates=self.estimates, in_use=self._in_use,
+                        free_map=self._free_map)
 
     def step(self, now: float) -> StepResult:
         result = StepResult()

@@ -119,7 +119,10 @@ class PassState:
     def __init__(self, snap: Snapshot, topology_keys: Sequence[str] = DEFAULT_TOPOLOGY_KEYS):
         self.snap = snap
         self.now = snap.now
-        self.free = FreeMap(snap.nodes, topology_keys)
+        if snap.free_map is not None:
+            self.free = copy_freemap(snap.free_map, topology_keys)
+        else:
+            self.free = FreeMap(snap.nodes, topology_keys)
         if snap.in_use is not None:
             self.in_use: dict[str, int] = dict(snap.in_use)
         else:
@@ -603,9 +606,13 @@ def idle_pass(snap: Snapshot) -> bool:
     """True when a non-preemptive pass cannot change anything: no GPU is
     free and no quota gives any job a right to reclaim.  Policies return no
     decisions then, which keeps a busy cluster's passes O(nodes)."""
-    for n in snap.nodes:
-        if n.free and n.schedulable:
+    if snap.free_map is not None:
+        if snap.free_map.total_free:
             return False
+    else:
+        for n in snap.nodes:
+            if n.free and n.schedulable:
+                return False
     return not any(l.quota is not None for l in snap.limits.values())
 
 

@@ -37,7 +37,7 @@ class FreeMap:
     """A mutable working copy of the free GPUs of the schedulable nodes."""
 
     __slots__ = ("names", "index", "total", "free", "labels", "buckets",
-                 "total_free", "max_size", "topology_keys")
+                 "total_free", "max_size", "topology_keys", "_own")
 
     def __init__(self, nodes: Sequence[Node], topology_keys: Sequence[str] = DEFAULT_TOPOLOGY_KEYS):
         self.topology_keys = tuple(topology_keys)
@@ -65,6 +65,9 @@ class FreeMap:
             buckets[len(free)].append(i)
             tf += len(free)
         self.total_free = tf
+        # Copy-on-write (see copy_freemap): indices of the per-node free lists
+        # this map may change in place; None: all of them.
+        self._own: set[int] | None = None
 
     # -- mutation ------------------------------------------------------------
     def _move(self, i: int, old: int, new: int) -> None:
@@ -72,10 +75,19 @@ class FreeMap:
         del b[bisect_left(b, i)]
         insort(self.buckets[new], i)
 
+    def _mine(self, i: int) -> list[int]:
+        """Node ``i``'s free list, copied first if another map shares it."""
+        free = self.free[i]
+        own = self._own
+        if own is not None and i not in own:
+            free = self.free[i] = list(free)
+            own.add(i)
+        return free
+
     def take(self, placement: Placement) -> None:
         for name, gpus in placement.items():
             i = self.index[name]
-            free = self.free[i]
+            free = self._mine(i)
             old = len(free)
             for g in gpus:
                 free.remove(g)
@@ -87,12 +99,27 @@ class FreeMap:
             i = self.index.get(name)
             if i is None:  # node gone or cordoned: nothing to give back here
                 continue
-            free = self.free[i]
+            free = self._mine(i)
             old = len(free)
             for g in gpus:
                 insort(free, g)
             self._move(i, old, len(free))
             self.total_free += len(gpus)
+
+    def set_free(self, name: str, free: Iterable[int]) -> None:
+        """Replace a node's free GPUs (the coordinator keeps its map current
+        this way; copies made earlier keep what they had)."""
+        i = self.index.get(name)
+        if i is None:
+            return
+        new = sorted(free)
+        old = len(self.free[i])
+        self.free[i] = new
+        if self._own is not None:
+            self._own.add(i)
+        if len(new) != old:
+            self._move(i, old, len(new))
+            self.total_free += len(new) - old
 
     # -- queries ---------------------------------------------------------------
     def free_on(self, name: str) -> int:
@@ -216,18 +243,23 @@ def check_admissible(request: Job, cluster: Sequence[Node],
     return None
 
 
-def copy_freemap(fm: FreeMap) -> FreeMap:
-    """An independent working copy (for look-ahead: reservations, insight)."""
+def copy_freemap(fm: FreeMap, topology_keys: Sequence[str] | None = None) -> FreeMap:
+    """An independent working copy (a pass's working map, look-ahead for
+    reservations and insight).  Copy-on-write: the per-node free lists are
+    shared until either map changes one (the copy costs O(nodes) pointer
+    copies, not O(GPUs)), so ``fm`` stops owning its lists too."""
     new = FreeMap.__new__(FreeMap)
-    new.topology_keys = fm.topology_keys
+    new.topology_keys = fm.topology_keys if topology_keys is None else tuple(topology_keys)
     new.names = fm.names
     new.index = fm.index
     new.total = fm.total
     new.labels = fm.labels
     new.max_size = fm.max_size
-    new.free = [list(f) for f in fm.free]
+    new.free = list(fm.free)
     new.buckets = [list(b) for b in fm.buckets]
     new.total_free = fm.total_free
+    new._own = set()
+    fm._own = set()
     return new
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Mapping, Protocol, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .placement import FreeMap
     from .queueview import QueueView
 
 JobKind = Literal["training", "lease"]
@@ -145,7 +146,10 @@ class Snapshot:
     submission with priorities applied within each workspace).
     ``active``: jobs holding GPUs.  ``usage``: decayed GPU-seconds per
     workspace (fair share).  ``in_use``: GPUs held per workspace (derived from
-    ``active`` when omitted).
+    ``active`` when omitted).  ``free_map``: optionally, the free GPUs of
+    ``nodes`` already indexed (the coordinator keeps one up to date so that a
+    pass need not rebuild it); it must describe exactly ``nodes``, and the
+    core only copies it (copy-on-write), never changes it.
     """
 
     now: float
@@ -156,6 +160,7 @@ class Snapshot:
     usage: Mapping[str, float] = field(default_factory=dict)
     estimates: RuntimeEstimates = DeclaredOrDefault()
     in_use: Mapping[str, int] | None = None
+    free_map: "FreeMap | None" = None
 
     def limits_for(self, workspace: str) -> WorkspaceLimits:
         return self.limits.get(workspace, DEFAULT_LIMITS)

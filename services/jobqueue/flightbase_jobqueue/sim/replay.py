@@ -118,6 +118,7 @@ def simulate(jobs: Sequence[Job], durations: dict[str, float], node_list: Sequen
     i, n = 0, len(jobs)
     wake: float | None = None
     last_t, same_t = None, 0
+    admissible: dict = {}
     while max_steps is None or sim.steps < max_steps:
         now = clock.now
         t = backend.next_event_time()
@@ -139,7 +140,11 @@ def simulate(jobs: Sequence[Job], durations: dict[str, float], node_list: Sequen
         while i < n and jobs[i].submitted_at <= now:
             job = jobs[i]
             i += 1
-            why = check_admissible(job, node_list, limits.get(job.workspace))
+            # The verdict depends only on these (and the fixed cluster and limits).
+            key = (job.workspace, job.gpus, job.gpus_per_node, job.preemptible)
+            why = admissible.get(key, admissible)
+            if why is admissible:
+                why = admissible[key] = check_admissible(job, node_list, limits.get(job.workspace))
             if why is not None:
                 sim.rejected.append((job.id, why))
                 continue
