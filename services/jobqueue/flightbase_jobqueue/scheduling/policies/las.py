@@ -76,43 +76,58 @@ class LasPolicy(Policy):
             else:
                 queued.append(((bisect_right(thresholds, att), 0.0, -j.priority, j.submitted_at, j.id),
                                since, j))
+        if not queued:
+            return decisions(state)
         queued.sort()
-        best_queued = queued[0][0][0] if queued else None
-        level_of: dict[str, int] = {}
+        best_queued = queued[0][0][0]
+        inf = float("inf")
         lowest = -2  # the highest (lowest-priority) level among preemptible running jobs
-        wake: float | None = None
+        wake = inf
         nthr = len(thresholds)
         min_run = self.min_run
         pending = 0  # GPUs of jobs being stopped
+        # The one loop over every running job: keep it lean (levels of
+        # possible victims are recomputed on demand, below).
         for a in snap.active:
             job = a.job
             if a.stopping:
                 pending += job.gpus
                 continue
-            ran = now - a.started_at
+            if not job.preemptible:
+                continue
+            started = a.started_at
+            ran = now - started
             att = job.attained + job.gpus * (ran if ran > 0 else 0.0)
             lv = bisect_right(thresholds, att)
-            level_of[job.id] = lv
-            if not job.preemptible or best_queued is None:
-                continue
             if ran >= min_run:
                 if lv > lowest:
                     lowest = lv
             elif lv > best_queued:
-                g = a.started_at + min_run  # becomes a possible victim then
-                if wake is None or g < wake:
+                g = started + min_run  # becomes a possible victim then
+                if g < wake:
                     wake = g
-            if lv < nthr and lv + 1 > best_queued:
+            if lv < nthr and lv >= best_queued:
                 t = now + (thresholds[lv] - att) / job.gpus
-                if wake is None or t < wake:
+                if t < wake:
                     wake = t
+        level_cache: dict[str, int] = {}
+
+        def level_of(a: ActiveJob) -> int:
+            lv = level_cache.get(a.job.id)
+            if lv is None:
+                job = a.job
+                ran = now - a.started_at
+                lv = level_cache[job.id] = bisect_right(
+                    thresholds, job.attained + job.gpus * (ran if ran > 0 else 0.0))
+            return lv
+
         fm = state.free
         any_quota = state.any_quota
         # Guarantees first (core.guaranteed_sweep: the only place GPUs are
         # reclaimed), then service order.
         handled = guaranteed_sweep(state, snap.queue.cursor()) if any_quota else ()
         failed: dict[int, int] = {}  # level -> fewest GPUs a victim search failed for
-        victim_order = lambda a: (-level_of.get(a.job.id, 0), -a.started_at, a.job.id)  # noqa: E731
+        victim_order = lambda a: (-level_of(a), -a.started_at, a.job.id)  # noqa: E731
         waiting = state.waiting
         for rank, _, job in queued:
             if job.id in handled:
@@ -143,7 +158,7 @@ class LasPolicy(Policy):
                     j = a.job
                     if not j.preemptible:
                         return False
-                    if level_of.get(j.id, -1) <= lv or now - a.started_at < min_run:
+                    if now - a.started_at < min_run or level_of(a) <= lv:
                         return False
                     return not (j.workspace != ws and any_quota and not state.over_guarantee(j.workspace)
                                 and snap.limits_for(j.workspace).quota is not None)
@@ -160,10 +175,9 @@ class LasPolicy(Policy):
                     failed[lv] = min(failed.get(lv, 1 << 30), job.gpus)
             state.wait_shortage(job, f"; service level {lv if lv > 0 else 0}")
         for _, since, job in queued:
-            if job.id in waiting:
-                if since > now and (wake is None or since < wake):
-                    wake = since
-        return decisions(state, wake)
+            if since > now and since < wake and job.id in waiting:
+                wake = since
+        return decisions(state, None if wake == inf else wake)
 
 
 def _preempting_reason(job: Job, max_size: int, victims: int) -> str:
