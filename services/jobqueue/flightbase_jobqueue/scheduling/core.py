@@ -379,14 +379,14 @@ class PassState:
         ok = sum(1 for c in counts if per is not None and c >= per)
         work = copy_freemap(fm)
         tf = fm.total_free
-        unapplied: list[Placement] = []  # given back, not yet in ``work``
+        given: dict[int, list[int]] = {}  # GPUs given back, not yet in ``work``
         while ends:
             end, _, job, p = heapq.heappop(ends)
-            unapplied.append(p)
             for name, gpus in p.items():
                 i = index.get(name)
                 if i is None:
                     continue
+                given.setdefault(i, []).extend(gpus)
                 c0 = counts[i]
                 c1 = counts[i] = c0 + len(gpus)
                 tf += len(gpus)
@@ -402,9 +402,10 @@ class PassState:
                         continue
                 elif full < need:
                     continue
-            for q in unapplied:
-                work.give(q)
-            unapplied.clear()
+            names = work.names
+            for i, gpus in given.items():
+                work.set_free(names[i], [*work.free[i], *gpus])
+            given.clear()
             where = work.find(head)
             if where is not None:
                 return end, where, job.label
@@ -516,14 +517,21 @@ def admission_loop(state: PassState, make_order: Callable[[], Order], hol: str, 
     head_label = ""
     head_id = ""
     examined = 0
+    any_quota = state.any_quota
+    verdict = NO_QUOTA
+    # Within a pass the free maps only shrink, so a one-node job that did
+    # not fit makes every one-node job at least as large fail too.
+    max_size = fm.max_size
+    fail_fm = fail_excl = 1 << 30
     for job in order:
         if job.id in handled:
             continue
-        verdict, qreason = state.quota_verdict(job)
-        if verdict == BLOCKED:
-            state.waiting[job.id] = qreason
-            order.block(job.workspace)
-            continue
+        if any_quota:
+            verdict, qreason = state.quota_verdict(job)
+            if verdict == BLOCKED:
+                state.waiting[job.id] = qreason
+                order.block(job.workspace)
+                continue
         if blocked and verdict != WITHIN:
             if not state.any_quota:
                 break
@@ -540,7 +548,22 @@ def admission_loop(state: PassState, make_order: Callable[[], Order], hol: str, 
                 order.block(job.workspace)
                 continue
             est_end = now + snap.estimates.estimate(job) - job.attained / job.gpus
-            p = fm.find(job) if est_end <= shadow else excl.find(job)
+            g = job.gpus
+            per = job.gpus_per_node
+            one_node = (g <= max_size) if per is None else per >= g
+            if est_end <= shadow:
+                if one_node and g >= fail_fm:
+                    p = None
+                else:
+                    p = fm.find(job)
+                    if p is None and one_node:
+                        fail_fm = g
+            elif one_node and g >= fail_excl:
+                p = None
+            else:
+                p = excl.find(job)
+                if p is None and one_node:
+                    fail_excl = g
             if p is not None:
                 state.admit(job, p, verdict == BORROW)
                 take_available(excl, p)

@@ -42,6 +42,12 @@ class FairShareOrder:
         self._aged_pos = 0
         self._served: set[str] = {j.id for j in self._aged}
         self._jobs = {ws: view.in_workspace(ws) for ws in view.workspaces()}
+        # What the order key needs that does not change during the pass.
+        snap = state.snap
+        self._static: dict[str, tuple[int | None, float, float]] = {}
+        for ws in self._jobs:
+            lim = snap.limits_for(ws)
+            self._static[ws] = (lim.quota, snap.usage.get(ws, 0.0), max(lim.weight, 1e-9))
         self._pos = dict.fromkeys(self._jobs, 0)
         self._blocked: set[str] = set()
         self._heap = [(self._key(ws), ws) for ws in self._jobs]
@@ -49,11 +55,10 @@ class FairShareOrder:
         self._pending: str | None = None
 
     def _key(self, ws: str) -> tuple:
-        st = self.state
-        lim = st.snap.limits_for(ws)
-        held = st.in_use.get(ws, 0)
-        under = 0 if lim.quota is not None and held < lim.quota else 1
-        share = (st.snap.usage.get(ws, 0.0) + held * self.horizon) / max(lim.weight, 1e-9)
+        quota, usage, weight = self._static[ws]
+        held = self.state.in_use.get(ws, 0)
+        under = 0 if quota is not None and held < quota else 1
+        share = (usage + held * self.horizon) / weight
         return (under, share, ws)
 
     def block(self, workspace: str) -> None:
