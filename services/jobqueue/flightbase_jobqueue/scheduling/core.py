@@ -140,6 +140,7 @@ class PassState:
         self.pending: dict[str, int] = {}
         self.eff_use: dict[str, int] = {}
         self.victimized: set[str] = set()
+        self._cands: dict[tuple[str, object], list[ActiveJob]] = {}
         # A victim search weighs the first feasible node against this many
         # more, so that it stays O(window) on a large cluster.
         self.victim_window = 32
@@ -213,12 +214,20 @@ class PassState:
         return self.eff_use.get(ws, 0) > self.guarantee(ws)
 
     def find_victims(self, job: Job, eligible: Callable[[ActiveJob], bool],
-                     order: Callable[[ActiveJob], tuple]) -> tuple[dict[str, int], list[ActiveJob]] | None:
+                     order: Callable[[ActiveJob], tuple], cache_key: object = None,
+                     ) -> tuple[dict[str, int], list[ActiveJob]] | None:
         """Nodes (name -> GPUs the job would use there) and the jobs to stop so
         that ``job`` fits once they are gone; None when impossible.  Prefers
         GPUs already being freed, then the fewest GPUs preempted among the
-        first feasible node and the ``victim_window`` nodes after it."""
+        first feasible node and the ``victim_window`` nodes after it.
+
+        ``cache_key``: the caller's promise that ``eligible`` and ``order``
+        give the same answers for every search of this pass made with the same
+        key (LAS without quotas: the claimer's level), so each node's sorted
+        candidates are computed once per key, not once per search."""
         self._index()
+        victimized = self.victimized
+        cache = self._cands
         fm = self.free
         need = job.gpus
         by_node = self._by_node or {}
@@ -227,27 +236,37 @@ class PassState:
         best: tuple | None = None
         node_plans: list[tuple[int, int, str, int, list[ActiveJob]]] = []
         window = 0  # nodes looked at since the first feasible one
-        index = fm.index
+        window_max = self.victim_window
+        index, total, free, pending = fm.index, fm.total, fm.free, self.pending
         for name in self._hot:
             if best is not None:
                 window += 1
-                if window > self.victim_window:
+                if window > window_max:
                     break
             i = index[name]
-            cap = fm.total[i]
+            cap = total[i]
             want = (per if per is not None else cap) if multi else need
             if cap < want:
                 continue
-            have = len(fm.free[i]) + self.pending.get(name, 0)
+            have = len(free[i]) + pending.get(name, 0)
             short = want - have  # the least this node could cost
             victims: list[ActiveJob] = []
             cost = 0
             if have < want:
-                cands = [a for a in by_node.get(name, ()) if a.job.id not in self.victimized and eligible(a)]
-                cands.sort(key=order)
+                if cache_key is None:
+                    cands = [a for a in by_node.get(name, ()) if a.job.id not in victimized and eligible(a)]
+                    cands.sort(key=order)
+                else:
+                    ck = (name, cache_key)
+                    cands = cache.get(ck)
+                    if cands is None:
+                        cands = cache[ck] = sorted([a for a in by_node.get(name, ()) if eligible(a)],
+                                                   key=order)
                 for a in cands:
                     if have >= want:
                         break
+                    if a.job.id in victimized:
+                        continue
                     g = len(a.placement[name])
                     victims.append(a)
                     have += g
@@ -257,7 +276,7 @@ class PassState:
             if not multi:
                 if best is None or cost < best[0]:
                     best = (cost, i, name, want, victims)
-                    if cost <= max(0, short):
+                    if cost <= short or cost == 0:
                         break  # nothing wasted here: no better node to find
             else:
                 node_plans.append((cost, i, name, want, victims))

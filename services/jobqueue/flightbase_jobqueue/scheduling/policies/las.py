@@ -163,7 +163,9 @@ class LasPolicy(Policy):
                     return not (j.workspace != ws and any_quota and not state.over_guarantee(j.workspace)
                                 and snap.limits_for(j.workspace).quota is not None)
 
-                found = state.find_victims(job, eligible, victim_order)
+                # Without quotas eligibility depends on the level alone.
+                found = state.find_victims(job, eligible, victim_order,
+                                           None if any_quota else lv)
                 if found is not None:
                     nodes, victims = found
                     state.claim(job, nodes, victims,
