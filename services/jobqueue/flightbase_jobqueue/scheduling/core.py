@@ -521,10 +521,17 @@ def _reclaim_reason(job: Job, max_size: int, victims: int) -> str:
 
 
 def admission_loop(state: PassState, make_order: Callable[[], Order], hol: str, *,
-                   backfill_depth: int = 1000) -> None:
+                   backfill_depth: int = 1000, strict: Callable[[Job], bool] | None = None) -> None:
     """Walk the policy's order admitting jobs, following the head-of-line
     rules in the module docstring.  ``hol``: "block" (fifo, sjf), "reserve"
-    (EASY).  ``make_order`` gives a fresh order for each sweep."""
+    (EASY).  ``make_order`` gives a fresh order for each sweep.
+
+    ``strict(head)`` true (fair share's aged jobs): the reserved head has
+    waited too long to bet on runtime estimates, so later jobs may use only
+    GPUs its reservation does not need.  Otherwise jobs predicted to end
+    before the shadow time may borrow them, and when such predictions keep
+    failing (history estimates of heavy-tailed runtimes) the shadow time
+    slides forward pass after pass and a big head waits for ever."""
     handled = guaranteed_sweep(state, make_order()) if state.any_quota else set()
     order = make_order()
     snap = state.snap
@@ -542,6 +549,7 @@ def admission_loop(state: PassState, make_order: Callable[[], Order], hol: str, 
     # not fit makes every one-node job at least as large fail too.
     max_size = fm.max_size
     fail_fm = fail_excl = 1 << 30
+    head_strict = False
     for job in order:
         if job.id in handled:
             continue
@@ -570,7 +578,7 @@ def admission_loop(state: PassState, make_order: Callable[[], Order], hol: str, 
             g = job.gpus
             per = job.gpus_per_node
             one_node = (g <= max_size) if per is None else per >= g
-            if est_end <= shadow:
+            if est_end <= shadow and not head_strict:
                 if one_node and g >= fail_fm:
                     p = None
                 else:
@@ -604,6 +612,7 @@ def admission_loop(state: PassState, make_order: Callable[[], Order], hol: str, 
             r = state.reservation(job)
             if r is not None:
                 shadow, where, head_label = r
+                head_strict = strict is not None and strict(job)
                 excl = copy_freemap(fm)
                 take_available(excl, where)
                 state.wait(job.id, _reserved_reason, job, fm.max_size, fm.total_free, shadow,

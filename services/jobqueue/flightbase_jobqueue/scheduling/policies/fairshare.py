@@ -10,7 +10,10 @@ allowed); when a workspace under its quota needs GPUs, borrowed preemptible
 jobs are preempted to give them back (reclaim).  The first job blocked by a
 GPU shortage gets an EASY reservation; later jobs backfill around it.
 Jobs queued longer than ``starve_after`` go first, oldest first (aging),
-so a big job of a busy workspace cannot wait forever.
+and the reservation of such a job is strict: nothing predicted to end
+before its start time may use its GPUs (runtime predictions that keep
+failing would otherwise postpone it pass after pass), so a big job of a
+busy workspace cannot wait forever.
 """
 
 from __future__ import annotations
@@ -100,11 +103,18 @@ class FairSharePolicy(Policy):
     horizon: float = 3600.0
     starve_after: float = 24 * 3600.0
     depth: int = 1000
+    # False: an aged job's reservation may still be backfilled on estimates
+    # (better average JCT under overload, but no bound on waits; see
+    # docs/benchmarks.md, "Scheduler").
+    strict_aging: bool = True
     name = "fairshare"
 
     def schedule(self, snap: Snapshot) -> Decisions:
         if idle_pass(snap):
             return Decisions()
         state = PassState(snap, self.topology_keys)
-        admission_loop(state, lambda: FairShareOrder(state, self.horizon, self.starve_after), "reserve", backfill_depth=self.depth)
+        cutoff = snap.now - self.starve_after
+        strict = (lambda head: head.queued_since <= cutoff) if self.strict_aging else None
+        admission_loop(state, lambda: FairShareOrder(state, self.horizon, self.starve_after), "reserve",
+                       backfill_depth=self.depth, strict=strict)
         return decisions(state)

@@ -19,7 +19,11 @@ One pass:
   not block smaller jobs behind it;
 - starvation: a job queued for ``starve_after`` seconds (and at least
   ``starve_factor`` times its previous run time) is promoted above level 0
-  until it runs again;
+  until it runs again; a promoted job that can start neither on free GPUs
+  nor by preemption (its victims are younger than ``min_run``) holds back
+  every job ranked after it, so that a gang job is not starved by a stream
+  of small ones taking each GPU as it frees up (unless GPUs held by
+  non-preemptible jobs mean it could not fit anyway);
 - quotas: as in every policy (``core.py``), jobs within their workspace's
   guarantee go first and may reclaim borrowed GPUs;
 - ``wake_at`` is the next time a running job crosses a threshold or a queued
@@ -33,6 +37,7 @@ from dataclasses import dataclass
 
 from ..core import (BLOCKED, BORROW, NO_QUOTA, WITHIN, PassState, decisions, describe_need,
                     guaranteed_sweep)
+from ..placement import FreeMap
 from ..types import ActiveJob, Decisions, Job, Snapshot
 from .base import Policy
 
@@ -57,6 +62,18 @@ class LasPolicy(Policy):
         if now >= self._starving_since(job):
             return (-1, job.queued_since, -job.priority, job.submitted_at, job.id)
         return (self.level(job.attained), 0.0, -job.priority, job.submitted_at, job.id)
+
+    @staticmethod
+    def _can_hold(snap: Snapshot, job: Job) -> bool:
+        """Whether holding the queue for ``job`` can help: it must fit once
+        every preemptible job is gone (GPUs held by notebook leases and other
+        non-preemptible jobs may never come back).  Rare: only for a starving
+        job that could not start."""
+        fm = FreeMap(snap.nodes)
+        for a in snap.active:
+            if a.stopping or a.job.preemptible:
+                fm.give(a.placement)
+        return fm.find(job) is not None
 
     def schedule(self, snap: Snapshot) -> Decisions:
         now = snap.now
@@ -129,10 +146,14 @@ class LasPolicy(Policy):
         failed: dict[int, int] = {}  # level -> fewest GPUs a victim search failed for
         victim_order = lambda a: (-level_of(a), -a.started_at, a.job.id)  # noqa: E731
         waiting = state.waiting
+        hold = ""  # a starving job that cannot start yet holds back the rest
         for rank, _, job in queued:
             if job.id in handled:
                 continue
             lv = rank[0]
+            if hold:
+                state.wait(job.id, _held_reason, job, fm.max_size, hold)
+                continue
             if fm.total_free == 0 and lv >= lowest and not any_quota and pending <= 0:
                 break
             if any_quota:
@@ -176,10 +197,19 @@ class LasPolicy(Policy):
                 if verdict != WITHIN:
                     failed[lv] = min(failed.get(lv, 1 << 30), job.gpus)
             state.wait_shortage(job, f"; service level {lv if lv > 0 else 0}")
+            if lv < 0 and self._can_hold(snap, job):
+                # Starving, and no victim is eligible yet (jobs started less
+                # than min_run ago are protected): if smaller jobs kept taking
+                # every GPU that frees up, a gang job would never run.
+                hold = job.id
         for _, since, job in queued:
             if since > now and since < wake and job.id in waiting:
                 wake = since
         return decisions(state, None if wake == inf else wake)
+
+
+def _held_reason(job: Job, max_size: int, starving: str) -> str:
+    return f"{describe_need(job, max_size)}; held back while starving {starving} waits for GPUs"
 
 
 def _preempting_reason(job: Job, max_size: int, victims: int) -> str:
