@@ -28,7 +28,10 @@ Head-of-line rules (one pass walks the queue in its policy's order):
    (``fifo``, ``sjf``), except that:
    - a job within its workspace's guaranteed quota may still start, and may
      reclaim GPUs lent to workspaces running above their quota (by
-     preempting borrowed, preemptible jobs, newest first);
+     preempting borrowed, preemptible jobs, newest first).  Reclaim happens
+     only in the first, guaranteed sweep (:func:`guaranteed_sweep`), which
+     also runs first at the next pass, so the claimer gets the freed GPUs
+     before any borrower (no reclaim/borrow ping-pong);
    - under ``backfill`` and ``fairshare`` the first blocked job gets a
      reservation (the earliest time its GPUs free up, from declared or
      estimated runtimes) and later jobs start only if they do not delay it
