@@ -56,8 +56,8 @@ TABLE = {
     ("registry", "POST", "/workspaces/{workspace}/images"): row(201, 201, 201, 201, 404),
     ("registry", "GET", "/workspaces/{workspace}/images/{name}"): row(200, 200, 200, 200, 404),
     ("registry", "DELETE", "/workspaces/{workspace}/images/{name}"): row(204, 204, 403, 403, 404),
-    # no OCI registry in this platform: members get as far as 503, outsiders never learn that
-    ("registry", "POST", "/workspaces/{workspace}/images/upload"): row(503, 503, 503, 503, 404),
+    # no image archive in the body: members get as far as the body check (422); outsiders learn nothing
+    ("registry", "POST", "/workspaces/{workspace}/images/upload"): row(422, 422, 422, 422, 404),
     ("registry", "GET", "/workspaces/{workspace}/storage"): row(200, 200, 200, 200, 404),
     ("registry", "GET", "/workspaces/{workspace}/datasets/{name}/uploads"): row(200, 200, 200, 200, 404),
     ("registry", "POST", "/workspaces/{workspace}/datasets/{name}/uploads"): row(201, 201, 201, 201, 404),

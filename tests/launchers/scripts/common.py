@@ -1,5 +1,7 @@
 """Shared bits of the tiny launcher test scripts (no test framework here)."""
 import json
+import sys
+import os
 
 import torch
 
@@ -41,4 +43,7 @@ def flat(model):
 
 
 def report(**fields):
-    print(MARK + json.dumps(fields, sort_keys=True), flush=True)
+    # one write(2) of the whole line: the ranks share one pipe, and print() may split a
+    # line into two writes that another rank's output lands between
+    sys.stdout.flush()
+    os.write(1, (MARK + json.dumps(fields, sort_keys=True) + "\n").encode())
