@@ -28,7 +28,7 @@ from urllib.parse import urljoin, urlparse
 
 import httpx
 
-from flightbase_registry.safety import path_problem
+from flightbase.archives import path_problem
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

@@ -21,7 +21,7 @@ from flightbase.service.deps import CurrentIdentity, in_session
 from flightbase.service.errors import ApiError
 from flightbase_jobqueue import models
 from flightbase_jobqueue.schemas import CodeOut
-from flightbase_registry.safety import ExtractLimits, UnsafeInput, extract, is_archive, path_problem
+from flightbase.archives import ExtractLimits, UnsafeInput, extract, is_archive, path_problem
 
 router = APIRouter(tags=["code"])
 

@@ -34,7 +34,8 @@ from starlette.requests import ClientDisconnect
 from flightbase.service.access import authorize
 from flightbase.service.deps import CurrentIdentity, in_session
 from flightbase.service.errors import ApiError, not_found
-from flightbase_registry import safety, storage
+from flightbase import archives
+from flightbase_registry import storage
 from flightbase_registry.api.common import get_dataset, refuse_over_quota, usage
 from flightbase_registry.models import Dataset, DatasetVersion, Upload
 from flightbase_registry.schemas import UploadCreate, UploadFileOut, UploadOut, VersionOut
@@ -80,8 +81,8 @@ async def create_upload(request: Request, identity: CurrentIdentity, workspace: 
     dataset = await get_dataset(request, workspace, name)
     limits = request.app.state.registry_settings
     try:
-        safety.check_paths([f.path for f in body.files])
-    except safety.UnsafeInput as exc:
+        archives.check_paths([f.path for f in body.files])
+    except archives.UnsafeInput as exc:
         raise ApiError(422, exc.reason, field=exc.field) from None
     if len(body.files) > limits.max_files:
         raise ApiError(413, f"{len(body.files)} files is more than the limit of {limits.max_files} per version", field="files")
@@ -89,8 +90,8 @@ async def create_upload(request: Request, identity: CurrentIdentity, workspace: 
         if f.size > limits.max_file_bytes:
             raise ApiError(413, f"{f.path!r} is {f.size} bytes, more than the limit of {limits.max_file_bytes} per file",
                            field=f"files[{i}].size")
-        if f.extract and not safety.is_archive(f.path):
-            raise ApiError(422, f"{f.path!r} is not an archive ({', '.join(safety.ARCHIVE_SUFFIXES)}) and cannot be extracted",
+        if f.extract and not archives.is_archive(f.path):
+            raise ApiError(422, f"{f.path!r} is not an archive ({', '.join(archives.ARCHIVE_SUFFIXES)}) and cannot be extracted",
                            field=f"files[{i}].extract")
     total = sum(f.size for f in body.files)
     row = Upload(id=uuid.uuid4().hex, dataset_id=dataset.id, workspace=workspace,
@@ -309,7 +310,7 @@ async def commit_upload(request: Request, identity: CurrentIdentity, workspace: 
         allowance = await in_session(request, lambda s: usage(s, ws, except_upload=up.id).available_bytes)
         try:
             assembled, manifest = await run_in_threadpool(_assemble, data_dir, up, limits, allowance)
-        except safety.UnsafeInput as exc:
+        except archives.UnsafeInput as exc:
             await _discard(request, up.id)
             raise ApiError(exc.status, f"{exc.reason}; the upload was cancelled and nothing was kept", field=exc.field) from None
         except Exception:
@@ -347,22 +348,22 @@ def _assemble(data_dir: Path, up: Upload, limits, allowance: int | None) -> tupl
     os.rename(staged, assembled)
     try:
         manifest: dict[str, dict] = {}
-        archives = []
+        to_extract = []
         for i, f in enumerate(up.files):
             sha = _sum_path(data_dir, up.id, i).read_text().strip()
             if f.get("extract"):
-                archives.append((i, f))
+                to_extract.append((i, f))
             else:
                 manifest[f["path"]] = {"path": f["path"], "size": f["size"], "sha256": sha}
         budget = min(limits.max_extract_bytes, allowance if allowance is not None else limits.max_extract_bytes)
         budget -= sum(m["size"] for m in manifest.values())
-        for i, f in archives:
+        for i, f in to_extract:
             archive = assembled / f["path"]
             out_dir = root / f"extract-{i}"
             field = f"files[{i}]"
-            ex_limits = safety.ExtractLimits(max_bytes=max(0, budget), max_files=limits.max_files - len(manifest),
+            ex_limits = archives.ExtractLimits(max_bytes=max(0, budget), max_files=limits.max_files - len(manifest),
                                              max_ratio=limits.max_compression_ratio)
-            extracted = safety.extract(archive, out_dir, ex_limits, field)
+            extracted = archives.extract(archive, out_dir, ex_limits, field)
             budget -= extracted.total
             os.unlink(archive)
             folder = str(Path(f["path"]).parent)
@@ -371,7 +372,7 @@ def _assemble(data_dir: Path, up: Upload, limits, allowance: int | None) -> tupl
                 rel = prefix + member
                 target = assembled / rel
                 if rel in manifest or target.exists():
-                    raise safety.UnsafeInput(field, f"archive member {member!r} would replace {rel!r}, which is already in the version")
+                    raise archives.UnsafeInput(field, f"archive member {member!r} would replace {rel!r}, which is already in the version")
                 target.parent.mkdir(parents=True, exist_ok=True)
                 os.rename(out_dir / member, target)
                 manifest[rel] = {"path": rel, "size": size, "sha256": sha}

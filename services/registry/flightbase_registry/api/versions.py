@@ -22,7 +22,8 @@ from starlette.concurrency import run_in_threadpool
 from flightbase.service.access import authorize
 from flightbase.service.deps import CurrentIdentity, in_session
 from flightbase.service.errors import ApiError
-from flightbase_registry import safety, storage
+from flightbase import archives
+from flightbase_registry import storage
 from flightbase_registry.api.common import VERSION_PATTERN, find_version, get_dataset, usage
 from flightbase_registry.models import DatasetVersion, DatasetVersionUse
 from flightbase_registry.schemas import FileEntry, MountOut, StorageOut, VersionDetail, VersionOut, VersionUseOut
@@ -82,7 +83,7 @@ async def download_file(request: Request, identity: CurrentIdentity, workspace: 
     await authorize(request, identity, workspace, "datasets:read")
     dataset = await get_dataset(request, workspace, name)
     v = await in_session(request, lambda s: find_version(s, dataset, version))
-    why = safety.path_problem(path)
+    why = archives.path_problem(path)
     if why or path not in {m["path"] for m in v.manifest or []}:
         raise ApiError(404, f"version {v.number} of dataset {name!r} has no file {path!r}", field="path")
     target = storage.version_dir(request.app.state.settings.data_dir, workspace, name, v.number) / path

@@ -1,8 +1,14 @@
-"""Hostile input: file names inside a dataset, and archives to extract.
+"""Hostile input: uploaded file names, and archives to extract.
 
-Pure checks plus one extraction function. Every refusal is an
-:class:`UnsafeInput` naming the field and the reason; callers turn it into a
-4xx answer and remove what they staged, so nothing is left behind.
+Shared by the services that accept uploads: the registry (dataset files and
+archives, image archive member names) and the jobqueue (training code).
+
+Pure checks (:func:`path_problem`, :func:`check_paths`, :func:`is_archive`)
+plus one extraction function (:func:`extract`, with :class:`ExtractLimits`).
+Every refusal is an :class:`UnsafeInput` naming the field and the reason;
+callers turn it into a 4xx answer. :func:`extract` removes what it wrote
+before it raises, and callers remove what they staged, so nothing is left
+behind.
 
 Rules for names (uploaded paths and archive members alike): relative POSIX
 paths of non-empty parts, no ``.`` or ``..`` part, no leading ``/``, no
@@ -10,7 +16,9 @@ backslash, no NUL or other control character, at most 255 bytes a part and
 4096 in all. Archives may hold only regular files and directories: symbolic
 and hard links, devices and FIFOs are refused, because a link inside a
 dataset could point a training at files outside it. Extraction counts the
-bytes it actually writes (headers can lie) and stops at the limits.
+bytes it actually writes (headers can lie) and stops at the limits; the
+expansion ratio is checked per zip member and for the whole archive (many
+small, highly compressed members are a zip bomb too).
 """
 
 from __future__ import annotations
@@ -129,8 +137,12 @@ def _target(dest: Path, name: str, field: str) -> Path:
 def extract(archive: Path, dest: Path, limits: ExtractLimits, field: str) -> Extracted:
     """Extract ``archive`` into ``dest`` (which must be empty or new), refusing anything unsafe.
 
-    On refusal ``dest`` is removed entirely, so the caller is left with nothing.
+    On refusal what was written is removed: ``dest`` itself if this call
+    created it, else its contents, so the caller is left with nothing.
     """
+    created = not dest.exists()
+    if not created and any(dest.iterdir()):
+        raise ValueError(f"{dest} is not empty")  # a caller's mistake, not the archive's
     dest.mkdir(parents=True, exist_ok=True)
     try:
         lower = archive.name.lower()
@@ -138,16 +150,36 @@ def extract(archive: Path, dest: Path, limits: ExtractLimits, field: str) -> Ext
             return _extract_zip(archive, dest, limits, field)
         return _extract_tar(archive, dest, limits, field)
     except UnsafeInput:
-        shutil.rmtree(dest, ignore_errors=True)
+        _remove(dest, created)
         raise
     except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, NotImplementedError, RuntimeError) as exc:
-        shutil.rmtree(dest, ignore_errors=True)
+        _remove(dest, created)
         raise UnsafeInput(field, f"not a readable archive ({exc.__class__.__name__}: {exc})") from None
+
+
+def _remove(dest: Path, created: bool) -> None:
+    if created:
+        shutil.rmtree(dest, ignore_errors=True)
+        return
+    for child in dest.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child, ignore_errors=True)
+        else:
+            child.unlink(missing_ok=True)
+
+
+def _folder(dest: Path, name: str, field: str) -> None:
+    """Create a folder member; listing a folder again (or after its files) is harmless."""
+    target = dest / name
+    if target.is_dir() and not target.is_symlink():
+        return
+    _target(dest, name, field).mkdir(parents=True, exist_ok=True)
 
 
 def _extract_zip(archive: Path, dest: Path, limits: ExtractLimits, field: str) -> Extracted:
     out: list[tuple[str, int, str]] = []
     total = 0
+    allowed = max(archive.stat().st_size, _COPY_CHUNK) * limits.max_ratio  # the whole archive's expansion
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
         if len(infos) > limits.max_files:
@@ -156,7 +188,7 @@ def _extract_zip(archive: Path, dest: Path, limits: ExtractLimits, field: str) -
             name = info.filename
             mode = (info.external_attr >> 16) & 0xFFFF
             if info.is_dir():
-                _target(dest, name.rstrip("/"), field).mkdir(parents=True, exist_ok=True)
+                _folder(dest, name.rstrip("/"), field)
                 continue
             if mode and not (stat.S_ISREG(mode) or mode & 0o170000 == 0):
                 kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
@@ -166,6 +198,8 @@ def _extract_zip(archive: Path, dest: Path, limits: ExtractLimits, field: str) -
                 raise UnsafeInput(field, f"archive expands to more than {limits.max_bytes} bytes (limit or quota)", status=413)
             if info.compress_size and info.file_size / max(info.compress_size, 1) > limits.max_ratio and info.file_size > _COPY_CHUNK:
                 raise UnsafeInput(field, f"member {name!r} has a compression ratio above {limits.max_ratio} (zip bomb?)", status=413)
+            if total + info.file_size > allowed:
+                raise UnsafeInput(field, f"archive expands more than {limits.max_ratio} times its size (zip bomb?)", status=413)
             target.parent.mkdir(parents=True, exist_ok=True)
             with zf.open(info) as src:
                 size, sha = _copy_limited(src, target, min(limits.max_bytes - total, info.file_size), field, name)
@@ -188,7 +222,7 @@ def _extract_tar(archive: Path, dest: Path, limits: ExtractLimits, field: str) -
             if name in ("", "."):
                 continue
             if member.isdir():
-                _target(dest, name.rstrip("/"), field).mkdir(parents=True, exist_ok=True)
+                _folder(dest, name.rstrip("/"), field)
                 continue
             if member.issym() or member.islnk():
                 raise UnsafeInput(field, f"archive member {name!r} is a link; only files and folders are allowed")
