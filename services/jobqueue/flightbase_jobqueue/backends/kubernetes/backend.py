@@ -1,0 +1,352 @@
+"""The Kubernetes backend: each job is a Job, an indexed Job + Service, or an MPIJob.
+
+Map of this module:
+
+- :meth:`KubernetesBackend.start` builds the job's objects
+  (:mod:`.objects`) and creates all of them or none: when one create fails,
+  the ones already created are deleted and the job exits with 127, like a
+  local job that could not start.
+- State follows the pods.  A watch on the backend's pods (label
+  ``app.kubernetes.io/managed-by=flightbase-jobqueue``) feeds a cache; every
+  change reconciles the job it belongs to (:meth:`_reconcile`): all expected
+  pods running -> :class:`Started`; the main pods (the single pod, the MPI
+  launcher, every torchrun node) ended -> :class:`Exited` with the exit code
+  of the training container; a stopped job whose pods are gone ->
+  :class:`Stopped`.
+- Each watch lasts at most ``resync_seconds``; before each one a full list
+  replaces the cache and reconciles every job (:meth:`resync`), so a watch
+  that dies silently delays a change by one resync at most.  Errors back off
+  exponentially up to ``backoff_max_seconds``.
+- After a restart, :meth:`adopt` finds the backend's objects by label and
+  tracks them again; :meth:`reattach` answers the runtime's recovery.
+- :meth:`stop` deletes the pods with the caller's grace period first (the
+  training gets SIGTERM and that long to checkpoint), then the owning
+  objects; a finished job's objects are deleted once its end is reported.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from flightbase_jobqueue.ports import BackendEvent, Exited, Started, Stopped
+from flightbase_jobqueue.scheduling.types import Job, Placement
+
+from .client import KubeClient, KubeError
+from .objects import (
+    CONTAINER, EXPECTED_PODS, JOB_LABEL, KIND_LABEL, ROLE_LABEL, SELECTOR, KubeLaunchSpec, label_value, make_objects,
+)
+from .settings import KubernetesSettings
+
+log = logging.getLogger("flightbase.jobqueue.kubernetes")
+
+TOP_KINDS = ("MPIJob", "Job", "Service")
+MAIN_ROLES = ("main", "launcher", "node")
+# Waiting reasons that will not fix themselves: the job fails instead of waiting forever.
+FATAL_WAITING = ("InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError", "CreateContainerError")
+NOT_STARTED = 127
+LOST = 255
+
+
+@dataclass
+class Tracked:
+    job_id: str
+    objects: list[tuple[str, str]]  # (kind, name) of the top-level objects
+    expected_pods: int
+    expected_main: int
+    started: bool = False
+    stopping: str | None = None
+    stop_grace: float = 0.0
+    done: bool = False
+    pods: dict[str, dict] = field(default_factory=dict)  # name -> pod, from the watch/list
+
+
+def _exit_code(pod: dict) -> int | None:
+    for cs in pod.get("status", {}).get("containerStatuses") or ():
+        if cs.get("name") == CONTAINER:
+            terminated = (cs.get("state") or {}).get("terminated")
+            if terminated is not None:
+                return int(terminated.get("exitCode", LOST))
+    return None
+
+
+def _fatal_waiting(pod: dict) -> str | None:
+    for cs in pod.get("status", {}).get("containerStatuses") or ():
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        if waiting.get("reason") in FATAL_WAITING:
+            return f"{waiting['reason']}: {waiting.get('message', '')}".strip(": ")
+    return None
+
+
+def _labels(obj: dict) -> dict:
+    return obj.get("metadata", {}).get("labels") or {}
+
+
+class KubernetesBackend:
+    gpu_kind = "gpu"
+
+    def __init__(self, client: KubeClient, resolve: Callable[[str], KubeLaunchSpec], settings: KubernetesSettings,
+                 *, clock: Callable[[], float] = time.time):
+        self.client = client
+        self.resolve = resolve
+        self.settings = settings
+        self.clock = clock
+        self.on_event: Callable[[], None] = lambda: None
+        self._events: queue.SimpleQueue[BackendEvent] = queue.SimpleQueue()
+        self._jobs: dict[str, Tracked] = {}
+        self._by_label: dict[str, str] = {}  # job label value -> job id
+        self._lock = threading.RLock()
+        self._closing = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- the Backend port --------------------------------------------------------------
+    def start(self, job: Job, placement: Placement) -> None:
+        with self._lock:
+            if job.id in self._jobs:
+                return
+        try:
+            objs = make_objects(self.resolve(job.id), self.settings, placement)
+        except Exception as exc:
+            log.warning("job %s could not start: %s", job.id, exc)
+            self._emit(Exited(job.id, self.clock(), NOT_STARTED))
+            return
+        created: list[dict] = []
+        try:
+            for obj in objs:
+                self.client.create(obj)
+                created.append(obj)
+        except Exception as exc:  # gang semantics: all of the job's objects or none
+            log.warning("job %s: creating %s %s failed (%s); deleting the %d created before",
+                        job.id, obj["kind"], obj["metadata"]["name"], exc, len(created))
+            for done in reversed(created):
+                self._delete_quietly(done["kind"], done["metadata"]["name"])
+            self._emit(Exited(job.id, self.clock(), NOT_STARTED))
+            return
+        top = objs[-1]
+        self._track(job.id, [(o["kind"], o["metadata"]["name"]) for o in objs],
+                    int(top["metadata"]["annotations"][EXPECTED_PODS]), top["metadata"]["labels"][KIND_LABEL])
+
+    def stop(self, job_id: str, grace_seconds: float, reason: str) -> None:
+        with self._lock:
+            t = self._jobs.get(job_id)
+            if t is None or t.done or t.stopping is not None:
+                return
+        try:
+            pods, _ = self.client.list("Pod", f"{JOB_LABEL}={label_value(job_id)}")
+        except KubeError as exc:
+            log.warning("job %s: listing its pods to stop them failed (%s); the resync retries", job_id, exc)
+            pods = list(t.pods.values())
+        with self._lock:
+            t.pods = {p["metadata"]["name"]: p for p in pods}
+            self._reconcile(t)  # it may have ended already: then it reports Exited, not Stopped
+            if t.done:
+                return
+            t.stopping = reason
+            t.stop_grace = grace_seconds
+        log.info("job %s: stopping (%s), %g s grace", job_id, reason, grace_seconds)
+        self._delete_job(t, grace_seconds)
+        with self._lock:
+            self._reconcile(t)
+
+    def poll_events(self) -> list[BackendEvent]:
+        events = []
+        while True:
+            try:
+                events.append(self._events.get_nowait())
+            except queue.Empty:
+                return events
+
+    # -- restart ------------------------------------------------------------------------
+    def adopt(self) -> list[str]:
+        """Track every job whose objects carry this backend's labels (after a restart)."""
+        found: dict[str, tuple[list[tuple[str, str]], int, str]] = {}
+        for kind in TOP_KINDS:
+            for obj in self._list_quietly(kind):
+                meta = obj["metadata"]
+                job_id = (meta.get("annotations") or {}).get("flightbase.io/job-id") or _labels(obj).get(JOB_LABEL)
+                entry = found.setdefault(job_id, ([], 0, ""))
+                objects, pods, k = entry
+                objects.append((kind, meta["name"]))
+                if kind != "Service":
+                    pods, k = int(meta["annotations"].get(EXPECTED_PODS, 1)), _labels(obj).get(KIND_LABEL, "job")
+                found[job_id] = (objects, pods, k)
+        for job_id, (objects, pods, kind) in found.items():
+            with self._lock:
+                if job_id not in self._jobs:
+                    self._track(job_id, objects, pods, kind, reconcile=False)
+        self.resync()
+        return sorted(found)
+
+    def reattach(self, job_id: str, stopping: bool = False) -> str | None:
+        """For the runtime's recovery: None if the job's objects are there (it is
+        tracked from now on), else "lost" (an Exited event with 255 is queued)."""
+        with self._lock:
+            t = self._jobs.get(job_id)
+        if t is None:
+            self.adopt()
+            with self._lock:
+                t = self._jobs.get(job_id)
+        if t is None:
+            self._emit(Exited(job_id, self.clock(), LOST))
+            return "lost"
+        if stopping:
+            self.stop(job_id, 0, "stopped before a restart")
+        return None
+
+    # -- watch and resync -------------------------------------------------------------------
+    def start_watching(self) -> None:
+        self._thread = threading.Thread(target=self.watch_forever, daemon=True, name="kube-watch")
+        self._thread.start()
+
+    def close(self) -> None:
+        self._closing.set()
+
+    def watch_forever(self) -> None:
+        delay = 1.0
+        while not self._closing.is_set():
+            try:
+                self.watch_once()
+                delay = 1.0
+            except Exception as exc:  # a broken watch or list must not stop state from following the cluster
+                log.warning("watching pods failed (%s); retrying in %g s", exc, delay)
+                if self._closing.wait(delay):
+                    return
+                delay = min(delay * 2, float(self.settings.backoff_max_seconds))
+
+    def watch_once(self) -> None:
+        """One cycle: a full resync, then a watch of at most ``resync_seconds``."""
+        version = self.resync()
+        for kind, pod in self.client.watch("Pod", SELECTOR, version, self.settings.resync_seconds):
+            self.apply(kind, pod)
+            if self._closing.is_set():
+                return
+
+    def resync(self) -> str:
+        """List the pods and objects, replace the cache, reconcile every job, retry deletions."""
+        pods, version = self.client.list("Pod", SELECTOR)
+        present = {(kind, o["metadata"]["name"]) for kind in TOP_KINDS for o in self._list_quietly(kind)}
+        cleanup: list[Tracked] = []
+        with self._lock:
+            for t in self._jobs.values():
+                t.pods = {}
+            for pod in pods:
+                t = self._owner(pod)
+                if t is not None:
+                    t.pods[pod["metadata"]["name"]] = pod
+            for t in list(self._jobs.values()):
+                mine = [o for o in t.objects if o in present]
+                if not mine and not t.pods:
+                    if not t.done and t.stopping is None:
+                        log.warning("job %s: its objects are gone", t.job_id)
+                        self._finish(t, LOST)
+                    self._reconcile(t)
+                    if t.done or t.stopping is None:
+                        self._forget(t)
+                    continue
+                self._reconcile(t)
+                if t.done or t.stopping is not None:
+                    cleanup.append(t)
+        for t in cleanup:  # a stop or a clean-up that an API error interrupted
+            self._delete_job(t, t.stop_grace if t.stopping is not None else None)
+        return version
+
+    def apply(self, kind: str, pod: dict) -> None:
+        """One watch event."""
+        with self._lock:
+            t = self._owner(pod)
+            if t is None:
+                return
+            name = pod["metadata"]["name"]
+            if kind == "DELETED":
+                t.pods.pop(name, None)
+            else:
+                t.pods[name] = pod
+            finished = self._reconcile(t)
+        if finished:
+            self._delete_job(t, None)
+
+    # -- internals --------------------------------------------------------------------------
+    def _track(self, job_id: str, objects, expected_pods: int, kind: str, reconcile: bool = True) -> None:
+        t = Tracked(job_id, objects, expected_pods, 1 if kind == "mpijob" else expected_pods)
+        with self._lock:
+            self._jobs[job_id] = t
+            self._by_label[label_value(job_id)] = job_id
+
+    def _forget(self, t: Tracked) -> None:
+        self._jobs.pop(t.job_id, None)
+        self._by_label.pop(label_value(t.job_id), None)
+
+    def _owner(self, pod: dict) -> Tracked | None:
+        job_id = self._by_label.get(_labels(pod).get(JOB_LABEL, ""))
+        return self._jobs.get(job_id) if job_id else None
+
+    def _emit(self, event: BackendEvent) -> None:
+        self._events.put(event)
+        self.on_event()
+
+    def _finish(self, t: Tracked, code: int) -> None:
+        if not t.started:  # a job that ended before anyone saw it run still ran
+            t.started = True
+            self._emit(Started(t.job_id, self.clock()))
+        t.done = True
+        self._emit(Exited(t.job_id, self.clock(), code))
+
+    def _reconcile(self, t: Tracked) -> bool:
+        """Advance one job from its pods (lock held).  True when it has just ended."""
+        if t.done:
+            return False
+        pods = list(t.pods.values())
+        if t.stopping is not None:
+            if not pods:
+                t.done = True
+                self._emit(Stopped(t.job_id, self.clock()))
+                self._forget(t)
+            return False
+        for pod in pods:
+            why = _fatal_waiting(pod)
+            if why:
+                log.warning("job %s: pod %s cannot start: %s", t.job_id, pod["metadata"]["name"], why)
+                self._finish(t, NOT_STARTED)
+                return True
+        phases = [p.get("status", {}).get("phase") for p in pods]
+        if not t.started and len(pods) >= t.expected_pods and all(ph in ("Running", "Succeeded", "Failed") for ph in phases):
+            t.started = True
+            self._emit(Started(t.job_id, self.clock()))
+        main = [p for p in pods if _labels(p).get(ROLE_LABEL) in MAIN_ROLES]
+        failed = [p for p in main if p.get("status", {}).get("phase") == "Failed"]
+        if failed:
+            code = _exit_code(failed[0])
+            self._finish(t, LOST if code is None or code == 0 else code)
+            return True
+        if len(main) >= t.expected_main and all(p.get("status", {}).get("phase") == "Succeeded" for p in main):
+            self._finish(t, 0)
+            return True
+        return False
+
+    def _delete_job(self, t: Tracked, grace_seconds: float | None) -> None:
+        """Pods first (with the grace period), then the objects that own them."""
+        if grace_seconds is not None:
+            grace = max(0, math.ceil(grace_seconds))
+            for name in list(t.pods):
+                self._delete_quietly("Pod", name, grace)
+        for kind, name in t.objects:
+            self._delete_quietly(kind, name)
+
+    def _delete_quietly(self, kind: str, name: str, grace: int | None = None) -> None:
+        try:
+            self.client.delete(kind, name, grace_seconds=grace, propagation="Background")
+        except KubeError as exc:
+            log.warning("deleting %s %s failed (%s); the next resync retries", kind, name, exc)
+
+    def _list_quietly(self, kind: str) -> list[dict]:
+        try:
+            return self.client.list(kind, SELECTOR)[0]
+        except KubeError as exc:
+            if exc.status == 404:  # e.g. the MPI Operator (its CRD) is not installed
+                return []
+            raise
