@@ -1,0 +1,197 @@
+"""The Kubernetes backend's object builders: literal output, and every object
+validated against the official Kubernetes schemas (kubernetes-validate, strict)
+and the MPIJob against the MPI Operator's v2beta1 schema (fixtures/)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+
+from flightbase_jobqueue.backends.kubernetes.objects import (
+    DatasetMount, KubeLaunchSpec, PlacementError, communication_env, label_value, make_objects, object_name,
+)
+from flightbase_jobqueue.backends.kubernetes.settings import KubernetesSettings
+
+K8S_VERSION = "1.33.0"
+MPIJOB_SCHEMA = json.loads((Path(__file__).parent / "fixtures" / "mpijob-v2beta1-schema.json").read_text())
+SETTINGS = KubernetesSettings()
+RDMA = KubernetesSettings(nccl_ib_hca="mlx5_0,mlx5_1")
+
+
+def spec(launcher: str = "none", **kw) -> KubeLaunchSpec:
+    base = dict(job_id="0123abcd4567ef89", training_id="t1", workspace="vision", user="alice", launcher=launcher,
+                entrypoint="train.py", image="reg/tb:1", args=("--lr", "0.1"))
+    base.update(kw)
+    return KubeLaunchSpec(**base)
+
+
+def validate(obj: dict) -> None:
+    """Official schemas for core kinds; for an MPIJob its own schema plus each pod template."""
+    if obj["kind"] == "MPIJob":
+        jsonschema.validate(obj, MPIJOB_SCHEMA)
+        for replica in obj["spec"]["mpiReplicaSpecs"].values():
+            kubernetes_validate.validate({"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"},
+                                          "template": replica["template"]}, K8S_VERSION, strict=True)
+    else:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+ENV_COMMON = [
+    {"name": "FLIGHTBASE_JOB_ID", "value": "0123abcd4567ef89"},
+    {"name": "FLIGHTBASE_TRAINING_ID", "value": "t1"},
+    {"name": "FLIGHTBASE_WORKSPACE", "value": "vision"},
+    {"name": "FLIGHTBASE_GPU_KIND", "value": "gpu"},
+]
+
+
+def test_single_process_job_literal():
+    objs = make_objects(spec(image_pull_secret="pull", datasets=(DatasetMount("cifar", "vision/cifar/3"),),
+                             params={"lr": 0.1}, gpudirect_p2p=True), SETTINGS, {"gpu-a": (0, 1)})
+    job_meta = {
+        "labels": {"app.kubernetes.io/managed-by": "flightbase-jobqueue", "flightbase.io/workspace": "vision",
+                   "flightbase.io/training": "t1", "flightbase.io/job": "0123abcd4567ef89", "flightbase.io/owner": "alice"},
+        "annotations": {"flightbase.io/job-id": "0123abcd4567ef89", "flightbase.io/workspace": "vision",
+                        "flightbase.io/owner": "alice", "flightbase.io/placement": "gpu-a:0,1"},
+    }
+    artifacts = "/workspace/trainings/t1/0123abcd4567ef89"
+    assert objs == [{
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": "fb-0123abcd4567ef89",
+            "namespace": "flightbase",
+            "labels": {**job_meta["labels"], "flightbase.io/kind": "job"},
+            "annotations": {**job_meta["annotations"], "flightbase.io/expected-pods": "1"},
+        },
+        "spec": {
+            "backoffLimit": 0, "completions": 1, "parallelism": 1,
+            "template": {
+                "metadata": {"labels": {**job_meta["labels"], "flightbase.io/role": "main"},
+                             "annotations": job_meta["annotations"]},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "enableServiceLinks": False,
+                    "automountServiceAccountToken": False,
+                    "terminationGracePeriodSeconds": 60,
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000,
+                                        "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{
+                        "name": "training",
+                        "image": "reg/tb:1",
+                        "command": ["python", "-u", "train.py", "--lr", "0.1"],
+                        "workingDir": "/workspace/trainings/t1/code",
+                        "env": ENV_COMMON + [
+                            {"name": "FLIGHTBASE_NUM_GPUS", "value": "2"},
+                            {"name": "FLIGHTBASE_ARTIFACTS_DIR", "value": artifacts},
+                            {"name": "FLIGHTBASE_CHECKPOINT_DIR", "value": artifacts},
+                            {"name": "FLIGHTBASE_METRICS_FILE", "value": f"{artifacts}/metrics.jsonl"},
+                            {"name": "FLIGHTBASE_RESTARTS", "value": "0"},
+                            {"name": "PYTHONUNBUFFERED", "value": "1"},
+                            {"name": "FLIGHTBASE_DATASETS_DIR", "value": "/datasets"},
+                            {"name": "FLIGHTBASE_PARAM_LR", "value": "0.1"},
+                            {"name": "NCCL_P2P_DISABLE", "value": "0"},
+                            {"name": "NCCL_IB_DISABLE", "value": "1"},
+                            {"name": "UCX_TLS", "value": "tcp,sm,self"},
+                        ],
+                        "resources": {"limits": {"nvidia.com/gpu": "2"}},
+                        "volumeMounts": [
+                            {"name": "workspace", "mountPath": "/workspace", "subPath": "vision"},
+                            {"name": "datasets", "mountPath": "/datasets/cifar", "subPath": "vision/cifar/3", "readOnly": True},
+                            {"name": "shm", "mountPath": "/dev/shm"},
+                        ],
+                        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                    }],
+                    "volumes": [
+                        {"name": "workspace", "persistentVolumeClaim": {"claimName": "flightbase-workspaces"}},
+                        {"name": "datasets", "persistentVolumeClaim": {"claimName": "flightbase-datasets", "readOnly": True}},
+                        {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}},
+                    ],
+                    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["gpu-a"]}]}]}}},
+                    "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                    "imagePullSecrets": [{"name": "pull"}],
+                },
+            },
+        },
+    }]
+    validate(objs[0])
+
+
+@pytest.mark.parametrize(("p2p", "rdma", "expected"), [
+    (False, False, {"NCCL_P2P_DISABLE": "1", "NCCL_IB_DISABLE": "1", "UCX_TLS": "tcp,sm,self"}),
+    (True, False, {"NCCL_P2P_DISABLE": "0", "NCCL_IB_DISABLE": "1", "UCX_TLS": "tcp,sm,self"}),
+    (True, True, {"NCCL_P2P_DISABLE": "0", "NCCL_IB_DISABLE": "0", "NCCL_IB_HCA": "mlx5_0,mlx5_1",
+                  "NCCL_NET_GDR_LEVEL": "PHB", "UCX_TLS": "rc,sm,cuda_copy,cuda_ipc,gdr_copy"}),
+])
+def test_communication_switches(p2p, rdma, expected):
+    assert communication_env(p2p, rdma, RDMA) == expected
+
+
+def test_mpijob_for_horovod_on_two_nodes_with_rdma():
+    (mpijob,) = make_objects(spec("horovod", gpudirect_p2p=True, gpudirect_rdma=True), RDMA,
+                             {"gpu-b": (0, 1), "gpu-a": (2, 3)})
+    validate(mpijob)
+    s = mpijob["spec"]
+    assert (mpijob["apiVersion"], s["slotsPerWorker"], s["mpiImplementation"], s["sshAuthMountPath"]) == (
+        "kubeflow.org/v2beta1", 2, "OpenMPI", "/home/flightbase/.ssh")
+    launcher = s["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]
+    worker = s["mpiReplicaSpecs"]["Worker"]
+    assert worker["replicas"] == 2
+    wc = worker["template"]["spec"]["containers"][0]
+    assert wc["resources"] == {"limits": {"nvidia.com/gpu": "2", "rdma/hca": "1"}}
+    assert wc["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["IPC_LOCK"]}
+    assert wc["command"] == ["/usr/sbin/sshd", "-De", "-f", "/home/flightbase/.sshd_config"]
+    assert worker["template"]["spec"]["affinity"]["podAntiAffinity"] == {"requiredDuringSchedulingIgnoredDuringExecution": [
+        {"labelSelector": {"matchLabels": {"flightbase.io/job": "0123abcd4567ef89", "flightbase.io/role": "worker"}},
+         "topologyKey": "kubernetes.io/hostname"}]}
+    lc = launcher["containers"][0]
+    assert "affinity" not in launcher and "tolerations" not in launcher
+    assert lc["resources"] == {"limits": {"memory": "512Mi"}, "requests": {"cpu": "500m", "memory": "512Mi"}}
+    assert lc["command"][:14] == ["mpirun", "-np", "4", "--bind-to", "none", "--map-by", "slot",
+                                  "--wdir", "/workspace/trainings/t1/code", "--mca", "pml", "ucx", "--mca", "btl"]
+    assert lc["command"][-4:] == ["python", "-u", "train.py", "--lr", "0.1"][-4:]
+    assert ["-x", "NCCL_IB_HCA"] == lc["command"][lc["command"].index("NCCL_IB_HCA") - 1:][:2]
+
+
+def test_torchrun_indexed_job_and_headless_service():
+    service, job = make_objects(spec("torchrun"), SETTINGS, {"gpu-a": (0, 1, 2, 3), "gpu-b": (0, 1, 2, 3)})
+    validate(service)
+    validate(job)
+    assert service["spec"] == {"clusterIP": "None", "publishNotReadyAddresses": True,
+                               "selector": {"flightbase.io/job": "0123abcd4567ef89", "flightbase.io/role": "node"},
+                               "ports": [{"name": "rendezvous", "port": 29500, "targetPort": 29500}]}
+    js = job["spec"]
+    assert (js["completionMode"], js["completions"], js["parallelism"], js["backoffLimit"]) == ("Indexed", 2, 2, 0)
+    pod = js["template"]["spec"]
+    assert pod["subdomain"] == "fb-0123abcd4567ef89"
+    assert pod["containers"][0]["command"] == [
+        "torchrun", "--nnodes", "2", "--nproc-per-node", "4", "--node-rank", "$(FLIGHTBASE_NODE_RANK)",
+        "--master-addr", "fb-0123abcd4567ef89-0.fb-0123abcd4567ef89", "--master-port", "29500", "--tee", "3",
+        "train.py", "--lr", "0.1"]
+    assert pod["containers"][0]["env"][0] == {"name": "FLIGHTBASE_NODE_RANK", "valueFrom": {"fieldRef": {
+        "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}}
+
+
+def test_placements_a_launcher_cannot_express_are_refused():
+    with pytest.raises(PlacementError, match="one node"):
+        make_objects(spec("none"), SETTINGS, {"a": (0,), "b": (0,)})
+    with pytest.raises(PlacementError, match="same number of GPUs"):
+        make_objects(spec("horovod"), SETTINGS, {"a": (0, 1), "b": (0,)})
+    with pytest.raises(ValueError, match="unknown launcher 'slurm'"):
+        make_objects(spec("slurm"), SETTINGS, {"a": (0,)})
+
+
+@pytest.mark.parametrize(("raw", "name", "label"), [
+    ("0123abcd4567ef89", "fb-0123abcd4567ef89", "0123abcd4567ef89"),
+    ("Job_X", "fb-job-x-d2c1b1ef", "Job_X"),
+    ("alice@example.org", "fb-alice-example-org-2bcbd8b9", "alice_example.org-2bcbd8b9"),
+])
+def test_names_and_label_values_are_valid(raw, name, label):
+    assert object_name(raw).startswith(name[: name.rfind("-") if name != "fb-0123abcd4567ef89" else None])
+    assert label_value(raw).startswith(label.split("-")[0])
+    kubernetes_validate.validate({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+        "name": object_name(raw), "labels": {"x": label_value(raw)}}}, K8S_VERSION, strict=True)
