@@ -162,7 +162,7 @@ def run(model_dir: Path, load: Callable[[object], Data], build: Callable[[dict, 
         shard = perm[dist.rank::dist.size][:steps_per_epoch * accumulation * batch]
         totals = [0.0, 0.0, 0.0]  # loss sum, correct, count
         window, window_n, t_epoch, t_window = 0.0, 0, time.time(), time.time()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         for i in range(steps_per_epoch * accumulation):
             idx = shard[i * batch:(i + 1) * batch]
             x, y = data.train_x[idx].to(device, non_blocking=True), data.train_y[idx].to(device, non_blocking=True)
@@ -174,7 +174,7 @@ def run(model_dir: Path, load: Callable[[object], Data], build: Callable[[dict, 
                 (scaler.scale(loss / accumulation) if scaler else loss / accumulation).backward()
             if last:
                 dist.step(optimizer, scaler)
-                optimizer.zero_grad(set_to_none=True)
+                optimizer.zero_grad()
                 step += 1
             value = float(loss.detach())
             totals[0] += value * len(idx)

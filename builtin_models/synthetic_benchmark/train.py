@@ -31,7 +31,7 @@ from _common.trainer import _report, amp_settings, artifacts_dir  # noqa: E402
 
 def make_step(model, optimizer, dist, data, target, amp_dtype, scaler, distributed: bool):
     def step():
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         with torch.autocast(data.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             loss = F.cross_entropy(model(data).float(), target)
         (scaler.scale(loss) if scaler else loss).backward()

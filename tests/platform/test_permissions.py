@@ -48,6 +48,10 @@ TABLE = {
     ("jobqueue", "GET", "/jobs/{job_id}/metrics"): row(200, 200, 200, 200, 404),
     ("jobqueue", "POST", "/jobs/{job_id}/cancel"): row(200, 200, 200, 403, 404),
     ("jobqueue", "GET", "/queue"): row(200, 200, 200, 200, 200),
+    # built-in models: the catalogue is for everyone; a built-in training is a training (members)
+    ("jobqueue", "GET", "/builtin-models"): row(200, 200, 200, 200, 200),
+    ("jobqueue", "GET", "/builtin-models/{name}"): row(200, 200, 200, 200, 200),
+    ("jobqueue", "POST", "/builtin-trainings"): row(201, 201, 201, 201, 404),
     ("registry", "GET", "/workspaces/{workspace}/datasets"): row(200, 200, 200, 200, 404),
     ("registry", "POST", "/workspaces/{workspace}/datasets"): row(201, 201, 201, 201, 404),
     ("registry", "GET", "/workspaces/{workspace}/datasets/{name}"): row(200, 200, 200, 200, 404),
@@ -119,6 +123,10 @@ def _request(world, role, service, method, template, platform=None):
         body = {"max_gpus_per_job": 2}
     elif template == "/trainings" and method == "POST":
         body = {"workspace": world.workspace, "name": "x", "entrypoint": "x.py"}
+    elif template == "/builtin-trainings":  # a benchmark small enough to end at once
+        body = {"workspace": world.workspace, "name": "b", "model": "synthetic_benchmark", "gpus": 1,
+                "params": {"arch": "resnet8", "width": 4, "image_size": 8, "batch_size": 2, "num_iters": 1,
+                           "num_warmup_batches": 0, "num_batches_per_iter": 1, "num_classes": 2}}
     elif template == "/code":
         template = f"/code?workspace={world.workspace}&filename=x.py"
         body = "print('hello')"  # sent as the raw body: the file's bytes (a JSON string is valid Python)
@@ -132,6 +140,8 @@ def _request(world, role, service, method, template, platform=None):
         body = {"files": [{"path": "x.txt", "size": 1}]}
     ids = _registry_ids(platform, world, template) if service == "registry" else _jobqueue_ids(platform, world, template)
     name = world.dataset if "/datasets/" in template else world.image
+    if template.startswith("/builtin-models/"):
+        name = "tabular"
     ids.setdefault("training_id", world.training_id)
     ids.setdefault("job_id", world.job_id)
     path = template.format(workspace=world.workspace, user=target_user, name=name, **ids)

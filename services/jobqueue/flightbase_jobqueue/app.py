@@ -14,7 +14,7 @@ from flightbase.service import db
 from flightbase.service.app import create_app
 from flightbase.service.hub import HubClient, make_hub_auth
 from flightbase.settings import PlatformSettings
-from flightbase_jobqueue.api import code, info, jobs, trainings, workspaces
+from flightbase_jobqueue.api import builtin, code, info, jobs, trainings, workspaces
 from flightbase_jobqueue.datasets import DatasetClient
 from flightbase_jobqueue.runtime import JobRuntime, limits_from
 
@@ -61,7 +61,7 @@ def build(settings: PlatformSettings) -> FastAPI:
         name="jobqueue",
         version=__version__,
         description="Trainings, jobs, sweeps, the GPU scheduler, nodes and workspaces.",
-        routers=[info.router, workspaces.router, code.router, trainings.router, jobs.router],
+        routers=[info.router, workspaces.router, code.router, trainings.router, jobs.router, builtin.router],
         startup=startup,
         shutdown=shutdown,
         health=lambda app: {"gpus": len(settings.gpus), "gpu_kind": info.gpu_kind(settings.gpus)},

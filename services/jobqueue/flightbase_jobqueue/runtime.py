@@ -22,7 +22,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import sessionmaker
 
 from flightbase.settings import PlatformSettings
-from flightbase_jobqueue import models, sweeps
+from flightbase_jobqueue import builtin, models, sweeps
 from flightbase_jobqueue.backends.local import LaunchSpec, LocalBackend
 from flightbase_jobqueue.coordinator import Coordinator
 from flightbase_jobqueue.datasets import DatasetClient
@@ -220,7 +220,8 @@ class JobRuntime:
                 entrypoint=spec["entrypoint"],
                 args=args,
                 env=dict(spec.get("env") or {}),
-                code_dir=(self.code_root / code_id) if code_id else None,
+                code_dir=(self.code_root / code_id) if code_id else (
+                    builtin.model_dir(spec["builtin_model"]) if spec.get("builtin_model") else None),
                 params=dict(job.params),
                 datasets={d["name"]: Path(d["path"]) for d in spec.get("dataset_versions") or ()},
                 artifacts_dir=self.settings.data_dir / "workspaces" / job.workspace / "trainings" / training.id / job.id,

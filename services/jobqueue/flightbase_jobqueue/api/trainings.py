@@ -108,6 +108,12 @@ async def require_control(request: Request, identity: Identity, training: Traini
 
 @router.post("/trainings", response_model=TrainingOut, status_code=201)
 async def create_training(request: Request, identity: CurrentIdentity, body: TrainingCreate):
+    return await create_training_from(request, identity, body)
+
+
+async def create_training_from(request: Request, identity: Identity, body: TrainingCreate, *, kind: str = "advanced",
+                               spec_extra: dict | None = None) -> TrainingOut:
+    """Create a training from a validated body (POST /trainings; built-in trainings add their ``spec_extra``)."""
     ws = await authorize(request, identity, body.workspace, "trainings:write")
     require_usable(ws)
     runtime = request.app.state.runtime
@@ -138,9 +144,9 @@ async def create_training(request: Request, identity: CurrentIdentity, body: Tra
                 raise ApiError(422, f"entrypoint: {body.entrypoint!r} is not in the uploaded code", field="entrypoint")
         now = time.time()
         t = Training(id=uuid.uuid4().hex[:12], workspace=body.workspace, name=body.name,
-                     description=body.description, kind="advanced", created_by=identity.name,
+                     description=body.description, kind=kind, created_by=identity.name,
                      spec={**body.model_dump(exclude={"workspace", "name", "description"}, mode="json"),
-                           "dataset_versions": dataset_versions},
+                           "dataset_versions": dataset_versions, **(spec_extra or {})},
                      state="active")
         t.owners.append(TrainingOwner(user=identity.name))
         session.add(t)
