@@ -1,0 +1,59 @@
+{{/* Names: every object name comes from here. */}}
+{{- define "flightbase.fullname" -}}
+{{- if .Values.fullnameOverride -}}{{ .Values.fullnameOverride | trunc 40 | trimSuffix "-" }}{{- else if contains .Chart.Name .Release.Name -}}{{ .Release.Name | trunc 40 | trimSuffix "-" }}{{- else -}}{{ printf "%s-%s" .Release.Name .Chart.Name | trunc 40 | trimSuffix "-" }}{{- end -}}
+{{- end -}}
+{{- define "flightbase.jobqueue.fullname" -}}{{ include "flightbase.fullname" . }}-jobqueue{{- end -}}
+{{- define "flightbase.registry.fullname" -}}{{ include "flightbase.fullname" . }}-registry{{- end -}}
+{{- define "flightbase.ociRegistry.fullname" -}}{{ include "flightbase.fullname" . }}-oci{{- end -}}
+{{- define "flightbase.postgresql.fullname" -}}{{ include "flightbase.fullname" . }}-postgresql{{- end -}}
+{{- define "flightbase.datasets.pvc" -}}{{ .Values.storage.datasets.existingClaim | default (printf "%s-datasets" (include "flightbase.fullname" .)) }}{{- end -}}
+{{- define "flightbase.workspaces.pvc" -}}{{ .Values.storage.workspaces.existingClaim | default (printf "%s-workspaces" (include "flightbase.fullname" .)) }}{{- end -}}
+{{- define "flightbase.trainingNamespace" -}}{{ .Values.jobqueue.trainingNamespace | default .Release.Namespace }}{{- end -}}
+
+{{- define "flightbase.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "flightbase.selector" -}}
+app.kubernetes.io/name: {{ .root.Chart.Name }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* The database URL of a service: an external URL, or the bundled PostgreSQL. */}}
+{{- define "flightbase.dbEnv" -}}
+{{- if .root.Values.postgresql.enabled }}
+- name: FLIGHTBASE_DB_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "flightbase.postgresql.fullname" .root }}
+      key: password
+- name: {{ .envName }}
+  value: {{ printf "postgresql+psycopg://flightbase:$(FLIGHTBASE_DB_PASSWORD)@%s:5432/%s" (include "flightbase.postgresql.fullname" .root) .database | quote }}
+{{- else }}
+- name: {{ .envName }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ required "database.existingSecret is required when postgresql.enabled is false" .root.Values.database.existingSecret }}
+      key: {{ .secretKey }}
+{{- end }}
+{{- end -}}
+
+{{- define "flightbase.podSecurity" -}}
+runAsNonRoot: true
+runAsUser: 1000
+runAsGroup: 1000
+fsGroup: 1000
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "flightbase.containerSecurity" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: ["ALL"]
+{{- end -}}
