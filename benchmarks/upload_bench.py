@@ -41,6 +41,12 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def registry_pid(port: int) -> int:
     out = subprocess.run(["pgrep", "-f", "flightbase_registry"], capture_output=True, text=True).stdout.split()
     for pid in out:
@@ -60,6 +66,7 @@ def main() -> int:
                     help="send to the registry service's own port, bypassing the hub's proxy (to see what the proxy costs)")
     args = ap.parse_args()
     size = args.size_mb * 1_000_000
+    load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="upload-bench-", dir=os.environ.get("TMPDIR", "/var/tmp")) as tmp:
         tmp = Path(tmp)
         src = tmp / "data.bin"
@@ -104,6 +111,7 @@ def main() -> int:
                 digest = cli_datasets._sha256(src, cli_datasets.Progress(size, "", quiet=True))
                 hash_s = time.perf_counter() - t0
                 sampler.start()
+                cpu0, mine0 = cpu_s(pid), time.process_time()
                 t0 = time.perf_counter()
                 c.request("registry", "POST", "workspaces/bench/datasets", json={"name": "big"})
                 up = c.request("registry", "POST", "workspaces/bench/datasets/big/uploads",
@@ -116,8 +124,10 @@ def main() -> int:
                                         params={"offset": offset}, content=cli_datasets._chunks(fh, length),
                                         headers={"Content-Length": str(length)})
                         offset = ans["offset"]
+                sent_s = time.perf_counter() - t0
                 version = c.request("registry", "POST", f"workspaces/bench/datasets/big/uploads/{up['id']}/commit")
                 up_s = time.perf_counter() - t0
+                service_cpu, client_cpu = cpu_s(pid) - cpu0, time.process_time() - mine0
                 done.set()
                 sampler.join()
             assert version["size_bytes"] == size
@@ -129,6 +139,9 @@ def main() -> int:
     print(f"file: {mb:.0f} MB of random bytes; upload {'straight to the service' if args.direct else 'through the hub proxy'}")
     print(f"cp + sync:             {cp_s:6.2f} s  {mb / cp_s:7.1f} MB/s")
     print(f"API upload + commit:   {up_s:6.2f} s  {mb / up_s:7.1f} MB/s   (client sha256 beforehand: {hash_s:.2f} s)")
+    print(f"  of which chunks sent {sent_s:6.2f} s, commit (fsync, read-only, rename) {up_s - sent_s:.2f} s")
+    print(f"  CPU: registry service {service_cpu:.2f} s, client {client_cpu:.2f} s "
+          f"(load average before the run {load[0]:.2f}: the machine is shared)")
     print(f"ratio upload / cp:     {up_s / cp_s:6.2f}x  (target: within 2x)")
     print(f"registry RSS: before {base_rss / 1024:.0f} MB, peak during upload {max(samples) / 1024:.0f} MB "
           f"(+{(max(samples) - base_rss) / 1024:.0f} MB), {len(samples)} samples")
