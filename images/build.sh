@@ -1,0 +1,13 @@
+#!/bin/sh
+# Build (and with PUSH=1 push) Flightbase's images. Needs a Docker engine with
+# BuildKit; run from anywhere. REGISTRY and TAG match the chart's images.* values.
+set -eu
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+REGISTRY=${REGISTRY:-ghcr.io/flightbase}
+TAG=${TAG:-0.1.0}
+docker build -t "$REGISTRY/training-base:$TAG" "$ROOT/images/training-base"
+docker build -t "$REGISTRY/notebook:$TAG" --build-arg "BASE=$REGISTRY/training-base:$TAG" -f "$ROOT/images/notebook/Dockerfile" "$ROOT"
+docker build -t "$REGISTRY/hub:$TAG" -f "$ROOT/images/hub/Dockerfile" "$ROOT"
+if [ "${PUSH:-0}" = 1 ]; then
+    for image in training-base notebook hub; do docker push "$REGISTRY/$image:$TAG"; done
+fi

