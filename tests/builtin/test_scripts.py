@@ -67,7 +67,7 @@ def files(root: Path, tree: dict) -> None:
      "{d}/data.csv: has no column text (its header is ['sentence', 'label']); "
      "expected a CSV file with a header and the columns text,label"),
     ("text_classification", {"notes.txt": "x"}, "{d}: has no .csv file (found: notes.txt); expected a CSV file"),
-    ("tabular", {"data.csv": "x,target\n1,2\nfoo,3\n4,5\n"}, "{d}/data.csv, line 3: column x has 'foo', not a number"),
+    ("tabular", {"data.csv": "x,target\n"}, "{d}/data.csv: has a header but no rows"),
     ("tabular", {"data.csv": "a,b,target\n1,2\n"}, "{d}/data.csv, line 2: has 2 fields, the header has 3"),
     ("tabular", {"data.csv": "a,b\n1,2\n"}, "{d}/data.csv: has no column target (its header is ['a', 'b'])"),
 ])
