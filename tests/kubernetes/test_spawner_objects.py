@@ -48,6 +48,15 @@ def test_unknown_gpu_type_is_an_error():
         spawn_overrides(NotebookOptions(workspace="w", owner="o", image="i", gpu_type="a100"), **KW)
 
 
+def drop_none(value):
+    """kubespawner keeps the pod's metadata as ``V1ObjectMeta.to_dict()`` (unset fields are None)."""
+    if isinstance(value, dict):
+        return {k: drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [drop_none(v) for v in value]
+    return value
+
+
 def test_kubespawner_pod_from_the_overrides_is_valid():
     o = spawn_overrides(OPTS, **KW)
     pod = make_pod(
@@ -58,7 +67,7 @@ def test_kubespawner_pod_from_the_overrides_is_valid():
         extra_resource_limits=o["extra_resource_limits"], extra_resource_guarantees=o["extra_resource_guarantees"],
         working_dir=o["working_dir"],
     )
-    data = {"apiVersion": "v1", "kind": "Pod", **ApiClient().sanitize_for_serialization(pod)}
+    data = {"apiVersion": "v1", "kind": "Pod", **drop_none(ApiClient().sanitize_for_serialization(pod))}
     kubernetes_validate.validate(data, "1.33.0", strict=True)
     container = data["spec"]["containers"][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
