@@ -73,6 +73,12 @@ def describe_need(job: Job, max_size: int) -> str:
     return f"needs {g} GPUs on whole nodes"
 
 
+def _blocked_reason(used: int, quota: int, allow_borrowing: bool) -> str:
+    if not allow_borrowing:
+        return f"workspace quota {used}/{quota} in use (borrowing is off)"
+    return f"workspace quota {used}/{quota} in use (a non-preemptible job does not borrow)"
+
+
 def _shortage_reason(job: Job, max_size: int, total_free: int) -> str:
     return f"{describe_need(job, max_size)}; {total_free} GPUs free"
 
@@ -152,6 +158,24 @@ class PassState:
     def guarantee(self, ws: str) -> int:
         q = self.snap.limits_for(ws).quota
         return 0 if q is None else q
+
+    def quota_check(self, job: Job) -> str:
+        """The verdict of :meth:`quota_verdict` without its reason (cheap;
+        :meth:`wait_blocked` records the reason of a BLOCKED job)."""
+        lim = self.snap.limits.get(job.workspace)
+        quota = None if lim is None else lim.quota
+        if quota is None:
+            return NO_QUOTA
+        if self.in_use.get(job.workspace, 0) + job.gpus <= quota:
+            return WITHIN
+        if not lim.allow_borrowing or not job.preemptible:  # type: ignore[union-attr]
+            return BLOCKED
+        return BORROW
+
+    def wait_blocked(self, job: Job) -> None:
+        lim = self.snap.limits_for(job.workspace)
+        self.wait(job.id, _blocked_reason, self.in_use.get(job.workspace, 0), lim.quota,
+                  lim.allow_borrowing)
 
     def quota_verdict(self, job: Job) -> tuple[str, str]:
         lim = self.snap.limits_for(job.workspace)
@@ -493,7 +517,7 @@ def guaranteed_sweep(state: PassState, order: Order) -> set[str]:
     fm = state.free
     in_use = state.in_use
     for job in order:
-        verdict, _ = state.quota_verdict(job)
+        verdict = state.quota_check(job)
         if verdict != WITHIN:
             ws = job.workspace
             if verdict != BORROW or in_use.get(ws, 0) >= state.guarantee(ws):
@@ -557,9 +581,9 @@ def admission_loop(state: PassState, make_order: Callable[[], Order], hol: str, 
         if job.id in handled:
             continue
         if any_quota:
-            verdict, qreason = state.quota_verdict(job)
+            verdict = state.quota_check(job)
             if verdict == BLOCKED:
-                state.waiting[job.id] = qreason
+                state.wait_blocked(job)
                 order.block(job.workspace)
                 continue
         if blocked and verdict != WITHIN:
@@ -571,7 +595,7 @@ def admission_loop(state: PassState, make_order: Callable[[], Order], hol: str, 
         if excl is not None and verdict != WITHIN:
             # Backfill candidate: must not delay the reserved head job.
             examined += 1
-            if examined > backfill_depth or fm.total_free == 0:
+            if examined > backfill_depth or fm.total_free == 0 or (head_strict and excl.total_free == 0):
                 blocked = True
                 if not state.any_quota:
                     break

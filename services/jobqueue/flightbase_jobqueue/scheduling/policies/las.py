@@ -35,8 +35,8 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass
 
-from ..core import (BLOCKED, BORROW, NO_QUOTA, WITHIN, PassState, decisions, describe_need,
-                    guaranteed_sweep)
+from ..core import (BLOCKED, BORROW, NO_QUOTA, WITHIN, PassState, _blocked_reason, decisions,
+                    describe_need, guaranteed_sweep)
 from ..placement import FreeMap
 from ..types import ActiveJob, Decisions, Job, Snapshot
 from .base import Policy
@@ -64,16 +64,15 @@ class LasPolicy(Policy):
         return (self.level(job.attained), 0.0, -job.priority, job.submitted_at, job.id)
 
     @staticmethod
-    def _can_hold(snap: Snapshot, job: Job) -> bool:
-        """Whether holding the queue for ``job`` can help: it must fit once
-        every preemptible job is gone (GPUs held by notebook leases and other
-        non-preemptible jobs may never come back).  Rare: only for a starving
-        job that could not start."""
+    def _without_preemptible(snap: Snapshot) -> FreeMap:
+        """The GPUs free once every preemptible job is gone (GPUs held by
+        notebook leases and other non-preemptible jobs may never come back).
+        Built at most once per pass, for a starving job that could not start."""
         fm = FreeMap(snap.nodes)
         for a in snap.active:
             if a.stopping or a.job.preemptible:
                 fm.give(a.placement)
-        return fm.find(job) is not None
+        return fm
 
     def schedule(self, snap: Snapshot) -> Decisions:
         now = snap.now
@@ -83,23 +82,44 @@ class LasPolicy(Policy):
         # rank() and _starving_since() inlined: this runs for every queued job
         # at every pass.  (rank, starving since, job); ranks are unique.
         queued = []
+        # Workspaces at a hard quota (no borrowing) stay there for the whole
+        # pass: their jobs are only given their reason, not ranked and walked
+        # (under hard quotas they can be most of a long queue).
+        full: dict[str, tuple] = {}
+        if state.any_quota:
+            for ws, lim in snap.limits.items():
+                used = state.in_use.get(ws, 0)
+                if lim.quota is not None and not lim.allow_borrowing and used >= lim.quota:
+                    full[ws] = (_blocked_reason, (used, lim.quota, False))
+        raw = state.waiting._raw
+        best_queued = 1 << 30
+        full_wake = float("inf")
         for j in snap.queue.jobs():
             att = j.attained
             qs = j.submitted_at if j.enqueued_at is None else j.enqueued_at
             last = starve_factor * (att / j.gpus)
             since = qs + (starve_after if starve_after >= last else last)
-            if now >= since:
+            entry = full.get(j.workspace) if full else None
+            if entry is not None:
+                raw[j.id] = entry
+                lv = -1 if now >= since else bisect_right(thresholds, att)
+                if lv < best_queued:
+                    best_queued = lv
+                if now < since < full_wake:
+                    full_wake = since
+            elif now >= since:
                 queued.append(((-1, qs, -j.priority, j.submitted_at, j.id), since, j))
             else:
                 queued.append(((bisect_right(thresholds, att), 0.0, -j.priority, j.submitted_at, j.id),
                                since, j))
-        if not queued:
+        if not queued and best_queued == 1 << 30:
             return decisions(state)
         queued.sort()
-        best_queued = queued[0][0][0]
+        if queued and queued[0][0][0] < best_queued:
+            best_queued = queued[0][0][0]
         inf = float("inf")
         lowest = -2  # the highest (lowest-priority) level among preemptible running jobs
-        wake = inf
+        wake = full_wake
         nthr = len(thresholds)
         min_run = self.min_run
         pending = 0  # GPUs of jobs being stopped
@@ -147,6 +167,9 @@ class LasPolicy(Policy):
         victim_order = lambda a: (-level_of(a), -a.started_at, a.job.id)  # noqa: E731
         waiting = state.waiting
         hold = ""  # a starving job that cannot start yet holds back the rest
+        in_use = state.in_use
+        blocked_reasons: dict[tuple[str, int], tuple] = {}
+        reachable: FreeMap | None = None
         for rank, _, job in queued:
             if job.id in handled:
                 continue
@@ -157,9 +180,17 @@ class LasPolicy(Policy):
             if fm.total_free == 0 and lv >= lowest and not any_quota and pending <= 0:
                 break
             if any_quota:
-                verdict, qreason = state.quota_verdict(job)
+                verdict = state.quota_check(job)
                 if verdict == BLOCKED:
-                    waiting[job.id] = qreason
+                    # Hard quotas can leave thousands of jobs blocked: one
+                    # shared (lazy) reason per workspace and usage level.
+                    ws = job.workspace
+                    bk = (ws, in_use.get(ws, 0))
+                    entry = blocked_reasons.get(bk)
+                    if entry is None:
+                        lim = snap.limits_for(ws)
+                        entry = blocked_reasons[bk] = (_blocked_reason, (bk[1], lim.quota, lim.allow_borrowing))
+                    raw[job.id] = entry
                     continue
             else:
                 verdict = NO_QUOTA
@@ -197,11 +228,14 @@ class LasPolicy(Policy):
                 if verdict != WITHIN:
                     failed[lv] = min(failed.get(lv, 1 << 30), job.gpus)
             state.wait_shortage(job, f"; service level {lv if lv > 0 else 0}")
-            if lv < 0 and self._can_hold(snap, job):
+            if lv < 0:
                 # Starving, and no victim is eligible yet (jobs started less
                 # than min_run ago are protected): if smaller jobs kept taking
                 # every GPU that frees up, a gang job would never run.
-                hold = job.id
+                if reachable is None:
+                    reachable = self._without_preemptible(snap)
+                if reachable.find(job) is not None:
+                    hold = job.id
         for _, since, job in queued:
             if since > now and since < wake and job.id in waiting:
                 wake = since
