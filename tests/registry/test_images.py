@@ -143,3 +143,33 @@ def test_bad_image_names_are_refused(platform, world):
     for name in ("Upper", "a..b", "trailing-", "../x"):
         resp = upload(platform, world.tokens["member"], world.workspace, b"x", name=name)
         assert resp.status_code == 422 and resp.json()["field"] == "name", resp.text
+
+
+def test_deleting_an_uploaded_image_deletes_its_manifest(platform, world, oci_registry):
+    ws = world.workspace
+    body, digest = oci_layout({})
+    assert upload(platform, world.tokens["member"], ws, body, name="gone", tag="2").status_code == 201
+    by_tag, by_digest = f"{oci_registry}/v2/{ws}/gone/manifests/2", f"{oci_registry}/v2/{ws}/gone/manifests/{digest}"
+    assert httpx.get(by_tag, headers={"Accept": ACCEPT}).status_code == 200
+
+    refused = platform.api("registry", "DELETE", f"workspaces/{ws}/images/gone", world.tokens["member"])
+    assert refused.status_code == 403, refused.text
+    assert httpx.get(by_digest, headers={"Accept": ACCEPT}).status_code == 200  # a refusal deletes nothing
+
+    resp = platform.api("registry", "DELETE", f"workspaces/{ws}/images/gone", world.tokens["manager"])
+    assert resp.status_code == 204, resp.text
+    assert httpx.get(by_tag, headers={"Accept": ACCEPT}).status_code == 404
+    assert httpx.get(by_digest, headers={"Accept": ACCEPT}).status_code == 404
+    assert platform.api("registry", "GET", f"workspaces/{ws}/images/gone", world.tokens["member"]).status_code == 404
+    assert platform.api("registry", "GET", f"workspaces/{ws}/storage", world.tokens["member"]).json()["images_bytes"] == 0
+
+    # the same name can be uploaded again afterwards
+    assert upload(platform, world.tokens["member"], ws, body, name="gone", tag="2").status_code == 201
+
+
+def test_deleting_an_image_registered_by_reference_leaves_the_registry_alone(platform, world):
+    ws = world.workspace
+    reg = platform.api("registry", "POST", f"workspaces/{ws}/images", world.tokens["member"],
+                       json={"name": "ref", "reference": "registry.example.org/team/tool:1"})
+    assert reg.status_code == 201, reg.text
+    assert platform.api("registry", "DELETE", f"workspaces/{ws}/images/ref", world.tokens["manager"]).status_code == 204

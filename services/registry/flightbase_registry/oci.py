@@ -321,9 +321,25 @@ class OciRegistry:
         except httpx.HTTPError as exc:
             raise PushError(f"cannot reach the OCI registry at {self.url}: {exc}") from None
 
-    def delete_manifest(self, repository: str, digest: str) -> None:
-        """Best effort: registries refuse deletes unless configured to allow them."""
+    def delete_manifest(self, repository: str, digest: str) -> bool:
+        """Delete a manifest (and so the tags naming it) by digest; False if it was already gone.
+
+        Registries refuse deletes unless configured to allow them
+        (distribution: ``storage.delete.enabled``); that refusal, like any
+        other, raises :class:`PushError`. The layers are freed by the
+        registry's garbage collection, not here. See
+        https://github.com/opencontainers/distribution-spec/blob/main/spec.md#deleting-manifests
+        """
+        if not DIGEST_RE.match(digest):
+            raise ValueError(f"not a manifest digest: {digest!r}")
         try:
-            self._http.delete(f"/v2/{repository}/manifests/{digest}")
-        except httpx.HTTPError:
-            pass
+            resp = self._http.delete(f"/v2/{repository}/manifests/{digest}")
+        except httpx.HTTPError as exc:
+            raise PushError(f"cannot reach the OCI registry at {self.url}: {exc}") from None
+        if resp.status_code == 404:
+            return False
+        if resp.status_code == 405:
+            raise PushError(f"the OCI registry at {self.url} does not allow deletes "
+                            "(distribution: set storage.delete.enabled: true)")
+        self._check(resp, f"delete of manifest {digest}", (200, 202))
+        return True

@@ -1,11 +1,13 @@
 """Datasets and images of a workspace: create, list, read, delete.
 
-Members read and add; managers delete; outsiders get 404. Uploads live in
+Members read and add; managers delete (an uploaded image's manifest is
+deleted from the OCI registry too); outsiders get 404. Uploads live in
 :mod:`.uploads` (datasets) and :mod:`.image_uploads`, versions in :mod:`.versions`.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 
@@ -20,9 +22,11 @@ from flightbase.service.errors import ApiError, not_found
 from flightbase_registry import storage
 from flightbase_registry.builtin import BUILTIN_IMAGES, runs_as
 from flightbase_registry.models import Dataset, DatasetVersion, DatasetVersionUse, Image, Upload
+from flightbase_registry.oci import OciRegistry, PushError
 from flightbase_registry.schemas import DatasetCreate, DatasetOut, ImageCreate, ImageOut
 
 router = APIRouter(tags=["datasets", "images"])
+log = logging.getLogger("flightbase.registry")
 
 
 def dataset_out(d: Dataset, session=None) -> DatasetOut:
@@ -160,5 +164,15 @@ async def delete_image(request: Request, identity: CurrentIdentity, workspace: s
     if found is None:
         raise not_found(f"image {name!r}")
     await authorize(request, identity, workspace, "images:delete")
+    if found.digest:  # an uploaded image: its manifest goes too, before the row (a failure keeps both)
+        oci: OciRegistry | None = request.app.state.oci
+        if oci is None or not found.reference.startswith(oci.host + "/"):
+            log.warning("image %s/%s was pushed to %s, not to the configured OCI registry; its manifest stays there",
+                        workspace, name, found.reference)
+        else:
+            try:
+                await run_in_threadpool(oci.delete_manifest, f"{workspace}/{name}", found.digest)
+            except PushError as exc:
+                raise ApiError(502, f"the image was not deleted: {exc}", field="name") from None
     await in_session(request, lambda s: s.delete(s.get(Image, found.id)))
     return Response(status_code=204)
