@@ -8,8 +8,11 @@ file of random bytes (1 GB by default), then in one run:
    upload function (declare with sha256, chunks of 64 MB through the hub's
    proxy, commit: checksum check, fsync, read-only, atomic publish),
 
-and prints the two rates, their ratio, and the registry service's RSS sampled
-every 0.1 s during the upload (peak minus the baseline before it).
+and prints the two rates, their ratio, how the upload's time splits between
+sending the chunks and the commit, the CPU time of the registry service and
+of this client during the upload, and the service's RSS sampled every 0.1 s
+during the upload (peak minus the baseline before it). The machine's load
+average is printed too: on a shared machine both sides of the ratio move.
 
     .venv/bin/python benchmarks/upload_bench.py [--size-mb 1000]
 """
