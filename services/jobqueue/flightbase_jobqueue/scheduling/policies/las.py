@@ -189,7 +189,8 @@ class LasPolicy(Policy):
                     entry = blocked_reasons.get(bk)
                     if entry is None:
                         lim = snap.limits_for(ws)
-                        entry = blocked_reasons[bk] = (_blocked_reason, (bk[1], lim.quota, lim.allow_borrowing))
+                        entry = (_blocked_reason, (bk[1], lim.quota, lim.allow_borrowing))
+                        blocked_reasons[bk] = entry
                     raw[job.id] = entry
                     continue
             else:
