@@ -8,6 +8,8 @@ when it starts.
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
@@ -74,3 +76,33 @@ class UtcDateTime(TypeDecorator):
         if value.tzinfo is None:
             return value.replace(tzinfo=dt.timezone.utc)
         return value.astimezone(dt.timezone.utc)
+
+
+class Sessions:
+    """A ``sessionmaker`` whose write transactions take turns on SQLite.
+
+    SQLite has one writer at a time; concurrent writers otherwise wait in its
+    busy handler, which sleeps in growing steps (tens of milliseconds), and the
+    tail latency of a burst of submissions explodes. Taking a process-wide lock
+    around each ``begin()`` makes writers queue in order instead. PostgreSQL
+    needs no such lock. ``sessions()`` (no transaction) is for reads.
+    """
+
+    def __init__(self, engine: Engine):
+        from sqlalchemy.orm import sessionmaker
+
+        self._maker = sessionmaker(engine, expire_on_commit=False)
+        self._lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+
+    def __call__(self):
+        return self._maker()
+
+    @contextmanager
+    def begin(self):
+        if self._lock is None:
+            with self._maker.begin() as session:
+                yield session
+            return
+        with self._lock:
+            with self._maker.begin() as session:
+                yield session

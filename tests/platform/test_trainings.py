@@ -150,6 +150,7 @@ def test_sweep_pause_resume_and_retry(platform, world):
     token = world.tokens["owner"]
     t = submit(platform, token, world.workspace, "ctl", "report.py", code(platform, world, "report.py"),
                sweep={"runs": [{"code": 0}, {"code": 5}, {"code": 0}], "parallel": 1})
+    wait_job(platform, token, t["jobs"][0]["id"], ("starting", "running", "succeeded"))
     paused = platform.api("jobqueue", "POST", f"trainings/{t['id']}/pause", token).json()
     assert paused["paused"]
     wait_job(platform, token, t["jobs"][0]["id"])

@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 
 from fastapi import FastAPI
-from sqlalchemy.orm import sessionmaker
 
 from flightbase import __version__
 from flightbase.service import db
@@ -17,6 +16,7 @@ from flightbase.settings import PlatformSettings
 from flightbase_jobqueue.api import builtin, code, info, jobs, trainings, workspaces
 from flightbase_jobqueue.datasets import DatasetClient
 from flightbase_jobqueue.runtime import JobRuntime, limits_from
+from flightbase_jobqueue.submissions import SubmissionWriter
 
 log = logging.getLogger("flightbase.jobqueue")
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -39,19 +39,23 @@ def build(settings: PlatformSettings) -> FastAPI:
 
     async def startup(app: FastAPI) -> None:
         db.upgrade(engine, MIGRATIONS)
-        sessions = sessionmaker(engine, expire_on_commit=False)
+        sessions = db.Sessions(engine)
         app.state.sessions = sessions
         app.state.hub = HubClient(cache_seconds=min(5, settings.auth_cache_seconds))
         app.state.datasets = DatasetClient(f"http://127.0.0.1:{settings.registry_port}")
         app.state.runtime = JobRuntime(settings, sessions, code_root=settings.data_dir / "code",
                                        datasets=app.state.datasets)
         await app.state.runtime.start()
+        app.state.submissions = SubmissionWriter(sessions)
+        app.state.submissions.start()
+        app.state.code_uploads = {}
         app.state.limits_task = asyncio.create_task(refresh_limits(app))
         log.info("jobqueue ready: %d %s(s), policy %s", len(settings.gpus), info.gpu_kind(settings.gpus),
                  settings.scheduler_policy)
 
     async def shutdown(app: FastAPI) -> None:
         app.state.limits_task.cancel()
+        await app.state.submissions.stop()
         await app.state.runtime.stop()
         await app.state.datasets.close()
         await app.state.hub.close()

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import sessionmaker
+from flightbase.service.db import Sessions
 
 from flightbase.settings import PlatformSettings
 from flightbase_jobqueue import builtin, models, sweeps
@@ -58,15 +58,18 @@ def limits_from(settings) -> WorkspaceLimits:
 
 
 class JobRuntime:
-    def __init__(self, settings: PlatformSettings, sessions: sessionmaker, *, code_root: Path,
+    def __init__(self, settings: PlatformSettings, sessions: Sessions, *, code_root: Path,
                  datasets: DatasetClient | None = None, grace_seconds: float = 30.0,
-                 cancel_grace_seconds: float = 5.0, interval: float = 2.0):
+                 cancel_grace_seconds: float = 5.0, interval: float = 2.0, min_interval: float = 0.2):
         self.settings = settings
         self.datasets = datasets
         self.sessions = sessions
         self.code_root = code_root
         self.cancel_grace_seconds = cancel_grace_seconds
         self.interval = interval
+        # Passes are at least this far apart: a burst of submissions wakes the loop
+        # hundreds of times a second, and one pass serves them all.
+        self.min_interval = min_interval
         self.limits: dict[str, WorkspaceLimits] = {}
         self.store = SqlStore(sessions, lambda: self.limits)
         gpu_kind = settings.gpus[0]["kind"] if settings.gpus else "gpu"
@@ -109,6 +112,7 @@ class JobRuntime:
 
     async def _run(self) -> None:
         while True:
+            began = time.monotonic()
             try:
                 result = self.coordinator.step(time.time())
                 if result.finished:
@@ -124,6 +128,9 @@ class JobRuntime:
             except asyncio.TimeoutError:
                 pass
             self.wakeup.clear()
+            pause = self.min_interval - (time.monotonic() - began)
+            if pause > 0:
+                await asyncio.sleep(pause)
 
     def poke(self) -> None:
         self.wakeup.set()

@@ -19,7 +19,9 @@ from dataclasses import replace
 from typing import Callable, Iterable, Mapping, Sequence
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
+
+from flightbase.service.db import Sessions
 
 from flightbase_jobqueue import models
 from flightbase_jobqueue.scheduling.queueview import QueueView
@@ -54,7 +56,7 @@ def placement_to_json(placement: Placement) -> dict:
 
 
 class SqlStore:
-    def __init__(self, sessions: sessionmaker, limits: Callable[[], Mapping[str, WorkspaceLimits]] = dict):
+    def __init__(self, sessions: Sessions, limits: Callable[[], Mapping[str, WorkspaceLimits]] = dict):
         self.sessions = sessions
         self._limits = limits
         self._queue = QueueView()

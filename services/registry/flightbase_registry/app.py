@@ -6,7 +6,6 @@ import asyncio
 from pathlib import Path
 
 from fastapi import FastAPI
-from sqlalchemy.orm import sessionmaker
 
 from flightbase import __version__
 from flightbase.service import db
@@ -27,7 +26,7 @@ def build(settings: PlatformSettings, registry_settings: RegistrySettings | None
 
     async def startup(app: FastAPI) -> None:
         db.upgrade(engine, MIGRATIONS)
-        app.state.sessions = sessionmaker(engine, expire_on_commit=False)
+        app.state.sessions = db.Sessions(engine)
         app.state.hub = HubClient(cache_seconds=min(5, settings.auth_cache_seconds))
         root = storage.uploads_root(settings.data_dir)
         root.mkdir(parents=True, exist_ok=True)

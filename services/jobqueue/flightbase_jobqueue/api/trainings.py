@@ -9,6 +9,7 @@ else gets 404.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
 from collections import Counter
@@ -106,6 +107,29 @@ async def require_control(request: Request, identity: Identity, training: Traini
     raise ApiError(403, f"only the owners of training {training.id!r} or the workspace's managers may do this")
 
 
+def row_of(obj) -> dict:
+    """The column values of a new (not yet stored) row, for a Core INSERT."""
+    return {c.key: getattr(obj, c.key) for c in obj.__table__.columns}
+
+
+async def code_problem(request: Request, workspace: str, code_id: str, entrypoint: str) -> str | None:
+    """Why ``code_id`` / ``entrypoint`` cannot be used in ``workspace``, or None.
+
+    Code uploads never change, so what was found is remembered.
+    """
+    known = request.app.state.code_uploads
+    if code_id not in known:
+        code = await in_session(request, lambda s: s.get(CodeUpload, code_id))
+        if code is None:
+            return f"code_id: no code upload {code_id!r} in this workspace"
+        known[code_id] = code.workspace
+    if known[code_id] != workspace:
+        return f"code_id: no code upload {code_id!r} in this workspace"
+    if not (request.app.state.runtime.code_root / code_id / entrypoint).is_file():
+        return f"entrypoint: {entrypoint!r} is not in the uploaded code"
+    return None
+
+
 @router.post("/trainings", response_model=TrainingOut, status_code=201)
 async def create_training(request: Request, identity: CurrentIdentity, body: TrainingCreate):
     return await create_training_from(request, identity, body)
@@ -135,36 +159,29 @@ async def create_training_from(request: Request, identity: Identity, body: Train
     parallel = body.sweep.parallel if body.sweep else 1
     dataset_versions = await request.app.state.datasets.resolve(body.workspace, body.datasets) if body.datasets else []
 
-    def create(session):
-        if body.code_id is not None:
-            code = session.get(CodeUpload, body.code_id)
-            if code is None or code.workspace != body.workspace:
-                raise ApiError(422, f"code_id: no code upload {body.code_id!r} in this workspace", field="code_id")
-            if not (runtime.code_root / body.code_id / body.entrypoint).is_file():
-                raise ApiError(422, f"entrypoint: {body.entrypoint!r} is not in the uploaded code", field="entrypoint")
-        now = time.time()
-        t = Training(id=uuid.uuid4().hex[:12], workspace=body.workspace, name=body.name,
-                     description=body.description, kind=kind, created_by=identity.name,
-                     spec={**body.model_dump(exclude={"workspace", "name", "description"}, mode="json"),
-                           "dataset_versions": dataset_versions, **(spec_extra or {})},
-                     state="active")
-        t.owners.append(TrainingOwner(user=identity.name))
-        session.add(t)
-        session.flush()  # the training row first: jobs refer to it
-        jobs = [
-            Job(id=uuid.uuid4().hex[:16], training_id=t.id, workspace=body.workspace,
-                name=sweeps.job_name(body.name, i, params), seq=i, params=params, kind="training",
-                gpus=body.gpus, gpus_per_node=body.gpus_per_node, priority=body.priority,
-                preemptible=body.preemptible, max_runtime=body.max_runtime, state="queued",
-                held=i >= parallel, submitted_at=now + i * 1e-6, attained=0.0, restarts=0,
-                stopping=False, cancel_requested=False, created_by=identity.name)
-            for i, params in enumerate(param_sets)
-        ]
-        session.add_all(jobs)
-        session.flush()
-        return t, jobs
-
-    training, jobs = await in_session(request, create)
+    if body.code_id is not None:
+        why = await code_problem(request, body.workspace, body.code_id, body.entrypoint)
+        if why:
+            raise ApiError(422, why, field=why.split(":", 1)[0])
+    now = time.time()
+    training = Training(id=uuid.uuid4().hex[:12], workspace=body.workspace, name=body.name,
+                        description=body.description, kind=kind, created_by=identity.name,
+                        created_at=dt.datetime.now(dt.timezone.utc),
+                        spec={**body.model_dump(exclude={"workspace", "name", "description"}, mode="json"),
+                              "dataset_versions": dataset_versions, **(spec_extra or {})},
+                        state="active")
+    training.owners.append(TrainingOwner(user=identity.name))
+    jobs = [
+        Job(id=uuid.uuid4().hex[:16], training_id=training.id, workspace=body.workspace,
+            name=sweeps.job_name(body.name, i, params), seq=i, params=params, kind="training",
+            gpus=body.gpus, gpus_per_node=body.gpus_per_node, priority=body.priority,
+            preemptible=body.preemptible, max_runtime=body.max_runtime, state="queued",
+            held=i >= parallel, submitted_at=now + i * 1e-6, attained=0.0, restarts=0,
+            stopping=False, cancel_requested=False, created_by=identity.name)
+        for i, params in enumerate(param_sets)
+    ]
+    await request.app.state.submissions.write(
+        row_of(training), [{"training_id": training.id, "user": identity.name}], [row_of(j) for j in jobs])
     if dataset_versions:
         await request.app.state.datasets.mark(body.workspace, dataset_versions, [j.id for j in jobs], in_use=True)
     runtime.submitted(jobs)

@@ -1,0 +1,91 @@
+"""Group commit of submissions: many trainings, one transaction.
+
+Every accepted submission must be durable before its 201 is sent, and SQLite
+commits one writer at a time. Committing each submission alone caps a burst at
+a few hundred per second, most of it spent in per-transaction overhead; this
+writer gathers the submissions that arrive while the previous batch commits
+and writes them together (Core ``INSERT``s, one commit), then answers each.
+A batch that fails is retried one submission at a time, so one bad row
+refuses only its own submission.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy import insert
+from starlette.concurrency import run_in_threadpool
+
+from flightbase.service.db import Sessions
+from flightbase_jobqueue import models
+
+log = logging.getLogger("flightbase.jobqueue.submissions")
+
+MAX_BATCH = 500
+
+
+@dataclass
+class Submission:
+    training: dict
+    owners: list[dict]
+    jobs: list[dict]
+    done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class SubmissionWriter:
+    def __init__(self, sessions: Sessions):
+        self.sessions = sessions
+        self._queue: asyncio.Queue[Submission] = asyncio.Queue()
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="submission-writer")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def write(self, training: dict, owners: list[dict], jobs: list[dict]) -> None:
+        """Return once the rows are committed (raises what the database raised)."""
+        item = Submission(training, owners, jobs)
+        await self._queue.put(item)
+        await item.done
+
+    def _commit(self, batch: list[Submission]) -> None:
+        with self.sessions.begin() as session:
+            session.execute(insert(models.Training.__table__), [s.training for s in batch])
+            session.execute(insert(models.TrainingOwner.__table__), [o for s in batch for o in s.owners])
+            session.execute(insert(models.Job.__table__), [j for s in batch for j in s.jobs])
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await run_in_threadpool(self._commit, batch)
+                for item in batch:
+                    item.done.set_result(None)
+            except Exception:
+                if len(batch) == 1:
+                    batch[0].done.set_exception(_error())
+                    continue
+                for item in batch:  # find the bad one: each on its own
+                    try:
+                        await run_in_threadpool(self._commit, [item])
+                        item.done.set_result(None)
+                    except Exception:
+                        log.exception("a submission could not be stored")
+                        item.done.set_exception(_error())
+
+
+def _error() -> Exception:
+    from flightbase.service.errors import ApiError
+
+    return ApiError(500, "the submission could not be stored; nothing was created")
