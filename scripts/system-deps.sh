@@ -9,6 +9,7 @@ need docker-registry   # the OCI registry uploaded images are pushed to
 command -v npm >/dev/null 2>&1 || need npm
 if [ "${1:-run}" = "test" ]; then
   need postgresql
+  need apache2-utils   # ab, for benchmarks/submit_bench.py
 fi
 if [ ${#want[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

@@ -67,6 +67,10 @@ def service_specs(settings: PlatformSettings, secrets: dict[str, str]) -> list[d
                 "command": [sys.executable, "-m", package],
                 "environment": dict(env),
                 "oauth_no_confirm": True,
+                # what a browser's login cookie for this service may carry (intersected
+                # with the person's own scopes): membership, the Flightbase scopes, and
+                # admin:groups, which marks an administrator
+                "oauth_client_allowed_scopes": rbac.browser_scopes(),
                 "display": True,
                 "info": {"flightbase": True},
             }

@@ -65,3 +65,9 @@ def roles(*, admin_users: list[str] | tuple[str, ...] = ()) -> list[dict]:
             "services": ["jobqueue"],
         },
     ]
+
+
+def browser_scopes() -> list[str]:
+    """Scopes a service's browser session may hold, as far as the person holds them."""
+    return ["read:users:groups!user", "read:users:name!user", authz.ADMIN_SCOPE,
+            *(authz.scope_name(p) for p in authz.all_permissions())]

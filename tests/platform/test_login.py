@@ -61,6 +61,26 @@ def test_browser_reaches_a_service_through_hub_oauth(platform):
         assert resp.json()["user"] == "admin"
         # the redirect chain went through the hub's authorize endpoint
         assert any("/hub/api/oauth2/authorize" in str(r.url) for r in resp.history)
+        # the browser session carries the person's rights: an administrator is one there too
+        assert resp.json()["admin"] is True
+
+
+def test_browser_session_has_the_members_rights(platform, world):
+    """A member logged in through the browser sees their workspace's datasets in the
+    registry (the service's login cookie carries their Flightbase scopes and groups)."""
+    name, password = "browsing-member", "a-long-browser-pass-7"
+    platform.hub("POST", f"users/{name}")
+    with httpx.Client(base_url=platform.url, follow_redirects=True, timeout=30) as anon:
+        _form(anon, "/hub/signup", {"username": name, "signup_password": password, "signup_password_confirmation": password})
+    with login(platform, "admin", platform.admin_password) as admin:
+        admin.get(f"/hub/authorize/{name}")
+    platform.api("jobqueue", "PUT", f"workspaces/{world.workspace}/members/{name}", platform.admin_token)
+    with login(platform, name, password) as client:
+        resp = client.get(f"/services/registry/api/v1/workspaces/{world.workspace}/datasets", headers={"Accept": "text/html"})
+        assert resp.status_code == 200, resp.text
+        assert [d["name"] for d in resp.json()] == [world.dataset]
+        other = client.get(f"/services/registry/api/v1/workspaces/{world.other_workspace}/datasets", headers={"Accept": "text/html"})
+        assert other.status_code == 404
 
 
 def test_anonymous_browser_is_sent_to_login(platform):
