@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from flightbase import __version__
+from flightbase.cli_common import key_values, table
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,22 +31,11 @@ def _print(data, as_json: bool, columns: list[str] | None = None) -> None:
     if as_json or columns is None:
         print(json.dumps(data, indent=1, default=str))
         return
-    rows = data if isinstance(data, list) else [data]
-    table = [[str(r.get(c, "")) for c in columns] for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in table]) for i, c in enumerate(columns)]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)))
-    for row in table:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+    table(data if isinstance(data, list) else [data], columns)
 
 
 def _settings_from(pairs: list[str]) -> dict:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"settings: expected KEY=VALUE, got {pair!r}")
-        out[key] = value
-    return out
+    return key_values(pairs, "settings")
 
 
 def cmd_up(args) -> int:

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
+from flightbase.cli_common import table, workspace_arg
+
 CHUNK = 64 << 20  # bytes per PATCH request
 READ = 4 << 20
 
@@ -26,10 +28,6 @@ READ = 4 << 20
 def add_parsers(subparsers) -> None:
     ds = subparsers.add_parser("datasets", help="list, create, upload, download and delete datasets and versions")
     ds_sub = ds.add_subparsers(dest="action", required=True, parser_class=type(ds))
-
-    def workspace_arg(p):
-        p.add_argument("-w", "--workspace", default=os.environ.get("FLIGHTBASE_WORKSPACE"),
-                       help="workspace (default: $FLIGHTBASE_WORKSPACE)")
 
     p = ds_sub.add_parser("list", help="datasets of a workspace, with storage used")
     workspace_arg(p)
@@ -84,14 +82,6 @@ def add_parsers(subparsers) -> None:
 
 
 # --- output
-
-def _table(rows: list[dict], columns: list[str]) -> None:
-    table = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in table]) for i, c in enumerate(columns)]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)))
-    for row in table:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
-
 
 def _human(n: float | None) -> str:
     if n is None:
@@ -155,7 +145,7 @@ def cmd_datasets(args) -> int:
                 return 0
             for r in rows:
                 r["size"] = _human(r.get("size_bytes"))
-            _table(rows, ["name", "latest_version", "versions", "size", "description"])
+            table(rows, ["name", "latest_version", "versions", "size", "description"])
             st = c.request("registry", "GET", f"workspaces/{quote(ws)}/storage")
             quota = _human(st["quota_bytes"]) if st["quota_bytes"] is not None else "no quota"
             print(f"\nstorage: {_human(st['used_bytes'])} used of {quota}")
@@ -173,7 +163,7 @@ def cmd_datasets(args) -> int:
             for r in rows:
                 r["size"] = _human(r["size_bytes"])
                 r["in_use_by"] = ",".join(r["in_use_by"])
-            _table(rows, ["version", "file_count", "size", "created_by", "created_at", "in_use_by", "message"])
+            table(rows, ["version", "file_count", "size", "created_by", "created_at", "in_use_by", "message"])
         elif args.action == "download":
             download(c, ws, args.name, args.version, args.file, args.output)
         elif args.action == "delete":
@@ -324,7 +314,7 @@ def cmd_images(args) -> int:
                 return 0
             for r in rows:
                 r["frameworks"] = ",".join(r["frameworks"])
-            _table(rows, ["name", "reference", "frameworks", "source", "created_by"])
+            table(rows, ["name", "reference", "frameworks", "source", "created_by"])
             if rows:
                 print(f"\nimages run as: {rows[0]['runs_as']}")
         elif args.action == "register":

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import sys
 
-from flightbase.cli_datasets import _table
+from flightbase.cli_common import key_values, table, workspace_arg
 
 
 def _workspace(args, client) -> str:
@@ -30,25 +29,11 @@ def _workspace(args, client) -> str:
                      + (", ".join(mine) if mine else "no workspace"))
 
 
-def _env(pairs: list[str]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"env: expected KEY=VALUE, got {pair!r}")
-        out[key] = value
-    return out
-
-
 def _when(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts).strftime("%H:%M:%S") if ts else ""
 
 
 def add_parsers(sub) -> None:
-    def workspace_arg(p):
-        p.add_argument("-w", "--workspace", default=os.environ.get("FLIGHTBASE_WORKSPACE"),
-                       help="workspace (default: $FLIGHTBASE_WORKSPACE, or your only one)")
-
     p = sub.add_parser("submit", help="run code as a training (one job, or a sweep of jobs)")
     workspace_arg(p)
     p.add_argument("code", help="a script, an archive (.zip, .tar.gz) or a folder")
@@ -123,7 +108,7 @@ def cmd_submit(args) -> int:
         launcher = args.launcher or ("horovod" if args.gpus > 1 else "none")
         t = c.submit(ws, args.code, entrypoint=args.entrypoint, name=args.name, args=args.args, gpus=args.gpus,
                      gpus_per_node=args.gpus_per_node, launcher=launcher, image=args.image, datasets=args.dataset,
-                     env=_env(args.env), max_runtime=args.max_runtime, priority=args.priority,
+                     env=key_values(args.env, "env"), max_runtime=args.max_runtime, priority=args.priority,
                      preemptible=not args.no_preempt, gpudirect_p2p=args.p2p, gpudirect_rdma=args.rdma, sweep=sweep)
         if args.json:
             print(json.dumps(t, indent=1))
@@ -153,7 +138,7 @@ def cmd_jobs(args) -> int:
         r["submitted"] = _when(r["submitted_at"])
         r["where"] = ",".join(f"{h}:{','.join(map(str, g))}" for h, g in (r["placement"] or {}).items())
         r["note"] = (r["queue"] or {}).get("reason") or r.get("reason") or ""
-    _table(rows, ["id", "workspace", "name", "state", "gpus", "where", "submitted", "exit_code", "note"])
+    table(rows, ["id", "workspace", "name", "state", "gpus", "where", "submitted", "exit_code", "note"])
     return 0
 
 
@@ -169,7 +154,7 @@ def cmd_queue(args) -> int:
         r["in_workspace"] = q.get("workspace_position")
         r["estimated_start"] = _when(q.get("estimated_start"))
         r["reason"] = q.get("reason", "")
-    _table(rows, ["position", "in_workspace", "id", "workspace", "name", "gpus", "estimated_start", "reason"])
+    table(rows, ["position", "in_workspace", "id", "workspace", "name", "gpus", "estimated_start", "reason"])
     return 0
 
 

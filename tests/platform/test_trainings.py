@@ -9,13 +9,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import time
 from pathlib import Path
 
-import pytest
 
-from .world import submit, upload_code, wait_training
+from .world import ENDED, submit, upload_code, wait_state, wait_training
 
 JOBS = Path(__file__).parent / "jobs"
 
@@ -24,15 +22,8 @@ def code(platform, world, name: str) -> str:
     return upload_code(platform, world.tokens["owner"], world.workspace, name, (JOBS / name).read_bytes())
 
 
-def wait_job(platform, token, job_id, states=("succeeded", "failed", "cancelled"), timeout=90) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = platform.api("jobqueue", "GET", f"jobs/{job_id}", token).json()
-        if job["state"] in states:
-            return job
-        if time.monotonic() > deadline:
-            raise AssertionError(f"job {job_id} stayed {job['state']}")
-        time.sleep(0.2)
+def wait_job(platform, token, job_id, states=ENDED, timeout=90) -> dict:
+    return wait_state(platform, token, f"jobs/{job_id}", states, timeout)
 
 
 def logs(platform, token, job_id, **params) -> str:

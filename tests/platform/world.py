@@ -48,15 +48,23 @@ def submit(platform, token: str, workspace: str, name: str, entrypoint: str, cod
     return resp.json()
 
 
-def wait_training(platform, token: str, training_id: str, states=("succeeded", "failed", "cancelled"), timeout=60) -> dict:
+ENDED = ("succeeded", "failed", "cancelled")
+
+
+def wait_state(platform, token: str, path: str, states=ENDED, timeout=60) -> dict:
+    """Poll a jobqueue resource (``jobs/ID``, ``trainings/ID``) until its state is one of ``states``."""
     deadline = time.monotonic() + timeout
     while True:
-        t = platform.api("jobqueue", "GET", f"trainings/{training_id}", token).json()
-        if t["state"] in states:
-            return t
+        found = platform.api("jobqueue", "GET", path, token).json()
+        if found["state"] in states:
+            return found
         if time.monotonic() > deadline:
-            raise AssertionError(f"training {training_id} stayed {t['state']}: {t}")
+            raise AssertionError(f"{path} stayed {found['state']}: {found}")
         time.sleep(0.2)
+
+
+def wait_training(platform, token: str, training_id: str, states=ENDED, timeout=60) -> dict:
+    return wait_state(platform, token, f"trainings/{training_id}", states, timeout)
 
 
 def make_world(platform) -> World:
