@@ -106,16 +106,6 @@ def test_request_table(manifest, request_, errors):
     assert builtin.check_request(manifest, **request_) == errors
 
 
-@pytest.mark.parametrize(("p2p", "rdma", "env"), [
-    (False, False, {"NCCL_P2P_DISABLE": "1", "NCCL_NET_GDR_LEVEL": "LOC"}),
-    (True, False, {"NCCL_P2P_DISABLE": "0", "NCCL_NET_GDR_LEVEL": "LOC"}),
-    (False, True, {"NCCL_P2P_DISABLE": "1", "NCCL_IB_DISABLE": "0", "NCCL_NET_GDR_LEVEL": "PHB"}),
-    (True, True, {"NCCL_P2P_DISABLE": "0", "NCCL_IB_DISABLE": "0", "NCCL_NET_GDR_LEVEL": "PHB"}),
-])
-def test_gpudirect_switches_map_to_nccl(p2p, rdma, env):
-    assert builtin.nccl_env(p2p, rdma) == env
-
-
 def test_launch_fields():
     tab = builtin.load_catalogue(MODELS)["tabular"]
     params, _ = builtin.check_params(tab, {"epochs": 3, "ignore_columns": "-x,y", "lr": 0.01})
@@ -129,7 +119,7 @@ def test_launch_fields():
                  "--scale-lr=true", "--optimizer=adamw", "--weight-decay=0.0", "--val-fraction=0.2", "--seed=0",
                  "--mixed-precision", "--grad-accumulation", "2", "--fp16-compression"],
         "launcher": "torchrun", "gpus": 2, "datasets": ["houses@2"],
-        "env": {"NCCL_P2P_DISABLE": "0", "NCCL_NET_GDR_LEVEL": "LOC"}, "gpudirect_p2p": True, "gpudirect_rdma": False,
+        "gpudirect_p2p": True, "gpudirect_rdma": False,
     }
 
 

@@ -95,9 +95,29 @@ class Platform:
         except ProcessLookupError:
             pass
 
+    def kill_jobs(self) -> None:
+        """Kill the jobs this platform started. Jobs outlive the services by design (a
+        restarted jobqueue re-attaches to them); a test platform that goes away for good
+        must not leave them behind."""
+        root = str(self.data_dir)
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                cwd = os.readlink(f"/proc/{entry}/cwd")
+                cmd = open(f"/proc/{entry}/cmdline", "rb").read().decode(errors="replace")
+            except OSError:
+                continue
+            if cwd.startswith(root) or root in cmd:
+                try:
+                    os.kill(int(entry), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
     def remove(self) -> None:
-        """Stop, and delete the data directory (keep it with FLIGHTBASE_KEEP_TEST_DATA=1)."""
+        """Stop, kill its jobs, and delete the data directory (keep it with FLIGHTBASE_KEEP_TEST_DATA=1)."""
         self.stop()
+        self.kill_jobs()
         if not os.environ.get("FLIGHTBASE_KEEP_TEST_DATA"):
             shutil.rmtree(self.data_dir.parent, ignore_errors=True)
 

@@ -188,3 +188,33 @@ def test_follow_streams_until_the_end(platform, world):
     t = submit(platform, token, world.workspace, "follow", "sleeper.py", code(platform, world, "sleeper.py"), args=["--seconds", "1"])
     resp = platform.api("jobqueue", "GET", f"jobs/{t['jobs'][0]['id']}/logs", token, params={"follow": "true"})
     assert "sleeping" in resp.text and "woke up" in resp.text
+
+
+def test_quota_owner_reclaims_borrowed_gpus_by_preemption(platform):
+    """Workspace A borrows idle slots above its quota; when workspace B, under its own
+    quota, needs them, A's job gets SIGTERM and a grace period, returns to the queue
+    (the preemption recorded with its reason), and resumes once B's job is done."""
+    from .world import users
+
+    wait_idle(platform)
+    admin = platform.admin_token
+    people = users(platform)
+    owner, token = people["owner"]
+    for ws in ("lender", "borrower"):
+        platform.api("jobqueue", "POST", "workspaces", admin, json={"name": ws, "settings": {"gpu_quota": 2}})
+        platform.api("jobqueue", "PUT", f"workspaces/{ws}/members/{owner}", admin)
+    sleeper = upload_code(platform, token, "borrower", "sleeper.py", (JOBS / "sleeper.py").read_bytes())
+    big = submit(platform, token, "borrower", "big", "sleeper.py", sleeper, gpus=4, args=["--seconds", "600"])
+    big_job = big["jobs"][0]["id"]
+    wait_job(platform, token, big_job, ("running",))
+    report_code = upload_code(platform, token, "lender", "report.py", (JOBS / "report.py").read_bytes())
+    mine = submit(platform, token, "lender", "mine", "report.py", report_code, gpus=2)
+    assert wait_job(platform, token, mine["jobs"][0]["id"], timeout=60)["state"] == "succeeded"
+    preempted = platform.api("jobqueue", "GET", f"jobs/{big_job}", token).json()
+    assert preempted["preemptions"], preempted
+    assert "quota" in preempted["preemptions"][0]["reason"] or "borrow" in preempted["preemptions"][0]["reason"]
+    assert "got SIGTERM" in logs(platform, token, big_job)  # it had its grace period to checkpoint
+    resumed = wait_job(platform, token, big_job, ("running",), timeout=60)
+    assert resumed["restarts"] == 1
+    platform.api("jobqueue", "POST", f"jobs/{big_job}/cancel", token)
+    wait_job(platform, token, big_job)

@@ -156,22 +156,6 @@ def check_request(manifest: Mapping[str, Any], *, dataset: str | None, gpus: int
 
 
 # -- what runs ----------------------------------------------------------------------------
-def nccl_env(p2p: bool, rdma: bool) -> dict[str, str]:
-    """NCCL settings of the two GPUDirect switches (https://docs.nvidia.com/deeplearning/nccl/user-guide/docs/env.html).
-
-    P2P: ``NCCL_P2P_DISABLE`` 0 lets GPUs of a node copy to each other directly (NVLink/PCIe), 1 forbids it.
-    RDMA: on, InfiniBand is used (``NCCL_IB_DISABLE=0``) and NICs read/write GPU memory directly when they
-    share a PCIe host bridge with the GPU (``NCCL_NET_GDR_LEVEL=PHB``); off, ``NCCL_NET_GDR_LEVEL=LOC`` keeps
-    GPUDirect RDMA off (traffic between nodes is staged through host memory).
-    """
-    env = {"NCCL_P2P_DISABLE": "0" if p2p else "1"}
-    if rdma:
-        env.update(NCCL_IB_DISABLE="0", NCCL_NET_GDR_LEVEL="PHB")
-    else:
-        env["NCCL_NET_GDR_LEVEL"] = "LOC"
-    return env
-
-
 def dataset_name(spec: str) -> str:
     return spec.split("@", 1)[0]
 
@@ -203,7 +187,6 @@ def launch_fields(manifest: Mapping[str, Any], *, dataset: str | None, params: M
         "launcher": launcher,
         "gpus": gpus,
         "datasets": [dataset] if dataset else [],
-        "env": nccl_env(p2p, rdma),
         "gpudirect_p2p": p2p,
         "gpudirect_rdma": rdma,
     }

@@ -233,6 +233,8 @@ class JobRuntime:
                 datasets={d["name"]: Path(d["path"]) for d in spec.get("dataset_versions") or ()},
                 artifacts_dir=self.settings.data_dir / "workspaces" / job.workspace / "trainings" / training.id / job.id,
                 gpu_kind=self.backend.gpu_kind,
+                gpudirect_p2p=bool(spec.get("gpudirect_p2p")),
+                gpudirect_rdma=bool(spec.get("gpudirect_rdma")),
             )
 
 

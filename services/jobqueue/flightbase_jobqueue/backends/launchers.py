@@ -60,3 +60,26 @@ RANK_PREFIXES = {
     "torchrun": r"^\[default(?P<rank>\d+)\]:",
     "mpi": r"^\[\d+,(?P<rank>\d+)\]<(?:stdout|stderr)>:",
 }
+
+
+# -- GPU communication --------------------------------------------------------------------
+# The two per-job switches, as NCCL/UCX settings every backend applies the same way
+# (https://docs.nvidia.com/deeplearning/nccl/user-guide/docs/env.html; docs/kubernetes.md):
+# - GPUDirect P2P: NCCL_P2P_DISABLE=0 lets GPUs of a node copy to each other directly
+#   (NVLink/PCIe); 1 forbids it.
+# - GPUDirect RDMA: InfiniBand on (NCCL_IB_DISABLE=0) with NICs reading and writing GPU
+#   memory when close enough (NCCL_NET_GDR_LEVEL), UCX over RDMA transports; off,
+#   InfiniBand off and UCX over TCP and shared memory.
+RDMA_DEFAULTS = {"ib_hca": "", "gdr_level": "PHB", "ucx_tls": "rc,sm,self,cuda_copy,gdr_copy"}
+
+
+def communication_env(p2p: bool, rdma: bool, *, ib_hca: str = "", gdr_level: str = "PHB",
+                      ucx_tls: str = RDMA_DEFAULTS["ucx_tls"]) -> dict[str, str]:
+    env = {"NCCL_P2P_DISABLE": "0" if p2p else "1"}
+    if rdma:
+        env.update({"NCCL_IB_DISABLE": "0", "NCCL_NET_GDR_LEVEL": gdr_level, "UCX_TLS": ucx_tls})
+        if ib_hca:
+            env["NCCL_IB_HCA"] = ib_hca
+    else:
+        env.update({"NCCL_IB_DISABLE": "1", "UCX_TLS": "tcp,sm,self"})
+    return env

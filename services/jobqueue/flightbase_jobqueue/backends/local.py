@@ -55,6 +55,8 @@ class LaunchSpec:
     params: Mapping[str, object] = field(default_factory=dict)
     artifacts_dir: Path | None = None
     gpu_kind: str = "gpu"
+    gpudirect_p2p: bool = False
+    gpudirect_rdma: bool = False
 
 
 def job_pids(job_id: str) -> list[int]:
@@ -255,6 +257,7 @@ class LocalBackend:
         keep = ("PATH", "LANG", "LC_ALL", "TZ", "PIP_FIND_LINKS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
         env = {k: os.environ[k] for k in keep if k in os.environ}
         env["PATH"] = f"{self.bindir}:{env.get('PATH', '/usr/bin:/bin')}"
+        env.update(launchers.communication_env(spec.gpudirect_p2p, spec.gpudirect_rdma))
         env.update({k: str(v) for k, v in spec.env.items()})
         env.update(
             {

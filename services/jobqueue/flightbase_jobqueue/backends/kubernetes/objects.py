@@ -31,6 +31,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from flightbase_jobqueue.backends import launchers
 from flightbase_jobqueue.scheduling.types import Placement
 
 from .settings import KubernetesSettings
@@ -131,16 +132,10 @@ def job_annotations(spec: KubeLaunchSpec, placement: Placement) -> dict[str, str
 # -- communication -----------------------------------------------------------------------
 def communication_env(p2p: bool, rdma: bool, settings: KubernetesSettings) -> dict[str, str]:
     """NCCL/UCX settings for the two switches (see docs/kubernetes.md, "Communication")."""
-    env = {"NCCL_P2P_DISABLE": "0" if p2p else "1"}
+    env = launchers.communication_env(p2p, rdma, ib_hca=settings.nccl_ib_hca, gdr_level=settings.nccl_net_gdr_level,
+                                      ucx_tls=settings.ucx_tls_rdma)
     if rdma:
-        env.update({
-            "NCCL_IB_DISABLE": "0",
-            "NCCL_IB_HCA": settings.nccl_ib_hca,
-            "NCCL_NET_GDR_LEVEL": settings.nccl_net_gdr_level,
-            "UCX_TLS": settings.ucx_tls_rdma,
-        })
-    else:
-        env.update({"NCCL_IB_DISABLE": "1", "UCX_TLS": "tcp,sm,self"})
+        env["NCCL_IB_HCA"] = settings.nccl_ib_hca  # named even when empty: the cluster's choice is explicit
     return env
 
 
@@ -153,9 +148,7 @@ def mpi_transport_args(rdma: bool) -> list[str]:
 
 # -- pods ----------------------------------------------------------------------------------
 def program_argv(spec: KubeLaunchSpec) -> list[str]:
-    if spec.entrypoint.endswith(".py"):
-        return ["python", "-u", spec.entrypoint, *spec.args]
-    return [spec.entrypoint if "/" in spec.entrypoint else f"./{spec.entrypoint}", *spec.args]
+    return launchers.Program(spec.entrypoint, tuple(spec.args)).argv("python")
 
 
 def workdir(spec: KubeLaunchSpec) -> str:
