@@ -38,3 +38,13 @@ def require_usable(ws: Workspace, today: dt.date | None = None) -> None:
     why = ws.settings.is_active(today or dt.date.today())
     if why:
         raise ApiError(409, f"workspace {ws.name!r} cannot run work: {why}", field="workspace")
+
+
+async def workspaces_with(request: Request, identity: Identity, permission: str, workspace: str | None = None) -> list[str]:
+    """The workspaces a listing covers: ``workspace`` if given (404/403 as for any route),
+    else every workspace where the caller holds ``permission``."""
+    if workspace is not None:
+        await authorize(request, identity, workspace, permission)
+        return [workspace]
+    found = await request.app.state.hub.workspaces()
+    return [name for name, ws in found.items() if authz.check(identity, permission, name, ws.managers).allowed]

@@ -55,6 +55,11 @@ def run_migrations(context, target_metadata) -> None:
         context.run_migrations()
 
 
+def utcnow() -> dt.datetime:
+    """Now, as an aware UTC datetime (the default of every timestamp column)."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
 class UtcDateTime(TypeDecorator):
     """A timestamp that is always timezone-aware UTC when read back.
 

@@ -8,12 +8,8 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
-from flightbase.service.db import UtcDateTime
+from flightbase.service.db import UtcDateTime, utcnow
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 class Base(DeclarativeBase):

@@ -5,12 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
-from flightbase.service.db import UtcDateTime
+from flightbase.service.db import UtcDateTime, utcnow
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
 
 
 class Base(DeclarativeBase):

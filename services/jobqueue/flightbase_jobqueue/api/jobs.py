@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from flightbase import authz, metrics
 from flightbase.authz import Identity
-from flightbase.service.access import authorize
+from flightbase.service.access import authorize, workspaces_with
 from flightbase.service.deps import CurrentIdentity, in_session
 from flightbase.service.errors import ApiError, not_found
 from flightbase_jobqueue.backends.launchers import RANK_PREFIXES
@@ -78,12 +78,7 @@ async def list_jobs(
 ):
     if state is not None and state not in {s.value for s in JobState}:
         raise ApiError(422, f"state: must be one of {', '.join(s.value for s in JobState)}", field="state")
-    if workspace is not None:
-        await authorize(request, identity, workspace, "jobs:read")
-        names = [workspace]
-    else:
-        found = await request.app.state.hub.workspaces()
-        names = [n for n, ws in found.items() if authz.check(identity, "jobs:read", n, ws.managers).allowed]
+    names = await workspaces_with(request, identity, "jobs:read", workspace)
     if not names:
         return []
 

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from flightbase import authz
 from flightbase.authz import Identity
-from flightbase.service.access import authorize, require_usable
+from flightbase.service.access import authorize, require_usable, workspaces_with
 from flightbase.service.errors import ApiError, not_found
 from flightbase.service.deps import CurrentIdentity, in_session
 from flightbase_jobqueue import sweeps
@@ -195,12 +195,7 @@ async def list_trainings(
     workspace: str | None = Query(default=None, description="Only this workspace"),
     limit: int = Query(default=100, ge=1, le=1000),
 ):
-    if workspace is not None:
-        await authorize(request, identity, workspace, "trainings:read")
-        names = [workspace]
-    else:
-        found = await request.app.state.hub.workspaces()
-        names = [n for n, ws in found.items() if authz.check(identity, "trainings:read", n, ws.managers).allowed]
+    names = await workspaces_with(request, identity, "trainings:read", workspace)
     if not names:
         return []
 
