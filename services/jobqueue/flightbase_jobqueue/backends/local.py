@@ -254,7 +254,8 @@ class LocalBackend:
         resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 
     def _environment(self, job: Job, spec: LaunchSpec, gpus: list[int], jdir: Path, artifacts: Path) -> dict[str, str]:
-        keep = ("PATH", "LANG", "LC_ALL", "TZ", "PIP_FIND_LINKS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+        # PYTHONPATH: where the platform itself was found (the runner and flightbase.metrics come from there)
+        keep = ("PATH", "PYTHONPATH", "LANG", "LC_ALL", "TZ", "PIP_FIND_LINKS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
         env = {k: os.environ[k] for k in keep if k in os.environ}
         env["PATH"] = f"{self.bindir}:{env.get('PATH', '/usr/bin:/bin')}"
         env.update(launchers.communication_env(spec.gpudirect_p2p, spec.gpudirect_rdma))
