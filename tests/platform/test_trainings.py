@@ -39,16 +39,17 @@ def job_processes(job_id: str) -> list[int]:
 
 
 def wait_idle(platform, timeout=60):
-    """No job of any workspace holds a slot (leftovers of earlier tests are cancelled)."""
+    """No job of any workspace is queued or holds a slot: what earlier tests left is cancelled."""
     deadline = time.monotonic() + timeout
     while True:
-        busy = [j for s in ("starting", "running") for j in platform.api("jobqueue", "GET", "jobs", platform.admin_token, params={"state": s}).json()]
+        busy = [j for s in ("queued", "starting", "running", "preempted")
+                for j in platform.api("jobqueue", "GET", "jobs", platform.admin_token, params={"state": s, "limit": 1000}).json()]
         if not busy:
             return
         for j in busy:
             platform.api("jobqueue", "POST", f"jobs/{j['id']}/cancel", platform.admin_token)
         if time.monotonic() > deadline:
-            raise AssertionError(f"jobs still running: {[j['id'] for j in busy]}")
+            raise AssertionError(f"jobs still queued or running: {[j['id'] for j in busy]}")
         time.sleep(0.5)
 
 
