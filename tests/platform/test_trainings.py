@@ -12,6 +12,8 @@ import re
 import time
 from pathlib import Path
 
+import pytest
+
 
 from .world import ENDED, submit, upload_code, wait_state, wait_training
 
@@ -191,13 +193,23 @@ def test_follow_streams_until_the_end(platform, world):
     assert "sleeping" in resp.text and "woke up" in resp.text
 
 
-def test_quota_owner_reclaims_borrowed_gpus_by_preemption(platform):
+@pytest.fixture
+def own_platform(tmp_path):
+    """A platform of its own: the test needs every slot free, whatever other tests left."""
+    from .harness import new_platform
+
+    p = new_platform(tmp_path).start()
+    yield p
+    p.remove()
+
+
+def test_quota_owner_reclaims_borrowed_gpus_by_preemption(own_platform):
     """Workspace A borrows idle slots above its quota; when workspace B, under its own
     quota, needs them, A's job gets SIGTERM and a grace period, returns to the queue
     (the preemption recorded with its reason), and resumes once B's job is done."""
     from .world import users
 
-    wait_idle(platform)
+    platform = own_platform
     admin = platform.admin_token
     people = users(platform)
     owner, token = people["owner"]
