@@ -2,7 +2,8 @@
 
 It finds the hub and a token the way a notebook cell would: FLIGHTBASE_URL and
 FLIGHTBASE_TOKEN if set, else the single-user server's JUPYTERHUB_API_URL and
-JUPYTERHUB_API_TOKEN.
+JUPYTERHUB_API_TOKEN. The default workspace is FLIGHTBASE_WORKSPACE (the
+spawner sets it in each single-user server).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class Client:
         if not self.token:
             raise ConfigError("no API token: set FLIGHTBASE_TOKEN (from `flightbase up` or /hub/token)")
         self._http = httpx.Client(timeout=timeout, headers={"Authorization": f"token {self.token}"})
+        self.workspace = environ.get("FLIGHTBASE_WORKSPACE") or None
 
     def close(self) -> None:
         self._http.close()
@@ -96,6 +98,18 @@ class Client:
     def remove_member(self, workspace: str, user: str) -> dict:
         return self.request("jobqueue", "DELETE", f"workspaces/{workspace}/members/{user}")
 
+    def resolve_workspace(self, workspace: str | None = None) -> str:
+        """``workspace`` if given, else FLIGHTBASE_WORKSPACE, else the caller's only workspace."""
+        if workspace:
+            return workspace
+        if self.workspace:
+            return self.workspace
+        mine = [w["name"] for w in self.workspaces()]
+        if len(mine) == 1:
+            return mine[0]
+        raise ValueError("workspace: give a workspace (or set FLIGHTBASE_WORKSPACE); you are in "
+                         + (", ".join(mine) if mine else "no workspace"))
+
     def trainings(self, workspace: str | None = None) -> list[dict]:
         params = {"workspace": workspace} if workspace else {}
         return self.request("jobqueue", "GET", "trainings", params=params)
@@ -104,6 +118,18 @@ class Client:
     def upload_code(self, workspace: str, path: str) -> dict:
         filename, data = pack_code(path)
         return self.request("jobqueue", "POST", "code", params={"workspace": workspace, "filename": filename}, content=data)
+
+    def upload_files(self, workspace: str, files: dict[str, bytes], folder: str | None = None) -> dict:
+        """Upload ``files`` (name -> content), on top of ``folder``'s files when given, as one code archive."""
+        filename, data = pack_files(files, folder)
+        return self.request("jobqueue", "POST", "code", params={"workspace": workspace, "filename": filename}, content=data)
+
+    def sweep(self, workspace: str, code: str | None = None, *, grid: dict | None = None, runs: list[dict] | None = None,
+              parallel: int = 1, metric: str | None = None, goal: str = "min", **spec) -> dict:
+        """A sweep: one job per combination of ``grid`` (or per entry of ``runs``), ``parallel`` at a time."""
+        sweep = {k: v for k, v in {"grid": grid, "runs": runs, "parallel": parallel, "metric": metric, "goal": goal}.items()
+                 if v is not None}
+        return self.submit(workspace, code, sweep=sweep, **spec)
 
     def submit(self, workspace: str, code: str | None = None, *, entrypoint: str | None = None, name: str | None = None,
                **spec) -> dict:
@@ -194,8 +220,6 @@ class Client:
 
 def pack_code(path: str) -> tuple[str, bytes]:
     """(filename, bytes) to upload for a script, an archive, or a folder (packed as .tar.gz)."""
-    import io
-    import tarfile
     from pathlib import Path
 
     p = Path(path)
@@ -203,10 +227,43 @@ def pack_code(path: str) -> tuple[str, bytes]:
         raise ValueError(f"code: {path} does not exist")
     if p.is_file():
         return p.name, p.read_bytes()
+    return f"{p.name or 'code'}.tar.gz", _tar_gz(p, {})
+
+
+def code_files(folder) -> list:
+    """The files of ``folder`` that go into its code archive: hidden ones and ``__pycache__`` stay out."""
+    from pathlib import Path
+
+    p = Path(folder)
+    return [child for child in sorted(p.rglob("*"))
+            if child.is_file() and "__pycache__" not in child.parts
+            and not any(part.startswith(".") for part in child.relative_to(p).parts)]
+
+
+def pack_files(files: dict[str, bytes], folder: str | None = None) -> tuple[str, bytes]:
+    """(filename, bytes) of a .tar.gz holding ``folder``'s code files (if any) and ``files`` (name -> content)."""
+    from pathlib import Path
+
+    if folder is not None and not Path(folder).is_dir():
+        raise ValueError(f"code: {folder} is not a folder")
+    return "code.tar.gz", _tar_gz(Path(folder) if folder is not None else None, files)
+
+
+def _tar_gz(folder, files: dict[str, bytes]) -> bytes:
+    import io
+    import tarfile
+    import time
+
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for child in sorted(p.rglob("*")):
-            if child.is_file() and "__pycache__" not in child.parts and not any(part.startswith(".") for part in child.relative_to(p).parts):
-                tar.add(child, arcname=str(child.relative_to(p)), recursive=False)
-    return f"{p.name or 'code'}.tar.gz", buf.getvalue()
+        if folder is not None:
+            for child in code_files(folder):
+                arcname = str(child.relative_to(folder))
+                if arcname not in files:
+                    tar.add(child, arcname=arcname, recursive=False)
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(content), 0o644, int(time.time())
+            tar.addfile(info, io.BytesIO(content))
+    return buf.getvalue()
 
