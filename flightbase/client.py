@@ -209,6 +209,16 @@ class Client:
                 raise TimeoutError(f"job {job_id} is still {job['state']}")
             time.sleep(interval)
 
+    # --- built-in models
+    def builtin_models(self) -> list[dict]:
+        """The catalogue: each model's manifest (parameters, dataset layout, GPUs, launchers)."""
+        return self.request("jobqueue", "GET", "builtin-models")
+
+    def builtin_train(self, workspace: str, model: str, name: str, **fields) -> dict:
+        """Train a built-in model: ``fields`` are those of POST /builtin-trainings
+        (``dataset``, ``params``, ``gpus``, ``launcher``, ``options``, ``image``, ``max_runtime``...)."""
+        body = {"workspace": workspace, "model": model, "name": name, **{k: v for k, v in fields.items() if v is not None}}
+        return self.request("jobqueue", "POST", "builtin-trainings", json=body)
 
     # --- registry
     def datasets(self, workspace: str) -> list[dict]:
