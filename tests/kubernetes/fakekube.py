@@ -34,6 +34,7 @@ class FakeKube:
         self.fail_create: set[str] = set()
         self.break_watch = False
         self.down = False
+        self.logs: dict[str, bytes] = {}  # pod name -> its training container's log
 
     def _bump(self, obj: dict) -> dict:
         self.version += 1
@@ -75,6 +76,13 @@ class FakeKube:
         if self.break_watch:
             self.break_watch = False
             raise KubeError("watch Pod: connection reset by peer")
+
+    def pod_log(self, name: str, container: str) -> bytes:
+        if self.down:
+            raise KubeError("connection refused")
+        if ("Pod", name) not in self.objects:
+            raise KubeError(f"pods {name!r} not found", 404)
+        return self.logs.get(name, b"")
 
     # -- playing the controllers ---------------------------------------------------------
     def pods_of(self, job_label: str) -> list[dict]:

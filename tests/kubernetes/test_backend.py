@@ -1,17 +1,22 @@
 """The Kubernetes backend's reconcile logic, against an in-memory fake API.
 
 No cluster can run here (no Kubernetes, no container engine), so these tests
-drive :class:`KubernetesBackend` through ``fakekube.FakeKube``, where the test
-plays the controllers and the kubelet by setting pod phases.  What a real API
+drive :class:`KubernetesBackend` through ``fakekube.FakeKube`` (a mock of the
+one client interface, ``KubeClient``), where the test plays the controllers
+and the kubelet by setting pod phases and pod logs.  What a real API
 adds (admission, the MPI Operator's pods) is covered by the schema checks in
 test_objects.py, not here.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from flightbase_jobqueue.backends.kubernetes import KubeLaunchSpec, KubernetesBackend, KubernetesNodes, KubernetesSettings
+from flightbase_jobqueue.backends.spec import DatasetVersion, JobRef, LaunchSpec
 from flightbase_jobqueue.backends.kubernetes.objects import object_name
 from flightbase_jobqueue.ports import Exited, Started, Stopped
 from flightbase_jobqueue.scheduling.types import Job, Node
@@ -27,25 +32,28 @@ def spec_for(job_id: str, launcher: str = "horovod") -> KubeLaunchSpec:
                           entrypoint="train.py", image="registry.example/training-base:1")
 
 
-def make(kube: FakeKube, launchers: dict[str, str] | None = None) -> KubernetesBackend:
+def make(kube: FakeKube, launchers: dict[str, str] | None = None, **kw) -> KubernetesBackend:
     launchers = launchers or {}
     return KubernetesBackend(kube, lambda job_id: spec_for(job_id, launchers.get(job_id, "horovod")), SETTINGS,
-                             clock=lambda: NOW)
+                             clock=lambda: NOW, **kw)
 
 
-def job(job_id: str, gpus: int = 4) -> Job:
-    return Job(id=job_id, workspace="vision", gpus=gpus)
+def job(job_id: str, gpus: int = 4, restarts: int = 0) -> Job:
+    return Job(id=job_id, workspace="vision", gpus=gpus, restarts=restarts)
 
 
-def labels(job_id: str, role: str) -> dict:
-    return {"app.kubernetes.io/managed-by": "flightbase-jobqueue", "flightbase.io/job": job_id, "flightbase.io/role": role}
+def labels(job_id: str, role: str, run: int = 0) -> dict:
+    return {"app.kubernetes.io/managed-by": "flightbase-jobqueue", "flightbase.io/job": job_id, "flightbase.io/role": role,
+            "flightbase.io/run": str(run)}
 
 
-def mpi_pods(kube: FakeKube, job_id: str, phase: str, *, launcher_phase: str | None = None, exit_code=None, record=True):
-    name = object_name(job_id)
+def mpi_pods(kube: FakeKube, job_id: str, phase: str, *, launcher_phase: str | None = None, exit_code=None, record=True,
+             run: int = 0):
+    name = object_name(job_id, run)
     for i in range(2):
-        kube.set_pod(f"{name}-worker-{i}", labels(job_id, "worker"), phase, record=record)
-    kube.set_pod(f"{name}-launcher", labels(job_id, "launcher"), launcher_phase or phase, exit_code=exit_code, record=record)
+        kube.set_pod(f"{name}-worker-{i}", labels(job_id, "worker", run), phase, record=record)
+    kube.set_pod(f"{name}-launcher", labels(job_id, "launcher", run), launcher_phase or phase, exit_code=exit_code,
+                 record=record)
 
 
 PLACEMENT = {"gpu-a": (0, 1), "gpu-b": (2, 3)}
@@ -209,7 +217,7 @@ def test_a_job_whose_objects_vanished_is_lost():
 
 def test_a_placement_the_launcher_cannot_express_fails_the_job():
     kube = FakeKube()
-    backend = make(kube)
+    backend = make(kube, {"j4": "none"})  # one process cannot span two nodes
     backend.start(job("j4", gpus=3), {"gpu-a": (0, 1), "gpu-b": (0,)})
     assert kube.objects == {}
     assert backend.poll_events() == [Exited("j4", NOW, 127)]
@@ -250,3 +258,162 @@ def test_node_inventory_keeps_the_last_answer_when_the_api_fails():
     kube.down = True
     clock[0] = 60
     assert inventory.nodes() == first
+
+
+# -- runs of a restarted job ------------------------------------------------------------------
+def test_a_restarted_job_gets_objects_of_its_own_while_the_old_run_is_still_there():
+    """Run 0 was stopped (preempted) but its MPIJob could not be deleted yet (an API
+    error) and a pod of it still terminates: run 1 is created under its own name, and
+    the old pod does not count for the new run."""
+    kube = FakeKube()
+    backend = make(kube)
+    backend.start(job("j1"), PLACEMENT)
+    mpi_pods(kube, "j1", "Running")
+    backend.resync()
+    assert backend.poll_events() == [Started("j1", NOW)]
+    original_delete = kube.delete
+    kube.delete = lambda kind, name, **kw: None  # the API accepts nothing: everything stays
+    backend.stop("j1", 30, "preempted")
+    for pod in kube.pods_of("j1"):  # the grace period ran out; the pods are gone, the MPIJob is not
+        kube.objects.pop(("Pod", pod["metadata"]["name"]))
+    backend.resync()
+    assert backend.poll_events() == [Stopped("j1", NOW)]
+    kube.delete = original_delete
+    kube.set_pod("fb-j1-launcher", labels("j1", "launcher"), "Failed", exit_code=143)  # a straggler of run 0
+
+    backend.start(job("j1", restarts=1), PLACEMENT)
+    assert sorted(kube.objects) == [("MPIJob", "fb-j1"), ("MPIJob", "fb-j1-r1"), ("Pod", "fb-j1-launcher")]
+    run1 = kube.objects[("MPIJob", "fb-j1-r1")]
+    assert run1["metadata"]["labels"]["flightbase.io/run"] == "1"
+    template = run1["spec"]["mpiReplicaSpecs"]["Worker"]["template"]
+    assert template["metadata"]["labels"]["flightbase.io/run"] == "1"
+    env = {e["name"]: e.get("value") for e in template["spec"]["containers"][0]["env"]}
+    assert env["FLIGHTBASE_RESTARTS"] == "1"
+    backend.resync()
+    assert backend.poll_events() == []  # run 0's failed launcher is not run 1's
+    mpi_pods(kube, "j1", "Running", run=1)
+    backend.resync()
+    assert backend.poll_events() == [Started("j1", NOW)]
+
+
+def test_after_a_restart_the_latest_run_is_adopted_and_older_runs_deleted():
+    kube = FakeKube()
+    first = make(kube)
+    first.start(job("j1"), PLACEMENT)
+    KubernetesBackend(kube, lambda job_id: spec_for(job_id), SETTINGS, clock=lambda: NOW).start(
+        job("j1", restarts=1), PLACEMENT)  # both runs' objects exist, as after a crash mid-restart
+    mpi_pods(kube, "j1", "Running", run=1)
+    restarted = make(kube)
+    assert restarted.adopt() == ["j1"]
+    assert ("MPIJob", "fb-j1", None) in kube.deleted and ("MPIJob", "fb-j1-r1") in kube.objects
+    assert restarted.poll_events() == [Started("j1", NOW)]
+
+
+# -- output: logs and metrics ---------------------------------------------------------------------
+def ref(job_id: str) -> JobRef:
+    return JobRef(job_id, "vision", "t1")
+
+
+def test_logs_are_read_live_from_the_pods_and_kept_when_the_run_ends(tmp_path):
+    kube = FakeKube()
+    backend = make(kube, data_dir=tmp_path)
+    backend.start(job("j1"), PLACEMENT)
+    mpi_pods(kube, "j1", "Running")
+    backend.resync()
+    kube.logs["fb-j1-launcher"] = b"[1,0]<stdout>:loss=0.5\n[1,1]<stdout>:hello\n"
+    kube.logs["fb-j1-worker-0"] = b"sshd noise\n"  # workers' own output is not the job's
+    assert backend.log_tail(ref("j1"), 1 << 20) == b"[1,0]<stdout>:loss=0.5\n[1,1]<stdout>:hello\n"
+    assert backend.log_tail(ref("j1"), 6) == b"hello\n"
+    assert backend.log_from(ref("j1"), len(b"[1,0]<stdout>:")) == b"loss=0.5\n[1,1]<stdout>:hello\n"
+    kube.logs["fb-j1-launcher"] += b"[1,0]<stdout>:loss=0.25\n"
+    mpi_pods(kube, "j1", "Running", launcher_phase="Succeeded", exit_code=0)
+    backend.resync()
+    assert backend.poll_events() == [Started("j1", NOW), Exited("j1", NOW, 0)]
+    assert ("MPIJob", "fb-j1", None) in kube.deleted
+    kube.objects.clear()  # the operator removed the pods with the MPIJob
+    kept = b"[1,0]<stdout>:loss=0.5\n[1,1]<stdout>:hello\n[1,0]<stdout>:loss=0.25\n"
+    assert (tmp_path / "jobs" / "j1" / "output.log").read_bytes() == kept
+    assert backend.log_tail(ref("j1"), 1 << 20) == kept
+    assert backend.rank_prefix("horovod") == r"^\[\d+,(?P<rank>\d+)\]<(?:stdout|stderr)>:"  # mpirun --tag-output
+    assert backend.rank_prefix("torchrun") == r"^\[default(?P<rank>\d+)\]:"
+    assert backend.rank_prefix("none") is None
+
+    metrics_file = tmp_path / "workspaces" / "vision" / "trainings" / "t1" / "j1" / "metrics.jsonl"
+    metrics_file.parent.mkdir(parents=True)
+    metrics_file.write_text('{"step": 1, "acc": 0.9}\n')
+    lines = backend.log_tail(ref("j1"), 1 << 20).decode().splitlines()
+    assert backend.metric_records(ref("j1"), lines) == [{"step": 1.0, "acc": 0.9}, {"loss": 0.5}, {"loss": 0.25}]
+
+
+def test_a_stopped_run_keeps_the_output_it_printed_before_the_stop(tmp_path):
+    kube = FakeKube()
+    backend = make(kube, data_dir=tmp_path)
+    backend.start(job("j1"), PLACEMENT)
+    mpi_pods(kube, "j1", "Running")
+    kube.logs["fb-j1-launcher"] = b"epoch 1\n"
+    backend.resync()
+    backend.stop("j1", 30, "preempted")
+    assert (tmp_path / "jobs" / "j1" / "output.log").read_bytes() == b"epoch 1\n"
+
+
+def test_code_is_staged_on_the_workspaces_volume_once_per_training(tmp_path):
+    code = tmp_path / "upload"
+    code.mkdir()
+    (code / "train.py").write_text("print('hi')\n")
+    kube = FakeKube()
+    backend = KubernetesBackend(kube, lambda job_id: LaunchSpec(
+        job_id=job_id, training_id="t1", workspace="vision", user="alice", launcher="none", entrypoint="train.py",
+        code_dir=code), SETTINGS, data_dir=tmp_path / "data", clock=lambda: NOW)
+    backend.start(job("j5", gpus=1), {"gpu-a": (0,)})
+    staged = tmp_path / "data" / "workspaces" / "vision" / "trainings" / "t1" / "code" / "train.py"
+    assert staged.read_text() == "print('hi')\n"
+    (code / "train.py").write_text("changed\n")
+    backend.start(job("j6", gpus=1), {"gpu-a": (0,)})
+    assert staged.read_text() == "print('hi')\n"  # a training's jobs all run the code it was submitted with
+
+
+def test_the_shared_spec_gets_the_clusters_image_reference_and_pull_secret():
+    settings = KubernetesSettings(image_prefix="registry.example/fb/", image_pull_secret="regcred", mpi_operator=False)
+    backend = KubernetesBackend(FakeKube(), lambda job_id: None, settings)
+    base = LaunchSpec(job_id="j", training_id="t", workspace="w", user="u", launcher="none", entrypoint="a.py",
+                      image="training-base:1", datasets=(DatasetVersion("cifar", 3, Path("/data/datasets/w/cifar/3")),))
+    spec = backend.launch_spec(base)
+    assert isinstance(spec, KubeLaunchSpec)
+    assert (spec.image, spec.image_pull_secret, spec.datasets) == ("registry.example/fb/training-base:1", "regcred",
+                                                                  base.datasets)
+    assert backend.launch_spec(LaunchSpec(**{**base.common(), "image": "ghcr.io/x/y:2"})).image == "ghcr.io/x/y:2"
+    assert backend.missing_tool("horovod") == ("horovod trainings need the MPI Operator, which this cluster does not "
+                                               "have (gpu.mpiOperator)")
+    assert backend.missing_tool("torchrun") is None
+
+
+# -- choosing the backend ----------------------------------------------------------------------------
+def test_make_backend_chooses_by_the_backend_setting(tmp_path):
+    from flightbase.settings import PlatformSettings
+    from flightbase_jobqueue.backends import UnknownBackend, make_backend
+    from flightbase_jobqueue.backends.local import LocalBackend, LocalNodes
+
+    gpus = ({"index": 0, "kind": "cpu-slot", "name": "slot 0"},)
+    local = PlatformSettings.from_env({"FLIGHTBASE_DATA_DIR": str(tmp_path), "FLIGHTBASE_GPUS": json.dumps(gpus)})
+    assert local.backend == "local"
+    backend, inventory = make_backend(local, lambda job_id: None)
+    assert isinstance(backend, LocalBackend) and backend.gpu_kind == "cpu-slot"
+    assert isinstance(inventory, LocalNodes) and [n.name for n in inventory.nodes()] == ["local"]
+
+    kube = FakeKube()
+    kube.objects[("Node", "gpu-a")] = api_node("gpu-a", 8)
+    cluster = PlatformSettings.from_env({"FLIGHTBASE_DATA_DIR": str(tmp_path), "FLIGHTBASE_BACKEND": "kubernetes"})
+    backend, inventory = make_backend(cluster, lambda job_id: None, kube_settings=SETTINGS, kube_client=kube, watch=False)
+    assert isinstance(backend, KubernetesBackend) and backend.data_dir == tmp_path
+    assert [(n.name, n.total) for n in inventory.nodes()] == [("gpu-a", 8)]
+
+    with pytest.raises(UnknownBackend, match="unknown execution backend 'slurm'; known backends: local, kubernetes"):
+        make_backend(PlatformSettings(data_dir=tmp_path, backend="slurm"), lambda job_id: None)
+
+
+def test_kubernetes_settings_from_the_environment():
+    settings = KubernetesSettings.from_env({"FLIGHTBASE_K8S_MPI_OPERATOR": "false", "FLIGHTBASE_K8S_RDMA_PER_POD": "2",
+                                            "FLIGHTBASE_K8S_IMAGE_PREFIX": "reg/fb"})
+    assert (settings.mpi_operator, settings.rdma_per_pod, settings.image_prefix) == (False, 2, "reg/fb")
+    with pytest.raises(ValueError, match="FLIGHTBASE_K8S_MPI_OPERATOR: 'maybe' is not true or false"):
+        KubernetesSettings.from_env({"FLIGHTBASE_K8S_MPI_OPERATOR": "maybe"})

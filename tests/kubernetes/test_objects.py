@@ -12,8 +12,9 @@ import kubernetes_validate
 import pytest
 
 from flightbase_jobqueue.backends.kubernetes.objects import (
-    DatasetMount, KubeLaunchSpec, PlacementError, communication_env, label_value, make_objects, object_name,
+    KubeLaunchSpec, PlacementError, Shape, communication_env, label_value, make_objects, object_name, worker_shape,
 )
+from flightbase_jobqueue.backends.spec import DatasetVersion
 from flightbase_jobqueue.backends.kubernetes.settings import KubernetesSettings
 
 K8S_VERSION = "1.33.0"
@@ -49,13 +50,15 @@ ENV_COMMON = [
 
 
 def test_single_process_job_literal():
-    objs = make_objects(spec(image_pull_secret="pull", datasets=(DatasetMount("cifar", "vision/cifar/3"),),
+    objs = make_objects(spec(image_pull_secret="pull", datasets=(DatasetVersion("cifar", 3),),
                              params={"lr": 0.1}, gpudirect_p2p=True), SETTINGS, {"gpu-a": (0, 1)})
     job_meta = {
         "labels": {"app.kubernetes.io/managed-by": "flightbase-jobqueue", "flightbase.io/workspace": "vision",
-                   "flightbase.io/training": "t1", "flightbase.io/job": "0123abcd4567ef89", "flightbase.io/owner": "alice"},
+                   "flightbase.io/training": "t1", "flightbase.io/job": "0123abcd4567ef89", "flightbase.io/owner": "alice",
+                   "flightbase.io/run": "0"},
         "annotations": {"flightbase.io/job-id": "0123abcd4567ef89", "flightbase.io/workspace": "vision",
-                        "flightbase.io/owner": "alice", "flightbase.io/placement": "gpu-a:0,1"},
+                        "flightbase.io/training-id": "t1", "flightbase.io/owner": "alice",
+                        "flightbase.io/placement": "gpu-a:0,1"},
     }
     artifacts = "/workspace/trainings/t1/0123abcd4567ef89"
     assert objs == [{
@@ -146,12 +149,13 @@ def test_mpijob_for_horovod_on_two_nodes_with_rdma():
     assert wc["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["IPC_LOCK"]}
     assert wc["command"] == ["/usr/sbin/sshd", "-De", "-f", "/home/flightbase/.sshd_config"]
     assert worker["template"]["spec"]["affinity"]["podAntiAffinity"] == {"requiredDuringSchedulingIgnoredDuringExecution": [
-        {"labelSelector": {"matchLabels": {"flightbase.io/job": "0123abcd4567ef89", "flightbase.io/role": "worker"}},
+        {"labelSelector": {"matchLabels": {"flightbase.io/job": "0123abcd4567ef89", "flightbase.io/run": "0",
+                                           "flightbase.io/role": "worker"}},
          "topologyKey": "kubernetes.io/hostname"}]}
     lc = launcher["containers"][0]
     assert "affinity" not in launcher and "tolerations" not in launcher
     assert lc["resources"] == {"limits": {"memory": "512Mi"}, "requests": {"cpu": "500m", "memory": "512Mi"}}
-    assert lc["command"][:14] == ["mpirun", "-np", "4", "--bind-to", "none", "--map-by", "slot",
+    assert lc["command"][:15] == ["mpirun", "-np", "4", "--bind-to", "none", "--map-by", "slot", "--tag-output",
                                   "--wdir", "/workspace/trainings/t1/code", "--mca", "pml", "ucx", "--mca", "btl"]
     assert lc["command"][-4:] == ["python", "-u", "train.py", "--lr", "0.1"][-4:]
     assert ["-x", "NCCL_IB_HCA"] == lc["command"][lc["command"].index("NCCL_IB_HCA") - 1:][:2]
@@ -162,7 +166,8 @@ def test_torchrun_indexed_job_and_headless_service():
     validate(service)
     validate(job)
     assert service["spec"] == {"clusterIP": "None", "publishNotReadyAddresses": True,
-                               "selector": {"flightbase.io/job": "0123abcd4567ef89", "flightbase.io/role": "node"},
+                               "selector": {"flightbase.io/job": "0123abcd4567ef89", "flightbase.io/run": "0",
+                                            "flightbase.io/role": "node"},
                                "ports": [{"name": "rendezvous", "port": 29500, "targetPort": 29500}]}
     js = job["spec"]
     assert (js["completionMode"], js["completions"], js["parallelism"], js["backoffLimit"]) == ("Indexed", 2, 2, 0)
@@ -179,8 +184,6 @@ def test_torchrun_indexed_job_and_headless_service():
 def test_placements_a_launcher_cannot_express_are_refused():
     with pytest.raises(PlacementError, match="one node"):
         make_objects(spec("none"), SETTINGS, {"a": (0,), "b": (0,)})
-    with pytest.raises(PlacementError, match="same number of GPUs"):
-        make_objects(spec("horovod"), SETTINGS, {"a": (0, 1), "b": (0,)})
     with pytest.raises(ValueError, match="unknown launcher 'slurm'"):
         make_objects(spec("slurm"), SETTINGS, {"a": (0,)})
 
@@ -195,3 +198,63 @@ def test_names_and_label_values_are_valid(raw, name, label):
     assert label_value(raw).startswith(label.split("-")[0])
     kubernetes_validate.validate({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
         "name": object_name(raw), "labels": {"x": label_value(raw)}}}, K8S_VERSION, strict=True)
+
+
+@pytest.mark.parametrize(("placement", "shape"), [
+    ({"a": (0, 1, 2, 3)}, Shape(1, 4, True)),
+    ({"a": (0, 1), "b": (0, 1)}, Shape(2, 2, True)),
+    ({"a": (0, 1, 2, 3), "b": (0, 1)}, Shape(3, 2, False)),
+    ({"a": (0, 1, 2), "b": (0, 1), "c": (0,)}, Shape(6, 1, False)),
+    ({"a": (0, 1, 2, 3, 4, 5), "b": (0, 1, 2)}, Shape(3, 3, False)),
+])
+def test_worker_shape(placement, shape):
+    assert worker_shape(placement) == shape
+
+
+def test_uneven_placement_mpijob_literal():
+    """{a: 4, b: 2} -> 3 workers of 2 GPUs (slotsPerWorker 2), free to share a node, on a and b only."""
+    (mpijob,) = make_objects(spec("horovod"), SETTINGS, {"gpu-a": (0, 1, 2, 3), "gpu-b": (4, 5)})
+    validate(mpijob)
+    s = mpijob["spec"]
+    worker = s["mpiReplicaSpecs"]["Worker"]
+    assert (s["slotsPerWorker"], worker["replicas"], mpijob["metadata"]["annotations"]["flightbase.io/expected-pods"]) == (
+        2, 3, "4")
+    assert worker["template"]["spec"]["affinity"] == {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["gpu-a", "gpu-b"]}]}]}}}
+    assert worker["template"]["spec"]["containers"][0]["resources"] == {"limits": {"nvidia.com/gpu": "2"}}
+    assert worker["template"]["metadata"]["annotations"]["flightbase.io/placement"] == "gpu-a:0,1,2,3;gpu-b:4,5"
+    launcher = s["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]
+    assert launcher["command"][:3] == ["mpirun", "-np", "6"]
+    assert {"name": "FLIGHTBASE_NUM_GPUS", "value": "6"} in launcher["env"]
+
+
+def test_uneven_placement_torchrun_literal():
+    service, job = make_objects(spec("torchrun"), SETTINGS, {"gpu-a": (0, 1, 2), "gpu-b": (0,), "gpu-c": (0, 1)})
+    validate(service)
+    validate(job)
+    js = job["spec"]
+    assert (js["completions"], js["parallelism"], job["metadata"]["annotations"]["flightbase.io/expected-pods"]) == (
+        6, 6, "6")
+    pod = js["template"]["spec"]
+    assert "podAntiAffinity" not in pod["affinity"]
+    assert pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"] == [
+        {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["gpu-a", "gpu-b", "gpu-c"]}]}]
+    container = pod["containers"][0]
+    assert container["resources"] == {"limits": {"nvidia.com/gpu": "1"}}
+    assert container["command"][:6] == ["torchrun", "--nnodes", "6", "--nproc-per-node", "1", "--node-rank"]
+    assert {"name": "TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE", "value": "[default${rank}]:"} in container["env"]
+
+
+def test_a_restarted_job_has_objects_named_after_its_run():
+    service, job = make_objects(spec("torchrun", restarts=2), SETTINGS, {"gpu-a": (0, 1)})
+    assert (service["metadata"]["name"], job["metadata"]["name"]) == ("fb-0123abcd4567ef89-r2",) * 2
+    assert job["metadata"]["labels"]["flightbase.io/run"] == "2"
+    pod = job["spec"]["template"]
+    assert pod["spec"]["subdomain"] == "fb-0123abcd4567ef89-r2"
+    assert "--master-addr" in pod["spec"]["containers"][0]["command"]
+    assert "fb-0123abcd4567ef89-r2-0.fb-0123abcd4567ef89-r2" in pod["spec"]["containers"][0]["command"]
+    assert service["spec"]["selector"] == {"flightbase.io/job": "0123abcd4567ef89", "flightbase.io/run": "2",
+                                           "flightbase.io/role": "node"}
+    assert object_name("Job_X", 3).endswith("-r3")
+    validate(service)
+    validate(job)

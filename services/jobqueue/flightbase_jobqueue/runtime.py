@@ -72,9 +72,9 @@ class JobRuntime:
         self.min_interval = min_interval
         self.limits: dict[str, WorkspaceLimits] = {}
         self.store = SqlStore(sessions, lambda: self.limits)
-        gpu_kind = settings.gpus[0]["kind"] if settings.gpus else "gpu"
-        self.backend = LocalBackend(settings.data_dir, self.resolve, gpu_kind=gpu_kind)
-        self.inventory = LocalNodes(settings.gpus)
+        from flightbase_jobqueue.backends import make_backend  # settings.backend: local or kubernetes
+
+        self.backend, self.inventory = make_backend(settings, self.resolve)
         self.policy = make_policy(settings.scheduler_policy)
         self.coordinator = Coordinator(self.store, self.backend, self.policy, self.inventory,
                                        grace_seconds=grace_seconds)
@@ -211,7 +211,9 @@ class JobRuntime:
             self.store.set_held(release, False)
 
     def resolve(self, job_id: str) -> LaunchSpec:
-        """Everything the backend needs to run one job (called by the backend on start)."""
+        """The job's shared LaunchSpec; the backend adds its own part (called by the backend on start)."""
+        from flightbase_jobqueue.backends.spec import DatasetVersion
+
         with self.sessions() as session:
             job = session.get(models.Job, job_id)
             training = session.get(models.Training, job.training_id)
@@ -230,9 +232,10 @@ class JobRuntime:
                 code_dir=(self.code_root / code_id) if code_id else (
                     builtin.model_dir(spec["builtin_model"]) if spec.get("builtin_model") else None),
                 params=dict(job.params),
-                datasets={d["name"]: Path(d["path"]) for d in spec.get("dataset_versions") or ()},
-                artifacts_dir=self.settings.data_dir / "workspaces" / job.workspace / "trainings" / training.id / job.id,
-                gpu_kind=self.backend.gpu_kind,
+                datasets=tuple(DatasetVersion(d["name"], int(d["version"]), Path(d["path"]))
+                               for d in spec.get("dataset_versions") or ()),
+                image=spec.get("image") or "training-base",
+                restarts=job.restarts,
                 gpudirect_p2p=bool(spec.get("gpudirect_p2p")),
                 gpudirect_rdma=bool(spec.get("gpudirect_rdma")),
             )

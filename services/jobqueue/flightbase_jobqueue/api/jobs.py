@@ -1,4 +1,9 @@
-"""Jobs: state, placement, queue insight, logs (live, per rank or merged), metrics, cancel."""
+"""Jobs: state, placement, queue insight, logs (live, per rank or merged), metrics, cancel.
+
+Logs and metrics are read through the backend (``log_tail``, ``log_from``,
+``metric_records``, ``rank_prefix``): local files for the local backend, the
+pods' logs and the workspaces volume for the Kubernetes one.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from flightbase.authz import Identity
 from flightbase.service.access import authorize, workspaces_with
 from flightbase.service.deps import CurrentIdentity, in_session
 from flightbase.service.errors import ApiError, not_found
-from flightbase_jobqueue.backends.launchers import RANK_PREFIXES
+from flightbase_jobqueue.backends.spec import JobRef
 from flightbase_jobqueue.models import Job, Preemption, Training
 from flightbase_jobqueue.schemas import JobOut, Preemption as PreemptionOut, QueueInfo
 from flightbase_jobqueue.states import JobState
@@ -24,18 +29,24 @@ router = APIRouter(tags=["jobs"])
 MAX_LOG_BYTES = 4 * 1024 * 1024
 
 
-def job_metrics(request: Request, job_id: str) -> dict[str, float]:
-    backend = request.app.state.runtime.backend
-    return metrics.latest(metrics.read(backend.metrics_path(job_id), _log_lines(backend.log_path(job_id))))
+def _ref(job: Job) -> JobRef:
+    return JobRef(job.id, job.workspace, job.training_id)
 
 
-def _log_lines(path, limit: int = MAX_LOG_BYTES):
-    if not path.exists():
-        return []
-    with open(path, "rb") as f:
-        size = f.seek(0, 2)
-        f.seek(max(0, size - limit))
-        return f.read().decode(errors="replace").splitlines()
+def _log_lines(backend, ref: JobRef) -> list[str]:
+    return backend.log_tail(ref, MAX_LOG_BYTES).decode(errors="replace").splitlines()
+
+
+def _metric_records(backend, job: Job | str) -> list[dict[str, float]]:
+    # a bare id (older callers) lacks the workspace and training: the Kubernetes backend
+    # then finds no metrics file and reads the output's key=value lines only
+    ref = _ref(job) if isinstance(job, Job) else JobRef(job, "", "")
+    return backend.metric_records(ref, _log_lines(backend, ref))
+
+
+def job_metrics(request: Request, job: Job | str) -> dict[str, float]:
+    """The latest value of each metric the job reported (``job``: the row, or its id)."""
+    return metrics.latest(_metric_records(request.app.state.runtime.backend, job))
 
 
 def job_out(request: Request, job: Job, preemptions=(), insight=None) -> JobOut:
@@ -55,7 +66,7 @@ def job_out(request: Request, job: Job, preemptions=(), insight=None) -> JobOut:
         exit_code=job.exit_code, reason=job.reason, restarts=job.restarts, preemptible=job.preemptible,
         priority=job.priority, created_by=job.created_by, queue=queue,
         preemptions=[PreemptionOut(reason=p.reason, at=p.at) for p in preemptions],
-        metrics=job_metrics(request, job.id),
+        metrics=job_metrics(request, job),
     )
 
 
@@ -105,10 +116,10 @@ async def get_job(request: Request, identity: CurrentIdentity, job_id: str):
     return job_out(request, job, preemptions, insight)
 
 
-def _filter_rank(lines: list[str], launcher: str, rank: int | None) -> list[str]:
+def _filter_rank(lines: list[str], pattern: str | None, rank: int | None) -> list[str]:
+    """``rank``'s lines (``pattern``: the backend's rank tag for the launcher; None: one process)."""
     if rank is None:
         return lines
-    pattern = RANK_PREFIXES.get(launcher)
     if pattern is None:
         return lines if rank == 0 else []
     rx = re.compile(pattern)
@@ -126,10 +137,11 @@ async def job_logs(
 ):
     job = await load_job(request, identity, job_id, "jobs:read")
     training = await in_session(request, lambda s: s.get(Training, job.training_id))
-    launcher = training.spec.get("launcher", "none")
-    path = request.app.state.runtime.backend.log_path(job_id)
+    backend = request.app.state.runtime.backend
+    pattern = backend.rank_prefix(training.spec.get("launcher", "none"))
+    ref = _ref(job)
     if not follow:
-        return PlainTextResponse("\n".join(_filter_rank(_log_lines(path), launcher, rank)) + "\n")
+        return PlainTextResponse("\n".join(_filter_rank(_log_lines(backend, ref), pattern, rank)) + "\n")
 
     store = request.app.state.runtime.store
 
@@ -137,18 +149,15 @@ async def job_logs(
         offset, pending = 0, b""
         while True:
             done = store.state_of(job_id) is None  # no longer queued or active: ended
-            if path.exists():
-                with open(path, "rb") as f:
-                    f.seek(offset)
-                    data = f.read(1 << 20)
-                    offset += len(data)
-                pending += data
-                *complete, pending = pending.split(b"\n")
-                lines = _filter_rank([c.decode(errors="replace") for c in complete], launcher, rank)
-                if lines:
-                    yield ("\n".join(lines) + "\n").encode()
-                if data:
-                    continue
+            data = await asyncio.to_thread(backend.log_from, ref, offset)  # the API may be asked (Kubernetes)
+            offset += len(data)
+            pending += data
+            *complete, pending = pending.split(b"\n")
+            lines = _filter_rank([c.decode(errors="replace") for c in complete], pattern, rank)
+            if lines:
+                yield ("\n".join(lines) + "\n").encode()
+            if data:
+                continue
             if done:
                 if pending:
                     yield pending + b"\n"
@@ -163,9 +172,8 @@ async def job_logs(
 @router.get("/jobs/{job_id}/metrics", response_model=list[dict[str, float]],
             summary="Every metric record the job reported, in order")
 async def get_metrics(request: Request, identity: CurrentIdentity, job_id: str):
-    await load_job(request, identity, job_id, "jobs:read")
-    backend = request.app.state.runtime.backend
-    return metrics.read(backend.metrics_path(job_id), _log_lines(backend.log_path(job_id)))
+    job = await load_job(request, identity, job_id, "jobs:read")
+    return _metric_records(request.app.state.runtime.backend, job)
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobOut, summary="Cancel a job (all its processes stop)")

@@ -1,10 +1,40 @@
-"""Execution backends behind the coordinator's :class:`~flightbase_jobqueue.ports.Backend` port."""
+"""Execution backends behind the coordinator's :class:`~flightbase_jobqueue.ports.Backend` port.
+
+:func:`make_backend` is the composition root's one choice of backend (the
+``backend`` platform setting, ``FLIGHTBASE_BACKEND``): ``local`` runs jobs as
+processes on this machine, ``kubernetes`` as objects in a cluster.  Each
+comes with its node inventory.  Besides the port, both backends offer what
+the API reads: ``launch_spec``, ``missing_tool``, ``rank_prefix``,
+``log_tail``, ``log_from`` and ``metric_records`` (``backends.spec.JobRef``).
+"""
 
 from __future__ import annotations
 
-BACKENDS = ("local",)
+from typing import Callable
+
+BACKENDS = ("local", "kubernetes")
 
 
 class UnknownBackend(ValueError):
     def __init__(self, name: str):
         super().__init__(f"unknown execution backend {name!r}; known backends: {', '.join(BACKENDS)}")
+
+
+def make_backend(settings, resolve: Callable, *, kube_settings=None, kube_client=None, watch: bool = True):
+    """``(backend, inventory)`` for ``settings.backend`` (a :class:`~flightbase.settings.PlatformSettings`).
+
+    ``resolve(job_id)`` returns the job's shared ``LaunchSpec``.  Kubernetes:
+    ``kube_settings`` (None: ``FLIGHTBASE_K8S_*``), ``kube_client`` (None: the
+    in-cluster or kubeconfig API client), ``watch`` (follow pods in a thread).
+    An unknown name is a configuration error, not a fallback."""
+    if settings.backend == "local":
+        from flightbase_jobqueue.backends.local import LocalBackend, LocalNodes
+
+        gpu_kind = settings.gpus[0]["kind"] if settings.gpus else "gpu"
+        return LocalBackend(settings.data_dir, resolve, gpu_kind=gpu_kind), LocalNodes(settings.gpus)
+    if settings.backend == "kubernetes":
+        from flightbase_jobqueue.backends.kubernetes import make_kubernetes_backend
+
+        return make_kubernetes_backend(kube_settings, resolve, client=kube_client, watch=watch,
+                                       data_dir=settings.data_dir)
+    raise UnknownBackend(settings.backend)

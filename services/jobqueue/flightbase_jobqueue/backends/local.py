@@ -24,14 +24,16 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable, Sequence
 
+from flightbase import metrics
 from flightbase.accounts import AccountError, ensure_account, ensure_home, running_as_root
 from flightbase_jobqueue.backends import launchers
+from flightbase_jobqueue.backends.spec import JobRef, LaunchSpec, artifacts_sub_path
 from flightbase_jobqueue.ports import BackendEvent, Exited, Started, Stopped
-from flightbase_jobqueue.scheduling.types import Job, Placement
+from flightbase_jobqueue.scheduling.types import Job, Node, Placement
 
 log = logging.getLogger("flightbase.jobqueue.local")
 
@@ -39,24 +41,10 @@ MARKER = "FLIGHTBASE_JOB_ID"
 
 
 @dataclass(frozen=True)
-class LaunchSpec:
-    """Everything the backend needs to run one job, resolved by the service."""
+class LocalLaunchSpec(LaunchSpec):
+    """The shared :class:`LaunchSpec` plus where the job's artifacts go on this machine."""
 
-    job_id: str
-    training_id: str
-    workspace: str
-    user: str
-    launcher: str
-    entrypoint: str
-    args: tuple[str, ...] = ()
-    env: Mapping[str, str] = field(default_factory=dict)
-    code_dir: Path | None = None
-    datasets: Mapping[str, Path] = field(default_factory=dict)
-    params: Mapping[str, object] = field(default_factory=dict)
     artifacts_dir: Path | None = None
-    gpu_kind: str = "gpu"
-    gpudirect_p2p: bool = False
-    gpudirect_rdma: bool = False
 
 
 def job_pids(job_id: str) -> list[int]:
@@ -93,7 +81,8 @@ def signal_job(job_id: str, signum: int) -> int:
 class LocalBackend:
     def __init__(self, data_dir: Path, resolve: Callable[[str], LaunchSpec], *, gpu_kind: str = "gpu",
                  home_root: Path | None = None, python: str | None = None, nofile_limit: int = 65536):
-        self.jobs_dir = Path(data_dir) / "jobs"
+        self.data_dir = Path(data_dir)
+        self.jobs_dir = self.data_dir / "jobs"
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         self.resolve = resolve
         self.gpu_kind = gpu_kind
@@ -117,6 +106,45 @@ class LocalBackend:
     def metrics_path(self, job_id: str) -> Path:
         return self.job_dir(job_id) / "metrics.jsonl"
 
+    def launch_spec(self, spec: LaunchSpec) -> LocalLaunchSpec:
+        """The shared spec plus this backend's part: the artifacts folder in the workspace."""
+        if isinstance(spec, LocalLaunchSpec):
+            return spec
+        artifacts = self.data_dir / "workspaces" / spec.workspace / artifacts_sub_path(spec.training_id, spec.job_id)
+        return LocalLaunchSpec(**spec.common(), artifacts_dir=artifacts)
+
+    def missing_tool(self, launcher: str) -> str | None:
+        """Why ``launcher`` cannot run here, or None."""
+        return launchers.missing_tool(launcher, self.bindir)
+
+    # -- a job's output (what the API reads) ---------------------------------------
+    def rank_prefix(self, launcher: str) -> str | None:
+        """The pattern that tags each output line with its rank (``launchers.RANK_PREFIXES``)."""
+        return launchers.RANK_PREFIXES.get(launcher)
+
+    def log_tail(self, job: JobRef, limit: int) -> bytes:
+        """The last ``limit`` bytes of the job's output (every rank)."""
+        path = self.log_path(job.job_id)
+        if not path.exists():
+            return b""
+        with open(path, "rb") as f:
+            size = f.seek(0, 2)
+            f.seek(max(0, size - limit))
+            return f.read()
+
+    def log_from(self, job: JobRef, offset: int, limit: int = 1 << 20) -> bytes:
+        """At most ``limit`` bytes of output after the first ``offset`` (for following a job)."""
+        path = self.log_path(job.job_id)
+        if not path.exists():
+            return b""
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read(limit)
+
+    def metric_records(self, job: JobRef, log_lines: list[str]) -> list[dict[str, float]]:
+        """Every metric record: the job's metrics file, then ``key=value`` lines of ``log_lines``."""
+        return metrics.read(self.metrics_path(job.job_id), log_lines)
+
     def _emit(self, event: BackendEvent) -> None:
         self._events.put(event)
         self.on_event()
@@ -128,7 +156,7 @@ class LocalBackend:
                 return
             self._watched.add(job.id)
         try:
-            spec = self.resolve(job.id)
+            spec = self.launch_spec(self.resolve(job.id))
             proc = self._launch(job, spec, placement)
         except Exception as exc:  # anything that prevents the start fails the job, with the reason in its log
             log.warning("job %s could not start: %s", job.id, exc)
@@ -184,7 +212,7 @@ class LocalBackend:
         return "exited" if code is not None else "lost"
 
     # -- internals ---------------------------------------------------------------
-    def _launch(self, job: Job, spec: LaunchSpec, placement: Placement):
+    def _launch(self, job: Job, spec: LocalLaunchSpec, placement: Placement):
         import subprocess
 
         why = launchers.missing_tool(spec.launcher, self.bindir)
@@ -202,11 +230,11 @@ class LocalBackend:
         links = work / "datasets"
         if spec.datasets:
             links.mkdir(exist_ok=True)
-            for name, target in spec.datasets.items():
-                link = links / name
+            for d in spec.datasets:
+                link = links / d.name
                 if link.is_symlink() or link.exists():
                     link.unlink()
-                link.symlink_to(target, target_is_directory=True)
+                link.symlink_to(d.path, target_is_directory=True)
         artifacts = spec.artifacts_dir or (jdir / "artifacts")
         artifacts.mkdir(parents=True, exist_ok=True)
         artifacts.chmod(0o700)
@@ -253,7 +281,7 @@ class LocalBackend:
         limit = min(self.nofile_limit, hard) if hard != resource.RLIM_INFINITY else self.nofile_limit
         resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 
-    def _environment(self, job: Job, spec: LaunchSpec, gpus: list[int], jdir: Path, artifacts: Path) -> dict[str, str]:
+    def _environment(self, job: Job, spec: LocalLaunchSpec, gpus: list[int], jdir: Path, artifacts: Path) -> dict[str, str]:
         # PYTHONPATH: where the platform itself was found (the runner and flightbase.metrics come from there)
         keep = ("PATH", "PYTHONPATH", "LANG", "LC_ALL", "TZ", "PIP_FIND_LINKS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
         env = {k: os.environ[k] for k in keep if k in os.environ}
@@ -319,3 +347,16 @@ class LocalBackend:
             time.sleep(0.5)
         code = self._exit_code(job_id)
         self._finish(job_id, code if code is not None else 255)
+
+
+LOCAL_NODE = "local"
+
+
+class LocalNodes:
+    """The embedded deployment's inventory: this machine, with its GPUs or CPU slots."""
+
+    def __init__(self, gpus: Sequence[dict]):
+        self._node = Node(name=LOCAL_NODE, total=len(gpus), free=tuple(g["index"] for g in gpus))
+
+    def nodes(self) -> Sequence[Node]:
+        return (self._node,) if self._node.total else ()

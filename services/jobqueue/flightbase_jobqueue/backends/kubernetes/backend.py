@@ -22,24 +22,43 @@ Map of this module:
 - :meth:`stop` deletes the pods with the caller's grace period first (the
   training gets SIGTERM and that long to checkpoint), then the owning
   objects; a finished job's objects are deleted once its end is reported.
+- Runs: a restarted (preempted) job's objects are named and labelled with its
+  restart count (``objects.object_name``, ``flightbase.io/run``), so a new run
+  never collides with the objects of the run before, and pods of an old run
+  still terminating are not mistaken for the new run's.
+- Output: before a run's objects are deleted, the main pods' logs are
+  appended to ``<data_dir>/jobs/<job id>/output.log``; while it runs, its logs
+  are read from the API (:meth:`log_tail`, :meth:`log_from`).  Metrics are the
+  job's metrics file on the workspaces volume, seen by the jobqueue at
+  ``<data_dir>/workspaces``, and ``key=value`` lines of its output.
+- Code: before the objects are created, the training's code is copied to
+  ``<workspace>/trainings/<training id>/code`` on the workspaces volume (once
+  per training; a restarted job finds it there).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import queue
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
+from flightbase import metrics
+from flightbase_jobqueue.backends import launchers
+from flightbase_jobqueue.backends.spec import JobRef, LaunchSpec, artifacts_sub_path, code_sub_path
 from flightbase_jobqueue.ports import BackendEvent, Exited, Started, Stopped
 from flightbase_jobqueue.scheduling.types import Job, Placement
 
 from .client import KubeClient, KubeError
 from .objects import (
-    CONTAINER, EXPECTED_PODS, JOB_LABEL, KIND_LABEL, ROLE_LABEL, SELECTOR, KubeLaunchSpec, label_value, make_objects,
+    CONTAINER, EXPECTED_PODS, JOB_LABEL, KIND_LABEL, ROLE_LABEL, RUN_LABEL, SELECTOR, KubeLaunchSpec, label_value,
+    make_objects,
 )
 from .settings import KubernetesSettings
 
@@ -59,10 +78,12 @@ class Tracked:
     objects: list[tuple[str, str]]  # (kind, name) of the top-level objects
     expected_pods: int
     expected_main: int
+    run: int = 0  # the restart count: pods of other runs are not this run's
     started: bool = False
     stopping: str | None = None
     stop_grace: float = 0.0
     done: bool = False
+    archived: bool = False  # the run's output is in the job's log file
     pods: dict[str, dict] = field(default_factory=dict)  # name -> pod, from the watch/list
 
 
@@ -87,14 +108,30 @@ def _labels(obj: dict) -> dict:
     return obj.get("metadata", {}).get("labels") or {}
 
 
+def _run(obj: dict) -> int:
+    try:
+        return int(_labels(obj).get(RUN_LABEL, 0))
+    except ValueError:
+        return 0
+
+
+def _main_pods(pods) -> list[dict]:
+    """The pods whose output is the job's output, in a stable order (torchrun: by index)."""
+    return sorted((p for p in pods if _labels(p).get(ROLE_LABEL) in MAIN_ROLES), key=lambda p: p["metadata"]["name"])
+
+
 class KubernetesBackend:
     gpu_kind = "gpu"
 
-    def __init__(self, client: KubeClient, resolve: Callable[[str], KubeLaunchSpec], settings: KubernetesSettings,
-                 *, clock: Callable[[], float] = time.time):
+    def __init__(self, client: KubeClient, resolve: Callable[[str], LaunchSpec], settings: KubernetesSettings,
+                 *, data_dir: Path | None = None, clock: Callable[[], float] = time.time):
+        """``data_dir``: the jobqueue's data folder; ``workspaces/`` in it is the workspaces
+        volume (code staging, metrics) and ``jobs/`` keeps each job's output.  None: no
+        code is staged and only live output is read (the tests of the reconcile logic)."""
         self.client = client
         self.resolve = resolve
         self.settings = settings
+        self.data_dir = Path(data_dir) if data_dir is not None else None
         self.clock = clock
         self.on_event: Callable[[], None] = lambda: None
         self._events: queue.SimpleQueue[BackendEvent] = queue.SimpleQueue()
@@ -110,7 +147,9 @@ class KubernetesBackend:
             if job.id in self._jobs:
                 return
         try:
-            objs = make_objects(self.resolve(job.id), self.settings, placement)
+            spec = dataclasses.replace(self.launch_spec(self.resolve(job.id)), restarts=job.restarts)
+            objs = make_objects(spec, self.settings, placement)
+            self._stage_code(spec)
         except Exception as exc:
             log.warning("job %s could not start: %s", job.id, exc)
             self._emit(Exited(job.id, self.clock(), NOT_STARTED))
@@ -129,7 +168,24 @@ class KubernetesBackend:
             return
         top = objs[-1]
         self._track(job.id, [(o["kind"], o["metadata"]["name"]) for o in objs],
-                    int(top["metadata"]["annotations"][EXPECTED_PODS]), top["metadata"]["labels"][KIND_LABEL])
+                    int(top["metadata"]["annotations"][EXPECTED_PODS]), top["metadata"]["labels"][KIND_LABEL],
+                    run=job.restarts)
+
+    def launch_spec(self, spec: LaunchSpec) -> KubeLaunchSpec:
+        """The shared spec plus this backend's part: the full image reference and its pull secret."""
+        if isinstance(spec, KubeLaunchSpec):
+            return spec
+        image = spec.image
+        if self.settings.image_prefix and "/" not in image.split(":", 1)[0]:
+            image = self.settings.image_prefix.rstrip("/") + "/" + image
+        return KubeLaunchSpec(**{**spec.common(), "image": image},
+                              image_pull_secret=self.settings.image_pull_secret or None)
+
+    def missing_tool(self, launcher: str) -> str | None:
+        """Why ``launcher`` cannot run in this cluster, or None."""
+        if launcher in ("horovod", "mpi") and not self.settings.mpi_operator:
+            return f"{launcher} trainings need the MPI Operator, which this cluster does not have (gpu.mpiOperator)"
+        return None
 
     def stop(self, job_id: str, grace_seconds: float, reason: str) -> None:
         with self._lock:
@@ -163,24 +219,34 @@ class KubernetesBackend:
 
     # -- restart ------------------------------------------------------------------------
     def adopt(self) -> list[str]:
-        """Track every job whose objects carry this backend's labels (after a restart)."""
-        found: dict[str, tuple[list[tuple[str, str]], int, str]] = {}
+        """Track every job whose objects carry this backend's labels (after a restart).
+
+        Of a job with objects of several runs, the latest run is tracked and the
+        objects of the runs before it are deleted."""
+        found: dict[tuple[str, int], tuple[list[tuple[str, str]], int, str]] = {}
         for kind in TOP_KINDS:
             for obj in self._list_quietly(kind):
                 meta = obj["metadata"]
                 job_id = (meta.get("annotations") or {}).get("flightbase.io/job-id") or _labels(obj).get(JOB_LABEL)
-                entry = found.setdefault(job_id, ([], 0, ""))
-                objects, pods, k = entry
+                objects, pods, k = found.get((job_id, _run(obj)), ([], 0, ""))
                 objects.append((kind, meta["name"]))
                 if kind != "Service":
                     pods, k = int(meta["annotations"].get(EXPECTED_PODS, 1)), _labels(obj).get(KIND_LABEL, "job")
-                found[job_id] = (objects, pods, k)
-        for job_id, (objects, pods, kind) in found.items():
+                found[(job_id, _run(obj))] = (objects, pods, k)
+        latest: dict[str, int] = {}
+        for job_id, run in found:
+            latest[job_id] = max(run, latest.get(job_id, run))
+        for (job_id, run), (objects, pods, kind) in sorted(found.items()):
+            if run != latest[job_id]:
+                log.info("job %s: deleting the objects of its earlier run %d", job_id, run)
+                for kind_, name in objects:
+                    self._delete_quietly(kind_, name)
+                continue
             with self._lock:
                 if job_id not in self._jobs:
-                    self._track(job_id, objects, pods, kind, reconcile=False)
+                    self._track(job_id, objects, pods, kind, reconcile=False, run=run)
         self.resync()
-        return sorted(found)
+        return sorted(latest)
 
     def reattach(self, job_id: str, stopping: bool = False) -> str | None:
         """For the runtime's recovery: None if the job's objects are there (it is
@@ -271,8 +337,8 @@ class KubernetesBackend:
             self._delete_job(t, None)
 
     # -- internals --------------------------------------------------------------------------
-    def _track(self, job_id: str, objects, expected_pods: int, kind: str, reconcile: bool = True) -> None:
-        t = Tracked(job_id, objects, expected_pods, 1 if kind == "mpijob" else expected_pods)
+    def _track(self, job_id: str, objects, expected_pods: int, kind: str, reconcile: bool = True, run: int = 0) -> None:
+        t = Tracked(job_id, objects, expected_pods, 1 if kind == "mpijob" else expected_pods, run=run)
         with self._lock:
             self._jobs[job_id] = t
             self._by_label[label_value(job_id)] = job_id
@@ -283,7 +349,8 @@ class KubernetesBackend:
 
     def _owner(self, pod: dict) -> Tracked | None:
         job_id = self._by_label.get(_labels(pod).get(JOB_LABEL, ""))
-        return self._jobs.get(job_id) if job_id else None
+        t = self._jobs.get(job_id) if job_id else None
+        return t if t is not None and _run(pod) == t.run else None
 
     def _emit(self, event: BackendEvent) -> None:
         self._events.put(event)
@@ -329,7 +396,8 @@ class KubernetesBackend:
         return False
 
     def _delete_job(self, t: Tracked, grace_seconds: float | None) -> None:
-        """Pods first (with the grace period), then the objects that own them."""
+        """The run's output kept, then pods (with the grace period), then the objects that own them."""
+        self._archive(t)
         if grace_seconds is not None:
             grace = max(0, math.ceil(grace_seconds))
             for name in list(t.pods):
@@ -350,3 +418,70 @@ class KubernetesBackend:
             if exc.status == 404:  # e.g. the MPI Operator (its CRD) is not installed
                 return []
             raise
+
+    # -- code and output ----------------------------------------------------------------------
+    def _stage_code(self, spec: KubeLaunchSpec) -> None:
+        """Copy the training's code where its pods' working directory is, once per training."""
+        if self.data_dir is None or spec.code_dir is None or spec.code_sub_path:
+            return
+        target = self.data_dir / "workspaces" / spec.workspace / code_sub_path(spec.training_id)
+        if target.exists():
+            return
+        partial = target.with_name(target.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        shutil.copytree(spec.code_dir, partial, symlinks=False)
+        partial.rename(target)  # all of it or nothing, for a job started while another copies
+
+    def log_path(self, job_id: str) -> Path | None:
+        """Where the output of the job's finished runs is kept (None: not kept)."""
+        return self.data_dir / "jobs" / job_id / "output.log" if self.data_dir is not None else None
+
+    def _pod_logs(self, pods) -> bytes:
+        out = b""
+        for pod in _main_pods(pods):
+            try:
+                out += self.client.pod_log(pod["metadata"]["name"], CONTAINER)
+            except KubeError as exc:  # not started yet, or gone
+                log.debug("logs of pod %s: %s", pod["metadata"]["name"], exc)
+        return out
+
+    def _archive(self, t: Tracked) -> None:
+        """Append the run's output to the job's log file, once per run."""
+        path = self.log_path(t.job_id)
+        if t.archived or path is None:
+            return
+        t.archived = True
+        data = self._pod_logs(list(t.pods.values()))
+        if data:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "ab") as f:
+                f.write(data if data.endswith(b"\n") else data + b"\n")
+
+    def _output(self, job_id: str) -> bytes:
+        """Everything the job printed: finished runs from the log file, then the live run's pods."""
+        path = self.log_path(job_id)
+        kept = path.read_bytes() if path is not None and path.exists() else b""
+        with self._lock:
+            t = self._jobs.get(job_id)
+            pods = list(t.pods.values()) if t is not None and not t.archived else []
+        return kept + self._pod_logs(pods)
+
+    def rank_prefix(self, launcher: str) -> str | None:
+        """Output lines' rank tags: mpirun's ``--tag-output`` for the MPIJob launchers, torchrun's
+        with the global rank (``objects.make_torchrun``)."""
+        return launchers.RANK_PREFIXES.get("mpi" if launcher in ("horovod", "mpi") else launcher)
+
+    def log_tail(self, job: JobRef, limit: int) -> bytes:
+        """The last ``limit`` bytes of the job's output."""
+        return self._output(job.job_id)[-limit:]
+
+    def log_from(self, job: JobRef, offset: int, limit: int = 1 << 20) -> bytes:
+        """At most ``limit`` bytes of output after the first ``offset`` (for following a job)."""
+        return self._output(job.job_id)[offset:offset + limit]
+
+    def metric_records(self, job: JobRef, log_lines: list[str]) -> list[dict[str, float]]:
+        """The job's metrics file on the workspaces volume, then ``key=value`` lines of ``log_lines``."""
+        path = None
+        if self.data_dir is not None:
+            path = self.data_dir / "workspaces" / job.workspace / artifacts_sub_path(job.training_id, job.job_id) / "metrics.jsonl"
+        return metrics.read(path, log_lines)

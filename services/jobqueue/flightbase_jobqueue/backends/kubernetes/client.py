@@ -1,7 +1,7 @@
 """The one interface every Kubernetes API call of the backend goes through.
 
 :class:`KubeClient` is a small Protocol: create, delete, list and watch, for
-the few kinds the backend uses (:data:`KINDS`).  Objects are plain dicts in
+the few kinds the backend uses (:data:`KINDS`), and a pod's log.  Objects are plain dicts in
 the API's own JSON shape (camelCase), both ways.  :class:`ApiKubeClient`
 implements it over the official ``kubernetes`` Python client; the tests use
 an in-memory fake (``tests/kubernetes/fakekube.py``) since no cluster can run
@@ -51,6 +51,11 @@ class KubeClient(Protocol):
         (410: the version is too old, list again)."""
         ...
 
+    def pod_log(self, name: str, container: str) -> bytes:
+        """The log of one container of a pod, from its start; KubeError (404: no such pod,
+        400: the container has not started)."""
+        ...
+
 
 class ApiKubeClient:
     """:class:`KubeClient` over the official client, in one namespace (nodes are cluster-wide).
@@ -82,14 +87,15 @@ class ApiKubeClient:
         return f"{path}/{name}" if name else path
 
     def _call(self, method: str, path: str, *, body=None, query=None, stream: bool = False,
-              timeout: float | None = None):
+              timeout: float | None = None, raw: bool = False):
         import json
 
         from kubernetes.client.exceptions import ApiException
 
         try:
             resp = self.api.call_api(path, method, query_params=list((query or {}).items()), body=body,
-                                     header_params={"Accept": "application/json", "Content-Type": "application/json"},
+                                     header_params={"Accept": "*/*" if raw else "application/json",
+                                                    "Content-Type": "application/json"},
                                      auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True,
                                      _request_timeout=timeout)
         except ApiException as exc:
@@ -98,6 +104,8 @@ class ApiKubeClient:
             raise KubeError(f"{method} {path}: {exc}") from None
         if stream:
             return resp
+        if raw:
+            return resp.data or b""
         return json.loads(resp.data or b"{}")
 
     def create(self, obj: dict) -> dict:
@@ -144,6 +152,11 @@ class ApiKubeClient:
             raise KubeError(f"watch {kind}: {exc}") from None
         finally:
             resp.release_conn()
+
+
+    def pod_log(self, name: str, container: str) -> bytes:
+        # GET .../pods/<name>/log (https://kubernetes.io/docs/reference/kubernetes-api/workload-resources/pod-v1/#read-log-of-the-specified-pod)
+        return self._call("GET", self._path("Pod", name) + "/log", query={"container": container}, raw=True)
 
 
 def _lines(resp) -> Iterator[bytes]:

@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from math import gcd
 from typing import Mapping
 
 from flightbase_jobqueue.backends import launchers
+from flightbase_jobqueue.backends.spec import LaunchSpec, artifacts_sub_path, code_sub_path
 from flightbase_jobqueue.scheduling.types import Placement
 
 from .settings import KubernetesSettings
@@ -42,6 +44,7 @@ SELECTOR = "app.kubernetes.io/managed-by=flightbase-jobqueue"
 JOB_LABEL = LABEL_PREFIX + "job"
 ROLE_LABEL = LABEL_PREFIX + "role"
 KIND_LABEL = LABEL_PREFIX + "kind"
+RUN_LABEL = LABEL_PREFIX + "run"  # the job's restart count: each run has its own objects and pods
 EXPECTED_PODS = LABEL_PREFIX + "expected-pods"
 CONTAINER = "training"
 WORKSPACE_DIR = "/workspace"
@@ -54,49 +57,29 @@ class PlacementError(ValueError):
 
 
 @dataclass(frozen=True)
-class DatasetMount:
-    """A dataset version: mounted read-only at ``/datasets/<name>`` from ``sub_path`` of the datasets PVC."""
+class KubeLaunchSpec(LaunchSpec):
+    """The shared :class:`~flightbase_jobqueue.backends.spec.LaunchSpec` plus what only a
+    cluster needs: the full image reference (``image``, resolved by the backend)
+    and its pull secret, and where the training's code lies inside the
+    workspace's folder of the workspaces PVC (default: ``trainings/<id>/code``,
+    where the backend stages it).  Datasets mount from the datasets PVC at
+    :meth:`DatasetVersion.sub_path`."""
 
-    name: str
-    sub_path: str
-
-
-@dataclass(frozen=True)
-class KubeLaunchSpec:
-    """Everything the Kubernetes backend needs to run one job, resolved by the service.
-
-    The local backend's ``LaunchSpec`` plus what only a cluster needs: the
-    image reference and its pull secret, the dataset subPaths, and the
-    communication switches.  ``code_sub_path`` is where the training's code
-    lies inside the workspace's folder of the workspaces PVC.
-    """
-
-    job_id: str
-    training_id: str
-    workspace: str
-    user: str
-    launcher: str
-    entrypoint: str
-    image: str
-    args: tuple[str, ...] = ()
-    env: Mapping[str, str] = field(default_factory=dict)
     image_pull_secret: str | None = None
-    datasets: tuple[DatasetMount, ...] = ()
-    params: Mapping[str, object] = field(default_factory=dict)
-    restarts: int = 0
-    gpudirect_p2p: bool = False
-    gpudirect_rdma: bool = False
     code_sub_path: str | None = None
 
 
 # -- names and labels ------------------------------------------------------------------
-def object_name(job_id: str) -> str:
-    """A DNS-1123 name for the job's objects (pods append ``-launcher``, ``-worker-3``...)."""
+def object_name(job_id: str, run: int = 0) -> str:
+    """A DNS-1123 name for the objects of one run of the job (pods append ``-launcher``,
+    ``-worker-3``...).  A restarted job's run ``n`` gets ``-r<n>``: the objects of the run
+    before may still be going away (a pod's grace period, an interrupted delete), and a
+    create under their name would fail with a conflict."""
     clean = re.sub(r"[^a-z0-9-]+", "-", job_id.lower()).strip("-")
     name = f"fb-{clean}"
     if len(name) > 40 or clean != job_id:
         name = f"fb-{clean[:24].strip('-')}-{hashlib.sha256(job_id.encode()).hexdigest()[:8]}"
-    return name
+    return f"{name}-r{run}" if run else name
 
 
 def label_value(value: str) -> str:
@@ -117,6 +100,7 @@ def job_labels(spec: KubeLaunchSpec) -> dict[str, str]:
         LABEL_PREFIX + "training": label_value(spec.training_id),
         JOB_LABEL: label_value(spec.job_id),
         LABEL_PREFIX + "owner": label_value(spec.user),
+        RUN_LABEL: str(spec.restarts),
     }
 
 
@@ -124,6 +108,7 @@ def job_annotations(spec: KubeLaunchSpec, placement: Placement) -> dict[str, str
     return {
         LABEL_PREFIX + "job-id": spec.job_id,
         LABEL_PREFIX + "workspace": spec.workspace,
+        LABEL_PREFIX + "training-id": spec.training_id,
         LABEL_PREFIX + "owner": spec.user,
         LABEL_PREFIX + "placement": ";".join(f"{n}:{','.join(map(str, g))}" for n, g in sorted(placement.items())),
     }
@@ -152,11 +137,11 @@ def program_argv(spec: KubeLaunchSpec) -> list[str]:
 
 
 def workdir(spec: KubeLaunchSpec) -> str:
-    return f"{WORKSPACE_DIR}/{spec.code_sub_path or f'trainings/{spec.training_id}/code'}"
+    return f"{WORKSPACE_DIR}/{spec.code_sub_path or code_sub_path(spec.training_id)}"
 
 
 def job_env(spec: KubeLaunchSpec, settings: KubernetesSettings, total_gpus: int) -> dict[str, str]:
-    artifacts = f"{WORKSPACE_DIR}/trainings/{spec.training_id}/{spec.job_id}"
+    artifacts = f"{WORKSPACE_DIR}/{artifacts_sub_path(spec.training_id, spec.job_id)}"
     env = {k: str(v) for k, v in spec.env.items()}
     env.update({
         "FLIGHTBASE_JOB_ID": spec.job_id,
@@ -191,12 +176,17 @@ def node_affinity(nodes: list[str]) -> dict:
     }
 
 
-def one_per_node(job_id: str, role: str) -> dict:
-    """Pods of the same role of one job never share a node (one worker per placed node)."""
+def run_selector(spec: KubeLaunchSpec, role: str) -> dict[str, str]:
+    """The pods of one role in this run of the job (a run before may still be terminating)."""
+    return {JOB_LABEL: label_value(spec.job_id), RUN_LABEL: str(spec.restarts), ROLE_LABEL: role}
+
+
+def one_per_node(spec: KubeLaunchSpec, role: str) -> dict:
+    """Pods of the same role of one run never share a node (one worker per placed node)."""
     return {
         "requiredDuringSchedulingIgnoredDuringExecution": [
             {
-                "labelSelector": {"matchLabels": {JOB_LABEL: label_value(job_id), ROLE_LABEL: role}},
+                "labelSelector": {"matchLabels": run_selector(spec, role)},
                 "topologyKey": "kubernetes.io/hostname",
             }
         ]
@@ -221,7 +211,8 @@ def pod_template(spec: KubeLaunchSpec, settings: KubernetesSettings, placement: 
         capabilities["add"] = ["IPC_LOCK"]  # pin memory for RDMA registration
     mounts = [{"name": "workspace", "mountPath": WORKSPACE_DIR, "subPath": spec.workspace}]
     mounts += [
-        {"name": "datasets", "mountPath": f"{DATASETS_DIR}/{d.name}", "subPath": d.sub_path, "readOnly": True}
+        {"name": "datasets", "mountPath": f"{DATASETS_DIR}/{d.name}", "subPath": d.sub_path(spec.workspace),
+         "readOnly": True}
         for d in spec.datasets
     ]
     mounts.append({"name": "shm", "mountPath": "/dev/shm"})
@@ -243,7 +234,7 @@ def pod_template(spec: KubeLaunchSpec, settings: KubernetesSettings, placement: 
     if pinned:
         affinity["nodeAffinity"] = node_affinity(list(placement))
     if spread:
-        affinity["podAntiAffinity"] = one_per_node(spec.job_id, role)
+        affinity["podAntiAffinity"] = one_per_node(spec, role)
     pod_spec: dict = {
         "restartPolicy": "Never",
         "enableServiceLinks": False,
@@ -275,21 +266,38 @@ def pod_template(spec: KubeLaunchSpec, settings: KubernetesSettings, placement: 
 def _metadata(spec: KubeLaunchSpec, settings: KubernetesSettings, placement: Placement, kind: str,
               pods: int, name: str | None = None) -> dict:
     return {
-        "name": name or object_name(spec.job_id),
+        "name": name or object_name(spec.job_id, spec.restarts),
         "namespace": settings.namespace,
         "labels": {**job_labels(spec), KIND_LABEL: kind},
         "annotations": {**job_annotations(spec, placement), EXPECTED_PODS: str(pods)},
     }
 
 
-def _gpus_per_node(spec: KubeLaunchSpec, placement: Placement) -> int:
-    counts = {len(g) for g in placement.values()}
-    if len(counts) != 1:
-        raise PlacementError(
-            f"job {spec.job_id}: {spec.launcher} on Kubernetes needs the same number of GPUs on every node, "
-            f"got {dict((n, len(g)) for n, g in placement.items())}; set gpus_per_node"
-        )
-    return counts.pop()
+@dataclass(frozen=True)
+class Shape:
+    """How a multi-process job's GPUs are cut into pods."""
+
+    workers: int  # pods with GPUs
+    gpus_per_worker: int
+    one_per_node: bool  # exactly one pod on each placed node (pods repel each other per host)
+
+
+def worker_shape(placement: Placement) -> Shape:
+    """One pod per node when every node has the same number of GPUs.
+
+    An uneven placement (e.g. ``{a: 4, b: 2}``) cannot be one pod per node:
+    an MPIJob has one worker template (one GPU count, ``slotsPerWorker``) and
+    an indexed Job one pod template.  It becomes pods of the greatest common
+    divisor of the counts (``{a: 4, b: 2}`` -> 3 pods of 2 GPUs), all allowed
+    on the placed nodes only; which node takes how many of them is the
+    Kubernetes scheduler's choice there (docs/kubernetes.md, "Uneven placements")."""
+    counts = [len(g) for g in placement.values()]
+    if len(set(counts)) == 1:
+        return Shape(len(counts), counts[0], True)
+    per_worker = 0
+    for count in counts:
+        per_worker = gcd(per_worker, count)
+    return Shape(sum(counts) // per_worker, per_worker, False)
 
 
 # -- the kinds -----------------------------------------------------------------------------
@@ -315,10 +323,13 @@ def make_torchrun(spec: KubeLaunchSpec, settings: KubernetesSettings, placement:
     Pod 0 is reachable as ``<name>-0.<name>`` (an indexed Job's pods get the
     hostname ``<job>-<index>``, and the Service is their subdomain); the Service
     publishes not-ready addresses so that rendezvous works before readiness."""
-    name = object_name(spec.job_id)
-    per_node = _gpus_per_node(spec, placement)
-    nnodes = len(placement)
+    name = object_name(spec.job_id, spec.restarts)
+    shape = worker_shape(placement)
+    per_node, nnodes = shape.gpus_per_worker, shape.workers
     env = job_env(spec, settings, per_node * nnodes)
+    # output lines tagged with the global rank, as the local backend's are ([default<rank>]:);
+    # the default tag is the rank inside the pod (torch.distributed.elastic's local_elastic_agent)
+    env["TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE"] = "[default${rank}]:"
     target = [spec.entrypoint, *spec.args] if spec.entrypoint.endswith(".py") else ["--no-python", *program_argv(spec)]
     command = [
         "torchrun", "--nnodes", str(nnodes), "--nproc-per-node", str(per_node),
@@ -326,7 +337,7 @@ def make_torchrun(spec: KubeLaunchSpec, settings: KubernetesSettings, placement:
         "--master-port", str(settings.rendezvous_port), "--tee", "3", *target,
     ]
     template = pod_template(spec, settings, placement, role="node", command=command, gpus=per_node, env=env,
-                            spread=nnodes > 1, extra_spec={"subdomain": name})
+                            spread=shape.one_per_node and nnodes > 1, extra_spec={"subdomain": name})
     # the node rank is the pod's completion index (an annotation the Job controller sets)
     template["spec"]["containers"][0]["env"].insert(0, {
         "name": "FLIGHTBASE_NODE_RANK",
@@ -339,7 +350,7 @@ def make_torchrun(spec: KubeLaunchSpec, settings: KubernetesSettings, placement:
         "spec": {
             "clusterIP": "None",
             "publishNotReadyAddresses": True,
-            "selector": {JOB_LABEL: label_value(spec.job_id), ROLE_LABEL: "node"},
+            "selector": run_selector(spec, "node"),
             "ports": [{"name": "rendezvous", "port": settings.rendezvous_port, "targetPort": settings.rendezvous_port}],
         },
     }
@@ -359,24 +370,26 @@ def make_torchrun(spec: KubeLaunchSpec, settings: KubernetesSettings, placement:
 
 
 def make_mpijob(spec: KubeLaunchSpec, settings: KubernetesSettings, placement: Placement) -> list[dict]:
-    """Horovod or plain MPI: an MPIJob with one worker per node and one slot per GPU.
+    """Horovod or plain MPI: an MPIJob with one worker per node and one slot per GPU
+    (an uneven placement: see :func:`worker_shape`).
 
     The launcher runs ``mpirun`` on no GPU and on any node; it forwards the
     job's environment to every rank with ``-x`` (ranks are started by sshd on
-    the workers and would not inherit the container's environment)."""
-    per_node = _gpus_per_node(spec, placement)
-    nnodes = len(placement)
+    the workers and would not inherit the container's environment) and tags
+    every output line with the rank (``--tag-output``: ``[1,<rank>]<stdout>:``)."""
+    shape = worker_shape(placement)
+    per_node, nnodes = shape.gpus_per_worker, shape.workers
     total = per_node * nnodes
     env = job_env(spec, settings, total)
     forward: list[str] = []
     for key in ("PATH", "LD_LIBRARY_PATH", *env):
         forward += ["-x", key]
-    command = ["mpirun", "-np", str(total), "--bind-to", "none", "--map-by", "slot",
+    command = ["mpirun", "-np", str(total), "--bind-to", "none", "--map-by", "slot", "--tag-output",
                "--wdir", workdir(spec), *mpi_transport_args(spec.gpudirect_rdma), *forward, *program_argv(spec)]
     launcher = pod_template(spec, settings, placement, role="launcher", command=command, gpus=0, env=env, pinned=False)
     worker = pod_template(spec, settings, placement, role="worker",
                           command=["/usr/sbin/sshd", "-De", "-f", f"{SSH_HOME}/.sshd_config"],
-                          gpus=per_node, env=env, spread=nnodes > 1)
+                          gpus=per_node, env=env, spread=shape.one_per_node and nnodes > 1)
     return [{
         "apiVersion": "kubeflow.org/v2beta1",
         "kind": "MPIJob",

@@ -46,6 +46,12 @@ class KubernetesSettings:
     launcher_memory: str = "512Mi"
     # Ports: torchrun's rendezvous.
     rendezvous_port: int = 29500
+    # A training's image without a registry (e.g. "training-base:1") is pulled from here
+    # (e.g. "registry.example.org/flightbase"), with this pull secret (none when empty).
+    image_prefix: str = ""
+    image_pull_secret: str = ""
+    # Whether the Kubeflow MPI Operator is installed: without it horovod and mpi trainings are refused.
+    mpi_operator: bool = True
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "KubernetesSettings":
@@ -54,6 +60,11 @@ class KubernetesSettings:
         for f in fields(cls):
             raw = environ.get(ENV_PREFIX + f.name.upper())
             if raw is None:
+                continue
+            if isinstance(f.default, bool):
+                if raw.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError(f"{ENV_PREFIX}{f.name.upper()}: {raw!r} is not true or false")
+                kwargs[f.name] = raw.lower() in ("true", "1")
                 continue
             try:
                 kwargs[f.name] = int(raw) if isinstance(f.default, int) else raw
