@@ -66,8 +66,9 @@ class WorkspaceSettings(BaseModel):
         default=True, description="Whether the workspace may use idle GPUs above its quota (reclaimable)."
     )
     fairshare_weight: float = Field(default=1.0, gt=0, description="Weight in fair-share scheduling.")
-    idle_timeout_minutes: int = Field(
-        default=60, ge=1, description="Minutes a GPU notebook may sit idle before it is stopped."
+    idle_timeout_minutes: float = Field(
+        default=60, gt=0, description="Minutes a GPU notebook may sit idle before it is stopped (after a "
+        "warning at 80%); fractions are allowed."
     )
 
     @field_validator(

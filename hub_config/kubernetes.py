@@ -4,9 +4,11 @@
 # /usr/local/etc/jupyterhub/jupyterhub_config.d/ by images/hub/Dockerfile, adds
 # Flightbase's scopes, roles and spawner. Settings come from the hub's environment
 # (jupyterhub.hub.extraEnv in the chart's values).
+import json
 import os
 
 from flightbase.hub import rbac
+from flightbase.hub.config import configure_servers
 
 c = get_config()  # noqa: F821 (provided by JupyterHub)
 
@@ -19,5 +21,12 @@ c.JupyterHub.spawner_class = "flightbase_spawner.kube.FlightbaseKubeSpawner"
 c.FlightbaseKubeSpawner.workspaces_pvc = os.environ.get("FLIGHTBASE_K8S_WORKSPACES_PVC", "flightbase-workspaces")
 c.FlightbaseKubeSpawner.datasets_pvc = os.environ.get("FLIGHTBASE_K8S_DATASETS_PVC", "flightbase-datasets")
 c.FlightbaseKubeSpawner.gpu_resource = os.environ.get("FLIGHTBASE_K8S_GPU_RESOURCE", "nvidia.com/gpu")
+c.FlightbaseKubeSpawner.gpu_types = json.loads(os.environ.get("FLIGHTBASE_K8S_GPU_TYPES", "{}"))
+c.FlightbaseKubeSpawner.workspace_gpu_types = json.loads(os.environ.get("FLIGHTBASE_K8S_WORKSPACE_GPU_TYPES", "{}"))
+c.FlightbaseKubeSpawner.image_pull_secret = os.environ.get("FLIGHTBASE_K8S_IMAGE_PULL_SECRET", "")
+c.FlightbaseKubeSpawner.jobqueue_url = os.environ.get("FLIGHTBASE_JOBQUEUE_URL", "http://flightbase-jobqueue:8082")
+c.FlightbaseKubeSpawner.registry_url = os.environ.get("FLIGHTBASE_REGISTRY_URL", "http://flightbase-registry:8083")
+c.FlightbaseKubeSpawner.public_url = os.environ.get("FLIGHTBASE_PUBLIC_URL", "http://proxy-public")
 if os.environ.get("FLIGHTBASE_K8S_NAMESPACE"):
     c.FlightbaseKubeSpawner.namespace = os.environ["FLIGHTBASE_K8S_NAMESPACE"]
+configure_servers(c)

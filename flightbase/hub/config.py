@@ -54,6 +54,9 @@ def service_specs(settings: PlatformSettings, secrets: dict[str, str]) -> list[d
     env["PYTHONUNBUFFERED"] = "1"
     # the registry service's own limits (FLIGHTBASE_REGISTRY_MAX_*), when the operator set them
     env.update({k: v for k, v in os.environ.items() if k.startswith("FLIGHTBASE_REGISTRY_MAX_")})
+    # how often the jobqueue checks Jupyter trainings' leases against the hub and for idleness
+    if os.environ.get("FLIGHTBASE_LEASE_CHECK_SECONDS"):
+        env["FLIGHTBASE_LEASE_CHECK_SECONDS"] = os.environ["FLIGHTBASE_LEASE_CHECK_SECONDS"]
     specs = []
     for name, port, package in (
         ("jobqueue", settings.jobqueue_port, "flightbase_jobqueue"),
@@ -124,3 +127,28 @@ def configure_embedded(c, settings: PlatformSettings, secrets: dict[str, str]) -
     c.JupyterHub.services = service_specs(settings, secrets)
     c.JupyterHub.spawner_class = "flightbase_spawner.local.FlightbaseLocalSpawner"
     c.FlightbaseLocalSpawner.home_root = str(settings.data_dir / "home")
+    c.FlightbaseLocalSpawner.jobqueue_url = f"http://127.0.0.1:{settings.jobqueue_port}"
+    c.FlightbaseLocalSpawner.registry_url = f"http://127.0.0.1:{settings.registry_port}"
+    c.FlightbaseLocalSpawner.public_url = settings.public_url
+    c.FlightbaseLocalSpawner.gpu_kind_name = settings.gpus[0]["kind"] if settings.gpus else "gpu"
+    configure_servers(c)
+
+
+def configure_servers(c) -> None:
+    """What every deployment's single-user servers get."""
+    # The server's token ($JUPYTERHUB_API_TOKEN) is the user's client in notebook cells and the
+    # spawner's credential for the GPU lease: the Flightbase scopes (as far as the user holds them)
+    c.Spawner.server_token_scopes = rbac.server_token_scopes()
+    # how soon the hub notices a server that died (its lease is released soon after)
+    c.Spawner.poll_interval = int(os.environ.get("FLIGHTBASE_SPAWNER_POLL_SECONDS", "30"))
+    # an operator's extra JupyterHub configuration (like z2jh's hub.extraConfig), loaded last
+    extra = os.environ.get("FLIGHTBASE_HUB_EXTRA_CONFIG")
+    if extra:
+        c.merge(_load_config_file(extra))
+
+
+def _load_config_file(path: str):
+    from traitlets.config import PyFileConfigLoader
+
+    folder, name = os.path.split(os.path.abspath(path))
+    return PyFileConfigLoader(name, path=folder).load_config()

@@ -56,15 +56,32 @@ def roles(*, admin_users: list[str] | tuple[str, ...] = ()) -> list[dict]:
         },
         {
             "name": "flightbase-jobqueue",
-            "description": "The jobqueue resolves and marks the datasets its jobs mount.",
+            "description": "The jobqueue resolves and marks the datasets its jobs mount, and keeps "
+                           "Jupyter trainings' GPU leases true to their servers (reads their kernels' "
+                           "activity, stops idle ones).",
             "scopes": [
                 "access:services!service=registry",
+                "servers",
+                "access:servers",
                 authz.scope_name("datasets:read"),
                 authz.scope_name("datasets:write"),
             ],
             "services": ["jobqueue"],
         },
     ]
+
+
+def server_token_scopes() -> list[str]:
+    """The scopes of a single-user server's token, as far as its owner holds them.
+
+    JupyterHub's default (the server's own access and activity) plus what the
+    Flightbase client needs in a notebook cell and the spawner needs for the
+    GPU lease: reach the services, the owner's name and groups, the Flightbase
+    scopes (applied by the services in the owner's workspaces only).
+    """
+    return ["access:servers!server", "users:activity!user", "read:users:name!user", "read:users:groups!user",
+            *(f"access:services!service={name}" for name in SERVICE_NAMES),
+            *(authz.scope_name(p) for p in authz.all_permissions())]
 
 
 def browser_scopes() -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -13,7 +14,9 @@ from flightbase.service import db
 from flightbase.service.app import create_app
 from flightbase.service.hub import HubClient, make_hub_auth
 from flightbase.settings import PlatformSettings
-from flightbase_jobqueue.api import builtin, code, info, jobs, trainings, workspaces
+from flightbase_jobqueue.api import builtin, code, info, jobs, leases, trainings, workspaces
+from flightbase_jobqueue.culler import LeaseReconciler
+from flightbase_jobqueue import models
 from flightbase_jobqueue.datasets import DatasetClient
 from flightbase_jobqueue.runtime import JobRuntime, limits_from
 from flightbase_jobqueue.submissions import SubmissionWriter
@@ -21,6 +24,8 @@ from flightbase_jobqueue.submissions import SubmissionWriter
 log = logging.getLogger("flightbase.jobqueue")
 MIGRATIONS = Path(__file__).parent / "migrations"
 LIMITS_REFRESH_SECONDS = 5.0
+# How often leases are checked against the hub's servers and for idleness
+LEASE_CHECK_SECONDS = float(os.environ.get("FLIGHTBASE_LEASE_CHECK_SECONDS", "30"))
 
 
 async def refresh_limits(app: FastAPI) -> None:
@@ -32,6 +37,26 @@ async def refresh_limits(app: FastAPI) -> None:
         except Exception:
             log.exception("could not refresh workspace limits from the hub")
         await asyncio.sleep(LIMITS_REFRESH_SECONDS)
+
+
+def make_reconciler(app: FastAPI, settings: PlatformSettings, sessions: db.Sessions) -> LeaseReconciler:
+    async def idle_timeout_of(workspace: str) -> float | None:
+        ws = await app.state.hub.workspace(workspace)
+        return ws.settings.idle_timeout_minutes * 60 if ws and ws.settings else None
+
+    reconciler = LeaseReconciler(app.state.runtime, sessions, os.environ["JUPYTERHUB_API_URL"], settings.public_url,
+                                 os.environ["JUPYTERHUB_API_TOKEN"], idle_timeout_of=idle_timeout_of,
+                                 interval=LEASE_CHECK_SECONDS)
+
+    def lease_cancelled(job_id: str) -> None:
+        with sessions() as session:
+            job = session.get(models.Job, job_id)
+            training = session.get(models.Training, job.training_id)
+            owner, server = job.created_by, training.spec.get("server", "")
+        asyncio.get_running_loop().create_task(reconciler.stop_server(owner, server))
+
+    app.state.runtime.on_lease_cancelled = lease_cancelled
+    return reconciler
 
 
 def build(settings: PlatformSettings) -> FastAPI:
@@ -50,11 +75,14 @@ def build(settings: PlatformSettings) -> FastAPI:
         app.state.submissions.start()
         app.state.code_uploads = {}
         app.state.limits_task = asyncio.create_task(refresh_limits(app))
+        app.state.lease_reconciler = make_reconciler(app, settings, sessions)
+        app.state.lease_reconciler.start()
         log.info("jobqueue ready: %d %s(s), policy %s", len(settings.gpus), info.gpu_kind(settings.gpus),
                  settings.scheduler_policy)
 
     async def shutdown(app: FastAPI) -> None:
         app.state.limits_task.cancel()
+        await app.state.lease_reconciler.stop()
         await app.state.submissions.stop()
         await app.state.runtime.stop()
         await app.state.datasets.close()
@@ -65,7 +93,8 @@ def build(settings: PlatformSettings) -> FastAPI:
         name="jobqueue",
         version=__version__,
         description="Trainings, jobs, sweeps, the GPU scheduler, nodes and workspaces.",
-        routers=[info.router, workspaces.router, code.router, trainings.router, jobs.router, builtin.router],
+        routers=[info.router, workspaces.router, code.router, trainings.router, jobs.router, builtin.router,
+                 leases.router],
         startup=startup,
         shutdown=shutdown,
         health=lambda app: {"gpus": len(settings.gpus), "gpu_kind": info.gpu_kind(settings.gpus)},

@@ -196,3 +196,33 @@ class JobOut(BaseModel):
     queue: QueueInfo | None = Field(default=None, description="Position, estimated start and why, while queued")
     preemptions: list[Preemption] = Field(default_factory=list)
     metrics: dict[str, float] = Field(default_factory=dict, description="Last reported value of each metric")
+
+
+class LeaseCreate(Strict):
+    """A Jupyter training's request for its GPU (made by the hub's spawner with the server's token)."""
+
+    workspace: str
+    server: str = Field(default="", pattern=r"^[A-Za-z0-9._~-]{0,255}$",
+                        description="The hub server's name ('' for the default server)")
+    gpus: int = Field(default=1, ge=1, le=1, description="GPUs of the server: a Jupyter training has exactly one")
+    image: str = Field(default="notebook", max_length=512)
+    datasets: list[str] = Field(default_factory=list, description="Datasets mounted read-only (name or name@version)")
+
+
+class LeaseOut(BaseModel):
+    id: str = Field(description="The lease (a job of kind 'lease')")
+    training_id: str
+    workspace: str
+    owner: str
+    server: str
+    state: str = Field(description="queued, granted, released or cancelled")
+    gpu_kind: str
+    gpus: list[int] = Field(description="GPU indices granted (on node `node`)")
+    node: str | None
+    image: str
+    datasets: list[dict[str, Any]] = Field(description="[{name, version, path}] resolved at request time")
+    submitted_at: float
+    granted_at: float | None
+    ended_at: float | None
+    reason: str | None = Field(description="Why it waits, an idle warning, or why it ended")
+    queue: QueueInfo | None = None

@@ -1,0 +1,213 @@
+"""What both Flightbase spawners share: the options form, and the GPU lease from the jobqueue.
+
+:class:`FlightbaseSpawnerMixin` goes before the concrete spawner class
+(``LocalProcessSpawner`` or ``KubeSpawner``). Its :meth:`acquire_lease`:
+
+1. asks the jobqueue for a one-GPU lease in the chosen workspace, as the user
+   (with the server's own API token, which the hub made before ``start``);
+2. while the lease is queued, long-polls it and feeds the hub's progress page
+   (queue position, estimated start, why it waits);
+3. if the spawn is cancelled (the user stops the pending server) or fails,
+   releases the lease.
+
+``stop`` releases it too. Whatever else ends a server (a crash, a hub that
+lost a pending spawn), the jobqueue's reconciler notices the server is gone
+from the hub and releases its lease (see flightbase_jobqueue.culler).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import quote
+
+import httpx
+from traitlets import Float, HasTraits, Unicode, default
+
+from flightbase_spawner import options as fbopts
+
+JOBQUEUE_API = "/services/jobqueue/api/v1"
+REGISTRY_API = "/services/registry/api/v1"
+FORM_TOKEN_SCOPES = ["access:services", "read:users:groups!user", "read:users:name!user",
+                     "custom:flightbase:images:read", "custom:flightbase:datasets:read"]
+
+
+class LeaseError(RuntimeError):
+    pass
+
+
+class FlightbaseSpawnerMixin(HasTraits):
+    jobqueue_url = Unicode(
+        "", config=True, help="The jobqueue service's own URL (e.g. http://127.0.0.1:8082), used for GPU leases."
+    )
+    registry_url = Unicode(
+        "", config=True, help="The registry service's own URL, read for the options form's images and datasets."
+    )
+    public_url = Unicode(
+        "", config=True, help="The hub's public URL as a server reaches it (FLIGHTBASE_URL of the notebook's client)."
+    )
+    lease_poll_seconds = Float(10.0, config=True, help="Longest single wait of the lease's long poll.")
+
+    lease: dict | None = None  # the lease as the jobqueue last described it
+    _lease_changed: asyncio.Event | None = None
+
+    # -- the form ----------------------------------------------------------------
+    @default("options_form")
+    def _options_form_default(self):
+        return FlightbaseSpawnerMixin.render_options_form
+
+    @default("options_from_form")
+    def _options_from_form_default(self):
+        return fbopts.from_form
+
+    def member_workspaces(self) -> list[str]:
+        return sorted(g.name for g in self.user.groups)
+
+    async def render_options_form(self) -> str:
+        token = self.user.new_api_token(note="flightbase options form", expires_in=120, scopes=FORM_TOKEN_SCOPES)
+        try:
+            choices = await self.workspace_choices(token, self.member_workspaces())
+        finally:
+            self.forget_token(token)
+        return fbopts.render_form(choices)
+
+    def forget_token(self, token: str) -> None:
+        from jupyterhub import orm
+
+        found = orm.APIToken.find(self.user.db, token)
+        if found is not None:
+            self.user.db.delete(found)
+            self.user.db.commit()
+
+    async def workspace_choices(self, token: str, workspaces: list[str]) -> dict[str, fbopts.WorkspaceChoices]:
+        """Each workspace's images and datasets, read from the registry as the user."""
+        headers = {"Authorization": f"token {token}"}
+        out = {}
+        async with httpx.AsyncClient(base_url=self.registry_url + REGISTRY_API, headers=headers, timeout=10) as http:
+            for ws in workspaces:
+                images = await http.get(f"/workspaces/{quote(ws)}/images")
+                if images.status_code == 404:
+                    continue  # a hub group that is not a workspace the user may use
+                images.raise_for_status()
+                datasets = await http.get(f"/workspaces/{quote(ws)}/datasets")
+                datasets.raise_for_status()
+                found = images.json()
+                notes = {i.get("runs_as") for i in found if i.get("runs_as")}
+                out[ws] = fbopts.WorkspaceChoices(
+                    images=[i["name"] for i in found], datasets=[d["name"] for d in datasets.json()],
+                    gpu_kind=self.gpu_kind(), note="; ".join(sorted(notes)),
+                    references={i["name"]: i.get("reference") or i["name"] for i in found})
+        return out
+
+    def gpu_kind(self) -> str:
+        return "gpu"
+
+    def flightbase_user_options(self) -> fbopts.JupyterOptions:
+        return fbopts.parse_options(self.user_options, self.member_workspaces())
+
+    async def check_workspace_choices(self, opts: fbopts.JupyterOptions) -> fbopts.WorkspaceChoices:
+        choices = await self.workspace_choices(self.api_token, [opts.workspace])
+        if opts.workspace not in choices:
+            raise fbopts.OptionsError("workspace", f"no workspace named {opts.workspace!r}")
+        fbopts.check_choices(opts, choices[opts.workspace])
+        return choices[opts.workspace]
+
+    # -- the lease ---------------------------------------------------------------
+    def _jobqueue(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.jobqueue_url + JOBQUEUE_API, timeout=self.lease_poll_seconds + 20,
+                                 headers={"Authorization": f"token {self.api_token}"})
+
+    def _set_lease(self, lease: dict | None) -> None:
+        self.lease = lease
+        if self._lease_changed is None:
+            self._lease_changed = asyncio.Event()
+        self._lease_changed.set()
+
+    async def acquire_lease(self, opts: fbopts.JupyterOptions) -> dict | None:
+        """The granted lease, after waiting in the queue as long as it takes; None without a GPU."""
+        if not opts.gpus:
+            return None
+        async with self._jobqueue() as http:
+            resp = await http.post("/leases", json={"workspace": opts.workspace, "server": self.name,
+                                                    "image": opts.image, "datasets": list(opts.datasets)})
+            if resp.status_code >= 400:
+                raise LeaseError(_error_text(resp))
+            self._set_lease(resp.json())
+            try:
+                while self.lease["state"] == "queued":
+                    resp = await http.get(f"/leases/{self.lease['id']}", params={"wait": self.lease_poll_seconds})
+                    if resp.status_code >= 400:
+                        raise LeaseError(_error_text(resp))
+                    self._set_lease(resp.json())
+            except BaseException:  # cancelled by the user, or the jobqueue is gone: give the place back
+                await asyncio.shield(self.release_lease())
+                raise
+        if self.lease["state"] != "granted":
+            lease, self.lease = self.lease, None
+            raise LeaseError(f"the GPU request was {lease['state']}: {lease.get('reason') or 'no reason given'}")
+        return self.lease
+
+    async def release_lease(self) -> None:
+        lease, self.lease = self.lease, None
+        if not lease or not self.api_token:
+            return
+        try:
+            async with self._jobqueue() as http:
+                await http.delete(f"/leases/{lease['id']}")
+        except httpx.HTTPError as exc:  # the reconciler releases it once the hub no longer has the server
+            self.log.warning("could not release lease %s of %s: %s", lease["id"], self._log_name, exc)
+
+    async def progress(self):
+        """The hub's progress page: queue position and estimated start while the lease waits."""
+        if self._lease_changed is None:
+            self._lease_changed = asyncio.Event()
+        last = None
+        while True:
+            lease = self.lease
+            if lease and lease["state"] == "queued":
+                message = fbopts.queue_message(lease)
+                if message != last:
+                    last = message
+                    yield {"progress": 10, "message": message,
+                           "html_message": f"{_esc(message)}. To cancel, stop this server on the "
+                                           f"<a href=\"{self.hub.base_url}home\">home page</a>."}
+            elif lease and lease["state"] == "granted":
+                kind = "GPU slot" if lease.get("gpu_kind") == "cpu-slot" else "GPU"
+                yield {"progress": 50, "message": f"{kind} {','.join(map(str, lease['gpus']))} granted; "
+                                                  "starting JupyterLab"}
+                return
+            self._lease_changed.clear()
+            try:
+                await asyncio.wait_for(self._lease_changed.wait(), 1.0)
+            except asyncio.TimeoutError:
+                pass
+            if lease is None and self.lease is None and last is not None:
+                return
+
+    # -- state across hub restarts -------------------------------------------------
+    def get_state(self):
+        state = super().get_state()
+        if self.lease:
+            state["flightbase_lease"] = self.lease
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        self.lease = state.get("flightbase_lease")
+
+    def clear_state(self):
+        super().clear_state()
+        self.lease = None
+
+
+def _error_text(resp: httpx.Response) -> str:
+    try:
+        body = resp.json()
+        return body.get("message") or str(body.get("detail") or "") or resp.text
+    except ValueError:
+        return resp.text
+
+
+def _esc(text: str) -> str:
+    import html
+
+    return html.escape(text)

@@ -1,0 +1,202 @@
+"""Keeping Jupyter trainings' leases true to their servers, and culling idle GPU notebooks.
+
+Every ``interval`` seconds the :class:`LeaseReconciler`:
+
+1. releases the leases whose server the hub no longer has (the server
+   crashed and the hub noticed, the hub lost a pending spawn, the user was
+   deleted): a lease never outlives its server by more than the hub's poll
+   interval plus one check, whatever way the server ended;
+2. checks each granted lease's notebook for activity — GPU utilisation from
+   NVML where the lease holds a real GPU, the kernels' state and last
+   activity from the server's own API (``/api/kernels`` and ``/api/status``,
+   read with ``no_track_activity`` so that looking does not count as use) —
+   and warns, then stops, a notebook idle for its workspace's
+   ``idle_timeout_minutes``. The warning is recorded as the lease's reason
+   (shown by the API, the CLI and the JupyterLab sidebar).
+
+Reaching the servers' API needs the hub scope ``access:servers`` and
+stopping them ``servers``; the jobqueue is already trusted to run any
+member's code as that member, so these add no power it does not have.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import time
+from urllib.parse import quote
+
+import httpx
+from sqlalchemy import select
+
+from flightbase.service.db import Sessions
+from flightbase_jobqueue import leases
+from flightbase_jobqueue.models import Job, Training
+
+log = logging.getLogger("flightbase.jobqueue.culler")
+
+# A queued lease's server is pending in the hub; one just granted may not be
+# registered as pending for a moment: leases younger than this are not judged.
+GRACE_SECONDS = 10.0
+GPU_BUSY_PERCENT = 5
+
+
+def gpu_utilisation(index: int) -> int | None:
+    """Percent of time the GPU was busy over NVML's last sample period, None without NVML."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:
+        return None
+    try:
+        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        return int(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+    except Exception:
+        return None
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def _epoch(stamp: str | None) -> float | None:
+    if not stamp:
+        return None
+    try:
+        return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+class LeaseReconciler:
+    def __init__(self, runtime, sessions: Sessions, hub_api_url: str, public_url: str, token: str, *,
+                 idle_timeout_of, interval: float = 30.0):
+        self.runtime = runtime
+        self.sessions = sessions
+        self.public_url = public_url.rstrip("/")
+        self.interval = interval
+        self.idle_timeout_of = idle_timeout_of  # async (workspace) -> seconds
+        headers = {"Authorization": f"token {token}"}
+        self._hub = httpx.AsyncClient(base_url=hub_api_url.rstrip("/"), headers=headers, timeout=10)
+        self._servers = httpx.AsyncClient(headers=headers, timeout=10)
+        self._last_active: dict[str, float] = {}
+        self._warned: set[str] = set()
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="lease-reconciler")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+        await self._hub.aclose()
+        await self._servers.aclose()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.check_once()
+            except Exception:
+                log.exception("lease check failed")
+            await asyncio.sleep(self.interval)
+
+    # -- the hub ---------------------------------------------------------------
+    async def hub_servers(self, user: str) -> dict[str, dict] | None:
+        """The user's servers (name -> model), None if the user does not exist; raises if the hub is down."""
+        resp = await self._hub.get(f"/users/{quote(user)}")
+        if resp.status_code == 404:
+            return None
+        resp.raise_for_status()
+        return resp.json().get("servers") or {}
+
+    async def stop_server(self, user: str, server: str) -> None:
+        path = f"/users/{quote(user)}/servers/{quote(server)}" if server else f"/users/{quote(user)}/server"
+        resp = await self._hub.delete(path)
+        if resp.status_code not in (202, 204, 404, 400):
+            resp.raise_for_status()
+
+    # -- one check -------------------------------------------------------------
+    def _live_leases(self) -> list[tuple[Job, Training]]:
+        with self.sessions() as session:
+            rows = session.execute(
+                select(Job, Training).join(Training, Training.id == Job.training_id)
+                .where(Job.kind == leases.KIND, Job.state.in_(("queued", "preempted", "starting", "running")))
+            ).all()
+            for job, training in rows:
+                session.expunge(job)
+                session.expunge(training)
+            return rows
+
+    async def check_once(self) -> None:
+        now = time.time()
+        rows = self._live_leases()
+        servers_of: dict[str, dict | None] = {}
+        for job, training in rows:
+            if now - (job.started_at or job.submitted_at) < GRACE_SECONDS:
+                continue
+            if job.created_by not in servers_of:
+                try:
+                    servers_of[job.created_by] = await self.hub_servers(job.created_by)
+                except httpx.HTTPError as exc:  # the hub is down: judge nothing now
+                    log.warning("cannot read the hub's servers (%s); leases are checked later", exc)
+                    return
+            server_name = training.spec.get("server", "")
+            servers = servers_of[job.created_by]
+            if leases.orphaned(server_name, servers):
+                log.info("lease %s: server %s/%s is gone; releasing", job.id, job.created_by, server_name)
+                self.runtime.release_lease(job.id, "its server stopped")
+                self._forget(job.id)
+                continue
+            if job.state in ("starting", "running") and servers[server_name].get("ready"):
+                await self._check_idle(now, job, server_name, servers[server_name])
+        live = {job.id for job, _ in rows}
+        for job_id in list(self._last_active):
+            if job_id not in live:
+                self._forget(job_id)
+
+    def _forget(self, job_id: str) -> None:
+        self._last_active.pop(job_id, None)
+        self._warned.discard(job_id)
+
+    async def activity(self, job: Job, server: dict) -> leases.Activity:
+        gpu_busy = None
+        if self.runtime.backend.gpu_kind == "gpu":
+            gpus = [g for ids in (job.placement or {}).values() for g in ids]
+            readings = [gpu_utilisation(g) for g in gpus]
+            if readings and all(r is not None for r in readings):
+                gpu_busy = any(r >= GPU_BUSY_PERCENT for r in readings)
+        base = self.public_url + server["url"]
+        kernels_busy, last = False, None
+        try:
+            resp = await self._servers.get(base + "api/kernels", params={"no_track_activity": "1"})
+            resp.raise_for_status()
+            kernels = resp.json()
+            kernels_busy = any(k.get("execution_state") == "busy" for k in kernels)
+            stamps = [t for t in (_epoch(k.get("last_activity")) for k in kernels) if t]
+            last = max(stamps) if stamps else None
+        except (httpx.HTTPError, ValueError) as exc:
+            log.warning("lease %s: cannot read the server's kernels: %s", job.id, exc)
+            last = time.time()  # unknown counts as active: never cull on a failed look
+        return leases.Activity(gpu_busy=gpu_busy, kernels_busy=kernels_busy, last_activity=last)
+
+    async def _check_idle(self, now: float, job: Job, server_name: str, server: dict) -> None:
+        timeout = await self.idle_timeout_of(job.workspace)
+        if timeout is None:
+            return
+        seen = await self.activity(job, server)
+        verdict = leases.idle_verdict(now, job.started_at or now, self._last_active.get(job.id, 0.0), seen,
+                                      timeout, job.id in self._warned)
+        self._last_active[job.id] = verdict.last_active
+        if verdict.action == "warn":
+            log.info("lease %s: %s", job.id, verdict.message)
+            self._warned.add(job.id)
+            self.runtime.note(job.id, verdict.message)
+        elif verdict.action == "keep" and not verdict.message and job.id in self._warned:
+            self._warned.discard(job.id)  # used again: the warning no longer holds
+            self.runtime.note(job.id, None)
+        elif verdict.action == "stop":
+            log.info("lease %s: %s", job.id, verdict.message)
+            self.runtime.note(job.id, verdict.message)
+            await self.stop_server(job.created_by, server_name)
+            self.runtime.release_lease(job.id, verdict.message)
+            self._forget(job.id)
