@@ -16,13 +16,13 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from sqlalchemy import select, update
 from flightbase.service.db import Sessions
 
 from flightbase.settings import PlatformSettings
-from flightbase_jobqueue import builtin, models, sweeps
+from flightbase_jobqueue import builtin, leases, models, sweeps
 from flightbase_jobqueue.backends.local import LaunchSpec, LocalBackend
 from flightbase_jobqueue.coordinator import Coordinator
 from flightbase_jobqueue.datasets import DatasetClient
@@ -76,16 +76,21 @@ class JobRuntime:
 
         self.backend, self.inventory = make_backend(settings, self.resolve)
         self.policy = make_policy(settings.scheduler_policy)
-        self.coordinator = Coordinator(self.store, self.backend, self.policy, self.inventory,
+        # Jupyter trainings' leases are granted by the broker; other jobs go on to the backend
+        self.leases = leases.LeaseBroker(self.backend)
+        self.coordinator = Coordinator(self.store, self.leases, self.policy, self.inventory,
                                        grace_seconds=grace_seconds)
         self.wakeup = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._step_waiters: list[asyncio.Future] = []
+        self.on_lease_cancelled: Callable[[str], None] = lambda job_id: None
 
     # -- life cycle -----------------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self.backend.on_event = lambda: self._loop.call_soon_threadsafe(self.wakeup.set)
+        self.leases.on_event = self.wakeup.set  # called on the loop thread
         self._recover()
         self._task = asyncio.create_task(self._run(), name="coordinator")
 
@@ -103,6 +108,10 @@ class JobRuntime:
                 select(models.Job).where(models.Job.state.in_([JobState.STARTING.value, JobState.RUNNING.value]))
             ).all()
         for row in active:
+            if row.kind == leases.KIND:  # a granted lease: the reconciler checks its server is still there
+                self.leases.adopt(row.id)
+                log.info("recovered lease %s", row.id)
+                continue
             outcome = self.backend.reattach(row.id, stopping=row.stopping or row.cancel_requested)
             if outcome == "lost":
                 self._set_reason(row.id, "the job's processes were gone when the jobqueue restarted")
@@ -123,6 +132,7 @@ class JobRuntime:
             except Exception:  # a bad step must not stop the loop; the next one retries
                 log.exception("coordinator step failed")
                 timeout = self.interval
+            self._stepped()
             try:
                 await asyncio.wait_for(self.wakeup.wait(), timeout)
             except asyncio.TimeoutError:
@@ -134,6 +144,36 @@ class JobRuntime:
 
     def poke(self) -> None:
         self.wakeup.set()
+
+    def _stepped(self) -> None:
+        waiters, self._step_waiters = self._step_waiters, []
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+    async def next_step(self, timeout: float) -> None:
+        """Wait until the coordinator has made its next pass (or ``timeout``): long polls use it."""
+        fut = asyncio.get_running_loop().create_future()
+        self._step_waiters.append(fut)
+        self.poke()
+        try:
+            await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    def note(self, job_id: str, reason: str | None) -> None:
+        """Record (or clear) what users should know of a job now, e.g. an idle warning."""
+        self._set_reason(job_id, reason)
+
+    def release_lease(self, job_id: str, reason: str) -> None:
+        """A Jupyter training's server is gone: its lease ends (a queued one is cancelled)."""
+        state = self.store.state_of(job_id)
+        if state is not None and state.holds_gpus():
+            self._set_reason(job_id, reason)
+            self.leases.release(job_id)
+            self.poke()
+        elif state in (JobState.QUEUED, JobState.PREEMPTED):
+            self.cancel(job_id, reason)
 
     # -- what the API calls (on the loop thread) --------------------------------------
     def admissible(self, job: Job, limits: WorkspaceLimits) -> str | None:
@@ -150,6 +190,8 @@ class JobRuntime:
             self.store.transition(job_id, JobState.CANCELLED, at=now, reason=reason)
             self._ended([job_id])
         elif state is not None and state.holds_gpus():
+            if job_id in self.leases.held:  # a Jupyter training cancelled from the jobs API: its server stops too
+                self.on_lease_cancelled(job_id)
             self.store.mark_cancel_requested(job_id)
             self._set_reason(job_id, reason)
             self.coordinator.cancel(job_id, now, grace_seconds=self.cancel_grace_seconds)
