@@ -1,16 +1,17 @@
-"""The Helm chart, linted by the real Helm engine (helm-sdkpy's libhelm).
+"""The Helm chart, linted and rendered by the real Helm engine (helm-sdkpy's libhelm, Helm v4).
 
-helm-sdkpy 0.1.32 exposes lint, install and upgrade, but no template/render
-call and no dry-run option, and its install needs a reachable API server, so
-the rendered manifests cannot be printed here: these tests rely on Helm's lint,
-which renders every template with the values and checks the values against
-values.schema.json (severity 3 = error).  Validating each rendered object
-against the Kubernetes schemas is left for `helm template | kubeconform` in a
-place with the helm binary (docs/kubernetes.md).
+Lint renders every template and checks the values against values.schema.json
+(severity 3 = error).  helm-sdkpy 0.1.32 has no template call and no dry-run
+option, so the chart is rendered by a real ``install`` against a stub API
+server (``stubapi.py``, a mock: no real API server can run here): Helm renders
+the manifests, looks the kinds up through discovery and creates each object;
+the stub keeps what it was sent.  Every rendered object is then validated
+against the official Kubernetes schemas (kubernetes-validate, strict), for
+the default values and for the GPU+RDMA values file.
 
-The Zero to JupyterHub subchart cannot be fetched here; lint refuses to render
-a chart whose dependency is missing, so the chart is linted from a copy without
-the dependency (its values are still checked by our schema).
+The Zero to JupyterHub subchart cannot be fetched here; lint and install
+refuse a chart whose dependency is missing, so the chart is used from a copy
+without the dependency (its values are still checked by our schema).
 """
 
 from __future__ import annotations
@@ -19,12 +20,19 @@ import asyncio
 import shutil
 from pathlib import Path
 
+import kubernetes_validate
 import pytest
 import yaml
 
+from flightbase_jobqueue.backends.kubernetes.settings import KubernetesSettings
+
 helm = pytest.importorskip("helm_sdkpy", reason="helm-sdkpy is not installed (pip install --ignore-requires-python helm-sdkpy)")
+from helm_sdkpy.actions import Install  # noqa: E402
 from helm_sdkpy.chart import Lint  # noqa: E402
 
+from .stubapi import StubApi  # noqa: E402
+
+K8S_VERSION = "1.33.0"
 CHART = Path(__file__).resolve().parents[2] / "helm" / "flightbase"
 ERROR = 3
 
@@ -36,7 +44,8 @@ def merge(base: dict, extra: dict) -> dict:
     return out
 
 
-def lint(tmp_path: Path, overrides: dict | None = None) -> list[dict]:
+def chart_copy(tmp_path: Path, overrides: dict | None = None) -> Path:
+    """The chart without its subchart dependency, with ``overrides`` merged into values.yaml."""
     chart = tmp_path / "flightbase"
     shutil.copytree(CHART, chart)
     meta = yaml.safe_load((chart / "Chart.yaml").read_text())
@@ -45,8 +54,60 @@ def lint(tmp_path: Path, overrides: dict | None = None) -> list[dict]:
     if overrides:
         values = yaml.safe_load((chart / "values.yaml").read_text())
         (chart / "values.yaml").write_text(yaml.safe_dump(merge(values, overrides)))
-    result = asyncio.run(Lint(helm.Configuration()).run(str(chart)))
+    return chart
+
+
+def lint(tmp_path: Path, overrides: dict | None = None) -> list[dict]:
+    result = asyncio.run(Lint(helm.Configuration()).run(str(chart_copy(tmp_path, overrides))))
     return [m for m in result["Messages"] if m["Severity"] >= ERROR]
+
+
+def render(tmp_path: Path, overrides: dict | None = None) -> tuple[list[dict], list[dict]]:
+    """(the manifest Helm rendered, the objects it created on the stub API server)."""
+    chart = chart_copy(tmp_path, {"jupyterhub": {"enabled": False}, **(overrides or {})})
+    with StubApi() as api:
+        config = helm.Configuration(namespace="flightbase", kubeconfig=str(api.kubeconfig(tmp_path / "kubeconfig")))
+        release = asyncio.run(Install(config).run("flightbase", str(chart), wait=False, timeout=60))
+    manifest = [doc for doc in yaml.safe_load_all(release["manifest"]) if doc]
+    return manifest, api.created
+
+
+GPU_RDMA = yaml.safe_load((CHART / "ci" / "gpu-rdma-values.yaml").read_text())
+
+
+@pytest.mark.parametrize("values", [None, GPU_RDMA], ids=["default", "gpu-rdma"])
+def test_every_rendered_object_is_valid(tmp_path, values):
+    manifest, created = render(tmp_path, values)
+    names = sorted((o["kind"], o["metadata"]["name"]) for o in manifest)
+    assert names == sorted((o["kind"], o["metadata"]["name"]) for o in created)  # all of it reached the API
+    for obj in manifest:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    kinds = {kind for kind, _ in names}
+    assert {"Deployment", "Service", "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding",
+            "ConfigMap", "PersistentVolumeClaim"} <= kinds
+    config = next(o for o in manifest if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "flightbase-jobqueue")
+    assert config["data"]["FLIGHTBASE_BACKEND"] == "kubernetes"
+    settings = KubernetesSettings.from_env(config["data"])  # every FLIGHTBASE_K8S_* value parses
+    if values is None:
+        assert ("StatefulSet", "flightbase-postgresql") in names and ("Deployment", "flightbase-oci") in names
+        assert (settings.rdma_resource, settings.shm_size, settings.mpi_operator) == ("rdma/hca", "16Gi", True)
+    else:
+        assert "StatefulSet" not in kinds and ("Deployment", "flightbase-oci") not in names
+        assert (settings.rdma_resource, settings.nccl_ib_hca, settings.nccl_net_gdr_level, settings.shm_size) == (
+            "rdma/rdma_shared_device_a", "mlx5_0,mlx5_1,mlx5_2,mlx5_3", "PIX", "64Gi")
+        assert config["data"]["FLIGHTBASE_GPU_RDMA_AVAILABLE"] == "true"
+
+
+def test_the_jobqueue_sees_its_data_on_the_workspaces_claim(tmp_path):
+    manifest, _ = render(tmp_path)
+    deployment = next(o for o in manifest if o["kind"] == "Deployment" and o["metadata"]["name"] == "flightbase-jobqueue")
+    pod = deployment["spec"]["template"]["spec"]
+    mounts = {m["mountPath"]: (m["name"], m.get("subPath")) for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["/srv/flightbase/workspaces"] == ("workspaces", None)
+    assert mounts["/srv/flightbase/jobs"] == ("workspaces", ".flightbase/jobs")
+    assert mounts["/srv/flightbase/code"] == ("workspaces", ".flightbase/code")
+    assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+    assert "checksum/config" in deployment["spec"]["template"]["metadata"]["annotations"]
 
 
 def test_default_values_lint_clean(tmp_path):
