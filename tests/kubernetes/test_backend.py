@@ -59,6 +59,17 @@ def mpi_pods(kube: FakeKube, job_id: str, phase: str, *, launcher_phase: str | N
 PLACEMENT = {"gpu-a": (0, 1), "gpu-b": (2, 3)}
 
 
+def running_mpijob(**kw) -> tuple[FakeKube, KubernetesBackend]:
+    """A backend whose MPIJob "j1" runs (its Started already taken)."""
+    kube = FakeKube()
+    backend = make(kube, **kw)
+    backend.start(job("j1"), PLACEMENT)
+    mpi_pods(kube, "j1", "Running")
+    backend.resync()
+    assert backend.poll_events() == [Started("j1", NOW)]
+    return kube, backend
+
+
 def test_start_creates_the_mpijob_pinned_to_the_placed_nodes():
     kube = FakeKube()
     backend = make(kube)
@@ -105,12 +116,7 @@ def test_success_of_every_torchrun_node_is_exit_code_zero():
 
 
 def test_stop_deletes_pods_with_the_grace_period_then_reports_stopped():
-    kube = FakeKube()
-    backend = make(kube)
-    backend.start(job("j1"), PLACEMENT)
-    mpi_pods(kube, "j1", "Running")
-    backend.resync()
-    assert backend.poll_events() == [Started("j1", NOW)]
+    kube, backend = running_mpijob()
     backend.stop("j1", 30, "preempted")
     assert sorted(kube.deleted) == [
         ("MPIJob", "fb-j1", None),
@@ -265,12 +271,7 @@ def test_a_restarted_job_gets_objects_of_its_own_while_the_old_run_is_still_ther
     """Run 0 was stopped (preempted) but its MPIJob could not be deleted yet (an API
     error) and a pod of it still terminates: run 1 is created under its own name, and
     the old pod does not count for the new run."""
-    kube = FakeKube()
-    backend = make(kube)
-    backend.start(job("j1"), PLACEMENT)
-    mpi_pods(kube, "j1", "Running")
-    backend.resync()
-    assert backend.poll_events() == [Started("j1", NOW)]
+    kube, backend = running_mpijob()
     original_delete = kube.delete
     kube.delete = lambda kind, name, **kw: None  # the API accepts nothing: everything stays
     backend.stop("j1", 30, "preempted")
@@ -315,11 +316,7 @@ def ref(job_id: str) -> JobRef:
 
 
 def test_logs_are_read_live_from_the_pods_and_kept_when_the_run_ends(tmp_path):
-    kube = FakeKube()
-    backend = make(kube, data_dir=tmp_path)
-    backend.start(job("j1"), PLACEMENT)
-    mpi_pods(kube, "j1", "Running")
-    backend.resync()
+    kube, backend = running_mpijob(data_dir=tmp_path)
     kube.logs["fb-j1-launcher"] = b"[1,0]<stdout>:loss=0.5\n[1,1]<stdout>:hello\n"
     kube.logs["fb-j1-worker-0"] = b"sshd noise\n"  # workers' own output is not the job's
     assert backend.log_tail(ref("j1"), 1 << 20) == b"[1,0]<stdout>:loss=0.5\n[1,1]<stdout>:hello\n"
@@ -328,7 +325,7 @@ def test_logs_are_read_live_from_the_pods_and_kept_when_the_run_ends(tmp_path):
     kube.logs["fb-j1-launcher"] += b"[1,0]<stdout>:loss=0.25\n"
     mpi_pods(kube, "j1", "Running", launcher_phase="Succeeded", exit_code=0)
     backend.resync()
-    assert backend.poll_events() == [Started("j1", NOW), Exited("j1", NOW, 0)]
+    assert backend.poll_events() == [Exited("j1", NOW, 0)]
     assert ("MPIJob", "fb-j1", None) in kube.deleted
     kube.objects.clear()  # the operator removed the pods with the MPIJob
     kept = b"[1,0]<stdout>:loss=0.5\n[1,1]<stdout>:hello\n[1,0]<stdout>:loss=0.25\n"
@@ -346,12 +343,8 @@ def test_logs_are_read_live_from_the_pods_and_kept_when_the_run_ends(tmp_path):
 
 
 def test_a_stopped_run_keeps_the_output_it_printed_before_the_stop(tmp_path):
-    kube = FakeKube()
-    backend = make(kube, data_dir=tmp_path)
-    backend.start(job("j1"), PLACEMENT)
-    mpi_pods(kube, "j1", "Running")
+    kube, backend = running_mpijob(data_dir=tmp_path)
     kube.logs["fb-j1-launcher"] = b"epoch 1\n"
-    backend.resync()
     backend.stop("j1", 30, "preempted")
     assert (tmp_path / "jobs" / "j1" / "output.log").read_bytes() == b"epoch 1\n"
 
