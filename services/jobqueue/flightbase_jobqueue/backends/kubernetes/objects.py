@@ -16,7 +16,9 @@ What each launcher becomes (:func:`make_objects`):
 
 The scheduler's placement (``{node: (gpu indices)}``) becomes a *required*
 node affinity on the node names, and pods of a multi-node job repel each other
-per host, so the cluster runs exactly what the scheduler admitted.  Which GPU
+per host, so the cluster runs exactly what the scheduler admitted (an uneven
+placement is cut into equal pods instead: :func:`worker_shape`).  Objects of
+a restarted job are named and labelled with its run (:func:`object_name`).  Which GPU
 indices a pod gets is the NVIDIA device plugin's choice: the count per node is
 what the scheduler accounted; the indices are recorded in an annotation.
 
