@@ -37,7 +37,16 @@ node_modules/.installed: package.json
 	$(PY) -m pip install -q --ignore-requires-python helm-sdkpy==0.1.32
 	touch $@
 
-install: .system-deps-run $(VENV)/.installed $(VENV)/.ml-installed node_modules/.installed
+# The JupyterLab extension (flightbase_labext/, docs/jupyterlab.md): built offline with Node
+# here, then installed as a wheel that carries the built assets (it installs without Node).
+LABEXT_SOURCES := $(shell find flightbase_labext/src flightbase_labext/style flightbase_labext/flightbase_labext -type f -not -path '*/labextension/*' -not -name '_version.py' 2>/dev/null)
+$(VENV)/.labext-installed: $(VENV)/.installed flightbase_labext/package.json flightbase_labext/package-lock.json flightbase_labext/pyproject.toml $(LABEXT_SOURCES)
+	cd flightbase_labext && npm ci --no-audit --no-fund --loglevel=error && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npm run build:prod
+	$(PY) -m pip install -q './flightbase_labext[test]'
+	$(PY) -m pip install -q --force-reinstall --no-deps ./flightbase_labext
+	touch $@
+
+install: .system-deps-run $(VENV)/.installed $(VENV)/.ml-installed node_modules/.installed $(VENV)/.labext-installed
 
 install-test: install .system-deps-test
 

@@ -10,6 +10,7 @@ command -v npm >/dev/null 2>&1 || need npm
 if [ "${1:-run}" = "test" ]; then
   need postgresql
   need apache2-utils   # ab, for benchmarks/submit_bench.py
+  need chromium        # the browser tests (tests/labext), driven by playwright-core
 fi
 if [ ${#want[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

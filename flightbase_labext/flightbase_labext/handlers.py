@@ -114,7 +114,9 @@ class OverviewHandler(FlightbaseHandler):
             raise BadRequest("workspace", "name a workspace")
 
         def fetch(c: Client):
-            return views.overview(c.workspace(ws), c.jobs(ws, limit=500), c.queue(ws), c.trainings(ws),
+            # Client.workspace(c, ...): an instance's ``workspace`` attribute (its default
+            # workspace) hides the method of the same name
+            return views.overview(Client.workspace(c, ws), c.jobs(ws, limit=500), c.queue(ws), c.trainings(ws),
                                   c.info()["user"])
 
         self.reply(await self.call(fetch))

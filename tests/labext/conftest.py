@@ -1,0 +1,26 @@
+"""Fixtures of the JupyterLab extension's tests: a real platform, and pytest-jupyter's
+Jupyter server (``jp_fetch``) with the Flightbase server extension loaded."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("pytest_jupyter", reason="pytest-jupyter is installed with flightbase_labext[test] (make install)")
+pytest.importorskip("flightbase_labext", reason="the extension is installed by make install ($(VENV)/.labext-installed)")
+
+from pytest_jupyter.jupyter_server import *  # noqa: E402,F401,F403 (jp_fetch, jp_serverapp...)
+
+from tests.platform.harness import new_platform  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    """A running platform with 4 CPU slots, for this module."""
+    p = new_platform(tmp_path_factory.mktemp("platform"), gpus="4").start()
+    yield p
+    p.remove()
+
+
+@pytest.fixture
+def jp_server_config():
+    return {"ServerApp": {"jpserver_extensions": {"flightbase_labext": True}}}
