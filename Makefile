@@ -39,7 +39,7 @@ node_modules/.installed: package.json
 
 # The JupyterLab extension (flightbase_labext/, docs/jupyterlab.md): built offline with Node
 # here, then installed as a wheel that carries the built assets (it installs without Node).
-LABEXT_SOURCES := $(shell find flightbase_labext/src flightbase_labext/style flightbase_labext/flightbase_labext -type f -not -path '*/labextension/*' -not -name '_version.py' 2>/dev/null)
+LABEXT_SOURCES := $(shell find flightbase_labext/src flightbase_labext/style flightbase_labext/flightbase_labext -type f -not -path '*/labextension/*' -not -path '*/__pycache__/*' -not -name '_version.py' 2>/dev/null)
 $(VENV)/.labext-installed: $(VENV)/.installed flightbase_labext/package.json flightbase_labext/package-lock.json flightbase_labext/pyproject.toml $(LABEXT_SOURCES)
 	cd flightbase_labext && npm ci --no-audit --no-fund --loglevel=error && PATH="$(CURDIR)/$(VENV)/bin:$$PATH" npm run build:prod
 	$(PY) -m pip install -q './flightbase_labext[test]'
