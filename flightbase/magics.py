@@ -172,7 +172,8 @@ def submit_cell(client, cell: str, opts) -> dict:
     from flightbase.cli_common import key_values
 
     workspace = client.resolve_workspace(opts.workspace)
-    spec = {"gpus": opts.gpus, "launcher": opts.launcher or ("horovod" if opts.gpus > 1 else "none"),
+    opts.launcher = opts.launcher or ("horovod" if opts.gpus > 1 else "none")
+    spec = {"gpus": opts.gpus, "launcher": opts.launcher,
             "image": opts.image, "datasets": opts.dataset, "env": key_values(opts.env, "env"),
             "max_runtime": opts.max_runtime, "args": opts.args}
     if opts.nodes is not None:
@@ -248,7 +249,7 @@ class FlightbaseMagics(Magics):
                 return _error(str(exc))
             job_id = training["jobs"][0]["id"]
             print(f"training {training['id']} ({training['name']}) in {training['workspace']}: job {job_id}, "
-                  f"{opts.gpus} {'GPU' if opts.gpus == 1 else 'GPUs'}, launcher {training.get('launcher', opts.launcher)}",
+                  f"{opts.gpus} {'GPU' if opts.gpus == 1 else 'GPUs'}, launcher {opts.launcher}",
                   flush=True)
             if opts.no_wait:
                 print(f"follow it with `%flightbase logs {job_id} --follow`", flush=True)
