@@ -101,3 +101,37 @@ def test_an_interrupt_stops_streaming_and_leaves_the_job_running(platform, perso
         cancel = nb.run(f"%flightbase cancel {job['id']}")
         assert not errors(cancel) and text(cancel).startswith(f"job {job['id']}: ")  # the CLI's answer
     assert wait_state(platform, person.token, f"jobs/{job['id']}")["state"] == "cancelled"
+
+
+def test_the_progress_display_shows_the_queue_position_then_the_end(platform, person, notebook):
+    token = person.token
+    code = platform.api("jobqueue", "POST", "code", token, params={"workspace": person.workspace, "filename": "hold.py"},
+                        content=b"import time\ntime.sleep(300)\n").json()["id"]
+    hold = platform.api("jobqueue", "POST", "trainings", token, json={
+        "workspace": person.workspace, "name": "hold-all", "entrypoint": "hold.py", "code_id": code, "gpus": 4}).json()
+    hold_job = hold["jobs"][0]["id"]
+    wait_state(platform, token, f"jobs/{hold_job}", ("running",))
+    with notebook() as nb:
+        nb.run("%load_ext flightbase")
+        cell = nb.add("%%flightbase --no-files --name waits\nprint('ran after all')")
+        seen = []
+
+        def release_once_queued():
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                shown = [o["data"]["text/plain"] for o in cell["outputs"] if o["output_type"] == "display_data"]
+                if shown and "queued, position 1" in shown[-1]:
+                    seen.append(shown[-1])
+                    break
+                time.sleep(0.2)
+            platform.api("jobqueue", "POST", f"jobs/{hold_job}/cancel", token)
+
+        releaser = threading.Thread(target=release_once_queued, daemon=True)
+        releaser.start()
+        nb.run(cell)
+        releaser.join()
+    [job] = jobs_named(platform, person, "waits")
+    assert seen and seen[0].startswith(f"job {job['id']}: queued, position 1 (1 in {person.workspace}), estimated start ")
+    assert "ran after all" in text(cell, "stdout")
+    final = [o["data"]["text/plain"] for o in cell["outputs"] if o["output_type"] == "display_data"]
+    assert len(final) == 1 and final[0].startswith(f"job {job['id']}: succeeded, exit code 0")  # updated in place
