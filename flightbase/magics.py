@@ -33,6 +33,7 @@ import shlex
 import sys
 import time
 
+import httpx
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 CELL_SCRIPT = "flightbase_cell.py"
@@ -155,6 +156,10 @@ def watch(client, job_id: str, *, interval: float = 1.0, out=None) -> dict | Non
         job = client.wait(job_id, interval=0.5)
     except KeyboardInterrupt:
         _interrupted(job_id)
+        return None
+    except httpx.HTTPError as exc:  # the stream broke (the service restarting): the job goes on
+        _error(f"lost the connection to the jobqueue ({exc}); job {job_id} goes on: "
+               f"`%flightbase logs {job_id} --follow` to follow it again")
         return None
     progress.show(status_line(job))
     print(status_line(job), file=out if job["state"] == "succeeded" else sys.stderr, flush=True)
