@@ -1,27 +1,37 @@
 """Registry upload throughput versus a plain `cp`, and the service's memory during the upload.
 
 Starts a real platform (hub, proxy, services) in a temporary folder, writes a
-file of random bytes (1 GB by default), then in one run:
+file of random bytes (1 GB by default), then, ``--runs`` times in turn:
 
-1. ``cp`` of the file to a new file on the same file system (then ``sync``),
-2. the same file uploaded through the API as a dataset version with the CLI's
-   upload function (declare with sha256, chunks of 64 MB through the hub's
-   proxy, commit: checksum check, fsync, read-only, atomic publish),
+1. ``cp`` of the file to a new file on the same file system, then
+   ``sync FILE`` (an fsync of the copy: the same durability as the service,
+   which fsyncs every file of a version before publishing it),
+2. the same file uploaded through the API as a dataset version, exactly as
+   ``flightbase datasets upload`` does it (``cli_datasets.send_chunk``:
+   ``CHUNK``-byte PATCH requests through the hub's proxy, then commit:
+   checksum check, fsync, read-only modes, atomic rename). The client's
+   SHA-256 of the file, computed before the upload is declared, is timed
+   separately (it needs no network and no service).
 
-and prints the two rates, their ratio, how the upload's time splits between
-sending the chunks and the commit, the CPU time of the registry service and
-of this client during the upload, and the service's RSS sampled every 0.1 s
-during the upload (peak minus the baseline before it). The machine's load
-average is printed too: on a shared machine both sides of the ratio move.
+Each run prints both times and their ratio; the summary gives the medians.
+During each upload the registry service's RSS is sampled every 0.1 s (peak
+minus the baseline before the upload) and the CPU time of the registry
+service, of the hub's proxy (configurable-http-proxy) and of this client is
+measured. The load average is printed too: on a shared machine both sides of
+the ratio move with other work.
 
-    .venv/bin/python benchmarks/upload_bench.py [--size-mb 1000]
+    .venv/bin/python benchmarks/upload_bench.py [--size-mb 1000] [--runs 5] [--chunk-mb 256]
+        [--direct] [--buffered-writes]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import platform as host
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,26 +60,54 @@ def cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def processes(*needles: str) -> list[int]:
+    """Processes whose command line contains every needle."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if all(n in cmd for n in needles):
+                found.append(int(d.name))
+    return found
+
+
 def registry_pid(port: int) -> int:
-    out = subprocess.run(["pgrep", "-f", "flightbase_registry"], capture_output=True, text=True).stdout.split()
-    for pid in out:
+    for pid in processes("flightbase_registry"):
         try:
             env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
             continue
         if any(e.startswith(b"FLIGHTBASE_PORT=" + str(port).encode()) for e in env):
-            return int(pid)
+            return pid
     raise RuntimeError("registry service process not found")
+
+
+def copy_with_sync(src: Path, dst: Path) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(["cp", str(src), str(dst)], check=True)
+    subprocess.run(["sync", str(dst)], check=True)
+    took = time.perf_counter() - t0
+    dst.unlink()
+    return took
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mb", type=int, default=1000, help="size of the test file in MB (default 1000 = 1 GB)")
+    ap.add_argument("--runs", type=int, default=5, help="copy + upload pairs (default 5)")
+    ap.add_argument("--chunk-mb", type=int, default=cli_datasets.CHUNK >> 20,
+                    help=f"bytes per PATCH request, MiB (default: the CLI's, {cli_datasets.CHUNK >> 20})")
     ap.add_argument("--direct", action="store_true",
                     help="send to the registry service's own port, bypassing the hub's proxy (to see what the proxy costs)")
+    ap.add_argument("--buffered-writes", action="store_true",
+                    help="run the service with direct_writes=0 (page cache writes, the previous behaviour)")
     args = ap.parse_args()
     size = args.size_mb * 1_000_000
-    load = os.getloadavg()
+    cli_datasets.CHUNK = args.chunk_mb << 20
+    rows = []
     with tempfile.TemporaryDirectory(prefix="upload-bench-", dir=os.environ.get("TMPDIR", "/var/tmp")) as tmp:
         tmp = Path(tmp)
         src = tmp / "data.bin"
@@ -79,76 +117,93 @@ def main() -> int:
                 block = os.urandom(min(left, 16 << 20))
                 fh.write(block)
                 left -= len(block)
-        subprocess.run(["sync"], check=True)
-
-        t0 = time.perf_counter()
-        subprocess.run(["cp", str(src), str(tmp / "copy.bin")], check=True)
-        subprocess.run(["sync"], check=True)
-        cp_s = time.perf_counter() - t0
-        (tmp / "copy.bin").unlink()
+        subprocess.run(["sync", str(src)], check=True)
 
         p = new_platform(tmp / "platform")
-        (tmp / "platform").mkdir()
+        p.data_dir.mkdir(parents=True)
+        if args.buffered_writes:
+            (p.data_dir / "registry.json").write_text(json.dumps({"direct_writes": 0}))
         p.start()
         try:
             admin = p.admin_token
             assert p.api("jobqueue", "POST", "workspaces", admin, json={"name": "bench", "settings": {}}).status_code == 201
             pid = registry_pid(p.port)
-            base_rss = rss_kb(pid)
-            samples: list[int] = []
-            done = threading.Event()
-
-            def sample():
-                while not done.is_set():
-                    samples.append(rss_kb(pid))
-                    time.sleep(0.1)
-
-            sampler = threading.Thread(target=sample, daemon=True)
+            proxy = processes("configurable-http-proxy", f"--port {p.port}")
             url = p.url
             if args.direct:
                 env = dict(e.split(b"=", 1) for e in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if b"=" in e)
                 url = f"http://127.0.0.1:{int(env[b'FLIGHTBASE_REGISTRY_PORT'])}"
             with Client(url=url, token=admin, timeout=600) as c:
-                # checksums are computed by the client before the upload starts; timed separately
-                t0 = time.perf_counter()
-                digest = cli_datasets._sha256(src, cli_datasets.Progress(size, "", quiet=True))
-                hash_s = time.perf_counter() - t0
-                sampler.start()
-                cpu0, mine0 = cpu_s(pid), time.process_time()
-                t0 = time.perf_counter()
                 c.request("registry", "POST", "workspaces/bench/datasets", json={"name": "big"})
-                up = c.request("registry", "POST", "workspaces/bench/datasets/big/uploads",
-                               json={"files": [{"path": "data.bin", "size": size, "sha256": digest}]})
-                offset = 0
-                with open(src, "rb") as fh:
-                    while offset < size:
-                        length = min(cli_datasets.CHUNK, size - offset)
-                        ans = c.request("registry", "PATCH", f"workspaces/bench/datasets/big/uploads/{up['id']}/files/0",
-                                        params={"offset": offset}, content=cli_datasets._chunks(fh, length),
-                                        headers={"Content-Length": str(length)})
-                        offset = ans["offset"]
-                sent_s = time.perf_counter() - t0
-                version = c.request("registry", "POST", f"workspaces/bench/datasets/big/uploads/{up['id']}/commit")
-                up_s = time.perf_counter() - t0
-                service_cpu, client_cpu = cpu_s(pid) - cpu0, time.process_time() - mine0
-                done.set()
-                sampler.join()
-            assert version["size_bytes"] == size
+                for run in range(1, args.runs + 1):
+                    rows.append(one_run(c, src, size, tmp, pid, proxy))
+                    r = rows[-1]
+                    print(f"run {run}: cp+sync {r['cp']:.2f} s, upload {r['up']:.2f} s (chunks {r['sent']:.2f} s, "
+                          f"commit {r['up'] - r['sent']:.2f} s), ratio {r['up'] / r['cp']:.2f}x; CPU registry "
+                          f"{r['cpu_reg']:.2f} s, proxy {r['cpu_proxy']:.2f} s, client {r['cpu_client']:.2f} s; "
+                          f"registry RSS +{r['rss_up'] / 1024:.0f} MB; client sha256 {r['hash']:.2f} s; "
+                          f"load {r['load']:.1f}", flush=True)
+                    c.request("registry", "DELETE", f"workspaces/bench/datasets/big/versions/{r['version']}")
         finally:
             p.stop()
 
     mb = size / 1e6
+    med = {k: statistics.median(r[k] for r in rows) for k in rows[0] if k != "version"}
+    ratios = sorted(r["up"] / r["cp"] for r in rows)
     print(f"machine: {os.cpu_count()} cores, {host.platform()}, Python {host.python_version()}")
-    print(f"file: {mb:.0f} MB of random bytes; upload {'straight to the service' if args.direct else 'through the hub proxy'}")
-    print(f"cp + sync:             {cp_s:6.2f} s  {mb / cp_s:7.1f} MB/s")
-    print(f"API upload + commit:   {up_s:6.2f} s  {mb / up_s:7.1f} MB/s   (client sha256 beforehand: {hash_s:.2f} s)")
-    print(f"  of which chunks sent {sent_s:6.2f} s, commit (fsync, read-only, rename) {up_s - sent_s:.2f} s")
-    print(f"  CPU: registry service {service_cpu:.2f} s, client {client_cpu:.2f} s "
-          f"(load average before the run {load[0]:.2f}: the machine is shared)")
-    print(f"ratio upload / cp:     {up_s / cp_s:6.2f}x  (target: within 2x)")
-    print(f"registry RSS: before {base_rss / 1024:.0f} MB, peak during upload {max(samples) / 1024:.0f} MB "
-          f"(+{(max(samples) - base_rss) / 1024:.0f} MB), {len(samples)} samples")
+    print(f"file: {mb:.0f} MB of random bytes, {len(rows)} runs, {cli_datasets.CHUNK >> 20} MiB per PATCH, upload "
+          f"{'straight to the service' if args.direct else 'through the hub proxy'}, "
+          f"{'page cache' if args.buffered_writes else 'direct'} writes in the service")
+    print(f"cp + sync FILE (median):  {med['cp']:6.2f} s  {mb / med['cp']:7.1f} MB/s")
+    print(f"API upload + commit:      {med['up']:6.2f} s  {mb / med['up']:7.1f} MB/s   (client sha256 beforehand: {med['hash']:.2f} s)")
+    print(f"ratio upload / cp:        median {statistics.median(ratios):.2f}x, runs {', '.join(f'{x:.2f}' for x in ratios)}"
+          "  (target: within 2x)")
+    print(f"CPU per upload (median):  registry {med['cpu_reg']:.2f} s, proxy {med['cpu_proxy']:.2f} s, client {med['cpu_client']:.2f} s")
+    print(f"registry RSS: before {med['rss_before'] / 1024:.0f} MB, peak rise during an upload "
+          f"+{max(r['rss_up'] for r in rows) / 1024:.0f} MB (largest of the runs)")
     return 0
+
+
+def one_run(c, src: Path, size: int, tmp: Path, pid: int, proxy: list[int]) -> dict:
+    load = os.getloadavg()[0]
+    cp = copy_with_sync(src, tmp / "copy.bin")
+    t0 = time.perf_counter()
+    h = hashlib.sha256()
+    with open(src, "rb") as fh:
+        while block := fh.read(cli_datasets.READ):
+            h.update(block)
+    hash_s = time.perf_counter() - t0
+    base_rss = rss_kb(pid)
+    samples: list[int] = []
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            samples.append(rss_kb(pid))
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    cpu0, proxy0, mine0 = cpu_s(pid), sum(map(cpu_s, proxy)), time.process_time()
+    t0 = time.perf_counter()
+    up = c.request("registry", "POST", "workspaces/bench/datasets/big/uploads",
+                   json={"files": [{"path": "data.bin", "size": size, "sha256": h.hexdigest()}]})
+    offset = 0
+    with open(src, "rb") as fh:
+        while offset < size:
+            length = min(cli_datasets.CHUNK, size - offset)
+            offset = cli_datasets.send_chunk(c, f"workspaces/bench/datasets/big/uploads/{up['id']}/files/0", fh, offset, length)["offset"]
+    sent = time.perf_counter() - t0
+    version = c.request("registry", "POST", f"workspaces/bench/datasets/big/uploads/{up['id']}/commit")
+    up_s = time.perf_counter() - t0
+    row = {"cp": cp, "up": up_s, "sent": sent, "hash": hash_s, "load": load, "version": version["version"],
+           "cpu_reg": cpu_s(pid) - cpu0, "cpu_proxy": sum(map(cpu_s, proxy)) - proxy0,
+           "cpu_client": time.process_time() - mine0}
+    done.set()
+    sampler.join()
+    assert version["size_bytes"] == size
+    row.update(rss_before=base_rss, rss_up=max(samples) - base_rss)
+    return row
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from flightbase.cli_common import table, workspace_arg
 
@@ -261,14 +261,81 @@ def upload(c, ws: str, dataset: str, paths: list[Path], *, message: str = "", ex
         with open(local, "rb") as fh:
             while offset < f["size"]:
                 length = min(CHUNK, f["size"] - offset)
-                fh.seek(offset)
-                sent = _Counting(_chunks(fh, length), progress)
-                answer = c.request("registry", "PATCH", f"{base}/uploads/{state['id']}/files/{f['index']}",
-                                   params={"offset": offset}, content=sent,
-                                   headers={"Content-Type": "application/octet-stream", "Content-Length": str(length)})
+                answer = send_chunk(c, f"{base}/uploads/{state['id']}/files/{f['index']}", fh, offset, length, progress)
                 offset = answer["offset"]
     progress.finish()
     return c.request("registry", "POST", f"{base}/uploads/{state['id']}/commit")
+
+
+def send_chunk(c, path: str, fh, offset: int, length: int, progress: Progress | None = None) -> dict:
+    """PATCH ``length`` bytes of the open file ``fh`` from ``offset`` to the registry's ``path``; its JSON answer.
+
+    Over plain HTTP without a proxy in the environment the body goes with
+    ``sendfile`` (the kernel hands the file's pages to the socket: no copy
+    through this process, about 0.5 s of CPU less per GB on the benchmark
+    machine, docs/benchmarks.md); otherwise, and over HTTPS, through the
+    client's own connection in blocks of ``READ`` bytes.
+    """
+    url = f"{c.url}/services/registry/api/v1/{path}?offset={offset}"
+    parsed = urlsplit(url)
+    if parsed.scheme != "http" or _proxied(parsed.hostname or ""):
+        fh.seek(offset)
+        blocks = _chunks(fh, length)
+        return c.request("registry", "PATCH", path, params={"offset": offset},
+                         content=_Counting(blocks, progress) if progress else blocks,
+                         headers={"Content-Type": "application/octet-stream", "Content-Length": str(length)})
+    return _sendfile_patch(c, parsed, fh, offset, length, progress)
+
+
+def _proxied(host: str) -> bool:
+    import urllib.request
+
+    proxies = urllib.request.getproxies()
+    return bool(proxies.get("http") or proxies.get("all")) and not urllib.request.proxy_bypass(host)
+
+
+def _sendfile_patch(c, url, fh, offset: int, length: int, progress: Progress | None) -> dict:
+    import http.client
+
+    from flightbase.client import ApiError
+
+    conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=_timeout(c))
+    try:
+        try:
+            conn.putrequest("PATCH", f"{url.path}?{url.query}", skip_accept_encoding=True)
+            conn.putheader("Authorization", f"token {c.token}")
+            conn.putheader("Content-Type", "application/octet-stream")
+            conn.putheader("Content-Length", str(length))
+            conn.endheaders()
+            sent = 0
+            while sent < length:  # in steps, for the progress line
+                n = conn.sock.sendfile(fh, offset + sent, min(READ * 4, length - sent))
+                if not n:
+                    raise ValueError("a file changed (got shorter) while it was being uploaded")
+                sent += n
+                if progress:
+                    progress.add(n)
+        except OSError:
+            pass  # the service may have answered (and closed) before taking the whole body: read its answer
+        try:
+            resp = conn.getresponse()
+            raw = resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise ApiError(0, f"cannot reach {c.url}: {exc}") from None
+    finally:
+        conn.close()
+    try:
+        body = json.loads(raw) if raw else {}
+    except ValueError:
+        body = {"message": raw[:200].decode(errors="replace") or resp.reason}
+    if resp.status >= 400:
+        raise ApiError(resp.status, body.get("message", "error"), body.get("field"), body)
+    return body
+
+
+def _timeout(c) -> float | None:
+    t = getattr(getattr(c, "_http", None), "timeout", None)
+    return getattr(t, "read", None) or 600.0
 
 
 class _Counting:

@@ -31,6 +31,9 @@ class RegistrySettings:
     max_compression_ratio: int = 200
     # How many bytes a chunk request (PATCH) may carry at most.
     max_chunk_bytes: int = 1 * GB
+    # 1: write received chunks with O_DIRECT where the file system allows it (no
+    # page cache; see api/uploads.py); 0: always through the page cache.
+    direct_writes: int = 1
 
     ENV = {
         "oci_registry_url": "FLIGHTBASE_OCI_REGISTRY_URL",
@@ -39,6 +42,7 @@ class RegistrySettings:
         "max_extract_bytes": "FLIGHTBASE_REGISTRY_MAX_EXTRACT_BYTES",
         "max_compression_ratio": "FLIGHTBASE_REGISTRY_MAX_COMPRESSION_RATIO",
         "max_chunk_bytes": "FLIGHTBASE_REGISTRY_MAX_CHUNK_BYTES",
+        "direct_writes": "FLIGHTBASE_REGISTRY_DIRECT_WRITES",
     }
 
     @classmethod
