@@ -112,9 +112,9 @@ class FlightbaseSpawnerMixin(HasTraits):
         return choices[opts.workspace]
 
     # -- the lease ---------------------------------------------------------------
-    def _jobqueue(self) -> httpx.AsyncClient:
+    def _jobqueue(self, token: str | None = None) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.jobqueue_url + JOBQUEUE_API, timeout=self.lease_poll_seconds + 20,
-                                 headers={"Authorization": f"token {self.api_token}"})
+                                 headers={"Authorization": f"token {token or self.api_token}"})
 
     def _set_lease(self, lease: dict | None) -> None:
         self.lease = lease
@@ -146,13 +146,17 @@ class FlightbaseSpawnerMixin(HasTraits):
             raise LeaseError(f"the GPU request was {lease['state']}: {lease.get('reason') or 'no reason given'}")
         return self.lease
 
-    async def release_lease(self) -> None:
-        lease, self.lease = self.lease, None
-        if not lease or not self.api_token:
+    async def release_lease(self, lease: dict | None = None, token: str | None = None) -> None:
+        lease, self.lease = lease or self.lease, None
+        token = token or self.api_token
+        if not lease or not token:
             return
         try:
-            async with self._jobqueue() as http:
-                await http.delete(f"/leases/{lease['id']}")
+            async with self._jobqueue(token) as http:
+                resp = await http.delete(f"/leases/{lease['id']}")
+            if resp.status_code >= 400:
+                self.log.warning("could not release lease %s of %s: %s", lease["id"], self._log_name,
+                                 _error_text(resp))
         except httpx.HTTPError as exc:  # the reconciler releases it once the hub no longer has the server
             self.log.warning("could not release lease %s of %s: %s", lease["id"], self._log_name, exc)
 
@@ -197,6 +201,13 @@ class FlightbaseSpawnerMixin(HasTraits):
     def clear_state(self):
         super().clear_state()
         self.lease = None
+
+    async def stop(self, now=False):
+        lease, token = self.lease, self.api_token  # (the concrete spawner's stop clears both)
+        try:
+            await super().stop(now=now)
+        finally:
+            await self.release_lease(lease, token)
 
 
 def _error_text(resp: httpx.Response) -> str:

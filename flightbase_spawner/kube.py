@@ -12,6 +12,7 @@ pod. The lease id is a label of the pod.
 from __future__ import annotations
 
 from kubespawner import KubeSpawner
+from tornado import web
 from traitlets import Dict, Unicode, default
 
 from flightbase_spawner import options as fbopts
@@ -60,7 +61,7 @@ class FlightbaseKubeSpawner(FlightbaseSpawnerMixin, KubeSpawner):
             opts = self.flightbase_user_options()
             choices = await self.check_workspace_choices(opts)
         except fbopts.OptionsError as exc:
-            raise RuntimeError(f"cannot start a Jupyter training: {exc}") from None
+            raise web.HTTPError(400, f"cannot start a Jupyter training: {exc}") from None
         lease = await self.acquire_lease(opts)
         try:
             overrides = spawn_overrides(
@@ -74,9 +75,3 @@ class FlightbaseKubeSpawner(FlightbaseSpawnerMixin, KubeSpawner):
         except BaseException:
             await self.release_lease()
             raise
-
-    async def stop(self, now=False):
-        try:
-            await super().stop(now=now)
-        finally:
-            await self.release_lease()

@@ -28,6 +28,7 @@ import sys
 from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner
+from tornado import web
 from traitlets import Integer, Unicode, default
 
 from flightbase.accounts import AccountError, ensure_account, ensure_home, running_as_root
@@ -90,7 +91,7 @@ class FlightbaseLocalSpawner(FlightbaseSpawnerMixin, LocalProcessSpawner):
             opts = self.flightbase_user_options()
             await self.check_workspace_choices(opts)
         except fbopts.OptionsError as exc:
-            raise RuntimeError(f"cannot start a Jupyter training: {exc}") from None
+            raise web.HTTPError(400, f"cannot start a Jupyter training: {exc}") from None
         try:
             account = ensure_account(self.user.name, self.home_root, self.min_uid)
         except (AccountError, subprocess.CalledProcessError) as exc:
@@ -108,7 +109,10 @@ class FlightbaseLocalSpawner(FlightbaseSpawnerMixin, LocalProcessSpawner):
             raise
 
     def prepare_folder(self, account, opts: fbopts.JupyterOptions, lease: dict | None) -> Path:
+        # an account made by an earlier platform may name a home that is gone: the home is
+        # the one under this platform's home_root (as for jobs)
         home = Path(ensure_home(account, self.home_root)) if running_as_root() else Path(account.pw_dir)
+        self._home = str(home)
         folder = home / opts.workspace
         folder.mkdir(mode=0o700, exist_ok=True)
         datasets = (lease or {}).get("datasets") or []
@@ -123,13 +127,13 @@ class FlightbaseLocalSpawner(FlightbaseSpawnerMixin, LocalProcessSpawner):
                     os.lchown(path, account.pw_uid, account.pw_gid)
         return folder
 
+    def user_env(self, env):
+        env = super().user_env(env)
+        if getattr(self, "_home", None):
+            env["HOME"] = self._home
+        return env
+
     def get_env(self):
         env = super().get_env()
         env.update(getattr(self, "_flightbase_env", {}))
         return env
-
-    async def stop(self, now=False):
-        try:
-            await super().stop(now=now)
-        finally:
-            await self.release_lease()

@@ -196,7 +196,7 @@ class LeaseReconciler:
             self.runtime.note(job.id, None)
         elif verdict.action == "stop":
             log.info("lease %s: %s", job.id, verdict.message)
-            self.runtime.note(job.id, verdict.message)
+            self.runtime.ending(job.id, verdict.message)
             await self.stop_server(job.created_by, server_name)
             self.runtime.release_lease(job.id, verdict.message)
             self._forget(job.id)

@@ -23,30 +23,19 @@ from flightbase.service.db import Sessions
 
 from flightbase.settings import PlatformSettings
 from flightbase_jobqueue import builtin, leases, models, sweeps
-from flightbase_jobqueue.backends.local import LaunchSpec, LocalBackend
+from flightbase_jobqueue.backends.local import LaunchSpec
 from flightbase_jobqueue.coordinator import Coordinator
 from flightbase_jobqueue.datasets import DatasetClient
 from flightbase_jobqueue.scheduling import insight
 from flightbase_jobqueue.scheduling.placement import check_admissible
 from flightbase_jobqueue.scheduling.policies import make_policy
-from flightbase_jobqueue.scheduling.types import Job, Node, WorkspaceLimits
+from flightbase_jobqueue.backends import make_backend  # settings.backend: local or kubernetes
+from flightbase_jobqueue.backends.spec import DatasetVersion
+from flightbase_jobqueue.scheduling.types import Job, WorkspaceLimits
 from flightbase_jobqueue.states import JobState
 from flightbase_jobqueue.store import SqlStore, to_core
 
 log = logging.getLogger("flightbase.jobqueue.runtime")
-
-LOCAL_NODE = "local"
-
-
-class LocalNodes:
-    """The embedded deployment's inventory: this machine, with its GPUs or CPU slots."""
-
-    def __init__(self, gpus: Sequence[dict]):
-        self._node = Node(name=LOCAL_NODE, total=len(gpus), free=tuple(g["index"] for g in gpus))
-
-    def nodes(self) -> Sequence[Node]:
-        return (self._node,) if self._node.total else ()
-
 
 def limits_from(settings) -> WorkspaceLimits:
     return WorkspaceLimits(
@@ -72,7 +61,6 @@ class JobRuntime:
         self.min_interval = min_interval
         self.limits: dict[str, WorkspaceLimits] = {}
         self.store = SqlStore(sessions, lambda: self.limits)
-        from flightbase_jobqueue.backends import make_backend  # settings.backend: local or kubernetes
 
         self.backend, self.inventory = make_backend(settings, self.resolve)
         self.policy = make_policy(settings.scheduler_policy)
@@ -85,6 +73,7 @@ class JobRuntime:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._step_waiters: list[asyncio.Future] = []
         self.on_lease_cancelled: Callable[[str], None] = lambda job_id: None
+        self._end_reasons: dict[str, str] = {}
 
     # -- life cycle -----------------------------------------------------------------
     async def start(self) -> None:
@@ -165,8 +154,14 @@ class JobRuntime:
         """Record (or clear) what users should know of a job now, e.g. an idle warning."""
         self._set_reason(job_id, reason)
 
+    def ending(self, job_id: str, reason: str) -> None:
+        """Why a lease is about to end (its server is being stopped for it), whoever releases it."""
+        self._end_reasons[job_id] = reason
+        self._set_reason(job_id, reason)
+
     def release_lease(self, job_id: str, reason: str) -> None:
         """A Jupyter training's server is gone: its lease ends (a queued one is cancelled)."""
+        reason = self._end_reasons.pop(job_id, reason)
         state = self.store.state_of(job_id)
         if state is not None and state.holds_gpus():
             self._set_reason(job_id, reason)
@@ -254,7 +249,6 @@ class JobRuntime:
 
     def resolve(self, job_id: str) -> LaunchSpec:
         """The job's shared LaunchSpec; the backend adds its own part (called by the backend on start)."""
-        from flightbase_jobqueue.backends.spec import DatasetVersion
 
         with self.sessions() as session:
             job = session.get(models.Job, job_id)

@@ -23,7 +23,6 @@ from flightbase.service.access import authorize, require_usable, workspaces_with
 from flightbase.service.errors import ApiError, not_found
 from flightbase.service.deps import CurrentIdentity, in_session
 from flightbase_jobqueue import sweeps
-from flightbase_jobqueue.backends import launchers
 from flightbase_jobqueue.models import CodeUpload, Job, Training, TrainingOwner
 from flightbase_jobqueue.runtime import limits_from
 from flightbase_jobqueue.scheduling.types import Job as CoreJob
@@ -76,7 +75,7 @@ def training_out(t: Training, jobs: list[Job], metrics_of=lambda job: {}, with_j
 def _metrics_reader(request: Request):
     from flightbase_jobqueue.api.jobs import job_metrics
 
-    return lambda job: job_metrics(request, job.id)
+    return lambda job: job_metrics(request, job)
 
 
 async def load_training(request: Request, identity: Identity, training_id: str, permission: str) -> TrainingOut:
@@ -147,7 +146,7 @@ async def create_training_from(request: Request, identity: Identity, body: Train
     why = runtime.admissible(probe, limits)
     if why:
         raise ApiError(422, f"gpus: {why}", field="gpus")
-    why = launchers.missing_tool(body.launcher, runtime.backend.bindir)
+    why = runtime.backend.missing_tool(body.launcher)
     if why:
         raise ApiError(422, f"launcher: {why}", field="launcher")
     if ws.settings.allowed_images and body.image not in ws.settings.allowed_images:

@@ -1,0 +1,305 @@
+"""Jupyter trainings end to end: the real hub, proxy, services and the local spawner.
+
+Servers are started the way the hub's REST API starts them (the spawn form
+posts the same user options); code runs in the servers' real kernels over the
+Jupyter websocket protocol. The platform has two CPU "GPU slots" (no GPU
+here); tests/gpu checks a real GPU where there is one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+import httpx
+import pytest
+from websockets.sync.client import connect
+
+from tests.platform.harness import FLIGHTBASE, new_platform
+
+pytestmark = pytest.mark.slow
+
+CHECK_SECONDS = "1"
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    p = new_platform(tmp_path_factory.mktemp("jupyter"), gpus="2",
+                     extra_env={"FLIGHTBASE_LEASE_CHECK_SECONDS": CHECK_SECONDS,
+                                "FLIGHTBASE_SPAWNER_POLL_SECONDS": "2"}).start()
+    p.tokens = {name: p.create_user(name) for name in ("ann", "ben", "cat")}
+    yield p
+    for name in p.tokens:
+        for server in p.hub("GET", f"users/{name}").json().get("servers", {}):
+            p.hub("DELETE", f"users/{name}/servers/{server}")
+    p.remove()
+
+
+def workspace(platform, members, **settings) -> str:
+    name = f"ws-{uuid.uuid4().hex[:6]}"
+    r = platform.api("jobqueue", "POST", "workspaces", platform.admin_token, json={"name": name, "settings": settings})
+    assert r.status_code == 201, r.text
+    for m in members:
+        assert platform.api("jobqueue", "PUT", f"workspaces/{name}/members/{m}", platform.admin_token).status_code == 200
+    return name
+
+
+def spawn(platform, user, server, **options):
+    r = platform.hub("POST", f"users/{user}/servers/{server}", json=options)
+    assert r.status_code in (201, 202), r.text
+    return r
+
+
+def server_model(platform, user, server) -> dict | None:
+    return platform.hub("GET", f"users/{user}").json()["servers"].get(server)
+
+
+def wait_for(what, check, timeout=60.0, interval=0.3):
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(interval)
+
+
+def wait_ready(platform, user, server, timeout=60.0) -> dict:
+    return wait_for(f"{user}/{server} ready", lambda: (s := server_model(platform, user, server)) and s["ready"] and s,
+                    timeout)
+
+
+def wait_gone(platform, user, server, timeout=60.0) -> None:
+    wait_for(f"{user}/{server} gone", lambda: server_model(platform, user, server) is None, timeout)
+
+
+def leases(platform, user, **params) -> list[dict]:
+    r = platform.api("jobqueue", "GET", "leases", platform.tokens[user], params={"all": True, **params})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def lease_of(platform, user, server) -> dict:
+    return next(x for x in leases(platform, user) if x["server"] == server)
+
+
+def progress_events(platform, user, server, until, timeout=30.0) -> list[dict]:
+    """The hub's progress stream of a pending spawn (what its progress page shows)."""
+    events = []
+    url = f"{platform.url}/hub/api/users/{user}/servers/{server}/progress"
+    with httpx.stream("GET", url, headers={"Authorization": f"token {platform.admin_token}"}, timeout=timeout) as resp:
+        for line in resp.iter_lines():
+            if line.startswith("data:"):
+                events.append(json.loads(line[5:]))
+                if until(events[-1]):
+                    break
+    return events
+
+
+def run_in_kernel(platform, user, server, code: str, timeout=60.0) -> str:
+    """Start a kernel in the user's server, run ``code`` and return what it printed."""
+    token = platform.tokens[user]
+    base = f"{platform.url}/user/{user}/{server}/api"
+    headers = {"Authorization": f"token {token}"}
+    kernel = httpx.post(f"{base}/kernels", headers=headers, json={"name": "python3", "path": "probe.ipynb"}, timeout=30)
+    assert kernel.status_code == 201, kernel.text
+    kid = kernel.json()["id"]
+    msg_id = uuid.uuid4().hex
+    ws_url = f"ws://127.0.0.1:{platform.port}/user/{user}/{server}/api/kernels/{kid}/channels"
+    out = []
+    try:
+        with connect(ws_url, additional_headers=headers, open_timeout=30) as ws:
+            ws.send(json.dumps({
+                "header": {"msg_id": msg_id, "username": user, "session": uuid.uuid4().hex, "msg_type": "execute_request",
+                           "version": "5.3"},
+                "parent_header": {}, "metadata": {}, "channel": "shell",
+                "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
+                            "allow_stdin": False, "stop_on_error": True}}))
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                msg = json.loads(ws.recv(timeout=deadline - time.monotonic()))
+                if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                kind = msg["header"]["msg_type"]
+                if kind == "stream":
+                    out.append(msg["content"]["text"])
+                elif kind == "error":
+                    out.append("ERROR " + msg["content"]["ename"] + ": " + msg["content"]["evalue"])
+                elif kind == "status" and msg["content"]["execution_state"] == "idle":
+                    break
+    finally:
+        httpx.delete(f"{base}/kernels/{kid}", headers=headers, timeout=30)
+    return "".join(out)
+
+
+def upload_dataset(platform, user, ws, name, files: dict[str, bytes], tmp_path) -> None:
+    folder = tmp_path / name
+    folder.mkdir()
+    for rel, data in files.items():
+        (folder / rel).write_bytes(data)
+    env = dict(os.environ, FLIGHTBASE_URL=platform.url, FLIGHTBASE_TOKEN=platform.tokens[user])
+    subprocess.run([str(FLIGHTBASE), "datasets", "upload", "-w", ws, "--quiet", str(folder)], env=env, check=True,
+                   capture_output=True, timeout=60)
+
+
+ENV_PROBE = ("import os, getpass, json\n"
+             "print(json.dumps({k: os.environ.get(k) for k in ('CUDA_VISIBLE_DEVICES', 'FLIGHTBASE_CPU_SLOTS', "
+             "'FLIGHTBASE_GPU_KIND', 'FLIGHTBASE_WORKSPACE', 'FLIGHTBASE_LEASE_ID', 'FLIGHTBASE_DATASETS_DIR')} | "
+             "{'uid': os.getuid(), 'user': getpass.getuser(), 'cwd': os.getcwd()}))\n")
+
+
+def test_a_server_gets_its_slot_its_datasets_read_only_and_keeps_its_files(platform, tmp_path):
+    ws = workspace(platform, ["ann"])
+    upload_dataset(platform, "ann", ws, "cats", {"a.txt": b"meow\n"}, tmp_path)
+    spawn(platform, "ann", "exp", workspace=ws, gpus=1, datasets=["cats"])
+    wait_ready(platform, "ann", "exp")
+    lease = lease_of(platform, "ann", "exp")
+    assert lease["state"] == "granted" and lease["gpu_kind"] == "cpu-slot" and len(lease["gpus"]) == 1
+    assert [d["name"] for d in lease["datasets"]] == ["cats"]
+
+    seen = json.loads(run_in_kernel(platform, "ann", "exp", ENV_PROBE).strip().splitlines()[-1])
+    assert seen["CUDA_VISIBLE_DEVICES"] == ""  # a CPU slot: no GPU visible
+    assert seen["FLIGHTBASE_CPU_SLOTS"] == str(lease["gpus"][0])
+    assert seen["FLIGHTBASE_WORKSPACE"] == ws and seen["FLIGHTBASE_LEASE_ID"] == lease["id"]
+    assert seen["cwd"].endswith(f"/{ws}") and seen["FLIGHTBASE_DATASETS_DIR"] == seen["cwd"] + "/datasets"
+    if os.geteuid() == 0:  # the platform runs it as ann's own unprivileged account
+        assert seen["user"] == "ann" and seen["uid"] >= 1000
+
+    result = run_in_kernel(platform, "ann", "exp", (
+        "print(open('datasets/cats/a.txt').read().strip())\n"
+        "try:\n    open('datasets/cats/a.txt', 'a').write('x')\nexcept OSError as e:\n    print('refused', type(e).__name__)\n"
+        "try:\n    open('datasets/cats/new.txt', 'w').write('x')\nexcept OSError as e:\n    print('refused', type(e).__name__)\n"
+        "open('notes.txt', 'w').write('kept')\nprint('wrote')\n"))
+    if os.geteuid() == 0:
+        assert result.split() == ["meow", "refused", "PermissionError", "refused", "PermissionError", "wrote"]
+    else:  # one account for everything: the dataset's files are read-only by mode only
+        assert result.split()[0] == "meow" and result.split()[-1] == "wrote"
+
+    platform.hub("DELETE", "users/ann/servers/exp")
+    wait_gone(platform, "ann", "exp")
+    assert lease_of(platform, "ann", "exp")["state"] == "released"
+    spawn(platform, "ann", "exp", workspace=ws, gpus=1)
+    wait_ready(platform, "ann", "exp")
+    assert run_in_kernel(platform, "ann", "exp", "print(open('notes.txt').read())").strip() == "kept"
+    platform.hub("DELETE", "users/ann/servers/exp")
+    wait_gone(platform, "ann", "exp")
+
+
+def test_a_second_notebook_waits_for_the_quota_shows_its_place_and_starts_when_the_first_stops(platform):
+    """Quotas count notebooks: with a quota of 1 (no borrowing) the second member's notebook
+    waits, the progress page says why, a training waits too, and the notebook starts once
+    the first one stops."""
+    ws = workspace(platform, ["ann", "ben"], gpu_quota=1, allow_borrowing=False)
+    spawn(platform, "ann", "one", workspace=ws, gpus=1)
+    wait_ready(platform, "ann", "one")
+    spawn(platform, "ben", "two", workspace=ws, gpus=1)
+    events = progress_events(platform, "ben", "two", until=lambda e: "Waiting for a GPU" in e.get("message", ""))
+    assert "quota 1/1 in use" in events[-1]["message"], events
+    assert lease_of(platform, "ben", "two")["state"] == "queued"
+    assert server_model(platform, "ben", "two")["pending"] == "spawn"
+
+    training = platform.api("jobqueue", "POST", "trainings", platform.tokens["ben"],
+                            json={"workspace": ws, "name": "t", "entrypoint": "x.py", "gpus": 1})
+    assert training.status_code == 201, training.text
+    job = training.json()["jobs"][0]["id"]
+    time.sleep(1)
+    assert platform.api("jobqueue", "GET", f"jobs/{job}", platform.tokens["ben"]).json()["state"] == "queued"
+    platform.api("jobqueue", "POST", f"jobs/{job}/cancel", platform.tokens["ben"])
+
+    platform.hub("DELETE", "users/ann/servers/one")
+    wait_ready(platform, "ben", "two")
+    assert lease_of(platform, "ben", "two")["state"] == "granted"
+    assert lease_of(platform, "ann", "one")["state"] == "released"
+    platform.hub("DELETE", "users/ben/servers/two")
+    wait_gone(platform, "ben", "two")
+
+
+def test_a_queued_spawn_can_be_cancelled_and_gives_its_place_back(platform):
+    ws = workspace(platform, ["ann", "ben"], gpu_quota=1, allow_borrowing=False)
+    spawn(platform, "ann", "hold", workspace=ws, gpus=1)
+    wait_ready(platform, "ann", "hold")
+    spawn(platform, "ben", "wait", workspace=ws, gpus=1)
+    wait_for("ben's lease queued", lambda: any(x["server"] == "wait" and x["state"] == "queued"
+                                               for x in leases(platform, "ben")))
+    r = platform.hub("DELETE", "users/ben/servers/wait")
+    assert r.status_code in (202, 204), r.text
+    wait_gone(platform, "ben", "wait")
+    wait_for("ben's lease cancelled", lambda: lease_of(platform, "ben", "wait")["state"] == "cancelled", 15)
+    platform.hub("DELETE", "users/ann/servers/hold")
+    wait_gone(platform, "ann", "hold")
+
+
+def test_a_crashed_server_frees_its_lease(platform):
+    ws = workspace(platform, ["cat"])
+    spawn(platform, "cat", "crash", workspace=ws, gpus=1)
+    pid = wait_ready(platform, "cat", "crash")["state"]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    wait_for("the lease released", lambda: lease_of(platform, "cat", "crash")["state"] == "released", 30)
+    assert lease_of(platform, "cat", "crash")["reason"] == "its server stopped"
+    wait_gone(platform, "cat", "crash")
+
+
+def test_an_idle_notebook_is_warned_then_stopped_but_a_busy_kernel_is_not(platform):
+    ws = workspace(platform, ["cat"], idle_timeout_minutes=0.2)  # 12 s; warned at 9.6 s
+    spawn(platform, "cat", "idle", workspace=ws, gpus=1)
+    wait_ready(platform, "cat", "idle")
+    # a kernel busy for 20 s (longer than the timeout) keeps it alive
+    busy = run_in_kernel(platform, "cat", "idle", "import time\ntime.sleep(20)\nprint('done')", timeout=60)
+    assert busy.strip() == "done"
+    assert server_model(platform, "cat", "idle")["ready"]
+    assert lease_of(platform, "cat", "idle")["state"] == "granted"
+    # then idle: first a warning on the lease, then the server is stopped and the GPU freed
+    warned = wait_for("the idle warning",
+                      lambda: (x := lease_of(platform, "cat", "idle"))["reason"] and "will be stopped" in x["reason"]
+                      and x, 30, 0.2)
+    assert warned["state"] == "granted" and server_model(platform, "cat", "idle") is not None
+    wait_gone(platform, "cat", "idle", 30)
+    ended = lease_of(platform, "cat", "idle")
+    assert ended["state"] == "released" and "idle" in ended["reason"]
+
+
+def test_bad_options_fail_the_spawn_with_the_field_named(platform):
+    ws = workspace(platform, ["ann"])
+    other = workspace(platform, ["ben"])
+    for server, options, expected in (
+        ("bad1", {"workspace": ws, "gpus": 2}, "gpus: a Jupyter training has 0 or 1 GPU"),
+        ("bad2", {"workspace": other, "gpus": 1}, f"workspace: you are not a member of a workspace named '{other}'"),
+        ("bad3", {"workspace": ws, "image": "not-there"}, "image: 'not-there' is not an image of workspace"),
+    ):
+        r = platform.hub("POST", f"users/ann/servers/{server}", json=options)
+        assert r.status_code == 400 and expected in r.json()["message"], r.text
+        assert not [x for x in leases(platform, "ann") if x["server"] == server]
+
+
+def test_a_server_without_gpu_starts_without_a_lease(platform):
+    ws = workspace(platform, ["ben"])
+    spawn(platform, "ben", "cpu", workspace=ws, gpus=0)
+    wait_ready(platform, "ben", "cpu")
+    assert not [x for x in leases(platform, "ben") if x["server"] == "cpu"]
+    seen = json.loads(run_in_kernel(platform, "ben", "cpu", ENV_PROBE).strip().splitlines()[-1])
+    assert seen["CUDA_VISIBLE_DEVICES"] == "" and seen["FLIGHTBASE_LEASE_ID"] is None
+    platform.hub("DELETE", "users/ben/servers/cpu")
+    wait_gone(platform, "ben", "cpu")
+
+
+def test_outsiders_cannot_see_or_release_a_lease(platform):
+    ws = workspace(platform, ["ann"])
+    spawn(platform, "ann", "mine", workspace=ws, gpus=1)
+    wait_ready(platform, "ann", "mine")
+    lease = lease_of(platform, "ann", "mine")
+    for method in ("GET", "DELETE"):
+        r = platform.api("jobqueue", method, f"leases/{lease['id']}", platform.tokens["ben"])
+        assert r.status_code == 404, r.text
+    assert lease_of(platform, "ann", "mine")["state"] == "granted"
+    platform.hub("DELETE", "users/ann/servers/mine")
+    wait_gone(platform, "ann", "mine")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-q"]))
