@@ -49,7 +49,7 @@ class Client:
         if not self.token:
             raise ConfigError("no API token: set FLIGHTBASE_TOKEN (from `flightbase up` or /hub/token)")
         self._http = httpx.Client(timeout=timeout, headers={"Authorization": f"token {self.token}"})
-        self.workspace = environ.get("FLIGHTBASE_WORKSPACE") or None
+        self.default_workspace = environ.get("FLIGHTBASE_WORKSPACE") or None
 
     def close(self) -> None:
         self._http.close()
@@ -102,8 +102,8 @@ class Client:
         """``workspace`` if given, else FLIGHTBASE_WORKSPACE, else the caller's only workspace."""
         if workspace:
             return workspace
-        if self.workspace:
-            return self.workspace
+        if self.default_workspace:
+            return self.default_workspace
         mine = [w["name"] for w in self.workspaces()]
         if len(mine) == 1:
             return mine[0]

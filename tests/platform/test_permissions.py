@@ -48,6 +48,12 @@ TABLE = {
     ("jobqueue", "GET", "/jobs/{job_id}/metrics"): row(200, 200, 200, 200, 404),
     ("jobqueue", "POST", "/jobs/{job_id}/cancel"): row(200, 200, 200, 403, 404),
     ("jobqueue", "GET", "/queue"): row(200, 200, 200, 200, 200),
+    # Jupyter trainings' GPU leases (the spawner asks with the server's token, i.e. as the user);
+    # the request names a dataset that is not there: authorised callers get 422, nothing is held
+    ("jobqueue", "POST", "/leases"): row(422, 422, 422, 422, 404),
+    ("jobqueue", "GET", "/leases"): row(200, 200, 200, 200, 200),
+    ("jobqueue", "GET", "/leases/{lease_id}"): row(200, 200, 200, 200, 404),
+    ("jobqueue", "DELETE", "/leases/{lease_id}"): row(200, 200, 200, 403, 404),
     # built-in models: the catalogue is for everyone; a built-in training is a training (members)
     ("jobqueue", "GET", "/builtin-models"): row(200, 200, 200, 200, 200),
     ("jobqueue", "GET", "/builtin-models/{name}"): row(200, 200, 200, 200, 200),
@@ -104,6 +110,14 @@ def _jobqueue_ids(platform, world, template):
         if platform is not None:
             wait_training(platform, world.tokens["owner"], world.failed_training_id, ("failed",))
         return {"training_id": world.failed_training_id}
+    if "{lease_id}" in template:  # the owner's lease (released again after the case)
+        lease_id = "0" * 16
+        if platform is not None:
+            resp = platform.api("jobqueue", "POST", "leases", world.tokens["owner"],
+                                json={"workspace": world.workspace, "server": "perm"})
+            assert resp.status_code == 201, resp.text
+            lease_id = resp.json()["id"]
+        return {"lease_id": lease_id}
     if template.endswith("/resume") and platform is not None:
         resp = platform.api("jobqueue", "POST", f"trainings/{world.training_id}/pause", platform.admin_token)
         assert resp.status_code == 200, resp.text
@@ -121,6 +135,8 @@ def _request(world, role, service, method, template, platform=None):
         body = {"name": f"{world.workspace}-new-{role}", "settings": {}}
     elif template.endswith("/settings"):
         body = {"max_gpus_per_job": 2}
+    elif template == "/leases" and method == "POST":
+        body = {"workspace": world.workspace, "server": "perm", "datasets": ["not-there"]}
     elif template == "/trainings" and method == "POST":
         body = {"workspace": world.workspace, "name": "x", "entrypoint": "x.py"}
     elif template == "/builtin-trainings":  # a benchmark small enough to end at once
@@ -162,6 +178,8 @@ def test_permission(platform, request, key, role):
     world = request.getfixturevalue("shared_world" if method == "GET" else "world")
     path, body = _request(world, role, service, method, template, platform)
     resp = platform.api(service, method, path, world.tokens[role], json=body)
+    if "{lease_id}" in template:  # give the slot back at once
+        platform.api("jobqueue", "DELETE", path, platform.admin_token)
     expected = TABLE[key][role]
     assert resp.status_code == expected, f"{role} {method} {path}: {resp.status_code} {resp.text}"
     if resp.status_code >= 400:
