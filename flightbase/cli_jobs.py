@@ -20,13 +20,7 @@ from flightbase.cli_common import key_values, table, workspace_arg
 
 
 def _workspace(args, client) -> str:
-    if args.workspace:
-        return args.workspace
-    mine = [w["name"] for w in client.workspaces()]
-    if len(mine) == 1:
-        return mine[0]
-    raise ValueError("workspace: give --workspace (or set FLIGHTBASE_WORKSPACE); you are in "
-                     + (", ".join(mine) if mine else "no workspace"))
+    return client.resolve_workspace(args.workspace)
 
 
 def _when(ts: float | None) -> str:

@@ -156,11 +156,12 @@ def queue_message(lease: Mapping) -> str:
     if q.get("workspace_position"):
         where += f" ({_ordinal(q['workspace_position'])} in workspace {lease.get('workspace')})"
     parts = [f"Waiting for a GPU: {where}"]
-    if q.get("estimated_start"):
-        start = dt.datetime.fromtimestamp(q["estimated_start"]).strftime("%H:%M")
+    reason = q.get("reason") or lease.get("reason") or ""
+    if q.get("estimated_start") and "estimated start" not in reason:
+        start = dt.datetime.fromtimestamp(q["estimated_start"], dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         parts.append(f"estimated start {start}")
-    if q.get("reason") or lease.get("reason"):
-        parts.append(q.get("reason") or lease.get("reason"))
+    if reason:
+        parts.append(reason)
     return "; ".join(parts)
 
 

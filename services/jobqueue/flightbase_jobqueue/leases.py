@@ -141,7 +141,7 @@ def idle_verdict(now: float, granted_at: float, previous_active: float, seen: Ac
 
 
 def _minutes(seconds: float) -> str:
-    if seconds < 90:
+    if seconds < 120:
         return f"{max(0, round(seconds))} s"
     return f"{round(seconds / 60)} min"
 
