@@ -34,6 +34,26 @@ def detect_nvml() -> list[dict]:
         pynvml.nvmlShutdown()
 
 
+def utilisation(index: int) -> int | None:
+    """Percent of time GPU ``index`` was busy over NVML's last sample period; None without NVML.
+
+    The idle culler reads it: a notebook whose GPU computes is in use, even when
+    no one types (a training loop in a background thread, say)."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:
+        return None
+    try:
+        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        return int(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+    except Exception:
+        return None
+    finally:
+        pynvml.nvmlShutdown()
+
+
 def cpu_slots(count: int) -> list[dict]:
     return [{"index": i, "kind": "cpu-slot", "name": f"CPU slot {i}", "memory_bytes": 0} for i in range(count)]
 

@@ -74,3 +74,39 @@ def test_local_backend_job_sees_exactly_its_gpu(open_tmp):
     assert seen[-1].exit_code == 0, out
     assert f"visible {index} count 1" in out
     assert "matmul True" in out
+
+
+BUSY = """
+import time, torch
+x = torch.randn(8192, 8192, device="cuda")
+end = time.time() + 8
+while time.time() < end:
+    x = (x @ x).clamp_(-1, 1)
+torch.cuda.synchronize()
+"""
+
+
+def test_nvml_utilisation_tells_a_busy_gpu_from_an_idle_one(tmp_path):
+    """What the idle culler reads: a GPU computing reads busy (>= the culler's 5%), and the
+    reading comes from the GPU the process uses."""
+    import os
+    import subprocess
+    import sys
+
+    index = len(FOUND) - 1
+    idle = gpus.utilisation(index)
+    assert idle is not None
+    script = tmp_path / "busy.py"
+    script.write_text(BUSY)
+    proc = subprocess.Popen([sys.executable, str(script)], env={**os.environ, "CUDA_VISIBLE_DEVICES": str(index)})
+    try:
+        readings = []
+        deadline = time.time() + 20
+        while proc.poll() is None and time.time() < deadline:
+            readings.append(gpus.utilisation(index))
+            time.sleep(0.25)
+    finally:
+        proc.kill()
+        proc.wait()
+    print("idle", idle, "busy readings", readings)
+    assert max(r for r in readings if r is not None) >= 5

@@ -30,6 +30,7 @@ from urllib.parse import quote
 import httpx
 from sqlalchemy import select
 
+from flightbase.gpus import utilisation as gpu_utilisation
 from flightbase.service.db import Sessions
 from flightbase_jobqueue import leases
 from flightbase_jobqueue.models import Job, Training
@@ -40,23 +41,6 @@ log = logging.getLogger("flightbase.jobqueue.culler")
 # registered as pending for a moment: leases younger than this are not judged.
 GRACE_SECONDS = 10.0
 GPU_BUSY_PERCENT = 5
-
-
-def gpu_utilisation(index: int) -> int | None:
-    """Percent of time the GPU was busy over NVML's last sample period, None without NVML."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-    except Exception:
-        return None
-    try:
-        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-        return int(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu)
-    except Exception:
-        return None
-    finally:
-        pynvml.nvmlShutdown()
 
 
 def _epoch(stamp: str | None) -> float | None:
