@@ -75,3 +75,37 @@ def test_errors_are_one_line_for_cli_main(platform, as_member, tmp_path):
     with pytest.raises(ApiError) as exc:
         run(["datasets", "delete", "d", "--version", "1"])
     assert exc.value.status in (403, 404)
+
+
+
+def test_chunks_go_with_sendfile_and_refusals_come_back_as_api_errors(platform, as_member, tmp_path):
+    """``send_chunk`` over plain HTTP (sendfile): a chunk at the wrong offset gets the service's 409 even
+    though the service answers before reading the body; a local file shorter than the chunk says so; the
+    right chunks, at odd offsets, complete the file."""
+    from flightbase.client import ApiError, Client
+
+    data = os.urandom(9_000_001)
+    (tmp_path / "f.bin").write_bytes(data)
+    (tmp_path / "short.bin").write_bytes(data[:1000])
+    ws = as_member.workspace
+    decl = [{"path": "f.bin", "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "extract": False}]
+    with Client() as c:
+        c.request("registry", "POST", f"workspaces/{ws}/datasets", json={"name": "s"})
+        up = c.request("registry", "POST", f"workspaces/{ws}/datasets/s/uploads", json={"files": decl})
+        path = f"workspaces/{ws}/datasets/s/uploads/{up['id']}/files/0"
+        with open(tmp_path / "f.bin", "rb") as fh:
+            with pytest.raises(ApiError) as exc:
+                cli_datasets.send_chunk(c, path, fh, 4096, 8_000_000)
+            assert exc.value.status == 409 and exc.value.field == "offset" and "offset=0" in exc.value.message
+            assert cli_datasets.send_chunk(c, path, fh, 0, 4_000_003)["offset"] == 4_000_003
+            assert cli_datasets.send_chunk(c, path, fh, 4_000_003, len(data) - 4_000_003)["complete"]
+        short = c.request("registry", "POST", f"workspaces/{ws}/datasets/s/uploads",
+                          json={"files": [{"path": "g.bin", "size": 2000}]})
+        with open(tmp_path / "short.bin", "rb") as fh, pytest.raises(ValueError, match="got shorter"):
+            cli_datasets.send_chunk(c, path.replace(up["id"], short["id"]), fh, 0, 2000)
+        c.request("registry", "DELETE", f"workspaces/{ws}/datasets/s/uploads/{short['id']}")
+        version = c.request("registry", "POST", f"workspaces/{ws}/datasets/s/uploads/{up['id']}/commit")
+    assert version["size_bytes"] == len(data)
+    got = platform.api("registry", "GET", f"workspaces/{ws}/datasets/s/versions/{version['version']}/files/f.bin",
+                       as_member.tokens["member"])
+    assert got.content == data
