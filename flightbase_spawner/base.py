@@ -27,7 +27,7 @@ from flightbase_spawner import options as fbopts
 
 JOBQUEUE_API = "/services/jobqueue/api/v1"
 REGISTRY_API = "/services/registry/api/v1"
-FORM_TOKEN_SCOPES = ["access:services", "read:users:groups!user", "read:users:name!user",
+FORM_TOKEN_SCOPES = ["access:services!service=registry", "read:users:groups!user", "read:users:name!user",
                      "custom:flightbase:images:read", "custom:flightbase:datasets:read"]
 
 

@@ -301,5 +301,77 @@ def test_outsiders_cannot_see_or_release_a_lease(platform):
     wait_gone(platform, "ann", "mine")
 
 
+def test_a_granted_lease_survives_a_killed_jobqueue_and_is_still_released(platform):
+    """SIGKILL of the jobqueue while a notebook holds its GPU: the hub restarts the service,
+    which adopts the lease (the server keeps running with its GPU, the quota still counts
+    it); stopping the server afterwards releases it."""
+    from tests.platform.test_restart import _service_pid
+
+    ws = workspace(platform, ["cat"], gpu_quota=1, allow_borrowing=False)
+    spawn(platform, "cat", "keep", workspace=ws, gpus=1)
+    wait_ready(platform, "cat", "keep")
+    lease = lease_of(platform, "cat", "keep")
+    pid = _service_pid(platform, "jobqueue")
+    os.kill(pid, signal.SIGKILL)
+    wait_for("the jobqueue back", lambda: _alive(platform) and _service_pid(platform, "jobqueue") != pid, 60)
+    time.sleep(3 * float(CHECK_SECONDS))  # a few reconciler checks: the server is there, the lease stays
+    again = lease_of(platform, "cat", "keep")
+    assert again["state"] == "granted" and again["gpus"] == lease["gpus"]
+    assert server_model(platform, "cat", "keep")["ready"]
+    queued = platform.api("jobqueue", "POST", "trainings", platform.tokens["cat"],
+                          json={"workspace": ws, "name": "t", "entrypoint": "x.py", "gpus": 1})
+    job = queued.json()["jobs"][0]["id"]
+    time.sleep(1)
+    assert platform.api("jobqueue", "GET", f"jobs/{job}", platform.tokens["cat"]).json()["state"] == "queued"
+    platform.api("jobqueue", "POST", f"jobs/{job}/cancel", platform.tokens["cat"])
+    platform.hub("DELETE", "users/cat/servers/keep")
+    wait_gone(platform, "cat", "keep")
+    wait_for("the lease released", lambda: lease_of(platform, "cat", "keep")["state"] == "released", 15)
+
+
+def test_the_spawn_form_offers_the_workspaces_things_and_starts_what_was_chosen(platform, tmp_path):
+    """As a person in a browser: sign up, be approved, open the spawn form of a named server,
+    see only their workspaces' images and datasets, post the form, get the server."""
+    from tests.platform.test_login import _form, login
+
+    name, password = "dee", "correct-horse-battery-7"
+    with httpx.Client(base_url=platform.url, follow_redirects=True, timeout=30) as anon:
+        _form(anon, "/hub/signup", {"username": name, "signup_password": password,
+                                     "signup_password_confirmation": password})
+    with login(platform, "admin", platform.admin_password) as admin:
+        assert admin.get(f"/hub/authorize/{name}").status_code == 200
+    platform.tokens[name] = platform.create_user(name)
+    mine, theirs = workspace(platform, [name]), workspace(platform, ["ann"])
+    upload_dataset(platform, name, mine, "birds", {"b.txt": b"tweet\n"}, tmp_path)
+    r = platform.api("registry", "POST", f"workspaces/{theirs}/images", platform.tokens["ann"],
+                     json={"name": "secret-img", "reference": "example.org/secret:1"})
+    assert r.status_code == 201, r.text
+    with login(platform, name, password) as browser:
+        form = browser.get(f"/hub/spawn/{name}/lab")
+        assert form.status_code == 200
+        page = form.text
+        assert f'<option value="{mine}" selected>{mine}</option>' in page and theirs not in page
+        assert f'name="image.{mine}"' in page and "secret-img" not in page
+        assert f'name="datasets.{mine}" value="birds"' in page
+        assert "host Python environment (the embedded deployment has no container runtime)" in page
+        resp = browser.post(f"/hub/spawn/{name}/lab", data={
+            "_xsrf": browser.cookies.get("_xsrf"), "workspace": mine, f"image.{mine}": "notebook",
+            f"datasets.{mine}": "birds", "gpu": "1"})
+        assert resp.status_code == 200
+    wait_ready(platform, name, "lab")
+    lease = lease_of(platform, name, "lab")
+    assert lease["state"] == "granted" and [d["name"] for d in lease["datasets"]] == ["birds"]
+    assert run_in_kernel(platform, name, "lab", "print(open('datasets/birds/b.txt').read())").strip() == "tweet"
+    platform.hub("DELETE", f"users/{name}/servers/lab")
+    wait_gone(platform, name, "lab")
+
+
+def _alive(platform) -> bool:
+    try:
+        return httpx.get(f"{platform.url}/services/jobqueue/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
