@@ -148,6 +148,18 @@ def upload_dataset(platform, user, ws, name, files: dict[str, bytes], tmp_path) 
                    capture_output=True, timeout=60)
 
 
+def assert_a_training_waits_for_the_quota(platform, user, ws) -> None:
+    """A one-GPU training in ``ws`` stays queued, its reason the quota (a notebook holds it)."""
+    training = platform.api("jobqueue", "POST", "trainings", platform.tokens[user],
+                            json={"workspace": ws, "name": "t", "entrypoint": "x.py", "gpus": 1})
+    assert training.status_code == 201, training.text
+    job = training.json()["jobs"][0]["id"]
+    time.sleep(1)
+    found = platform.api("jobqueue", "GET", f"jobs/{job}", platform.tokens[user]).json()
+    assert found["state"] == "queued" and "workspace quota" in found["queue"]["reason"], found
+    platform.api("jobqueue", "POST", f"jobs/{job}/cancel", platform.tokens[user])
+
+
 ENV_PROBE = ("import os, getpass, json\n"
              "print(json.dumps({k: os.environ.get(k) for k in ('CUDA_VISIBLE_DEVICES', 'FLIGHTBASE_CPU_SLOTS', "
              "'FLIGHTBASE_GPU_KIND', 'FLIGHTBASE_WORKSPACE', 'FLIGHTBASE_LEASE_ID', 'FLIGHTBASE_DATASETS_DIR')} | "
@@ -204,13 +216,7 @@ def test_a_second_notebook_waits_for_the_quota_shows_its_place_and_starts_when_t
     assert lease_of(platform, "ben", "two")["state"] == "queued"
     assert server_model(platform, "ben", "two")["pending"] == "spawn"
 
-    training = platform.api("jobqueue", "POST", "trainings", platform.tokens["ben"],
-                            json={"workspace": ws, "name": "t", "entrypoint": "x.py", "gpus": 1})
-    assert training.status_code == 201, training.text
-    job = training.json()["jobs"][0]["id"]
-    time.sleep(1)
-    assert platform.api("jobqueue", "GET", f"jobs/{job}", platform.tokens["ben"]).json()["state"] == "queued"
-    platform.api("jobqueue", "POST", f"jobs/{job}/cancel", platform.tokens["ben"])
+    assert_a_training_waits_for_the_quota(platform, "ben", ws)
 
     platform.hub("DELETE", "users/ann/servers/one")
     wait_ready(platform, "ben", "two")
@@ -318,12 +324,7 @@ def test_a_granted_lease_survives_a_killed_jobqueue_and_is_still_released(platfo
     again = lease_of(platform, "cat", "keep")
     assert again["state"] == "granted" and again["gpus"] == lease["gpus"]
     assert server_model(platform, "cat", "keep")["ready"]
-    queued = platform.api("jobqueue", "POST", "trainings", platform.tokens["cat"],
-                          json={"workspace": ws, "name": "t", "entrypoint": "x.py", "gpus": 1})
-    job = queued.json()["jobs"][0]["id"]
-    time.sleep(1)
-    assert platform.api("jobqueue", "GET", f"jobs/{job}", platform.tokens["cat"]).json()["state"] == "queued"
-    platform.api("jobqueue", "POST", f"jobs/{job}/cancel", platform.tokens["cat"])
+    assert_a_training_waits_for_the_quota(platform, "cat", ws)
     platform.hub("DELETE", "users/cat/servers/keep")
     wait_gone(platform, "cat", "keep")
     wait_for("the lease released", lambda: lease_of(platform, "cat", "keep")["state"] == "released", 15)
