@@ -52,8 +52,8 @@ def service_specs(settings: PlatformSettings, secrets: dict[str, str]) -> list[d
     """The hub-managed services, each started as `python -m <package>`, and the OCI registry."""
     env = settings.to_env()
     env["PYTHONUNBUFFERED"] = "1"
-    # the registry service's own limits (FLIGHTBASE_REGISTRY_MAX_*), when the operator set them
-    env.update({k: v for k, v in os.environ.items() if k.startswith("FLIGHTBASE_REGISTRY_MAX_")})
+    # the registry service's own settings (FLIGHTBASE_REGISTRY_*), when the operator set them
+    env.update({k: v for k, v in os.environ.items() if k.startswith("FLIGHTBASE_REGISTRY_")})
     # how often the jobqueue checks Jupyter trainings' leases against the hub and for idleness
     if os.environ.get("FLIGHTBASE_LEASE_CHECK_SECONDS"):
         env["FLIGHTBASE_LEASE_CHECK_SECONDS"] = os.environ["FLIGHTBASE_LEASE_CHECK_SECONDS"]
