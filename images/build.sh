@@ -5,6 +5,8 @@ set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 REGISTRY=${REGISTRY:-ghcr.io/flightbase}
 TAG=${TAG:-0.1.0}
+# the JupyterLab extension's wheel, with its built front end (Node runs here, not in the image)
+(cd "$ROOT" && make .venv/.labext-installed && .venv/bin/python -m pip wheel -q --no-deps -w dist ./flightbase_labext)
 docker build -t "$REGISTRY/training-base:$TAG" "$ROOT/images/training-base"
 docker build -t "$REGISTRY/notebook:$TAG" --build-arg "BASE=$REGISTRY/training-base:$TAG" -f "$ROOT/images/notebook/Dockerfile" "$ROOT"
 docker build -t "$REGISTRY/hub:$TAG" -f "$ROOT/images/hub/Dockerfile" "$ROOT"
