@@ -84,11 +84,11 @@ class FlightbaseSpawnerMixin(HasTraits):
         out = {}
         async with httpx.AsyncClient(base_url=self.registry_url + REGISTRY_API, headers=headers, timeout=10) as http:
             for ws in workspaces:
-                images = await http.get(f"/workspaces/{quote(ws)}/images")
+                images, datasets = await asyncio.gather(http.get(f"/workspaces/{quote(ws)}/images"),
+                                                        http.get(f"/workspaces/{quote(ws)}/datasets"))
                 if images.status_code == 404:
                     continue  # a hub group that is not a workspace the user may use
                 images.raise_for_status()
-                datasets = await http.get(f"/workspaces/{quote(ws)}/datasets")
                 datasets.raise_for_status()
                 found = images.json()
                 notes = {i.get("runs_as") for i in found if i.get("runs_as")}
