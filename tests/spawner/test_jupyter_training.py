@@ -226,6 +226,26 @@ def test_a_second_notebook_waits_for_the_quota_shows_its_place_and_starts_when_t
     wait_gone(platform, "ben", "two")
 
 
+def test_when_every_gpu_is_taken_a_notebook_waits_and_starts_when_one_frees(platform):
+    """No quota at all: two notebooks of other workspaces hold both slots; a third waits
+    (the progress page says what it needs and when a GPU should free up) and starts as soon as one of them stops."""
+    first, second, third = (workspace(platform, [u]) for u in ("ann", "cat", "ben"))
+    spawn(platform, "ann", "full1", workspace=first, gpus=1)
+    spawn(platform, "cat", "full2", workspace=second, gpus=1)
+    wait_ready(platform, "ann", "full1")
+    wait_ready(platform, "cat", "full2")
+    spawn(platform, "ben", "full3", workspace=third, gpus=1)
+    events = progress_events(platform, "ben", "full3", until=lambda e: "Waiting for a GPU" in e.get("message", ""))
+    assert "needs 1 GPU on one node" in events[-1]["message"] and "ends" in events[-1]["message"], events
+    platform.hub("DELETE", "users/cat/servers/full2")
+    wait_ready(platform, "ben", "full3")
+    held = {x["server"]: x["gpus"] for x in leases(platform, "ann") + leases(platform, "ben") if x["state"] == "granted"}
+    assert set(held) == {"full1", "full3"} and held["full1"] != held["full3"]
+    for user, server in (("ann", "full1"), ("ben", "full3")):
+        platform.hub("DELETE", f"users/{user}/servers/{server}")
+        wait_gone(platform, user, server)
+
+
 def test_a_queued_spawn_can_be_cancelled_and_gives_its_place_back(platform):
     ws = workspace(platform, ["ann", "ben"], gpu_quota=1, allow_borrowing=False)
     spawn(platform, "ann", "hold", workspace=ws, gpus=1)
