@@ -172,8 +172,8 @@ class FlightbaseSpawnerMixin(HasTraits):
                 if message != last:
                     last = message
                     yield {"progress": 10, "message": message,
-                           "html_message": f"{_esc(message)}. To cancel, stop this server on the "
-                                           f"<a href=\"{self.hub.base_url}home\">home page</a>."}
+                           "html_message": f"{_esc(message)}. <em>Stop Server</em> (here or on the "
+                                           f"<a href=\"{self.hub.base_url}home\">home page</a>) cancels the wait."}
             elif lease and lease["state"] == "granted":
                 kind = "GPU slot" if lease.get("gpu_kind") == "cpu-slot" else "GPU"
                 yield {"progress": 50, "message": f"{kind} {','.join(map(str, lease['gpus']))} granted; "

@@ -123,7 +123,8 @@ def render_form(choices: Mapping[str, WorkspaceChoices], selected: str | None = 
         parts.append(f'<fieldset class="fb-workspace" data-workspace="{esc(name)}"{hidden}>')
         parts.append(f'<div class="form-group"><label for="fb-image-{esc(name)}">Image</label>'
                      f'<select class="form-control" name="image.{esc(name)}" id="fb-image-{esc(name)}">')
-        parts += [f'<option value="{esc(i)}">{esc(i)}</option>' for i in c.images]
+        parts += [f'<option value="{esc(i)}"{" selected" if i == DEFAULT_IMAGE else ""}>{esc(i)}</option>'
+                  for i in c.images]
         parts.append("</select>")
         if c.note:
             parts.append(f'<small class="form-text text-muted">{esc(c.note)}</small>')

@@ -60,6 +60,7 @@ def test_the_form_lists_each_workspaces_images_and_datasets_escaped():
                         "b": WorkspaceChoices(images=["notebook", "<evil>"], datasets=["cats"])}, selected="b")
     assert '<option value="b" selected>b</option>' in html
     assert 'name="image.b"' in html and "&lt;evil&gt;" in html and "<evil>" not in html
+    assert '<option value="notebook" selected>notebook</option>' in html  # the Jupyter image by default
     assert 'name="datasets.b" value="cats"' in html
     assert '<fieldset class="fb-workspace" data-workspace="a" hidden>' in html
     assert "runs as the host&#x27;s Python environment" in html

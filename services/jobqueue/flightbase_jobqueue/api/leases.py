@@ -86,7 +86,7 @@ async def create_lease(request: Request, identity: CurrentIdentity, body: LeaseC
     dataset_versions = await datasets.resolve(body.workspace, body.datasets) if body.datasets else []
     server_label = f"{identity.name}/{body.server}" if body.server else identity.name
     now = time.time()
-    training = Training(id=uuid.uuid4().hex[:12], workspace=body.workspace, name=f"jupyter-{uuid.uuid4().hex[:6]}",
+    training = Training(id=uuid.uuid4().hex[:12], workspace=body.workspace, name=f"jupyter {server_label}",
                         description=f"Jupyter training {server_label}", kind=leases.TRAINING_KIND,
                         created_by=identity.name, created_at=dt.datetime.now(dt.timezone.utc),
                         spec={"server": body.server, "image": body.image, "gpus": body.gpus,
