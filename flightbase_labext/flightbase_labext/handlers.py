@@ -97,6 +97,7 @@ class ConfigHandler(FlightbaseHandler):
     async def get(self):
         info = await self.call(Client.info)
         self.reply({"workspace": os.environ.get("FLIGHTBASE_WORKSPACE") or None, "user": info["user"],
+                    "lease": os.environ.get("FLIGHTBASE_LEASE_ID") or None,
                     "version": __version__, "gpu_kind": info["gpu_kind"]})
 
 

@@ -361,7 +361,7 @@ export function formErrors(errors: Errors, known: string[]): Errors {
 }
 
 export interface INotice {
-  kind: 'info' | 'success' | 'error';
+  kind: 'info' | 'success' | 'warning' | 'error';
   message: string;
 }
 
@@ -384,6 +384,22 @@ export function transitions(before: Map<string, string>, jobs: IJobRow[]): INoti
   }
   return out;
 }
+
+/**
+ * The idle warning of this server's own GPU lease (a Jupyter training), once: the jobqueue's
+ * culler records it as the lease's reason ("idle for 48 min: the server will be stopped in
+ * 12 min unless it is used"). `shown` is the warning last notified, so it is not repeated.
+ */
+export function idleWarning(leaseId: string | null, jobs: IJobRow[], shown: string): INotice | null {
+  const lease = leaseId ? jobs.find(j => j.id === leaseId) : undefined;
+  const reason = lease?.reason || '';
+  if (!lease || !LIVE_LEASE.includes(lease.state) || !reason.includes('will be stopped') || reason === shown) {
+    return null;
+  }
+  return { kind: 'warning', message: `This notebook's GPU: ${reason}` };
+}
+
+const LIVE_LEASE = ['starting', 'running'];
 
 /** "in 3 min", "now", "unknown": when a queued job should start. */
 export function formatStart(estimated: number | null, nowSeconds: number): string {

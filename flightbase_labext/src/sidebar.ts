@@ -4,7 +4,7 @@ import { Widget } from '@lumino/widgets';
 
 import * as api from './api';
 import { h, svg } from './dom';
-import { formatStart, linePath, metricNames, series, transitions } from './model';
+import { formatStart, idleWarning, linePath, metricNames, series, transitions } from './model';
 import { FlightbaseError, IConfig, IJobRow, IOverview, IWorkspace, MetricRecord } from './tokens';
 
 const POLL_MS = 2000;
@@ -16,6 +16,7 @@ export class FlightbaseSidebar extends Widget {
   private workspaces: IWorkspace[] = [];
   private overview: IOverview | null = null;
   private states = new Map<string, string>();
+  private warned = '';
   private selected: string | null = null;
   private metric = '';
   private timer: number | null = null;
@@ -64,6 +65,11 @@ export class FlightbaseSidebar extends Widget {
         Notification.emit(n.message, n.kind, { autoClose: n.kind === 'error' ? false : 5000 });
       }
       this.states = new Map(ov.jobs.map(j => [j.id, j.state]));
+      const idle = idleWarning(this.config?.lease ?? null, ov.jobs, this.warned);
+      if (idle) {
+        this.warned = idle.message.slice(idle.message.indexOf(': ') + 2);
+        Notification.emit(idle.message, idle.kind, { autoClose: false });
+      }
       this.overview = ov;
       this.message = '';
       let detail: { logs: string; metrics: MetricRecord[] } | null = null;

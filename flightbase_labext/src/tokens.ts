@@ -5,6 +5,7 @@
 
 export interface IConfig {
   workspace: string | null; // FLIGHTBASE_WORKSPACE of this server (set by the spawner)
+  lease: string | null; // FLIGHTBASE_LEASE_ID: this server's GPU lease (a job of kind "lease"), if it has one
   user: string;
   version: string;
   gpu_kind: 'gpu' | 'cpu-slot' | 'none';

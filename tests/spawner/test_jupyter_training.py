@@ -180,6 +180,11 @@ def test_a_server_gets_its_slot_its_datasets_read_only_and_keeps_its_files(platf
     assert seen["FLIGHTBASE_CPU_SLOTS"] == str(lease["gpus"][0])
     assert seen["FLIGHTBASE_WORKSPACE"] == ws and seen["FLIGHTBASE_LEASE_ID"] == lease["id"]
     assert seen["cwd"].endswith(f"/{ws}") and seen["FLIGHTBASE_DATASETS_DIR"] == seen["cwd"] + "/datasets"
+    # the JupyterLab extension of the server knows its workspace and lease (for the idle warning)
+    config = httpx.get(f"{platform.url}/user/ann/exp/flightbase/config",
+                       headers={"Authorization": f"token {platform.tokens['ann']}"}, timeout=30)
+    assert config.status_code == 200, config.text
+    assert config.json()["workspace"] == ws and config.json()["lease"] == lease["id"]
     if os.geteuid() == 0:  # the platform runs it as ann's own unprivileged account
         assert seen["user"] == "ann" and seen["uid"] >= 1000
 

@@ -10,6 +10,7 @@ import {
   EMPTY_CODE_FORM,
   formErrors,
   formatStart,
+  idleWarning,
   linePath,
   metricNames,
   paramFields,
@@ -244,6 +245,17 @@ describe('the sidebar', () => {
       { kind: 'success', message: 'job-b finished' },
       { kind: 'error', message: 'job-c failed: exit code 3' }
     ]);
+  });
+
+  it("warns once when this notebook's GPU lease is about to be culled for idleness", () => {
+    const warning = 'idle for 48 min: the server will be stopped in 12 min unless it is used';
+    const lease = job('L', 'running', { reason: warning });
+    expect(idleWarning('L', [lease], '')).toEqual({ kind: 'warning', message: `This notebook's GPU: ${warning}` });
+    expect(idleWarning('L', [lease], warning)).toBeNull(); // already shown
+    expect(idleWarning(null, [lease], '')).toBeNull(); // a server without a lease
+    expect(idleWarning('L', [job('L', 'running', { reason: null })], '')).toBeNull();
+    expect(idleWarning('L', [job('L', 'succeeded', { reason: warning })], '')).toBeNull();
+    expect(idleWarning('X', [lease], '')).toBeNull(); // another server's lease
   });
 
   it('says when a queued job should start', () => {
