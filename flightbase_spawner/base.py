@@ -18,9 +18,11 @@ from the hub and releases its lease (see flightbase_jobqueue.culler).
 from __future__ import annotations
 
 import asyncio
+import html
 from urllib.parse import quote
 
 import httpx
+from tornado import web
 from traitlets import Float, HasTraits, Unicode, default
 
 from flightbase_spawner import options as fbopts
@@ -31,8 +33,11 @@ FORM_TOKEN_SCOPES = ["access:services!service=registry", "read:users:groups!user
                      "custom:flightbase:images:read", "custom:flightbase:datasets:read"]
 
 
-class LeaseError(RuntimeError):
-    pass
+class LeaseError(web.HTTPError):
+    """The jobqueue refused the GPU lease; the hub shows the reason (a 4xx keeps its status)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(status if 400 <= status < 500 else 503, message)
 
 
 class FlightbaseSpawnerMixin(HasTraits):
@@ -130,20 +135,20 @@ class FlightbaseSpawnerMixin(HasTraits):
             resp = await http.post("/leases", json={"workspace": opts.workspace, "server": self.name,
                                                     "image": opts.image, "datasets": list(opts.datasets)})
             if resp.status_code >= 400:
-                raise LeaseError(_error_text(resp))
+                raise LeaseError(resp.status_code, f"cannot start a Jupyter training: {_error_text(resp)}")
             self._set_lease(resp.json())
             try:
                 while self.lease["state"] == "queued":
                     resp = await http.get(f"/leases/{self.lease['id']}", params={"wait": self.lease_poll_seconds})
                     if resp.status_code >= 400:
-                        raise LeaseError(_error_text(resp))
+                        raise LeaseError(resp.status_code, f"the GPU request failed: {_error_text(resp)}")
                     self._set_lease(resp.json())
             except BaseException:  # cancelled by the user, or the jobqueue is gone: give the place back
                 await asyncio.shield(self.release_lease())
                 raise
         if self.lease["state"] != "granted":
             lease, self.lease = self.lease, None
-            raise LeaseError(f"the GPU request was {lease['state']}: {lease.get('reason') or 'no reason given'}")
+            raise LeaseError(409, f"the GPU request was {lease['state']}: {lease.get('reason') or 'no reason given'}")
         return self.lease
 
     async def release_lease(self, lease: dict | None = None, token: str | None = None) -> None:
@@ -172,7 +177,7 @@ class FlightbaseSpawnerMixin(HasTraits):
                 if message != last:
                     last = message
                     yield {"progress": 10, "message": message,
-                           "html_message": f"{_esc(message)}. <em>Stop Server</em> (here or on the "
+                           "html_message": f"{html.escape(message)}. <em>Stop Server</em> (here or on the "
                                            f"<a href=\"{self.hub.base_url}home\">home page</a>) cancels the wait."}
             elif lease and lease["state"] == "granted":
                 kind = "GPU slot" if lease.get("gpu_kind") == "cpu-slot" else "GPU"
@@ -217,8 +222,3 @@ def _error_text(resp: httpx.Response) -> str:
     except ValueError:
         return resp.text
 
-
-def _esc(text: str) -> str:
-    import html
-
-    return html.escape(text)

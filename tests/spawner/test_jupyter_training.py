@@ -306,6 +306,10 @@ def test_bad_options_fail_the_spawn_with_the_field_named(platform):
         r = platform.hub("POST", f"users/ann/servers/{server}", json=options)
         assert r.status_code == 400 and expected in r.json()["message"], r.text
         assert not [x for x in leases(platform, "ann") if x["server"] == server]
+    # the jobqueue refuses the lease (the workspace's end date has passed): its status and reason
+    ended = workspace(platform, ["ann"], end_date="2020-01-01")
+    r = platform.hub("POST", "users/ann/servers/late", json={"workspace": ended, "gpus": 1})
+    assert r.status_code == 409 and "cannot run work" in r.json()["message"], r.text
 
 
 def test_a_server_without_gpu_starts_without_a_lease(platform):
