@@ -42,7 +42,7 @@ def explain(snap: Snapshot, limit: int = 1000,
     t = snap.now
     last_label = ""
     ws_pos: dict[str, int] = {}
-    in_use = dict(state.in_use)
+    in_use = state.in_use  # GPUs each workspace holds now (the reason says what is true now)
     out: list[QueueInsight] = []
     for pos, job in enumerate(snap.queue, start=1):
         ws = job.workspace
@@ -74,7 +74,6 @@ def explain(snap: Snapshot, limit: int = 1000,
                 fm.take(p)
                 seq += 1
                 heapq.heappush(ends, (start + snap.estimates.estimate(job), seq, job, p))
-                in_use[ws] = in_use.get(ws, 0) + job.gpus
                 if start <= snap.now:
                     parts.append("can start at the next pass")
                 else:
