@@ -31,6 +31,7 @@ import httpx
 from sqlalchemy import select
 
 from flightbase.gpus import utilisation as gpu_utilisation
+from flightbase.service import tasks
 from flightbase.service.db import Sessions
 from flightbase_jobqueue import leases
 from flightbase_jobqueue.models import Job, Training
@@ -71,8 +72,7 @@ class LeaseReconciler:
         self._task = asyncio.create_task(self._run(), name="lease-reconciler")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
+        await tasks.cancel(self._task)
         await self._hub.aclose()
         await self._servers.aclose()
 

@@ -15,6 +15,7 @@ everything from the store, so both sides must be idempotent.
 
 from __future__ import annotations
 
+import queue
 from dataclasses import dataclass
 from typing import Mapping, Protocol, Sequence, Union
 
@@ -131,3 +132,13 @@ class NodeInventory(Protocol):
         coordinator subtracts what active jobs hold), its labels and whether
         it is schedulable."""
         ...
+
+
+def drain(events: "queue.SimpleQueue[BackendEvent]") -> list[BackendEvent]:
+    """Everything a backend's threads have queued so far (what :meth:`Backend.poll_events` returns)."""
+    out = []
+    while True:
+        try:
+            out.append(events.get_nowait())
+        except queue.Empty:
+            return out

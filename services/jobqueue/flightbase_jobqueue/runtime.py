@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from sqlalchemy import select, update
+from flightbase.service import tasks
 from flightbase.service.db import Sessions
 
 from flightbase.settings import PlatformSettings
@@ -84,12 +85,7 @@ class JobRuntime:
         self._task = asyncio.create_task(self._run(), name="coordinator")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await tasks.cancel(self._task)
 
     def _recover(self) -> None:
         with self.sessions() as session:

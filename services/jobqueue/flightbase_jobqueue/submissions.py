@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import insert
 from starlette.concurrency import run_in_threadpool
 
+from flightbase.service import tasks
+
 from flightbase.service.db import Sessions
 from flightbase_jobqueue import models
 
@@ -44,12 +46,7 @@ class SubmissionWriter:
         self._task = asyncio.create_task(self._run(), name="submission-writer")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+        await tasks.cancel(self._task)
 
     async def write(self, training: dict, owners: list[dict], jobs: list[dict]) -> None:
         """Return once the rows are committed (raises what the database raised)."""

@@ -32,7 +32,7 @@ from flightbase import metrics
 from flightbase.accounts import AccountError, ensure_account, ensure_home, running_as_root
 from flightbase_jobqueue.backends import launchers
 from flightbase_jobqueue.backends.spec import JobRef, LaunchSpec, artifacts_sub_path
-from flightbase_jobqueue.ports import BackendEvent, Exited, Started, Stopped
+from flightbase_jobqueue.ports import BackendEvent, Exited, Started, Stopped, drain
 from flightbase_jobqueue.scheduling.types import Job, Node, Placement
 
 log = logging.getLogger("flightbase.jobqueue.local")
@@ -185,12 +185,7 @@ class LocalBackend:
         threading.Thread(target=kill_later, daemon=True, name=f"stop-{job_id}").start()
 
     def poll_events(self) -> list[BackendEvent]:
-        events = []
-        while True:
-            try:
-                events.append(self._events.get_nowait())
-            except queue.Empty:
-                return events
+        return drain(self._events)
 
     # -- after a restart ---------------------------------------------------------
     def reattach(self, job_id: str, stopping: bool = False) -> str | None:

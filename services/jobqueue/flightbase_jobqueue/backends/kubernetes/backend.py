@@ -52,7 +52,7 @@ from typing import Callable
 from flightbase import metrics
 from flightbase_jobqueue.backends import launchers
 from flightbase_jobqueue.backends.spec import JobRef, LaunchSpec, artifacts_sub_path, code_sub_path
-from flightbase_jobqueue.ports import BackendEvent, Exited, Started, Stopped
+from flightbase_jobqueue.ports import BackendEvent, Exited, Started, Stopped, drain
 from flightbase_jobqueue.scheduling.types import Job, Placement
 
 from .client import KubeClient, KubeError
@@ -210,12 +210,7 @@ class KubernetesBackend:
             self._reconcile(t)
 
     def poll_events(self) -> list[BackendEvent]:
-        events = []
-        while True:
-            try:
-                events.append(self._events.get_nowait())
-            except queue.Empty:
-                return events
+        return drain(self._events)
 
     # -- restart ------------------------------------------------------------------------
     def adopt(self) -> list[str]:
