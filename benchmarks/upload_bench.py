@@ -7,9 +7,13 @@ file of random bytes (1 GB by default), then, ``--runs`` times in turn:
    ``sync FILE`` (an fsync of the copy: the same durability as the service,
    which fsyncs every file of a version before publishing it),
 2. the same file uploaded through the API as a dataset version, exactly as
-   ``flightbase datasets upload`` does it (``cli_datasets.send_chunk``:
-   ``CHUNK``-byte PATCH requests through the hub's proxy, then commit:
-   checksum check, fsync, read-only modes, atomic rename). The client's
+   ``flightbase datasets upload`` does it (``cli_datasets.Route``: declare
+   the upload, ask ``POST .../direct`` for the registry's data URL and
+   ticket, send ``CHUNK``-byte PATCH requests there, then commit: checksum
+   check, fsync, read-only modes, atomic rename). With ``--via-proxy`` the
+   chunks go as ``PATCH .../files/0`` through the hub's proxy instead (what
+   a client does where the registry has no data endpoint), with
+   ``--direct`` to the service's own API port. The client's
    SHA-256 of the file, computed before the upload is declared, is timed
    separately (it needs no network and no service).
 
@@ -23,7 +27,7 @@ CPU time is a lower bound of the upload's time. The load average is printed too:
 the ratio move with other work.
 
     .venv/bin/python benchmarks/upload_bench.py [--size-mb 1000] [--runs 5] [--chunk-mb 256]
-        [--direct] [--buffered-writes]
+        [--via-proxy | --direct] [--buffered-writes]
 """
 
 from __future__ import annotations
@@ -103,8 +107,11 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5, help="copy + upload pairs (default 5)")
     ap.add_argument("--chunk-mb", type=int, default=cli_datasets.CHUNK >> 20,
                     help=f"bytes per PATCH request, MiB (default: the CLI's, {cli_datasets.CHUNK >> 20})")
-    ap.add_argument("--direct", action="store_true",
-                    help="send to the registry service's own port, bypassing the hub's proxy (to see what the proxy costs)")
+    road = ap.add_mutually_exclusive_group()
+    road.add_argument("--via-proxy", action="store_true",
+                      help="send the chunks as PATCH through the hub's proxy, not to the registry's data endpoint")
+    road.add_argument("--direct", action="store_true",
+                      help="send the chunks as PATCH to the registry service's own API port, bypassing the hub's proxy")
     ap.add_argument("--buffered-writes", action="store_true",
                     help="run the service with direct_writes=0 (page cache writes, the previous behaviour)")
     args = ap.parse_args()
@@ -139,7 +146,7 @@ def main() -> int:
             with Client(url=url, token=admin, timeout=600) as c:
                 c.request("registry", "POST", "workspaces/bench/datasets", json={"name": "big"})
                 for run in range(1, args.runs + 1):
-                    rows.append(one_run(c, src, size, tmp, pid, proxy))
+                    rows.append(one_run(c, src, size, tmp, pid, proxy, data_endpoint=not (args.via_proxy or args.direct)))
                     r = rows[-1]
                     print(f"run {run}: cp+sync {r['cp']:.2f} s, upload {r['up']:.2f} s (chunks {r['sent']:.2f} s, "
                           f"commit {r['up'] - r['sent']:.2f} s), ratio {r['up'] / r['cp']:.2f}x; CPU registry "
@@ -155,14 +162,14 @@ def main() -> int:
     ratios = sorted(r["up"] / r["cp"] for r in rows)
     print(f"machine: {os.cpu_count()} cores, {host.platform()}, Python {host.python_version()}")
     print(f"file: {mb:.0f} MB of random bytes, {len(rows)} runs, {cli_datasets.CHUNK >> 20} MiB per PATCH, upload "
-          f"{'straight to the service' if args.direct else 'through the hub proxy'}, "
+          f"{'to the service API port' if args.direct else 'through the hub proxy' if args.via_proxy else 'to the data endpoint'}, "
           f"{'page cache' if args.buffered_writes else 'direct'} writes in the service")
     print(f"cp + sync FILE (median):  {med['cp']:6.2f} s  {mb / med['cp']:7.1f} MB/s")
     print(f"API upload + commit:      {med['up']:6.2f} s  {mb / med['up']:7.1f} MB/s   (client sha256 beforehand: {med['hash']:.2f} s)")
     print(f"ratio upload / cp:        median {statistics.median(ratios):.2f}x, runs {', '.join(f'{x:.2f}' for x in ratios)}"
           "  (target: within 2x)")
     print(f"CPU per upload (median):  registry {med['cpu_reg']:.2f} s (event loop thread {med['cpu_loop']:.2f} s), proxy {med['cpu_proxy']:.2f} s, client {med['cpu_client']:.2f} s")
-    if not args.direct:
+    if args.via_proxy:
         print(f"proxy main thread:        {med['cpu_proxy_main']:.2f} s of CPU per upload: the upload cannot take less "
               f"(one thread forwards every byte), {med['cpu_proxy_main'] / med['cp']:.2f}x the median cp + sync")
     print(f"registry RSS: before {med['rss_before'] / 1024:.0f} MB, peak rise during an upload "
@@ -170,7 +177,7 @@ def main() -> int:
     return 0
 
 
-def one_run(c, src: Path, size: int, tmp: Path, pid: int, proxy: list[int]) -> dict:
+def one_run(c, src: Path, size: int, tmp: Path, pid: int, proxy: list[int], data_endpoint: bool) -> dict:
     load = os.getloadavg()[0]
     cp = copy_with_sync(src, tmp / "copy.bin")
     t0 = time.perf_counter()
@@ -195,11 +202,17 @@ def one_run(c, src: Path, size: int, tmp: Path, pid: int, proxy: list[int]) -> d
     t0 = time.perf_counter()
     up = c.request("registry", "POST", "workspaces/bench/datasets/big/uploads",
                    json={"files": [{"path": "data.bin", "size": size, "sha256": h.hexdigest()}]})
+    path = f"workspaces/bench/datasets/big/uploads/{up['id']}"
+    route = cli_datasets.Route(c, path) if data_endpoint else None
+    assert route is None or route.ticket is not None, "the registry has no data endpoint"
     offset = 0
     with open(src, "rb") as fh:
         while offset < size:
             length = min(cli_datasets.CHUNK, size - offset)
-            offset = cli_datasets.send_chunk(c, f"workspaces/bench/datasets/big/uploads/{up['id']}/files/0", fh, offset, length)["offset"]
+            if route is not None:
+                offset = route.send(0, fh, offset, length)["offset"]
+            else:
+                offset = cli_datasets.send_chunk(c, f"{path}/files/0", fh, offset, length)["offset"]
     sent = time.perf_counter() - t0
     version = c.request("registry", "POST", f"workspaces/bench/datasets/big/uploads/{up['id']}/commit")
     up_s = time.perf_counter() - t0

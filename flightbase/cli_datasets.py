@@ -256,15 +256,69 @@ def upload(c, ws: str, dataset: str, paths: list[Path], *, message: str = "", ex
         state = c.request("registry", "POST", f"{base}/uploads", json={"files": declared, "message": message})
     progress = Progress(total, f"upload {dataset}", quiet)
     progress.add(state["received_bytes"])
+    route = Route(c, f"{base}/uploads/{state['id']}")
     for f, (_rel, local) in zip(state["files"], files):
         offset = f["offset"]
         with open(local, "rb") as fh:
             while offset < f["size"]:
                 length = min(CHUNK, f["size"] - offset)
-                answer = send_chunk(c, f"{base}/uploads/{state['id']}/files/{f['index']}", fh, offset, length, progress)
-                offset = answer["offset"]
+                offset = route.send(f["index"], fh, offset, length, progress)["offset"]
     progress.finish()
     return c.request("registry", "POST", f"{base}/uploads/{state['id']}/commit")
+
+
+class Route:
+    """Where one upload's chunks go: the registry's data endpoint when it has one and this
+    client can reach it (``POST .../direct``), else ``PATCH`` through the hub's API.
+
+    A ticket refused with 401 (expired, or the registry restarted) is renewed
+    once; an endpoint that cannot be reached is given up for the API. Either
+    way the chunk is sent again from the offset the service reports, so
+    nothing is sent twice and nothing is skipped.
+    """
+
+    def __init__(self, c, upload_path: str):
+        from flightbase.client import ApiError
+
+        self.c, self.upload_path = c, upload_path
+        self.ticket = None
+        try:
+            if urlsplit(c.url).scheme == "http" and not _proxied(urlsplit(c.url).hostname or ""):
+                self.ticket = c.request("registry", "POST", f"{upload_path}/direct")
+        except ApiError as exc:
+            if exc.status != 404:
+                raise
+
+    def send(self, index: int, fh, offset: int, length: int, progress: Progress | None = None) -> dict:
+        from flightbase.client import ApiError
+
+        api_path = f"{self.upload_path}/files/{index}"
+        done_before = progress.done if progress else 0
+        for attempt in range(2):
+            if self.ticket is None:
+                return send_chunk(self.c, api_path, fh, offset, length, progress)
+            url = urlsplit(f"{self.ticket['url']}/files/{index}?offset={offset}")
+            try:
+                return _sendfile_patch(url, f"Bearer {self.ticket['token']}", fh, offset, length, progress,
+                                       _timeout(self.c), f"the registry's data endpoint {self.ticket['url']}")
+            except ApiError as exc:
+                if exc.status == 401 and attempt == 0:
+                    self.ticket = self.c.request("registry", "POST", f"{self.upload_path}/direct")
+                elif exc.status == 0:  # the data endpoint cannot be reached from here: through the API
+                    self.ticket = None
+                else:
+                    raise
+            # the chunk again, from wherever the service says this file now ends
+            state = self.c.request("registry", "GET", self.upload_path)
+            sent = state["files"][index]["offset"]
+            if progress:  # count what the service kept, not what was sent
+                progress.add(done_before + sent - offset - progress.done)
+                done_before = progress.done
+            length -= sent - offset
+            offset = sent
+            if length <= 0:
+                return state["files"][index]
+        return send_chunk(self.c, api_path, fh, offset, length, progress)
 
 
 def send_chunk(c, path: str, fh, offset: int, length: int, progress: Progress | None = None) -> dict:
@@ -284,7 +338,7 @@ def send_chunk(c, path: str, fh, offset: int, length: int, progress: Progress | 
         return c.request("registry", "PATCH", path, params={"offset": offset},
                          content=_Counting(blocks, progress) if progress else blocks,
                          headers={"Content-Type": "application/octet-stream", "Content-Length": str(length)})
-    return _sendfile_patch(c, parsed, fh, offset, length, progress)
+    return _sendfile_patch(parsed, f"token {c.token}", fh, offset, length, progress, _timeout(c), c.url)
 
 
 def _proxied(host: str) -> bool:
@@ -294,16 +348,23 @@ def _proxied(host: str) -> bool:
     return bool(proxies.get("http") or proxies.get("all")) and not urllib.request.proxy_bypass(host)
 
 
-def _sendfile_patch(c, url, fh, offset: int, length: int, progress: Progress | None) -> dict:
+def _sendfile_patch(url, authorization: str, fh, offset: int, length: int, progress: Progress | None,
+                    timeout: float | None, name: str) -> dict:
+    """PATCH the file's bytes to ``url`` with ``sendfile``; its JSON answer (``ApiError`` for a 4xx/5xx,
+    status 0 when ``url`` cannot be reached; ``name`` is what the message calls the server)."""
     import http.client
 
     from flightbase.client import ApiError
 
-    conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=_timeout(c))
+    conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=timeout)
     try:
         try:
+            conn.connect()
+        except OSError as exc:
+            raise ApiError(0, f"cannot reach {name}: {exc}") from None
+        try:
             conn.putrequest("PATCH", f"{url.path}?{url.query}", skip_accept_encoding=True)
-            conn.putheader("Authorization", f"token {c.token}")
+            conn.putheader("Authorization", authorization)
             conn.putheader("Content-Type", "application/octet-stream")
             conn.putheader("Content-Length", str(length))
             conn.endheaders()
@@ -321,7 +382,7 @@ def _sendfile_patch(c, url, fh, offset: int, length: int, progress: Progress | N
             resp = conn.getresponse()
             raw = resp.read()
         except (OSError, http.client.HTTPException) as exc:
-            raise ApiError(0, f"cannot reach {c.url}: {exc}") from None
+            raise ApiError(0, f"cannot reach {name}: {exc}") from None
     finally:
         conn.close()
     try:

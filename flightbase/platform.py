@@ -72,6 +72,7 @@ def prepare(
         proxy_api_port=free_port(),
         jobqueue_port=free_port(),
         registry_port=free_port(),
+        registry_data_port=int(environ.get("FLIGHTBASE_REGISTRY_DATA_PORT") or free_port()),
         admin_user=admin,
         gpus=tuple(inventory),
         scheduler_policy=policy,

@@ -26,6 +26,9 @@ class PlatformSettings:
     proxy_api_port: int = 8001
     jobqueue_port: int = 8082
     registry_port: int = 8083
+    # The registry's data endpoint (chunk bodies straight to the registry, not through
+    # the hub's proxy; services/registry/flightbase_registry/direct.py), on `ip`. 0: off.
+    registry_data_port: int = 0
     admin_user: str = "admin"
     # The GPU inventory of this machine: [{"index": 0, "kind": "gpu"|"cpu-slot", "name": ...}]
     gpus: tuple[dict, ...] = field(default_factory=tuple)

@@ -75,6 +75,8 @@ TABLE = {
     ("registry", "DELETE", "/workspaces/{workspace}/datasets/{name}/uploads/{upload_id}"): row(204, 204, 204, 204, 404),
     ("registry", "PATCH", "/workspaces/{workspace}/datasets/{name}/uploads/{upload_id}/files/{index}"): row(200, 200, 200, 200, 404),
     ("registry", "POST", "/workspaces/{workspace}/datasets/{name}/uploads/{upload_id}/commit"): row(201, 201, 201, 201, 404),
+    # a data ticket for the upload's chunks (the registry's data endpoint, direct.py)
+    ("registry", "POST", "/workspaces/{workspace}/datasets/{name}/uploads/{upload_id}/direct"): row(200, 200, 200, 200, 404),
     ("registry", "GET", "/workspaces/{workspace}/datasets/{name}/versions"): row(200, 200, 200, 200, 404),
     ("registry", "GET", "/workspaces/{workspace}/datasets/{name}/versions/{version}"): row(200, 200, 200, 200, 404),
     ("registry", "DELETE", "/workspaces/{workspace}/datasets/{name}/versions/{version}"): row(204, 204, 403, 403, 404),

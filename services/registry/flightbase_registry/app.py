@@ -13,6 +13,7 @@ from flightbase.service.app import create_app
 from flightbase.service.hub import HubClient, make_hub_auth
 from flightbase.settings import PlatformSettings
 from flightbase_registry import storage, ui
+from flightbase_registry.direct import DataServer
 from flightbase_registry.api import catalog, image_uploads, uploads, versions
 from flightbase_registry.config import RegistrySettings
 from flightbase_registry.oci import OciRegistry
@@ -33,8 +34,13 @@ def build(settings: PlatformSettings, registry_settings: RegistrySettings | None
         for leftover in root.glob("deleted-*"):  # deletions interrupted by a stop
             storage.remove_tree(leftover)
         storage.datasets_root(settings.data_dir).mkdir(parents=True, exist_ok=True)
+        if settings.registry_data_port:
+            app.state.data_server = DataServer(app.state, settings.ip, settings.registry_data_port)
+            app.state.data_server.start()
 
     async def shutdown(app: FastAPI) -> None:
+        if app.state.data_server is not None:
+            app.state.data_server.stop()
         await app.state.hub.close()
         if app.state.oci is not None:
             app.state.oci.close()
@@ -59,6 +65,7 @@ def build(settings: PlatformSettings, registry_settings: RegistrySettings | None
     app.state.deployment = "embedded"
     app.state.quota_lock = asyncio.Lock()
     app.state.upload_locks = {}
+    app.state.data_server = None
     app.state.hashers = uploads._Hashers()
     app.state.oci = OciRegistry(reg.oci_registry_url) if reg.oci_registry_url else None
     ui.install(app)

@@ -34,6 +34,10 @@ class RegistrySettings:
     # 1: write received chunks with O_DIRECT where the file system allows it (no
     # page cache; see api/uploads.py); 0: always through the page cache.
     direct_writes: int = 1
+    # The public base URL of the data endpoint (direct.py), when clients reach it by
+    # another name than http://<the host they reach the hub by>:<registry_data_port>,
+    # e.g. https://data.flightbase.example.org behind a TLS terminator.
+    data_url: str = ""
 
     ENV = {
         "oci_registry_url": "FLIGHTBASE_OCI_REGISTRY_URL",
@@ -43,6 +47,7 @@ class RegistrySettings:
         "max_compression_ratio": "FLIGHTBASE_REGISTRY_MAX_COMPRESSION_RATIO",
         "max_chunk_bytes": "FLIGHTBASE_REGISTRY_MAX_CHUNK_BYTES",
         "direct_writes": "FLIGHTBASE_REGISTRY_DIRECT_WRITES",
+        "data_url": "FLIGHTBASE_REGISTRY_DATA_URL",
     }
 
     @classmethod
@@ -65,7 +70,7 @@ class RegistrySettings:
         kwargs = {}
         for name, value in raw.items():
             try:
-                kwargs[name] = str(value).rstrip("/") if name == "oci_registry_url" else int(value)
+                kwargs[name] = str(value).rstrip("/") if known[name].type == "str" else int(value)
             except ValueError:
                 raise RuntimeError(f"registry setting {name}: {value!r} is not a whole number") from None
         return cls(**kwargs)

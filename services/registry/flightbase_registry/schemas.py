@@ -73,6 +73,12 @@ class UploadOut(BaseModel):
     created_at: dt.datetime
 
 
+class DirectOut(BaseModel):
+    url: str = Field(description="The upload's data URL on the registry's data endpoint; send chunks to {url}/files/{index}?offset=N")
+    token: str = Field(description="The data ticket: 'Authorization: Bearer <token>' on each chunk; for this upload only")
+    expires_at: dt.datetime = Field(description="When the ticket stops working (ask again for a new one)")
+
+
 class FileEntry(BaseModel):
     path: str
     size: int

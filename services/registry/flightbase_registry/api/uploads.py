@@ -5,6 +5,7 @@ The protocol (what the CLI and the browser page speak)::
     POST   .../datasets/{name}/uploads                       declare files (path, size, sha256) -> upload
     GET    .../datasets/{name}/uploads/{id}                  each file's offset: where to resume
     PATCH  .../datasets/{name}/uploads/{id}/files/{i}?offset=N   raw bytes of file i from offset N
+    POST   .../datasets/{name}/uploads/{id}/direct            a data URL + ticket: the same PATCH, not through the proxy (direct.py)
     POST   .../datasets/{name}/uploads/{id}/commit           verify, extract, publish -> new version
     DELETE .../datasets/{name}/uploads/{id}                  cancel, remove what was staged
 
@@ -28,6 +29,7 @@ import os
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import func, select
@@ -41,7 +43,7 @@ from flightbase import archives
 from flightbase_registry import storage
 from flightbase_registry.api.common import get_dataset, refuse_over_quota, usage
 from flightbase_registry.models import Dataset, DatasetVersion, Upload
-from flightbase_registry.schemas import UploadCreate, UploadFileOut, UploadOut, VersionOut
+from flightbase_registry.schemas import DirectOut, UploadCreate, UploadFileOut, UploadOut, VersionOut
 
 router = APIRouter(tags=["datasets"])
 
@@ -182,63 +184,112 @@ class _Hashers:
 
 
 class _Appender:
-    """Appends batches of body pieces to a staged file, hashing them as they go.
+    """Appends bytes to a staged file, hashing them as they go.
 
-    Where the file system allows it the bytes go to disk with ``O_DIRECT``
-    from page-aligned buffers, bypassing the page cache: on the benchmark
-    machine a buffered write costs about 2.5 s of kernel CPU per GB (page
-    cache allocation and copying), a direct write about 0.15 s, and the
-    data is on the disk when the write returns, so the fsync at commit has
-    little left to do (docs/benchmarks.md). The pieces are hashed and copied
-    into one of two buffers (``BUFFER`` bytes each); a full buffer is written
-    by a writer thread while the other fills, one write in flight at a time
-    and in file order, so the file always grows contiguously. Bytes that
-    cannot be written directly (the unaligned head when a chunk starts at an
-    odd offset, the tail of a chunk, or everything where the file system
-    refuses ``O_DIRECT``) go through the page cache with ``pwrite``; the
-    kernel keeps the two coherent. On the buffered path the kernel is asked
-    to start writing back behind the writes (``POSIX_FADV_DONTNEED``) so a
-    large upload neither fills the page cache nor leaves the fsync much to do.
+    Bytes arrive either as body pieces the event loop gathered (``write``) or
+    straight from a socket (``receive``, the data endpoint in ``direct.py``).
+    They fill a ring of ``RING`` page-aligned buffers of ``BUFFER`` bytes; a
+    full buffer is handed to two threads of this file, one hashing it (SHA-256,
+    in file order) and one writing it (in file order, so the file always grows
+    contiguously), while the next buffer fills. A buffer is filled again only
+    once both are done with it, so at most ``RING`` buffers are held per file
+    whatever its size.
+
+    Where the file system allows it the bytes go to disk with ``O_DIRECT``,
+    bypassing the page cache: on the benchmark machine a buffered write costs
+    about 2.5 s of kernel CPU per GB (page cache allocation and copying), a
+    direct write about 0.15 s, and the data is on the disk when the write
+    returns, so the fsync at commit has little left to do
+    (docs/benchmarks.md). Bytes that cannot be written directly (the unaligned
+    head when a chunk starts at an odd offset, the tail of a chunk, or
+    everything where the file system refuses ``O_DIRECT``) go through the page
+    cache with ``pwrite``; the kernel keeps the two coherent. On the buffered
+    path the kernel is asked to start writing back behind the writes
+    (``POSIX_FADV_DONTNEED``) so a large upload neither fills the page cache
+    nor leaves the fsync much to do.
     """
 
     def __init__(self, path: Path, hasher, direct: bool = True):
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
         self.hasher = hasher
-        self.offset = os.fstat(self.fd).st_size  # where buffer byte 0 goes in the file
+        self.offset = os.fstat(self.fd).st_size  # where byte 0 of the filling buffer goes in the file
         self.direct = _open_direct(path) if direct else None
         # an upload resumed at an odd offset: buffered writes up to the next aligned one
         self.gap = -self.offset % ALIGN if self.direct is not None else 0
-        self.buffers = [mmap.mmap(-1, BUFFER), mmap.mmap(-1, BUFFER)]  # page-aligned, as O_DIRECT needs
+        self.ring = [mmap.mmap(-1, BUFFER) for _ in range(RING)]  # page-aligned, as O_DIRECT needs
+        self.busy: list[tuple[Future, ...]] = [() for _ in range(RING)]
+        self.k = 0  # the buffer being filled
         self.fill = 0
-        self.pending: Future | None = None
+        self.hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload-hash")
+        self.writing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload-writer")
         self.behind = self.flushed = self.offset  # writeback hints of the buffered path
 
     def write(self, parts: list[bytes]) -> None:
+        """Append body pieces (copied into the ring)."""
         for part in parts:
-            self.hasher.update(part)
             view = memoryview(part)
             if self.gap:
-                n = min(self.gap, len(view))
-                _pwrite_all(self.fd, view[:n], self.offset)
-                self.offset += n
-                self.gap -= n
-                view = view[n:]
+                view = view[self._write_gap(view):]
             while view:
                 n = min(BUFFER - self.fill, len(view))
-                self.buffers[0][self.fill:self.fill + n] = view[:n]
+                self.ring[self.k][self.fill:self.fill + n] = view[:n]
                 self.fill += n
                 view = view[n:]
                 if self.fill == BUFFER:
                     self._hand_over()
 
-    def _hand_over(self) -> None:
-        """Write the full buffer in the writer thread (after the previous write) and fill the other one."""
-        if self.pending is not None:
-            self.pending.result()
-        buf, self.buffers = self.buffers[0], self.buffers[::-1]
-        self.pending = _WRITERS.submit(self._write_out, memoryview(buf)[:self.fill], self.offset)
+    def receive(self, readinto, length: int) -> int:
+        """Append up to ``length`` bytes read with ``readinto(view)`` straight into the ring.
+
+        Returns how many arrived: fewer than ``length`` when the sender stopped
+        (``readinto`` gave 0 or failed), and what arrived is kept.
+        """
+        got = 0
+        try:
+            if self.gap and length:
+                head = bytearray(min(self.gap, length))
+                n = _read_full(readinto, memoryview(head))
+                self._write_gap(memoryview(head)[:n])
+                got += n
+                if n < len(head):
+                    return got
+            while got < length:
+                view = memoryview(self.ring[self.k])[self.fill:self.fill + min(BUFFER - self.fill, length - got)]
+                n = _read_full(readinto, view)
+                self.fill += n
+                got += n
+                if self.fill == BUFFER:
+                    self._hand_over()
+                if n < len(view):
+                    break
+        except (OSError, ValueError):  # the connection broke or timed out: keep what arrived
+            pass
+        return got
+
+    def _write_gap(self, view: memoryview) -> int:
+        """Hash and write (buffered) the head up to the first aligned offset; nothing is in flight yet."""
+        n = min(self.gap, len(view))
+        self.hasher.update(view[:n])
+        _pwrite_all(self.fd, view[:n], self.offset)
+        self.offset += n
+        self.gap -= n
+        return n
+
+    def _submit(self) -> None:
+        """Hash and write the filling buffer in the background."""
+        view = memoryview(self.ring[self.k])[:self.fill]
+        self.busy[self.k] = (self.hashing.submit(self.hasher.update, view),
+                             self.writing.submit(self._write_out, view, self.offset))
         self.offset += self.fill
         self.fill = 0
+
+    def _hand_over(self) -> None:
+        """Submit the full buffer; go on with the next one once it is free."""
+        self._submit()
+        self.k = (self.k + 1) % RING
+        done, self.busy[self.k] = self.busy[self.k], ()
+        for f in done:
+            f.result()
 
     def _write_out(self, view: memoryview, offset: int) -> None:
         aligned = len(view) - len(view) % ALIGN if self.direct is not None else 0
@@ -261,25 +312,40 @@ class _Appender:
 
     def close(self) -> None:
         """Write what is held and close the file (the first error, if any, is raised after cleaning up)."""
+        error = None
         try:
-            if self.pending is not None:
-                self.pending.result()
-            self.pending = None
             if self.fill:
-                self._write_out(memoryview(self.buffers[0])[:self.fill], self.offset)
-                self.offset += self.fill
-                self.fill = 0
-        finally:
-            if self.pending is not None:  # an error above: let the write in flight end before closing
-                self.pending.exception()
-            for fd in (self.fd, self.direct):
-                if fd is not None:
-                    os.close(fd)
-            for buf in self.buffers:
-                try:
-                    buf.close()
-                except BufferError:  # a view is still held by an error's traceback: freed with it
-                    pass
+                self._submit()
+        except BaseException as exc:  # noqa: BLE001 - raised below, after the threads are done
+            error = exc
+        for futures in self.busy:  # every hash and write in flight ends before the file closes
+            for f in futures:
+                exc = f.exception()
+                error = error or exc
+        self.busy = [() for _ in range(RING)]
+        self.hashing.shutdown()
+        self.writing.shutdown()
+        for fd in (self.fd, self.direct):
+            if fd is not None:
+                os.close(fd)
+        for buf in self.ring:
+            try:
+                buf.close()
+            except BufferError:  # a view is still held by an error's traceback: freed with it
+                pass
+        if error is not None:
+            raise error
+
+
+def _read_full(readinto, view: memoryview) -> int:
+    """Read into all of ``view`` unless the sender stops first; the number of bytes read."""
+    got = 0
+    while got < len(view):
+        n = readinto(view[got:])
+        if not n:
+            break
+        got += n
+    return got
 
 
 def _open_direct(path: Path) -> int | None:
@@ -304,9 +370,9 @@ def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
 # O_DIRECT needs the file offset, the length and the buffer's address aligned
 # to the device's logical block size; 4096 covers 512- and 4096-byte devices.
 ALIGN = 4096
-BUFFER = 4 << 20  # bytes per disk write; two buffers per file being received
+BUFFER = 8 << 20  # bytes per disk write
+RING = 4  # buffers per file being received: one filling, the others being hashed and written
 _WRITEBACK_EVERY = 32 << 20
-_WRITERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="upload-writer")
 
 
 @router.patch(BASE + "/{upload_id}/files/{index}", response_model=UploadFileOut)
@@ -314,65 +380,157 @@ async def upload_chunk(
     request: Request, identity: CurrentIdentity, workspace: str, name: str, upload_id: str, index: int,
     offset: int = Query(ge=0, description="Where these bytes start in the file; must equal the file's current offset"),
 ):
-    """Append the raw request body to file ``index`` at ``offset`` (resume with the offset GET reports)."""
+    """Append the raw request body to file ``index`` at ``offset`` (resume with the offset GET reports).
+
+    Where the registry has a data endpoint (``POST .../direct``), clients that
+    can reach it send their chunks there instead, the same way: see direct.py.
+    """
     await authorize(request, identity, workspace, "datasets:write")
     dataset = await get_dataset(request, workspace, name)
     up = await _get_upload(request, dataset, upload_id)
-    if not 0 <= index < len(up.files):
-        raise ApiError(404, f"upload {upload_id!r} has no file number {index} (it has {len(up.files)})", field="index")
-    declared = up.files[index]
-    data_dir = _data_dir(request)
-    path = storage.staged_file(data_dir, up.id, declared["path"])
-    key = (up.id, index)
-    locks: dict = request.app.state.upload_locks
-    if key in locks:
-        raise ApiError(409, f"file {index} of upload {upload_id!r} is already being written by another request", field="index")
-    locks[key] = True
-    try:
-        return await _receive(request, up, index, declared, path, offset, key)
-    finally:
-        locks.pop(key, None)
-
-
-async def _receive(request: Request, up: Upload, index: int, declared: dict, path: Path, offset: int, key) -> UploadFileOut:
-    size = declared["size"]
-    limits = request.app.state.registry_settings
-    hashers: _Hashers = request.app.state.hashers
-    current = storage.staged_size(path)
-    sum_file = _sum_path(request.app.state.settings.data_dir, up.id, index)
-    if offset != current:
-        raise ApiError(409, f"offset: file {index} has {current} bytes; send the chunk at offset={current}", field="offset")
+    state = request.app.state
     length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and offset + int(length) > size:
-        raise ApiError(413, f"this chunk ends at byte {offset + int(length)} but {declared['path']!r} was declared with {size} bytes",
-                       field="body")
-    if length is not None and length.isdigit() and int(length) > limits.max_chunk_bytes:
-        raise ApiError(413, f"a chunk may carry at most {limits.max_chunk_bytes} bytes", field="body")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    hasher = await run_in_threadpool(hashers.take, key, path, offset)
-    sink = await run_in_threadpool(_Appender, path, hasher, bool(limits.direct_writes))
-    position = offset
-    # The event loop gathers the body's pieces while a worker thread hashes and
-    # buffers the previous batch (and the writer thread writes full buffers): at
-    # most two batches and two buffers are held, whatever the chunk size.
+    with Chunk(state, up, index, offset, int(length) if length is not None and length.isdigit() else None) as chunk:
+        await run_in_threadpool(chunk.open)
+        await _pump(request, chunk)
+        return await run_in_threadpool(chunk.finish)
+
+
+@router.post(BASE + "/{upload_id}/direct", response_model=DirectOut)
+async def direct_ticket(request: Request, identity: CurrentIdentity, workspace: str, name: str, upload_id: str):
+    """A data URL and a short-lived ticket to send this upload's chunks straight to the registry's data endpoint."""
+    await authorize(request, identity, workspace, "datasets:write")
+    dataset = await get_dataset(request, workspace, name)
+    up = await _get_upload(request, dataset, upload_id)
+    server = request.app.state.data_server
+    if server is None:
+        raise ApiError(404, "this registry has no data endpoint (registry_data_port is 0): "
+                            "send the chunks with PATCH .../files/{index}")
+    token, expires = server.tickets.issue(up.id, identity.name)
+    base = request.app.state.registry_settings.data_url or f"http://{_host_of(request)}:{server.port}"
+    return DirectOut(url=f"{base}/uploads/{up.id}", token=token, expires_at=expires)
+
+
+def _host_of(request: Request) -> str:
+    """The host name the client reached the hub by (the proxy passes Host on): the data endpoint is on that host."""
+    host = urlsplit("//" + request.headers.get("host", "")).hostname or request.app.state.settings.ip
+    return f"[{host}]" if ":" in host else host
+
+
+class Chunk:
+    """One chunk request for one staged file, whichever way its bytes come.
+
+    ``with Chunk(...)`` claims the file (one writer at a time) and checks the
+    offset and the declared length; ``open`` gets the running hash and the
+    writer; the bytes are appended with ``sink``; ``finish`` closes the
+    writer, checks the size and, with the last byte, the checksum, and returns
+    the file's state. Every refusal is an ``ApiError`` naming the field.
+    """
+
+    def __init__(self, state, up: Upload, index: int, offset: int, length: int | None):
+        if not 0 <= index < len(up.files):
+            raise ApiError(404, f"upload {up.id!r} has no file number {index} (it has {len(up.files)})", field="index")
+        self.state, self.up, self.index, self.start = state, up, index, offset
+        self.declared = up.files[index]
+        self.size = self.declared["size"]
+        self.data_dir: Path = state.settings.data_dir
+        self.path = storage.staged_file(self.data_dir, up.id, self.declared["path"])
+        self.key = (up.id, index)
+        self.length = length
+        self.position = offset  # where the next byte goes
+        self.too_much = False
+        self.sink: _Appender | None = None
+        self.hasher = None
+
+    def __enter__(self) -> "Chunk":
+        locks: dict = self.state.upload_locks
+        if locks.setdefault(self.key, self) is not self:  # atomic: the event loop and the data endpoint's threads share it
+            raise ApiError(409, f"file {self.index} of upload {self.up.id!r} is already being written by another request",
+                           field="index")
+        try:
+            self._check()
+        except BaseException:
+            locks.pop(self.key, None)
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if self.sink is not None:  # an error before finish: never leave the writer's threads behind
+                sink, self.sink = self.sink, None
+                sink.close()
+        finally:
+            self.state.upload_locks.pop(self.key, None)
+
+    def _check(self) -> None:
+        current = storage.staged_size(self.path)
+        if self.start != current:
+            raise ApiError(409, f"offset: file {self.index} has {current} bytes; send the chunk at offset={current}", field="offset")
+        if self.length is not None and self.start + self.length > self.size:
+            raise ApiError(413, f"this chunk ends at byte {self.start + self.length} but {self.declared['path']!r} "
+                                f"was declared with {self.size} bytes", field="body")
+        if self.length is not None and self.length > self.state.registry_settings.max_chunk_bytes:
+            raise ApiError(413, f"a chunk may carry at most {self.state.registry_settings.max_chunk_bytes} bytes", field="body")
+
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.hasher = self.state.hashers.take(self.key, self.path, self.start)
+        self.sink = _Appender(self.path, self.hasher, bool(self.state.registry_settings.direct_writes))
+
+    def finish(self) -> UploadFileOut:
+        sink, self.sink = self.sink, None
+        sink.close()
+        hashers: _Hashers = self.state.hashers
+        path, declared, size = self.path, self.declared, self.size
+        if self.too_much:
+            # the bytes of this request beyond the declared size are refused; what fit is kept
+            hashers.put(self.key, self.position, self.hasher)
+            raise ApiError(413, f"more bytes than the {size} declared for {declared['path']!r}; kept {self.position}",
+                           field="body")
+        if self.position < size:
+            hashers.put(self.key, self.position, self.hasher)
+        else:
+            digest = self.hasher.hexdigest()
+            if declared.get("sha256") and declared["sha256"] != digest:
+                os.truncate(path, 0)
+                raise ApiError(
+                    422,
+                    f"checksum mismatch for {declared['path']!r}: declared sha256 {declared['sha256']}, received {digest}; "
+                    "the file was discarded, send it again from offset 0",
+                    field=f"files[{self.index}].sha256",
+                )
+            sum_file = _sum_path(self.data_dir, self.up.id, self.index)
+            sum_file.parent.mkdir(parents=True, exist_ok=True)
+            sum_file.write_text(digest)
+        return UploadFileOut(index=self.index, path=declared["path"], size=size, sha256=declared.get("sha256"),
+                             extract=bool(declared.get("extract")), offset=self.position, complete=self.position == size)
+
+
+async def _pump(request: Request, chunk: Chunk) -> None:
+    """Stream the request body into the chunk's writer.
+
+    The event loop gathers the body's pieces while a worker thread copies the
+    previous batch into the writer's ring (whose own threads hash and write
+    it): at most two batches are held, whatever the chunk size.
+    """
+    sink = chunk.sink
     pending: asyncio.Future | None = None
     parts: list[bytes] = []
     gathered = 0
-    too_much = False
     try:
         try:
-            async for chunk in request.stream():
-                if not chunk:
+            async for piece in request.stream():
+                if not piece:
                     continue
-                if position + gathered + len(chunk) > size:
-                    too_much = True
+                if chunk.position + gathered + len(piece) > chunk.size:
+                    chunk.too_much = True
                     break
-                parts.append(chunk)
-                gathered += len(chunk)
+                parts.append(piece)
+                gathered += len(piece)
                 if gathered >= WRITE_BUFFER:
                     if pending is not None:
                         await pending
-                    batch, parts, position, gathered = parts, [], position + gathered, 0
+                    batch, parts, chunk.position, gathered = parts, [], chunk.position + gathered, 0
                     pending = asyncio.ensure_future(run_in_threadpool(sink.write, batch))
         except ClientDisconnect:
             pass  # keep what arrived: the client resumes from the offset GET reports
@@ -380,33 +538,12 @@ async def _receive(request: Request, up: Upload, index: int, declared: dict, pat
             await pending
         if parts:
             await run_in_threadpool(sink.write, parts)
-            position += gathered
+            chunk.position += gathered
     finally:
-        if pending is not None:  # an error above: never close the file under a batch still being written
+        if pending is not None:  # an error above: never close the file under a batch still being copied
             await asyncio.wait([pending])
             if not pending.cancelled():
                 pending.exception()
-        await run_in_threadpool(sink.close)
-    if too_much:
-        # the bytes of this request beyond the declared size are refused; what fit is kept
-        hashers.put(key, position, hasher)
-        raise ApiError(413, f"more bytes than the {size} declared for {declared['path']!r}; kept {position}", field="body")
-    if position < size:
-        hashers.put(key, position, hasher)
-    else:
-        digest = hasher.hexdigest()
-        if declared.get("sha256") and declared["sha256"] != digest:
-            await run_in_threadpool(os.truncate, path, 0)
-            raise ApiError(
-                422,
-                f"checksum mismatch for {declared['path']!r}: declared sha256 {declared['sha256']}, received {digest}; "
-                "the file was discarded, send it again from offset 0",
-                field=f"files[{index}].sha256",
-            )
-        sum_file.parent.mkdir(parents=True, exist_ok=True)
-        sum_file.write_text(digest)
-    return UploadFileOut(index=index, path=declared["path"], size=size, sha256=declared.get("sha256"),
-                         extract=bool(declared.get("extract")), offset=position, complete=position == size)
 
 
 @router.delete(BASE + "/{upload_id}", status_code=204)
