@@ -110,6 +110,33 @@ def test_the_jobqueue_sees_its_data_on_the_workspaces_claim(tmp_path):
     assert "checksum/config" in deployment["spec"]["template"]["metadata"]["annotations"]
 
 
+def _env(manifest: list[dict], deployment: str) -> dict:
+    obj = next(o for o in manifest if o["kind"] == "Deployment" and o["metadata"]["name"] == deployment)
+    return {e["name"]: e.get("value") for e in obj["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+
+def test_services_listen_on_the_pod_address_and_the_data_endpoint_is_opt_in(tmp_path):
+    """Both services bind the pod's addresses (a loopback bind would be unreachable from their
+    Services and probes). The registry's data endpoint is off by default; on, it gets a port, a
+    Service of the chosen type and the public URL it hands out."""
+    manifest, _ = render(tmp_path)
+    assert _env(manifest, "flightbase-jobqueue")["JUPYTERHUB_SERVICE_URL"] == "http://0.0.0.0:8082"
+    env = _env(manifest, "flightbase-registry")
+    assert env["JUPYTERHUB_SERVICE_URL"] == "http://0.0.0.0:8083" and "FLIGHTBASE_REGISTRY_DATA_PORT" not in env
+    assert ("Service", "flightbase-registry-data") not in {(o["kind"], o["metadata"]["name"]) for o in manifest}
+
+    on = {"registry": {"dataEndpoint": {"enabled": True, "url": "https://upload.example.org", "serviceType": "LoadBalancer"}}}
+    manifest, _ = render(tmp_path / "on", on)
+    for obj in manifest:
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+    env = _env(manifest, "flightbase-registry")
+    assert (env["FLIGHTBASE_IP"], env["FLIGHTBASE_REGISTRY_DATA_PORT"], env["FLIGHTBASE_REGISTRY_DATA_URL"]) == (
+        "0.0.0.0", "8084", "https://upload.example.org")
+    service = next(o for o in manifest if o["kind"] == "Service" and o["metadata"]["name"] == "flightbase-registry-data")
+    assert service["spec"]["type"] == "LoadBalancer" and service["spec"]["ports"][0]["targetPort"] == "data"
+    assert lint(tmp_path / "no-url", {"registry": {"dataEndpoint": {"enabled": True}}}) != []
+
+
 def test_default_values_lint_clean(tmp_path):
     assert lint(tmp_path) == []
 
