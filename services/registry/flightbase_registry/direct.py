@@ -54,6 +54,9 @@ log = logging.getLogger("flightbase.registry.direct")
 
 TICKET_SECONDS = 3600
 LINGER_SECONDS = 10  # longest wait for the rest of a refused body
+HEADER_SECONDS = 30  # a connection that sends no complete request line and headers in this long is closed
+BODY_SECONDS = 300  # longest silence in the middle of a body (what arrived is kept)
+MAX_CONNECTIONS = 64  # connections served at once; more get 503 at once
 PATH_RE = re.compile(r"^/uploads/([0-9a-f]{32})/files/([0-9]+)$")
 
 
@@ -96,12 +99,11 @@ class Tickets:
 class DataServer:
     """The data endpoint: a threaded HTTP/1.1 server in the registry process, sharing its state."""
 
-    def __init__(self, state, host: str, port: int, tickets: Tickets | None = None):
+    def __init__(self, state, host: str, port: int, tickets: Tickets | None = None, max_connections: int = MAX_CONNECTIONS):
         self.state = state  # the app's state: sessions, settings, registry_settings, hashers, upload_locks
         self.tickets = tickets or Tickets()
         handler = type("Handler", (_Handler,), {"endpoint": self})
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Server((host, port), handler, max_connections)
         self.port = self.httpd.server_address[1]
         self._thread: threading.Thread | None = None
 
@@ -125,10 +127,45 @@ class DataServer:
             return up
 
 
+class _Server(ThreadingHTTPServer):
+    """A thread per connection, at most ``limit`` at once: the next ones are answered 503 and closed
+    without a thread (each connection may hold a file's 32 MB of buffers)."""
+
+    daemon_threads = True
+
+    def __init__(self, address, handler, limit: int):
+        super().__init__(address, handler)
+        self.slots = threading.BoundedSemaphore(limit)
+
+    def process_request(self, request, client_address):
+        if not self.slots.acquire(blocking=False):
+            body = json.dumps({"status": 503, "message": "the data endpoint is serving as many uploads as it may; "
+                                                         "try again shortly, or send the chunk through the API"}).encode()
+            try:
+                request.settimeout(1)
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                                b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "flightbase-registry-data"
-    timeout = 300  # seconds a silent client holds its thread (and its file) before the chunk ends
+    timeout = HEADER_SECONDS  # until a request's headers are in; BODY_SECONDS while its body arrives
     endpoint: DataServer
 
     def log_message(self, format, *args):  # noqa: A002 - the base class's name
@@ -141,6 +178,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_PATCH(self):
         self.body_read = False
+        self.connection.settimeout(BODY_SECONDS)
         try:
             status, body = 200, self._chunk()
         except ApiError as exc:
@@ -153,6 +191,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(status, body)
         if not self.body_read:
             self._linger()
+        self.connection.settimeout(HEADER_SECONDS)  # until the next request on this connection
 
     def _linger(self) -> None:
         """Refused before its body was read: let the client finish sending (its bytes are thrown away)
