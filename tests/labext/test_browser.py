@@ -30,21 +30,6 @@ for epoch in range(5):
 SLEEP = "import time\nprint('sleeping', flush=True)\ntime.sleep(600)\n"
 
 
-def _form(client: httpx.Client, url: str, data: dict) -> httpx.Response:
-    client.get(url)
-    return client.post(url, data={**data, "_xsrf": client.cookies.get("_xsrf")})
-
-
-def sign_up(platform, name: str, password: str) -> None:
-    """A person with a password, approved by the administrator (as in tests/platform/test_login.py)."""
-    platform.hub("POST", f"users/{name}")
-    with httpx.Client(base_url=platform.url, follow_redirects=True, timeout=30) as anon:
-        _form(anon, "/hub/signup", {"username": name, "signup_password": password, "signup_password_confirmation": password})
-    with httpx.Client(base_url=platform.url, follow_redirects=True, timeout=30) as admin:
-        _form(admin, "/hub/login", {"username": "admin", "password": platform.admin_password})
-        assert admin.get(f"/hub/authorize/{name}").status_code == 200
-
-
 def start_server(platform, name: str, server: str, workspace: str, timeout: float = 120) -> None:
     resp = platform.hub("POST", f"users/{name}/servers/{server}", json={"workspace": workspace, "gpus": 0})
     assert resp.status_code in (201, 202), resp.text
@@ -63,7 +48,7 @@ def test_sidebar_submit_queue_logs_cancel(platform):
     name, password, server, ws = "labuser", "a-long-lab-password-3", "lab", "labws"
     resp = platform.api("jobqueue", "POST", "workspaces", platform.admin_token, json={"name": ws, "settings": {"gpu_quota": 4}})
     assert resp.status_code == 201, resp.text
-    sign_up(platform, name, password)
+    platform.sign_up(name, password)
     assert platform.api("jobqueue", "PUT", f"workspaces/{ws}/members/{name}", platform.admin_token).status_code == 200
     start_server(platform, name, server, ws)
     token = platform.hub("POST", f"users/{name}/tokens", json={"note": "files"}).json()["token"]

@@ -137,6 +137,16 @@ class Platform:
             method, f"{self.url}/services/{service}/api/v1/{path.lstrip('/')}", headers=headers, timeout=30, **kw
         )
 
+    def sign_up(self, name: str, password: str) -> None:
+        """A person with a password, as in the browser: they sign up, the administrator approves."""
+        self.hub("POST", f"users/{name}")
+        with httpx.Client(base_url=self.url, follow_redirects=True, timeout=30) as anon:
+            form(anon, "/hub/signup", {"username": name, "signup_password": password,
+                                       "signup_password_confirmation": password})
+        with httpx.Client(base_url=self.url, follow_redirects=True, timeout=30) as admin:
+            form(admin, "/hub/login", {"username": "admin", "password": self.admin_password})
+            assert admin.get(f"/hub/authorize/{name}").status_code == 200
+
     def create_user(self, name: str) -> str:
         """Create a hub user (as an administrator would) and return an API token for them."""
         resp = self.hub("POST", f"users/{name}")
@@ -144,6 +154,12 @@ class Platform:
         token = self.hub("POST", f"users/{name}/tokens", json={"note": "test"})
         assert token.status_code == 201, token.text
         return token.json()["token"]
+
+
+def form(client: httpx.Client, url: str, data: dict) -> httpx.Response:
+    """Post a hub form as a browser does: get the page first for its _xsrf cookie, then send it back."""
+    client.get(url)
+    return client.post(url, data={**data, "_xsrf": client.cookies.get("_xsrf")})
 
 
 def new_platform(tmp: Path, **kw) -> Platform:

@@ -176,6 +176,21 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         self._answer(code, {"status": code, "message": message or self.responses.get(code, ("error",))[0]})
 
+    def do_OPTIONS(self):
+        """CORS preflight: the registry's page (on the hub's origin) sends chunks here with fetch.
+        Any origin may: a request carries its ticket in a header, never a cookie, so a page of
+        another origin can do nothing it could not do without the browser."""
+        self.send_response(204)
+        self.send_header("Access-Control-Allow-Methods", "PATCH")
+        self.send_header("Access-Control-Allow-Headers", "Authorization, Content-Type")
+        self.send_header("Access-Control-Max-Age", "600")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def end_headers(self):
+        self.send_header("Access-Control-Allow-Origin", "*")
+        super().end_headers()
+
     def do_PATCH(self):
         self.body_read = False
         self.connection.settimeout(BODY_SECONDS)
