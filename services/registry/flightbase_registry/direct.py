@@ -48,6 +48,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from flightbase.service.errors import ApiError
+from flightbase_registry.api.uploads import Chunk
 from flightbase_registry.models import Upload
 
 log = logging.getLogger("flightbase.registry.direct")
@@ -220,8 +221,6 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
     def _chunk(self) -> dict:
-        from flightbase_registry.api.uploads import Chunk
-
         url = urlsplit(self.path)
         match = PATH_RE.match(url.path)
         if match is None:
