@@ -1,15 +1,11 @@
 // The browser half of test_browser.py: Debian's Chromium driven by playwright-core
 // (no browser download) through a real hub, proxy and JupyterLab. Every step waits
 // for what the page shows; a step that never comes fails the run (exit 1).
-import { chromium } from 'playwright-core';
+import { launch, logIn, step } from '../hub_browser.mjs';
 
 const { BASE, FB_USER, FB_PASSWORD, FB_SERVER, ARTIFACTS, CHROMIUM } = process.env;
-const step = msg => console.log(`step: ${msg}`);
 
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update']
-});
+const browser = await launch(CHROMIUM);
 const page = await browser.newPage({ viewport: { width: 1500, height: 950 } });
 page.setDefaultTimeout(90000);
 const shot = name => page.screenshot({ path: `${ARTIFACTS}/${name}.png` });
@@ -25,11 +21,7 @@ async function submit(fields) {
 }
 
 try {
-  step('log in to the hub');
-  await page.goto(`${BASE}/hub/login`);
-  await page.fill('input[name="username"]', FB_USER);
-  await page.fill('input[name="password"]', FB_PASSWORD);
-  await Promise.all([page.waitForNavigation(), page.press('input[name="password"]', 'Enter')]);
+  await logIn(page, BASE, FB_USER, FB_PASSWORD);
 
   step('open JupyterLab on the running server');
   await page.goto(`${BASE}/user/${FB_USER}/${FB_SERVER}/lab`);

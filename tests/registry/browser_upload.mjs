@@ -2,15 +2,11 @@
 // (no browser download) logs in through the hub and uploads a folder from the registry's
 // page. Prints every chunk request's method and URL (they carry no secret) and the status
 // line; a step that never comes fails the run (exit 1).
-import { chromium } from 'playwright-core';
+import { launch, logIn, step } from '../hub_browser.mjs';
 
 const { BASE, FB_USER, FB_PASSWORD, FB_WORKSPACE, FB_FILES, FB_DATASET, FB_BLOCK_DATA, ARTIFACTS, CHROMIUM } = process.env;
-const step = msg => console.log(`step: ${msg}`);
 
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update']
-});
+const browser = await launch(CHROMIUM);
 const page = await browser.newPage();
 page.setDefaultTimeout(90000);
 page.on('request', r => { if (r.method() === 'PATCH') console.log(`chunk: ${r.method()} ${r.url()}`); });
@@ -18,11 +14,7 @@ if (FB_BLOCK_DATA) {  // a network where only the hub's port is reachable: reque
   await page.route(url => url.port !== new URL(BASE).port, route => route.abort('connectionrefused'));
 }
 try {
-  step('log in to the hub');
-  await page.goto(`${BASE}/hub/login`);
-  await page.fill('input[name="username"]', FB_USER);
-  await page.fill('input[name="password"]', FB_PASSWORD);
-  await Promise.all([page.waitForNavigation(), page.press('input[name="password"]', 'Enter')]);
+  await logIn(page, BASE, FB_USER, FB_PASSWORD);
 
   step('open the registry page');
   await page.goto(`${BASE}/services/registry/`);
