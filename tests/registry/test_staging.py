@@ -53,3 +53,32 @@ def test_chunks_at_odd_offsets_make_exactly_the_file(tmp_path, direct):
     if not direct:
         assert not used_direct
 
+
+
+def test_after_a_failed_write_nothing_is_written_past_it(tmp_path):
+    """The buffers queued behind a failed disk write are not written: the file keeps only the
+    contiguous bytes before the failure, never a hole a resumed upload would take for data.
+    The failure is injected (one ``_write_at`` call raises EIO, as a failing disk would): a
+    real transient I/O error cannot be produced on demand here."""
+    import errno as errnos
+
+    data = os.urandom(uploads.RING * uploads.BUFFER * 2)
+    path = tmp_path / "f.bin"
+
+    class FailingOnce(uploads._Appender):
+        calls = 0
+
+        def _write_at(self, view, offset):
+            FailingOnce.calls += 1
+            if FailingOnce.calls == 2:
+                raise OSError(errnos.EIO, "injected I/O error")
+            super()._write_at(view, offset)
+
+    sink = FailingOnce(path, hashlib.sha256(), True)
+    with pytest.raises(OSError, match="injected"):
+        try:
+            sink.write([data])
+        finally:
+            sink.close()
+    assert os.path.getsize(path) == uploads.BUFFER  # the first buffer only; nothing after the failed second
+    assert path.read_bytes() == data[:uploads.BUFFER]

@@ -222,6 +222,7 @@ class _Appender:
         self.fill = 0
         self.hashing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload-hash")
         self.writing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="upload-writer")
+        self.write_error: BaseException | None = None  # the writer thread's first failure
         self.behind = self.flushed = self.offset  # writeback hints of the buffered path
 
     def write(self, parts: list[bytes]) -> None:
@@ -292,6 +293,18 @@ class _Appender:
             f.result()
 
     def _write_out(self, view: memoryview, offset: int) -> None:
+        """Write one buffer (in the writer thread). After a failed write the buffers queued behind it
+        are refused too: writing them would leave a hole in the file, which a resumed upload would
+        take for received bytes."""
+        if self.write_error is not None:
+            raise self.write_error
+        try:
+            self._write_at(view, offset)
+        except BaseException as exc:
+            self.write_error = exc
+            raise
+
+    def _write_at(self, view: memoryview, offset: int) -> None:
         aligned = len(view) - len(view) % ALIGN if self.direct is not None else 0
         if aligned:
             try:
