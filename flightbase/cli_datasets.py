@@ -278,16 +278,20 @@ class Route:
     """
 
     def __init__(self, c, upload_path: str):
+        self.c, self.upload_path = c, upload_path
+        hub = urlsplit(c.url)
+        self.ticket = self._new_ticket() if hub.scheme == "http" and not _proxied(hub.hostname or "") else None
+
+    def _new_ticket(self) -> dict | None:
+        """A data URL and ticket for this upload; None where the registry has no data endpoint (404)."""
         from flightbase.client import ApiError
 
-        self.c, self.upload_path = c, upload_path
-        self.ticket = None
         try:
-            if urlsplit(c.url).scheme == "http" and not _proxied(urlsplit(c.url).hostname or ""):
-                self.ticket = c.request("registry", "POST", f"{upload_path}/direct")
+            return self.c.request("registry", "POST", f"{self.upload_path}/direct")
         except ApiError as exc:
             if exc.status != 404:
                 raise
+            return None
 
     def send(self, index: int, fh, offset: int, length: int, progress: Progress | None = None) -> dict:
         from flightbase.client import ApiError
@@ -303,7 +307,7 @@ class Route:
                                        _timeout(self.c), f"the registry's data endpoint {self.ticket['url']}")
             except ApiError as exc:
                 if exc.status == 401 and attempt == 0:
-                    self.ticket = self.c.request("registry", "POST", f"{self.upload_path}/direct")
+                    self.ticket = self._new_ticket()
                 elif exc.status == 0:  # the data endpoint cannot be reached from here: through the API
                     self.ticket = None
                 else:
