@@ -25,6 +25,20 @@ from flightbase_registry.direct import Tickets
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture(autouse=True)
+def no_upload_left(request):
+    """Cancel what a test declared and left open: the staging area is shared by the whole session's
+    platform, and test_datasets.py checks that it is empty after its own refusals."""
+    if "world" not in request.fixturenames:
+        yield
+        return
+    platform, world = request.getfixturevalue("platform"), request.getfixturevalue("world")
+    yield
+    base = f"workspaces/{world.workspace}/datasets/d/uploads"
+    for up in platform.api("registry", "GET", base, world.tokens["admin"]).json():
+        platform.api("registry", "DELETE", f"{base}/{up['id']}", world.tokens["admin"])
+
+
 def declare(platform, world, data: bytes, dataset: str = "d", path: str = "f.bin", sha: str | None = None) -> dict:
     decl = [{"path": path, "size": len(data), "sha256": sha or hashlib.sha256(data).hexdigest()}]
     resp = platform.api("registry", "POST", f"workspaces/{world.workspace}/datasets/{dataset}/uploads",
