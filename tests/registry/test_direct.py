@@ -203,20 +203,3 @@ def test_tickets_are_for_one_upload_and_expire():
         Tickets().check(token, "a" * 32, now=1000)  # another process's key (a restarted registry)
     assert exc.value.status == 401 and "restarted" in exc.value.message
 
-
-def test_connections_beyond_the_limit_get_503_at_once():
-    """A real DataServer on a loopback port (no platform: nothing here reaches the app's state)."""
-    from flightbase_registry.direct import DataServer
-
-    server = DataServer(None, "127.0.0.1", 0, max_connections=1)
-    server.start()
-    try:
-        with socket.create_connection(("127.0.0.1", server.port)) as idle:  # holds the one slot
-            time.sleep(0.2)
-            with socket.create_connection(("127.0.0.1", server.port), timeout=5) as late:
-                answer = late.recv(4096).decode()
-            assert answer.startswith("HTTP/1.1 503") and '"status": 503' in answer
-            idle.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # the first one is still served
-            assert idle.recv(4096).startswith(b"HTTP/1.1 501")
-    finally:
-        server.stop()
