@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from contextlib import contextmanager
 
@@ -88,3 +89,60 @@ def test_anonymous_browser_is_sent_to_login(platform):
         resp = anon.get("/services/registry/api/v1/workspaces/x/datasets", headers={"Accept": "text/html"})
         assert resp.url.path == "/hub/login"
         assert re.search(r'name="password"', resp.text)
+
+
+# -- finding 7: the lockout covers accounts awaiting approval --------------------------------------------
+
+ALLOWED_FAILED_LOGINS = 5  # c.NativeAuthenticator.allowed_failed_logins, set in flightbase/hub/config.py
+INVALID = "Invalid username or password."
+
+
+def _sign_up_only(platform, name: str, password: str) -> None:
+    """A sign-up that no administrator has approved yet."""
+    with httpx.Client(base_url=platform.url, follow_redirects=True, timeout=30) as anon:
+        resp = _form(anon, "/hub/signup", {"username": name, "signup_password": password,
+                                           "signup_password_confirmation": password})
+        assert resp.status_code == 200 and "sent to the admin" in resp.text, resp.text
+
+
+def _login_error(platform, username: str, password: str) -> str:
+    """The message the login page answers (and that it did not log in)."""
+    with httpx.Client(base_url=platform.url, follow_redirects=True, timeout=30) as client:
+        resp = _form(client, "/hub/login", {"username": username, "password": password})
+        assert resp.status_code == 200, resp.text
+        assert not _logged_in(client)
+    found = re.search(r'<p class="login_error">\s*(.*?)\s*</p>', resp.text, re.S)
+    return html.unescape(found.group(1)) if found else ""
+
+
+def test_finding7_unapproved_account_password_guessing_is_locked_out(platform):
+    name, password = "guessed-newcomer", "correct-horse-battery-7"
+    _sign_up_only(platform, name, password)
+    not_yet = f"User {name} has not been authorized by an administrator yet."
+    assert _login_error(platform, name, password) == not_yet  # told apart for the correct password only
+
+    answers = [_login_error(platform, name, f"guess-number-{i}") for i in range(ALLOWED_FAILED_LOGINS + 1)]
+    assert answers[:ALLOWED_FAILED_LOGINS - 1] == [INVALID] * (ALLOWED_FAILED_LOGINS - 1)
+    locked = re.compile(rf"Too many failed attempts to sign in as {name}: try again in (9|10) minutes\.")
+    assert all(locked.fullmatch(a) for a in answers[ALLOWED_FAILED_LOGINS - 1:]), answers
+
+    # guessing is cut off: the correct password is not even checked now
+    answer = _login_error(platform, name, password)
+    assert locked.fullmatch(answer), answer
+    assert "has not been authorized" not in answer
+
+
+def test_finding7_wrong_passwords_get_the_same_answer_approved_or_not(platform):
+    """An account awaiting approval cannot be told apart by a wrong password, nor once locked out."""
+    waiting, approved, password = "waiting-person", "approved-person", "another-long-pass-7"
+    _sign_up_only(platform, waiting, password)
+    platform.sign_up(approved, password)
+    for name in (waiting, approved, "nobody-by-this-name"):
+        assert _login_error(platform, name, "wrong-password") == INVALID
+
+    for name in (waiting, approved):
+        for i in range(ALLOWED_FAILED_LOGINS):  # one wrong password was sent above already
+            _login_error(platform, name, f"wrong-{i}")
+    answers = {name: _login_error(platform, name, password) for name in (waiting, approved)}
+    assert answers[waiting].replace(waiting, "NAME") == answers[approved].replace(approved, "NAME"), answers
+    assert answers[approved].startswith(f"Too many failed attempts to sign in as {approved}: try again in"), answers

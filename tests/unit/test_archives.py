@@ -6,17 +6,29 @@ members; every refusal must name the field and leave the destination empty.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import stat
 import tarfile
+import tracemalloc
 import warnings
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from flightbase.archives import ExtractLimits, UnsafeInput, check_paths, extract, is_archive, path_problem
+from flightbase.archives import (
+    ExtractLimits,
+    TarHeaderLimits,
+    TarHeaderRefused,
+    UnsafeInput,
+    check_paths,
+    extract,
+    is_archive,
+    open_tar,
+    path_problem,
+)
 
 FIELD = "files[3]"
 ROOMY = ExtractLimits(max_bytes=10_000_000, max_files=100, max_ratio=200)
@@ -227,3 +239,155 @@ def test_destination_must_be_empty(tmp_path):
     with pytest.raises(ValueError, match="not empty"):
         extract(archive, tmp_path / "dest", ROOMY, FIELD)
     assert tree(tmp_path / "dest") == {"mine": b"keep"}
+
+
+# -- finding 7: tar headers whose data tarfile would read whole into memory ------------------------------
+# The archives are written here block by block: a 512-byte header may declare any size (4 GiB below)
+# while only a few real bytes follow it, so nothing large is ever allocated unless the reader does it.
+
+HUGE = 4 << 30
+END = b"\0" * 1024  # two zero blocks end a tar
+
+
+def _pad(data: bytes) -> bytes:
+    return data + b"\0" * (-len(data) % 512)
+
+
+def raw_header(name: str, kind: bytes, size: int) -> bytes:
+    """One tar header block declaring ``size`` bytes of data (GNU base-256 numbers allow any size, negative too)."""
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.size = size
+    return info.tobuf(tarfile.GNU_FORMAT)
+
+
+def raw_member(name: str, data: bytes, kind: bytes = tarfile.REGTYPE) -> bytes:
+    return raw_header(name, kind, len(data)) + _pad(data)
+
+
+def pax_record(key: str, value: str) -> bytes:
+    """'<length> <key>=<value>\\n', the length counting itself."""
+    body = f" {key}={value}\n".encode()
+    length = len(body) + len(str(len(body)))
+    if len(str(length)) + len(body) != length:
+        length += 1
+    return str(length).encode() + body
+
+
+def pax(records: dict[str, str] | list[tuple[str, str]], kind: bytes = tarfile.XHDTYPE) -> bytes:
+    items = records.items() if isinstance(records, dict) else records
+    return raw_member("././@PaxHeader", b"".join(pax_record(k, v) for k, v in items), kind)
+
+
+GOOD_MEMBER = raw_member("ok.txt", b"fine\n")
+
+
+def refuse_in_little_memory(tmp_path: Path, name: str, data: bytes, limits: ExtractLimits = ROOMY) -> UnsafeInput:
+    """``refuse``, and the reader never held more than 8 MiB (tracemalloc sees every Python allocation;
+    ru_maxrss would not: a 4 GiB bytes object whose pages are never touched is not resident)."""
+    tracemalloc.start()
+    try:
+        err = refuse(tmp_path, name, data, limits)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, f"reading the archive allocated {peak} bytes at its peak"
+    return err
+
+
+PAX_TOO_BIG = f"is a pax extended header of {HUGE} bytes, more than the limit of 1048576 bytes"
+NAME_TOO_BIG = f"of {HUGE} bytes, more than the limit of 65536 bytes"
+HUGE_HEADERS = [
+    # (id, header type, header name, words in the reason)
+    ("pax extended", tarfile.XHDTYPE, "././@PaxHeader", PAX_TOO_BIG),
+    ("pax global", tarfile.XGLTYPE, "pax_global_header", PAX_TOO_BIG),
+    ("GNU long name", tarfile.GNUTYPE_LONGNAME, "././@LongLink", "is a GNU long name " + NAME_TOO_BIG),
+    ("GNU long link", tarfile.GNUTYPE_LONGLINK, "././@LongLink", "is a GNU long link " + NAME_TOO_BIG),
+]
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["tar", "tar.gz"])
+@pytest.mark.parametrize("after_a_member", [False, True], ids=["first", "after a member"])
+@pytest.mark.parametrize(("kind", "header_name", "reason"), [h[1:] for h in HUGE_HEADERS], ids=[h[0] for h in HUGE_HEADERS])
+def test_finding7_huge_extended_header_is_refused_before_its_data_is_read(tmp_path, kind, header_name, reason,
+                                                                          after_a_member, compress):
+    offset = 1024 if after_a_member else 0
+    few_bytes = _pad(b"30 path=only a few real bytes\n")
+    data = (GOOD_MEMBER if after_a_member else b"") + raw_header(header_name, kind, HUGE) + few_bytes + END
+    err = refuse_in_little_memory(tmp_path, "a.tar.gz" if compress else "a.tar", gzip.compress(data) if compress else data)
+    assert err.status == 413
+    assert err.reason == f"tar header {header_name!r} at byte {offset} {reason}"
+
+
+EXTENDED_REFUSED = [
+    # (id, archive, status, the reason)
+    ("nine extended headers in a row", b"".join(pax({"comment": str(i)}) for i in range(9)) + GOOD_MEMBER + END, 413,
+     "tar header '././@PaxHeader' at byte 8192 is one of more than 8 extended headers in a row"),
+    ("headers in front of one member over 1 MiB together",
+     pax({"comment": "a" * 700_000}) + pax({"comment": "b" * 700_000}) + GOOD_MEMBER + END, 413,
+     "tar header '././@PaxHeader' at byte 700928: the extended headers in front of one member hold more than "
+     "the limit of 1048576 bytes"),
+    ("a pax header and a long name over 1 MiB together",
+     pax({"comment": "a" * 1_000_000}) + raw_member("././@LongLink", b"n" * 60_000, tarfile.GNUTYPE_LONGNAME) + GOOD_MEMBER + END,
+     413, "tar header '././@LongLink' at byte 1000960: the extended headers in front of one member hold more than "
+          "the limit of 1048576 bytes"),
+    ("a member with 1025 pax records", pax([(f"k{i}", "") for i in range(1025)]) + GOOD_MEMBER + END, 413,
+     "tar member 'ok.txt' at byte 0 has 1025 pax records, more than the limit of 1024"),
+    ("global headers with 129 records", pax({f"g{i}": "" for i in range(129)}, tarfile.XGLTYPE) + GOOD_MEMBER + END, 413,
+     "tar member 'ok.txt' at byte 1536: the archive's global pax headers hold more than the limit of 128 records"),
+    # tarfile would read everything after such a header, or step back and read the same member forever
+    ("a negative size", GOOD_MEMBER + raw_header("loop", tarfile.REGTYPE, -512) + END, 422,
+     "tar header 'loop' at byte 1024 declares a negative size"),
+    ("a negative size in a pax record", pax({"size": "-512"}) + GOOD_MEMBER + END, 422,
+     "tar member 'ok.txt' at byte 0 declares a negative size"),
+    ("a negative pax header size", raw_header("././@PaxHeader", tarfile.XHDTYPE, -1024) + GOOD_MEMBER + END, 422,
+     "tar header '././@PaxHeader' at byte 0 declares a negative size"),
+    ("an old GNU sparse member", raw_header("holes", tarfile.GNUTYPE_SPARSE, 0) + END, 422,
+     "tar member 'holes' at byte 0 is a sparse file, which is not accepted (create the archive without --sparse)"),
+    ("a pax 1.0 sparse member",
+     pax({"GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": "holes", "GNU.sparse.realsize": "9"})
+     + raw_member("GNUSparseFile.0/holes", _pad(b"99999999\n") + b"x") + END, 422, "is a sparse file, which is not accepted"),
+    # tarfile would fail on this with a ValueError, not a TarError
+    ("a malformed sparse size", pax({"GNU.sparse.realsize": "many"}) + GOOD_MEMBER + END, 422,
+     "tar member 'ok.txt' at byte 1024 is a sparse file, which is not accepted"),
+]
+
+
+@pytest.mark.parametrize(("data", "status", "reason"), [r[1:] for r in EXTENDED_REFUSED], ids=[r[0] for r in EXTENDED_REFUSED])
+def test_finding7_extended_headers_are_bounded(tmp_path, data, status, reason):
+    err = refuse_in_little_memory(tmp_path, "a.tar", data)
+    assert err.status == status
+    assert reason in err.reason, err.reason
+
+
+@pytest.mark.parametrize(("limits", "reason"), [
+    (TarHeaderLimits(max_total_header_bytes=2500), "tar header '././@PaxHeader' at byte 6144: the archive's extended "
+                                                  "headers hold more than the limit of 2500 bytes"),
+    (TarHeaderLimits(max_total_records=5), "tar member 'f2' at byte 6144: the archive's pax headers hold more than "
+                                           "the limit of 5 records"),
+])
+def test_finding7_header_totals_over_the_whole_archive_are_bounded(limits, reason):
+    members = b"".join(pax({"comment": "c" * 1000, "mtime": "1"}) + raw_member(f"f{i}", b"x") for i in range(4))
+    with open_tar(fileobj=io.BytesIO(members + END)) as tf:
+        assert [m.name for m in tf.getmembers()] == ["f0", "f1", "f2", "f3"]  # within the default limits
+    with pytest.raises(TarHeaderRefused) as err, open_tar(fileobj=io.BytesIO(members + END), limits=limits) as tf:
+        tf.getmembers()
+    assert (err.value.reason, err.value.status) == (reason, 413)
+
+
+def test_finding7_ordinary_long_names_and_global_headers_still_extract(tmp_path):
+    long_path = "d" * 150 + "/" + "é" * 100 + ".txt"  # over ustar's 100 bytes: a pax path record, or a GNU long name
+    content = {long_path: b"long\n", "plain.txt": b"plain\n"}
+    for fmt in (tarfile.PAX_FORMAT, tarfile.GNU_FORMAT):
+        buf = io.BytesIO()
+        # like `git archive`: a global header with the commit, then members with their own headers
+        with tarfile.open(fileobj=buf, mode="w:gz", format=fmt, pax_headers={"comment": "4c2f" * 10}) as tf:
+            for name, data in content.items():
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+        archive = tmp_path / f"{fmt}.tar.gz"
+        archive.write_bytes(buf.getvalue())
+        got = extract(archive, tmp_path / f"dest{fmt}", ROOMY, FIELD)
+        assert sorted(f[0] for f in got.files) == sorted(content)
+        assert (tmp_path / f"dest{fmt}" / long_path).read_bytes() == b"long\n"

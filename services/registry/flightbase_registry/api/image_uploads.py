@@ -18,6 +18,7 @@ from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
+from flightbase.archives import TarHeaderRefused, open_tar
 from flightbase.service.access import authorize
 from flightbase.service.deps import CurrentIdentity, in_session
 from flightbase.service.errors import ApiError
@@ -112,7 +113,9 @@ async def _receive(request: Request, path, limit: int) -> int:
 
 def _push(oci: OciRegistry, path, repository: str, tag: str):
     try:
-        tf = tarfile.open(path, mode="r:*")
+        tf = open_tar(path)  # headers guarded: tarfile would read a huge pax or long-name header whole
+    except TarHeaderRefused as exc:
+        raise ArchiveError(exc.reason) from None
     except (tarfile.TarError, OSError) as exc:
         raise ArchiveError(f"not a tar archive ({exc})") from None
     with tf:
