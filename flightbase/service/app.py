@@ -3,6 +3,11 @@
 Every route lives under the service's hub prefix (``/services/<name>/``); the
 REST API under ``api/v1/``, described by ``api/v1/openapi.json``. ``/health``
 is the one route that answers without credentials (for probes).
+
+Two plain ASGI middlewares guard every request before the application reads
+it: ``limits.RequestLimits`` (no credentials under ``api/``: 401 before the
+body; bodies over their route's limit: 413) and ``xsrf.XsrfCheck``
+(cookie-authenticated state changes without the service's XSRF token: 403).
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from flightbase.service import auth as service_auth
+from flightbase.service import xsrf
 from flightbase.service.errors import install_handlers
+from flightbase.service.limits import BodyLimits, RequestLimits
 
 
 def service_prefix(name: str) -> str:
@@ -33,7 +40,7 @@ def create_app(
     startup: Callable,
     shutdown: Callable,
     health: Callable[[FastAPI], dict],
-    hub_auth=None,
+    hub_auth,
 ) -> FastAPI:
     prefix = service_prefix(name)
 
@@ -72,4 +79,11 @@ def create_app(
 
     for router in routers:
         app.include_router(router, prefix=f"{prefix}api/v1")
+
+    # the one added last runs first: credentials and body size are checked before the XSRF token
+    app.add_middleware(xsrf.XsrfCheck, prefix=prefix, hub_cookie=hub_auth.cookie_name,
+                       header_pattern=hub_auth.auth_header_pat, xsrf_cookie=xsrf.cookie_name(name))
+    app.add_middleware(RequestLimits, prefix=prefix, hub_cookie=hub_auth.cookie_name,
+                       header_pattern=hub_auth.auth_header_pat, limits=BodyLimits.of_service(name, prefix, app.state),
+                       open_paths=frozenset({app.openapi_url}))
     return app

@@ -22,7 +22,9 @@ def test_cpu_slots_are_reported_as_such(platform):
     assert info["gpu_kind"] == "cpu-slot"
     assert [g["kind"] for g in info["gpus"]] == ["cpu-slot"] * 4
     assert info["admin"] is True
-    assert platform.api("jobqueue", "GET", "health").status_code == 404  # health lives beside api/, not in it
+    # health lives beside api/, not in it (and under api/ nothing answers without credentials)
+    assert platform.api("jobqueue", "GET", "health", platform.admin_token).status_code == 404
+    assert platform.api("jobqueue", "GET", "health").status_code == 401
     health = httpx.get(f"{platform.url}/services/jobqueue/health").json()
     assert health["gpu_kind"] == "cpu-slot"
 

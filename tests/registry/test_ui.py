@@ -19,7 +19,8 @@ from jupyterhub.services.auth import HubOAuth
 
 from flightbase import authz
 from flightbase.authz import Identity
-from flightbase_registry.ui import XSRF_COOKIE, visible_workspaces, xsrf_problem
+from flightbase.service.xsrf import xsrf_problem
+from flightbase_registry.ui import XSRF_COOKIE, visible_workspaces
 
 HUB_COOKIE = "registry-cookie"
 PATTERN = HubOAuth.auth_header_pat
@@ -39,7 +40,7 @@ TOKEN = "t" * 43
     ({b"authorization": b"junk", b"cookie": f"{HUB_COOKIE}=x".encode()}, True),
 ])
 def test_xsrf_problem(headers, refused):
-    assert (xsrf_problem(headers, HUB_COOKIE, PATTERN) is not None) is refused
+    assert (xsrf_problem(headers, HUB_COOKIE, PATTERN, XSRF_COOKIE) is not None) is refused
 
 
 @contextmanager
