@@ -33,19 +33,67 @@ def find_proxy_command() -> str:
 
 DOCKER_REGISTRY = "/usr/bin/docker-registry"
 
+# The settings of an operator's own OCI registry account (FLIGHTBASE_OCI_REGISTRY_URL), passed
+# to the registry service only: a user name and the path of a file holding the password, never
+# the password itself (see services/registry/flightbase_registry/config.py).
+OCI_REGISTRY_ACCOUNT_ENV = ("FLIGHTBASE_OCI_REGISTRY_USERNAME", "FLIGHTBASE_OCI_REGISTRY_PASSWORD_FILE")
 
-def oci_registry_config(settings: PlatformSettings) -> Path:
-    """Write the config of the embedded OCI registry (loopback only, storage in the data dir)."""
+
+def oci_registry_config(settings: PlatformSettings, secrets: dict[str, str]) -> Path:
+    """Write the config of the embedded OCI registry: loopback only, storage in the data dir,
+    and an account only the services hold.
+
+    Jobs and notebooks run on this machine and reach loopback too, so the registry
+    requires HTTP Basic auth (distribution's htpasswd auth, which accepts bcrypt
+    entries only) for every request: listing, pulling, pushing and deleting. The
+    user is ``secrets.OCI_REGISTRY_USER``, the password the ``oci_registry_password``
+    of ``<data_dir>/secrets.json``; the htpasswd file is rewritten from it at every
+    start, so a password changed there takes effect at the next start. Plain HTTP is
+    acceptable here because the traffic never leaves loopback.
+
+    Deletes stay enabled: deleting an uploaded image deletes its manifest too
+    (``flightbase_registry/api/catalog.py``, ``OciRegistry.delete_manifest``), and
+    with auth only the services can delete.
+
+    Jobs do not pull images today (the local backend runs them on the host). A
+    container backend on this machine must pull as the platform, with these
+    credentials (given to the container engine, never to the job: no environment
+    variable, file or mount inside the container), and only an image its workspace
+    may use: a built-in image or one under ``<host>/<job's workspace>/``, checked
+    against the registry service's record of the workspace's images before the pull.
+    """
+    import bcrypt  # NativeAuthenticator's dependency; imported here, as only the hub needs it
+
+    from flightbase.secrets import OCI_REGISTRY_USER
+
     root = settings.data_dir / "oci"
     root.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(root, 0o700)
+    # bcrypt's cost slows guessing a weak password; this one is 256 random bits, which no
+    # cost changes, while docker-registry verifies the hash on every request (a push is
+    # three per blob): the minimum cost keeps that at about a millisecond.
+    entry = bcrypt.hashpw(secrets["oci_registry_password"].encode(), bcrypt.gensalt(rounds=4)).decode()
+    htpasswd = root / "htpasswd"
+    _write_private(htpasswd, f"{OCI_REGISTRY_USER}:{entry}\n")
     config = root / "config.yml"
-    config.write_text(json.dumps({  # YAML is a superset of JSON
+    _write_private(config, json.dumps({  # YAML is a superset of JSON
         "version": 0.1,
         "log": {"level": "warn", "accesslog": {"disabled": True}},
         "storage": {"filesystem": {"rootdirectory": str(root / "data")}, "delete": {"enabled": True}},
         "http": {"addr": f"127.0.0.1:{settings.oci_registry_port}"},
+        "auth": {"htpasswd": {"realm": "flightbase", "path": str(htpasswd)}},
     }))
     return config
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text``, mode 0600 from the first byte on."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def service_specs(settings: PlatformSettings, secrets: dict[str, str]) -> list[dict]:
@@ -54,6 +102,9 @@ def service_specs(settings: PlatformSettings, secrets: dict[str, str]) -> list[d
     env["PYTHONUNBUFFERED"] = "1"
     # the registry service's own settings (FLIGHTBASE_REGISTRY_*), when the operator set them
     env.update({k: v for k, v in os.environ.items() if k.startswith("FLIGHTBASE_REGISTRY_")})
+    # the account of an operator's OCI registry, for the registry service alone (the
+    # embedded registry's account is read from secrets.json by the service itself)
+    oci_account = {k: os.environ[k] for k in OCI_REGISTRY_ACCOUNT_ENV if os.environ.get(k)}
     # how often the jobqueue checks Jupyter trainings' leases against the hub and for idleness
     if os.environ.get("FLIGHTBASE_LEASE_CHECK_SECONDS"):
         env["FLIGHTBASE_LEASE_CHECK_SECONDS"] = os.environ["FLIGHTBASE_LEASE_CHECK_SECONDS"]
@@ -68,7 +119,7 @@ def service_specs(settings: PlatformSettings, secrets: dict[str, str]) -> list[d
                 "url": f"http://127.0.0.1:{port}",
                 "api_token": secrets[f"{name}_token"],
                 "command": [sys.executable, "-m", package],
-                "environment": dict(env),
+                "environment": dict(env, **(oci_account if name == "registry" else {})),
                 "oauth_no_confirm": True,
                 # what a browser's login cookie for this service may carry (intersected
                 # with the person's own scopes): membership, the Flightbase scopes, and
@@ -80,8 +131,9 @@ def service_specs(settings: PlatformSettings, secrets: dict[str, str]) -> list[d
         )
     if settings.oci_registry_port:
         # no url: the hub runs (and restarts) it but does not route to it; only the
-        # registry service talks to it, on loopback
-        specs.append({"name": "oci-registry", "command": [DOCKER_REGISTRY, "serve", str(oci_registry_config(settings))]})
+        # registry service talks to it, on loopback, with the account in secrets.json
+        config = oci_registry_config(settings, secrets)
+        specs.append({"name": "oci-registry", "command": [DOCKER_REGISTRY, "serve", str(config)]})
     return specs
 
 
@@ -131,6 +183,7 @@ def configure_embedded(c, settings: PlatformSettings, secrets: dict[str, str]) -
     c.FlightbaseLocalSpawner.registry_url = f"http://127.0.0.1:{settings.registry_port}"
     c.FlightbaseLocalSpawner.public_url = settings.public_url
     c.FlightbaseLocalSpawner.gpu_kind_name = settings.gpus[0]["kind"] if settings.gpus else "gpu"
+    c.FlightbaseLocalSpawner.single_user_dev = settings.single_user_dev
     configure_servers(c)
 
 

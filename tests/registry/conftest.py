@@ -1,20 +1,27 @@
 """Fixtures of the registry tests: a real OCI registry and a platform that pushes to it.
 
 The OCI registry is Debian's ``docker-registry`` (the CNCF distribution
-registry) on a free loopback port with a temporary storage folder; the
-platform is the real one (tests.platform.harness) configured to use it.
+registry) on a free loopback port with a temporary storage folder and htpasswd
+auth; the platform is the real one (tests.platform.harness) configured to use
+it with that account.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
 
+from flightbase.hub.config import oci_registry_config
+from flightbase.secrets import OCI_REGISTRY_USER
+from flightbase.settings import PlatformSettings
 from tests.platform.harness import free_port, new_platform
 from tests.registry.people import make_world
 
@@ -24,39 +31,63 @@ DOCKER_REGISTRY = "/usr/bin/docker-registry"
 LIMITS = {"max_file_bytes": 64_000_000, "max_files": 1000, "max_compression_ratio": 200}
 
 
+@dataclass(frozen=True)
+class OciRegistryUnderTest:
+    """A running docker-registry that answers its one account only."""
+
+    url: str
+    user: str
+    password: str
+    password_file: Path  # the password, one line, mode 0600: what the service is given
+
+    @property
+    def host(self) -> str:
+        return self.url.split("://", 1)[1]
+
+    def get(self, path: str, **kw) -> httpx.Response:
+        """GET as the account the registry service pushes with."""
+        kw.setdefault("timeout", 30)
+        return httpx.get(f"{self.url}{path}", auth=(self.user, self.password), **kw)
+
+
 @pytest.fixture(scope="session")
 def oci_registry(tmp_path_factory):
-    """URL of a running docker-registry, stopped at the end of the session."""
+    """A running docker-registry with htpasswd auth, stopped at the end of the session.
+
+    Its config is written by the platform's own ``oci_registry_config``, so these
+    tests push through the same authenticated path as the registry that
+    ``flightbase up`` starts; the platform below reaches it as an operator's
+    registry (FLIGHTBASE_OCI_REGISTRY_URL with a user name and a password file).
+    """
     binary = shutil.which("docker-registry") or (DOCKER_REGISTRY if shutil.os.path.exists(DOCKER_REGISTRY) else None)
     if binary is None:
         pytest.fail("the OCI registry for these tests is missing: install the Debian package `docker-registry` "
                     "(apt-get install docker-registry; `make test` does it through scripts/system-deps.sh)")
     root = tmp_path_factory.mktemp("oci-registry")
     port = free_port()
-    config = root / "config.yml"
-    config.write_text(json.dumps({  # YAML is a superset of JSON
-        "version": 0.1,
-        "log": {"level": "warn", "accesslog": {"disabled": True}},
-        "storage": {"filesystem": {"rootdirectory": str(root / "data")}, "delete": {"enabled": True}},
-        "http": {"addr": f"127.0.0.1:{port}"},
-    }))
+    password = secrets.token_hex(32)
+    config = oci_registry_config(PlatformSettings(data_dir=root, oci_registry_port=port),
+                                 {"oci_registry_password": password})
+    password_file = root / "password"
+    password_file.touch(mode=0o600)
+    password_file.write_text(password + "\n")
     log = open(root / "registry.log", "wb")
     proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    registry = OciRegistryUnderTest(f"http://127.0.0.1:{port}", OCI_REGISTRY_USER, password, password_file)
     deadline = time.monotonic() + 30
     while True:
         if proc.poll() is not None:
             pytest.fail(f"docker-registry exited with {proc.returncode}: {(root / 'registry.log').read_text()[-2000:]}")
         try:
-            if httpx.get(f"{url}/v2/", timeout=2).status_code == 200:
+            if registry.get("/v2/", timeout=2).status_code == 200:
                 break
         except httpx.HTTPError:
             pass
         if time.monotonic() > deadline:
             proc.kill()
-            pytest.fail(f"docker-registry did not answer on {url}: {(root / 'registry.log').read_text()[-2000:]}")
+            pytest.fail(f"docker-registry did not answer on {registry.url}: {(root / 'registry.log').read_text()[-2000:]}")
         time.sleep(0.2)
-    yield url
+    yield registry
     proc.terminate()
     try:
         proc.wait(10)
@@ -69,14 +100,18 @@ def oci_registry(tmp_path_factory):
 def platform(tmp_path_factory, oci_registry):
     """The platform of the registry tests: pushes image uploads to ``oci_registry``, small limits.
 
-    The registry service reads FLIGHTBASE_OCI_REGISTRY_URL; as the hub passes
-    only its own settings to services, the test also writes the same settings
-    to ``<data_dir>/registry.json``, which the service reads at start-up.
+    The registry service reads FLIGHTBASE_OCI_REGISTRY_URL and the registry's
+    account (FLIGHTBASE_OCI_REGISTRY_USERNAME, FLIGHTBASE_OCI_REGISTRY_PASSWORD_FILE),
+    which the hub passes on to it; the limits, which the hub does not pass on,
+    go to ``<data_dir>/registry.json``, which the service reads at start-up.
     """
-    p = new_platform(tmp_path_factory.mktemp("registry-platform"),
-                     extra_env={"FLIGHTBASE_OCI_REGISTRY_URL": oci_registry})
+    p = new_platform(tmp_path_factory.mktemp("registry-platform"), extra_env={
+        "FLIGHTBASE_OCI_REGISTRY_URL": oci_registry.url,
+        "FLIGHTBASE_OCI_REGISTRY_USERNAME": oci_registry.user,
+        "FLIGHTBASE_OCI_REGISTRY_PASSWORD_FILE": str(oci_registry.password_file),
+    })
     p.data_dir.mkdir(parents=True, exist_ok=True)
-    (p.data_dir / "registry.json").write_text(json.dumps({"oci_registry_url": oci_registry, **LIMITS}))
+    (p.data_dir / "registry.json").write_text(json.dumps({"oci_registry_url": oci_registry.url, **LIMITS}))
     p.start()
     yield p
     p.stop()

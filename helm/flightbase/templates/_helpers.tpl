@@ -5,6 +5,7 @@
 {{- define "flightbase.jobqueue.fullname" -}}{{ include "flightbase.fullname" . }}-jobqueue{{- end -}}
 {{- define "flightbase.registry.fullname" -}}{{ include "flightbase.fullname" . }}-registry{{- end -}}
 {{- define "flightbase.ociRegistry.fullname" -}}{{ include "flightbase.fullname" . }}-oci{{- end -}}
+{{- define "flightbase.ociRegistry.authSecret" -}}{{ include "flightbase.ociRegistry.fullname" . }}-auth{{- end -}}
 {{- define "flightbase.postgresql.fullname" -}}{{ include "flightbase.fullname" . }}-postgresql{{- end -}}
 {{- define "flightbase.datasets.pvc" -}}{{ .Values.storage.datasets.existingClaim | default (printf "%s-datasets" (include "flightbase.fullname" .)) }}{{- end -}}
 {{- define "flightbase.workspaces.pvc" -}}{{ .Values.storage.workspaces.existingClaim | default (printf "%s-workspaces" (include "flightbase.fullname" .)) }}{{- end -}}

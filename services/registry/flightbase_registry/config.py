@@ -12,6 +12,10 @@ import json
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from flightbase import secrets
+from flightbase.settings import PlatformSettings
 
 GB = 1_000_000_000
 
@@ -21,6 +25,14 @@ class RegistrySettings:
     # Where uploaded images are pushed, e.g. http://127.0.0.1:5000. Empty: image
     # uploads answer 503 (registering an image by reference still works).
     oci_registry_url: str = ""
+    # The account on that registry, for an operator's registry that requires one (HTTP
+    # Basic auth, e.g. distribution with htpasswd): the user name, and the path of a file
+    # holding the password (one line; a trailing newline is ignored). A file rather than
+    # the value, so that the password is in no process environment. Both or neither.
+    # The registry that `flightbase up` starts has its own account, which the service
+    # reads from secrets.json (see oci_credentials); these settings are not for it.
+    oci_registry_username: str = ""
+    oci_registry_password_file: str = ""
     # Largest single file (or image archive) one upload may declare.
     max_file_bytes: int = 100 * GB
     # Most files one upload (one dataset version) may hold, archives' members included.
@@ -41,6 +53,8 @@ class RegistrySettings:
 
     ENV = {
         "oci_registry_url": "FLIGHTBASE_OCI_REGISTRY_URL",
+        "oci_registry_username": "FLIGHTBASE_OCI_REGISTRY_USERNAME",
+        "oci_registry_password_file": "FLIGHTBASE_OCI_REGISTRY_PASSWORD_FILE",
         "max_file_bytes": "FLIGHTBASE_REGISTRY_MAX_FILE_BYTES",
         "max_files": "FLIGHTBASE_REGISTRY_MAX_FILES",
         "max_extract_bytes": "FLIGHTBASE_REGISTRY_MAX_EXTRACT_BYTES",
@@ -74,3 +88,46 @@ class RegistrySettings:
             except ValueError:
                 raise RuntimeError(f"registry setting {name}: {value!r} is not a whole number") from None
         return cls(**kwargs)
+
+    def oci_credentials(self, platform: PlatformSettings) -> tuple[str, str] | None:
+        """The (user, password) this service sends to the OCI registry, or None; read once, at start-up.
+
+        The registry ``flightbase up`` starts (``platform.oci_registry_port``) accepts
+        only the account in ``<data_dir>/secrets.json``, which this service reads
+        itself: it runs as root and already reads the data directory, and the
+        password then is in no process environment (an environment is inherited by
+        every child a process starts, and the hub keeps its services' environments in
+        its configuration), and in no command line. Jobs and notebooks cannot read
+        secrets.json (mode 0600, root). An operator's registry uses the
+        ``oci_registry_username`` / ``oci_registry_password_file`` settings.
+        """
+        if "@" in urlsplit(self.oci_registry_url).netloc:  # it would end up in every image reference
+            raise RuntimeError("FLIGHTBASE_OCI_REGISTRY_URL: no credentials in the URL; set "
+                               "FLIGHTBASE_OCI_REGISTRY_USERNAME and FLIGHTBASE_OCI_REGISTRY_PASSWORD_FILE")
+        account = self.oci_registry_username or self.oci_registry_password_file
+        if platform.oci_registry_port:
+            if account:
+                raise RuntimeError(
+                    "FLIGHTBASE_OCI_REGISTRY_USERNAME / FLIGHTBASE_OCI_REGISTRY_PASSWORD_FILE are for an operator's "
+                    "registry (FLIGHTBASE_OCI_REGISTRY_URL); the registry `flightbase up` starts has its own account")
+            try:
+                password = secrets.read(platform.data_dir)["oci_registry_password"]
+            except (OSError, ValueError, KeyError) as exc:
+                raise RuntimeError(f"the embedded OCI registry's password is missing from "
+                                   f"{platform.data_dir / 'secrets.json'} ({type(exc).__name__})") from None
+            return secrets.OCI_REGISTRY_USER, password
+        if not account:
+            return None
+        if not (self.oci_registry_username and self.oci_registry_password_file):
+            raise RuntimeError("registry settings: FLIGHTBASE_OCI_REGISTRY_USERNAME and "
+                               "FLIGHTBASE_OCI_REGISTRY_PASSWORD_FILE go together; one of them is empty")
+        path = Path(self.oci_registry_password_file)
+        try:
+            password = path.read_text().rstrip("\r\n")
+        except OSError as exc:
+            raise RuntimeError(f"FLIGHTBASE_OCI_REGISTRY_PASSWORD_FILE: cannot read {path} ({exc.strerror})") from None
+        except UnicodeDecodeError:  # its bytes are not quoted: they are the secret
+            raise RuntimeError(f"FLIGHTBASE_OCI_REGISTRY_PASSWORD_FILE: {path} is not UTF-8 text") from None
+        if not password:
+            raise RuntimeError(f"FLIGHTBASE_OCI_REGISTRY_PASSWORD_FILE: {path} is empty")
+        return self.oci_registry_username, password

@@ -13,10 +13,13 @@ upload: ``POST`` then one ``PUT ?digest=``; then ``PUT`` of the manifest by
 tag) and checks the digest the registry reports for the manifest against the
 one computed here. See
 https://github.com/opencontainers/distribution-spec/blob/main/spec.md#push
+Every request to the registry carries the service's credentials (HTTP Basic
+auth), when it has some: the embedded registry answers nobody else.
 """
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import json
@@ -256,13 +259,46 @@ def read_archive(tf: tarfile.TarFile) -> ImageArchive:
         raise ArchiveError(f"not a readable image archive ({exc})") from None
 
 
-class OciRegistry:
-    """A client of one OCI registry (distribution API v2), used from worker threads."""
+class _OriginBasicAuth(httpx.Auth):
+    """HTTP Basic auth on every request to one origin (scheme, host, port), and on no other.
 
-    def __init__(self, url: str, timeout: float = 300.0):
+    Sent up front rather than after a 401 challenge: a blob upload streams its
+    body, which cannot be sent a second time. The upload URLs the registry
+    answers (``Location``) are on its own origin and so carry it too; a URL on
+    another origin (a Location or redirect naming another host) gets no
+    credentials, so a registry cannot hand them on.
+    """
+
+    def __init__(self, url: str, user: str, password: str):
+        if ":" in user:
+            raise ValueError("the OCI registry user name must not contain ':' (HTTP Basic auth)")
+        self._origin = self._key(httpx.URL(url))
+        self._header = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+    @staticmethod
+    def _key(url: httpx.URL) -> tuple:
+        return url.scheme, url.host, url.port or {"http": 80, "https": 443}.get(url.scheme)
+
+    def auth_flow(self, request: httpx.Request):
+        if self._key(request.url) == self._origin:
+            request.headers["Authorization"] = self._header
+        yield request
+
+
+class OciRegistry:
+    """A client of one OCI registry (distribution API v2), used from worker threads.
+
+    ``credentials`` (user, password), when given, go with every request to the
+    registry as HTTP Basic auth; see ``RegistrySettings.oci_credentials`` for
+    where they come from. They are never put in a URL or a message.
+    """
+
+    def __init__(self, url: str, timeout: float = 300.0, credentials: tuple[str, str] | None = None):
         self.url = url.rstrip("/")
         self.host = urlparse(self.url).netloc
-        self._http = httpx.Client(base_url=self.url, timeout=timeout, follow_redirects=False)
+        auth = _OriginBasicAuth(self.url, *credentials) if credentials else None
+        self._authenticated = auth is not None
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, follow_redirects=False, auth=auth)
 
     def close(self) -> None:
         self._http.close()
@@ -271,6 +307,12 @@ class OciRegistry:
         return f"{self.host}/{repository}:{tag}"
 
     def _check(self, resp: httpx.Response, what: str, ok: tuple[int, ...]) -> httpx.Response:
+        if resp.status_code == 401 and 401 not in ok:
+            if self._authenticated:
+                why = "refused this service's credentials"
+            else:
+                why = "requires credentials (FLIGHTBASE_OCI_REGISTRY_USERNAME, FLIGHTBASE_OCI_REGISTRY_PASSWORD_FILE)"
+            raise PushError(f"{what}: the OCI registry at {self.url} {why} (401)")
         if resp.status_code not in ok:
             detail = resp.text[:300].strip()
             raise PushError(f"{what}: the OCI registry answered {resp.status_code} {detail}")
