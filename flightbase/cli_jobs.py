@@ -2,6 +2,7 @@
 
     flightbase submit train.py --gpus 2 --launcher horovod -- --epochs 3
     flightbase submit ./project --entrypoint train.py --grid "lr=[0.1,0.01] batch=[32,64]" --metric loss
+    flightbase submit train.py --secret-env WANDB_API_KEY   # the value of $WANDB_API_KEY, kept secret
     flightbase jobs
     flightbase logs JOB --follow
     flightbase cancel JOB
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sys
 
 from flightbase.cli_common import key_values, table, workspace_arg
@@ -40,7 +42,12 @@ def add_parsers(sub) -> None:
                    help="default: horovod for more than one GPU, else none")
     p.add_argument("--image", default=None)
     p.add_argument("--dataset", action="append", default=[], help="mount this dataset (name or name@version)")
-    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                   help="an environment variable of the job (every member of the workspace sees it)")
+    p.add_argument("--secret-env", action="append", default=[], metavar="NAME[=VALUE]",
+                   help="a secret environment variable of the job: the API never shows its value again, to "
+                        "anyone; NAME alone takes the value from your own environment, so that it is not in "
+                        "your shell history or on this command's line (ps)")
     p.add_argument("--max-runtime", type=float, help="seconds")
     p.add_argument("--priority", type=int, default=0)
     p.add_argument("--no-preempt", action="store_true", help="never preempt (within the workspace's quota)")
@@ -82,6 +89,25 @@ def add_parsers(sub) -> None:
     p.set_defaults(func=cmd_trainings)
 
 
+def secret_values(items: list[str], environ) -> dict[str, str]:
+    """``--secret-env`` values: ``NAME=VALUE``, or ``NAME`` for the value of ``$NAME`` here.
+
+    A value given on the command line is in the shell's history and, while the
+    command runs, in every account's ``ps``; ``NAME`` alone avoids both."""
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not name:
+            raise ValueError(f"secret-env: expected NAME or NAME=VALUE, got {item!r}")
+        if not sep:
+            if name not in environ:
+                raise ValueError(f"secret-env: {name} is not set in your environment "
+                                 f"(export it first, or give {name}=VALUE)")
+            value = environ[name]
+        out[name] = value
+    return out
+
+
 def _client():
     from flightbase.client import Client
 
@@ -102,7 +128,8 @@ def cmd_submit(args) -> int:
         launcher = args.launcher or ("horovod" if args.gpus > 1 else "none")
         t = c.submit(ws, args.code, entrypoint=args.entrypoint, name=args.name, args=args.args, gpus=args.gpus,
                      gpus_per_node=args.gpus_per_node, launcher=launcher, image=args.image, datasets=args.dataset,
-                     env=key_values(args.env, "env"), max_runtime=args.max_runtime, priority=args.priority,
+                     env=key_values(args.env, "env"), secret_env=secret_values(args.secret_env, os.environ),
+                     max_runtime=args.max_runtime, priority=args.priority,
                      preemptible=not args.no_preempt, gpudirect_p2p=args.p2p, gpudirect_rdma=args.rdma, sweep=sweep)
         if args.json:
             print(json.dumps(t, indent=1))

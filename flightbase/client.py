@@ -137,8 +137,12 @@ class Client:
 
         ``spec`` takes the fields of the trainings API: ``args``, ``gpus``,
         ``gpus_per_node``, ``launcher``, ``image``, ``datasets``, ``env``,
-        ``max_runtime``, ``priority``, ``preemptible``, ``gpudirect_p2p``,
+        ``secret_env``, ``max_runtime``, ``priority``, ``preemptible``, ``gpudirect_p2p``,
         ``gpudirect_rdma``, ``sweep`` (``{"grid": {...}, "parallel": 1, "metric": "loss"}``).
+
+        ``secret_env`` (``{"NAME": "value"}``) reaches the job as environment
+        variables like ``env``, but is write-only: no answer of the API shows the
+        values again, to anyone (the training names them in ``secret_env_names``).
         """
         import os.path
 

@@ -17,6 +17,7 @@ import pytest
 
 from flightbase_jobqueue.backends.kubernetes import KubeLaunchSpec, KubernetesBackend, KubernetesNodes, KubernetesSettings
 from flightbase_jobqueue.backends.spec import DatasetVersion, JobRef, LaunchSpec
+from flightbase_jobqueue.backends.kubernetes.client import KubeError
 from flightbase_jobqueue.backends.kubernetes.objects import object_name
 from flightbase_jobqueue.ports import Exited, Started, Stopped
 from flightbase_jobqueue.scheduling.types import Job, Node
@@ -410,3 +411,58 @@ def test_kubernetes_settings_from_the_environment():
     assert (settings.mpi_operator, settings.rdma_per_pod, settings.image_prefix) == (False, 2, "reg/fb")
     with pytest.raises(ValueError, match="FLIGHTBASE_K8S_MPI_OPERATOR: 'maybe' is not true or false"):
         KubernetesSettings.from_env({"FLIGHTBASE_K8S_MPI_OPERATOR": "maybe"})
+
+
+# -- secret values (finding 9) -------------------------------------------------------------
+def secret_spec(job_id: str) -> KubeLaunchSpec:
+    return KubeLaunchSpec(job_id=job_id, training_id="t1", workspace="vision", user="alice", launcher="none",
+                          entrypoint="train.py", image="registry.example/training-base:1",
+                          secret_env={"API_TOKEN": "s3cr3t"})
+
+
+def test_a_runs_secret_is_created_first_and_deleted_with_its_other_objects():
+    kube = FakeKube()
+    created = []
+    original_create = kube.create
+    kube.create = lambda obj: created.append(obj["kind"]) or original_create(obj)
+    backend = KubernetesBackend(kube, secret_spec, SETTINGS, clock=lambda: NOW)
+    backend.start(job("j5", gpus=1), {"gpu-a": (0,)})
+    assert created == ["Secret", "Job"]  # the pods never start without the Secret they refer to
+    assert kube.objects[("Secret", "fb-j5")]["stringData"] == {"API_TOKEN": "s3cr3t"}
+    assert "s3cr3t" not in json.dumps(kube.objects[("Job", "fb-j5")])
+    kube.set_pod("fb-j5-x1", labels("j5", "main"), "Succeeded", exit_code=0)
+    backend.resync()
+    assert backend.poll_events() == [Started("j5", NOW), Exited("j5", NOW, 0)]
+    assert ("Secret", "fb-j5", None) in kube.deleted and ("Job", "fb-j5", None) in kube.deleted
+    assert ("Secret", "fb-j5") not in kube.objects
+
+
+def test_a_failed_create_deletes_the_secret_too():
+    kube = FakeKube()
+    original_create = kube.create
+
+    def create(obj):
+        if obj["kind"] == "Job":
+            raise KubeError("admission webhook denied the Job", 403)
+        return original_create(obj)
+
+    kube.create = create
+    backend = KubernetesBackend(kube, secret_spec, SETTINGS, clock=lambda: NOW)
+    backend.start(job("j6", gpus=1), {"gpu-a": (0,)})
+    assert kube.objects == {} and kube.deleted == [("Secret", "fb-j6", None)]
+    assert backend.poll_events() == [Exited("j6", NOW, 127)]
+
+
+def test_after_a_restart_a_runs_secret_is_adopted_with_it_and_a_lone_secret_means_lost():
+    kube = FakeKube()
+    KubernetesBackend(kube, secret_spec, SETTINGS, clock=lambda: NOW).start(job("j7", gpus=1), {"gpu-a": (0,)})
+    kube.set_pod("fb-j7-x1", labels("j7", "main"), "Running")
+    restarted = KubernetesBackend(kube, secret_spec, SETTINGS, clock=lambda: NOW)
+    assert restarted.adopt() == ["j7"]
+    assert restarted.poll_events() == [Started("j7", NOW)]
+    # the Job and its pod vanish (deleted by hand): the Secret left over does not keep the run alive
+    kube.objects.pop(("Job", "fb-j7"))
+    kube.objects.pop(("Pod", "fb-j7-x1"))
+    restarted.resync()
+    assert restarted.poll_events() == [Exited("j7", NOW, 255)]
+    assert ("Secret", "fb-j7") not in kube.objects

@@ -258,3 +258,69 @@ def test_a_restarted_job_has_objects_named_after_its_run():
     assert object_name("Job_X", 3).endswith("-r3")
     validate(service)
     validate(job)
+
+
+# -- secret values (finding 9) ----------------------------------------------------------------
+SECRET = "s3cr3t-value-ab12"
+
+
+@pytest.mark.parametrize(("launcher", "placement"), [
+    ("none", {"gpu-a": (0,)}),
+    ("torchrun", {"gpu-a": (0, 1), "gpu-b": (0, 1)}),
+    ("horovod", {"gpu-a": (0, 1), "gpu-b": (0, 1)}),
+])
+def test_secret_values_are_in_a_secret_and_referenced_never_inline(launcher, placement):
+    objs = make_objects(spec(launcher, env={"PLAIN": "shown"}, secret_env={"API_TOKEN": SECRET, "DB_PASS": "pw-9"}),
+                        SETTINGS, placement)
+    secret, *rest = objs
+    assert secret == {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": "fb-0123abcd4567ef89",
+            "namespace": "flightbase",
+            "labels": {"app.kubernetes.io/managed-by": "flightbase-jobqueue", "flightbase.io/workspace": "vision",
+                       "flightbase.io/training": "t1", "flightbase.io/job": "0123abcd4567ef89",
+                       "flightbase.io/owner": "alice", "flightbase.io/run": "0", "flightbase.io/kind": "secret"},
+            "annotations": {"flightbase.io/job-id": "0123abcd4567ef89", "flightbase.io/workspace": "vision",
+                            "flightbase.io/training-id": "t1", "flightbase.io/owner": "alice",
+                            "flightbase.io/placement": ";".join(f"{n}:{','.join(map(str, g))}"
+                                                                for n, g in sorted(placement.items()))},
+        },
+        "type": "Opaque",
+        "immutable": True,
+        "stringData": {"API_TOKEN": SECRET, "DB_PASS": "pw-9"},
+    }
+    for obj in objs:
+        validate(obj)
+    for obj in rest:  # the workload objects (and so their pods) hold no value, only references
+        assert SECRET not in json.dumps(obj) and "pw-9" not in json.dumps(obj)
+    templates = [o["spec"]["template"] for o in rest if o["kind"] == "Job"] + [
+        r["template"] for o in rest if o["kind"] == "MPIJob" for r in o["spec"]["mpiReplicaSpecs"].values()]
+    assert templates
+    for template in templates:
+        env = template["spec"]["containers"][0]["env"]
+        assert {"name": "PLAIN", "value": "shown"} in env
+        assert [e for e in env if "valueFrom" in e and "secretKeyRef" in e["valueFrom"]] == [
+            {"name": "API_TOKEN", "valueFrom": {"secretKeyRef": {"name": "fb-0123abcd4567ef89", "key": "API_TOKEN"}}},
+            {"name": "DB_PASS", "valueFrom": {"secretKeyRef": {"name": "fb-0123abcd4567ef89", "key": "DB_PASS"}}},
+        ]
+    if launcher == "horovod":  # mpirun forwards them to the ranks by name (-x NAME), never NAME=VALUE
+        command = rest[0]["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]["command"]
+        assert ["-x", "API_TOKEN"] == command[command.index("API_TOKEN") - 1:][:2]
+        assert ["-x", "DB_PASS"] == command[command.index("DB_PASS") - 1:][:2]
+
+
+def test_a_job_without_secret_values_has_no_secret():
+    assert [o["kind"] for o in make_objects(spec("none"), SETTINGS, {"gpu-a": (0,)})] == ["Job"]
+
+
+def test_a_restarted_run_has_a_secret_of_its_own():
+    secret, job = make_objects(spec("none", restarts=2, secret_env={"K": "v"}), SETTINGS, {"gpu-a": (0,)})
+    assert secret["metadata"]["name"] == "fb-0123abcd4567ef89-r2"
+    env = job["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "K", "valueFrom": {"secretKeyRef": {"name": "fb-0123abcd4567ef89-r2", "key": "K"}}} in env
+
+
+def test_the_launch_spec_never_shows_secret_values():
+    assert SECRET not in repr(spec("none", secret_env={"API_TOKEN": SECRET}))

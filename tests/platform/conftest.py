@@ -1,7 +1,7 @@
 import pytest
 
 from .harness import new_platform
-from .world import clean_world, make_world
+from .world import fresh_world
 
 
 @pytest.fixture(scope="session")
@@ -15,14 +15,12 @@ def platform(tmp_path_factory):
 @pytest.fixture
 def world(platform):
     """A fresh workspace with its people, a live and a failed training, a dataset and an image."""
-    w = make_world(platform)
-    yield w
-    clean_world(platform, w)
+    with fresh_world(platform) as w:
+        yield w
 
 
 @pytest.fixture(scope="module")
 def shared_world(platform):
     """One world for tests that only read."""
-    w = make_world(platform)
-    yield w
-    clean_world(platform, w)
+    with fresh_world(platform) as w:
+        yield w

@@ -9,6 +9,8 @@ routes do not disturb each other. A route missing from the table fails
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 
@@ -112,18 +114,42 @@ def _jobqueue_ids(platform, world, template):
         if platform is not None:
             wait_training(platform, world.tokens["owner"], world.failed_training_id, ("failed",))
         return {"training_id": world.failed_training_id}
-    if "{lease_id}" in template:  # the owner's lease (released again after the case)
-        lease_id = "0" * 16
-        if platform is not None:
-            resp = platform.api("jobqueue", "POST", "leases", world.tokens["owner"],
-                                json={"workspace": world.workspace, "server": "perm"})
-            assert resp.status_code == 201, resp.text
-            lease_id = resp.json()["id"]
-        return {"lease_id": lease_id}
+    if "{lease_id}" in template:  # a lease of the owner's (released again after the case)
+        return {"lease_id": _owners_lease(platform, world) if platform is not None else "0" * 16}
     if template.endswith("/resume") and platform is not None:
         resp = platform.api("jobqueue", "POST", f"trainings/{world.training_id}/pause", platform.admin_token)
         assert resp.status_code == 200, resp.text
     return {}
+
+
+def _owners_lease(platform, world) -> str:
+    """A lease the owner's spawner asked for as their server ``perm`` started (the jobqueue gives a
+    lease only to a server the hub has). The server is stopped again at once: the routes answer
+    the same for a lease that has ended. Every world has the same people in the same roles, so
+    one lease serves every case."""
+    cached = getattr(platform, "_perm_lease", None)
+    if cached:
+        return cached
+    owner, token = world.names["owner"], world.tokens["owner"]
+    resp = platform.hub("POST", f"users/{owner}/servers/perm", json={"workspace": world.workspace, "gpus": 1})
+    assert resp.status_code in (201, 202), resp.text
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            found = [x for x in platform.api("jobqueue", "GET", "leases", token, params={"all": True}).json()
+                     if x["server"] == "perm" and x["workspace"] == world.workspace]
+            if found:
+                break
+            assert time.monotonic() < deadline, "the spawner asked for no lease"
+            time.sleep(0.2)
+    finally:
+        platform.hub("DELETE", f"users/{owner}/servers/perm")
+        deadline = time.monotonic() + 60
+        while "perm" in (platform.hub("GET", f"users/{owner}").json().get("servers") or {}):
+            assert time.monotonic() < deadline, "server perm did not stop"
+            time.sleep(0.2)
+    platform._perm_lease = found[0]["id"]
+    return platform._perm_lease
 
 
 def _request(world, role, service, method, template, platform=None):

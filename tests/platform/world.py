@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 _counter = itertools.count()
@@ -91,6 +92,16 @@ def make_world(platform) -> World:
     names = {role: name for role, (name, _) in people.items()}
     names["admin"] = "admin"
     return World(ws, other, tokens, names, live["id"], failed["id"], live["jobs"][0]["id"], "d", "img")
+
+
+@contextmanager
+def fresh_world(platform):
+    """A new world for the length of a fixture, cleaned up after it."""
+    world = make_world(platform)
+    try:
+        yield world
+    finally:
+        clean_world(platform, world)
 
 
 def clean_world(platform, world: World) -> None:

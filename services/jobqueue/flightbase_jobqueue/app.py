@@ -101,4 +101,5 @@ def build(settings: PlatformSettings) -> FastAPI:
         hub_auth=make_hub_auth(settings.auth_cache_seconds),
     )
     app.state.settings = settings
+    app.state.max_code_bytes = code.MAX_CODE_BYTES  # the body limit of POST /code (flightbase.service.limits)
     return app

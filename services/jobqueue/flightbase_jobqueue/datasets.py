@@ -1,11 +1,14 @@
-"""The registry, as the jobqueue uses it: resolve the datasets a training names, mark them in use.
+"""The registry, as the jobqueue uses it: resolve the datasets a training names, mark them in use,
+and read which images a workspace has.
 
 A training names datasets as ``name`` (the latest version) or ``name@N``; at
 submission each is resolved to an exact, immutable version (recorded in the
 training, so it is known later exactly what a job read) and marked in use by
 every job of the training, so that version cannot be deleted under a job.
-Jobs that end unmark it. Calls go straight to the registry service with the
-jobqueue's own hub token.
+Jobs that end unmark it. A workspace's images (the built-in ones and its own)
+are what a training or a Jupyter training may use when the workspace's
+``allowed_images`` is empty (:meth:`DatasetClient.images`). Calls go straight
+to the registry service with the jobqueue's own hub token.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from urllib.parse import quote
 
 import httpx
@@ -21,10 +25,15 @@ from flightbase.service.errors import ApiError
 
 log = logging.getLogger("flightbase.jobqueue.datasets")
 SPEC = re.compile(r"^(?P<name>[a-z0-9][a-z0-9._-]{0,127})(?:@(?P<version>\d+|latest))?$")
+# A burst of submissions asks for the same workspace's images many times a second; an image
+# registered since is seen at once (a miss reads again), one deleted is still accepted this long.
+IMAGES_TTL_SECONDS = 10.0
 
 
 class DatasetClient:
-    def __init__(self, base_url: str, token: str | None = None):
+    def __init__(self, base_url: str, token: str | None = None, *, clock=time.monotonic):
+        self._clock = clock
+        self._images: dict[str, tuple[float, dict[str, str]]] = {}
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/services/registry/api/v1",
             headers={"Authorization": f"token {token or os.environ['JUPYTERHUB_API_TOKEN']}"},
@@ -53,6 +62,25 @@ class DatasetClient:
         if len(set(names)) != len(names):
             raise ApiError(422, "datasets: a dataset is named twice", field="datasets")
         return out
+
+    async def images(self, workspace: str, *, fresh: bool = False) -> dict[str, str]:
+        """The workspace's images, built-in ones included, as {name: reference}.
+
+        Raises :class:`ApiError` 503 when the registry cannot answer: without the list
+        nothing is accepted."""
+        cached = self._images.get(workspace)
+        if cached is not None and not fresh and self._clock() - cached[0] < IMAGES_TTL_SECONDS:
+            return cached[1]
+        try:
+            resp = await self._http.get(f"/workspaces/{quote(workspace)}/images")
+            resp.raise_for_status()
+            found = {i["name"]: i.get("reference") or i["name"] for i in resp.json()}
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            log.warning("reading the images of %s from the registry failed: %s", workspace, exc)
+            raise ApiError(503, f"image: the registry did not list the images of workspace {workspace!r}; "
+                                "try again shortly", field="image") from None
+        self._images[workspace] = (self._clock(), found)
+        return found
 
     async def mark(self, workspace: str, versions: list[dict], job_ids: list[str], in_use: bool) -> None:
         method = "PUT" if in_use else "DELETE"

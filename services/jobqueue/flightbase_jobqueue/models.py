@@ -1,4 +1,4 @@
-"""The jobqueue's tables: trainings and their owners.
+"""The jobqueue's tables: trainings, their owners and secret values, jobs, code uploads.
 
 Users and workspaces are the hub's; rows here refer to them by name.
 """
@@ -47,6 +47,35 @@ class TrainingOwner(Base):
     user: Mapped[str] = mapped_column(String(255), primary_key=True)
 
     training: Mapped[Training] = relationship(back_populates="owners")
+
+
+class TrainingSecret(Base):
+    """One secret environment value of a training (``TrainingCreate.secret_env``).
+
+    Kept apart from ``Training.spec``, which every member reads: nothing maps
+    this table into an API response, only the names (``secret_env_names``).
+    The value is read back only to start the training's jobs
+    (``JobRuntime.resolve``). It goes with its training.
+
+    A name that is no environment variable name (one with a ``:``) is a
+    secret the platform keeps for itself with the training (e.g. a lease's
+    server token, ``culler.ACTIVITY_TOKEN``): never passed to a job, never named
+    in a response (:meth:`is_env`).
+    """
+
+    __tablename__ = "training_secrets"
+
+    training_id: Mapped[str] = mapped_column(ForeignKey("trainings.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    value: Mapped[str] = mapped_column(Text, nullable=False)
+
+    @staticmethod
+    def is_env(name: str) -> bool:
+        """Whether ``name`` is one of the training's ``secret_env`` (not one of the platform's own)."""
+        return ":" not in name
+
+    def __repr__(self) -> str:  # never the value, whatever prints a row
+        return f"TrainingSecret(training_id={self.training_id!r}, name={self.name!r})"
 
 
 class Job(Base):

@@ -203,6 +203,11 @@ class JobRuntime:
     def set_limits(self, limits: Mapping[str, WorkspaceLimits]) -> None:
         self.limits = dict(limits)
 
+    def use_limits(self, workspace: str, limits: WorkspaceLimits) -> None:
+        """The workspace's limits as a request just read them apply from now on: work submitted to a
+        workspace made (or changed) less than a refresh ago is not scheduled without its quota."""
+        self.limits = {**self.limits, workspace: limits}
+
     # -- internals ----------------------------------------------------------------------
     def _set_reason(self, job_id: str, reason: str) -> None:
         with self.sessions.begin() as session:
@@ -252,6 +257,10 @@ class JobRuntime:
             spec = training.spec
             code_id = spec.get("code_id")
             args = tuple(spec.get("args") or ()) + tuple(sweeps.job_args(job.params))
+            secrets = {name: value for name, value in session.execute(
+                select(models.TrainingSecret.name, models.TrainingSecret.value)
+                .where(models.TrainingSecret.training_id == training.id)
+            ).tuples() if models.TrainingSecret.is_env(name)}
             return LaunchSpec(
                 job_id=job.id,
                 training_id=training.id,
@@ -261,6 +270,7 @@ class JobRuntime:
                 entrypoint=spec["entrypoint"],
                 args=args,
                 env=dict(spec.get("env") or {}),
+                secret_env=secrets,  # every job of the training: a sweep's, a retry's, a restart's
                 code_dir=(self.code_root / code_id) if code_id else (
                     builtin.model_dir(spec["builtin_model"]) if spec.get("builtin_model") else None),
                 params=dict(job.params),

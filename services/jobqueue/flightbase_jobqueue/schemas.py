@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from flightbase.workspaces import check_workspace_name
 
@@ -79,6 +79,22 @@ class SweepSpec(Strict):
     goal: Literal["min", "max"] = "min"
 
 
+# Names the platform sets for every job: a training may not set them (plainly or as secrets).
+PLATFORM_ENV = ("CUDA_VISIBLE_DEVICES", "PATH", "HOME", "USER")
+MAX_SECRETS = 64
+MAX_SECRET_BYTES = 32 * 1024  # one environment string; Linux allows 128 KiB (MAX_ARG_STRLEN)
+
+
+def check_env_names(value: dict[str, str]) -> dict[str, str]:
+    """Names a job's environment may take (``env`` and ``secret_env``): the values are not looked at."""
+    for key in value:
+        if not key or not key.replace("_", "a").isalnum() or not key.isascii() or key[0].isdigit():
+            raise ValueError(f"{key!r} is not a valid environment variable name")
+        if key.startswith("FLIGHTBASE_") or key in PLATFORM_ENV:
+            raise ValueError(f"{key} is set by the platform")
+    return value
+
+
 class TrainingCreate(Strict):
     workspace: str
     name: str = Field(pattern=NAME_PATTERN)
@@ -91,7 +107,11 @@ class TrainingCreate(Strict):
     launcher: Literal["horovod", "torchrun", "mpi", "none"] = "none"
     image: str = Field(default="training-base", max_length=512)
     datasets: list[str] = Field(default_factory=list, description="Datasets mounted read-only (name or name@version)")
-    env: dict[str, str] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict, description="Environment of the job, shown to every member")
+    secret_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="Environment values kept secret: stored apart from the training's spec, passed to the job as "
+                    "environment variables, never returned by the API (responses name them in secret_env_names)")
     max_runtime: float | None = Field(default=None, gt=0, description="Seconds; the job is stopped after this")
     priority: int = Field(default=0, ge=-100, le=100, description="Order within the workspace; higher first")
     preemptible: bool = True
@@ -109,12 +129,23 @@ class TrainingCreate(Strict):
     @field_validator("env")
     @classmethod
     def _env(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
-            if not key or not key.replace("_", "a").isalnum() or key[0].isdigit():
-                raise ValueError(f"{key!r} is not a valid environment variable name")
-            if key.startswith("FLIGHTBASE_") or key in ("CUDA_VISIBLE_DEVICES", "PATH", "HOME", "USER"):
-                raise ValueError(f"{key} is set by the platform")
-        return value
+        return check_env_names(value)
+
+    @field_validator("secret_env")
+    @classmethod
+    def _secret_env(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        # The messages name the variable, never its value: a 422 may end up in a log.
+        both = sorted(set(value) & set(info.data.get("env") or ()))
+        if both:
+            raise ValueError(f"{', '.join(both)} also in env; a name is either plain or secret")
+        if len(value) > MAX_SECRETS:
+            raise ValueError(f"at most {MAX_SECRETS} secret values")
+        for key, secret in value.items():
+            if len(secret.encode()) > MAX_SECRET_BYTES:
+                raise ValueError(f"{key}: a secret value is at most {MAX_SECRET_BYTES} bytes")
+            if "\0" in secret:
+                raise ValueError(f"{key}: an environment value cannot hold a NUL character")
+        return check_env_names(value)
 
 
 class JobSummary(BaseModel):
@@ -143,7 +174,9 @@ class TrainingOut(BaseModel):
     owners: list[str]
     state: str = Field(description="queued, running, succeeded, failed, cancelled or paused, from its jobs")
     paused: bool
-    spec: dict[str, Any]
+    spec: dict[str, Any] = Field(description="What the training was created with, less its secret values")
+    secret_env_names: list[str] = Field(
+        default_factory=list, description="Names of its secret environment values (the values are write-only)")
     progress: dict[str, int] = Field(default_factory=dict, description="Jobs per state")
     best: JobSummary | None = Field(default=None, description="The best job so far by the sweep's metric")
     jobs: list[JobSummary] = Field(default_factory=list)
@@ -207,6 +240,10 @@ class LeaseCreate(Strict):
     gpus: int = Field(default=1, ge=1, le=1, description="GPUs of the server: a Jupyter training has exactly one")
     image: str = Field(default="notebook", max_length=512)
     datasets: list[str] = Field(default_factory=list, description="Datasets mounted read-only (name or name@version)")
+    activity_token: str | None = Field(
+        default=None, min_length=1, max_length=512,
+        description="A hub token limited to this one server (access:servers!server=...), with which the jobqueue "
+                    "reads its kernels' activity for the idle check; write-only, kept with the lease's secrets")
 
 
 class LeaseOut(BaseModel):

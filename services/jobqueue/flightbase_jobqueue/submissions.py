@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass, field
 
 from sqlalchemy import insert
+from sqlalchemy.exc import StatementError
 from starlette.concurrency import run_in_threadpool
 
 from flightbase.service import tasks
@@ -33,6 +34,7 @@ class Submission:
     training: dict
     owners: list[dict]
     jobs: list[dict]
+    secrets: list[dict] = field(default_factory=list, repr=False)  # TrainingSecret rows, in the same commit
     done: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -48,9 +50,9 @@ class SubmissionWriter:
     async def stop(self) -> None:
         await tasks.cancel(self._task)
 
-    async def write(self, training: dict, owners: list[dict], jobs: list[dict]) -> None:
+    async def write(self, training: dict, owners: list[dict], jobs: list[dict], secrets: list[dict] | None = None) -> None:
         """Return once the rows are committed (raises what the database raised)."""
-        item = Submission(training, owners, jobs)
+        item = Submission(training, owners, jobs, list(secrets or ()))
         await self._queue.put(item)
         await item.done
 
@@ -59,6 +61,12 @@ class SubmissionWriter:
             session.execute(insert(models.Training.__table__), [s.training for s in batch])
             session.execute(insert(models.TrainingOwner.__table__), [o for s in batch for o in s.owners])
             session.execute(insert(models.Job.__table__), [j for s in batch for j in s.jobs])
+            secrets = [row for s in batch for row in s.secrets]
+            if secrets:
+                try:
+                    session.execute(insert(models.TrainingSecret.__table__), secrets)
+                except StatementError as exc:  # its text holds the statement's parameters: the values
+                    raise RuntimeError(f"storing secret values failed: {type(exc.orig).__name__}") from None
 
     async def _run(self) -> None:
         while True:

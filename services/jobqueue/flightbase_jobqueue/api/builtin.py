@@ -81,6 +81,8 @@ class BuiltinTrainingCreate(Strict):
     max_runtime: float | None = Field(default=None, gt=0, description="Seconds; the job is stopped after this")
     priority: int = Field(default=0, ge=-100, le=100)
     preemptible: bool = True
+    secret_env: dict[str, str] = Field(default_factory=dict,
+                                       description="Secret environment values, as in POST /trainings (write-only)")
 
 
 def _catalogue() -> dict[str, dict]:
@@ -124,7 +126,7 @@ async def create_builtin_training(request: Request, identity: CurrentIdentity, b
     try:
         training = TrainingCreate(workspace=body.workspace, name=body.name, description=body.description,
                                   image=body.image, max_runtime=body.max_runtime, priority=body.priority,
-                                  preemptible=body.preemptible, **fields)
+                                  preemptible=body.preemptible, secret_env=body.secret_env, **fields)
     except ValidationError as exc:  # e.g. a dataset name the trainings API refuses
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "body"

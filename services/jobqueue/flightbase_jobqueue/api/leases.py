@@ -4,13 +4,21 @@ A lease is a training of kind ``jupyter`` with one job of kind ``lease``
 (one GPU, not preemptible): it waits in the same queue as every training,
 and the spawner shows its queue position and estimated start on the hub's
 progress page while it waits. See :mod:`flightbase_jobqueue.leases`.
+
+A lease is for one server the hub knows: the caller's own server, starting
+(its spawner asks during ``start``, while the hub shows it pending) or
+running (:func:`require_hub_server`); and a server holds at most one live
+lease (:func:`require_no_lease`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 import uuid
+
+import httpx
 
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import select
@@ -20,7 +28,8 @@ from flightbase.service.access import authorize, require_usable, workspaces_with
 from flightbase.service.deps import CurrentIdentity, in_session
 from flightbase.service.errors import ApiError, not_found
 from flightbase_jobqueue import leases
-from flightbase_jobqueue.api.trainings import load_training, require_control, row_of
+from flightbase_jobqueue.api.trainings import load_training, require_control, require_image, row_of
+from flightbase_jobqueue.culler import ACTIVITY_TOKEN
 from flightbase_jobqueue.models import Job, Training, TrainingOwner
 from flightbase_jobqueue.runtime import limits_from
 from flightbase_jobqueue.scheduling.types import Job as CoreJob
@@ -71,20 +80,67 @@ def _out(request: Request, job: Job, training: Training) -> LeaseOut:
     return lease_out(job, training, runtime.backend.gpu_kind, insight)
 
 
+def _label(user: str, server: str) -> str:
+    return f"{user}/{server}" if server else user
+
+
+async def require_hub_server(request: Request, user: str, server: str) -> None:
+    """409 (field ``server``) unless the hub has ``user``'s ``server`` starting or running.
+
+    The hub lists a server in the user's model while it is active: pending
+    (spawn) or ready (``jupyterhub.apihandlers.base.user_model``)."""
+    try:
+        servers = await request.app.state.lease_reconciler.hub_servers(user)
+    except httpx.HTTPError as exc:
+        raise ApiError(503, f"server: the hub did not answer ({type(exc).__name__}); try again shortly",
+                       field="server") from None
+    if leases.orphaned(server, servers):
+        raise ApiError(409, f"server: the hub has no server {_label(user, server)!r} starting or running; "
+                            "a server's GPU is asked for by its spawner as it starts", field="server")
+
+
+async def require_no_lease(request: Request, user: str, server: str) -> None:
+    """409 (field ``server``) when a live lease already holds ``user``'s ``server``.
+
+    Called under :func:`_creation_lock` up to the write, so two requests for one
+    server cannot both pass."""
+    def held(session) -> list[str]:
+        rows = session.execute(
+            select(Job.id, Training.spec).join(Training, Training.id == Job.training_id)
+            .where(Job.kind == leases.KIND, Job.created_by == user, Job.state.in_(LIVE_STATES))
+        ).all()
+        return [job_id for job_id, spec in rows if spec.get("server", "") == server]
+
+    existing = await in_session(request, held)
+    if existing:
+        raise ApiError(409, f"server: {_label(user, server)!r} already holds lease {existing[0]!r}; one server "
+                            f"holds one lease (DELETE /leases/{existing[0]} releases it)", field="server")
+
+
+def _creation_lock(request: Request) -> asyncio.Lock:
+    """One lease created at a time: the check that a server holds no lease, then the write."""
+    lock = getattr(request.app.state, "lease_creation_lock", None)
+    if lock is None:
+        lock = request.app.state.lease_creation_lock = asyncio.Lock()
+    return lock
+
+
 @router.post("/leases", response_model=LeaseOut, status_code=201, summary="Ask for a Jupyter training's GPU")
 async def create_lease(request: Request, identity: CurrentIdentity, body: LeaseCreate):
     ws = await authorize(request, identity, body.workspace, "trainings:write")
     require_usable(ws)
     runtime = request.app.state.runtime
+    limits = limits_from(ws.settings)
+    runtime.use_limits(ws.name, limits)
     why = runtime.admissible(CoreJob(id="new", workspace=body.workspace, gpus=body.gpus, preemptible=False,
-                                     kind=leases.KIND), limits_from(ws.settings))
+                                     kind=leases.KIND), limits)
     if why:
         raise ApiError(422, f"gpus: {why}", field="gpus")
-    if ws.settings.allowed_images and body.image not in ws.settings.allowed_images:
-        raise ApiError(422, f"image: {body.image!r} is not allowed in this workspace", field="image")
+    await require_image(request, ws, body.image)
     datasets = request.app.state.datasets
     dataset_versions = await datasets.resolve(body.workspace, body.datasets) if body.datasets else []
-    server_label = f"{identity.name}/{body.server}" if body.server else identity.name
+    await require_hub_server(request, identity.name, body.server)
+    server_label = _label(identity.name, body.server)
     now = time.time()
     training = Training(id=uuid.uuid4().hex[:12], workspace=body.workspace, name=f"jupyter {server_label}",
                         description=f"Jupyter training {server_label}", kind=leases.TRAINING_KIND,
@@ -96,8 +152,12 @@ async def create_lease(request: Request, identity: CurrentIdentity, body: LeaseC
               gpus_per_node=None, priority=0, preemptible=False, max_runtime=None, state="queued", held=False,
               submitted_at=now, attained=0.0, restarts=0, stopping=False, cancel_requested=False,
               created_by=identity.name)
-    await request.app.state.submissions.write(
-        row_of(training), [{"training_id": training.id, "user": identity.name}], [row_of(job)])
+    async with _creation_lock(request):
+        await require_no_lease(request, identity.name, body.server)
+        await request.app.state.submissions.write(
+            row_of(training), [{"training_id": training.id, "user": identity.name}], [row_of(job)],
+            [{"training_id": training.id, "name": ACTIVITY_TOKEN, "value": body.activity_token}]
+            if body.activity_token else None)
     if dataset_versions:
         await datasets.mark(body.workspace, dataset_versions, [job.id], in_use=True)
     runtime.submitted([job])

@@ -5,6 +5,13 @@ its jobs are what the scheduler runs: one, or one per parameter set of a
 sweep. The creator is the first owner; owners may name other owners (members
 of the workspace). Members may see every training of their workspace; anyone
 else gets 404.
+
+A training's secret environment values (``secret_env``) are write-only: they
+are stored apart from its spec (``TrainingSecret``) and no response carries
+them, not even to the owner; responses name them (``secret_env_names``).
+The image a training or a Jupyter training may use is checked by
+:func:`require_image` (the workspace's ``allowed_images``, or when that is
+empty, the built-in images and the workspace's own).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import datetime as dt
 import time
 import uuid
 from collections import Counter
+from typing import Iterable
 
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
@@ -22,8 +30,9 @@ from flightbase.authz import Identity
 from flightbase.service.access import authorize, require_usable, workspaces_with
 from flightbase.service.errors import ApiError, not_found
 from flightbase.service.deps import CurrentIdentity, in_session
+from flightbase.service.hub import Workspace
 from flightbase_jobqueue import sweeps
-from flightbase_jobqueue.models import CodeUpload, Job, Training, TrainingOwner
+from flightbase_jobqueue.models import CodeUpload, Job, Training, TrainingOwner, TrainingSecret
 from flightbase_jobqueue.runtime import limits_from
 from flightbase_jobqueue.scheduling.types import Job as CoreJob
 from flightbase_jobqueue.schemas import JobSummary, OwnersUpdate, TrainingCreate, TrainingOut
@@ -50,7 +59,8 @@ def overall_state(training: Training, states: list[str]) -> str:
     return "succeeded"
 
 
-def training_out(t: Training, jobs: list[Job], metrics_of=lambda job: {}, with_jobs: bool = True) -> TrainingOut:
+def training_out(t: Training, jobs: list[Job], metrics_of=lambda job: {}, with_jobs: bool = True,
+                 secret_names: Iterable[str] = ()) -> TrainingOut:
     summaries = [
         JobSummary(id=j.id, seq=j.seq, name=j.name, params=j.params, state=j.state, held=j.held,
                    exit_code=j.exit_code, metrics=metrics_of(j))
@@ -68,7 +78,8 @@ def training_out(t: Training, jobs: list[Job], metrics_of=lambda job: {}, with_j
         id=t.id, workspace=t.workspace, name=t.name, description=t.description or "", kind=t.kind,
         created_by=t.created_by, created_at=t.created_at, owners=t.owner_names,
         state=overall_state(t, [j.state for j in jobs]), paused=t.state == "paused", spec=t.spec,
-        progress=dict(Counter(j.state for j in jobs)), best=best, jobs=summaries if with_jobs else [],
+        secret_env_names=sorted(secret_names), progress=dict(Counter(j.state for j in jobs)), best=best,
+        jobs=summaries if with_jobs else [],
     )
 
 
@@ -87,7 +98,7 @@ async def load_training(request: Request, identity: Identity, training_id: str, 
         if t is None:
             return None
         jobs = list(session.scalars(select(Job).where(Job.training_id == t.id)))
-        return training_out(t, jobs, metrics_of)
+        return training_out(t, jobs, metrics_of, secret_names=secret_names(session, [t.id])[t.id])
 
     found = await in_session(request, load)
     if found is None or not authz.can_see(identity, found.workspace):
@@ -104,6 +115,47 @@ async def require_control(request: Request, identity: Identity, training: Traini
     if authz.check(identity, "trainings:manage", training.workspace, ws.managers if ws else ()).allowed:
         return
     raise ApiError(403, f"only the owners of training {training.id!r} or the workspace's managers may do this")
+
+
+def secret_names(session, training_ids: list[str]) -> dict[str, list[str]]:
+    """The names of each training's secret values (never the values: the query does not read them)."""
+    names: dict[str, list[str]] = {tid: [] for tid in training_ids}
+    rows = session.execute(select(TrainingSecret.training_id, TrainingSecret.name)
+                           .where(TrainingSecret.training_id.in_(training_ids)))
+    for training_id, name in rows:
+        if TrainingSecret.is_env(name):
+            names[training_id].append(name)
+    return names
+
+
+async def require_image(request: Request, ws: Workspace, image: str) -> None:
+    """Refuse (422, field ``image``) an image that ``ws`` may not use: trainings and leases alike.
+
+    A workspace's ``allowed_images`` lists the image names its members may use;
+    left empty, it means the built-in images and the workspace's own, as the
+    registry lists them (by name or by full reference)."""
+    allowed = ws.settings.allowed_images
+    if allowed:
+        if image not in allowed:
+            raise ApiError(422, f"image: {image!r} is not allowed in workspace {ws.name!r} "
+                                f"(allowed_images: {_names(allowed)})", field="image")
+        return
+    registry = request.app.state.datasets
+
+    def listed(images: dict[str, str]) -> bool:
+        return image in images or image in images.values()
+
+    images = await registry.images(ws.name)
+    if not listed(images):
+        images = await registry.images(ws.name, fresh=True)  # registered a moment ago?
+    if not listed(images):
+        raise ApiError(422, f"image: {image!r} is not an image of workspace {ws.name!r} (the built-in images "
+                            f"and the workspace's own: {_names(images)})", field="image")
+
+
+def _names(names, limit: int = 20) -> str:
+    names = sorted(names)
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def row_of(obj) -> dict:
@@ -141,6 +193,7 @@ async def create_training_from(request: Request, identity: Identity, body: Train
     require_usable(ws)
     runtime = request.app.state.runtime
     limits = limits_from(ws.settings)
+    runtime.use_limits(ws.name, limits)
     probe = CoreJob(id="new", workspace=body.workspace, gpus=body.gpus, gpus_per_node=body.gpus_per_node,
                     preemptible=body.preemptible)
     why = runtime.admissible(probe, limits)
@@ -149,8 +202,7 @@ async def create_training_from(request: Request, identity: Identity, body: Train
     why = runtime.backend.missing_tool(body.launcher)
     if why:
         raise ApiError(422, f"launcher: {why}", field="launcher")
-    if ws.settings.allowed_images and body.image not in ws.settings.allowed_images:
-        raise ApiError(422, f"image: {body.image!r} is not allowed in this workspace", field="image")
+    await require_image(request, ws, body.image)
     try:
         param_sets = sweeps.expand(body.sweep.grid, body.sweep.runs) if body.sweep else [{}]
     except sweeps.SweepError as exc:
@@ -166,7 +218,8 @@ async def create_training_from(request: Request, identity: Identity, body: Train
     training = Training(id=uuid.uuid4().hex[:12], workspace=body.workspace, name=body.name,
                         description=body.description, kind=kind, created_by=identity.name,
                         created_at=dt.datetime.now(dt.timezone.utc),
-                        spec={**body.model_dump(exclude={"workspace", "name", "description"}, mode="json"),
+                        spec={**body.model_dump(exclude={"workspace", "name", "description", "secret_env"},
+                                                mode="json"),
                               "dataset_versions": dataset_versions, **(spec_extra or {})},
                         state="active")
     training.owners.append(TrainingOwner(user=identity.name))
@@ -180,11 +233,12 @@ async def create_training_from(request: Request, identity: Identity, body: Train
         for i, params in enumerate(param_sets)
     ]
     await request.app.state.submissions.write(
-        row_of(training), [{"training_id": training.id, "user": identity.name}], [row_of(j) for j in jobs])
+        row_of(training), [{"training_id": training.id, "user": identity.name}], [row_of(j) for j in jobs],
+        [{"training_id": training.id, "name": k, "value": v} for k, v in body.secret_env.items()])
     if dataset_versions:
         await request.app.state.datasets.mark(body.workspace, dataset_versions, [j.id for j in jobs], in_use=True)
     runtime.submitted(jobs)
-    return training_out(training, jobs)
+    return training_out(training, jobs, secret_names=list(body.secret_env))
 
 
 @router.get("/trainings", response_model=list[TrainingOut], summary="Trainings, newest first (without their jobs)")
@@ -205,7 +259,8 @@ async def list_trainings(
         jobs: dict[str, list[Job]] = {t.id: [] for t in trainings}
         for j in session.scalars(select(Job).where(Job.training_id.in_(list(jobs)))):
             jobs[j.training_id].append(j)
-        return [training_out(t, jobs[t.id], with_jobs=False) for t in trainings]
+        secrets = secret_names(session, list(jobs))
+        return [training_out(t, jobs[t.id], with_jobs=False, secret_names=secrets[t.id]) for t in trainings]
 
     return await in_session(request, query)
 

@@ -52,6 +52,11 @@ class LaunchSpec:
     entrypoint: str
     args: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
+    # The training's secret values (TrainingCreate.secret_env): every backend passes them as
+    # environment variables of the job's processes, never on a command line (a command line is
+    # readable by every account of the machine, `ps`), never inline in an object others can read
+    # (Kubernetes: a Secret and secretKeyRef), and never logs them (hence repr=False).
+    secret_env: Mapping[str, str] = field(default_factory=dict, repr=False)
     params: Mapping[str, object] = field(default_factory=dict)
     # The folder whose copy is the job's working directory (uploaded code or a built-in model).
     code_dir: Path | None = None

@@ -31,6 +31,9 @@ Map of this module:
   are read from the API (:meth:`log_tail`, :meth:`log_from`).  Metrics are the
   job's metrics file on the workspaces volume, seen by the jobqueue at
   ``<data_dir>/workspaces``, and ``key=value`` lines of its output.
+- Secrets: a training with secret values gets a ``Secret`` per run, created
+  first and deleted with the run's other objects (it owns no pod, so it
+  neither keeps a run alive nor counts as the run being there).
 - Code: before the objects are created, the training's code is copied to
   ``<workspace>/trainings/<training id>/code`` on the workspaces volume (once
   per training; a restarted job finds it there).
@@ -64,7 +67,9 @@ from .settings import KubernetesSettings
 
 log = logging.getLogger("flightbase.jobqueue.kubernetes")
 
-TOP_KINDS = ("MPIJob", "Job", "Service")
+TOP_KINDS = ("MPIJob", "Job", "Service", "Secret")
+# Kinds of a run that own no pods: the run is gone when only these are left.
+PODLESS_KINDS = ("Service", "Secret")
 MAIN_ROLES = ("main", "launcher", "node")
 # Waiting reasons that will not fix themselves: the job fails instead of waiting forever.
 FATAL_WAITING = ("InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError", "CreateContainerError")
@@ -225,7 +230,7 @@ class KubernetesBackend:
                 job_id = (meta.get("annotations") or {}).get("flightbase.io/job-id") or _labels(obj).get(JOB_LABEL)
                 objects, pods, k = found.get((job_id, _run(obj)), ([], 0, ""))
                 objects.append((kind, meta["name"]))
-                if kind != "Service":
+                if kind not in PODLESS_KINDS:
                     pods, k = int(meta["annotations"].get(EXPECTED_PODS, 1)), _labels(obj).get(KIND_LABEL, "job")
                 found[(job_id, _run(obj))] = (objects, pods, k)
         latest: dict[str, int] = {}
@@ -292,6 +297,7 @@ class KubernetesBackend:
         pods, version = self.client.list("Pod", SELECTOR)
         present = {(kind, o["metadata"]["name"]) for kind in TOP_KINDS for o in self._list_quietly(kind)}
         cleanup: list[Tracked] = []
+        leftovers: list[tuple[str, str]] = []
         with self._lock:
             for t in self._jobs.values():
                 t.pods = {}
@@ -300,13 +306,14 @@ class KubernetesBackend:
                 if t is not None:
                     t.pods[pod["metadata"]["name"]] = pod
             for t in list(self._jobs.values()):
-                mine = [o for o in t.objects if o in present]
+                mine = [o for o in t.objects if o in present and o[0] != "Secret"]
                 if not mine and not t.pods:
                     if not t.done and t.stopping is None:
                         log.warning("job %s: its objects are gone", t.job_id)
                         self._finish(t, LOST)
                     self._reconcile(t)
                     if t.done or t.stopping is None:
+                        leftovers += [o for o in t.objects if o in present]  # its Secret
                         self._forget(t)
                     continue
                 self._reconcile(t)
@@ -314,6 +321,8 @@ class KubernetesBackend:
                     cleanup.append(t)
         for t in cleanup:  # a stop or a clean-up that an API error interrupted
             self._delete_job(t, t.stop_grace if t.stopping is not None else None)
+        for kind, name in leftovers:
+            self._delete_quietly(kind, name)
         return version
 
     def apply(self, kind: str, pod: dict) -> None:

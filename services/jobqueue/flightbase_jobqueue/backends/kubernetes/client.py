@@ -16,6 +16,7 @@ from typing import Iterator, Protocol
 KINDS: dict[str, tuple[str, str, bool]] = {
     "Pod": ("v1", "pods", True),
     "Service": ("v1", "services", True),
+    "Secret": ("v1", "secrets", True),
     "Node": ("v1", "nodes", False),
     "Job": ("batch/v1", "jobs", True),
     "MPIJob": ("kubeflow.org/v2beta1", "mpijobs", True),

@@ -24,6 +24,12 @@ what the scheduler accounted; the indices are recorded in an annotation.
 
 :func:`communication_env` maps the per-job switches (GPUDirect P2P, GPUDirect
 RDMA) to NCCL and UCX settings; docs/kubernetes.md explains each one.
+
+A training's secret values (``LaunchSpec.secret_env``) never appear in a pod
+spec, which anyone allowed to read pods (or the Job, or the MPIJob) reads:
+they go into a ``Secret`` of the run (:func:`make_secret`, created first and
+deleted with the run's other objects) and every container names them with
+``env[].valueFrom.secretKeyRef`` (:func:`secret_env_refs`).
 """
 
 from __future__ import annotations
@@ -165,6 +171,29 @@ def job_env(spec: KubeLaunchSpec, settings: KubernetesSettings, total_gpus: int)
     return env
 
 
+def secret_env_refs(spec: KubeLaunchSpec) -> list[dict]:
+    """The container's secret variables, by reference to the run's Secret (never inline)."""
+    name = object_name(spec.job_id, spec.restarts)
+    return [{"name": key, "valueFrom": {"secretKeyRef": {"name": name, "key": key}}} for key in sorted(spec.secret_env)]
+
+
+def make_secret(spec: KubeLaunchSpec, settings: KubernetesSettings, placement: Placement) -> dict:
+    """The run's secret values (named like its other objects; immutable: nothing changes them)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": object_name(spec.job_id, spec.restarts),
+            "namespace": settings.namespace,
+            "labels": {**job_labels(spec), KIND_LABEL: "secret"},
+            "annotations": job_annotations(spec, placement),
+        },
+        "type": "Opaque",
+        "immutable": True,
+        "stringData": {key: str(value) for key, value in sorted(spec.secret_env.items())},
+    }
+
+
 def node_affinity(nodes: list[str]) -> dict:
     """Required affinity to exactly these nodes.  ``matchFields`` on ``metadata.name``
     (as the DaemonSet controller does) because the ``kubernetes.io/hostname`` label may
@@ -227,7 +256,7 @@ def pod_template(spec: KubeLaunchSpec, settings: KubernetesSettings, placement: 
         "image": spec.image,
         "command": command,
         "workingDir": workdir(spec),
-        "env": [{"name": k, "value": v} for k, v in env.items()],
+        "env": [{"name": k, "value": v} for k, v in env.items()] + secret_env_refs(spec),
         "resources": {"limits": limits, **({"requests": requests} if requests else {})},
         "volumeMounts": mounts,
         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": capabilities},
@@ -383,8 +412,8 @@ def make_mpijob(spec: KubeLaunchSpec, settings: KubernetesSettings, placement: P
     per_node, nnodes = shape.gpus_per_worker, shape.workers
     total = per_node * nnodes
     env = job_env(spec, settings, total)
-    forward: list[str] = []
-    for key in ("PATH", "LD_LIBRARY_PATH", *env):
+    forward: list[str] = []  # names only: -x takes each value from the launcher's environment
+    for key in ("PATH", "LD_LIBRARY_PATH", *env, *sorted(spec.secret_env)):
         forward += ["-x", key]
     command = ["mpirun", "-np", str(total), "--bind-to", "none", "--map-by", "slot", "--tag-output",
                "--wdir", workdir(spec), *mpi_transport_args(spec.gpudirect_rdma), *forward, *program_argv(spec)]
@@ -414,11 +443,12 @@ BUILDERS = {"none": make_single_job, "torchrun": make_torchrun, "horovod": make_
 
 
 def make_objects(spec: KubeLaunchSpec, settings: KubernetesSettings, placement: Placement) -> list[dict]:
-    """All objects of one job, in creation order (a Service before the pods that use it)."""
+    """All objects of one job, in creation order (the Secret and a Service before the pods that use them)."""
     try:
         builder = BUILDERS[spec.launcher]
     except KeyError:
         raise ValueError(f"unknown launcher {spec.launcher!r}; known launchers: {', '.join(BUILDERS)}") from None
     if not placement or any(not g for g in placement.values()):
         raise PlacementError(f"job {spec.job_id}: empty placement {dict(placement)}")
-    return builder(spec, settings, placement)
+    objects = builder(spec, settings, placement)
+    return [make_secret(spec, settings, placement), *objects] if spec.secret_env else objects
