@@ -42,7 +42,8 @@ def cmd_up(args) -> int:
     from flightbase import platform
 
     try:
-        return platform.up(port=args.port, data_dir=Path(args.data_dir), gpu_spec=args.gpus, ip=args.ip, policy=args.policy)
+        return platform.up(port=args.port, data_dir=Path(args.data_dir), gpu_spec=args.gpus, ip=args.ip, policy=args.policy,
+                           single_user_dev=args.single_user_dev)
     except platform.UsageError as exc:
         return _fail(str(exc))
 
@@ -97,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--data-dir", default="data", help="where state lives (default ./data)")
     up.add_argument("--gpus", default="auto", help="'auto' (NVML) or a number of GPUs / CPU slots")
     up.add_argument("--policy", default="las", help="scheduler policy (default las)")
+    up.add_argument("--single-user-dev", action="store_true",
+                    help="not running as root: let the administrator's own code run as this account "
+                         "(one-person development only; everybody else's code is refused)")
     up.set_defaults(func=cmd_up)
 
     info = sub.add_parser("info", help="what the platform offers (GPUs or CPU slots, policy)")

@@ -46,11 +46,22 @@ def parse_line(line: str) -> dict[str, float] | None:
     return {k: float(v) for k, v in _PAIR.findall(line)}
 
 
+# The most of a metrics file that is read back: the job writes it and may make it endless.
+READ_LIMIT = 8 << 20
+
+
 def read(metrics_file: Path | None, log_lines: Iterable[str] = ()) -> list[dict[str, float]]:
-    """Every metric record of a job: its metrics file, then key=value lines of its log."""
+    """Every metric record of a job: its metrics file, then key=value lines of its log.
+
+    The file is the job's to write, so it is read as :mod:`flightbase.hostfs`
+    reads such files: never through a link, never a FIFO or device, and only
+    its last ``READ_LIMIT`` bytes (a record cut by that limit is skipped).
+    """
+    from flightbase.hostfs import read_tail
+
     records: list[dict[str, float]] = []
-    if metrics_file is not None and metrics_file.exists():
-        for line in metrics_file.read_text(errors="replace").splitlines():
+    if metrics_file is not None:
+        for line in read_tail(metrics_file, READ_LIMIT).decode(errors="replace").splitlines():
             try:
                 record = json.loads(line)
             except ValueError:

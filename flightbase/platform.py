@@ -47,23 +47,66 @@ def oci_registry(environ: dict) -> dict:
     return {}
 
 
+# The platform's own state in the data directory, and the mode each must have: what
+# `flightbase up` creates, or corrects when an earlier version left it readable to others.
+# People's folders (home/, jobs/*/work, checkpoints) are theirs and are never walked here.
+STATE_MODES = {
+    ".": 0o711, "secrets.json": 0o600, "registry.json": 0o600, "hub": 0o700, "oci": 0o700, "code": 0o700,
+    "uploads": 0o700, "jobs": 0o711, "home": 0o711, "datasets": 0o711, "workspaces": 0o711,
+    "jobqueue.sqlite": 0o600, "registry.sqlite": 0o600,
+}
+
+
+def secure_state(data_dir: Path) -> None:
+    """Give the platform's state the modes of :data:`STATE_MODES` (files in ``hub/`` too: 0600).
+
+    Only entries directly in the data directory (which people cannot write) and
+    in ``hub/`` are touched, through ``lstat`` and never through a link.
+    """
+    import stat
+
+    def fix(path: Path, mode: int) -> None:
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            return
+        if not stat.S_ISLNK(st.st_mode) and stat.S_IMODE(st.st_mode) != mode:
+            os.chmod(path, mode, follow_symlinks=False)
+
+    for name, mode in STATE_MODES.items():
+        fix(data_dir / name, mode)
+    for entry in os.scandir(data_dir):  # SQLite's journals and WAL files beside the databases
+        if entry.name.endswith((".sqlite-journal", ".sqlite-wal", ".sqlite-shm")):
+            fix(Path(entry.path), 0o600)
+    hub = data_dir / "hub"
+    if hub.is_dir() and not hub.is_symlink():
+        for entry in os.scandir(hub):
+            fix(Path(entry.path), 0o700 if entry.is_dir(follow_symlinks=False) else 0o600)
+
+
 def prepare(
     *, port: int, data_dir: Path, gpu_spec: str, ip: str = "127.0.0.1", admin_user: str | None = None,
-    policy: str = "las", environ: dict | None = None,
+    policy: str = "las", environ: dict | None = None, single_user_dev: bool = False,
 ) -> tuple[PlatformSettings, dict[str, str], list[str]]:
     """Return (settings, environment for the hub, lines to print)."""
     environ = dict(os.environ if environ is None else environ)
+    # Everything the platform and its services write (databases, secrets, logs, uploads) is
+    # its own alone unless it says otherwise; the hub and services inherit this.
+    os.umask(0o077)
     try:
         inventory = gpus.inventory(gpu_spec)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if not 1 <= port <= 65535:
         raise UsageError(f"--port: {port} is not a TCP port")
+    admin = admin_user or environ.get("FLIGHTBASE_ADMIN_USER") or "admin"
+    if single_user_dev and os.geteuid() == 0:
+        raise UsageError("--single-user-dev: only for a platform that does not run as root "
+                         "(as root, everyone's code runs as their own account)")
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(data_dir, 0o711)
     (data_dir / "hub").mkdir(exist_ok=True)
-    admin = admin_user or environ.get("FLIGHTBASE_ADMIN_USER") or "admin"
+    secure_state(data_dir)
     settings = PlatformSettings(
         data_dir=data_dir,
         ip=ip,
@@ -77,8 +120,10 @@ def prepare(
         gpus=tuple(inventory),
         scheduler_policy=policy,
         auth_cache_seconds=int(environ.get("FLIGHTBASE_AUTH_CACHE_SECONDS", "30")),
+        max_body_bytes=int(environ.get("FLIGHTBASE_MAX_BODY_BYTES") or PlatformSettings.max_body_bytes),
         jobqueue_db_url=environ.get("FLIGHTBASE_JOBQUEUE_DB_URL", ""),
         registry_db_url=environ.get("FLIGHTBASE_REGISTRY_DB_URL", ""),
+        single_user_dev=admin if single_user_dev else "",
         **oci_registry(environ),
     )
     secrets.load_or_create(data_dir)
@@ -89,6 +134,11 @@ def prepare(
         lines.append(f"No GPU found: offering {len(inventory)} CPU slots (kind: cpu-slot) instead.")
     else:
         lines.append(f"GPUs: {len(inventory)} x {inventory[0]['name'] if inventory else '-'}")
+    if os.geteuid() != 0:
+        lines.append(f"Not running as root: only {admin!r} may run code, as this account (one-person development "
+                     "mode)." if single_user_dev else
+                     "Not running as root: jobs and notebooks are refused (run as root, or choose the "
+                     "one-person development mode with --single-user-dev).")
     if not settings.oci_registry_url:
         lines.append("No OCI registry (apt-get install docker-registry): image uploads are off; "
                      "images registered by reference still work.")
@@ -117,8 +167,9 @@ def prepare(
     return settings, env, lines
 
 
-def up(*, port: int, data_dir: Path, gpu_spec: str, ip: str, policy: str) -> int:
-    settings, env, lines = prepare(port=port, data_dir=data_dir, gpu_spec=gpu_spec, ip=ip, policy=policy)
+def up(*, port: int, data_dir: Path, gpu_spec: str, ip: str, policy: str, single_user_dev: bool = False) -> int:
+    settings, env, lines = prepare(port=port, data_dir=data_dir, gpu_spec=gpu_spec, ip=ip, policy=policy,
+                                   single_user_dev=single_user_dev)
     try:
         find_proxy_command()
     except RuntimeError as exc:

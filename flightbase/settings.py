@@ -38,12 +38,19 @@ class PlatformSettings:
     # See flightbase_jobqueue.backends.make_backend; an unknown name stops the jobqueue.
     backend: str = "local"
     auth_cache_seconds: int = 30
+    # Largest request body the services accept, except on the routes that stream
+    # big bodies to disk (their limits: flightbase/service/limits.py, LARGE_BODIES).
+    max_body_bytes: int = 1 << 20
     jobqueue_db_url: str = ""
     registry_db_url: str = ""
     # The OCI registry uploaded images are pushed to; `flightbase up` starts one
     # (Debian's docker-registry) on a free loopback port when none is given.
     oci_registry_url: str = ""
     oci_registry_port: int = 0
+    # Not running as root, people's code is refused (the platform cannot switch accounts and never
+    # runs it as its own), except in the one-person development mode: the name of the one person
+    # whose code then runs as the platform's account (`flightbase up --single-user-dev`; flightbase.accounts).
+    single_user_dev: str = ""
 
     @property
     def hub_dir(self) -> Path:

@@ -1,10 +1,11 @@
 """The spawner of the embedded deployment: local processes, one system account per person.
 
 Each hub user's server runs as that person's own unprivileged system account,
-never as root or as a shared account. When the hub runs as root the account is
-created on first spawn (``useradd``), with its home under the data directory.
-Accounts that are privileged (uid below ``min_uid``) are refused, so a hub user
-named after a system account (``root``, ``daemon``...) cannot borrow it.
+never as root, a shared account, or an account the platform did not make
+(:mod:`flightbase.accounts`: created on first spawn with its home under the
+data directory; ``debian``, ``nobody`` or a privileged account is refused),
+with the system group of the chosen workspace as its only extra group, so it
+reads that workspace's datasets and no other's.
 
 A Jupyter training (user options: workspace, image, gpus 0|1, datasets):
 
@@ -15,15 +16,17 @@ A Jupyter training (user options: workspace, image, gpus 0|1, datasets):
   kept across restarts);
 - sees the chosen datasets read-only under ``~/<workspace>/datasets/<name>``
   (a symlink farm to the immutable, read-only dataset versions;
-  ``FLIGHTBASE_DATASETS_DIR`` names the folder);
+  ``FLIGHTBASE_DATASETS_DIR`` names the folder), made by a process running as
+  the person (:mod:`flightbase.as_user`): root never works in a person's folders;
 - runs on the host's Python environment: with no container runtime, an image
   is a name only here (the options form says so).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
-import subprocess
+import resource
 import sys
 from pathlib import Path
 
@@ -31,31 +34,10 @@ from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
 from traitlets import Integer, Unicode, default
 
-from flightbase.accounts import AccountError, ensure_account, ensure_home, running_as_root
+from flightbase import as_user, hostfs
+from flightbase.accounts import AccountError, AccountPolicy, account_for, ensure_home
 from flightbase_spawner import options as fbopts
 from flightbase_spawner.base import FlightbaseSpawnerMixin
-
-
-def link_datasets(folder: Path, datasets: list[dict]) -> list[str]:
-    """Make ``folder/<name>`` point at each dataset version; remove stale links; never touch real files.
-
-    Returns the names that could not be linked because a real file or folder has that name.
-    """
-    folder.mkdir(exist_ok=True)
-    wanted = {d["name"]: d["path"] for d in datasets}
-    blocked = []
-    for entry in folder.iterdir():
-        if entry.is_symlink() and entry.name not in wanted:
-            entry.unlink()
-    for name, target in wanted.items():
-        link = folder / name
-        if link.is_symlink():
-            link.unlink()
-        elif link.exists():
-            blocked.append(name)
-            continue
-        link.symlink_to(target, target_is_directory=True)
-    return blocked
 
 
 class FlightbaseLocalSpawner(FlightbaseSpawnerMixin, LocalProcessSpawner):
@@ -73,6 +55,17 @@ class FlightbaseLocalSpawner(FlightbaseSpawnerMixin, LocalProcessSpawner):
         help="Lowest uid a server may run as; lower uids are system accounts and are refused.",
     )
     gpu_kind_name = Unicode("gpu", config=True, help="What the jobqueue's GPUs are here: gpu or cpu-slot.")
+    single_user_dev = Unicode(
+        "",
+        config=True,
+        help="""When the hub does not run as root: the one person whose server may run as the hub's own account.
+
+        Empty (the default) refuses every server then: the hub cannot switch
+        accounts, and it never runs people's code as its own. ``flightbase up
+        --single-user-dev`` sets it to the initial administrator, for a
+        one-person development setup only.
+        """,
+    )
 
     @default("cmd")
     def _cmd_default(self):
@@ -93,12 +86,14 @@ class FlightbaseLocalSpawner(FlightbaseSpawnerMixin, LocalProcessSpawner):
         except fbopts.OptionsError as exc:
             raise web.HTTPError(400, f"cannot start a Jupyter training: {exc}") from None
         try:
-            account = ensure_account(self.user.name, self.home_root, self.min_uid)
-        except (AccountError, subprocess.CalledProcessError) as exc:
-            raise RuntimeError(f"cannot start a server for {self.user.name}: {exc}") from None
+            account = account_for(self.user.name, AccountPolicy(self.home_root, self.min_uid, self.single_user_dev))
+        except AccountError as exc:
+            raise web.HTTPError(403, f"cannot start a server for {self.user.name}: {exc}") from None
+        self._account = account
+        self._workspace_gid = hostfs.workspace_group(opts.workspace)
         lease = await self.acquire_lease(opts)
         try:
-            folder = self.prepare_folder(account, opts, lease)
+            folder = await self.prepare_folder(account, opts, lease)
             self._flightbase_env = fbopts.local_environment(
                 opts, lease, public_url=self.public_url,
                 datasets_dir=str(folder / "datasets") if lease and lease.get("datasets") else None)
@@ -108,27 +103,53 @@ class FlightbaseLocalSpawner(FlightbaseSpawnerMixin, LocalProcessSpawner):
             await self.release_lease()
             raise
 
-    def prepare_folder(self, account, opts: fbopts.JupyterOptions, lease: dict | None) -> Path:
+    async def prepare_folder(self, account, opts: fbopts.JupyterOptions, lease: dict | None) -> Path:
+        """``~/<workspace>`` with the chosen datasets linked in, made by a process running as the person."""
         # an account made by an earlier platform may name a home that is gone: the home is
         # the one under this platform's home_root (as for jobs)
-        home = Path(ensure_home(account, self.home_root)) if running_as_root() else Path(account.pw_dir)
-        self._home = str(home)
-        folder = home / opts.workspace
-        folder.mkdir(mode=0o700, exist_ok=True)
-        datasets = (lease or {}).get("datasets") or []
-        if datasets or (folder / "datasets").is_dir():
-            blocked = link_datasets(folder / "datasets", datasets)
-            if blocked:
-                self.log.warning("%s: not linking datasets %s: a file of that name is in the way",
-                                 self._log_name, blocked)
-        if running_as_root():
-            for path in (folder, folder / "datasets", *(folder / "datasets").glob("*")):
-                if path.exists() or path.is_symlink():
-                    os.lchown(path, account.pw_uid, account.pw_gid)
-        return folder
+        home = ensure_home(account, self.home_root)
+        self._home = home
+        datasets = [{"name": d["name"], "path": d["path"]} for d in (lease or {}).get("datasets") or []]
+        args = {"home": home, "workspace": opts.workspace, "datasets": datasets}
+        try:
+            done = await asyncio.to_thread(as_user.run, "notebook-folder", args, uid=account.pw_uid,
+                                           gid=account.pw_gid, groups=self._groups())
+        except as_user.AsUserError as exc:
+            raise web.HTTPError(409, f"cannot prepare ~/{opts.workspace}: {exc}") from None
+        if done["blocked"]:
+            self.log.warning("%s: not linking datasets %s: a file of that name is in the way",
+                             self._log_name, done["blocked"])
+        return Path(done["folder"])
+
+    def _groups(self) -> list[int]:
+        gid = getattr(self, "_workspace_gid", None)
+        return [gid] if gid is not None else []
+
+    def make_preexec_fn(self, name):
+        """Become the person's account with the chosen workspace's group as the only extra group
+        (not the account's groups from /etc/group), no core dumps, a private umask, and start in
+        the notebook's folder (entered as the person, not as root)."""
+        folder = self.notebook_dir or getattr(self, "_home", None)
+        if not hostfs.running_as_root():
+            return _no_core_dumps
+        account, groups = self._account, self._groups()
+
+        def preexec():
+            os.setgid(account.pw_gid)
+            os.setgroups(groups)
+            os.setuid(account.pw_uid)
+            os.umask(0o077)
+            _no_core_dumps()
+            if folder:
+                os.chdir(folder)
+
+        return preexec
 
     def user_env(self, env):
-        env = super().user_env(env)
+        account = getattr(self, "_account", None)
+        if account is not None:
+            env["USER"] = account.pw_name
+            env["SHELL"] = account.pw_shell or "/bin/bash"
         if getattr(self, "_home", None):
             env["HOME"] = self._home
         return env
@@ -137,3 +158,7 @@ class FlightbaseLocalSpawner(FlightbaseSpawnerMixin, LocalProcessSpawner):
         env = super().get_env()
         env.update(getattr(self, "_flightbase_env", {}))
         return env
+
+
+def _no_core_dumps() -> None:
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))

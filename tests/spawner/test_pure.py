@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from flightbase_jobqueue.leases import Activity, idle_verdict, orphaned, public_state
-from flightbase_spawner.local import link_datasets
+from flightbase.as_user import op_notebook_folder
 from flightbase_spawner.options import (JupyterOptions, OptionsError, WorkspaceChoices, check_choices, from_form,
                                         local_environment, parse_options, queue_message, render_form)
 
@@ -88,14 +88,18 @@ def test_local_environment_shows_the_granted_gpu_or_slot_only():
 
 
 def test_dataset_links_follow_the_lease_and_never_touch_real_files(tmp_path):
+    """The operation the spawner runs as the person (flightbase.as_user), called in-process here."""
     v1, v2 = tmp_path / "v1", tmp_path / "v2"
     v1.mkdir()
     v2.mkdir()
     folder = tmp_path / "ws" / "datasets"
-    (tmp_path / "ws").mkdir()
-    assert link_datasets(folder, [{"name": "cats", "path": str(v1)}, {"name": "dogs", "path": str(v2)}]) == []
+
+    def link(datasets):
+        return op_notebook_folder({"home": str(tmp_path), "workspace": "ws", "datasets": datasets})["blocked"]
+
+    assert link([{"name": "cats", "path": str(v1)}, {"name": "dogs", "path": str(v2)}]) == []
     (folder / "mine").mkdir()
-    assert link_datasets(folder, [{"name": "cats", "path": str(v2)}, {"name": "mine", "path": str(v1)}]) == ["mine"]
+    assert link([{"name": "cats", "path": str(v2)}, {"name": "mine", "path": str(v1)}]) == ["mine"]
     assert sorted(p.name for p in folder.iterdir()) == ["cats", "mine"]
     assert (folder / "cats").resolve() == v2 and not (folder / "mine").is_symlink()
 

@@ -33,7 +33,7 @@ def build(settings: PlatformSettings, registry_settings: RegistrySettings | None
         root.mkdir(parents=True, exist_ok=True)
         for leftover in root.glob("deleted-*"):  # deletions interrupted by a stop
             storage.remove_tree(leftover)
-        storage.datasets_root(settings.data_dir).mkdir(parents=True, exist_ok=True)
+        storage.secure_datasets(settings.data_dir)
         if settings.registry_data_port:
             app.state.data_server = DataServer(app.state, settings.ip, settings.registry_data_port)
             app.state.data_server.start()
@@ -67,6 +67,7 @@ def build(settings: PlatformSettings, registry_settings: RegistrySettings | None
     app.state.upload_locks = {}
     app.state.data_server = None
     app.state.hashers = uploads._Hashers()
-    app.state.oci = OciRegistry(reg.oci_registry_url) if reg.oci_registry_url else None
+    app.state.oci = (OciRegistry(reg.oci_registry_url, credentials=reg.oci_credentials(settings))
+                     if reg.oci_registry_url else None)
     ui.install(app)
     return app

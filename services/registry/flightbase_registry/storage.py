@@ -11,6 +11,12 @@ A version becomes visible in one ``rename`` of its assembled folder, so a
 reader sees all of it or nothing; uploads and versions sit on the same file
 system, which makes that rename atomic. :func:`version_dir` is what the
 jobqueue and the spawner mount at ``/datasets/<name>``.
+
+Who may read what (``docs/security.md``): ``uploads/`` is the registry's alone
+(0700); ``datasets/<workspace>/`` belongs to root and the workspace's system
+group (0750, :func:`flightbase.hostfs.workspace_dir`), so only jobs and
+notebooks of that workspace reach its versions; below it, versions are
+read-only to whoever reaches them (folders 0555, files 0444).
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ import os
 import shutil
 import stat
 from pathlib import Path
+
+from flightbase import hostfs
 
 READ_ONLY_FILE = 0o444
 READ_ONLY_DIR = 0o555
@@ -35,6 +43,15 @@ def dataset_dir(data_dir: Path, workspace: str, dataset: str) -> Path:
 def version_dir(data_dir: Path, workspace: str, dataset: str, number: int) -> Path:
     """The folder holding version ``number`` of a dataset (names are validated by the API)."""
     return dataset_dir(data_dir, workspace, dataset) / str(int(number))
+
+
+def secure_datasets(data_dir: Path) -> None:
+    """Make ``datasets/`` and give each workspace's folder in it its group and mode (also those an
+    earlier version left readable to all). Only the registry writes in ``datasets/``."""
+    root = hostfs.ensure_dir(datasets_root(data_dir), 0o711)
+    for entry in os.scandir(root):
+        if entry.is_dir(follow_symlinks=False):
+            hostfs.workspace_dir(root, entry.name)
 
 
 def uploads_root(data_dir: Path) -> Path:
@@ -73,8 +90,14 @@ def fsync_tree(root: Path) -> None:
 
 
 def publish(assembled: Path, target: Path) -> None:
-    """Move an assembled version into place in one rename; fails if the target exists."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    """Move an assembled version into place in one rename; fails if the target exists.
+
+    ``target`` is ``datasets/<workspace>/<dataset>/<number>``: the folders above
+    it are made with their modes (the workspace's group, see the module's docstring).
+    """
+    dataset = target.parent
+    workspaces = hostfs.ensure_dir(dataset.parent.parent, 0o711)
+    hostfs.ensure_dir(hostfs.workspace_dir(workspaces, dataset.parent.name) / dataset.name, 0o755)
     if target.exists():
         raise FileExistsError(str(target))
     os.rename(assembled, target)

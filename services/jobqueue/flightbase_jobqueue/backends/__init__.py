@@ -28,10 +28,13 @@ def make_backend(settings, resolve: Callable, *, kube_settings=None, kube_client
     in-cluster or kubeconfig API client), ``watch`` (follow pods in a thread).
     An unknown name is a configuration error, not a fallback."""
     if settings.backend == "local":
+        from flightbase.accounts import AccountPolicy
         from flightbase_jobqueue.backends.local import LocalBackend, LocalNodes
 
         gpu_kind = settings.gpus[0]["kind"] if settings.gpus else "gpu"
-        return LocalBackend(settings.data_dir, resolve, gpu_kind=gpu_kind), LocalNodes(settings.gpus)
+        accounts = AccountPolicy(home_root=str(settings.data_dir / "home"), single_user_dev=settings.single_user_dev)
+        return (LocalBackend(settings.data_dir, resolve, gpu_kind=gpu_kind, accounts=accounts),
+                LocalNodes(settings.gpus))
     if settings.backend == "kubernetes":
         from flightbase_jobqueue.backends.kubernetes import make_kubernetes_backend
 

@@ -1,22 +1,41 @@
 """The local backend: each job is a group of processes on this machine.
 
-For each job it makes ``<data_dir>/jobs/<job id>/`` (``work/``: a copy of the
-training's code and the working directory; ``output.log``: everything the job
-prints, every rank, rank-tagged by its launcher; ``exit_code``; ``metrics.jsonl``)
-and starts ``runner`` (which records the exit code) around the launcher's
-command, as the job owner's own system account, with ``CUDA_VISIBLE_DEVICES``
-set to the job's GPUs (or CPU slots) and the workspace's datasets linked in
-read-only under ``datasets/``.
+Each job runs ``runner`` (which records the exit code) around the launcher's
+command, as the job owner's own system account (:mod:`flightbase.accounts`),
+with the system group of the job's workspace as its one extra group
+(:func:`flightbase.hostfs.workspace_group`: the workspace's dataset versions and
+checkpoints are readable through it), ``CUDA_VISIBLE_DEVICES`` set to the job's
+GPUs (or CPU slots), and its datasets linked in read-only.
+
+A job's folder, ``<data_dir>/jobs/<job id>/``, is the platform's
+(root:<owner's group>, 0750), so the job can read it but change nothing in it
+but its own files:
+
+    output.log     everything the job prints, every rank: the platform opens it and
+                   gives the job the descriptor (root, 0600)
+    exit_code      written by ``runner`` through a descriptor the platform opened (root, 0600)
+    metrics.jsonl  the job's to write (made by the platform, then the owner's); read back
+                   bounded and without following links
+    datasets/      the platform's links to the dataset versions the job asked for
+    work/          a copy of the training's code and the working directory (the owner's, 0700),
+                   with ``datasets`` linking to ``../datasets``
+
+Checkpoints go to ``<data_dir>/workspaces/<ws>/trainings/<training>/<job>/``
+(the owner's, 0700, under folders of the workspace's group). Nothing the job can
+write is ever opened, chowned, listed or removed by the platform as root
+(:mod:`flightbase.hostfs`).
 
 Every process of a job carries ``FLIGHTBASE_JOB_ID`` in its environment, so a
 stop finds all of them (launchers start workers in their own sessions), and a
-restarted service finds the jobs that outlived it.
+restarted service finds the jobs that outlived it. Only processes of the job
+owner's account count: another account cannot pose as someone's job.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import pwd
 import queue
 import resource
 import shutil
@@ -28,8 +47,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from flightbase import metrics
-from flightbase.accounts import AccountError, ensure_account, ensure_home, running_as_root
+from flightbase import hostfs, metrics
+from flightbase.accounts import AccountError, AccountPolicy, account_for, ensure_home
 from flightbase_jobqueue.backends import launchers
 from flightbase_jobqueue.backends.spec import JobRef, LaunchSpec, artifacts_sub_path
 from flightbase_jobqueue.ports import BackendEvent, Exited, Started, Stopped, drain
@@ -47,14 +66,16 @@ class LocalLaunchSpec(LaunchSpec):
     artifacts_dir: Path | None = None
 
 
-def job_pids(job_id: str) -> list[int]:
-    """Every live process whose environment names this job."""
+def job_pids(job_id: str, uid: int | None = None) -> list[int]:
+    """Every live process whose environment names this job (of account ``uid`` only, when given)."""
     marker = f"{MARKER}={job_id}".encode()
     found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
+            if uid is not None and os.stat(f"/proc/{entry}").st_uid != uid:
+                continue
             with open(f"/proc/{entry}/environ", "rb") as f:
                 env = f.read()
             with open(f"/proc/{entry}/stat", "rb") as f:
@@ -67,9 +88,9 @@ def job_pids(job_id: str) -> list[int]:
     return found
 
 
-def signal_job(job_id: str, signum: int) -> int:
+def signal_job(job_id: str, signum: int, uid: int | None = None) -> int:
     count = 0
-    for pid in job_pids(job_id):
+    for pid in job_pids(job_id, uid):
         try:
             os.kill(pid, signum)
             count += 1
@@ -78,15 +99,19 @@ def signal_job(job_id: str, signum: int) -> int:
     return count
 
 
+# How much of a job's exit-code file is read back (the job could write into it through ptrace).
+_EXIT_CODE_BYTES = 32
+
+
 class LocalBackend:
     def __init__(self, data_dir: Path, resolve: Callable[[str], LaunchSpec], *, gpu_kind: str = "gpu",
-                 home_root: Path | None = None, python: str | None = None, nofile_limit: int = 65536):
+                 home_root: Path | None = None, python: str | None = None, nofile_limit: int = 65536,
+                 accounts: AccountPolicy | None = None):
         self.data_dir = Path(data_dir)
-        self.jobs_dir = self.data_dir / "jobs"
-        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        self.jobs_dir = hostfs.ensure_dir(self.data_dir / "jobs", 0o711)
         self.resolve = resolve
         self.gpu_kind = gpu_kind
-        self.home_root = str(home_root or Path(data_dir) / "home")
+        self.accounts = accounts or AccountPolicy(home_root=str(home_root or Path(data_dir) / "home"))
         self.python = python or sys.executable
         self.bindir = str(Path(self.python).parent)
         self.nofile_limit = nofile_limit
@@ -94,6 +119,7 @@ class LocalBackend:
         self._events: queue.SimpleQueue[BackendEvent] = queue.SimpleQueue()
         self._stopping: dict[str, str] = {}
         self._watched: set[str] = set()
+        self._uids: dict[str, int | None] = {}
         self._lock = threading.Lock()
 
     # -- paths -------------------------------------------------------------------
@@ -124,22 +150,11 @@ class LocalBackend:
 
     def log_tail(self, job: JobRef, limit: int) -> bytes:
         """The last ``limit`` bytes of the job's output (every rank)."""
-        path = self.log_path(job.job_id)
-        if not path.exists():
-            return b""
-        with open(path, "rb") as f:
-            size = f.seek(0, 2)
-            f.seek(max(0, size - limit))
-            return f.read()
+        return hostfs.read_tail(self.log_path(job.job_id), limit)
 
     def log_from(self, job: JobRef, offset: int, limit: int = 1 << 20) -> bytes:
         """At most ``limit`` bytes of output after the first ``offset`` (for following a job)."""
-        path = self.log_path(job.job_id)
-        if not path.exists():
-            return b""
-        with open(path, "rb") as f:
-            f.seek(offset)
-            return f.read(limit)
+        return hostfs.read_from(self.log_path(job.job_id), offset, limit)
 
     def metric_records(self, job: JobRef, log_lines: list[str]) -> list[dict[str, float]]:
         """Every metric record: the job's metrics file, then ``key=value`` lines of ``log_lines``."""
@@ -172,15 +187,16 @@ class LocalBackend:
                 return
             self._stopping[job_id] = reason
         self._append_log(job_id, f"flightbase: stopping ({reason}); {grace_seconds:g} s to finish\n")
-        signal_job(job_id, signal.SIGTERM)
+        uid = self._uid_of(job_id)
+        signal_job(job_id, signal.SIGTERM, uid)
 
         def kill_later():
             deadline = time.monotonic() + grace_seconds
             while time.monotonic() < deadline:
-                if not job_pids(job_id):
+                if not job_pids(job_id, uid):
                     return
                 time.sleep(0.2)
-            signal_job(job_id, signal.SIGKILL)
+            signal_job(job_id, signal.SIGKILL, uid)
 
         threading.Thread(target=kill_later, daemon=True, name=f"stop-{job_id}").start()
 
@@ -199,7 +215,7 @@ class LocalBackend:
             self._watched.add(job_id)
             if stopping:
                 self._stopping.setdefault(job_id, "stopped before a restart")
-        if job_pids(job_id):
+        if job_pids(job_id, self._uid_of(job_id)):
             threading.Thread(target=self._wait_orphan, args=(job_id,), daemon=True, name=f"job-{job_id}").start()
             return None
         code = self._exit_code(job_id)
@@ -207,68 +223,119 @@ class LocalBackend:
         return "exited" if code is not None else "lost"
 
     # -- internals ---------------------------------------------------------------
+    def _uid_of(self, job_id: str) -> int | None:
+        """The account a job's processes run as (None: unknown, any account's processes count)."""
+        if job_id not in self._uids:
+            try:
+                user = self.resolve(job_id).user
+                self._uids[job_id] = (pwd.getpwnam(user).pw_uid if hostfs.running_as_root() else os.geteuid())
+            except Exception:  # a job whose training is gone, or an account that is gone
+                return None
+        return self._uids[job_id]
+
     def _launch(self, job: Job, spec: LocalLaunchSpec, placement: Placement):
         import subprocess
 
         why = launchers.missing_tool(spec.launcher, self.bindir)
         if why:
             raise RuntimeError(why)
-        jdir = self.job_dir(job.id)
-        work = jdir / "work"
-        jdir.mkdir(parents=True, exist_ok=True)
-        jdir.chmod(0o700)  # its owner's (and root's) only: logs and code stay in the job
-        if not work.exists():  # a restarted (preempted) job keeps its working directory
-            if spec.code_dir is not None:
-                shutil.copytree(spec.code_dir, work, symlinks=False)
-            else:
-                work.mkdir()
-        links = work / "datasets"
-        if spec.datasets:
-            links.mkdir(exist_ok=True)
-            for d in spec.datasets:
-                link = links / d.name
-                if link.is_symlink() or link.exists():
-                    link.unlink()
-                link.symlink_to(d.path, target_is_directory=True)
-        artifacts = spec.artifacts_dir or (jdir / "artifacts")
-        artifacts.mkdir(parents=True, exist_ok=True)
-        artifacts.chmod(0o700)
-        (jdir / "exit_code").unlink(missing_ok=True)
+        try:
+            account = account_for(spec.user, self.accounts)
+        except AccountError as exc:
+            raise RuntimeError(str(exc)) from None
+        as_root = hostfs.running_as_root()
+        uid, gid = (account.pw_uid, account.pw_gid) if as_root else (-1, -1)
+        ws_gid = hostfs.workspace_group(spec.workspace)
+        self._uids[job.id] = account.pw_uid
+
+        jdir = hostfs.ensure_dir(self.job_dir(job.id), 0o750 if as_root else 0o700, 0 if as_root else -1, gid)
+        self._link_datasets(jdir, spec, gid)
+        if not os.path.lexists(jdir / "work"):  # a restarted (preempted) job keeps its working directory
+            self._make_work(jdir, spec, uid, gid)
+        artifacts = self._artifacts(spec, uid, ws_gid if ws_gid is not None else gid)
+        if not os.path.lexists(self.metrics_path(job.id)):
+            fd = hostfs.create_file(self.metrics_path(job.id))
+            try:
+                if as_root:
+                    os.fchown(fd, uid, gid)
+            finally:
+                os.close(fd)
 
         gpus = sorted(g for node in placement.values() for g in node)
         nprocs = max(1, len(gpus))
         cmd = launchers.command(spec.launcher, launchers.Program(spec.entrypoint, tuple(spec.args)), nprocs,
                                 python=self.python, bindir=self.bindir)
         env = self._environment(job, spec, gpus, jdir, artifacts)
+        env["HOME"] = ensure_home(account, self.accounts.home_root)
+        env["USER"] = env["LOGNAME"] = account.pw_name
 
-        user = None
-        if running_as_root():
-            try:
-                user = ensure_account(spec.user, self.home_root)
-            except AccountError as exc:
-                raise RuntimeError(str(exc)) from None
-            for path in (jdir, work, artifacts, *(p for p in work.rglob("*"))):
-                os.lchown(path, user.pw_uid, user.pw_gid)
-            env["HOME"] = ensure_home(user, self.home_root)
-            env["USER"] = env["LOGNAME"] = user.pw_name
-
-        logf = open(self.log_path(job.id), "ab")
+        exit_fd = hostfs.create_file(jdir / "exit_code", truncate=True)
+        log_fd = hostfs.create_file(self.log_path(job.id), append=True)
         try:
             return subprocess.Popen(
-                [self.python, "-m", "flightbase_jobqueue.backends.runner", str(jdir / "exit_code"), "--", *cmd],
-                cwd=work,
+                [self.python, "-m", "flightbase_jobqueue.backends.runner", "--exit-fd", str(exit_fd), "--", *cmd],
+                cwd=jdir / "work",
                 env=env,
                 stdin=subprocess.DEVNULL,
-                stdout=logf,
+                stdout=log_fd,
                 stderr=subprocess.STDOUT,
+                pass_fds=(exit_fd,),
                 start_new_session=True,
-                user=user.pw_uid if user else None,
-                group=user.pw_gid if user else None,
-                extra_groups=[] if user else None,
+                user=uid if as_root else None,
+                group=gid if as_root else None,
+                extra_groups=([ws_gid] if ws_gid is not None else []) if as_root else None,
+                umask=0o077,
                 preexec_fn=self._limits,
             )
         finally:
-            logf.close()
+            os.close(exit_fd)
+            os.close(log_fd)
+
+    def _link_datasets(self, jdir: Path, spec: LocalLaunchSpec, gid: int) -> None:
+        """``<job>/datasets/<name>``: the platform's links to the versions the job asked for (root's folder)."""
+        links = jdir / "datasets"
+        if not spec.datasets and not os.path.lexists(links):
+            return
+        hostfs.ensure_dir(links, 0o750 if hostfs.running_as_root() else 0o700, 0 if gid != -1 else -1, gid)
+        wanted = {d.name: str(d.path) for d in spec.datasets}
+        for name in os.listdir(links):
+            if name not in wanted:
+                os.unlink(links / name)
+        for name, target in wanted.items():
+            link = links / name
+            if os.path.lexists(link):
+                os.unlink(link)
+            os.symlink(target, link, target_is_directory=True)
+
+    def _make_work(self, jdir: Path, spec: LocalLaunchSpec, uid: int, gid: int) -> None:
+        """The job's working directory: made by the platform where nobody else can enter, then handed over whole."""
+        staging, work = jdir / "work.new", jdir / "work"
+        if os.path.lexists(staging):  # a start interrupted half-way
+            if os.lstat(staging).st_uid == os.geteuid():  # still the platform's: nobody could reach into it
+                shutil.rmtree(staging)
+            else:  # already handed over: only the rename was missing
+                os.rename(staging, work)
+                return
+        if spec.code_dir is not None:
+            shutil.copytree(spec.code_dir, staging, symlinks=False)
+            os.chmod(staging, 0o700)
+        else:
+            os.mkdir(staging, 0o700)
+        if spec.datasets and not os.path.lexists(staging / "datasets"):
+            os.symlink("../datasets", staging / "datasets", target_is_directory=True)
+        hostfs.hand_over(staging, uid, gid)
+        os.rename(staging, work)
+
+    def _artifacts(self, spec: LocalLaunchSpec, uid: int, gid: int) -> Path:
+        """The job's checkpoint folder (the owner's), under folders of the workspace's group (root's)."""
+        if spec.artifacts_dir is None:
+            raise RuntimeError("the job has no artifacts folder")
+        workspaces = hostfs.ensure_dir(self.data_dir / "workspaces", 0o711)
+        folder = hostfs.workspace_dir(workspaces, spec.workspace)
+        parts = spec.artifacts_dir.relative_to(folder).parts
+        for part in parts[:-1]:
+            folder = hostfs.ensure_dir(folder / part, 0o750, 0, gid)
+        return hostfs.ensure_dir(folder / parts[-1], 0o700, uid, gid)
 
     def _limits(self) -> None:  # runs in the child before exec
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -283,6 +350,7 @@ class LocalBackend:
         env["PATH"] = f"{self.bindir}:{env.get('PATH', '/usr/bin:/bin')}"
         env.update(launchers.communication_env(spec.gpudirect_p2p, spec.gpudirect_rdma))
         env.update({k: str(v) for k, v in spec.env.items()})
+        env.update({k: str(v) for k, v in spec.secret_env.items()})  # in the environment only, never in argv
         env.update(
             {
                 MARKER: job.id,
@@ -293,13 +361,13 @@ class LocalBackend:
                 "FLIGHTBASE_NUM_GPUS": str(len(gpus)),
                 "FLIGHTBASE_ARTIFACTS_DIR": str(artifacts),
                 "FLIGHTBASE_CHECKPOINT_DIR": str(artifacts),
-                "FLIGHTBASE_METRICS_FILE": str(jdir / "metrics.jsonl"),
+                "FLIGHTBASE_METRICS_FILE": str(self.metrics_path(job.id)),
                 "FLIGHTBASE_RESTARTS": str(job.restarts),
                 "PYTHONUNBUFFERED": "1",
             }
         )
         if spec.datasets:
-            env["FLIGHTBASE_DATASETS_DIR"] = str(jdir / "work" / "datasets")
+            env["FLIGHTBASE_DATASETS_DIR"] = str(jdir / "datasets")
         for key, value in spec.params.items():
             env[f"FLIGHTBASE_PARAM_{key.upper()}"] = str(value)
         if self.gpu_kind == "cpu-slot":
@@ -311,24 +379,29 @@ class LocalBackend:
         return env
 
     def _append_log(self, job_id: str, text: str) -> None:
-        path = self.log_path(job_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a") as f:
-            f.write(text)
+        jdir = self.job_dir(job_id)
+        if not os.path.lexists(jdir):  # the job failed before its folder was made
+            hostfs.ensure_dir(jdir, 0o700)
+        fd = hostfs.create_file(self.log_path(job_id), append=True)
+        try:
+            os.write(fd, text.encode())
+        finally:
+            os.close(fd)
 
     def _exit_code(self, job_id: str) -> int | None:
         try:
-            return int((self.job_dir(job_id) / "exit_code").read_text().strip())
-        except (OSError, ValueError):
+            return int(hostfs.read_from(self.job_dir(job_id) / "exit_code", 0, _EXIT_CODE_BYTES).strip())
+        except ValueError:
             return None
 
     def _finish(self, job_id: str, code: int) -> None:
         # whatever the launcher left behind goes too: nothing of a finished job keeps running
-        if signal_job(job_id, signal.SIGKILL):
+        if signal_job(job_id, signal.SIGKILL, self._uid_of(job_id)):
             log.info("job %s: killed processes left behind after it ended", job_id)
         with self._lock:
             reason = self._stopping.pop(job_id, None)
             self._watched.discard(job_id)
+            self._uids.pop(job_id, None)
         now = time.time()
         self._emit(Stopped(job_id, now) if reason is not None else Exited(job_id, now, code))
 
@@ -338,7 +411,8 @@ class LocalBackend:
         self._finish(job_id, code if code is not None else (128 - returncode if returncode < 0 else returncode))
 
     def _wait_orphan(self, job_id: str) -> None:
-        while job_pids(job_id):
+        uid = self._uid_of(job_id)
+        while job_pids(job_id, uid):
             time.sleep(0.5)
         code = self._exit_code(job_id)
         self._finish(job_id, code if code is not None else 255)

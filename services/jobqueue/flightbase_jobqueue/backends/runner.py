@@ -1,10 +1,13 @@
 """The first process of every local job: runs the job's command and records how it ended.
 
-    python -m flightbase_jobqueue.backends.runner EXIT_FILE -- COMMAND...
+    python -m flightbase_jobqueue.backends.runner --exit-fd N -- COMMAND...
 
-It outlives a crash of the jobqueue service, so a restarted service learns the
-exit code from EXIT_FILE (written atomically) even for a job that ended while
-nobody watched. A termination signal is passed on to the command.
+It runs as the job's owner and outlives a crash of the jobqueue service, so a
+restarted service learns the exit code even for a job that ended while nobody
+watched. It writes the code into descriptor N, which the platform opened on
+the job's ``exit_code`` file in a folder the job cannot change (the job's own
+processes do not inherit it), so no path the job controls is ever written or
+read back by the platform. A termination signal is passed on to the command.
 """
 
 from __future__ import annotations
@@ -16,12 +19,12 @@ import sys
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) < 3 or argv[1] != "--":
-        sys.stderr.write("usage: runner EXIT_FILE -- COMMAND...\n")
+    if len(argv) < 4 or argv[0] != "--exit-fd" or not argv[1].isdigit() or argv[2] != "--":
+        sys.stderr.write("usage: runner --exit-fd N -- COMMAND...\n")
         return 2
-    exit_file, cmd = argv[0], argv[2:]
+    exit_fd, cmd = int(argv[1]), argv[3:]
     try:
-        proc = subprocess.Popen(cmd)
+        proc = subprocess.Popen(cmd)  # close_fds: the command does not get exit_fd
     except OSError as exc:
         sys.stderr.write(f"flightbase: cannot start {cmd[0]!r}: {exc.strerror}\n")
         code = 127
@@ -37,12 +40,10 @@ def main(argv: list[str]) -> int:
         code = proc.wait()
         if code < 0:  # killed by a signal: report it the way shells do
             code = 128 - code
-    tmp = exit_file + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(str(code))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, exit_file)
+    os.ftruncate(exit_fd, 0)
+    os.pwrite(exit_fd, str(code).encode(), 0)
+    os.fsync(exit_fd)
+    os.close(exit_fd)
     return code
 
 
