@@ -13,6 +13,12 @@
 ``stop`` releases it too. Whatever else ends a server (a crash, a hub that
 lost a pending spawn), the jobqueue's reconciler notices the server is gone
 from the hub and releases its lease (see flightbase_jobqueue.culler).
+
+With the lease the spawner gives the jobqueue a token that reaches this one
+server and nothing else (``access:servers!server=<user>/<name>``, owned by the
+server's owner): the idle check reads the server's kernels with it. The
+jobqueue never sends its own token to a server, which runs people's code
+(docs/security.md). The token is deleted when the lease is released.
 """
 
 from __future__ import annotations
@@ -54,6 +60,7 @@ class FlightbaseSpawnerMixin(HasTraits):
 
     lease: dict | None = None  # the lease as the jobqueue last described it
     _lease_changed: asyncio.Event | None = None
+    _activity_token: str | None = None  # this server's token for the jobqueue's idle check
 
     # -- the form ----------------------------------------------------------------
     @default("options_form")
@@ -131,9 +138,14 @@ class FlightbaseSpawnerMixin(HasTraits):
         """The granted lease, after waiting in the queue as long as it takes; None without a GPU."""
         if not opts.gpus:
             return None
+        if self._activity_token is None:
+            self._activity_token = self.user.new_api_token(
+                note=f"flightbase idle check of {self._log_name}",
+                scopes=[f"access:servers!server={self.user.name}/{self.name}"])
         async with self._jobqueue() as http:
             resp = await http.post("/leases", json={"workspace": opts.workspace, "server": self.name,
-                                                    "image": opts.image, "datasets": list(opts.datasets)})
+                                                    "image": opts.image, "datasets": list(opts.datasets),
+                                                    "activity_token": self._activity_token})
             if resp.status_code >= 400:
                 raise LeaseError(resp.status_code, f"cannot start a Jupyter training: {_error_text(resp)}")
             self._set_lease(resp.json())
@@ -154,6 +166,9 @@ class FlightbaseSpawnerMixin(HasTraits):
     async def release_lease(self, lease: dict | None = None, token: str | None = None) -> None:
         lease, self.lease = lease or self.lease, None
         token = token or self.api_token
+        if self._activity_token is not None:
+            self.forget_token(self._activity_token)
+            self._activity_token = None
         if not lease or not token:
             return
         try:
@@ -197,11 +212,14 @@ class FlightbaseSpawnerMixin(HasTraits):
         state = super().get_state()
         if self.lease:
             state["flightbase_lease"] = self.lease
+        if self._activity_token:
+            state["flightbase_activity_token"] = self._activity_token
         return state
 
     def load_state(self, state):
         super().load_state(state)
         self.lease = state.get("flightbase_lease")
+        self._activity_token = state.get("flightbase_activity_token")
 
     def clear_state(self):
         super().clear_state()

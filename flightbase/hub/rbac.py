@@ -20,6 +20,25 @@ def custom_scopes() -> dict[str, dict[str, str]]:
     }
 
 
+# What each service may do in the hub, and no more (docs/security.md). Neither may reach
+# people's servers (``access:servers``): the idle check uses a token limited to the one
+# server it looks at, which that server's owner gave (flightbase_jobqueue.culler). Neither
+# holds ``admin:users``.
+JOBQUEUE_HUB_SCOPES = [
+    "list:groups", "read:groups",  # workspaces, their members and settings
+    "admin:groups", "groups",  # create and delete workspaces; membership and settings
+    "read:users",  # does a user exist (a new member)
+    "read:servers", "servers",  # which servers a user has; stop an idle or cancelled one
+    "access:services!service=registry",
+    authz.scope_name("datasets:read"), authz.scope_name("datasets:write"),  # resolve and mark datasets in use
+    authz.scope_name("images:read"),  # is an image the workspace's own
+]
+REGISTRY_HUB_SCOPES = [
+    "list:groups", "read:groups",  # workspaces and their members
+    "read:users",  # whether the holder of a data ticket is an administrator
+]
+
+
 def roles(*, admin_users: list[str] | tuple[str, ...] = ()) -> list[dict]:
     """The roles to load.
 
@@ -27,9 +46,8 @@ def roles(*, admin_users: list[str] | tuple[str, ...] = ()) -> list[dict]:
     scope unfiltered, which the services apply in the user's own workspaces
     only (manager actions only where the user is a listed manager).
 
-    ``flightbase-service``: what the services need from the hub API to read
-    users and groups, and to write group membership and properties on behalf of
-    a workspace manager whose request they have authorised.
+    ``flightbase-jobqueue`` and ``flightbase-registry``: what each service
+    needs from the hub API (:data:`JOBQUEUE_HUB_SCOPES`, :data:`REGISTRY_HUB_SCOPES`).
     """
     member_scopes = [authz.scope_name(p) for p in authz.all_permissions()]
     access = [f"access:services!service={name}" for name in SERVICE_NAMES]
@@ -40,33 +58,19 @@ def roles(*, admin_users: list[str] | tuple[str, ...] = ()) -> list[dict]:
             "scopes": ["self", *access, *member_scopes],
         },
         {
-            "name": "flightbase-service",
-            "description": "The Flightbase services: read users and groups, manage workspace groups.",
-            "scopes": [
-                "list:users",
-                "read:users",
-                "list:groups",
-                "read:groups",
-                "admin:groups",
-                "groups",
-                "admin:users",
-                "read:servers",
-            ],
-            "services": list(SERVICE_NAMES),
+            "name": "flightbase-jobqueue",
+            "description": "The jobqueue: manages workspaces (hub groups: create, delete, membership, "
+                           "settings in their properties), checks that users exist, resolves and marks the "
+                           "datasets and images its jobs use, and keeps Jupyter trainings' GPU leases true "
+                           "to their servers (reads them, stops idle ones).",
+            "scopes": JOBQUEUE_HUB_SCOPES,
+            "services": ["jobqueue"],
         },
         {
-            "name": "flightbase-jobqueue",
-            "description": "The jobqueue resolves and marks the datasets its jobs mount, and keeps "
-                           "Jupyter trainings' GPU leases true to their servers (reads their kernels' "
-                           "activity, stops idle ones).",
-            "scopes": [
-                "access:services!service=registry",
-                "servers",
-                "access:servers",
-                authz.scope_name("datasets:read"),
-                authz.scope_name("datasets:write"),
-            ],
-            "services": ["jobqueue"],
+            "name": "flightbase-registry",
+            "description": "The registry: reads workspaces (hub groups and their members) and users.",
+            "scopes": REGISTRY_HUB_SCOPES,
+            "services": ["registry"],
         },
     ]
 

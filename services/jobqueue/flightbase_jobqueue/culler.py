@@ -14,9 +14,13 @@ Every ``interval`` seconds the :class:`LeaseReconciler`:
    ``idle_timeout_minutes``. The warning is recorded as the lease's reason
    (shown by the API, the CLI and the JupyterLab sidebar).
 
-Reaching the servers' API needs the hub scope ``access:servers`` and
-stopping them ``servers``; the jobqueue is already trusted to run any
-member's code as that member, so these add no power it does not have.
+The jobqueue never sends its own token to a server: people's servers run
+people's code, which may log every request it gets. The spawner gives each
+lease a token limited to its one server (``access:servers!server=<user>/<name>``,
+owned by the server's owner: nothing its code could not do already), kept
+with the lease's secrets (:data:`ACTIVITY_TOKEN`) and sent only to that
+server. Stopping a server needs the hub scope ``servers``; reading which
+servers a user has, ``read:servers`` (:mod:`flightbase.hub.rbac`).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from flightbase.gpus import utilisation as gpu_utilisation
 from flightbase.service import tasks
 from flightbase.service.db import Sessions
 from flightbase_jobqueue import leases
-from flightbase_jobqueue.models import Job, Training
+from flightbase_jobqueue.models import Job, Training, TrainingSecret
 
 log = logging.getLogger("flightbase.jobqueue.culler")
 
@@ -42,6 +46,9 @@ log = logging.getLogger("flightbase.jobqueue.culler")
 # registered as pending for a moment: leases younger than this are not judged.
 GRACE_SECONDS = 10.0
 GPU_BUSY_PERCENT = 5
+# The name a lease's server token is kept under among its training's secrets (no
+# environment variable can be named so: it is never passed to anything as one).
+ACTIVITY_TOKEN = "flightbase:activity-token"
 
 
 def _epoch(stamp: str | None) -> float | None:
@@ -61,9 +68,10 @@ class LeaseReconciler:
         self.public_url = public_url.rstrip("/")
         self.interval = interval
         self.idle_timeout_of = idle_timeout_of  # async (workspace) -> seconds
-        headers = {"Authorization": f"token {token}"}
-        self._hub = httpx.AsyncClient(base_url=hub_api_url.rstrip("/"), headers=headers, timeout=10)
-        self._servers = httpx.AsyncClient(headers=headers, timeout=10)
+        self._hub = httpx.AsyncClient(base_url=hub_api_url.rstrip("/"), headers={"Authorization": f"token {token}"},
+                                      timeout=10)
+        # no default credentials: each server is sent only the token its owner gave for it
+        self._servers = httpx.AsyncClient(timeout=10)
         self._last_active: dict[str, float] = {}
         self._warned: set[str] = set()
         self._task: asyncio.Task | None = None
@@ -142,6 +150,12 @@ class LeaseReconciler:
         self._last_active.pop(job_id, None)
         self._warned.discard(job_id)
 
+    def activity_token(self, job: Job) -> str | None:
+        """The token the lease's server accepts for reading its kernels (None: the spawner gave none)."""
+        with self.sessions() as session:
+            row = session.get(TrainingSecret, (job.training_id, ACTIVITY_TOKEN))
+            return row.value if row is not None else None
+
     async def activity(self, job: Job, server: dict) -> leases.Activity:
         gpu_busy = None
         # NVML sees this machine's GPUs only: the embedded deployment's (on a cluster the
@@ -153,8 +167,12 @@ class LeaseReconciler:
                 gpu_busy = any(r >= GPU_BUSY_PERCENT for r in readings)
         base = self.public_url + server["url"]
         kernels_busy, last = False, None
+        token = self.activity_token(job)
+        if token is None:  # nothing to read the kernels with (a lease from an older spawner): counts as active
+            return leases.Activity(gpu_busy=gpu_busy, kernels_busy=False, last_activity=time.time())
         try:
-            resp = await self._servers.get(base + "api/kernels", params={"no_track_activity": "1"})
+            resp = await self._servers.get(base + "api/kernels", params={"no_track_activity": "1"},
+                                           headers={"Authorization": f"token {token}"})
             resp.raise_for_status()
             kernels = resp.json()
             kernels_busy = any(k.get("execution_state") == "busy" for k in kernels)
