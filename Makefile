@@ -9,7 +9,7 @@ PORT ?= 8000
 DATA_DIR ?= data
 GPUS ?= auto
 
-.PHONY: run test install install-test clean
+.PHONY: run test install install-test clean containers
 
 $(VENV)/.installed: pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found"; exit 1; }
@@ -46,7 +46,14 @@ $(VENV)/.labext-installed: $(VENV)/.installed flightbase_labext/package.json fli
 	$(PY) -m pip install -q --force-reinstall --no-deps ./flightbase_labext
 	touch $@
 
-install: .system-deps-run $(VENV)/.installed $(VENV)/.ml-installed node_modules/.installed $(VENV)/.labext-installed
+# The embedded deployment's containers (scripts/containers.sh, images/README.md): as root,
+# the Docker engine (installed and started when missing), the Debian 12 base and the two
+# built-in images. Runs every time: each image's content hash is checked, and only an
+# image whose Dockerfile, wheels or sources changed is rebuilt. Not root: containers are off.
+containers: $(VENV)/.ml-installed $(VENV)/.labext-installed
+	scripts/containers.sh all $(PY)
+
+install: .system-deps-run $(VENV)/.installed $(VENV)/.ml-installed node_modules/.installed $(VENV)/.labext-installed containers
 
 install-test: install .system-deps-test
 
