@@ -15,6 +15,7 @@ places people can reach:
   not the platform's (a person could swap what lies below it);
 - :func:`hand_over` gives a tree the platform has just made, in a folder
   nobody else can enter, to a person, bottom-up, before they can reach it;
+- :func:`mount_source` checks a path before the container engine (root) mounts it;
 - :func:`create_file` opens a new file in one of the platform's folders
   without following links; :func:`read_tail` and :func:`read_from` read a
   file that a person may write into (never a link, never a FIFO or device,
@@ -111,6 +112,23 @@ def create_file(path: Path | str, mode: int = 0o600, *, truncate: bool = False, 
         raise UnsafePath(f"{path} is not a regular file")
     os.set_blocking(fd, True)
     return fd
+
+
+def mount_source(path: Path | str) -> str:
+    """``path`` as a bind-mount source for a container, once it is sure to lead where it says.
+
+    The container engine resolves a mount source as root, following links: a
+    source a person could swap for a link would mount any file of the machine
+    into their container. So a source must not be a link, and the folder
+    holding it must be root's (:func:`_check_parent`); what lies below the
+    source is seen from inside the container, where links resolve in the
+    container's own file system.
+    """
+    path = os.path.abspath(path)
+    _check_parent(Path(path))
+    if stat.S_ISLNK(os.lstat(path).st_mode):
+        raise UnsafePath(f"{path} is a link; refusing to mount it")
+    return path
 
 
 def _open_regular(path: Path | str) -> int | None:

@@ -84,6 +84,32 @@ def secure_state(data_dir: Path) -> None:
             fix(Path(entry.path), 0o700 if entry.is_dir(follow_symlinks=False) else 0o600)
 
 
+def docker_engine() -> str | None:
+    """The version of the Docker engine that answers here, or None."""
+    try:
+        import docker
+
+        return docker.from_env(timeout=5).version().get("Version", "?")
+    except Exception:  # no SDK, no socket, no permission: no engine for us
+        return None
+
+
+def choose_backend(environ: dict) -> tuple[str, str]:
+    """(backend, a line saying where work runs): FLIGHTBASE_BACKEND, else containers when an engine answers."""
+    wanted = environ.get("FLIGHTBASE_BACKEND", "")
+    if wanted not in ("", "docker", "local"):
+        raise UsageError(f"FLIGHTBASE_BACKEND: {wanted!r} is not a backend of `flightbase up` (docker or local; "
+                         "kubernetes is installed with the Helm chart)")
+    engine = docker_engine() if wanted in ("", "docker") else None
+    if wanted == "docker" and engine is None:
+        raise UsageError("FLIGHTBASE_BACKEND: docker, but no Docker engine answers here (`make run` installs and "
+                         "starts one as root)")
+    if engine is not None:
+        return "docker", f"Jobs and notebooks run in containers of their workspace's image (Docker Engine {engine})."
+    why = "FLIGHTBASE_BACKEND=local" if wanted == "local" else "no Docker engine answers here"
+    return "local", f"Jobs and notebooks run as processes on this machine's Python environment ({why})."
+
+
 def prepare(
     *, port: int, data_dir: Path, gpu_spec: str, ip: str = "127.0.0.1", admin_user: str | None = None,
     policy: str = "las", environ: dict | None = None, single_user_dev: bool = False,
@@ -103,6 +129,7 @@ def prepare(
     if single_user_dev and os.geteuid() == 0:
         raise UsageError("--single-user-dev: only for a platform that does not run as root "
                          "(as root, everyone's code runs as their own account)")
+    backend, runs_where = choose_backend(environ)
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "hub").mkdir(exist_ok=True)
@@ -124,6 +151,7 @@ def prepare(
         jobqueue_db_url=environ.get("FLIGHTBASE_JOBQUEUE_DB_URL", ""),
         registry_db_url=environ.get("FLIGHTBASE_REGISTRY_DB_URL", ""),
         single_user_dev=admin if single_user_dev else "",
+        backend=backend,
         **oci_registry(environ),
     )
     secrets.load_or_create(data_dir)
@@ -134,6 +162,7 @@ def prepare(
         lines.append(f"No GPU found: offering {len(inventory)} CPU slots (kind: cpu-slot) instead.")
     else:
         lines.append(f"GPUs: {len(inventory)} x {inventory[0]['name'] if inventory else '-'}")
+    lines.append(runs_where)
     if os.geteuid() != 0:
         lines.append(f"Not running as root: only {admin!r} may run code, as this account (one-person development "
                      "mode)." if single_user_dev else

@@ -33,7 +33,8 @@ class PlatformSettings:
     # The GPU inventory of this machine: [{"index": 0, "kind": "gpu"|"cpu-slot", "name": ...}]
     gpus: tuple[dict, ...] = field(default_factory=tuple)
     scheduler_policy: str = "las"
-    # Where the jobqueue runs jobs: "local" (processes on this machine) or "kubernetes"
+    # Where jobs and notebooks run: "docker" (containers on this machine: what `flightbase up`
+    # chooses when a Docker engine answers), "local" (processes on this machine) or "kubernetes"
     # (objects in the cluster it runs in; the Helm chart sets it, with FLIGHTBASE_K8S_*).
     # See flightbase_jobqueue.backends.make_backend; an unknown name stops the jobqueue.
     backend: str = "local"

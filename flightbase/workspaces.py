@@ -66,6 +66,11 @@ class WorkspaceSettings(BaseModel):
         default=True, description="Whether the workspace may use idle GPUs above its quota (reclaimable)."
     )
     fairshare_weight: float = Field(default=1.0, gt=0, description="Weight in fair-share scheduling.")
+    memory_gb_per_gpu: float = Field(
+        default=8, gt=0, description="Memory limit of a job's or notebook's container, in GB per GPU (or CPU slot) it "
+        "holds; a notebook without a GPU counts as one. A container over its limit is killed and its job reported as "
+        "out of memory. Applies where work runs in containers (the docker backend)."
+    )
     idle_timeout_minutes: float = Field(
         default=60, gt=0, description="Minutes a GPU notebook may sit idle before it is stopped (after a "
         "warning at 80%); fractions are allowed."

@@ -63,13 +63,13 @@ def test_local_backend_job_sees_exactly_its_gpu(open_tmp):
     seen = []
     deadline = time.monotonic() + 120
     while not any(isinstance(e, Exited) for e in seen):
-        assert time.monotonic() < deadline, (backend.log_path("gpu1").read_text() if backend.log_path("gpu1").exists() else "")
+        assert time.monotonic() < deadline, (backend.files.log_path("gpu1").read_text() if backend.files.log_path("gpu1").exists() else "")
         try:
             events.get(timeout=1)
         except queue.Empty:
             pass
         seen += backend.poll_events()
-    out = backend.log_path("gpu1").read_text()
+    out = backend.files.log_path("gpu1").read_text()
     assert isinstance(seen[0], Started)
     assert seen[-1].exit_code == 0, out
     assert f"visible {index} count 1" in out

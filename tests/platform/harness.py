@@ -51,6 +51,8 @@ class Platform:
             FLIGHTBASE_ADMIN_TOKEN=self.admin_token,
             FLIGHTBASE_ADMIN_PASSWORD=self.admin_password,
             FLIGHTBASE_AUTH_CACHE_SECONDS="0",
+            # work runs as local processes unless a test asks for containers (tests/containers/)
+            FLIGHTBASE_BACKEND="local",
         )
         env.update(self.extra_env)
         self.log_path = self.data_dir.parent / "platform.log"

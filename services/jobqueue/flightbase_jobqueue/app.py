@@ -34,6 +34,8 @@ async def refresh_limits(app: FastAPI) -> None:
         try:
             found = await app.state.hub.workspaces()
             app.state.runtime.set_limits({n: limits_from(ws.settings) for n, ws in found.items() if ws.settings})
+            app.state.runtime.memory_gb_per_gpu = {n: ws.settings.memory_gb_per_gpu for n, ws in found.items()
+                                                   if ws.settings}
         except Exception:
             log.exception("could not refresh workspace limits from the hub")
         await asyncio.sleep(LIMITS_REFRESH_SECONDS)

@@ -156,7 +156,7 @@ class Coordinator:
                 state = JobState.CANCELLED
             else:
                 state = JobState.SUCCEEDED if event.exit_code == 0 else JobState.FAILED
-            if self._end_run(event.job_id, event.at, state, exit_code=event.exit_code):
+            if self._end_run(event.job_id, event.at, state, exit_code=event.exit_code, reason=event.reason):
                 result.finished.append((event.job_id, state))
             self._cancelling.discard(event.job_id)
         elif isinstance(event, Stopped):

@@ -82,11 +82,13 @@ class Started:
 
 @dataclass(frozen=True, slots=True)
 class Exited:
-    """The job ended by itself (0: success, anything else: failure)."""
+    """The job ended by itself (0: success, anything else: failure), with why when the
+    backend knows better than the exit code (it could not start; it ran out of memory)."""
 
     job_id: str
     at: float
     exit_code: int
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from flightbase.service import tasks
 from flightbase.service.db import Sessions
 
 from flightbase.settings import PlatformSettings
+from flightbase.workspaces import WorkspaceSettings
 from flightbase_jobqueue import builtin, leases, models, sweeps
 from flightbase_jobqueue.backends.local import LaunchSpec
 from flightbase_jobqueue.coordinator import Coordinator
@@ -37,6 +38,7 @@ from flightbase_jobqueue.states import JobState
 from flightbase_jobqueue.store import SqlStore, to_core
 
 log = logging.getLogger("flightbase.jobqueue.runtime")
+DEFAULT_MEMORY_GB_PER_GPU = WorkspaceSettings.model_fields["memory_gb_per_gpu"].default
 
 def limits_from(settings) -> WorkspaceLimits:
     return WorkspaceLimits(
@@ -61,6 +63,8 @@ class JobRuntime:
         # hundreds of times a second, and one pass serves them all.
         self.min_interval = min_interval
         self.limits: dict[str, WorkspaceLimits] = {}
+        # each workspace's memory_gb_per_gpu (its containers' memory limit), refreshed with the limits
+        self.memory_gb_per_gpu: dict[str, float] = {}
         self.store = SqlStore(sessions, lambda: self.limits)
 
         self.backend, self.inventory = make_backend(settings, self.resolve)
@@ -203,10 +207,12 @@ class JobRuntime:
     def set_limits(self, limits: Mapping[str, WorkspaceLimits]) -> None:
         self.limits = dict(limits)
 
-    def use_limits(self, workspace: str, limits: WorkspaceLimits) -> None:
+    def use_limits(self, workspace: str, limits: WorkspaceLimits, memory_gb_per_gpu: float | None = None) -> None:
         """The workspace's limits as a request just read them apply from now on: work submitted to a
         workspace made (or changed) less than a refresh ago is not scheduled without its quota."""
         self.limits = {**self.limits, workspace: limits}
+        if memory_gb_per_gpu is not None:
+            self.memory_gb_per_gpu = {**self.memory_gb_per_gpu, workspace: memory_gb_per_gpu}
 
     # -- internals ----------------------------------------------------------------------
     def _set_reason(self, job_id: str, reason: str) -> None:
@@ -277,6 +283,8 @@ class JobRuntime:
                 datasets=tuple(DatasetVersion(d["name"], int(d["version"]), Path(d["path"]))
                                for d in spec.get("dataset_versions") or ()),
                 image=spec.get("image") or "training-base",
+                image_reference=spec.get("image_reference") or "",
+                memory_gb_per_gpu=self.memory_gb_per_gpu.get(job.workspace, DEFAULT_MEMORY_GB_PER_GPU),
                 restarts=job.restarts,
                 gpudirect_p2p=bool(spec.get("gpudirect_p2p")),
                 gpudirect_rdma=bool(spec.get("gpudirect_rdma")),

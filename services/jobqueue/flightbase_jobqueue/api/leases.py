@@ -131,7 +131,7 @@ async def create_lease(request: Request, identity: CurrentIdentity, body: LeaseC
     require_usable(ws)
     runtime = request.app.state.runtime
     limits = limits_from(ws.settings)
-    runtime.use_limits(ws.name, limits)
+    runtime.use_limits(ws.name, limits, ws.settings.memory_gb_per_gpu)
     why = runtime.admissible(CoreJob(id="new", workspace=body.workspace, gpus=body.gpus, preemptible=False,
                                      kind=leases.KIND), limits)
     if why:

@@ -128,18 +128,17 @@ def secret_names(session, training_ids: list[str]) -> dict[str, list[str]]:
     return names
 
 
-async def require_image(request: Request, ws: Workspace, image: str) -> None:
+async def require_image(request: Request, ws: Workspace, image: str) -> str:
     """Refuse (422, field ``image``) an image that ``ws`` may not use: trainings and leases alike.
 
     A workspace's ``allowed_images`` lists the image names its members may use;
     left empty, it means the built-in images and the workspace's own, as the
-    registry lists them (by name or by full reference)."""
+    registry lists them (by name or by full reference). Returns the image's
+    reference as the registry has it (what a container backend runs)."""
     allowed = ws.settings.allowed_images
-    if allowed:
-        if image not in allowed:
-            raise ApiError(422, f"image: {image!r} is not allowed in workspace {ws.name!r} "
-                                f"(allowed_images: {_names(allowed)})", field="image")
-        return
+    if allowed and image not in allowed:
+        raise ApiError(422, f"image: {image!r} is not allowed in workspace {ws.name!r} "
+                            f"(allowed_images: {_names(allowed)})", field="image")
     registry = request.app.state.datasets
 
     def listed(images: dict[str, str]) -> bool:
@@ -148,9 +147,12 @@ async def require_image(request: Request, ws: Workspace, image: str) -> None:
     images = await registry.images(ws.name)
     if not listed(images):
         images = await registry.images(ws.name, fresh=True)  # registered a moment ago?
-    if not listed(images):
-        raise ApiError(422, f"image: {image!r} is not an image of workspace {ws.name!r} (the built-in images "
-                            f"and the workspace's own: {_names(images)})", field="image")
+    if listed(images):
+        return images.get(image, image)
+    if allowed:  # allowed by its manager as written, though the registry does not list it
+        return image
+    raise ApiError(422, f"image: {image!r} is not an image of workspace {ws.name!r} (the built-in images "
+                        f"and the workspace's own: {_names(images)})", field="image")
 
 
 def _names(names, limit: int = 20) -> str:
@@ -193,7 +195,7 @@ async def create_training_from(request: Request, identity: Identity, body: Train
     require_usable(ws)
     runtime = request.app.state.runtime
     limits = limits_from(ws.settings)
-    runtime.use_limits(ws.name, limits)
+    runtime.use_limits(ws.name, limits, ws.settings.memory_gb_per_gpu)
     probe = CoreJob(id="new", workspace=body.workspace, gpus=body.gpus, gpus_per_node=body.gpus_per_node,
                     preemptible=body.preemptible)
     why = runtime.admissible(probe, limits)
@@ -202,7 +204,7 @@ async def create_training_from(request: Request, identity: Identity, body: Train
     why = runtime.backend.missing_tool(body.launcher)
     if why:
         raise ApiError(422, f"launcher: {why}", field="launcher")
-    await require_image(request, ws, body.image)
+    image_reference = await require_image(request, ws, body.image)
     try:
         param_sets = sweeps.expand(body.sweep.grid, body.sweep.runs) if body.sweep else [{}]
     except sweeps.SweepError as exc:
@@ -220,7 +222,8 @@ async def create_training_from(request: Request, identity: Identity, body: Train
                         created_at=dt.datetime.now(dt.timezone.utc),
                         spec={**body.model_dump(exclude={"workspace", "name", "description", "secret_env"},
                                                 mode="json"),
-                              "dataset_versions": dataset_versions, **(spec_extra or {})},
+                              "dataset_versions": dataset_versions, "image_reference": image_reference,
+                              **(spec_extra or {})},
                         state="active")
     training.owners.append(TrainingOwner(user=identity.name))
     jobs = [

@@ -1,8 +1,9 @@
 """Execution backends behind the coordinator's :class:`~flightbase_jobqueue.ports.Backend` port.
 
 :func:`make_backend` is the composition root's one choice of backend (the
-``backend`` platform setting, ``FLIGHTBASE_BACKEND``): ``local`` runs jobs as
-processes on this machine, ``kubernetes`` as objects in a cluster.  Each
+``backend`` platform setting, ``FLIGHTBASE_BACKEND``): ``docker`` runs jobs as
+containers on this machine, ``local`` as processes on this machine,
+``kubernetes`` as objects in a cluster.  Each
 comes with its node inventory.  Besides the port, both backends offer what
 the API reads: ``launch_spec``, ``missing_tool``, ``rank_prefix``,
 ``log_tail``, ``log_from`` and ``metric_records`` (``backends.spec.JobRef``).
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-BACKENDS = ("local", "kubernetes")
+BACKENDS = ("docker", "local", "kubernetes")
 
 
 class UnknownBackend(ValueError):
@@ -27,14 +28,20 @@ def make_backend(settings, resolve: Callable, *, kube_settings=None, kube_client
     ``kube_settings`` (None: ``FLIGHTBASE_K8S_*``), ``kube_client`` (None: the
     in-cluster or kubeconfig API client), ``watch`` (follow pods in a thread).
     An unknown name is a configuration error, not a fallback."""
-    if settings.backend == "local":
+    if settings.backend in ("local", "docker"):
         from flightbase.accounts import AccountPolicy
         from flightbase_jobqueue.backends.local import LocalBackend, LocalNodes
 
         gpu_kind = settings.gpus[0]["kind"] if settings.gpus else "gpu"
         accounts = AccountPolicy(home_root=str(settings.data_dir / "home"), single_user_dev=settings.single_user_dev)
-        return (LocalBackend(settings.data_dir, resolve, gpu_kind=gpu_kind, accounts=accounts),
-                LocalNodes(settings.gpus))
+        if settings.backend == "docker":
+            from flightbase_jobqueue.backends.docker import DockerBackend
+
+            backend = DockerBackend(settings.data_dir, resolve, gpu_kind=gpu_kind, accounts=accounts,
+                                    oci_registry_url=settings.oci_registry_url)
+        else:
+            backend = LocalBackend(settings.data_dir, resolve, gpu_kind=gpu_kind, accounts=accounts)
+        return backend, LocalNodes(settings.gpus)
     if settings.backend == "kubernetes":
         from flightbase_jobqueue.backends.kubernetes import make_kubernetes_backend
 

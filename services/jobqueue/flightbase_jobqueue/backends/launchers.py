@@ -31,7 +31,13 @@ class Program:
 
 
 def command(launcher: str, program: Program, nprocs: int, *, python: str, bindir: str, hosts: str | None = None) -> list[str]:
-    """The full command line for ``nprocs`` processes on this machine (``hosts``: horovod's -H)."""
+    """The full command line for ``nprocs`` processes on this machine (``hosts``: horovod's -H).
+
+    ``bindir``: where the launchers' own commands are (this machine's venv); empty: found on the
+    PATH (inside a container, whose image has its own)."""
+    def tool(name: str) -> str:
+        return f"{bindir}/{name}" if bindir else name
+
     if launcher == "none":
         return program.argv(python)
     if launcher == "horovod":
@@ -41,9 +47,9 @@ def command(launcher: str, program: Program, nprocs: int, *, python: str, bindir
                 "-H", hosts or f"localhost:{nprocs}", *program.argv(python)]
     if launcher == "torchrun":
         target = [program.entrypoint, *program.args] if program.entrypoint.endswith(".py") else ["--no-python", *program.argv(python)]
-        return [f"{bindir}/torchrun", "--standalone", "--nproc-per-node", str(nprocs), "--tee", "3", *target]
+        return [tool("torchrun"), "--standalone", "--nproc-per-node", str(nprocs), "--tee", "3", *target]
     if launcher == "mpi":
-        return [shutil.which("mpirun") or "mpirun", "-np", str(nprocs), "--oversubscribe", *program.argv(python)]
+        return [(shutil.which("mpirun") or "mpirun") if bindir else "mpirun", "-np", str(nprocs), "--oversubscribe", *program.argv(python)]
     raise ValueError(f"unknown launcher {launcher!r}; known launchers: {', '.join(LAUNCHERS)}")
 
 

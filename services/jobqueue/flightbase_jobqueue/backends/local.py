@@ -5,25 +5,11 @@ command, as the job owner's own system account (:mod:`flightbase.accounts`),
 with the system group of the job's workspace as its one extra group
 (:func:`flightbase.hostfs.workspace_group`: the workspace's dataset versions and
 checkpoints are readable through it), ``CUDA_VISIBLE_DEVICES`` set to the job's
-GPUs (or CPU slots), and its datasets linked in read-only.
-
-A job's folder, ``<data_dir>/jobs/<job id>/``, is the platform's
-(root:<owner's group>, 0750), so the job can read it but change nothing in it
-but its own files:
-
-    output.log     everything the job prints, every rank: the platform opens it and
-                   gives the job the descriptor (root, 0600)
-    exit_code      written by ``runner`` through a descriptor the platform opened (root, 0600)
-    metrics.jsonl  the job's to write (made by the platform, then the owner's); read back
-                   bounded and without following links
-    datasets/      the platform's links to the dataset versions the job asked for
-    work/          a copy of the training's code and the working directory (the owner's, 0700),
-                   with ``datasets`` linking to ``../datasets``
-
-Checkpoints go to ``<data_dir>/workspaces/<ws>/trainings/<training>/<job>/``
-(the owner's, 0700, under folders of the workspace's group). Nothing the job can
-write is ever opened, chowned, listed or removed by the platform as root
-(:mod:`flightbase.hostfs`).
+GPUs (or CPU slots), and its datasets linked in read-only. Its files are laid
+out as :mod:`~flightbase_jobqueue.backends.jobfiles` says: the job gets a
+descriptor on its ``output.log`` and the runner one on its ``exit_code``, in a
+folder the job cannot change, and ``work/`` (a copy of the training's code) is
+its working directory.
 
 Every process of a job carries ``FLIGHTBASE_JOB_ID`` in its environment, so a
 stop finds all of them (launchers start workers in their own sessions), and a
@@ -38,7 +24,6 @@ import os
 import pwd
 import queue
 import resource
-import shutil
 import signal
 import sys
 import threading
@@ -47,10 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from flightbase import hostfs, metrics
+from flightbase import hostfs
 from flightbase.accounts import AccountError, AccountPolicy, account_for, ensure_home
 from flightbase_jobqueue.backends import launchers
-from flightbase_jobqueue.backends.spec import JobRef, LaunchSpec, artifacts_sub_path
+from flightbase_jobqueue.backends.jobfiles import JobFiles
+from flightbase_jobqueue.backends.spec import JobRef, LaunchSpec, artifacts_sub_path, job_environment
 from flightbase_jobqueue.ports import BackendEvent, Exited, Started, Stopped, drain
 from flightbase_jobqueue.scheduling.types import Job, Node, Placement
 
@@ -108,7 +94,7 @@ class LocalBackend:
                  home_root: Path | None = None, python: str | None = None, nofile_limit: int = 65536,
                  accounts: AccountPolicy | None = None):
         self.data_dir = Path(data_dir)
-        self.jobs_dir = hostfs.ensure_dir(self.data_dir / "jobs", 0o711)
+        self.files = JobFiles(self.data_dir)
         self.resolve = resolve
         self.gpu_kind = gpu_kind
         self.accounts = accounts or AccountPolicy(home_root=str(home_root or Path(data_dir) / "home"))
@@ -121,16 +107,6 @@ class LocalBackend:
         self._watched: set[str] = set()
         self._uids: dict[str, int | None] = {}
         self._lock = threading.Lock()
-
-    # -- paths -------------------------------------------------------------------
-    def job_dir(self, job_id: str) -> Path:
-        return self.jobs_dir / job_id
-
-    def log_path(self, job_id: str) -> Path:
-        return self.job_dir(job_id) / "output.log"
-
-    def metrics_path(self, job_id: str) -> Path:
-        return self.job_dir(job_id) / "metrics.jsonl"
 
     def launch_spec(self, spec: LaunchSpec) -> LocalLaunchSpec:
         """The shared spec plus this backend's part: the artifacts folder in the workspace."""
@@ -149,16 +125,13 @@ class LocalBackend:
         return launchers.RANK_PREFIXES.get(launcher)
 
     def log_tail(self, job: JobRef, limit: int) -> bytes:
-        """The last ``limit`` bytes of the job's output (every rank)."""
-        return hostfs.read_tail(self.log_path(job.job_id), limit)
+        return self.files.log_tail(job, limit)
 
     def log_from(self, job: JobRef, offset: int, limit: int = 1 << 20) -> bytes:
-        """At most ``limit`` bytes of output after the first ``offset`` (for following a job)."""
-        return hostfs.read_from(self.log_path(job.job_id), offset, limit)
+        return self.files.log_from(job, offset, limit)
 
     def metric_records(self, job: JobRef, log_lines: list[str]) -> list[dict[str, float]]:
-        """Every metric record: the job's metrics file, then ``key=value`` lines of ``log_lines``."""
-        return metrics.read(self.metrics_path(job.job_id), log_lines)
+        return self.files.metric_records(job, log_lines)
 
     def _emit(self, event: BackendEvent) -> None:
         self._events.put(event)
@@ -175,8 +148,8 @@ class LocalBackend:
             proc = self._launch(job, spec, placement)
         except Exception as exc:  # anything that prevents the start fails the job, with the reason in its log
             log.warning("job %s could not start: %s", job.id, exc)
-            self._append_log(job.id, f"flightbase: the job could not start: {exc}\n")
-            self._emit(Exited(job.id, time.time(), 127))
+            self.files.append_log(job.id, f"flightbase: the job could not start: {exc}\n")
+            self._emit(Exited(job.id, time.time(), 127, reason=f"could not start: {exc}"))
             return
         self._emit(Started(job.id, time.time()))
         threading.Thread(target=self._wait_child, args=(job.id, proc), daemon=True, name=f"job-{job.id}").start()
@@ -186,7 +159,7 @@ class LocalBackend:
             if job_id not in self._watched or job_id in self._stopping:
                 return
             self._stopping[job_id] = reason
-        self._append_log(job_id, f"flightbase: stopping ({reason}); {grace_seconds:g} s to finish\n")
+        self.files.append_log(job_id, f"flightbase: stopping ({reason}); {grace_seconds:g} s to finish\n")
         uid = self._uid_of(job_id)
         signal_job(job_id, signal.SIGTERM, uid)
 
@@ -248,33 +221,30 @@ class LocalBackend:
         ws_gid = hostfs.workspace_group(spec.workspace)
         self._uids[job.id] = account.pw_uid
 
-        jdir = hostfs.ensure_dir(self.job_dir(job.id), 0o750 if as_root else 0o700, 0 if as_root else -1, gid)
-        self._link_datasets(jdir, spec, gid)
-        if not os.path.lexists(jdir / "work"):  # a restarted (preempted) job keeps its working directory
-            self._make_work(jdir, spec, uid, gid)
-        artifacts = self._artifacts(spec, uid, ws_gid if ws_gid is not None else gid)
-        if not os.path.lexists(self.metrics_path(job.id)):
-            fd = hostfs.create_file(self.metrics_path(job.id))
-            try:
-                if as_root:
-                    os.fchown(fd, uid, gid)
-            finally:
-                os.close(fd)
+        jdir = self.files.make_job_dir(job.id, gid)
+        self.files.link_datasets(jdir, spec.datasets, gid)
+        work = self.files.make_work(jdir, spec.code_dir, uid, gid, datasets_link=bool(spec.datasets))
+        artifacts = self.files.make_artifacts(spec.workspace, spec.artifacts_dir, uid,
+                                              ws_gid if ws_gid is not None else gid)
+        metrics_file = self.files.make_metrics_file(job.id, uid, gid)
 
         gpus = sorted(g for node in placement.values() for g in node)
         nprocs = max(1, len(gpus))
         cmd = launchers.command(spec.launcher, launchers.Program(spec.entrypoint, tuple(spec.args)), nprocs,
                                 python=self.python, bindir=self.bindir)
-        env = self._environment(job, spec, gpus, jdir, artifacts)
+        env = self._base_environment()
+        env.update(job_environment(spec, job_id=job.id, restarts=job.restarts, gpus=gpus, gpu_kind=self.gpu_kind,
+                                   checkpoints=str(artifacts), metrics_file=str(metrics_file),
+                                   datasets_dir=str(jdir / "datasets") if spec.datasets else None))
         env["HOME"] = ensure_home(account, self.accounts.home_root)
         env["USER"] = env["LOGNAME"] = account.pw_name
 
-        exit_fd = hostfs.create_file(jdir / "exit_code", truncate=True)
-        log_fd = hostfs.create_file(self.log_path(job.id), append=True)
+        exit_fd = hostfs.create_file(self.files.exit_code_path(job.id), truncate=True)
+        log_fd = hostfs.create_file(self.files.log_path(job.id), append=True)
         try:
             return subprocess.Popen(
                 [self.python, "-m", "flightbase_jobqueue.backends.runner", "--exit-fd", str(exit_fd), "--", *cmd],
-                cwd=jdir / "work",
+                cwd=work,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log_fd,
@@ -291,106 +261,23 @@ class LocalBackend:
             os.close(exit_fd)
             os.close(log_fd)
 
-    def _link_datasets(self, jdir: Path, spec: LocalLaunchSpec, gid: int) -> None:
-        """``<job>/datasets/<name>``: the platform's links to the versions the job asked for (root's folder)."""
-        links = jdir / "datasets"
-        if not spec.datasets and not os.path.lexists(links):
-            return
-        hostfs.ensure_dir(links, 0o750 if hostfs.running_as_root() else 0o700, 0 if gid != -1 else -1, gid)
-        wanted = {d.name: str(d.path) for d in spec.datasets}
-        for name in os.listdir(links):
-            if name not in wanted:
-                os.unlink(links / name)
-        for name, target in wanted.items():
-            link = links / name
-            if os.path.lexists(link):
-                os.unlink(link)
-            os.symlink(target, link, target_is_directory=True)
-
-    def _make_work(self, jdir: Path, spec: LocalLaunchSpec, uid: int, gid: int) -> None:
-        """The job's working directory: made by the platform where nobody else can enter, then handed over whole."""
-        staging, work = jdir / "work.new", jdir / "work"
-        if os.path.lexists(staging):  # a start interrupted half-way
-            if os.lstat(staging).st_uid == os.geteuid():  # still the platform's: nobody could reach into it
-                shutil.rmtree(staging)
-            else:  # already handed over: only the rename was missing
-                os.rename(staging, work)
-                return
-        if spec.code_dir is not None:
-            shutil.copytree(spec.code_dir, staging, symlinks=False)
-            os.chmod(staging, 0o700)
-        else:
-            os.mkdir(staging, 0o700)
-        if spec.datasets and not os.path.lexists(staging / "datasets"):
-            os.symlink("../datasets", staging / "datasets", target_is_directory=True)
-        hostfs.hand_over(staging, uid, gid)
-        os.rename(staging, work)
-
-    def _artifacts(self, spec: LocalLaunchSpec, uid: int, gid: int) -> Path:
-        """The job's checkpoint folder (the owner's), under folders of the workspace's group (root's)."""
-        if spec.artifacts_dir is None:
-            raise RuntimeError("the job has no artifacts folder")
-        workspaces = hostfs.ensure_dir(self.data_dir / "workspaces", 0o711)
-        folder = hostfs.workspace_dir(workspaces, spec.workspace)
-        parts = spec.artifacts_dir.relative_to(folder).parts
-        for part in parts[:-1]:
-            folder = hostfs.ensure_dir(folder / part, 0o750, 0, gid)
-        return hostfs.ensure_dir(folder / parts[-1], 0o700, uid, gid)
-
     def _limits(self) -> None:  # runs in the child before exec
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         limit = min(self.nofile_limit, hard) if hard != resource.RLIM_INFINITY else self.nofile_limit
         resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 
-    def _environment(self, job: Job, spec: LocalLaunchSpec, gpus: list[int], jdir: Path, artifacts: Path) -> dict[str, str]:
-        # PYTHONPATH: where the platform itself was found (the runner and flightbase.metrics come from there)
+    def _base_environment(self) -> dict[str, str]:
+        # PYTHONPATH: where the platform itself was found (the runner and flightbase.metrics come from
+        # there); nothing else of the service's own environment (its hub token) reaches a job
         keep = ("PATH", "PYTHONPATH", "LANG", "LC_ALL", "TZ", "PIP_FIND_LINKS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
         env = {k: os.environ[k] for k in keep if k in os.environ}
         env["PATH"] = f"{self.bindir}:{env.get('PATH', '/usr/bin:/bin')}"
-        env.update(launchers.communication_env(spec.gpudirect_p2p, spec.gpudirect_rdma))
-        env.update({k: str(v) for k, v in spec.env.items()})
-        env.update({k: str(v) for k, v in spec.secret_env.items()})  # in the environment only, never in argv
-        env.update(
-            {
-                MARKER: job.id,
-                "FLIGHTBASE_TRAINING_ID": spec.training_id,
-                "FLIGHTBASE_WORKSPACE": spec.workspace,
-                "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in gpus),
-                "FLIGHTBASE_GPU_KIND": self.gpu_kind,
-                "FLIGHTBASE_NUM_GPUS": str(len(gpus)),
-                "FLIGHTBASE_ARTIFACTS_DIR": str(artifacts),
-                "FLIGHTBASE_CHECKPOINT_DIR": str(artifacts),
-                "FLIGHTBASE_METRICS_FILE": str(self.metrics_path(job.id)),
-                "FLIGHTBASE_RESTARTS": str(job.restarts),
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
-        if spec.datasets:
-            env["FLIGHTBASE_DATASETS_DIR"] = str(jdir / "datasets")
-        for key, value in spec.params.items():
-            env[f"FLIGHTBASE_PARAM_{key.upper()}"] = str(value)
-        if self.gpu_kind == "cpu-slot":
-            # CPU slots are accounting units: keep frameworks off any GPU and on a
-            # share of the cores that matches the slots the job holds.
-            env["CUDA_VISIBLE_DEVICES"] = ""
-            env["FLIGHTBASE_CPU_SLOTS"] = ",".join(str(g) for g in gpus)
-            env.setdefault("OMP_NUM_THREADS", "1")
         return env
-
-    def _append_log(self, job_id: str, text: str) -> None:
-        jdir = self.job_dir(job_id)
-        if not os.path.lexists(jdir):  # the job failed before its folder was made
-            hostfs.ensure_dir(jdir, 0o700)
-        fd = hostfs.create_file(self.log_path(job_id), append=True)
-        try:
-            os.write(fd, text.encode())
-        finally:
-            os.close(fd)
 
     def _exit_code(self, job_id: str) -> int | None:
         try:
-            return int(hostfs.read_from(self.job_dir(job_id) / "exit_code", 0, _EXIT_CODE_BYTES).strip())
+            return int(hostfs.read_from(self.files.exit_code_path(job_id), 0, _EXIT_CODE_BYTES).strip())
         except ValueError:
             return None
 

@@ -61,8 +61,12 @@ class LaunchSpec:
     # The folder whose copy is the job's working directory (uploaded code or a built-in model).
     code_dir: Path | None = None
     datasets: tuple[DatasetVersion, ...] = ()
-    # The training's image (the local backend runs on the host's environment whatever it names).
+    # The training's image: its name in the workspace, and the reference the registry resolved it to
+    # at submission (the docker backend runs that; the local backend runs on the host's environment).
     image: str = "training-base"
+    image_reference: str = ""
+    # The container's memory limit per GPU (or CPU slot) held: the workspace's memory_gb_per_gpu.
+    memory_gb_per_gpu: float = 8.0
     # How many times the job was restarted (preempted and queued again) before this run.
     restarts: int = 0
     gpudirect_p2p: bool = False
@@ -89,3 +93,42 @@ def artifacts_sub_path(training_id: str, job_id: str) -> str:
 def code_sub_path(training_id: str) -> str:
     """Where a cluster job's code is staged inside its workspace's folder."""
     return f"trainings/{training_id}/code"
+
+
+def job_environment(spec: LaunchSpec, *, job_id: str, restarts: int, gpus: list[int], gpu_kind: str,
+                    checkpoints: str, metrics_file: str, datasets_dir: str | None) -> dict[str, str]:
+    """The environment every backend gives a job's processes on top of its base environment.
+
+    The training's own variables, then its secret values (in the environment
+    only, never on a command line), then the platform's, which win. Paths are
+    as the job sees them (the host's for local processes, the container's).
+    """
+    from flightbase_jobqueue.backends.launchers import communication_env
+
+    env = dict(communication_env(spec.gpudirect_p2p, spec.gpudirect_rdma))
+    env.update({k: str(v) for k, v in spec.env.items()})
+    env.update({k: str(v) for k, v in spec.secret_env.items()})
+    env.update({
+        "FLIGHTBASE_JOB_ID": job_id,
+        "FLIGHTBASE_TRAINING_ID": spec.training_id,
+        "FLIGHTBASE_WORKSPACE": spec.workspace,
+        "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in gpus),
+        "FLIGHTBASE_GPU_KIND": gpu_kind,
+        "FLIGHTBASE_NUM_GPUS": str(len(gpus)),
+        "FLIGHTBASE_ARTIFACTS_DIR": checkpoints,
+        "FLIGHTBASE_CHECKPOINT_DIR": checkpoints,
+        "FLIGHTBASE_METRICS_FILE": metrics_file,
+        "FLIGHTBASE_RESTARTS": str(restarts),
+        "PYTHONUNBUFFERED": "1",
+    })
+    if datasets_dir is not None:
+        env["FLIGHTBASE_DATASETS_DIR"] = datasets_dir
+    for key, value in spec.params.items():
+        env[f"FLIGHTBASE_PARAM_{key.upper()}"] = str(value)
+    if gpu_kind == "cpu-slot":
+        # CPU slots are accounting units: keep frameworks off any GPU and on a
+        # share of the cores that matches the slots the job holds.
+        env["CUDA_VISIBLE_DEVICES"] = ""
+        env["FLIGHTBASE_CPU_SLOTS"] = ",".join(str(g) for g in gpus)
+        env.setdefault("OMP_NUM_THREADS", "1")
+    return env
