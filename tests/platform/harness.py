@@ -53,6 +53,9 @@ class Platform:
             FLIGHTBASE_AUTH_CACHE_SECONDS="0",
             # work runs as local processes unless a test asks for containers (tests/containers/)
             FLIGHTBASE_BACKEND="local",
+            # each test platform has an OCI registry of its own: copying the built-in images
+            # (3 GB) into each is for the one test of it (tests/containers/test_publish.py)
+            FLIGHTBASE_REGISTRY_PUBLISH_BUILTIN_IMAGES="0",
         )
         env.update(self.extra_env)
         self.log_path = self.data_dir.parent / "platform.log"

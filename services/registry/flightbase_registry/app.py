@@ -12,7 +12,7 @@ from flightbase.service import db
 from flightbase.service.app import create_app
 from flightbase.service.hub import HubClient, make_hub_auth
 from flightbase.settings import PlatformSettings
-from flightbase_registry import storage, ui
+from flightbase_registry import publish, storage, ui
 from flightbase_registry.direct import DataServer
 from flightbase_registry.api import catalog, image_uploads, uploads, versions
 from flightbase_registry.config import RegistrySettings
@@ -37,6 +37,8 @@ def build(settings: PlatformSettings, registry_settings: RegistrySettings | None
         if settings.registry_data_port:
             app.state.data_server = DataServer(app.state, settings.ip, settings.registry_data_port)
             app.state.data_server.start()
+        if settings.backend == "docker" and app.state.oci is not None and reg.publish_builtin_images:
+            publish.publish_in_background(app.state.oci, storage.image_staging(settings.data_dir))
 
     async def shutdown(app: FastAPI) -> None:
         if app.state.data_server is not None:

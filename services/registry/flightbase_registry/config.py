@@ -50,6 +50,9 @@ class RegistrySettings:
     # another name than http://<the host they reach the hub by>:<registry_data_port>,
     # e.g. https://data.flightbase.example.org behind a TLS terminator.
     data_url: str = ""
+    # 1: when work runs in containers, copy the built-in images into the OCI registry at start-up
+    # (flightbase_registry/publish.py); 0: keep them in the Docker engine only.
+    publish_builtin_images: int = 1
 
     ENV = {
         "oci_registry_url": "FLIGHTBASE_OCI_REGISTRY_URL",
@@ -62,6 +65,7 @@ class RegistrySettings:
         "max_chunk_bytes": "FLIGHTBASE_REGISTRY_MAX_CHUNK_BYTES",
         "direct_writes": "FLIGHTBASE_REGISTRY_DIRECT_WRITES",
         "data_url": "FLIGHTBASE_REGISTRY_DATA_URL",
+        "publish_builtin_images": "FLIGHTBASE_REGISTRY_PUBLISH_BUILTIN_IMAGES",
     }
 
     @classmethod

@@ -363,6 +363,21 @@ class OciRegistry:
         except httpx.HTTPError as exc:
             raise PushError(f"cannot reach the OCI registry at {self.url}: {exc}") from None
 
+    def config_digest(self, repository: str, tag: str) -> str | None:
+        """The digest of the image config that ``repository:tag`` names (an image's id), None if there is none."""
+        try:
+            resp = self._http.get(f"/v2/{repository}/manifests/{tag}",
+                                  headers={"Accept": f"{OCI_MANIFEST}, {DOCKER_MANIFEST}"})
+        except httpx.HTTPError as exc:
+            raise PushError(f"cannot reach the OCI registry at {self.url}: {exc}") from None
+        if resp.status_code == 404:
+            return None
+        self._check(resp, f"manifest {repository}:{tag}", (200,))
+        try:
+            return resp.json()["config"]["digest"]
+        except (ValueError, KeyError, TypeError):
+            return None
+
     def delete_manifest(self, repository: str, digest: str) -> bool:
         """Delete a manifest (and so the tags naming it) by digest; False if it was already gone.
 
