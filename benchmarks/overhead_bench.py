@@ -9,7 +9,8 @@ and reports medians:
 - start-up: what the platform adds around the run (submission to start, and the
   end of the run to the client seeing it), from the client's clock.
 
-    .venv/bin/python benchmarks/overhead_bench.py --runs 5
+    .venv/bin/python benchmarks/overhead_bench.py --runs 5                    # jobs as local processes
+    .venv/bin/python benchmarks/overhead_bench.py --runs 5 --backend docker   # jobs in training-base containers
 """
 
 from __future__ import annotations
@@ -68,11 +69,12 @@ def platform_once(p, token: str, code: str, i: int) -> tuple[float, float]:
     return run, (seen - t0) - run
 
 
-def measure(runs: int) -> tuple[list[float], list[float], list[float]]:
+def measure(runs: int, backend: str = "local") -> tuple[list[float], list[float], list[float]]:
     """By hand and through the platform, interleaved, so that load on the machine hits both alike."""
     work = Path(tempfile.mkdtemp())
     (work / "hvd_job.py").write_bytes(SCRIPT)
-    p = new_platform(Path(tempfile.mkdtemp()), gpus="2", extra_env={"FLIGHTBASE_AUTH_CACHE_SECONDS": "30"})
+    p = new_platform(Path(tempfile.mkdtemp()), gpus="2",
+                     extra_env={"FLIGHTBASE_AUTH_CACHE_SECONDS": "30", "FLIGHTBASE_BACKEND": backend})
     p.start()
     try:
         admin = p.admin_token
@@ -97,9 +99,12 @@ def measure(runs: int) -> tuple[list[float], list[float], list[float]]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--backend", choices=("local", "docker"), default="local",
+                    help="where the platform runs the job: local processes, or a training-base container")
     args = ap.parse_args(argv)
-    hand, run, startup = measure(args.runs)
+    hand, run, startup = measure(args.runs, args.backend)
     result = {
+        "backend": args.backend,
         "runs": args.runs,
         "by_hand_s": [round(t, 2) for t in hand],
         "platform_run_s": [round(t, 2) for t in run],

@@ -138,7 +138,7 @@ def service_specs(settings: PlatformSettings, secrets: dict[str, str]) -> list[d
 
 
 def configure_embedded(c, settings: PlatformSettings, secrets: dict[str, str]) -> None:
-    """The single-machine deployment: SQLite, local processes, sign-up auth."""
+    """The single-machine deployment: SQLite, servers as containers or local processes, sign-up auth."""
     hub_dir = settings.hub_dir
     hub_dir.mkdir(parents=True, exist_ok=True)
 
@@ -177,13 +177,21 @@ def configure_embedded(c, settings: PlatformSettings, secrets: dict[str, str]) -
     c.JupyterHub.custom_scopes = rbac.custom_scopes()
     c.JupyterHub.load_roles = rbac.roles()
     c.JupyterHub.services = service_specs(settings, secrets)
-    c.JupyterHub.spawner_class = "flightbase_spawner.local.FlightbaseLocalSpawner"
-    c.FlightbaseLocalSpawner.home_root = str(settings.data_dir / "home")
-    c.FlightbaseLocalSpawner.jobqueue_url = f"http://127.0.0.1:{settings.jobqueue_port}"
-    c.FlightbaseLocalSpawner.registry_url = f"http://127.0.0.1:{settings.registry_port}"
-    c.FlightbaseLocalSpawner.public_url = settings.public_url
-    c.FlightbaseLocalSpawner.gpu_kind_name = settings.gpus[0]["kind"] if settings.gpus else "gpu"
-    c.FlightbaseLocalSpawner.single_user_dev = settings.single_user_dev
+    # servers in containers of their image with the docker backend, else local processes
+    module, spawner = ("docker", "FlightbaseDockerSpawner") if settings.backend == "docker" else \
+        ("local", "FlightbaseLocalSpawner")
+    c.JupyterHub.spawner_class = f"flightbase_spawner.{module}.{spawner}"
+    sc = getattr(c, spawner)
+    sc.home_root = str(settings.data_dir / "home")
+    sc.jobqueue_url = f"http://127.0.0.1:{settings.jobqueue_port}"
+    sc.registry_url = f"http://127.0.0.1:{settings.registry_port}"
+    sc.public_url = settings.public_url
+    sc.gpu_kind_name = settings.gpus[0]["kind"] if settings.gpus else "gpu"
+    sc.single_user_dev = settings.single_user_dev
+    if spawner == "FlightbaseDockerSpawner":
+        # uploaded images are pulled from there with the password in secrets.json (read at the pull)
+        sc.oci_registry_url = settings.oci_registry_url
+        sc.data_dir = str(settings.data_dir)
     configure_servers(c)
 
 

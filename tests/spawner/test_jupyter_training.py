@@ -383,7 +383,7 @@ def test_the_spawn_form_offers_the_workspaces_things_and_starts_what_was_chosen(
         assert f'<option value="{mine}" selected>{mine}</option>' in page and theirs not in page
         assert f'name="image.{mine}"' in page and "secret-img" not in page
         assert f'name="datasets.{mine}" value="birds"' in page
-        assert "host Python environment (the embedded deployment has no container runtime)" in page
+        assert "host Python environment (jobs and notebooks run as local processes" in page
         resp = browser.post(f"/hub/spawn/{name}/lab", data={
             "_xsrf": browser.cookies.get("_xsrf"), "workspace": mine, f"image.{mine}": "notebook",
             f"datasets.{mine}": "birds", "gpu": "1"})

@@ -158,9 +158,10 @@ class LeaseReconciler:
 
     async def activity(self, job: Job, server: dict) -> leases.Activity:
         gpu_busy = None
-        # NVML sees this machine's GPUs only: the embedded deployment's (on a cluster the
-        # GPUs are on other nodes, and a busy kernel is what keeps a notebook)
-        if self.runtime.settings.backend == "local" and self.runtime.backend.gpu_kind == "gpu":
+        # NVML sees this machine's GPUs only: the embedded deployment's, whether its notebooks run as
+        # processes or in containers (on a cluster the GPUs are on other nodes, and a busy kernel is
+        # what keeps a notebook)
+        if self.runtime.settings.backend in ("local", "docker") and self.runtime.backend.gpu_kind == "gpu":
             gpus = [g for ids in (job.placement or {}).values() for g in ids]
             readings = [gpu_utilisation(g) for g in gpus]
             if readings and all(r is not None for r in readings):

@@ -64,7 +64,7 @@ def build(settings: PlatformSettings, registry_settings: RegistrySettings | None
     )
     app.state.settings = settings
     app.state.registry_settings = reg
-    app.state.deployment = "embedded"
+    app.state.deployment = settings.backend  # how images run: builtin.runs_as
     app.state.quota_lock = asyncio.Lock()
     app.state.upload_locks = {}
     app.state.data_server = None

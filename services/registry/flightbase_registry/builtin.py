@@ -20,7 +20,10 @@ BUILTIN_IMAGES: tuple[ImageOut, ...] = (
 )
 
 
-def runs_as(deployment: str) -> str:
-    if deployment == "embedded":
-        return "host Python environment (the embedded deployment has no container runtime)"
+def runs_as(backend: str) -> str:
+    """How an image runs where work runs (the platform's ``backend`` setting: docker, local or kubernetes)."""
+    if backend == "docker":
+        return "a container of the image (Docker, on this machine)"
+    if backend == "local":
+        return "host Python environment (jobs and notebooks run as local processes; the image is a name only)"
     return "container image of the pod"

@@ -336,6 +336,9 @@ class DockerBackend:
                               datasets_dir=DATASETS if spec.datasets else None)
         if self.gpu_kind == "gpu":  # the container sees its GPUs only, numbered from 0
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(len(gpus)))
+        # what the NVIDIA runtime exposes, whatever a CUDA image says (its NVIDIA_VISIBLE_DEVICES=all would
+        # hand every GPU of the machine to a job that holds none, where that runtime is the default)
+        env["NVIDIA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus) if self.gpu_kind == "gpu" and gpus else "void"
         env.update({"HOME": HOME, "USER": account.pw_name, "LOGNAME": account.pw_name})
         options = container_options(spec, job_id=job.id, restarts=job.restarts, uid=uid, gid=gid,
                                     groups=[ws_gid] if ws_gid is not None else [], gpus=gpus,
