@@ -28,6 +28,7 @@ from tests.platform.world import submit, upload_code, wait_state
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(os.geteuid() != 0, reason="jobs run as their owners' accounts only under root")]
 
+JOBS = Path(__file__).parent / "jobs"
 ALLREDUCE = b"""
 import os
 import torch, horovod.torch as hvd
@@ -76,6 +77,15 @@ def test_a_two_rank_horovod_job_runs_in_training_base_as_its_owner(platform):
     results = sorted(line.split("RESULT ", 1)[1] for line in out.splitlines() if "RESULT " in line)
     uid = pwd.getpwnam("ann").pw_uid
     assert results == [f"0 2 3.0 {uid} True", f"1 2 3.0 {uid} True"], out[-3000:]
+
+
+@pytest.mark.parametrize("script, launcher", [("hvd_resnet.py", "horovod"), ("ddp_torchrun.py", "torchrun")])
+def test_trainings_written_like_the_frameworks_own_examples_run_in_training_base(platform, script, launcher):
+    """Horovod's and PyTorch's own example patterns (see the scripts' docstrings), on two slots."""
+    job, out = run(platform, "ann", "box", (JOBS / script).read_bytes(), name=script.split(".")[0], gpus=2,
+                   launcher=launcher, timeout=300)
+    assert job["state"] == "succeeded", out[-3000:]
+    assert out.count("in sync: True") == 2 and "of 2" in out, out[-3000:]
 
 
 def test_a_job_cannot_write_its_datasets_nor_see_another_workspaces(platform, tmp_path):

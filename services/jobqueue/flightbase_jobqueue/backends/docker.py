@@ -411,10 +411,13 @@ class DockerBackend:
                 reason = (f"out of memory: the job used all of its {limit / GB:g} GB (the workspace's "
                           "memory_gb_per_gpu times its GPUs)")
                 self.files.append_log(job_id, f"flightbase: {reason}\n")
-            container.remove(force=True)
         except Exception as exc:
             log.warning("job %s: reading how its container ended failed: %s", job_id, exc)
-        self._finish(job_id, code, reason)
+        self._finish(job_id, code, reason)  # the job's GPUs are free from here; the container goes after
+        try:
+            container.remove(force=True)
+        except Exception as exc:
+            log.warning("job %s: removing its container failed: %s", job_id, exc)
 
     def _finish(self, job_id: str, code: int, reason: str | None) -> None:
         with self._lock:
