@@ -97,8 +97,9 @@ ensure_engine() {
   fi
   local log="${FLIGHTBASE_DOCKERD_LOG:-/var/log/flightbase-dockerd.log}" timeout="${FLIGHTBASE_DOCKERD_TIMEOUT:-90}"
   say "no Docker engine answers: starting dockerd (state in Docker's default /var/lib/docker, log $log)"
-  # its own session: it outlives this make, and make's Ctrl-C does not reach it
-  setsid nohup dockerd >>"$log" 2>&1 </dev/null &
+  # its own session: it outlives this make, and make's Ctrl-C does not reach it; without
+  # descriptor 9, the build lock, which it would otherwise hold for as long as it runs
+  setsid nohup dockerd >>"$log" 2>&1 </dev/null 9>&- &
   local pid=$! start=$SECONDS
   until engine_answers; do
     if ! kill -0 "$pid" 2>/dev/null; then

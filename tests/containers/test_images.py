@@ -163,6 +163,20 @@ def test_the_images_carry_their_content_hash_and_no_user_but_nobody(images):
     assert "/opt/flightbase/bin" in next(e for e in images[TRAINING]["Config"]["Env"] if e.startswith("PATH="))
 
 
+def test_no_process_keeps_the_build_lock(engine):
+    """A dockerd that the build started (on a fresh machine `make` starts it) must not inherit the
+    build's lock: it would hold it for as long as it runs, and every later build would wait forever."""
+    lock = Path(os.environ.get("FLIGHTBASE_CACHE") or Path.home() / ".cache" / "flightbase") / "images" / ".lock"
+    holders = set()
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        try:
+            if os.readlink(fd) == str(lock):
+                holders.add((fd.parts[2], Path("/proc", fd.parts[2], "comm").read_text().strip()))
+        except OSError:
+            continue
+    assert not holders, f"{sorted(holders)} hold {lock} with no build running"
+
+
 def test_a_second_build_builds_nothing(images):
     def build() -> str:
         result = subprocess.run([str(SCRIPT), "images"], capture_output=True, text=True, timeout=900, cwd=ROOT)

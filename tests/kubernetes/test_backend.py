@@ -401,7 +401,7 @@ def test_make_backend_chooses_by_the_backend_setting(tmp_path):
     assert isinstance(backend, KubernetesBackend) and backend.data_dir == tmp_path
     assert [(n.name, n.total) for n in inventory.nodes()] == [("gpu-a", 8)]
 
-    with pytest.raises(UnknownBackend, match="unknown execution backend 'slurm'; known backends: local, kubernetes"):
+    with pytest.raises(UnknownBackend, match="unknown execution backend 'slurm'; known backends: docker, local, kubernetes"):
         make_backend(PlatformSettings(data_dir=tmp_path, backend="slurm"), lambda job_id: None)
 
 
