@@ -30,7 +30,7 @@ from flightbase.service.errors import ApiError, not_found
 from flightbase_jobqueue import leases
 from flightbase_jobqueue.api.trainings import load_training, require_control, require_image, row_of
 from flightbase_jobqueue.culler import ACTIVITY_TOKEN
-from flightbase_jobqueue.models import Job, Training, TrainingOwner
+from flightbase_jobqueue.models import Job, Training
 from flightbase_jobqueue.runtime import limits_from
 from flightbase_jobqueue.scheduling.types import Job as CoreJob
 from flightbase_jobqueue.schemas import LeaseCreate, LeaseOut, QueueInfo

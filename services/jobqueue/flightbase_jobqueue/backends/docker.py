@@ -47,9 +47,9 @@ from urllib.parse import urlsplit
 from flightbase import hostfs, secrets
 from flightbase.accounts import AccountError, AccountPolicy, account_for
 from flightbase_jobqueue.backends import launchers
-from flightbase_jobqueue.backends.jobfiles import JobFiles
-from flightbase_jobqueue.backends.spec import JobRef, LaunchSpec, artifacts_sub_path, job_environment
-from flightbase_jobqueue.ports import BackendEvent, Exited, Started, Stopped, drain
+from flightbase_jobqueue.backends.jobfiles import JobFiles, OnThisMachine
+from flightbase_jobqueue.backends.spec import LaunchSpec, artifacts_sub_path, job_environment
+from flightbase_jobqueue.ports import BackendEvent, Exited, Started, Stopped
 from flightbase_jobqueue.scheduling.types import Job, Placement
 
 log = logging.getLogger("flightbase.jobqueue.docker")
@@ -185,7 +185,7 @@ class ImageAccess:
         return [need for need in NEEDS.get(launcher, ()) if need not in found]
 
 
-class DockerBackend:
+class DockerBackend(OnThisMachine):
     def __init__(self, data_dir: Path, resolve: Callable[[str], LaunchSpec], *, gpu_kind: str = "gpu",
                  accounts: AccountPolicy | None = None, client=None, oci_registry_url: str = "",
                  cores: int | None = None, stop_grace_seconds: float = 30.0):
@@ -217,22 +217,6 @@ class DockerBackend:
         """Launchers are the image's: checked when a job starts (:meth:`ImageAccess.missing`)."""
         return None
 
-    def rank_prefix(self, launcher: str) -> str | None:
-        return launchers.RANK_PREFIXES.get(launcher)
-
-    def log_tail(self, job: JobRef, limit: int) -> bytes:
-        return self.files.log_tail(job, limit)
-
-    def log_from(self, job: JobRef, offset: int, limit: int = 1 << 20) -> bytes:
-        return self.files.log_from(job, offset, limit)
-
-    def metric_records(self, job: JobRef, log_lines: list[str]) -> list[dict[str, float]]:
-        return self.files.metric_records(job, log_lines)
-
-    def _emit(self, event: BackendEvent) -> None:
-        self._events.put(event)
-        self.on_event()
-
     # -- the Backend port --------------------------------------------------------
     def start(self, job: Job, placement: Placement) -> None:
         with self._lock:
@@ -257,9 +241,6 @@ class DockerBackend:
                     log.debug("stopping %s: %s", container.name, exc)
 
         threading.Thread(target=stop_it, daemon=True, name=f"stop-{job_id}").start()
-
-    def poll_events(self) -> list[BackendEvent]:
-        return drain(self._events)
 
     def reattach(self, job_id: str, stopping: bool = False) -> str | None:
         """Follow a job's container started by an earlier run of the service (found by its label).

@@ -23,9 +23,14 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import Callable
+
+import queue
 
 from flightbase import hostfs, metrics
+from flightbase_jobqueue.backends import launchers
 from flightbase_jobqueue.backends.spec import DatasetVersion, JobRef
+from flightbase_jobqueue.ports import BackendEvent, drain
 
 
 class JobFiles:
@@ -140,3 +145,32 @@ class JobFiles:
     def metric_records(self, job: JobRef, log_lines: list[str]) -> list[dict[str, float]]:
         """Every metric record: the job's metrics file, then ``key=value`` lines of ``log_lines``."""
         return metrics.read(self.metrics_path(job.job_id), log_lines)
+
+
+class OnThisMachine:
+    """What both on-machine backends answer alike: a job's output from its files here
+    (``files``), and their events through a queue (``_events``) that ``on_event`` announces."""
+
+    files: JobFiles
+    _events: queue.SimpleQueue
+    on_event: "Callable[[], None]"
+
+    def rank_prefix(self, launcher: str) -> str | None:
+        """The pattern that tags each output line with its rank (``launchers.RANK_PREFIXES``)."""
+        return launchers.RANK_PREFIXES.get(launcher)
+
+    def log_tail(self, job: JobRef, limit: int) -> bytes:
+        return self.files.log_tail(job, limit)
+
+    def log_from(self, job: JobRef, offset: int, limit: int = 1 << 20) -> bytes:
+        return self.files.log_from(job, offset, limit)
+
+    def metric_records(self, job: JobRef, log_lines: list[str]) -> list[dict[str, float]]:
+        return self.files.metric_records(job, log_lines)
+
+    def poll_events(self) -> list[BackendEvent]:
+        return drain(self._events)
+
+    def _emit(self, event: BackendEvent) -> None:
+        self._events.put(event)
+        self.on_event()

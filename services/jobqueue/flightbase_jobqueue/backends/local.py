@@ -35,9 +35,9 @@ from typing import Callable, Sequence
 from flightbase import hostfs
 from flightbase.accounts import AccountError, AccountPolicy, account_for, ensure_home
 from flightbase_jobqueue.backends import launchers
-from flightbase_jobqueue.backends.jobfiles import JobFiles
-from flightbase_jobqueue.backends.spec import JobRef, LaunchSpec, artifacts_sub_path, job_environment
-from flightbase_jobqueue.ports import BackendEvent, Exited, Started, Stopped, drain
+from flightbase_jobqueue.backends.jobfiles import JobFiles, OnThisMachine
+from flightbase_jobqueue.backends.spec import LaunchSpec, artifacts_sub_path, job_environment
+from flightbase_jobqueue.ports import BackendEvent, Exited, Started, Stopped
 from flightbase_jobqueue.scheduling.types import Job, Node, Placement
 
 log = logging.getLogger("flightbase.jobqueue.local")
@@ -89,7 +89,7 @@ def signal_job(job_id: str, signum: int, uid: int | None = None) -> int:
 _EXIT_CODE_BYTES = 32
 
 
-class LocalBackend:
+class LocalBackend(OnThisMachine):
     def __init__(self, data_dir: Path, resolve: Callable[[str], LaunchSpec], *, gpu_kind: str = "gpu",
                  home_root: Path | None = None, python: str | None = None, nofile_limit: int = 65536,
                  accounts: AccountPolicy | None = None):
@@ -118,24 +118,6 @@ class LocalBackend:
     def missing_tool(self, launcher: str) -> str | None:
         """Why ``launcher`` cannot run here, or None."""
         return launchers.missing_tool(launcher, self.bindir)
-
-    # -- a job's output (what the API reads) ---------------------------------------
-    def rank_prefix(self, launcher: str) -> str | None:
-        """The pattern that tags each output line with its rank (``launchers.RANK_PREFIXES``)."""
-        return launchers.RANK_PREFIXES.get(launcher)
-
-    def log_tail(self, job: JobRef, limit: int) -> bytes:
-        return self.files.log_tail(job, limit)
-
-    def log_from(self, job: JobRef, offset: int, limit: int = 1 << 20) -> bytes:
-        return self.files.log_from(job, offset, limit)
-
-    def metric_records(self, job: JobRef, log_lines: list[str]) -> list[dict[str, float]]:
-        return self.files.metric_records(job, log_lines)
-
-    def _emit(self, event: BackendEvent) -> None:
-        self._events.put(event)
-        self.on_event()
 
     # -- the Backend port --------------------------------------------------------
     def start(self, job: Job, placement: Placement) -> None:
@@ -172,9 +154,6 @@ class LocalBackend:
             signal_job(job_id, signal.SIGKILL, uid)
 
         threading.Thread(target=kill_later, daemon=True, name=f"stop-{job_id}").start()
-
-    def poll_events(self) -> list[BackendEvent]:
-        return drain(self._events)
 
     # -- after a restart ---------------------------------------------------------
     def reattach(self, job_id: str, stopping: bool = False) -> str | None:
