@@ -27,6 +27,13 @@ node_modules/.installed: package.json
 	npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
+# Chart.js, which the jobqueue's dashboards serve (docs/dashboards.md): its built file is copied
+# into the package, where it travels with a wheel or an image (node_modules does not); gitignored
+CHART_JS := services/jobqueue/flightbase_jobqueue/pages/static/vendor/chart.umd.min.js
+$(CHART_JS): node_modules/.installed
+	mkdir -p $(dir $@)
+	cp node_modules/chart.js/dist/chart.umd.min.js $@
+
 .system-deps-run:
 	scripts/system-deps.sh run
 	touch $@
@@ -53,7 +60,7 @@ $(VENV)/.labext-installed: $(VENV)/.installed flightbase_labext/package.json fli
 containers: $(VENV)/.ml-installed $(VENV)/.labext-installed
 	scripts/containers.sh all $(PY)
 
-install: .system-deps-run $(VENV)/.installed $(VENV)/.ml-installed node_modules/.installed $(VENV)/.labext-installed containers
+install: .system-deps-run $(VENV)/.installed $(VENV)/.ml-installed node_modules/.installed $(CHART_JS) $(VENV)/.labext-installed containers
 
 install-test: install .system-deps-test
 
@@ -64,4 +71,4 @@ test: install-test
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) node_modules .system-deps-*
+	rm -rf $(VENV) node_modules .system-deps-* $(dir $(CHART_JS))

@@ -121,11 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("user")
     ws.set_defaults(func=cmd_workspaces)
 
-    from flightbase import cli_builtin, cli_datasets, cli_jobs
+    from flightbase import cli_builtin, cli_datasets, cli_jobs, cli_usage
 
     cli_jobs.add_parsers(sub)
     cli_builtin.add_parsers(sub)
     cli_datasets.add_parsers(sub)
+    cli_usage.add_parsers(sub)
 
     bench = sub.add_parser("bench", help="benchmarks (trace replay through the scheduler)")
     bench_sub = bench.add_subparsers(dest="bench", required=True, parser_class=_Parser)

@@ -213,6 +213,25 @@ class Client:
                 raise TimeoutError(f"job {job_id} is still {job['state']}")
             time.sleep(interval)
 
+    def usage(self, workspace: str | None = None, *, start: str | None = None, end: str | None = None,
+              group_by: str | list[str] | None = None, csv: bool = False):
+        """GPU usage in ``[start, end)`` (ISO dates or datetimes; default the last 30 days) per group of
+        ``workspace``, ``user`` and/or ``day``: the API's JSON, or with ``csv=True`` its CSV text."""
+        if isinstance(group_by, (list, tuple)):
+            group_by = ",".join(group_by)
+        params = {k: v for k, v in {"workspace": workspace, "from": start, "to": end, "group_by": group_by,
+                                    "format": "csv" if csv else None}.items() if v is not None}
+        if not csv:
+            return self.request("jobqueue", "GET", "usage", params=params)
+        try:
+            resp = self._http.get(f"{self.url}/services/jobqueue/api/v1/usage", params=params)
+        except httpx.HTTPError as exc:
+            raise ApiError(0, f"cannot reach {self.url}: {exc}") from None
+        if resp.status_code >= 400:
+            body = resp.json()
+            raise ApiError(resp.status_code, body.get("message", "error"), body.get("field"), body)
+        return resp.text
+
     # --- built-in models
     def builtin_models(self) -> list[dict]:
         """The catalogue: each model's manifest (parameters, dataset layout, GPUs, launchers)."""

@@ -54,6 +54,34 @@ def utilisation(index: int) -> int | None:
         pynvml.nvmlShutdown()
 
 
+def readings(indices) -> dict[int, dict]:
+    """What NVML reads now of each GPU in ``indices``: ``{index: {"utilisation_percent",
+    "memory_used_bytes", "memory_total_bytes"}}``; {} without NVML, and a GPU it cannot read
+    is left out. The administrators' page shows them for every slot (one NVML session for all)."""
+    indices = list(indices)
+    if not indices:
+        return {}
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:
+        return {}
+    found = {}
+    try:
+        for index in indices:
+            try:
+                handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+                memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+                found[index] = {"utilisation_percent": int(pynvml.nvmlDeviceGetUtilizationRates(handle).gpu),
+                                "memory_used_bytes": int(memory.used), "memory_total_bytes": int(memory.total)}
+            except Exception:
+                continue
+        return found
+    finally:
+        pynvml.nvmlShutdown()
+
+
 def cpu_slots(count: int) -> list[dict]:
     return [{"index": i, "kind": "cpu-slot", "name": f"CPU slot {i}", "memory_bytes": 0} for i in range(count)]
 

@@ -110,6 +110,17 @@ def choose_backend(environ: dict) -> tuple[str, str]:
     return "local", f"Jobs and notebooks run as processes on this machine's Python environment ({why})."
 
 
+def retention_days(environ: dict) -> int:
+    """FLIGHTBASE_AUDIT_RETENTION_DAYS: how many days audit rows are kept (0: for ever)."""
+    raw = (environ.get("FLIGHTBASE_AUDIT_RETENTION_DAYS") or "").strip()
+    if not raw:
+        return PlatformSettings.audit_retention_days
+    if not raw.isdigit():
+        raise UsageError(f"FLIGHTBASE_AUDIT_RETENTION_DAYS: {raw!r} is not a whole number of days (0 keeps the "
+                         "audit log for ever)")
+    return int(raw)
+
+
 def prepare(
     *, port: int, data_dir: Path, gpu_spec: str, ip: str = "127.0.0.1", admin_user: str | None = None,
     policy: str = "las", environ: dict | None = None, single_user_dev: bool = False,
@@ -151,6 +162,7 @@ def prepare(
         jobqueue_db_url=environ.get("FLIGHTBASE_JOBQUEUE_DB_URL", ""),
         registry_db_url=environ.get("FLIGHTBASE_REGISTRY_DB_URL", ""),
         single_user_dev=admin if single_user_dev else "",
+        audit_retention_days=retention_days(environ),
         backend=backend,
         **oci_registry(environ),
     )

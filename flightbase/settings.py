@@ -52,6 +52,8 @@ class PlatformSettings:
     # runs it as its own), except in the one-person development mode: the name of the one person
     # whose code then runs as the platform's account (`flightbase up --single-user-dev`; flightbase.accounts).
     single_user_dev: str = ""
+    # Audit rows older than this many days are deleted at start-up and daily (flightbase/service/audit.py); 0: kept
+    audit_retention_days: int = 365
 
     @property
     def hub_dir(self) -> Path:

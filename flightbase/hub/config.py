@@ -15,6 +15,7 @@ from flightbase.hub import rbac
 from flightbase.settings import PlatformSettings
 
 ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
 def find_proxy_command() -> str:
@@ -108,6 +109,9 @@ def service_specs(settings: PlatformSettings, secrets: dict[str, str]) -> list[d
     # how often the jobqueue checks Jupyter trainings' leases against the hub and for idleness
     if os.environ.get("FLIGHTBASE_LEASE_CHECK_SECONDS"):
         env["FLIGHTBASE_LEASE_CHECK_SECONDS"] = os.environ["FLIGHTBASE_LEASE_CHECK_SECONDS"]
+    # the token a Prometheus without a hub account scrapes <service>/metrics with (flightbase.service.metrics)
+    if os.environ.get("FLIGHTBASE_METRICS_TOKEN"):
+        env["FLIGHTBASE_METRICS_TOKEN"] = os.environ["FLIGHTBASE_METRICS_TOKEN"]
     specs = []
     for name, port, package in (
         ("jobqueue", settings.jobqueue_port, "flightbase_jobqueue"),
@@ -196,12 +200,15 @@ def configure_embedded(c, settings: PlatformSettings, secrets: dict[str, str]) -
 
 
 def configure_servers(c) -> None:
-    """What every deployment's single-user servers get."""
+    """What every deployment gets: its single-user servers' settings, and the hub's nav bar entry."""
     # The server's token ($JUPYTERHUB_API_TOKEN) is the user's client in notebook cells and the
     # spawner's credential for the GPU lease: the Flightbase scopes (as far as the user holds them)
     c.Spawner.server_token_scopes = rbac.server_token_scopes()
     # how soon the hub notices a server that died (its lease is released soon after)
     c.Spawner.poll_interval = int(os.environ.get("FLIGHTBASE_SPAWNER_POLL_SECONDS", "30"))
+    # every hub page gets the nav bar's "Flightbase" entry (a page.html that extends the hub's own;
+    # the services render their pages with it too: flightbase/service/pages.py)
+    c.JupyterHub.template_paths = [str(TEMPLATES)]
     # an operator's extra JupyterHub configuration (like z2jh's hub.extraConfig), loaded last
     extra = os.environ.get("FLIGHTBASE_HUB_EXTRA_CONFIG")
     if extra:

@@ -89,6 +89,7 @@ def server_token_scopes() -> list[str]:
 
 
 def browser_scopes() -> list[str]:
-    """Scopes a service's browser session may hold, as far as the person holds them."""
-    return ["read:users:groups!user", "read:users:name!user", authz.ADMIN_SCOPE,
+    """Scopes a service's browser session may hold, as far as the person holds them
+    (``read:metrics``: an administrator's browser may open the services' Prometheus pages)."""
+    return ["read:users:groups!user", "read:users:name!user", authz.ADMIN_SCOPE, "read:metrics",
             *(authz.scope_name(p) for p in authz.all_permissions())]

@@ -17,6 +17,7 @@ from flightbase.service.hub import Workspace
 
 
 async def authorize(request: Request, identity: Identity, workspace: str, permission: str) -> Workspace:
+    request.state.workspace = workspace  # the workspace the request acts in, for its audit row (audit.AuditLog)
     ws = await request.app.state.hub.workspace(workspace)
     if ws is None or not authz.can_see(identity, workspace):
         raise not_found(f"workspace {workspace!r}")

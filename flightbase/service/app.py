@@ -8,6 +8,10 @@ Two plain ASGI middlewares guard every request before the application reads
 it: ``limits.RequestLimits`` (no credentials under ``api/``: 401 before the
 body; bodies over their route's limit: 413) and ``xsrf.XsrfCheck``
 (cookie-authenticated state changes without the service's XSRF token: 403).
+Outside them ``metrics.RequestMetrics`` times every answer; ``<prefix>metrics``
+is the Prometheus page (``metrics.add_route``: hub scope ``read:metrics`` or
+the metrics token). Outermost, ``audit.AuditLog`` records every state-changing
+API request, refused ones included (``GET api/v1/audit`` reads them back).
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from typing import Callable
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from flightbase.service import audit
 from flightbase.service import auth as service_auth
+from flightbase.service import metrics as service_metrics
 from flightbase.service import xsrf
 from flightbase.service.errors import install_handlers
 from flightbase.service.limits import BodyLimits, RequestLimits
@@ -41,6 +47,7 @@ def create_app(
     shutdown: Callable,
     health: Callable[[FastAPI], dict],
     hub_auth,
+    metrics: service_metrics.Source | None = None,
 ) -> FastAPI:
     prefix = service_prefix(name)
 
@@ -63,6 +70,7 @@ def create_app(
     )
     app.state.prefix = prefix
     app.state.hub_auth = hub_auth
+    app.state.metrics_settings = service_metrics.MetricsSettings.from_env()
     install_handlers(app)
 
     @app.exception_handler(service_auth.LoginRedirect)
@@ -76,6 +84,7 @@ def create_app(
         return JSONResponse(body)
 
     app.add_api_route(f"{prefix}oauth_callback", service_auth.oauth_callback, methods=["GET"], include_in_schema=False)
+    service_metrics.add_route(app, prefix, metrics)
 
     for router in routers:
         app.include_router(router, prefix=f"{prefix}api/v1")
@@ -85,5 +94,7 @@ def create_app(
                        header_pattern=hub_auth.auth_header_pat, xsrf_cookie=xsrf.cookie_name(name))
     app.add_middleware(RequestLimits, prefix=prefix, hub_cookie=hub_auth.cookie_name,
                        header_pattern=hub_auth.auth_header_pat, limits=BodyLimits.of_service(name, prefix, app.state),
-                       open_paths=frozenset({app.openapi_url}))
+                       open_paths=frozenset({app.openapi_url}), guarded_paths=frozenset({service_metrics.path(prefix)}))
+    app.add_middleware(service_metrics.RequestMetrics, service=name, prefix=prefix, application=app)
+    audit.install(app, service=name, prefix=prefix, hub_auth=hub_auth)  # last: outermost, sees every answer
     return app

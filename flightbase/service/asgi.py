@@ -28,3 +28,17 @@ def header(scope, name: bytes) -> str | None:
         if key == name:
             return value.decode("latin-1")
     return None
+
+
+class StatusSend:
+    """``send`` that remembers the status it passed on: 500 until the application answers (what the
+    server sends when it raises before responding)."""
+
+    def __init__(self, send):
+        self.send = send
+        self.status = 500
+
+    async def __call__(self, message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        await self.send(message)

@@ -41,7 +41,8 @@ def _wants_html(request: Request) -> bool:
 def login_redirect(request: Request) -> RedirectResponse:
     auth = request.app.state.hub_auth
     verifier, challenge, method = auth.generate_pkce_code_challenge()
-    state = auth.generate_state(next_url=str(request.url.path), code_verifier=verifier)
+    next_url = request.url.path + (f"?{request.url.query}" if request.url.query else "")  # back to the same page
+    state = auth.generate_state(next_url=next_url, code_verifier=verifier)
     params = {
         "client_id": auth.oauth_client_id,
         "redirect_uri": auth.oauth_redirect_uri,
@@ -84,6 +85,8 @@ async def current_identity(request: Request) -> Identity:
     # cache_max_age 0 means no caching at all (HubAuth's cache would keep entries forever)
     model = await auth.user_for_token(token, use_cache=auth.cache_max_age > 0, sync=False)
     if model is None:
+        if _wants_html(request):  # a page's cookie that expired or was revoked (the hub's logout): log in again
+            raise LoginRedirect(login_redirect(request))
         raise ApiError(401, "the token is not valid (expired or revoked?)")
     if not auth.check_scopes(auth.access_scopes, model):
         raise ApiError(403, f"this token may not use this service (needs one of {sorted(auth.access_scopes)})")

@@ -10,8 +10,11 @@ application runs:
   credentials at all (no ``Authorization: token|bearer ...`` header, no hub
   OAuth cookie) is answered 401 at once, its body unread. Open as before: the
   OpenAPI document, and a browser's ``GET`` (the route sends it to log in);
-  ``/health`` and the OAuth callback are outside the API prefix. Whether the
-  credentials are valid is still decided by the route (``auth.current_identity``).
+  ``/health`` and the OAuth callback are outside the API prefix. Paths outside
+  it that need credentials all the same are named in ``guarded_paths`` (the
+  Prometheus page, ``<prefix>metrics``: 401 for a browser too, it has no login
+  page). Whether the credentials are valid is still decided by the route
+  (``auth.current_identity``, ``metrics.check_access``).
 - every request's body is capped: ``PlatformSettings.max_body_bytes`` (1 MiB
   unless ``FLIGHTBASE_MAX_BODY_BYTES`` says otherwise) or its route's own
   limit from ``LARGE_BODIES``. A declared ``Content-Length`` over the limit is
@@ -110,13 +113,14 @@ class RequestLimits:
     """ASGI middleware: 401 before the body for requests without credentials; 413 past the body limit."""
 
     def __init__(self, app, *, prefix: str, hub_cookie: str, header_pattern: re.Pattern, limits: BodyLimits,
-                 open_paths: frozenset[str] = frozenset()):
+                 open_paths: frozenset[str] = frozenset(), guarded_paths: frozenset[str] = frozenset()):
         self.app = app
         self.api = prefix + "api/"
         self.hub_cookie = hub_cookie
         self.header_pattern = header_pattern
         self.limits = limits
         self.open_paths = open_paths
+        self.guarded_paths = guarded_paths
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -133,6 +137,8 @@ class RequestLimits:
 
     def _needs_credentials(self, scope) -> bool:
         path = scope["path"]
+        if path in self.guarded_paths:
+            return True
         if not path.startswith(self.api) or path in self.open_paths:
             return False
         # a browser's page load: the route redirects it to the hub's login (auth.current_identity)

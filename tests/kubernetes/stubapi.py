@@ -33,6 +33,8 @@ RESOURCES: dict[str, list[tuple[str, str, bool]]] = {
                                      ("clusterrolebindings", "ClusterRoleBinding", False)],
     "policy/v1": [("poddisruptionbudgets", "PodDisruptionBudget", True)],
     "networking.k8s.io/v1": [("networkpolicies", "NetworkPolicy", True)],
+    # the Prometheus Operator's CRD (metrics.serviceMonitor.enabled)
+    "monitoring.coreos.com/v1": [("servicemonitors", "ServiceMonitor", True)],
 }
 VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 
@@ -55,9 +57,17 @@ def _groups() -> dict:
 
 class StubApi:
     """``with StubApi() as api``: ``api.kubeconfig(path)`` writes a kubeconfig for it;
-    ``api.created`` lists the objects created, in order."""
+    ``api.created`` lists the objects created, in order.
 
-    def __init__(self):
+    ``existing``: objects already in the "cluster", by their API path
+    (``/api/v1/namespaces/flightbase/secrets/flightbase-metrics``), as an earlier
+    release left them: a GET answers them (the chart's ``lookup`` and Helm's
+    ownership check), and Helm's update of one (a PATCH, when it adopts an object
+    of its own release) is kept in ``patched`` and answered with the object."""
+
+    def __init__(self, existing: dict[str, dict] | None = None):
+        self.existing = dict(existing or {})
+        self.patched: list[tuple[str, str, bytes]] = []  # (path, content type, body)
         self.created: list[dict] = []  # the chart's objects, as sent
         self.records: list[tuple[str, str]] = []  # Helm's release records (not decoded)
         self.requests: list[tuple[str, str]] = []
@@ -93,7 +103,9 @@ class StubApi:
                     return self._send(200, _resource_list("v1"))
                 if path.startswith("/apis/") and path[len("/apis/"):] in RESOURCES:
                     return self._send(200, _resource_list(path[len("/apis/"):]))
-                self._not_found()  # every object: nothing exists yet
+                if path in stub.existing:
+                    return self._send(200, stub.existing[path])
+                self._not_found()  # every other object: nothing exists yet
 
             def _body(self) -> dict | None:
                 """The JSON object sent, or None for another encoding (Helm's own release
@@ -129,11 +141,18 @@ class StubApi:
             def do_PUT(self):
                 self._store(200)
 
-            def do_PATCH(self):  # nothing is patched on a first install
+            def do_PATCH(self):  # nothing is patched on a first install, but what already exists
+                path = self.path.split("?", 1)[0].rstrip("/")
                 stub.requests.append(("PATCH", self.path))
+                if path in stub.existing:
+                    data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                    stub.patched.append((path, self.headers.get("Content-Type") or "", data))
+                    return self._send(200, stub.existing[path])
                 self._not_found()
 
-            do_DELETE = do_PATCH
+            def do_DELETE(self):
+                stub.requests.append(("DELETE", self.path))
+                self._not_found()
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"

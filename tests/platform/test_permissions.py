@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from .world import wait_training
+from .world import wait_state, wait_training
 
 ROLES = ("admin", "manager", "owner", "member", "outsider")
 
@@ -50,6 +50,16 @@ TABLE = {
     ("jobqueue", "GET", "/jobs/{job_id}/metrics"): row(200, 200, 200, 200, 404),
     ("jobqueue", "POST", "/jobs/{job_id}/cancel"): row(200, 200, 200, 403, 404),
     ("jobqueue", "GET", "/queue"): row(200, 200, 200, 200, 200),
+    # administrators and the workspace's managers (the admin page's buttons); requeue: a running job
+    ("jobqueue", "PUT", "/jobs/{job_id}/priority"): row(200, 200, 403, 403, 404),
+    ("jobqueue", "POST", "/jobs/{job_id}/requeue"): row(200, 200, 403, 403, 404),
+    # the pages' data (flightbase_jobqueue/pages): a workspace's dashboard, asked for the world's
+    # workspace; the installation's overview, administrators only. The pages themselves (dashboard/,
+    # admin/) are not in the API: tests/pages/test_pages_platform.py checks who gets them
+    ("jobqueue", "GET", "/dashboard"): row(200, 200, 200, 200, 404),
+    ("jobqueue", "GET", "/admin/overview"): row(200, 403, 403, 403, 403),
+    # GPU usage, asked for the world's workspace (unfiltered, everyone gets 200: their own workspaces)
+    ("jobqueue", "GET", "/usage"): row(200, 200, 200, 200, 404),
     # Jupyter trainings' GPU leases (the spawner asks with the server's token, i.e. as the user);
     # the request names a dataset that is not there: authorised callers get 422, nothing is held
     ("jobqueue", "POST", "/leases"): row(422, 422, 422, 422, 404),
@@ -60,6 +70,9 @@ TABLE = {
     ("jobqueue", "GET", "/builtin-models"): row(200, 200, 200, 200, 200),
     ("jobqueue", "GET", "/builtin-models/{name}"): row(200, 200, 200, 200, 200),
     ("jobqueue", "POST", "/builtin-trainings"): row(201, 201, 201, 201, 404),
+    # the audit log (flightbase/service/audit.py), unfiltered: administrators, and managers (their workspaces' rows)
+    ("jobqueue", "GET", "/audit"): row(200, 200, 403, 403, 403),
+    ("registry", "GET", "/audit"): row(200, 200, 403, 403, 403),
     ("registry", "GET", "/workspaces/{workspace}/datasets"): row(200, 200, 200, 200, 404),
     ("registry", "POST", "/workspaces/{workspace}/datasets"): row(201, 201, 201, 201, 404),
     ("registry", "GET", "/workspaces/{workspace}/datasets/{name}"): row(200, 200, 200, 200, 404),
@@ -116,6 +129,8 @@ def _jobqueue_ids(platform, world, template):
         return {"training_id": world.failed_training_id}
     if "{lease_id}" in template:  # a lease of the owner's (released again after the case)
         return {"lease_id": _owners_lease(platform, world) if platform is not None else "0" * 16}
+    if template.endswith("/requeue") and platform is not None:  # only a running job is requeued
+        wait_state(platform, world.tokens["owner"], f"jobs/{world.job_id}", ("running",))
     if template.endswith("/resume") and platform is not None:
         resp = platform.api("jobqueue", "POST", f"trainings/{world.training_id}/pause", platform.admin_token)
         assert resp.status_code == 200, resp.text
@@ -174,6 +189,8 @@ def _request(world, role, service, method, template, platform=None):
     elif template == "/code":
         template = f"/code?workspace={world.workspace}&filename=x.py"
         body = "print('hello')"  # sent as the raw body: the file's bytes (a JSON string is valid Python)
+    elif template.endswith("/priority"):
+        body = {"priority": 5}
     elif template.endswith("/owners"):
         body = {"owners": [world.names["owner"], world.names["manager"]]}
     elif template.endswith("/datasets") and method == "POST":
@@ -193,6 +210,8 @@ def _request(world, role, service, method, template, platform=None):
         path += f"?name=new-{role}"  # the archive is the body; its metadata are query parameters
     elif template.endswith("/files/{index}"):
         path += "?offset=0"  # an empty chunk: nothing written, the offset stays 0
+    elif template in ("/usage", "/dashboard"):
+        path += f"?workspace={world.workspace}"
     return path, body
 
 

@@ -4,7 +4,8 @@ against the registry tests' real platform. The page sends the chunks to the regi
 data endpoint (a cross-origin fetch with a ticket from the API); the version's bytes are
 then checked through the API. Where the browser cannot reach the data endpoint (every
 request to another port than the hub's fails, by playwright's request routing) the page
-sends the chunks through the API instead. A screenshot is saved under test-artifacts/registry/."""
+sends the chunks through the API instead. A screenshot is saved under $FLIGHTBASE_TEST_ARTIFACTS/registry/
+(default: test-artifacts/registry/)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from urllib.parse import urlsplit
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ARTIFACTS = ROOT / "test-artifacts" / "registry"
+ARTIFACTS = Path(os.environ.get("FLIGHTBASE_TEST_ARTIFACTS") or ROOT / "test-artifacts") / "registry"
 
 pytestmark = pytest.mark.slow
 

@@ -1,9 +1,9 @@
-"""The browser page: XSRF protection of its state-changing requests, and the workspaces it offers.
+"""The browser page: XSRF protection of its state-changing requests, the workspaces it offers,
+and the page itself in the hub's look (flightbase.service.pages: the hub's nav bar with the
+"Flightbase" entry, Bootstrap, links to the jobqueue's dashboard and admin page).
 
-Which workspaces the page offers is tested on identities directly: through
-the real hub, the page's OAuth cookie token carries only the scopes the hub
-grants the service's OAuth client (no admin:groups, no custom:flightbase
-scopes, as `flightbase/hub/config.py` stands), so a browser sees no workspace.
+Which workspaces the page offers is tested on identities directly (a table), and through the
+real hub for a member who logs in with a password and an administrator.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def test_visible_workspaces(identity, offered):
     assert asyncio.run(visible_workspaces(_request(), identity)) == offered
 
 
-PAGE_TOKEN = re.compile(r'const XSRF = "([^"]+)";')
+PAGE_TOKEN = re.compile(r'id="flightbase-page"[^>]* data-xsrf="([^"]+)"')
 
 
 @pytest.mark.slow
@@ -103,3 +103,108 @@ def test_page_sets_an_xsrf_token_that_cookie_authenticated_changes_must_send(pla
     # the CLI's way (a token in the Authorization header) needs no XSRF token
     resp = platform.api("registry", "POST", f"workspaces/{world.workspace}/datasets", world.tokens["member"], json={"name": "cli"})
     assert resp.status_code == 201, resp.text
+
+
+# -- the page in the hub's look -------------------------------------------------------------------
+
+def _render(identity: Identity, workspaces: list[str], selected: str | None, image_uploads: bool) -> str:
+    """The page's template as ui.install renders it, without a platform."""
+    from flightbase.service.pages import HubPages
+    from flightbase_registry import ui
+
+    pages = HubPages("registry", "/services/registry/", template_dirs=[ui.TEMPLATES], static_dir=ui.STATIC)
+    data = {"api": "/services/registry/api/v1", "workspaces": workspaces, "workspace": selected,
+            "user": identity.name, "image_uploads": image_uploads, "links": pages.links()}
+    resp = pages.render(SimpleNamespace(cookies={}), identity, "registry.html", title="Datasets and images",
+                        page="registry", page_data=data, workspaces=workspaces, selected=selected,
+                        image_uploads=image_uploads)
+    assert resp.status_code == 200
+    return resp.body.decode()
+
+
+@pytest.mark.parametrize(("identity", "workspaces", "image_uploads", "present", "absent"), [
+    (Identity("ann", groups=frozenset({"vision"}), scopes=MEMBER), ["vision"], True,
+     {"ws", "datasets", "images", "upload", "image-register", "archive-upload", "storage-card"},
+     {"no-workspace", "archive-unavailable"}),
+    # no OCI registry: archives cannot be uploaded, references can
+    (Identity("ann", groups=frozenset({"vision"}), scopes=MEMBER), ["vision"], False,
+     {"image-register", "archive-unavailable"}, {"archive-upload"}),
+    # no workspace yet: a note, and nothing to act on
+    (Identity("new", scopes=MEMBER), [], True, {"no-workspace"}, {"datasets", "upload", "storage-card"}),
+])
+def test_page_template(identity, workspaces, image_uploads, present, absent):
+    from tests.hubnav.markup import elements
+
+    html = _render(identity, workspaces, workspaces[0] if workspaces else None, image_uploads)
+    ids = {e.attrs.get("id") for e in elements(html)}
+    assert present <= ids and not (absent & ids), (present - ids, absent & ids)
+    # the hub's frame: its stylesheet and scripts from the hub's static files (nothing from another site)
+    assert "/hub/static/css/style.min.css?v=" in html and "/hub/static/js/darkmode.js?v=" in html
+    assert "/services/registry/static/registry.js?v=" in html
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+
+
+@contextmanager
+def member_browser(platform, world, name: str):
+    """A person with a password, a member of the world's workspace, logged in as a browser is."""
+    password = "a-long-page-password-9"
+    platform.sign_up(name, password)
+    assert platform.api("jobqueue", "PUT", f"workspaces/{world.workspace}/members/{name}",
+                        platform.admin_token).status_code == 200
+    with browser(platform, name, password) as client:
+        yield client
+
+
+def _page(client, query: str = "") -> str:
+    resp = client.get(f"/services/registry/{query}", headers={"Accept": "text/html"})
+    assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html"), resp.text[-2000:]
+    return resp.text
+
+
+@pytest.mark.slow
+def test_page_for_a_member_offers_only_their_workspaces(platform, world):
+    from tests.hubnav.markup import find, nav_menu
+
+    with member_browser(platform, world, f"pg{world.workspace[-6:]}") as client:
+        html = _page(client)
+        assert [e.attrs["value"] for e in find(html, "option") if e.within(id="ws")] == [world.workspace]
+        # asking for another workspace neither shows it nor names it back
+        other = _page(client, f"?workspace={world.other_workspace}")
+        assert world.other_workspace not in other
+        assert [e.attrs["value"] for e in find(other, "option", selected="")] == [world.workspace]
+        # the hub's look: its nav bar with the Flightbase entry, links to the dashboard, none to the admin page
+        assert nav_menu(html, "Flightbase") == {"Dashboard": "/services/jobqueue/dashboard/",
+                                                "Datasets and images": "/services/registry/"}
+        links = {e.text: e.attrs["href"] for e in find(html, "a") if e.within(id="flightbase-links")}
+        assert links == {"Dashboard": "/services/jobqueue/dashboard/", "Datasets and images": "/services/registry/"}
+        assert find(html, "a", id="dashboard-link")[0].attrs["href"] == f"/services/jobqueue/dashboard/?workspace={world.workspace}"
+        # the page's script, behind the same login
+        src = [e.attrs["src"] for e in find(html, "script") if "registry.js" in e.attrs.get("src", "")]
+        assert len(src) == 1 and src[0].startswith("/services/registry/static/registry.js?v="), src
+        script = client.get(src[0])
+        assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+        assert client.get("/services/registry/static/../app.py").status_code == 404
+        # the token the page carries works for the member's own workspace
+        token = PAGE_TOKEN.search(html).group(1)
+        made = client.post(f"/services/registry/api/v1/workspaces/{world.workspace}/datasets",
+                           json={"name": "from-member-page"}, headers={"X-XSRF-Token": token})
+        assert made.status_code == 201, made.text
+        hidden = client.get(f"/services/registry/api/v1/workspaces/{world.other_workspace}/datasets")
+        assert hidden.status_code == 404, hidden.text
+    with httpx.Client(base_url=platform.url, timeout=30) as anonymous:
+        assert anonymous.get("/services/registry/static/registry.js").status_code in (302, 401, 403)
+
+
+@pytest.mark.slow
+def test_page_for_an_administrator(platform, world):
+    from tests.hubnav.markup import find, nav_menu
+
+    with browser(platform, "admin", platform.admin_password) as client:
+        html = _page(client, f"?workspace={world.other_workspace}")
+    offered = [e.attrs["value"] for e in find(html, "option") if e.within(id="ws")]
+    assert {world.workspace, world.other_workspace} <= set(offered)
+    assert [e.attrs["value"] for e in find(html, "option", selected="")] == [world.other_workspace]
+    links = {e.text: e.attrs["href"] for e in find(html, "a") if e.within(id="flightbase-links")}
+    assert links["Administration"] == "/services/jobqueue/admin/" and links["Accounts and groups"] == "/hub/admin"
+    assert nav_menu(html, "Flightbase")["Administration"] == "/services/jobqueue/admin/"
+    assert find(html, "button", id="archive-upload")  # this platform has an OCI registry

@@ -58,3 +58,26 @@ readOnlyRootFilesystem: true
 capabilities:
   drop: ["ALL"]
 {{- end -}}
+
+{{/* Metrics (docs/kubernetes.md, "Metrics"): the Secret holding the metrics token, yours or the chart's. */}}
+{{- define "flightbase.metrics.secretName" -}}{{ .Values.metrics.token.existingSecret | default (printf "%s-metrics" (include "flightbase.fullname" .)) }}{{- end -}}
+
+{{/* FLIGHTBASE_METRICS_TOKEN of a service, from that Secret (never a plain value). */}}
+{{- define "flightbase.metricsEnv" -}}
+- name: FLIGHTBASE_METRICS_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "flightbase.metrics.secretName" . }}
+      key: {{ .Values.metrics.token.key }}
+{{- end -}}
+
+{{/* The prometheus.io/* annotations of a service's Service, for a Prometheus that discovers targets by annotation. */}}
+{{- define "flightbase.metrics.scrapeAnnotations" -}}
+{{- if .root.Values.metrics.scrapeAnnotations }}
+annotations:
+  prometheus.io/scrape: "true"
+  prometheus.io/scheme: http
+  prometheus.io/path: /services/{{ .service }}/metrics
+  prometheus.io/port: {{ .port | quote }}
+{{- end }}
+{{- end -}}

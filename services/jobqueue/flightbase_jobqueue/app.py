@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from pathlib import Path
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 
 from flightbase import __version__
 from flightbase.service import db
 from flightbase.service.app import create_app
 from flightbase.service.hub import HubClient, make_hub_auth
 from flightbase.settings import PlatformSettings
-from flightbase_jobqueue.api import builtin, code, info, jobs, leases, trainings, workspaces
+from flightbase_jobqueue.api import builtin, code, dashboards, info, jobs, leases, trainings, usage, workspaces
 from flightbase_jobqueue.culler import LeaseReconciler
-from flightbase_jobqueue import models
+from flightbase_jobqueue import models, pages, prometheus
 from flightbase_jobqueue.datasets import DatasetClient
 from flightbase_jobqueue.runtime import JobRuntime, limits_from
 from flightbase_jobqueue.submissions import SubmissionWriter
@@ -61,6 +63,17 @@ def make_reconciler(app: FastAPI, settings: PlatformSettings, sessions: db.Sessi
     return reconciler
 
 
+async def scrape(app: FastAPI) -> list[prometheus.JobqueueCollector]:
+    """The scheduler's state for one Prometheus scrape (flightbase_jobqueue.prometheus)."""
+    live = prometheus.live_state(app.state.runtime, time.time())  # on the loop, where it changes
+
+    def count():
+        with app.state.sessions() as session:
+            return prometheus.stored_counts(session)
+
+    return [prometheus.JobqueueCollector(live, await run_in_threadpool(count))]
+
+
 def build(settings: PlatformSettings) -> FastAPI:
     engine = db.make_engine(settings.jobqueue_db())
 
@@ -96,12 +109,14 @@ def build(settings: PlatformSettings) -> FastAPI:
         version=__version__,
         description="Trainings, jobs, sweeps, the GPU scheduler, nodes and workspaces.",
         routers=[info.router, workspaces.router, code.router, trainings.router, jobs.router, builtin.router,
-                 leases.router],
+                 leases.router, usage.router, dashboards.router],
         startup=startup,
         shutdown=shutdown,
         health=lambda app: {"gpus": len(settings.gpus), "gpu_kind": info.gpu_kind(settings.gpus)},
         hub_auth=make_hub_auth(settings.auth_cache_seconds),
+        metrics=scrape,
     )
     app.state.settings = settings
     app.state.max_code_bytes = code.MAX_CODE_BYTES  # the body limit of POST /code (flightbase.service.limits)
+    pages.install(app)  # the dashboard and the administrators' page (flightbase_jobqueue/pages)
     return app

@@ -178,6 +178,21 @@ class Coordinator:
             self.backend.stop(job_id, self.grace_seconds if grace_seconds is None else grace_seconds,
                               "cancelled")
 
+    def requeue(self, job_id: str, at: float, reason: str) -> bool:
+        """Stop a running job and put it back in the queue, as a preemption does (an
+        administrator's or manager's request): the preemption is recorded with its reason
+        before the backend is asked to stop the job, with the preemption grace period (time to
+        checkpoint); when the backend reports it stopped, :meth:`handle` moves it to PREEMPTED
+        and QUEUED, keeping its checkpoint and counting the restart. False when the job holds
+        no GPUs or is already being stopped."""
+        a = self._active.get(job_id)
+        if a is None or a.stopping or job_id in self._cancelling:
+            return False
+        self.store.record_preemption(job_id, reason, at)
+        self._active[job_id] = replace(a, stopping=True)
+        self.backend.stop(job_id, self.grace_seconds, reason)
+        return True
+
     # -- one step --------------------------------------------------------------
     def snapshot(self, now: float) -> Snapshot:
         nodes = self._nodes()

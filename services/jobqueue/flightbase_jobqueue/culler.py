@@ -146,6 +146,11 @@ class LeaseReconciler:
             if job_id not in live:
                 self._forget(job_id)
 
+    def last_active(self) -> dict[str, float]:
+        """When each granted lease's notebook was last seen in use (epoch seconds), as of the last
+        check; a lease not checked yet is absent. The dashboard shows how long each has been idle."""
+        return dict(self._last_active)
+
     def _forget(self, job_id: str) -> None:
         self._last_active.pop(job_id, None)
         self._warned.discard(job_id)

@@ -82,6 +82,11 @@ class DatasetClient:
         self._images[workspace] = (self._clock(), found)
         return found
 
+    async def get(self, path: str, **params) -> httpx.Response:
+        """A read of the registry's API as the jobqueue (the dashboards show a workspace's datasets,
+        images and storage, and administrators the registry's audit log, to those who may read them)."""
+        return await self._http.get(path, params=params or None)
+
     async def mark(self, workspace: str, versions: list[dict], job_ids: list[str], in_use: bool) -> None:
         method = "PUT" if in_use else "DELETE"
         for d in versions:

@@ -142,3 +142,34 @@ class CodeUpload(Base):
     sha256: Mapped[str] = mapped_column(String(64), nullable=False)
     created_by: Mapped[str] = mapped_column(String(255), nullable=False)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class UsageInterval(Base):
+    """One stretch of time a job held its GPUs (usage accounting, :mod:`flightbase_jobqueue.accounting`).
+
+    Opened by the store when the job enters STARTING with its placement, closed
+    (``ended_at``, ``outcome``) when it leaves STARTING/RUNNING, in the same
+    transaction as the state change. A preemption closes it and the restart
+    opens another, so the time between runs is not counted. No foreign key:
+    usage outlives the trainings and jobs it was recorded for. Times are float
+    seconds since the epoch, as the jobs' are.
+    """
+
+    __tablename__ = "usage_intervals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(String(32), nullable=False)
+    training_id: Mapped[str] = mapped_column(String(32), nullable=False)
+    workspace: Mapped[str] = mapped_column(String(64), nullable=False)
+    user: Mapped[str] = mapped_column(String(255), nullable=False)  # the job's created_by
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # training or lease
+    gpus: Mapped[int] = mapped_column(Integer, nullable=False)
+    placement: Mapped[dict | None] = mapped_column(JSON, nullable=True)
+    started_at: Mapped[float] = mapped_column(Float, nullable=False)
+    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)  # None: still holds them
+    outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)  # accounting.OUTCOMES
+
+    __table_args__ = (
+        Index("ix_usage_intervals_workspace_started", "workspace", "started_at"),
+        Index("ix_usage_intervals_job", "job_id"),
+    )

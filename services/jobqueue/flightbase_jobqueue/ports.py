@@ -57,6 +57,10 @@ class Store(Protocol):
           stored when given; ``exit_code`` and ``reason`` too.
         - PREEMPTED -> QUEUED: the job re-enters the queue at its original
           submission position with ``enqueued_at = at``.
+        - usage accounting: entering STARTING opens a usage interval (the
+          job's GPUs from ``at``) and leaving STARTING/RUNNING closes it at
+          ``at`` in the same transaction, so preemption gaps are never
+          counted (:mod:`~flightbase_jobqueue.accounting`).
         """
         ...
 

@@ -24,7 +24,7 @@ from flightbase.service.db import Sessions
 
 from flightbase.settings import PlatformSettings
 from flightbase.workspaces import WorkspaceSettings
-from flightbase_jobqueue import builtin, leases, models, sweeps
+from flightbase_jobqueue import builtin, leases, models, prometheus, sweeps
 from flightbase_jobqueue.backends.local import LaunchSpec
 from flightbase_jobqueue.coordinator import Coordinator
 from flightbase_jobqueue.datasets import DatasetClient
@@ -104,6 +104,7 @@ class JobRuntime:
             outcome = self.backend.reattach(row.id, stopping=row.stopping or row.cancel_requested)
             if outcome == "lost":
                 self._set_reason(row.id, "the job's processes were gone when the jobqueue restarted")
+                self.store.mark_lost(row.id)  # its usage interval ends now, as "lost"
             if row.cancel_requested:
                 self.coordinator._cancelling.add(row.id)
             log.info("recovered job %s: %s", row.id, outcome or "still running, re-attached")
@@ -112,7 +113,10 @@ class JobRuntime:
         while True:
             began = time.monotonic()
             try:
-                result = self.coordinator.step(time.time())
+                now = time.time()
+                with prometheus.SCHEDULER_PASS.time():  # flightbase_scheduler_pass_seconds (failed passes too)
+                    result = self.coordinator.step(now)
+                prometheus.observe_step(now, result.admitted, result.preempted, self.store.active_jobs)
                 if result.finished:
                     self._ended([job_id for job_id, _ in result.finished])
                 timeout = self.interval
@@ -191,6 +195,18 @@ class JobRuntime:
             self._set_reason(job_id, reason)
             self.coordinator.cancel(job_id, now, grace_seconds=self.cancel_grace_seconds)
         self.poke()
+
+    def set_priority(self, job_id: str, priority: int) -> None:
+        """A job's new priority, used from the next scheduling pass on."""
+        self.store.set_priority(job_id, priority)
+        self.poke()
+
+    def requeue(self, job_id: str, reason: str) -> bool:
+        """Stop a running job and queue it again, as a preemption would; False if it holds no GPUs
+        or is already being stopped (:meth:`Coordinator.requeue`)."""
+        done = self.coordinator.requeue(job_id, time.time(), reason)
+        self.poke()
+        return done
 
     def hold(self, job_ids: Sequence[str], held: bool) -> None:
         self.store.set_held(job_ids, held)

@@ -163,6 +163,10 @@ class OwnersUpdate(Strict):
     owners: list[str] = Field(min_length=1)
 
 
+class PriorityUpdate(Strict):
+    priority: int = Field(ge=-100, le=100, description="Order within the workspace; higher first (as a training's)")
+
+
 class TrainingOut(BaseModel):
     id: str
     workspace: str
@@ -263,3 +267,28 @@ class LeaseOut(BaseModel):
     ended_at: float | None
     reason: str | None = Field(description="Why it waits, an idle warning, or why it ended")
     queue: QueueInfo | None = None
+
+
+class UsageRowOut(BaseModel):
+    """GPU time of one group; only the keys of ``group_by`` are present."""
+
+    workspace: str | None = None
+    user: str | None = Field(default=None, description="Who submitted the jobs (their created_by)")
+    day: str | None = Field(default=None, description="A UTC day, YYYY-MM-DD")
+    gpu_seconds: float
+    gpu_hours: float
+
+
+class UsageOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: str = Field(alias="from", description="Start of the window (ISO, UTC), included")
+    to: str = Field(description="End of the window (ISO, UTC), excluded")
+    now: str = Field(description="When this was computed: jobs still running count up to now")
+    group_by: list[Literal["workspace", "user", "day"]]
+    workspaces: list[str] = Field(
+        description="The workspaces counted (an administrator's unfiltered view: every workspace, deleted "
+                    "ones with usage in the window too)")
+    rows: list[UsageRowOut] = Field(description="One per group with usage in the window, sorted by group")
+    total_gpu_seconds: float
+    total_gpu_hours: float

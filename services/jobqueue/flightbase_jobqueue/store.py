@@ -7,6 +7,11 @@ the memory view is exact; it is rebuilt from the database at start-up
 (:meth:`SqlStore.load`), which is what makes a crash lose nothing that was
 accepted.
 
+Usage accounting lives here too: each run of a job is a row of
+``usage_intervals``, opened as the job enters STARTING and closed as it
+leaves STARTING/RUNNING, in the transaction of that state change (see
+:mod:`flightbase_jobqueue.accounting`).
+
 Threading: the coordinator and every memory mutation run on the service's
 event-loop thread. API handlers insert new rows from worker threads
 (:func:`insert_jobs`) and then hand the jobs to the loop (:meth:`enqueue`).
@@ -62,6 +67,7 @@ class SqlStore:
         self._queue = QueueView()
         self._active: dict[str, ActiveJob] = {}
         self._state: dict[str, JobState] = {}  # states of queued and active jobs
+        self._lost: set[str] = set()  # active jobs found lost at recovery (their usage ends as "lost")
         self.load()
 
     def load(self) -> None:
@@ -109,12 +115,19 @@ class SqlStore:
                 return to_core(row)
             check_transition(old, new_state)
             row.state = new_state.value
+            if old.holds_gpus() and not new_state.holds_gpus():  # its run ends: so does its usage interval
+                outcome = "lost" if new_state is JobState.FAILED and job_id in self._lost else new_state.value
+                _close_intervals(session, job_id, at, outcome)
             if new_state is JobState.STARTING:
                 if placement is None:
                     raise ValueError("a job moving to STARTING needs its placement")
                 row.placement = placement_to_json(placement)
                 row.started_at = at
                 row.stopping = False
+                _close_intervals(session, job_id, at, "lost")  # (none is open: a run ends before the next starts)
+                session.add(models.UsageInterval(
+                    job_id=job_id, training_id=row.training_id, workspace=row.workspace, user=row.created_by,
+                    kind=row.kind, gpus=row.gpus, placement=row.placement, started_at=at))
             if attained is not None:
                 row.attained = attained
             if restarts is not None:
@@ -147,7 +160,13 @@ class SqlStore:
             self._state.pop(job_id, None)
         else:
             self._state[job_id] = new_state
+        if not new_state.holds_gpus():
+            self._lost.discard(job_id)
         return job
+
+    def mark_lost(self, job_id: str) -> None:
+        """The job's processes were found gone at recovery: its run, when it ends (FAILED), ends as "lost"."""
+        self._lost.add(job_id)
 
     def record_preemption(self, job_id: str, reason: str, at: float) -> None:
         active = self._active.get(job_id)
@@ -181,9 +200,35 @@ class SqlStore:
                     self._queue.add(to_core(row))
         return changed
 
+    def set_priority(self, job_id: str, priority: int) -> Job:
+        """Change a live job's priority: committed, then in the queue the core reads (a queued job
+        moves to its new place) or in the active job (what preemption weighs), so the next pass
+        uses it. A held job takes it when released (``set_held`` reads the row)."""
+        with self.sessions.begin() as session:
+            row = session.get(models.Job, job_id)
+            if row is None:
+                raise KeyError(job_id)
+            row.priority = priority
+            session.flush()
+            job = to_core(row)
+        if job_id in self._queue:
+            self._queue.remove(job_id)
+            self._queue.add(job)
+        elif job_id in self._active:
+            active = self._active[job_id]
+            self._active[job_id] = replace(active, job=replace(active.job, priority=priority))
+        return job
+
     def mark_cancel_requested(self, job_id: str) -> None:
         with self.sessions.begin() as session:
             session.execute(update(models.Job).where(models.Job.id == job_id).values(cancel_requested=True))
+
+
+def _close_intervals(session: Session, job_id: str, at: float, outcome: str) -> None:
+    """End the job's open usage interval (there is at most one) at ``at``."""
+    session.execute(update(models.UsageInterval)
+                    .where(models.UsageInterval.job_id == job_id, models.UsageInterval.ended_at.is_(None))
+                    .values(ended_at=at, outcome=outcome))
 
 
 def insert_jobs(session: Session, rows: list[models.Job]) -> None:

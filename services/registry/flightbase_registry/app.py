@@ -6,19 +6,30 @@ import asyncio
 from pathlib import Path
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 
 from flightbase import __version__
 from flightbase.service import db
 from flightbase.service.app import create_app
 from flightbase.service.hub import HubClient, make_hub_auth
 from flightbase.settings import PlatformSettings
-from flightbase_registry import publish, storage, ui
+from flightbase_registry import prometheus, publish, storage, ui
 from flightbase_registry.direct import DataServer
 from flightbase_registry.api import catalog, image_uploads, uploads, versions
 from flightbase_registry.config import RegistrySettings
 from flightbase_registry.oci import OciRegistry
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+async def scrape(app: FastAPI) -> list[prometheus.RegistryCollector]:
+    """Datasets, images and storage per workspace for one Prometheus scrape (flightbase_registry.prometheus)."""
+
+    def count():
+        with app.state.sessions() as session:
+            return prometheus.registry_counts(session)
+
+    return [prometheus.RegistryCollector(await run_in_threadpool(count))]
 
 
 def build(settings: PlatformSettings, registry_settings: RegistrySettings | None = None) -> FastAPI:
@@ -61,6 +72,7 @@ def build(settings: PlatformSettings, registry_settings: RegistrySettings | None
         shutdown=shutdown,
         health=health,
         hub_auth=make_hub_auth(settings.auth_cache_seconds),
+        metrics=scrape,
     )
     app.state.settings = settings
     app.state.registry_settings = reg

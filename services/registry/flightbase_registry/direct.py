@@ -17,7 +17,8 @@ The client then sends each chunk as::
 and gets the same answer as ``PATCH .../uploads/{id}/files/{index}``: the
 file's offset and whether it is complete, or the same JSON error. Both roads
 share ``api.uploads.Chunk``: the same checks, the same writer, the same
-resumable state, so a client may switch between them at any offset.
+resumable state (and the same count, ``flightbase_upload_bytes_total``), so a
+client may switch between them at any offset.
 
 Why: every byte through configurable-http-proxy costs its single Node.js
 thread about 2 s of CPU per GB on the benchmark machine, and uvicorn's event
@@ -48,6 +49,12 @@ What is inside, in the order a request meets it:
   library's ``BaseHTTPRequestHandler``, reading first the bytes the selector
   already read (``_Prefixed``) and then the socket.
 - ``Tickets`` and ``HubWriters``: who may send chunks to which upload.
+
+Every PATCH (and any other state-changing method) gets an audit row, as the
+API's requests do (``flightbase.service.audit``): the ticket's holder as the
+actor, credential ``ticket``, route ``/uploads/{upload_id}/files/{index}``,
+the upload's workspace, and the status; the ones the selector refuses too
+(a bad ticket: no actor). Never the ticket.
 """
 
 from __future__ import annotations
@@ -76,6 +83,8 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 
+from flightbase.service import audit
+from flightbase.service.db import utcnow
 from flightbase.service.errors import ApiError
 from flightbase_registry.api.uploads import Chunk
 from flightbase_registry.models import Upload
@@ -95,6 +104,7 @@ MAX_CONNECTIONS = 64  # chunks received at once (a worker thread each); more get
 MAX_PER_USER = 8  # chunks of one ticket holder received at once; more get 429
 WRITERS_CACHE_SECONDS = 5  # longest a removed member's ticket keeps working
 PATH_RE = re.compile(r"^/uploads/([0-9a-f]{32})/files/([0-9]+)$")
+AUDIT_ROUTE = "/uploads/{upload_id}/files/{index}"  # the route of PATH_RE, in audit rows
 SERVER = "flightbase-registry-data"
 _HEAD_END = re.compile(rb"\n\r?\n")  # the blank line that ends the headers (a bare LF is tolerated, as http.server does)
 _RECV = 64 << 10
@@ -300,6 +310,24 @@ class DataServer:
         if self._writers is not None:
             self._writers.close()
 
+    def audit(self, method: str, target: str, headers, user: str | None, status: int,
+              workspace: str | None = None, at=None) -> None:
+        """Record a state-changing request in the registry's audit log (``state.audit``, when there is one)."""
+        writer = getattr(self.state, "audit", None)
+        if writer is None or method not in audit.UNSAFE_METHODS:
+            return
+        try:
+            match = PATH_RE.match(urlsplit(target).path)
+            scheme = headers.get("Authorization", "").partition(" ")[0].lower()
+            writer.record(audit.make_row(
+                at=at or utcnow(), service="registry", actor=user, actor_kind="user" if user else "anonymous",
+                credential="ticket" if scheme == "bearer" else "none", method=method,
+                route=AUDIT_ROUTE if match else None,
+                target={"upload_id": match.group(1), "index": match.group(2)} if match else {},
+                workspace=workspace, status=status))
+        except Exception:  # the chunk's answer is what matters to the client
+            log.exception("data endpoint: an audit row could not be made")
+
     def upload_of(self, upload_id: str) -> Upload:
         with self.state.sessions() as session:
             up = session.get(Upload, upload_id)
@@ -434,6 +462,7 @@ class DataServer:
             head = bytes(c.buf[:end.end()])
             del c.buf[:end.end()]
             c.scanned = 0
+            method = target = headers = user = None
             try:
                 method, target, keep_alive, headers = _parse_head(head)
                 if method == "OPTIONS":
@@ -454,6 +483,8 @@ class DataServer:
                     raise _Refusal(exc.status, exc.body()) from None
                 self._admit(user)
             except _Refusal as refusal:
+                if method is not None:
+                    self.audit(method, target, headers, user, refusal.status)
                 self._refuse(c, refusal)
                 return
             self._hand_over(c, head, user)
@@ -726,6 +757,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_PATCH(self):
         self.body_read = False
+        self.user = self.workspace = None  # what _chunk learns, for the audit row
+        at = utcnow()
         try:
             status, body = 200, self._chunk()
         except ApiError as exc:
@@ -739,21 +772,23 @@ class _Handler(BaseHTTPRequestHandler):
         # reads this one's answer must find it free (a short answer fits the socket's buffer: no wait).
         self.received()
         self._answer(status, body)
+        self.endpoint.audit(self.command, self.path, self.headers, self.user, status, self.workspace, at)
         if not self.body_read:
             self.drain = True
 
     def _chunk(self) -> dict:
         url = urlsplit(self.path)
         upload_id, index = _data_path(self.path)
+        user = self.user = _ticket_holder(self.endpoint.tickets, self.headers, upload_id)
         raw = parse_qs(url.query).get("offset", [""])[0]
         if not raw.isdigit():
             raise ApiError(422, "offset: a whole number of bytes (where this chunk starts) is required", field="offset")
         offset = int(raw)
-        user = _ticket_holder(self.endpoint.tickets, self.headers, upload_id)
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower() or not self.headers.get("Content-Length", "").isdigit():
             raise ApiError(411, "Content-Length: the chunk's length is required (no chunked encoding)", field="Content-Length")
         length = int(self.headers["Content-Length"])
         up = self.endpoint.upload_of(upload_id)
+        self.workspace = up.workspace
         self.endpoint.writers().check(user, up.workspace)  # a ticket outlives a membership; the hub knows
         with Chunk(self.endpoint.state, up, index, offset, length) as chunk:
             chunk.open()

@@ -1,52 +1,54 @@
-"""The service's page: a workspace's datasets (with browser uploads) and images.
+"""The service's page: a workspace's datasets (versions, browser uploads) and images, in the hub's look.
 
-Served at the service's prefix (``/services/registry/``) to a logged-in user
-(the hub's OAuth cookie); the page itself calls the REST API with that cookie,
+Served at the service's prefix (``/services/registry/?workspace=W``) to a
+logged-in user (the hub's OAuth cookie). It is rendered with JupyterHub's own
+templates (``flightbase.service.pages.HubPages``: the hub's nav bar with its
+"Flightbase" entry, Bootstrap 5, light and dark as the hub) from
+``templates/registry.html``, and links to the jobqueue's dashboard and, for
+administrators, its admin page. Its script (``static/registry.js``, served at
+``<prefix>static/`` behind the same login) calls the REST API with that cookie,
 using the same chunked upload protocol as the CLI.
 
 State-changing requests the page makes with that cookie carry its XSRF token
-(the cookie ``flightbase-registry-xsrf``, echoed in the ``X-XSRF-Token``
+(the cookie ``flightbase-registry-xsrf``, which ``HubPages.render`` sets and
+writes into the page as ``data-xsrf``, echoed in the ``X-XSRF-Token``
 header); the check is the kit's, for both services: ``flightbase.service.xsrf``.
 """
 
 from __future__ import annotations
 
-import html
-import json
 from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 
-from flightbase import authz
-from flightbase.authz import Identity
 from flightbase.service import xsrf
 from flightbase.service.deps import CurrentIdentity
+from flightbase.service.pages import HubPages, install_static, visible_workspaces
 
-PAGE = Path(__file__).parent / "static" / "index.html"
+HERE = Path(__file__).parent
+TEMPLATES = HERE / "templates"
+STATIC = HERE / "static"
 XSRF_COOKIE = xsrf.cookie_name("registry")
+
+__all__ = ["XSRF_COOKIE", "install", "visible_workspaces"]
 
 
 def install(app: FastAPI) -> None:
     prefix = app.state.prefix
+    pages = HubPages("registry", prefix, template_dirs=[TEMPLATES], static_dir=STATIC)
+    app.state.pages = pages
+    api = f"{prefix}api/v1"
 
     @app.get(prefix, include_in_schema=False)
-    async def page(request: Request, identity: CurrentIdentity) -> HTMLResponse:
+    async def page(request: Request, identity: CurrentIdentity, workspace: str | None = None) -> HTMLResponse:
         workspaces = await visible_workspaces(request, identity)
-        token = xsrf.page_token(request.cookies.get(XSRF_COOKIE))
-        page = (PAGE.read_text().replace("{{api}}", f"{prefix}api/v1")
-                .replace("{{user}}", html.escape(identity.name))
-                .replace("{{workspaces_json}}", json.dumps(workspaces).replace("<", "\\u003c"))
-                .replace("{{xsrf_json}}", json.dumps(token)))
-        response = HTMLResponse(page, headers={"Cache-Control": "no-store"})
-        response.set_cookie(XSRF_COOKIE, token, path=prefix, httponly=True, samesite="strict")
-        return response
+        # a workspace the person cannot see is not offered, nor named back: the first of theirs instead
+        selected = workspace if workspace in workspaces else (workspaces[0] if workspaces else None)
+        image_uploads = request.app.state.oci is not None
+        data = {"api": api, "workspaces": workspaces, "workspace": selected, "user": identity.name,
+                "image_uploads": image_uploads, "links": pages.links()}
+        return pages.render(request, identity, "registry.html", title="Datasets and images", page="registry",
+                            page_data=data, workspaces=workspaces, selected=selected, image_uploads=image_uploads)
 
-
-async def visible_workspaces(request: Request, identity: Identity) -> list[str]:
-    """The workspaces the page offers: all of them to an administrator, else the user's own."""
-    if identity.is_admin:
-        return sorted(await request.app.state.hub.workspaces())
-    filtered = {s.split("!group=", 1)[1] for s in identity.scopes
-                if s.startswith(authz.PREFIX) and "!group=" in s}
-    return sorted(set(identity.groups) | filtered)
+    install_static(app, STATIC)

@@ -1,4 +1,5 @@
-"""Jobs: state, placement, queue insight, logs (live, per rank or merged), metrics, cancel.
+"""Jobs: state, placement, queue insight, logs (live, per rank or merged), metrics, cancel;
+priority and requeue (administrators and the workspace's managers).
 
 Logs and metrics are read through the backend (``log_tail``, ``log_from``,
 ``metric_records``, ``rank_prefix``): local files for the local backend, the
@@ -21,7 +22,7 @@ from flightbase.service.deps import CurrentIdentity, in_session
 from flightbase.service.errors import ApiError, not_found
 from flightbase_jobqueue.backends.spec import JobRef
 from flightbase_jobqueue.models import Job, Preemption, Training
-from flightbase_jobqueue.schemas import JobOut, Preemption as PreemptionOut, QueueInfo
+from flightbase_jobqueue.schemas import JobOut, Preemption as PreemptionOut, PriorityUpdate, QueueInfo
 from flightbase_jobqueue.states import JobState
 
 router = APIRouter(tags=["jobs"])
@@ -187,6 +188,48 @@ async def cancel_job(request: Request, identity: CurrentIdentity, job_id: str):
         raise ApiError(409, f"job {job_id!r} has already ended ({job.state})")
     request.app.state.runtime.cancel(job_id, f"cancelled by {identity.name}")
     return job_out(request, await in_session(request, lambda s: s.get(Job, job_id)))
+
+
+async def _job_out_now(request: Request, job_id: str) -> JobOut:
+    """The job as it is now, with its preemptions and, while queued, its place in the queue."""
+    job, preemptions = await in_session(request, lambda s: (
+        s.get(Job, job_id),
+        list(s.scalars(select(Preemption).where(Preemption.job_id == job_id).order_by(Preemption.at)))))
+    insight = request.app.state.runtime.insight().get(job_id) if job.state == "queued" else None
+    return job_out(request, job, preemptions, insight)
+
+
+@router.put("/jobs/{job_id}/priority", response_model=JobOut,
+            summary="Change a live job's priority (administrators and the workspace's managers)")
+async def set_priority(request: Request, identity: CurrentIdentity, job_id: str, body: PriorityUpdate):
+    """The next scheduling pass orders the workspace's queue by it (and weighs it when it preempts)."""
+    job = await load_job(request, identity, job_id, "trainings:manage")
+    if JobState(job.state).is_terminal():
+        raise ApiError(409, f"job {job_id!r} has already ended ({job.state})")
+    runtime = request.app.state.runtime
+    runtime.set_priority(job_id, body.priority)
+    await runtime.next_step(1.0)  # the answer shows the job's place after the pass that used it
+    return await _job_out_now(request, job_id)
+
+
+@router.post("/jobs/{job_id}/requeue", response_model=JobOut,
+             summary="Stop a running job and queue it again, as a preemption would (administrators and managers)")
+async def requeue_job(request: Request, identity: CurrentIdentity, job_id: str):
+    """The job is stopped with the preemption grace period and goes back to the queue, keeping its
+    checkpoint (``restarts`` counts it; ``preemptions`` records who asked). A queued job is left
+    alone (409), as is a Jupyter training's lease: stopping it would stop its notebook."""
+    job = await load_job(request, identity, job_id, "trainings:manage")
+    state = JobState(job.state)
+    if job.kind == "lease":
+        raise ApiError(409, f"job {job_id!r} is a Jupyter training's GPU lease, which is not requeued; "
+                            f"release it (DELETE /leases/{job_id}) or cancel it")
+    if state in (JobState.QUEUED, JobState.PREEMPTED):
+        raise ApiError(409, f"job {job_id!r} is already in the queue ({job.state})")
+    if state.is_terminal():
+        raise ApiError(409, f"job {job_id!r} has already ended ({job.state})")
+    if not request.app.state.runtime.requeue(job_id, f"requeued by {identity.name}"):
+        raise ApiError(409, f"job {job_id!r} is already being stopped")
+    return await _job_out_now(request, job_id)
 
 
 @router.get("/queue", response_model=list[JobOut], summary="Queued jobs in queue order, with position and reason")

@@ -2,7 +2,9 @@
 
 Follows the Store contract in ``ports.py`` exactly (declared transitions
 only, idempotent repeats), keeps the queue as an incrementally maintained
-:class:`QueueView`, and keeps the preemption records.
+:class:`QueueView`, and keeps the preemption records and the usage intervals
+(:attr:`MemStore.usage`, as the SQL store's ``usage_intervals``; the core's
+jobs carry no user or training, so those fields are empty).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Mapping, Sequence
 
+from ..accounting import Interval
 from ..scheduling.queueview import QueueView
 from ..scheduling.types import ActiveJob, Job, Placement, WorkspaceLimits
 from ..states import JobState, check_transition
@@ -25,6 +28,8 @@ class MemStore:
         self.preemptions: list[tuple[str, str, float]] = []
         self.exit_codes: dict[str, int] = {}
         self.transitions = 0
+        self.usage: list[Interval] = []  # every run of every job, in start order
+        self._open: dict[str, int] = {}  # job id -> index in usage of its open interval
 
     # -- the controller's side (not part of the Store protocol) --------------
     def submit(self, job: Job) -> None:
@@ -62,10 +67,15 @@ class MemStore:
                 raise ValueError("a job starts with a placement")
             self.queue.remove(job_id)
             self.active[job_id] = ActiveJob(job, dict(placement), at)
+            self._open[job_id] = len(self.usage)
+            self.usage.append(Interval(job.workspace, "", job.gpus, at, job_id=job_id, kind=job.kind))
         elif old is JobState.QUEUED:  # cancelled or failed while queued
             self.queue.remove(job_id)
         if old.holds_gpus() and not new_state.holds_gpus():
             self.active.pop(job_id, None)
+            i = self._open.pop(job_id, None)
+            if i is not None:
+                self.usage[i] = replace(self.usage[i], ended_at=at, outcome=new_state.value)
             changes = {}
             if attained is not None:
                 changes["attained"] = attained

@@ -40,7 +40,7 @@ from flightbase.service.access import authorize
 from flightbase.service.deps import CurrentIdentity, in_session
 from flightbase.service.errors import ApiError, not_found
 from flightbase import archives
-from flightbase_registry import storage
+from flightbase_registry import prometheus, storage
 from flightbase_registry.api.common import get_dataset, refuse_over_quota, usage
 from flightbase_registry.models import Dataset, DatasetVersion, Upload
 from flightbase_registry.schemas import DirectOut, UploadCreate, UploadFileOut, UploadOut, VersionOut
@@ -474,6 +474,8 @@ class Chunk:
                 sink.close()
         finally:
             self.state.upload_locks.pop(self.key, None)
+            # flightbase_upload_bytes_total: what this request stored, whichever road it came by
+            prometheus.count_upload(self.up.workspace, self.position - self.start)
 
     def _check(self) -> None:
         current = storage.staged_size(self.path)
