@@ -39,7 +39,7 @@ REGISTRY_HUB_SCOPES = [
 ]
 
 
-def roles(*, admin_users: list[str] | tuple[str, ...] = ()) -> list[dict]:
+def roles() -> list[dict]:
     """The roles to load.
 
     ``user``: every user may reach both services and holds every Flightbase

@@ -17,7 +17,6 @@ from typing import Any
 import httpx
 from jupyterhub.services.auth import HubOAuth
 
-from flightbase.authz import Identity
 from flightbase.workspaces import SettingsError, WorkspaceSettings, parse_settings
 
 
@@ -150,6 +149,3 @@ class HubClient:
         resp.raise_for_status()
         self.invalidate()
 
-
-def identity_from_model(model: dict) -> Identity:
-    return Identity.from_hub_model(model)

@@ -23,9 +23,8 @@ cluster; :meth:`recover` rebuilds them from the store after a restart.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field, replace
-from typing import Callable, Sequence
+from typing import Sequence
 
 from .ports import Backend, Exited, NodeInventory, Started, Stopped, Store
 from .scheduling.estimates import HistoryEstimates
@@ -225,18 +224,3 @@ class Coordinator:
             self.backend.start(job, adm.placement)
             result.admitted.append(adm.job_id)
         return result
-
-    async def run(self, now: Callable[[], float], wakeup: asyncio.Event, interval: float = 5.0) -> None:
-        """The service loop: a step on every wake-up (a submission, a backend
-        event) and at least every ``interval`` seconds, or sooner when the
-        policy asks (``wake_at``).  ``now`` is the service's clock."""
-        while True:
-            result = self.step(now())
-            timeout = interval
-            if result.wake_at is not None:
-                timeout = min(interval, max(0.0, result.wake_at - now()))
-            try:
-                await asyncio.wait_for(wakeup.wait(), timeout)
-            except asyncio.TimeoutError:
-                pass
-            wakeup.clear()

@@ -35,7 +35,7 @@ from flightbase_jobqueue.backends import make_backend  # settings.backend: local
 from flightbase_jobqueue.backends.spec import DatasetVersion
 from flightbase_jobqueue.scheduling.types import Job, WorkspaceLimits
 from flightbase_jobqueue.states import JobState
-from flightbase_jobqueue.store import SqlStore, to_core
+from flightbase_jobqueue.store import SqlStore
 
 log = logging.getLogger("flightbase.jobqueue.runtime")
 DEFAULT_MEMORY_GB_PER_GPU = WorkspaceSettings.model_fields["memory_gb_per_gpu"].default
@@ -306,6 +306,3 @@ class JobRuntime:
                 gpudirect_rdma=bool(spec.get("gpudirect_rdma")),
             )
 
-
-def core_job(row: models.Job) -> Job:
-    return to_core(row)
