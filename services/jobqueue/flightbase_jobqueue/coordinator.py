@@ -177,6 +177,11 @@ class Coordinator:
             self.backend.stop(job_id, self.grace_seconds if grace_seconds is None else grace_seconds,
                               "cancelled")
 
+    def resume_cancel(self, job_id: str) -> None:
+        """After a restart: the job's cancel was asked before it, so when the backend reports
+        the re-attached job gone it ends CANCELLED, as :meth:`cancel` would have it."""
+        self._cancelling.add(job_id)
+
     def requeue(self, job_id: str, at: float, reason: str) -> bool:
         """Stop a running job and put it back in the queue, as a preemption does (an
         administrator's or manager's request): the preemption is recorded with its reason

@@ -106,7 +106,7 @@ class JobRuntime:
                 self._set_reason(row.id, "the job's processes were gone when the jobqueue restarted")
                 self.store.mark_lost(row.id)  # its usage interval ends now, as "lost"
             if row.cancel_requested:
-                self.coordinator._cancelling.add(row.id)
+                self.coordinator.resume_cancel(row.id)
             log.info("recovered job %s: %s", row.id, outcome or "still running, re-attached")
 
     async def _run(self) -> None:
