@@ -36,7 +36,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import queue
 import threading
 import time
 from dataclasses import dataclass
@@ -47,9 +46,9 @@ from urllib.parse import urlsplit
 from flightbase import hostfs, secrets
 from flightbase.accounts import AccountError, AccountPolicy, account_for
 from flightbase_jobqueue.backends import launchers
-from flightbase_jobqueue.backends.jobfiles import JobFiles, OnThisMachine
-from flightbase_jobqueue.backends.spec import LaunchSpec, artifacts_sub_path, job_environment
-from flightbase_jobqueue.ports import BackendEvent, Exited, Started, Stopped
+from flightbase_jobqueue.backends.jobfiles import OnThisMachine
+from flightbase_jobqueue.backends.spec import LaunchSpec, job_environment
+from flightbase_jobqueue.ports import Exited, Started, Stopped
 from flightbase_jobqueue.scheduling.types import Job, Placement
 
 log = logging.getLogger("flightbase.jobqueue.docker")
@@ -186,32 +185,20 @@ class ImageAccess:
 
 
 class DockerBackend(OnThisMachine):
+    spec_class = DockerLaunchSpec
+
     def __init__(self, data_dir: Path, resolve: Callable[[str], LaunchSpec], *, gpu_kind: str = "gpu",
                  accounts: AccountPolicy | None = None, client=None, oci_registry_url: str = "",
                  cores: int | None = None, stop_grace_seconds: float = 30.0):
         import docker
 
-        self.data_dir = Path(data_dir)
-        self.files = JobFiles(self.data_dir)
-        self.resolve = resolve
-        self.gpu_kind = gpu_kind
-        self.accounts = accounts or AccountPolicy(home_root=str(self.data_dir / "home"))
+        self._setup(data_dir, resolve, gpu_kind, accounts or AccountPolicy(home_root=str(Path(data_dir) / "home")))
         # a log stream per running job holds a connection of the pool
         self.client = client or docker.from_env(timeout=300, max_pool_size=256)
         self.images = ImageAccess(self.client, self.data_dir, oci_registry_url)
         self.cores = cores or os.cpu_count() or 1
-        self.on_event: Callable[[], None] = lambda: None
-        self._events: queue.SimpleQueue[BackendEvent] = queue.SimpleQueue()
-        self._stopping: dict[str, str] = {}
-        self._watched: set[str] = set()
-        self._lock = threading.Lock()
 
     # -- what the API reads --------------------------------------------------------
-    def launch_spec(self, spec: LaunchSpec) -> DockerLaunchSpec:
-        if isinstance(spec, DockerLaunchSpec):
-            return spec
-        artifacts = self.data_dir / "workspaces" / spec.workspace / artifacts_sub_path(spec.training_id, spec.job_id)
-        return DockerLaunchSpec(**spec.common(), artifacts_dir=artifacts)
 
     def missing_tool(self, launcher: str) -> str | None:
         """Launchers are the image's: checked when a job starts (:meth:`ImageAccess.missing`)."""

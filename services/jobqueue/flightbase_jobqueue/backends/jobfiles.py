@@ -21,15 +21,15 @@ write is opened, chowned, listed or removed here as root
 from __future__ import annotations
 
 import os
+import queue
 import shutil
+import threading
 from pathlib import Path
 from typing import Callable
 
-import queue
-
 from flightbase import hostfs, metrics
 from flightbase_jobqueue.backends import launchers
-from flightbase_jobqueue.backends.spec import DatasetVersion, JobRef
+from flightbase_jobqueue.backends.spec import DatasetVersion, JobRef, LaunchSpec, artifacts_sub_path
 from flightbase_jobqueue.ports import BackendEvent, drain
 
 
@@ -148,12 +148,29 @@ class JobFiles:
 
 
 class OnThisMachine:
-    """What both on-machine backends answer alike: a job's output from its files here
-    (``files``), and their events through a queue (``_events``) that ``on_event`` announces."""
+    """What both on-machine backends share: their state's set-up, the launch spec (the shared
+    spec plus the job's artifacts folder in its workspace, as ``spec_class``), a job's output
+    from its files here, and their events through a queue that ``on_event`` announces."""
 
-    files: JobFiles
-    _events: queue.SimpleQueue
-    on_event: "Callable[[], None]"
+    spec_class: type  # the backend's LaunchSpec, with an ``artifacts_dir``
+
+    def _setup(self, data_dir: Path, resolve: "Callable[[str], LaunchSpec]", gpu_kind: str, accounts) -> None:
+        self.data_dir = Path(data_dir)
+        self.files = JobFiles(self.data_dir)
+        self.resolve = resolve
+        self.gpu_kind = gpu_kind
+        self.accounts = accounts
+        self.on_event: Callable[[], None] = lambda: None
+        self._events: queue.SimpleQueue[BackendEvent] = queue.SimpleQueue()
+        self._stopping: dict[str, str] = {}
+        self._watched: set[str] = set()
+        self._lock = threading.Lock()
+
+    def launch_spec(self, spec: LaunchSpec) -> LaunchSpec:
+        if isinstance(spec, self.spec_class):
+            return spec
+        artifacts = self.data_dir / "workspaces" / spec.workspace / artifacts_sub_path(spec.training_id, spec.job_id)
+        return self.spec_class(**spec.common(), artifacts_dir=artifacts)
 
     def rank_prefix(self, launcher: str) -> str | None:
         """The pattern that tags each output line with its rank (``launchers.RANK_PREFIXES``)."""

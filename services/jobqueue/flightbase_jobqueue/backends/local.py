@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import pwd
-import queue
 import resource
 import signal
 import sys
@@ -35,9 +34,9 @@ from typing import Callable, Sequence
 from flightbase import hostfs
 from flightbase.accounts import AccountError, AccountPolicy, account_for, ensure_home
 from flightbase_jobqueue.backends import launchers
-from flightbase_jobqueue.backends.jobfiles import JobFiles, OnThisMachine
-from flightbase_jobqueue.backends.spec import LaunchSpec, artifacts_sub_path, job_environment
-from flightbase_jobqueue.ports import BackendEvent, Exited, Started, Stopped
+from flightbase_jobqueue.backends.jobfiles import OnThisMachine
+from flightbase_jobqueue.backends.spec import LaunchSpec, job_environment
+from flightbase_jobqueue.ports import Exited, Started, Stopped
 from flightbase_jobqueue.scheduling.types import Job, Node, Placement
 
 log = logging.getLogger("flightbase.jobqueue.local")
@@ -90,30 +89,16 @@ _EXIT_CODE_BYTES = 32
 
 
 class LocalBackend(OnThisMachine):
+    spec_class = LocalLaunchSpec
+
     def __init__(self, data_dir: Path, resolve: Callable[[str], LaunchSpec], *, gpu_kind: str = "gpu",
                  home_root: Path | None = None, python: str | None = None, nofile_limit: int = 65536,
                  accounts: AccountPolicy | None = None):
-        self.data_dir = Path(data_dir)
-        self.files = JobFiles(self.data_dir)
-        self.resolve = resolve
-        self.gpu_kind = gpu_kind
-        self.accounts = accounts or AccountPolicy(home_root=str(home_root or Path(data_dir) / "home"))
+        self._setup(data_dir, resolve, gpu_kind, accounts or AccountPolicy(home_root=str(home_root or Path(data_dir) / "home")))
         self.python = python or sys.executable
         self.bindir = str(Path(self.python).parent)
         self.nofile_limit = nofile_limit
-        self.on_event: Callable[[], None] = lambda: None
-        self._events: queue.SimpleQueue[BackendEvent] = queue.SimpleQueue()
-        self._stopping: dict[str, str] = {}
-        self._watched: set[str] = set()
         self._uids: dict[str, int | None] = {}
-        self._lock = threading.Lock()
-
-    def launch_spec(self, spec: LaunchSpec) -> LocalLaunchSpec:
-        """The shared spec plus this backend's part: the artifacts folder in the workspace."""
-        if isinstance(spec, LocalLaunchSpec):
-            return spec
-        artifacts = self.data_dir / "workspaces" / spec.workspace / artifacts_sub_path(spec.training_id, spec.job_id)
-        return LocalLaunchSpec(**spec.common(), artifacts_dir=artifacts)
 
     def missing_tool(self, launcher: str) -> str | None:
         """Why ``launcher`` cannot run here, or None."""
