@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import html
+import pwd
 from urllib.parse import quote
 
 import httpx
 from tornado import web
-from traitlets import Float, HasTraits, Unicode, default
+from traitlets import Float, HasTraits, Integer, Unicode, default
 
+from flightbase.accounts import AccountError, AccountPolicy, account_for
 from flightbase_spawner import options as fbopts
 
 JOBQUEUE_API = "/services/jobqueue/api/v1"
@@ -115,6 +117,14 @@ class FlightbaseSpawnerMixin(HasTraits):
 
     def flightbase_user_options(self) -> fbopts.JupyterOptions:
         return fbopts.parse_options(self.user_options, self.member_workspaces())
+
+    async def checked_options(self) -> tuple[fbopts.JupyterOptions, fbopts.WorkspaceChoices]:
+        """The form's options and their workspace's choices, or a 400 that says what is wrong."""
+        try:
+            opts = self.flightbase_user_options()
+            return opts, await self.check_workspace_choices(opts)
+        except fbopts.OptionsError as exc:
+            raise web.HTTPError(400, f"cannot start a Jupyter training: {exc}") from None
 
     async def check_workspace_choices(self, opts: fbopts.JupyterOptions) -> fbopts.WorkspaceChoices:
         choices = await self.workspace_choices(self.api_token, [opts.workspace])
@@ -240,3 +250,43 @@ def _error_text(resp: httpx.Response) -> str:
     except ValueError:
         return resp.text
 
+
+
+class OnThisMachineMixin(HasTraits):
+    """What the spawners that run servers on this machine (as processes, or in containers) share:
+    the person's account, made by the platform (:mod:`flightbase.accounts`), and the jobqueue's
+    kind of GPU here."""
+
+    home_root = Unicode(
+        "/home",
+        config=True,
+        help="""Folder under which accounts created by Flightbase get their home.
+
+        The embedded deployment sets it to ``<data_dir>/home``. It must be root's and
+        writable by root only (a container spawner mounts each home as an entry of it).
+        """,
+    )
+    min_uid = Integer(1000, config=True,
+                      help="Lowest uid a server may run as; lower uids are system accounts and are refused.")
+    gpu_kind_name = Unicode("gpu", config=True, help="What the jobqueue's GPUs are here: gpu or cpu-slot.")
+    single_user_dev = Unicode(
+        "",
+        config=True,
+        help="""When the hub does not run as root: the one person whose server may run as the hub's own account.
+
+        Empty (the default) refuses every server then: the hub cannot switch
+        accounts, and it never runs people's code as its own. ``flightbase up
+        --single-user-dev`` sets it to the initial administrator, for a
+        one-person development setup only.
+        """,
+    )
+
+    def gpu_kind(self) -> str:
+        return self.gpu_kind_name
+
+    def person_account(self) -> pwd.struct_passwd:
+        """The account the person's server runs as, or a 403 that says why there is none."""
+        try:
+            return account_for(self.user.name, AccountPolicy(self.home_root, self.min_uid, self.single_user_dev))
+        except AccountError as exc:
+            raise web.HTTPError(403, f"cannot start a server for {self.user.name}: {exc}") from None

@@ -43,32 +43,15 @@ from tornado import web
 from traitlets import Integer, Unicode, default
 
 from flightbase import as_user, hostfs, secrets
-from flightbase.accounts import AccountError, AccountPolicy, account_for, ensure_home
+from flightbase.accounts import ensure_home
 from flightbase.workspaces import SettingsError, parse_settings
 from flightbase_spawner import options as fbopts
-from flightbase_spawner.base import FlightbaseSpawnerMixin
+from flightbase_spawner.base import FlightbaseSpawnerMixin, OnThisMachineMixin
 from flightbase_spawner.containers import (ImageRefused, NotebookContainer, container_environment, image_source,
                                            spawn_overrides)
 
 
-class FlightbaseDockerSpawner(FlightbaseSpawnerMixin, DockerSpawner):
-    home_root = Unicode(
-        "/home",
-        config=True,
-        help="""Folder under which accounts created by Flightbase get their home (mounted into the container).
-
-        The embedded deployment sets it to ``<data_dir>/home``. It must be
-        root's and writable by root only: each home is mounted as an entry of it.
-        """,
-    )
-    min_uid = Integer(1000, config=True, help="Lowest uid a server may run as; lower uids are refused.")
-    gpu_kind_name = Unicode("gpu", config=True, help="What the jobqueue's GPUs are here: gpu or cpu-slot.")
-    single_user_dev = Unicode(
-        "",
-        config=True,
-        help="""When the hub does not run as root: the one person whose server may run as the hub's own account
-        (``flightbase up --single-user-dev``); empty refuses every server then (flightbase.accounts).""",
-    )
+class FlightbaseDockerSpawner(OnThisMachineMixin, FlightbaseSpawnerMixin, DockerSpawner):
     oci_registry_url = Unicode(
         "",
         config=True,
@@ -121,24 +104,14 @@ class FlightbaseDockerSpawner(FlightbaseSpawnerMixin, DockerSpawner):
         # the mount sources are literal paths of the platform, never templates
         return lambda path, spawner: path
 
-    def gpu_kind(self) -> str:
-        return self.gpu_kind_name
-
     def registry_host(self) -> str:
         url = self.oci_registry_url
         return url.split("://", 1)[-1].split("/", 1)[0] if url else ""
 
     # -- the start ---------------------------------------------------------------------
     async def start(self):
-        try:
-            opts = self.flightbase_user_options()
-            choices = await self.check_workspace_choices(opts)
-        except fbopts.OptionsError as exc:
-            raise web.HTTPError(400, f"cannot start a Jupyter training: {exc}") from None
-        try:
-            account = account_for(self.user.name, AccountPolicy(self.home_root, self.min_uid, self.single_user_dev))
-        except AccountError as exc:
-            raise web.HTTPError(403, f"cannot start a server for {self.user.name}: {exc}") from None
+        opts, choices = await self.checked_options()
+        account = self.person_account()
         memory_gb_per_gpu = self.workspace_memory(opts.workspace)
         reference = choices.references.get(opts.image) or opts.image
         self._pulled = None

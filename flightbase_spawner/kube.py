@@ -12,7 +12,6 @@ pod. The lease id is a label of the pod.
 from __future__ import annotations
 
 from kubespawner import KubeSpawner
-from tornado import web
 from traitlets import Dict, Unicode, default
 
 from flightbase_spawner import options as fbopts
@@ -57,11 +56,7 @@ class FlightbaseKubeSpawner(FlightbaseSpawnerMixin, KubeSpawner):
         )
 
     async def start(self):
-        try:
-            opts = self.flightbase_user_options()
-            choices = await self.check_workspace_choices(opts)
-        except fbopts.OptionsError as exc:
-            raise web.HTTPError(400, f"cannot start a Jupyter training: {exc}") from None
+        opts, choices = await self.checked_options()
         lease = await self.acquire_lease(opts)
         try:
             overrides = spawn_overrides(

@@ -32,41 +32,15 @@ from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
-from traitlets import Integer, Unicode, default
+from traitlets import default
 
 from flightbase import as_user, hostfs
-from flightbase.accounts import AccountError, AccountPolicy, account_for, ensure_home
+from flightbase.accounts import ensure_home
 from flightbase_spawner import options as fbopts
-from flightbase_spawner.base import FlightbaseSpawnerMixin
+from flightbase_spawner.base import FlightbaseSpawnerMixin, OnThisMachineMixin
 
 
-class FlightbaseLocalSpawner(FlightbaseSpawnerMixin, LocalProcessSpawner):
-    home_root = Unicode(
-        "/home",
-        config=True,
-        help="""Folder under which accounts created by Flightbase get their home.
-
-        The embedded deployment sets it to ``<data_dir>/home``.
-        """,
-    )
-    min_uid = Integer(
-        1000,
-        config=True,
-        help="Lowest uid a server may run as; lower uids are system accounts and are refused.",
-    )
-    gpu_kind_name = Unicode("gpu", config=True, help="What the jobqueue's GPUs are here: gpu or cpu-slot.")
-    single_user_dev = Unicode(
-        "",
-        config=True,
-        help="""When the hub does not run as root: the one person whose server may run as the hub's own account.
-
-        Empty (the default) refuses every server then: the hub cannot switch
-        accounts, and it never runs people's code as its own. ``flightbase up
-        --single-user-dev`` sets it to the initial administrator, for a
-        one-person development setup only.
-        """,
-    )
-
+class FlightbaseLocalSpawner(OnThisMachineMixin, FlightbaseSpawnerMixin, LocalProcessSpawner):
     @default("cmd")
     def _cmd_default(self):
         # the platform's own environment (its venv is readable by every account)
@@ -76,19 +50,9 @@ class FlightbaseLocalSpawner(FlightbaseSpawnerMixin, LocalProcessSpawner):
     def _start_timeout_default(self):
         return 24 * 3600  # includes the wait for a GPU in the queue; the user may cancel it
 
-    def gpu_kind(self) -> str:
-        return self.gpu_kind_name
-
     async def start(self):
-        try:
-            opts = self.flightbase_user_options()
-            await self.check_workspace_choices(opts)
-        except fbopts.OptionsError as exc:
-            raise web.HTTPError(400, f"cannot start a Jupyter training: {exc}") from None
-        try:
-            account = account_for(self.user.name, AccountPolicy(self.home_root, self.min_uid, self.single_user_dev))
-        except AccountError as exc:
-            raise web.HTTPError(403, f"cannot start a server for {self.user.name}: {exc}") from None
+        opts, _ = await self.checked_options()
+        account = self.person_account()
         self._account = account
         self._workspace_gid = hostfs.workspace_group(opts.workspace)
         lease = await self.acquire_lease(opts)
