@@ -32,13 +32,11 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 import uuid
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.spawn_bench import start_and_time, stop  # noqa: E402
 from tests.platform.harness import FLIGHTBASE, free_port, new_platform  # noqa: E402
 
 IMAGE = "flightbase/notebook:0.1.0"
@@ -85,26 +83,6 @@ class Creations:
 
     def close(self):
         self._events.close()
-
-
-def start_and_time(p, user: str, server: str, options: dict | None) -> float:
-    began = time.perf_counter()
-    p.began_at = time.time()
-    resp = p.hub("POST", f"users/{user}/servers/{server}", json=options or {})
-    if resp.status_code not in (201, 202):
-        raise RuntimeError(f"{resp.status_code} {resp.text}\n{p.log_tail()}")
-    url = f"{p.url}/user/{user}/{server}/api"
-    while True:
-        model = p.hub("GET", f"users/{user}").json()["servers"].get(server)
-        if model and model["ready"] and httpx.get(url, timeout=5).status_code == 200:
-            return time.perf_counter() - began
-        time.sleep(0.02)
-
-
-def stop(p, user: str, server: str) -> None:
-    p.hub("DELETE", f"users/{user}/servers/{server}")
-    while p.hub("GET", f"users/{user}").json()["servers"].get(server):
-        time.sleep(0.1)
 
 
 def main() -> None:

@@ -40,7 +40,10 @@ c.LocalProcessSpawner.notebook_dir = "{folder}"
 
 
 def start_and_time(p, user: str, server: str, options: dict | None) -> float:
+    """Seconds from the hub's start request until the server answers through the proxy
+    (``p.began_at``: when it was asked, for a benchmark that reads the server's own log)."""
     began = time.perf_counter()
+    p.began_at = time.time()
     resp = p.hub("POST", f"users/{user}/servers/{server}", json=options or {})
     if resp.status_code not in (201, 202):
         raise RuntimeError(f"{resp.status_code} {resp.text}\n{p.log_tail()}")
