@@ -115,7 +115,7 @@ def _client():
 
 
 def cmd_submit(args) -> int:
-    from flightbase_jobqueue.sweeps import SweepError, parse_grid
+    from flightbase.grid import SweepError, parse_grid
 
     with _client() as c:
         ws = _workspace(args, c)

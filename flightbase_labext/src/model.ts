@@ -102,42 +102,6 @@ export function parseEnv(text: string): { [key: string]: string } {
   return env;
 }
 
-function scalar(text: string): string | number | boolean {
-  const t = text.trim();
-  if (t === 'true' || t === 'false') {
-    return t === 'true';
-  }
-  if (t !== '' && !isNaN(Number(t))) {
-    return Number(t);
-  }
-  return t;
-}
-
-/** A sweep's grid, one parameter a line: `lr=0.1,0.01` (numbers and true/false are typed). */
-export function parseGrid(text: string): { [name: string]: (string | number | boolean)[] } {
-  const grid: { [name: string]: (string | number | boolean)[] } = {};
-  for (const [n, raw] of text.split('\n').entries()) {
-    const line = raw.trim();
-    if (!line) {
-      continue;
-    }
-    const eq = line.indexOf('=');
-    if (eq <= 0) {
-      throw new Error(`line ${n + 1}: write name=value1,value2`);
-    }
-    const values = line
-      .slice(eq + 1)
-      .split(',')
-      .filter(v => v.trim() !== '')
-      .map(scalar);
-    if (!values.length) {
-      throw new Error(`line ${n + 1}: give at least one value`);
-    }
-    grid[line.slice(0, eq).trim()] = values;
-  }
-  return grid;
-}
-
 function integer(text: string): number | null {
   return /^\s*\d+\s*$/.test(text) ? Number(text) : null;
 }
@@ -161,7 +125,8 @@ export function codeRequest(workspace: string, f: ICodeForm): { request?: ISubmi
   }
   const args = read('args', () => splitArgs(f.args), []);
   const env = read('env', () => parseEnv(f.env), {});
-  const grid = read('grid', () => parseGrid(f.grid), {});
+  // the sweep's grid goes as its text: the jobqueue reads it (flightbase/grid.py), as it does the CLI's
+  const grid = f.grid.trim();
   const gpus = integer(f.gpus);
   if (gpus === null) {
     errors.gpus = 'a whole number';
@@ -211,7 +176,7 @@ export function codeRequest(workspace: string, f: ICodeForm): { request?: ISubmi
   if (maxRuntime !== undefined) {
     request.max_runtime = maxRuntime;
   }
-  if (Object.keys(grid).length) {
+  if (grid) {
     request.sweep = { grid, parallel: parallel! };
   }
   return { request, errors };

@@ -173,7 +173,7 @@ export class SubmitForm extends Widget {
         this.row('Image', 'image', this.select('image', images, c.image)),
         this.row('Datasets', 'datasets', datasets),
         this.row('Environment', 'env', h('textarea', { name: 'env', rows: 2, placeholder: 'KEY=VALUE, one a line' }, c.env)),
-        this.row('Sweep: parameter grid', 'grid', h('textarea', { name: 'grid', rows: 2, placeholder: 'lr=0.1,0.01 (one parameter a line; every combination is a job)' }, c.grid)),
+        this.row('Sweep: parameter grid', 'grid', h('textarea', { name: 'grid', rows: 2, placeholder: 'lr=[0.1,0.01] batch=[32,64] (every combination is a job)' }, c.grid)),
         this.row('Sweep: jobs at once', 'parallel', h('input', { name: 'parallel', type: 'number', min: 1, value: c.parallel })),
         h(
           'div',

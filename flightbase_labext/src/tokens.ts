@@ -131,7 +131,8 @@ export interface ISubmitRequest {
   max_runtime?: number;
   gpudirect_p2p: boolean;
   gpudirect_rdma: boolean;
-  sweep?: { grid: { [name: string]: (string | number | boolean)[] }; parallel: number };
+  /** ``grid``: JSON, or the text of flightbase/grid.py's grammar (`lr=[0.1,0.01] batch=[32,64]`). */
+  sweep?: { grid: { [name: string]: (string | number | boolean)[] } | string; parallel: number };
 }
 
 /** The body of POST /flightbase/builtin-trainings. */

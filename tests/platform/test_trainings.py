@@ -140,6 +140,28 @@ def test_sweep_of_four_runs_in_order(platform, world):
     assert done["best"]["params"] == {"lr": 1, "batch": 3}  # lowest final loss: 1*3/3
 
 
+def test_a_grid_sent_as_text_is_read_as_the_cli_and_the_dialog_write_it(platform, world):
+    """The JupyterLab dialog sends its grid as text (flightbase/grid.py's grammar): the jobqueue reads
+    it, stores the grid it reads as, and names the field of a mistake, leaving nothing behind."""
+    token = world.tokens["owner"]
+    body = {"workspace": world.workspace, "name": "text-grid", "entrypoint": "report.py",
+            "code_id": code(platform, world, "report.py"),
+            "sweep": {"grid": "lr=[1,2]\nbatch=[3]", "parallel": 2}}
+    resp = platform.api("jobqueue", "POST", "trainings", token, json=body)
+    assert resp.status_code == 201, resp.text
+    t = resp.json()
+    assert [j["params"] for j in t["jobs"]] == [{"lr": 1, "batch": 3}, {"lr": 2, "batch": 3}]
+    assert t["spec"]["sweep"]["grid"] == {"lr": [1, 2], "batch": [3]}
+    platform.api("jobqueue", "POST", f"trainings/{t['id']}/cancel", token)
+    before = len(platform.api("jobqueue", "GET", "trainings", token, params={"workspace": world.workspace}).json())
+    for text, field in (("lr=0.1,0.01", "sweep.grid"), ("lr=[]", "sweep.grid.lr")):
+        bad = platform.api("jobqueue", "POST", "trainings", token,
+                           json={**body, "name": "bad-grid", "sweep": {"grid": text}})
+        assert bad.status_code == 422 and bad.json()["field"] == field, bad.text
+    after = platform.api("jobqueue", "GET", "trainings", token, params={"workspace": world.workspace}).json()
+    assert len(after) == before
+
+
 def test_sweep_pause_resume_and_retry(platform, world):
     token = world.tokens["owner"]
     t = submit(platform, token, world.workspace, "ctl", "report.py", code(platform, world, "report.py"),

@@ -15,7 +15,6 @@ import {
   metricNames,
   paramFields,
   parseEnv,
-  parseGrid,
   series,
   splitArgs,
   transitions
@@ -129,7 +128,7 @@ describe('the submit form', () => {
       launcher: 'horovod',
       datasets: ['images@2'],
       env: 'A=1\n# comment\nB=x=y',
-      grid: 'lr=0.1,0.01\nwarmup=true,false',
+      grid: ' lr=[0.1,0.01]\nwarmup=[true,false] ',
       parallel: '2',
       gpudirect_rdma: true,
       max_runtime: '30'
@@ -148,7 +147,7 @@ describe('the submit form', () => {
       gpudirect_p2p: false,
       gpudirect_rdma: true,
       max_runtime: 1800,
-      sweep: { grid: { lr: [0.1, 0.01], warmup: [true, false] }, parallel: 2 }
+      sweep: { grid: 'lr=[0.1,0.01]\nwarmup=[true,false]', parallel: 2 }
     });
   });
 
@@ -160,7 +159,6 @@ describe('the submit form', () => {
       gpus: '3',
       nodes: '2',
       env: 'NOEQUALS',
-      grid: 'lr=',
       max_runtime: '-1'
     });
     expect(request).toBeUndefined();
@@ -168,7 +166,6 @@ describe('the submit form', () => {
       path: 'choose a script, a notebook or a folder',
       args: 'unclosed "',
       env: 'line 1: write KEY=VALUE',
-      grid: 'line 1: give at least one value',
       nodes: '3 GPUs do not split evenly over 2 nodes',
       max_runtime: 'minutes, more than 0'
     });
@@ -184,7 +181,6 @@ describe('the submit form', () => {
   it('small parsers', () => {
     expect(splitArgs('  a  "b c"  \'\' d\\ e')).toEqual(['a', 'b c', '', 'd e']);
     expect(parseEnv('X=1\n\nY=')).toEqual({ X: '1', Y: '' });
-    expect(parseGrid('opt=adam,sgd\nbs=32')).toEqual({ opt: ['adam', 'sgd'], bs: [32] });
   });
 });
 

@@ -68,8 +68,10 @@ class WorkspaceOut(BaseModel):
 
 
 class SweepSpec(Strict):
-    grid: dict[str, list[str | int | float | bool]] | None = Field(
-        default=None, description="Parameter grid: every combination becomes a job, last key varying fastest"
+    grid: dict[str, list[str | int | float | bool]] | str | None = Field(
+        default=None, description="Parameter grid: every combination becomes a job, last key varying fastest. "
+                                  "As JSON ({\"lr\": [0.1, 0.01]}) or as the text the CLI and the JupyterLab "
+                                  "dialog take (\"lr=[0.1,0.01] batch=[32,64]\", flightbase/grid.py)"
     )
     runs: list[dict[str, str | int | float | bool]] | None = Field(
         default=None, description="An explicit list of parameter sets, run in this order"

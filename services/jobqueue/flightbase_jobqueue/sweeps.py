@@ -9,24 +9,18 @@ released in order as earlier ones end.
 from __future__ import annotations
 
 import itertools
-import re
 from typing import Any, Iterable, Mapping, Sequence
 
+from flightbase.grid import Scalar, SweepError, parse_grid
+from flightbase.grid import check_name as _check_name
+
 MAX_JOBS = 1000
-PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-Scalar = str | int | float | bool
 
 
-class SweepError(ValueError):
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
-
-
-def _check_name(name: str, field: str) -> None:
-    if not PARAM_NAME.match(name):
-        raise SweepError(field, f"parameter name {name!r} must be letters, digits and '_' (not starting with a digit)")
+def grid_of(grid: str | Mapping[str, Sequence[Scalar]] | None) -> Mapping[str, Sequence[Scalar]] | None:
+    """A grid sent as text (:mod:`flightbase.grid`'s grammar, as the CLI and the dialog send it)
+    parsed; a mapping (the API's JSON form) as it is."""
+    return parse_grid(grid) if isinstance(grid, str) else grid
 
 
 def _check_value(value: Any, field: str) -> None:
@@ -66,34 +60,6 @@ def expand(grid: Mapping[str, Sequence[Scalar]] | None = None,
             out.append(dict(run))
         return out
     return [{}]
-
-
-def parse_grid(text: str) -> dict[str, list[Scalar]]:
-    """``lr=[0.1,0.01] batch=[32,64]`` (the CLI's and the dialog's syntax) -> a grid."""
-    grid: dict[str, list[Scalar]] = {}
-    for match in re.finditer(r"(\S+?)=\[([^\]]*)\]|(\S+)", text.strip()):
-        if match.group(3):
-            raise SweepError("sweep.grid", f"expected NAME=[v1,v2,...], got {match.group(3)!r}")
-        name, body = match.group(1), match.group(2)
-        _check_name(name, "sweep.grid")
-        values = [_scalar(v.strip()) for v in body.split(",") if v.strip()]
-        if not values:
-            raise SweepError(f"sweep.grid.{name}", "must list at least one value")
-        grid[name] = values
-    if not grid:
-        raise SweepError("sweep.grid", "is empty")
-    return grid
-
-
-def _scalar(text: str) -> Scalar:
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    return text.strip("'\"")
 
 
 def job_args(params: Mapping[str, Scalar]) -> list[str]:

@@ -206,6 +206,8 @@ async def create_training_from(request: Request, identity: Identity, body: Train
         raise ApiError(422, f"launcher: {why}", field="launcher")
     image_reference = await require_image(request, ws, body.image)
     try:
+        if body.sweep is not None:  # a grid as text is stored as the grid it reads as
+            body.sweep.grid = sweeps.grid_of(body.sweep.grid)
         param_sets = sweeps.expand(body.sweep.grid, body.sweep.runs) if body.sweep else [{}]
     except sweeps.SweepError as exc:
         raise ApiError(422, str(exc), field=exc.field) from None
