@@ -32,7 +32,7 @@ def add_parsers(sub) -> None:
 
 def check_args(args) -> str:
     """Check the flags here (a ValueError naming the flag); returns the group_by list."""
-    from flightbase_jobqueue.accounting import parse_group_by, parse_time
+    from flightbase.usage_params import parse_group_by, parse_time
 
     try:
         keys = parse_group_by(args.by)

@@ -30,13 +30,3 @@ def test_refuses_naming_the_field(text, field, words):
         parse_grid(text)
     assert caught.value.field == field and words in caught.value.message, caught.value
 
-
-def test_the_client_side_imports_no_service():
-    """flightbase.grid is the client's: importing it loads nothing of the jobqueue."""
-    import subprocess
-    import sys
-
-    out = subprocess.run([sys.executable, "-c", "import sys, flightbase.grid, flightbase.cli_jobs; "
-                          "print(sorted(m for m in sys.modules if m.startswith('flightbase_')))"],
-                         capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]", out

@@ -12,8 +12,9 @@ the time it waited in the queue between two runs is never counted.
   no leap seconds, so a UTC day is ``[k * 86400, (k + 1) * 86400)``).
 - :func:`aggregate` adds up GPU-seconds per group of any of ``workspace``,
   ``user`` and ``day``.
-- :func:`parse_group_by`, :func:`parse_time` and :func:`default_window` read
-  the API's and the CLI's parameters; :func:`to_csv` writes the CSV export.
+- :func:`default_window` is the API's default window and :func:`to_csv` writes
+  the CSV export; the parameters the API and the CLI both read are
+  :mod:`flightbase.usage_params`'s (a client module).
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Sequence
 
+from flightbase.usage_params import DEFAULT_GROUP_BY, GROUP_KEYS, iso, parse_group_by, parse_time
+
+__all__ = ["DEFAULT_GROUP_BY", "GROUP_KEYS", "iso", "parse_group_by", "parse_time"]  # the API reads them here too
+
 DAY = 86400.0
-GROUP_KEYS = ("workspace", "user", "day")
-DEFAULT_GROUP_BY = ("workspace",)
 DEFAULT_DAYS = 30
 
 # How an interval ended: the state the job left its GPUs for, or "lost" (its
@@ -107,38 +110,6 @@ def aggregate(intervals: Iterable[Interval], *, start: float, end: float, now: f
             key = tuple(day if g == "day" else getattr(iv, g) for g in group_by)
             totals[key] += iv.gpus * (e - s)
     return [UsageRow(key, seconds) for key, seconds in sorted(totals.items())]
-
-
-# -- parameters ----------------------------------------------------------------------
-def parse_group_by(text: str | None) -> tuple[str, ...]:
-    """``"day,user"`` -> ``("day", "user")``; None -> the default (``workspace``). ValueError names the key."""
-    if text is None:
-        return DEFAULT_GROUP_BY
-    keys = tuple(k.strip() for k in text.split(","))
-    if not any(keys):
-        raise ValueError(f"give one or more of {', '.join(GROUP_KEYS)}, separated by commas")
-    for k in keys:
-        if k not in GROUP_KEYS:
-            raise ValueError(f"unknown key {k!r}; use {', '.join(GROUP_KEYS)}, separated by commas")
-    if len(set(keys)) != len(keys):
-        raise ValueError("a key is named twice")
-    return keys
-
-
-def parse_time(text: str) -> float:
-    """An ISO date (midnight UTC) or datetime (UTC unless it carries an offset) as epoch seconds."""
-    try:
-        when = dt.datetime.fromisoformat(text.strip())
-    except (ValueError, AttributeError):
-        raise ValueError(f"expected an ISO date (2026-12-01) or datetime (2026-12-01T08:00:00Z), got {text!r}") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return when.timestamp()
-
-
-def iso(t: float) -> str:
-    """Epoch seconds as an ISO datetime in UTC (``...Z``)."""
-    return dt.datetime.fromtimestamp(t, dt.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def default_window(now: float, days: int = DEFAULT_DAYS) -> tuple[float, float]:
