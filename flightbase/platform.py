@@ -121,6 +121,17 @@ def retention_days(environ: dict) -> int:
     return int(raw)
 
 
+def lease_check_seconds(environ: dict) -> float:
+    raw = environ.get("FLIGHTBASE_LEASE_CHECK_SECONDS") or str(PlatformSettings.lease_check_seconds)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise UsageError(f"FLIGHTBASE_LEASE_CHECK_SECONDS: {raw!r} is not a positive number of seconds")
+    return value
+
+
 def prepare(
     *, port: int, data_dir: Path, gpu_spec: str, ip: str = "127.0.0.1", admin_user: str | None = None,
     policy: str = "las", environ: dict | None = None, single_user_dev: bool = False,
@@ -158,6 +169,7 @@ def prepare(
         gpus=tuple(inventory),
         scheduler_policy=policy,
         auth_cache_seconds=int(environ.get("FLIGHTBASE_AUTH_CACHE_SECONDS", "30")),
+        lease_check_seconds=lease_check_seconds(environ),
         max_body_bytes=int(environ.get("FLIGHTBASE_MAX_BODY_BYTES") or PlatformSettings.max_body_bytes),
         jobqueue_db_url=environ.get("FLIGHTBASE_JOBQUEUE_DB_URL", ""),
         registry_db_url=environ.get("FLIGHTBASE_REGISTRY_DB_URL", ""),

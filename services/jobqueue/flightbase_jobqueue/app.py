@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from flightbase import __version__
 from flightbase.service import db
 from flightbase.service.app import create_app
 from flightbase.service.hub import HubClient, make_hub_auth
-from flightbase.settings import PlatformSettings
+from flightbase.settings import HubServiceEnv, PlatformSettings
 from flightbase_jobqueue.api import builtin, code, dashboards, info, jobs, leases, trainings, usage, workspaces
 from flightbase_jobqueue.culler import LeaseReconciler
 from flightbase_jobqueue import models, pages, prometheus
@@ -26,8 +25,6 @@ from flightbase_jobqueue.submissions import SubmissionWriter
 log = logging.getLogger("flightbase.jobqueue")
 MIGRATIONS = Path(__file__).parent / "migrations"
 LIMITS_REFRESH_SECONDS = 5.0
-# How often leases are checked against the hub's servers and for idleness
-LEASE_CHECK_SECONDS = float(os.environ.get("FLIGHTBASE_LEASE_CHECK_SECONDS", "30"))
 
 
 async def refresh_limits(app: FastAPI) -> None:
@@ -43,14 +40,22 @@ async def refresh_limits(app: FastAPI) -> None:
         await asyncio.sleep(LIMITS_REFRESH_SECONDS)
 
 
-def make_reconciler(app: FastAPI, settings: PlatformSettings, sessions: db.Sessions) -> LeaseReconciler:
+def make_reconciler(app: FastAPI, settings: PlatformSettings, sessions: db.Sessions,
+                    hub_env: HubServiceEnv | None = None) -> LeaseReconciler:
+    """The lease culler: the hub's API from the hub's environment, people's servers through the proxy.
+
+    In a cluster the public URL is the one people use (an ingress, TLS); the jobqueue reaches the
+    servers by the proxy's in-cluster Service instead (``settings.proxy_url``, set by the chart).
+    """
+    hub_env = (hub_env or HubServiceEnv.from_env()).require("api_url", "api_token")
+
     async def idle_timeout_of(workspace: str) -> float | None:
         ws = await app.state.hub.workspace(workspace)
         return ws.settings.idle_timeout_minutes * 60 if ws and ws.settings else None
 
-    reconciler = LeaseReconciler(app.state.runtime, sessions, os.environ["JUPYTERHUB_API_URL"], settings.public_url,
-                                 os.environ["JUPYTERHUB_API_TOKEN"], idle_timeout_of=idle_timeout_of,
-                                 interval=LEASE_CHECK_SECONDS)
+    reconciler = LeaseReconciler(app.state.runtime, sessions, hub_env.api_url, settings.proxy_base_url(),
+                                 hub_env.api_token, idle_timeout_of=idle_timeout_of,
+                                 interval=settings.lease_check_seconds)
 
     def lease_cancelled(job_id: str) -> None:
         with sessions() as session:
@@ -82,7 +87,8 @@ def build(settings: PlatformSettings) -> FastAPI:
         sessions = db.Sessions(engine)
         app.state.sessions = sessions
         app.state.hub = HubClient(cache_seconds=min(5, settings.auth_cache_seconds))
-        app.state.datasets = DatasetClient(f"http://127.0.0.1:{settings.registry_port}")
+        hub_env = HubServiceEnv.from_env().require("api_url", "api_token")
+        app.state.datasets = DatasetClient(settings.registry_api_url(), hub_env.api_token)
         app.state.runtime = JobRuntime(settings, sessions, code_root=settings.data_dir / "code",
                                        datasets=app.state.datasets)
         await app.state.runtime.start()
@@ -90,7 +96,7 @@ def build(settings: PlatformSettings) -> FastAPI:
         app.state.submissions.start()
         app.state.code_uploads = {}
         app.state.limits_task = asyncio.create_task(refresh_limits(app))
-        app.state.lease_reconciler = make_reconciler(app, settings, sessions)
+        app.state.lease_reconciler = make_reconciler(app, settings, sessions, hub_env)
         app.state.lease_reconciler.start()
         log.info("jobqueue ready: %d %s(s), policy %s", len(settings.gpus), info.gpu_kind(settings.gpus),
                  settings.scheduler_policy)

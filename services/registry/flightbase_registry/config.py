@@ -3,7 +3,10 @@
 Each setting comes from a ``FLIGHTBASE_*`` environment variable or, where the
 hub does not pass that variable through to its services, from the optional
 JSON file ``<data_dir>/registry.json`` (keys are the field names below). The
-environment wins over the file. Sizes are bytes unless the name says GB.
+environment wins over the file. Sizes are bytes unless the name says GB. Each
+field is documented in its metadata (``flightbase.settings.setting``); the
+platform-wide settings the registry reads (data directory, database, backend)
+are ``flightbase.settings.PlatformSettings``.
 """
 
 from __future__ import annotations
@@ -12,61 +15,62 @@ import json
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import urlsplit
 
 from flightbase import secrets
-from flightbase.settings import PlatformSettings
+from flightbase.settings import PlatformSettings, env_name, setting
 
 GB = 1_000_000_000
 
 
 @dataclass(frozen=True)
 class RegistrySettings:
-    # Where uploaded images are pushed, e.g. http://127.0.0.1:5000. Empty: image
-    # uploads answer 503 (registering an image by reference still works).
-    oci_registry_url: str = ""
-    # The account on that registry, for an operator's registry that requires one (HTTP
-    # Basic auth, e.g. distribution with htpasswd): the user name, and the path of a file
-    # holding the password (one line; a trailing newline is ignored). A file rather than
-    # the value, so that the password is in no process environment. Both or neither.
-    # The registry that `flightbase up` starts has its own account, which the service
-    # reads from secrets.json (see oci_credentials); these settings are not for it.
-    oci_registry_username: str = ""
-    oci_registry_password_file: str = ""
-    # Largest single file (or image archive) one upload may declare.
-    max_file_bytes: int = 100 * GB
-    # Most files one upload (one dataset version) may hold, archives' members included.
-    max_files: int = 100_000
-    # Most bytes an archive may expand to, and the largest expansion ratio of one
-    # compressed member (zip bombs expand a thousandfold and more).
-    max_extract_bytes: int = 200 * GB
-    max_compression_ratio: int = 200
-    # How many bytes a chunk request (PATCH) may carry at most.
-    max_chunk_bytes: int = 1 * GB
-    # 1: write received chunks with O_DIRECT where the file system allows it (no
-    # page cache; see api/uploads.py); 0: always through the page cache.
-    direct_writes: int = 1
-    # The public base URL of the data endpoint (direct.py), when clients reach it by
-    # another name than http://<the host they reach the hub by>:<registry_data_port>,
-    # e.g. https://data.flightbase.example.org behind a TLS terminator.
-    data_url: str = ""
-    # 1: when work runs in containers, copy the built-in images into the OCI registry at start-up
-    # (flightbase_registry/publish.py); 0: keep them in the Docker engine only.
-    publish_builtin_images: int = 1
+    oci_registry_url: str = setting(
+        "", env="FLIGHTBASE_OCI_REGISTRY_URL", services=("registry",),
+        help="Where uploaded images are pushed, e.g. http://127.0.0.1:5000. Empty: image uploads answer 503 "
+             "(registering an image by reference still works).")
+    # A file rather than the value, so that the password is in no process environment. The registry
+    # that `flightbase up` starts has its own account, which the service reads from secrets.json
+    # (see oci_credentials); these two settings are not for it.
+    oci_registry_username: str = setting(
+        "", env="FLIGHTBASE_OCI_REGISTRY_USERNAME", services=("registry",),
+        help="The account on an operator's OCI registry that requires one (HTTP Basic auth, e.g. distribution "
+             "with htpasswd): the user name. Goes with FLIGHTBASE_OCI_REGISTRY_PASSWORD_FILE.")
+    oci_registry_password_file: str = setting(
+        "", env="FLIGHTBASE_OCI_REGISTRY_PASSWORD_FILE", services=("registry",),
+        help="The path of a file holding that account's password (one line; a trailing newline is ignored).")
+    max_file_bytes: int = setting(100 * GB, env="FLIGHTBASE_REGISTRY_MAX_FILE_BYTES", services=("registry",),
+                                  shown_default="100 GB",
+                                  help="Largest single file (or image archive) one upload may declare, in bytes.")
+    max_files: int = setting(100_000, env="FLIGHTBASE_REGISTRY_MAX_FILES", services=("registry",),
+                             help="Most files one upload (one dataset version) may hold, archives' members included.")
+    # zip bombs expand a thousandfold and more
+    max_extract_bytes: int = setting(200 * GB, env="FLIGHTBASE_REGISTRY_MAX_EXTRACT_BYTES", services=("registry",),
+                                     shown_default="200 GB",
+                                     help="Most bytes an uploaded archive may expand to.")
+    max_compression_ratio: int = setting(200, env="FLIGHTBASE_REGISTRY_MAX_COMPRESSION_RATIO", services=("registry",),
+                                         help="The largest expansion ratio of one compressed archive member.")
+    max_chunk_bytes: int = setting(1 * GB, env="FLIGHTBASE_REGISTRY_MAX_CHUNK_BYTES", services=("registry",),
+                                   shown_default="1 GB",
+                                   help="How many bytes a chunk request (PATCH) may carry at most.")
+    direct_writes: int = setting(
+        1, env="FLIGHTBASE_REGISTRY_DIRECT_WRITES", services=("registry",),
+        help="1: write received chunks with O_DIRECT where the file system allows it (no page cache; see "
+             "api/uploads.py); 0: always through the page cache.")
+    data_url: str = setting(
+        "", env="FLIGHTBASE_REGISTRY_DATA_URL", services=("registry",),
+        help="The public base URL of the data endpoint (direct.py), when clients reach it by another name than "
+             "http://<the host they reach the hub by>:<registry_data_port>, e.g. "
+             "https://data.flightbase.example.org behind a TLS terminator.")
+    publish_builtin_images: int = setting(
+        1, env="FLIGHTBASE_REGISTRY_PUBLISH_BUILTIN_IMAGES", services=("registry",),
+        help="1: when work runs in containers on this machine (the docker backend), copy the built-in images into "
+             "the OCI registry at start-up, in the background (flightbase_registry/publish.py); 0: keep them in the "
+             "Docker engine only.")
 
-    ENV = {
-        "oci_registry_url": "FLIGHTBASE_OCI_REGISTRY_URL",
-        "oci_registry_username": "FLIGHTBASE_OCI_REGISTRY_USERNAME",
-        "oci_registry_password_file": "FLIGHTBASE_OCI_REGISTRY_PASSWORD_FILE",
-        "max_file_bytes": "FLIGHTBASE_REGISTRY_MAX_FILE_BYTES",
-        "max_files": "FLIGHTBASE_REGISTRY_MAX_FILES",
-        "max_extract_bytes": "FLIGHTBASE_REGISTRY_MAX_EXTRACT_BYTES",
-        "max_compression_ratio": "FLIGHTBASE_REGISTRY_MAX_COMPRESSION_RATIO",
-        "max_chunk_bytes": "FLIGHTBASE_REGISTRY_MAX_CHUNK_BYTES",
-        "direct_writes": "FLIGHTBASE_REGISTRY_DIRECT_WRITES",
-        "data_url": "FLIGHTBASE_REGISTRY_DATA_URL",
-        "publish_builtin_images": "FLIGHTBASE_REGISTRY_PUBLISH_BUILTIN_IMAGES",
-    }
+    # field name -> environment variable
+    ENV: ClassVar[dict[str, str]]
 
     @classmethod
     def load(cls, data_dir: Path, environ: dict[str, str] | None = None) -> "RegistrySettings":
@@ -135,3 +139,6 @@ class RegistrySettings:
         if not password:
             raise RuntimeError(f"FLIGHTBASE_OCI_REGISTRY_PASSWORD_FILE: {path} is empty")
         return self.oci_registry_username, password
+
+
+RegistrySettings.ENV = {f.name: env_name(f) for f in fields(RegistrySettings)}

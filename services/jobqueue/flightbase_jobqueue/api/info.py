@@ -20,7 +20,7 @@ async def info(request: Request, identity: CurrentIdentity):
     settings = request.app.state.settings
     return InfoOut(
         version=request.app.version,
-        deployment="embedded",
+        deployment=settings.deployment,
         gpu_kind=gpu_kind(settings.gpus),
         gpus=list(settings.gpus),
         scheduler_policy=settings.scheduler_policy,
