@@ -42,6 +42,18 @@ Head-of-line rules (one pass walks the queue in its policy's order):
 4. Jobs already being stopped (preemption requested) count as GPUs about to
    free; the first job that needs them claims them, so a pass never preempts
    twice for the same need.
+5. Open-ended work (a notebook lease: non-preemptible, no declared end; see
+   :func:`open_ended`) never pushes back a job ahead of it that waits for
+   GPUs.  Every job the walk leaves waiting for GPUs is noted
+   (:meth:`PassState.note_blocked`); a lease reached after such jobs starts
+   only on GPUs that none of their reservations needs (each reservation
+   computed with leases that never end), and never preempts for its GPU
+   (:meth:`PassState.lease_room`).  A lease within its workspace's
+   guarantee is held back only by its own workspace's jobs and by other
+   jobs within their guarantee: the guarantee is a promise between
+   workspaces, queue order one within a workspace.  A lease with nothing
+   blocked ahead of it starts at once, as any job.  docs/scheduling.md
+   explains the choice.
 """
 
 from __future__ import annotations
@@ -58,6 +70,16 @@ NO_QUOTA = "no-quota"  # the workspace has no guarantee: runs on any idle GPU
 WITHIN = "within"      # fits in the guaranteed quota: may reclaim lent GPUs
 BORROW = "borrow"      # above the quota on idle capacity: may be reclaimed
 BLOCKED = "blocked"    # held back by the quota
+
+INF = float("inf")
+
+
+def open_ended(job: Job) -> bool:
+    """True for work that, once started, holds its GPUs for an unknown time
+    and cannot be preempted: a notebook lease (it ends when its person stops
+    the server or the idle culler does).  Such work may not push back older
+    queued work (head-of-line rule 5)."""
+    return job.kind == "lease" and not job.preemptible and job.max_runtime is None
 
 
 def _shortage_reason_suffix(job: Job, max_size: int, total_free: int, suffix: str) -> str:
@@ -153,6 +175,12 @@ class PassState:
         # A victim search weighs the first feasible node against this many
         # more, so that it stays O(window) on a large cluster.
         self.victim_window = 32
+        # Jobs this pass left waiting for GPUs, in walk order, with their
+        # quota verdict (rule 5: open-ended leases may not push them back).
+        # Only the first ``lease_guard_depth`` are kept and protected, so a
+        # lease's check stays O(depth x running jobs) on a long queue.
+        self.blocked_ahead: list[tuple[Job, str]] = []
+        self.lease_guard_depth = 16
 
     # -- quotas ----------------------------------------------------------------
     def guarantee(self, ws: str) -> int:
@@ -211,6 +239,58 @@ class PassState:
     def wait_shortage(self, job: Job, suffix: str = "") -> None:
         self.waiting.later(job.id, _shortage_reason_suffix,
                            (job, self.free.max_size, self.free.total_free, suffix))
+
+    # -- open-ended leases (head-of-line rule 5) ----------------------------------
+    def note_blocked(self, job: Job, verdict: str = NO_QUOTA) -> None:
+        """Record that the walk left ``job`` waiting for GPUs (not for its
+        quota): open-ended leases reached later may not push it back."""
+        if len(self.blocked_ahead) < self.lease_guard_depth:
+            self.blocked_ahead.append((job, verdict))
+
+    def lease_protects(self, lease: Job, verdict: str) -> list[Job]:
+        """The waiting jobs ahead that ``lease`` may not push back: all of
+        them, or for a lease within its workspace's guarantee, those of its
+        own workspace and those within their own guarantee."""
+        if verdict != WITHIN:
+            return [j for j, _ in self.blocked_ahead]
+        ws = lease.workspace
+        return [j for j, v in self.blocked_ahead if j.workspace == ws or v == WITHIN]
+
+    def lease_room(self, lease: Job, verdict: str) -> tuple[Placement | None, bool]:
+        """Where the open-ended ``lease`` may start now without pushing back
+        a job waiting ahead of it: (placement or None, decided).  ``decided``
+        False means nothing ahead is protected and the caller goes on as for
+        any job (it may start, reserve or preempt as its policy says).
+        Otherwise the lease gets a placement outside every protected job's
+        reservation, or waits with its reason recorded; it never preempts
+        for its GPU while older work waits."""
+        protect = self.lease_protects(lease, verdict)
+        if not protect:
+            return None, False
+        fm = self.free
+        if fm.find(lease) is None:
+            self.wait(lease.id, _behind_reason, protect[0].id, lease, fm.max_size, fm.total_free)
+            return None, True
+        excl = copy_freemap(fm)
+        first: tuple[Job, float, str] | None = None
+        for j in protect:
+            r = self.reservation(j, open_ended_never_end=True)
+            if r is None:
+                continue  # can never fit: nothing to push back
+            shadow, where, label = r
+            take_available(excl, where)
+            if first is None or shadow < first[1]:
+                first = (j, shadow, label)
+            if excl.total_free == 0:
+                break
+        p = excl.find(lease)
+        if p is None and first is not None:
+            j, shadow, label = first
+            self.wait(lease.id, _lease_guard_reason, lease, fm.max_size, fm.total_free, j.label,
+                      shadow, label)
+        elif p is None:
+            p = fm.find(lease)
+        return p, True
 
     # -- victims (reclaim and preemption) ----------------------------------------
     def _index(self) -> None:
@@ -378,8 +458,10 @@ class PassState:
             remaining = max(60.0, elapsed)
         return now + remaining
 
-    def ends(self) -> list[tuple[float, int, Job, Placement]]:
-        """(estimated end, tie, job, placement) of every job holding GPUs."""
+    def ends(self, open_ended_never_end: bool = False) -> list[tuple[float, int, Job, Placement]]:
+        """(estimated end, tie, job, placement) of every job holding GPUs.
+        ``open_ended_never_end``: open-ended leases end at infinity (after
+        everything else, in start order) instead of at an estimate."""
         now = self.now
         est = self.snap.estimates.estimate
         out = []
@@ -390,6 +472,9 @@ class PassState:
             if a.stopping:
                 out.append((now, k, job, a.placement))
                 continue
+            if open_ended_never_end and job.kind == "lease" and open_ended(job):
+                out.append((INF, k, job, a.placement))
+                continue
             elapsed = now - a.started_at
             remaining = est(job) - job.attained / job.gpus - elapsed
             if remaining <= 0:
@@ -398,10 +483,14 @@ class PassState:
             out.append((now + remaining, k, job, a.placement))
         for job, p in self.started:
             k += 1
+            if open_ended_never_end and job.kind == "lease" and open_ended(job):
+                out.append((INF, k, job, p))
+                continue
             out.append((now + est(job), k, job, p))
         return out
 
-    def reservation(self, head: Job) -> tuple[float, Placement, str] | None:
+    def reservation(self, head: Job, open_ended_never_end: bool = False,
+                    ) -> tuple[float, Placement, str] | None:
         """When and where ``head`` could start if nothing else started:
         (shadow time, its placement then, the job whose end makes room).
 
@@ -409,7 +498,7 @@ class PassState:
         fits.  Only per-node free counts are kept while replaying the ends;
         a placement is computed (the same one ``FreeMap.find`` would return)
         only once the counts say it can exist."""
-        ends = self.ends()
+        ends = self.ends(open_ended_never_end)
         heapq.heapify(ends)
         fm = self.free
         need = head.gpus
@@ -516,12 +605,21 @@ def guaranteed_sweep(state: PassState, order: Order) -> set[str]:
     handled: set[str] = set()
     fm = state.free
     in_use = state.in_use
+    passed: set[str] = set()  # workspaces with an earlier job left to the main walk
     for job in order:
         verdict = state.quota_check(job)
         if verdict != WITHIN:
             ws = job.workspace
             if verdict != BORROW or in_use.get(ws, 0) >= state.guarantee(ws):
                 order.block(ws)  # nothing later in this workspace fits its guarantee
+            else:
+                passed.add(ws)
+            continue
+        if job.kind == "lease" and open_ended(job) and (job.workspace in passed or state.blocked_ahead):
+            # Rule 5: an earlier job of its workspace (left to the main
+            # walk) or a guaranteed job waiting for GPUs may not be pushed
+            # back; the main walk decides, with the lease guard.
+            passed.add(job.workspace)
             continue
         handled.add(job.id)
         p = fm.find(job)
@@ -538,6 +636,7 @@ def guaranteed_sweep(state: PassState, order: Order) -> set[str]:
             state.wait(job.id, _reclaim_reason, job, fm.max_size, len(victims))
             continue
         state.wait(job.id, _shortage_reason, job, fm.max_size, fm.total_free)
+        state.note_blocked(job, WITHIN)
         order.block(job.workspace)
     return handled
 
@@ -592,6 +691,14 @@ def admission_loop(state: PassState, make_order: Callable[[], Order], hol: str, 
             state.wait(job.id, _behind_reason, head_id, job, fm.max_size, fm.total_free)
             order.block(job.workspace)
             continue
+        if state.blocked_ahead and job.kind == "lease" and open_ended(job):
+            p, decided = state.lease_room(job, verdict)
+            if decided:
+                if p is not None:
+                    state.admit(job, p, verdict == BORROW)
+                    if excl is not None:
+                        take_available(excl, p)
+                continue
         if excl is not None and verdict != WITHIN:
             # Backfill candidate: must not delay the reserved head job.
             examined += 1
@@ -624,6 +731,7 @@ def admission_loop(state: PassState, make_order: Callable[[], Order], hol: str, 
             else:
                 state.wait(job.id, _backfill_reason, job, fm.max_size, fm.total_free, head_id,
                            shadow, head_label)
+                state.note_blocked(job, verdict)
             continue
         p = fm.find(job)
         if p is not None:
@@ -633,8 +741,10 @@ def admission_loop(state: PassState, make_order: Callable[[], Order], hol: str, 
             continue
         if excl is not None or blocked:
             state.wait_shortage(job)
+            state.note_blocked(job, verdict)
             continue
         head_id = job.id
+        state.note_blocked(job, verdict)
         if hol == "reserve" and fm.total_free > 0:
             r = state.reservation(job)
             if r is not None:
@@ -653,6 +763,14 @@ def admission_loop(state: PassState, make_order: Callable[[], Order], hol: str, 
 
 def _behind_reason(head_id: str, job: Job, max_size: int, total_free: int) -> str:
     return f"behind {head_id} ({_shortage_reason(job, max_size, total_free)})"
+
+
+def _lease_guard_reason(job: Job, max_size: int, total_free: int, ahead: str, shadow: float,
+                        ending: str) -> str:
+    when = (f"reserved for {clock(shadow)} when {ending} ends" if shadow != INF
+            else f"which can start only when {ending} ends")
+    return (f"{_shortage_reason(job, max_size, total_free)}; a notebook has no known end, so it "
+            f"may not delay {ahead}, ahead of it in the queue ({when})")
 
 
 def _backfill_reason(job: Job, max_size: int, total_free: int, head_id: str, shadow: float,

@@ -30,6 +30,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--restart-cost", type=float, default=0.0,
                         help="seconds a job loses each time it resumes after a preemption")
     parser.add_argument("--limit-jobs", type=int, default=None, help="replay only the first K jobs")
+    parser.add_argument("--notebooks-per-hour", type=float, default=0.0,
+                        help="interactive sessions: notebook GPU leases arriving per hour (Poisson, "
+                             "non-preemptible, length unknown to the scheduler); default 0")
+    parser.add_argument("--notebook-minutes", type=float, default=60.0,
+                        help="mean time a notebook is in use before it goes idle (exponential)")
+    parser.add_argument("--idle-timeout-minutes", type=float, default=60.0,
+                        help="an idle notebook is culled (its lease ends) this long after its last use")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the notebook arrivals")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
 
 
@@ -44,7 +52,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         result = replay(args.trace, args.nodes, args.gpus_per_node, args.policy, args.quotas,
-                        args.restart_cost, borrowing=not args.no_borrowing, limit_jobs=args.limit_jobs)
+                        args.restart_cost, borrowing=not args.no_borrowing, limit_jobs=args.limit_jobs,
+                        notebooks_per_hour=args.notebooks_per_hour, notebook_minutes=args.notebook_minutes,
+                        idle_timeout_minutes=args.idle_timeout_minutes, seed=args.seed)
     except (TraceError, UnknownPolicy, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

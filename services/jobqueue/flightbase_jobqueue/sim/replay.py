@@ -7,11 +7,22 @@ clock from event to event (next arrival, next job end or stop, or the
 policy's ``wake_at``).  The scheduler sees requests, never durations, unless
 the policy is an explicitly named oracle (``sjf-oracle``: the true duration
 is declared as each job's ``max_runtime``).
+
+Interactive sessions (``notebooks_per_hour`` > 0): Jupyter trainings' GPU
+leases arrive at random (Poisson, seeded, so a replay is reproducible) over
+the trace's span, in a workspace of the trace drawn at random.  Each lease
+is what the service submits (one GPU, non-preemptible, no declared end); its
+person works for an exponentially distributed time (mean
+``notebook_minutes``), then leaves it idle until the culler stops it
+``idle_timeout_minutes`` later.  The scheduler never sees that length.  The
+report then gives notebook waits and training waits side by side
+(``waits``); the headline figures stay those of the trace's jobs.
 """
 
 from __future__ import annotations
 
 import math
+import random
 import statistics
 import time
 from dataclasses import dataclass
@@ -72,6 +83,37 @@ def make_quotas(jobs: Sequence[TraceJob], total_gpus: int, mode: str,
         quota[g] += 1
     return {g: WorkspaceLimits(quota=quota[g], weight=max(demand[g] / total, 1e-6),
                                allow_borrowing=borrowing) for g in groups}
+
+
+def notebook_sessions(tjobs: Sequence[TraceJob], per_hour: float, mean_minutes: float,
+                      idle_timeout_minutes: float, seed: int = 0) -> tuple[list[Job], dict[str, float]]:
+    """Lease arrivals over the span of ``tjobs`` (see the module docstring):
+    the core's jobs and their true lengths (use, then the idle timeout)."""
+    if per_hour < 0 or mean_minutes <= 0 or idle_timeout_minutes < 0:
+        raise ValueError("--notebooks-per-hour must be >= 0, --notebook-minutes > 0 and "
+                         "--idle-timeout-minutes >= 0")
+    if per_hour == 0 or not tjobs:
+        return [], {}
+    rng = random.Random(seed)
+    groups = sorted({j.group for j in tjobs})
+    t, end = tjobs[0].submit_time, tjobs[-1].submit_time
+    jobs: list[Job] = []
+    lengths: dict[str, float] = {}
+    while True:
+        t += rng.expovariate(per_hour / 3600.0)
+        if t > end:
+            break
+        jid = f"notebook-{len(jobs):06d}"
+        jobs.append(Job(id=jid, workspace=rng.choice(groups), gpus=1, submitted_at=round(t, 3),
+                        preemptible=False, kind="lease"))
+        lengths[jid] = round(rng.expovariate(1.0 / (60.0 * mean_minutes)) + 60.0 * idle_timeout_minutes, 3)
+    return jobs, lengths
+
+
+def _waits(delays: list[float]) -> dict:
+    d = sorted(delays)
+    return {"count": len(d), "mean": statistics.fmean(d) if d else 0.0, "p50": _pct(d, 50),
+            "p95": _pct(d, 95), "p99": _pct(d, 99), "max": d[-1] if d else 0.0}
 
 
 def _pct(sorted_values: list[float], p: float) -> float:
@@ -160,7 +202,9 @@ def simulate(jobs: Sequence[Job], durations: dict[str, float], node_list: Sequen
 def replay(trace_path: str, nodes: int, gpus_per_node: int, policy: str, quotas: str = "none",
            restart_cost: float = 0.0, *, borrowing: bool = True, limit_jobs: int | None = None,
            grace_seconds: float = 0.0, policy_options: dict | None = None,
-           trace: Trace | None = None) -> dict:
+           trace: Trace | None = None, notebooks_per_hour: float = 0.0,
+           notebook_minutes: float = 60.0, idle_timeout_minutes: float = 60.0,
+           seed: int = 0) -> dict:
     """Replay a trace CSV; returns the figures (see :func:`format_report`)."""
     wall0, cpu0 = time.perf_counter(), time.process_time()
     if nodes < 1 or gpus_per_node < 1:
@@ -178,13 +222,29 @@ def replay(trace_path: str, nodes: int, gpus_per_node: int, policy: str, quotas:
     jobs = [Job(id=j.id, workspace=j.group, gpus=j.gpus, submitted_at=j.submit_time,
                 max_runtime=j.duration if oracle else None) for j in tjobs]
     durations = {j.id: j.duration for j in tjobs}
+    notebooks, lengths = notebook_sessions(tjobs, notebooks_per_hour, notebook_minutes,
+                                           idle_timeout_minutes, seed)
+    if notebooks:
+        # An oracle still knows nothing of a session's length: nobody does.
+        jobs = sorted([*jobs, *notebooks], key=lambda j: (j.submitted_at, j.id))
+        durations.update(lengths)
     sim = simulate(jobs, durations, node_list, pol, limits, restart_cost=restart_cost,
                    grace_seconds=grace_seconds)
     store, backend, rejected, steps = sim.store, sim.backend, sim.rejected, sim.steps
-    done = {jid: t for jid, t in backend.finished.items()}
     by_id = {j.id: j for j in tjobs}
+    done = {jid: t for jid, t in backend.finished.items() if jid in by_id}
     jct = sorted(done[jid] - by_id[jid].submit_time for jid in done)
-    delays = sorted(backend.first_start[jid] - by_id[jid].submit_time for jid in backend.first_start)
+    delays = sorted(backend.first_start[jid] - by_id[jid].submit_time for jid in backend.first_start
+                    if jid in by_id)
+    nb_submit = {j.id: j.submitted_at for j in notebooks}
+    waits = {
+        "notebooks": _waits([backend.first_start[j] - t for j, t in nb_submit.items()
+                             if j in backend.first_start]),
+        "gang_jobs": _waits([backend.first_start[j.id] - j.submit_time for j in tjobs
+                             if j.gpus > 1 and j.id in backend.first_start]),
+        "one_gpu_jobs": _waits([backend.first_start[j.id] - j.submit_time for j in tjobs
+                                if j.gpus == 1 and j.id in backend.first_start]),
+    }
     first_submit = tjobs[0].submit_time
     end = max(done.values(), default=first_submit)
     makespan = end - first_submit
@@ -196,6 +256,8 @@ def replay(trace_path: str, nodes: int, gpus_per_node: int, policy: str, quotas:
         d["jobs"] += 1
         d["jct_sum"] += t - by_id[jid].submit_time
     for jid, busy in backend.busy_by_job.items():
+        if jid not in by_id:
+            continue  # a notebook session
         ws = by_id[jid].group
         per_ws.setdefault(ws, {"jobs": 0, "jct_sum": 0.0, "gpu_seconds": 0.0})["gpu_seconds"] += busy
     workspaces = {
@@ -203,7 +265,7 @@ def replay(trace_path: str, nodes: int, gpus_per_node: int, policy: str, quotas:
              "gpu_share": d["gpu_seconds"] / busy_total,
              "quota": limits[ws].quota if ws in limits else None}
         for ws, d in sorted(per_ws.items())}
-    unfinished = sum(1 for s in store.states.values() if not s.is_terminal())
+    unfinished = sum(1 for jid, s in store.states.items() if jid in by_id and not s.is_terminal())
     return {
         "trace": trace_path, "policy": policy, "nodes": nodes, "gpus_per_node": gpus_per_node,
         "quotas": quotas, "borrowing": borrowing, "restart_cost": restart_cost,
@@ -217,6 +279,12 @@ def replay(trace_path: str, nodes: int, gpus_per_node: int, policy: str, quotas:
         "makespan": makespan,
         "gpu_utilisation": backend.busy_gpu_seconds / (total_gpus * makespan) if makespan > 0 else 0.0,
         "preemptions": len(store.preemptions), "steps": steps, "workspaces": workspaces,
+        "notebooks": {"per_hour": notebooks_per_hour, "mean_minutes": notebook_minutes,
+                      "idle_timeout_minutes": idle_timeout_minutes, "seed": seed,
+                      "submitted": len(notebooks),
+                      "unfinished": sum(1 for j in nb_submit if not store.states[j].is_terminal())
+                      if notebooks else 0},
+        "waits": waits,
         "wall_s": time.perf_counter() - wall0, "cpu_s": time.process_time() - cpu0,
     }
 
@@ -242,8 +310,19 @@ def format_report(r: dict) -> str:
         f"makespan     {r['makespan']:,.0f} s",
         f"GPU use      {100 * r['gpu_utilisation']:.1f}%",
         f"preemptions  {r['preemptions']}",
-        "workspace     jobs   avg JCT (s)   GPU share   quota",
     ]
+    nb = r.get("notebooks") or {}
+    if nb.get("submitted"):
+        lines.append(f"notebooks    {nb['submitted']} sessions ({nb['per_hour']:g}/h, mean use "
+                     f"{nb['mean_minutes']:g} min, culled after {nb['idle_timeout_minutes']:g} min idle)")
+    lines.append("waits (s)          jobs      mean       p50       p95       p99       max")
+    for label, key in (("notebooks", "notebooks"), ("gang trainings", "gang_jobs"),
+                       ("1-GPU trainings", "one_gpu_jobs")):
+        w = r["waits"][key]
+        if w["count"]:
+            lines.append(f"  {label:<15} {w['count']:>7} {w['mean']:>9,.0f} {w['p50']:>9,.0f} "
+                         f"{w['p95']:>9,.0f} {w['p99']:>9,.0f} {w['max']:>9,.0f}")
+    lines.append("workspace     jobs   avg JCT (s)   GPU share   quota")
     for ws, d in r["workspaces"].items():
         avg = "-" if d["avg_jct"] is None else f"{d['avg_jct']:,.0f}"
         q = "-" if d["quota"] is None else str(d["quota"])

@@ -26,6 +26,10 @@ One pass:
   non-preemptible jobs mean it could not fit anyway);
 - quotas: as in every policy (``core.py``), jobs within their workspace's
   guarantee go first and may reclaim borrowed GPUs;
+- notebook leases: as in every policy (``core.py``, head-of-line rule 5), a
+  lease does not take GPUs that a job ranked ahead of it, waiting for GPUs,
+  needs (its reservation, with leases never ending), and does not preempt
+  for its GPU while such a job waits;
 - ``wake_at`` is the next time a running job crosses a threshold or a queued
   job reaches its starvation limit, so the coordinator re-runs the pass then.
 """
@@ -36,7 +40,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 
 from ..core import (BLOCKED, BORROW, NO_QUOTA, WITHIN, PassState, _blocked_reason, decisions,
-                    describe_need, guaranteed_sweep)
+                    describe_need, guaranteed_sweep, open_ended)
 from ..placement import FreeMap
 from ..types import ActiveJob, Decisions, Job, Snapshot
 from .base import Policy
@@ -195,6 +199,14 @@ class LasPolicy(Policy):
                     continue
             else:
                 verdict = NO_QUOTA
+            if state.blocked_ahead and job.kind == "lease" and open_ended(job):
+                # Head-of-line rule 5 (core.py): a notebook lease may not
+                # push back a job ranked ahead of it that waits for GPUs.
+                p, decided = state.lease_room(job, verdict)
+                if decided:
+                    if p is not None:
+                        state.admit(job, p, verdict == BORROW)
+                    continue
             p = fm.find(job)
             if p is not None:
                 state.admit(job, p, verdict == BORROW)
@@ -229,6 +241,7 @@ class LasPolicy(Policy):
                 if verdict != WITHIN:
                     failed[lv] = min(failed.get(lv, 1 << 30), job.gpus)
             state.wait_shortage(job, f"; service level {lv if lv > 0 else 0}")
+            state.note_blocked(job, verdict)
             if lv < 0:
                 # Starving, and no victim is eligible yet (jobs started less
                 # than min_run ago are protected): if smaller jobs kept taking
