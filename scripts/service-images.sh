@@ -44,19 +44,9 @@ cache="${FLIGHTBASE_CACHE:-$HOME/.cache/flightbase}"
 work="$cache/service-images"
 logs="$work/logs"
 
-say() { echo "service-images: $*"; }
-die() { echo "service-images: ERROR: $*" >&2; exit 1; }
-
-# The digest of a folder: every entry's type, mode and relative path, and every
-# file's content, in a fixed order (as scripts/containers.sh computes it).
-digest_dir() {
-  (
-    cd "$1"
-    find . -mindepth 1 -printf '%y %m %P\n' | LC_ALL=C sort
-    find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum --
-  ) | sha256sum | cut -d' ' -f1
-}
-digest_text() { printf '%s\n' "$@" | sha256sum | cut -d' ' -f1; }
+NAME=service-images
+# say, die, digest_dir, digest_text, build_image
+. "$here/lib/images.sh"
 
 # Flightbase's dependencies and its postgres and kubernetes extras, and pip (the
 # venv is made without it), as pyproject.toml names them.
@@ -117,37 +107,6 @@ keyed() {
   rm -rf "$dir"
   mv "$dir.new" "$dir"
   echo "$key" >"$dir.key"
-}
-
-# build_image REF CONTEXT BASE-REF: build unless REF's label already holds the digest
-# of CONTEXT and of the base image it is built on.
-build_image() {
-  local ref="$1" ctx="$2" base="$3"
-  local base_id want current old_id log="$logs/build-${ref//[\/:]/_}.log" start=$SECONDS
-  base_id="$(docker image inspect -f '{{.Id}}' "$base")" || die "the base image $base is missing"
-  want="sha256:$(digest_text "$(digest_dir "$ctx")" "$base_id")"
-  current="$(docker image inspect -f "{{index .Config.Labels \"$HASH_LABEL\"}}" "$ref" 2>/dev/null || true)"
-  if [ "$current" = "$want" ]; then
-    say "$ref is up to date ($HASH_LABEL ${want:0:19}...)"
-    return
-  fi
-  old_id="$(docker image inspect -f '{{.Id}}' "$ref" 2>/dev/null || true)"
-  say "building $ref (content ${want:0:19}..., image has ${current:-none}; log: $log)"
-  if ! docker build --force-rm --label "$HASH_LABEL=$want" --build-arg "BASE=$base" -t "$ref" "$ctx" >"$log" 2>&1; then
-    tail -n 30 "$log" >&2
-    die "docker build of $ref failed (log: $log)"
-  fi
-  [ "$(docker image inspect -f "{{index .Config.Labels \"$HASH_LABEL\"}}" "$ref")" = "$want" ] \
-    || die "$ref was built but does not carry $HASH_LABEL=$want"
-  # the image it replaces (unless a container or a tag still uses it), and stale build stages
-  local new_id stale
-  new_id="$(docker image inspect -f '{{.Id}}' "$ref")"
-  if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then
-    docker rmi "$old_id" >/dev/null 2>&1 || true
-  fi
-  stale="$(docker images -q --no-trunc --filter dangling=true --filter "label=ai.flightbase.build-stage=service-base" | tail -n +2)"
-  [ -z "$stale" ] || docker rmi $stale >/dev/null 2>&1 || true
-  say "built $ref in $((SECONDS - start))s"
 }
 
 # Flightbase's wheel, from a clean copy of its sources, keyed by those sources.
