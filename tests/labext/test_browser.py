@@ -8,13 +8,13 @@ Screenshots are saved under test-artifacts/labext/ (printed)."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import httpx
-import pytest
+
+from tests.helpers import browser
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts" / "labext"
@@ -40,11 +40,7 @@ def start_server(platform, name: str, server: str, workspace: str, timeout: floa
 
 
 def test_sidebar_submit_queue_logs_cancel(platform):
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed (scripts/system-deps.sh test)")
-    if not (ROOT / "node_modules" / "playwright-core").exists():
-        pytest.skip("playwright-core is not installed (npm install at the root; make install)")
+    chromium = browser.chromium()
     name, password, server, ws = "labuser", "a-long-lab-password-3", "lab", "labws"
     resp = platform.api("jobqueue", "POST", "workspaces", platform.admin_token, json={"name": ws, "settings": {"gpu_quota": 4}})
     assert resp.status_code == 201, resp.text

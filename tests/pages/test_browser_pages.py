@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import browser
 from tests.platform.world import SLEEPER, submit, upload_code, wait_state
 
 from .conftest import person, require_chart_js
@@ -53,11 +54,7 @@ def reported(stdout: str) -> dict:
 
 
 def test_member_dashboard_and_admin_page_in_chromium(platform, tmp_path):
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed (scripts/system-deps.sh test)")
-    if not (ROOT / "node_modules" / "playwright-core").exists():
-        pytest.skip("playwright-core is not installed (npm install at the root; make install)")
+    chromium = browser.chromium()
     require_chart_js()
     admin = platform.admin_token
     ws, end = "browserws", dt.date.today() + dt.timedelta(days=29)

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 from decimal import ROUND_HALF_UP, Decimal
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import browser
 from tests.registry.images import docker_save
 from tests.registry.test_datasets import upload_version
 
@@ -38,11 +38,7 @@ def human(n: int) -> str:
 
 
 def test_a_member_sees_the_page_in_the_hubs_look(platform, world, tmp_path):
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed (scripts/system-deps.sh test)")
-    if not (ROOT / "node_modules" / "playwright-core").exists():
-        pytest.skip("playwright-core is not installed (npm install at the root; make install)")
+    chromium = browser.chromium()
     name, password = f"look{world.workspace[-6:]}", "a-long-registry-password-8"
     platform.sign_up(name, password)
     assert platform.api("jobqueue", "PUT", f"workspaces/{world.workspace}/members/{name}",

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+
+from tests.helpers import browser
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("FLIGHTBASE_TEST_ARTIFACTS") or ROOT / "test-artifacts") / "registry"
@@ -26,11 +27,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize("reachable", [True, False], ids=["data-endpoint", "data-endpoint-unreachable"])
 def test_a_member_uploads_files_from_the_page(platform, world, tmp_path, reachable):
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("Debian's chromium is not installed (scripts/system-deps.sh test)")
-    if not (ROOT / "node_modules" / "playwright-core").exists():
-        pytest.skip("playwright-core is not installed (npm install at the root; make install)")
+    chromium = browser.chromium()
     name, password = f"web{world.workspace[-6:]}", "a-long-registry-password-7"
     platform.sign_up(name, password)
     assert platform.api("jobqueue", "PUT", f"workspaces/{world.workspace}/members/{name}",
