@@ -10,7 +10,9 @@ import pytest
 
 from flightbase.cli_datasets import upload
 from flightbase.client import Client
-from tests.platform.test_trainings import logs, wait_job, wait_idle
+from tests.platform.world import logs, wait_idle, wait_job
+
+pytestmark = pytest.mark.slow
 
 FAST = {
     "image_classification": {"epochs": 3, "batch_size": 8, "width": 8, "image_size": 16},

@@ -23,8 +23,8 @@ import pytest
 
 from tests.containers.engine import engine_or_skip, image_or_skip
 from tests.platform.harness import new_platform
-from tests.spawner.test_jupyter_training import (lease_of, leases, run_in_kernel, server_model, spawn, upload_dataset,
-                                                 wait_for, wait_gone, wait_ready)
+from tests.helpers.servers import (lease_of, leases, run_in_kernel, server_model, spawn, upload_dataset,
+                                   wait_for, wait_gone, wait_ready)
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(os.geteuid() != 0, reason="servers run as their owners' accounts only under root")]

@@ -12,6 +12,8 @@ from tornado.httpclient import HTTPClientError
 
 from tests.platform.world import wait_training
 
+pytestmark = pytest.mark.slow
+
 SCRIPT = "from flightbase.metrics import report\nfor s in range(3):\n    report(step=s, loss=1.0 / (s + 1))\nprint('trained', flush=True)\n"
 
 

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.platform.world import wait_state
 
 from .conftest import errors, text
+
+pytestmark = pytest.mark.slow
 
 START = """
 import ipyparallel as ipp

@@ -12,9 +12,13 @@ import signal
 import threading
 import time
 
+import pytest
+
 from tests.platform.world import wait_state
 
 from .conftest import errors, text
+
+pytestmark = pytest.mark.slow
 
 HOROVOD_CELL = """%%flightbase --gpus 2 --launcher horovod --name cell-hvd
 import torch

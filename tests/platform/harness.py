@@ -20,6 +20,8 @@ from pathlib import Path
 
 import httpx
 
+from tests.helpers import running
+
 ROOT = Path(__file__).resolve().parents[2]
 FLIGHTBASE = Path(sys.executable).parent / "flightbase"
 
@@ -46,6 +48,7 @@ class Platform:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60) -> "Platform":
+        running.require_slow("starts the platform")
         env = dict(os.environ)
         env.update(
             FLIGHTBASE_ADMIN_TOKEN=self.admin_token,

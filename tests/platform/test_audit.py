@@ -31,6 +31,8 @@ from tests.registry.test_direct import declare, patch, ticket
 from .harness import form, new_platform
 from .test_permissions import TABLE, _request
 
+pytestmark = pytest.mark.slow
+
 STATE_CHANGING = [key for key in TABLE if key[1] != "GET"]
 ACTOR_ORDER = ("member", "owner", "manager", "admin")
 

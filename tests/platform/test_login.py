@@ -7,6 +7,9 @@ import re
 from contextlib import contextmanager
 
 import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
 
 
 def _form(client: httpx.Client, url: str, data: dict) -> httpx.Response:

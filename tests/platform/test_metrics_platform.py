@@ -24,6 +24,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from .harness import new_platform
 from .world import upload_code, wait_state
 
+pytestmark = pytest.mark.slow
+
 
 def scrape(platform, service: str, token: str | None = None, scheme: str = "token") -> httpx.Response:
     headers = {"Authorization": f"{scheme} {token}"} if token else {}

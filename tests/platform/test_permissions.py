@@ -16,6 +16,8 @@ import pytest
 
 from .world import wait_state, wait_training
 
+pytestmark = pytest.mark.slow
+
 ROLES = ("admin", "manager", "owner", "member", "outsider")
 
 

@@ -12,6 +12,8 @@ import pytest
 from .harness import new_platform
 from .postgres import PostgresServer
 
+pytestmark = pytest.mark.slow
+
 
 def _populate(p) -> dict:
     admin = p.admin_token
@@ -123,8 +125,7 @@ def test_jobqueue_killed_mid_run_loses_nothing(fresh):
     the queued one, which then runs."""
     from flightbase_jobqueue.backends.local import job_pids
 
-    from .test_trainings import JOBS, wait_job
-    from .world import submit, upload_code
+    from .world import JOBS, submit, upload_code, wait_job
 
     p = fresh.start()
     state = _populate(p)

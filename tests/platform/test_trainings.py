@@ -10,49 +10,22 @@ import json
 import os
 import re
 import time
-from pathlib import Path
 
 import pytest
 
 
-from .world import ENDED, submit, upload_code, wait_state, wait_training
+from .world import JOBS, logs, submit, upload_code, wait_idle, wait_job, wait_training
 
-JOBS = Path(__file__).parent / "jobs"
-
+pytestmark = pytest.mark.slow
 
 def code(platform, world, name: str) -> str:
     return upload_code(platform, world.tokens["owner"], world.workspace, name, (JOBS / name).read_bytes())
-
-
-def wait_job(platform, token, job_id, states=ENDED, timeout=90) -> dict:
-    return wait_state(platform, token, f"jobs/{job_id}", states, timeout)
-
-
-def logs(platform, token, job_id, **params) -> str:
-    resp = platform.api("jobqueue", "GET", f"jobs/{job_id}/logs", token, params=params)
-    assert resp.status_code == 200, resp.text
-    return resp.text
 
 
 def job_processes(job_id: str) -> list[int]:
     from flightbase_jobqueue.backends.local import job_pids
 
     return job_pids(job_id)
-
-
-def wait_idle(platform, timeout=60):
-    """No job of any workspace is queued or holds a slot: what earlier tests left is cancelled."""
-    deadline = time.monotonic() + timeout
-    while True:
-        busy = [j for s in ("queued", "starting", "running", "preempted")
-                for j in platform.api("jobqueue", "GET", "jobs", platform.admin_token, params={"state": s, "limit": 1000}).json()]
-        if not busy:
-            return
-        for j in busy:
-            platform.api("jobqueue", "POST", f"jobs/{j['id']}/cancel", platform.admin_token)
-        if time.monotonic() > deadline:
-            raise AssertionError(f"jobs still queued or running: {[j['id'] for j in busy]}")
-        time.sleep(0.5)
 
 
 def test_success_logs_metrics_and_placement(platform, world):

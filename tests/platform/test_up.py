@@ -1,6 +1,9 @@
 """`flightbase up` serves the hub and both services through the proxy."""
 
 import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
 
 
 def test_hub_login_page_is_served(platform):

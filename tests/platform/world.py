@@ -6,6 +6,7 @@ import itertools
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 _counter = itertools.count()
 
@@ -50,6 +51,7 @@ def submit(platform, token: str, workspace: str, name: str, entrypoint: str, cod
 
 
 ENDED = ("succeeded", "failed", "cancelled")
+JOBS = Path(__file__).parent / "jobs"  # the job scripts the platform tests upload
 
 
 def wait_state(platform, token: str, path: str, states=ENDED, timeout=60) -> dict:
@@ -107,3 +109,28 @@ def fresh_world(platform):
 def clean_world(platform, world: World) -> None:
     """Cancel what the world left running, so that slots stay free for other tests."""
     platform.api("jobqueue", "POST", f"trainings/{world.training_id}/cancel", platform.admin_token)
+
+
+def wait_job(platform, token, job_id, states=ENDED, timeout=90) -> dict:
+    return wait_state(platform, token, f"jobs/{job_id}", states, timeout)
+
+
+def logs(platform, token, job_id, **params) -> str:
+    resp = platform.api("jobqueue", "GET", f"jobs/{job_id}/logs", token, params=params)
+    assert resp.status_code == 200, resp.text
+    return resp.text
+
+
+def wait_idle(platform, timeout=60):
+    """No job of any workspace is queued or holds a slot: what earlier tests left is cancelled."""
+    deadline = time.monotonic() + timeout
+    while True:
+        busy = [j for s in ("queued", "starting", "running", "preempted")
+                for j in platform.api("jobqueue", "GET", "jobs", platform.admin_token, params={"state": s, "limit": 1000}).json()]
+        if not busy:
+            return
+        for j in busy:
+            platform.api("jobqueue", "POST", f"jobs/{j['id']}/cancel", platform.admin_token)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"jobs still queued or running: {[j['id'] for j in busy]}")
+        time.sleep(0.5)

@@ -38,7 +38,7 @@ from flightbase.accounts import MARKER_GROUP
 from flightbase.hostfs import workspace_group_name
 from tests.platform.harness import new_platform
 from tests.platform.world import submit, upload_code, wait_state
-from tests.spawner.test_jupyter_training import run_in_kernel, spawn, upload_dataset, wait_gone, wait_ready
+from tests.helpers.servers import run_in_kernel, spawn, upload_dataset, wait_gone, wait_ready
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(os.geteuid() != 0, reason="people's code runs as their own accounts only under root")]
@@ -220,6 +220,8 @@ MODES = [
     ("jobs/*/datasets", "d", ROOT, "owner", 0o750, True),
     ("jobs/*/datasets/*", "l", ROOT, None, None, False),
     ("jobs/*/work", "d", PERSON, "owner", 0o700, False),
+    ("jobs/*/nccl", "d", ROOT, "owner", 0o750, True),
+    ("jobs/*/nccl/*", "d", PERSON, "owner", 0o700, False),  # one run's NCCL logs (the ranks write them)
     ("datasets", "d", ROOT, None, 0o711, True),
     ("datasets/*", "d", ROOT, "workspace", 0o750, True),
     ("datasets/*/*", "d", ROOT, None, 0o755, True),

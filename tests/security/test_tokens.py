@@ -15,14 +15,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.platform.harness import new_platform
-from tests.spawner.test_jupyter_training import spawn, wait_gone, wait_ready
+from tests.helpers.servers import spawn, wait_gone, wait_ready
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(os.geteuid() != 0, reason="servers run as their owners' accounts only under root")]

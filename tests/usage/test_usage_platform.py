@@ -21,15 +21,15 @@ import signal
 import sqlite3
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
 from flightbase_jobqueue.accounting import day_of, iso
 from tests.platform.harness import FLIGHTBASE, new_platform
-from tests.platform.world import ENDED, submit, upload_code, wait_state
+from tests.platform.world import ENDED, JOBS, submit, upload_code, wait_state
 
-JOBS = Path(__file__).resolve().parents[1] / "platform" / "jobs"
+pytestmark = pytest.mark.slow
+
 SLEEPER = (JOBS / "sleeper.py").read_bytes()
 EPS = 0.01  # the API rounds GPU-seconds to milliseconds
 
