@@ -1,60 +1,54 @@
 /**
  * The bodies the server extension answers (one typed definition each) and the
- * error it raises. No JupyterLab imports: the unit tests load this as it is.
+ * error it raises, written in terms of the services' generated types. No
+ * JupyterLab imports: the unit tests load this as it is.
  */
+
+import type { components as JobqueueSchemas } from './generated/jobqueue';
+import type { components as RegistrySchemas } from './generated/registry';
+
+// The services' own bodies, generated from their OpenAPI documents (scripts/openapi_types.py):
+// the types below are written in terms of these, so a field a service renames or drops
+// fails this build, and tests/labext/test_openapi_types.py fails when they were not regenerated.
+type JQ = JobqueueSchemas['schemas'];
+type Job = JQ['JobOut'];
+type QueueInfo = JQ['QueueInfo'];
+type Training = JQ['TrainingOut'];
+type TrainingCreate = JQ['TrainingCreate'];
+type BuiltinCreate = JQ['BuiltinTrainingCreate'];
 
 export interface IConfig {
   workspace: string | null; // FLIGHTBASE_WORKSPACE of this server (set by the spawner)
   lease: string | null; // FLIGHTBASE_LEASE_ID: this server's GPU lease (a job of kind "lease"), if it has one
-  user: string;
+  user: JQ['InfoOut']['user'];
   version: string;
-  gpu_kind: 'gpu' | 'cpu-slot' | 'none';
+  gpu_kind: JQ['InfoOut']['gpu_kind'];
 }
 
-export interface IWorkspace {
-  name: string;
-  members: string[];
-  managers: string[];
+export interface IWorkspace extends Pick<JQ['WorkspaceOut'], 'name' | 'members' | 'managers' | 'permissions'> {
   settings: { gpu_quota?: number | null; [key: string]: unknown } | null;
-  permissions: string[];
 }
 
-export interface IQueueRow {
-  id: string;
-  name: string;
-  training_id: string;
-  gpus: number;
-  created_by: string;
-  position: number | null;
-  workspace_position: number | null;
-  estimated_start: number | null; // seconds since the epoch
+/** flightbase_labext/views.py queue_row: a queued job with its place (JobOut and its QueueInfo, flattened). */
+export interface IQueueRow extends Pick<Job, 'id' | 'name' | 'training_id' | 'gpus' | 'created_by'> {
+  position: QueueInfo['position'] | null;
+  workspace_position: QueueInfo['workspace_position'] | null;
+  estimated_start: QueueInfo['estimated_start']; // seconds since the epoch
   reason: string;
 }
 
+/** JobOut's state (a string in the schema; these are flightbase_jobqueue/states.py's values). */
 export type JobState = 'queued' | 'starting' | 'running' | 'preempted' | 'succeeded' | 'failed' | 'cancelled';
 
-export interface IJobRow {
-  id: string;
-  name: string;
-  training_id: string;
+/** flightbase_labext/views.py job_row. */
+export interface IJobRow
+  extends Pick<Job, 'id' | 'name' | 'training_id' | 'gpus' | 'submitted_at' | 'started_at' | 'finished_at' | 'exit_code' | 'reason'> {
   state: JobState;
-  gpus: number;
-  submitted_at: number;
-  started_at: number | null;
-  finished_at: number | null;
-  exit_code: number | null;
-  reason: string | null;
-  metrics: { [name: string]: number };
+  metrics: NonNullable<Job['metrics']>;
 }
 
-export interface ITrainingRow {
-  id: string;
-  name: string;
-  kind: string;
-  state: string;
-  created_at: string;
-  progress: { [state: string]: number };
-  spec: { [key: string]: unknown };
+export interface ITrainingRow extends Pick<Training, 'id' | 'name' | 'kind' | 'state' | 'created_at' | 'spec'> {
+  progress: NonNullable<Training['progress']>;
 }
 
 export interface IOverview {
@@ -66,12 +60,8 @@ export interface IOverview {
   jobs: IJobRow[];
 }
 
-export interface ITraining {
-  id: string;
-  workspace: string;
-  name: string;
-  state: string;
-  jobs: { id: string; name: string; state: string }[];
+export interface ITraining extends Pick<Training, 'id' | 'workspace' | 'name' | 'state'> {
+  jobs: Pick<JQ['JobSummary'], 'id' | 'name' | 'state'>[];
 }
 
 export interface ILogs {
@@ -81,72 +71,46 @@ export interface ILogs {
 
 export type MetricRecord = { [name: string]: number };
 
-export interface IParameter {
-  type: 'integer' | 'number' | 'string' | 'boolean';
-  default: unknown;
-  minimum?: number | null;
-  maximum?: number | null;
-  enum?: unknown[] | null;
-  maxLength?: number | null;
-  help: string;
-}
+export type IParameter = JQ['ParameterOut'];
 
-export interface IBuiltinModel {
-  name: string;
-  title: string;
-  task: string;
-  description: string;
-  entrypoint: string;
-  dataset: { layout: string; example: string[] } | null;
-  parameters: { [name: string]: IParameter };
-  gpus: { default: number; max: number };
-  launchers: string[];
-  gpu_options: string[];
-}
+export type IBuiltinModel = JQ['BuiltinModelOut'];
 
-export interface IDataset {
-  name: string;
-  [key: string]: unknown;
-}
+export type IDataset = RegistrySchemas['schemas']['DatasetOut'];
 
-export interface IImage {
-  name: string;
-  reference?: string;
-  [key: string]: unknown;
-}
+export type IImage = RegistrySchemas['schemas']['ImageOut'];
 
 /** The body of POST /flightbase/trainings: a file or folder of this server and the trainings API's fields. */
 export interface ISubmitRequest {
-  workspace: string;
+  workspace: TrainingCreate['workspace'];
   path: string;
-  name?: string;
-  entrypoint?: string;
-  args: string[];
-  gpus: number;
-  gpus_per_node?: number;
-  launcher: string;
-  image: string;
-  datasets: string[];
-  env: { [key: string]: string };
-  max_runtime?: number;
-  gpudirect_p2p: boolean;
-  gpudirect_rdma: boolean;
+  name?: TrainingCreate['name'];
+  entrypoint?: TrainingCreate['entrypoint'];
+  args: NonNullable<TrainingCreate['args']>;
+  gpus: TrainingCreate['gpus'];
+  gpus_per_node?: NonNullable<TrainingCreate['gpus_per_node']>;
+  launcher: string; // one of TrainingCreate['launcher']: the form's choice, checked by the service (a 4xx naming the field)
+  image: TrainingCreate['image'];
+  datasets: NonNullable<TrainingCreate['datasets']>;
+  env: NonNullable<TrainingCreate['env']>;
+  max_runtime?: NonNullable<TrainingCreate['max_runtime']>;
+  gpudirect_p2p: TrainingCreate['gpudirect_p2p'];
+  gpudirect_rdma: TrainingCreate['gpudirect_rdma'];
   /** ``grid``: JSON, or the text of flightbase/grid.py's grammar (`lr=[0.1,0.01] batch=[32,64]`). */
-  sweep?: { grid: { [name: string]: (string | number | boolean)[] } | string; parallel: number };
+  sweep?: Pick<JQ['SweepSpec'], 'parallel'> & { grid: NonNullable<JQ['SweepSpec']['grid']> };
 }
 
 /** The body of POST /flightbase/builtin-trainings. */
 export interface IBuiltinRequest {
-  workspace: string;
-  name: string;
-  model: string;
-  dataset?: string;
-  params: { [name: string]: unknown };
-  gpus: number;
-  launcher: string;
-  options: { [name: string]: unknown };
-  image: string;
-  max_runtime?: number;
+  workspace: BuiltinCreate['workspace'];
+  name: BuiltinCreate['name'];
+  model: BuiltinCreate['model'];
+  dataset?: NonNullable<BuiltinCreate['dataset']>;
+  params: NonNullable<BuiltinCreate['params']>;
+  gpus: NonNullable<BuiltinCreate['gpus']>;
+  launcher: string; // one of BuiltinCreate['launcher'], checked by the service
+  options: { [name in keyof NonNullable<BuiltinCreate['options']>]?: unknown }; // the form's values, checked by the service
+  image: BuiltinCreate['image'];
+  max_runtime?: NonNullable<BuiltinCreate['max_runtime']>;
 }
 
 /** An error answer: the services' 4xx bodies name the field(s) they concern. */
