@@ -122,6 +122,26 @@ def test_with_automatic_https_the_culler_goes_around_the_autohttps_pod(tmp_path)
     assert address(settings.proxy_base_url()) == Z2JH_PROXY_PUBLIC
 
 
+def secret_ref(manifest: list[dict], deployment: str, variable: str) -> str:
+    obj = next(o for o in manifest if o["kind"] == "Deployment" and o["metadata"]["name"] == deployment)
+    env = obj["spec"]["template"]["spec"]["containers"][0]["env"]
+    return next(e for e in env if e["name"] == variable)["valueFrom"]["secretKeyRef"]["name"]
+
+
+@pytest.mark.parametrize("override, prefix", [("", ""), ("jh", "jh-"), (None, "flightbase-jupyterhub-")],
+                         ids=["z2jh-default", "renamed", "null"])
+def test_the_hub_and_proxy_names_follow_z2jhs_fullname_override(tmp_path, override, prefix):
+    """z2jh names its Services and the hub's Secret from its own fullnameOverride (its
+    _helpers-names.tpl): a string is the prefix ("" none), null gives <release>-jupyterhub."""
+    manifest, _ = render(tmp_path, {"jupyterhub": {"enabled": False, "fullnameOverride": override}})
+    for service in PODS.values():
+        env = pod_env(manifest, f"flightbase-{service}")
+        assert address(HubServiceEnv.from_env(env).api_url) == (f"{prefix}hub", 8081)
+        assert secret_ref(manifest, f"flightbase-{service}", "JUPYTERHUB_API_TOKEN") == f"{prefix}hub"
+    settings = PlatformSettings.from_env(pod_env(manifest, "flightbase-jobqueue"))
+    assert address(settings.proxy_base_url()) == (f"{prefix}proxy-public", 80)
+
+
 def test_the_hub_and_the_jobqueue_agree_on_the_registry(tmp_path):
     """The hub's spawner (hub_config/kubernetes.py) and the jobqueue read FLIGHTBASE_REGISTRY_URL;
     the chart gives both the registry's Service, and z2jh routes /services/registry/ there."""

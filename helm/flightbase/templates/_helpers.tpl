@@ -11,6 +11,25 @@
 {{- define "flightbase.workspaces.pvc" -}}{{ .Values.storage.workspaces.existingClaim | default (printf "%s-workspaces" (include "flightbase.fullname" .)) }}{{- end -}}
 {{- define "flightbase.trainingNamespace" -}}{{ .Values.jobqueue.trainingNamespace | default .Release.Namespace }}{{- end -}}
 
+{{/* Zero to JupyterHub's names (its Services and the hub's Secret), computed as its
+_helpers-names.tpl does from jupyterhub.fullnameOverride / nameOverride: a string, even an
+empty one (z2jh's default), is the prefix as it is, so the names are hub, proxy-public...;
+null gives <release>-jupyterhub (the release name alone when it contains "jupyterhub"). */}}
+{{- define "flightbase.z2jh.dash" -}}
+{{- $jh := .Values.jupyterhub | default dict -}}
+{{- $prefix := "" -}}
+{{- if eq (typeOf $jh.fullnameOverride) "string" -}}
+{{- $prefix = $jh.fullnameOverride -}}
+{{- else -}}
+{{- $name := $jh.nameOverride | default "jupyterhub" -}}
+{{- $prefix = ternary .Release.Name (printf "%s-%s" .Release.Name $name) (contains $name .Release.Name) -}}
+{{- end -}}
+{{- if $prefix }}{{ $prefix }}-{{ end -}}
+{{- end -}}
+{{- define "flightbase.z2jh.hub" -}}{{ include "flightbase.z2jh.dash" . }}hub{{- end -}}
+{{- define "flightbase.z2jh.proxyPublic" -}}{{ include "flightbase.z2jh.dash" . }}proxy-public{{- end -}}
+{{- define "flightbase.z2jh.proxyHttp" -}}{{ include "flightbase.z2jh.dash" . }}proxy-http{{- end -}}
+
 {{- define "flightbase.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 app.kubernetes.io/name: {{ .Chart.Name }}
