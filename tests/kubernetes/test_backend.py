@@ -376,6 +376,16 @@ def test_the_shared_spec_gets_the_clusters_image_reference_and_pull_secret():
     assert (spec.image, spec.image_pull_secret, spec.datasets) == ("registry.example/fb/training-base:1", "regcred",
                                                                   base.datasets)
     assert backend.launch_spec(LaunchSpec(**{**base.common(), "image": "ghcr.io/x/y:2"})).image == "ghcr.io/x/y:2"
+    # the built-in images (the registry names them flightbase/<name>:<tag>) come from the chart's images.registry
+    builtin = LaunchSpec(**{**base.common(), "image": "flightbase/training-base:0.1.0"})
+    assert backend.launch_spec(builtin).image == "flightbase/training-base:0.1.0"  # not set: as named
+    in_cluster = KubernetesBackend(FakeKube(), lambda job_id: None,
+                                   KubernetesSettings(image_prefix="registry.example/fb/",
+                                                      builtin_image_registry="ghcr.io/flightbase/"))
+    assert in_cluster.launch_spec(builtin).image == "ghcr.io/flightbase/training-base:0.1.0"
+    assert in_cluster.launch_spec(base).image == "registry.example/fb/training-base:1"
+    for other in ("flightbase/a/b:1", "reg.example/flightbase/x:1", "ghcr.io/x/y:2"):
+        assert in_cluster.launch_spec(LaunchSpec(**{**base.common(), "image": other})).image == other
     assert backend.missing_tool("horovod") == ("horovod trainings need the MPI Operator, which this cluster does not "
                                                "have (gpu.mpiOperator)")
     assert backend.missing_tool("torchrun") is None

@@ -142,6 +142,18 @@ def test_the_hub_and_proxy_names_follow_z2jhs_fullname_override(tmp_path, overri
     assert address(settings.proxy_base_url()) == (f"{prefix}proxy-public", 80)
 
 
+def test_the_built_in_images_are_pulled_from_the_charts_image_registry(tmp_path):
+    """The registry names the built-ins flightbase/<name>:<tag>; in a cluster they are <images.registry>/<name>."""
+    from flightbase_jobqueue.backends.kubernetes.backend import cluster_image
+    from flightbase_jobqueue.backends.kubernetes.settings import KubernetesSettings
+    from flightbase_registry.builtin import BUILTIN_IMAGES
+
+    manifest, _ = render(tmp_path, {"images": {"registry": "registry.example.org/fb", "tag": "0.1.0"}})
+    settings = KubernetesSettings.from_env(pod_env(manifest, "flightbase-jobqueue"))
+    assert {cluster_image(i.reference, settings) for i in BUILTIN_IMAGES} == {
+        "registry.example.org/fb/training-base:0.1.0", "registry.example.org/fb/notebook:0.1.0"}
+
+
 def test_the_hub_and_the_jobqueue_agree_on_the_registry(tmp_path):
     """The hub's spawner (hub_config/kubernetes.py) and the jobqueue read FLIGHTBASE_REGISTRY_URL;
     the chart gives both the registry's Service, and z2jh routes /services/registry/ there."""

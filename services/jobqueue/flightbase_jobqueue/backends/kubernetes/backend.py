@@ -125,6 +125,24 @@ def _main_pods(pods) -> list[dict]:
     return sorted((p for p in pods if _labels(p).get(ROLE_LABEL) in MAIN_ROLES), key=lambda p: p["metadata"]["name"])
 
 
+BUILTIN_NAMESPACE = "flightbase/"  # the registry's names of the built-in images (its builtin.py)
+
+
+def cluster_image(image: str, settings: KubernetesSettings) -> str:
+    """The reference a pod pulls for a training's ``image``.
+
+    A built-in image (``flightbase/<name>:<tag>``) comes from ``builtin_image_registry``;
+    a name without a registry (``training-base:1``) gets ``image_prefix``; any other
+    reference is used as it is.
+    """
+    repository = image.split(":", 1)[0]
+    if settings.builtin_image_registry and image.startswith(BUILTIN_NAMESPACE) and repository.count("/") == 1:
+        return settings.builtin_image_registry.rstrip("/") + "/" + image[len(BUILTIN_NAMESPACE):]
+    if settings.image_prefix and "/" not in repository:
+        return settings.image_prefix.rstrip("/") + "/" + image
+    return image
+
+
 class KubernetesBackend:
     gpu_kind = "gpu"
 
@@ -180,10 +198,7 @@ class KubernetesBackend:
         """The shared spec plus this backend's part: the full image reference and its pull secret."""
         if isinstance(spec, KubeLaunchSpec):
             return spec
-        image = spec.image
-        if self.settings.image_prefix and "/" not in image.split(":", 1)[0]:
-            image = self.settings.image_prefix.rstrip("/") + "/" + image
-        return KubeLaunchSpec(**{**spec.common(), "image": image},
+        return KubeLaunchSpec(**{**spec.common(), "image": cluster_image(spec.image, self.settings)},
                               image_pull_secret=self.settings.image_pull_secret or None)
 
     def missing_tool(self, launcher: str) -> str | None:

@@ -50,6 +50,10 @@ class KubernetesSettings:
     # (e.g. "registry.example.org/flightbase"), with this pull secret (none when empty).
     image_prefix: str = ""
     image_pull_secret: str = ""
+    # Where the platform's built-in images are (the chart's images.registry, e.g.
+    # "ghcr.io/flightbase"): the registry names them "flightbase/<name>:<tag>" (its
+    # builtin.py), pulled from "<this>/<name>:<tag>"; empty: as named.
+    builtin_image_registry: str = ""
     # Whether the Kubeflow MPI Operator is installed: without it horovod and mpi trainings are refused.
     mpi_operator: bool = True
 
