@@ -7,7 +7,7 @@ file of random bytes (1 GB by default), then, ``--runs`` times in turn:
    ``sync FILE`` (an fsync of the copy: the same durability as the service,
    which fsyncs every file of a version before publishing it),
 2. the same file uploaded through the API as a dataset version, exactly as
-   ``flightbase datasets upload`` does it (``cli_datasets.Route``: declare
+   ``flightbase datasets upload`` does it (``flightbase.uploads.Route``: declare
    the upload, ask ``POST .../direct`` for the registry's data URL and
    ticket, send ``CHUNK``-byte PATCH requests there, then commit: checksum
    check, fsync, read-only modes, atomic rename). With ``--via-proxy`` the
@@ -48,7 +48,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flightbase import cli_datasets  # noqa: E402
+from flightbase import uploads  # noqa: E402
 from flightbase.client import Client  # noqa: E402
 from tests.platform.harness import new_platform  # noqa: E402
 
@@ -105,8 +105,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mb", type=int, default=1000, help="size of the test file in MB (default 1000 = 1 GB)")
     ap.add_argument("--runs", type=int, default=5, help="copy + upload pairs (default 5)")
-    ap.add_argument("--chunk-mb", type=int, default=cli_datasets.CHUNK >> 20,
-                    help=f"bytes per PATCH request, MiB (default: the CLI's, {cli_datasets.CHUNK >> 20})")
+    ap.add_argument("--chunk-mb", type=int, default=uploads.CHUNK >> 20,
+                    help=f"bytes per PATCH request, MiB (default: the CLI's, {uploads.CHUNK >> 20})")
     road = ap.add_mutually_exclusive_group()
     road.add_argument("--via-proxy", action="store_true",
                       help="send the chunks as PATCH through the hub's proxy, not to the registry's data endpoint")
@@ -116,7 +116,7 @@ def main() -> int:
                     help="run the service with direct_writes=0 (page cache writes, the previous behaviour)")
     args = ap.parse_args()
     size = args.size_mb * 1_000_000
-    cli_datasets.CHUNK = args.chunk_mb << 20
+    uploads.CHUNK = args.chunk_mb << 20
     rows = []
     with tempfile.TemporaryDirectory(prefix="upload-bench-", dir=os.environ.get("TMPDIR", "/var/tmp")) as tmp:
         tmp = Path(tmp)
@@ -161,7 +161,7 @@ def main() -> int:
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0] if k != "version"}
     ratios = sorted(r["up"] / r["cp"] for r in rows)
     print(f"machine: {os.cpu_count()} cores, {host.platform()}, Python {host.python_version()}")
-    print(f"file: {mb:.0f} MB of random bytes, {len(rows)} runs, {cli_datasets.CHUNK >> 20} MiB per PATCH, upload "
+    print(f"file: {mb:.0f} MB of random bytes, {len(rows)} runs, {uploads.CHUNK >> 20} MiB per PATCH, upload "
           f"{'to the service API port' if args.direct else 'through the hub proxy' if args.via_proxy else 'to the data endpoint'}, "
           f"{'page cache' if args.buffered_writes else 'direct'} writes in the service")
     print(f"cp + sync FILE (median):  {med['cp']:6.2f} s  {mb / med['cp']:7.1f} MB/s")
@@ -183,7 +183,7 @@ def one_run(c, src: Path, size: int, tmp: Path, pid: int, proxy: list[int], data
     t0 = time.perf_counter()
     h = hashlib.sha256()
     with open(src, "rb") as fh:
-        while block := fh.read(cli_datasets.READ):
+        while block := fh.read(uploads.READ):
             h.update(block)
     hash_s = time.perf_counter() - t0
     base_rss = rss_kb(pid)
@@ -203,16 +203,16 @@ def one_run(c, src: Path, size: int, tmp: Path, pid: int, proxy: list[int], data
     up = c.request("registry", "POST", "workspaces/bench/datasets/big/uploads",
                    json={"files": [{"path": "data.bin", "size": size, "sha256": h.hexdigest()}]})
     path = f"workspaces/bench/datasets/big/uploads/{up['id']}"
-    route = cli_datasets.Route(c, path) if data_endpoint else None
+    route = uploads.Route(c, path) if data_endpoint else None
     assert route is None or route.ticket is not None, "the registry has no data endpoint"
     offset = 0
     with open(src, "rb") as fh:
         while offset < size:
-            length = min(cli_datasets.CHUNK, size - offset)
+            length = min(uploads.CHUNK, size - offset)
             if route is not None:
                 offset = route.send(0, fh, offset, length)["offset"]
             else:
-                offset = cli_datasets.send_chunk(c, f"{path}/files/0", fh, offset, length)["offset"]
+                offset = uploads.send_chunk(c, f"{path}/files/0", fh, offset, length)["offset"]
     sent = time.perf_counter() - t0
     version = c.request("registry", "POST", f"workspaces/bench/datasets/big/uploads/{up['id']}/commit")
     up_s = time.perf_counter() - t0

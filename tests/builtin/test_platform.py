@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flightbase.cli_datasets import upload
+from flightbase.uploads import upload
 from flightbase.client import Client
 from tests.platform.world import logs, wait_idle, wait_job
 

@@ -8,7 +8,7 @@ import tarfile
 
 import pytest
 
-from flightbase import cli, cli_datasets
+from flightbase import cli, cli_datasets, uploads
 
 pytestmark = pytest.mark.slow
 
@@ -95,14 +95,14 @@ def test_chunks_go_with_sendfile_and_refusals_come_back_as_api_errors(platform, 
         path = f"workspaces/{ws}/datasets/s/uploads/{up['id']}/files/0"
         with open(tmp_path / "f.bin", "rb") as fh:
             with pytest.raises(ApiError) as exc:
-                cli_datasets.send_chunk(c, path, fh, 4096, 8_000_000)
+                uploads.send_chunk(c, path, fh, 4096, 8_000_000)
             assert exc.value.status == 409 and exc.value.field == "offset" and "offset=0" in exc.value.message
-            assert cli_datasets.send_chunk(c, path, fh, 0, 4_000_003)["offset"] == 4_000_003
-            assert cli_datasets.send_chunk(c, path, fh, 4_000_003, len(data) - 4_000_003)["complete"]
+            assert uploads.send_chunk(c, path, fh, 0, 4_000_003)["offset"] == 4_000_003
+            assert uploads.send_chunk(c, path, fh, 4_000_003, len(data) - 4_000_003)["complete"]
         short = c.request("registry", "POST", f"workspaces/{ws}/datasets/s/uploads",
                           json={"files": [{"path": "g.bin", "size": 2000}]})
         with open(tmp_path / "short.bin", "rb") as fh, pytest.raises(ValueError, match="got shorter"):
-            cli_datasets.send_chunk(c, path.replace(up["id"], short["id"]), fh, 0, 2000)
+            uploads.send_chunk(c, path.replace(up["id"], short["id"]), fh, 0, 2000)
         c.request("registry", "DELETE", f"workspaces/{ws}/datasets/s/uploads/{short['id']}")
         version = c.request("registry", "POST", f"workspaces/{ws}/datasets/s/uploads/{up['id']}/commit")
     assert version["size_bytes"] == len(data)

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from flightbase import cli_datasets
+from flightbase import uploads
 from flightbase.client import ApiError, Client
 from flightbase_registry.direct import Tickets
 
@@ -165,14 +165,14 @@ def test_a_ticket_ends_with_its_upload_and_outsiders_get_none(platform, world):
 
 
 def test_the_cli_route_renews_a_refused_ticket_and_falls_back_to_the_api(platform, world, monkeypatch):
-    """``cli_datasets.Route``: a ticket refused with 401 is renewed; an unreachable data endpoint is given
+    """``flightbase.uploads.Route`` (what the CLI uses): a ticket refused with 401 is renewed; an unreachable data endpoint is given
     up for PATCH through the API, resuming at the offset the service reports."""
     data = os.urandom(3_000_000)
     src = platform.data_dir.parent / "route.bin"
     src.write_bytes(data)
     with Client(url=platform.url, token=world.tokens["member"]) as c:
         up = declare(platform, world, data)
-        route = cli_datasets.Route(c, f"workspaces/{world.workspace}/datasets/d/uploads/{up['id']}")
+        route = uploads.Route(c, f"workspaces/{world.workspace}/datasets/d/uploads/{up['id']}")
         assert route.ticket is not None
         route.ticket["token"] = route.ticket["token"][:-3] + "AAA"
         with open(src, "rb") as fh:

@@ -29,9 +29,9 @@ import pytest
 
 from flightbase.service import db
 from flightbase.settings import PlatformSettings
-from flightbase_registry.api.uploads import _Hashers
 from flightbase_registry.config import RegistrySettings
 from flightbase_registry.direct import MAX_PER_USER, DataServer, HubWriters
+from flightbase_registry.writer import UploadWriter
 from tests.registry.test_direct import declare, no_upload_left, patch, ticket  # noqa: F401 (the fixture applies here too)
 
 slow = pytest.mark.slow
@@ -46,8 +46,10 @@ def side_server(platform):
     def make(**limits) -> DataServer:
         settings = PlatformSettings(data_dir=platform.data_dir, auth_cache_seconds=0)
         engine = db.make_engine(settings.registry_db())
-        state = SimpleNamespace(sessions=db.Sessions(engine), settings=settings, upload_locks={}, hashers=_Hashers(),
-                                registry_settings=RegistrySettings.load(platform.data_dir, environ={}))
+        reg = RegistrySettings.load(platform.data_dir, environ={})
+        state = SimpleNamespace(sessions=db.Sessions(engine), settings=settings, registry_settings=reg,
+                                writer=UploadWriter(platform.data_dir, max_chunk_bytes=reg.max_chunk_bytes,
+                                                    direct_writes=bool(reg.direct_writes)))
         limits.setdefault("writers", HubWriters(f"{platform.url}/hub/api", platform.admin_token, cache_seconds=0))
         server = DataServer(state, "127.0.0.1", 0, **limits)
         server.start()

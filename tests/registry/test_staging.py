@@ -1,4 +1,4 @@
-"""How the registry writes received chunks to its staging files (api/uploads.py ``_Appender``).
+"""How the registry writes received chunks to its staging files (``flightbase_registry.writer.Appender``).
 
 These run the real writer on the real file system of the test's temporary
 folder, without a platform: a chunk arrives as a list of body pieces of any
@@ -17,7 +17,7 @@ import random
 
 import pytest
 
-from flightbase_registry.api import uploads
+from flightbase_registry import writer
 
 
 def pieces(data: bytes, rng: random.Random, largest: int) -> list[bytes]:
@@ -32,15 +32,15 @@ def pieces(data: bytes, rng: random.Random, largest: int) -> list[bytes]:
 @pytest.mark.parametrize("direct", [True, False], ids=["direct-where-possible", "page-cache"])
 def test_chunks_at_odd_offsets_make_exactly_the_file(tmp_path, direct):
     rng = random.Random(5)
-    data = os.urandom(3 * uploads.BUFFER + 12_345)
+    data = os.urandom(3 * writer.BUFFER + 12_345)
     # chunk boundaries that are aligned, unaligned, inside and across the writer's buffers
-    cuts = [0, 1, 4095, 4096, 700_001, uploads.BUFFER, uploads.BUFFER + 3, 2 * uploads.BUFFER + 4097, len(data)]
+    cuts = [0, 1, 4095, 4096, 700_001, writer.BUFFER, writer.BUFFER + 3, 2 * writer.BUFFER + 4097, len(data)]
     path = tmp_path / "f.bin"
     hasher = hashlib.sha256()
     used_direct = False
     for start, end in zip(cuts, cuts[1:]):
         assert (os.path.getsize(path) if path.exists() else 0) == start
-        sink = uploads._Appender(path, hasher, direct)
+        sink = writer.Appender(path, hasher, direct)
         used_direct |= sink.direct is not None
         try:
             batch = pieces(data[start:end], rng, 300_000)
@@ -62,10 +62,10 @@ def test_after_a_failed_write_nothing_is_written_past_it(tmp_path):
     real transient I/O error cannot be produced on demand here."""
     import errno as errnos
 
-    data = os.urandom(uploads.RING * uploads.BUFFER * 2)
+    data = os.urandom(writer.RING * writer.BUFFER * 2)
     path = tmp_path / "f.bin"
 
-    class FailingOnce(uploads._Appender):
+    class FailingOnce(writer.Appender):
         calls = 0
 
         def _write_at(self, view, offset):
@@ -80,5 +80,5 @@ def test_after_a_failed_write_nothing_is_written_past_it(tmp_path):
             sink.write([data])
         finally:
             sink.close()
-    assert os.path.getsize(path) == uploads.BUFFER  # the first buffer only; nothing after the failed second
-    assert path.read_bytes() == data[:uploads.BUFFER]
+    assert os.path.getsize(path) == writer.BUFFER  # the first buffer only; nothing after the failed second
+    assert path.read_bytes() == data[:writer.BUFFER]

@@ -7,7 +7,8 @@ import sys
 import pytest
 
 CLIENT_MODULES = ("flightbase.client", "flightbase.grid", "flightbase.usage_params", "flightbase.cli",
-                  "flightbase.cli_jobs", "flightbase.cli_usage", "flightbase.cli_datasets", "flightbase.cli_builtin")
+                  "flightbase.cli_jobs", "flightbase.cli_usage", "flightbase.cli_datasets", "flightbase.cli_builtin",
+                  "flightbase.uploads")
 
 
 @pytest.mark.parametrize("module", CLIENT_MODULES)

@@ -21,6 +21,10 @@ owned by the server's owner: nothing its code could not do already), kept
 with the lease's secrets (:data:`ACTIVITY_TOKEN`) and sent only to that
 server. Stopping a server needs the hub scope ``servers``; reading which
 servers a user has, ``read:servers`` (:mod:`flightbase.hub.rbac`).
+
+What the culler changes of a lease goes through a :class:`LeaseOwner` (the
+jobqueue's runtime in the service): the culler reads the leases from the
+database and never touches the scheduler itself.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
+from typing import Awaitable, Callable, Protocol
 from urllib.parse import quote
 
 import httpx
@@ -51,6 +56,19 @@ GPU_BUSY_PERCENT = 5
 ACTIVITY_TOKEN = "flightbase:activity-token"
 
 
+class LeaseOwner(Protocol):
+    """What the culler asks of whoever holds the leases (``runtime.JobRuntime``), on the event loop."""
+
+    def note(self, job_id: str, reason: str | None) -> None:
+        """Record (or clear, with None) what the lease's user should know now: the idle warning."""
+
+    def ending(self, job_id: str, reason: str) -> None:
+        """Why the lease is about to end: its server is being stopped for it."""
+
+    def release_lease(self, job_id: str, reason: str) -> None:
+        """The lease's server is gone: the lease ends (a queued one is cancelled)."""
+
+
 def _epoch(stamp: str | None) -> float | None:
     if not stamp:
         return None
@@ -61,13 +79,26 @@ def _epoch(stamp: str | None) -> float | None:
 
 
 class LeaseReconciler:
-    def __init__(self, runtime, sessions: Sessions, hub_api_url: str, public_url: str, token: str, *,
-                 idle_timeout_of, interval: float = 30.0):
-        self.runtime = runtime
+    """The leases' check every ``interval`` seconds (see above).
+
+    ``owner``: what ends and annotates leases. ``sessions``: the jobqueue's
+    database, where the leases are read. ``hub_api_url`` and ``token``: the
+    hub's API as the jobqueue. ``public_url``: where people's servers are
+    reached (the proxy). ``idle_timeout_of``: a workspace's idle timeout in
+    seconds (None: its notebooks are never culled). ``reads_gpus``: whether
+    the leases' GPUs are this machine's, so that NVML's utilisation counts as
+    activity (the local and docker backends with real GPUs).
+    """
+
+    def __init__(self, owner: LeaseOwner, sessions: Sessions, hub_api_url: str, public_url: str, token: str, *,
+                 idle_timeout_of: Callable[[str], Awaitable[float | None]], interval: float = 30.0,
+                 reads_gpus: bool = False):
+        self.owner = owner
+        self.reads_gpus = reads_gpus
         self.sessions = sessions
         self.public_url = public_url.rstrip("/")
         self.interval = interval
-        self.idle_timeout_of = idle_timeout_of  # async (workspace) -> seconds
+        self.idle_timeout_of = idle_timeout_of
         self._hub = httpx.AsyncClient(base_url=hub_api_url.rstrip("/"), headers={"Authorization": f"token {token}"},
                                       timeout=10)
         # no default credentials: each server is sent only the token its owner gave for it
@@ -136,7 +167,7 @@ class LeaseReconciler:
             servers = servers_of[job.created_by]
             if leases.orphaned(server_name, servers):
                 log.info("lease %s: server %s/%s is gone; releasing", job.id, job.created_by, server_name)
-                self.runtime.release_lease(job.id, "its server stopped")
+                self.owner.release_lease(job.id, "its server stopped")
                 self._forget(job.id)
                 continue
             if job.state in ("starting", "running") and servers[server_name].get("ready"):
@@ -163,10 +194,7 @@ class LeaseReconciler:
 
     async def activity(self, job: Job, server: dict) -> leases.Activity:
         gpu_busy = None
-        # NVML sees this machine's GPUs only: the embedded deployment's, whether its notebooks run as
-        # processes or in containers (on a cluster the GPUs are on other nodes, and a busy kernel is
-        # what keeps a notebook)
-        if self.runtime.settings.backend in ("local", "docker") and self.runtime.backend.gpu_kind == "gpu":
+        if self.reads_gpus:  # NVML reads this machine's GPUs only (make_reconciler in app.py says when)
             gpus = [g for ids in (job.placement or {}).values() for g in ids]
             readings = [gpu_utilisation(g) for g in gpus]
             if readings and all(r is not None for r in readings):
@@ -200,13 +228,13 @@ class LeaseReconciler:
         if verdict.action == "warn":
             log.info("lease %s: %s", job.id, verdict.message)
             self._warned.add(job.id)
-            self.runtime.note(job.id, verdict.message)
+            self.owner.note(job.id, verdict.message)
         elif verdict.action == "keep" and not verdict.message and job.id in self._warned:
             self._warned.discard(job.id)  # used again: the warning no longer holds
-            self.runtime.note(job.id, None)
+            self.owner.note(job.id, None)
         elif verdict.action == "stop":
             log.info("lease %s: %s", job.id, verdict.message)
-            self.runtime.ending(job.id, verdict.message)
+            self.owner.ending(job.id, verdict.message)
             await self.stop_server(job.created_by, server_name)
-            self.runtime.release_lease(job.id, verdict.message)
+            self.owner.release_lease(job.id, verdict.message)
             self._forget(job.id)

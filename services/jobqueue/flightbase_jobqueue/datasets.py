@@ -8,13 +8,13 @@ every job of the training, so that version cannot be deleted under a job.
 Jobs that end unmark it. A workspace's images (the built-in ones and its own)
 are what a training or a Jupyter training may use when the workspace's
 ``allowed_images`` is empty (:meth:`DatasetClient.images`). Calls go straight
-to the registry service with the jobqueue's own hub token.
+to the registry service with the jobqueue's own hub token (``HubServiceEnv.api_token``,
+which the composition root reads once at start-up and hands over).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from urllib.parse import quote
@@ -31,12 +31,12 @@ IMAGES_TTL_SECONDS = 10.0
 
 
 class DatasetClient:
-    def __init__(self, base_url: str, token: str | None = None, *, clock=time.monotonic):
+    def __init__(self, base_url: str, token: str, *, clock=time.monotonic):
         self._clock = clock
         self._images: dict[str, tuple[float, dict[str, str]]] = {}
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/services/registry/api/v1",
-            headers={"Authorization": f"token {token or os.environ['JUPYTERHUB_API_TOKEN']}"},
+            headers={"Authorization": f"token {token}"},
             timeout=30,
         )
 

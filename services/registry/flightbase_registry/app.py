@@ -12,12 +12,13 @@ from flightbase import __version__
 from flightbase.service import db
 from flightbase.service.app import create_app
 from flightbase.service.hub import HubClient, make_hub_auth
-from flightbase.settings import PlatformSettings
+from flightbase.settings import HubServiceEnv, PlatformSettings
 from flightbase_registry import prometheus, publish, storage, ui
 from flightbase_registry.direct import DataServer
 from flightbase_registry.api import catalog, image_uploads, uploads, versions
 from flightbase_registry.config import RegistrySettings
 from flightbase_registry.oci import OciRegistry
+from flightbase_registry.writer import UploadWriter
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -46,7 +47,8 @@ def build(settings: PlatformSettings, registry_settings: RegistrySettings | None
             storage.remove_tree(leftover)
         storage.secure_datasets(settings.data_dir)
         if settings.registry_data_port:
-            app.state.data_server = DataServer(app.state, settings.ip, settings.registry_data_port)
+            app.state.data_server = DataServer(app.state, settings.ip, settings.registry_data_port,
+                                               hub_env=HubServiceEnv.from_env())
             app.state.data_server.start()
         if settings.backend == "docker" and app.state.oci is not None and reg.publish_builtin_images:
             publish.publish_in_background(app.state.oci, storage.image_staging(settings.data_dir))
@@ -78,9 +80,10 @@ def build(settings: PlatformSettings, registry_settings: RegistrySettings | None
     app.state.registry_settings = reg
     app.state.deployment = settings.backend  # how images run: builtin.runs_as
     app.state.quota_lock = asyncio.Lock()
-    app.state.upload_locks = {}
     app.state.data_server = None
-    app.state.hashers = uploads._Hashers()
+    # the staging area's writer, shared by the upload routes and the data endpoint
+    app.state.writer = UploadWriter(settings.data_dir, max_chunk_bytes=reg.max_chunk_bytes,
+                                    direct_writes=bool(reg.direct_writes))
     app.state.oci = (OciRegistry(reg.oci_registry_url, credentials=reg.oci_credentials(settings))
                      if reg.oci_registry_url else None)
     ui.install(app)

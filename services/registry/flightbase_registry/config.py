@@ -57,7 +57,7 @@ class RegistrySettings:
     direct_writes: int = setting(
         1, env="FLIGHTBASE_REGISTRY_DIRECT_WRITES", services=("registry",),
         help="1: write received chunks with O_DIRECT where the file system allows it (no page cache; see "
-             "api/uploads.py); 0: always through the page cache.")
+             "flightbase_registry/writer.py); 0: always through the page cache.")
     data_url: str = setting(
         "", env="FLIGHTBASE_REGISTRY_DATA_URL", services=("registry",),
         help="The public base URL of the data endpoint (direct.py), when clients reach it by another name than "

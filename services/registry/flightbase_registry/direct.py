@@ -16,9 +16,11 @@ The client then sends each chunk as::
 
 and gets the same answer as ``PATCH .../uploads/{id}/files/{index}``: the
 file's offset and whether it is complete, or the same JSON error. Both roads
-share ``api.uploads.Chunk``: the same checks, the same writer, the same
+share ``writer.Chunk``: the same checks, the same writer, the same
 resumable state (and the same count, ``flightbase_upload_bytes_total``), so a
-client may switch between them at any offset.
+client may switch between them at any offset. That writer is
+``flightbase_registry.writer`` (``app.state.writer``); this module is the
+HTTP side only.
 
 Why: every byte through configurable-http-proxy costs its single Node.js
 thread about 2 s of CPU per GB on the benchmark machine, and uvicorn's event
@@ -47,7 +49,8 @@ What is inside, in the order a request meets it:
   or to drain the unread body of a refused one.
 - ``_Handler``: one request in a worker thread, through the standard
   library's ``BaseHTTPRequestHandler``, reading first the bytes the selector
-  already read (``_Prefixed``) and then the socket.
+  already read (``_Prefixed``) and then the socket; ``chunk_range`` reads
+  the chunk's offset and length from the request.
 - ``Tickets`` and ``HubWriters``: who may send chunks to which upload.
 
 Every PATCH (and any other state-changing method) gets an audit row, as the
@@ -70,7 +73,6 @@ import http.client
 import io
 import json
 import logging
-import os
 import re
 import secrets
 import selectors
@@ -86,8 +88,9 @@ import httpx
 from flightbase.service import audit
 from flightbase.service.db import utcnow
 from flightbase.service.errors import ApiError
-from flightbase_registry.api.uploads import Chunk
+from flightbase.settings import HubServiceEnv
 from flightbase_registry.models import Upload
+from flightbase_registry.writer import UploadWriter
 
 log = logging.getLogger("flightbase.registry.direct")
 
@@ -157,14 +160,14 @@ class HubWriters:
     request; a hub that cannot be asked refuses the chunk (503), never lets
     it through.
     Synchronous (httpx.Client): it is called from the data endpoint's worker
-    threads, not from the service's event loop.
+    threads, not from the service's event loop. ``api_url`` and ``token``: the
+    hub's API and the registry's token for it (``HubServiceEnv``).
     """
 
-    def __init__(self, api_url: str | None = None, token: str | None = None,
-                 cache_seconds: float = WRITERS_CACHE_SECONDS, timeout: float = 10.0):
-        self.api_url = (api_url or os.environ["JUPYTERHUB_API_URL"]).rstrip("/")
+    def __init__(self, api_url: str, token: str, cache_seconds: float = WRITERS_CACHE_SECONDS, timeout: float = 10.0):
+        self.api_url = api_url.rstrip("/")
         self._http = httpx.Client(base_url=self.api_url, timeout=timeout, follow_redirects=False,
-                                  headers={"Authorization": f"token {token or os.environ['JUPYTERHUB_API_TOKEN']}"})
+                                  headers={"Authorization": f"token {token}"})
         self.cache_seconds = cache_seconds
         self._cache: dict[str, tuple[float, frozenset[str], bool]] = {}
         self._lock = threading.Lock()
@@ -237,8 +240,9 @@ class _Refusal(Exception):
 class DataServer:
     """The data endpoint: an HTTP/1.1 server in the registry process, sharing its state.
 
-    ``state`` is the app's state (sessions, settings, registry_settings,
-    hashers, upload_locks). The limits, each with its default above:
+    ``state`` is the app's state (sessions, settings, writer: the upload
+    writer, ``flightbase_registry.writer.UploadWriter``; audit, when there is
+    one). The limits, each with its default above:
 
     - ``max_connections``: chunks received at once, a worker thread each; the
       next get 503 without a thread.
@@ -251,16 +255,18 @@ class DataServer:
       body) at once; when one more arrives the oldest is closed.
     - ``body_seconds``: the longest silence inside a body; what arrived is kept.
     - ``writers``: who may still write in a workspace (``HubWriters``); by
-      default the hub of ``JUPYTERHUB_API_URL``, with the service's token,
-      cached for the platform's ``auth_cache_seconds`` (at most 5 s).
+      default the hub of ``hub_env`` (``JUPYTERHUB_API_URL``, with the
+      service's ``JUPYTERHUB_API_TOKEN``, read once at start-up), cached for
+      the platform's ``auth_cache_seconds`` (at most 5 s).
     """
 
     def __init__(self, state, host: str, port: int, tickets: Tickets | None = None,
                  max_connections: int = MAX_CONNECTIONS, *, max_per_user: int = MAX_PER_USER,
                  header_seconds: float = HEADER_SECONDS, max_header_bytes: int = MAX_HEADER_BYTES,
                  max_waiting: int = MAX_WAITING, body_seconds: float = BODY_SECONDS,
-                 writers: HubWriters | None = None):
+                 writers: HubWriters | None = None, hub_env: HubServiceEnv | None = None):
         self.state = state
+        self.hub_env = hub_env
         self.tickets = tickets or Tickets()
         self.max_connections, self.max_per_user = max_connections, max_per_user
         self.header_seconds, self.max_header_bytes = header_seconds, max_header_bytes
@@ -341,7 +347,9 @@ class DataServer:
         serves a chunk needs no hub)."""
         with self._writers_lock:
             if self._writers is None:
-                self._writers = HubWriters(cache_seconds=min(WRITERS_CACHE_SECONDS, self.state.settings.auth_cache_seconds))
+                hub = (self.hub_env or HubServiceEnv()).require("api_url", "api_token")
+                self._writers = HubWriters(hub.api_url, hub.api_token,
+                                           cache_seconds=min(WRITERS_CACHE_SECONDS, self.state.settings.auth_cache_seconds))
             return self._writers
 
     # --- the selector's thread: connections waiting for headers, or draining
@@ -640,6 +648,19 @@ def _data_path(target: str) -> tuple[str, int]:
     return match.group(1), int(match.group(2))
 
 
+def chunk_range(target: str, headers) -> tuple[int, int]:
+    """Where a chunk starts (the ``offset`` query parameter) and its length (``Content-Length``);
+    ``ApiError`` 422 naming ``offset``, or 411 naming ``Content-Length`` (a chunked body is refused:
+    the writer must know the length before the first byte)."""
+    raw = parse_qs(urlsplit(target).query).get("offset", [""])[0]
+    if not (raw.isascii() and raw.isdigit()):
+        raise ApiError(422, "offset: a whole number of bytes (where this chunk starts) is required", field="offset")
+    length = headers.get("Content-Length", "")
+    if "chunked" in headers.get("Transfer-Encoding", "").lower() or not (length.isascii() and length.isdigit()):
+        raise ApiError(411, "Content-Length: the chunk's length is required (no chunked encoding)", field="Content-Length")
+    return int(raw), int(length)
+
+
 def _ticket_holder(tickets: Tickets, headers, upload_id: str) -> str:
     scheme, _, token = headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -777,20 +798,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.drain = True
 
     def _chunk(self) -> dict:
-        url = urlsplit(self.path)
         upload_id, index = _data_path(self.path)
         user = self.user = _ticket_holder(self.endpoint.tickets, self.headers, upload_id)
-        raw = parse_qs(url.query).get("offset", [""])[0]
-        if not raw.isdigit():
-            raise ApiError(422, "offset: a whole number of bytes (where this chunk starts) is required", field="offset")
-        offset = int(raw)
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower() or not self.headers.get("Content-Length", "").isdigit():
-            raise ApiError(411, "Content-Length: the chunk's length is required (no chunked encoding)", field="Content-Length")
-        length = int(self.headers["Content-Length"])
+        offset, length = chunk_range(self.path, self.headers)
         up = self.endpoint.upload_of(upload_id)
         self.workspace = up.workspace
         self.endpoint.writers().check(user, up.workspace)  # a ticket outlives a membership; the hub knows
-        with Chunk(self.endpoint.state, up, index, offset, length) as chunk:
+        writer: UploadWriter = self.endpoint.state.writer
+        with writer.chunk(up, index, offset, length) as chunk:
             chunk.open()
             got = chunk.sink.receive(self.rfile.readinto, length)
             chunk.position += got

@@ -4,7 +4,7 @@ Observed as things happen:
 
 - ``flightbase_upload_bytes_total{workspace}``: bytes of dataset uploads
   received, on both roads (the API's ``PATCH .../files/{index}`` and the data
-  endpoint, direct.py): both go through ``api.uploads.Chunk``, which counts
+  endpoint, direct.py): both go through ``writer.Chunk``, which counts
   what each chunk request stored when it ends, whether or not the file then
   passed its checksum.
 
