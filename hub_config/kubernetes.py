@@ -10,7 +10,10 @@ import os
 from flightbase.hub import rbac
 from flightbase.hub.config import configure_servers
 
-c = get_config()  # noqa: F821 (provided by JupyterHub)
+# The hub's config: z2jh's jupyterhub_config.py exec()s this file in its own namespace, where `c`
+# is its config and `get_config` is z2jh's get_config(key, default) (a chart value), so calling
+# get_config() here fails; traitlets' loader, which runs a config file alone, defines `c` too.
+c = globals()["c"]
 
 c.JupyterHub.custom_scopes = rbac.custom_scopes()
 c.JupyterHub.load_roles = rbac.roles()

@@ -8,7 +8,8 @@ version, API discovery for the kinds the chart uses, a 404 for every object
 objects Helm created are then exactly the rendered manifests, as JSON.  It
 runs no controller, no admission and no validation: the tests validate the
 stored objects against the official schemas themselves.  A mock, because no
-real API server can run here (no Kubernetes, no container engine).
+real API server can run here (no Kubernetes; the Docker engine runs
+containers, not a cluster).  :class:`ClusterStub` below keeps state, for workloads that run.
 """
 
 from __future__ import annotations
@@ -175,3 +176,328 @@ class StubApi:
         }
         path.write_text(json.dumps(config))
         return path
+
+
+# -- a stub API server for running workloads (tests/kubernetes/test_deployment.py) ------------------
+
+# group/version -> [(plural, kind, namespaced)]: what the jobqueue's backend and kubespawner use
+CLUSTER_RESOURCES: dict[str, list[tuple[str, str, bool]]] = {
+    "v1": [("pods", "Pod", True), ("services", "Service", True), ("secrets", "Secret", True),
+           ("configmaps", "ConfigMap", True), ("events", "Event", True), ("nodes", "Node", False),
+           ("persistentvolumeclaims", "PersistentVolumeClaim", True), ("namespaces", "Namespace", False)],
+    "batch/v1": [("jobs", "Job", True)],
+    "kubeflow.org/v2beta1": [("mpijobs", "MPIJob", True)],
+}
+
+
+def _selector_matches(labels: dict, selector: str) -> bool:
+    """Equality-based label selectors (``a=b,c!=d,e``), as the API server reads them."""
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        if "!=" in term:
+            key, value = term.split("!=", 1)
+            if labels.get(key) == value:
+                return False
+        elif "=" in term:
+            key, value = term.replace("==", "=").split("=", 1)
+            if labels.get(key) != value:
+                return False
+        elif term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
+
+class ClusterStub:
+    """A stub Kubernetes API server that keeps state, for workloads that run for real.
+
+    ``with ClusterStub(host, token) as api``: an HTTPS server (a self-signed certificate for
+    ``host``, made with openssl) that answers a client configured as in a pod
+    (``load_incluster_config``: the Service's address, the account's token and the CA) with
+    what the jobqueue's Kubernetes backend and kubespawner call: discovery; create (409 when
+    the name exists), get, list with a label selector, watch from a resourceVersion (each
+    change of the store is an event, in order), delete (a Job's or MPIJob's pods with it,
+    as the garbage collector would); the log of a pod's container (``logs``, a callback:
+    the test's kubelet reads its container's). Every request must carry ``token``.
+
+    It runs no controller and no kubelet: the test plays them through the Python API
+    (:meth:`objects`, :meth:`put`, :meth:`set_status`, :meth:`delete`), and every change it
+    makes reaches watchers as a MODIFIED event, as a status update through the API would.
+    Nodes are given (:meth:`put`). A mock: no real API server can run here.
+    """
+
+    def __init__(self, host: str, token: str, workdir: Path, bind: str = "0.0.0.0"):
+        import ssl
+        import subprocess
+
+        self.token = token
+        self.version = 0
+        self.store: dict[tuple[str, str, str, str], dict] = {}  # (group/version, plural, namespace, name) -> object
+        self.events: list[tuple[int, str, str, str, str, dict]] = []  # (version, type, gv, plural, namespace, object)
+        self.requests: list[tuple[str, str]] = []
+        self.logs = lambda namespace, pod, container: None  # -> bytes, or None: not started
+        self._cond = threading.Condition()
+        self._closing = False
+        self.ca = workdir / "ca.crt"
+        key = workdir / "tls.key"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-days", "1", "-subj", "/CN=kubernetes", "-keyout", str(key), "-out", str(self.ca),
+                        "-addext", f"subjectAltName=IP:{host},DNS:kubernetes.default.svc"],
+                       check=True, capture_output=True)
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, status: int, body) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _status(self, code: int, reason: str, message: str) -> None:
+                self._send(code, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason,
+                                  "code": code, "message": message})
+
+            def _route(self):
+                """(gv, plural, namespace, name, subresource) of the request path, or None."""
+                parts = self.path.split("?", 1)[0].strip("/").split("/")
+                if parts[0] == "api" and len(parts) >= 3:
+                    gv, rest = parts[1], parts[2:]
+                elif parts[0] == "apis" and len(parts) >= 4:
+                    gv, rest = f"{parts[1]}/{parts[2]}", parts[3:]
+                else:
+                    return None
+                namespace = ""
+                if rest[0] == "namespaces" and len(rest) >= 3:
+                    namespace, rest = rest[1], rest[2:]
+                plural, name, sub = rest[0], (rest[1] if len(rest) > 1 else ""), (rest[2] if len(rest) > 2 else "")
+                return gv, plural, namespace, name, sub
+
+            def _query(self) -> dict:
+                from urllib.parse import parse_qs
+
+                return {k: v[-1] for k, v in parse_qs(self.path.partition("?")[2]).items()}
+
+            def _authorised(self) -> bool:
+                scheme, _, credential = (self.headers.get("Authorization") or "").partition(" ")
+                if scheme.lower() == "bearer" and credential == stub.token:  # the scheme is case-insensitive
+                    return True
+                self._status(401, "Unauthorized", "Unauthorized")
+                return False
+
+            def do_GET(self):
+                stub.requests.append(("GET", self.path))
+                if not self._authorised():
+                    return
+                path = self.path.split("?", 1)[0].rstrip("/")
+                if path == "/version":
+                    return self._send(200, VERSION)
+                if path == "/api":
+                    return self._send(200, {"kind": "APIVersions", "versions": ["v1"]})
+                if path == "/apis":
+                    return self._send(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+                        {"name": gv.split("/")[0], "versions": [{"groupVersion": gv, "version": gv.split("/")[1]}],
+                         "preferredVersion": {"groupVersion": gv, "version": gv.split("/")[1]}}
+                        for gv in CLUSTER_RESOURCES if "/" in gv]})
+                route = self._route()
+                if route is None:
+                    return self._status(404, "NotFound", f"{path} not found")
+                gv, plural, namespace, name, sub = route
+                if not any(p == plural for p, _, _ in CLUSTER_RESOURCES.get(gv, ())):
+                    return self._status(404, "NotFound", f"the server could not find the requested resource ({path})")
+                query = self._query()
+                if name and sub == "log":
+                    if (gv, plural, namespace, name) not in stub.store:
+                        return self._status(404, "NotFound", f'pods "{name}" not found')
+                    data = stub.logs(namespace, name, query.get("container", ""))
+                    if data is None:
+                        return self._status(400, "BadRequest", f'container "{query.get("container")}" in pod '
+                                                                f'"{name}" is waiting to start')
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/plain")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
+                if name:
+                    obj = stub.store.get((gv, plural, namespace, name))
+                    if obj is None:
+                        return self._status(404, "NotFound", f'{plural} "{name}" not found')
+                    return self._send(200, obj)
+                selector = query.get("labelSelector", "")
+                if query.get("watch") in ("true", "1"):
+                    return self._watch(gv, plural, namespace, selector, int(query.get("resourceVersion") or 0),
+                                       float(query.get("timeoutSeconds") or 60))
+                kind = next(k for p, k, _ in CLUSTER_RESOURCES[gv] if p == plural)
+                with stub._cond:
+                    items = [o for (g, p, ns, _), o in sorted(stub.store.items())
+                             if (g, p) == (gv, plural) and (not namespace or ns == namespace)
+                             and _selector_matches(o["metadata"].get("labels") or {}, selector)]
+                    version = stub.version
+                self._send(200, {"kind": f"{kind}List", "apiVersion": gv, "metadata": {"resourceVersion": str(version)},
+                                 "items": items})
+
+            def _watch(self, gv, plural, namespace, selector, since, timeout):
+                """Events after ``since``, one JSON line each, until ``timeout`` (then the stream ends)."""
+                import time
+
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                deadline = time.monotonic() + timeout
+                seen = since
+                try:
+                    while not stub._closing:
+                        with stub._cond:
+                            new = [e for e in stub.events if e[0] > seen]
+                            if not new:
+                                left = deadline - time.monotonic()
+                                if left <= 0:
+                                    return
+                                stub._cond.wait(min(left, 0.5))
+                                continue
+                        for version, kind, g, p, ns, obj in new:
+                            seen = version
+                            if (g, p) == (gv, plural) and (not namespace or ns == namespace) and \
+                                    _selector_matches(obj["metadata"].get("labels") or {}, selector):
+                                self.wfile.write(json.dumps({"type": kind, "object": obj}).encode() + b"\n")
+                                self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    return
+
+            def _read(self) -> dict:
+                return json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+
+            def do_POST(self):
+                stub.requests.append(("POST", self.path))
+                if not self._authorised():
+                    return
+                route = self._route()
+                body = self._read()
+                if route is None or route[3]:
+                    return self._status(405, "MethodNotAllowed", f"POST {self.path}")
+                gv, plural, namespace, _, _ = route
+                if namespace:
+                    body.setdefault("metadata", {}).setdefault("namespace", namespace)
+                if not body["metadata"].get("name") and body["metadata"].get("generateName"):
+                    import secrets as _secrets
+
+                    body["metadata"]["name"] = body["metadata"]["generateName"] + _secrets.token_hex(3)
+                try:
+                    created = stub.create(gv, plural, body)
+                except KeyError:
+                    return self._status(409, "AlreadyExists", f'{plural} "{body["metadata"]["name"]}" already exists')
+                self._send(201, created)
+
+            def do_DELETE(self):
+                stub.requests.append(("DELETE", self.path))
+                if not self._authorised():
+                    return
+                route = self._route()
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if route is None or not route[3]:
+                    return self._status(405, "MethodNotAllowed", f"DELETE {self.path}")
+                gv, plural, namespace, name, _ = route
+                obj = stub.delete(gv, plural, namespace, name)
+                if obj is None:
+                    return self._status(404, "NotFound", f'{plural} "{name}" not found')
+                self._send(200, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
+
+        import ssl as _ssl
+
+        self.server = ThreadingHTTPServer((bind, 0), Handler)
+        self.server.daemon_threads = True
+        context = _ssl.SSLContext(_ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(self.ca), str(key))
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.host, self.port = host, self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True, name="cluster-stub")
+
+    def __enter__(self) -> "ClusterStub":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self.server.shutdown()
+        self.server.server_close()
+
+    # -- the store, for the test's controllers -------------------------------------------------
+    def _event(self, kind: str, gv: str, plural: str, obj: dict) -> dict:
+        """(lock held) Number a change and queue its event."""
+        import copy
+
+        self.version += 1
+        obj["metadata"]["resourceVersion"] = str(self.version)
+        self.events.append((self.version, kind, gv, plural, obj["metadata"].get("namespace", ""), copy.deepcopy(obj)))
+        self._cond.notify_all()
+        return copy.deepcopy(obj)
+
+    def create(self, gv: str, plural: str, obj: dict) -> dict:
+        """Store a new object (KeyError: the name is taken)."""
+        import copy
+        import uuid
+        from datetime import datetime, timezone
+
+        obj = copy.deepcopy(obj)
+        meta = obj.setdefault("metadata", {})
+        kind = next(k for p, k, _ in CLUSTER_RESOURCES[gv] if p == plural)
+        obj.setdefault("apiVersion", gv)
+        obj.setdefault("kind", kind)
+        key = (gv, plural, meta.get("namespace", ""), meta["name"])
+        with self._cond:
+            if key in self.store:
+                raise KeyError(key)
+            meta.setdefault("uid", str(uuid.uuid4()))
+            meta.setdefault("creationTimestamp", datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+            self.store[key] = obj
+            return self._event("ADDED", gv, plural, obj)
+
+    def put(self, gv: str, plural: str, obj: dict) -> dict:
+        """Create or replace an object (a controller's or the kubelet's update)."""
+        import copy
+
+        obj = copy.deepcopy(obj)
+        key = (gv, plural, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+        with self._cond:
+            if key not in self.store:
+                return self.create(gv, plural, obj)
+            self.store[key] = obj
+            return self._event("MODIFIED", gv, plural, obj)
+
+    def set_status(self, gv: str, plural: str, namespace: str, name: str, status: dict) -> dict | None:
+        """Replace an object's status (the kubelet's or a controller's status update); None: gone."""
+        with self._cond:
+            obj = self.store.get((gv, plural, namespace, name))
+            if obj is None:
+                return None
+            obj["status"] = status
+            return self._event("MODIFIED", gv, plural, obj)
+
+    def delete(self, gv: str, plural: str, namespace: str, name: str) -> dict | None:
+        """Remove an object, and the pods it owns (the garbage collector's part); None: not there."""
+        with self._cond:
+            obj = self.store.pop((gv, plural, namespace, name), None)
+            if obj is None:
+                return None
+            self._event("DELETED", gv, plural, obj)
+            uid = obj["metadata"].get("uid")
+            owned = [k for k, o in self.store.items() if k[:2] == ("v1", "pods")
+                     and any(r.get("uid") == uid for r in o["metadata"].get("ownerReferences") or ())]
+            for key in owned:
+                self._event("DELETED", "v1", "pods", self.store.pop(key))
+            return obj
+
+    def objects(self, gv: str, plural: str) -> list[dict]:
+        import copy
+
+        with self._cond:
+            return [copy.deepcopy(o) for (g, p, _, _), o in sorted(self.store.items()) if (g, p) == (gv, plural)]

@@ -476,3 +476,103 @@ def test_after_a_restart_a_runs_secret_is_adopted_with_it_and_a_lone_secret_mean
     restarted.resync()
     assert restarted.poll_events() == [Exited("j7", NOW, 255)]
     assert ("Secret", "fb-j7") not in kube.objects
+
+
+# -- NCCL's log (issue #20) -------------------------------------------------------------------------
+NCCL_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "nccl"
+
+
+def claim_layout(tmp_path: Path) -> tuple[Path, Path]:
+    """(the workspaces claim, the jobqueue's data_dir) as the chart mounts them: the claim's
+    ``.flightbase/jobs`` is the jobqueue's ``<data_dir>/jobs`` (a link on the claim's side stands in
+    for the jobqueue pod's sub-path mount of the one claim: the jobqueue's own paths stay real)."""
+    claim, data = tmp_path / "claim", tmp_path / "data"
+    (data / "jobs").mkdir(parents=True)
+    (claim / ".flightbase").mkdir(parents=True)
+    (claim / ".flightbase" / "jobs").symlink_to(data / "jobs")
+    return claim, data
+
+
+def kubelet_mounts(kube: FakeKube, claim: Path, mount_path: str) -> list[Path]:
+    """Where on the claim each created pod template's ``mount_path`` lies (what the kubelet binds)."""
+    out = []
+    for obj in kube.objects.values():
+        templates = [obj["spec"]["template"]] if obj["kind"] == "Job" else [
+            r["template"] for r in obj["spec"].get("mpiReplicaSpecs", {}).values()]
+        for template in templates:
+            volumes = {v["name"]: v for v in template["spec"]["volumes"]}
+            for mount in template["spec"]["containers"][0]["volumeMounts"]:
+                if mount["mountPath"] == mount_path:
+                    assert volumes[mount["name"]]["persistentVolumeClaim"]["claimName"] == "flightbase-workspaces"
+                    out.append(claim / mount["subPath"])
+    return out
+
+
+def test_the_nccl_logs_the_pods_write_on_the_claim_become_the_jobs_communication_record(tmp_path):
+    """A 2-node torchrun job that asked for GPUDirect RDMA: the backend makes the run's folder before
+    the pods exist, each pod's ranks write NCCL's log there through the rendered sub-path mount (the
+    test plays the kubelet and NCCL: fixtures written from NCCL's formats, two pods without an
+    InfiniBand device), and the jobqueue reads them back into the record the API shows, flagged."""
+    from flightbase_jobqueue import comms
+
+    claim, data = claim_layout(tmp_path)
+    kube = FakeKube()
+    backend = KubernetesBackend(kube, lambda job_id: KubeLaunchSpec(
+        job_id=job_id, training_id="t1", workspace="vision", user="alice", launcher="torchrun",
+        entrypoint="train.py", image="registry.example/training-base:1", gpudirect_rdma=True),
+        SETTINGS, data_dir=data, clock=lambda: NOW)
+    backend.start(job("j7", gpus=2), {"gpu-a": (0,), "gpu-b": (0,)})
+    (folder,) = set(kubelet_mounts(kube, claim, "/flightbase/nccl"))
+    assert folder == claim / ".flightbase" / "jobs" / "j7" / "nccl" / "0"
+    assert folder.is_dir() and folder.stat().st_mode & 0o777 == 0o700  # made by the jobqueue, before any pod
+    assert backend.nccl_logs(ref("j7")) == {}  # no rank has initialised NCCL yet
+
+    fixtures = sorted((NCCL_FIXTURES / "socket_no_ib").iterdir())
+    for pod, fixture in zip(("fb-j7-0", "fb-j7-1"), fixtures):  # NCCL_DEBUG_FILE=/flightbase/nccl/%h.%p.log
+        (folder / f"{pod}.31.log").write_bytes(fixture.read_bytes())
+    (data / "jobs" / "j7" / "output.log").write_text("the job's output, not for its pods\n")
+    (folder / "planted.log").symlink_to(data / "jobs" / "j7" / "output.log")  # a pod's link is never followed
+    logs = backend.nccl_logs(ref("j7"))
+    assert logs == {"fb-j7-0.31.log": fixtures[0].read_text(), "fb-j7-1.31.log": fixtures[1].read_text()}
+
+    record = comms.record_for(logs, p2p=False, rdma=True, gpu_kind=backend.gpu_kind, gpus=2, hosts=2)
+    assert (record["source"], record["summary"], record["network"]) == ("nccl", {"NET/Socket": 8}, "Socket")
+    assert record["used"]["rdma"] is False
+    assert any("no InfiniBand device in the container" in flag["reason"] for flag in record["flags"]), record["flags"]
+
+
+def test_a_restarted_run_writes_and_shows_its_own_nccl_logs(tmp_path):
+    claim, data = claim_layout(tmp_path)
+    kube = FakeKube()
+    backend = make(kube, {"j8": "none"}, data_dir=data)
+    backend.start(job("j8", gpus=1), {"gpu-a": (0,)})
+    (run0,) = kubelet_mounts(kube, claim, "/flightbase/nccl")
+    (run0 / "fb-j8.7.log").write_text("gpu-a:7:7 [0] NCCL INFO Using network Socket\n")
+    assert list(backend.nccl_logs(ref("j8"))) == ["fb-j8.7.log"]
+    kube.set_pod("fb-j8", labels("j8", "main"), "Failed", exit_code=137)
+    backend.resync()
+    kube.objects.clear()
+    backend.resync()
+    backend.start(job("j8", gpus=1, restarts=1), {"gpu-a": (0,)})
+    (run1,) = kubelet_mounts(kube, claim, "/flightbase/nccl")
+    assert run1 == claim / ".flightbase" / "jobs" / "j8" / "nccl" / "1" and run1.is_dir()
+    assert backend.nccl_logs(ref("j8")) == {}  # the new run has not initialised NCCL: the old run's lines are not its
+    (run1 / "fb-j8-r1.9.log").write_text("gpu-a:9:9 [0] NCCL INFO Using network Socket\n")
+    assert list(backend.nccl_logs(ref("j8"))) == ["fb-j8-r1.9.log"]
+
+
+def test_without_a_data_dir_there_are_no_nccl_logs():
+    kube, backend = running_mpijob()
+    assert backend.nccl_logs(ref("j1")) == {}
+
+
+def test_a_job_whose_nccl_folder_cannot_be_made_still_runs(tmp_path, caplog):
+    """The record is worth less than the training: the objects are created, a warning says why."""
+    kube = FakeKube()
+    backend = make(kube, {"j9": "none"}, data_dir=tmp_path)
+    (tmp_path / "jobs").mkdir()
+    (tmp_path / "jobs" / "j9").write_text("not a folder")
+    backend.start(job("j9", gpus=1), {"gpu-a": (0,)})
+    assert ("Job", "fb-j9") in kube.objects and backend.poll_events() == []
+    assert "no folder for NCCL's log" in caplog.text
+    assert backend.nccl_logs(ref("j9")) == {}

@@ -95,6 +95,9 @@ def test_single_process_job_literal():
                             {"name": "FLIGHTBASE_RESTARTS", "value": "0"},
                             {"name": "PYTHONUNBUFFERED", "value": "1"},
                             {"name": "FLIGHTBASE_DATASETS_DIR", "value": "/datasets"},
+                            {"name": "NCCL_DEBUG", "value": "INFO"},
+                            {"name": "NCCL_DEBUG_SUBSYS", "value": "GRAPH,INIT,NET"},
+                            {"name": "NCCL_DEBUG_FILE", "value": "/flightbase/nccl/%h.%p.log"},
                             {"name": "FLIGHTBASE_PARAM_LR", "value": "0.1"},
                             {"name": "NCCL_P2P_DISABLE", "value": "0"},
                             {"name": "NCCL_IB_DISABLE", "value": "1"},
@@ -105,6 +108,8 @@ def test_single_process_job_literal():
                             {"name": "workspace", "mountPath": "/workspace", "subPath": "vision"},
                             {"name": "datasets", "mountPath": "/datasets/cifar", "subPath": "vision/cifar/3", "readOnly": True},
                             {"name": "shm", "mountPath": "/dev/shm"},
+                            {"name": "workspace", "mountPath": "/flightbase/nccl",
+                             "subPath": ".flightbase/jobs/0123abcd4567ef89/nccl/0"},
                         ],
                         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
                     }],
@@ -324,3 +329,65 @@ def test_a_restarted_run_has_a_secret_of_its_own():
 
 def test_the_launch_spec_never_shows_secret_values():
     assert SECRET not in repr(spec("none", secret_env={"API_TOKEN": SECRET}))
+
+
+# -- NCCL's log (issue #20) -------------------------------------------------------------------------
+NCCL_ENV = {"NCCL_DEBUG": "INFO", "NCCL_DEBUG_SUBSYS": "GRAPH,INIT,NET", "NCCL_DEBUG_FILE": "/flightbase/nccl/%h.%p.log"}
+
+
+def pod_templates(objs: list[dict]) -> dict[str, dict]:
+    """{role: pod template} of a job's workload objects."""
+    out = {}
+    for obj in objs:
+        if obj["kind"] == "Job":
+            out[obj["spec"]["template"]["metadata"]["labels"]["flightbase.io/role"]] = obj["spec"]["template"]
+        elif obj["kind"] == "MPIJob":
+            for replica in obj["spec"]["mpiReplicaSpecs"].values():
+                out[replica["template"]["metadata"]["labels"]["flightbase.io/role"]] = replica["template"]
+    return out
+
+
+@pytest.mark.parametrize(("launcher", "placement", "restarts", "rank_roles"), [
+    ("none", {"gpu-a": (0, 1)}, 0, ["main"]),
+    ("torchrun", {"gpu-a": (0, 1), "gpu-b": (0, 1)}, 0, ["node"]),
+    ("torchrun", {"gpu-a": (0, 1, 2), "gpu-b": (0,)}, 3, ["node"]),  # uneven, a restarted run
+    ("horovod", {"gpu-a": (0, 1), "gpu-b": (0, 1)}, 1, ["worker"]),
+    ("mpi", {"gpu-a": (0, 1, 2, 3), "gpu-b": (4, 5)}, 0, ["worker"]),
+])
+def test_every_pod_that_runs_ranks_logs_nccl_into_the_runs_folder_on_the_claim(launcher, placement, restarts,
+                                                                             rank_roles):
+    objs = make_objects(spec(launcher, restarts=restarts), SETTINGS, placement)
+    for obj in objs:
+        validate(obj)
+    templates = pod_templates(objs)
+    for role, template in templates.items():
+        container = template["spec"]["containers"][0]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert {k: env.get(k) for k in NCCL_ENV} == NCCL_ENV, role  # the launcher's too: mpirun forwards it
+        nccl_mounts = [m for m in container["volumeMounts"] if m["mountPath"] == "/flightbase/nccl"]
+        if role in rank_roles:
+            # the workspaces claim (the pod's "workspace" volume), at the jobqueue's jobs/<id>/nccl/<run>
+            assert nccl_mounts == [{"name": "workspace", "mountPath": "/flightbase/nccl",
+                                    "subPath": f".flightbase/jobs/0123abcd4567ef89/nccl/{restarts}"}], role
+            assert {"name": "workspace", "persistentVolumeClaim": {"claimName": "flightbase-workspaces"}} in (
+                template["spec"]["volumes"])
+        else:  # the MPI launcher runs mpirun only: no NCCL, no mount
+            assert nccl_mounts == [], role
+    if launcher in ("horovod", "mpi"):
+        command = templates["launcher"]["spec"]["containers"][0]["command"]
+        for name in NCCL_ENV:  # the ranks (started by sshd on the workers) get the variables from mpirun
+            assert ["-x", name] == command[command.index(name) - 1:][:2]
+
+
+def test_a_job_keeps_the_nccl_logging_it_asked_for_but_never_chooses_the_file():
+    (job,) = make_objects(spec(env={"NCCL_DEBUG": "TRACE", "NCCL_DEBUG_SUBSYS": "COLL",
+                                    "NCCL_DEBUG_FILE": "/workspace/mine.log"}), SETTINGS, {"gpu-a": (0,)})
+    env = {e["name"]: e["value"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert (env["NCCL_DEBUG"], env["NCCL_DEBUG_SUBSYS"], env["NCCL_DEBUG_FILE"]) == (
+        "TRACE", "COLL,GRAPH,INIT,NET", "/flightbase/nccl/%h.%p.log")
+
+
+@pytest.mark.parametrize("job_id", ["../etc", "a/b", "-x", ""])
+def test_a_job_id_that_cannot_name_a_folder_is_refused(job_id):
+    with pytest.raises(ValueError, match="cannot name a folder"):
+        make_objects(spec(job_id=job_id), SETTINGS, {"gpu-a": (0,)})

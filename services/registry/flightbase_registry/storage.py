@@ -27,6 +27,7 @@ import stat
 from pathlib import Path
 
 from flightbase import hostfs
+from flightbase.workspaces import WORKSPACE_NAME_RE
 
 READ_ONLY_FILE = 0o444
 READ_ONLY_DIR = 0o555
@@ -47,14 +48,23 @@ def version_dir(data_dir: Path, workspace: str, dataset: str, number: int) -> Pa
 
 def secure_datasets(data_dir: Path) -> None:
     """Make ``datasets/`` and give each workspace's folder in it its group and mode (also those an
-    earlier version left readable to all). Only the registry writes in ``datasets/``."""
+    earlier version left readable to all). Only the registry writes in ``datasets/``.
+    Folders that are no workspace's name are left alone: in a cluster ``datasets/`` is the
+    datasets claim, whose ``.flightbase/`` holds the uploads in progress (the chart's
+    registry Deployment)."""
     root = hostfs.ensure_dir(datasets_root(data_dir), 0o711)
     for entry in os.scandir(root):
-        if entry.is_dir(follow_symlinks=False):
+        if entry.is_dir(follow_symlinks=False) and WORKSPACE_NAME_RE.match(entry.name):
             hostfs.workspace_dir(root, entry.name)
 
 
 def uploads_root(data_dir: Path) -> Path:
+    """Where uploads are staged: ``<data_dir>/uploads``, or, when ``datasets/`` is a mount of its
+    own (the datasets claim in a cluster), ``datasets/.flightbase/uploads``: a commit renames the
+    staged files into ``datasets/``, and a rename does not cross mounts (EXDEV)."""
+    datasets = datasets_root(data_dir)
+    if os.path.ismount(datasets):
+        return datasets / ".flightbase" / "uploads"
     return Path(data_dir) / "uploads"
 
 
@@ -100,8 +110,27 @@ def publish(assembled: Path, target: Path) -> None:
     hostfs.ensure_dir(hostfs.workspace_dir(workspaces, dataset.parent.name) / dataset.name, 0o755)
     if target.exists():
         raise FileExistsError(str(target))
-    os.rename(assembled, target)
+    move_dir(assembled, target)
     _fsync_dir(target.parent)
+
+
+def move_dir(source: Path, target: Path) -> None:
+    """``os.rename`` of a folder that may be read-only (a version's, 0555).
+
+    A folder that moves to another parent must be writable by whoever moves it (its ``..``
+    changes): root may anyway, the registry running as an account (a cluster's pod) may not.
+    The folder is made writable by its owner for the rename and gets its mode back after."""
+    mode = stat.S_IMODE(os.lstat(source).st_mode)
+    if mode & stat.S_IWUSR:
+        os.rename(source, target)
+        return
+    os.chmod(source, mode | stat.S_IWUSR)
+    try:
+        os.rename(source, target)
+    except BaseException:
+        os.chmod(source, mode)
+        raise
+    os.chmod(target, mode)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -139,7 +139,7 @@ async def delete_version(request: Request, identity: CurrentIdentity, workspace:
         # out of sight first (one rename), then removed: a reader sees the whole version or none
         doomed = storage.uploads_root(data_dir) / f"deleted-{uuid.uuid4().hex}"
         doomed.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(storage.version_dir(data_dir, workspace, name, v.number), doomed)
+        storage.move_dir(storage.version_dir(data_dir, workspace, name, v.number), doomed)
         return doomed
 
     doomed = await in_session(request, delete)

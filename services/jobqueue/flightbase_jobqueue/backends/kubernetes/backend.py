@@ -37,6 +37,12 @@ Map of this module:
 - Code: before the objects are created, the training's code is copied to
   ``<workspace>/trainings/<training id>/code`` on the workspaces volume (once
   per training; a restarted job finds it there).
+- NCCL's logs: before the objects are created, the run's folder
+  ``<data_dir>/jobs/<job id>/nccl/<run>`` is made (on the claim: the
+  sub-path the pods mount at ``/flightbase/nccl``, ``objects.nccl_sub_path``);
+  :meth:`nccl_logs` reads the latest run's files back, bounded and without
+  following links (``jobfiles.read_nccl_logs``), for the job's
+  ``communication`` record.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import queue
 import shutil
 import threading
@@ -52,8 +59,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from flightbase import metrics
+from flightbase import hostfs, metrics
 from flightbase_jobqueue.backends import launchers
+from flightbase_jobqueue.backends.jobfiles import read_nccl_logs
 from flightbase_jobqueue.backends.spec import JobRef, LaunchSpec, artifacts_sub_path, code_sub_path
 from flightbase_jobqueue.ports import BackendEvent, Exited, Started, Stopped, drain
 from flightbase_jobqueue.scheduling.types import Job, Placement
@@ -177,6 +185,10 @@ class KubernetesBackend:
             log.warning("job %s could not start: %s", job.id, exc)
             self._emit(Exited(job.id, self.clock(), NOT_STARTED))
             return
+        try:
+            self._make_nccl_dir(job.id, job.restarts)
+        except (OSError, hostfs.UnsafePath) as exc:  # the job runs without its NCCL record rather than not at all
+            log.warning("job %s: no folder for NCCL's log (%s); its communication record stays empty", job.id, exc)
         created: list[dict] = []
         try:
             for obj in objs:
@@ -198,7 +210,10 @@ class KubernetesBackend:
         """The shared spec plus this backend's part: the full image reference and its pull secret."""
         if isinstance(spec, KubeLaunchSpec):
             return spec
-        return KubeLaunchSpec(**{**spec.common(), "image": cluster_image(spec.image, self.settings)},
+        # the reference the registry resolved the image's name to (the built-in "training-base" is
+        # flightbase/training-base:<tag>), as the docker backend pulls it; the name when there is none
+        image = cluster_image(spec.image_reference or spec.image, self.settings)
+        return KubeLaunchSpec(**{**spec.common(), "image": image},
                               image_pull_secret=self.settings.image_pull_secret or None)
 
     def missing_tool(self, launcher: str) -> str | None:
@@ -450,6 +465,33 @@ class KubernetesBackend:
         shutil.rmtree(partial, ignore_errors=True)
         shutil.copytree(spec.code_dir, partial, symlinks=False)
         partial.rename(target)  # all of it or nothing, for a job started while another copies
+
+    def nccl_dir(self, job_id: str) -> Path | None:
+        """``<data_dir>/jobs/<id>/nccl``: each run's NCCL logs, in ``<run>/`` (None: not kept)."""
+        return self.data_dir / "jobs" / job_id / "nccl" if self.data_dir is not None else None
+
+    def _make_nccl_dir(self, job_id: str, run: int) -> None:
+        """The run's folder that its pods mount at ``/flightbase/nccl`` (``objects.nccl_sub_path``).
+
+        ``jobs/<id>/`` and ``nccl/`` are the jobqueue's alone (0700); the run's folder belongs to
+        the pods' uid (the jobqueue's own in the chart: both run as 1000), or, where the jobqueue
+        runs as another uid without root, is shared with the pods' group.  A pod sees only
+        this folder, never ``output.log`` or another run's folder."""
+        parent = self.nccl_dir(job_id)
+        if parent is None:
+            return
+        parent.parent.parent.mkdir(parents=True, exist_ok=True)  # jobs/: the chart's mount point, left as it is
+        hostfs.ensure_dir(parent.parent, 0o700)
+        hostfs.ensure_dir(parent, 0o700)
+        own = hostfs.running_as_root() or os.geteuid() == self.settings.run_as_user
+        hostfs.ensure_dir(parent / str(int(run)), 0o700 if own else 0o770,
+                          self.settings.run_as_user, self.settings.run_as_group)
+
+    def nccl_logs(self, job: JobRef) -> dict[str, str]:
+        """The latest run's NCCL logs, ``{file name: text}``, as the pods' ranks wrote them (for the
+        job's ``communication`` record; bounded, never through a link: ``jobfiles.read_nccl_logs``)."""
+        folder = self.nccl_dir(job.job_id)
+        return read_nccl_logs(folder) if folder is not None else {}
 
     def log_path(self, job_id: str) -> Path | None:
         """Where the output of the job's finished runs is kept (None: not kept)."""

@@ -25,6 +25,15 @@ what the scheduler accounted; the indices are recorded in an annotation.
 :func:`communication_env` maps the per-job switches (GPUDirect P2P, GPUDirect
 RDMA) to NCCL and UCX settings; docs/kubernetes.md explains each one.
 
+Every pod runs with NCCL's initialisation logging on (``comms.nccl_environment``:
+``NCCL_DEBUG=INFO``, ``NCCL_DEBUG_SUBSYS=GRAPH,INIT,NET``,
+``NCCL_DEBUG_FILE=/flightbase/nccl/%h.%p.log``), and each pod that runs ranks
+mounts ``/flightbase/nccl`` from the workspaces claim at the run's folder of the
+jobqueue's ``jobs/`` (:func:`nccl_sub_path`: ``.flightbase/jobs/<job>/nccl/<run>``,
+which the jobqueue sees at ``<data_dir>/jobs/<job>/nccl/<run>``, the local
+backends' layout), so the ranks' NCCL lines stay out of the job's output and the
+jobqueue reads them back (``KubernetesBackend.nccl_logs``).
+
 A training's secret values (``LaunchSpec.secret_env``) never appear in a pod
 spec, which anyone allowed to read pods (or the Job, or the MPIJob) reads:
 they go into a ``Secret`` of the run (:func:`make_secret`, created first and
@@ -40,6 +49,7 @@ from dataclasses import dataclass
 from math import gcd
 from typing import Mapping
 
+from flightbase_jobqueue import comms
 from flightbase_jobqueue.backends import launchers
 from flightbase_jobqueue.backends.spec import LaunchSpec, artifacts_sub_path, code_sub_path
 from flightbase_jobqueue.scheduling.types import Placement
@@ -58,6 +68,11 @@ CONTAINER = "training"
 WORKSPACE_DIR = "/workspace"
 DATASETS_DIR = "/datasets"
 SSH_HOME = "/home/flightbase"  # the training image's user (images/training-base/Dockerfile)
+NCCL_LOGS_DIR = "/flightbase/nccl"  # where a pod's ranks write NCCL's log (as in the docker backend)
+# The jobqueue's jobs/ folder on the workspaces claim: the chart mounts this sub-path at
+# <data_dir>/jobs (templates/jobqueue/deployment.yaml; no workspace can be named ".flightbase").
+JOBS_SUB_PATH = ".flightbase/jobs"
+_PATH_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 class PlacementError(ValueError):
@@ -139,6 +154,14 @@ def mpi_transport_args(rdma: bool) -> list[str]:
     return ["--mca", "pml", "ob1", "--mca", "btl", "self,vader,tcp"]
 
 
+def nccl_sub_path(job_id: str, run: int) -> str:
+    """The run's NCCL log folder on the workspaces claim (``<data_dir>/jobs/<job>/nccl/<run>`` for the
+    jobqueue).  A pod sees this folder only: it cannot reach the job's ``output.log`` or another run."""
+    if not _PATH_PART.fullmatch(job_id) or ".." in job_id:
+        raise ValueError(f"job id {job_id!r} cannot name a folder")
+    return f"{JOBS_SUB_PATH}/{job_id}/nccl/{int(run)}"
+
+
 # -- pods ----------------------------------------------------------------------------------
 def program_argv(spec: KubeLaunchSpec) -> list[str]:
     return launchers.Program(spec.entrypoint, tuple(spec.args)).argv("python")
@@ -165,6 +188,7 @@ def job_env(spec: KubeLaunchSpec, settings: KubernetesSettings, total_gpus: int)
     })
     if spec.datasets:
         env["FLIGHTBASE_DATASETS_DIR"] = DATASETS_DIR
+    env.update(comms.nccl_environment(NCCL_LOGS_DIR, spec.env))  # the same variables as the local backends
     for key, value in spec.params.items():
         env[f"FLIGHTBASE_PARAM_{key.upper()}"] = str(value)
     env.update(communication_env(spec.gpudirect_p2p, spec.gpudirect_rdma, settings))
@@ -247,6 +271,9 @@ def pod_template(spec: KubeLaunchSpec, settings: KubernetesSettings, placement: 
         for d in spec.datasets
     ]
     mounts.append({"name": "shm", "mountPath": "/dev/shm"})
+    if gpus:  # a pod that runs ranks (not the MPI launcher): NCCL's log into the run's folder
+        mounts.append({"name": "workspace", "mountPath": NCCL_LOGS_DIR,
+                       "subPath": nccl_sub_path(spec.job_id, spec.restarts)})
     volumes = [{"name": "workspace", "persistentVolumeClaim": {"claimName": settings.workspaces_pvc}}]
     if spec.datasets:
         volumes.append({"name": "datasets", "persistentVolumeClaim": {"claimName": settings.datasets_pvc, "readOnly": True}})
