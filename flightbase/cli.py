@@ -128,13 +128,16 @@ def build_parser() -> argparse.ArgumentParser:
     cli_datasets.add_parsers(sub)
     cli_usage.add_parsers(sub)
 
-    bench = sub.add_parser("bench", help="benchmarks (trace replay through the scheduler)")
+    bench = sub.add_parser("bench", help="benchmarks (trace replay through the scheduler, all-reduce bandwidth)")
     bench_sub = bench.add_subparsers(dest="bench", required=True, parser_class=_Parser)
     replay = bench_sub.add_parser("replay", help="replay a GPU cluster trace in simulated time")
     from flightbase_jobqueue.sim import cli as sim_cli
 
     sim_cli.add_arguments(replay)
     replay.set_defaults(func=cmd_bench)
+    from flightbase import cli_comms
+
+    cli_comms.add_bench_parser(bench_sub)
     return p
 
 

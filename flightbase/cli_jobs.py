@@ -29,6 +29,17 @@ def _when(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts).strftime("%H:%M:%S") if ts else ""
 
 
+def _start(q: dict) -> str:
+    """The estimated start, and its range when it is uncertain (wider than 2 min):
+    ``14:10:05 (13:55-14:40)``."""
+    est, rng = q.get("estimated_start"), q.get("estimated_start_range")
+    text = _when(est)
+    if est and rng and rng[1] - rng[0] >= 120:
+        hm = lambda ts: dt.datetime.fromtimestamp(ts).strftime("%H:%M")  # noqa: E731
+        text += f" ({hm(rng[0])}-{hm(rng[1])})"
+    return text
+
+
 def add_parsers(sub) -> None:
     p = sub.add_parser("submit", help="run code as a training (one job, or a sweep of jobs)")
     workspace_arg(p)
@@ -61,7 +72,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_submit)
 
-    p = sub.add_parser("jobs", help="your jobs, newest first")
+    p = sub.add_parser("jobs", help="your jobs, newest first; `jobs show JOB`: one job, with what NCCL did")
+    p.add_argument("action", nargs="?", choices=["show"], help="show one job's details")
+    p.add_argument("job", nargs="?", help="the job to show")
     workspace_arg(p)
     p.add_argument("--training")
     p.add_argument("--state")
@@ -149,6 +162,12 @@ def cmd_submit(args) -> int:
 
 
 def cmd_jobs(args) -> int:
+    if args.action == "show":
+        if not args.job:
+            raise ValueError("job: name the job to show (flightbase jobs show JOB)")
+        from flightbase.cli_comms import cmd_job_show
+
+        return cmd_job_show(args.job, args.json)
     with _client() as c:
         rows = c.jobs(args.workspace, training=args.training, state=args.state)
     if args.json:
@@ -173,7 +192,7 @@ def cmd_queue(args) -> int:
         q = r["queue"] or {}
         r["position"] = q.get("position")
         r["in_workspace"] = q.get("workspace_position")
-        r["estimated_start"] = _when(q.get("estimated_start"))
+        r["estimated_start"] = _start(q)
         r["reason"] = q.get("reason", "")
     table(rows, ["position", "in_workspace", "id", "workspace", "name", "gpus", "estimated_start", "reason"])
     return 0

@@ -19,7 +19,8 @@ places people can reach:
 - :func:`create_file` opens a new file in one of the platform's folders
   without following links; :func:`read_tail` and :func:`read_from` read a
   file that a person may write into (never a link, never a FIFO or device,
-  never more than a limit);
+  never more than a limit); :func:`read_folder` reads the files of a folder a
+  person may write into the same way, through the folder's descriptor;
 - :func:`workspace_group` is the system group of a workspace: a workspace's
   data (dataset versions, checkpoints) is readable through that group, and a
   job or notebook runs with the group of its own workspace only.
@@ -166,6 +167,45 @@ def read_from(path: Path | str, offset: int, limit: int) -> bytes:
         return os.pread(fd, limit, offset)
     finally:
         os.close(fd)
+
+
+def read_folder(folder: Path | str, name_pattern: "re.Pattern[str]", *, max_files: int, max_bytes: int,
+                max_entries: int = 1024) -> dict[str, bytes]:
+    """The first ``max_bytes`` of each regular file of ``folder`` whose name matches, for a folder a
+    person may write into (a job's NCCL logs, ``jobs/<id>/nccl/<run>/``).
+
+    The folder itself must be an entry of one of the platform's folders and is opened without
+    following a link; its entries are read through that descriptor (``openat``, never a link,
+    never a FIFO or device), at most ``max_entries`` of them looked at and ``max_files`` read:
+    a person can fill the folder, not make the platform walk or follow anything."""
+    try:
+        dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR, errno.EACCES):
+            return {}
+        raise
+    found: dict[str, bytes] = {}
+    try:
+        names = []
+        with os.scandir(dfd) as it:
+            for n, entry in enumerate(it):
+                if n >= max_entries:
+                    break
+                if name_pattern.fullmatch(entry.name):
+                    names.append(entry.name)
+        for name in sorted(names)[:max_files]:
+            try:
+                fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY, dir_fd=dfd)
+            except OSError:
+                continue
+            try:
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    found[name] = os.pread(fd, max_bytes, 0)
+            finally:
+                os.close(fd)
+    finally:
+        os.close(dfd)
+    return found
 
 
 def hand_over(root: Path | str, uid: int, gid: int) -> None:

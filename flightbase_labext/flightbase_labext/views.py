@@ -21,6 +21,7 @@ def queue_row(job: dict) -> dict:
         "id": job["id"], "name": job["name"], "training_id": job["training_id"], "gpus": job["gpus"],
         "created_by": job["created_by"], "position": q.get("position"),
         "workspace_position": q.get("workspace_position"), "estimated_start": q.get("estimated_start"),
+        "estimated_start_range": q.get("estimated_start_range"),
         "reason": q.get("reason") or job.get("reason") or "",
     }
 

@@ -366,22 +366,34 @@ export function idleWarning(leaseId: string | null, jobs: IJobRow[], shown: stri
 
 const LIVE_LEASE = ['starting', 'running'];
 
-/** "in 3 min", "now", "unknown": when a queued job should start. */
-export function formatStart(estimated: number | null, nowSeconds: number): string {
+/** "in 3 min", "now", "unknown": when a queued job should start; with its range
+ * ([earliest, latest], docs/scheduling.md "Start estimates") when that is wider than
+ * 2 min: "in 10 min (now–25 min)". */
+export function formatStart(
+  estimated: number | null,
+  nowSeconds: number,
+  range?: readonly number[] | null
+): string {
   if (estimated === null || estimated === undefined) {
     return 'unknown';
   }
   const s = Math.round(estimated - nowSeconds);
-  if (s <= 0) {
-    return 'now';
+  const text = s <= 0 ? 'now' : `in ${span(s)}`;
+  if (!range || range.length !== 2 || range[1] - range[0] < 120 || range[1] <= nowSeconds) {
+    return text;
   }
+  const lo = Math.round(range[0] - nowSeconds);
+  return `${text} (${lo <= 0 ? 'now' : span(lo)}–${span(Math.round(range[1] - nowSeconds))})`;
+}
+
+function span(s: number): string {
   if (s < 90) {
-    return `in ${s} s`;
+    return `${s} s`;
   }
   if (s < 5400) {
-    return `in ${Math.round(s / 60)} min`;
+    return `${Math.round(s / 60)} min`;
   }
-  return `in ${(s / 3600).toFixed(1)} h`;
+  return `${(s / 3600).toFixed(1)} h`;
 }
 
 /** The names of the metrics reported (step and time are axes, not metrics). */

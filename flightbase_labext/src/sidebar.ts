@@ -3,11 +3,25 @@ import { Notification } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
 import * as api from './api';
+import { communication, communicationLines, ICommunication } from './comms';
 import { h, svg } from './dom';
 import { formatStart, idleWarning, linePath, metricNames, series, transitions } from './model';
 import { FlightbaseError, IConfig, IJobRow, IOverview, IWorkspace, MetricRecord } from './tokens';
 
 const POLL_MS = 2000;
+
+/** What the sidebar shows of the selected job beyond its row: output, metrics, GPU communication. */
+type Detail = { logs: string; metrics: MetricRecord[]; communication: ICommunication | null };
+
+/** The job's GPU communication (comms.ts): NCCL's transports and layout, flags in the warning colour. */
+function commView(c: ICommunication | null | undefined): HTMLElement | null {
+  const lines = communicationLines(c);
+  if (!lines.length || (c?.source !== 'nccl' && !(c?.flags || []).length)) {
+    return null; // nothing to say: no NCCL, nothing asked for that was missed
+  }
+  return h('ul', { className: 'fb-comm', 'aria-label': 'GPU communication' }, ...lines.map(l => h('li', { className: `fb-comm-${l.kind}` }, l.text)));
+}
+
 const LIVE = ['queued', 'starting', 'running', 'preempted'];
 
 export class FlightbaseSidebar extends Widget {
@@ -72,10 +86,10 @@ export class FlightbaseSidebar extends Widget {
       }
       this.overview = ov;
       this.message = '';
-      let detail: { logs: string; metrics: MetricRecord[] } | null = null;
+      let detail: Detail | null = null;
       if (this.selected) {
-        const [logs, metrics] = await Promise.all([api.logs(this.selected), api.metrics(this.selected)]);
-        detail = { logs: logs.text, metrics };
+        const [logs, metrics, comm] = await Promise.all([api.logs(this.selected), api.metrics(this.selected), communication(this.selected)]);
+        detail = { logs: logs.text, metrics, communication: comm };
       }
       this.render(ov, detail);
     } catch (e) {
@@ -102,7 +116,7 @@ export class FlightbaseSidebar extends Widget {
     void this.refresh();
   }
 
-  private render(ov: IOverview | null, detail: { logs: string; metrics: MetricRecord[] } | null): void {
+  private render(ov: IOverview | null, detail: Detail | null): void {
     const keepScroll = (this.node.querySelector('.fb-logs') as HTMLElement | null)?.scrollTop;
     const wsSelect = h('select', { className: 'fb-workspace', 'aria-label': 'Workspace' }, ...this.workspaces.map(w => h('option', { value: w.name }, w.name)));
     wsSelect.value = this.workspace;
@@ -162,7 +176,7 @@ export class FlightbaseSidebar extends Widget {
                   h('td', {}, String(q.position ?? '')),
                   h('td', {}, q.name),
                   h('td', {}, String(q.gpus)),
-                  h('td', {}, formatStart(q.estimated_start, now)),
+                  h('td', {}, formatStart(q.estimated_start, now, q.estimated_start_range)),
                   h('td', { className: 'fb-reason' }, q.reason)
                 )
               )
@@ -206,7 +220,7 @@ export class FlightbaseSidebar extends Widget {
     return h('section', { className: 'fb-trainings' }, h('h3', {}, 'My trainings'), items.length ? h('ul', {}, ...items) : h('div', { className: 'fb-empty' }, 'No training yet.'));
   }
 
-  private jobDetail(job: IJobRow, detail: { logs: string; metrics: MetricRecord[] } | null): HTMLElement {
+  private jobDetail(job: IJobRow, detail: Detail | null): HTMLElement {
     const names = detail ? metricNames(detail.metrics) : [];
     if (!names.includes(this.metric)) {
       this.metric = names.includes('loss') ? 'loss' : names[0] || '';
@@ -236,6 +250,7 @@ export class FlightbaseSidebar extends Widget {
       names.length
         ? h('div', { className: 'fb-metrics' }, h('label', {}, 'Metric ', metricSelect), last !== null ? h('span', { className: 'fb-last' }, ` last: ${last.toPrecision(4)}`) : null, chart)
         : h('div', { className: 'fb-empty' }, 'No metric reported yet.'),
+      commView(detail?.communication),
       h('pre', { className: 'fb-logs' }, detail ? detail.logs : '…')
     );
   }

@@ -34,6 +34,7 @@ export interface IQueueRow extends Pick<Job, 'id' | 'name' | 'training_id' | 'gp
   position: QueueInfo['position'] | null;
   workspace_position: QueueInfo['workspace_position'] | null;
   estimated_start: QueueInfo['estimated_start']; // seconds since the epoch
+  estimated_start_range?: QueueInfo['estimated_start_range']; // [earliest, latest], seconds since the epoch
   reason: string;
 }
 

@@ -262,6 +262,14 @@ describe('the sidebar', () => {
     expect(formatStart(100 + 7200, 100)).toBe('in 2.0 h');
   });
 
+  it('shows the range of an uncertain start estimate', () => {
+    expect(formatStart(100 + 600, 100, [100 + 300, 100 + 1500])).toBe('in 10 min (5 min–25 min)');
+    expect(formatStart(100 + 600, 100, [50, 100 + 7200])).toBe('in 10 min (now–2.0 h)');
+    expect(formatStart(100 + 600, 100, [100 + 590, 100 + 650])).toBe('in 10 min'); // narrow: no range
+    expect(formatStart(100 + 600, 100, null)).toBe('in 10 min');
+    expect(formatStart(null, 100, [1, 2])).toBe('unknown');
+  });
+
   it('charts a metric by step', () => {
     const records: MetricRecord[] = [{ step: 1, loss: 1.0 }, { step: 2, loss: 0.5, accuracy: 0.7 }, { step: 3, loss: 0.25 }, { time: 9 }];
     expect(metricNames(records)).toEqual(['accuracy', 'loss']);

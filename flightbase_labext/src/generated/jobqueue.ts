@@ -1243,6 +1243,13 @@ export interface components {
             gpu_kind: "gpu" | "cpu-slot" | "none";
             /** Gpus */
             gpus: components["schemas"]["GpuOut"][];
+            /**
+             * Interconnect
+             * @description This machine's GPU links (NVML, else nvidia-smi topo -m: NV<n>, PIX, PXB, PHB, NODE, SYS) and InfiniBand devices with their rate (flightbase.topology)
+             */
+            interconnect?: {
+                [key: string]: unknown;
+            } | null;
             /** Labels */
             labels?: {
                 [key: string]: string;
@@ -1343,6 +1350,11 @@ export interface components {
         QueueInfo: {
             /** Estimated Start */
             estimated_start: number | null;
+            /**
+             * Estimated Start Range
+             * @description [earliest, latest] estimated start (seconds since the epoch): the projection with short (25th percentile) and long (75th percentile) runtimes; null without an estimate. docs/scheduling.md, 'Start estimates'
+             */
+            estimated_start_range?: number[] | null;
             /** Position */
             position: number;
             /** Reason */
@@ -1354,6 +1366,11 @@ export interface components {
         QueuedRow: {
             /** Estimated Start */
             estimated_start: number | null;
+            /**
+             * Estimated Start Range
+             * @description [earliest, latest] estimated start; None without an estimate
+             */
+            estimated_start_range?: number[] | null;
             /** Gpus */
             gpus: number;
             /** Held */

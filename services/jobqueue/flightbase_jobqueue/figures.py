@@ -81,6 +81,8 @@ class QueuedRow(BaseModel):
     position: int | None = Field(description="1-based, in the whole queue; None while held")
     workspace_position: int | None
     estimated_start: float | None
+    estimated_start_range: list[float] | None = Field(
+        default=None, description="[earliest, latest] estimated start; None without an estimate")
     reason: str
     held: bool
     submitted_at: float
@@ -287,7 +289,9 @@ def queue_rows(jobs: Iterable[Any], insights: Mapping[str, Any], trainings: Mapp
         info = insights.get(j.id)
         if info is not None:
             place = dict(position=info.position, workspace_position=info.workspace_position,
-                         estimated_start=info.estimated_start, reason=info.reason)
+                         estimated_start=info.estimated_start, reason=info.reason,
+                         estimated_start_range=None if getattr(info, "estimated_range", None) is None
+                         else list(info.estimated_range))
         else:
             why = ("held: waits for earlier jobs of its sweep (or the sweep is paused)" if j.held
                    else "waiting for the next scheduling pass")

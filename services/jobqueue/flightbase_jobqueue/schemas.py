@@ -43,6 +43,9 @@ class NodeOut(BaseModel):
     gpus: list[GpuOut]
     schedulable: bool = True
     labels: dict[str, str] = Field(default_factory=dict)
+    interconnect: dict[str, Any] | None = Field(
+        default=None, description="This machine's GPU links (NVML, else nvidia-smi topo -m: NV<n>, PIX, PXB, PHB, "
+                                  "NODE, SYS) and InfiniBand devices with their rate (flightbase.topology)")
 
 
 class WorkspaceCreate(Strict):
@@ -202,11 +205,49 @@ class QueueInfo(BaseModel):
     workspace_position: int
     estimated_start: float | None
     reason: str
+    estimated_start_range: list[float] | None = Field(
+        default=None, description="[earliest, latest] estimated start (seconds since the epoch): the "
+        "projection with short (25th percentile) and long (75th percentile) runtimes; null without an "
+        "estimate. docs/scheduling.md, 'Start estimates'")
 
 
 class Preemption(BaseModel):
     reason: str
     at: float
+
+
+class CommunicationFlag(BaseModel):
+    feature: Literal["p2p", "rdma"]
+    reason: str = Field(description="Why the GPUDirect feature the job asked for was not used (the likely cause)")
+
+
+class CommunicationOut(BaseModel):
+    """What NCCL did for the job, from its initialisation log (``flightbase_jobqueue.comms``)."""
+
+    source: Literal["nccl", "none"] = Field(description="nccl: read from the job's NCCL logs; none: no NCCL log")
+    files: int = Field(description="NCCL log files read (one per rank)")
+    nccl_version: str | None = None
+    ranks: int = 0
+    hosts: dict[str, str] = Field(default_factory=dict, description="Rank -> host")
+    network: str | list[str] | None = Field(default=None, description="NCCL's network: IB, Socket or a plugin's")
+    ib_devices: list[str] = Field(default_factory=list)
+    ib_missing: bool = Field(default=False, description="NCCL found no InfiniBand device")
+    gdr_disabled: dict[str, str] = Field(default_factory=dict, description="HCA -> why GPUDirect RDMA was off")
+    gdr_enabled: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict, description="NCCL settings NCCL said it took from the environment")
+    path_intra: str | None = Field(default=None, description="NCCL's path type between GPUs of a node (NVL, PIX, SYS...)")
+    path_inter: str | None = None
+    channels: list[dict[str, Any]] = Field(default_factory=list, description="Each channel connection and its transport")
+    summary: dict[str, int] = Field(default_factory=dict, description="Connections per transport: P2P/NVLink, SHM, "
+                                                                        "NET/IB/GDRDMA, NET/Socket...")
+    rings: dict[str, list[int]] = Field(default_factory=dict, description="Channel -> the ring's rank order")
+    trees: dict[str, dict[str, dict[str, Any]]] = Field(default_factory=dict,
+                                                        description="Channel -> rank -> children and parent")
+    warnings: list[str] = Field(default_factory=list)
+    requested: dict[str, bool] = Field(default_factory=dict, description="The job's switches: p2p, rdma")
+    used: dict[str, bool | None] = Field(default_factory=dict, description="Whether each was used (null: cannot tell)")
+    flags: list[CommunicationFlag] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
 
 
 class JobOut(BaseModel):
@@ -235,6 +276,9 @@ class JobOut(BaseModel):
     queue: QueueInfo | None = Field(default=None, description="Position, estimated start and why, while queued")
     preemptions: list[Preemption] = Field(default_factory=list)
     metrics: dict[str, float] = Field(default_factory=dict, description="Last reported value of each metric")
+    communication: CommunicationOut | None = Field(
+        default=None, description="What NCCL did (transports, rings, trees) and whether the GPUDirect switches were "
+                                  "used; in one job's details (GET /jobs/{id}) only")
 
 
 class LeaseCreate(Strict):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request
 
 from flightbase.service.errors import ApiError
@@ -34,4 +36,8 @@ async def nodes(request: Request, identity: CurrentIdentity):
     if not identity.is_admin:
         raise ApiError(403, "only administrators may list nodes")
     settings = request.app.state.settings
-    return [NodeOut(name="local", gpu_kind=gpu_kind(settings.gpus), gpus=list(settings.gpus))]
+    from flightbase import topology
+
+    interconnect = await asyncio.to_thread(topology.cached)  # NVML or nvidia-smi, once per process
+    return [NodeOut(name="local", gpu_kind=gpu_kind(settings.gpus), gpus=list(settings.gpus),
+                    labels=topology.placement_labels(interconnect), interconnect=interconnect)]

@@ -22,7 +22,7 @@ from flightbase.service.deps import CurrentIdentity, in_session
 from flightbase.service.errors import ApiError, not_found
 from flightbase_jobqueue.backends.spec import JobRef
 from flightbase_jobqueue.models import Job, Preemption, Training
-from flightbase_jobqueue.schemas import JobOut, Preemption as PreemptionOut, PriorityUpdate, QueueInfo
+from flightbase_jobqueue.schemas import CommunicationOut, JobOut, Preemption as PreemptionOut, PriorityUpdate, QueueInfo
 from flightbase_jobqueue.states import JobState
 
 router = APIRouter(tags=["jobs"])
@@ -50,12 +50,18 @@ def job_metrics(request: Request, job: Job | str) -> dict[str, float]:
     return metrics.latest(_metric_records(request.app.state.runtime.backend, job))
 
 
+def _range(insight) -> list[float] | None:
+    r = getattr(insight, "estimated_range", None)
+    return None if r is None else [r[0], r[1]]
+
+
 def job_out(request: Request, job: Job, preemptions=(), insight=None) -> JobOut:
     runtime = request.app.state.runtime
     queue = None
     if insight is not None:
         queue = QueueInfo(position=insight.position, workspace_position=insight.workspace_position,
-                          estimated_start=insight.estimated_start, reason=insight.reason)
+                          estimated_start=insight.estimated_start, reason=insight.reason,
+                          estimated_start_range=_range(insight))
     elif job.state == "queued" and job.held:
         queue = QueueInfo(position=0, workspace_position=0, estimated_start=None,
                           reason="held: waits for earlier jobs of its sweep (or the sweep is paused)")
@@ -114,7 +120,36 @@ async def get_job(request: Request, identity: CurrentIdentity, job_id: str):
         request, lambda s: list(s.scalars(select(Preemption).where(Preemption.job_id == job_id).order_by(Preemption.at)))
     )
     insight = request.app.state.runtime.insight().get(job_id) if job.state == "queued" else None
-    return job_out(request, job, preemptions, insight)
+    out = job_out(request, job, preemptions, insight)
+    out.communication = await _communication(request, job)
+    return out
+
+
+_ENDED_RECORDS: dict[tuple, CommunicationOut] = {}  # an ended run's logs no longer change
+
+
+async def _communication(request: Request, job: Job) -> CommunicationOut | None:
+    """What NCCL did for the job and the verdict on its GPUDirect switches (parsed on demand)."""
+    if job.kind == "lease":
+        return None
+    key = (id(request.app), job.id, job.restarts, job.finished_at)
+    if job.finished_at is not None and key in _ENDED_RECORDS:
+        return _ENDED_RECORDS[key]
+    from flightbase_jobqueue import comms
+
+    training = await in_session(request, lambda s: s.get(Training, job.training_id))
+    spec = training.spec if training is not None else {}
+    backend = request.app.state.runtime.backend
+    read = getattr(backend, "nccl_logs", None)  # backends that cannot read them give no record
+    logs = await asyncio.to_thread(read, _ref(job)) if read is not None and job.started_at else {}
+    out = CommunicationOut(**comms.record_for(
+        logs, p2p=bool(spec.get("gpudirect_p2p")), rdma=bool(spec.get("gpudirect_rdma")), gpu_kind=backend.gpu_kind,
+        gpus=job.gpus, hosts=max(1, len(job.placement or {})), state=job.state))
+    if job.finished_at is not None:
+        if len(_ENDED_RECORDS) >= 256:
+            _ENDED_RECORDS.pop(next(iter(_ENDED_RECORDS)))
+        _ENDED_RECORDS[key] = out
+    return out
 
 
 def _filter_rank(lines: list[str], pattern: str | None, rank: int | None) -> list[str]:

@@ -42,13 +42,19 @@ LIVE_STATES = ("queued", "preempted", "starting", "running")
 MAX_WAIT = 30.0
 
 
+def _range(insight) -> list[float] | None:
+    r = getattr(insight, "estimated_range", None)
+    return None if r is None else [r[0], r[1]]
+
+
 def lease_out(job: Job, training: Training, gpu_kind: str, insight=None) -> LeaseOut:
     placement = job.placement or {}
     node = next(iter(placement), None)
     queue = None
     if insight is not None:
         queue = QueueInfo(position=insight.position, workspace_position=insight.workspace_position,
-                          estimated_start=insight.estimated_start, reason=insight.reason)
+                          estimated_start=insight.estimated_start, reason=insight.reason,
+                          estimated_start_range=_range(insight))
     return LeaseOut(
         id=job.id, training_id=training.id, workspace=job.workspace, owner=job.created_by,
         server=training.spec.get("server", ""), state=leases.public_state(job.state), gpu_kind=gpu_kind,

@@ -55,6 +55,7 @@ log = logging.getLogger("flightbase.jobqueue.docker")
 
 # Where a job finds its things inside its container.
 CODE, HOME, CHECKPOINTS, DATASETS, METRICS = "/code", "/workspace", "/checkpoints", "/datasets", "/flightbase/metrics.jsonl"
+NCCL_LOGS = "/flightbase/nccl"  # the run's folder for NCCL's logs (jobfiles.make_nccl_dir)
 LABEL = "flightbase"
 PIDS_LIMIT = 4096
 SHM_BYTES = 1 << 30
@@ -290,7 +291,8 @@ class DockerBackend(OnThisMachine):
                                                 ws_gid if ws_gid is not None else gid)
         metrics_file = self.files.make_metrics_file(job.id, uid, gid)
         mounts = {HOME: (hostfs.mount_source(work), False), CHECKPOINTS: (hostfs.mount_source(checkpoints), False),
-                  METRICS: (hostfs.mount_source(metrics_file), False)}
+                  METRICS: (hostfs.mount_source(metrics_file), False),
+                  NCCL_LOGS: (hostfs.mount_source(self.files.make_nccl_dir(job.id, job.restarts, uid, gid)), False)}
         if spec.code_dir is not None:
             mounts[CODE] = (hostfs.mount_source(spec.code_dir), True)
         for d in spec.datasets:
@@ -301,7 +303,7 @@ class DockerBackend(OnThisMachine):
                                     max(1, len(gpus)), python="python3", bindir="")
         env = job_environment(spec, job_id=job.id, restarts=job.restarts, gpus=gpus, gpu_kind=self.gpu_kind,
                               checkpoints=CHECKPOINTS, metrics_file=METRICS,
-                              datasets_dir=DATASETS if spec.datasets else None)
+                              datasets_dir=DATASETS if spec.datasets else None, nccl_dir=NCCL_LOGS)
         if self.gpu_kind == "gpu":  # the container sees its GPUs only, numbered from 0
             env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(len(gpus)))
         # what the NVIDIA runtime exposes, whatever a CUDA image says (its NVIDIA_VISIBLE_DEVICES=all would

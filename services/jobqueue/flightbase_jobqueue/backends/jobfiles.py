@@ -9,6 +9,9 @@ so the job's owner can read it but change nothing in it but their own files:
     metrics.jsonl  the job's to write (made by the platform, then the owner's); read back
                    bounded and without following links
     datasets/      the platform's links to the dataset versions the job asked for
+    nccl/<run>/    NCCL's initialisation log, one file per rank (NCCL_DEBUG_FILE): ``nccl/`` is the
+                   platform's, each run's folder the owner's; read back through the folder's
+                   descriptor, bounded, without following links (:mod:`flightbase_jobqueue.comms`)
     work/          the owner's (0700): a copy of the training's code and the working directory
                    of a local job; a container's writable home (its code is mounted read-only)
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import shutil
 import threading
 from pathlib import Path
@@ -31,6 +35,29 @@ from flightbase import hostfs, metrics
 from flightbase_jobqueue.backends import launchers
 from flightbase_jobqueue.backends.spec import DatasetVersion, JobRef, LaunchSpec, artifacts_sub_path
 from flightbase_jobqueue.ports import BackendEvent, drain
+
+
+# What is read back of a run's NCCL logs: NCCL names them <host>.<pid>.log (comms.LOG_NAME);
+# the initialisation lines come first, so the head of each file is what counts.
+NCCL_LOG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.log")
+NCCL_LOG_FILES = 64
+NCCL_LOG_BYTES = 256 << 10
+
+
+def read_nccl_logs(parent: Path) -> dict[str, str]:
+    """The NCCL logs of the latest run under a job's ``nccl/`` folder (``nccl/<run>/``), ``{file name:
+    text}``: each file's first ``NCCL_LOG_BYTES``, read without following links (``hostfs.read_folder``).
+    Shared by the backends that keep a job's folder (``JobFiles``, and the Kubernetes backend's
+    ``<data_dir>/jobs/<id>/nccl/``, which the pods write through a sub-path mount)."""
+    try:  # the platform's own folder: its entries are runs the platform made
+        runs = sorted(int(n) for n in os.listdir(parent) if n.isdigit()) if not os.path.islink(parent) else []
+    except OSError:
+        return {}
+    if not runs:
+        return {}
+    found = hostfs.read_folder(parent / str(runs[-1]), NCCL_LOG_NAME, max_files=NCCL_LOG_FILES,
+                               max_bytes=NCCL_LOG_BYTES)
+    return {name: data.decode(errors="replace") for name, data in found.items()}
 
 
 class JobFiles:
@@ -51,6 +78,9 @@ class JobFiles:
     def exit_code_path(self, job_id: str) -> Path:
         return self.job_dir(job_id) / "exit_code"
 
+    def nccl_dir(self, job_id: str) -> Path:
+        return self.job_dir(job_id) / "nccl"
+
     # -- making them ---------------------------------------------------------------
     def make_job_dir(self, job_id: str, gid: int) -> Path:
         """The job's folder: root's, readable by the owner's group (``gid``; -1 without root: 0700)."""
@@ -68,6 +98,12 @@ class JobFiles:
             finally:
                 os.close(fd)
         return path
+
+    def make_nccl_dir(self, job_id: str, run: int, uid: int, gid: int) -> Path:
+        """``nccl/<run>/``: where this run's ranks write NCCL's log (the owner's, in the platform's ``nccl/``)."""
+        as_root = hostfs.running_as_root()
+        parent = hostfs.ensure_dir(self.nccl_dir(job_id), 0o750 if as_root else 0o700, 0 if as_root else -1, gid)
+        return hostfs.ensure_dir(parent / str(int(run)), 0o700, uid, gid)
 
     def link_datasets(self, jdir: Path, datasets: tuple[DatasetVersion, ...], gid: int) -> Path | None:
         """``<job>/datasets/<name>``: the platform's links to the versions the job asked for (root's folder)."""
@@ -146,6 +182,10 @@ class JobFiles:
         """Every metric record: the job's metrics file, then ``key=value`` lines of ``log_lines``."""
         return metrics.read(self.metrics_path(job.job_id), log_lines)
 
+    def nccl_logs(self, job: JobRef) -> dict[str, str]:
+        """The latest run's NCCL logs, ``{file name: text}`` (each file's first ``NCCL_LOG_BYTES``)."""
+        return read_nccl_logs(self.nccl_dir(job.job_id))
+
 
 class OnThisMachine:
     """What both on-machine backends share: their state's set-up, the launch spec (the shared
@@ -184,6 +224,9 @@ class OnThisMachine:
 
     def metric_records(self, job: JobRef, log_lines: list[str]) -> list[dict[str, float]]:
         return self.files.metric_records(job, log_lines)
+
+    def nccl_logs(self, job: JobRef) -> dict[str, str]:
+        return self.files.nccl_logs(job)
 
     def poll_events(self) -> list[BackendEvent]:
         return drain(self._events)

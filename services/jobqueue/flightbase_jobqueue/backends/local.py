@@ -191,6 +191,7 @@ class LocalBackend(OnThisMachine):
         artifacts = self.files.make_artifacts(spec.workspace, spec.artifacts_dir, uid,
                                               ws_gid if ws_gid is not None else gid)
         metrics_file = self.files.make_metrics_file(job.id, uid, gid)
+        nccl_dir = self.files.make_nccl_dir(job.id, job.restarts, uid, gid)
 
         gpus = sorted(g for node in placement.values() for g in node)
         nprocs = max(1, len(gpus))
@@ -199,7 +200,8 @@ class LocalBackend(OnThisMachine):
         env = self._base_environment()
         env.update(job_environment(spec, job_id=job.id, restarts=job.restarts, gpus=gpus, gpu_kind=self.gpu_kind,
                                    checkpoints=str(artifacts), metrics_file=str(metrics_file),
-                                   datasets_dir=str(jdir / "datasets") if spec.datasets else None))
+                                   datasets_dir=str(jdir / "datasets") if spec.datasets else None,
+                                   nccl_dir=str(nccl_dir)))
         env["HOME"] = ensure_home(account, self.accounts.home_root)
         env["USER"] = env["LOGNAME"] = account.pw_name
 
@@ -275,8 +277,13 @@ LOCAL_NODE = "local"
 class LocalNodes:
     """The embedded deployment's inventory: this machine, with its GPUs or CPU slots."""
 
-    def __init__(self, gpus: Sequence[dict]):
-        self._node = Node(name=LOCAL_NODE, total=len(gpus), free=tuple(g["index"] for g in gpus))
+    def __init__(self, gpus: Sequence[dict], labels: dict[str, str] | None = None):
+        if labels is None and gpus and gpus[0].get("kind") == "gpu":
+            # which GPUs NVLink or one PCIe switch joins: the placement prefers them (gpu_choice.py)
+            from flightbase import topology
+
+            labels = topology.placement_labels(topology.cached())
+        self._node = Node(name=LOCAL_NODE, total=len(gpus), free=tuple(g["index"] for g in gpus), labels=labels or {})
 
     def nodes(self) -> Sequence[Node]:
         return (self._node,) if self._node.total else ()

@@ -96,7 +96,8 @@ def code_sub_path(training_id: str) -> str:
 
 
 def job_environment(spec: LaunchSpec, *, job_id: str, restarts: int, gpus: list[int], gpu_kind: str,
-                    checkpoints: str, metrics_file: str, datasets_dir: str | None) -> dict[str, str]:
+                    checkpoints: str, metrics_file: str, datasets_dir: str | None,
+                    nccl_dir: str | None = None) -> dict[str, str]:
     """The environment every backend gives a job's processes on top of its base environment.
 
     The training's own variables, then its secret values (in the environment
@@ -123,6 +124,10 @@ def job_environment(spec: LaunchSpec, *, job_id: str, restarts: int, gpus: list[
     })
     if datasets_dir is not None:
         env["FLIGHTBASE_DATASETS_DIR"] = datasets_dir
+    if nccl_dir is not None:  # NCCL's initialisation log, per rank, apart from output.log (comms.py)
+        from flightbase_jobqueue.comms import nccl_environment
+
+        env.update(nccl_environment(nccl_dir, spec.env))
     for key, value in spec.params.items():
         env[f"FLIGHTBASE_PARAM_{key.upper()}"] = str(value)
     if gpu_kind == "cpu-slot":

@@ -55,7 +55,11 @@
       el("td", {}, q.name, q.kind === "lease" ? el("span", { class: "badge text-bg-secondary ms-1" }, "notebook") : null),
       el("td", { class: "user" }, q.user),
       el("td", { class: "gpus" }, q.gpus),
-      el("td", { class: "estimated-start" }, fmt.time(q.estimated_start)),
+      el("td", { class: "estimated-start" }, fmt.time(q.estimated_start),
+        // the range (docs/scheduling.md, "Start estimates") when it is wider than 2 min
+        q.estimated_start != null && q.estimated_start_range && q.estimated_start_range[1] - q.estimated_start_range[0] >= 120
+          ? el("div", { class: "estimated-range small text-body-secondary" },
+            `${fmt.time(q.estimated_start_range[0])} – ${fmt.time(q.estimated_start_range[1])}`) : null),
       el("td", { class: "reason small" }, q.reason))), "the queue is empty");
 
     fill($("recent"), d.recent.map(t => el("tr", { dataset: { training: t.training_id } },
