@@ -7,6 +7,11 @@ submissions per second, p50/p99 latency, and whether every accepted submission
 is in the database exactly once.
 
     .venv/bin/python benchmarks/submit_bench.py --submissions 10000 --clients 50 --sweep-share 0.1
+
+It also reports the CPU seconds the jobqueue and the hub's proxy spent per
+submission (from /proc: robust to other load on the machine, unlike the rate),
+and with ``--direct`` sends the load to the jobqueue's own port instead of
+through the proxy (what the proxy costs; people always go through it).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import subprocess
 import shutil
@@ -125,6 +131,59 @@ def load_ab(url: str, token: str, code_id: str, total: int, clients: int, sweep_
     }
 
 
+def processes(*needles: str) -> list[int]:
+    """Processes whose command line contains every needle."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if all(n in cmd for n in needles):
+                found.append(int(d.name))
+    return found
+
+
+def environ_of(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(e.decode(errors="replace").split("=", 1) for e in raw if b"=" in e)
+
+
+def jobqueue_pid(data_dir: Path) -> int:
+    for pid in processes("-m flightbase_jobqueue"):
+        try:
+            if environ_of(pid).get("FLIGHTBASE_DATA_DIR") == str(data_dir.resolve()) and "backends.runner" not in \
+                    Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"):
+                return pid
+        except OSError:
+            continue
+    raise RuntimeError("the jobqueue's process was not found")
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def scheduler_passes(p, admin_token: str) -> dict:
+    """The jobqueue's scheduling passes so far, from its Prometheus page (flightbase_scheduler_pass_seconds):
+    each pass holds the event loop, so a long one delays every request in flight."""
+    page = httpx.get(f"{p.url}/services/jobqueue/metrics", headers={"Authorization": f"token {admin_token}"},
+                     timeout=30).text
+    values = {}
+    for line in page.splitlines():
+        if line.startswith("flightbase_scheduler_pass_seconds_"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    count = values.get("flightbase_scheduler_pass_seconds_count", 0)
+    over = lambda le: count - values.get(f'flightbase_scheduler_pass_seconds_bucket{{le="{le}"}}', count)  # noqa: E731
+    return {"passes": int(count),
+            "pass_ms_mean": round(1000 * values.get("flightbase_scheduler_pass_seconds_sum", 0) / max(1, count), 1),
+            "passes_over_50ms": int(over("0.05")), "passes_over_100ms": int(over("0.1"))}
+
+
 def audit(data_dir: Path) -> dict:
     """What the database holds of the load (everything but the job that holds the slots)."""
     db = sqlite3.connect(data_dir / "jobqueue.sqlite")
@@ -148,6 +207,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sweep-share", type=float, default=0.1)
     ap.add_argument("--loadgen", choices=["ab", "httpx"], default="ab" if shutil.which("ab") else "httpx",
                     help="ab (Debian's apache2-utils; default when installed) or the Python httpx client")
+    ap.add_argument("--direct", action="store_true",
+                    help="send the load to the jobqueue's own port, not through the hub's proxy (to measure the proxy)")
     args = ap.parse_args(argv)
     import tempfile
 
@@ -156,23 +217,37 @@ def main(argv=None) -> int:
     p.start()
     try:
         token, code_id = setup(p)
+        jobqueue = jobqueue_pid(p.data_dir)
+        proxy = processes("configurable-http-proxy", f"--port {p.port}")
+        url = f"http://127.0.0.1:{environ_of(jobqueue)['FLIGHTBASE_JOBQUEUE_PORT']}" if args.direct else p.url
+        cpu_before = cpu_s(jobqueue), sum(cpu_s(pid) for pid in proxy)
         if args.loadgen == "ab":
-            measured = {"loadgen": "ab", **load_ab(p.url, token, code_id, args.submissions, args.clients, args.sweep_share)}
+            measured = {"loadgen": "ab", **load_ab(url, token, code_id, args.submissions, args.clients, args.sweep_share)}
             wall = measured.pop("seconds")
         else:
-            lat, statuses, wall = asyncio.run(load(p.url, token, code_id, args.submissions, args.clients, args.sweep_share))
+            lat, statuses, wall = asyncio.run(load(url, token, code_id, args.submissions, args.clients, args.sweep_share))
             measured = {"loadgen": "httpx", "responses": len(statuses), "accepted": statuses.count(201),
                         "latency_ms_p50": round(statistics.median(lat) * 1000, 1),
                         "latency_ms_p99": round(sorted(lat)[int(len(lat) * 0.99) - 1] * 1000, 1),
                         "latency_ms_max": round(max(lat) * 1000, 1)}
+        jobqueue_cpu = cpu_s(jobqueue) - cpu_before[0]
+        proxy_cpu = sum(cpu_s(pid) for pid in proxy) - cpu_before[1]
         time.sleep(1)
         result = {
             "submissions": args.submissions,
             "clients": args.clients,
             "sweep_share": args.sweep_share,
+            "route": "direct to the jobqueue's port" if args.direct else "through the hub's proxy",
             **measured,
             "wall_seconds": round(wall, 2),
             "submissions_per_second": round(measured["accepted"] / wall, 1),
+            # CPU per submission (ms): what the rate would be with a core each is 1000 / this
+            "jobqueue_cpu_ms_per_submission": round(jobqueue_cpu * 1000 / max(1, measured["responses"]), 3),
+            "proxy_cpu_ms_per_submission": round(proxy_cpu * 1000 / max(1, measured["responses"]), 3),
+            "jobqueue_cpu_cores": round(jobqueue_cpu / wall, 2),
+            "proxy_cpu_cores": round(proxy_cpu / wall, 2),
+            "load_average_1min": round(os.getloadavg()[0], 2),
+            "scheduler": scheduler_passes(p, p.admin_token),
             **audit(p.data_dir),
             "machine": f"{host.machine()}, {__import__('os').cpu_count()} cores, Python {host.python_version()}",
         }

@@ -70,6 +70,8 @@ class HubClient:
         self._cache_seconds = cache_seconds
         self._groups: tuple[float, dict[str, Workspace]] | None = None
         self._one: dict[str, tuple[float, Workspace | None]] = {}
+        self._fetching: dict[str, asyncio.Future] = {}  # name -> the lookup in flight (workspace())
+        self._generation = 0  # invalidate() counts up: a lookup begun before it is not cached
         self._lock = asyncio.Lock()
 
     async def close(self) -> None:
@@ -82,6 +84,8 @@ class HubClient:
     def invalidate(self) -> None:
         self._groups = None
         self._one.clear()
+        self._fetching.clear()  # a lookup in flight may predate the change: the next caller asks again
+        self._generation += 1
 
     async def workspaces(self) -> dict[str, Workspace]:
         """Every group of the hub (paginated through), cached for ``cache_seconds``."""
@@ -107,17 +111,33 @@ class HubClient:
             return found
 
     async def workspace(self, name: str) -> Workspace | None:
+        """The hub's group ``name`` (None if there is none), cached for ``cache_seconds``.
+
+        One request per name at a time: when the cached copy expires under load, the requests
+        that need it meanwhile wait for the one lookup in flight instead of each asking the hub
+        (fifty clients would otherwise send the hub fifty identical requests at once)."""
         now = time.monotonic()
         cached = self._one.get(name)
         if cached and now - cached[0] < self._cache_seconds:
             return cached[1]
+        pending = self._fetching.get(name)
+        if pending is None:
+            pending = asyncio.ensure_future(self._fetch_workspace(name, now))
+            self._fetching[name] = pending
+            pending.add_done_callback(lambda _: self._fetching.pop(name, None) if self._fetching.get(name) is pending
+                                      else None)
+        return await asyncio.shield(pending)
+
+    async def _fetch_workspace(self, name: str, now: float) -> Workspace | None:
+        generation = self._generation
         resp = await self._request("GET", f"/groups/{name}")
         if resp.status_code == 404:
             ws = None
         else:
             resp.raise_for_status()
             ws = Workspace.from_group(resp.json())
-        self._one[name] = (now, ws)
+        if generation == self._generation:  # not invalidated (a change made here) while it was asked for
+            self._one[name] = (now, ws)
         return ws
 
     async def user_exists(self, name: str) -> bool:

@@ -53,9 +53,13 @@ def make_reconciler(app: FastAPI, settings: PlatformSettings, sessions: db.Sessi
         ws = await app.state.hub.workspace(workspace)
         return ws.settings.idle_timeout_minutes * 60 if ws and ws.settings else None
 
+    # NVML sees this machine's GPUs only: the embedded deployment's, whether its notebooks run as
+    # processes or in containers (on a cluster the GPUs are on other nodes, and a busy kernel is
+    # what keeps a notebook)
+    reads_gpus = settings.backend in ("local", "docker") and app.state.runtime.backend.gpu_kind == "gpu"
     reconciler = LeaseReconciler(app.state.runtime, sessions, hub_env.api_url, settings.proxy_base_url(),
                                  hub_env.api_token, idle_timeout_of=idle_timeout_of,
-                                 interval=settings.lease_check_seconds)
+                                 interval=settings.lease_check_seconds, reads_gpus=reads_gpus)
 
     def lease_cancelled(job_id: str) -> None:
         with sessions() as session:
@@ -94,7 +98,8 @@ def build(settings: PlatformSettings) -> FastAPI:
         await app.state.runtime.start()
         app.state.submissions = SubmissionWriter(sessions)
         app.state.submissions.start()
-        app.state.code_uploads = {}
+        app.state.code_uploads = {}  # code_id -> its workspace (api/trainings.code_problem)
+        app.state.code_entrypoints = set()  # (code_id, entry point) found in the upload
         app.state.limits_task = asyncio.create_task(refresh_limits(app))
         app.state.lease_reconciler = make_reconciler(app, settings, sessions, hub_env)
         app.state.lease_reconciler.start()
