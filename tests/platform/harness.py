@@ -40,6 +40,7 @@ class Platform:
     admin_password: str
     extra_env: dict = field(default_factory=dict)
     gpus: str = "4"
+    policy: str | None = None  # `flightbase up --policy` (None: the platform's default)
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
 
@@ -64,7 +65,8 @@ class Platform:
         self.log_path = self.data_dir.parent / "platform.log"
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [str(FLIGHTBASE), "up", "--port", str(self.port), "--data-dir", str(self.data_dir), "--gpus", self.gpus],
+            [str(FLIGHTBASE), "up", "--port", str(self.port), "--data-dir", str(self.data_dir), "--gpus", self.gpus,
+             *(["--policy", self.policy] if self.policy else [])],
             cwd=ROOT,
             env=env,
             stdout=log,

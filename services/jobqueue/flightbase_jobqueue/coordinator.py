@@ -15,14 +15,28 @@ One :meth:`Coordinator.step` (woken by an event or a timer):
 
 The controller (API: validate with ``check_admissible``, enqueue) is
 separate and only writes QUEUED jobs to the store.  Steps are synchronous so
-the simulator can run them back to back; :meth:`run` is the thin async loop
-for the service.  The coordinator keeps two derived ledgers (GPUs held per
-node and per workspace) so a step costs what changed, not the size of the
-cluster; :meth:`recover` rebuilds them from the store after a restart.
+the simulator can run them back to back; the service's async loop that calls
+them is ``runtime.JobRuntime``'s.  The coordinator keeps two derived ledgers
+(GPUs held per node and per workspace) so a step costs what changed, not the
+size of the cluster; :meth:`recover` rebuilds them from the store after a
+restart.  It also owns the set of running jobs being cancelled (their end is
+CANCELLED, whatever their exit code): :meth:`cancel` adds to it, and after a
+restart the runtime's recovery hands back the jobs whose cancel was asked
+before it (:meth:`resume_cancel`).
+
+Fair-share usage (:class:`~.scheduling.usage.UsageLedger`, charged as each
+run ends) cannot be rebuilt that way, so it is saved: loaded from the store
+when the coordinator is made, and written back by :meth:`save_usage`, which a
+step calls after its events, at most every ``usage_save_seconds`` and only
+when something was charged (one small transaction, never one per pass), and
+which the service calls once more as it stops.  A crash loses at most the
+charges of the last interval (docs/scheduling.md).
 """
 
 from __future__ import annotations
 
+import logging
+import math
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
@@ -33,6 +47,10 @@ from .scheduling.policies import Policy
 from .scheduling.types import ActiveJob, Decisions, Node, Snapshot
 from .scheduling.usage import UsageLedger
 from .states import JobState
+
+log = logging.getLogger("flightbase.jobqueue.coordinator")
+# How often, at most, the fair-share ledger is written (seconds; only when it changed).
+USAGE_SAVE_SECONDS = 10.0
 
 
 @dataclass
@@ -51,7 +69,7 @@ class StepResult:
 class Coordinator:
     def __init__(self, store: Store, backend: Backend, policy: Policy, nodes: NodeInventory, *,
                  grace_seconds: float = 30.0, estimates: HistoryEstimates | None = None,
-                 usage: UsageLedger | None = None):
+                 usage: UsageLedger | None = None, usage_save_seconds: float = USAGE_SAVE_SECONDS):
         self.store = store
         self.backend = backend
         self.policy = policy
@@ -59,6 +77,9 @@ class Coordinator:
         self.grace_seconds = grace_seconds
         self.estimates = estimates if estimates is not None else HistoryEstimates()
         self.usage = usage if usage is not None else UsageLedger()
+        self.usage.restore(self.store.load_usage())  # what the last run of the service saved
+        self.usage_save_seconds = usage_save_seconds
+        self._usage_saved_at = -math.inf
         self._cancelling: set[str] = set()
         self._held: dict[str, set[int]] = {}
         self._in_use: dict[str, int] = {}
@@ -126,6 +147,17 @@ class Coordinator:
         if fmap is None:
             self._free_map = FreeMap(nodes)
         return nodes
+
+    def save_usage(self, now: float, *, force: bool = False) -> bool:
+        """Write the fair-share ledger to the store if it was charged since it was last
+        written, and (unless ``force``: a clean stop) the last write is at least
+        ``usage_save_seconds`` old.  True if it wrote."""
+        if not self.usage.dirty or (not force and now - self._usage_saved_at < self.usage_save_seconds):
+            return False
+        self.store.save_usage(self.usage.state())
+        self.usage.dirty = False  # (only after the write: a failed one is retried)
+        self._usage_saved_at = now
+        return True
 
     # -- events ----------------------------------------------------------------
     def _end_run(self, job_id: str, at: float, new_state: JobState, *, exit_code: int | None = None,
@@ -209,6 +241,10 @@ class Coordinator:
         result = StepResult()
         for event in self.backend.poll_events():
             self.handle(event, result)
+        try:
+            self.save_usage(now)
+        except Exception:  # the usage is kept (dirty) and written at a later pass: scheduling goes on
+            log.exception("could not save the fair-share usage")
         queue = self.store.queued_jobs()
         if not len(queue):
             return result

@@ -173,3 +173,19 @@ class UsageInterval(Base):
         Index("ix_usage_intervals_workspace_started", "workspace", "started_at"),
         Index("ix_usage_intervals_job", "job_id"),
     )
+
+
+class FairshareUsage(Base):
+    """A workspace's fair-share usage as the coordinator last saved it (:mod:`.scheduling.usage`).
+
+    ``gpu_seconds`` is its decayed usage as of ``at`` (float seconds since the
+    epoch, the time of its last charge); the value at a later time decays from
+    there with the ledger's half-life. Saved in batches (at most every few
+    seconds, and at a clean stop) and loaded at start-up; see docs/scheduling.md.
+    """
+
+    __tablename__ = "fairshare_usage"
+
+    workspace: Mapped[str] = mapped_column(String(64), primary_key=True)
+    gpu_seconds: Mapped[float] = mapped_column(Float, nullable=False)
+    at: Mapped[float] = mapped_column(Float, nullable=False)

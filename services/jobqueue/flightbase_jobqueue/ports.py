@@ -75,6 +75,16 @@ class Store(Protocol):
         the hub's group properties); workspaces missing here get defaults."""
         ...
 
+    def load_usage(self) -> Mapping[str, tuple[float, float]]:
+        """The fair-share usage saved last (:meth:`save_usage`), empty if none."""
+        ...
+
+    def save_usage(self, usage: Mapping[str, tuple[float, float]]) -> None:
+        """Persist the fair-share ledger, ``{workspace: (gpu_seconds, at)}``
+        (:meth:`~.scheduling.usage.UsageLedger.state`), in one transaction,
+        replacing what was saved for those workspaces."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Started:

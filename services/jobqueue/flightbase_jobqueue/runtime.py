@@ -3,11 +3,16 @@
 The API (the controller) validates and commits submissions, then hands them
 here; everything that changes a job afterwards happens on the event-loop
 thread through the :class:`~flightbase_jobqueue.coordinator.Coordinator`.
-After the loop's every step, sweeps release their next held jobs.
+When jobs end (a step reports them finished, or a queued one is cancelled),
+their sweeps release their next held jobs and their dataset versions are no
+longer marked in use.
 
 Recovery at start-up (:meth:`JobRuntime.start`): the store reloads queued and
 active jobs; each active job is re-attached to its processes if they are still
-alive, or finished from its recorded exit code, or failed as lost.
+alive, or finished from its recorded exit code, or failed as lost; a granted
+lease is adopted (the lease culler checks its server is still there), and a job
+whose cancel was asked before the restart still ends CANCELLED
+(:meth:`Coordinator.resume_cancel`).
 """
 
 from __future__ import annotations
@@ -90,6 +95,10 @@ class JobRuntime:
 
     async def stop(self) -> None:
         await tasks.cancel(self._task)
+        try:  # the fair-share usage charged since the last periodic save (Coordinator.save_usage)
+            self.coordinator.save_usage(time.time(), force=True)
+        except Exception:
+            log.exception("could not save the fair-share usage at stop")
 
     def _recover(self) -> None:
         with self.sessions() as session:
@@ -218,7 +227,7 @@ class JobRuntime:
 
     def insight(self) -> dict[str, insight.QueueInsight]:
         snap = self.coordinator.snapshot(time.time())
-        return {i.job_id: i for i in insight.explain(snap)}
+        return {i.job_id: i for i in insight.explain(snap, policy=self.coordinator.policy)}
 
     def set_limits(self, limits: Mapping[str, WorkspaceLimits]) -> None:
         self.limits = dict(limits)

@@ -219,6 +219,22 @@ class SqlStore:
             self._active[job_id] = replace(active, job=replace(active.job, priority=priority))
         return job
 
+    # -- fair-share usage (the coordinator's ledger, saved in batches) -------------------
+    def load_usage(self) -> dict[str, tuple[float, float]]:
+        with self.sessions() as session:
+            return {r.workspace: (r.gpu_seconds, r.at) for r in session.scalars(select(models.FairshareUsage))}
+
+    def save_usage(self, usage: Mapping[str, tuple[float, float]]) -> None:
+        """One transaction for the whole ledger: a row per workspace, updated where it changed."""
+        with self.sessions.begin() as session:
+            rows = {r.workspace: r for r in session.scalars(select(models.FairshareUsage))}
+            for ws, (gpu_seconds, at) in usage.items():
+                row = rows.get(ws)
+                if row is None:
+                    session.add(models.FairshareUsage(workspace=ws, gpu_seconds=gpu_seconds, at=at))
+                elif (row.gpu_seconds, row.at) != (gpu_seconds, at):
+                    row.gpu_seconds, row.at = gpu_seconds, at
+
     def mark_cancel_requested(self, job_id: str) -> None:
         with self.sessions.begin() as session:
             session.execute(update(models.Job).where(models.Job.id == job_id).values(cancel_requested=True))

@@ -4,6 +4,12 @@
 ``flightbase`` console script; ``main(argv)`` is the stand-alone entry
 point (``python -m flightbase_jobqueue.sim``).  Bad arguments or a bad file
 exit with status 2 and one line on stderr, never a stack trace.
+
+Without ``--policy`` the replay uses the platform's default policy
+(``scheduling.policies.DEFAULT_POLICY``, what the jobqueue runs when nothing
+is configured).  The ``--json`` keys, their units and meanings are listed in
+docs/scheduling.md ("The replay command"); ``tests/scheduling/test_replay_cli.py``
+checks that list against the output.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import argparse
 import json
 import sys
 
-from ..scheduling.policies import UnknownPolicy
+from ..scheduling.policies import DEFAULT_POLICY, UnknownPolicy
 from .replay import QUOTA_MODES, SimulationStuck, format_report, policy_names, replay
 from .trace import TraceError
 
@@ -21,8 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trace", required=True, help="trace CSV (job_id,submit_time,num_gpus,duration,group,...)")
     parser.add_argument("--nodes", type=int, required=True, help="number of GPU nodes")
     parser.add_argument("--gpus-per-node", type=int, required=True, help="GPUs per node")
-    parser.add_argument("--policy", required=True,
-                        help=f"scheduling policy: {', '.join(policy_names())} (sjf-oracle knows true durations)")
+    parser.add_argument("--policy", default=DEFAULT_POLICY,
+                        help=f"scheduling policy: {', '.join(policy_names())} (sjf-oracle knows true durations); "
+                             f"default: the platform's default, {DEFAULT_POLICY}")
     parser.add_argument("--quotas", choices=QUOTA_MODES, default="none",
                         help="per-workspace guaranteed quotas (default: none, one shared pool)")
     parser.add_argument("--no-borrowing", action="store_true",
@@ -38,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--idle-timeout-minutes", type=float, default=60.0,
                         help="an idle notebook is culled (its lease ends) this long after its last use")
     parser.add_argument("--seed", type=int, default=0, help="seed of the notebook arrivals")
-    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--json", action="store_true",
+                        help="print the figures as JSON (every key: docs/scheduling.md, \"The replay command\")")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -30,6 +30,7 @@ class MemStore:
         self.transitions = 0
         self.usage: list[Interval] = []  # every run of every job, in start order
         self._open: dict[str, int] = {}  # job id -> index in usage of its open interval
+        self.saved_usage: dict[str, tuple[float, float]] = {}  # the fair-share ledger as last saved
 
     # -- the controller's side (not part of the Store protocol) --------------
     def submit(self, job: Job) -> None:
@@ -52,6 +53,12 @@ class MemStore:
 
     def workspace_limits(self) -> Mapping[str, WorkspaceLimits]:
         return self.limits
+
+    def load_usage(self) -> Mapping[str, tuple[float, float]]:
+        return dict(self.saved_usage)
+
+    def save_usage(self, usage: Mapping[str, tuple[float, float]]) -> None:
+        self.saved_usage.update(usage)
 
     def transition(self, job_id: str, new_state: JobState, *, at: float,
                    placement: Placement | None = None, attained: float | None = None,
