@@ -5,11 +5,17 @@
 
 Prints one table row per replay (64 x 8 GPUs with each policy, including the
 sjf-oracle reference; 96 x 8 GPUs with proportional quotas, with and
-without borrowing, and pooled), then the CPU time of one scheduling pass
-over 10,000 queued jobs on 1,000 nodes for each policy.  Times are CPU
-seconds of this process (the machine is shared; wall time is printed for
-reference).  ``--quick`` replays only the first 3,000 jobs.  Figures are
-recorded in docs/benchmarks.md.
+without borrowing, and pooled), each with its preemptions per job and its
+average JCT over that of the preemptive SRTF reference on the same trace and
+number of GPUs (``sim/reference.py``: knows durations, pools all GPUs, no
+restart cost), then the CPU time of one scheduling pass over 10,000 queued
+jobs on 1,000 nodes for each policy.  ``--windows 35,42`` adds, for each
+start day, a 14-day window of ``--full-trace`` (the whole Philly trace),
+replayed with the default ``las`` policy at 64 x 8 GPUs and a 60 s restart
+cost against the reference (held-out windows: nothing was tuned on them).
+Times are CPU seconds of this process (the machine is shared; wall time is
+printed for reference).  ``--quick`` replays only the first 3,000 jobs.
+Figures are recorded in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -22,8 +28,9 @@ import time
 
 from flightbase_jobqueue.scheduling import ActiveJob, Job, QueueView, Snapshot, make_policy
 from flightbase_jobqueue.scheduling.estimates import HistoryEstimates
+from flightbase_jobqueue.sim.reference import srtf_reference
 from flightbase_jobqueue.sim.replay import make_nodes, replay
-from flightbase_jobqueue.sim.trace import read_trace
+from flightbase_jobqueue.sim.trace import Trace, TraceJob, read_trace
 
 LOOSE_AGING = {"strict_aging": False}
 
@@ -48,18 +55,63 @@ REPLAYS = [
 ]
 
 
+HEADER = (f"{'replay':<40}{'avg JCT':>10}{'/SRTF':>7}{'median':>9}{'p99 wait':>10}{'max wait':>10}"
+          f"{'util':>7}{'preempt':>9}{'/job':>6}{'reject':>8}{'wall s':>8}{'cpu s':>7}")
+
+
+def row(label: str, r: dict, ref: float) -> str:
+    return (f"{label:<40}{r['avg_jct']:>10,.0f}{r['avg_jct'] / ref:>7.3f}{r['median_jct']:>9,.0f}"
+            f"{r['queue_delay_p99']:>10,.0f}{r['queue_delay_max']:>10,.0f}{100 * r['gpu_utilisation']:>6.1f}%"
+            f"{r['preemptions']:>9}{r['preemptions'] / max(1, r['jobs']):>6.2f}{r['rejected']:>8}"
+            f"{r['wall_s']:>8.1f}{r['cpu_s']:>7.1f}")
+
+
+def reference(trace: Trace, gpus: int, cache: dict) -> float:
+    """Average JCT of the preemptive SRTF reference (pooled, knows durations,
+    free restarts) on ``gpus`` GPUs, printed once per trace and size."""
+    if gpus not in cache:
+        t0 = time.process_time()
+        r = srtf_reference(trace.jobs, gpus)
+        cache[gpus] = r["avg_jct"]
+        print(f"{f'{gpus} GPUs pooled, srtf reference':<40}{r['avg_jct']:>10,.0f}{1:>7.3f}"
+              f"{r['median_jct']:>9,.0f}{'-':>10}{'-':>10}{'-':>7}{r['preemptions']:>9}"
+              f"{r['preemptions'] / max(1, r['jobs']):>6.2f}{r['rejected']:>8}{'-':>8}"
+              f"{time.process_time() - t0:>7.1f}", flush=True)
+    return cache[gpus]
+
+
 def run_replays(path: str, limit: int | None, only: str | None) -> None:
     trace = read_trace(path, limit)
-    print(f"{'replay':<36}{'avg JCT':>10}{'median':>9}{'p99 wait':>10}{'max wait':>10}"
-          f"{'util':>7}{'preempt':>9}{'reject':>8}{'wall s':>8}{'cpu s':>7}")
+    print(HEADER)
+    refs: dict[int, float] = {}
     for label, nodes, policy, quotas, borrowing, restart, *options in REPLAYS:
         if only and only not in label:
             continue
+        ref = reference(trace, nodes * 8, refs)
         r = replay(path, nodes, 8, policy, quotas, restart, borrowing=borrowing, trace=trace,
-                   policy_options=options[0] if options else None)
-        print(f"{label:<36}{r['avg_jct']:>10,.0f}{r['median_jct']:>9,.0f}{r['queue_delay_p99']:>10,.0f}"
-              f"{r['queue_delay_max']:>10,.0f}{100 * r['gpu_utilisation']:>6.1f}%{r['preemptions']:>9}"
-              f"{r['rejected']:>8}{r['wall_s']:>8.1f}{r['cpu_s']:>7.1f}", flush=True)
+                   policy_options=options[0] if options else None, record_estimates=False)
+        print(row(label, r, ref), flush=True)
+
+
+def window(full: Trace, start_day: float, days: float = 14.0) -> Trace:
+    """The jobs of ``full`` submitted in [start_day, start_day + days), re-based."""
+    a, b = start_day * 86400.0, (start_day + days) * 86400.0
+    t0 = full.jobs[0].submit_time
+    jobs = [TraceJob(j.id, j.submit_time - t0 - a, j.gpus, j.duration, j.group)
+            for j in full.jobs if a <= j.submit_time - t0 < b]
+    return Trace(jobs, 0)
+
+
+def run_windows(full_path: str, starts: list[float], nodes: int = 64) -> None:
+    full = read_trace(full_path)
+    print(f"\n14-day windows of {full_path}, {nodes}x8, las, restart cost 60 s:")
+    print(HEADER)
+    for d in starts:
+        trace = window(full, d)
+        ref = reference(trace, nodes * 8, {})
+        r = replay(f"{full_path}@{d:g}d", nodes, 8, "las", "none", 60.0, trace=trace,
+                   record_estimates=False)
+        print(row(f"day {d:g}+14, {len(trace.jobs)} jobs, las", r, ref), flush=True)
 
 
 def pass_snapshot(n_queued: int = 10_000, n_nodes: int = 1_000, seed: int = 1) -> Snapshot:
@@ -103,9 +155,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="replay only the first 3,000 jobs")
     ap.add_argument("--only", help="run only the replays whose label contains this text")
     ap.add_argument("--no-replays", action="store_true")
+    ap.add_argument("--windows", default="",
+                    help="comma-separated start days of 14-day windows of --full-trace to replay too")
+    ap.add_argument("--full-trace", default="/work/shared/traces/philly_pollux_jobs.csv")
     args = ap.parse_args(argv)
     if not args.no_replays:
         run_replays(args.trace, 3000 if args.quick else None, args.only)
+    if args.windows:
+        run_windows(args.full_trace, [float(x) for x in args.windows.split(",") if x.strip()])
     if not args.only:
         run_micro()
     return 0

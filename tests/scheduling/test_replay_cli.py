@@ -117,8 +117,9 @@ def output_keys(r: dict) -> set[str]:
 def test_every_json_key_is_documented_and_every_documented_key_exists(trace, capsys):
     # quotas and notebooks on: every optional part of the output is there
     r = bench(capsys, "--trace", trace, "--nodes", "2", "--gpus-per-node", "8", "--quotas", "proportional",
-              "--notebooks-per-hour", "30", "--limit-jobs", "60")
+              "--notebooks-per-hour", "30", "--limit-jobs", "60", "--estimates")
     assert r["notebooks"]["submitted"] > 0 and any(w["quota"] is not None for w in r["workspaces"].values())
+    assert r["estimates"] is not None and r["estimates"]["shown"] > 0
     documented, produced = set(documented_keys()), output_keys(r)
     assert produced - documented == set(), "keys in the --json output missing from docs/scheduling.md"
     assert documented - produced == set(), "keys documented in docs/scheduling.md that the output lacks"

@@ -188,8 +188,8 @@ class PassState:
         return 0 if q is None else q
 
     def quota_check(self, job: Job) -> str:
-        """The verdict of :meth:`quota_verdict` without its reason (cheap;
-        :meth:`wait_blocked` records the reason of a BLOCKED job)."""
+        """The workspace's quota verdict for ``job`` (NO_QUOTA, WITHIN, BORROW
+        or BLOCKED; :meth:`wait_blocked` records the reason of a BLOCKED job)."""
         lim = self.snap.limits.get(job.workspace)
         quota = None if lim is None else lim.quota
         if quota is None:
@@ -204,20 +204,6 @@ class PassState:
         lim = self.snap.limits_for(job.workspace)
         self.wait(job.id, _blocked_reason, self.in_use.get(job.workspace, 0), lim.quota,
                   lim.allow_borrowing)
-
-    def quota_verdict(self, job: Job) -> tuple[str, str]:
-        lim = self.snap.limits_for(job.workspace)
-        if lim.quota is None:
-            return NO_QUOTA, ""
-        used = self.in_use.get(job.workspace, 0)
-        if used + job.gpus <= lim.quota:
-            return WITHIN, ""
-        if not lim.allow_borrowing:
-            return BLOCKED, f"workspace quota {used}/{lim.quota} in use (borrowing is off)"
-        if not job.preemptible:
-            return BLOCKED, (f"workspace quota {used}/{lim.quota} in use "
-                             f"(a non-preemptible job does not borrow)")
-        return BORROW, ""
 
     # -- admitting -------------------------------------------------------------
     def admit(self, job: Job, placement: Placement, borrowed: bool = False) -> None:
@@ -445,19 +431,6 @@ class PassState:
                 self._hot.pop(name, None)
 
     # -- EASY reservation ----------------------------------------------------------
-    def estimated_end(self, a: ActiveJob) -> float:
-        now = self.now
-        if a.stopping:
-            return now
-        job = a.job
-        total = self.snap.estimates.estimate(job)
-        elapsed = now - a.started_at
-        remaining = total - job.attained / job.gpus - elapsed
-        if remaining <= 0:
-            # Overran its estimate: expect it to run about as long again.
-            remaining = max(60.0, elapsed)
-        return now + remaining
-
     def ends(self, open_ended_never_end: bool = False) -> list[tuple[float, int, Job, Placement]]:
         """(estimated end, tie, job, placement) of every job holding GPUs.
         ``open_ended_never_end``: open-ended leases end at infinity (after

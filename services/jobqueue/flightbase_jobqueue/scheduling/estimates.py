@@ -1,4 +1,4 @@
-"""Runtime estimates for reservations when a job declares no ``max_runtime``.
+"""Runtime estimates: for reservations, and for the queue's estimated starts.
 
 A job's estimate is its declared ``max_runtime`` when it has one; otherwise
 the running median of the last ``window`` completed runtimes of jobs of the
@@ -7,12 +7,25 @@ falling back to the size class across workspaces, then to all jobs, then to
 ``default``.  The coordinator feeds it each completed job's run time
 (``observe``); the core only reads it (``estimate``), so a pass stays pure.
 Never the true duration of the job being estimated.
+
+:meth:`HistoryEstimates.remaining` is what the queue's estimated starts use
+(:mod:`.insight`): the time a job still needs *given what it has already
+run*, a quantile of the completed runtimes (last ``long_window`` of the same
+keys) that are longer than that.  GPU job runtimes are heavy-tailed, so the
+longer a job has run, the longer it is likely to run on; the unconditional
+median would call a job that has run 10 h "overdue" when it is merely long.
+With fewer than ``min_samples`` such runtimes anywhere, a job that has run
+``r`` seconds (at least ``floor``; ``default`` for one that has not run) is
+expected to run ``r q / (1 - q)`` more at quantile ``q``: a scale-free
+(Pareto) tail, about as long again at the median, a third of it at the 25th
+percentile and three times it at the 75th.
 """
 
 from __future__ import annotations
 
-from bisect import insort
+from bisect import bisect_left, bisect_right, insort
 from collections import deque
+from typing import Iterable
 
 from .types import Job
 
@@ -39,23 +52,39 @@ class _Window:
 
 
 class HistoryEstimates:
-    def __init__(self, default: float = 3600.0, window: int = 101, min_samples: int = 3):
+    def __init__(self, default: float = 3600.0, window: int = 101, min_samples: int = 3,
+                 long_window: int = 1000, floor: float = 600.0,
+                 km_refresh: float = 300.0):
         self.default = default
         self.window = window
         self.min_samples = min_samples
+        self.long_window = long_window
+        self.floor = floor
         self._by_key: dict[tuple, _Window] = {}
+        self._long: dict[tuple, _Window] = {}
         self._memo: dict[tuple[str, int], float] = {}
+        self._chains: dict[tuple[str, int], list[tuple[tuple, _Window]]] = {}
+        self.km_refresh = km_refresh
+        self._km_at: float | None = None
+        self._km: dict[tuple, tuple[list[float], list[float]]] = {}
+        self._censored: dict[tuple, list[float]] = {}
 
     def observe(self, job: Job, runtime: float) -> None:
         """Record the total run time (seconds, all runs together) of a job
         that completed successfully."""
         self._memo.clear()
+        self._chains.clear()
+        self._km = {}
         c = size_class(job.gpus)
         for key in ((job.workspace, c), ("", c), ("", 0)):
             w = self._by_key.get(key)
             if w is None:
                 w = self._by_key[key] = _Window()
             w.add(runtime, self.window)
+            w = self._long.get(key)
+            if w is None:
+                w = self._long[key] = _Window()
+            w.add(runtime, self.long_window)
 
     def estimate(self, job: Job) -> float:
         if job.max_runtime is not None:
@@ -73,3 +102,86 @@ class HistoryEstimates:
                 break
         self._memo[memo_key] = v
         return v
+
+    def censor(self, now: float, runs: Iterable[tuple[Job, float]]) -> None:
+        """What running (and preempted) jobs have run so far, ``(job, seconds
+        in all)``: from now on :meth:`remaining` counts them as censored
+        runtimes (Kaplan-Meier), refreshed at most every ``km_refresh``
+        seconds.  Without them the completed runtimes favour short jobs:
+        under load long jobs complete last (or are preempted), so the recent
+        completions are mostly short ones, and estimates come out early."""
+        if self._km_at is not None and 0.0 <= now - self._km_at < self.km_refresh:
+            return
+        self._km_at = now
+        self._km = {}
+        cens: dict[tuple, list[float]] = {}
+        for job, ran in runs:
+            if ran <= 0.0 or job.max_runtime is not None:
+                continue
+            c = size_class(job.gpus)
+            for key in ((job.workspace, c), ("", c), ("", 0)):
+                cens.setdefault(key, []).append(ran)
+        for v in cens.values():
+            v.sort()
+        self._censored = cens
+
+    def _curve(self, key: tuple, w: _Window) -> tuple[list[float], list[float]]:
+        """Kaplan-Meier survival of the key's runtimes: event times and the
+        negated survival after each (non-decreasing, for bisection)."""
+        got = self._km.get(key)
+        if got is not None:
+            return got
+        ev = w.ordered
+        cens = self._censored.get(key, ())
+        nc = len(cens)
+        times: list[float] = []
+        neg: list[float] = []
+        surv = 1.0
+        i, n = 0, len(ev)
+        while i < n:
+            t = ev[i]
+            j = bisect_right(ev, t, i)
+            at_risk = (n - i) + (nc - bisect_left(cens, t))
+            surv *= 1.0 - (j - i) / at_risk
+            times.append(t)
+            neg.append(-surv)
+            i = j
+        got = self._km[key] = (times, neg)
+        return got
+
+    def remaining(self, job: Job, ran: float, q: float = 0.5) -> float:
+        """Seconds ``job`` still needs after running ``ran`` seconds in all
+        (every run together), at quantile ``q`` of the completed runtimes
+        longer than ``ran`` (see the module docstring; with :meth:`censor`,
+        of the Kaplan-Meier estimate).  A declared ``max_runtime`` bounds
+        it."""
+        ran = max(0.0, ran)
+        if job.max_runtime is not None:
+            return max(0.0, job.max_runtime - ran)
+        mk = (job.workspace, job.gpus)
+        chain = self._chains.get(mk)
+        if chain is None:
+            c = size_class(job.gpus)
+            chain = self._chains[mk] = [(k, w) for k, w in ((k, self._long.get(k)) for k in
+                                                            ((job.workspace, c), ("", c), ("", 0)))
+                                        if w is not None]
+        km = self._km_at is not None
+        for key, w in chain:
+            o = w.ordered
+            i = bisect_right(o, ran)
+            n = len(o) - i
+            if n < self.min_samples:
+                continue
+            if not km:
+                return max(0.0, o[i + min(n - 1, int(q * n))] - ran)
+            times, neg = self._curve(key, w)
+            k = bisect_right(times, ran)
+            s_r = -neg[k - 1] if k else 1.0
+            m = bisect_left(neg, -s_r * (1.0 - q), k)
+            if m < len(times):
+                return max(0.0, times[m] - ran)
+            # Past the last completed runtime (the rest is censored): the tail rule below.
+            break
+        base = self.default if ran <= 0.0 else max(self.floor, ran)
+        q = min(max(q, 0.01), 0.99)
+        return base * q / (1.0 - q)

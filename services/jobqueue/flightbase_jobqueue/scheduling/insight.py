@@ -1,13 +1,44 @@
-"""Queue insight: position, estimated start and a pending reason per queued job.
+"""Queue insight: position, estimated start (and range) and a pending reason per queued job.
 
 A pure function of the snapshot, like a scheduling pass.  Positions follow
-queue order (submission order, priorities within a workspace); estimated
-starts come from a forward projection in that order: running jobs end at
-their declared or estimated runtimes, and each queued job starts at the
-first moment its whole gang fits, holding its GPUs for its own estimate.
-The projection is what a FIFO pass would do; backfill and LAS can only start
-jobs earlier, so it is an upper bound in practice, cheap, and explainable.
-``limit`` bounds the work on a very long queue (later jobs get no estimate).
+queue order (submission order, priorities within a workspace).  Estimated
+starts come from a forward projection of the cluster (:func:`project`):
+
+- each running job ends after the time it is still expected to need *given
+  what it has already run* (:meth:`~.estimates.HistoryEstimates.remaining`:
+  a quantile of the completed runtimes longer than its own so far), and a
+  queued job, once started, holds its GPUs for its own estimate;
+- the projection follows the policy's order and rules when it knows them.
+  Under ``las`` (the default) queued jobs are walked by service level, a job
+  that does not fit does not block smaller ones behind it, and a queued job
+  takes the GPUs of running jobs of a lower service level (once they have
+  run ``min_run``), as the policy would preempt them; a running job's GPUs
+  are counted for a queued job from the moment it is expected to sink below
+  that job's level; jobs reaching the starvation limit go first (and one
+  that cannot start holds back the rest), and a gang whose GPUs are free but
+  spread gathers them (``drain``, after ``migrate_after``); ``preempt_after``
+  and ``quantum`` are honoured.  Under other policies the projection is the FIFO walk
+  (each job starts at the first moment its whole gang fits, in queue
+  order): backfill can only start jobs earlier, so it is an upper bound;
+- runtimes are not known, so the projection runs several times: three
+  times with each job's runtime drawn at its own pseudo-random quantile of
+  the history (the median of the three starts is ``estimated_start``; one
+  projection with every job at its median runtime would be late, because
+  the first of many jobs to end ends much sooner than the median one), and
+  twice with every runtime at its 25th, then 75th percentile: those two
+  (widened to cover the three samples) are ``estimated_range`` (earliest,
+  latest);
+- the runtime history counts the jobs still running as censored runtimes
+  (Kaplan-Meier, :meth:`~.estimates.HistoryEstimates.censor`): recent
+  completions alone favour short jobs and make every estimate early.
+
+docs/scheduling.md ("Start estimates") gives the measured accuracy; the
+replay records every estimate the queue would show
+(:class:`~..sim.replay.EstimateRecorder`).
+
+Jobs that arrive later are not foreseen (under ``las`` they rank behind a
+queued job of the same level anyway).  ``limit`` bounds the work on a very
+long queue (later jobs in the projection's order get no estimate).
 
 Example reason: "needs 4 GPUs on one node; workspace quota 8/8 in use;
 estimated start 14:10 when training X ends".
@@ -16,11 +47,24 @@ estimated start 14:10 when training X ends".
 from __future__ import annotations
 
 import heapq
+from bisect import bisect_right
 from dataclasses import dataclass
+from typing import Callable, Iterable, Sequence
+from zlib import crc32
 
 from .core import PassState, clock, describe_need
-from .placement import DEFAULT_TOPOLOGY_KEYS
-from .types import Snapshot
+from .placement import DEFAULT_TOPOLOGY_KEYS, FreeMap, copy_freemap
+from .types import Job, Snapshot
+
+#: Sampled projections per estimate: each draws every job's runtime at its
+#: own quantile (:func:`_qf`); the median of their starts is the estimate.
+SAMPLES = 3
+#: The range: the projections with every runtime at these quantiles (short
+#: runs everywhere, long runs everywhere), widened to the samples if need be.
+RANGE_QUANTILES = (0.25, 0.75)
+INF = float("inf")
+#: A projection stops after this many events (job ends, level changes).
+MAX_EVENTS = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,17 +74,382 @@ class QueueInsight:
     workspace_position: int  # 1-based, within its workspace
     estimated_start: float | None
     reason: str
+    # (earliest, latest) of the projections with short and long runtimes;
+    # None when there is no estimate.
+    estimated_range: tuple[float, float] | None = None
 
 
-def explain(snap: Snapshot, limit: int = 1000,
-            topology_keys=DEFAULT_TOPOLOGY_KEYS) -> list[QueueInsight]:
+def _remaining(est, job: Job, ran: float, q: float) -> float:
+    """Seconds ``job`` still needs after ``ran`` seconds in all: the
+    estimates' conditional quantile when they have one, else (declared or
+    default estimates) the total estimate minus what it ran."""
+    fn = getattr(est, "remaining", None)
+    if fn is not None:
+        return fn(job, ran, q)
+    left = est.estimate(job) - ran
+    if left <= 0:
+        # Overran its estimate: expect it to run about as long again.
+        left = ran if ran > 60.0 else 60.0
+    return left
+
+
+@dataclass(slots=True)
+class _Holder:
+    job: Job
+    placement: dict
+    run_start: float
+    att0: float        # GPU-seconds attained before this run
+    end: float
+    preemptible: bool
+
+
+def _qf(spec: float | int) -> Callable[[str], float]:
+    """A runtime quantile per job: ``spec`` itself (a float), or for the
+    sample number ``spec`` (an int), a pseudo-random quantile of each job,
+    fixed by its id and the sample (a replay stays reproducible)."""
+    if isinstance(spec, float):
+        return lambda _id: spec
+    salt = (spec * 0x9E3779B9) & 0xFFFFFFFF
+
+    def u(jid: str) -> float:
+        h = crc32(jid.encode()) ^ salt  # then murmur3's finaliser: every input bit moves the top ones
+        h = ((h ^ (h >> 16)) * 0x85EBCA6B) & 0xFFFFFFFF
+        h = ((h ^ (h >> 13)) * 0xC2B2AE35) & 0xFFFFFFFF
+        return ((h ^ (h >> 16)) + 0.5) / 4294967296.0
+    return u
+
+
+def project(snap: Snapshot, free: FreeMap, q: float = 0.5, policy=None, limit: int = 1000,
+            only: Iterable[str] | None = None) -> dict[str, tuple[float, str]]:
+    """Projected start of queued jobs: job id -> (time, what makes room).
+    ``free``: the free GPUs now (not modified).  ``only``: stop once these
+    jobs have a start (the replay's recorder); otherwise the first ``limit``
+    jobs in the projection's order are projected."""
+    return project_many(snap, free, (q,), policy, limit, only)[0]
+
+
+def project_many(snap: Snapshot, free: FreeMap, qs: Sequence[float | int], policy=None, limit: int = 1000,
+                 only: Iterable[str] | None = None) -> list[dict[str, tuple[float, str]]]:
+    """:func:`project` for each entry of ``qs``: a runtime quantile (float)
+    for every job, or a sample number (int): each job's runtime drawn at its
+    own pseudo-random quantile (:func:`_qf`).  The work they share, ordering
+    the queue, is done once."""
+    _censor(snap)
+    if policy is not None and getattr(policy, "name", "") == "las" and hasattr(policy, "rank"):
+        return _project_las(snap, free, qs, policy, limit, only)
+    return [_project_fifo(snap, free, q, limit, only) for q in qs]
+
+
+def _censor(snap: Snapshot) -> None:
+    """Tell the estimates what running and preempted jobs have run so far
+    (:meth:`~.estimates.HistoryEstimates.censor`), when they take it."""
+    fn = getattr(snap.estimates, "censor", None)
+    if fn is None:
+        return
+    now = snap.now
+    runs = [(a.job, a.job.attained / a.job.gpus + max(0.0, now - a.started_at)) for a in snap.active]
+    runs += [(j, j.attained / j.gpus) for j in snap.queue.jobs() if j.attained > 0]
+    fn(now, runs)
+
+
+def _left_fn(est, spec: float | int) -> Callable[[Job, float], float]:
+    """``left(job, ran)``: the time ``job`` still needs after ``ran`` seconds,
+    at the quantile ``spec`` (a float) or drawn for sample ``spec`` (an int:
+    each job at its own quantile, :func:`_qf`)."""
+    remaining = getattr(est, "remaining", None)
+    if remaining is None:
+        return lambda job, ran: _remaining(est, job, ran, 0.5)
+    if isinstance(spec, float):
+        return lambda job, ran: remaining(job, ran, spec)
+    u = _qf(spec)
+    return lambda job, ran: remaining(job, ran, u(job.id))
+
+
+def _project_fifo(snap, free, spec, limit, only) -> dict[str, tuple[float, str]]:
+    left = _left_fn(snap.estimates, spec)
+    now = snap.now
+    fm = copy_freemap(free)
+    ends = []
+    k = 0
+    for a in snap.active:
+        k += 1
+        job = a.job
+        if a.stopping:
+            ends.append((now, k, job, a.placement))
+            continue
+        ran = job.attained / job.gpus + max(0.0, now - a.started_at)
+        ends.append((now + left(job, ran), k, job, a.placement))
+    heapq.heapify(ends)
+    want = None if only is None else set(only)
+    out: dict[str, tuple[float, str]] = {}
+    t = now
+    last_label = ""
+    for pos, job in enumerate(snap.queue, start=1):
+        if pos > limit or (want is not None and not want):
+            break
+        while True:
+            p = fm.find(job)
+            if p is not None:
+                break
+            if not ends:
+                return out
+            end, _, ejob, ep = heapq.heappop(ends)
+            if end > t:
+                t = end
+            fm.give(ep)
+            last_label = ejob.label
+        fm.take(p)
+        k += 1
+        heapq.heappush(ends, (t + left(job, job.attained / job.gpus), k, job, p))
+        out[job.id] = (t, last_label)
+        if want is not None:
+            want.discard(job.id)
+    return out
+
+
+def _project_las(snap, free, qs, policy, limit, only) -> list[dict[str, tuple[float, str]]]:
+    now = snap.now
+    starving = getattr(policy, "_starving_since", None)
+    queue = sorted(((policy.rank(j, now), j, starving(j) if starving else INF) for j in snap.queue.jobs()),
+                   key=lambda e: e[0])
+    if only is not None:
+        want = set(only)
+    else:
+        want = {j.id for _, j, _ in queue[:limit]}
+    base = []
+    stopping = []
+    for a in snap.active:
+        job = a.job
+        if a.stopping:
+            stopping.append(a.placement)
+        else:
+            base.append((job, a.placement, a.started_at, job.attained / job.gpus + max(0.0, now - a.started_at)))
+    return [_las_run(snap, free, q, policy, list(queue), set(want), base, stopping) for q in qs]
+
+
+def _las_run(snap, free, spec, policy, queue, want, base, stopping) -> dict[str, tuple[float, str]]:
+    """One projection under ``las`` (see the module docstring): queued jobs
+    walked in rank order at each event, promoted when they reach the
+    starvation limit (a promoted job that cannot start holds back the rest,
+    as the policy does), running jobs of a higher level preempted."""
+    left = _left_fn(snap.estimates, spec)
+    now = snap.now
+    thr = tuple(policy.thresholds)
+    min_run = policy.min_run
+    # The policy's other rules, where it has them (their defaults: off).
+    patience = getattr(policy, "preempt_after", 0.0) or 0.0   # wait this long before preempting
+    quantum = getattr(policy, "quantum", 0.0) or 0.0          # a restarted job keeps its GPUs a while
+    drain = bool(getattr(policy, "drain", False))              # a spread-out gang moves jobs to fit
+    migrate_after = getattr(policy, "migrate_after", 0.0) or 0.0
+    fm = copy_freemap(free)
+    holders: dict[str, _Holder] = {}
+    events: list[tuple[float, int, str]] = []
+    seq = 0
+    push = heapq.heappush
+
+    def hold(job: Job, placement, run_start: float, att0: float, end: float) -> None:
+        nonlocal seq
+        pre = job.preemptible
+        holders[job.id] = _Holder(job, placement, run_start, att0, end, pre)
+        seq += 1
+        push(events, (end, seq, job.id))
+        if pre:
+            # Moments its level changes, and the end of its protection (before its end).
+            t1 = run_start + max(min_run, quantum * att0 / job.gpus)
+            if now < t1 < end:
+                seq += 1
+                push(events, (t1, seq, job.id))
+            for th in thr:
+                if th > att0:
+                    t1 = run_start + (th - att0) / job.gpus
+                    if t1 < end:
+                        seq += 1
+                        push(events, (t1, seq, job.id))
+
+    for p in stopping:
+        fm.give(p)  # being preempted: free at once (grace aside)
+    for job, p, started, ran in base:
+        hold(job, p, started, job.attained, now + left(job, ran))
+    out: dict[str, tuple[float, str]] = {}
+    t = now
+    last_label = ""
+
+    def level(h: _Holder, at: float) -> int:
+        return bisect_right(thr, h.att0 + h.job.gpus * (at - h.run_start))
+
+    count = 0
+    while want and count < MAX_EVENTS:
+        # Jobs reaching the starvation limit go first (level -1).
+        promoted = False
+        for i, (rank, job, since) in enumerate(queue):
+            if since <= t and rank[0] >= 0:
+                queue[i] = ((-1, job.queued_since, -job.priority, job.submitted_at, job.id), job, since)
+                promoted = True
+        if promoted:
+            queue.sort(key=lambda e: e[0])
+        # Victims now: preemptible, past min_run, by level (highest first).
+        victims = []
+        preemptible_gpus = 0
+        for h in holders.values():
+            if h.preemptible:
+                preemptible_gpus += h.job.gpus
+                if at_least(t - h.run_start, max(min_run, quantum * h.att0 / h.job.gpus)):
+                    victims.append((level(h, t), h))
+        top = max((lv for lv, _ in victims), default=-2)
+        waiting = []
+        requeued = []
+        for i, entry in enumerate(queue):
+            rank, job, _ = entry
+            lv = rank[0]
+            if fm.total_free == 0 and lv >= top:
+                waiting.extend(queue[i:])
+                break
+            p = fm.find(job)
+            start = t
+            if p is None and lv < top and (lv < 0 or t >= job.queued_since + patience):
+                p = _preempt(fm, job, lv, victims, holders, requeued, t, thr, policy)
+                if p is not None:
+                    top = max((v for v, h in victims if h.job.id in holders), default=-2)
+            if p is None and drain and 1 < job.gpus <= fm.total_free and job.preemptible:
+                # Enough GPUs are free, spread out: the policy moves jobs to
+                # gather them (after ``migrate_after``); the GPUs are kept
+                # for it meanwhile.
+                p = _gather(fm, job.gpus)
+                start = max(t, job.queued_since + migrate_after)
+            if p is None:
+                waiting.append(entry)
+                if lv < 0 and fm.total_free + preemptible_gpus >= job.gpus:
+                    waiting.extend(queue[i + 1:])  # a starving job holds back the rest
+                    break
+                continue
+            fm.take(p)
+            hold(job, p, start, job.attained, start + left(job, job.attained / job.gpus))
+            if job.id in want:
+                out[job.id] = (start, last_label)
+                want.discard(job.id)
+        if requeued:
+            waiting.extend(requeued)
+            waiting.sort(key=lambda e: e[0])
+        queue = waiting
+        if not want or not queue:
+            break
+        # Next moment something can change for a waiting job.
+        low = queue[0][0][0]
+        nxt = min((since for rank, _, since in queue if rank[0] >= 0 and since > t), default=None)
+        if patience:
+            nxt = min((x for x in (j.queued_since + patience for _, j, _ in queue) if x > t),
+                      default=nxt) if nxt is None else min(
+                [nxt, *(x for x in (j.queued_since + patience for _, j, _ in queue) if x > t)])
+        while events:
+            et, _, jid = events[0]
+            h = holders.get(jid)
+            if h is None:
+                heapq.heappop(events)
+                continue
+            if et <= t and et < h.end:
+                heapq.heappop(events)  # a level change already taken into account
+                continue
+            if et >= h.end or (h.preemptible and et - h.run_start >= min_run and level(h, et) > low):
+                if nxt is None or et < nxt:
+                    nxt = et
+                break
+            heapq.heappop(events)  # irrelevant to every waiting job
+        if nxt is None:
+            break
+        t = max(t, nxt)
+        count += 1
+        # Release every job ending by then.
+        while events and events[0][0] <= t:
+            et, _, jid = heapq.heappop(events)
+            h = holders.get(jid)
+            if h is not None and h.end <= t:
+                del holders[jid]
+                fm.give(h.placement)
+                last_label = h.job.label
+    return out
+
+
+def _gather(fm: FreeMap, need: int) -> dict:
+    """``need`` free GPUs, from the nodes with the most free first."""
+    out = {}
+    for c in range(fm.max_size, 0, -1):
+        for i in fm.buckets[c]:
+            take = min(c, need)
+            out[fm.names[i]] = tuple(fm.free[i][:take])
+            need -= take
+            if need == 0:
+                return out
+    return out
+
+
+def at_least(a: float, b: float) -> bool:
+    return a >= b - 1e-9
+
+
+def _preempt(fm: FreeMap, job: Job, lv: int, victims, holders, requeued, t: float, thr, policy) -> dict | None:
+    """Room for ``job`` by preempting running jobs of a level above ``lv``
+    (as ``las`` would); the victims on the chosen nodes are requeued."""
+    mine = [h for v, h in victims if v > lv and h.job.id in holders]
+    if not mine or fm.total_free + sum(h.job.gpus for h in mine) < job.gpus:
+        return None
+    for h in mine:
+        fm.give(h.placement)
+    p = fm.find(job)
+    nodes = set(p) if p is not None else set()
+    for h in mine:
+        if p is not None and nodes.intersection(h.placement):
+            del holders[h.job.id]
+            att = h.att0 + h.job.gpus * (t - h.run_start)
+            vj = h.job
+            since = t + max(getattr(policy, "starve_after", INF),
+                            getattr(policy, "starve_factor", 1.0) * att / vj.gpus)
+            requeued.append(((bisect_right(thr, att), 0.0, -vj.priority, vj.submitted_at, vj.id), vj, since))
+        else:
+            fm.take(h.placement)
+    return p
+
+
+def summarize(runs: Sequence[dict[str, tuple[float, str]]], low: dict | None = None,
+              high: dict | None = None) -> dict[str, tuple[float, str, float, float]]:
+    """job id -> (estimate, what makes room, earliest, latest): the median
+    of the sampled projections ``runs`` (a run that found no start counts as
+    never; no estimate when most found none), and the range from the
+    projections with short (``low``) and long (``high``) runtimes, widened to
+    cover every sampled start."""
+    n = len(runs)
+    out = {}
+    ids = set().union(*runs) if runs else set()
+    inf = float("inf")
+    for jid in ids:
+        got = sorted(((r[jid] if jid in r else (inf, "")) for r in runs), key=lambda e: e[0])
+        mid = got[(n - 1) // 2]
+        if mid[0] == inf:
+            continue
+        finite = [g[0] for g in got if g[0] != inf]
+        lo = min(finite)
+        hi = max(finite)
+        if low and jid in low:
+            lo = min(lo, low[jid][0])
+        if high and jid in high:
+            hi = max(hi, high[jid][0])
+        out[jid] = (mid[0], mid[1], lo, hi)
+    return out
+
+
+def estimate_starts(snap: Snapshot, free: FreeMap, policy=None, limit: int = 1000,
+                    only: Iterable[str] | None = None) -> dict[str, tuple[float, str, float, float]]:
+    """job id -> (estimated start, what makes room, earliest, latest): what
+    the queue shows (see the module docstring)."""
+    runs = project_many(snap, free, (*RANGE_QUANTILES, *range(SAMPLES)), policy, limit, only)
+    return summarize(runs[2:], runs[0], runs[1])
+
+
+def explain(snap: Snapshot, limit: int = 1000, topology_keys=DEFAULT_TOPOLOGY_KEYS,
+            policy=None, ranges: bool = True) -> list[QueueInsight]:
     state = PassState(snap, topology_keys)
     fm = state.free
-    ends = state.ends()
-    heapq.heapify(ends)
-    seq = len(ends)
-    t = snap.now
-    last_label = ""
+    estimates = estimate_starts(snap, fm, policy, limit) if ranges else {
+        jid: (t, label, t, t) for jid, (t, label) in project(snap, fm, 0.5, policy, limit).items()}
     ws_pos: dict[str, int] = {}
     in_use = state.in_use  # GPUs each workspace holds now (the reason says what is true now)
     out: list[QueueInsight] = []
@@ -56,31 +465,20 @@ def explain(snap: Snapshot, limit: int = 1000,
                     parts.append(f"workspace quota {used}/{lim.quota} in use, may borrow idle GPUs")
                 else:
                     parts.append(f"workspace quota {used}/{lim.quota} in use")
-        start = None
-        if pos <= limit:
-            while True:
-                p = fm.find(job)
-                if p is not None:
-                    start = t
-                    break
-                if not ends:
-                    break
-                end, _, ejob, ep = heapq.heappop(ends)
-                if end > t:
-                    t = end
-                fm.give(ep)
-                last_label = ejob.label
-            if start is not None:
-                fm.take(p)
-                seq += 1
-                heapq.heappush(ends, (start + snap.estimates.estimate(job), seq, job, p))
-                if start <= snap.now:
-                    parts.append("can start at the next pass")
-                else:
-                    parts.append(f"estimated start {clock(start)} when {last_label} ends")
+        got = estimates.get(job.id)
+        start = rng = None
+        if got is not None:
+            start, label, lo, hi = got
+            rng = (lo, hi) if ranges else None
+            if start <= snap.now:
+                parts.append("can start at the next pass")
+            elif label:
+                parts.append(f"estimated start {clock(start)} when {label} ends")
             else:
-                parts.append("no estimate: not enough schedulable GPUs")
-        if pos > 1 and start is None:
-            parts.append(f"{pos - 1} job(s) ahead")
-        out.append(QueueInsight(job.id, pos, ws_pos[ws], start, "; ".join(parts)))
+                parts.append(f"estimated start {clock(start)}")
+        else:
+            parts.append("no estimate: not enough schedulable GPUs")
+            if pos > 1:
+                parts.append(f"{pos - 1} job(s) ahead")
+        out.append(QueueInsight(job.id, pos, ws_pos[ws], start, "; ".join(parts), rng))
     return out

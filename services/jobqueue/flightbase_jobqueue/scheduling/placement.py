@@ -13,6 +13,8 @@ Rules (pure functions over a working copy of the free GPUs):
   nodes takes one whole node and 4 GPUs of a second, fully free, node).
 - An ``N x G`` request (``gpus_per_node``) takes N nodes with G free GPUs
   each, best fit per node, with the same topology preference.
+- Within a node, a job gets GPUs joined by NVLink, else under one PCIe switch, where the
+  node's labels say which (:func:`.gpu_choice.choose`); otherwise its first free GPUs.
 - :func:`check_admissible` rejects at submission a job that can never fit.
 
 :class:`FreeMap` keeps nodes in buckets by free-GPU count, so finding a best
@@ -24,6 +26,7 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from typing import Iterable, Mapping, Sequence
 
+from .gpu_choice import choose
 from .types import Job, Node, Placement, WorkspaceLimits
 
 DEFAULT_TOPOLOGY_KEYS: tuple[str, ...] = (
@@ -122,10 +125,6 @@ class FreeMap:
             self.total_free += len(new) - old
 
     # -- queries ---------------------------------------------------------------
-    def free_on(self, name: str) -> int:
-        i = self.index.get(name)
-        return 0 if i is None else len(self.free[i])
-
     def find(self, job: Job) -> Placement | None:
         """Where ``job`` would go now, or None; does not take the GPUs."""
         need = job.gpus
@@ -138,13 +137,13 @@ class FreeMap:
             if len(cands) < count:
                 return None
             chosen = self._topology_pick(cands, count)
-            return {self.names[i]: tuple(self.free[i][:per]) for i in chosen}
+            return {self.names[i]: choose(self.free[i], per, self.labels[i]) for i in chosen}
         if per is not None or need <= self.max_size:
             for c in range(need, self.max_size + 1):
                 b = self.buckets[c]
                 if b:
                     i = b[0]
-                    return {self.names[i]: tuple(self.free[i][:need])}
+                    return {self.names[i]: choose(self.free[i], need, self.labels[i])}
             return None
         # Larger than any node: whole nodes, biggest first within a group.
         whole = [i for c in range(1, self.max_size + 1) for i in self.buckets[c]

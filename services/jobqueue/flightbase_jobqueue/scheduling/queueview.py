@@ -100,9 +100,6 @@ class QueueView:
     def cursor(self) -> "QueueCursor":
         return QueueCursor(self)
 
-    def workspace_slot(self, workspace: str, index: int) -> tuple:
-        return self._slots[workspace][index]
-
 
 class QueueCursor:
     """Walks the queue in order; ``block(ws)`` drops the rest of a workspace.

@@ -85,9 +85,6 @@ class ActiveJob:
     started_at: float
     stopping: bool = False
 
-    def attained_at(self, now: float) -> float:
-        return self.job.attained + self.job.gpus * max(0.0, now - self.started_at)
-
 
 @dataclass(frozen=True, slots=True)
 class Node:

@@ -45,6 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--idle-timeout-minutes", type=float, default=60.0,
                         help="an idle notebook is culled (its lease ends) this long after its last use")
     parser.add_argument("--seed", type=int, default=0, help="seed of the notebook arrivals")
+    parser.add_argument("--estimates", action="store_true",
+                        help="also record the start estimate each job was shown (at submission and at each change "
+                             "of its place) and report its error against the actual start (the 'estimates' part of "
+                             "the output); slow: the queue's projection runs at each change")
     parser.add_argument("--json", action="store_true",
                         help="print the figures as JSON (every key: docs/scheduling.md, \"The replay command\")")
 
@@ -62,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         result = replay(args.trace, args.nodes, args.gpus_per_node, args.policy, args.quotas,
                         args.restart_cost, borrowing=not args.no_borrowing, limit_jobs=args.limit_jobs,
                         notebooks_per_hour=args.notebooks_per_hour, notebook_minutes=args.notebook_minutes,
-                        idle_timeout_minutes=args.idle_timeout_minutes, seed=args.seed)
+                        idle_timeout_minutes=args.idle_timeout_minutes, seed=args.seed,
+                        record_estimates=args.estimates)
     except (TraceError, UnknownPolicy, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

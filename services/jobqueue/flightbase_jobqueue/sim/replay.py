@@ -17,6 +17,14 @@ person works for an exponentially distributed time (mean
 ``idle_timeout_minutes`` later.  The scheduler never sees that length.  The
 report then gives notebook waits and training waits side by side
 (``waits``); the headline figures stay those of the trace's jobs.
+
+Start estimates (``estimates`` in the report): after every step the
+:class:`EstimateRecorder` notes, for each trace job still waiting for its
+first start, the estimated start and range the queue would show
+(:func:`~..scheduling.insight.estimate_starts`, the service's own
+projection, with the replay's policy) when the job first appears in the queue and each time
+its queue position changes.  Once the replay is over each recorded estimate
+is compared with the job's actual first start (:func:`estimate_errors`).
 """
 
 from __future__ import annotations
@@ -25,10 +33,12 @@ import math
 import random
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 from ..coordinator import Coordinator
+from ..scheduling.core import PassState
+from ..scheduling.insight import estimate_starts, project
 from ..scheduling.placement import check_admissible
 from ..scheduling.policies import POLICIES, UnknownPolicy, make_policy
 from ..scheduling.types import Job, Node, WorkspaceLimits
@@ -123,6 +133,114 @@ def _pct(sorted_values: list[float], p: float) -> float:
     return sorted_values[k]
 
 
+#: Jobs that wait longer than this are the ones a start estimate is for.
+LONG_WAIT = 300.0
+#: An estimate is "within" when its error is at most this share of the wait.
+WITHIN = 0.25
+
+
+class EstimateRecorder:
+    """Records the estimates the queue shows (see the module docstring):
+    ``samples`` holds (job id, time shown, position, estimated start or
+    None, earliest, latest).  ``jobs``: the ids to follow (the trace's)."""
+
+    def __init__(self, policy, jobs: set[str], ranges: bool = True, baseline: bool = False):
+        self.policy = None if baseline else policy
+        self.jobs = jobs
+        self.ranges = ranges and not baseline  # the previous estimator had no range
+        self.baseline = baseline
+        self.samples: list[tuple[str, float, int, float | None, float | None, float | None]] = []
+        self._pos: dict[str, int] = {}
+
+    def __call__(self, sim: "Simulation", now: float) -> None:
+        queue = sim.store.queued_jobs()
+        if not len(queue):
+            return
+        started = sim.backend.first_start
+        follow = self.jobs
+        last = self._pos
+        changed: dict[str, int] = {}
+        for pos, job in enumerate(queue, start=1):
+            jid = job.id
+            if jid in started or jid not in follow:
+                continue
+            if last.get(jid) != pos:
+                last[jid] = pos
+                changed[jid] = pos
+        if not changed:
+            return
+        snap = sim.coordinator.snapshot(now)
+        if self.baseline:
+            snap = replace(snap, estimates=_TotalOnly(snap.estimates))
+        free = PassState(snap).free
+        if self.ranges:
+            got = estimate_starts(snap, free, self.policy, only=changed)
+        else:
+            got = {jid: (t, label, t, t) for jid, (t, label)
+                   in project(snap, free, 0.5, self.policy, only=changed).items()}
+        for jid, pos in changed.items():
+            m = got.get(jid)
+            if m is None:
+                self.samples.append((jid, now, pos, None, None, None))
+            else:
+                self.samples.append((jid, now, pos, m[0], m[2], m[3]))
+
+
+class _TotalOnly:
+    """The previous estimator, for comparison (``--baseline`` of
+    benchmarks/estimate_bench.py): the unconditional running median of a
+    job's runtime, a job past it expected to run as long again, and the
+    FIFO projection (``EstimateRecorder(baseline=True)``)."""
+
+    def __init__(self, est):
+        self.estimate = est.estimate
+
+
+def _error_stats(rows: list[tuple[float, float, float, float, float]]) -> dict:
+    """rows: (estimate, actual start, time shown, earliest, latest)."""
+    if not rows:
+        return {"count": 0, "median_abs_error": None, "p90_abs_error": None,
+                "median_rel_error": None, "within_25pct": None, "in_range": None}
+    abs_err = sorted(abs(e - a) for e, a, _, _, _ in rows)
+    rel = sorted(abs(e - a) / (a - t) if a > t else (0.0 if abs(e - a) < 1e-6 else math.inf)
+                 for e, a, t, _, _ in rows)
+    within = sum(1 for r in rel if r <= WITHIN)
+    hit = sum(1 for _, a, _, lo, hi in rows if lo - 1e-6 <= a <= hi + 1e-6)
+    return {"count": len(rows), "median_abs_error": _pct(abs_err, 50), "p90_abs_error": _pct(abs_err, 90),
+            "median_rel_error": _pct(rel, 50), "within_25pct": within / len(rows),
+            "in_range": hit / len(rows)}
+
+
+def estimate_errors(samples, first_start: dict[str, float], submitted: dict[str, float]) -> dict:
+    """Start-estimate accuracy from recorded ``samples`` (see
+    :class:`EstimateRecorder`) against the actual first starts.  Errors are
+    absolute seconds between the estimated and the actual start; the
+    relative error divides by the wait still ahead when the estimate was
+    shown; ``within_25pct``: share of estimates whose error is at most 25% of
+    that wait; ``in_range``: share whose actual start fell in the range.
+    Groups: every estimate shown (``all``) and those of jobs that waited
+    more than 5 min in all (``waited_over_5min``).  Jobs that never started
+    are left out; ``no_estimate`` counts estimates the queue could not
+    give."""
+    rows_all, rows_long = [], []
+    none = 0
+    jobs: set[str] = set()
+    for jid, t, _pos, est, lo, hi in samples:
+        actual = first_start.get(jid)
+        if actual is None:
+            continue
+        if est is None:
+            none += 1
+            continue
+        jobs.add(jid)
+        row = (est, actual, t, lo, hi)
+        rows_all.append(row)
+        if actual - submitted[jid] > LONG_WAIT:
+            rows_long.append(row)
+    return {"shown": len(rows_all) + none, "jobs": len(jobs), "no_estimate": none,
+            "all": _error_stats(rows_all), "waited_over_5min": _error_stats(rows_long)}
+
+
 class SimulationStuck(RuntimeError):
     """The clock stopped advancing: decisions keep undoing each other at one
     instant (a preemption ping-pong).  A scheduler bug, reported instead of
@@ -204,7 +322,7 @@ def replay(trace_path: str, nodes: int, gpus_per_node: int, policy: str, quotas:
            grace_seconds: float = 0.0, policy_options: dict | None = None,
            trace: Trace | None = None, notebooks_per_hour: float = 0.0,
            notebook_minutes: float = 60.0, idle_timeout_minutes: float = 60.0,
-           seed: int = 0) -> dict:
+           seed: int = 0, record_estimates: bool = False, baseline_estimates: bool = False) -> dict:
     """Replay a trace CSV; returns the figures (see :func:`format_report`)."""
     wall0, cpu0 = time.perf_counter(), time.process_time()
     if nodes < 1 or gpus_per_node < 1:
@@ -228,8 +346,10 @@ def replay(trace_path: str, nodes: int, gpus_per_node: int, policy: str, quotas:
         # An oracle still knows nothing of a session's length: nobody does.
         jobs = sorted([*jobs, *notebooks], key=lambda j: (j.submitted_at, j.id))
         durations.update(lengths)
+    recorder = (EstimateRecorder(pol, {j.id for j in tjobs}, baseline=baseline_estimates)
+                if record_estimates else None)
     sim = simulate(jobs, durations, node_list, pol, limits, restart_cost=restart_cost,
-                   grace_seconds=grace_seconds)
+                   grace_seconds=grace_seconds, observe=recorder)
     store, backend, rejected, steps = sim.store, sim.backend, sim.rejected, sim.steps
     by_id = {j.id: j for j in tjobs}
     done = {jid: t for jid, t in backend.finished.items() if jid in by_id}
@@ -285,6 +405,8 @@ def replay(trace_path: str, nodes: int, gpus_per_node: int, policy: str, quotas:
                       "unfinished": sum(1 for j in nb_submit if not store.states[j].is_terminal())
                       if notebooks else 0},
         "waits": waits,
+        "estimates": estimate_errors(recorder.samples, backend.first_start,
+                                     {j.id: j.submit_time for j in tjobs}) if recorder else None,
         "wall_s": time.perf_counter() - wall0, "cpu_s": time.process_time() - cpu0,
     }
 
@@ -322,6 +444,17 @@ def format_report(r: dict) -> str:
         if w["count"]:
             lines.append(f"  {label:<15} {w['count']:>7} {w['mean']:>9,.0f} {w['p50']:>9,.0f} "
                          f"{w['p95']:>9,.0f} {w['p99']:>9,.0f} {w['max']:>9,.0f}")
+    est = r.get("estimates")
+    if est:
+        lines.append(f"start estimates  {est['shown']} shown to {est['jobs']} waiting jobs "
+                     f"({est['no_estimate']} without an estimate)")
+        lines.append("  error (s)                count    median       p90   median rel  within 25%  in range")
+        for label, key in (("every estimate", "all"), ("jobs waiting > 5 min", "waited_over_5min")):
+            e = est[key]
+            if e["count"]:
+                lines.append(f"  {label:<20} {e['count']:>9} {e['median_abs_error']:>9,.0f} "
+                             f"{e['p90_abs_error']:>9,.0f} {100 * e['median_rel_error']:>11.0f}% "
+                             f"{100 * e['within_25pct']:>10.0f}% {100 * e['in_range']:>8.0f}%")
     lines.append("workspace     jobs   avg JCT (s)   GPU share   quota")
     for ws, d in r["workspaces"].items():
         avg = "-" if d["avg_jct"] is None else f"{d['avg_jct']:,.0f}"

@@ -1,0 +1,47 @@
+"""Start estimates on the real platform (#17, part 2): the queue's API output carries the estimate
+and its range, and ``flightbase jobs queue`` shows them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import time
+
+import pytest
+
+from .harness import FLIGHTBASE
+from .world import JOBS, submit, upload_code, wait_idle, wait_job
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_queued_job_shows_its_estimated_start_and_range_in_the_api_and_the_cli(platform, world):
+    wait_idle(platform)
+    token = world.tokens["owner"]
+    sleeper = upload_code(platform, token, world.workspace, "sleeper.py", (JOBS / "sleeper.py").read_bytes())
+    big = submit(platform, token, world.workspace, "big", "sleeper.py", sleeper, gpus=4)["jobs"][0]["id"]
+    try:
+        wait_job(platform, token, big, ("running",))
+        small = submit(platform, token, world.workspace, "small", "sleeper.py", sleeper)["jobs"][0]["id"]
+        time.sleep(1)
+        listed = platform.api("jobqueue", "GET", "queue", token, params={"workspace": world.workspace}).json()
+        (row,) = [j for j in listed if j["id"] == small]
+        q = row["queue"]
+        now = time.time()
+        assert q["estimated_start"] is not None and q["estimated_start"] > now - 5, q
+        lo, hi = q["estimated_start_range"]
+        assert lo <= q["estimated_start"] <= hi, q
+        one = platform.api("jobqueue", "GET", f"jobs/{small}", token).json()["queue"]  # a moment later
+        assert one["estimated_start_range"][0] <= one["estimated_start"] <= one["estimated_start_range"][1], one
+        env = dict(os.environ, FLIGHTBASE_URL=platform.url, FLIGHTBASE_TOKEN=token)
+        out = subprocess.run([str(FLIGHTBASE), "queue", "-w", world.workspace], env=env, check=True,
+                             capture_output=True, text=True, timeout=60).stdout
+        line = next(l for l in out.splitlines() if small in l)
+        hm = lambda ts: dt.datetime.fromtimestamp(ts).strftime("%H:%M")  # noqa: E731
+        assert dt.datetime.fromtimestamp(q["estimated_start"]).strftime("%H:%M:%S") in line, out
+        # The range is shown when it is wider than 2 min (with little history it is: the big job's
+        # remaining time is a guess from what it has run so far).
+        assert (f"({hm(lo)}-{hm(hi)})" in line) == (hi - lo >= 120), (out, q)
+    finally:
+        wait_idle(platform)

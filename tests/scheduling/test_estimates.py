@@ -1,0 +1,215 @@
+"""Start estimates (#17): the runtime estimator, the queue's forward projection and its range,
+and the replay's accuracy figures computed from the estimates it recorded."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from flightbase_jobqueue.scheduling import make_policy
+from flightbase_jobqueue.scheduling.estimates import HistoryEstimates
+from flightbase_jobqueue.scheduling.insight import explain
+from flightbase_jobqueue.sim.replay import (EstimateRecorder, estimate_errors, make_nodes, replay,
+                                            simulate)
+from flightbase_jobqueue.scheduling.types import Job
+
+from scheduling_factories import job, node, running, snap
+
+HEADER = "job_id,submit_time,num_gpus,duration,group,user,queue_delay,status\n"
+
+
+def history(runtimes, ws="w", gpus=1) -> HistoryEstimates:
+    est = HistoryEstimates()
+    for r in runtimes:
+        est.observe(job("done", gpus, ws=ws), r)
+    return est
+
+
+# -- the estimator -------------------------------------------------------------------------------
+
+def test_remaining_is_conditional_on_what_the_job_has_already_run():
+    est = history([100.0 * i for i in range(1, 101)])  # 100 s .. 10,000 s
+    j = job("a")
+    assert est.remaining(j, 0) == pytest.approx(5100.0)            # median of all
+    # After 8,000 s only runtimes above 8,000 s are possible: median of 8,100 .. 10,000 s.
+    assert est.remaining(j, 8000) == pytest.approx(9100.0 - 8000)
+    # The unconditional estimate would call this job overdue (5,000 s < 8,000 s run).
+    assert est.estimate(j) < 8000
+    lo, mid, hi = (est.remaining(j, 2000, q) for q in (0.25, 0.5, 0.75))
+    assert lo < mid < hi
+
+
+def test_remaining_without_history_expects_a_long_job_to_run_about_as_long_again():
+    est = HistoryEstimates(default=3600.0)
+    j = job("a")
+    assert est.remaining(j, 0) == 3600.0
+    assert est.remaining(j, 7200) == 7200.0
+    assert est.remaining(j, 10) == 600.0  # the floor
+    assert est.remaining(j, 7200, 0.25) == pytest.approx(2400.0)
+    assert est.remaining(j, 7200, 0.75) == pytest.approx(21600.0)
+    # Past every runtime seen: no conditional sample, the same rule.
+    est = history([100.0] * 5)
+    assert est.remaining(j, 1000) == 1000.0
+
+
+def test_running_jobs_count_as_censored_runtimes():
+    """Under load the completed runtimes are the short ones; jobs still running long are censored
+    observations (Kaplan-Meier): with them the estimate of a fresh job's runtime is longer."""
+    est = history([100.0 * i for i in range(1, 21)])  # completions: 100 .. 2,000 s
+    j = job("a")
+    plain = est.remaining(j, 0)
+    assert plain == pytest.approx(1100.0)
+    # 60 jobs have been running for 3,000 s, longer than any completion: at most 20/80 of the
+    # runtimes are known to be <= 2,000 s, so the median is past every completed one.
+    est.censor(0.0, [(job(f"r{i}"), 3000.0) for i in range(60)])
+    assert est.remaining(j, 0) > 2000.0
+    # 20 still running at 1,550 s: survival is 25/40 there, then 4/5 of it at 1,600 s: the median.
+    est = history([100.0 * i for i in range(1, 21)])
+    est.censor(0.0, [(job(f"r{i}"), 1550.0) for i in range(20)])
+    assert est.remaining(j, 0) == pytest.approx(1600.0)
+    # The censored set is refreshed at most every km_refresh seconds of the caller's clock.
+    est.censor(10.0, [(job(f"r{i}"), 3000.0) for i in range(60)])
+    assert est.remaining(j, 0) <= 2000.0
+    est.censor(10.0 + est.km_refresh, [(job(f"r{i}"), 3000.0) for i in range(60)])
+    assert est.remaining(j, 0) > 2000.0
+
+
+def test_a_declared_max_runtime_bounds_the_remaining_time():
+    est = history([10_000.0] * 5)
+    assert est.remaining(job("a", max_runtime=600.0), 100) == 500.0
+
+
+def test_history_is_per_workspace_and_size_class_first():
+    est = history([100.0] * 5, ws="a")
+    for _ in range(5):
+        est.observe(job("x", ws="b"), 5000.0)
+    assert est.remaining(job("q", ws="a"), 0) == 100.0
+    assert est.remaining(job("q", ws="b"), 0) == 5000.0
+
+
+# -- the projection --------------------------------------------------------------------------------
+
+def test_las_projection_counts_a_lower_level_job_as_preemptible_after_min_run():
+    """One GPU, held by a job that has sunk to level 1 (5 h attained) and started 100 s ago: under
+    las a new job preempts it once it has run min_run (300 s), not when it ends."""
+    est = history([20 * 3600.0] * 5)
+    long = job("long", attained=5 * 3600.0)
+    s = snap([job("new", t=1000.0)], [running(long, {"n": [0]}, started=900.0)], [node("n", 1, free=[])],
+             now=1000.0, estimates=est)
+    # The levels and min_run this test is about (4 h first threshold, 300 s), not the defaults.
+    pol = make_policy("las", thresholds=(4 * 3600.0, 64 * 3600.0), min_run=300.0)
+    las = {i.job_id: i for i in explain(s, policy=pol)}["new"]
+    assert las.estimated_start == pytest.approx(1200.0)
+    fifo = {i.job_id: i for i in explain(s)}["new"]
+    assert fifo.estimated_start > 10 * 3600  # the FIFO walk waits for its end
+
+
+def test_las_projection_does_not_block_a_small_job_behind_a_big_one():
+    est = history([3600.0] * 5)
+    s = snap([job("big", 2, t=1.0), job("small", 1, t=2.0)],
+             [running(job("r", 1), {"n": [0]}, started=0.0)], [node("n", 2, free=[1])], now=10.0, estimates=est)
+    found = {i.job_id: i for i in explain(s, policy=make_policy("las"))}
+    assert found["small"].estimated_start == 10.0
+    assert found["big"].estimated_start > 10.0
+    # The FIFO projection keeps queue order: the small job waits behind the big one.
+    fifo = {i.job_id: i for i in explain(s)}
+    assert fifo["small"].estimated_start >= fifo["big"].estimated_start
+
+
+def test_the_range_brackets_the_estimate_and_widens_with_spread_runtimes():
+    rng = random.Random(1)
+    est = history([rng.lognormvariate(7, 1.2) for _ in range(200)])
+    s = snap([job("q", 1, t=5.0)], [running(job("r", 1), {"n": [0]}, started=0.0)], [node("n", 1, free=[])],
+             now=5.0, estimates=est)
+    for policy in (None, make_policy("las")):
+        (i,) = explain(s, policy=policy)
+        lo, hi = i.estimated_range
+        assert lo <= i.estimated_start <= hi and hi - lo > 60
+    flat = history([1000.0] * 20)
+    s = snap([job("q", 1, t=5.0)], [running(job("r", 1), {"n": [0]}, started=0.0)], [node("n", 1, free=[])],
+             now=5.0, estimates=flat)
+    (i,) = explain(s, policy=make_policy("las"))
+    assert i.estimated_range == (1000.0, 1000.0) and i.estimated_start == 1000.0
+
+
+def test_no_room_ever_gives_no_estimate_and_no_range():
+    s = snap([job("q", 4)], [], [node("n", 2)], now=0.0)
+    (i,) = explain(s, policy=make_policy("las"))
+    assert i.estimated_start is None and i.estimated_range is None
+    assert "no estimate" in i.reason
+
+
+# -- the accuracy figures -----------------------------------------------------------------------
+
+def test_estimate_errors_compares_each_recorded_estimate_with_the_actual_start():
+    # (job, shown at, position, estimate, earliest, latest)
+    samples = [
+        ("a", 0.0, 1, 1000.0, 900.0, 1200.0),    # actual 1000: exact, in range
+        ("a", 400.0, 1, 1300.0, 1100.0, 1500.0),  # actual 1000: error 300 of 600 ahead, out of range
+        ("b", 0.0, 2, 100.0, 50.0, 150.0),        # actual 120 (b waited 2 min): 20 s, 17%
+        ("c", 0.0, 3, None, None, None),          # no estimate
+        ("d", 0.0, 4, 10.0, 10.0, 10.0),          # never started: left out
+    ]
+    e = estimate_errors(samples, {"a": 1000.0, "b": 120.0, "c": 50.0}, {"a": 0.0, "b": 0.0, "c": 0.0, "d": 0.0})
+    assert (e["shown"], e["jobs"], e["no_estimate"]) == (4, 2, 1)
+    a = e["all"]
+    assert a["count"] == 3
+    assert a["median_abs_error"] == 20.0 and a["p90_abs_error"] == 300.0
+    assert a["median_rel_error"] == pytest.approx(20 / 120)
+    assert a["within_25pct"] == pytest.approx(2 / 3) and a["in_range"] == pytest.approx(2 / 3)
+    long = e["waited_over_5min"]  # only a waited more than 5 min
+    assert long["count"] == 2 and long["median_abs_error"] == 0.0 and long["p90_abs_error"] == 300.0
+    assert long["within_25pct"] == 0.5
+    assert estimate_errors([], {}, {})["all"]["median_abs_error"] is None
+
+
+@pytest.fixture
+def trace(tmp_path):
+    rng = random.Random(3)
+    rows, t = [], 0
+    for i in range(250):
+        t += rng.randint(0, 90)
+        rows.append(f"j{i},{t},{rng.choice([1, 1, 1, 2, 4, 8])},{int(rng.lognormvariate(6.5, 1.3)) + 1},"
+                    f"{rng.choice(['g1', 'g2'])},,,\n")
+    p = tmp_path / "trace.csv"
+    p.write_text(HEADER + "".join(rows))
+    return str(p)
+
+
+def test_the_replay_reports_figures_computed_from_the_estimates_it_recorded(trace):
+    """The same replay run by hand with the recorder: its samples give exactly the report's
+    figures; moving every recorded estimate changes them (nothing is hard-coded)."""
+    r = replay(trace, 2, 8, "las", restart_cost=30, record_estimates=True)
+    e = r["estimates"]
+    assert e["jobs"] > 20 and e["shown"] >= e["jobs"]
+    assert e["waited_over_5min"]["count"] > 0
+    from flightbase_jobqueue.sim.trace import read_trace
+    tjobs = read_trace(trace).jobs
+    jobs = [Job(id=j.id, workspace=j.group, gpus=j.gpus, submitted_at=j.submit_time) for j in tjobs]
+    pol = make_policy("las")
+    rec = EstimateRecorder(pol, {j.id for j in tjobs})
+    sim = simulate(jobs, {j.id: j.duration for j in tjobs}, make_nodes(2, 8), pol, {}, restart_cost=30,
+                   observe=rec)
+    submitted = {j.id: j.submit_time for j in tjobs}
+    assert estimate_errors(rec.samples, sim.backend.first_start, submitted) == e
+    # Every waiting job's first estimate was recorded when it first appeared in the queue, and a
+    # new one each time its position changed.
+    first: dict[str, tuple] = {}
+    for jid, t, pos, est, lo, hi in rec.samples:
+        if jid in first:
+            assert pos != first[jid][2] or t > first[jid][1]
+        else:
+            first[jid] = (jid, t, pos)
+            assert t == submitted[jid]
+        assert est is None or lo <= est <= hi
+    shifted = [(j, t, p, None if x is None else x + 3600, lo, hi) for j, t, p, x, lo, hi in rec.samples]
+    worse = estimate_errors(shifted, sim.backend.first_start, submitted)
+    assert worse["all"]["median_abs_error"] > e["all"]["median_abs_error"]
+    assert worse != e
+
+
+def test_the_replay_report_prints_the_estimate_figures(trace):
+    from flightbase_jobqueue.sim.replay import format_report
+    text = format_report(replay(trace, 2, 8, "las", restart_cost=30, record_estimates=True))
+    assert "start estimates" in text and "jobs waiting > 5 min" in text

@@ -1,0 +1,77 @@
+"""The preemption budget of ``las`` (issue 17, parts 3 and 4), as literal tables:
+a gang job whose GPUs are free but spread over nodes moves a few small jobs
+or keeps a node for itself; a job waits ``preempt_after`` before preempting;
+and the SRTF reference the benchmark compares with."""
+
+import pytest
+
+from flightbase_jobqueue.scheduling import lease
+from flightbase_jobqueue.sim.reference import srtf_reference
+from flightbase_jobqueue.sim.trace import TraceJob
+
+from scheduling_factories import decide, job, node, running, snap
+
+H = 3600.0
+
+
+def spread(small_b):
+    """Two 4-GPU nodes with one GPU used on each: 6 GPUs free in all, 3 per node."""
+    a = running(job("small-a", 1, t=0.0), {"a": [0]}, started=0.0)
+    b = running(small_b, {"b": [0]}, started=0.0)
+    return [a, b], [node("a", 4, free=[1, 2, 3]), node("b", 4, free=[1, 2, 3])]
+
+
+def test_a_spread_gang_job_moves_one_small_job_and_claims_its_node():
+    active, nodes = spread(job("small-b", 1, t=0.0))
+    s = snap([job("gang", 4, t=0.0)], active, nodes, now=2 * H)
+    admits, preempts, d = decide("las", s)
+    assert admits == {}
+    assert len(preempts) == 1 and preempts[0][1] == "gang"
+    assert "moved to make room for gang" in d.preempts[0].reason
+    # The moved job is requeued; the next pass starts it on a GPU free elsewhere.
+
+
+def test_no_move_for_a_non_preemptible_job_the_node_is_kept_instead():
+    active, nodes = spread(lease("nb", "w"))
+    # small-a is too young to be moved (min_run), the notebook never moves.
+    active[0] = running(job("small-a", 1, t=0.0), {"a": [0]}, started=2 * H - 60)
+    s = snap([job("gang", 4, t=0.0), job("later", 1, t=1.0)], active, nodes, now=2 * H)
+    admits, preempts, d = decide("las", s)
+    assert preempts == []
+    assert "keeping a for it" in d.waiting["gang"]
+    # A job ranked after it does not take the kept node's GPUs, only node b's.
+    assert list(admits) == ["later"] and list(admits["later"]) == ["b"]
+
+
+def test_moves_only_smaller_jobs():
+    # Three 4-GPU nodes, each with a 3-GPU job: 3 GPUs free in all, one per node.  Moving a
+    # job as big as the gang would only move the problem: the node is kept instead.
+    active = [running(job(f"three-{n}", 3, t=0.0), {n: [0, 1, 2]}, started=0.0) for n in "abc"]
+    nodes = [node(n, 4, free=[3]) for n in "abc"]
+    s = snap([job("gang", 3, t=0.0)], active, nodes, now=2 * H)
+    _, preempts, d = decide("las", s, thresholds=(1e12,))  # one level: no LAS preemption either
+    assert preempts == []
+    assert "keeping" in d.waiting["gang"]
+
+
+def test_a_job_waits_preempt_after_before_preempting():
+    old = running(job("old", 1, attained=300 * H), {"n": [0]}, started=0.0)  # level 2, past min_run
+    fresh = snap([job("new", 1, t=10 * H - 10)], [old], [node("n", 1, free=[])], now=10 * H)
+    _, preempts, d = decide("las", fresh)
+    assert preempts == []
+    assert d.wake_at == pytest.approx(10 * H + 50)
+    later = snap([job("new", 1, t=10 * H - 10)], [old], [node("n", 1, free=[])], now=10 * H + 50)
+    _, preempts, _ = decide("las", later)
+    assert preempts == [("old", "new")]
+
+
+def test_srtf_reference_by_remaining_gpu_seconds_pooled():
+    # 4 GPUs pooled: a 4-GPU job of 100 s runs; a 1-GPU job of 10 s arrives at 50 s:
+    # its 10 GPU-s are fewer than the 200 GPU-s left, so it preempts; the gang job waits
+    # for all 4 GPUs (it does not fit in the 3 left) and resumes at 60 s, ending at 110 s.
+    jobs = [TraceJob("g", 0.0, 4, 100.0, "w"), TraceJob("s", 50.0, 1, 10.0, "w"),
+            TraceJob("huge", 0.0, 8, 5.0, "w")]
+    r = srtf_reference(jobs, 4)
+    assert r["rejected"] == 1 and r["completed"] == 2
+    assert r["avg_jct"] == pytest.approx((110.0 + 10.0) / 2)
+    assert r["preemptions"] == 1
