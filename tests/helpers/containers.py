@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -28,3 +29,21 @@ def docker(*args: str, timeout: float = 300, check: bool = True) -> subprocess.C
         raise AssertionError(f"docker {' '.join(args)[:300]} exited {result.returncode}:\n"
                              f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
+
+
+def image_or_skip(image: str) -> str:
+    """``image`` when containers of it can run here: root, a docker client, an engine that answers
+    and the image built; otherwise a skip that says which is missing (``make test`` as root
+    installs and starts the engine and builds the images)."""
+    if os.geteuid() != 0:
+        pytest.skip("containers are started as root only (`make test` as root starts the Docker engine)")
+    if not shutil.which("docker"):
+        pytest.skip("no docker client here (`make test` as root installs the engine)")
+    try:
+        if subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode != 0:
+            pytest.skip("no Docker engine answers here; `make test` as root starts one")
+    except subprocess.TimeoutExpired:
+        pytest.skip("the Docker engine does not answer within 20s")
+    if docker("image", "inspect", image, check=False).returncode != 0:
+        pytest.skip(f"{image} is not built here (`make test` as root builds it with scripts/containers.sh)")
+    return image

@@ -68,8 +68,8 @@ import pytest
 
 from flightbase_jobqueue.backends.kubernetes.objects import KubeLaunchSpec, make_objects
 from flightbase_jobqueue.backends.kubernetes.settings import KubernetesSettings
-from tests.helpers.containers import hadolint
-from tests.kubernetes.podrun import PodRunner, docker, pod_template_of
+from tests.helpers.containers import hadolint, image_or_skip
+from tests.kubernetes.podrun import PodRunner, pod_template_of
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "tests" / "launchers" / "scripts"
@@ -147,17 +147,7 @@ def test_the_test_image_is_hadolint_clean():
 
 @pytest.fixture(scope="module")
 def image(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip("containers are started as root only (`make test` as root starts the Docker engine)")
-    if not shutil.which("docker"):
-        pytest.skip("no docker client here (`make test` as root installs the engine)")
-    try:
-        if subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode != 0:
-            pytest.skip("no Docker engine answers here; `make test` as root starts one")
-    except subprocess.TimeoutExpired:
-        pytest.skip("the Docker engine does not answer within 20s")
-    if docker("image", "inspect", BASE, check=False).returncode != 0:
-        pytest.skip(f"{BASE} is not built here (`make test` as root builds it with scripts/containers.sh)")
+    image_or_skip(BASE)
     return build_test_image(tmp_path_factory.mktemp("training-ssh"))
 
 

@@ -16,10 +16,6 @@ Skips, with the reason, without root, a Docker engine or the image.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -28,8 +24,10 @@ from flightbase_jobqueue.backends.kubernetes import KubeLaunchSpec, KubernetesBa
 from flightbase_jobqueue.backends.spec import JobRef
 from flightbase_jobqueue.scheduling.types import Job
 
+from tests.helpers.containers import image_or_skip
+
 from .fakekube import FakeKube
-from .podrun import PodRunner, docker, pod_template_of
+from .podrun import PodRunner, pod_template_of
 
 BASE = "flightbase/debian:bookworm"
 RENDERED = "registry.example/training-base:1"
@@ -52,18 +50,7 @@ echo "debug=$NCCL_DEBUG subsys=$NCCL_DEBUG_SUBSYS wrote=$file"
 
 @pytest.fixture(scope="module")
 def base_image():
-    if os.geteuid() != 0:
-        pytest.skip("containers are started as root only (`make test` as root starts the Docker engine)")
-    if not shutil.which("docker"):
-        pytest.skip("no docker client here (`make test` as root installs the engine)")
-    try:
-        if subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode != 0:
-            pytest.skip("no Docker engine answers here; `make test` as root starts one")
-    except subprocess.TimeoutExpired:
-        pytest.skip("the Docker engine does not answer within 20s")
-    if docker("image", "inspect", BASE, check=False).returncode != 0:
-        pytest.skip(f"{BASE} is not built here (`make test` as root builds it with scripts/containers.sh)")
-    return BASE
+    return image_or_skip(BASE)
 
 
 def test_a_pod_writes_nccl_logs_where_the_jobqueue_reads_them(tmp_path, base_image):

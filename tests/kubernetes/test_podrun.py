@@ -10,12 +10,11 @@ engine or the image.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.containers import image_or_skip
 from tests.kubernetes.podrun import PodError, PodFailed, PodRunner, docker, expand, pod_template_of, quantity_bytes
 
 BASE = "flightbase/debian:bookworm"
@@ -57,18 +56,7 @@ def test_pod_templates_of_the_workload_kinds():
 # -- containers ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def base_image():
-    if os.geteuid() != 0:
-        pytest.skip("containers are started as root only (`make test` as root starts the Docker engine)")
-    if not shutil.which("docker"):
-        pytest.skip("no docker client here (`make test` as root installs the engine)")
-    try:
-        if subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode != 0:
-            pytest.skip("no Docker engine answers here; `make test` as root starts one")
-    except subprocess.TimeoutExpired:
-        pytest.skip("the Docker engine does not answer within 20s")
-    if docker("image", "inspect", BASE, check=False).returncode != 0:
-        pytest.skip(f"{BASE} is not built here (`make test` as root builds it with scripts/containers.sh)")
-    return BASE
+    return image_or_skip(BASE)
 
 
 def pod(name: str, script: str, **spec) -> dict:
