@@ -11,10 +11,7 @@ tests/spawner/test_jupyter_training.py.
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -22,6 +19,7 @@ from flightbase.service import db
 from flightbase_jobqueue import leases, models
 from flightbase_jobqueue.app import MIGRATIONS
 from flightbase_jobqueue.culler import GRACE_SECONDS, LeaseReconciler
+from tests.helpers.loopback import JsonServer
 
 
 class Owner:
@@ -45,24 +43,9 @@ def hub():
     """The hub's ``GET /users/{name}``: alice has her server ``gpu``, bob has none left."""
     users = {"alice": {"name": "alice", "servers": {"gpu": {"ready": False, "pending": "spawn", "url": "/user/alice/gpu/"}}},
              "bob": {"name": "bob", "servers": {}}}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = json.dumps(users[self.path.rsplit("/", 1)[1]]).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/hub/api"
-    server.shutdown()
-    server.server_close()
+    server = JsonServer(lambda path: users[path.rsplit("/", 1)[1]])
+    yield f"{server.url}/hub/api"
+    server.close()
 
 
 def test_a_lease_whose_server_is_gone_is_released_through_the_owner(tmp_path, hub):

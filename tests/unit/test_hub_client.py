@@ -9,51 +9,29 @@ covered by the platform tests, e.g. tests/platform/test_trainings.py.)
 from __future__ import annotations
 
 import asyncio
-import json
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from flightbase.service.hub import HubClient
+from tests.helpers.loopback import JsonServer
 
 
-class SlowHub:
-    """``GET /groups/<name>``: the group (members ``members``) after ``delay`` seconds; counts the requests."""
+class SlowHub(JsonServer):
+    """``GET /groups/<name>``: the group (members ``members``) after ``delay`` seconds, 404 for
+    ``missing``; ``asked`` lists the paths of the requests."""
 
     def __init__(self, delay: float = 0.2):
-        self.asked: list[str] = []
         self.members = ["ann"]
-        hub = self
+        super().__init__(self.group, delay)
+        self.url += "/hub/api"
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                hub.asked.append(self.path)
-                time.sleep(delay)
-                name = self.path.rsplit("/", 1)[-1]
-                if name == "missing":
-                    self.send_response(404)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                body = json.dumps({"name": name, "users": list(hub.members), "properties": {}}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+    def group(self, path: str):
+        name = path.rsplit("/", 1)[-1]
+        return None if name == "missing" else {"name": name, "users": list(self.members), "properties": {}}
 
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hub/api"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+    @property
+    def asked(self) -> list[str]:
+        return self.paths
 
 
 @pytest.fixture

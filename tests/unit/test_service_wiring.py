@@ -10,9 +10,6 @@ culls idle leases.)
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -20,35 +17,7 @@ from fastapi.testclient import TestClient
 
 from flightbase.settings import HubServiceEnv, PlatformSettings
 from flightbase_jobqueue.app import build
-
-
-class Recorder:
-    """An HTTP server on loopback that answers every GET with ``answer(path)`` and records (path, headers)."""
-
-    def __init__(self, answer):
-        self.seen: list[tuple[str, dict]] = []
-        recorder = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                recorder.seen.append((self.path, dict(self.headers)))
-                body = json.dumps(answer(self.path)).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+from tests.helpers.loopback import JsonServer
 
 
 @pytest.fixture
@@ -56,7 +25,7 @@ def recorders():
     made = []
 
     def make(answer=lambda path: {}):
-        made.append(Recorder(answer))
+        made.append(JsonServer(answer))
         return made[-1]
 
     yield make
