@@ -20,3 +20,16 @@ def pytest_runtest_call(item):
 @pytest.hookimpl(trylast=True)
 def pytest_runtest_teardown(item, nextitem):
     running.current = None
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server for the whole run (tests/platform/postgres.py), or a skip saying why not."""
+    from tests.platform.postgres import PostgresServer
+
+    try:
+        server = PostgresServer().start()
+    except (RuntimeError, OSError) as exc:
+        pytest.skip(f"no PostgreSQL server here: {exc}")
+    yield server
+    server.stop()

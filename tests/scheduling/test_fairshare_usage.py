@@ -5,7 +5,6 @@ The restart of the real service is tests/platform/test_fairshare_restart.py."""
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import pytest
@@ -20,6 +19,7 @@ from flightbase_jobqueue.sim.backend import SimBackend, VirtualClock
 from flightbase_jobqueue.sim.memstore import MemStore
 from flightbase_jobqueue.sim.replay import StaticInventory
 from flightbase_jobqueue.store import SqlStore
+from tests.helpers.databases import empty_database_url
 
 from scheduling_factories import job, node
 
@@ -67,27 +67,9 @@ def test_a_charge_marks_the_ledger_dirty():
 
 
 # -- the SQL store ------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def postgres():
-    from tests.platform.postgres import PostgresServer
-
-    try:
-        server = PostgresServer().start()
-    except (RuntimeError, OSError) as exc:
-        pytest.skip(f"no PostgreSQL server here: {exc}")
-    yield server
-    server.stop()
-
-
-_databases = itertools.count()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def sessions(request, tmp_path):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'jobqueue.sqlite'}"
-    else:
-        url = request.getfixturevalue("postgres").create_database(f"fairshare{next(_databases)}")
+    url = empty_database_url(request, tmp_path, request.param, "fairshare")
     engine = db.make_engine(url)
     db.upgrade(engine, MIGRATIONS)  # 0006 creates fairshare_usage
     yield db.Sessions(engine)

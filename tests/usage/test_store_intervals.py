@@ -4,7 +4,6 @@ the real coordinator."""
 
 from __future__ import annotations
 
-import itertools
 import random
 
 import pytest
@@ -21,32 +20,15 @@ from flightbase_jobqueue.scheduling.types import Job, Node
 from flightbase_jobqueue.sim.replay import simulate
 from flightbase_jobqueue.states import InvalidTransition, JobState
 from flightbase_jobqueue.store import SqlStore
+from tests.helpers.databases import empty_database_url
 
 PLACEMENT = {"local": (0, 1)}
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    from tests.platform.postgres import PostgresServer
-
-    try:
-        server = PostgresServer().start()
-    except (RuntimeError, OSError) as exc:
-        pytest.skip(f"no PostgreSQL server here: {exc}")
-    yield server
-    server.stop()
-
-
-_databases = itertools.count()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def engine(request, tmp_path):
     """A new, empty database: SQLite, and a real PostgreSQL server's."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'jobqueue.sqlite'}"
-    else:
-        url = request.getfixturevalue("postgres").create_database(f"usage{next(_databases)}")
+    url = empty_database_url(request, tmp_path, request.param, "usage")
     engine = db.make_engine(url)
     yield engine
     engine.dispose()
