@@ -16,61 +16,13 @@ without the dependency (its values are still checked by our schema).
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-from pathlib import Path
-
 import kubernetes_validate
 import pytest
 import yaml
 
 from flightbase_jobqueue.backends.kubernetes.settings import KubernetesSettings
 
-helm = pytest.importorskip("helm_sdkpy", reason="helm-sdkpy is not installed (pip install --ignore-requires-python helm-sdkpy)")
-from helm_sdkpy.actions import Install  # noqa: E402
-from helm_sdkpy.chart import Lint  # noqa: E402
-
-from .stubapi import StubApi  # noqa: E402
-
-K8S_VERSION = "1.33.0"
-CHART = Path(__file__).resolve().parents[2] / "helm" / "flightbase"
-ERROR = 3
-
-
-def merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
-def chart_copy(tmp_path: Path, overrides: dict | None = None) -> Path:
-    """The chart without its subchart dependency, with ``overrides`` merged into values.yaml."""
-    chart = tmp_path / "flightbase"
-    shutil.copytree(CHART, chart)
-    meta = yaml.safe_load((chart / "Chart.yaml").read_text())
-    meta.pop("dependencies")
-    (chart / "Chart.yaml").write_text(yaml.safe_dump(meta))
-    if overrides:
-        values = yaml.safe_load((chart / "values.yaml").read_text())
-        (chart / "values.yaml").write_text(yaml.safe_dump(merge(values, overrides)))
-    return chart
-
-
-def lint(tmp_path: Path, overrides: dict | None = None) -> list[dict]:
-    result = asyncio.run(Lint(helm.Configuration()).run(str(chart_copy(tmp_path, overrides))))
-    return [m for m in result["Messages"] if m["Severity"] >= ERROR]
-
-
-def render(tmp_path: Path, overrides: dict | None = None) -> tuple[list[dict], list[dict]]:
-    """(the manifest Helm rendered, the objects it created on the stub API server)."""
-    chart = chart_copy(tmp_path, {"jupyterhub": {"enabled": False}, **(overrides or {})})
-    with StubApi() as api:
-        config = helm.Configuration(namespace="flightbase", kubeconfig=str(api.kubeconfig(tmp_path / "kubeconfig")))
-        release = asyncio.run(Install(config).run("flightbase", str(chart), wait=False, timeout=60))
-    manifest = [doc for doc in yaml.safe_load_all(release["manifest"]) if doc]
-    return manifest, api.created
-
+from .chart import CHART, K8S_VERSION, lint, render
 
 GPU_RDMA = yaml.safe_load((CHART / "ci" / "gpu-rdma-values.yaml").read_text())
 

@@ -3,7 +3,7 @@
 Which settings a service needs is not a list here: it is the metadata of the services'
 settings objects (``flightbase.settings.setting``: ``services`` and ``cluster``), for
 ``PlatformSettings``, ``HubServiceEnv`` and the registry's ``RegistrySettings``. The chart is
-rendered by the real Helm engine (``test_chart.render``: an install against a stub API server,
+rendered by the real Helm engine (``chart.render``: an install against a stub API server,
 see its docstring), and each service's pod environment, config maps included, is read as the
 kubelet would assemble it and parsed by the services' own ``from_env``.
 
@@ -25,7 +25,7 @@ from flightbase.settings import HubServiceEnv, PlatformSettings, documented_fiel
 from flightbase_registry.config import RegistrySettings
 from flightbase_registry.builtin import runs_as
 
-from .test_chart import CHART, render
+from .chart import CHART, render
 
 SETTINGS = (PlatformSettings, HubServiceEnv, RegistrySettings)
 # The chart's pods of each service (Deployment name, for the default fullnameOverride "flightbase")

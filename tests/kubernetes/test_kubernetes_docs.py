@@ -2,7 +2,7 @@
 
 The commands in the doc name objects, values and databases; these tests take
 them out of the doc and check them against what Helm's engine renders from the
-chart (``test_chart.render``: a real Helm install against the stub API server)
+chart (``chart.render``: a real Helm install against the stub API server)
 and against ``values.schema.json`` (Helm's lint), so that renaming an object or
 a value without the doc fails here.  The Zero to JupyterHub subchart is not
 rendered (it cannot be fetched here): the names the doc uses of it are z2jh's
@@ -18,7 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from .test_chart import K8S_VERSION, lint, render
+from .chart import K8S_VERSION, lint, render
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "kubernetes.md").read_text()
 # z2jh 4.x's objects with jupyterhub.fullnameOverride "" (the chart's values.yaml sets it)

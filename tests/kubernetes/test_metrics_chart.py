@@ -26,7 +26,7 @@ import yaml
 from flightbase.service import metrics as service_metrics
 
 from . import stubapi
-from .test_chart import CHART, K8S_VERSION, chart_copy, lint, render
+from .chart import CHART, K8S_VERSION, chart_copy, lint, render
 
 helm = pytest.importorskip("helm_sdkpy", reason="helm-sdkpy is not installed (pip install --ignore-requires-python helm-sdkpy)")
 from helm_sdkpy.actions import Install  # noqa: E402

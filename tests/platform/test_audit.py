@@ -26,7 +26,7 @@ from starlette.routing import compile_path
 
 from flightbase.service import audit
 from flightbase.service.db import utcnow
-from tests.registry.test_direct import declare, patch, ticket
+from tests.helpers.direct_uploads import declare, patch, ticket
 
 from .harness import form, new_platform
 from .test_permissions import TABLE, _request

@@ -32,7 +32,7 @@ from flightbase.settings import PlatformSettings
 from flightbase_registry.config import RegistrySettings
 from flightbase_registry.direct import MAX_PER_USER, DataServer, HubWriters
 from flightbase_registry.writer import UploadWriter
-from tests.registry.test_direct import declare, no_upload_left, patch, ticket  # noqa: F401 (the fixture applies here too)
+from tests.helpers.direct_uploads import declare, no_upload_left, patch, ticket  # noqa: F401 (the fixture applies here too)
 
 slow = pytest.mark.slow
 
