@@ -9,8 +9,7 @@ TAG=${TAG:-0.1.0}
 (cd "$ROOT" && make .venv/.labext-installed && .venv/bin/python -m pip wheel -q --no-deps -w dist ./flightbase_labext)
 docker build -t "$REGISTRY/training-base:$TAG" "$ROOT/images/training-base"
 docker build -t "$REGISTRY/notebook:$TAG" --build-arg "BASE=$REGISTRY/training-base:$TAG" -f "$ROOT/images/notebook/Dockerfile" "$ROOT"
-docker build -t "$REGISTRY/hub:$TAG" -f "$ROOT/images/hub/Dockerfile" "$ROOT"
-# the services (jobqueue, registry-service): scripts/service-images.sh, on Debian 12's image
+# the services and the hub (jobqueue, registry-service, hub): scripts/service-images.sh, on Debian 12's image
 # (BASE_IMAGE; on the machine the tests run on, flightbase/debian:bookworm made by scripts/containers.sh)
 BASE_IMAGE=${BASE_IMAGE:-debian:bookworm}
 BASE_IMAGE=$BASE_IMAGE REGISTRY=$REGISTRY TAG=$TAG "$ROOT/scripts/service-images.sh" build

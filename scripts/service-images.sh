@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
-# The cluster's service images, jobqueue and registry-service (the chart's
-# jobqueue.image and registry.image), built from this checkout on the Debian 12
+# The cluster's service images, jobqueue, registry-service and hub (the chart's
+# jobqueue.image, registry.image and jupyterhub.hub.image), built from this checkout on the Debian 12
 # base made by `scripts/containers.sh base` (images/README.md, "The service images").
 # Not part of `make run` or `make install`; the tests build them
 # (tests/containers/test_service_images.py).
 #
 # Usage: scripts/service-images.sh [STEP] [PYTHON]
-#   build (default)  flightbase/service-base:$TAG, then $REGISTRY/jobqueue:$TAG and
-#                    $REGISTRY/registry-service:$TAG; each is built only when the
+#   build (default)  flightbase/service-base:$TAG, then $REGISTRY/jobqueue:$TAG,
+#                    $REGISTRY/registry-service:$TAG and $REGISTRY/hub:$TAG (with
+#                    hub_config/kubernetes.py); each is built only when the
 #                    digest of what goes into it differs from its
 #                    ai.flightbase.content-hash label
-#   push             build, then docker push the two service images
+#   push             build, then docker push the three service images
 #   requirements     print the requirements the base image installs (from pyproject.toml)
-#   refs             print the two service images' references (REGISTRY/NAME:TAG)
+#   refs             print the three service images' references (REGISTRY/NAME:TAG)
 # PYTHON: the project venv's interpreter (default .venv/bin/python); its pip, with
 # this machine's pip configuration, collects the wheels the images install.
 #
@@ -37,6 +38,7 @@ TAG="${TAG:-0.1.0}"
 BASE_REF="${BASE_IMAGE:-flightbase/debian:bookworm}"
 SERVICE_BASE_REF="flightbase/service-base:$TAG"
 HASH_LABEL=ai.flightbase.content-hash
+IMAGES="jobqueue registry-service hub"
 # Fixed timestamps in the wheel built here: the same sources give the same bytes.
 export SOURCE_DATE_EPOCH=315532800
 
@@ -64,7 +66,7 @@ EOF
 case "$step" in
   build|push) ;;
   requirements) requirements; exit 0 ;;
-  refs) echo "$REGISTRY/jobqueue:$TAG"; echo "$REGISTRY/registry-service:$TAG"; exit 0 ;;
+  refs) for image in $IMAGES; do echo "$REGISTRY/$image:$TAG"; done; exit 0 ;;
   *) echo "service-images: unknown step '$step' (build, push, requirements, refs)" >&2; exit 2 ;;
 esac
 
@@ -136,17 +138,19 @@ cp -al "$work/wheels/deps" "$ctx/wheels/deps"
 cp -al "$work/wheels/flightbase" "$ctx/wheels/flightbase"
 build_image "$SERVICE_BASE_REF" "$ctx" "$BASE_REF"
 
-# the two service images: their folders alone, on the service base
-for image in jobqueue registry-service; do
+# the service images: their folders, on the service base (the hub's with
+# hub_config/kubernetes.py, its jupyterhub_config.d file)
+for image in $IMAGES; do
   ctx="$work/context/$image"
   rm -rf "$ctx"
   mkdir -p "$ctx"
   cp -a "$repo/images/$image/." "$ctx/"
+  [ "$image" != hub ] || cp -a "$repo/hub_config/kubernetes.py" "$ctx/kubernetes.py"
   build_image "$REGISTRY/$image:$TAG" "$ctx" "$SERVICE_BASE_REF"
 done
 
 if [ "$step" = push ]; then
-  for image in jobqueue registry-service; do
+  for image in $IMAGES; do
     say "pushing $REGISTRY/$image:$TAG"
     docker push "$REGISTRY/$image:$TAG"
   done

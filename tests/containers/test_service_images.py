@@ -1,4 +1,4 @@
-"""The cluster's service images, jobqueue and registry-service, built for real and run as the chart runs them.
+"""The cluster's service images, jobqueue, registry-service and hub, built for real and run as the chart runs them.
 
 ``scripts/service-images.sh`` builds them (a module fixture, cached by content:
 a second build of unchanged sources builds nothing) from this checkout's wheels
@@ -21,6 +21,11 @@ capability, ``no-new-privileges``. What differs, because no cluster runs here:
   account; it answers every list with no objects and every watch with nothing;
 - no hub runs: start-up and ``/health`` do not call it (the jobqueue's lease
   check logs that ``hub`` does not resolve), and no OCI registry runs.
+
+The hub image is smoke-tested here (its entrypoint's ``jupyterhub --version``,
+its Python modules and its ``jupyterhub_config.d`` file, as uid 1000 with no
+capability); it is run as z2jh's rendered hub pod by
+``tests/kubernetes/test_deployment.py``.
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ from tests.helpers.containers import docker, hadolint
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "service-images.sh"
 IMAGES = ROOT / "images"
-DOCKERFILES = [IMAGES / name / "Dockerfile" for name in ("service-base", "jobqueue", "registry-service")]
+DOCKERFILES = [IMAGES / name / "Dockerfile" for name in ("service-base", "jobqueue", "registry-service", "hub")]
 BASE = "flightbase/debian:bookworm"
 LABEL = "ai.flightbase.content-hash"
 # the chart's container security (flightbase.containerSecurity), as docker run options
@@ -157,7 +162,7 @@ def test_an_unchanged_checkout_builds_nothing(built):
         assert label.startswith("sha256:")
 
 
-@pytest.mark.parametrize("name", ["jobqueue", "registry-service"])
+@pytest.mark.parametrize("name", ["jobqueue", "registry-service", "hub"])
 def test_the_image_runs_as_the_charts_user(built, name):
     ref = built["refs"][name]
     assert docker("image", "inspect", "-f", "{{.Config.User}}", ref).stdout.strip() == "1000"
@@ -298,3 +303,45 @@ def test_the_registry_starts_as_the_chart_runs_it(built, manifest, tmp_path):
     finally:
         if cid:
             docker("rm", "-f", cid, check=False)
+
+
+# z2jh's hub pod: its config in /usr/local/etc/jupyterhub (mounted by the chart), this one in its config.d
+HUB_CONFIG_D = "/usr/local/etc/jupyterhub/jupyterhub_config.d/flightbase.py"
+
+
+def test_the_hub_image_is_what_z2jhs_hub_pod_expects(built):
+    """The account 1000, the working directory /srv/jupyterhub (its own), z2jh's config command,
+    and hub_config/kubernetes.py as the config.d file z2jh's jupyterhub_config.py loads."""
+    ref = built["refs"]["hub"]
+    config = json.loads(docker("image", "inspect", "-f", "{{json .Config}}", ref).stdout)
+    assert config["User"] == "1000" and config["WorkingDir"] == "/srv/jupyterhub"
+    assert config["Cmd"] == ["jupyterhub", "--config", "/usr/local/etc/jupyterhub/jupyterhub_config.py"]
+    assert "8081/tcp" in config["ExposedPorts"]
+    shipped = docker("run", "--rm", *AS_THE_CHART, "--entrypoint", "cat", ref, HUB_CONFIG_D).stdout
+    assert shipped == (ROOT / "hub_config" / "kubernetes.py").read_text()
+    owner = docker("run", "--rm", *AS_THE_CHART, "--entrypoint", "stat", ref, "-c", "%u:%g", "/srv/jupyterhub").stdout
+    assert owner.strip() == "1000:1000"
+
+
+def test_the_hub_entrypoint_starts(built):
+    """`jupyterhub` (the pod's command) runs as uid 1000 with no capability, and the hub's
+    Python has what its config loads: pycurl (z2jh's HTTP client), kubernetes_asyncio,
+    NativeAuthenticator, and the config.d file runs and its spawner (kubespawner's) imports."""
+    ref = built["refs"]["hub"]
+    version = docker("run", "--rm", *AS_THE_CHART, "--user", "1000:1000", ref, "jupyterhub", "--version").stdout
+    assert version.strip().startswith("6."), version
+    # the config.d file run as z2jh's jupyterhub_config.py runs it (exec with its `c`), then the
+    # spawner class it names imported as JupyterHub imports it
+    probe = (
+        "import os, importlib, pycurl, kubernetes_asyncio, nativeauthenticator\n"
+        "from traitlets.config import Config\n"
+        "c = Config()\n"
+        f"exec(compile(open({HUB_CONFIG_D!r}).read(), {HUB_CONFIG_D!r}, 'exec'), {{'c': c}})\n"
+        "module, _, name = c.JupyterHub.spawner_class.rpartition('.')\n"
+        "spawner = getattr(importlib.import_module(module), name)\n"
+        "from kubespawner import KubeSpawner\n"
+        "assert issubclass(spawner, KubeSpawner)\n"
+        "print(os.getuid(), os.getcwd(), spawner.__name__, c.JupyterHub.default_url)\n"
+    )
+    out = docker("run", "--rm", *AS_THE_CHART, "--user", "1000:1000", ref, "python", "-c", probe).stdout
+    assert out.split() == ["1000", "/srv/jupyterhub", "FlightbaseKubeSpawner", "/hub/home"], out

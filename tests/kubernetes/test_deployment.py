@@ -11,7 +11,7 @@
    (z2jh's ``jupyterhub_config.py``, which loads ``hub_config/kubernetes.py``)
    are Helm's too. Values of this test (``VALUES``): the bundled PostgreSQL and
    OCI registry on (the defaults); z2jh's image pullers and idle culler off (no
-   DaemonSets run here; the culler is not in the hub stand-in); an
+   DaemonSets run here; jupyterhub-idle-culler is not in the hub image); an
    administrator for z2jh's default (dummy) authenticator, with a password.
 2. **Run.** Each workload's pod spec (a Deployment's or StatefulSet's
    template) runs as a container (``podrun``, the test's kubelet) on a Docker
@@ -38,20 +38,22 @@
    reaches ``succeeded``; its output (the job's log, read through the API as
    the jobqueue kept it from the pod's log) shows the dataset's bytes.
 
-Images: ``ghcr.io/flightbase/jobqueue`` and ``registry-service`` are built
-here (``scripts/service-images.sh``); the images that cannot be pulled here
-run as local stand-ins built by ``tests/kubernetes/images/build.sh``, cached
-by content (each Dockerfile says what it stands in for and how it differs):
+Images: ``ghcr.io/flightbase/jobqueue``, ``registry-service`` and ``hub`` are
+built here (``scripts/service-images.sh``, on the service base). The hub
+(``images/hub/Dockerfile``: Debian's pycurl and ``hub_config/kubernetes.py``
+in z2jh's ``jupyterhub_config.d``) differs from z2jh 4.2.0's k8s-hub image,
+which its Dockerfile no longer starts from: JupyterHub 6.1 (Flightbase's pin)
+where z2jh has 5.x, and neither jupyterhub-idle-culler nor z2jh's other
+authenticators. The third-party images that cannot be pulled here run as
+local stand-ins built by ``tests/kubernetes/images/build.sh``, cached by
+content (each Dockerfile says what it stands in for and how it differs):
 PostgreSQL (Debian's 15 for the chart's 16.4, with the official entrypoint's
 POSTGRES_* variables and initdb.d scripts), the OCI registry (Debian's
 docker-registry 2.8 with the official image's config file and entrypoint, so
-the chart's REGISTRY_* variables apply as they do there),
-configurable-http-proxy 4.6.3 (from npm, on Debian's Node.js 18), and the hub
-(``images/hub/Dockerfile`` starts from quay.io's k8s-hub, which cannot be
-pulled: the service base instead, with JupyterHub 6.1 where z2jh 4.2.0 has
-5.x, Debian's pycurl, and ``hub_config/kubernetes.py`` where that Dockerfile
-puts it). The training's ``ghcr.io/flightbase/training-base:0.1.0`` (a CUDA
-image, not built here) runs as the embedded ``flightbase/training-base:0.1.0``.
+the chart's REGISTRY_* variables apply as they do there), and
+configurable-http-proxy 4.6.3 (from npm, on Debian's Node.js 18). The
+training's ``ghcr.io/flightbase/training-base:0.1.0`` (a CUDA image, not
+built here) runs as the embedded ``flightbase/training-base:0.1.0``.
 
 What differs from a cluster (mocks, because none can run here): the API
 server is a stub, and the test is the scheduler, Job controller and kubelet;
@@ -87,7 +89,7 @@ from tests.helpers.containers import docker
 
 from .podrun import PodError, PodRunner, pod_template_of
 from .stubapi import ClusterStub, StubApi
-from .test_chart import CHART, merge
+from .chart import CHART, merge
 
 helm = pytest.importorskip("helm_sdkpy", reason="helm-sdkpy is not installed (pip install --ignore-requires-python helm-sdkpy)")
 from helm_sdkpy.actions import Install  # noqa: E402
@@ -101,7 +103,7 @@ ADMIN_PASSWORD = secrets.token_hex(12)
 VALUES = {"jupyterhub": {
     # DaemonSets that pre-pull images onto nodes: there are no nodes to pull onto here
     "prePuller": {"hook": {"enabled": False}, "continuous": {"enabled": False}},
-    # jupyterhub-idle-culler is not in the hub stand-in (the jobqueue reclaims idle notebooks' GPUs itself)
+    # jupyterhub-idle-culler is not in the hub image (the jobqueue reclaims idle notebooks' GPUs itself)
     "cull": {"enabled": False},
     # z2jh's default authenticator (dummy), with an administrator and a shared password
     "hub": {"config": {"Authenticator": {"admin_users": [ADMIN], "allow_all": True},
@@ -112,7 +114,6 @@ STAND_INS = {
     "docker.io/library/postgres:16.4": "flightbase-test/postgres:16",
     "docker.io/library/registry:2.8.3": "flightbase-test/oci-registry:2.8",
     "quay.io/jupyterhub/configurable-http-proxy:4.6.3": "flightbase-test/chp:4.6.3",
-    "ghcr.io/flightbase/hub:0.1.0": "flightbase-test/hub:0.1.0",
     # the cluster's CUDA training image cannot be built here: the embedded flavour of it
     "ghcr.io/flightbase/training-base:0.1.0": "flightbase/training-base:0.1.0",
 }

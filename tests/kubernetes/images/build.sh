@@ -5,11 +5,10 @@
 # (scripts/lib/images.sh: a build only when the digest of the context and of the base image
 # differs from the image's ai.flightbase.content-hash label).
 #
-# Usage: tests/kubernetes/images/build.sh [IMAGE...]   (default: all four)
+# Usage: tests/kubernetes/images/build.sh [IMAGE...]   (default: all three)
 #   postgres      flightbase-test/postgres:16            on flightbase/debian:bookworm
 #   oci-registry  flightbase-test/oci-registry:2.8       on flightbase/debian:bookworm
 #   chp           flightbase-test/chp:4.6.3              on flightbase/debian:bookworm (+ npm, on the host)
-#   hub           flightbase-test/hub:0.1.0              on flightbase/service-base:0.1.0 (scripts/service-images.sh)
 # Environment: FLIGHTBASE_CACHE (default ~/.cache/flightbase): contexts and logs in its deployment-test/.
 set -euo pipefail
 
@@ -57,14 +56,10 @@ build() {
       ctx="$(context chp)"
       cp -a "$npm_dir/node_modules" "$ctx/node_modules"
       build_image "flightbase-test/chp:$CHP_VERSION" "$ctx" flightbase/debian:bookworm ;;
-    hub)
-      ctx="$(context hub)"
-      cp -a "$repo/hub_config/kubernetes.py" "$ctx/kubernetes.py"
-      build_image flightbase-test/hub:0.1.0 "$ctx" flightbase/service-base:0.1.0 ;;
-    *) die "unknown image '$1' (postgres, oci-registry, chp, hub)" ;;
+    *) die "unknown image '$1' (postgres, oci-registry, chp)" ;;
   esac
 }
 
-for image in "${@:-postgres oci-registry chp hub}"; do
+for image in "${@:-postgres oci-registry chp}"; do
   for one in $image; do build "$one"; done
 done
