@@ -14,7 +14,6 @@ import os
 import pwd
 import signal
 import subprocess
-import tarfile
 import time
 import uuid
 from pathlib import Path
@@ -185,12 +184,12 @@ def test_cancel_stops_the_container_and_a_killed_jobqueue_readopts_running_ones(
     assert len(containers) == 1 and containers[0].labels["flightbase.workspace"] == "box"
     assert containers[0].attrs["HostConfig"]["CapDrop"] == ["ALL"]
 
-    jobqueue = _pid_of("flightbase_jobqueue", platform)
+    jobqueue = platform.service_pid("jobqueue")
     os.kill(jobqueue, signal.SIGKILL)
     deadline = time.monotonic() + 90
     while True:  # the hub restarts its service; the job is still running, re-adopted
         try:
-            if _pid_of("flightbase_jobqueue", platform) != jobqueue and \
+            if platform.service_pid("jobqueue") != jobqueue and \
                     platform.api("jobqueue", "GET", f"jobs/{kept}", token).status_code == 200:
                 break
         except Exception:
@@ -208,15 +207,3 @@ def test_cancel_stops_the_container_and_a_killed_jobqueue_readopts_running_ones(
     assert "up" in platform.api("jobqueue", "GET", f"jobs/{kept}/logs", token).text
 
 
-def _pid_of(module: str, platform) -> int:
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmd = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
-            env = open(f"/proc/{entry}/environ", "rb").read()
-        except OSError:
-            continue
-        if module.encode() in cmd and f"FLIGHTBASE_DATA_DIR={platform.data_dir}".encode() in env:
-            return int(entry)
-    raise AssertionError(f"no {module} process of this platform")

@@ -124,6 +124,36 @@ class Platform:
                 except ProcessLookupError:
                     pass
 
+    def service_pid(self, name: str) -> int:
+        """The pid of this platform's service ``name`` (jobqueue, registry): the hub starts each as
+        ``python -m flightbase_<name>`` with this platform's data directory in its environment
+        (other platforms may run beside it)."""
+        module = f"flightbase_{name}".encode()
+        mark = f"FLIGHTBASE_DATA_DIR={self.data_dir}".encode()
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                argv = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
+                environ = open(f"/proc/{entry}/environ", "rb").read().split(b"\0")
+            except OSError:
+                continue
+            if b"-m" in argv and module in argv and mark in environ:
+                return int(entry)
+        raise AssertionError(f"no {name} process of this platform")
+
+    def wait_healthy(self, name: str = "jobqueue", timeout: float = 30) -> None:
+        """Until the service answers its health check (after a restart of it)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/services/{name}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError(f"{name} did not come back")
+
     def remove(self) -> None:
         """Stop, kill its jobs, and delete the data directory (keep it with FLIGHTBASE_KEEP_TEST_DATA=1)."""
         self.stop()

@@ -24,7 +24,6 @@ import pytest
 from flightbase_jobqueue.coordinator import USAGE_SAVE_SECONDS
 
 from .harness import new_platform
-from .test_restart import _service_pid, _wait_healthy
 from .world import JOBS, submit, upload_code, wait_job
 
 pytestmark = pytest.mark.slow
@@ -68,18 +67,18 @@ def used(jobs: list[dict]) -> float:
 
 
 def restart_jobqueue(p, sig: int) -> None:
-    pid = _service_pid(p, "jobqueue")
+    pid = p.service_pid("jobqueue")
     os.kill(pid, sig)
     deadline = time.monotonic() + 60
     while True:  # the hub notices the exit and starts the service again
         try:
-            if _service_pid(p, "jobqueue") != pid:
+            if p.service_pid("jobqueue") != pid:
                 break
         except AssertionError:
             pass
         assert time.monotonic() < deadline, f"the jobqueue was not started again:\n{p.log_tail()}"
         time.sleep(0.3)
-    _wait_healthy(p, timeout=60)
+    p.wait_healthy(timeout=60)
 
 
 def lighter_goes_first(p, token, codes, heavy: str, light: str) -> None:

@@ -38,33 +38,6 @@ def _check(p, state) -> None:
     assert names == ["kd"]
 
 
-def _wait_healthy(p, timeout=30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{p.url}/services/jobqueue/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError("jobqueue did not come back")
-
-
-def _service_pid(p, name: str) -> int:
-    # the hub starts each service as `python -m flightbase_<name>` with our data dir in its environment
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmd = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
-            env = open(f"/proc/{entry}/environ", "rb").read()
-        except OSError:
-            continue
-        if f"flightbase_{name}".encode() in cmd and str(p.data_dir).encode() in env:
-            return int(entry)
-    raise AssertionError(f"no {name} process")
-
-
 @pytest.fixture
 def fresh(tmp_path):
     p = new_platform(tmp_path)
@@ -90,11 +63,11 @@ def test_platform_restart_keeps_everything(fresh):
 def test_killed_service_is_restarted_by_the_hub_with_its_state(fresh):
     p = fresh.start()
     state = _populate(p)
-    pid = _service_pid(p, "jobqueue")
+    pid = p.service_pid("jobqueue")
     os.kill(pid, signal.SIGKILL)
     time.sleep(1)
-    _wait_healthy(p)
-    assert _service_pid(p, "jobqueue") != pid
+    p.wait_healthy()
+    assert p.service_pid("jobqueue") != pid
     _check(p, state)
 
 
@@ -138,10 +111,10 @@ def test_jobqueue_killed_mid_run_loses_nothing(fresh):
     waiting = submit(p, token, "keep", "waiting", "sleeper.py", sleeper, args=["--seconds", "0"], gpus=4)["jobs"][0]["id"]
     assert p.api("jobqueue", "GET", f"jobs/{waiting}", token).json()["state"] == "queued"
 
-    os.kill(_service_pid(p, "jobqueue"), signal.SIGKILL)
+    os.kill(p.service_pid("jobqueue"), signal.SIGKILL)
     for pid in job_pids(doomed):  # this job dies while nobody watches
         os.kill(pid, signal.SIGKILL)
-    _wait_healthy(p, timeout=60)
+    p.wait_healthy(timeout=60)
 
     assert wait_job(p, token, survivor, timeout=60)["state"] == "succeeded"
     lost = wait_job(p, token, doomed, timeout=30)

@@ -6,7 +6,6 @@ up`` starts them). Requests go through the hub's proxy, as every client's do.
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -28,32 +27,6 @@ def platform(tmp_path_factory):
     p = new_platform(tmp_path_factory.mktemp("requests")).start()
     yield p
     p.remove()
-
-
-def service_pid(platform, module: str) -> int:
-    """The pid of this platform's ``python -m <module>`` (other platforms may run beside it)."""
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"-m" in argv and module.encode() in argv and platform.proc.pid in ancestors(int(entry)):
-            return int(entry)
-    raise AssertionError(f"no {module} process under the platform's `flightbase up` ({platform.proc.pid})")
-
-
-def ancestors(pid: int) -> list[int]:
-    found = []
-    while pid > 1:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            break
-        pid = int(stat.rsplit(")", 1)[1].split()[1])  # the field after the state: the parent's pid
-        found.append(pid)
-    return found
 
 
 def rss_kib(pid: int) -> int:
@@ -133,7 +106,7 @@ ROUTES = [
 @pytest.mark.parametrize("chunked", [True, False], ids=["chunked", "content-length"])
 @pytest.mark.parametrize(("service", "path"), ROUTES, ids=["jobqueue", "registry", "registry-chunk"])
 def test_finding7_unauthenticated_huge_body_is_refused_unread(platform, service, path, chunked):
-    pid = service_pid(platform, f"flightbase_{service}")
+    pid = platform.service_pid(service)
     before = rss_kib(pid)
     status, body, sent, seconds = post_while_sending(platform, path, {}, 8 * GIB, chunked)
     assert status == 401 and "Authorization: token" in body, body
@@ -147,7 +120,7 @@ def test_finding7_unauthenticated_huge_body_is_refused_unread(platform, service,
 @pytest.mark.parametrize("service", ["jobqueue", "registry"])
 def test_finding7_authenticated_body_over_the_cap_is_413(platform, service, declared):
     """With a valid token, a 100 MB JSON body is refused 413 (the default cap: 1 MiB), and not held."""
-    pid = service_pid(platform, f"flightbase_{service}")
+    pid = platform.service_pid(service)
     path = "trainings" if service == "jobqueue" else "workspaces/anything/datasets"
     before = rss_kib(pid)
     total = 100 << 20
