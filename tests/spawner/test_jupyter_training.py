@@ -219,15 +219,13 @@ def test_a_granted_lease_survives_a_killed_jobqueue_and_is_still_released(platfo
     """SIGKILL of the jobqueue while a notebook holds its GPU: the hub restarts the service,
     which adopts the lease (the server keeps running with its GPU, the quota still counts
     it); stopping the server afterwards releases it."""
-    from tests.platform.test_restart import _service_pid
-
     ws = workspace(platform, ["cat"], gpu_quota=1, allow_borrowing=False)
     spawn(platform, "cat", "keep", workspace=ws, gpus=1)
     wait_ready(platform, "cat", "keep")
     lease = lease_of(platform, "cat", "keep")
-    pid = _service_pid(platform, "jobqueue")
+    pid = platform.service_pid("jobqueue")
     os.kill(pid, signal.SIGKILL)
-    wait_for("the jobqueue back", lambda: _alive(platform) and _service_pid(platform, "jobqueue") != pid, 60)
+    wait_for("the jobqueue back", lambda: _alive(platform) and platform.service_pid("jobqueue") != pid, 60)
     time.sleep(3 * float(CHECK_SECONDS))  # a few reconciler checks: the server is there, the lease stays
     again = lease_of(platform, "cat", "keep")
     assert again["state"] == "granted" and again["gpus"] == lease["gpus"]

@@ -21,6 +21,7 @@ read-only to whoever reaches them (folders 0555, files 0444).
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -153,9 +154,15 @@ def remove_tree(path: Path) -> None:
             os.chmod(p, stat.S_IRWXU)
         func(p)
 
-    for dirpath, _dirnames, _filenames in os.walk(path):
-        os.chmod(dirpath, stat.S_IRWXU)
-    shutil.rmtree(path, onerror=_writable)
+    for attempt in range(3):
+        for dirpath, _dirnames, _filenames in os.walk(path):
+            os.chmod(dirpath, stat.S_IRWXU)
+        try:
+            shutil.rmtree(path, onerror=_writable)
+            return
+        except OSError as exc:  # an entry made while it was being removed: once more
+            if exc.errno != errno.ENOTEMPTY or attempt == 2:
+                raise
 
 
 def staged_size(path: Path) -> int:

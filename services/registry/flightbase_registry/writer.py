@@ -69,6 +69,10 @@ class UploadWriter:
         # event loop and the data endpoint's threads share it
         self.locks: dict[tuple[str, int], Chunk] = {}
 
+    def busy(self, upload_id: str) -> bool:
+        """Whether a request is writing a file of ``upload_id`` right now."""
+        return any(key[0] == upload_id for key in list(self.locks))
+
     def sum_path(self, upload_id: str, index: int) -> Path:
         """Where a complete file's checked SHA-256 is kept: its presence marks the file complete."""
         return storage.upload_dir(self.data_dir, upload_id) / "sha256" / str(index)

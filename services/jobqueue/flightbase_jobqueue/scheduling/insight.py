@@ -48,12 +48,13 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_right
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Sequence
 from zlib import crc32
 
-from .core import PassState, clock, describe_need
+from .core import PassState, clock, describe_need, open_ended
 from .placement import DEFAULT_TOPOLOGY_KEYS, FreeMap, copy_freemap
+from .queueview import QueueView
 from .types import Job, Snapshot
 
 #: Sampled projections per estimate: each draws every job's runtime at its
@@ -448,8 +449,20 @@ def explain(snap: Snapshot, limit: int = 1000, topology_keys=DEFAULT_TOPOLOGY_KE
             policy=None, ranges: bool = True) -> list[QueueInsight]:
     state = PassState(snap, topology_keys)
     fm = state.free
-    estimates = estimate_starts(snap, fm, policy, limit) if ranges else {
-        jid: (t, label, t, t) for jid, (t, label) in project(snap, fm, 0.5, policy, limit).items()}
+    # A notebook lease never takes GPUs a training queued ahead of it waits for (the pass's
+    # head-of-line rule, core.open_ended): it is left out of the projection, and starts after
+    # that training at the soonest.
+    blockers: dict[str, Job] = {}
+    first: Job | None = None
+    for j in snap.queue:
+        if j.kind != "lease":
+            first = first or j
+        elif open_ended(j) and first is not None:
+            blockers[j.id] = first
+    projected = (replace(snap, queue=QueueView.build(j for j in snap.queue if j.id not in blockers))
+                 if blockers else snap)
+    estimates = estimate_starts(projected, fm, policy, limit) if ranges else {
+        jid: (t, label, t, t) for jid, (t, label) in project(projected, fm, 0.5, policy, limit).items()}
     ws_pos: dict[str, int] = {}
     in_use = state.in_use  # GPUs each workspace holds now (the reason says what is true now)
     out: list[QueueInsight] = []
@@ -467,7 +480,14 @@ def explain(snap: Snapshot, limit: int = 1000, topology_keys=DEFAULT_TOPOLOGY_KE
                     parts.append(f"workspace quota {used}/{lim.quota} in use")
         got = estimates.get(job.id)
         start = rng = None
-        if got is not None:
+        blocker = blockers.get(job.id)
+        if blocker is not None:
+            ahead = estimates.get(blocker.id)
+            start = ahead[0] if ahead is not None else None
+            rng = (ahead[2], ahead[3]) if ahead is not None and ranges else None
+            parts.append(f"may not delay {blocker.label}, ahead of it in the queue"
+                         + (f"; starts after {clock(start)} at the soonest" if start is not None else ""))
+        elif got is not None:
             start, label, lo, hi = got
             rng = (lo, hi) if ranges else None
             if start <= snap.now:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 import uuid
 from urllib.parse import urlsplit
 
@@ -220,8 +221,16 @@ async def cancel_upload(request: Request, identity: CurrentIdentity, workspace: 
     return Response(status_code=204)
 
 
+DISCARD_WAIT = 30.0  # seconds a cancel waits for the upload's requests still writing
+
+
 async def _discard(request: Request, upload_id: str) -> None:
     writer = _writer(request)
+    # a chunk whose sender broke off keeps what arrived: wait for such a request to finish
+    # writing, or it would write into the folder being removed (at most DISCARD_WAIT seconds)
+    deadline = time.monotonic() + DISCARD_WAIT
+    while writer.busy(upload_id) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
     writer.drop(upload_id)
     await run_in_threadpool(storage.remove_tree, storage.upload_dir(writer.data_dir, upload_id))
 
