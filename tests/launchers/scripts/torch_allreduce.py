@@ -49,4 +49,7 @@ report(
     max_diff_ref=max_diff_ref,
     max_diff_ranks=max_diff_ranks,
 )
+# both ranks are done before either tears its gloo group down: a rank whose peer has already
+# gone can abort in the teardown (SIGABRT) after all its work (tests/kubernetes/test_multinode.py)
+dist.barrier()
 dist.destroy_process_group()
