@@ -15,8 +15,10 @@ from flightbase.hub.config import configure_servers
 # get_config() here fails; traitlets' loader, which runs a config file alone, defines `c` too.
 c = globals()["c"]
 
-c.JupyterHub.custom_scopes = rbac.custom_scopes()
-c.JupyterHub.load_roles = rbac.roles()
+# Added to what z2jh's config has set: the idle culler's role (cull.enabled) and the chart's
+# hub.loadRoles are in load_roles already, an operator's hub.config may hold custom scopes.
+c.JupyterHub.custom_scopes = rbac.merge_custom_scopes(c.JupyterHub.get("custom_scopes"), rbac.custom_scopes())
+c.JupyterHub.load_roles = rbac.merge_roles(c.JupyterHub.get("load_roles"), rbac.roles())
 c.JupyterHub.default_url = "/hub/home"
 c.JupyterHub.allow_named_servers = True
 

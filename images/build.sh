@@ -1,14 +1,28 @@
 #!/bin/sh
-# Build (and with PUSH=1 push) Flightbase's images. Needs a Docker engine with
-# BuildKit; run from anywhere. REGISTRY and TAG match the chart's images.* values.
+# Build (and with PUSH=1 push) Flightbase's images, the cluster flavour (images/README.md).
+# Needs a Docker engine that can pull NVIDIA's CUDA images and reach PyPI; run from
+# anywhere. REGISTRY and TAG match the chart's images.* values.
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 REGISTRY=${REGISTRY:-ghcr.io/flightbase}
 TAG=${TAG:-0.1.0}
-# the JupyterLab extension's wheel, with its built front end (Node runs here, not in the image)
-(cd "$ROOT" && make .venv/.labext-installed && .venv/bin/python -m pip wheel -q --no-deps -w dist ./flightbase_labext)
-docker build -t "$REGISTRY/training-base:$TAG" "$ROOT/images/training-base"
-docker build -t "$REGISTRY/notebook:$TAG" --build-arg "BASE=$REGISTRY/training-base:$TAG" -f "$ROOT/images/notebook/Dockerfile" "$ROOT"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+# training-base's context: its folder, the C++17 compiler wrapper Horovod's build uses,
+# and an empty wheels/ (pip installs from the index: the Dockerfile's defaults)
+mkdir -p "$work/training-base/wheels"
+cp -R "$ROOT/images/training-base/." "$ROOT/scripts/cxx17-wrapper.sh" "$work/training-base/"
+docker build -t "$REGISTRY/training-base:$TAG" "$work/training-base"
+# notebook's context: its folder and, in wheels/, Flightbase's wheel (from a clean copy of
+# its sources) and the JupyterLab extension's with its built front end (Node runs here,
+# not in the image)
+mkdir -p "$work/notebook/wheels" "$work/src"
+cp -R "$ROOT/images/notebook/." "$work/notebook/"
+(cd "$ROOT" && tar --exclude=__pycache__ --exclude='*.pyc' --exclude='*.egg-info' --exclude=build --exclude=dist \
+    -cf - pyproject.toml README.md flightbase flightbase_spawner services) | tar -C "$work/src" -xf -
+(cd "$ROOT" && make .venv/.labext-installed \
+    && .venv/bin/python -m pip wheel -q --no-deps -w "$work/notebook/wheels" "$work/src" ./flightbase_labext)
+docker build -t "$REGISTRY/notebook:$TAG" --build-arg "BASE=$REGISTRY/training-base:$TAG" "$work/notebook"
 # the services and the hub (jobqueue, registry-service, hub): scripts/service-images.sh, on Debian 12's image
 # (BASE_IMAGE; on the machine the tests run on, flightbase/debian:bookworm made by scripts/containers.sh)
 BASE_IMAGE=${BASE_IMAGE:-debian:bookworm}

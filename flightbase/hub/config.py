@@ -126,9 +126,10 @@ def service_specs(settings: PlatformSettings, secrets: dict[str, str]) -> list[d
                 "environment": dict(env, **(oci_account if name == "registry" else {})),
                 "oauth_no_confirm": True,
                 # what a browser's login cookie for this service may carry (intersected
-                # with the person's own scopes): membership, the Flightbase scopes, and
-                # admin:groups, which marks an administrator
-                "oauth_client_allowed_scopes": rbac.browser_scopes(),
+                # with the person's own scopes): membership, the Flightbase scopes the service
+                # applies, and admin:groups, which marks an administrator (the chart's
+                # jupyterhub.hub.services set the same, tests/kubernetes/test_chart_hub.py)
+                "oauth_client_allowed_scopes": rbac.browser_scopes(name),
                 "display": True,
                 "info": {"flightbase": True},
             }

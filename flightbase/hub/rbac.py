@@ -88,8 +88,63 @@ def server_token_scopes() -> list[str]:
             *(authz.scope_name(p) for p in authz.all_permissions())]
 
 
-def browser_scopes() -> list[str]:
-    """Scopes a service's browser session may hold, as far as the person holds them
-    (``read:metrics``: an administrator's browser may open the services' Prometheus pages)."""
+# The Flightbase scopes each service applies to a person's request (its routes' permission
+# checks): the jobqueue checks a training's datasets and image against the person's own
+# scopes too; the registry has no workspace, training or job routes.
+SERVICE_PERMISSIONS = {
+    "jobqueue": [p for p in authz.all_permissions() if p.split(":")[0] in ("workspace", "trainings", "jobs")]
+                + ["datasets:read", "images:read"],
+    "registry": [p for p in authz.all_permissions() if p.split(":")[0] in ("datasets", "images")],
+}
+
+
+def browser_scopes(service: str) -> list[str]:
+    """What a login to ``service`` (its OAuth cookie) may carry, as far as the person holds it:
+    ``oauth_client_allowed_scopes`` of the service in the hub, the embedded hub's and the chart's.
+
+    The person's name and groups (who is asking, their workspaces), ``admin:groups`` (which marks
+    an administrator), ``read:metrics`` (an administrator's browser may open the service's
+    Prometheus page) and the Flightbase scopes the service applies (:data:`SERVICE_PERMISSIONS`).
+    JupyterHub (3+) adds the service's own ``access:services!service=<name>``."""
     return ["read:users:groups!user", "read:users:name!user", authz.ADMIN_SCOPE, "read:metrics",
-            *(authz.scope_name(p) for p in authz.all_permissions())]
+            *(authz.scope_name(p) for p in SERVICE_PERMISSIONS[service])]
+
+
+def merge_roles(existing, ours: list[dict]) -> list[dict]:
+    """``c.JupyterHub.load_roles`` with ``ours`` added to what the config already holds.
+
+    Zero to JupyterHub's jupyterhub_config.py has set it before ``hub_config/kubernetes.py``
+    runs: the idle culler's role (``cull.enabled``) and the chart's ``hub.loadRoles``. A role of
+    ours whose name is already there (an operator's ``hub.loadRoles.user``, say) is joined with
+    it: JupyterHub refuses a role named twice, and neither side may lose what it grants, so
+    the scopes and the users, groups and services it is given to are the union of both, in the
+    order they came (the operator's first)."""
+    merged = [dict(r) for r in _config_value(existing, [])]
+    by_name = {r.get("name"): r for r in merged}
+    for role in ours:
+        found = by_name.get(role["name"])
+        if found is None:
+            merged.append(dict(role))
+            by_name[role["name"]] = merged[-1]
+            continue
+        for key in ("scopes", "users", "groups", "services"):
+            if key in role or key in found:
+                found[key] = list(dict.fromkeys([*(found.get(key) or []), *(role.get(key) or [])]))
+        found.setdefault("description", role.get("description", ""))
+    return merged
+
+
+def merge_custom_scopes(existing, ours: dict[str, dict]) -> dict[str, dict]:
+    """``c.JupyterHub.custom_scopes`` with ours added to an operator's (``hub.config``)."""
+    return {**_config_value(existing, {}), **ours}
+
+
+def _config_value(value, empty):
+    """A value from a traitlets Config section: what was set, ``empty`` for a key not set, or
+    ``empty`` with what was appended or added to it (a ``LazyConfigValue`` is what reading a
+    key that is not set yields)."""
+    from traitlets.config.loader import LazyConfigValue
+
+    if isinstance(value, LazyConfigValue):
+        return value.get_value(empty)
+    return empty if value is None else value

@@ -31,9 +31,9 @@ from flightbase.service.limits import BodyLimits, RequestLimits
 
 
 def service_prefix(name: str) -> str:
-    import os
+    from flightbase.settings import HubServiceEnv
 
-    prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or f"/services/{name}/"
+    prefix = HubServiceEnv.from_env().service_prefix or f"/services/{name}/"
     return prefix if prefix.endswith("/") else prefix + "/"
 
 

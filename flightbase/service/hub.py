@@ -9,7 +9,6 @@ one lookup.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -17,12 +16,26 @@ from typing import Any
 import httpx
 from jupyterhub.services.auth import HubOAuth
 
+from flightbase.settings import HubServiceEnv
 from flightbase.workspaces import SettingsError, WorkspaceSettings, parse_settings
 
 
-def make_hub_auth(cache_seconds: int) -> HubOAuth:
-    """HubOAuth wired from the JUPYTERHUB_* environment the hub gives its services."""
-    return HubOAuth(cache_max_age=cache_seconds)
+def make_hub_auth(cache_seconds: int, env: HubServiceEnv | None = None) -> HubOAuth:
+    """HubOAuth wired from the JUPYTERHUB_* environment the hub gives its services, as read by
+    :class:`HubServiceEnv` (``env``, default: this process's environment): HubOAuth's own
+    defaults read the same variables, but each where it is first used (the service prefix when
+    JupyterHub is imported), so every one the services rely on is passed here. An empty setting
+    is not passed and keeps HubOAuth's default (its checks of an empty client id or token
+    included)."""
+    env = env or HubServiceEnv.from_env()
+    base_url = env.base_url if env.base_url.endswith("/") else env.base_url + "/"
+    traits: dict[str, Any] = {"cache_max_age": cache_seconds, "hub_prefix": f"{base_url}hub/",
+                              "access_scopes": env.access_scopes()}
+    for trait, value in (("api_url", env.api_url), ("api_token", env.api_token), ("base_url", env.service_prefix),
+                         ("oauth_client_id", env.client_id), ("oauth_redirect_uri", env.oauth_callback_url)):
+        if value:
+            traits[trait] = value
+    return HubOAuth(**traits)
 
 
 @dataclass(frozen=True)
@@ -59,11 +72,14 @@ class Workspace:
 
 
 class HubClient:
-    """The hub REST API as this service (its token from JUPYTERHUB_API_TOKEN)."""
+    """The hub REST API as this service (by default the hub and token of :class:`HubServiceEnv`)."""
 
     def __init__(self, api_url: str | None = None, token: str | None = None, cache_seconds: float = 5.0):
-        self.api_url = (api_url or os.environ["JUPYTERHUB_API_URL"]).rstrip("/")
-        self._token = token or os.environ["JUPYTERHUB_API_TOKEN"]
+        if not (api_url and token):
+            env = HubServiceEnv.from_env().require(*(n for n, v in (("api_url", api_url), ("api_token", token)) if not v))
+            api_url, token = api_url or env.api_url, token or env.api_token
+        self.api_url = api_url.rstrip("/")
+        self._token = token
         self._client = httpx.AsyncClient(
             base_url=self.api_url, headers={"Authorization": f"token {self._token}"}, timeout=30
         )

@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import mimetypes
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -43,6 +42,7 @@ from flightbase.authz import Identity
 from flightbase.service import xsrf
 from flightbase.service.deps import CurrentIdentity
 from flightbase.service.errors import not_found
+from flightbase.settings import HubServiceEnv
 
 KIT_TEMPLATES = Path(__file__).parent / "templates"
 # Flightbase's page.html override (the nav bar's "Flightbase" entry): the hub loads it too
@@ -91,7 +91,7 @@ class HubPages:
                  template_dirs: Iterable[Path] = (), static_dir: Path | None = None):
         self.service = service
         self.prefix = prefix  # the service's own, e.g. /services/jobqueue/
-        self.base_url = base_url or os.environ.get("JUPYTERHUB_BASE_URL") or "/"  # the hub's, e.g. /
+        self.base_url = base_url or HubServiceEnv.from_env().base_url or "/"  # the hub's, e.g. /
         if not self.base_url.endswith("/"):
             self.base_url += "/"
         self.hub_prefix = hub_prefix or f"{self.base_url}hub/"

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 from urllib.parse import urlparse
 
 import uvicorn
 
-from flightbase.settings import PlatformSettings
+from flightbase.settings import HubServiceEnv, PlatformSettings
 
 
 def serve(name: str, build) -> None:
@@ -18,7 +17,7 @@ def serve(name: str, build) -> None:
     settings = PlatformSettings.from_env()
     app = build(settings)
     app = freeze_after_startup(app)
-    url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL") or f"http://127.0.0.1:{getattr(settings, name + '_port')}")
+    url = urlparse(HubServiceEnv.from_env().service_url or f"http://127.0.0.1:{getattr(settings, name + '_port')}")
     # access_log off: request lines would carry ?token= query strings if a client sent one.
     uvicorn.run(app, host=url.hostname or "127.0.0.1", port=url.port, log_level="info", access_log=False)
 

@@ -23,14 +23,16 @@ digest_dir() {
 
 digest_text() { printf '%s\n' "$@" | sha256sum | cut -d' ' -f1; }
 
-# build_image REF CONTEXT BASE-REF: build unless REF's label already holds the digest
-# of CONTEXT and of the base image it is built on. The build's steps are shown as
-# they start; its whole output is in the log.
+# build_image REF CONTEXT BASE-REF [NAME=VALUE...]: build unless REF's label already
+# holds the digest of CONTEXT, of the base image it is built on and of the other build
+# arguments (NAME=VALUE, each a --build-arg). The build's steps are shown as they
+# start; its whole output is in the log.
 build_image() {
-  local ref="$1" ctx="$2" base="$3"
-  local base_id want current old_id log="$logs/build-${ref//[\/:]/_}.log" start=$SECONDS
+  local ref="$1" ctx="$2" base="$3"; shift 3
+  local base_id want current old_id log="$logs/build-${ref//[\/:]/_}.log" start=$SECONDS arg build_args=()
+  for arg in "$@"; do build_args+=(--build-arg "$arg"); done
   base_id="$(docker image inspect -f '{{.Id}}' "$base")" || die "the base image $base is missing"
-  want="sha256:$(digest_text "$(digest_dir "$ctx")" "$base_id")"
+  want="sha256:$(digest_text "$(digest_dir "$ctx")" "$base_id" "$@")"
   current="$(docker image inspect -f "{{index .Config.Labels \"$HASH_LABEL\"}}" "$ref" 2>/dev/null || true)"
   if [ "$current" = "$want" ]; then
     say "$ref is up to date ($HASH_LABEL ${want:0:19}...)"
@@ -39,7 +41,7 @@ build_image() {
   old_id="$(docker image inspect -f '{{.Id}}' "$ref" 2>/dev/null || true)"
   say "building $ref (content ${want:0:19}..., image has ${current:-none}; log: $log)"
   set +e
-  docker build --force-rm --label "$HASH_LABEL=$want" --build-arg "BASE=$base" -t "$ref" "$ctx" 2>&1 \
+  docker build --force-rm --label "$HASH_LABEL=$want" --build-arg "BASE=$base" "${build_args[@]}" -t "$ref" "$ctx" 2>&1 \
     | tee "$log" | { grep --line-buffered -E '^(Step [0-9]+/[0-9]+ : [A-Z]+|#[0-9]+ \[)' | sed -u -E "s/^(.{1,120}).*\$/$NAME:   \\1/" || true; }
   local rc=${PIPESTATUS[0]}
   set -e

@@ -40,6 +40,16 @@ RESOURCES: dict[str, list[tuple[str, str, bool]]] = {
 VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 
 
+def _send_json(handler: BaseHTTPRequestHandler, status: int, body) -> None:
+    """Answer ``body`` as JSON with ``status`` (both stubs' handlers' ``_send``)."""
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 def _resource_list(group_version: str) -> dict:
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": [
         {"name": plural, "singularName": kind.lower(), "namespaced": namespaced, "kind": kind, "verbs": VERBS}
@@ -78,13 +88,7 @@ class StubApi:
             def log_message(self, *args):  # quiet
                 pass
 
-            def _send(self, status: int, body: dict) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+            _send = _send_json
 
             def _not_found(self) -> None:
                 self._send(404, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
@@ -251,13 +255,7 @@ class ClusterStub:
             def log_message(self, *args):
                 pass
 
-            def _send(self, status: int, body) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+            _send = _send_json
 
             def _status(self, code: int, reason: str, message: str) -> None:
                 self._send(code, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason,

@@ -71,9 +71,9 @@ def test_the_settings_objects_say_what_a_cluster_needs():
     """Guards the metadata this test reads: the chart test is only as good as it."""
     assert {"FLIGHTBASE_DATA_DIR", "FLIGHTBASE_BACKEND", "FLIGHTBASE_DEPLOYMENT", "FLIGHTBASE_REGISTRY_URL",
             "FLIGHTBASE_PROXY_URL", "FLIGHTBASE_JOBQUEUE_DB_URL", "JUPYTERHUB_API_URL",
-            "JUPYTERHUB_API_TOKEN"} <= set(needed_in_cluster("jobqueue"))
+            "JUPYTERHUB_API_TOKEN", "JUPYTERHUB_SERVICE_NAME", "JUPYTERHUB_CLIENT_ID"} <= set(needed_in_cluster("jobqueue"))
     assert {"FLIGHTBASE_DATA_DIR", "FLIGHTBASE_BACKEND", "FLIGHTBASE_REGISTRY_DB_URL",
-            "JUPYTERHUB_API_URL"} <= set(needed_in_cluster("registry"))
+            "JUPYTERHUB_API_URL", "JUPYTERHUB_SERVICE_NAME", "JUPYTERHUB_CLIENT_ID"} <= set(needed_in_cluster("registry"))
     for cls in SETTINGS:
         for f in documented_fields(cls):
             assert f.metadata["help"].strip() and set(f.metadata["services"]) <= {"hub", "jobqueue", "registry"}
@@ -96,6 +96,9 @@ def test_every_service_gets_what_it_needs_with_urls_to_the_charts_services(tmp_p
         assert settings.backend == "kubernetes"
         assert address(hub.api_url) == Z2JH_HUB and urlsplit(hub.api_url).path == "/hub/api"
         assert hub.service_prefix == f"/services/{service}/"
+        # the service's name and OAuth client in the hub: what z2jh registers for hub.services.<service>
+        assert (hub.service_name, hub.client_id) == (service, f"service-{service}")
+        assert hub.access_scopes() == {f"access:services!service={service}"}
         assert address(hub.service_url)[1] == service_address(manifest, service)[1]  # the Service's port
         if service == "registry":
             RegistrySettings.load(tmp_path, environ={k: v for k, v in env.items() if v != SECRET})

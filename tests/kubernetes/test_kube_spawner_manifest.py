@@ -11,51 +11,11 @@ reflectors), with its mock user renamed.
 
 from __future__ import annotations
 
-import asyncio
-import os
-
 import kubernetes_validate
-import pytest
 
-from flightbase_spawner.objects import GpuType, NotebookOptions, spawn_overrides
+from flightbase_spawner.objects import NotebookOptions
 
-from .stubapi import StubApi
-
-TOKEN = "hub-token-of-the-server-0123456789"
-H100 = {"h100": GpuType(node_selector={"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"})}
-
-
-@pytest.fixture(scope="module")
-def kubeconfig(tmp_path_factory):
-    with StubApi() as stub:
-        path = stub.kubeconfig(tmp_path_factory.mktemp("kube") / "kubeconfig")
-        before = os.environ.get("KUBECONFIG")
-        os.environ["KUBECONFIG"] = str(path)
-        try:
-            yield path
-        finally:
-            if before is None:
-                os.environ.pop("KUBECONFIG", None)
-            else:
-                os.environ["KUBECONFIG"] = before
-
-
-def manifest(options: NotebookOptions) -> dict:
-    from kubernetes_asyncio.client import ApiClient
-
-    from flightbase_spawner.kube import FlightbaseKubeSpawner
-
-    async def build() -> dict:
-        spawner = FlightbaseKubeSpawner(_mock=True, namespace="flightbase")
-        spawner.user.name = options.owner
-        spawner.api_token = TOKEN
-        overrides = spawn_overrides(options, gpu_resource="nvidia.com/gpu", gpu_types=H100, workspaces_pvc="ws",
-                                    datasets_pvc="ds", shm_size="8Gi")
-        for trait, value in overrides.items():
-            setattr(spawner, trait, value)
-        return ApiClient().sanitize_for_serialization(await spawner.get_pod_manifest())
-
-    return asyncio.run(build())
+from .kube_pods import kubeconfig, manifest  # noqa: F401 (kubeconfig: a fixture)
 
 
 def test_a_gpu_notebooks_pod_is_valid_and_carries_the_overrides(kubeconfig):

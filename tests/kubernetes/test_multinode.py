@@ -36,21 +36,21 @@ emulated here as its source does it:
   ``ssh`` (v1's ``kubectl exec`` agent is gone).
 - **Cluster DNS**: the network aliases ``<hostname>.<subdomain>[.<ns>.svc.cluster.local]``.
 
-The image: the cluster's ``images/training-base`` (Ubuntu, CUDA) cannot be pulled
-or built here; ``tests/kubernetes/images/training-ssh`` builds a stand-in from
-the embedded training image (Debian, CPU torch, OpenMPI) with Horovod's MPI
-controller and the cluster image's SSH set-up (same lines), cached by the
-digest of its context (``scripts/lib/images.sh``'s ``build_image``; the first
-build compiles Horovod, 15 to 30 minutes on 2 cores, later runs find the image up
-to date in seconds).  CPU only,
-one rank per node: Horovod's ops over MPI (TCP), torchrun's over gloo.
+The image: the cluster's own ``images/training-base/Dockerfile``, built here in its
+CPU flavour (build arguments: Debian 12, CPU torch, Horovod with MPI and no NCCL;
+``tests/kubernetes/cluster_images.py``, ``tests/kubernetes/images/build.sh``), cached
+by the digest of its context and build arguments (``scripts/lib/images.sh``'s
+``build_image``; the first build compiles Horovod, 15 to 30 minutes on 2 cores, later
+runs find the image up to date in seconds): the same OpenMPI 4.1 package line, SSH
+set-up and user as the CUDA flavour.  CPU only, one rank per node: Horovod's ops over
+MPI (TCP), torchrun's over gloo.
 
 The training scripts are the launcher tests' (``tests/launchers/scripts``): each
 rank allreduces ``rank + 1`` and trains a tiny model data-parallel; the test
 reads every rank's result line from the pod logs and checks the sums, that the
 ranks agree, and that they ran on different hosts (the pods' hostnames).
 
-Skips, with the reason, without root, a Docker engine, or the base image.
+Skips, with the reason, without root, a Docker engine, or the Debian base image.
 """
 
 from __future__ import annotations
@@ -60,7 +60,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -68,23 +67,17 @@ import pytest
 
 from flightbase_jobqueue.backends.kubernetes.objects import KubeLaunchSpec, make_objects
 from flightbase_jobqueue.backends.kubernetes.settings import KubernetesSettings
-from tests.helpers.containers import hadolint, image_or_skip
+from tests.kubernetes.cluster_images import build
 from tests.kubernetes.podrun import PodRunner, pod_template_of
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "tests" / "launchers" / "scripts"
-IMAGE_DIR = Path(__file__).parent / "images" / "training-ssh"
-BASE = "flightbase/training-base:0.1.0"
-IMAGE = "flightbase/training-ssh-test:0.1.0"
 RENDERED_IMAGE = "registry.example/flightbase/training-base:0.1.0"  # what the backend renders (any name)
 MARK = "FLIGHTBASE-RESULT "
 NAMESPACE = "flightbase"
 SETTINGS = KubernetesSettings(namespace=NAMESPACE, shm_size="256Mi")
 MPI_CONFIG_DIR = "/etc/mpi"
 HOST_MARK = "FLIGHTBASE-HOST "
-# Horovod's build tools, pinned: the image is rebuilt only when what goes into it changes
-# (setuptools < 81 as scripts/install-ml.sh asks for Horovod 0.28.1)
-BUILD_TOOLS = ("setuptools==80.10.2", "wheel==0.48.0")
 # The training's entrypoint: says which host the rank runs on (its container's hostname),
 # then runs the launcher test's script in the same process.  Under torchrun it also
 # works around a teardown race of PyTorch's gloo process group between hosts: a rank
@@ -113,42 +106,9 @@ if torchrun:
 
 
 # -- the image -------------------------------------------------------------------------------
-def build_test_image(work: Path, python: str = sys.executable) -> str:
-    """Build (or find up to date) the test image; its reference.  The context is this
-    folder's Dockerfile, scripts/cxx17-wrapper.sh, and Horovod's sdist with its build
-    tools from the local package index (pip's configured index: nothing else is reached)."""
-    ctx = work / "context"
-    shutil.rmtree(ctx, ignore_errors=True)
-    shutil.copytree(IMAGE_DIR, ctx)
-    shutil.copy2(REPO / "scripts" / "cxx17-wrapper.sh", ctx / "cxx17-wrapper.sh")
-    for what in (["--no-binary", ":all:", "horovod==0.28.1"], ["--only-binary", ":all:", *BUILD_TOOLS]):
-        r = subprocess.run([python, "-m", "pip", "download", "-q", "--no-deps", "-d", str(ctx), *what],
-                           capture_output=True, text=True, timeout=300)
-        if r.returncode != 0:
-            pytest.skip(f"the test image's sources cannot be collected (pip download {' '.join(what)}): "
-                        f"{(r.stderr or r.stdout).strip().splitlines()[-1:]}")
-    for f in ctx.iterdir():  # the digest covers modes: make them independent of the umask
-        f.chmod(0o755 if f.name.endswith(".sh") else 0o644)
-    logs = work / "logs"
-    logs.mkdir(exist_ok=True)
-    script = ('set -euo pipefail; NAME=multinode HASH_LABEL=ai.flightbase.content-hash logs="$3"; '
-              '. "$4"; build_image "$1" "$2" "$5"')
-    r = subprocess.run(["bash", "-c", script, "build", IMAGE, str(ctx), str(logs), str(REPO / "scripts/lib/images.sh"),
-                        BASE], capture_output=True, text=True, timeout=3600)
-    assert r.returncode == 0, f"building {IMAGE} failed:\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}"
-    return IMAGE
-
-
-def test_the_test_image_is_hadolint_clean():
-    result = subprocess.run([hadolint(), "--no-color", "--failure-threshold", "info", str(IMAGE_DIR / "Dockerfile")],
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
 @pytest.fixture(scope="module")
-def image(tmp_path_factory):
-    image_or_skip(BASE)
-    return build_test_image(tmp_path_factory.mktemp("training-ssh"))
+def image():
+    return build("training-base")
 
 
 # -- the job ---------------------------------------------------------------------------------

@@ -5,11 +5,20 @@
 # (scripts/lib/images.sh: a build only when the digest of the context and of the base image
 # differs from the image's ai.flightbase.content-hash label).
 #
-# Usage: tests/kubernetes/images/build.sh [IMAGE...]   (default: all three)
+# The cluster's own training and notebook images (images/training-base, images/notebook)
+# are built here too, in their CPU flavour (build arguments; images/README.md): the same
+# Dockerfiles as a cluster's, on Debian 12 with CPU torch and pip pointed at wheels
+# collected on the host (the project venv's pip and this machine's pip configuration).
+#
+# Usage: tests/kubernetes/images/build.sh [IMAGE...]   (default: the first three)
 #   postgres      flightbase-test/postgres:16            on flightbase/debian:bookworm
 #   oci-registry  flightbase-test/oci-registry:2.8       on flightbase/debian:bookworm
 #   chp           flightbase-test/chp:4.6.3              on flightbase/debian:bookworm (+ npm, on the host)
-# Environment: FLIGHTBASE_CACHE (default ~/.cache/flightbase): contexts and logs in its deployment-test/.
+#   training-base flightbase-test/training-base-cluster:cpu  images/training-base, CPU flavour (compiles
+#                 Horovod with MPI: 15 to 30 minutes on 2 cores the first time)
+#   notebook      flightbase-test/notebook-cluster:cpu   images/notebook on the image above (builds it first)
+# Environment: FLIGHTBASE_CACHE (default ~/.cache/flightbase): contexts and logs in its deployment-test/;
+# PYTHON (default the project's .venv/bin/python): the pip that collects the wheels.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -20,6 +29,13 @@ logs="$work/logs"
 NAME=deployment-test-images
 HASH_LABEL=ai.flightbase.content-hash
 CHP_VERSION=4.6.3
+HOROVOD_VERSION=0.28.1
+TRAINING_REF=flightbase-test/training-base-cluster:cpu
+NOTEBOOK_REF=flightbase-test/notebook-cluster:cpu
+DEBIAN_REF=flightbase/debian:bookworm
+py="${PYTHON:-$repo/.venv/bin/python}"
+# fixed timestamps in the wheels built here: the same sources give the same bytes
+export SOURCE_DATE_EPOCH=315532800
 # say, die, digest_dir, digest_text, build_image
 . "$repo/scripts/lib/images.sh"
 
@@ -36,9 +52,93 @@ context() {  # context NAME: a fresh copy of the image's folder
   echo "$ctx"
 }
 
+# normalize a context's modes (the digest covers them; a checkout's depend on the umask)
+normalize_modes() {
+  find "$1" -type d -exec chmod 755 {} +
+  find "$1" -type f ! -name '*.sh' -exec chmod 644 {} +
+  find "$1" -type f -name '*.sh' -exec chmod 755 {} +
+}
+
+# wheels NAME KEY COMMAND...: $work/wheels/NAME filled by COMMAND (run with the folder as
+# its last argument), again only when KEY changes
+wheels() {
+  local name="$1" key="$2"; shift 2
+  local dir="$work/wheels/$name" log="$logs/wheels-$name.log"
+  if [ -d "$dir" ] && [ "$(cat "$dir.key" 2>/dev/null)" = "$key" ]; then return; fi
+  say "collecting the $name wheels (log: $log)"
+  rm -rf "$dir.new" "$dir.key"
+  mkdir -p "$dir.new"
+  "$@" "$dir.new" >"$log" 2>&1 || { tail -n 20 "$log" >&2; die "collecting the $name wheels failed (log: $log)"; }
+  rm -rf "$dir"
+  mv "$dir.new" "$dir"
+  echo "$key" >"$dir.key"
+}
+
+collect_training_wheels() {  # the CPU requirements' wheels and Horovod's sdist
+  "$py" -m pip wheel --prefer-binary -w "$3" -r "$1" \
+    && "$py" -m pip download --no-deps --no-binary :all: -d "$3" "horovod==$2"
+}
+
+# the notebook's own wheels: Flightbase's (from a clean copy of its sources) and the extension's
+build_own_wheels() {
+  local src="$work/src/flightbase" lab="$repo/flightbase_labext"
+  rm -rf "$src" && mkdir -p "$src"
+  tar -C "$repo" --exclude=__pycache__ --exclude='*.pyc' --exclude='*.egg-info' --exclude=node_modules \
+      --exclude=build --exclude=dist -cf - pyproject.toml README.md flightbase flightbase_spawner services \
+    | tar -C "$src" -xf -
+  [ -f "$lab/flightbase_labext/labextension/static/style.js" ] || make -C "$repo" .venv/.labext-installed
+  "$py" -m pip wheel --no-deps --no-build-isolation -w "$1" "$src" && "$py" -m pip wheel --no-deps -w "$1" "$lab"
+}
+
+# every dependency of the notebook's requirements and of those two wheels (not the two themselves)
+collect_notebook_deps() {
+  "$py" -m pip wheel --prefer-binary -w "$3" -r "$1" "$2"/flightbase-*.whl "$2"/flightbase_labext-*.whl \
+    && rm -f "$3"/flightbase-*.whl "$3"/flightbase_labext-*.whl
+}
+
+# the sources of the two wheels: their digest is the own wheels' key
+own_sources_key() {
+  (cd "$repo" && find pyproject.toml README.md flightbase flightbase_spawner services flightbase_labext/pyproject.toml \
+      flightbase_labext/flightbase_labext -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 \
+    | LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum | cut -d' ' -f1
+}
+
+build_training_base() {
+  local tb="$repo/images/training-base" ctx="$work/context/training-base"
+  wheels training-base "$(digest_text "$(sha256sum <"$tb/requirements-cpu.txt")" "$HOROVOD_VERSION")" \
+    collect_training_wheels "$tb/requirements-cpu.txt" "$HOROVOD_VERSION"
+  rm -rf "$ctx" && mkdir -p "$ctx"
+  cp -a "$tb/." "$ctx/"
+  cp -a "$repo/scripts/cxx17-wrapper.sh" "$ctx/"
+  cp -al "$work/wheels/training-base" "$ctx/wheels"
+  normalize_modes "$ctx"
+  # the CPU flavour: Debian 12 for both stages, CPU torch, no NCCL, TensorFlow or gloo; pip offline
+  build_image "$TRAINING_REF" "$ctx" "$DEBIAN_REF" RUNTIME_BASE="$DEBIAN_REF" REQUIREMENTS=requirements-cpu.txt \
+    PIP_NO_INDEX=1 PIP_FIND_LINKS=/tmp/build/wheels HOROVOD_GPU_OPERATIONS= HOROVOD_WITH_GLOO= \
+    HOROVOD_WITHOUT_GLOO=1 HOROVOD_WITH_TENSORFLOW= HOROVOD_WITHOUT_TENSORFLOW=1 MAKEFLAGS=-j2
+}
+
+build_notebook() {
+  local nb="$repo/images/notebook" ctx="$work/context/notebook"
+  wheels notebook-own "$(own_sources_key)" build_own_wheels
+  # the dependencies again only when a list of them changes (or this machine's pip constraints)
+  wheels notebook-deps "$(cat "$repo/pyproject.toml" "$repo/flightbase_labext/pyproject.toml" "$nb/requirements.txt" \
+      /etc/xdg/pip/constraints.txt 2>/dev/null | sha256sum | cut -d' ' -f1)" \
+    collect_notebook_deps "$nb/requirements.txt" "$work/wheels/notebook-own"
+  rm -rf "$ctx" && mkdir -p "$ctx"
+  cp -a "$nb/." "$ctx/"
+  cp -al "$work/wheels/notebook-deps" "$ctx/wheels"
+  cp -l "$work/wheels/notebook-own/"*.whl "$ctx/wheels/"
+  normalize_modes "$ctx"
+  build_image "$NOTEBOOK_REF" "$ctx" "$TRAINING_REF" PIP_NO_INDEX=1 PIP_FIND_LINKS=/tmp/build/wheels
+}
+
+built_training=
 build() {
   local ctx
   case "$1" in
+    training-base) [ -n "$built_training" ] || build_training_base; built_training=1 ;;
+    notebook) [ -n "$built_training" ] || build_training_base; built_training=1; build_notebook ;;
     postgres) build_image flightbase-test/postgres:16 "$(context postgres)" flightbase/debian:bookworm ;;
     oci-registry) build_image flightbase-test/oci-registry:2.8 "$(context oci-registry)" flightbase/debian:bookworm ;;
     chp)
@@ -56,7 +156,7 @@ build() {
       ctx="$(context chp)"
       cp -a "$npm_dir/node_modules" "$ctx/node_modules"
       build_image "flightbase-test/chp:$CHP_VERSION" "$ctx" flightbase/debian:bookworm ;;
-    *) die "unknown image '$1' (postgres, oci-registry, chp)" ;;
+    *) die "unknown image '$1' (postgres, oci-registry, chp, training-base, notebook)" ;;
   esac
 }
 
