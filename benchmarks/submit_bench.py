@@ -34,6 +34,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.platform.harness import new_platform  # noqa: E402  (the same launcher the tests use)
+from benchmarks._proc import cpu_s, environ_of, processes  # noqa: E402
 
 SLEEPER = b"import time\ntime.sleep(3600)\n"
 
@@ -131,25 +132,6 @@ def load_ab(url: str, token: str, code_id: str, total: int, clients: int, sweep_
     }
 
 
-def processes(*needles: str) -> list[int]:
-    """Processes whose command line contains every needle."""
-    found = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if all(n in cmd for n in needles):
-                found.append(int(d.name))
-    return found
-
-
-def environ_of(pid: int) -> dict[str, str]:
-    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-    return dict(e.decode(errors="replace").split("=", 1) for e in raw if b"=" in e)
-
-
 def jobqueue_pid(data_dir: Path) -> int:
     for pid in processes("-m flightbase_jobqueue"):
         try:
@@ -159,12 +141,6 @@ def jobqueue_pid(data_dir: Path) -> int:
         except OSError:
             continue
     raise RuntimeError("the jobqueue's process was not found")
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds the process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def scheduler_passes(p, admin_token: str) -> dict:

@@ -51,43 +51,16 @@ sys.path.insert(0, str(ROOT))
 from flightbase import uploads  # noqa: E402
 from flightbase.client import Client  # noqa: E402
 from tests.platform.harness import new_platform  # noqa: E402
-
-
-def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def cpu_s(pid: int, thread: int | None = None) -> float:
-    """User + system CPU seconds a process (or one of its threads) has used so far."""
-    stat = Path(f"/proc/{pid}/task/{thread}/stat" if thread else f"/proc/{pid}/stat")
-    fields = stat.read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def processes(*needles: str) -> list[int]:
-    """Processes whose command line contains every needle."""
-    found = []
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
-                continue
-            if all(n in cmd for n in needles):
-                found.append(int(d.name))
-    return found
+from benchmarks._proc import cpu_s, environ_of, processes, status_kb  # noqa: E402
 
 
 def registry_pid(port: int) -> int:
     for pid in processes("flightbase_registry"):
         try:
-            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            env = environ_of(pid)
         except OSError:
             continue
-        if any(e.startswith(b"FLIGHTBASE_PORT=" + str(port).encode()) for e in env):
+        if env.get("FLIGHTBASE_PORT") == str(port):
             return pid
     raise RuntimeError("registry service process not found")
 
@@ -186,13 +159,13 @@ def one_run(c, src: Path, size: int, tmp: Path, pid: int, proxy: list[int], data
         while block := fh.read(uploads.READ):
             h.update(block)
     hash_s = time.perf_counter() - t0
-    base_rss = rss_kb(pid)
+    base_rss = status_kb(pid)
     samples: list[int] = []
     done = threading.Event()
 
     def sample():
         while not done.is_set():
-            samples.append(rss_kb(pid))
+            samples.append(status_kb(pid))
             time.sleep(0.1)
 
     sampler = threading.Thread(target=sample, daemon=True)

@@ -97,9 +97,12 @@ def docker_engine() -> str | None:
 def choose_backend(environ: dict) -> tuple[str, str]:
     """(backend, a line saying where work runs): FLIGHTBASE_BACKEND, else containers when an engine answers."""
     wanted = environ.get("FLIGHTBASE_BACKEND", "")
-    if wanted not in ("", "docker", "local"):
+    if wanted not in ("", "docker", "local", "sim"):
         raise UsageError(f"FLIGHTBASE_BACKEND: {wanted!r} is not a backend of `flightbase up` (docker or local; "
-                         "kubernetes is installed with the Helm chart)")
+                         "sim for benchmarks and tests; kubernetes is installed with the Helm chart)")
+    if wanted == "sim":  # benchmarks and tests only: no job runs (flightbase_jobqueue.backends.simulated)
+        return "sim", ("Jobs are SIMULATED (FLIGHTBASE_BACKEND=sim, for benchmarks and tests): nothing runs, each "
+                       "job ends after its declared duration; notebooks run as processes on this machine.")
     engine = docker_engine() if wanted in ("", "docker") else None
     if wanted == "docker" and engine is None:
         raise UsageError("FLIGHTBASE_BACKEND: docker, but no Docker engine answers here (`make run` installs and "
@@ -108,6 +111,18 @@ def choose_backend(environ: dict) -> tuple[str, str]:
         return "docker", f"Jobs and notebooks run in containers of their workspace's image (Docker Engine {engine})."
     why = "FLIGHTBASE_BACKEND=local" if wanted == "local" else "no Docker engine answers here"
     return "local", f"Jobs and notebooks run as processes on this machine's Python environment ({why})."
+
+
+def sim_speed(environ: dict) -> float:
+    """FLIGHTBASE_SIM_SPEED: how much faster than real time the sim backend's jobs run (benchmarks, tests)."""
+    raw = (environ.get("FLIGHTBASE_SIM_SPEED") or "").strip()
+    try:
+        speed = float(raw) if raw else PlatformSettings.sim_speed
+    except ValueError:
+        speed = 0.0
+    if not 0 < speed < float("inf"):
+        raise UsageError(f"FLIGHTBASE_SIM_SPEED: {raw!r} is not a positive number")
+    return speed
 
 
 def retention_days(environ: dict) -> int:
@@ -176,6 +191,7 @@ def prepare(
         single_user_dev=admin if single_user_dev else "",
         audit_retention_days=retention_days(environ),
         backend=backend,
+        sim_speed=sim_speed(environ),
         **oci_registry(environ),
     )
     secrets.load_or_create(data_dir)

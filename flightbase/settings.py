@@ -91,9 +91,16 @@ class PlatformSettings:
                       'chooses when a Docker engine answers), "local" (processes on this machine) or "kubernetes" '
                       "(objects in the cluster, with FLIGHTBASE_K8S_*). The jobqueue runs work there "
                       "(flightbase_jobqueue.backends.make_backend: an unknown name stops it); the registry says how "
-                      "an image runs, and publishes the built-in images only for docker.",
+                      "an image runs, and publishes the built-in images only for docker. "
+                      '"sim" is for benchmarking and testing only: no job runs, each "runs" for its declared '
+                      "duration (`SIM_SECONDS` in its env, else 60 s) and its starts and ends "
+                      "are logged to <data_dir>/sim/runs.log (flightbase_jobqueue.backends.simulated); only the "
+                      "operator's settings choose it, never a request.",
         services=("hub", "jobqueue", "registry"), cluster=True,
         shown_default="`docker` when an engine answers, else `local`")
+    sim_speed: float = setting(
+        1.0, help='With backend "sim" (benchmarks and tests only): how much faster than real time simulated jobs '
+                  "run (10: a declared 60 s ends after 6 s).", services=("jobqueue",))
     deployment: str = setting(
         "embedded", help='"embedded" (one machine, `flightbase up`) or "kubernetes" (the Helm chart): what the '
                          "jobqueue's /info reports to clients; an unknown name stops the service.",
@@ -221,11 +228,35 @@ class HubServiceEnv:
                                     "http://127.0.0.1:<its port setting>.")
     base_url: str = setting("/", env="JUPYTERHUB_BASE_URL", services=("jobqueue", "registry"),
                             help="The hub's base URL (the pages' links to the hub).")
+    service_name: str = setting("", env="JUPYTERHUB_SERVICE_NAME", services=("jobqueue", "registry"), cluster=True,
+                                help="The service's name in the hub (jobqueue, registry): a token or login "
+                                     "must hold access:services!service=<name> to use the service, unless "
+                                     "JUPYTERHUB_OAUTH_ACCESS_SCOPES names other scopes.")
+    client_id: str = setting("", env="JUPYTERHUB_CLIENT_ID", services=("jobqueue", "registry"), cluster=True,
+                             help="The service's OAuth client in the hub (service-<name>): the browser login "
+                                  "of the service's pages.")
+    oauth_callback_url: str = setting("", env="JUPYTERHUB_OAUTH_CALLBACK_URL", services=("jobqueue", "registry"),
+                                      help="Where the hub sends a browser back after the login. Empty: "
+                                           "<service prefix>oauth_callback, what the hub registers for a "
+                                           "service with a URL.")
+    oauth_access_scopes: str = setting("", env="JUPYTERHUB_OAUTH_ACCESS_SCOPES", services=("jobqueue", "registry"),
+                                       help="The scopes that give access to the service, a JSON list (the "
+                                            "embedded hub sets it). Empty: "
+                                            "access:services!service=<JUPYTERHUB_SERVICE_NAME>.")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "HubServiceEnv":
         environ = os.environ if environ is None else environ
         return cls(**{f.name: environ[env_name(f)] for f in fields(cls) if environ.get(env_name(f))})
+
+    def access_scopes(self) -> set[str]:
+        """The scopes that give access to the service (JupyterHub's ``HubAuth.access_scopes``)."""
+        if self.oauth_access_scopes:
+            scopes = json.loads(self.oauth_access_scopes)
+            if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+                raise ValueError("JUPYTERHUB_OAUTH_ACCESS_SCOPES must be a JSON list of scope names")
+            return set(scopes)
+        return {f"access:services!service={self.service_name}"} if self.service_name else set()
 
     def require(self, *names: str) -> "HubServiceEnv":
         """Self, after checking that ``names`` are set (a service cannot start without them)."""

@@ -65,6 +65,11 @@ class WorkspaceSettings(BaseModel):
     allow_borrowing: bool = Field(
         default=True, description="Whether the workspace may use idle GPUs above its quota (reclaimable)."
     )
+    borrowing_limit: int | None = Field(
+        default=None, ge=0, description="Most GPUs the workspace may borrow above its quota when borrowing "
+        "(Kueue's borrowingLimit: it holds at most gpu_quota + borrowing_limit GPUs in all). None: no limit; "
+        "ignored without a gpu_quota or when allow_borrowing is off."
+    )
     fairshare_weight: float = Field(default=1.0, gt=0, description="Weight in fair-share scheduling.")
     memory_gb_per_gpu: float = Field(
         default=8, gt=0, description="Memory limit of a job's or notebook's container, in GB per GPU (or CPU slot) it "
@@ -77,7 +82,8 @@ class WorkspaceSettings(BaseModel):
     )
 
     @field_validator(
-        "gpu_quota", "max_gpus_per_job", "storage_quota_gb", "start_date", "end_date", mode="before"
+        "gpu_quota", "max_gpus_per_job", "storage_quota_gb", "start_date", "end_date", "borrowing_limit",
+        mode="before"
     )
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:

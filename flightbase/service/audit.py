@@ -46,7 +46,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Annotated, Any, Iterable
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, FastAPI, Query, Request
@@ -56,7 +56,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import cookie_parser
 from starlette.routing import compile_path
 
-from flightbase.service.access import workspaces_with
+from flightbase.service.access import Level, needs, workspaces_with
 from flightbase.service.asgi import StatusSend, header
 from flightbase.service.db import Sessions, UtcDateTime, utcnow
 from flightbase.service.deps import CurrentIdentity
@@ -472,9 +472,15 @@ def select_events(filters: Filters, workspaces: Iterable[str] | None):
     return q.order_by(events.c.at.desc(), events.c.id.desc()).limit(filters.limit)
 
 
-@router.get("/audit", response_model=list[AuditEventOut],
-            summary="State-changing requests to this service, newest first (administrators; managers: their workspaces)")
-async def list_audit(
+@dataclass(frozen=True)
+class AuditScope:
+    """What ``GET /audit`` may show: its filters, and the workspaces whose rows (``None``: all)."""
+
+    filters: Filters
+    workspaces: list[str] | None
+
+
+async def _auditor(
     request: Request,
     identity: CurrentIdentity,
     actor: str | None = Query(default=None, description="Only this user's or service's requests"),
@@ -485,7 +491,9 @@ async def list_audit(
     since: str | None = Query(default=None, alias="from", description="From this time (ISO 8601; UTC without a zone)"),
     until: str | None = Query(default=None, alias="to", description="Before this time"),
     limit: str | None = Query(default=None, description=f"At most this many (1-{MAX_LIMIT}, 100 by default)"),
-):
+) -> AuditScope:
+    """Level.AUDITOR: administrators (every row), managers (their workspaces' rows); the filters are
+    checked first (422), then who asks (a named workspace they may not see: 404; nothing managed: 403)."""
     filters = parse_filters(actor=actor, workspace=workspace, action=action, status=status, since=since,
                             until=until, limit=limit)
     visible: list[str] | None = None
@@ -493,6 +501,14 @@ async def list_audit(
         visible = await workspaces_with(request, identity, "workspace:manage", filters.workspace)
         if not visible:
             raise ApiError(403, "only administrators and workspace managers may read the audit log")
+    return AuditScope(filters, visible)
+
+
+@router.get("/audit", response_model=list[AuditEventOut],
+            summary="State-changing requests to this service, newest first (administrators; managers: their workspaces)")
+async def list_audit(request: Request,
+                     scope: Annotated[AuditScope, needs(Level.AUDITOR, "workspace:manage", _auditor)]):
+    filters, visible = scope.filters, scope.workspaces
     sessions = request.app.state.sessions
 
     def query():

@@ -81,12 +81,19 @@ def test_a_mismatched_dataset_exits_2_naming_the_file(model, tree, message, tmp_
     assert "Traceback" not in run.stderr
 
 
-def test_image_readers_agree(tmp_path):
+def common_data():
+    """The built-in models' ``_common.data`` module, imported from their folder."""
     sys.path.insert(0, str(MODELS))
     try:
-        from _common.data import read_image, write_png, write_ppm
+        from _common import data
     finally:
         sys.path.remove(str(MODELS))
+    return data
+
+
+def test_image_readers_agree(tmp_path):
+    data = common_data()
+    read_image, write_png, write_ppm = data.read_image, data.write_png, data.write_ppm
     rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
     write_png(tmp_path / "a.png", rgb)
     write_ppm(tmp_path / "a.ppm", rgb)
@@ -103,11 +110,7 @@ def test_png_with_every_filter(tmp_path):
     import struct
     import zlib
 
-    sys.path.insert(0, str(MODELS))
-    try:
-        from _common.data import read_image
-    finally:
-        sys.path.remove(str(MODELS))
+    read_image = common_data().read_image
     img = np.random.default_rng(1).integers(0, 256, (5, 4, 3), dtype=np.int32)
     flat = img.reshape(5, 12)
     rows, prev = [], np.zeros(12, dtype=np.int32)

@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.platform.harness import FLIGHTBASE, new_platform
+from tests.helpers.platforms import member_fixture, platform_fixture
+from tests.platform.harness import FLIGHTBASE
 from tests.platform.world import upload_code, wait_state
 
 pytestmark = pytest.mark.slow
@@ -27,22 +27,8 @@ pytestmark = pytest.mark.slow
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "nccl"
 
 
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory):
-    p = new_platform(tmp_path_factory.mktemp("comms"), gpus="4").start()
-    yield p
-    p.remove()
-
-
-@pytest.fixture(scope="module")
-def member(platform):
-    """(workspace, token) of a member of a fresh workspace with 4 CPU slots."""
-    admin = platform.admin_token
-    resp = platform.api("jobqueue", "POST", "workspaces", admin, json={"name": "comms", "settings": {"gpu_quota": 4}})
-    assert resp.status_code == 201, resp.text
-    token = platform.create_user("comms-u")
-    assert platform.api("jobqueue", "PUT", "workspaces/comms/members/comms-u", admin).status_code == 200
-    return "comms", token
+platform = platform_fixture("comms", gpus="4")
+member = member_fixture("comms", "comms-u", gpu_quota=4)  # (workspace, token): a fresh workspace with 4 CPU slots
 
 
 def cli(platform, token: str, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:

@@ -6,6 +6,9 @@ Each helper skips the calling test with the reason when something is missing
 
 from __future__ import annotations
 
+import io
+import uuid
+
 import pytest
 
 
@@ -30,3 +33,21 @@ def image_or_skip(client, reference: str) -> str:
     except docker.errors.ImageNotFound:
         pytest.skip(f"image {reference} is not built here (`make test` builds it as root)")
     return reference
+
+
+def upload_bare_image(platform, client, tmp_path, workspace: str, user: str, tag_name: str):
+    """Build a bare image (Debian, no Python packages: no launcher, no JupyterLab), upload it to
+    ``workspace`` as ``user`` under the name "bare", and return the registry's answer."""
+    base = image_or_skip(client, "flightbase/debian:bookworm")
+    context = tmp_path / "bare"
+    context.mkdir()
+    (context / "Dockerfile").write_text(f"FROM {base}\nRUN true\n")
+    tag = f"flightbase-test/{tag_name}:{uuid.uuid4().hex[:8]}"
+    client.images.build(path=str(context), tag=tag, rm=True)
+    buf = io.BytesIO()
+    for chunk in client.images.get(tag).save(named=True):
+        buf.write(chunk)
+    client.images.remove(tag, force=True)
+    return platform.api("registry", "POST", f"workspaces/{workspace}/images/upload", platform.tokens[user],
+                        params={"name": "bare"}, content=buf.getvalue(),
+                        headers={"Content-Type": "application/x-tar"})

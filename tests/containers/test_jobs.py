@@ -8,7 +8,6 @@ not run as root, or where ``make test`` has not built the images.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import pwd
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.containers.engine import engine_or_skip, image_or_skip
+from tests.containers.engine import engine_or_skip, image_or_skip, upload_bare_image
 from tests.platform.harness import FLIGHTBASE, new_platform
 from tests.platform.world import submit, upload_code, wait_state
 
@@ -88,7 +87,7 @@ def test_trainings_written_like_the_frameworks_own_examples_run_in_training_base
 
 
 def test_a_job_cannot_write_its_datasets_nor_see_another_workspaces(platform, tmp_path):
-    from tests.spawner.test_jupyter_training import upload_dataset
+    from tests.helpers.servers import upload_dataset
 
     upload_dataset(platform, "ann", "box", "mine", {"a.txt": b"mine"}, tmp_path)
     upload_dataset(platform, "ben", "other", "theirs", {"b.txt": b"theirs"}, tmp_path)
@@ -155,18 +154,7 @@ def test_a_job_runs_in_the_image_its_workspace_uploaded(platform, client, tmp_pa
 
 def test_an_image_without_the_launcher_fails_quickly_with_the_reason(platform, client, tmp_path):
     """An image that has Python but no Horovod: the job fails at once, saying what is missing."""
-    base = image_or_skip(client, "flightbase/debian:bookworm")
-    context = tmp_path / "bare"
-    context.mkdir()
-    (context / "Dockerfile").write_text(f"FROM {base}\nRUN true\n")
-    tag = f"flightbase-test/bare:{uuid.uuid4().hex[:8]}"
-    client.images.build(path=str(context), tag=tag, rm=True)
-    buf = io.BytesIO()
-    for chunk in client.images.get(tag).save(named=True):
-        buf.write(chunk)
-    client.images.remove(tag, force=True)
-    resp = platform.api("registry", "POST", "workspaces/box/images/upload", platform.tokens["ann"],
-                        params={"name": "bare"}, content=buf.getvalue(), headers={"Content-Type": "application/x-tar"})
+    resp = upload_bare_image(platform, client, tmp_path, "box", "ann", "bare")
     assert resp.status_code == 201, resp.text
     began = time.monotonic()
     job, out = run(platform, "ann", "box", b"print('hi')\n", image="bare", launcher="horovod", gpus=1)

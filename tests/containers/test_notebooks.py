@@ -12,16 +12,14 @@ notebook image.
 from __future__ import annotations
 
 import grp
-import io
 import json
 import os
 import pwd
 import time
-import uuid
 
 import pytest
 
-from tests.containers.engine import engine_or_skip, image_or_skip
+from tests.containers.engine import engine_or_skip, image_or_skip, upload_bare_image
 from tests.platform.harness import new_platform
 from tests.helpers.servers import (lease_of, leases, run_in_kernel, server_model, spawn, upload_dataset,
                                    wait_for, wait_gone, wait_ready)
@@ -142,18 +140,7 @@ def test_an_uploaded_image_is_pulled_with_the_platforms_account_and_one_without_
     """A small image uploaded to the workspace (no JupyterLab in it): the spawner pulls it from the
     platform's registry, which refuses anonymous pulls, finds that it cannot serve JupyterLab and
     refuses the server with the reason, before asking for a GPU."""
-    base = image_or_skip(client, "flightbase/debian:bookworm")
-    context = tmp_path / "bare"
-    context.mkdir()
-    (context / "Dockerfile").write_text(f"FROM {base}\nRUN true\n")
-    tag = f"flightbase-test/bare-notebook:{uuid.uuid4().hex[:8]}"
-    client.images.build(path=str(context), tag=tag, rm=True)
-    buf = io.BytesIO()
-    for chunk in client.images.get(tag).save(named=True):
-        buf.write(chunk)
-    client.images.remove(tag, force=True)
-    resp = platform.api("registry", "POST", "workspaces/lab/images/upload", platform.tokens["ann"],
-                        params={"name": "bare"}, content=buf.getvalue(), headers={"Content-Type": "application/x-tar"})
+    resp = upload_bare_image(platform, client, tmp_path, "lab", "ann", "bare-notebook")
     assert resp.status_code == 201, resp.text
     reference = resp.json()["reference"]
     assert resp.json()["runs_as"] == "a container of the image (Docker, on this machine)"

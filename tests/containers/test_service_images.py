@@ -90,7 +90,7 @@ def test_the_base_installs_what_pyproject_names():
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory) -> list[dict]:
     pytest.importorskip("helm_sdkpy", reason="helm-sdkpy is not installed (pip install --ignore-requires-python helm-sdkpy)")
-    from ..kubernetes.test_chart import render
+    from ..kubernetes.chart import render
 
     return render(tmp_path_factory.mktemp("chart"))[0]
 

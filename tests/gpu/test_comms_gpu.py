@@ -12,6 +12,7 @@ import subprocess
 import pytest
 
 from flightbase import gpus, topology
+from tests.helpers.platforms import member_fixture, platform_fixture
 
 FOUND = gpus.detect_nvml()
 pytestmark = [pytest.mark.skipif(not FOUND, reason="no NVIDIA GPU found by NVML on this machine"), pytest.mark.slow]
@@ -34,23 +35,8 @@ dist.destroy_process_group()
 """
 
 
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory):
-    from tests.platform.harness import new_platform
-
-    p = new_platform(tmp_path_factory.mktemp("gpu-comms"), gpus="auto").start()
-    yield p
-    p.remove()
-
-
-@pytest.fixture(scope="module")
-def member(platform):
-    admin = platform.admin_token
-    assert platform.api("jobqueue", "POST", "workspaces", admin,
-                        json={"name": "gpucomms", "settings": {"gpu_quota": len(FOUND)}}).status_code == 201
-    token = platform.create_user("gpucomms-u")
-    assert platform.api("jobqueue", "PUT", "workspaces/gpucomms/members/gpucomms-u", admin).status_code == 200
-    return "gpucomms", token
+platform = platform_fixture("gpu-comms", gpus="auto")
+member = member_fixture("gpucomms", "gpucomms-u", gpu_quota=len(FOUND))
 
 
 def test_one_gpu_jobs_nccl_record(platform, member):

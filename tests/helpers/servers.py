@@ -16,6 +16,7 @@ import uuid
 import httpx
 from websockets.sync.client import connect
 
+from tests.helpers.scheduler import wait_scheduler_passes
 from tests.platform.harness import FLIGHTBASE
 
 
@@ -133,7 +134,7 @@ def assert_a_training_waits_for_the_quota(platform, user, ws) -> None:
                             json={"workspace": ws, "name": "t", "entrypoint": "x.py", "gpus": 1})
     assert training.status_code == 201, training.text
     job = training.json()["jobs"][0]["id"]
-    time.sleep(1)
+    wait_scheduler_passes(platform)  # a whole pass after the submission left it queued
     found = platform.api("jobqueue", "GET", f"jobs/{job}", platform.tokens[user]).json()
     assert found["state"] == "queued" and "workspace quota" in found["queue"]["reason"], found
     platform.api("jobqueue", "POST", f"jobs/{job}/cancel", platform.tokens[user])

@@ -73,21 +73,6 @@ class Notebook:
         return self.client.execute_cell(cell, self.nb.cells.index(cell))
 
 
-def text(cell: dict, name: str | None = None) -> str:
-    """Everything a cell showed: its streams (only ``name`` if given) and its displays' plain text."""
-    parts = []
-    for out in cell["outputs"]:
-        if out["output_type"] == "stream" and (name is None or out["name"] == name):
-            parts.append(out["text"])
-        elif name is None and out["output_type"] in ("display_data", "execute_result"):
-            parts.append(out["data"].get("text/plain", "") + "\n")
-    return "".join(parts)
-
-
-def errors(cell: dict) -> list[dict]:
-    return [out for out in cell["outputs"] if out["output_type"] == "error"]
-
-
 @pytest.fixture
 def notebook(platform, person, tmp_path):
     """Make a notebook in a folder of its own whose kernel talks to the platform as ``person``."""

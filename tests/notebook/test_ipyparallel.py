@@ -13,7 +13,7 @@ import pytest
 
 from tests.platform.world import wait_state
 
-from .conftest import errors, text
+from tests.helpers.notebooks import errors, text
 
 pytestmark = pytest.mark.slow
 

@@ -28,9 +28,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import browser
+from tests.helpers.pages import person, require_chart_js
 from tests.platform.world import SLEEPER, submit, upload_code, wait_state
-
-from .conftest import person, require_chart_js
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ("dashboard-member", "dashboard-member-dark", "admin-forbidden-member", "admin", "admin-after-actions")

@@ -21,9 +21,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
+from tests.helpers.pages import HTML, JOBQUEUE, browser, person, require_chart_js
 from tests.platform.world import wait_state
-
-from .conftest import HTML, JOBQUEUE, browser, person, require_chart_js
 
 pytestmark = pytest.mark.slow
 

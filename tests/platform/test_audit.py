@@ -27,12 +27,13 @@ from starlette.routing import compile_path
 from flightbase.service import audit
 from flightbase.service.db import utcnow
 from tests.helpers.direct_uploads import declare, patch, ticket
+from tests.helpers.permissions import request_for, table
 
 from .harness import form, new_platform
-from .test_permissions import TABLE, _request
 
 pytestmark = pytest.mark.slow
 
+TABLE = table()  # the permission table, from the routes' declared access levels
 STATE_CHANGING = [key for key in TABLE if key[1] != "GET"]
 ACTOR_ORDER = ("member", "owner", "manager", "admin")
 
@@ -76,7 +77,7 @@ def target_of(template: str, path: str) -> dict:
 def test_every_state_changing_route_gets_a_row(platform, world, key):
     service, method, template = key
     role = acting_role(key)
-    path, body = _request(world, role, service, method, template, platform)
+    path, body = request_for(world, role, service, method, template, platform)
     started = utcnow()
     resp = platform.api(service, method, path, world.tokens[role], json=body)
     if "{lease_id}" in template:  # give the slot back at once (the administrator's own row)

@@ -23,6 +23,8 @@ import pytest
 
 from flightbase_jobqueue.coordinator import USAGE_SAVE_SECONDS
 
+from tests.helpers.scheduler import wait_scheduler_passes
+
 from .harness import new_platform
 from .world import JOBS, submit, upload_code, wait_job
 
@@ -87,7 +89,7 @@ def lighter_goes_first(p, token, codes, heavy: str, light: str) -> None:
     blocker = run(p, token, codes, "mblock", 6, gpus=2)
     wait_job(p, token, blocker, ("running",), timeout=60)
     first = run(p, token, codes, heavy, 1, gpus=2)
-    time.sleep(0.5)
+    wait_scheduler_passes(p)  # a whole pass after the submission left it queued
     second = run(p, token, codes, light, 1, gpus=2)
     assert p.api("jobqueue", "GET", f"jobs/{first}", token).json()["state"] == "queued"
     done = {j: wait_job(p, token, j, timeout=120) for j in (blocker, first, second)}

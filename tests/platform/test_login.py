@@ -4,26 +4,14 @@ from __future__ import annotations
 
 import html
 import re
-from contextlib import contextmanager
 
 import httpx
 import pytest
 
+from tests.helpers.hub_login import login
+from tests.platform.harness import form as _form
+
 pytestmark = pytest.mark.slow
-
-
-def _form(client: httpx.Client, url: str, data: dict) -> httpx.Response:
-    client.get(url)
-    xsrf = client.cookies.get("_xsrf")
-    return client.post(url, data={**data, "_xsrf": xsrf})
-
-
-@contextmanager
-def login(platform, username: str, password: str):
-    with httpx.Client(base_url=platform.url, follow_redirects=True, timeout=30) as client:
-        resp = _form(client, "/hub/login", {"username": username, "password": password})
-        resp.raise_for_status()
-        yield client
 
 
 def _logged_in(client: httpx.Client) -> bool:

@@ -18,6 +18,8 @@ import uuid
 
 import pytest
 
+from tests.helpers.scheduler import wait_scheduler_passes
+
 from .harness import new_platform
 from .world import SLEEPER, submit, upload_code, wait_state
 
@@ -80,7 +82,7 @@ def test_a_notebook_does_not_delay_an_older_gang_training_and_then_gets_its_slot
     assert p.api("jobqueue", "POST", f"trainings/{p.api('jobqueue', 'GET', f'jobs/{t1}', token).json()['training_id']}/cancel",
                  token).status_code == 200
     wait_state(p, token, f"jobs/{t1}", ("cancelled",))
-    time.sleep(4)  # several scheduler passes and lease checks
+    wait_scheduler_passes(p, 3)  # several scheduler passes after the slots freed up
     lease = _lease(p, token, "nb")
     assert lease["state"] == "queued", lease
     assert "training big" in lease["queue"]["reason"], lease["queue"]

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from tests.helpers.scheduler import wait_scheduler_passes
 
 from .world import JOBS, logs, submit, upload_code, wait_idle, wait_job, wait_training
 
@@ -85,7 +86,7 @@ def test_queued_behind_a_running_job_then_starts(platform, world):
     wait_job(platform, token, big_job, ("running",))
     small = submit(platform, token, world.workspace, "small", "report.py", code(platform, world, "report.py"))
     small_job = small["jobs"][0]["id"]
-    time.sleep(1)
+    wait_scheduler_passes(platform)  # a whole pass after the submission left it queued
     queued = platform.api("jobqueue", "GET", f"jobs/{small_job}", token).json()
     assert queued["state"] == "queued"
     assert queued["queue"]["position"] >= 1 and queued["queue"]["reason"]
@@ -143,7 +144,7 @@ def test_sweep_pause_resume_and_retry(platform, world):
     paused = platform.api("jobqueue", "POST", f"trainings/{t['id']}/pause", token).json()
     assert paused["paused"]
     wait_job(platform, token, t["jobs"][0]["id"])
-    time.sleep(1)
+    wait_scheduler_passes(platform)  # a whole pass after the first job ended started nothing
     held = platform.api("jobqueue", "GET", f"trainings/{t['id']}", token).json()
     assert [j["state"] for j in held["jobs"]][1:] == ["queued", "queued"]  # nothing more started while paused
     platform.api("jobqueue", "POST", f"trainings/{t['id']}/resume", token)

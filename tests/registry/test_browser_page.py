@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import browser
+from tests.helpers.dataset_uploads import upload_version
 from tests.registry.images import docker_save
-from tests.registry.test_datasets import upload_version
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("FLIGHTBASE_TEST_ARTIFACTS") or ROOT / "test-artifacts") / "registry"

@@ -239,7 +239,8 @@ def test_a_granted_lease_survives_a_killed_jobqueue_and_is_still_released(platfo
 def test_the_spawn_form_offers_the_workspaces_things_and_starts_what_was_chosen(platform, tmp_path):
     """As a person in a browser: sign up, be approved, open the spawn form of a named server,
     see only their workspaces' images and datasets, post the form, get the server."""
-    from tests.platform.test_login import _form, login
+    from tests.helpers.hub_login import login
+    from tests.platform.harness import form as _form
 
     name, password = "dee", "correct-horse-battery-7"
     with httpx.Client(base_url=platform.url, follow_redirects=True, timeout=30) as anon:

@@ -53,7 +53,8 @@ def test_datasets_are_resolved_at_the_registry_url_setting(tmp_path, hub_env, re
     app = build(settings)
     with TestClient(app) as client:
         found = client.portal.call(app.state.datasets.resolve, "ws", ["mnist"])
-    assert found == [{"name": "mnist", "version": 3, "path": "/srv/flightbase/datasets/ws/mnist/3"}]
+    assert [d.model_dump() for d in found] == [{"name": "mnist", "version": 3,
+                                                "path": "/srv/flightbase/datasets/ws/mnist/3"}]
     path, headers = registry.seen[0]
     assert path == "/services/registry/api/v1/workspaces/ws/datasets/mnist/versions/latest/mount"
     assert headers["Authorization"] == "token jobqueue-token"

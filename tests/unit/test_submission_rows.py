@@ -19,10 +19,11 @@ from flightbase_jobqueue.api.trainings import new_row, row_of
 from flightbase_jobqueue.app import MIGRATIONS
 from flightbase_jobqueue.store import SqlStore
 from flightbase_jobqueue.submissions import SubmissionWriter
+from flightbase_jobqueue.training_spec import TrainingSpec
 
 TRAINING = dict(id="t1", workspace="ws", name="n", description="", kind="advanced", created_by="ann",
                 created_at=dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc),
-                spec={"entrypoint": "train.py", "gpus": 2}, state="active")
+                spec=TrainingSpec(entrypoint="train.py", gpus=2), state="active")
 
 
 def job(i: int) -> dict:

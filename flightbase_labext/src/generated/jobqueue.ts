@@ -1843,6 +1843,11 @@ export interface components {
             allow_borrowing: boolean | null;
             /** Borrowed */
             borrowed: number;
+            /**
+             * Borrowing Limit
+             * @description Most GPUs it may borrow above its quota; None: no limit
+             */
+            borrowing_limit?: number | null;
             /** In Use */
             in_use: number;
             /** Managers */
@@ -2023,10 +2028,10 @@ export interface operations {
     upload_code_services_jobqueue_api_v1_code_post: {
         parameters: {
             query: {
-                /** @description Workspace the code belongs to */
-                workspace: string;
                 /** @description The file's name, e.g. train.py or code.tar.gz */
                 filename: string;
+                /** @description Workspace the code belongs to */
+                workspace: string;
             };
             header?: never;
             path?: never;
@@ -2109,12 +2114,12 @@ export interface operations {
     list_jobs_services_jobqueue_api_v1_jobs_get: {
         parameters: {
             query?: {
-                workspace?: string | null;
                 /** @description Only this training's jobs */
                 training?: string | null;
                 /** @description Only jobs in this state */
                 state?: string | null;
                 limit?: number;
+                workspace?: string | null;
             };
             header?: never;
             path?: never;
@@ -2342,8 +2347,8 @@ export interface operations {
     list_leases_services_jobqueue_api_v1_leases_get: {
         parameters: {
             query?: {
-                workspace?: string | null;
                 all?: boolean;
+                workspace?: string | null;
             };
             header?: never;
             path?: never;
@@ -2526,9 +2531,9 @@ export interface operations {
     list_trainings_services_jobqueue_api_v1_trainings_get: {
         parameters: {
             query?: {
+                limit?: number;
                 /** @description Only this workspace */
                 workspace?: string | null;
-                limit?: number;
             };
             header?: never;
             path?: never;
@@ -2811,8 +2816,6 @@ export interface operations {
     usage_services_jobqueue_api_v1_usage_get: {
         parameters: {
             query?: {
-                /** @description Only this workspace (default: every one you can see) */
-                workspace?: string | null;
                 /** @description Start, included: an ISO date (midnight UTC) or datetime (UTC unless it has an offset); default: the start of the UTC day 29 days ago */
                 from?: string | null;
                 /** @description End, excluded (ISO date or datetime); default: now */
@@ -2821,6 +2824,8 @@ export interface operations {
                 group_by?: string | null;
                 /** @description json or csv */
                 format?: string;
+                /** @description Only this workspace (default: every one you can see) */
+                workspace?: string | null;
             };
             header?: never;
             path?: never;
@@ -2967,8 +2972,8 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                workspace: string;
                 user: string;
+                workspace: string;
             };
             cookie?: never;
         };
@@ -2999,8 +3004,8 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                workspace: string;
                 user: string;
+                workspace: string;
             };
             cookie?: never;
         };

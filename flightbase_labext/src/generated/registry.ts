@@ -1039,9 +1039,9 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                upload_id: string;
                 workspace: string;
                 name: string;
-                upload_id: string;
             };
             cookie?: never;
         };
@@ -1072,9 +1072,9 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                upload_id: string;
                 workspace: string;
                 name: string;
-                upload_id: string;
             };
             cookie?: never;
         };
@@ -1103,9 +1103,9 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                upload_id: string;
                 workspace: string;
                 name: string;
-                upload_id: string;
             };
             cookie?: never;
         };
@@ -1136,9 +1136,9 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
+                upload_id: string;
                 workspace: string;
                 name: string;
-                upload_id: string;
             };
             cookie?: never;
         };
@@ -1172,10 +1172,10 @@ export interface operations {
             };
             header?: never;
             path: {
-                workspace: string;
-                name: string;
                 upload_id: string;
                 index: number;
+                workspace: string;
+                name: string;
             };
             cookie?: never;
         };
@@ -1238,10 +1238,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                workspace: string;
-                name: string;
                 /** @description A version number, or 'latest' */
                 version: string;
+                workspace: string;
+                name: string;
             };
             cookie?: never;
         };
@@ -1304,10 +1304,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                workspace: string;
-                name: string;
                 /** @description A version number, or 'latest' */
                 version: string;
+                workspace: string;
+                name: string;
             };
             cookie?: never;
         };
@@ -1338,11 +1338,11 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                workspace: string;
-                name: string;
                 path: string;
                 /** @description A version number, or 'latest' */
                 version: string;
+                workspace: string;
+                name: string;
             };
             cookie?: never;
         };
@@ -1373,10 +1373,10 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                workspace: string;
-                name: string;
                 /** @description A version number, or 'latest' */
                 version: string;
+                workspace: string;
+                name: string;
             };
             cookie?: never;
         };
@@ -1407,11 +1407,11 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                workspace: string;
-                name: string;
                 job_id: string;
                 /** @description A version number, or 'latest' */
                 version: string;
+                workspace: string;
+                name: string;
             };
             cookie?: never;
         };
@@ -1442,11 +1442,11 @@ export interface operations {
             query?: never;
             header?: never;
             path: {
-                workspace: string;
-                name: string;
                 job_id: string;
                 /** @description A version number, or 'latest' */
                 version: string;
+                workspace: string;
+                name: string;
             };
             cookie?: never;
         };

@@ -1,4 +1,4 @@
-"""The jobqueue service's composition root: settings -> store, backend, scheduler -> routes."""
+"""The jobqueue service's composition root: settings -> store, backend, scheduler, job output -> routes."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from flightbase_jobqueue.api import builtin, code, dashboards, info, jobs, lease
 from flightbase_jobqueue.culler import LeaseReconciler
 from flightbase_jobqueue import models, pages, prometheus
 from flightbase_jobqueue.datasets import DatasetClient
+from flightbase_jobqueue.output import BackendOutput
 from flightbase_jobqueue.runtime import JobRuntime, limits_from
 from flightbase_jobqueue.submissions import SubmissionWriter
 
@@ -56,7 +57,7 @@ def make_reconciler(app: FastAPI, settings: PlatformSettings, sessions: db.Sessi
     # NVML sees this machine's GPUs only: the embedded deployment's, whether its notebooks run as
     # processes or in containers (on a cluster the GPUs are on other nodes, and a busy kernel is
     # what keeps a notebook)
-    reads_gpus = settings.backend in ("local", "docker") and app.state.runtime.backend.gpu_kind == "gpu"
+    reads_gpus = settings.backend in ("local", "docker") and app.state.runtime.gpu_kind == "gpu"
     reconciler = LeaseReconciler(app.state.runtime, sessions, hub_env.api_url, settings.proxy_base_url(),
                                  hub_env.api_token, idle_timeout_of=idle_timeout_of,
                                  interval=settings.lease_check_seconds, reads_gpus=reads_gpus)
@@ -65,7 +66,7 @@ def make_reconciler(app: FastAPI, settings: PlatformSettings, sessions: db.Sessi
         with sessions() as session:
             job = session.get(models.Job, job_id)
             training = session.get(models.Training, job.training_id)
-            owner, server = job.created_by, training.spec.get("server", "")
+            owner, server = job.created_by, training.spec.server
         asyncio.get_running_loop().create_task(reconciler.stop_server(owner, server))
 
     app.state.runtime.on_lease_cancelled = lease_cancelled
@@ -96,6 +97,8 @@ def build(settings: PlatformSettings) -> FastAPI:
         app.state.runtime = JobRuntime(settings, sessions, code_root=settings.data_dir / "code",
                                        datasets=app.state.datasets)
         await app.state.runtime.start()
+        # what jobs wrote (logs, metrics, NCCL records): the API's port on the backend and the store
+        app.state.job_output = BackendOutput(app.state.runtime.backend, app.state.runtime.store)
         app.state.submissions = SubmissionWriter(sessions)
         app.state.submissions.start()
         app.state.code_uploads = {}  # code_id -> its workspace (api/trainings.code_problem)

@@ -13,6 +13,11 @@ One :meth:`Coordinator.step` (woken by an event or a timer):
    period; an admission moves the job to STARTING (with its placement)
    before the backend starts it.
 
+With the SQL store, the transitions of step 1 are written in one transaction,
+and those of step 3's admissions in another (``SqlStore.batch``), each
+committed before anything acts on it: the backend starts a job only once every
+admission of the pass is on disk.
+
 The controller (API: validate with ``check_admissible``, enqueue) is
 separate and only writes QUEUED jobs to the store.  Steps are synchronous so
 the simulator can run them back to back; the service's async loop that calls
@@ -20,9 +25,9 @@ them is ``runtime.JobRuntime``'s.  The coordinator keeps two derived ledgers
 (GPUs held per node and per workspace) so a step costs what changed, not the
 size of the cluster; :meth:`recover` rebuilds them from the store after a
 restart.  It also owns the set of running jobs being cancelled (their end is
-CANCELLED, whatever their exit code): :meth:`cancel` adds to it, and after a
-restart the runtime's recovery hands back the jobs whose cancel was asked
-before it (:meth:`resume_cancel`).
+CANCELLED, whatever their exit code): :meth:`cancel` adds to it, and
+:meth:`recover` rebuilds it from the store (``Store.cancel_requested``), so a
+job whose cancel was asked before a restart still ends CANCELLED.
 
 Fair-share usage (:class:`~.scheduling.usage.UsageLedger`, charged as each
 run ends) cannot be rebuilt that way, so it is saved: loaded from the store
@@ -92,12 +97,15 @@ class Coordinator:
 
     # -- ledgers -------------------------------------------------------------
     def recover(self) -> None:
-        """Rebuild the ledgers from the store (start-up, after a crash)."""
+        """Rebuild the ledgers and the jobs being cancelled from the store (start-up, after a crash)."""
         self._held.clear()
         self._in_use.clear()
         self._active.clear()
         for a in self.store.active_jobs():
             self._hold(a)
+        requested = getattr(self.store, "cancel_requested", None)  # a store that records cancels (not the simulator's)
+        if requested is not None:
+            self._cancelling = set(requested()) & set(self._active)
         self.refresh_nodes()
 
     def refresh_nodes(self) -> None:
@@ -200,6 +208,33 @@ class Coordinator:
                 self.store.transition(event.job_id, JobState.QUEUED, at=event.at)
                 result.requeued.append(event.job_id)
 
+    def _handle_events(self, events: Sequence, result: StepResult) -> None:
+        """The backend's events (:meth:`handle`), their transitions in one transaction where the
+        store offers one (``batch``, the SQL store's), committed before the pass goes on (they
+        free the GPUs it hands out).  If that transaction fails, none of it was written: the
+        ledgers go back to the store's (and the usage and cancels to what they were), and the
+        events are handled again one at a time, each in its own transaction, as without batches."""
+        events = list(events)
+        batch = getattr(self.store, "batch", None)
+        if batch is None or len(events) < 2:
+            for event in events:
+                self.handle(event, result)
+            return
+        usage, dirty, cancelling = self.usage.state(), self.usage.dirty, set(self._cancelling)
+        finished, requeued = len(result.finished), len(result.requeued)
+        try:
+            with batch([e.job_id for e in events if e.job_id in self._active]):
+                for event in events:
+                    self.handle(event, result)
+        except Exception:
+            log.exception("the backend's %d events could not be saved at once: one at a time", len(events))
+            self.recover()
+            self._cancelling = cancelling
+            self.usage._value, self.usage.dirty = usage, dirty  # (as before the batch: its charges are made again)
+            del result.finished[finished:], result.requeued[requeued:]
+            for event in events:
+                self.handle(event, result)
+
     def cancel(self, job_id: str, at: float, grace_seconds: float | None = None) -> None:
         """Cancel a running job: ask the backend to stop it; the job becomes
         CANCELLED when the backend reports it gone.  (A queued job is
@@ -208,11 +243,6 @@ class Coordinator:
             self._cancelling.add(job_id)
             self.backend.stop(job_id, self.grace_seconds if grace_seconds is None else grace_seconds,
                               "cancelled")
-
-    def resume_cancel(self, job_id: str) -> None:
-        """After a restart: the job's cancel was asked before it, so when the backend reports
-        the re-attached job gone it ends CANCELLED, as :meth:`cancel` would have it."""
-        self._cancelling.add(job_id)
 
     def requeue(self, job_id: str, at: float, reason: str) -> bool:
         """Stop a running job and put it back in the queue, as a preemption does (an
@@ -239,8 +269,7 @@ class Coordinator:
 
     def step(self, now: float) -> StepResult:
         result = StepResult()
-        for event in self.backend.poll_events():
-            self.handle(event, result)
+        self._handle_events(self.backend.poll_events(), result)
         try:
             self.save_usage(now)
         except Exception:  # the usage is kept (dirty) and written at a later pass: scheduling goes on
@@ -258,9 +287,22 @@ class Coordinator:
             self._active[p.job_id] = replace(a, stopping=True)
             self.backend.stop(p.job_id, self.grace_seconds, p.reason)
             result.preempted.append(p.job_id)
-        for adm in dec.admits:
-            job = queue.get(adm.job_id)
-            self.store.transition(adm.job_id, JobState.STARTING, at=now, placement=adm.placement)
+        batch = getattr(self.store, "batch", None)  # a store that writes a pass's changes at once (the SQL store)
+        if batch is None:
+            for adm in dec.admits:
+                job = queue.get(adm.job_id)
+                self.store.transition(adm.job_id, JobState.STARTING, at=now, placement=adm.placement)
+                self._hold(ActiveJob(job, adm.placement, now))
+                self.backend.start(job, adm.placement)
+                result.admitted.append(adm.job_id)
+            return result
+        admits = [(adm, queue.get(adm.job_id)) for adm in dec.admits]
+        if admits:
+            # every admission of the pass in one transaction; if it fails, none is written nor started
+            with batch([adm.job_id for adm, _ in admits]):
+                for adm, _ in admits:
+                    self.store.transition(adm.job_id, JobState.STARTING, at=now, placement=adm.placement)
+        for adm, job in admits:  # committed: now the backend may start them
             self._hold(ActiveJob(job, adm.placement, now))
             self.backend.start(job, adm.placement)
             result.admitted.append(adm.job_id)

@@ -163,7 +163,7 @@ class LeaseReconciler:
                 except httpx.HTTPError as exc:  # the hub is down: judge nothing now
                     log.warning("cannot read the hub's servers (%s); leases are checked later", exc)
                     return
-            server_name = training.spec.get("server", "")
+            server_name = training.spec.server
             servers = servers_of[job.created_by]
             if leases.orphaned(server_name, servers):
                 log.info("lease %s: server %s/%s is gone; releasing", job.id, job.created_by, server_name)

@@ -17,11 +17,13 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Sequence
 from urllib.parse import quote
 
 import httpx
 
 from flightbase.service.errors import ApiError
+from flightbase_jobqueue.training_spec import DatasetRef
 
 log = logging.getLogger("flightbase.jobqueue.datasets")
 SPEC = re.compile(r"^(?P<name>[a-z0-9][a-z0-9._-]{0,127})(?:@(?P<version>\d+|latest))?$")
@@ -43,8 +45,8 @@ class DatasetClient:
     async def close(self) -> None:
         await self._http.aclose()
 
-    async def resolve(self, workspace: str, specs: list[str]) -> list[dict]:
-        """[{"name", "version", "path"}] for ``specs``; a 422 naming the dataset otherwise."""
+    async def resolve(self, workspace: str, specs: list[str]) -> list[DatasetRef]:
+        """The exact version of each of ``specs``; a 422 naming the dataset otherwise."""
         out = []
         for spec in specs:
             m = SPEC.match(spec)
@@ -57,8 +59,8 @@ class DatasetClient:
                                field="datasets")
             resp.raise_for_status()
             body = resp.json()
-            out.append({"name": name, "version": body["version"], "path": body["path"]})
-        names = [d["name"] for d in out]
+            out.append(DatasetRef(name=name, version=body["version"], path=body["path"]))
+        names = [d.name for d in out]
         if len(set(names)) != len(names):
             raise ApiError(422, "datasets: a dataset is named twice", field="datasets")
         return out
@@ -87,11 +89,11 @@ class DatasetClient:
         images and storage, and administrators the registry's audit log, to those who may read them)."""
         return await self._http.get(path, params=params or None)
 
-    async def mark(self, workspace: str, versions: list[dict], job_ids: list[str], in_use: bool) -> None:
+    async def mark(self, workspace: str, versions: Sequence[DatasetRef], job_ids: list[str], in_use: bool) -> None:
         method = "PUT" if in_use else "DELETE"
         for d in versions:
             for job_id in job_ids:
-                path = f"/workspaces/{quote(workspace)}/datasets/{d['name']}/versions/{d['version']}/uses/{job_id}"
+                path = f"/workspaces/{quote(workspace)}/datasets/{d.name}/versions/{d.version}/uses/{job_id}"
                 try:
                     resp = await self._http.request(method, path)
                     if resp.status_code >= 400 and not (not in_use and resp.status_code == 404):

@@ -191,6 +191,7 @@ class WorkspaceRow(BaseModel):
     managers: list[str]
     quota: int | None
     allow_borrowing: bool | None
+    borrowing_limit: int | None = Field(default=None, description="Most GPUs it may borrow above its quota; None: no limit")
     max_gpus_per_job: int | None
     in_use: int
     borrowed: int
@@ -422,6 +423,7 @@ def workspace_rows(workspaces: Iterable[Any], jobs: Iterable[Any], today: dt.dat
         rows.append(WorkspaceRow(
             name=ws.name, members=len(ws.members), managers=list(ws.managers), quota=quota,
             allow_borrowing=s.allow_borrowing if s is not None else None,
+            borrowing_limit=getattr(s, "borrowing_limit", None),
             max_gpus_per_job=s.max_gpus_per_job if s is not None else None,
             in_use=used, borrowed=max(0, used - quota) if quota is not None else 0, queued=queued[ws.name],
             window=window_figure(s.start_date, s.end_date, today) if s is not None else None,

@@ -9,7 +9,9 @@ import datetime as dt
 
 from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
 from flightbase.service.db import UtcDateTime, utcnow
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
+
+from flightbase_jobqueue.training_spec import SpecColumn, TrainingSpec
 
 
 class Base(DeclarativeBase):
@@ -26,7 +28,7 @@ class Training(Base):
     kind: Mapped[str] = mapped_column(String(16), nullable=False, default="advanced")
     created_by: Mapped[str] = mapped_column(String(255), nullable=False)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
-    spec: Mapped[dict] = mapped_column(JSON, nullable=False, default=dict)
+    spec: Mapped[TrainingSpec] = mapped_column(SpecColumn, nullable=False, default=TrainingSpec)
     state: Mapped[str] = mapped_column(String(16), nullable=False, default="queued")
 
     owners: Mapped[list["TrainingOwner"]] = relationship(
@@ -38,6 +40,11 @@ class Training(Base):
     @property
     def owner_names(self) -> list[str]:
         return [o.user for o in self.owners]
+
+    @validates("spec")
+    def _spec(self, _key: str, value: TrainingSpec | dict) -> TrainingSpec:
+        """A dict given for the spec becomes its :class:`TrainingSpec` at once, not when the row is read back."""
+        return value if isinstance(value, TrainingSpec) else TrainingSpec.from_json(value)
 
 
 class TrainingOwner(Base):

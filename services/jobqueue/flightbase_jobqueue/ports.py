@@ -1,4 +1,5 @@
-"""The coordinator's ports: the store, the execution backend, the node inventory.
+"""The jobqueue's ports: the coordinator's (the store, the execution backend, the node
+inventory) and the API's window on what jobs wrote (:class:`JobOutput`).
 
 Small ``typing.Protocol``s so that the SQLAlchemy store and the
 local-process / Kubernetes backends plug into the same
@@ -11,21 +12,38 @@ the :class:`Store` *before* it tells the :class:`Backend`; the backend reports
 what happened through :meth:`Backend.poll_events`, and the coordinator
 persists that too.  After a crash, :meth:`Coordinator.recover` rebuilds
 everything from the store, so both sides must be idempotent.
+
+The API reads a job's output (its log, metrics and NCCL record) through
+:class:`JobOutput` only (``flightbase_jobqueue.output.BackendOutput``, made
+once in ``app.py``), never through the runtime's backend or store.
 """
 
 from __future__ import annotations
 
 import queue
 from dataclasses import dataclass
-from typing import Mapping, Protocol, Sequence, Union
+from typing import TYPE_CHECKING, Mapping, Protocol, Sequence, Union
 
 from .scheduling.queueview import QueueView
 from .scheduling.types import ActiveJob, Job, Node, Placement, WorkspaceLimits
 from .states import JobState
 
+if TYPE_CHECKING:
+    from .backends.spec import JobRef
+
 
 class Store(Protocol):
-    """Where job state lives.  Every method is one transaction."""
+    """Where job state lives.  Every method is one transaction.
+
+    A store that records cancels (the SQL store's ``mark_cancel_requested``) also offers
+    ``cancel_requested() -> set[str]``, the active jobs whose cancel was asked:
+    :meth:`~flightbase_jobqueue.coordinator.Coordinator.recover` reads it, so they end CANCELLED
+    after a restart too.  The simulator's store has no cancels and leaves it out.
+
+    A store may also offer ``batch(job_ids)``, a context in which every ``transition`` is
+    part of one transaction, committed (and only then visible) when the block ends, and
+    none of it written if the block raises: the coordinator writes a pass's events, and
+    then its admissions, each in one (``SqlStore.batch``), and acts on them only after."""
 
     def queued_jobs(self) -> QueueView:
         """The jobs in state QUEUED, as a :class:`QueueView` (an SQL store can
@@ -147,6 +165,41 @@ class NodeInventory(Protocol):
         """Every GPU node with *all* its GPU indices in ``Node.free`` (the
         coordinator subtracts what active jobs hold), its labels and whether
         it is schedulable."""
+        ...
+
+
+class JobOutput(Protocol):
+    """What a job wrote, as the API shows it: its output (all ranks merged, or followed live),
+    its metric records and its ranks' NCCL logs.  Local files for the on-machine backends; the
+    pods' logs and the workspaces volume for the Kubernetes one."""
+
+    def log_lines(self, job: "JobRef") -> list[str]:
+        """The last part of the job's output (a bounded tail, every rank), as lines."""
+        ...
+
+    def log_from(self, job: "JobRef", offset: int) -> bytes:
+        """A bounded piece of the job's output after its first ``offset`` bytes (b"": nothing new
+        yet); for following a job.  May block (the Kubernetes API is asked): call it off the loop."""
+        ...
+
+    def rank_prefix(self, launcher: str) -> str | None:
+        """The pattern (with a ``rank`` group) that tags each output line of ``launcher``'s jobs
+        with its rank; None when the output is one process's."""
+        ...
+
+    def metric_records(self, job: "JobRef") -> list[dict[str, float]]:
+        """Every metric record the job reported, in order: its metrics file, then its output's
+        ``key=value`` lines."""
+        ...
+
+    def nccl_logs(self, job: "JobRef") -> Mapping[str, str]:
+        """The latest run's NCCL logs, ``{file name: text}`` (empty when none, or when the backend
+        cannot read them); :func:`~flightbase_jobqueue.comms.record_for` turns them into a record.
+        May block: call it off the loop."""
+        ...
+
+    def ended(self, job_id: str) -> bool:
+        """Whether the job is no longer queued or active (its output will not grow)."""
         ...
 
 

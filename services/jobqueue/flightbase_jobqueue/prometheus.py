@@ -40,6 +40,7 @@ from prometheus_client.metrics_core import Metric
 from sqlalchemy import func, select
 
 from flightbase_jobqueue import models
+from flightbase_jobqueue.scheduling.core import BLOCKED, quota_verdict
 from flightbase_jobqueue.scheduling.types import DEFAULT_LIMITS, ActiveJob, Job, Node, WorkspaceLimits
 from flightbase_jobqueue.states import JobState
 
@@ -86,7 +87,7 @@ def observe_step(now: float, admitted: Sequence[str], preempted: Sequence[str],
 
 def pending_reason(job: Job, in_use: int, limits: WorkspaceLimits) -> str:
     """Why a queued (not held) job waits: its workspace's quota, or GPUs (as queue insight words it)."""
-    if limits.quota is not None and in_use + job.gpus > limits.quota and not (limits.allow_borrowing and job.preemptible):
+    if quota_verdict(limits, in_use, job) == BLOCKED:
         return "quota"
     return "resources"
 

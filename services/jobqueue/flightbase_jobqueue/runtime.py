@@ -11,8 +11,8 @@ Recovery at start-up (:meth:`JobRuntime.start`): the store reloads queued and
 active jobs; each active job is re-attached to its processes if they are still
 alive, or finished from its recorded exit code, or failed as lost; a granted
 lease is adopted (the lease culler checks its server is still there), and a job
-whose cancel was asked before the restart still ends CANCELLED
-(:meth:`Coordinator.resume_cancel`).
+whose cancel was asked before the restart still ends CANCELLED (the coordinator
+recovers its cancels from the store: :meth:`Coordinator.recover`).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from flightbase_jobqueue import builtin, leases, models, prometheus, sweeps
 from flightbase_jobqueue.backends.local import LaunchSpec
 from flightbase_jobqueue.coordinator import Coordinator
 from flightbase_jobqueue.datasets import DatasetClient
+from flightbase_jobqueue.insight_cache import SharedInsight
 from flightbase_jobqueue.scheduling import insight
 from flightbase_jobqueue.scheduling.placement import check_admissible
 from flightbase_jobqueue.scheduling.policies import make_policy
@@ -41,6 +42,7 @@ from flightbase_jobqueue.backends.spec import DatasetVersion
 from flightbase_jobqueue.scheduling.types import Job, WorkspaceLimits
 from flightbase_jobqueue.states import JobState
 from flightbase_jobqueue.store import SqlStore
+from flightbase_jobqueue.training_spec import SpecError
 
 log = logging.getLogger("flightbase.jobqueue.runtime")
 DEFAULT_MEMORY_GB_PER_GPU = WorkspaceSettings.model_fields["memory_gb_per_gpu"].default
@@ -51,6 +53,7 @@ def limits_from(settings) -> WorkspaceLimits:
         max_gpus_per_job=settings.max_gpus_per_job,
         weight=settings.fairshare_weight,
         allow_borrowing=settings.allow_borrowing,
+        borrowing_limit=settings.borrowing_limit,
     )
 
 
@@ -84,6 +87,10 @@ class JobRuntime:
         self._step_waiters: list[asyncio.Future] = []
         self.on_lease_cancelled: Callable[[str], None] = lambda job_id: None
         self._end_reasons: dict[str, str] = {}
+        # counts every change of the queue's state (poke) and every pass (_stepped): the shared
+        # queue projection (insight()) is recomputed when it moved (insight_cache.py)
+        self.version = 0
+        self._insight = SharedInsight(self._explain, lambda: self.version)
 
     # -- life cycle -----------------------------------------------------------------
     async def start(self) -> None:
@@ -114,8 +121,6 @@ class JobRuntime:
             if outcome == "lost":
                 self._set_reason(row.id, "the job's processes were gone when the jobqueue restarted")
                 self.store.mark_lost(row.id)  # its usage interval ends now, as "lost"
-            if row.cancel_requested:
-                self.coordinator.resume_cancel(row.id)
             log.info("recovered job %s: %s", row.id, outcome or "still running, re-attached")
 
     async def _run(self) -> None:
@@ -145,9 +150,11 @@ class JobRuntime:
                 await asyncio.sleep(pause)
 
     def poke(self) -> None:
+        self.version += 1
         self.wakeup.set()
 
     def _stepped(self) -> None:
+        self.version += 1
         waiters, self._step_waiters = self._step_waiters, []
         for fut in waiters:
             if not fut.done():
@@ -157,7 +164,7 @@ class JobRuntime:
         """Wait until the coordinator has made its next pass (or ``timeout``): long polls use it."""
         fut = asyncio.get_running_loop().create_future()
         self._step_waiters.append(fut)
-        self.poke()
+        self.wakeup.set()  # a pass is asked for, nothing changed (the pass bumps the version)
         try:
             await asyncio.wait_for(fut, timeout)
         except asyncio.TimeoutError:
@@ -184,6 +191,15 @@ class JobRuntime:
             self.cancel(job_id, reason)
 
     # -- what the API calls (on the loop thread) --------------------------------------
+    @property
+    def gpu_kind(self) -> str:
+        """What the scheduler hands out: ``gpu``, or ``cpu-slot`` on a machine without GPUs."""
+        return self.backend.gpu_kind
+
+    def gpus_held(self) -> int:
+        """How many GPUs the active jobs hold now (every node)."""
+        return sum(len(g) for a in self.store.active_jobs() for g in a.placement.values())
+
     def admissible(self, job: Job, limits: WorkspaceLimits) -> str | None:
         return check_admissible(job, self.inventory.nodes(), limits)
 
@@ -226,16 +242,23 @@ class JobRuntime:
         self.poke()
 
     def insight(self) -> dict[str, insight.QueueInsight]:
+        """The whole queue's projection, shared by requests until the queue's state changes
+        or it is 2 s old (insight_cache.py); read-only, each request filters it."""
+        return self._insight.get()
+
+    def _explain(self) -> dict[str, insight.QueueInsight]:
         snap = self.coordinator.snapshot(time.time())
         return {i.job_id: i for i in insight.explain(snap, policy=self.coordinator.policy)}
 
     def set_limits(self, limits: Mapping[str, WorkspaceLimits]) -> None:
         self.limits = dict(limits)
+        self.version += 1
 
     def use_limits(self, workspace: str, limits: WorkspaceLimits, memory_gb_per_gpu: float | None = None) -> None:
         """The workspace's limits as a request just read them apply from now on: work submitted to a
         workspace made (or changed) less than a refresh ago is not scheduled without its quota."""
         self.limits = {**self.limits, workspace: limits}
+        self.version += 1
         if memory_gb_per_gpu is not None:
             self.memory_gb_per_gpu = {**self.memory_gb_per_gpu, workspace: memory_gb_per_gpu}
 
@@ -256,9 +279,9 @@ class JobRuntime:
                 .where(models.Job.id.in_(list(job_ids)))
             ).all()
         for job_id, workspace, spec in rows:
-            if spec.get("dataset_versions"):
+            if spec.dataset_versions:
                 asyncio.get_running_loop().create_task(
-                    self.datasets.mark(workspace, spec["dataset_versions"], [job_id], in_use=False))
+                    self.datasets.mark(workspace, spec.dataset_versions, [job_id], in_use=False))
 
     def _release_sweeps(self, finished_job_ids: Sequence[str], trainings: Sequence[str] = ()) -> None:
         with self.sessions() as session:
@@ -269,7 +292,7 @@ class JobRuntime:
             for training in session.scalars(select(models.Training).where(models.Training.id.in_(ids))):
                 if training.state != "active":
                     continue
-                parallel = int((training.spec.get("sweep") or {}).get("parallel") or 1)
+                parallel = training.spec.parallel
                 rows = session.execute(
                     select(models.Job.seq, models.Job.state, models.Job.held, models.Job.id)
                     .where(models.Job.training_id == training.id)
@@ -286,8 +309,9 @@ class JobRuntime:
             job = session.get(models.Job, job_id)
             training = session.get(models.Training, job.training_id)
             spec = training.spec
-            code_id = spec.get("code_id")
-            args = tuple(spec.get("args") or ()) + tuple(sweeps.job_args(job.params))
+            if spec.entrypoint is None:
+                raise SpecError(f"training {training.id}'s spec has no entrypoint: it cannot start a job")
+            args = tuple(spec.args) + tuple(sweeps.job_args(job.params))
             secrets = {name: value for name, value in session.execute(
                 select(models.TrainingSecret.name, models.TrainingSecret.value)
                 .where(models.TrainingSecret.training_id == training.id)
@@ -297,21 +321,20 @@ class JobRuntime:
                 training_id=training.id,
                 workspace=job.workspace,
                 user=job.created_by,
-                launcher=spec.get("launcher", "none"),
-                entrypoint=spec["entrypoint"],
+                launcher=spec.launcher,
+                entrypoint=spec.entrypoint,
                 args=args,
-                env=dict(spec.get("env") or {}),
+                env=dict(spec.env),
                 secret_env=secrets,  # every job of the training: a sweep's, a retry's, a restart's
-                code_dir=(self.code_root / code_id) if code_id else (
-                    builtin.model_dir(spec["builtin_model"]) if spec.get("builtin_model") else None),
+                code_dir=(self.code_root / spec.code_id) if spec.code_id else (
+                    builtin.model_dir(spec.builtin_model) if spec.builtin_model else None),
                 params=dict(job.params),
-                datasets=tuple(DatasetVersion(d["name"], int(d["version"]), Path(d["path"]))
-                               for d in spec.get("dataset_versions") or ()),
-                image=spec.get("image") or "training-base",
-                image_reference=spec.get("image_reference") or "",
+                datasets=tuple(DatasetVersion(d.name, d.version, Path(d.path)) for d in spec.dataset_versions),
+                image=spec.image_or_default,
+                image_reference=spec.image_reference,
                 memory_gb_per_gpu=self.memory_gb_per_gpu.get(job.workspace, DEFAULT_MEMORY_GB_PER_GPU),
                 restarts=job.restarts,
-                gpudirect_p2p=bool(spec.get("gpudirect_p2p")),
-                gpudirect_rdma=bool(spec.get("gpudirect_rdma")),
+                gpudirect_p2p=spec.gpudirect_p2p,
+                gpudirect_rdma=spec.gpudirect_rdma,
             )
 

@@ -5,7 +5,12 @@ applied to the in-memory view the scheduler reads (the queue as a
 :class:`QueueView`, the active jobs). Only this process writes job state, so
 the memory view is exact; it is rebuilt from the database at start-up
 (:meth:`SqlStore.load`), which is what makes a crash lose nothing that was
-accepted.
+accepted. A scheduler pass's transitions (the backend's events it handles, then
+its admissions) are each written in one transaction (:meth:`SqlStore.batch`)
+rather than one per job: committed, then applied to the memory view, and only
+then does the coordinator act on them (start the admitted jobs), so nothing
+acted on is ever missing from the database; a batch that fails to commit
+writes nothing.
 
 Usage accounting lives here too: each run of a job is a row of
 ``usage_intervals``, opened as the job enters STARTING and closed as it
@@ -20,8 +25,10 @@ event-loop thread. API handlers insert new rows from worker threads
 from __future__ import annotations
 
 import json
+import threading
+from contextlib import contextmanager
 from dataclasses import replace
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -68,6 +75,12 @@ class SqlStore:
         self._active: dict[str, ActiveJob] = {}
         self._state: dict[str, JobState] = {}  # states of queued and active jobs
         self._lost: set[str] = set()  # active jobs found lost at recovery (their usage ends as "lost")
+        # the open batch (:meth:`batch`): its session, the memory changes to make once it commits,
+        # and the jobs whose usage interval it opened (not yet flushed)
+        self._batch: Session | None = None
+        self._batch_thread: int | None = None  # (a batch is its own thread's: the loop's)
+        self._after: list[Callable[[], None]] = []
+        self._opened: set[str] = set()
         self.load()
 
     def load(self) -> None:
@@ -103,49 +116,102 @@ class SqlStore:
     def state_of(self, job_id: str) -> JobState | None:
         return self._state.get(job_id)
 
+    @contextmanager
+    def batch(self, job_ids: Iterable[str] = ()) -> Iterator[None]:
+        """One transaction for every :meth:`transition` made inside (a scheduler pass's), instead
+        of one each. Nothing of it is on disk, nor in the memory view, until the block ends
+        and it commits: the caller acts on the changes (starts jobs) only after that. If the
+        block raises, or the commit fails, none of it is written and the memory view is as
+        before. ``job_ids``: the jobs it will move, read in one query rather than one each.
+        Nested, the inner block is part of the outer one."""
+        if self._batch is not None and self._batch_thread == threading.get_ident():
+            yield
+            return
+        after: list[Callable[[], None]] = []
+        try:
+            with self.sessions.begin() as session:
+                self._batch, self._after, self._opened = session, after, set()
+                self._batch_thread = threading.get_ident()
+                ids = list(job_ids)
+                # (held here: the session keeps the rows it read only while something refers to them)
+                rows = [row for i in range(0, len(ids), 500)
+                        for row in session.scalars(select(models.Job).where(models.Job.id.in_(ids[i:i + 500])))]
+                yield
+                del rows
+        finally:
+            self._batch, self._after, self._opened, self._batch_thread = None, [], set(), None
+        for apply in after:  # committed: now the memory view
+            apply()
+
     def transition(self, job_id: str, new_state: JobState, *, at: float, placement: Placement | None = None,
                    attained: float | None = None, restarts: int | None = None, exit_code: int | None = None,
                    reason: str | None = None) -> Job:
+        if self._batch is not None and self._batch_thread == threading.get_ident():
+            job, apply = self._write(self._batch, job_id, new_state, at=at, placement=placement, attained=attained,
+                                     restarts=restarts, exit_code=exit_code, reason=reason)
+            if apply is not None:
+                self._after.append(apply)
+            return job
         with self.sessions.begin() as session:
-            row = session.get(models.Job, job_id)
-            if row is None:
-                raise KeyError(job_id)
-            old = JobState(row.state)
-            if old is new_state:
-                return to_core(row)
-            check_transition(old, new_state)
-            row.state = new_state.value
-            if old.holds_gpus() and not new_state.holds_gpus():  # its run ends: so does its usage interval
-                outcome = "lost" if new_state is JobState.FAILED and job_id in self._lost else new_state.value
-                _close_intervals(session, job_id, at, outcome)
-            if new_state is JobState.STARTING:
-                if placement is None:
-                    raise ValueError("a job moving to STARTING needs its placement")
-                row.placement = placement_to_json(placement)
-                row.started_at = at
-                row.stopping = False
-                _close_intervals(session, job_id, at, "lost")  # (none is open: a run ends before the next starts)
-                session.add(models.UsageInterval(
-                    job_id=job_id, training_id=row.training_id, workspace=row.workspace, user=row.created_by,
-                    kind=row.kind, gpus=row.gpus, placement=row.placement, started_at=at))
-            if attained is not None:
-                row.attained = attained
-            if restarts is not None:
-                row.restarts = restarts
-            if exit_code is not None:
-                row.exit_code = exit_code
-            if reason is not None and not (row.cancel_requested and row.reason):
-                row.reason = reason  # (a cancel keeps the reason recorded when it was asked for)
-            if new_state is JobState.QUEUED:
-                row.enqueued_at = at
-                row.placement = None
-                row.stopping = False
-            if new_state.is_terminal():
-                row.finished_at = at
+            job, apply = self._write(session, job_id, new_state, at=at, placement=placement, attained=attained,
+                                     restarts=restarts, exit_code=exit_code, reason=reason)
+        if apply is not None:  # committed: now the memory view
+            apply()
+        return job
+
+    def _write(self, session: Session, job_id: str, new_state: JobState, *, at: float, placement: Placement | None,
+               attained: float | None, restarts: int | None, exit_code: int | None,
+               reason: str | None) -> tuple[Job, Callable[[], None] | None]:
+        """A transition's writes in ``session``; returns the job as written and what to do to the
+        memory view once they are committed (None: nothing changed)."""
+        row = session.get(models.Job, job_id)
+        if row is None:
+            raise KeyError(job_id)
+        old = JobState(row.state)
+        if old is new_state:
+            return to_core(row), None
+        check_transition(old, new_state)
+        row.state = new_state.value
+        if job_id in self._opened:  # its interval was opened in this batch, not yet written: write it now
             session.flush()
-            job = to_core(row)
-            held = row.held
-        # committed: now the memory view
+        if old.holds_gpus() and not new_state.holds_gpus():  # its run ends: so does its usage interval
+            outcome = "lost" if new_state is JobState.FAILED and job_id in self._lost else new_state.value
+            _close_intervals(session, job_id, at, outcome)
+        if new_state is JobState.STARTING:
+            if placement is None:
+                raise ValueError("a job moving to STARTING needs its placement")
+            row.placement = placement_to_json(placement)
+            row.started_at = at
+            row.stopping = False
+            _close_intervals(session, job_id, at, "lost")  # (none is open: a run ends before the next starts)
+            session.add(models.UsageInterval(
+                job_id=job_id, training_id=row.training_id, workspace=row.workspace, user=row.created_by,
+                kind=row.kind, gpus=row.gpus, placement=row.placement, started_at=at))
+            if self._batch is session:
+                self._opened.add(job_id)
+        if attained is not None:
+            row.attained = attained
+        if restarts is not None:
+            row.restarts = restarts
+        if exit_code is not None:
+            row.exit_code = exit_code
+        if reason is not None and not (row.cancel_requested and row.reason):
+            row.reason = reason  # (a cancel keeps the reason recorded when it was asked for)
+        if new_state is JobState.QUEUED:
+            row.enqueued_at = at
+            row.placement = None
+            row.stopping = False
+        if new_state.is_terminal():
+            row.finished_at = at
+        if self._batch is not session:  # (a batch's rows are flushed together, at its commit)
+            session.flush()
+        job = to_core(row)
+        held = row.held
+        return job, lambda: self._applied(job_id, old, new_state, job, placement, at, held)
+
+    def _applied(self, job_id: str, old: JobState, new_state: JobState, job: Job, placement: Placement | None,
+                 at: float, held: bool) -> None:
+        """A committed transition, in the memory view."""
         if old is JobState.QUEUED and job_id in self._queue:
             self._queue.remove(job_id)
         if old.holds_gpus() and not new_state.holds_gpus():
@@ -162,7 +228,6 @@ class SqlStore:
             self._state[job_id] = new_state
         if not new_state.holds_gpus():
             self._lost.discard(job_id)
-        return job
 
     def mark_lost(self, job_id: str) -> None:
         """The job's processes were found gone at recovery: its run, when it ends (FAILED), ends as "lost"."""
@@ -239,11 +304,32 @@ class SqlStore:
         with self.sessions.begin() as session:
             session.execute(update(models.Job).where(models.Job.id == job_id).values(cancel_requested=True))
 
+    def cancel_requested(self) -> set[str]:
+        """The active jobs whose cancel was asked (:meth:`mark_cancel_requested`): the coordinator
+        recovers them, so that they end CANCELLED after a restart too."""
+        active = [JobState.STARTING.value, JobState.RUNNING.value]
+        with self.sessions() as session:
+            return set(session.scalars(select(models.Job.id).where(models.Job.cancel_requested.is_(True),
+                                                                   models.Job.state.in_(active))))
+
+
+    def cancel_requested(self) -> set[str]:
+        """The active jobs whose cancel was asked (:meth:`mark_cancel_requested`): the coordinator
+        recovers them, so that they end CANCELLED after a restart too."""
+        active = [JobState.STARTING.value, JobState.RUNNING.value]
+        with self.sessions() as session:
+            return set(session.scalars(select(models.Job.id).where(models.Job.cancel_requested.is_(True),
+                                                                   models.Job.state.in_(active))))
+
 
 def _close_intervals(session: Session, job_id: str, at: float, outcome: str) -> None:
-    """End the job's open usage interval (there is at most one) at ``at``."""
-    session.execute(update(models.UsageInterval)
-                    .where(models.UsageInterval.job_id == job_id, models.UsageInterval.ended_at.is_(None))
+    """End the job's open usage interval (there is at most one) at ``at``.
+
+    A statement on the table, not the ORM entity: the ORM's would flush the session first and
+    look for the rows among the session's objects, a third of a pass's time, for nothing (the
+    intervals are written here and never read back in the same transaction)."""
+    table = models.UsageInterval.__table__
+    session.execute(update(table).where(table.c.job_id == job_id, table.c.ended_at.is_(None))
                     .values(ended_at=at, outcome=outcome))
 
 

@@ -38,6 +38,18 @@ def reference_params(world: int):
     return flat(model)
 
 
+def train(model, opt, x, y) -> list[float]:
+    """``STEPS`` steps of SGD on this rank's batch (the launcher's wrapper averages the gradients): the losses."""
+    losses = []
+    for _ in range(STEPS):
+        opt.zero_grad()
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
 def flat(model):
     return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 

@@ -7,7 +7,7 @@ import torch
 import horovod.torch as hvd
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import LR, STEPS, batch, flat, new_model, reference_params, report  # noqa: E402
+from common import LR, batch, flat, new_model, reference_params, report, train  # noqa: E402
 
 hvd.init()
 rank, size = hvd.rank(), hvd.size()
@@ -22,14 +22,7 @@ hvd.broadcast_parameters(model.state_dict(), root_rank=0)
 opt = hvd.DistributedOptimizer(
     torch.optim.SGD(model.parameters(), lr=LR), named_parameters=model.named_parameters()
 )
-x, y = batch(rank)
-losses = []
-for _ in range(STEPS):
-    opt.zero_grad()
-    loss = torch.nn.functional.mse_loss(model(x), y)
-    loss.backward()
-    opt.step()
-    losses.append(loss.item())
+losses = train(model, opt, *batch(rank))
 
 params = flat(model)
 max_diff_ref = (params - reference_params(size)).abs().max().item()

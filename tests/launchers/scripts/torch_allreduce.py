@@ -7,7 +7,7 @@ import torch
 import torch.distributed as dist
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import LR, STEPS, batch, flat, new_model, reference_params, report  # noqa: E402
+from common import LR, batch, flat, new_model, reference_params, report, train  # noqa: E402
 
 dist.init_process_group("gloo")
 rank, size = dist.get_rank(), dist.get_world_size()
@@ -21,14 +21,7 @@ dist.all_gather(gathered, torch.tensor([rank]))
 
 model = torch.nn.parallel.DistributedDataParallel(new_model())
 opt = torch.optim.SGD(model.parameters(), lr=LR)
-x, y = batch(rank)
-losses = []
-for _ in range(STEPS):
-    opt.zero_grad()
-    loss = torch.nn.functional.mse_loss(model(x), y)
-    loss.backward()
-    opt.step()
-    losses.append(loss.item())
+losses = train(model, opt, *batch(rank))
 
 params = flat(model.module)
 max_diff_ref = (params - reference_params(size)).abs().max().item()

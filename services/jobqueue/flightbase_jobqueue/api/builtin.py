@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from typing import Annotated
+
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, ValidationError
 
-from flightbase.service.access import authorize
-from flightbase.service.deps import CurrentIdentity
+from flightbase.service.access import InWorkspace, Person, workspace_in_body
 from flightbase.service.errors import ApiError, not_found
 from flightbase_jobqueue import builtin
 from flightbase_jobqueue.api.trainings import create_training_from
@@ -93,12 +94,12 @@ def _catalogue() -> dict[str, dict]:
 
 
 @router.get("/builtin-models", response_model=list[BuiltinModelOut], summary="The built-in models")
-async def list_models(identity: CurrentIdentity):
+async def list_models(identity: Person):
     return list(_catalogue().values())
 
 
 @router.get("/builtin-models/{name}", response_model=BuiltinModelOut, summary="One built-in model, with its parameters")
-async def get_model(identity: CurrentIdentity, name: str):
+async def get_model(identity: Person, name: str):
     manifest = _catalogue().get(name)
     if manifest is None:
         raise not_found(f"built-in model {name!r}")
@@ -107,8 +108,9 @@ async def get_model(identity: CurrentIdentity, name: str):
 
 @router.post("/builtin-trainings", response_model=TrainingOut, status_code=201,
              summary="Train a built-in model on a dataset of the workspace")
-async def create_builtin_training(request: Request, identity: CurrentIdentity, body: BuiltinTrainingCreate):
-    await authorize(request, identity, body.workspace, "trainings:write")  # outsiders learn nothing (404)
+async def create_builtin_training(
+        request: Request, w: Annotated[InWorkspace, workspace_in_body(BuiltinTrainingCreate, "trainings:write")]):
+    body = w.body
     manifest = _catalogue().get(body.model)
     if manifest is None:
         raise ApiError(422, f"model: no built-in model {body.model!r}; see GET /builtin-models", field="model")
@@ -131,7 +133,7 @@ async def create_builtin_training(request: Request, identity: CurrentIdentity, b
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "body"
         raise ApiError(422, f"{field}: {err['msg']}", field=field) from None
-    return await create_training_from(request, identity, training, kind="builtin", spec_extra={
+    return await create_training_from(request, w.identity, training, w.ws, kind="builtin", spec_extra={
         "builtin_model": manifest["name"],
         "builtin": {"model": manifest["name"], "dataset": body.dataset, "params": params, "options": options},
     })

@@ -13,11 +13,12 @@ import shutil
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from flightbase.service.access import authorize
-from flightbase.service.deps import CurrentIdentity, in_session
+from flightbase.service.access import InWorkspace, Level, workspace as in_workspace
+from flightbase.service.deps import in_session
 from flightbase.service.errors import ApiError
 from flightbase_jobqueue import models
 from flightbase_jobqueue.schemas import CodeOut
@@ -35,11 +36,11 @@ def code_root(request: Request) -> Path:
 @router.post("/code", response_model=CodeOut, status_code=201, summary="Upload training code (raw body)")
 async def upload_code(
     request: Request,
-    identity: CurrentIdentity,
-    workspace: str = Query(description="Workspace the code belongs to"),
+    w: Annotated[InWorkspace, in_workspace(Level.MEMBER, "trainings:write", source="query",
+                                           description="Workspace the code belongs to")],
     filename: str = Query(description="The file's name, e.g. train.py or code.tar.gz"),
 ):
-    await authorize(request, identity, workspace, "trainings:write")
+    identity, workspace = w.identity, w.ws.name
     why = path_problem(filename)
     if why or "/" in filename:
         raise ApiError(422, f"filename: {why or 'must be a plain file name'}", field="filename")

@@ -21,16 +21,17 @@ import datetime as dt
 import logging
 import time
 from collections import defaultdict
+from typing import Annotated
 from urllib.parse import quote
 
 import httpx
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Request
 from sqlalchemy import select
 
 from flightbase import authz, gpus
-from flightbase.service.access import authorize
-from flightbase.service.deps import CurrentIdentity, in_session
-from flightbase.service.errors import ApiError
+from flightbase.authz import Identity
+from flightbase.service.access import InWorkspace, Level, admin, workspace as in_workspace
+from flightbase.service.deps import in_session
 from flightbase_jobqueue import figures, leases
 from flightbase_jobqueue.backends.local import LOCAL_NODE
 from flightbase_jobqueue.figures import AdminOverviewOut, AuditFeed, DashboardOut
@@ -49,7 +50,7 @@ AUDIT_EVENTS = 20
 def _readings(request: Request, placements) -> dict[tuple[str, int], dict]:
     """NVML's readings of the GPUs in ``placements``: where work runs on this machine's real GPUs."""
     runtime = request.app.state.runtime
-    if runtime.settings.backend not in ("local", "docker") or runtime.backend.gpu_kind != "gpu":
+    if runtime.settings.backend not in ("local", "docker") or runtime.gpu_kind != "gpu":
         return {}
     indices = sorted({g for placement in placements for g in (placement or {}).get(LOCAL_NODE, ())})
     return {(LOCAL_NODE, i): r for i, r in gpus.readings(indices).items()}
@@ -58,7 +59,7 @@ def _readings(request: Request, placements) -> dict[tuple[str, int], dict]:
 def _cluster(request: Request) -> tuple[int, int]:
     runtime = request.app.state.runtime
     total = sum(n.total for n in runtime.inventory.nodes())
-    held = sum(len(g) for a in runtime.store.active_jobs() for g in a.placement.values())
+    held = runtime.gpus_held()
     return total, max(0, total - held)
 
 
@@ -72,9 +73,9 @@ async def _registry(request: Request, path: str):
 @router.get("/dashboard", response_model=DashboardOut,
             summary="A workspace's dashboard: GPUs against the quota, running and queued jobs, recent trainings, "
                     "GPU notebooks, datasets, images and storage, its dates")
-async def dashboard(request: Request, identity: CurrentIdentity,
-                    workspace: str = Query(description="The workspace (one the caller is a member of)")):
-    ws = await authorize(request, identity, workspace, "workspace:read")
+async def dashboard(request: Request, w: Annotated[InWorkspace, in_workspace(
+        Level.MEMBER, "workspace:read", source="query", description="The workspace (one the caller is a member of)")]):
+    identity, ws, workspace = w.identity, w.ws, w.ws.name
 
     def may(permission: str) -> bool:
         return authz.check(identity, permission, workspace, ws.managers).allowed
@@ -115,7 +116,7 @@ async def dashboard(request: Request, identity: CurrentIdentity,
         problem = f"the registry did not answer ({type(exc).__name__}); its figures are missing"
 
     return DashboardOut(
-        workspace=workspace, now=now, gpu_kind=runtime.backend.gpu_kind,
+        workspace=workspace, now=now, gpu_kind=runtime.gpu_kind,
         gpus=figures.gpu_figure(active, settings.gpu_quota if settings else None, total, free),
         window=figures.window_figure(settings.start_date if settings else None,
                                      settings.end_date if settings else None, dt.date.today()),
@@ -123,7 +124,7 @@ async def dashboard(request: Request, identity: CurrentIdentity,
         queue=figures.queue_rows(live, insights, trainings) if see_jobs else [],
         recent=figures.recent_trainings(recent, jobs_of, RECENT_TRAININGS) if see_trainings else [],
         notebooks=figures.notebook_rows(
-            [(j, trainings[j.training_id].spec.get("server", "")) for j in active
+            [(j, trainings[j.training_id].spec.server) for j in active
              if j.kind == leases.KIND and j.training_id in trainings], last_active, now) if see_trainings else [],
         storage=figures.storage_figure(storage), datasets=figures.dataset_rows(datasets),
         images=figures.image_rows(images), registry_error=problem,
@@ -133,9 +134,8 @@ async def dashboard(request: Request, identity: CurrentIdentity,
 @router.get("/admin/overview", response_model=AdminOverviewOut,
             summary="Every node and GPU slot with its holder, every workspace, the people in them, and the "
                     "registry's newest audit events (administrators)")
-async def admin_overview(request: Request, identity: CurrentIdentity):
-    if not identity.is_admin:
-        raise ApiError(403, "only administrators may see the installation's overview")
+async def admin_overview(request: Request,
+                         identity: Annotated[Identity, admin("only administrators may see the installation's overview")]):
     runtime = request.app.state.runtime
     settings = request.app.state.settings
     now = time.time()
@@ -154,7 +154,7 @@ async def admin_overview(request: Request, identity: CurrentIdentity):
         if node.name == LOCAL_NODE:
             slots = list(settings.gpus)
         else:  # a cluster's node: its GPUs by index
-            slots = [{"index": i, "kind": runtime.backend.gpu_kind, "name": f"GPU {i}"} for i in range(node.total)]
+            slots = [{"index": i, "kind": runtime.gpu_kind, "name": f"GPU {i}"} for i in range(node.total)]
         rows = figures.slot_rows(node.name, slots, active, trainings, readings)
         nodes.append(figures.NodeRow(name=node.name, schedulable=node.schedulable, labels=dict(node.labels),
                                      total=node.total, free=sum(1 for r in rows if r.holder is None), slots=rows))
@@ -169,7 +169,7 @@ async def admin_overview(request: Request, identity: CurrentIdentity):
     except (httpx.HTTPError, ValueError) as exc:
         audit = AuditFeed(available=False, events=[], message=f"the registry did not answer ({type(exc).__name__})")
     return AdminOverviewOut(
-        now=now, gpu_kind=runtime.backend.gpu_kind, nodes=nodes,
+        now=now, gpu_kind=runtime.gpu_kind, nodes=nodes,
         workspaces=figures.workspace_rows(found.values(), live, dt.date.today()),
         users=figures.user_rows(found.values()), registry_audit=audit,
     )

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
 from fastapi import APIRouter, Request
 
-from flightbase.service.errors import ApiError
-from flightbase.service.deps import CurrentIdentity
+from flightbase.authz import Identity
+from flightbase.service.access import Person, admin
 from flightbase_jobqueue.schemas import InfoOut, NodeOut
 
 router = APIRouter(tags=["info"])
@@ -18,7 +19,7 @@ def gpu_kind(gpus) -> str:
 
 
 @router.get("/info", response_model=InfoOut)
-async def info(request: Request, identity: CurrentIdentity):
+async def info(request: Request, identity: Person):
     settings = request.app.state.settings
     return InfoOut(
         version=request.app.version,
@@ -32,9 +33,7 @@ async def info(request: Request, identity: CurrentIdentity):
 
 
 @router.get("/nodes", response_model=list[NodeOut], summary="The nodes and their GPUs (administrators)")
-async def nodes(request: Request, identity: CurrentIdentity):
-    if not identity.is_admin:
-        raise ApiError(403, "only administrators may list nodes")
+async def nodes(request: Request, identity: Annotated[Identity, admin("only administrators may list nodes")]):
     settings = request.app.state.settings
     from flightbase import topology
 

@@ -1,15 +1,17 @@
 """Jobs: state, placement, queue insight, logs (live, per rank or merged), metrics, cancel;
 priority and requeue (administrators and the workspace's managers).
 
-Logs and metrics are read through the backend (``log_tail``, ``log_from``,
-``metric_records``, ``rank_prefix``): local files for the local backend, the
-pods' logs and the workspaces volume for the Kubernetes one.
+Logs, metrics and NCCL records are read through the job-output port
+(``app.state.job_output``, :class:`~flightbase_jobqueue.ports.JobOutput`):
+local files for the on-machine backends, the pods' logs and the workspaces
+volume for the Kubernetes one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
@@ -17,37 +19,41 @@ from sqlalchemy import select
 
 from flightbase import authz, metrics
 from flightbase.authz import Identity
-from flightbase.service.access import authorize, workspaces_with
+from flightbase.service.access import Level, Listing, authorize, listing
 from flightbase.service.deps import CurrentIdentity, in_session
 from flightbase.service.errors import ApiError, not_found
+from flightbase_jobqueue.api import access
 from flightbase_jobqueue.backends.spec import JobRef
 from flightbase_jobqueue.models import Job, Preemption, Training
+from flightbase_jobqueue.ports import JobOutput
 from flightbase_jobqueue.schemas import CommunicationOut, JobOut, Preemption as PreemptionOut, PriorityUpdate, QueueInfo
 from flightbase_jobqueue.states import JobState
+from flightbase_jobqueue.training_spec import TrainingSpec
 
 router = APIRouter(tags=["jobs"])
+Readable = Annotated[Job, access.job(Level.MEMBER, "jobs:read")]
+Managed = Annotated[Job, access.job(Level.MANAGER, "trainings:manage")]  # administrators and the workspace's managers
 
-MAX_LOG_BYTES = 4 * 1024 * 1024
 
 
 def _ref(job: Job) -> JobRef:
     return JobRef(job.id, job.workspace, job.training_id)
 
 
-def _log_lines(backend, ref: JobRef) -> list[str]:
-    return backend.log_tail(ref, MAX_LOG_BYTES).decode(errors="replace").splitlines()
+def _output(request: Request) -> JobOutput:
+    return request.app.state.job_output
 
 
-def _metric_records(backend, job: Job | str) -> list[dict[str, float]]:
-    # a bare id (older callers) lacks the workspace and training: the Kubernetes backend
+def _metric_records(request: Request, job: Job | str) -> list[dict[str, float]]:
+    # a bare id lacks the workspace and training: the Kubernetes backend
     # then finds no metrics file and reads the output's key=value lines only
     ref = _ref(job) if isinstance(job, Job) else JobRef(job, "", "")
-    return backend.metric_records(ref, _log_lines(backend, ref))
+    return _output(request).metric_records(ref)
 
 
 def job_metrics(request: Request, job: Job | str) -> dict[str, float]:
     """The latest value of each metric the job reported (``job``: the row, or its id)."""
-    return metrics.latest(_metric_records(request.app.state.runtime.backend, job))
+    return metrics.latest(_metric_records(request, job))
 
 
 def _range(insight) -> list[float] | None:
@@ -68,7 +74,7 @@ def job_out(request: Request, job: Job, preemptions=(), insight=None) -> JobOut:
     return JobOut(
         id=job.id, training_id=job.training_id, workspace=job.workspace, name=job.name, seq=job.seq,
         params=job.params, kind=job.kind, state=job.state, held=job.held, gpus=job.gpus,
-        gpu_kind=runtime.backend.gpu_kind, placement=job.placement, hosts=sorted(job.placement or {}),
+        gpu_kind=runtime.gpu_kind, placement=job.placement, hosts=sorted(job.placement or {}),
         submitted_at=job.submitted_at, started_at=job.started_at, finished_at=job.finished_at,
         exit_code=job.exit_code, reason=job.reason, restarts=job.restarts, preemptible=job.preemptible,
         priority=job.priority, created_by=job.created_by, queue=queue,
@@ -88,15 +94,14 @@ async def load_job(request: Request, identity: Identity, job_id: str, permission
 @router.get("/jobs", response_model=list[JobOut], summary="Jobs, newest first")
 async def list_jobs(
     request: Request,
-    identity: CurrentIdentity,
-    workspace: str | None = Query(default=None),
+    scope: Annotated[Listing, listing("jobs:read", description=None)],
     training: str | None = Query(default=None, description="Only this training's jobs"),
     state: str | None = Query(default=None, description="Only jobs in this state"),
     limit: int = Query(default=100, ge=1, le=1000),
 ):
     if state is not None and state not in {s.value for s in JobState}:
         raise ApiError(422, f"state: must be one of {', '.join(s.value for s in JobState)}", field="state")
-    names = await workspaces_with(request, identity, "jobs:read", workspace)
+    names = await scope.workspaces(request)
     if not names:
         return []
 
@@ -114,8 +119,8 @@ async def list_jobs(
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut)
-async def get_job(request: Request, identity: CurrentIdentity, job_id: str):
-    job = await load_job(request, identity, job_id, "jobs:read")
+async def get_job(request: Request, job: Readable):
+    job_id = job.id
     preemptions = await in_session(
         request, lambda s: list(s.scalars(select(Preemption).where(Preemption.job_id == job_id).order_by(Preemption.at)))
     )
@@ -138,12 +143,11 @@ async def _communication(request: Request, job: Job) -> CommunicationOut | None:
     from flightbase_jobqueue import comms
 
     training = await in_session(request, lambda s: s.get(Training, job.training_id))
-    spec = training.spec if training is not None else {}
-    backend = request.app.state.runtime.backend
-    read = getattr(backend, "nccl_logs", None)  # backends that cannot read them give no record
-    logs = await asyncio.to_thread(read, _ref(job)) if read is not None and job.started_at else {}
+    spec = training.spec if training is not None else TrainingSpec()
+    logs = await asyncio.to_thread(_output(request).nccl_logs, _ref(job)) if job.started_at else {}
     out = CommunicationOut(**comms.record_for(
-        logs, p2p=bool(spec.get("gpudirect_p2p")), rdma=bool(spec.get("gpudirect_rdma")), gpu_kind=backend.gpu_kind,
+        logs, p2p=spec.gpudirect_p2p, rdma=spec.gpudirect_rdma,
+        gpu_kind=request.app.state.runtime.gpu_kind,
         gpus=job.gpus, hosts=max(1, len(job.placement or {})), state=job.state))
     if job.finished_at is not None:
         if len(_ENDED_RECORDS) >= 256:
@@ -166,26 +170,23 @@ def _filter_rank(lines: list[str], pattern: str | None, rank: int | None) -> lis
             summary="The job's output: merged, or one rank's; follow=true streams until the job ends")
 async def job_logs(
     request: Request,
-    identity: CurrentIdentity,
-    job_id: str,
+    job: Readable,
     rank: int | None = Query(default=None, ge=0, description="Only this rank's lines"),
     follow: bool = Query(default=False, description="Keep streaming new output until the job ends"),
 ):
-    job = await load_job(request, identity, job_id, "jobs:read")
+    job_id = job.id
     training = await in_session(request, lambda s: s.get(Training, job.training_id))
-    backend = request.app.state.runtime.backend
-    pattern = backend.rank_prefix(training.spec.get("launcher", "none"))
+    output = _output(request)
+    pattern = output.rank_prefix(training.spec.launcher)
     ref = _ref(job)
     if not follow:
-        return PlainTextResponse("\n".join(_filter_rank(_log_lines(backend, ref), pattern, rank)) + "\n")
-
-    store = request.app.state.runtime.store
+        return PlainTextResponse("\n".join(_filter_rank(output.log_lines(ref), pattern, rank)) + "\n")
 
     async def stream():
         offset, pending = 0, b""
         while True:
-            done = store.state_of(job_id) is None  # no longer queued or active: ended
-            data = await asyncio.to_thread(backend.log_from, ref, offset)  # the API may be asked (Kubernetes)
+            done = output.ended(job_id)  # read before the output: what it wrote before ending is all read
+            data = await asyncio.to_thread(output.log_from, ref, offset)  # the API may be asked (Kubernetes)
             offset += len(data)
             pending += data
             *complete, pending = pending.split(b"\n")
@@ -207,18 +208,14 @@ async def job_logs(
 
 @router.get("/jobs/{job_id}/metrics", response_model=list[dict[str, float]],
             summary="Every metric record the job reported, in order")
-async def get_metrics(request: Request, identity: CurrentIdentity, job_id: str):
-    job = await load_job(request, identity, job_id, "jobs:read")
-    return _metric_records(request.app.state.runtime.backend, job)
+async def get_metrics(request: Request, job: Readable):
+    return _metric_records(request, job)
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobOut, summary="Cancel a job (all its processes stop)")
-async def cancel_job(request: Request, identity: CurrentIdentity, job_id: str):
-    job = await load_job(request, identity, job_id, "jobs:write")
-    from flightbase_jobqueue.api.trainings import load_training, require_control
-
-    training = await load_training(request, identity, job.training_id, "trainings:read")
-    await require_control(request, identity, training)
+async def cancel_job(request: Request, identity: CurrentIdentity,
+                     job: Annotated[Job, access.job(Level.CONTROL, "jobs:write")]):
+    job_id = job.id
     if JobState(job.state).is_terminal():
         raise ApiError(409, f"job {job_id!r} has already ended ({job.state})")
     request.app.state.runtime.cancel(job_id, f"cancelled by {identity.name}")
@@ -236,9 +233,9 @@ async def _job_out_now(request: Request, job_id: str) -> JobOut:
 
 @router.put("/jobs/{job_id}/priority", response_model=JobOut,
             summary="Change a live job's priority (administrators and the workspace's managers)")
-async def set_priority(request: Request, identity: CurrentIdentity, job_id: str, body: PriorityUpdate):
+async def set_priority(request: Request, job: Managed, body: PriorityUpdate):
     """The next scheduling pass orders the workspace's queue by it (and weighs it when it preempts)."""
-    job = await load_job(request, identity, job_id, "trainings:manage")
+    job_id = job.id
     if JobState(job.state).is_terminal():
         raise ApiError(409, f"job {job_id!r} has already ended ({job.state})")
     runtime = request.app.state.runtime
@@ -249,11 +246,11 @@ async def set_priority(request: Request, identity: CurrentIdentity, job_id: str,
 
 @router.post("/jobs/{job_id}/requeue", response_model=JobOut,
              summary="Stop a running job and queue it again, as a preemption would (administrators and managers)")
-async def requeue_job(request: Request, identity: CurrentIdentity, job_id: str):
+async def requeue_job(request: Request, identity: CurrentIdentity, job: Managed):
     """The job is stopped with the preemption grace period and goes back to the queue, keeping its
     checkpoint (``restarts`` counts it; ``preemptions`` records who asked). A queued job is left
     alone (409), as is a Jupyter training's lease: stopping it would stop its notebook."""
-    job = await load_job(request, identity, job_id, "trainings:manage")
+    job_id = job.id
     state = JobState(job.state)
     if job.kind == "lease":
         raise ApiError(409, f"job {job_id!r} is a Jupyter training's GPU lease, which is not requeued; "
@@ -268,9 +265,8 @@ async def requeue_job(request: Request, identity: CurrentIdentity, job_id: str):
 
 
 @router.get("/queue", response_model=list[JobOut], summary="Queued jobs in queue order, with position and reason")
-async def queue(request: Request, identity: CurrentIdentity, workspace: str | None = Query(default=None)):
-    if workspace is not None:
-        await authorize(request, identity, workspace, "jobs:read")
+async def queue(request: Request, scope: Annotated[Listing, listing("jobs:read", description=None)]):
+    identity, workspace = scope.identity, scope.workspace
     insights = request.app.state.runtime.insight()
     ids = list(insights)
     rows = await in_session(request, lambda s: {j.id: j for j in s.scalars(select(Job).where(Job.id.in_(ids)))})

@@ -18,23 +18,27 @@ import datetime as dt
 import time
 import uuid
 
+from typing import Annotated
+
 import httpx
 
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import select
 
-from flightbase.authz import Identity
-from flightbase.service.access import authorize, require_usable, workspaces_with
+from flightbase.service.access import InWorkspace, Level, Listing, listing, require_usable, workspace_in_body
 from flightbase.service.deps import CurrentIdentity, in_session
-from flightbase.service.errors import ApiError, not_found
+from flightbase.service.errors import ApiError
 from flightbase_jobqueue import leases
-from flightbase_jobqueue.api.trainings import load_training, require_control, require_image, row_of
+from flightbase_jobqueue.api import access
+from flightbase_jobqueue.api.access import LeaseFound
+from flightbase_jobqueue.api.trainings import require_image, row_of
 from flightbase_jobqueue.culler import ACTIVITY_TOKEN
 from flightbase_jobqueue.models import Job, Training
 from flightbase_jobqueue.runtime import limits_from
 from flightbase_jobqueue.scheduling.types import Job as CoreJob
 from flightbase_jobqueue.schemas import LeaseCreate, LeaseOut, QueueInfo
 from flightbase_jobqueue.states import JobState
+from flightbase_jobqueue.training_spec import TrainingSpec
 
 router = APIRouter(tags=["leases"])
 
@@ -57,33 +61,19 @@ def lease_out(job: Job, training: Training, gpu_kind: str, insight=None) -> Leas
                           estimated_start_range=_range(insight))
     return LeaseOut(
         id=job.id, training_id=training.id, workspace=job.workspace, owner=job.created_by,
-        server=training.spec.get("server", ""), state=leases.public_state(job.state), gpu_kind=gpu_kind,
+        server=training.spec.server, state=leases.public_state(job.state), gpu_kind=gpu_kind,
         gpus=sorted(g for gpus in placement.values() for g in gpus), node=node,
-        image=training.spec.get("image", ""), datasets=training.spec.get("dataset_versions") or [],
+        image=training.spec.image, datasets=[d.model_dump() for d in training.spec.dataset_versions],
         submitted_at=job.submitted_at, granted_at=job.started_at, ended_at=job.finished_at,
         reason=(insight.reason if insight is not None else job.reason), queue=queue,
     )
 
 
-async def _load(request: Request, identity: Identity, lease_id: str) -> tuple[Job, Training]:
-    def load(session):
-        job = session.get(Job, lease_id)
-        if job is None or job.kind != leases.KIND:
-            return None
-        return job, session.get(Training, job.training_id)
-
-    found = await in_session(request, load)
-    if found is None:
-        raise not_found(f"lease {lease_id!r}")
-    # 404 for those who may not see the workspace, 403 without trainings:read
-    await load_training(request, identity, found[1].id, "trainings:read")
-    return found
-
 
 def _out(request: Request, job: Job, training: Training) -> LeaseOut:
     runtime = request.app.state.runtime
     insight = runtime.insight().get(job.id) if job.state in ("queued", "preempted") else None
-    return lease_out(job, training, runtime.backend.gpu_kind, insight)
+    return lease_out(job, training, runtime.gpu_kind, insight)
 
 
 def _label(user: str, server: str) -> str:
@@ -115,7 +105,7 @@ async def require_no_lease(request: Request, user: str, server: str) -> None:
             select(Job.id, Training.spec).join(Training, Training.id == Job.training_id)
             .where(Job.kind == leases.KIND, Job.created_by == user, Job.state.in_(LIVE_STATES))
         ).all()
-        return [job_id for job_id, spec in rows if spec.get("server", "") == server]
+        return [job_id for job_id, spec in rows if spec.server == server]
 
     existing = await in_session(request, held)
     if existing:
@@ -132,8 +122,8 @@ def _creation_lock(request: Request) -> asyncio.Lock:
 
 
 @router.post("/leases", response_model=LeaseOut, status_code=201, summary="Ask for a Jupyter training's GPU")
-async def create_lease(request: Request, identity: CurrentIdentity, body: LeaseCreate):
-    ws = await authorize(request, identity, body.workspace, "trainings:write")
+async def create_lease(request: Request, w: Annotated[InWorkspace, workspace_in_body(LeaseCreate, "trainings:write")]):
+    identity, body, ws = w.identity, w.body, w.ws
     require_usable(ws)
     runtime = request.app.state.runtime
     limits = limits_from(ws.settings)
@@ -151,8 +141,8 @@ async def create_lease(request: Request, identity: CurrentIdentity, body: LeaseC
     training = Training(id=uuid.uuid4().hex[:12], workspace=body.workspace, name=f"jupyter {server_label}",
                         description=f"Jupyter training {server_label}", kind=leases.TRAINING_KIND,
                         created_by=identity.name, created_at=dt.datetime.now(dt.timezone.utc),
-                        spec={"server": body.server, "image": body.image, "gpus": body.gpus,
-                              "dataset_versions": dataset_versions}, state="active")
+                        spec=TrainingSpec(server=body.server, gpus=body.gpus, image=body.image,
+                                          dataset_versions=dataset_versions), state="active")
     job = Job(id=uuid.uuid4().hex[:16], training_id=training.id, workspace=body.workspace,
               name=f"jupyter {server_label}", seq=0, params={}, kind=leases.KIND, gpus=body.gpus,
               gpus_per_node=None, priority=0, preemptible=False, max_runtime=None, state="queued", held=False,
@@ -173,9 +163,9 @@ async def create_lease(request: Request, identity: CurrentIdentity, body: LeaseC
 
 
 @router.get("/leases", response_model=list[LeaseOut], summary="Jupyter trainings' leases (live ones unless all=true)")
-async def list_leases(request: Request, identity: CurrentIdentity,
-                      workspace: str | None = Query(default=None), all: bool = Query(default=False)):
-    names = await workspaces_with(request, identity, "trainings:read", workspace)
+async def list_leases(request: Request, scope: Annotated[Listing, listing("trainings:read", description=None)],
+                      all: bool = Query(default=False)):
+    names = await scope.workspaces(request)
 
     def query(session):
         q = select(Job, Training).join(Training, Training.id == Job.training_id).where(
@@ -189,10 +179,10 @@ async def list_leases(request: Request, identity: CurrentIdentity,
 
 
 @router.get("/leases/{lease_id}", response_model=LeaseOut, summary="A lease; wait=N long-polls while it is queued")
-async def get_lease(request: Request, identity: CurrentIdentity, lease_id: str,
+async def get_lease(request: Request, lease: Annotated[LeaseFound, access.lease(Level.MEMBER)],
                     wait: float = Query(default=0, ge=0, le=MAX_WAIT,
                                         description="Seconds to wait for the lease to leave the queue")):
-    job, training = await _load(request, identity, lease_id)
+    job, training, lease_id = lease.job, lease.training, lease.job.id
     deadline = time.monotonic() + wait
     while job.state in ("queued", "preempted") and time.monotonic() < deadline:
         await request.app.state.runtime.next_step(deadline - time.monotonic())
@@ -201,16 +191,16 @@ async def get_lease(request: Request, identity: CurrentIdentity, lease_id: str,
 
 
 @router.delete("/leases/{lease_id}", response_model=LeaseOut, summary="Release a lease (its server has stopped)")
-async def release_lease(request: Request, identity: CurrentIdentity, lease_id: str,
+async def release_lease(request: Request, identity: CurrentIdentity,
+                        lease: Annotated[LeaseFound, access.lease(Level.CONTROL)],
                         stop_server: bool = Query(default=False,
                                                   description="Also stop the server that holds it")):
-    job, training = await _load(request, identity, lease_id)
-    await require_control(request, identity, await load_training(request, identity, training.id, "trainings:read"))
+    job, training, lease_id = lease.job, lease.training, lease.job.id
     runtime = request.app.state.runtime
     if not JobState(job.state).is_terminal():
         runtime.release_lease(lease_id, f"released by {identity.name}")
         if stop_server:
-            await request.app.state.lease_reconciler.stop_server(job.created_by, training.spec.get("server", ""))
+            await request.app.state.lease_reconciler.stop_server(job.created_by, training.spec.server)
         await runtime.next_step(1.0)
     job = await in_session(request, lambda s: s.get(Job, lease_id))
     return _out(request, job, training)

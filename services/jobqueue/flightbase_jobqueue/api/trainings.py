@@ -22,24 +22,28 @@ import time
 import uuid
 from collections import Counter
 from types import SimpleNamespace
-from typing import Iterable
+from typing import Annotated, Iterable
 
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
 
 from flightbase import authz
 from flightbase.authz import Identity
-from flightbase.service.access import authorize, require_usable, workspaces_with
+from flightbase.service.access import (InWorkspace, Level, Listing, authorize, listing, require_usable,
+                                       workspace_in_body)
 from flightbase.service.errors import ApiError, not_found
 from flightbase.service.deps import CurrentIdentity, in_session
 from flightbase.service.hub import Workspace
 from flightbase_jobqueue import sweeps
+from flightbase_jobqueue.api import access
 from flightbase_jobqueue.models import CodeUpload, Job, Training, TrainingOwner, TrainingSecret
 from flightbase_jobqueue.runtime import limits_from
 from flightbase_jobqueue.scheduling.types import Job as CoreJob
 from flightbase_jobqueue.schemas import JobSummary, OwnersUpdate, TrainingCreate, TrainingOut
+from flightbase_jobqueue.training_spec import TrainingSpec
 
 router = APIRouter(tags=["trainings"])
+Controlled = Annotated[TrainingOut, access.training(Level.CONTROL, "trainings:write")]  # owners and managers
 
 LIVE = ("queued", "starting", "running", "preempted")
 
@@ -68,18 +72,18 @@ def training_out(t: Training, jobs: list[Job], metrics_of=lambda job: {}, with_j
                    exit_code=j.exit_code, metrics=metrics_of(j))
         for j in sorted(jobs, key=lambda j: j.seq)
     ]
-    sweep = t.spec.get("sweep") or {}
+    sweep = t.spec.sweep
     best = None
-    metric = sweep.get("metric")
+    metric = sweep.metric if sweep is not None else None
     if metric:
         scored = [s for s in summaries if metric in s.metrics]
         if scored:
-            pick = min if sweep.get("goal", "min") == "min" else max
+            pick = min if sweep.goal == "min" else max
             best = pick(scored, key=lambda s: s.metrics[metric])
     return TrainingOut(
         id=t.id, workspace=t.workspace, name=t.name, description=t.description or "", kind=t.kind,
         created_by=t.created_by, created_at=t.created_at, owners=t.owner_names,
-        state=overall_state(t, [j.state for j in jobs]), paused=t.state == "paused", spec=t.spec,
+        state=overall_state(t, [j.state for j in jobs]), paused=t.state == "paused", spec=t.spec.to_json(),
         secret_env_names=sorted(secret_names), progress=dict(Counter(j.state for j in jobs)), best=best,
         jobs=summaries if with_jobs else [],
     )
@@ -91,8 +95,8 @@ def _metrics_reader(request: Request):
     return lambda job: job_metrics(request, job)
 
 
-async def load_training(request: Request, identity: Identity, training_id: str, permission: str) -> TrainingOut:
-    """The training if the caller holds ``permission`` in its workspace; 404 if they cannot see it."""
+async def read_training(request: Request, training_id: str) -> TrainingOut | None:
+    """The training as it is now, with its jobs (no check: the route's declaration made it)."""
     metrics_of = _metrics_reader(request)
 
     def load(session):
@@ -102,7 +106,12 @@ async def load_training(request: Request, identity: Identity, training_id: str, 
         jobs = list(session.scalars(select(Job).where(Job.training_id == t.id)))
         return training_out(t, jobs, metrics_of, secret_names=secret_names(session, [t.id])[t.id])
 
-    found = await in_session(request, load)
+    return await in_session(request, load)
+
+
+async def load_training(request: Request, identity: Identity, training_id: str, permission: str) -> TrainingOut:
+    """The training if the caller holds ``permission`` in its workspace; 404 if they cannot see it."""
+    found = await read_training(request, training_id)
     if found is None or not authz.can_see(identity, found.workspace):
         raise not_found(f"training {training_id!r}")
     await authorize(request, identity, found.workspace, permission)
@@ -203,14 +212,14 @@ async def code_problem(request: Request, workspace: str, code_id: str, entrypoin
 
 
 @router.post("/trainings", response_model=TrainingOut, status_code=201)
-async def create_training(request: Request, identity: CurrentIdentity, body: TrainingCreate):
-    return await create_training_from(request, identity, body)
+async def create_training(request: Request, w: Annotated[InWorkspace, workspace_in_body(TrainingCreate, "trainings:write")]):
+    return await create_training_from(request, w.identity, w.body, w.ws)
 
 
-async def create_training_from(request: Request, identity: Identity, body: TrainingCreate, *, kind: str = "advanced",
-                               spec_extra: dict | None = None) -> TrainingOut:
-    """Create a training from a validated body (POST /trainings; built-in trainings add their ``spec_extra``)."""
-    ws = await authorize(request, identity, body.workspace, "trainings:write")
+async def create_training_from(request: Request, identity: Identity, body: TrainingCreate, ws: Workspace, *,
+                               kind: str = "advanced", spec_extra: dict | None = None) -> TrainingOut:
+    """Create a training from a validated body in ``ws``, where the route authorised ``identity``
+    (POST /trainings; built-in trainings add their ``spec_extra``)."""
     require_usable(ws)
     runtime = request.app.state.runtime
     limits = limits_from(ws.settings)
@@ -244,10 +253,10 @@ async def create_training_from(request: Request, identity: Identity, body: Train
     training = new_row(Training, id=ids[:12], workspace=body.workspace, name=body.name,
                        description=body.description, kind=kind, created_by=identity.name,
                        created_at=dt.datetime.now(dt.timezone.utc),
-                       spec={**body.model_dump(exclude={"workspace", "name", "description", "secret_env"},
-                                               mode="json"),
-                             "dataset_versions": dataset_versions, "image_reference": image_reference,
-                             **(spec_extra or {})},
+                       spec=TrainingSpec.model_validate({
+                           **body.model_dump(exclude={"workspace", "name", "description", "secret_env"}, mode="json"),
+                           "dataset_versions": dataset_versions, "image_reference": image_reference,
+                           **(spec_extra or {})}),
                        state="active")
     jobs = [
         new_row(Job, id=ids[12 + 16 * i:28 + 16 * i], training_id=training.id, workspace=body.workspace,
@@ -271,11 +280,10 @@ async def create_training_from(request: Request, identity: Identity, body: Train
 @router.get("/trainings", response_model=list[TrainingOut], summary="Trainings, newest first (without their jobs)")
 async def list_trainings(
     request: Request,
-    identity: CurrentIdentity,
-    workspace: str | None = Query(default=None, description="Only this workspace"),
+    scope: Annotated[Listing, listing("trainings:read")],
     limit: int = Query(default=100, ge=1, le=1000),
 ):
-    names = await workspaces_with(request, identity, "trainings:read", workspace)
+    names = await scope.workspaces(request)
     if not names:
         return []
 
@@ -293,14 +301,13 @@ async def list_trainings(
 
 
 @router.get("/trainings/{training_id}", response_model=TrainingOut)
-async def get_training(request: Request, identity: CurrentIdentity, training_id: str):
-    return await load_training(request, identity, training_id, "trainings:read")
+async def get_training(training: Annotated[TrainingOut, access.training(Level.MEMBER, "trainings:read")]):
+    return training
 
 
 @router.put("/trainings/{training_id}/owners", response_model=TrainingOut)
-async def set_owners(request: Request, identity: CurrentIdentity, training_id: str, body: OwnersUpdate):
-    training = await load_training(request, identity, training_id, "trainings:write")
-    await require_control(request, identity, training)
+async def set_owners(request: Request, training: Controlled, body: OwnersUpdate):
+    training_id = training.id
     ws = await request.app.state.hub.workspace(training.workspace)
     strangers = [u for u in body.owners if u not in ws.members]
     if strangers:
@@ -311,13 +318,8 @@ async def set_owners(request: Request, identity: CurrentIdentity, training_id: s
         t.owners = [TrainingOwner(user=u) for u in sorted(set(body.owners))]
 
     await in_session(request, update)
-    return await load_training(request, identity, training_id, "trainings:read")
+    return await read_training(request, training_id)
 
-
-async def _control(request: Request, identity: Identity, training_id: str) -> TrainingOut:
-    training = await load_training(request, identity, training_id, "trainings:write")
-    await require_control(request, identity, training)
-    return training
 
 
 async def _set_training_state(request: Request, training_id: str, state: str) -> None:
@@ -328,38 +330,38 @@ async def _set_training_state(request: Request, training_id: str, state: str) ->
 
 
 @router.post("/trainings/{training_id}/cancel", response_model=TrainingOut, summary="Cancel every job not yet ended")
-async def cancel_training(request: Request, identity: CurrentIdentity, training_id: str):
-    training = await _control(request, identity, training_id)
+async def cancel_training(request: Request, identity: CurrentIdentity, training: Controlled):
+    training_id = training.id
     await _set_training_state(request, training_id, "cancelled")
     for job in training.jobs:
         if job.state in LIVE:
             request.app.state.runtime.cancel(job.id, f"cancelled by {identity.name}")
-    return await load_training(request, identity, training_id, "trainings:read")
+    return await read_training(request, training_id)
 
 
 @router.post("/trainings/{training_id}/pause", response_model=TrainingOut, summary="Hold the sweep's queued jobs")
-async def pause_training(request: Request, identity: CurrentIdentity, training_id: str):
-    training = await _control(request, identity, training_id)
+async def pause_training(request: Request, training: Controlled):
+    training_id = training.id
     if training.state in ("succeeded", "failed", "cancelled"):
         raise ApiError(409, f"training {training_id!r} has ended ({training.state})")
     await _set_training_state(request, training_id, "paused")
     request.app.state.runtime.hold([j.id for j in training.jobs if j.state == "queued"], True)
-    return await load_training(request, identity, training_id, "trainings:read")
+    return await read_training(request, training_id)
 
 
 @router.post("/trainings/{training_id}/resume", response_model=TrainingOut, summary="Release a paused sweep")
-async def resume_training(request: Request, identity: CurrentIdentity, training_id: str):
-    training = await _control(request, identity, training_id)
+async def resume_training(request: Request, training: Controlled):
+    training_id = training.id
     if not training.paused:
         raise ApiError(409, f"training {training_id!r} is not paused")
     await _set_training_state(request, training_id, "active")
     request.app.state.runtime.release_training(training_id)
-    return await load_training(request, identity, training_id, "trainings:read")
+    return await read_training(request, training_id)
 
 
 @router.post("/trainings/{training_id}/retry", response_model=TrainingOut, summary="Run the failed jobs again")
-async def retry_training(request: Request, identity: CurrentIdentity, training_id: str):
-    training = await _control(request, identity, training_id)
+async def retry_training(request: Request, training: Controlled):
+    training_id = training.id
     failed = [j for j in training.jobs if j.state == "failed"]
     if not failed:
         raise ApiError(409, f"training {training_id!r} has no failed job to retry")
@@ -380,20 +382,20 @@ async def retry_training(request: Request, identity: CurrentIdentity, training_i
                            cancel_requested=False, created_by=src.created_by))
         session.add_all(new)
         session.flush()
-        return new
+        return new, t.spec.dataset_versions
 
-    new = await in_session(request, retry)
-    if training.spec.get("dataset_versions"):
-        await request.app.state.datasets.mark(training.workspace, training.spec["dataset_versions"],
-                                              [j.id for j in new], in_use=True)
+    new, dataset_versions = await in_session(request, retry)
+    if dataset_versions:
+        await request.app.state.datasets.mark(training.workspace, dataset_versions, [j.id for j in new],
+                                              in_use=True)
     request.app.state.runtime.submitted(new)
     request.app.state.runtime.release_training(training_id)
-    return await load_training(request, identity, training_id, "trainings:read")
+    return await read_training(request, training_id)
 
 
 @router.delete("/trainings/{training_id}", status_code=204, summary="Delete an ended training and its jobs")
-async def delete_training(request: Request, identity: CurrentIdentity, training_id: str):
-    training = await _control(request, identity, training_id)
+async def delete_training(request: Request, training: Controlled):
+    training_id = training.id
     if any(j.state in LIVE for j in training.jobs):
         raise ApiError(409, f"training {training_id!r} still has jobs queued or running; cancel it first")
     await in_session(request, lambda s: s.delete(s.get(Training, training_id)))

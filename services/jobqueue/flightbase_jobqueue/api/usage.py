@@ -11,13 +11,14 @@ workspace, deleted ones too; a workspace the caller cannot see answers 404.
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import or_, select
 
-from flightbase.service.access import workspaces_with
-from flightbase.service.deps import CurrentIdentity, in_session
+from flightbase.service.access import Listing, listing
+from flightbase.service.deps import in_session
 from flightbase.service.errors import ApiError
 from flightbase_jobqueue import accounting
 from flightbase_jobqueue.models import UsageInterval
@@ -55,8 +56,7 @@ def load_intervals(session, start: float, end: float, workspaces: list[str] | No
 )
 async def usage(
     request: Request,
-    identity: CurrentIdentity,
-    workspace: str | None = Query(default=None, description="Only this workspace (default: every one you can see)"),
+    scope: Annotated[Listing, listing("workspace:read", "Only this workspace (default: every one you can see)")],
     from_: str | None = Query(default=None, alias="from",
                               description="Start, included: an ISO date (midnight UTC) or datetime (UTC unless it "
                                           "has an offset); default: the start of the UTC day 29 days ago"),
@@ -79,8 +79,7 @@ async def usage(
     if end <= start:
         raise ApiError(422, f"to: must be after from ({accounting.iso(start)})", field="to")
 
-    names = None if workspace is None and identity.is_admin else await workspaces_with(
-        request, identity, "workspace:read", workspace)
+    names = None if scope.workspace is None and scope.identity.is_admin else await scope.workspaces(request)
     intervals = await in_session(request, load_intervals, start, end, names) if names != [] else []
     rows = accounting.aggregate(intervals, start=start, end=end, now=now, group_by=keys)
     if format == "csv":

@@ -7,16 +7,15 @@ MANAGER_SETTINGS; members read.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, Response
 
 from flightbase import authz
-from flightbase.service.access import authorize
-from flightbase.service.errors import ApiError, not_found
+from flightbase.service.access import InWorkspace, Level, Person, admin, workspace as in_workspace
+from flightbase.service.errors import ApiError
 from flightbase.service.hub import Workspace
 from flightbase.workspaces import SettingsError, WorkspaceSettings, parse_settings
-from flightbase.service.deps import CurrentIdentity
 from flightbase_jobqueue.schemas import WorkspaceCreate, WorkspaceOut
 
 router = APIRouter(tags=["workspaces"])
@@ -35,20 +34,14 @@ def workspace_out(ws: Workspace, identity) -> WorkspaceOut:
     )
 
 
-def _require_admin(identity) -> None:
-    if not identity.is_admin:
-        raise ApiError(403, "only administrators may do this")
-
-
 @router.get("/workspaces", response_model=list[WorkspaceOut], summary="The workspaces the caller can see")
-async def list_workspaces(request: Request, identity: CurrentIdentity):
+async def list_workspaces(request: Request, identity: Person):
     found = await request.app.state.hub.workspaces()
     return [workspace_out(ws, identity) for name, ws in sorted(found.items()) if authz.can_see(identity, name)]
 
 
 @router.post("/workspaces", response_model=WorkspaceOut, status_code=201, summary="Create a workspace (administrators)")
-async def create_workspace(request: Request, identity: CurrentIdentity, body: WorkspaceCreate):
-    _require_admin(identity)
+async def create_workspace(request: Request, identity: Annotated[authz.Identity, admin()], body: WorkspaceCreate):
     hub = request.app.state.hub
     try:
         settings = parse_settings(body.settings)
@@ -62,9 +55,8 @@ async def create_workspace(request: Request, identity: CurrentIdentity, body: Wo
 
 
 @router.get("/workspaces/{workspace}", response_model=WorkspaceOut)
-async def get_workspace(request: Request, identity: CurrentIdentity, workspace: str):
-    ws = await authorize(request, identity, workspace, "workspace:read")
-    return workspace_out(ws, identity)
+async def get_workspace(w: Annotated[InWorkspace, in_workspace(Level.MEMBER, "workspace:read")]):
+    return workspace_out(w.ws, w.identity)
 
 
 @router.patch(
@@ -72,8 +64,9 @@ async def get_workspace(request: Request, identity: CurrentIdentity, workspace: 
     response_model=WorkspaceOut,
     summary="Change some settings; the rest stay as they are",
 )
-async def patch_settings(request: Request, identity: CurrentIdentity, workspace: str, changes: dict[str, Any] = Body(...)):
-    ws = await authorize(request, identity, workspace, "workspace:manage")
+async def patch_settings(request: Request, w: Annotated[InWorkspace, in_workspace(Level.MANAGER, "workspace:manage")],
+                         changes: dict[str, Any] = Body(...)):
+    ws, identity, workspace = w.ws, w.identity, w.ws.name
     if not identity.is_admin:
         for key in changes:
             if key not in MANAGER_SETTINGS and key in WorkspaceSettings.model_fields:
@@ -88,8 +81,9 @@ async def patch_settings(request: Request, identity: CurrentIdentity, workspace:
 
 
 @router.put("/workspaces/{workspace}/members/{user}", response_model=WorkspaceOut, summary="Add a member")
-async def add_member(request: Request, identity: CurrentIdentity, workspace: str, user: str):
-    await authorize(request, identity, workspace, "workspace:manage")
+async def add_member(request: Request, w: Annotated[InWorkspace, in_workspace(Level.MANAGER, "workspace:manage")],
+                     user: str):
+    identity, workspace = w.identity, w.ws.name
     hub = request.app.state.hub
     if not await hub.user_exists(user):
         raise ApiError(404, f"user: no user named {user!r}", field="user")
@@ -98,8 +92,9 @@ async def add_member(request: Request, identity: CurrentIdentity, workspace: str
 
 
 @router.delete("/workspaces/{workspace}/members/{user}", response_model=WorkspaceOut, summary="Remove a member")
-async def remove_member(request: Request, identity: CurrentIdentity, workspace: str, user: str):
-    ws = await authorize(request, identity, workspace, "workspace:manage")
+async def remove_member(request: Request, w: Annotated[InWorkspace, in_workspace(Level.MANAGER, "workspace:manage")],
+                        user: str):
+    ws, identity, workspace = w.ws, w.identity, w.ws.name
     if user not in ws.members:
         raise ApiError(404, f"user: {user!r} is not a member of {workspace!r}", field="user")
     hub = request.app.state.hub
@@ -108,10 +103,6 @@ async def remove_member(request: Request, identity: CurrentIdentity, workspace: 
 
 
 @router.delete("/workspaces/{workspace}", status_code=204, summary="Delete a workspace (administrators)")
-async def delete_workspace(request: Request, identity: CurrentIdentity, workspace: str):
-    ws = await request.app.state.hub.workspace(workspace)
-    if ws is None or not authz.can_see(identity, workspace):
-        raise not_found(f"workspace {workspace!r}")
-    _require_admin(identity)
-    await request.app.state.hub.delete_group(workspace)
+async def delete_workspace(request: Request, w: Annotated[InWorkspace, in_workspace(Level.WORKSPACE_ADMIN, None)]):
+    await request.app.state.hub.delete_group(w.ws.name)
     return Response(status_code=204)

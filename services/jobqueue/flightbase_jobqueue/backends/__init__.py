@@ -3,7 +3,8 @@
 :func:`make_backend` is the composition root's one choice of backend (the
 ``backend`` platform setting, ``FLIGHTBASE_BACKEND``): ``docker`` runs jobs as
 containers on this machine, ``local`` as processes on this machine,
-``kubernetes`` as objects in a cluster.  Each
+``kubernetes`` as objects in a cluster; ``sim`` runs nothing (benchmarks and
+tests only: :mod:`~flightbase_jobqueue.backends.simulated`).  Each
 comes with its node inventory.  Besides the port, both backends offer what
 the API reads: ``launch_spec``, ``missing_tool``, ``rank_prefix``,
 ``log_tail``, ``log_from`` and ``metric_records`` (``backends.spec.JobRef``).
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-BACKENDS = ("docker", "local", "kubernetes")
+BACKENDS = ("docker", "local", "kubernetes", "sim")
 
 
 class UnknownBackend(ValueError):
@@ -42,6 +43,12 @@ def make_backend(settings, resolve: Callable, *, kube_settings=None, kube_client
         else:
             backend = LocalBackend(settings.data_dir, resolve, gpu_kind=gpu_kind, accounts=accounts)
         return backend, LocalNodes(settings.gpus)
+    if settings.backend == "sim":  # benchmarking and testing only; chosen by the operator's settings alone
+        from flightbase_jobqueue.backends.simulated import SimNodes, SimulatedBackend
+
+        gpu_kind = settings.gpus[0]["kind"] if settings.gpus else "gpu"
+        return (SimulatedBackend(settings.data_dir, resolve, speed=settings.sim_speed, gpu_kind=gpu_kind),
+                SimNodes(settings.gpus))
     if settings.backend == "kubernetes":
         from flightbase_jobqueue.backends.kubernetes import make_kubernetes_backend
 

@@ -215,11 +215,8 @@ class DockerBackend(OnThisMachine):
         threading.Thread(target=self._start, args=(job, placement), daemon=True, name=f"start-{job.id}").start()
 
     def stop(self, job_id: str, grace_seconds: float, reason: str) -> None:
-        with self._lock:
-            if job_id not in self._watched or job_id in self._stopping:
-                return
-            self._stopping[job_id] = reason
-        self.files.append_log(job_id, f"flightbase: stopping ({reason}); {grace_seconds:g} s to finish\n")
+        if not self._begin_stop(job_id, grace_seconds, reason):
+            return
 
         def stop_it():
             for container in self._containers(job_id):

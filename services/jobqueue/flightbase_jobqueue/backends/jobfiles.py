@@ -228,6 +228,16 @@ class OnThisMachine:
     def nccl_logs(self, job: JobRef) -> dict[str, str]:
         return self.files.nccl_logs(job)
 
+    def _begin_stop(self, job_id: str, grace_seconds: float, reason: str) -> bool:
+        """Mark the job as stopping (once) and say so in its log; False for a job this backend does
+        not run or is already stopping (``ports.Backend.stop`` is idempotent)."""
+        with self._lock:
+            if job_id not in self._watched or job_id in self._stopping:
+                return False
+            self._stopping[job_id] = reason
+        self.files.append_log(job_id, f"flightbase: stopping ({reason}); {grace_seconds:g} s to finish\n")
+        return True
+
     def poll_events(self) -> list[BackendEvent]:
         return drain(self._events)
 

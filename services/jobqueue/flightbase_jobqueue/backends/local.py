@@ -122,11 +122,8 @@ class LocalBackend(OnThisMachine):
         threading.Thread(target=self._wait_child, args=(job.id, proc), daemon=True, name=f"job-{job.id}").start()
 
     def stop(self, job_id: str, grace_seconds: float, reason: str) -> None:
-        with self._lock:
-            if job_id not in self._watched or job_id in self._stopping:
-                return
-            self._stopping[job_id] = reason
-        self.files.append_log(job_id, f"flightbase: stopping ({reason}); {grace_seconds:g} s to finish\n")
+        if not self._begin_stop(job_id, grace_seconds, reason):
+            return
         uid = self._uid_of(job_id)
         signal_job(job_id, signal.SIGTERM, uid)
 

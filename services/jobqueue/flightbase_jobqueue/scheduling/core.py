@@ -21,9 +21,10 @@ Head-of-line rules (one pass walks the queue in its policy's order):
 
 1. A job that can never fit is rejected at submission
    (:func:`~.placement.check_admissible`); it never blocks the queue.
-2. A job held back by its workspace's quota (no borrowing allowed, or a
-   non-preemptible job that would go above the quota) blocks only the later
-   jobs of its own workspace.
+2. A job held back by its workspace's quota (no borrowing allowed, a
+   non-preemptible job that would go above the quota, or a job that would
+   take the workspace past its borrowing limit: :func:`quota_verdict`, the
+   one place of that rule) blocks only the later jobs of its own workspace.
 3. A GPU shortage blocks every job behind it in the same policy order
    (``fifo``, ``sjf``), except that:
    - a job within its workspace's guaranteed quota may still start, and may
@@ -52,18 +53,19 @@ Head-of-line rules (one pass walks the queue in its policy's order):
    guarantee is held back only by its own workspace's jobs and by other
    jobs within their guarantee: the guarantee is a promise between
    workspaces, queue order one within a workspace.  A lease with nothing
-   blocked ahead of it starts at once, as any job.  docs/scheduling.md
-   explains the choice.
+   blocked ahead of it starts at once, as any job.  :func:`lease_protects`
+   is the rule's one definition, which the queue's insight asks too.
+   docs/scheduling.md explains the choice.
 """
 
 from __future__ import annotations
 
 import heapq
 import time
-from typing import Callable, Iterator, Mapping, Protocol, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 from .placement import DEFAULT_TOPOLOGY_KEYS, FreeMap, copy_freemap, take_available
-from .types import ActiveJob, Admit, Decisions, Job, Placement, Preempt, Snapshot
+from .types import ActiveJob, Admit, Decisions, Job, Placement, Preempt, Snapshot, WorkspaceLimits
 
 # Quota verdicts
 NO_QUOTA = "no-quota"  # the workspace has no guarantee: runs on any idle GPU
@@ -82,6 +84,25 @@ def open_ended(job: Job) -> bool:
     return job.kind == "lease" and not job.preemptible and job.max_runtime is None
 
 
+def lease_protects(lease: Job, verdict: str, waiting_ahead: Iterable[tuple[Job, str]]) -> list[Job]:
+    """Head-of-line rule 5, the one place of it: of the jobs waiting ahead
+    of ``lease`` (``(job, its quota verdict)`` in the order they go), those
+    that the lease may not delay, so that it may start only where none of
+    them needs its GPU.  None for work that is not open-ended (it competes
+    as any job); all of them for a lease outside its workspace's guarantee;
+    for a lease within it (``verdict`` WITHIN), those of its own workspace
+    and those within their own guarantee.  The pass asks it with the jobs it
+    left waiting for GPUs (:meth:`PassState.lease_room`), the queue's
+    insight with the trainings queued ahead of the lease
+    (``insight.explain``)."""
+    if not open_ended(lease):
+        return []
+    if verdict != WITHIN:
+        return [j for j, _ in waiting_ahead]
+    ws = lease.workspace
+    return [j for j, v in waiting_ahead if j.workspace == ws or v == WITHIN]
+
+
 def _shortage_reason_suffix(job: Job, max_size: int, total_free: int, suffix: str) -> str:
     return _shortage_reason(job, max_size, total_free) + suffix
 
@@ -95,9 +116,45 @@ def describe_need(job: Job, max_size: int) -> str:
     return f"needs {g} GPUs on whole nodes"
 
 
-def _blocked_reason(used: int, quota: int, allow_borrowing: bool) -> str:
+def quota_cap(lim: WorkspaceLimits | None, preemptible: bool = True) -> int | None:
+    """The most GPUs a workspace may hold in all for a job (None: no cap):
+    no quota, no cap; its quota when it may not borrow (borrowing off, or a
+    non-preemptible job); else its quota plus its borrowing limit (Kueue's
+    ``nominalQuota + borrowingLimit``), or no cap without a limit."""
+    if lim is None or lim.quota is None:
+        return None
+    if not lim.allow_borrowing or not preemptible:
+        return lim.quota
+    return None if lim.borrowing_limit is None else lim.quota + lim.borrowing_limit
+
+
+def quota_verdict(lim: WorkspaceLimits | None, in_use: int, job) -> str:
+    """The workspace quota rule, in one place: NO_QUOTA, WITHIN, BORROW or
+    BLOCKED for ``job`` (anything with ``gpus`` and ``preemptible``) when its
+    workspace holds ``in_use`` GPUs.  Every pass (:meth:`PassState.quota_check`),
+    the policies' shortcuts, queue insight, the metrics' pending reason and
+    the admission check at submission (``in_use`` 0) ask it."""
+    if lim is None or lim.quota is None:
+        return NO_QUOTA
+    total = in_use + job.gpus
+    if total <= lim.quota:
+        return WITHIN
+    cap = quota_cap(lim, job.preemptible)
+    return BLOCKED if cap is not None and total > cap else BORROW
+
+
+def blocked_args(lim: WorkspaceLimits, used: int, preemptible: bool) -> tuple:
+    """The arguments of :func:`_blocked_reason` for a job that :func:`quota_verdict` holds back."""
+    limit = lim.borrowing_limit if lim.allow_borrowing and preemptible else None
+    return (used, lim.quota, lim.allow_borrowing, limit)
+
+
+def _blocked_reason(used: int, quota: int, allow_borrowing: bool, borrowing_limit: int | None = None) -> str:
     if not allow_borrowing:
         return f"workspace quota {used}/{quota} in use (borrowing is off)"
+    if borrowing_limit is not None:
+        return (f"workspace quota {used}/{quota} in use and its borrowing limit reached "
+                f"(at most {borrowing_limit} GPUs above the quota)")
     return f"workspace quota {used}/{quota} in use (a non-preemptible job does not borrow)"
 
 
@@ -190,20 +247,11 @@ class PassState:
     def quota_check(self, job: Job) -> str:
         """The workspace's quota verdict for ``job`` (NO_QUOTA, WITHIN, BORROW
         or BLOCKED; :meth:`wait_blocked` records the reason of a BLOCKED job)."""
-        lim = self.snap.limits.get(job.workspace)
-        quota = None if lim is None else lim.quota
-        if quota is None:
-            return NO_QUOTA
-        if self.in_use.get(job.workspace, 0) + job.gpus <= quota:
-            return WITHIN
-        if not lim.allow_borrowing or not job.preemptible:  # type: ignore[union-attr]
-            return BLOCKED
-        return BORROW
+        return quota_verdict(self.snap.limits.get(job.workspace), self.in_use.get(job.workspace, 0), job)
 
     def wait_blocked(self, job: Job) -> None:
         lim = self.snap.limits_for(job.workspace)
-        self.wait(job.id, _blocked_reason, self.in_use.get(job.workspace, 0), lim.quota,
-                  lim.allow_borrowing)
+        self.wait(job.id, _blocked_reason, *blocked_args(lim, self.in_use.get(job.workspace, 0), job.preemptible))
 
     # -- admitting -------------------------------------------------------------
     def admit(self, job: Job, placement: Placement, borrowed: bool = False) -> None:
@@ -234,13 +282,9 @@ class PassState:
             self.blocked_ahead.append((job, verdict))
 
     def lease_protects(self, lease: Job, verdict: str) -> list[Job]:
-        """The waiting jobs ahead that ``lease`` may not push back: all of
-        them, or for a lease within its workspace's guarantee, those of its
-        own workspace and those within their own guarantee."""
-        if verdict != WITHIN:
-            return [j for j, _ in self.blocked_ahead]
-        ws = lease.workspace
-        return [j for j, v in self.blocked_ahead if j.workspace == ws or v == WITHIN]
+        """The waiting jobs ahead that ``lease`` may not push back
+        (:func:`lease_protects` over the jobs this pass left waiting)."""
+        return lease_protects(lease, verdict, self.blocked_ahead)
 
     def lease_room(self, lease: Job, verdict: str) -> tuple[Placement | None, bool]:
         """Where the open-ended ``lease`` may start now without pushing back

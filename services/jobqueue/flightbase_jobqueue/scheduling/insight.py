@@ -52,7 +52,8 @@ from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Sequence
 from zlib import crc32
 
-from .core import PassState, clock, describe_need, open_ended
+from .core import (BLOCKED, BORROW, PassState, clock, describe_need, lease_protects, open_ended,
+                   quota_verdict)
 from .placement import DEFAULT_TOPOLOGY_KEYS, FreeMap, copy_freemap
 from .queueview import QueueView
 from .types import Job, Snapshot
@@ -449,16 +450,24 @@ def explain(snap: Snapshot, limit: int = 1000, topology_keys=DEFAULT_TOPOLOGY_KE
             policy=None, ranges: bool = True) -> list[QueueInsight]:
     state = PassState(snap, topology_keys)
     fm = state.free
-    # A notebook lease never takes GPUs a training queued ahead of it waits for (the pass's
-    # head-of-line rule, core.open_ended): it is left out of the projection, and starts after
-    # that training at the soonest.
+    # A notebook lease never takes GPUs a training queued ahead of it waits for (head-of-line
+    # rule 5, core.lease_protects: the pass's own rule, with the same guarantee exception and
+    # the same depth): it is left out of the projection, and starts after that training at
+    # the soonest.
     blockers: dict[str, Job] = {}
-    first: Job | None = None
+    ahead: list[tuple[Job, str]] = []
+
+    def verdict_of(j: Job) -> str:
+        return quota_verdict(snap.limits.get(j.workspace), state.in_use.get(j.workspace, 0), j)
+
     for j in snap.queue:
-        if j.kind != "lease":
-            first = first or j
-        elif open_ended(j) and first is not None:
-            blockers[j.id] = first
+        if not open_ended(j):
+            if len(ahead) < state.lease_guard_depth:
+                ahead.append((j, verdict_of(j)))
+        elif ahead:
+            protect = lease_protects(j, verdict_of(j), ahead)
+            if protect:
+                blockers[j.id] = protect[0]
     projected = (replace(snap, queue=QueueView.build(j for j in snap.queue if j.id not in blockers))
                  if blockers else snap)
     estimates = estimate_starts(projected, fm, policy, limit) if ranges else {
@@ -473,11 +482,13 @@ def explain(snap: Snapshot, limit: int = 1000, topology_keys=DEFAULT_TOPOLOGY_KE
         lim = snap.limits_for(ws)
         if lim.quota is not None:
             used = in_use.get(ws, 0)
-            if used + job.gpus > lim.quota:
-                if lim.allow_borrowing and job.preemptible:
-                    parts.append(f"workspace quota {used}/{lim.quota} in use, may borrow idle GPUs")
-                else:
-                    parts.append(f"workspace quota {used}/{lim.quota} in use")
+            verdict = quota_verdict(lim, used, job)
+            if verdict == BORROW:
+                parts.append(f"workspace quota {used}/{lim.quota} in use, may borrow idle GPUs")
+            elif verdict == BLOCKED:
+                limit = lim.borrowing_limit if lim.allow_borrowing and job.preemptible else None
+                parts.append(f"workspace quota {used}/{lim.quota} in use" + (
+                    f", borrowing limit of {limit} GPUs reached" if limit is not None else ""))
         got = estimates.get(job.id)
         start = rng = None
         blocker = blockers.get(job.id)

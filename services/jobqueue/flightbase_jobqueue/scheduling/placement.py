@@ -232,13 +232,18 @@ def check_admissible(request: Job, cluster: Sequence[Node],
             return f"needs {per} GPUs on each node but the largest node has {biggest}"
         if sum(1 for n in cluster if n.total >= per) < g // per:
             return f"needs {g // per} nodes with {per} GPUs each; the cluster has fewer"
-    if limits.quota is not None:
-        if not limits.allow_borrowing and g > limits.quota:
+    from .core import BLOCKED, quota_verdict  # here: core imports this module
+
+    if quota_verdict(limits, 0, request) == BLOCKED:
+        if not limits.allow_borrowing:
             return (f"needs {g} GPUs but workspace {request.workspace} has a quota of "
                     f"{limits.quota} GPUs and may not borrow")
-        if not request.preemptible and g > limits.quota:
+        if not request.preemptible:
             return (f"a non-preemptible job must fit in the workspace quota: needs {g} GPUs, "
                     f"quota is {limits.quota}")
+        return (f"needs {g} GPUs but workspace {request.workspace} may hold at most "
+                f"{limits.quota + limits.borrowing_limit} GPUs (quota {limits.quota}, borrowing limit "
+                f"{limits.borrowing_limit})")
     return None
 
 

@@ -105,6 +105,10 @@ class WorkspaceLimits:
     may run above its quota on idle GPUs when ``allow_borrowing``; those
     borrowed GPUs are reclaimed (by preemption) when a workspace that is
     under its own quota needs them.  Non-preemptible jobs never borrow.
+    ``borrowing_limit``: the most GPUs the workspace may borrow above its
+    quota (Kueue's ``borrowingLimit``: it holds at most ``quota +
+    borrowing_limit`` in all); None: no limit.  The rule is
+    :func:`~.core.quota_verdict`.
     ``weight``: the workspace's weight under fair share.
     """
 
@@ -112,6 +116,7 @@ class WorkspaceLimits:
     max_gpus_per_job: int | None = None
     weight: float = 1.0
     allow_borrowing: bool = True
+    borrowing_limit: int | None = None
 
 
 DEFAULT_LIMITS = WorkspaceLimits()

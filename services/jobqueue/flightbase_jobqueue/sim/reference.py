@@ -26,11 +26,13 @@ from typing import Sequence
 from .trace import TraceJob
 
 
-def srtf_reference(jobs: Sequence[TraceJob], total_gpus: int) -> dict:
+def srtf_reference(jobs: Sequence[TraceJob], total_gpus: int, detail: bool = False) -> dict:
     """Replay ``jobs`` (sorted by submission) on ``total_gpus`` pooled GPUs;
     returns ``avg_jct``, ``median_jct``, ``jobs``, ``completed``, ``rejected``
     (jobs larger than the pool) and ``preemptions`` (running jobs stopped
-    for a shorter one)."""
+    for a shorter one); with ``detail``, also ``jct_by_job`` and
+    ``start_by_job`` (job id -> completion time, first start) for comparing
+    job by job (``benchmarks/jct_gap_bench.py``)."""
     if total_gpus < 1:
         raise ValueError("total_gpus must be at least 1")
     order = sorted(jobs, key=lambda j: (j.submit_time, j.id))
@@ -40,6 +42,8 @@ def srtf_reference(jobs: Sequence[TraceJob], total_gpus: int) -> dict:
     present: list[str] = []
     running: set[str] = set()
     jct: list[float] = []
+    jct_by: dict[str, float] = {}
+    start_by: dict[str, float] = {}
     rejected = preemptions = 0
     i, n = 0, len(order)
     now = order[0].submit_time if order else 0.0
@@ -59,6 +63,8 @@ def srtf_reference(jobs: Sequence[TraceJob], total_gpus: int) -> dict:
                 for j in done:
                     running.discard(j)
                     jct.append(now - submit[j])
+                    if detail:
+                        jct_by[j] = now - submit[j]
                 finished = set(done)
                 present = [j for j in present if j not in finished]
         while i < n and order[i].submit_time <= now:
@@ -69,6 +75,8 @@ def srtf_reference(jobs: Sequence[TraceJob], total_gpus: int) -> dict:
                 continue
             if tj.duration <= 0:
                 jct.append(0.0)
+                if detail:
+                    jct_by[tj.id], start_by[tj.id] = 0.0, now
                 continue
             rem[tj.id], gpus[tj.id], submit[tj.id] = tj.duration, tj.gpus, tj.submit_time
             present.append(tj.id)
@@ -79,13 +87,18 @@ def srtf_reference(jobs: Sequence[TraceJob], total_gpus: int) -> dict:
             if gpus[j] <= free:
                 now_running.add(j)
                 free -= gpus[j]
+                if detail and j not in start_by:
+                    start_by[j] = now
                 if free == 0:
                     break
         preemptions += len(running - now_running)
         running = now_running
-    return {"jobs": n, "completed": len(jct), "rejected": rejected, "preemptions": preemptions,
-            "avg_jct": statistics.fmean(jct) if jct else 0.0,
-            "median_jct": statistics.median(jct) if jct else 0.0}
+    out = {"jobs": n, "completed": len(jct), "rejected": rejected, "preemptions": preemptions,
+           "avg_jct": statistics.fmean(jct) if jct else 0.0,
+           "median_jct": statistics.median(jct) if jct else 0.0}
+    if detail:
+        out["jct_by_job"], out["start_by_job"] = jct_by, start_by
+    return out
 
 
 __all__ = ["srtf_reference"]

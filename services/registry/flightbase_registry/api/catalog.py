@@ -10,16 +10,19 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from typing import Annotated
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 from sqlalchemy.exc import IntegrityError
 
-from flightbase.service.access import authorize
-from flightbase.service.deps import CurrentIdentity, in_session
-from flightbase.service.errors import ApiError, not_found
+from flightbase.service.access import InWorkspace, Level, workspace as in_workspace
+from flightbase.service.deps import in_session
+from flightbase.service.errors import ApiError
 from flightbase_registry import storage
+from flightbase_registry.api import access
+from flightbase_registry.api.access import Found
 from flightbase_registry.builtin import BUILTIN_IMAGES, runs_as
 from flightbase_registry.models import Dataset, DatasetVersion, DatasetVersionUse, Image, Upload
 from flightbase_registry.oci import OciRegistry, PushError
@@ -61,44 +64,30 @@ async def _add(request: Request, row, what: str):
         raise ApiError(409, f"name: {what} {row.name!r} already exists in {row.workspace!r}", field="name") from None
 
 
-async def _get(request: Request, model, workspace: str, name: str):
-    def get(session):
-        return session.scalars(select(model).where(model.workspace == workspace, model.name == name)).first()
-
-    return await in_session(request, get)
-
 
 @router.get("/workspaces/{workspace}/datasets", response_model=list[DatasetOut])
-async def list_datasets(request: Request, identity: CurrentIdentity, workspace: str):
-    await authorize(request, identity, workspace, "datasets:read")
-    stmt = select(Dataset).where(Dataset.workspace == workspace).order_by(Dataset.name)
+async def list_datasets(request: Request, w: Annotated[InWorkspace, in_workspace(Level.MEMBER, "datasets:read")]):
+    stmt = select(Dataset).where(Dataset.workspace == w.ws.name).order_by(Dataset.name)
     return await in_session(request, lambda s: [dataset_out(d, s) for d in s.scalars(stmt)])
 
 
 @router.post("/workspaces/{workspace}/datasets", response_model=DatasetOut, status_code=201)
-async def create_dataset(request: Request, identity: CurrentIdentity, workspace: str, body: DatasetCreate):
-    await authorize(request, identity, workspace, "datasets:write")
-    row = Dataset(id=uuid.uuid4().hex[:12], workspace=workspace, name=body.name,
-                  description=body.description, created_by=identity.name)
+async def create_dataset(request: Request, w: Annotated[InWorkspace, in_workspace(Level.MEMBER, "datasets:write")],
+                         body: DatasetCreate):
+    row = Dataset(id=uuid.uuid4().hex[:12], workspace=w.ws.name, name=body.name,
+                  description=body.description, created_by=w.identity.name)
     return dataset_out(await _add(request, row, "dataset"))
 
 
 @router.get("/workspaces/{workspace}/datasets/{name}", response_model=DatasetOut)
-async def get_dataset(request: Request, identity: CurrentIdentity, workspace: str, name: str):
-    await authorize(request, identity, workspace, "datasets:read")
-    found = await _get(request, Dataset, workspace, name)
-    if found is None:
-        raise not_found(f"dataset {name!r}")
+async def get_dataset(request: Request, d: Annotated[Found, access.dataset(Level.MEMBER, "datasets:read")]):
+    found = d.row
     return await in_session(request, lambda s: dataset_out(s.get(Dataset, found.id), s))
 
 
 @router.delete("/workspaces/{workspace}/datasets/{name}", status_code=204)
-async def delete_dataset(request: Request, identity: CurrentIdentity, workspace: str, name: str):
-    await authorize(request, identity, workspace, "datasets:read")
-    found = await _get(request, Dataset, workspace, name)
-    if found is None:
-        raise not_found(f"dataset {name!r}")
-    await authorize(request, identity, workspace, "datasets:delete")
+async def delete_dataset(request: Request, d: Annotated[Found, access.dataset(Level.MANAGER, "datasets:delete")]):
+    found, workspace, name = d.row, d.ws.name, d.row.name
     data_dir = request.app.state.settings.data_dir
 
     def delete(session):
@@ -125,17 +114,17 @@ async def delete_dataset(request: Request, identity: CurrentIdentity, workspace:
 
 
 @router.get("/workspaces/{workspace}/images", response_model=list[ImageOut])
-async def list_images(request: Request, identity: CurrentIdentity, workspace: str):
-    await authorize(request, identity, workspace, "images:read")
+async def list_images(request: Request, w: Annotated[InWorkspace, in_workspace(Level.MEMBER, "images:read")]):
     deployment = request.app.state.deployment
-    stmt = select(Image).where(Image.workspace == workspace).order_by(Image.name)
+    stmt = select(Image).where(Image.workspace == w.ws.name).order_by(Image.name)
     own = await in_session(request, lambda s: [image_out(i, deployment) for i in s.scalars(stmt)])
     return [*(b.model_copy(update={"runs_as": runs_as(deployment)}) for b in BUILTIN_IMAGES), *own]
 
 
 @router.post("/workspaces/{workspace}/images", response_model=ImageOut, status_code=201)
-async def register_image(request: Request, identity: CurrentIdentity, workspace: str, body: ImageCreate):
-    await authorize(request, identity, workspace, "images:write")
+async def register_image(request: Request, w: Annotated[InWorkspace, in_workspace(Level.MEMBER, "images:write")],
+                         body: ImageCreate):
+    identity, workspace = w.identity, w.ws.name
     if any(b.name == body.name for b in BUILTIN_IMAGES):
         raise ApiError(409, f"name: {body.name!r} is a built-in image", field="name")
     row = Image(id=uuid.uuid4().hex[:12], workspace=workspace, name=body.name, reference=body.reference,
@@ -144,26 +133,17 @@ async def register_image(request: Request, identity: CurrentIdentity, workspace:
 
 
 @router.get("/workspaces/{workspace}/images/{name}", response_model=ImageOut)
-async def get_image(request: Request, identity: CurrentIdentity, workspace: str, name: str):
-    await authorize(request, identity, workspace, "images:read")
-    for b in BUILTIN_IMAGES:
-        if b.name == name:
-            return b.model_copy(update={"runs_as": runs_as(request.app.state.deployment)})
-    found = await _get(request, Image, workspace, name)
-    if found is None:
-        raise not_found(f"image {name!r}")
-    return image_out(found, request.app.state.deployment)
+async def get_image(request: Request, i: Annotated[Found, access.image(Level.MEMBER, "images:read")]):
+    if i.builtin is not None:
+        return i.builtin.model_copy(update={"runs_as": runs_as(request.app.state.deployment)})
+    return image_out(i.row, request.app.state.deployment)
 
 
 @router.delete("/workspaces/{workspace}/images/{name}", status_code=204)
-async def delete_image(request: Request, identity: CurrentIdentity, workspace: str, name: str):
-    await authorize(request, identity, workspace, "images:read")
-    if any(b.name == name for b in BUILTIN_IMAGES):
-        raise ApiError(409, f"name: {name!r} is a built-in image and cannot be deleted", field="name")
-    found = await _get(request, Image, workspace, name)
-    if found is None:
-        raise not_found(f"image {name!r}")
-    await authorize(request, identity, workspace, "images:delete")
+async def delete_image(request: Request, i: Annotated[Found, access.image(Level.MANAGER, "images:delete")]):
+    if i.builtin is not None:
+        raise ApiError(409, f"name: {i.builtin.name!r} is a built-in image and cannot be deleted", field="name")
+    found, workspace, name = i.row, i.ws.name, i.row.name
     if found.digest:  # an uploaded image: its manifest goes too, before the row (a failure keeps both)
         oci: OciRegistry | None = request.app.state.oci
         if oci is None or not found.reference.startswith(oci.host + "/"):

@@ -1,30 +1,19 @@
-"""Lookups and the storage account shared by the dataset, upload and image routes."""
+"""The version lookup and the storage account shared by the dataset, upload and image routes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fastapi import Request
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from flightbase.service.deps import in_session
-from flightbase.service.errors import ApiError, not_found
+from flightbase.service.errors import ApiError
 from flightbase.service.hub import Workspace
 from flightbase_registry.models import Dataset, DatasetVersion, Image, Upload
 
 GB = 1_000_000_000
 VERSION_PATTERN = r"^(latest|[0-9]{1,9})$"
 
-
-async def get_dataset(request: Request, workspace: str, name: str) -> Dataset:
-    def get(session: Session):
-        return session.scalars(select(Dataset).where(Dataset.workspace == workspace, Dataset.name == name)).first()
-
-    found = await in_session(request, get)
-    if found is None:
-        raise not_found(f"dataset {name!r}")
-    return found
 
 
 def find_version(session: Session, dataset: Dataset, version: str) -> DatasetVersion:

@@ -19,8 +19,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from flightbase.archives import TarHeaderRefused, open_tar
-from flightbase.service.access import authorize
-from flightbase.service.deps import CurrentIdentity, in_session
+from flightbase.service.access import InWorkspace, Level, workspace as in_workspace
+from flightbase.service.deps import in_session
 from flightbase.service.errors import ApiError
 from flightbase_registry import storage
 from flightbase_registry.api.catalog import image_out
@@ -35,10 +35,10 @@ router = APIRouter(tags=["images"])
 
 @router.post("/workspaces/{workspace}/images/upload", response_model=ImageOut, status_code=201,
              openapi_extra={"requestBody": {"required": True, "content": {"application/x-tar": {"schema": {"type": "string", "format": "binary"}}}}})
-async def upload_image(request: Request, identity: CurrentIdentity, workspace: str,
+async def upload_image(request: Request, w: Annotated[InWorkspace, in_workspace(Level.MEMBER, "images:write")],
                        params: Annotated[ImageUpload, Query()]):
     """Push an uploaded image archive (the request body) to the platform's OCI registry."""
-    ws = await authorize(request, identity, workspace, "images:write")
+    identity, ws, workspace = w.identity, w.ws, w.ws.name
     oci: OciRegistry | None = request.app.state.oci
     if oci is None:
         raise ApiError(503, "image uploads are unavailable: this platform has no OCI registry configured "

@@ -36,12 +36,12 @@ from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from flightbase.service.access import authorize
-from flightbase.service.deps import CurrentIdentity, in_session
+from flightbase.service.deps import in_session
 from flightbase.service.errors import ApiError, not_found
 from flightbase import archives
 from flightbase_registry import storage
-from flightbase_registry.api.common import get_dataset, refuse_over_quota, usage
+from flightbase_registry.api.access import ReadDataset, WriteDataset
+from flightbase_registry.api.common import refuse_over_quota, usage
 from flightbase_registry.models import Dataset, DatasetVersion, Upload
 from flightbase_registry.schemas import DirectOut, UploadCreate, UploadFileOut, UploadOut, VersionOut
 from flightbase_registry.writer import Chunk, UploadWriter
@@ -75,10 +75,9 @@ async def _get_upload(request: Request, dataset: Dataset, upload_id: str) -> Upl
 
 
 @router.post(BASE, response_model=UploadOut, status_code=201)
-async def create_upload(request: Request, identity: CurrentIdentity, workspace: str, name: str, body: UploadCreate):
+async def create_upload(request: Request, d: WriteDataset, body: UploadCreate):
     """Declare the files of a new version; answers where each one starts (offset 0)."""
-    ws = await authorize(request, identity, workspace, "datasets:write")
-    dataset = await get_dataset(request, workspace, name)
+    identity, ws, workspace, name, dataset = d.identity, d.ws, d.ws.name, d.row.name, d.row
     limits = request.app.state.registry_settings
     try:
         archives.check_paths([f.path for f in body.files])
@@ -115,24 +114,21 @@ async def create_upload(request: Request, identity: CurrentIdentity, workspace: 
 
 
 @router.get(BASE, response_model=list[UploadOut])
-async def list_uploads(request: Request, identity: CurrentIdentity, workspace: str, name: str):
+async def list_uploads(request: Request, d: ReadDataset):
     """Uploads in progress for this dataset (the CLI finds the one to resume here)."""
-    await authorize(request, identity, workspace, "datasets:read")
-    dataset = await get_dataset(request, workspace, name)
+    dataset, name = d.row, d.row.name
     stmt = select(Upload).where(Upload.dataset_id == dataset.id).order_by(Upload.created_at)
     rows = await in_session(request, lambda s: list(s.scalars(stmt)))
     return [upload_out(_writer(request), up, name) for up in rows]
 
 
 @router.get(BASE + "/{upload_id}", response_model=UploadOut)
-async def get_upload(request: Request, identity: CurrentIdentity, workspace: str, name: str, upload_id: str):
-    await authorize(request, identity, workspace, "datasets:read")
-    dataset = await get_dataset(request, workspace, name)
-    return upload_out(_writer(request), await _get_upload(request, dataset, upload_id), name)
+async def get_upload(request: Request, d: ReadDataset, upload_id: str):
+    return upload_out(_writer(request), await _get_upload(request, d.row, upload_id), d.row.name)
 
 @router.patch(BASE + "/{upload_id}/files/{index}", response_model=UploadFileOut)
 async def upload_chunk(
-    request: Request, identity: CurrentIdentity, workspace: str, name: str, upload_id: str, index: int,
+    request: Request, d: WriteDataset, upload_id: str, index: int,
     offset: int = Query(ge=0, description="Where these bytes start in the file; must equal the file's current offset"),
 ):
     """Append the raw request body to file ``index`` at ``offset`` (resume with the offset GET reports).
@@ -140,9 +136,7 @@ async def upload_chunk(
     Where the registry has a data endpoint (``POST .../direct``), clients that
     can reach it send their chunks there instead, the same way: see direct.py.
     """
-    await authorize(request, identity, workspace, "datasets:write")
-    dataset = await get_dataset(request, workspace, name)
-    up = await _get_upload(request, dataset, upload_id)
+    up = await _get_upload(request, d.row, upload_id)
     length = request.headers.get("content-length")
     with _writer(request).chunk(up, index, offset, int(length) if length is not None and length.isdigit() else None) as chunk:
         await run_in_threadpool(chunk.open)
@@ -151,11 +145,10 @@ async def upload_chunk(
 
 
 @router.post(BASE + "/{upload_id}/direct", response_model=DirectOut)
-async def direct_ticket(request: Request, identity: CurrentIdentity, workspace: str, name: str, upload_id: str):
+async def direct_ticket(request: Request, d: WriteDataset, upload_id: str):
     """A data URL and a short-lived ticket to send this upload's chunks straight to the registry's data endpoint."""
-    await authorize(request, identity, workspace, "datasets:write")
-    dataset = await get_dataset(request, workspace, name)
-    up = await _get_upload(request, dataset, upload_id)
+    identity = d.identity
+    up = await _get_upload(request, d.row, upload_id)
     server = request.app.state.data_server
     if server is None:
         raise ApiError(404, "this registry has no data endpoint (registry_data_port is 0): "
@@ -212,11 +205,9 @@ async def _pump(request: Request, chunk: Chunk) -> None:
 
 
 @router.delete(BASE + "/{upload_id}", status_code=204)
-async def cancel_upload(request: Request, identity: CurrentIdentity, workspace: str, name: str, upload_id: str):
+async def cancel_upload(request: Request, d: WriteDataset, upload_id: str):
     """Cancel an upload: its staged bytes are removed and its quota hold released."""
-    await authorize(request, identity, workspace, "datasets:write")
-    dataset = await get_dataset(request, workspace, name)
-    up = await _get_upload(request, dataset, upload_id)
+    up = await _get_upload(request, d.row, upload_id)
     await _discard(request, up.id)
     return Response(status_code=204)
 
@@ -243,10 +234,9 @@ async def _discard(request: Request, upload_id: str) -> None:
 
 
 @router.post(BASE + "/{upload_id}/commit", response_model=VersionOut, status_code=201)
-async def commit_upload(request: Request, identity: CurrentIdentity, workspace: str, name: str, upload_id: str):
+async def commit_upload(request: Request, d: WriteDataset, upload_id: str):
     """Verify every file, extract archives, and publish the files as the dataset's next version."""
-    ws = await authorize(request, identity, workspace, "datasets:write")
-    dataset = await get_dataset(request, workspace, name)
+    identity, ws, workspace, name, dataset = d.identity, d.ws, d.ws.name, d.row.name, d.row
     up = await _get_upload(request, dataset, upload_id)
     writer = _writer(request)
     data_dir = writer.data_dir

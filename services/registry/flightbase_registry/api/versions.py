@@ -13,18 +13,21 @@ import os
 import tarfile
 import uuid
 from pathlib import Path
+from typing import Annotated
 
 from fastapi import APIRouter, Path as PathParam, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from flightbase.service.access import authorize
-from flightbase.service.deps import CurrentIdentity, in_session
+from flightbase.service.access import InWorkspace, Level, workspace as in_workspace
+from flightbase.service.deps import in_session
 from flightbase.service.errors import ApiError
 from flightbase import archives
 from flightbase_registry import storage
-from flightbase_registry.api.common import VERSION_PATTERN, find_version, get_dataset, usage
+from flightbase_registry.api import access
+from flightbase_registry.api.access import Found, ReadDataset, WriteDataset
+from flightbase_registry.api.common import VERSION_PATTERN, find_version, usage
 from flightbase_registry.models import DatasetVersion, DatasetVersionUse
 from flightbase_registry.schemas import FileEntry, MountOut, StorageOut, VersionDetail, VersionOut, VersionUseOut
 
@@ -46,9 +49,8 @@ def version_out(session, v: DatasetVersion, dataset: str, detail: bool = False) 
 
 
 @router.get(BASE, response_model=list[VersionOut])
-async def list_versions(request: Request, identity: CurrentIdentity, workspace: str, name: str):
-    await authorize(request, identity, workspace, "datasets:read")
-    dataset = await get_dataset(request, workspace, name)
+async def list_versions(request: Request, d: ReadDataset):
+    dataset, name = d.row, d.row.name
 
     def work(session):
         stmt = select(DatasetVersion).where(DatasetVersion.dataset_id == dataset.id).order_by(DatasetVersion.number.desc())
@@ -58,18 +60,16 @@ async def list_versions(request: Request, identity: CurrentIdentity, workspace: 
 
 
 @router.get(BASE + "/{version}", response_model=VersionDetail)
-async def get_version(request: Request, identity: CurrentIdentity, workspace: str, name: str, version: str = Version):
+async def get_version(request: Request, d: ReadDataset, version: str = Version):
     """One version with the list of its files (path, size, sha256)."""
-    await authorize(request, identity, workspace, "datasets:read")
-    dataset = await get_dataset(request, workspace, name)
+    dataset, name = d.row, d.row.name
     return await in_session(request, lambda s: version_out(s, find_version(s, dataset, version), name, detail=True))
 
 
 @router.get(BASE + "/{version}/mount", response_model=MountOut)
-async def mount_version(request: Request, identity: CurrentIdentity, workspace: str, name: str, version: str = Version):
+async def mount_version(request: Request, d: ReadDataset, version: str = Version):
     """Resolve (workspace, dataset, number or latest) to the folder holding that immutable version."""
-    await authorize(request, identity, workspace, "datasets:read")
-    dataset = await get_dataset(request, workspace, name)
+    workspace, name, dataset = d.ws.name, d.row.name, d.row
     v = await in_session(request, lambda s: find_version(s, dataset, version))
     path = storage.version_dir(request.app.state.settings.data_dir, workspace, name, v.number)
     return MountOut(workspace=workspace, dataset=name, version=v.number, path=str(path), mount_at=f"/datasets/{name}")
@@ -77,11 +77,10 @@ async def mount_version(request: Request, identity: CurrentIdentity, workspace: 
 
 @router.get(BASE + "/{version}/files/{path:path}", response_class=FileResponse,
             responses={200: {"content": {"application/octet-stream": {}}}})
-async def download_file(request: Request, identity: CurrentIdentity, workspace: str, name: str, path: str,
+async def download_file(request: Request, d: ReadDataset, path: str,
                         version: str = Version):
     """One file of a version."""
-    await authorize(request, identity, workspace, "datasets:read")
-    dataset = await get_dataset(request, workspace, name)
+    workspace, name, dataset = d.ws.name, d.row.name, d.row
     v = await in_session(request, lambda s: find_version(s, dataset, version))
     why = archives.path_problem(path)
     if why or path not in {m["path"] for m in v.manifest or []}:
@@ -107,11 +106,10 @@ def _tar_stream(root: Path, manifest: list[dict], prefix: str):
 
 @router.get(BASE + "/{version}/archive", response_class=StreamingResponse,
             responses={200: {"content": {"application/x-tar": {}}}})
-async def download_version(request: Request, identity: CurrentIdentity, workspace: str, name: str,
+async def download_version(request: Request, d: ReadDataset,
                            version: str = Version):
     """The whole version as a tar stream (folder ``<name>-v<number>/``)."""
-    await authorize(request, identity, workspace, "datasets:read")
-    dataset = await get_dataset(request, workspace, name)
+    workspace, name, dataset = d.ws.name, d.row.name, d.row
     v = await in_session(request, lambda s: find_version(s, dataset, version))
     root = storage.version_dir(request.app.state.settings.data_dir, workspace, name, v.number)
     prefix = f"{name}-v{v.number}"
@@ -120,12 +118,10 @@ async def download_version(request: Request, identity: CurrentIdentity, workspac
 
 
 @router.delete(BASE + "/{version}", status_code=204)
-async def delete_version(request: Request, identity: CurrentIdentity, workspace: str, name: str, version: str = Version):
+async def delete_version(request: Request,
+                         d: Annotated[Found, access.dataset_version(Level.MANAGER, "datasets:delete")]):
     """Delete one version (workspace managers); refused while a job uses it."""
-    await authorize(request, identity, workspace, "datasets:read")
-    dataset = await get_dataset(request, workspace, name)
-    await in_session(request, lambda s: find_version(s, dataset, version))
-    await authorize(request, identity, workspace, "datasets:delete")
+    dataset, workspace, name, version = d.row, d.ws.name, d.row.name, str(d.version.number)
     data_dir = request.app.state.settings.data_dir
 
     def delete(session):
@@ -148,11 +144,10 @@ async def delete_version(request: Request, identity: CurrentIdentity, workspace:
 
 
 @router.put(BASE + "/{version}/uses/{job_id}", response_model=VersionUseOut)
-async def mark_in_use(request: Request, identity: CurrentIdentity, workspace: str, name: str,
+async def mark_in_use(request: Request, d: WriteDataset,
                       job_id: str = PathParam(pattern=JOB_ID_PATTERN), version: str = Version):
     """Mark a version as used by a job (the jobqueue calls this when a job starts; idempotent)."""
-    await authorize(request, identity, workspace, "datasets:write")
-    dataset = await get_dataset(request, workspace, name)
+    identity, workspace, name, dataset = d.identity, d.ws.name, d.row.name, d.row
 
     def mark(session):
         v = find_version(session, dataset, version)
@@ -168,11 +163,10 @@ async def mark_in_use(request: Request, identity: CurrentIdentity, workspace: st
 
 
 @router.delete(BASE + "/{version}/uses/{job_id}", status_code=204)
-async def unmark_in_use(request: Request, identity: CurrentIdentity, workspace: str, name: str,
+async def unmark_in_use(request: Request, d: WriteDataset,
                         job_id: str = PathParam(pattern=JOB_ID_PATTERN), version: str = Version):
     """Unmark a version (the jobqueue calls this when the job has ended; idempotent)."""
-    await authorize(request, identity, workspace, "datasets:write")
-    dataset = await get_dataset(request, workspace, name)
+    dataset = d.row
 
     def unmark(session):
         v = find_version(session, dataset, version)
@@ -185,9 +179,9 @@ async def unmark_in_use(request: Request, identity: CurrentIdentity, workspace: 
 
 
 @router.get("/workspaces/{workspace}/storage", response_model=StorageOut, tags=["datasets", "images"])
-async def storage_usage(request: Request, identity: CurrentIdentity, workspace: str):
+async def storage_usage(request: Request, w: Annotated[InWorkspace, in_workspace(Level.MEMBER, "datasets:read")]):
     """What the workspace stores against its storage_quota_gb."""
-    ws = await authorize(request, identity, workspace, "datasets:read")
+    ws, workspace = w.ws, w.ws.name
     u = await in_session(request, lambda s: usage(s, ws))
     quota_gb = ws.settings.storage_quota_gb if ws.settings else None
     return StorageOut(workspace=workspace, quota_gb=quota_gb, quota_bytes=u.quota_bytes, used_bytes=u.used_bytes,

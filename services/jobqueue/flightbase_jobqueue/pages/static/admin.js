@@ -70,7 +70,7 @@
       el("td", {}, w.members),
       el("td", {}, w.managers.join(", ") || "–"),
       el("td", { class: "in-use" }, `${w.in_use} / ${w.quota == null ? "no quota" : w.quota}`),
-      el("td", {}, w.allow_borrowing == null ? "–" : (w.allow_borrowing ? "allowed" : "no") + (w.borrowed ? ` (${w.borrowed} borrowed)` : "")),
+      el("td", {}, w.allow_borrowing == null ? "–" : (w.allow_borrowing ? (w.borrowing_limit == null ? "allowed" : `up to ${w.borrowing_limit}`) : "no") + (w.borrowed ? ` (${w.borrowed} borrowed)` : "")),
       el("td", { class: "queued" }, w.queued),
       el("td", { class: "week-hours" }, fmt.hours(weekHours[w.name] || 0)),
       el("td", {}, windowText(w.window)))), "no workspace");

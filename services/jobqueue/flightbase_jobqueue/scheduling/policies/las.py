@@ -60,7 +60,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..core import (BLOCKED, BORROW, NO_QUOTA, WITHIN, PassState, _blocked_reason, _shortage_reason,
-                    decisions, describe_need, guaranteed_sweep, open_ended)
+                    blocked_args, quota_cap, decisions, describe_need, guaranteed_sweep, open_ended)
 from ..placement import FreeMap
 from ..types import ActiveJob, Decisions, Job, Snapshot
 from .base import Policy
@@ -186,15 +186,16 @@ class LasPolicy(Policy):
         # rank() and _starving_since() inlined: this runs for every queued job
         # at every pass.  (rank, starving since, job); ranks are unique.
         queued = []
-        # Workspaces at a hard quota (no borrowing) stay there for the whole
-        # pass: their jobs are only given their reason, not ranked and walked
-        # (under hard quotas they can be most of a long queue).
+        # Workspaces at their cap (a hard quota, or quota + borrowing limit)
+        # stay there for the whole pass: their jobs are only given their
+        # reason, not ranked and walked (they can be most of a long queue).
         full: dict[str, tuple] = {}
         if state.any_quota:
             for ws, lim in snap.limits.items():
                 used = state.in_use.get(ws, 0)
-                if lim.quota is not None and not lim.allow_borrowing and used >= lim.quota:
-                    full[ws] = (_blocked_reason, (used, lim.quota, False))
+                cap = quota_cap(lim)
+                if cap is not None and used >= cap:
+                    full[ws] = (_blocked_reason, blocked_args(lim, used, True))
         raw = state.waiting._raw
         best_queued = 1 << 30
         full_wake = float("inf")
@@ -292,11 +293,11 @@ class LasPolicy(Policy):
                     # Hard quotas can leave thousands of jobs blocked: one
                     # shared (lazy) reason per workspace and usage level.
                     ws = job.workspace
-                    bk = (ws, in_use.get(ws, 0))
+                    bk = (ws, in_use.get(ws, 0), job.preemptible)
                     entry = blocked_reasons.get(bk)
                     if entry is None:
                         lim = snap.limits_for(ws)
-                        entry = (_blocked_reason, (bk[1], lim.quota, lim.allow_borrowing))
+                        entry = (_blocked_reason, blocked_args(lim, bk[1], job.preemptible))
                         blocked_reasons[bk] = entry
                     raw[job.id] = entry
                     continue

@@ -1,0 +1,167 @@
+"""Where a replay's average JCT loses to the preemptive SRTF reference (issue #17, part 4).
+
+    PYTHONPATH=services/jobqueue python benchmarks/jct_gap_bench.py --window 42
+    PYTHONPATH=services/jobqueue python benchmarks/jct_gap_bench.py \
+        --trace /work/shared/traces/philly_2017-10-01_14d_jobs.csv
+
+Replays one 14-day window (``--window DAY`` of ``--full-trace``, cut as
+``replay_bench.py --windows`` does; or the ``--trace`` file as a whole) at
+64 x 8 GPUs with ``--policy`` (default ``las``) and a 60 s restart cost,
+and the reference (``sim/reference.py``: knows durations, pools all GPUs,
+free restarts) on the same jobs, then prints:
+
+- GPU-hours left idle while jobs were queued, and while some queued job
+  would have fitted in the free GPUs pooled (what node boundaries and the
+  policy's choices cost, at most);
+- JCT and first wait by job class (GPUs x true duration) against the
+  reference, each class's share of the total gap, and its preemptions per
+  job;
+- for the class with the largest share: where its jobs' time after their
+  first start went (running; queued again with enough GPUs free in all but
+  none on one node; queued otherwise) and which jobs preempted them.
+
+``--option NAME=VALUE`` (repeatable, VALUE as JSON) passes a policy option,
+for trying one.  A diagnostic: it reads the simulator's state at every step,
+so it costs about twice a plain replay.  Figures in docs/benchmarks.md
+("Where the gap is").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+import time
+from collections import Counter
+
+from flightbase_jobqueue.scheduling import Job, make_policy
+from flightbase_jobqueue.sim.reference import srtf_reference
+from flightbase_jobqueue.sim.replay import make_nodes, simulate
+from flightbase_jobqueue.sim.trace import read_trace
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from replay_bench import window  # noqa: E402
+
+
+def size_class(gpus: int) -> str:
+    return "1" if gpus == 1 else "2-4" if gpus <= 4 else "5-8" if gpus <= 8 else ">8"
+
+
+def length_class(seconds: float) -> str:
+    return "<10m" if seconds < 600 else "<1h" if seconds < 3600 else "<6h" if seconds < 21600 else ">=6h"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--trace", help="replay this trace file whole (default: a --window of --full-trace)")
+    ap.add_argument("--full-trace", default="/work/shared/traces/philly_pollux_jobs.csv")
+    ap.add_argument("--window", type=float, default=42.0, help="start day of the 14-day window")
+    ap.add_argument("--nodes", type=int, default=64)
+    ap.add_argument("--gpus-per-node", type=int, default=8)
+    ap.add_argument("--policy", default="las")
+    ap.add_argument("--restart-cost", type=float, default=60.0)
+    ap.add_argument("--option", action="append", default=[], metavar="NAME=VALUE")
+    args = ap.parse_args(argv)
+    options = {}
+    for o in args.option:
+        name, sep, value = o.partition("=")
+        if not sep:
+            ap.error(f"--option: expected NAME=VALUE, got {o!r}")
+        options[name] = json.loads(value)
+    trace = read_trace(args.trace) if args.trace else window(read_trace(args.full_trace), args.window)
+    tjobs = trace.jobs
+    total = args.nodes * args.gpus_per_node
+    ref = srtf_reference(tjobs, total, detail=True)
+    jobs = [Job(id=j.id, workspace=j.group, gpus=j.gpus, submitted_at=j.submit_time) for j in tjobs]
+    by_id = {j.id: j for j in tjobs}
+    names = [n.name for n in make_nodes(args.nodes, args.gpus_per_node)]
+    # The class whose share of the gap is largest is only known at the end:
+    # track every job's time after its first start by class of situation.
+    after: Counter = Counter()  # (job id, "run" | "spread" | "queued") -> seconds
+    idle = {"queued": 0.0, "fits": 0.0}
+    last: dict = {}
+
+    def observe(sim, now: float) -> None:
+        if last:
+            dt = now - last["t"]
+            if last["queued"]:
+                idle["queued"] += dt * last["free"]
+            if last["fits"]:
+                idle["fits"] += dt * last["free"]
+            for key in last["keys"]:
+                after[key] += dt
+        used: Counter = Counter()
+        for a in sim.store.active.values():
+            for n, g in a.placement.items():
+                used[n] += len(g)
+        free_nodes = [args.gpus_per_node - used.get(n, 0) for n in names]
+        free, most = sum(free_nodes), max(free_nodes)
+        started = sim.backend.first_start
+        keys = [(a.job.id, "run") for a in sim.store.active.values() if not a.stopping]
+        smallest = None
+        for j in sim.store.queue.jobs():
+            smallest = j.gpus if smallest is None else min(smallest, j.gpus)
+            if j.id in started:
+                keys.append((j.id, "spread" if free >= j.gpus > most else "queued"))
+        last.update(t=now, free=free, queued=smallest is not None,
+                    fits=smallest is not None and smallest <= free, keys=keys)
+
+    cpu0 = time.process_time()
+    sim = simulate(jobs, {j.id: j.duration for j in tjobs}, make_nodes(args.nodes, args.gpus_per_node),
+                   make_policy(args.policy, **options), {}, restart_cost=args.restart_cost, observe=observe)
+    backend = sim.backend
+    jct = {jid: t - by_id[jid].submit_time for jid, t in backend.finished.items() if jid in by_id}
+    preempted = Counter(jid for jid, _, _ in sim.store.preemptions)
+    avg, ref_avg = statistics.fmean(jct.values()), ref["avg_jct"]
+    n = len(tjobs)
+    print(f"{args.trace or f'{args.full_trace} day {args.window:g}+14'}: {n:,} jobs, {args.nodes}x"
+          f"{args.gpus_per_node}, {args.policy} {options or ''} restart {args.restart_cost:g} s")
+    print(f"avg JCT {avg:,.0f} s, reference {ref_avg:,.0f} s: {avg / ref_avg:.3f}x; "
+          f"{len(sim.store.preemptions) / n:.3f} preemptions per job; CPU {time.process_time() - cpu0:.0f} s")
+    print(f"GPU-hours idle while jobs were queued: {idle['queued'] / 3600:,.0f}; while some queued job "
+          f"fitted in the free GPUs pooled: {idle['fits'] / 3600:,.0f}; restarts cost "
+          f"{sum(preempted.values()) * args.restart_cost / 3600:,.0f} GPU-h of waiting jobs' time")
+    rows: dict[tuple[str, str], list[float]] = {}
+    for j in tjobs:
+        if j.id not in jct or j.id not in ref["jct_by_job"]:
+            continue
+        r = rows.setdefault((size_class(j.gpus), length_class(j.duration)), [0, 0.0, 0.0, 0.0, 0.0, 0])
+        r[0] += 1
+        r[1] += jct[j.id]
+        r[2] += ref["jct_by_job"][j.id]
+        r[3] += backend.first_start[j.id] - j.submit_time
+        r[4] += ref["start_by_job"].get(j.id, j.submit_time) - j.submit_time
+        r[5] += preempted.get(j.id, 0)
+    gap = sum(r[1] - r[2] for r in rows.values()) or 1.0
+    print(f"\n{'GPUs':>5} {'length':>6} {'jobs':>6} {'JCT':>9} {'ref JCT':>9} {'ratio':>6} {'wait':>7} "
+          f"{'ref wait':>8} {'gap share':>9} {'preempt/job':>11}")
+    order = ["1", "2-4", "5-8", ">8"], ["<10m", "<1h", "<6h", ">=6h"]
+    for k in sorted(rows, key=lambda k: (order[0].index(k[0]), order[1].index(k[1]))):
+        r = rows[k]
+        print(f"{k[0]:>5} {k[1]:>6} {r[0]:>6,} {r[1] / r[0]:>9,.0f} {r[2] / r[0]:>9,.0f} {r[1] / r[2]:>6.2f} "
+              f"{r[3] / r[0]:>7,.0f} {r[4] / r[0]:>8,.0f} {100 * (r[1] - r[2]) / gap:>8.1f}% {r[5] / r[0]:>11.2f}")
+    worst = max(rows, key=lambda k: rows[k][1] - rows[k][2])
+    members = {j.id for j in tjobs if (size_class(j.gpus), length_class(j.duration)) == worst}
+    spent: Counter = Counter()
+    for (jid, what), s in after.items():
+        if jid in members:
+            spent[what] += s
+    m = len(members)
+    print(f"\nclass {worst[0]} GPUs, {worst[1]} ({m} jobs), hours per job after the first start: running "
+          f"{spent['run'] / 3600 / m:.1f}; queued again with enough GPUs free in all but not on one node "
+          f"{spent['spread'] / 3600 / m:.1f}; queued otherwise {spent['queued'] / 3600 / m:.1f}")
+    by: Counter = Counter()
+    for jid, reason, _ in sim.store.preemptions:
+        if jid in members:
+            mo = re.search(r"for (\S+) \(", reason)
+            p = by_id.get(mo.group(1)) if mo else None
+            by[f"{size_class(p.gpus)} GPUs, {length_class(p.duration)}" if p else "other"] += 1
+    print("its preemptions, by the class of the job they made room for: "
+          + ", ".join(f"{k}: {v}" for k, v in by.most_common(6)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

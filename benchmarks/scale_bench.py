@@ -1,0 +1,445 @@
+"""Scale of the live service: Kueue's baseline performance test against the running jobqueue (#17 part 6).
+
+The workload is Kueue's own baseline, from kubernetes-sigs/kueue
+``test/performance/scheduler/configs/baseline/generator.yaml`` (its figures in
+``configs/baseline/rangespec.yaml``: 351 s wall, 0.40 CPU, 445 MB): 5 cohorts x 6
+ClusterQueues = 30 queues, each with ``nominalQuota: 20`` and ``borrowingLimit: 100``,
+and in each queue
+
+- 350 ``small`` workloads (1 unit, 200 ms, priority 50), one every 100 ms;
+- 100 ``medium`` workloads (5 units, 500 ms, priority 100), one every 500 ms;
+- 50 ``large`` workloads (20 units, 1000 ms, priority 200), one every 1200 ms;
+
+15,000 in all. Here a queue is a workspace (``gpu_quota`` 20, ``borrowing_limit``
+100), a unit a CPU slot of the platform (30 x 20 = 600 slots on one node: Kueue's
+cohorts each pool their 6 queues' 120 units, ours is one pool of 600; a workspace
+may hold at most 120 either way), a workload one training of one job, submitted
+through the hub's proxy at Kueue's pace, with Kueue's priorities halved (our range
+is -100..100). The jobs run on the jobqueue's simulated backend (``FLIGHTBASE_BACKEND=sim``,
+``backends/simulated.py``): no process, each ends after its ``SIM_SECONDS`` divided
+by ``--speed``; every start and end is fsync'd to ``<data_dir>/sim/runs.log``.
+
+    .venv/bin/python benchmarks/scale_bench.py                      # the full run: 15,000 workloads, 30 workspaces
+    .venv/bin/python benchmarks/scale_bench.py --workloads 300 --workspaces 6 --kills 1 --json
+
+It starts a real platform (``flightbase up`` through tests/platform/harness.py, as
+submit_bench.py does) and measures:
+
+- **drain time**: first submission to the last workload's end (Kueue's 351 s is its
+  runner's whole wall time, about the same span);
+- the jobqueue's **CPU** (user + system seconds from /proc, every incarnation,
+  divided by the drain time: cores) and its **peak RSS** (VmHWM, the largest of any
+  incarnation) and the proxy's CPU;
+- **API p99 latency while loaded**: ``GET /queue?workspace=..`` and ``GET /jobs/{id}``
+  of a random accepted job, twice a second each, from first submission to drain,
+  through the proxy (requests that fail while the jobqueue is down after a kill are
+  counted apart, not in the percentiles), and the submissions' own latency;
+- **nothing lost, nothing run twice**, with the jobqueue SIGKILLed ``--kills`` times
+  during the drain (when 25% and 60% of the workloads have ended; the hub starts it
+  again). From the sim backend's run log (:func:`~flightbase_jobqueue.backends.simulated.audit`),
+  for every training in the jobqueue's database (every 201 the bench got, plus any
+  committed whose answer a kill cut off):
+
+  - *ran exactly once*: exactly one ``end`` record (ran to completion once) and no
+    ``start`` while one of its runs was open. A run under way when the jobqueue is
+    killed is one ``start`` and, after the restart re-attaches it, one ``end``: it
+    counts once. A run stopped by the scheduler (preemption) is a ``stop`` record;
+    its restart is a new run, and only the one that ends counts as the completion;
+  - *lost*: no ``end`` record, or its job not SUCCEEDED in the database;
+  - *run twice*: two ``end`` records or overlapping runs.
+
+  A submission that fails (the jobqueue is down) is retried with the same name; a
+  name that appears twice in the database is reported (``duplicate_submissions``: a
+  client retry after a kill cut off the answer, not the jobqueue running a job twice).
+
+Exit status 0 when every workload ran exactly once and nothing was lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform as host
+import random
+import signal
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "services" / "jobqueue")]
+from tests.platform.harness import new_platform  # noqa: E402  (the launcher the tests use)
+from flightbase_jobqueue.backends.simulated import audit as audit_runs, log_path  # noqa: E402
+from benchmarks._proc import cpu_s, processes, status_kb  # noqa: E402
+from benchmarks.submit_bench import scheduler_passes  # noqa: E402
+
+CODE = b"print('simulated: never runs')\n"
+
+
+@dataclass(frozen=True)
+class WorkloadClass:
+    name: str
+    share: float        # of each workspace's workloads (350/500, 100/500, 50/500)
+    interval_s: float   # creationIntervalMs
+    gpus: int           # request
+    seconds: float      # runtimeMs
+    priority: int       # Kueue's priority / 2
+
+
+KUEUE_BASELINE = (
+    WorkloadClass("small", 0.7, 0.1, 1, 0.2, 25),
+    WorkloadClass("medium", 0.2, 0.5, 5, 0.5, 50),
+    WorkloadClass("large", 0.1, 1.2, 20, 1.0, 100),
+)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, int(round(q * len(s) + 0.5)) - 1))]
+
+
+def ms(v: float | None) -> float | None:
+    return None if v is None else round(v * 1000, 1)
+
+
+# -- /proc ---------------------------------------------------------------------
+def proxy_pids(port: int) -> list[int]:
+    return processes("configurable-http-proxy", f"--port {port}")
+
+
+class JobqueueMeter:
+    """CPU seconds and peak RSS of the jobqueue across its incarnations (a kill starts a new one)."""
+
+    def __init__(self, platform):
+        self.p = platform
+        self.cpu: dict[int, float] = {}   # pid -> last CPU seconds seen
+        self.base: dict[int, float] = {}  # pid -> CPU seconds when measuring began
+        self.hwm_kb = 0
+        self.rss_samples: list[int] = []
+
+    def pid(self) -> int | None:
+        try:
+            return self.p.service_pid("jobqueue")
+        except AssertionError:
+            return None
+
+    def sample(self) -> None:
+        pid = self.pid()
+        if pid is None:
+            return
+        try:
+            c = cpu_s(pid)
+            self.base.setdefault(pid, 0.0 if self.cpu else c)  # a new incarnation counts from its start
+            self.cpu[pid] = c
+            self.hwm_kb = max(self.hwm_kb, status_kb(pid, "VmHWM"))
+            self.rss_samples.append(status_kb(pid, "VmRSS"))
+        except (OSError, IndexError, ValueError):
+            pass
+
+    def cpu_seconds(self) -> float:
+        return sum(self.cpu[p] - self.base[p] for p in self.cpu)
+
+
+# -- the run log, followed -------------------------------------------------------
+class RunLog:
+    def __init__(self, path: Path):
+        self.path = path
+        self.offset = 0
+        self.ended: dict[str, float] = {}
+        self.first_start: dict[str, float] = {}
+        self._tail = b""
+
+    def read(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return
+        self.offset += len(data)
+        data = self._tail + data
+        lines = data.split(b"\n")
+        self._tail = lines.pop()
+        for line in lines:
+            parts = line.split()
+            if len(parts) >= 4 and parts[0] == b"end":
+                self.ended.setdefault(parts[1].decode(), float(parts[3]))
+            elif len(parts) >= 4 and parts[0] == b"start":
+                self.first_start.setdefault(parts[1].decode(), float(parts[3]))
+
+
+# -- the run -----------------------------------------------------------------------
+def setup(p, workspaces: int, quota: int, borrowing_limit: int | None) -> tuple[str, dict[str, str]]:
+    admin = p.admin_token
+    token = p.create_user("scaler")
+    codes = {}
+    settings = {"gpu_quota": quota, **({"borrowing_limit": borrowing_limit} if borrowing_limit is not None else {})}
+    for i in range(workspaces):
+        ws = f"cq-{i:02d}"
+        r = p.api("jobqueue", "POST", "workspaces", admin, json={"name": ws, "settings": settings})
+        assert r.status_code == 201, r.text
+        assert p.api("jobqueue", "PUT", f"workspaces/{ws}/members/scaler", admin).status_code == 200
+    for i in range(workspaces):  # after every membership: the services cache what a token may reach
+        ws = f"cq-{i:02d}"
+        up = p.api("jobqueue", "POST", "code", token, params={"workspace": ws, "filename": "job.py"}, content=CODE)
+        assert up.status_code == 201, up.text
+        codes[ws] = up.json()["id"]
+    return token, codes
+
+
+def schedule(workloads: int, workspaces: int) -> list[tuple[float, str, WorkloadClass, int]]:
+    """(offset from the start, workspace, class, index): each workspace's sets, each at its interval."""
+    per_ws = workloads // workspaces
+    out = []
+    for w in range(workspaces):
+        counts = [int(per_ws * c.share) for c in KUEUE_BASELINE]
+        counts[0] += per_ws - sum(counts)
+        for c, n in zip(KUEUE_BASELINE, counts):
+            out += [(i * c.interval_s, f"cq-{w:02d}", c, i) for i in range(n)]
+    out.sort(key=lambda x: x[0])
+    return out
+
+
+async def run_load(p, token: str, codes: dict[str, str], plan, meter: JobqueueMeter, runlog: RunLog,
+                   kills_at: list[float], clients: int) -> dict:
+    url = p.url
+    headers = {"Authorization": f"token {token}"}
+    accepted: dict[str, tuple[str, float, str]] = {}   # job id -> (class, submitted at, workspace)
+    sub_lat: list[float] = []
+    failures = {"retried": 0, "rejected": 0}
+    probe_lat: dict[str, list[float]] = {"queue": [], "job": []}
+    probe_down = {"queue": 0, "job": 0}
+    kills: list[dict] = []
+    done = asyncio.Event()
+    began = time.time()
+    total = len(plan)
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=f"{url}/services/jobqueue/api/v1", headers=headers, timeout=60,
+                                 limits=limits) as http, \
+            httpx.AsyncClient(base_url=f"{url}/services/jobqueue/api/v1", headers=headers, timeout=60) as probe:
+        sem = asyncio.Semaphore(clients)
+
+        async def submit(at: float, ws: str, c: WorkloadClass, i: int) -> None:
+            delay = began + at - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            body = {"workspace": ws, "name": f"{c.name}-{i}", "entrypoint": "job.py", "code_id": codes[ws],
+                    "gpus": c.gpus, "priority": c.priority, "env": {"SIM_SECONDS": str(c.seconds)}}
+            while True:
+                async with sem:
+                    t0 = time.perf_counter()
+                    try:
+                        r = await http.post("/trainings", json=body)
+                    except httpx.HTTPError:
+                        r = None
+                    dt = time.perf_counter() - t0
+                if r is not None and r.status_code == 201:
+                    sub_lat.append(dt)
+                    accepted[r.json()["jobs"][0]["id"]] = (c.name, time.time() - dt, ws)
+                    return
+                if r is not None and r.status_code < 500:
+                    failures["rejected"] += 1
+                    print(f"rejected {r.status_code}: {r.text[:200]}", file=sys.stderr)
+                    return
+                failures["retried"] += 1  # the jobqueue is down (a kill): the same workload again
+                await asyncio.sleep(0.5)
+
+        async def prober() -> None:
+            i = 0
+            while not done.is_set():
+                i += 1
+                kind = "queue" if i % 2 else "job"
+                if kind == "queue":
+                    path, params = "/queue", {"workspace": f"cq-{random.randrange(len(codes)):02d}"}
+                elif accepted:
+                    path, params = f"/jobs/{random.choice(list(accepted))}", None
+                else:
+                    await asyncio.sleep(0.25)
+                    continue
+                t0 = time.perf_counter()
+                try:
+                    r = await probe.get(path, params=params)
+                    ok = r.status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    probe_lat[kind].append(time.perf_counter() - t0)
+                else:
+                    probe_down[kind] += 1
+                await asyncio.sleep(0.25)
+
+        async def watcher() -> None:
+            pending_kills = list(kills_at)
+            while True:
+                meter.sample()
+                runlog.read()
+                finished = sum(1 for j in accepted if j in runlog.ended)
+                submitted_all = len(accepted) + failures["rejected"] >= total
+                if pending_kills and finished >= pending_kills[0] * total:
+                    pending_kills.pop(0)
+                    kills.append(await asyncio.to_thread(kill_and_wait, p, meter, finished))
+                    continue
+                if submitted_all and finished >= len(accepted):
+                    done.set()
+                    return
+                await asyncio.sleep(0.5)
+
+        probe_task = asyncio.create_task(prober())
+        watch_task = asyncio.create_task(watcher())
+        await asyncio.gather(*(submit(*x) for x in plan))
+        submitted_in = time.time() - began
+        await watch_task
+        await probe_task
+    last_end = max((runlog.ended[j] for j in accepted), default=began)
+    waits: dict[str, list[float]] = {}
+    for j, (cls, at, _) in accepted.items():
+        if j in runlog.first_start:
+            waits.setdefault(cls, []).append(max(0.0, runlog.first_start[j] - at))
+    return {
+        "began": began,
+        "drain_seconds": round(last_end - began, 1),
+        "submission_seconds": round(submitted_in, 1),
+        "accepted": len(accepted),
+        "submissions_retried": failures["retried"],
+        "submissions_rejected": failures["rejected"],
+        "submit_latency_ms_p50": ms(percentile(sub_lat, 0.5)),
+        "submit_latency_ms_p99": ms(percentile(sub_lat, 0.99)),
+        "api_queue_ms_p50": ms(percentile(probe_lat["queue"], 0.5)),
+        "api_queue_ms_p99": ms(percentile(probe_lat["queue"], 0.99)),
+        "api_job_ms_p50": ms(percentile(probe_lat["job"], 0.5)),
+        "api_job_ms_p99": ms(percentile(probe_lat["job"], 0.99)),
+        "api_requests": {k: len(v) for k, v in probe_lat.items()},
+        "api_failed_while_down": probe_down,
+        "admission_wait_s_mean": {k: round(statistics.fmean(v), 2) for k, v in sorted(waits.items())},
+        "kills": kills,
+        "job_ids": list(accepted),
+    }
+
+
+def kill_and_wait(p, meter: JobqueueMeter, finished: int) -> dict:
+    """SIGKILL the jobqueue; the hub starts it again; until it answers."""
+    pid = p.service_pid("jobqueue")
+    meter.sample()
+    t0 = time.time()
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 120
+    while True:
+        new = meter.pid()
+        if new is not None and new != pid:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the jobqueue was not started again:\n{p.log_tail()}")
+        time.sleep(0.2)
+    p.wait_healthy(timeout=120)
+    meter.sample()
+    return {"at_finished": finished, "pid": pid, "new_pid": new, "down_seconds": round(time.time() - t0, 1)}
+
+
+def audit_db(data_dir: Path) -> dict:
+    db = sqlite3.connect(f"file:{data_dir / 'jobqueue.sqlite'}?mode=ro", uri=True)
+    rows = db.execute("select j.id, j.state, t.workspace, t.name from jobs j join trainings t on t.id = j.training_id "
+                      "where t.workspace like 'cq-%'").fetchall()
+    names = [(ws, name) for _, _, ws, name in rows]
+    return {
+        "jobs_in_db": len(rows),
+        "job_ids": [r[0] for r in rows],
+        "not_succeeded": sum(1 for r in rows if r[1] != "succeeded"),
+        "not_succeeded_examples": [(r[0], r[1]) for r in rows if r[1] != "succeeded"][:5],
+        "duplicate_submissions": len(names) - len(set(names)),
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workloads", type=int, default=15000, help="in all (Kueue's baseline: 15,000)")
+    ap.add_argument("--workspaces", type=int, default=30, help="Kueue's ClusterQueues (30)")
+    ap.add_argument("--quota", type=int, default=20, help="each workspace's gpu_quota (nominalQuota: 20)")
+    ap.add_argument("--borrowing-limit", type=int, default=100, help="each workspace's borrowing_limit (100)")
+    ap.add_argument("--speed", type=float, default=1.0, help="sim_speed: jobs run this much faster than declared")
+    ap.add_argument("--kills", type=int, default=2, choices=range(0, 3), help="SIGKILLs of the jobqueue (0-2)")
+    ap.add_argument("--clients", type=int, default=50, help="concurrent submissions at most")
+    ap.add_argument("--policy", default=None, help="the scheduler's policy (default: the platform's)")
+    ap.add_argument("--json", action="store_true", help="print one JSON object")
+    args = ap.parse_args(argv)
+    if args.workloads < args.workspaces or args.workspaces < 1:
+        ap.error("--workloads must be at least --workspaces, which must be at least 1")
+
+    slots = args.workspaces * args.quota
+    p = new_platform(Path(tempfile.mkdtemp()), gpus=str(slots), policy=args.policy, extra_env={
+        "FLIGHTBASE_BACKEND": "sim", "FLIGHTBASE_SIM_SPEED": str(args.speed),
+        "FLIGHTBASE_AUTH_CACHE_SECONDS": "30"})  # production caching of token lookups (the tests turn it off)
+    p.start(timeout=120)
+    try:
+        token, codes = setup(p, args.workspaces, args.quota, args.borrowing_limit)
+        meter = JobqueueMeter(p)
+        meter.sample()
+        proxy = proxy_pids(p.port)
+        proxy_before = sum(cpu_s(x) for x in proxy)
+        runlog = RunLog(log_path(p.data_dir))
+        plan = schedule(args.workloads, args.workspaces)
+        kills_at = [0.25, 0.6][:args.kills]
+        measured = asyncio.run(run_load(p, token, codes, plan, meter, runlog, kills_at, args.clients))
+        meter.sample()
+        proxy_cpu = sum(cpu_s(x) for x in proxy) - proxy_before
+        passes = scheduler_passes(p, p.admin_token)  # since the last restart (a kill resets the counters)
+        db = audit_db(p.data_dir)
+        runs = audit_runs(log_path(p.data_dir), db["job_ids"])
+        accepted_missing = len(set(measured["job_ids"]) - set(db["job_ids"]))
+        drain = max(measured["drain_seconds"], 1e-9)
+        result = {
+            "workloads": len(plan),
+            "workspaces": args.workspaces,
+            "quota": args.quota,
+            "borrowing_limit": args.borrowing_limit,
+            "slots": slots,
+            "speed": args.speed,
+            "policy": args.policy or "platform default",
+            **{k: v for k, v in measured.items() if k not in ("job_ids", "began")},
+            "jobqueue_cpu_seconds": round(meter.cpu_seconds(), 1),
+            "jobqueue_cpu_cores": round(meter.cpu_seconds() / drain, 3),
+            "jobqueue_peak_rss_mb": round(meter.hwm_kb / 1024, 1),
+            "jobqueue_rss_mb_median": (round(statistics.median(meter.rss_samples) / 1024, 1)
+                                       if meter.rss_samples else None),
+            "proxy_cpu_cores": round(proxy_cpu / drain, 3),
+            "scheduler_since_last_restart": passes,
+            "accepted_not_in_db": accepted_missing,
+            "jobs_in_db": db["jobs_in_db"],
+            "jobs_not_succeeded": db["not_succeeded"],
+            "jobs_not_succeeded_examples": db["not_succeeded_examples"],
+            "duplicate_submissions": db["duplicate_submissions"],
+            "ran_exactly_once": runs["completed_once"],
+            "lost": runs["lost"] + accepted_missing,
+            "run_twice": runs["run_twice"],
+            "still_running": runs["still_running"],
+            "preempted_runs": runs["stopped_runs"],
+            "run_log_examples": runs["examples"],
+            "load_average_1min": round(os.getloadavg()[0], 2),
+            "machine": f"{host.machine()}, {os.cpu_count()} cores, Python {host.python_version()}",
+            "kueue": {"drain_seconds": 351, "cpu_cores": 0.40, "memory_mb": 445},
+        }
+    finally:
+        p.remove()
+    ok = (result["lost"] == 0 and result["run_twice"] == 0 and result["jobs_not_succeeded"] == 0
+          and result["ran_exactly_once"] == result["jobs_in_db"] and result["accepted"] + result["submissions_rejected"]
+          == result["workloads"] and result["submissions_rejected"] == 0)
+    result["ok"] = ok
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(json.dumps(result, indent=1))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

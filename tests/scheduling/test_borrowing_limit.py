@@ -1,0 +1,76 @@
+"""The per-workspace borrowing limit (Kueue's borrowingLimit): a workspace with quota Q and
+borrowing limit B holds at most Q + B GPUs, whatever is idle; the rule is one function,
+``core.quota_verdict``, which every pass, queue insight, the metrics and the admission check use."""
+
+import pytest
+
+from flightbase_jobqueue.prometheus import pending_reason
+from flightbase_jobqueue.scheduling import insight
+from flightbase_jobqueue.scheduling.core import BLOCKED, BORROW, NO_QUOTA, WITHIN, quota_cap, quota_verdict
+from flightbase_jobqueue.scheduling.placement import check_admissible
+from flightbase_jobqueue.scheduling.types import WorkspaceLimits
+
+from scheduling_factories import decide, job, node, quota, running, snap
+
+ALL = ["fifo", "backfill", "fairshare", "las", "sjf"]
+
+
+@pytest.mark.parametrize("limits, in_use, gpus, preemptible, verdict", [
+    (None, 50, 5, True, NO_QUOTA),
+    (WorkspaceLimits(), 50, 5, True, NO_QUOTA),
+    (quota(20, borrowing_limit=100), 15, 5, True, WITHIN),
+    (quota(20, borrowing_limit=100), 15, 6, True, BORROW),
+    (quota(20, borrowing_limit=100), 100, 20, True, BORROW),     # 120 = 20 + 100: the most it may hold
+    (quota(20, borrowing_limit=100), 101, 20, True, BLOCKED),
+    (quota(20, borrowing_limit=0), 20, 1, True, BLOCKED),        # 0: no borrowing at all
+    (quota(20, borrowing_limit=100), 20, 1, False, BLOCKED),     # non-preemptible jobs never borrow
+    (quota(20, borrow=False, borrowing_limit=100), 20, 1, True, BLOCKED),  # borrowing off wins
+    (quota(20), 1000, 20, True, BORROW),                         # no limit: as before
+])
+def test_the_rule(limits, in_use, gpus, preemptible, verdict):
+    assert quota_verdict(limits, in_use, job("j", gpus, preemptible=preemptible)) == verdict
+
+
+def test_the_cap():
+    assert quota_cap(quota(20, borrowing_limit=100)) == 120
+    assert quota_cap(quota(20, borrowing_limit=100), preemptible=False) == 20
+    assert quota_cap(quota(20)) is None and quota_cap(WorkspaceLimits()) is None
+    assert quota_cap(quota(20, borrow=False, borrowing_limit=5)) == 20
+
+
+@pytest.mark.parametrize("policy", ALL)
+def test_a_workspace_borrows_up_to_its_limit_and_no_further(policy):
+    # t: quota 2, may borrow 3 more (5 in all); 16 idle GPUs; u's job is not held back by t's limit
+    queue = [job(f"t{i}", 2, ws="t", t=i) for i in range(4)] + [job("u1", 1, ws="u", t=10)]
+    s = snap(queue, nodes=[node("a"), node("b")], limits={"t": quota(2, borrowing_limit=3), "u": quota(2)})
+    admits, _, d = decide(policy, s)
+    assert {j for j in admits if j.startswith("t")} == {"t0", "t1"}  # 4 GPUs; a third job would make 6 > 5
+    assert "u1" in admits
+    assert "borrowing limit reached" in d.waiting["t2"] and "at most 3 GPUs above the quota" in d.waiting["t2"]
+
+
+@pytest.mark.parametrize("policy", ALL)
+def test_running_jobs_count_toward_the_limit(policy):
+    active = [running(job("r", 4, ws="t"), {"a": [0, 1, 2, 3]})]
+    s = snap([job("t1", 1, ws="t", t=1)], active, [node("a")], limits={"t": quota(2, borrowing_limit=2)})
+    admits, _, d = decide(policy, s)
+    assert admits == {}
+    assert d.waiting["t1"].startswith("workspace quota 4/2 in use and its borrowing limit reached")
+
+
+def test_a_job_bigger_than_quota_plus_limit_is_refused_at_submission():
+    nodes = [node("a", total=8), node("b", total=8)]
+    why = check_admissible(job("big", 8, ws="t"), nodes, quota(2, borrowing_limit=4))
+    assert why == "needs 8 GPUs but workspace t may hold at most 6 GPUs (quota 2, borrowing limit 4)"
+    assert check_admissible(job("ok", 6, ws="t"), nodes, quota(2, borrowing_limit=4)) is None
+    assert "may not borrow" in check_admissible(job("big", 8, ws="t"), nodes, quota(2, borrow=False))
+
+
+def test_insight_and_metrics_say_the_limit_holds_the_job():
+    active = [running(job("r", 4, ws="t"), {"a": [0, 1, 2, 3]})]
+    lim = quota(2, borrowing_limit=2)
+    s = snap([job("t1", 1, ws="t", t=1)], active, [node("a")], limits={"t": lim})
+    reason = {i.job_id: i for i in insight.explain(s)}["t1"].reason
+    assert "workspace quota 4/2 in use, borrowing limit of 2 GPUs reached" in reason
+    assert pending_reason(job("t1", 1, ws="t"), 4, lim) == "quota"
+    assert pending_reason(job("t1", 1, ws="t"), 3, lim) == "resources"
