@@ -57,3 +57,21 @@ def render(tmp_path: Path, overrides: dict | None = None) -> tuple[list[dict], l
         release = asyncio.run(Install(config).run("flightbase", str(chart), wait=False, timeout=60))
     manifest = [doc for doc in yaml.safe_load_all(release["manifest"]) if doc]
     return manifest, api.created
+
+
+Z2JH = Path(__file__).parent / "fixtures" / "jupyterhub-4.2.0.tgz"  # z2jh's chart (fixtures/README.md)
+
+
+def render_with_z2jh(tmp: Path, values: dict, namespace: str = "flightbase") -> list[dict]:
+    """The manifest Helm installs for the chart with its z2jh dependency (the fixture) and
+    ``values`` merged over the chart's own."""
+    chart = tmp / "flightbase"
+    shutil.copytree(CHART, chart, ignore=shutil.ignore_patterns("charts"))
+    (chart / "charts").mkdir()
+    shutil.copy(Z2JH, chart / "charts" / Z2JH.name)
+    base = yaml.safe_load((chart / "values.yaml").read_text())
+    (chart / "values.yaml").write_text(yaml.safe_dump(merge(base, values)))
+    with StubApi() as api:
+        config = helm.Configuration(namespace=namespace, kubeconfig=str(api.kubeconfig(tmp / "kubeconfig")))
+        release = asyncio.run(Install(config).run("flightbase", str(chart), wait=False, timeout=120))
+    return [doc for doc in yaml.safe_load_all(release["manifest"]) if doc]

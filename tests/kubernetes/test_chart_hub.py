@@ -27,7 +27,6 @@ turn it off, and an operator may turn it on again) and a role of the operator's 
 from __future__ import annotations
 
 import ast
-import asyncio
 import base64
 import json
 import os
@@ -41,11 +40,9 @@ import yaml
 from flightbase import authz
 from flightbase.hub import rbac
 
-from .chart import CHART, merge
-from .stubapi import StubApi
+from .chart import render_with_z2jh
 
 helm = pytest.importorskip("helm_sdkpy", reason="helm-sdkpy is not installed (pip install --ignore-requires-python helm-sdkpy)")
-from helm_sdkpy.actions import Install  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 Z2JH = Path(__file__).parent / "fixtures" / "jupyterhub-4.2.0.tgz"
@@ -60,20 +57,6 @@ VALUES = {"jupyterhub": {
                                              "scopes": ["read:metrics"], "services": ["prometheus"]}}},
 }}
 CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
-
-
-def render_with_z2jh(tmp: Path, values: dict) -> list[dict]:
-    """The manifest Helm renders for the chart with its z2jh dependency and ``values``."""
-    chart = tmp / "flightbase"
-    shutil.copytree(CHART, chart, ignore=shutil.ignore_patterns("charts"))
-    (chart / "charts").mkdir()
-    shutil.copy(Z2JH, chart / "charts" / Z2JH.name)
-    base = yaml.safe_load((chart / "values.yaml").read_text())
-    (chart / "values.yaml").write_text(yaml.safe_dump(merge(base, values)))
-    with StubApi() as api:
-        config = helm.Configuration(namespace="flightbase", kubeconfig=str(api.kubeconfig(tmp / "kubeconfig")))
-        release = asyncio.run(Install(config).run("flightbase", str(chart), wait=False, timeout=120))
-    return [doc for doc in yaml.safe_load_all(release["manifest"]) if doc]
 
 
 def find(manifest: list[dict], kind: str, name: str) -> dict:

@@ -71,7 +71,6 @@ image is missing. Run time here: about 2 minutes with the images built.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import secrets
@@ -83,16 +82,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 
 from tests.helpers.containers import docker
 
 from .podrun import PodError, PodRunner, pod_template_of
-from .stubapi import ClusterStub, StubApi
-from .chart import CHART, merge
+from .stubapi import ClusterStub
+from .chart import render_with_z2jh
 
 helm = pytest.importorskip("helm_sdkpy", reason="helm-sdkpy is not installed (pip install --ignore-requires-python helm-sdkpy)")
-from helm_sdkpy.actions import Install  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "flightbase"
@@ -148,16 +145,7 @@ pytestmark = pytest.mark.skipif(_WHY_NOT is not None, reason=str(_WHY_NOT))
 # -- 1. render --------------------------------------------------------------------------------
 def render(tmp: Path) -> list[dict]:
     """The manifest Helm renders for the chart and its z2jh dependency, with VALUES."""
-    chart = tmp / "flightbase"
-    shutil.copytree(CHART, chart, ignore=shutil.ignore_patterns("charts"))
-    (chart / "charts").mkdir()
-    shutil.copy(Z2JH, chart / "charts" / Z2JH.name)
-    values = yaml.safe_load((chart / "values.yaml").read_text())
-    (chart / "values.yaml").write_text(yaml.safe_dump(merge(values, VALUES)))
-    with StubApi() as api:
-        config = helm.Configuration(namespace=NAMESPACE, kubeconfig=str(api.kubeconfig(tmp / "kubeconfig")))
-        release = asyncio.run(Install(config).run("flightbase", str(chart), wait=False, timeout=120))
-    return [doc for doc in yaml.safe_load_all(release["manifest"]) if doc]
+    return render_with_z2jh(tmp, VALUES, NAMESPACE)
 
 
 def find(manifest: list[dict], kind: str, name: str) -> dict:

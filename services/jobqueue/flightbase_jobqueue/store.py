@@ -313,15 +313,6 @@ class SqlStore:
                                                                    models.Job.state.in_(active))))
 
 
-    def cancel_requested(self) -> set[str]:
-        """The active jobs whose cancel was asked (:meth:`mark_cancel_requested`): the coordinator
-        recovers them, so that they end CANCELLED after a restart too."""
-        active = [JobState.STARTING.value, JobState.RUNNING.value]
-        with self.sessions() as session:
-            return set(session.scalars(select(models.Job.id).where(models.Job.cancel_requested.is_(True),
-                                                                   models.Job.state.in_(active))))
-
-
 def _close_intervals(session: Session, job_id: str, at: float, outcome: str) -> None:
     """End the job's open usage interval (there is at most one) at ``at``.
 
