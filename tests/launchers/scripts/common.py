@@ -59,3 +59,10 @@ def report(**fields):
     # line into two writes that another rank's output lands between
     sys.stdout.flush()
     os.write(1, (MARK + json.dumps(fields, sort_keys=True) + "\n").encode())
+
+
+def leave():
+    """Exit 0 now, without the interpreter's exit handlers (see torch_allreduce.py)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
