@@ -11,11 +11,14 @@ GPUS ?= auto
 
 .PHONY: run test install install-test clean containers
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml client/pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	# the client (client/: flightbase-client) and the server (flightbase-server, which needs it);
+	# a venv made before the split has the single `flightbase` distribution, which goes first
+	$(PY) -m pip uninstall -q -y flightbase 2>/dev/null || true
+	$(PY) -m pip install -q -e './client[notebook]' -e '.[test]'
 	touch $@
 
 # torch (CPU build) and Horovod 0.28.1, built once and cached outside the repo (docs/horovod.md)

@@ -2,8 +2,8 @@
 
     python benchmarks/gpu_resnet_bench.py --steps 50 --batch 64 [--arch resnet18] [--image-size 224] [--amp]
 
-Self-contained: needs only torch and builtin_models/ (put on sys.path here). "ours" is the
-step of builtin_models/_common/trainer.py as the image-classification script runs it
+Self-contained: needs only torch and services/jobqueue/flightbase_jobqueue/builtin_models/ (put on sys.path here). "ours" is the
+step of services/jobqueue/flightbase_jobqueue/builtin_models/_common/trainer.py as the image-classification script runs it
 (single process: autocast when --amp, loss on float logits, optimizer.step, zero_grad,
 per-step loss read back to the host for the metrics); "plain" is the same model and
 optimizer in the textbook loop (no per-step host read). Without CUDA it runs on the CPU
@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "builtin_models"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "services/jobqueue/flightbase_jobqueue/builtin_models"))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402

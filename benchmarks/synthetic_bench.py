@@ -1,4 +1,4 @@
-"""The synthetic benchmark (builtin_models/synthetic_benchmark) through the platform with 1 and 2
+"""The synthetic benchmark (services/jobqueue/flightbase_jobqueue/builtin_models/synthetic_benchmark) through the platform with 1 and 2
 workers, and the same script run by hand as a baseline; prints one JSON document.
 
     .venv/bin/python benchmarks/synthetic_bench.py [--gpus-list 1,2] [--launcher horovod]
@@ -35,7 +35,7 @@ def by_hand(params: dict) -> dict:
     out = Path(tempfile.mkdtemp(prefix="bench-hand-"))
     args = [f"--{k.replace('_', '-')}={str(v).lower() if isinstance(v, bool) else v}" for k, v in params.items()]
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLIGHTBASE_")} | {"OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, str(ROOT / "builtin_models/synthetic_benchmark/train.py"), *args,
+    subprocess.run([sys.executable, str(ROOT / "services/jobqueue/flightbase_jobqueue/builtin_models/synthetic_benchmark/train.py"), *args,
                     f"--artifacts-dir={out}"], check=True, env=env, capture_output=True)
     return json.loads((out / "report.json").read_text())
 

@@ -32,7 +32,7 @@ import httpx
 from tornado import web
 from traitlets import Float, HasTraits, Integer, Unicode, default
 
-from flightbase.accounts import AccountError, AccountPolicy, account_for
+from flightbase_server.accounts import AccountError, AccountPolicy, account_for
 from flightbase_spawner import options as fbopts
 
 JOBQUEUE_API = "/services/jobqueue/api/v1"
@@ -254,7 +254,7 @@ def _error_text(resp: httpx.Response) -> str:
 
 class OnThisMachineMixin(HasTraits):
     """What the spawners that run servers on this machine (as processes, or in containers) share:
-    the person's account, made by the platform (:mod:`flightbase.accounts`), and the jobqueue's
+    the person's account, made by the platform (:mod:`flightbase_server.accounts`), and the jobqueue's
     kind of GPU here."""
 
     home_root = Unicode(

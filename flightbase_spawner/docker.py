@@ -3,7 +3,7 @@
 A thin DockerSpawner subclass. It shares the options form, the GPU lease,
 the progress page and the idle check's token with the other spawners
 (:class:`~flightbase_spawner.base.FlightbaseSpawnerMixin`), and the account
-rules with the local one (:mod:`flightbase.accounts`). A Jupyter training:
+rules with the local one (:mod:`flightbase_server.accounts`). A Jupyter training:
 
 1. checks the person's options against the workspace's images and datasets
    (read from the registry as the person), and finds the account it runs as
@@ -15,7 +15,7 @@ rules with the local one (:mod:`flightbase.accounts`). A Jupyter training:
    for the pull only (never to the container), and only from under the
    workspace's own path (:func:`~flightbase_spawner.containers.image_source`);
 3. waits for its lease, prepares ``~/<workspace>`` as the person
-   (:mod:`flightbase.as_user`), and sets the DockerSpawner traits that
+   (:mod:`flightbase_server.as_user`), and sets the DockerSpawner traits that
    :func:`~flightbase_spawner.containers.spawn_overrides` (pure, table-tested)
    returns: the image, the mounts, the memory limit, the account, the labels
    and the security options;
@@ -42,9 +42,9 @@ from jupyterhub.utils import random_port
 from tornado import web
 from traitlets import Integer, Unicode, default
 
-from flightbase import as_user, hostfs, secrets
-from flightbase.accounts import ensure_home
-from flightbase.workspaces import SettingsError, parse_settings
+from flightbase_server import as_user, hostfs, secrets
+from flightbase_server.accounts import ensure_home
+from flightbase_server.workspaces import SettingsError, parse_settings
 from flightbase_spawner import options as fbopts
 from flightbase_spawner.base import FlightbaseSpawnerMixin, OnThisMachineMixin
 from flightbase_spawner.containers import (ImageRefused, NotebookContainer, container_environment, image_source,
@@ -58,7 +58,7 @@ class FlightbaseDockerSpawner(OnThisMachineMixin, FlightbaseSpawnerMixin, Docker
         help="""The platform's OCI registry (e.g. http://127.0.0.1:5000), where uploaded images live.
 
         Images there are pulled with the services' account (user
-        ``flightbase.secrets.OCI_REGISTRY_USER``, password
+        ``flightbase_server.secrets.OCI_REGISTRY_USER``, password
         ``oci_registry_password`` of ``<data_dir>/secrets.json``), given to
         the engine for the pull only, and only from under the workspace's own
         path. Empty: no uploaded images.

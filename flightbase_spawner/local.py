@@ -2,7 +2,7 @@
 
 Each hub user's server runs as that person's own unprivileged system account,
 never as root, a shared account, or an account the platform did not make
-(:mod:`flightbase.accounts`: created on first spawn with its home under the
+(:mod:`flightbase_server.accounts`: created on first spawn with its home under the
 data directory; ``debian``, ``nobody`` or a privileged account is refused),
 with the system group of the chosen workspace as its only extra group, so it
 reads that workspace's datasets and no other's.
@@ -17,7 +17,7 @@ A Jupyter training (user options: workspace, image, gpus 0|1, datasets):
 - sees the chosen datasets read-only under ``~/<workspace>/datasets/<name>``
   (a symlink farm to the immutable, read-only dataset versions;
   ``FLIGHTBASE_DATASETS_DIR`` names the folder), made by a process running as
-  the person (:mod:`flightbase.as_user`): root never works in a person's folders;
+  the person (:mod:`flightbase_server.as_user`): root never works in a person's folders;
 - runs on the host's Python environment: with no container runtime, an image
   is a name only here (the options form says so).
 """
@@ -34,8 +34,8 @@ from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
 from traitlets import default
 
-from flightbase import as_user, hostfs
-from flightbase.accounts import ensure_home
+from flightbase_server import as_user, hostfs
+from flightbase_server.accounts import ensure_home
 from flightbase_spawner import options as fbopts
 from flightbase_spawner.base import FlightbaseSpawnerMixin, OnThisMachineMixin
 

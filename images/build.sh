@@ -13,15 +13,15 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/training-base/wheels"
 cp -R "$ROOT/images/training-base/." "$ROOT/scripts/cxx17-wrapper.sh" "$work/training-base/"
 docker build -t "$REGISTRY/training-base:$TAG" "$work/training-base"
-# notebook's context: its folder and, in wheels/, Flightbase's wheel (from a clean copy of
-# its sources) and the JupyterLab extension's with its built front end (Node runs here,
+# notebook's context: its folder and, in wheels/, Flightbase's client wheel (from a clean
+# copy of client/) and the JupyterLab extension's with its built front end (Node runs here,
 # not in the image)
 mkdir -p "$work/notebook/wheels" "$work/src"
 cp -R "$ROOT/images/notebook/." "$work/notebook/"
 (cd "$ROOT" && tar --exclude=__pycache__ --exclude='*.pyc' --exclude='*.egg-info' --exclude=build --exclude=dist \
-    -cf - pyproject.toml README.md flightbase flightbase_spawner services) | tar -C "$work/src" -xf -
+    -cf - client) | tar -C "$work/src" -xf -
 (cd "$ROOT" && make .venv/.labext-installed \
-    && .venv/bin/python -m pip wheel -q --no-deps -w "$work/notebook/wheels" "$work/src" ./flightbase_labext)
+    && .venv/bin/python -m pip wheel -q --no-deps -w "$work/notebook/wheels" "$work/src/client" ./flightbase_labext)
 docker build -t "$REGISTRY/notebook:$TAG" --build-arg "BASE=$REGISTRY/training-base:$TAG" "$work/notebook"
 # the services and the hub (jobqueue, registry-service, hub): scripts/service-images.sh, on Debian 12's image
 # (BASE_IMAGE; on the machine the tests run on, flightbase/debian:bookworm made by scripts/containers.sh)

@@ -237,11 +237,11 @@ ensure_images() {
   collect client "$(sha256sum <"$tb/client-requirements.txt")" -r "$tb/client-requirements.txt"
   collect notebook "$(sha256sum <"$nb/requirements.txt")" -r "$nb/requirements.txt"
 
-  # Flightbase's own wheel, from a clean copy of its sources (no stale build/ of
-  # setuptools), keyed by those sources
-  local src="$work/src/flightbase"
-  stage_sources "$src" pyproject.toml README.md flightbase flightbase_spawner services
-  build_wheel flightbase "$src" "$(digest_dir "$src")" --no-build-isolation
+  # Flightbase's client wheel (client/: all a job or a notebook needs of Flightbase), from a
+  # clean copy of its sources (no stale build/ of setuptools), keyed by those sources
+  local src="$work/src/client"
+  stage_sources "$src" client
+  build_wheel flightbase "$src/client" "$(digest_dir "$src")" --no-build-isolation
 
   # the JupyterLab extension's wheel, with the front end `make` built
   # ($(VENV)/.labext-installed); keyed by its package's files
@@ -255,7 +255,7 @@ ensure_images() {
     flightbase_labext/README.md flightbase_labext/jupyter-config flightbase_labext/flightbase_labext
   build_wheel labext "$lab" "$(digest_dir "$labsrc")"
 
-  # training-base: its folder, the ML wheels, and the app wheels with the client's requirements
+  # training-base: its folder, the ML wheels, and the client's wheel with its requirements
   local ctx="$work/context/training-base"
   rm -rf "$ctx"
   mkdir -p "$ctx/wheels/app"

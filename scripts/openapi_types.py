@@ -35,7 +35,7 @@ def documents() -> dict[str, dict]:
     saved = dict(os.environ)
     try:
         with tempfile.TemporaryDirectory(prefix="flightbase-openapi-") as tmp:
-            from flightbase.settings import PlatformSettings
+            from flightbase_server.settings import PlatformSettings
             from flightbase_jobqueue.app import build as build_jobqueue
             from flightbase_registry.app import build as build_registry
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The README's table of the services' settings, generated from the settings objects.
 
-Each row is one field of ``flightbase.settings.PlatformSettings``, ``HubServiceEnv`` or the
-registry's ``RegistrySettings``, from its metadata (``flightbase.settings.setting``). The
+Each row is one field of ``flightbase_server.settings.PlatformSettings``, ``HubServiceEnv`` or the
+registry's ``RegistrySettings``, from its metadata (``flightbase_server.settings.setting``). The
 table lives in README.md between the two markers below.
 
     python scripts/settings_table.py           # print the table
@@ -24,7 +24,7 @@ END = "<!-- /settings-table -->"
 
 def settings_classes() -> list[type]:
     sys.path[:0] = [str(ROOT), str(ROOT / "services" / "registry")]
-    from flightbase.settings import HubServiceEnv, PlatformSettings
+    from flightbase_server.settings import HubServiceEnv, PlatformSettings
     from flightbase_registry.config import RegistrySettings
 
     return [PlatformSettings, RegistrySettings, HubServiceEnv]
@@ -43,7 +43,7 @@ def _cell(text: str) -> str:
 
 
 def render() -> str:
-    from flightbase.settings import documented_fields, env_name
+    from flightbase_server.settings import documented_fields, env_name
 
     rows = ["| variable | default | read by | meaning |", "|---|---|---|---|"]
     seen: set[str] = set()

@@ -125,7 +125,7 @@ export function codeRequest(workspace: string, f: ICodeForm): { request?: ISubmi
   }
   const args = read('args', () => splitArgs(f.args), []);
   const env = read('env', () => parseEnv(f.env), {});
-  // the sweep's grid goes as its text: the jobqueue reads it (flightbase/grid.py), as it does the CLI's
+  // the sweep's grid goes as its text: the jobqueue reads it (client/flightbase/grid.py), as it does the CLI's
   const grid = f.grid.trim();
   const gpus = integer(f.gpus);
   if (gpus === null) {

@@ -96,7 +96,7 @@ export interface ISubmitRequest {
   max_runtime?: NonNullable<TrainingCreate['max_runtime']>;
   gpudirect_p2p: TrainingCreate['gpudirect_p2p'];
   gpudirect_rdma: TrainingCreate['gpudirect_rdma'];
-  /** ``grid``: JSON, or the text of flightbase/grid.py's grammar (`lr=[0.1,0.01] batch=[32,64]`). */
+  /** ``grid``: JSON, or the text of client/flightbase/grid.py's grammar (`lr=[0.1,0.01] batch=[32,64]`). */
   sweep?: Pick<JQ['SweepSpec'], 'parallel'> & { grid: NonNullable<JQ['SweepSpec']['grid']> };
 }
 

@@ -3,12 +3,14 @@
 import sys
 from pathlib import Path
 
+from flightbase_jobqueue.builtin import DEFAULT_ROOT
+
 import pytest
 
 from tests.platform.conftest import platform, world  # noqa: F401  (fixtures used by test_platform.py)
 
 ROOT = Path(__file__).resolve().parents[2]
-MODELS = ROOT / "builtin_models"
+MODELS = DEFAULT_ROOT  # flightbase_jobqueue/builtin_models, the package data
 
 
 @pytest.fixture(scope="session")

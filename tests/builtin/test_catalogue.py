@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import copy
 import json
-from pathlib import Path
+
+from flightbase_jobqueue.builtin import DEFAULT_ROOT
 
 import pytest
 
 from flightbase_jobqueue import builtin
 
-MODELS = Path(__file__).resolve().parents[2] / "builtin_models"
+MODELS = DEFAULT_ROOT  # flightbase_jobqueue/builtin_models, the package data
 NAMES = ["image_classification", "synthetic_benchmark", "tabular", "text_classification"]
 
 

@@ -8,10 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+from flightbase_jobqueue.builtin import DEFAULT_ROOT
+
 import numpy as np
 import pytest
 
-MODELS = Path(__file__).resolve().parents[2] / "builtin_models"
+MODELS = DEFAULT_ROOT  # flightbase_jobqueue/builtin_models, the package data
 
 
 def script(model: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:

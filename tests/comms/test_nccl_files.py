@@ -9,7 +9,7 @@ import re
 import threading
 from pathlib import Path
 
-from flightbase import hostfs
+from flightbase_server import hostfs
 from flightbase_jobqueue.backends.jobfiles import NCCL_LOG_NAME, JobFiles
 from flightbase_jobqueue.backends.spec import JobRef
 

@@ -1,4 +1,4 @@
-"""The node inventory (flightbase/topology.py) and the GPU choice within a node
+"""The node inventory (flightbase_server/topology.py) and the GPU choice within a node
 (scheduling/gpu_choice.py): ``nvidia-smi topo -m`` outputs of tests/fixtures/nvidia-smi/
 (written from the documented format: no GPU here), an InfiniBand sysfs tree made in a
 temporary folder, and table tests of the placement."""
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from flightbase import topology
+from flightbase_server import topology
 from flightbase_jobqueue.scheduling.gpu_choice import choose
 from flightbase_jobqueue.scheduling.placement import FreeMap
 from flightbase_jobqueue.scheduling.types import Job, Node

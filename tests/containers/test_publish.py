@@ -15,7 +15,7 @@ import time
 import httpx
 import pytest
 
-from flightbase.secrets import OCI_REGISTRY_USER
+from flightbase_server.secrets import OCI_REGISTRY_USER
 from flightbase_registry.builtin import BUILTIN_IMAGES
 from tests.containers.engine import engine_or_skip, image_or_skip
 from tests.platform.harness import new_platform

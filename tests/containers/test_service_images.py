@@ -311,14 +311,14 @@ HUB_CONFIG_D = "/usr/local/etc/jupyterhub/jupyterhub_config.d/flightbase.py"
 
 def test_the_hub_image_is_what_z2jhs_hub_pod_expects(built):
     """The account 1000, the working directory /srv/jupyterhub (its own), z2jh's config command,
-    and hub_config/kubernetes.py as the config.d file z2jh's jupyterhub_config.py loads."""
+    and flightbase_server/hub/jupyterhub_config/kubernetes.py as the config.d file z2jh's jupyterhub_config.py loads."""
     ref = built["refs"]["hub"]
     config = json.loads(docker("image", "inspect", "-f", "{{json .Config}}", ref).stdout)
     assert config["User"] == "1000" and config["WorkingDir"] == "/srv/jupyterhub"
     assert config["Cmd"] == ["jupyterhub", "--config", "/usr/local/etc/jupyterhub/jupyterhub_config.py"]
     assert "8081/tcp" in config["ExposedPorts"]
     shipped = docker("run", "--rm", *AS_THE_CHART, "--entrypoint", "cat", ref, HUB_CONFIG_D).stdout
-    assert shipped == (ROOT / "hub_config" / "kubernetes.py").read_text()
+    assert shipped == (ROOT / "flightbase_server" / "hub" / "jupyterhub_config" / "kubernetes.py").read_text()
     owner = docker("run", "--rm", *AS_THE_CHART, "--entrypoint", "stat", ref, "-c", "%u:%g", "/srv/jupyterhub").stdout
     assert owner.strip() == "1000:1000"
 

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from flightbase import gpus, topology
+from flightbase_server import gpus, topology
 from tests.helpers.platforms import member_fixture, platform_fixture
 
 FOUND = gpus.detect_nvml()

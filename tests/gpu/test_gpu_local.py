@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from flightbase import gpus
+from flightbase_server import gpus
 
 FOUND = gpus.detect_nvml()
 pytestmark = pytest.mark.skipif(not FOUND, reason="no NVIDIA GPU found by NVML on this machine")

@@ -1,7 +1,7 @@
 """The permission table's expectations, generated from the routes' declarations, and the
 requests that measure them (tests/platform/test_permissions.py, tests/platform/test_audit.py).
 
-Every API route of both services declares one access level (``flightbase.service.access.Level``,
+Every API route of both services declares one access level (``flightbase_server.service.access.Level``,
 a FastAPI dependency in its signature; ``access.declared`` reads it back from the app objects,
 built in process). ``ROWS`` is the one table from a level to the status each role gets; a route's
 expected row is its level's row, with ``OK`` read as the route's own success status (its
@@ -20,7 +20,7 @@ from functools import lru_cache
 
 from fastapi.routing import APIRoute
 
-from flightbase.service.access import Level, Needs, declared
+from flightbase_server.service.access import Level, Needs, declared
 from tests.platform.world import wait_state, wait_training
 
 ROLES = ("admin", "manager", "owner", "member", "outsider")
@@ -62,7 +62,7 @@ API = "api/v1"
 
 def service_apps() -> dict:
     """Both services' FastAPI apps, built in process (nothing started: no hub, no platform)."""
-    from flightbase.settings import PlatformSettings
+    from flightbase_server.settings import PlatformSettings
     from flightbase_jobqueue.app import build as build_jobqueue
     from flightbase_registry.app import build as build_registry
 
@@ -73,7 +73,7 @@ def service_apps() -> dict:
 
 def all_routes(app):
     """(full path, route) for each route of ``app``, inside included routers too (as
-    flightbase.service.audit.api_routes walks them)."""
+    flightbase_server.service.audit.api_routes walks them)."""
     try:  # FastAPI >= 0.160 keeps included routers whole
         from fastapi.routing import iter_route_contexts
     except ImportError:

@@ -9,7 +9,7 @@ from pathlib import Path
 import jinja2
 from traitlets.config import Config
 
-from flightbase.hub.config import TEMPLATES, configure_servers
+from flightbase_server.hub.config import TEMPLATES, configure_servers
 
 
 def test_every_deployment_loads_the_override():

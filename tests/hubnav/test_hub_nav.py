@@ -1,5 +1,5 @@
 """The hub's nav bar, on the real hub (tests.platform.harness): every hub page carries the
-"Flightbase" entry of flightbase/hub/templates/page.html (c.JupyterHub.template_paths), its
+"Flightbase" entry of flightbase_server/hub/templates/page.html (c.JupyterHub.template_paths), its
 links open Flightbase's pages, the two services are in the Services menu, and the hub's own
 pages (home, token, its admin panel, its error pages) still render with the override."""
 

@@ -393,7 +393,7 @@ def test_the_shared_spec_gets_the_clusters_image_reference_and_pull_secret():
 
 # -- choosing the backend ----------------------------------------------------------------------------
 def test_make_backend_chooses_by_the_backend_setting(tmp_path):
-    from flightbase.settings import PlatformSettings
+    from flightbase_server.settings import PlatformSettings
     from flightbase_jobqueue.backends import UnknownBackend, make_backend
     from flightbase_jobqueue.backends.local import LocalBackend, LocalNodes
 

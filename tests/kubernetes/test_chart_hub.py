@@ -8,16 +8,16 @@ turn it off, and an operator may turn it on again) and a role of the operator's 
 
 - **The rendered values.** The hub's Secret holds the values z2jh's ``jupyterhub_config.py``
   reads (``values.yaml``): the two services' ``oauth_client_allowed_scopes`` there are the ones
-  the embedded hub gives them (``flightbase.hub.rbac.browser_scopes``), and each list holds the
+  the embedded hub gives them (``flightbase_server.hub.rbac.browser_scopes``), and each list holds the
   Flightbase scopes its service's routes check.
 - **The hub itself** (Docker; skipped, with the reason, without an engine, root or the hub
   image): the rendered hub pod runs from its spec (``podrun``: the rendered ConfigMap, Secret,
   environment with Service links, user and claim) as the real ``ghcr.io/flightbase/hub``
-  image, with this checkout's ``hub_config/kubernetes.py`` where the image has its copy and
+  image, with this checkout's ``flightbase_server/hub/jupyterhub_config/kubernetes.py`` where the image has its copy and
   this checkout's ``flightbase`` and ``flightbase_spawner`` packages first on the path (so
   that the test is of the working tree, not of the image's build). Instead of ``jupyterhub``,
   the container runs JupyterHub's own ``JupyterHub.initialize`` with the rendered command's
-  arguments: z2jh's ``jupyterhub_config.py`` (which ``exec``s ``hub_config/kubernetes.py``)
+  arguments: z2jh's ``jupyterhub_config.py`` (which ``exec``s ``flightbase_server/hub/jupyterhub_config/kubernetes.py``)
   is loaded, and the roles, services and OAuth clients are made in the hub's database, as at
   every hub start; the test reads them back from it. The proxy and the services are not
   started (``initialize`` does not start them, ``start`` would): nothing of that is asserted.
@@ -37,8 +37,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flightbase import authz
-from flightbase.hub import rbac
+from flightbase_server import authz
+from flightbase_server.hub import rbac
 
 from .chart import render_with_z2jh
 
@@ -193,7 +193,7 @@ def test_the_hub_loads_the_cullers_role_the_operators_and_ours(manifest, tmp_pat
     container["volumeMounts"] = [
         *container.get("volumeMounts", []),
         {"name": "checkout", "mountPath": "/usr/local/etc/jupyterhub/jupyterhub_config.d/flightbase.py",
-         "subPath": "hub_config/kubernetes.py", "readOnly": True},
+         "subPath": "flightbase_server/hub/jupyterhub_config/kubernetes.py", "readOnly": True},
         {"name": "checkout", "mountPath": "/flightbase-src/flightbase", "subPath": "flightbase", "readOnly": True},
         {"name": "checkout", "mountPath": "/flightbase-src/flightbase_spawner", "subPath": "flightbase_spawner",
          "readOnly": True},

@@ -1,7 +1,7 @@
 """The chart sets every setting a service needs in a cluster, and its URLs name the chart's Services.
 
 Which settings a service needs is not a list here: it is the metadata of the services'
-settings objects (``flightbase.settings.setting``: ``services`` and ``cluster``), for
+settings objects (``flightbase_server.settings.setting``: ``services`` and ``cluster``), for
 ``PlatformSettings``, ``HubServiceEnv`` and the registry's ``RegistrySettings``. The chart is
 rendered by the real Helm engine (``chart.render``: an install against a stub API server,
 see its docstring), and each service's pod environment, config maps included, is read as the
@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from flightbase.settings import HubServiceEnv, PlatformSettings, documented_fields, env_name
+from flightbase_server.settings import HubServiceEnv, PlatformSettings, documented_fields, env_name
 from flightbase_registry.config import RegistrySettings
 from flightbase_registry.builtin import runs_as
 
@@ -158,7 +158,7 @@ def test_the_built_in_images_are_pulled_from_the_charts_image_registry(tmp_path)
 
 
 def test_the_hub_and_the_jobqueue_agree_on_the_registry(tmp_path):
-    """The hub's spawner (hub_config/kubernetes.py) and the jobqueue read FLIGHTBASE_REGISTRY_URL;
+    """The hub's spawner (flightbase_server/hub/jupyterhub_config/kubernetes.py) and the jobqueue read FLIGHTBASE_REGISTRY_URL;
     the chart gives both the registry's Service, and z2jh routes /services/registry/ there."""
     values = yaml.safe_load((CHART / "values.yaml").read_text())["jupyterhub"]["hub"]
     manifest, _ = render(tmp_path)

@@ -24,7 +24,7 @@ import pytest
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from flightbase.service import metrics as service_metrics
+from flightbase_server.service import metrics as service_metrics
 from flightbase_jobqueue import prometheus as jq
 from flightbase_jobqueue.scheduling.types import ActiveJob, Job, Node, WorkspaceLimits
 from flightbase_registry import prometheus as reg

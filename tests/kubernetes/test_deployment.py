@@ -8,7 +8,7 @@
    chartpress sets them, ``values.schema.json`` made from ``values.schema.yaml``),
    since hub.jupyter.org cannot be reached here. So the hub and proxy pods, the
    hub's Secret (the services' API tokens, the proxy's token) and its ConfigMap
-   (z2jh's ``jupyterhub_config.py``, which loads ``hub_config/kubernetes.py``)
+   (z2jh's ``jupyterhub_config.py``, which loads ``flightbase_server/hub/jupyterhub_config/kubernetes.py``)
    are Helm's too. Values of this test (``VALUES``): the bundled PostgreSQL and
    OCI registry on (the defaults); z2jh's image pullers and idle culler off (no
    DaemonSets run here; jupyterhub-idle-culler is not in the hub image); an
@@ -40,7 +40,7 @@
 
 Images: ``ghcr.io/flightbase/jobqueue``, ``registry-service`` and ``hub`` are
 built here (``scripts/service-images.sh``, on the service base). The hub
-(``images/hub/Dockerfile``: Debian's pycurl and ``hub_config/kubernetes.py``
+(``images/hub/Dockerfile``: Debian's pycurl and ``flightbase_server/hub/jupyterhub_config/kubernetes.py``
 in z2jh's ``jupyterhub_config.d``) differs from z2jh 4.2.0's k8s-hub image,
 which its Dockerfile no longer starts from: JupyterHub 6.1 (Flightbase's pin)
 where z2jh has 5.x, and neither jupyterhub-idle-culler nor z2jh's other

@@ -23,7 +23,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from flightbase.service import metrics as service_metrics
+from flightbase_server.service import metrics as service_metrics
 
 from . import stubapi
 from .chart import CHART, K8S_VERSION, chart_copy, lint, render

@@ -17,7 +17,7 @@ which to read other people's pods, and the token is limited to the scopes of a s
 
 from __future__ import annotations
 
-from flightbase.hub import rbac
+from flightbase_server.hub import rbac
 from flightbase_spawner.objects import NotebookOptions
 
 from .kube_pods import TOKEN, kubeconfig, manifest  # noqa: F401 (kubeconfig: a fixture)

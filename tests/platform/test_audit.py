@@ -1,4 +1,4 @@
-"""The audit log on the real platform (flightbase/service/audit.py).
+"""The audit log on the real platform (flightbase_server/service/audit.py).
 
 - Every state-changing route of both services (the permission table's rows
   that are not GET) is called once, as a member where a member may and else
@@ -24,8 +24,8 @@ import pytest
 from sqlalchemy import create_engine, insert, select
 from starlette.routing import compile_path
 
-from flightbase.service import audit
-from flightbase.service.db import utcnow
+from flightbase_server.service import audit
+from flightbase_server.service.db import utcnow
 from tests.helpers.direct_uploads import declare, patch, ticket
 from tests.helpers.permissions import request_for, table
 

@@ -84,7 +84,7 @@ def test_anonymous_browser_is_sent_to_login(platform):
 
 # -- finding 7: the lockout covers accounts awaiting approval --------------------------------------------
 
-ALLOWED_FAILED_LOGINS = 5  # c.NativeAuthenticator.allowed_failed_logins, set in flightbase/hub/config.py
+ALLOWED_FAILED_LOGINS = 5  # c.NativeAuthenticator.allowed_failed_logins, set in flightbase_server/hub/config.py
 INVALID = "Invalid username or password."
 
 

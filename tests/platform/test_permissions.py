@@ -1,7 +1,7 @@
 """Permission table: (role, route) -> status, for every route of both services, on a real platform.
 
 The expectations are not written here: each API route declares its access level on the route
-(``flightbase.service.access``), and tests/helpers/permissions.py turns the level into a status
+(``flightbase_server.service.access``), and tests/helpers/permissions.py turns the level into a status
 per role (its ``ROWS``). This test measures them on the running services, so a wrong declaration
 fails here; tests/unit/test_route_access.py fails at once for a route without one.
 
@@ -22,7 +22,7 @@ from tests.helpers.permissions import ROLES, declarations, request_for, table
 pytestmark = pytest.mark.slow
 
 # (service, method, path template) -> expected status per role: each route's declared access level
-# (flightbase.service.access.Level) through tests/helpers/permissions.py's ROWS
+# (flightbase_server.service.access.Level) through tests/helpers/permissions.py's ROWS
 TABLE = table()
 
 

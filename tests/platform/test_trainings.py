@@ -115,7 +115,7 @@ def test_sweep_of_four_runs_in_order(platform, world):
 
 
 def test_a_grid_sent_as_text_is_read_as_the_cli_and_the_dialog_write_it(platform, world):
-    """The JupyterLab dialog sends its grid as text (flightbase/grid.py's grammar): the jobqueue reads
+    """The JupyterLab dialog sends its grid as text (client/flightbase/grid.py's grammar): the jobqueue reads
     it, stores the grid it reads as, and names the field of a mistake, leaving nothing behind."""
     token = world.tokens["owner"]
     body = {"workspace": world.workspace, "name": "text-grid", "entrypoint": "report.py",

@@ -19,9 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flightbase.hub.config import oci_registry_config
-from flightbase.secrets import OCI_REGISTRY_USER
-from flightbase.settings import PlatformSettings
+from flightbase_server.hub.config import oci_registry_config
+from flightbase_server.secrets import OCI_REGISTRY_USER
+from flightbase_server.settings import PlatformSettings
 from tests.platform.harness import free_port, new_platform
 from tests.registry.people import make_world
 

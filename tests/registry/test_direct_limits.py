@@ -27,8 +27,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from flightbase.service import db
-from flightbase.settings import PlatformSettings
+from flightbase_server.service import db
+from flightbase_server.settings import PlatformSettings
 from flightbase_registry.config import RegistrySettings
 from flightbase_registry.direct import MAX_PER_USER, DataServer, HubWriters
 from flightbase_registry.writer import UploadWriter

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from flightbase.settings import PlatformSettings
+from flightbase_server.settings import PlatformSettings
 from flightbase_registry.config import RegistrySettings
 from flightbase_registry.oci import Blob, OciRegistry, PushError, read_archive
 from tests.registry.images import oci_layout

@@ -1,5 +1,5 @@
 """The browser page: XSRF protection of its state-changing requests, the workspaces it offers,
-and the page itself in the hub's look (flightbase.service.pages: the hub's nav bar with the
+and the page itself in the hub's look (flightbase_server.service.pages: the hub's nav bar with the
 "Flightbase" entry, Bootstrap, links to the jobqueue's dashboard and admin page).
 
 Which workspaces the page offers is tested on identities directly (a table), and through the
@@ -17,9 +17,9 @@ import httpx
 import pytest
 from jupyterhub.services.auth import HubOAuth
 
-from flightbase import authz
-from flightbase.authz import Identity
-from flightbase.service.xsrf import xsrf_problem
+from flightbase_server import authz
+from flightbase_server.authz import Identity
+from flightbase_server.service.xsrf import xsrf_problem
 from flightbase_registry.ui import XSRF_COOKIE, visible_workspaces
 
 HUB_COOKIE = "registry-cookie"
@@ -109,7 +109,7 @@ def test_page_sets_an_xsrf_token_that_cookie_authenticated_changes_must_send(pla
 
 def _render(identity: Identity, workspaces: list[str], selected: str | None, image_uploads: bool) -> str:
     """The page's template as ui.install renders it, without a platform."""
-    from flightbase.service.pages import HubPages
+    from flightbase_server.service.pages import HubPages
     from flightbase_registry import ui
 
     pages = HubPages("registry", "/services/registry/", template_dirs=[ui.TEMPLATES], static_dir=ui.STATIC)

@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import pytest
 
 from flightbase import archives
-from flightbase.service.errors import ApiError
+from flightbase_server.service.errors import ApiError
 from flightbase_registry import storage
 from flightbase_registry.direct import chunk_range
 from flightbase_registry.writer import BUFFER, Appender, Hashers, UploadWriter

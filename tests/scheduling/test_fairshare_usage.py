@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from flightbase.service import db
+from flightbase_server.service import db
 from flightbase_jobqueue.app import MIGRATIONS
 from flightbase_jobqueue.coordinator import USAGE_SAVE_SECONDS, Coordinator
 from flightbase_jobqueue.ports import Exited, Started

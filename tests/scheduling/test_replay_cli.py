@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from flightbase import cli
-from flightbase.platform import prepare
-from flightbase.settings import PlatformSettings
+from flightbase_server.platform import prepare
+from flightbase_server.settings import PlatformSettings
 from flightbase_jobqueue.scheduling.policies import DEFAULT_POLICY, POLICIES
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -101,7 +101,7 @@ def _cmdline(pid: str) -> bytes:
 NON_ROOT_BACKEND = textwrap.dedent("""
     import json, sys, time
     from pathlib import Path
-    from flightbase.accounts import AccountPolicy
+    from flightbase_server.accounts import AccountPolicy
     from flightbase_jobqueue.backends.local import LocalBackend
     from flightbase_jobqueue.backends.spec import LaunchSpec
     from flightbase_jobqueue.scheduling.types import Job

@@ -34,8 +34,8 @@ from pathlib import Path
 
 import pytest
 
-from flightbase.accounts import MARKER_GROUP
-from flightbase.hostfs import workspace_group_name
+from flightbase_server.accounts import MARKER_GROUP
+from flightbase_server.hostfs import workspace_group_name
 from tests.platform.harness import new_platform
 from tests.platform.world import submit, upload_code, wait_state
 from tests.helpers.servers import run_in_kernel, spawn, upload_dataset, wait_gone, wait_ready

@@ -23,8 +23,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flightbase.hub.config import DOCKER_REGISTRY
-from flightbase.secrets import OCI_REGISTRY_USER
+from flightbase_server.hub.config import DOCKER_REGISTRY
+from flightbase_server.secrets import OCI_REGISTRY_USER
 from tests.platform.harness import free_port, new_platform
 from tests.registry.images import ACCEPT, oci_layout, sha256_digest, upload
 from tests.registry.people import make_world

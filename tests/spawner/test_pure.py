@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from flightbase_jobqueue.leases import Activity, idle_verdict, orphaned, public_state
-from flightbase.as_user import op_notebook_folder
+from flightbase_server.as_user import op_notebook_folder
 from flightbase_spawner.options import (JupyterOptions, OptionsError, WorkspaceChoices, check_choices, from_form,
                                         local_environment, parse_options, queue_message, render_form)
 
@@ -88,7 +88,7 @@ def test_local_environment_shows_the_granted_gpu_or_slot_only():
 
 
 def test_dataset_links_follow_the_lease_and_never_touch_real_files(tmp_path):
-    """The operation the spawner runs as the person (flightbase.as_user), called in-process here."""
+    """The operation the spawner runs as the person (flightbase_server.as_user), called in-process here."""
     v1, v2 = tmp_path / "v1", tmp_path / "v2"
     v1.mkdir()
     v2.mkdir()

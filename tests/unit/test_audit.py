@@ -28,14 +28,14 @@ from fastapi import APIRouter, Request
 from jupyterhub.services.auth import HubOAuth
 from sqlalchemy import create_engine, func, insert, select, text
 
-from flightbase import platform as fb_platform
-from flightbase.authz import Identity
-from flightbase.service import audit, db
-from flightbase.service.app import create_app
-from flightbase.service.auth import current_identity
-from flightbase.service.deps import CurrentIdentity
-from flightbase.service.errors import ApiError
-from flightbase.settings import PlatformSettings
+from flightbase_server import platform as fb_platform
+from flightbase_server.authz import Identity
+from flightbase_server.service import audit, db
+from flightbase_server.service.app import create_app
+from flightbase_server.service.auth import current_identity
+from flightbase_server.service.deps import CurrentIdentity
+from flightbase_server.service.errors import ApiError
+from flightbase_server.settings import PlatformSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 MIGRATIONS = {

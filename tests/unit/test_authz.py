@@ -1,9 +1,9 @@
-"""Table tests of the pure permission rules in flightbase.authz."""
+"""Table tests of the pure permission rules in flightbase_server.authz."""
 
 import pytest
 
-from flightbase import authz
-from flightbase.authz import Identity
+from flightbase_server import authz
+from flightbase_server.authz import Identity
 
 P = authz.PREFIX
 MEMBER_SCOPES = frozenset(authz.scope_name(p) for p in authz.all_permissions())

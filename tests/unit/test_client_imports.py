@@ -1,21 +1,52 @@
-"""The client's modules import no service (#19: a client that installs alone is the goal; until the
-distributions are split, this keeps the client side from growing new imports of the jobqueue)."""
+"""The client's modules import no service and none of the server's packages (#19: the client,
+client/, is a distribution of its own that installs alone; tests/platform/test_client_alone.py
+installs it into a fresh venv). The static check reads every import statement of every module
+of client/flightbase, lazy ones inside functions included; the dynamic one imports the modules
+and looks at what got loaded."""
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-CLIENT_MODULES = ("flightbase.client", "flightbase.grid", "flightbase.usage_params", "flightbase.cli",
-                  "flightbase.cli_jobs", "flightbase.cli_usage", "flightbase.cli_datasets", "flightbase.cli_builtin",
-                  "flightbase.uploads")
+CLIENT = Path(__file__).resolve().parents[2] / "client" / "flightbase"
+SERVER_PACKAGES = ("flightbase_server", "flightbase_jobqueue", "flightbase_registry", "flightbase_spawner",
+                   "flightbase_labext", "fastapi", "sqlalchemy", "alembic", "jupyterhub", "uvicorn", "docker")
+CLIENT_MODULES = tuple(f"flightbase.{p.stem}" for p in sorted(CLIENT.glob("*.py"))
+                       if p.stem not in ("__init__", "bench_allreduce_job", "magics", "ipp"))
+
+
+def imported_names(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_no_client_module_imports_the_server():
+    offending = {
+        p.name: sorted(n for n in imported_names(p) if n.split(".")[0] in SERVER_PACKAGES)
+        for p in sorted(CLIENT.glob("*.py"))
+    }
+    assert len(offending) >= 15, sorted(offending)  # the walk found the client's modules
+    assert {k: v for k, v in offending.items() if v} == {}
+
+
+def test_the_static_check_sees_a_lazy_server_import(tmp_path):
+    module = tmp_path / "m.py"
+    module.write_text("def f():\n    from flightbase_server import settings\n    import fastapi.routing\n")
+    assert {"flightbase_server", "fastapi.routing"} <= imported_names(module)
 
 
 @pytest.mark.parametrize("module", CLIENT_MODULES)
 def test_importing_loads_no_service(module):
     out = subprocess.run([sys.executable, "-c", f"import sys, {module}; "
-                          "print(sorted(m for m in sys.modules if m.startswith(('flightbase_jobqueue', "
-                          "'flightbase_registry', 'fastapi', 'sqlalchemy', 'alembic'))))"],
+                          f"print(sorted(m for m in sys.modules if m.split('.')[0] in {SERVER_PACKAGES!r}))"],
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", f"{module} loads {out.strip()}"
 

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from flightbase.service import db
+from flightbase_server.service import db
 from flightbase_jobqueue import leases, models
 from flightbase_jobqueue.app import MIGRATIONS
 from flightbase_jobqueue.culler import GRACE_SECONDS, LeaseReconciler

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from flightbase import gpus
-from flightbase.settings import PlatformSettings
+from flightbase_server import gpus
+from flightbase_server.settings import PlatformSettings
 
 TWO = [{"index": 0, "kind": "gpu", "name": "H200", "memory_bytes": 1}, {"index": 1, "kind": "gpu", "name": "H200", "memory_bytes": 1}]
 

@@ -1,4 +1,4 @@
-"""The one grammar of a sweep's grid (flightbase/grid.py), as the CLI, the API and the dialog send it."""
+"""The one grammar of a sweep's grid (client/flightbase/grid.py), as the CLI, the API and the dialog send it."""
 
 import pytest
 

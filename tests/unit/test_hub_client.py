@@ -1,4 +1,4 @@
-"""The services' hub client: workspace lookups under load (flightbase/service/hub.py).
+"""The services' hub client: workspace lookups under load (flightbase_server/service/hub.py).
 
 The hub is a small HTTP server on loopback that answers ``GET /groups/<name>``
 slowly (so that requests overlap) and counts what it is asked; the client is the
@@ -12,7 +12,7 @@ import asyncio
 
 import pytest
 
-from flightbase.service.hub import HubClient
+from flightbase_server.service.hub import HubClient
 from tests.helpers.loopback import JsonServer
 
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from flightbase.service.hub import HubClient, make_hub_auth
-from flightbase.settings import HubServiceEnv
+from flightbase_server.service.hub import HubClient, make_hub_auth
+from flightbase_server.settings import HubServiceEnv
 
-SERVICE_KIT = Path(__file__).resolve().parents[2] / "flightbase" / "service"
+SERVICE_KIT = Path(__file__).resolve().parents[2] / "flightbase_server" / "service"
 
 
 def _environment_reads(tree: ast.AST) -> list[tuple[int, str]]:
@@ -27,7 +27,7 @@ def _environment_reads(tree: ast.AST) -> list[tuple[int, str]]:
 def test_the_service_kit_reads_no_jupyterhub_variable_itself():
     found = {f"{path.name}:{line}": var for path in sorted(SERVICE_KIT.glob("*.py"))
              for line, var in _environment_reads(ast.parse(path.read_text()))}
-    assert found == {}, f"read these through flightbase.settings.HubServiceEnv: {found}"
+    assert found == {}, f"read these through flightbase_server.settings.HubServiceEnv: {found}"
 
 
 def test_the_hub_login_is_wired_from_the_settings_object():

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 
-from flightbase.service import db
+from flightbase_server.service import db
 from flightbase_jobqueue import models
 from flightbase_jobqueue.app import MIGRATIONS
 from flightbase_jobqueue.backends.jobfiles import JobFiles

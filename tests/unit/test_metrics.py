@@ -23,9 +23,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
-from flightbase.service import metrics as service_metrics
-from flightbase.service.app import create_app
-from flightbase.settings import PlatformSettings
+from flightbase_server.service import metrics as service_metrics
+from flightbase_server.service.app import create_app
+from flightbase_server.settings import PlatformSettings
 from flightbase_jobqueue import models as jq_models
 from flightbase_jobqueue import prometheus as jq
 from flightbase_jobqueue.scheduling.types import ActiveJob, Job, Node, WorkspaceLimits

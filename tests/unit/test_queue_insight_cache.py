@@ -12,9 +12,9 @@ import asyncio
 
 import pytest
 
-from flightbase import gpus
-from flightbase.service import db
-from flightbase.settings import PlatformSettings
+from flightbase_server import gpus
+from flightbase_server.service import db
+from flightbase_server.settings import PlatformSettings
 from flightbase_jobqueue import models
 from flightbase_jobqueue.app import MIGRATIONS
 from flightbase_jobqueue.scheduling import insight

@@ -18,8 +18,8 @@ from fastapi import FastAPI
 from jupyterhub.services.auth import HubOAuth
 from pydantic import BaseModel
 
-from flightbase.service.limits import BodyLimits, RequestLimits
-from flightbase.service.xsrf import XsrfCheck, cookie_name
+from flightbase_server.service.limits import BodyLimits, RequestLimits
+from flightbase_server.service.xsrf import XsrfCheck, cookie_name
 from starlette.routing import compile_path
 
 PREFIX = "/services/jobqueue/"

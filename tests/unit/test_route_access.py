@@ -2,7 +2,7 @@
 
 The two FastAPI apps are built in process (``build(settings)``: nothing started, no hub, no
 platform) and every route under ``api/v1`` is walked: each must carry exactly one
-``flightbase.service.access.Needs`` in its dependencies. What each level answers for each role is
+``flightbase_server.service.access.Needs`` in its dependencies. What each level answers for each role is
 measured on a real platform by tests/platform/test_permissions.py, from the same declarations.
 """
 
@@ -13,7 +13,7 @@ from typing import Annotated
 import pytest
 from fastapi import FastAPI
 
-from flightbase.service.access import InWorkspace, Level, Needs, Person, declared, workspace
+from flightbase_server.service.access import InWorkspace, Level, Needs, Person, declared, workspace
 from tests.helpers.permissions import ROWS, api_routes, declarations, service_apps, table
 
 
@@ -52,7 +52,7 @@ def test_the_table_is_generated_for_every_route():
 
 def test_the_walk_sees_a_route_without_a_declaration():
     """The walk can fail: a route that only authenticates declares nothing."""
-    from flightbase.service.deps import CurrentIdentity
+    from flightbase_server.service.deps import CurrentIdentity
 
     app = FastAPI()
 

@@ -1,4 +1,4 @@
-"""A service process freezes its start-up objects for the cycle collector (flightbase/service/run.py).
+"""A service process freezes its start-up objects for the cycle collector (flightbase_server/service/run.py).
 
 The application is a real ASGI application driven through the lifespan protocol and one HTTP
 request, as uvicorn drives it; the test unfreezes what it froze.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 
-from flightbase.service.run import freeze_after_startup
+from flightbase_server.service.run import freeze_after_startup
 
 
 def test_objects_are_frozen_once_start_up_completes_and_requests_pass_through():

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from flightbase.settings import HubServiceEnv, PlatformSettings
+from flightbase_server.settings import HubServiceEnv, PlatformSettings
 from flightbase_jobqueue.app import build
 from tests.helpers.loopback import JsonServer
 
@@ -121,7 +121,7 @@ def test_hub_env_names_what_is_missing():
 def test_flightbase_up_takes_the_lease_check_period_from_its_environment(raw, expected):
     """`flightbase up` builds the settings it exports: the period must come through it (the
     platform tests run with 1 s), and a bad one stops it with the variable's name."""
-    from flightbase.platform import UsageError, lease_check_seconds
+    from flightbase_server.platform import UsageError, lease_check_seconds
 
     environ = {} if raw is None else {"FLIGHTBASE_LEASE_CHECK_SECONDS": raw}
     if expected is None:

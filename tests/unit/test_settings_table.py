@@ -20,7 +20,7 @@ def test_the_readme_table_is_the_generated_one():
 
 
 def test_every_setting_has_a_row_with_its_help():
-    from flightbase.settings import HubServiceEnv, PlatformSettings, documented_fields, env_name
+    from flightbase_server.settings import HubServiceEnv, PlatformSettings, documented_fields, env_name
 
     table = run().stdout
     for cls in (PlatformSettings, HubServiceEnv):

@@ -127,8 +127,8 @@ def test_speed_must_be_positive(tmp_path):
 def test_only_the_operators_settings_choose_it(tmp_path):
     import pytest
 
-    from flightbase.platform import UsageError, choose_backend, sim_speed
-    from flightbase.settings import PlatformSettings
+    from flightbase_server.platform import UsageError, choose_backend, sim_speed
+    from flightbase_server.settings import PlatformSettings
     from flightbase_jobqueue.backends import make_backend
 
     assert choose_backend({"FLIGHTBASE_BACKEND": "sim"})[0] == "sim"

@@ -13,7 +13,7 @@ import datetime as dt
 
 import pytest
 
-from flightbase.service import db
+from flightbase_server.service import db
 from flightbase_jobqueue import models
 from flightbase_jobqueue.api.trainings import new_row, row_of
 from flightbase_jobqueue.app import MIGRATIONS

@@ -21,9 +21,9 @@ from alembic.config import Config
 from pydantic import ValidationError
 from sqlalchemy.exc import StatementError
 
-from flightbase import gpus
-from flightbase.service import db
-from flightbase.settings import PlatformSettings
+from flightbase_server import gpus
+from flightbase_server.service import db
+from flightbase_server.settings import PlatformSettings
 from flightbase_jobqueue import models
 from flightbase_jobqueue.app import MIGRATIONS
 from flightbase_jobqueue.schemas import SweepSpec, TrainingCreate

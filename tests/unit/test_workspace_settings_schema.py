@@ -2,7 +2,7 @@ import datetime as dt
 
 import pytest
 
-from flightbase.workspaces import SettingsError, check_workspace_name, parse_settings
+from flightbase_server.workspaces import SettingsError, check_workspace_name, parse_settings
 
 
 @pytest.mark.parametrize(

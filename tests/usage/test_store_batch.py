@@ -16,17 +16,17 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import select
 
-from flightbase.service import db
+from flightbase_server.service import db
 from flightbase_jobqueue import models
 from flightbase_jobqueue.app import MIGRATIONS
 from flightbase_jobqueue.coordinator import Coordinator
 from flightbase_jobqueue.ports import Exited, Started
 from flightbase_jobqueue.scheduling import make_policy
-from flightbase_jobqueue.scheduling.types import Node
 from flightbase_jobqueue.scheduling.usage import UsageLedger
 from flightbase_jobqueue.states import JobState
 from flightbase_jobqueue.store import SqlStore
 from tests.helpers.databases import empty_database_url
+from tests.helpers.jobqueue_store import OneNode, RecordingBackend, add_jobs, on_disk
 
 
 class Injected(Exception):
@@ -60,21 +60,6 @@ def sessions(request, tmp_path):
     db.upgrade(engine, MIGRATIONS)
     yield FailingCommits(db.Sessions(engine))
     engine.dispose()
-
-
-def add_jobs(sessions, *job_ids, state="queued", **fields):
-    with sessions.begin() as s:
-        if s.get(models.Training, "t1") is None:
-            s.add(models.Training(id="t1", workspace="vision", name="t", created_by="ann", spec={}))
-            s.flush()
-        for i, job_id in enumerate(job_ids):
-            s.add(models.Job(id=job_id, training_id="t1", workspace="vision", name=job_id, gpus=1, kind="training",
-                             state=state, submitted_at=float(i), created_by="ann", **fields))
-
-
-def on_disk(sessions) -> dict[str, str]:
-    with sessions() as s:
-        return {job_id: state for job_id, state in s.execute(select(models.Job.id, models.Job.state))}
 
 
 def intervals(sessions) -> list[tuple]:
@@ -142,34 +127,11 @@ def test_a_run_started_and_ended_in_one_batch_has_its_interval_closed(sessions):
     assert store.state_of("a") is None and not store.active_jobs()
 
 
-class Backend:
-    """Records each start with the job's state on disk at that moment (read in its own session)."""
-
-    def __init__(self, sessions):
-        self.sessions = sessions
-        self.events = []
-        self.started: list[tuple[str, str]] = []
-
-    def start(self, job, placement):
-        self.started.append((job.id, on_disk(self.sessions)[job.id]))
-
-    def stop(self, job_id, grace_seconds, reason): ...
-
-    def poll_events(self):
-        out, self.events = self.events, []
-        return out
-
-
-class Inventory:
-    def nodes(self):
-        return [Node("local", 4, (0, 1, 2, 3))]
-
-
 def test_the_backend_starts_a_job_only_once_its_start_is_on_disk(sessions):
     add_jobs(sessions, "a", "b", "c")
     store = SqlStore(sessions)
-    backend = Backend(sessions)
-    coord = Coordinator(store, backend, make_policy("fifo"), Inventory())
+    backend = RecordingBackend(sessions)
+    coord = Coordinator(store, backend, make_policy("fifo"), OneNode(4))
     sessions.fail = 1  # the pass's batch of admissions fails to commit: nothing is started
     with pytest.raises(Injected):
         coord.step(5.0)
@@ -189,8 +151,8 @@ def test_events_whose_batch_fails_are_saved_one_at_a_time(sessions):
             s.add(models.UsageInterval(job_id=job_id, training_id="t1", workspace="vision", user="ann",
                                        kind="training", gpus=1, started_at=10.0))
     store = SqlStore(sessions)
-    backend = Backend(sessions)
-    coord = Coordinator(store, backend, make_policy("fifo"), Inventory())
+    backend = RecordingBackend(sessions)
+    coord = Coordinator(store, backend, make_policy("fifo"), OneNode(4))
     assert coord._in_use["vision"] == 2
     backend.events = [Exited("a", 20.0, 0), Exited("b", 30.0, 1), Started("zzz", 30.0)]
     sessions.fail = 1  # the events' batch fails to commit; each event alone then commits

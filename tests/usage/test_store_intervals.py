@@ -11,7 +11,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import select
 
-from flightbase.service import db
+from flightbase_server.service import db
 from flightbase_jobqueue import models
 from flightbase_jobqueue.accounting import aggregate
 from flightbase_jobqueue.app import MIGRATIONS

@@ -1245,7 +1245,7 @@ export interface components {
             gpus: components["schemas"]["GpuOut"][];
             /**
              * Interconnect
-             * @description This machine's GPU links (NVML, else nvidia-smi topo -m: NV<n>, PIX, PXB, PHB, NODE, SYS) and InfiniBand devices with their rate (flightbase.topology)
+             * @description This machine's GPU links (NVML, else nvidia-smi topo -m: NV<n>, PIX, PXB, PHB, NODE, SYS) and InfiniBand devices with their rate (flightbase_server.topology)
              */
             interconnect?: {
                 [key: string]: unknown;
@@ -1495,7 +1495,7 @@ export interface components {
             goal: "min" | "max";
             /**
              * Grid
-             * @description Parameter grid: every combination becomes a job, last key varying fastest. As JSON ({"lr": [0.1, 0.01]}) or as the text the CLI and the JupyterLab dialog take ("lr=[0.1,0.01] batch=[32,64]", flightbase/grid.py)
+             * @description Parameter grid: every combination becomes a job, last key varying fastest. As JSON ({"lr": [0.1, 0.01]}) or as the text the CLI and the JupyterLab dialog take ("lr=[0.1,0.01] batch=[32,64]", client/flightbase/grid.py)
              */
             grid?: {
                 [key: string]: (string | number | boolean)[];

@@ -11,10 +11,10 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from flightbase import __version__
-from flightbase.service import db
-from flightbase.service.app import create_app
-from flightbase.service.hub import HubClient, make_hub_auth
-from flightbase.settings import HubServiceEnv, PlatformSettings
+from flightbase_server.service import db
+from flightbase_server.service.app import create_app
+from flightbase_server.service.hub import HubClient, make_hub_auth
+from flightbase_server.settings import HubServiceEnv, PlatformSettings
 from flightbase_jobqueue.api import builtin, code, dashboards, info, jobs, leases, trainings, usage, workspaces
 from flightbase_jobqueue.culler import LeaseReconciler
 from flightbase_jobqueue import models, pages, prometheus
@@ -131,6 +131,6 @@ def build(settings: PlatformSettings) -> FastAPI:
         metrics=scrape,
     )
     app.state.settings = settings
-    app.state.max_code_bytes = code.MAX_CODE_BYTES  # the body limit of POST /code (flightbase.service.limits)
+    app.state.max_code_bytes = code.MAX_CODE_BYTES  # the body limit of POST /code (flightbase_server.service.limits)
     pages.install(app)  # the dashboard and the administrators' page (flightbase_jobqueue/pages)
     return app

@@ -15,15 +15,17 @@ docs/builtin-models.md. Here, all pure functions of a manifest:
 from __future__ import annotations
 
 import functools
+from importlib import resources
 import json
 import math
 import os
 from pathlib import Path
 from typing import Any, Mapping
 
-# The repository's builtin_models/ (this file is services/jobqueue/flightbase_jobqueue/builtin.py);
-# an installation that puts the models elsewhere sets FLIGHTBASE_BUILTIN_MODELS_DIR.
-DEFAULT_ROOT = Path(__file__).resolve().parents[3] / "builtin_models"
+# The models travel with this package as its data (flightbase_jobqueue/builtin_models/, in the
+# wheel and in the jobqueue's image); an installation that keeps its own set elsewhere sets
+# FLIGHTBASE_BUILTIN_MODELS_DIR.
+DEFAULT_ROOT = Path(str(resources.files("flightbase_jobqueue") / "builtin_models"))
 GPU_OPTIONS = ("mixed_precision", "grad_accumulation", "fp16_compression", "gpudirect_p2p", "gpudirect_rdma")
 MAX_GRAD_ACCUMULATION = 64
 

@@ -20,7 +20,7 @@ lease a token limited to its one server (``access:servers!server=<user>/<name>``
 owned by the server's owner: nothing its code could not do already), kept
 with the lease's secrets (:data:`ACTIVITY_TOKEN`) and sent only to that
 server. Stopping a server needs the hub scope ``servers``; reading which
-servers a user has, ``read:servers`` (:mod:`flightbase.hub.rbac`).
+servers a user has, ``read:servers`` (:mod:`flightbase_server.hub.rbac`).
 
 What the culler changes of a lease goes through a :class:`LeaseOwner` (the
 jobqueue's runtime in the service): the culler reads the leases from the
@@ -39,9 +39,9 @@ from urllib.parse import quote
 import httpx
 from sqlalchemy import select
 
-from flightbase.gpus import utilisation as gpu_utilisation
-from flightbase.service import tasks
-from flightbase.service.db import Sessions
+from flightbase_server.gpus import utilisation as gpu_utilisation
+from flightbase_server.service import tasks
+from flightbase_server.service.db import Sessions
 from flightbase_jobqueue import leases
 from flightbase_jobqueue.models import Job, Training, TrainingSecret
 

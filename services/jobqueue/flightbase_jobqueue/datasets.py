@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 import httpx
 
-from flightbase.service.errors import ApiError
+from flightbase_server.service.errors import ApiError
 from flightbase_jobqueue.training_spec import DatasetRef
 
 log = logging.getLogger("flightbase.jobqueue.datasets")

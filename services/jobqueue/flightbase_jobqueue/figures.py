@@ -30,7 +30,7 @@ ENDED = ("succeeded", "failed", "cancelled")
 LEASE = "lease"
 JUPYTER_TRAINING = "jupyter"
 
-# (node, GPU index) -> {"utilisation_percent", "memory_used_bytes", "memory_total_bytes"} (flightbase.gpus.readings)
+# (node, GPU index) -> {"utilisation_percent", "memory_used_bytes", "memory_total_bytes"} (flightbase_server.gpus.readings)
 Readings = Mapping[tuple[str, int], Mapping[str, int]]
 
 
@@ -407,7 +407,7 @@ def slot_rows(node: str, slots: Sequence[Mapping[str, Any]], active_jobs: Iterab
 
 
 def workspace_rows(workspaces: Iterable[Any], jobs: Iterable[Any], today: dt.date) -> list[WorkspaceRow]:
-    """``workspaces``: the hub's (``flightbase.service.hub.Workspace``); ``jobs``: every live job."""
+    """``workspaces``: the hub's (``flightbase_server.service.hub.Workspace``); ``jobs``: every live job."""
     in_use: Counter = Counter()
     queued: Counter = Counter()
     for j in jobs:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
-from flightbase.service.db import UtcDateTime, utcnow
+from flightbase_server.service.db import UtcDateTime, utcnow
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 from flightbase_jobqueue.training_spec import SpecColumn, TrainingSpec

@@ -1,4 +1,4 @@
-"""The jobqueue's Prometheus metrics (served at ``/services/jobqueue/metrics``, flightbase.service.metrics).
+"""The jobqueue's Prometheus metrics (served at ``/services/jobqueue/metrics``, flightbase_server.service.metrics).
 
 Named as Prometheus and Kueue name theirs: a unit suffix, ``_total`` on
 counters, the workspace as a label.

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from sqlalchemy import select, update
-from flightbase.service import tasks
-from flightbase.service.db import Sessions
+from flightbase_server.service import tasks
+from flightbase_server.service.db import Sessions
 
-from flightbase.settings import PlatformSettings
-from flightbase.workspaces import WorkspaceSettings
+from flightbase_server.settings import PlatformSettings
+from flightbase_server.workspaces import WorkspaceSettings
 from flightbase_jobqueue import builtin, leases, models, prometheus, sweeps
 from flightbase_jobqueue.backends.local import LaunchSpec
 from flightbase_jobqueue.coordinator import Coordinator

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from flightbase.workspaces import check_workspace_name
+from flightbase_server.workspaces import check_workspace_name
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
@@ -45,7 +45,7 @@ class NodeOut(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     interconnect: dict[str, Any] | None = Field(
         default=None, description="This machine's GPU links (NVML, else nvidia-smi topo -m: NV<n>, PIX, PXB, PHB, "
-                                  "NODE, SYS) and InfiniBand devices with their rate (flightbase.topology)")
+                                  "NODE, SYS) and InfiniBand devices with their rate (flightbase_server.topology)")
 
 
 class WorkspaceCreate(Strict):
@@ -74,7 +74,7 @@ class SweepSpec(Strict):
     grid: dict[str, list[str | int | float | bool]] | str | None = Field(
         default=None, description="Parameter grid: every combination becomes a job, last key varying fastest. "
                                   "As JSON ({\"lr\": [0.1, 0.01]}) or as the text the CLI and the JupyterLab "
-                                  "dialog take (\"lr=[0.1,0.01] batch=[32,64]\", flightbase/grid.py)"
+                                  "dialog take (\"lr=[0.1,0.01] batch=[32,64]\", client/flightbase/grid.py)"
     )
     runs: list[dict[str, str | int | float | bool]] | None = Field(
         default=None, description="An explicit list of parameter sets, run in this order"

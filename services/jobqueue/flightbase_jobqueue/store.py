@@ -33,7 +33,7 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from flightbase.service.db import Sessions
+from flightbase_server.service.db import Sessions
 
 from flightbase_jobqueue import models
 from flightbase_jobqueue.scheduling.queueview import QueueView

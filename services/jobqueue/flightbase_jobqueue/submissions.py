@@ -19,9 +19,9 @@ from sqlalchemy import insert
 from sqlalchemy.exc import StatementError
 from starlette.concurrency import run_in_threadpool
 
-from flightbase.service import tasks
+from flightbase_server.service import tasks
 
-from flightbase.service.db import Sessions
+from flightbase_server.service.db import Sessions
 from flightbase_jobqueue import models
 
 log = logging.getLogger("flightbase.jobqueue.submissions")
@@ -91,6 +91,6 @@ class SubmissionWriter:
 
 
 def _error() -> Exception:
-    from flightbase.service.errors import ApiError
+    from flightbase_server.service.errors import ApiError
 
     return ApiError(500, "the submission could not be stored; nothing was created")

@@ -9,10 +9,10 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from flightbase import __version__
-from flightbase.service import db
-from flightbase.service.app import create_app
-from flightbase.service.hub import HubClient, make_hub_auth
-from flightbase.settings import HubServiceEnv, PlatformSettings
+from flightbase_server.service import db
+from flightbase_server.service.app import create_app
+from flightbase_server.service.hub import HubClient, make_hub_auth
+from flightbase_server.settings import HubServiceEnv, PlatformSettings
 from flightbase_registry import prometheus, publish, storage, ui
 from flightbase_registry.direct import DataServer
 from flightbase_registry.api import catalog, image_uploads, uploads, versions

@@ -4,9 +4,9 @@ Each setting comes from a ``FLIGHTBASE_*`` environment variable or, where the
 hub does not pass that variable through to its services, from the optional
 JSON file ``<data_dir>/registry.json`` (keys are the field names below). The
 environment wins over the file. Sizes are bytes unless the name says GB. Each
-field is documented in its metadata (``flightbase.settings.setting``); the
+field is documented in its metadata (``flightbase_server.settings.setting``); the
 platform-wide settings the registry reads (data directory, database, backend)
-are ``flightbase.settings.PlatformSettings``.
+are ``flightbase_server.settings.PlatformSettings``.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import ClassVar
 from urllib.parse import urlsplit
 
-from flightbase import secrets
-from flightbase.settings import PlatformSettings, env_name, setting
+from flightbase_server import secrets
+from flightbase_server.settings import PlatformSettings, env_name, setting
 
 GB = 1_000_000_000
 

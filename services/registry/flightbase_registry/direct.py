@@ -54,7 +54,7 @@ What is inside, in the order a request meets it:
 - ``Tickets`` and ``HubWriters``: who may send chunks to which upload.
 
 Every PATCH (and any other state-changing method) gets an audit row, as the
-API's requests do (``flightbase.service.audit``): the ticket's holder as the
+API's requests do (``flightbase_server.service.audit``): the ticket's holder as the
 actor, credential ``ticket``, route ``/uploads/{upload_id}/files/{index}``,
 the upload's workspace, and the status; the ones the selector refuses too
 (a bad ticket: no actor). Never the ticket.
@@ -85,10 +85,10 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 
-from flightbase.service import audit
-from flightbase.service.db import utcnow
-from flightbase.service.errors import ApiError
-from flightbase.settings import HubServiceEnv
+from flightbase_server.service import audit
+from flightbase_server.service.db import utcnow
+from flightbase_server.service.errors import ApiError
+from flightbase_server.settings import HubServiceEnv
 from flightbase_registry.models import Upload
 from flightbase_registry.writer import UploadWriter
 
@@ -153,9 +153,9 @@ class HubWriters:
     """Whether a ticket's holder may still write datasets in a workspace, as the hub says now.
 
     ``datasets:write`` in a workspace is held by its members (the hub group of
-    that name) and by hub administrators (flightbase.authz); the hub's user
+    that name) and by hub administrators (flightbase_server.authz); the hub's user
     model carries both (``groups`` and ``admin``, under the ``read:users``
-    scope the registry holds; flightbase.hub.rbac). The answer is cached for
+    scope the registry holds; flightbase_server.hub.rbac). The answer is cached for
     ``cache_seconds`` per user, so a burst of chunks costs the hub one
     request; a hub that cannot be asked refuses the chunk (503), never lets
     it through.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import JSON, BigInteger, ForeignKey, Integer, String, Text, UniqueConstraint
-from flightbase.service.db import UtcDateTime, utcnow
+from flightbase_server.service.db import UtcDateTime, utcnow
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 

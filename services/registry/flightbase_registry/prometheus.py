@@ -1,4 +1,4 @@
-"""The registry's Prometheus metrics (served at ``/services/registry/metrics``, flightbase.service.metrics).
+"""The registry's Prometheus metrics (served at ``/services/registry/metrics``, flightbase_server.service.metrics).
 
 Observed as things happen:
 

@@ -14,7 +14,7 @@ jobqueue and the spawner mount at ``/datasets/<name>``.
 
 Who may read what (``docs/security.md``): ``uploads/`` is the registry's alone
 (0700); ``datasets/<workspace>/`` belongs to root and the workspace's system
-group (0750, :func:`flightbase.hostfs.workspace_dir`), so only jobs and
+group (0750, :func:`flightbase_server.hostfs.workspace_dir`), so only jobs and
 notebooks of that workspace reach its versions; below it, versions are
 read-only to whoever reaches them (folders 0555, files 0444).
 """
@@ -27,8 +27,8 @@ import shutil
 import stat
 from pathlib import Path
 
-from flightbase import hostfs
-from flightbase.workspaces import WORKSPACE_NAME_RE
+from flightbase_server import hostfs
+from flightbase_server.workspaces import WORKSPACE_NAME_RE
 
 READ_ONLY_FILE = 0o444
 READ_ONLY_DIR = 0o555

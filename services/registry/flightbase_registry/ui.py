@@ -2,7 +2,7 @@
 
 Served at the service's prefix (``/services/registry/?workspace=W``) to a
 logged-in user (the hub's OAuth cookie). It is rendered with JupyterHub's own
-templates (``flightbase.service.pages.HubPages``: the hub's nav bar with its
+templates (``flightbase_server.service.pages.HubPages``: the hub's nav bar with its
 "Flightbase" entry, Bootstrap 5, light and dark as the hub) from
 ``templates/registry.html``, and links to the jobqueue's dashboard and, for
 administrators, its admin page. Its script (``static/registry.js``, served at
@@ -12,7 +12,7 @@ using the same chunked upload protocol as the CLI.
 State-changing requests the page makes with that cookie carry its XSRF token
 (the cookie ``flightbase-registry-xsrf``, which ``HubPages.render`` sets and
 writes into the page as ``data-xsrf``, echoed in the ``X-XSRF-Token``
-header); the check is the kit's, for both services: ``flightbase.service.xsrf``.
+header); the check is the kit's, for both services: ``flightbase_server.service.xsrf``.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 
-from flightbase.service import xsrf
-from flightbase.service.deps import CurrentIdentity
-from flightbase.service.pages import HubPages, install_static, visible_workspaces
+from flightbase_server.service import xsrf
+from flightbase_server.service.deps import CurrentIdentity
+from flightbase_server.service.pages import HubPages, install_static, visible_workspaces
 
 HERE = Path(__file__).parent
 TEMPLATES = HERE / "templates"

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Protocol, Sequence
 
 from flightbase import archives
-from flightbase.service.errors import ApiError
+from flightbase_server.service.errors import ApiError
 from flightbase_registry import prometheus, storage
 from flightbase_registry.schemas import UploadFileOut
 

@@ -79,26 +79,25 @@ collect_training_wheels() {  # the CPU requirements' wheels and Horovod's sdist
     && "$py" -m pip download --no-deps --no-binary :all: -d "$3" "horovod==$2"
 }
 
-# the notebook's own wheels: Flightbase's (from a clean copy of its sources) and the extension's
+# the notebook's own wheels: Flightbase's client (from a clean copy of its sources) and the extension's
 build_own_wheels() {
   local src="$work/src/flightbase" lab="$repo/flightbase_labext"
   rm -rf "$src" && mkdir -p "$src"
   tar -C "$repo" --exclude=__pycache__ --exclude='*.pyc' --exclude='*.egg-info' --exclude=node_modules \
-      --exclude=build --exclude=dist -cf - pyproject.toml README.md flightbase flightbase_spawner services \
-    | tar -C "$src" -xf -
+      --exclude=build --exclude=dist -cf - client | tar -C "$src" -xf -
   [ -f "$lab/flightbase_labext/labextension/static/style.js" ] || make -C "$repo" .venv/.labext-installed
-  "$py" -m pip wheel --no-deps --no-build-isolation -w "$1" "$src" && "$py" -m pip wheel --no-deps -w "$1" "$lab"
+  "$py" -m pip wheel --no-deps --no-build-isolation -w "$1" "$src/client" && "$py" -m pip wheel --no-deps -w "$1" "$lab"
 }
 
 # every dependency of the notebook's requirements and of those two wheels (not the two themselves)
 collect_notebook_deps() {
-  "$py" -m pip wheel --prefer-binary -w "$3" -r "$1" "$2"/flightbase-*.whl "$2"/flightbase_labext-*.whl \
-    && rm -f "$3"/flightbase-*.whl "$3"/flightbase_labext-*.whl
+  "$py" -m pip wheel --prefer-binary -w "$3" -r "$1" "$2"/flightbase_client-*.whl "$2"/flightbase_labext-*.whl \
+    && rm -f "$3"/flightbase_client-*.whl "$3"/flightbase_labext-*.whl
 }
 
 # the sources of the two wheels: their digest is the own wheels' key
 own_sources_key() {
-  (cd "$repo" && find pyproject.toml README.md flightbase flightbase_spawner services flightbase_labext/pyproject.toml \
+  (cd "$repo" && find client flightbase_labext/pyproject.toml \
       flightbase_labext/flightbase_labext -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 \
     | LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum | cut -d' ' -f1
 }
@@ -122,7 +121,7 @@ build_notebook() {
   local nb="$repo/images/notebook" ctx="$work/context/notebook"
   wheels notebook-own "$(own_sources_key)" build_own_wheels
   # the dependencies again only when a list of them changes (or this machine's pip constraints)
-  wheels notebook-deps "$(cat "$repo/pyproject.toml" "$repo/flightbase_labext/pyproject.toml" "$nb/requirements.txt" \
+  wheels notebook-deps "$(cat "$repo/client/pyproject.toml" "$repo/flightbase_labext/pyproject.toml" "$nb/requirements.txt" \
       /etc/xdg/pip/constraints.txt 2>/dev/null | sha256sum | cut -d' ' -f1)" \
     collect_notebook_deps "$nb/requirements.txt" "$work/wheels/notebook-own"
   rm -rf "$ctx" && mkdir -p "$ctx"

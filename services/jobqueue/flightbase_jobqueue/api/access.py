@@ -1,6 +1,6 @@
 """The jobqueue's access levels on its own objects: a training, a job, a lease.
 
-Each factory declares the route's level (``flightbase.service.access.needs``) and resolves the
+Each factory declares the route's level (``flightbase_server.service.access.needs``) and resolves the
 object named by the path once, with the statuses the routes have always had: 404 for whoever may
 not see its workspace (as if it did not exist), 403 for a member without the right.
 
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
-from flightbase.service.access import Level, needs
-from flightbase.service.deps import CurrentIdentity, in_session
-from flightbase.service.errors import not_found
+from flightbase_server.service.access import Level, needs
+from flightbase_server.service.deps import CurrentIdentity, in_session
+from flightbase_server.service.errors import not_found
 from flightbase_jobqueue.models import Job, Training
 
 

@@ -17,8 +17,8 @@ from typing import Annotated
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, ValidationError
 
-from flightbase.service.access import InWorkspace, Person, workspace_in_body
-from flightbase.service.errors import ApiError, not_found
+from flightbase_server.service.access import InWorkspace, Person, workspace_in_body
+from flightbase_server.service.errors import ApiError, not_found
 from flightbase_jobqueue import builtin
 from flightbase_jobqueue.api.trainings import create_training_from
 from flightbase_jobqueue.schemas import NAME_PATTERN, Strict, TrainingCreate, TrainingOut

@@ -17,9 +17,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from flightbase.service.access import InWorkspace, Level, workspace as in_workspace
-from flightbase.service.deps import in_session
-from flightbase.service.errors import ApiError
+from flightbase_server.service.access import InWorkspace, Level, workspace as in_workspace
+from flightbase_server.service.deps import in_session
+from flightbase_server.service.errors import ApiError
 from flightbase_jobqueue import models
 from flightbase_jobqueue.schemas import CodeOut
 from flightbase.archives import ExtractLimits, UnsafeInput, extract, is_archive, path_problem

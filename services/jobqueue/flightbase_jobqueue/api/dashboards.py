@@ -28,10 +28,10 @@ import httpx
 from fastapi import APIRouter, Request
 from sqlalchemy import select
 
-from flightbase import authz, gpus
-from flightbase.authz import Identity
-from flightbase.service.access import InWorkspace, Level, admin, workspace as in_workspace
-from flightbase.service.deps import in_session
+from flightbase_server import authz, gpus
+from flightbase_server.authz import Identity
+from flightbase_server.service.access import InWorkspace, Level, admin, workspace as in_workspace
+from flightbase_server.service.deps import in_session
 from flightbase_jobqueue import figures, leases
 from flightbase_jobqueue.backends.local import LOCAL_NODE
 from flightbase_jobqueue.figures import AdminOverviewOut, AuditFeed, DashboardOut

@@ -7,8 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Request
 
-from flightbase.authz import Identity
-from flightbase.service.access import Person, admin
+from flightbase_server.authz import Identity
+from flightbase_server.service.access import Person, admin
 from flightbase_jobqueue.schemas import InfoOut, NodeOut
 
 router = APIRouter(tags=["info"])
@@ -35,7 +35,7 @@ async def info(request: Request, identity: Person):
 @router.get("/nodes", response_model=list[NodeOut], summary="The nodes and their GPUs (administrators)")
 async def nodes(request: Request, identity: Annotated[Identity, admin("only administrators may list nodes")]):
     settings = request.app.state.settings
-    from flightbase import topology
+    from flightbase_server import topology
 
     interconnect = await asyncio.to_thread(topology.cached)  # NVML or nvidia-smi, once per process
     return [NodeOut(name="local", gpu_kind=gpu_kind(settings.gpus), gpus=list(settings.gpus),

@@ -17,11 +17,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from sqlalchemy import select
 
-from flightbase import authz, metrics
-from flightbase.authz import Identity
-from flightbase.service.access import Level, Listing, authorize, listing
-from flightbase.service.deps import CurrentIdentity, in_session
-from flightbase.service.errors import ApiError, not_found
+from flightbase_jobqueue import job_metrics as metrics
+from flightbase_server import authz
+from flightbase_server.authz import Identity
+from flightbase_server.service.access import Level, Listing, authorize, listing
+from flightbase_server.service.deps import CurrentIdentity, in_session
+from flightbase_server.service.errors import ApiError, not_found
 from flightbase_jobqueue.api import access
 from flightbase_jobqueue.backends.spec import JobRef
 from flightbase_jobqueue.models import Job, Preemption, Training

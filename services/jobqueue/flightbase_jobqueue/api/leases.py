@@ -25,9 +25,9 @@ import httpx
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import select
 
-from flightbase.service.access import InWorkspace, Level, Listing, listing, require_usable, workspace_in_body
-from flightbase.service.deps import CurrentIdentity, in_session
-from flightbase.service.errors import ApiError
+from flightbase_server.service.access import InWorkspace, Level, Listing, listing, require_usable, workspace_in_body
+from flightbase_server.service.deps import CurrentIdentity, in_session
+from flightbase_server.service.errors import ApiError
 from flightbase_jobqueue import leases
 from flightbase_jobqueue.api import access
 from flightbase_jobqueue.api.access import LeaseFound

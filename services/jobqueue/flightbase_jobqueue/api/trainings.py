@@ -27,13 +27,13 @@ from typing import Annotated, Iterable
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
 
-from flightbase import authz
-from flightbase.authz import Identity
-from flightbase.service.access import (InWorkspace, Level, Listing, authorize, listing, require_usable,
+from flightbase_server import authz
+from flightbase_server.authz import Identity
+from flightbase_server.service.access import (InWorkspace, Level, Listing, authorize, listing, require_usable,
                                        workspace_in_body)
-from flightbase.service.errors import ApiError, not_found
-from flightbase.service.deps import CurrentIdentity, in_session
-from flightbase.service.hub import Workspace
+from flightbase_server.service.errors import ApiError, not_found
+from flightbase_server.service.deps import CurrentIdentity, in_session
+from flightbase_server.service.hub import Workspace
 from flightbase_jobqueue import sweeps
 from flightbase_jobqueue.api import access
 from flightbase_jobqueue.models import CodeUpload, Job, Training, TrainingOwner, TrainingSecret

@@ -17,9 +17,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import or_, select
 
-from flightbase.service.access import Listing, listing
-from flightbase.service.deps import in_session
-from flightbase.service.errors import ApiError
+from flightbase_server.service.access import Listing, listing
+from flightbase_server.service.deps import in_session
+from flightbase_server.service.errors import ApiError
 from flightbase_jobqueue import accounting
 from flightbase_jobqueue.models import UsageInterval
 from flightbase_jobqueue.schemas import UsageOut, UsageRowOut

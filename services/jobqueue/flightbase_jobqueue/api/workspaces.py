@@ -11,11 +11,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, Response
 
-from flightbase import authz
-from flightbase.service.access import InWorkspace, Level, Person, admin, workspace as in_workspace
-from flightbase.service.errors import ApiError
-from flightbase.service.hub import Workspace
-from flightbase.workspaces import SettingsError, WorkspaceSettings, parse_settings
+from flightbase_server import authz
+from flightbase_server.service.access import InWorkspace, Level, Person, admin, workspace as in_workspace
+from flightbase_server.service.errors import ApiError
+from flightbase_server.service.hub import Workspace
+from flightbase_server.workspaces import SettingsError, WorkspaceSettings, parse_settings
 from flightbase_jobqueue.schemas import WorkspaceCreate, WorkspaceOut
 
 router = APIRouter(tags=["workspaces"])

@@ -23,14 +23,14 @@ class UnknownBackend(ValueError):
 
 
 def make_backend(settings, resolve: Callable, *, kube_settings=None, kube_client=None, watch: bool = True):
-    """``(backend, inventory)`` for ``settings.backend`` (a :class:`~flightbase.settings.PlatformSettings`).
+    """``(backend, inventory)`` for ``settings.backend`` (a :class:`~flightbase_server.settings.PlatformSettings`).
 
     ``resolve(job_id)`` returns the job's shared ``LaunchSpec``.  Kubernetes:
     ``kube_settings`` (None: ``FLIGHTBASE_K8S_*``), ``kube_client`` (None: the
     in-cluster or kubeconfig API client), ``watch`` (follow pods in a thread).
     An unknown name is a configuration error, not a fallback."""
     if settings.backend in ("local", "docker"):
-        from flightbase.accounts import AccountPolicy
+        from flightbase_server.accounts import AccountPolicy
         from flightbase_jobqueue.backends.local import LocalBackend, LocalNodes
 
         gpu_kind = settings.gpus[0]["kind"] if settings.gpus else "gpu"

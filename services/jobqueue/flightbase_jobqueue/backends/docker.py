@@ -7,7 +7,7 @@ What a job's container gets (docs/security.md has the rules it follows):
   the workspace's own from the platform's OCI registry, pulled with the
   services' account (handed to the engine for the pull, never to the job), and
   only from under the job's own workspace;
-- the person's uid:gid (:mod:`flightbase.accounts`) with the workspace's group
+- the person's uid:gid (:mod:`flightbase_server.accounts`) with the workspace's group
   as its one extra group, no capability, ``no-new-privileges``, a pids limit,
   a memory limit (the workspace's ``memory_gb_per_gpu`` times its GPUs, no
   swap beyond it), an init process that passes signals on, and exactly its
@@ -17,7 +17,7 @@ What a job's container gets (docs/security.md has the rules it follows):
   ``/workspace`` (``jobs/<id>/work``, kept across a preemption), its
   checkpoints at ``/checkpoints``, each dataset version read-only at
   ``/datasets/<name>``, and its metrics file; every mount source is checked
-  first (:func:`flightbase.hostfs.mount_source`);
+  first (:func:`flightbase_server.hostfs.mount_source`);
 - the host's network, as local jobs have: the hub's API and a notebook's
   ipyparallel controller are on loopback;
 - labels: ``flightbase.job``, ``flightbase.workspace``, ``flightbase.training``,
@@ -43,8 +43,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 from urllib.parse import urlsplit
 
-from flightbase import hostfs, secrets
-from flightbase.accounts import AccountError, AccountPolicy, account_for
+from flightbase_server import hostfs, secrets
+from flightbase_server.accounts import AccountError, AccountPolicy, account_for
 from flightbase_jobqueue.backends import launchers
 from flightbase_jobqueue.backends.jobfiles import OnThisMachine
 from flightbase_jobqueue.backends.spec import LaunchSpec, job_environment

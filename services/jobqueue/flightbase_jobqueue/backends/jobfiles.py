@@ -18,7 +18,7 @@ so the job's owner can read it but change nothing in it but their own files:
 Checkpoints go to ``<data_dir>/workspaces/<ws>/trainings/<training>/<job>/``
 (the owner's, 0700, under folders of the workspace's group). Nothing a job can
 write is opened, chowned, listed or removed here as root
-(:mod:`flightbase.hostfs`).
+(:mod:`flightbase_server.hostfs`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from flightbase import hostfs, metrics
+from flightbase_jobqueue import job_metrics as metrics
+from flightbase_server import hostfs
 from flightbase_jobqueue.backends import launchers
 from flightbase_jobqueue.backends.spec import DatasetVersion, JobRef, LaunchSpec, artifacts_sub_path
 from flightbase_jobqueue.ports import BackendEvent, drain

@@ -1,9 +1,9 @@
 """The local backend: each job is a group of processes on this machine.
 
 Each job runs ``runner`` (which records the exit code) around the launcher's
-command, as the job owner's own system account (:mod:`flightbase.accounts`),
+command, as the job owner's own system account (:mod:`flightbase_server.accounts`),
 with the system group of the job's workspace as its one extra group
-(:func:`flightbase.hostfs.workspace_group`: the workspace's dataset versions and
+(:func:`flightbase_server.hostfs.workspace_group`: the workspace's dataset versions and
 checkpoints are readable through it), ``CUDA_VISIBLE_DEVICES`` set to the job's
 GPUs (or CPU slots), and its datasets linked in read-only. Its files are laid
 out as :mod:`~flightbase_jobqueue.backends.jobfiles` says: the job gets a
@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from flightbase import hostfs
-from flightbase.accounts import AccountError, AccountPolicy, account_for, ensure_home
+from flightbase_server import hostfs
+from flightbase_server.accounts import AccountError, AccountPolicy, account_for, ensure_home
 from flightbase_jobqueue.backends import launchers
 from flightbase_jobqueue.backends.jobfiles import OnThisMachine
 from flightbase_jobqueue.backends.spec import LaunchSpec, job_environment
@@ -277,7 +277,7 @@ class LocalNodes:
     def __init__(self, gpus: Sequence[dict], labels: dict[str, str] | None = None):
         if labels is None and gpus and gpus[0].get("kind") == "gpu":
             # which GPUs NVLink or one PCIe switch joins: the placement prefers them (gpu_choice.py)
-            from flightbase import topology
+            from flightbase_server import topology
 
             labels = topology.placement_labels(topology.cached())
         self._node = Node(name=LOCAL_NODE, total=len(gpus), free=tuple(g["index"] for g in gpus), labels=labels or {})

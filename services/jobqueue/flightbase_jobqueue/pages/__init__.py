@@ -1,4 +1,4 @@
-"""The jobqueue's pages, in the hub's look (``flightbase.service.pages``).
+"""The jobqueue's pages, in the hub's look (``flightbase_server.service.pages``).
 
 - ``<prefix>`` (the hub's Services menu links here): to the dashboard.
 - ``<prefix>dashboard/?workspace=W``: a workspace's dashboard, for its
@@ -21,8 +21,8 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse
 
-from flightbase.service.deps import CurrentIdentity
-from flightbase.service.pages import HubPages, install_static, visible_workspaces
+from flightbase_server.service.deps import CurrentIdentity
+from flightbase_server.service.pages import HubPages, install_static, visible_workspaces
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"

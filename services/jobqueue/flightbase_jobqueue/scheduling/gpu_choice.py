@@ -1,7 +1,7 @@
 """Which GPUs of one node a job gets: those joined by NVLink, else those under one PCIe switch.
 
 A pure function of the node's free GPUs and its labels (the snapshot): the local
-backend labels its node with the groups it found (:func:`flightbase.topology.placement_labels`,
+backend labels its node with the groups it found (:func:`flightbase_server.topology.placement_labels`,
 ``flightbase.io/gpus-nvlink: "0,1,2,3;4,5,6,7"``); a node without them gets its
 first free GPUs, as before. Within a level the group that holds the job with the
 fewest free GPUs to spare wins (best fit, as between nodes), so whole groups stay
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from flightbase.topology import NVLINK_LABEL, PCIE_LABEL
+from flightbase_server.topology import NVLINK_LABEL, PCIE_LABEL
 
 LEVELS = (NVLINK_LABEL, PCIE_LABEL)
 

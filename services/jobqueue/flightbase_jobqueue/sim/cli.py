@@ -89,3 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e:
         return int(e.code or 0)
     return run(args)
+
+
+def add_replay_parser(bench_sub) -> None:
+    """``flightbase bench replay``: the client's CLI finds this through the server's
+    ``flightbase.commands`` entry point ``bench.replay`` (pyproject.toml)."""
+    replay_parser = bench_sub.add_parser("replay", help="replay a GPU cluster trace in simulated time")
+    add_arguments(replay_parser)
+    replay_parser.set_defaults(func=run)

@@ -1,6 +1,6 @@
 """The registry's access levels on a dataset and an image named by the path.
 
-Each factory declares the route's level (``flightbase.service.access.needs``) and resolves the
+Each factory declares the route's level (``flightbase_server.service.access.needs``) and resolves the
 workspace and the object once: 404 for whoever may not see the workspace (as if it did not exist),
 then 404 for an object that is not there, 403 for a member without the right.
 
@@ -17,11 +17,11 @@ from typing import Annotated, Any
 from fastapi import Path, Request
 from sqlalchemy import select
 
-from flightbase.authz import Identity
-from flightbase.service.access import Level, authorize, needs
-from flightbase.service.deps import CurrentIdentity, in_session
-from flightbase.service.errors import not_found
-from flightbase.service.hub import Workspace
+from flightbase_server.authz import Identity
+from flightbase_server.service.access import Level, authorize, needs
+from flightbase_server.service.deps import CurrentIdentity, in_session
+from flightbase_server.service.errors import not_found
+from flightbase_server.service.hub import Workspace
 from flightbase_registry.api.common import VERSION_PATTERN, find_version
 from flightbase_registry.builtin import BUILTIN_IMAGES
 from flightbase_registry.models import Dataset, Image

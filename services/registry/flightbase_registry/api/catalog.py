@@ -17,9 +17,9 @@ from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 from sqlalchemy.exc import IntegrityError
 
-from flightbase.service.access import InWorkspace, Level, workspace as in_workspace
-from flightbase.service.deps import in_session
-from flightbase.service.errors import ApiError
+from flightbase_server.service.access import InWorkspace, Level, workspace as in_workspace
+from flightbase_server.service.deps import in_session
+from flightbase_server.service.errors import ApiError
 from flightbase_registry import storage
 from flightbase_registry.api import access
 from flightbase_registry.api.access import Found

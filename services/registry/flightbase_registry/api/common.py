@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from flightbase.service.errors import ApiError
-from flightbase.service.hub import Workspace
+from flightbase_server.service.errors import ApiError
+from flightbase_server.service.hub import Workspace
 from flightbase_registry.models import Dataset, DatasetVersion, Image, Upload
 
 GB = 1_000_000_000

@@ -19,9 +19,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from flightbase.archives import TarHeaderRefused, open_tar
-from flightbase.service.access import InWorkspace, Level, workspace as in_workspace
-from flightbase.service.deps import in_session
-from flightbase.service.errors import ApiError
+from flightbase_server.service.access import InWorkspace, Level, workspace as in_workspace
+from flightbase_server.service.deps import in_session
+from flightbase_server.service.errors import ApiError
 from flightbase_registry import storage
 from flightbase_registry.api.catalog import image_out
 from flightbase_registry.api.common import refuse_over_quota, usage

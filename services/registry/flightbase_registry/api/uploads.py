@@ -36,8 +36,8 @@ from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from flightbase.service.deps import in_session
-from flightbase.service.errors import ApiError, not_found
+from flightbase_server.service.deps import in_session
+from flightbase_server.service.errors import ApiError, not_found
 from flightbase import archives
 from flightbase_registry import storage
 from flightbase_registry.api.access import ReadDataset, WriteDataset

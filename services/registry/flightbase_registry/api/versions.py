@@ -20,9 +20,9 @@ from fastapi.responses import FileResponse, StreamingResponse
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from flightbase.service.access import InWorkspace, Level, workspace as in_workspace
-from flightbase.service.deps import in_session
-from flightbase.service.errors import ApiError
+from flightbase_server.service.access import InWorkspace, Level, workspace as in_workspace
+from flightbase_server.service.deps import in_session
+from flightbase_server.service.errors import ApiError
 from flightbase import archives
 from flightbase_registry import storage
 from flightbase_registry.api import access

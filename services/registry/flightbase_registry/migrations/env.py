@@ -1,6 +1,6 @@
 from alembic import context
 
-from flightbase.service.db import run_migrations
+from flightbase_server.service.db import run_migrations
 from flightbase_registry.models import Base
 
 run_migrations(context, Base.metadata)

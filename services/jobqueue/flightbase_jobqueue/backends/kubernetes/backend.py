@@ -59,7 +59,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from flightbase import hostfs, metrics
+from flightbase_jobqueue import job_metrics as metrics
+from flightbase_server import hostfs
 from flightbase_jobqueue.backends import launchers
 from flightbase_jobqueue.backends.jobfiles import read_nccl_logs
 from flightbase_jobqueue.backends.spec import JobRef, LaunchSpec, artifacts_sub_path, code_sub_path

@@ -1,4 +1,4 @@
-"""the audit log: one row per state-changing request (flightbase/service/audit.py)
+"""the audit log: one row per state-changing request (flightbase_server/service/audit.py)
 
 Revision ID: 0005
 Revises: 0004
@@ -14,7 +14,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # the same table as the registry's 0003_audit: flightbase.service.audit.events
+    # the same table as the registry's 0003_audit: flightbase_server.service.audit.events
     op.create_table(
         "audit_events",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),

@@ -1,0 +1,113 @@
+"""Databases of the services: SQLAlchemy engines and Alembic migrations.
+
+SQLite by default (WAL mode, so readers never wait for the writer), PostgreSQL
+by URL. Each service owns its schema and upgrades it to the latest migration
+when it starts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import DateTime, Engine, create_engine, event
+from sqlalchemy.types import TypeDecorator
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def upgrade(engine: Engine, migrations_dir: Path) -> None:
+    """Bring the schema to the newest migration (idempotent)."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def run_migrations(context, target_metadata) -> None:
+    """Body of each service's migrations/env.py."""
+    connection = context.config.attributes.get("connection")
+    if connection is None:
+        raise RuntimeError("migrations run through flightbase_server.service.db.upgrade()")
+    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def utcnow() -> dt.datetime:
+    """Now, as an aware UTC datetime (the default of every timestamp column)."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class UtcDateTime(TypeDecorator):
+    """A timestamp that is always timezone-aware UTC when read back.
+
+    SQLite has no time zones and returns naive datetimes; PostgreSQL returns
+    aware ones. Both come back as aware UTC here, so the API answers the same.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(dt.timezone.utc) if value is not None else None
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)
+        return value.astimezone(dt.timezone.utc)
+
+
+class Sessions:
+    """A ``sessionmaker`` whose write transactions take turns on SQLite.
+
+    SQLite has one writer at a time; concurrent writers otherwise wait in its
+    busy handler, which sleeps in growing steps (tens of milliseconds), and the
+    tail latency of a burst of submissions explodes. Taking a process-wide lock
+    around each ``begin()`` makes writers queue in order instead. PostgreSQL
+    needs no such lock. ``sessions()`` (no transaction) is for reads.
+    """
+
+    def __init__(self, engine: Engine):
+        from sqlalchemy.orm import sessionmaker
+
+        self._maker = sessionmaker(engine, expire_on_commit=False)
+        self._lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+
+    def __call__(self):
+        return self._maker()
+
+    @contextmanager
+    def begin(self):
+        if self._lock is None:
+            with self._maker.begin() as session:
+                yield session
+            return
+        with self._lock:
+            with self._maker.begin() as session:
+                yield session

@@ -1,0 +1,187 @@
+"""Talking to the hub: who a token belongs to, and the workspaces (groups).
+
+The services keep no user table: identity, membership and workspace settings
+are read from the hub's REST API with the service's own token, cached for a
+few seconds (``auth_cache_seconds``) so that a burst of requests costs the hub
+one lookup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from jupyterhub.services.auth import HubOAuth
+
+from flightbase_server.settings import HubServiceEnv
+from flightbase_server.workspaces import SettingsError, WorkspaceSettings, parse_settings
+
+
+def make_hub_auth(cache_seconds: int, env: HubServiceEnv | None = None) -> HubOAuth:
+    """HubOAuth wired from the JUPYTERHUB_* environment the hub gives its services, as read by
+    :class:`HubServiceEnv` (``env``, default: this process's environment): HubOAuth's own
+    defaults read the same variables, but each where it is first used (the service prefix when
+    JupyterHub is imported), so every one the services rely on is passed here. An empty setting
+    is not passed and keeps HubOAuth's default (its checks of an empty client id or token
+    included)."""
+    env = env or HubServiceEnv.from_env()
+    base_url = env.base_url if env.base_url.endswith("/") else env.base_url + "/"
+    traits: dict[str, Any] = {"cache_max_age": cache_seconds, "hub_prefix": f"{base_url}hub/",
+                              "access_scopes": env.access_scopes()}
+    for trait, value in (("api_url", env.api_url), ("api_token", env.api_token), ("base_url", env.service_prefix),
+                         ("oauth_client_id", env.client_id), ("oauth_redirect_uri", env.oauth_callback_url)):
+        if value:
+            traits[trait] = value
+    return HubOAuth(**traits)
+
+
+@dataclass(frozen=True)
+class Workspace:
+    name: str
+    members: tuple[str, ...]
+    properties: dict[str, Any]
+    settings: WorkspaceSettings | None
+    settings_errors: dict[str, str]
+
+    @property
+    def managers(self) -> tuple[str, ...]:
+        if self.settings is not None:
+            return tuple(self.settings.managers)
+        raw = self.properties.get("managers") or []
+        if isinstance(raw, str):
+            raw = [p.strip() for p in raw.split(",")]
+        return tuple(raw)
+
+    @classmethod
+    def from_group(cls, model: dict) -> "Workspace":
+        props = dict(model.get("properties") or {})
+        try:
+            settings, errors = parse_settings(props), {}
+        except SettingsError as exc:
+            settings, errors = None, exc.errors
+        return cls(
+            name=model["name"],
+            members=tuple(model.get("users") or ()),
+            properties=props,
+            settings=settings,
+            settings_errors=errors,
+        )
+
+
+class HubClient:
+    """The hub REST API as this service (by default the hub and token of :class:`HubServiceEnv`)."""
+
+    def __init__(self, api_url: str | None = None, token: str | None = None, cache_seconds: float = 5.0):
+        if not (api_url and token):
+            env = HubServiceEnv.from_env().require(*(n for n, v in (("api_url", api_url), ("api_token", token)) if not v))
+            api_url, token = api_url or env.api_url, token or env.api_token
+        self.api_url = api_url.rstrip("/")
+        self._token = token
+        self._client = httpx.AsyncClient(
+            base_url=self.api_url, headers={"Authorization": f"token {self._token}"}, timeout=30
+        )
+        self._cache_seconds = cache_seconds
+        self._groups: tuple[float, dict[str, Workspace]] | None = None
+        self._one: dict[str, tuple[float, Workspace | None]] = {}
+        self._fetching: dict[str, asyncio.Future] = {}  # name -> the lookup in flight (workspace())
+        self._generation = 0  # invalidate() counts up: a lookup begun before it is not cached
+        self._lock = asyncio.Lock()
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def _request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        resp = await self._client.request(method, path, **kwargs)
+        return resp
+
+    def invalidate(self) -> None:
+        self._groups = None
+        self._one.clear()
+        self._fetching.clear()  # a lookup in flight may predate the change: the next caller asks again
+        self._generation += 1
+
+    async def workspaces(self) -> dict[str, Workspace]:
+        """Every group of the hub (paginated through), cached for ``cache_seconds``."""
+        async with self._lock:
+            now = time.monotonic()
+            if self._groups and now - self._groups[0] < self._cache_seconds:
+                return self._groups[1]
+            found: dict[str, Workspace] = {}
+            offset = 0
+            while True:
+                resp = await self._request(
+                    "GET", "/groups", params={"offset": offset, "limit": 200},
+                    headers={"Accept": "application/jupyterhub-pagination+json"},
+                )
+                resp.raise_for_status()
+                page = resp.json()
+                for model in page["items"]:
+                    found[model["name"]] = Workspace.from_group(model)
+                if not page.get("_pagination", {}).get("next"):
+                    break
+                offset += len(page["items"])
+            self._groups = (now, found)
+            return found
+
+    async def workspace(self, name: str) -> Workspace | None:
+        """The hub's group ``name`` (None if there is none), cached for ``cache_seconds``.
+
+        One request per name at a time: when the cached copy expires under load, the requests
+        that need it meanwhile wait for the one lookup in flight instead of each asking the hub
+        (fifty clients would otherwise send the hub fifty identical requests at once)."""
+        now = time.monotonic()
+        cached = self._one.get(name)
+        if cached and now - cached[0] < self._cache_seconds:
+            return cached[1]
+        pending = self._fetching.get(name)
+        if pending is None:
+            pending = asyncio.ensure_future(self._fetch_workspace(name, now))
+            self._fetching[name] = pending
+            pending.add_done_callback(lambda _: self._fetching.pop(name, None) if self._fetching.get(name) is pending
+                                      else None)
+        return await asyncio.shield(pending)
+
+    async def _fetch_workspace(self, name: str, now: float) -> Workspace | None:
+        generation = self._generation
+        resp = await self._request("GET", f"/groups/{name}")
+        if resp.status_code == 404:
+            ws = None
+        else:
+            resp.raise_for_status()
+            ws = Workspace.from_group(resp.json())
+        if generation == self._generation:  # not invalidated (a change made here) while it was asked for
+            self._one[name] = (now, ws)
+        return ws
+
+    async def user_exists(self, name: str) -> bool:
+        resp = await self._request("GET", f"/users/{name}")
+        return resp.status_code == 200
+
+    async def create_group(self, name: str, properties: dict) -> None:
+        resp = await self._request("POST", f"/groups/{name}", json={})
+        resp.raise_for_status()
+        await self.set_properties(name, properties)
+
+    async def set_properties(self, name: str, properties: dict) -> None:
+        resp = await self._request("PUT", f"/groups/{name}/properties", json=properties)
+        resp.raise_for_status()
+        self.invalidate()
+
+    async def add_member(self, group: str, user: str) -> None:
+        resp = await self._request("POST", f"/groups/{group}/users", json={"users": [user]})
+        resp.raise_for_status()
+        self.invalidate()
+
+    async def remove_member(self, group: str, user: str) -> None:
+        resp = await self._request("DELETE", f"/groups/{group}/users", json={"users": [user]})
+        resp.raise_for_status()
+        self.invalidate()
+
+    async def delete_group(self, name: str) -> None:
+        resp = await self._request("DELETE", f"/groups/{name}")
+        resp.raise_for_status()
+        self.invalidate()
+
