@@ -1,6 +1,7 @@
 """The queue's projection (``JobRuntime.insight``: what ``GET /queue`` and ``GET /jobs/{id}`` show)
 is computed once per change of the queue's state and shared by the requests in between
-(insight_cache.py); a submission, a scheduler pass or 2 s of age makes the next request recompute.
+(insight_cache.py); a submission, a scheduler pass or 2 s of age makes the next request recompute a
+cheap one, and an expensive one is reused after those for ten times its cost.
 
 On a real database and a real (unstarted) runtime built as the service builds it; the projection
 (``insight.explain``) is the real one, only counted.  The clock of the cache is a fake one so the
@@ -101,3 +102,39 @@ def test_requests_share_one_projection_until_the_queue_changes_or_it_ages(tmp_pa
 
     asyncio.run(scenario())
     engine.dispose()
+
+
+def test_an_expensive_projection_is_reused_after_flow_for_ten_times_its_cost():
+    """After flow alone (passes, submissions) a projection that cost >= 20 ms of CPU is reused until
+    it is 10x its cost old; a change of the jobs already queued, a required key it lacks, or 2 s of
+    age recompute it. Fake clocks: the wall clock and the CPU time the computation took."""
+    from flightbase_jobqueue.insight_cache import SharedInsight
+
+    now, cpu, cost = [0.0], [0.0], [0.1]
+    version = {"changes": 0, "flow": 0}
+    made = []
+
+    def compute():
+        cpu[0] += cost[0]
+        made.append(1)
+        return {"a": len(made)}
+
+    cache = SharedInsight(compute, lambda: (version["changes"], version["flow"]),
+                          clock=lambda: now[0], cpu_clock=lambda: cpu[0])
+    assert cache.get() == {"a": 1}
+    version["flow"] += 1  # a pass: within 10 x 100 ms, shared
+    now[0] += 0.9
+    assert cache.get() == {"a": 1} and len(made) == 1
+    assert cache.get(require=["b"]) == {"a": 2}  # a job it does not have: made again
+    version["flow"] += 1
+    now[0] += 1.05
+    assert cache.get() == {"a": 3}  # over 1 s old after a pass: 10 x its cost, made again
+    cost[0] = 0.005  # (the queue got short)
+    version["changes"] += 1  # a priority, hold, cancel: always made again
+    assert cache.get() == {"a": 4}
+    version["flow"] += 1  # a short queue's (5 ms): a pass always makes it again
+    assert cache.get() == {"a": 5}
+    version["flow"] += 1
+    assert cache.get() == {"a": 6}
+    now[0] += 2.0  # and nothing is older than 2 s
+    assert cache.get() == {"a": 7}

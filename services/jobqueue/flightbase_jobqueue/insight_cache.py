@@ -8,6 +8,19 @@ last one, keyed on a version the runtime bumps on every change of the queue's st
 scheduler pass, and recomputes it when that version moved or the copy is older than
 ``max_age`` seconds (estimates move with the clock even when nothing changed).
 
+The version has two parts: the changes that move jobs already queued (cancels, priorities,
+holds, requeues, limits), after which the next request always recomputes, so that whoever made
+such a change sees it; and the flow (the scheduler's passes, and submissions, which join the
+queue's end). On a long queue, under load, passes come every few hundred ms and submissions
+dozens a second while a projection costs ~160 ms, so recomputing after each would let readers
+spend most of a core on projections. After flow alone, a projection that cost at least
+``EXPENSIVE_SECONDS`` is therefore reused until it is ``COST_FACTOR`` times its own cost old
+(and never past ``max_age``): what pass-driven recomputation spends is at most about 1 /
+``COST_FACTOR`` of a core, and on a short queue (a projection of a few ms) nothing changes. A
+job that a pass started meanwhile is still in the reused projection, so readers show only the
+jobs that are still queued; a reader that asks for a job the reused projection does not have
+(``get(require=...)``: a job just submitted) gets a new one.
+
 The computation runs on the loop thread with no await inside, so requests arriving
 together share one computation: the first computes, the others find it cached.  The
 result is the whole queue; each request filters it (workspace, permission) after.
@@ -17,30 +30,49 @@ Callers must not mutate the dict returned.
 from __future__ import annotations
 
 import time
-from typing import Callable, Generic, Hashable, TypeVar
+from typing import Callable, Generic, Hashable, Iterable, TypeVar
 
 T = TypeVar("T")
 MAX_AGE_SECONDS = 2.0
+EXPENSIVE_SECONDS = 0.02
+COST_FACTOR = 10.0
 
 
 class SharedInsight(Generic[T]):
-    def __init__(self, compute: Callable[[], T], version: Callable[[], Hashable], *,
-                 max_age: float = MAX_AGE_SECONDS, clock: Callable[[], float] = time.monotonic):
-        self._compute, self._version, self._clock = compute, version, clock
+    """``version()`` returns ``(changes, passes)``: see the module's docstring."""
+
+    def __init__(self, compute: Callable[[], T], version: Callable[[], tuple[Hashable, Hashable]], *,
+                 max_age: float = MAX_AGE_SECONDS, clock: Callable[[], float] = time.monotonic,
+                 cpu_clock: Callable[[], float] = time.thread_time):
+        self._compute, self._version, self._clock, self._cpu_clock = compute, version, clock, cpu_clock
         self.max_age = max_age
-        self._cached: tuple[Hashable, float, T] | None = None
+        # (version, computed at, value, CPU seconds it cost)
+        self._cached: tuple[tuple[Hashable, Hashable], float, T, float] | None = None
         self.computed = 0  # how many projections were made (tests, metrics)
 
-    def get(self) -> T:
-        key, now = self._version(), self._clock()
+    def _fresh_enough(self, key: tuple[Hashable, Hashable], now: float) -> bool:
         cached = self._cached
-        if cached is not None and cached[0] == key and now - cached[1] < self.max_age:
-            return cached[2]
+        if cached is None:
+            return False
+        (changes, passes), at, _, cost = cached
+        age = now - at
+        if key[0] != changes or age >= self.max_age:
+            return False
+        return key[1] == passes or (cost >= EXPENSIVE_SECONDS and age < COST_FACTOR * cost)
+
+    def get(self, require: Iterable[Hashable] = ()) -> T:
+        """The projection; ``require``: keys it must hold when it is reused after flow alone."""
+        key, now = self._version(), self._clock()
+        if self._fresh_enough(key, now):
+            value = self._cached[2]
+            if all(k in value for k in require):
+                return value
+        began = self._cpu_clock()
         value = self._compute()
         self.computed += 1
         # keyed on the version read before computing: a change made meanwhile moves it, and
         # the next caller recomputes
-        self._cached = (key, now, value)
+        self._cached = (key, now, value, self._cpu_clock() - began)
         return value
 
     def invalidate(self) -> None:

@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from sqlalchemy import select, update
 from flightbase_server.service import tasks
@@ -87,10 +87,11 @@ class JobRuntime:
         self._step_waiters: list[asyncio.Future] = []
         self.on_lease_cancelled: Callable[[str], None] = lambda job_id: None
         self._end_reasons: dict[str, str] = {}
-        # counts every change of the queue's state (poke) and every pass (_stepped): the shared
-        # queue projection (insight()) is recomputed when it moved (insight_cache.py)
+        # counts every change of the queue's state that a request or the runtime makes (poke,
+        # limits); with the passes, the shared projection's version (insight()/insight_cache.py)
         self.version = 0
-        self._insight = SharedInsight(self._explain, lambda: self.version)
+        self.passes = 0  # the flow: scheduler passes and submissions (insight_cache.py)
+        self._insight = SharedInsight(self._explain, lambda: (self.version, self.passes))
 
     # -- life cycle -----------------------------------------------------------------
     async def start(self) -> None:
@@ -154,7 +155,7 @@ class JobRuntime:
         self.wakeup.set()
 
     def _stepped(self) -> None:
-        self.version += 1
+        self.passes += 1
         waiters, self._step_waiters = self._step_waiters, []
         for fut in waiters:
             if not fut.done():
@@ -205,7 +206,9 @@ class JobRuntime:
 
     def submitted(self, rows: Sequence[models.Job]) -> None:
         self.store.enqueue(rows)
-        self.poke()
+        # the queue's flow, not a change of the jobs already in it (insight_cache.py)
+        self.passes += 1
+        self.wakeup.set()
 
     def cancel(self, job_id: str, reason: str) -> None:
         state = self.store.state_of(job_id)
@@ -241,10 +244,11 @@ class JobRuntime:
         self._release_sweeps([], trainings=[training_id])
         self.poke()
 
-    def insight(self) -> dict[str, insight.QueueInsight]:
-        """The whole queue's projection, shared by requests until the queue's state changes
-        or it is 2 s old (insight_cache.py); read-only, each request filters it."""
-        return self._insight.get()
+    def insight(self, require: Iterable[str] = ()) -> dict[str, insight.QueueInsight]:
+        """The whole queue's projection, shared by requests until a request changes the queue,
+        a pass does (reused a while when the projection is expensive) or it is 2 s old
+        (insight_cache.py); read-only, each request filters it and shows only queued jobs."""
+        return self._insight.get(require)
 
     def _explain(self) -> dict[str, insight.QueueInsight]:
         snap = self.coordinator.snapshot(time.time())

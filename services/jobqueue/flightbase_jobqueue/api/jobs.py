@@ -25,6 +25,7 @@ from flightbase_server.service.deps import CurrentIdentity, in_session
 from flightbase_server.service.errors import ApiError, not_found
 from flightbase_jobqueue.api import access
 from flightbase_jobqueue.backends.spec import JobRef
+from flightbase_jobqueue.figures import WAITING
 from flightbase_jobqueue.models import Job, Preemption, Training
 from flightbase_jobqueue.ports import JobOutput
 from flightbase_jobqueue.schemas import CommunicationOut, JobOut, Preemption as PreemptionOut, PriorityUpdate, QueueInfo
@@ -115,7 +116,8 @@ async def list_jobs(
         return list(session.scalars(stmt.order_by(Job.submitted_at.desc()).limit(limit)))
 
     rows = await in_session(request, query)
-    insights = request.app.state.runtime.insight() if any(r.state == "queued" for r in rows) else {}
+    queued = [r.id for r in rows if r.state == "queued"]
+    insights = request.app.state.runtime.insight(require=queued) if queued else {}
     return [job_out(request, r, insight=insights.get(r.id)) for r in rows]
 
 
@@ -125,7 +127,7 @@ async def get_job(request: Request, job: Readable):
     preemptions = await in_session(
         request, lambda s: list(s.scalars(select(Preemption).where(Preemption.job_id == job_id).order_by(Preemption.at)))
     )
-    insight = request.app.state.runtime.insight().get(job_id) if job.state == "queued" else None
+    insight = request.app.state.runtime.insight(require=[job_id]).get(job_id) if job.state == "queued" else None
     out = job_out(request, job, preemptions, insight)
     out.communication = await _communication(request, job)
     return out
@@ -228,7 +230,7 @@ async def _job_out_now(request: Request, job_id: str) -> JobOut:
     job, preemptions = await in_session(request, lambda s: (
         s.get(Job, job_id),
         list(s.scalars(select(Preemption).where(Preemption.job_id == job_id).order_by(Preemption.at)))))
-    insight = request.app.state.runtime.insight().get(job_id) if job.state == "queued" else None
+    insight = request.app.state.runtime.insight(require=[job_id]).get(job_id) if job.state == "queued" else None
     return job_out(request, job, preemptions, insight)
 
 
@@ -270,11 +272,20 @@ async def queue(request: Request, scope: Annotated[Listing, listing("jobs:read",
     identity, workspace = scope.identity, scope.workspace
     insights = request.app.state.runtime.insight()
     ids = list(insights)
-    rows = await in_session(request, lambda s: {j.id: j for j in s.scalars(select(Job).where(Job.id.in_(ids)))})
+
+    def query(session):
+        # only the rows shown: the asked workspace's (positions count every workspace's jobs) and
+        # still waiting (a projection reused after a pass may name jobs it has since started)
+        q = select(Job).where(Job.id.in_(ids), Job.state.in_(WAITING))
+        if workspace:
+            q = q.where(Job.workspace == workspace)
+        return {j.id: j for j in session.scalars(q)}
+
+    rows = await in_session(request, query)
     out = []
     for job_id, info in insights.items():
         row = rows.get(job_id)
-        if row is None or (workspace and row.workspace != workspace):
+        if row is None:
             continue
         if not authz.check(identity, "jobs:read", row.workspace, ()).allowed:
             continue  # other workspaces' jobs are counted in positions but not shown
