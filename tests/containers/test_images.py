@@ -200,7 +200,7 @@ def test_a_two_rank_horovodrun_allreduce_in_one_container(images):
 
 
 def test_the_platforms_horovod_launcher_runs_in_it(images):
-    out = run_in(TRAINING, "python", "-m", "flightbase_jobqueue.backends.quiet_horovodrun", "--gloo", "-np", "2",
+    out = run_in(TRAINING, "python", "-m", "flightbase.quiet_horovodrun", "--gloo", "-np", "2",
                  "-H", "localhost:2", "python", "-c", ALLREDUCE, timeout=180)
     assert results(out) == ["0 2 3.0 12345", "1 2 3.0 12345"], out[-3000:]
 
@@ -219,7 +219,7 @@ def test_flightbase_client_side_works_without_the_server_side(images):
     out = run_in(TRAINING, "sh", "-c",
                  "FLIGHTBASE_METRICS_FILE=/tmp/m.jsonl python -c 'from flightbase.metrics import report; "
                  "report(step=3, loss=0.25)' && cat /tmp/m.jsonl && "
-                 "python -c 'import flightbase.client, flightbase_jobqueue.backends.quiet_horovodrun; print(\"CLIENT OK\")' && "
+                 "python -c 'import flightbase.client, flightbase.quiet_horovodrun; print(\"CLIENT OK\")' && "
                  "flightbase --help >/dev/null && echo 'CLI OK'; "
                  "python -c 'import fastapi' 2>/dev/null || echo 'NO SERVER DEPENDENCIES'")
     record = json.loads(next(line for line in out.splitlines() if line.startswith("{")))

@@ -12,7 +12,7 @@ P = launchers.Program
     [
         ("none", P("train.py", ("--lr", "1")), 1, ["/py", "-u", "train.py", "--lr", "1"]),
         ("none", P("run.sh"), 1, ["./run.sh"]),
-        ("horovod", P("train.py"), 2, ["/py", "-m", "flightbase_jobqueue.backends.quiet_horovodrun", "--gloo", "-np", "2",
+        ("horovod", P("train.py"), 2, ["/py", "-m", "flightbase.quiet_horovodrun", "--gloo", "-np", "2",
                                        "-H", "localhost:2", "/py", "-u", "train.py"]),
         ("torchrun", P("train.py", ("--x",)), 4, ["/bin/torchrun", "--standalone", "--nproc-per-node", "4", "--tee", "3", "train.py", "--x"]),
         ("torchrun", P("run.sh"), 2, ["/bin/torchrun", "--standalone", "--nproc-per-node", "2", "--tee", "3", "--no-python", "./run.sh"]),

@@ -4,7 +4,7 @@ from collections import namedtuple
 
 import pytest
 
-from flightbase_jobqueue.backends.quiet_horovodrun import quiet
+from flightbase.quiet_horovodrun import quiet
 
 gloo_run = pytest.importorskip("horovod.runner.gloo_run", reason="horovod is not installed")
 

@@ -68,7 +68,7 @@ NEEDS = {
     "mpi": ("mpirun",),
 }
 PROBE = ("for t in python3 horovodrun torchrun mpirun; do command -v $t >/dev/null 2>&1 && echo $t; done; "
-         "python3 -c 'import flightbase_jobqueue.backends.quiet_horovodrun' >/dev/null 2>&1 && echo flightbase; true")
+         "python3 -c 'import flightbase.quiet_horovodrun' >/dev/null 2>&1 && echo flightbase; true")
 
 
 class StartError(RuntimeError):

@@ -2,7 +2,7 @@
 
 ``horovod``: ``horovodrun --gloo`` on this machine (gloo needs no MPI; with
 GPUs Horovod still uses NCCL for the allreduce itself), through
-:mod:`~flightbase_jobqueue.backends.quiet_horovodrun`, which keeps the
+:mod:`~flightbase.quiet_horovodrun`, which keeps the
 environment off the workers' command lines. ``torchrun``: PyTorch
 elastic's launcher with one process per GPU and rank-tagged output. ``mpi``:
 a plain ``mpirun``. ``none``: one process.
@@ -43,7 +43,7 @@ def command(launcher: str, program: Program, nprocs: int, *, python: str, bindir
     if launcher == "horovod":
         # not bindir/horovodrun: its workers' shell commands carry the whole environment (secrets
         # included) where every account reads them (ps); see quiet_horovodrun
-        return [python, "-m", "flightbase_jobqueue.backends.quiet_horovodrun", "--gloo", "-np", str(nprocs),
+        return [python, "-m", "flightbase.quiet_horovodrun", "--gloo", "-np", str(nprocs),
                 "-H", hosts or f"localhost:{nprocs}", *program.argv(python)]
     if launcher == "torchrun":
         target = [program.entrypoint, *program.args] if program.entrypoint.endswith(".py") else ["--no-python", *program.argv(python)]

@@ -18,8 +18,10 @@ changed itself (e.g. from its own options) stays, and so do the rendezvous
 variables (``HOROVOD_RANK``...), which hold nothing secret. A worker on
 another host (over ssh, which passes no environment) keeps the full command.
 
-Run as ``python -m flightbase_jobqueue.backends.quiet_horovodrun --gloo ...``
-with horovodrun's own arguments (``launchers.command``).
+Run as ``python -m flightbase.quiet_horovodrun --gloo ...``
+with horovodrun's own arguments (the jobqueue's ``backends/launchers.command``). It is
+part of the client distribution because it runs where the job runs: a job's image
+holds the client only.
 """
 
 from __future__ import annotations
