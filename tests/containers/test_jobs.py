@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from tests.containers.engine import engine_or_skip, image_or_skip, upload_bare_image
-from tests.platform.harness import FLIGHTBASE, new_platform
+from tests.helpers.platforms import running_platform
+from tests.platform.harness import FLIGHTBASE
 from tests.platform.world import submit, upload_code, wait_state
 
 pytestmark = [pytest.mark.slow,
@@ -44,15 +45,15 @@ def client():
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory, client):
     image_or_skip(client, "flightbase/training-base:0.1.0")
-    p = new_platform(tmp_path_factory.mktemp("docker-jobs"), gpus="2", extra_env={"FLIGHTBASE_BACKEND": "docker"}).start()
-    p.tokens = {"ann": p.create_user("ann"), "ben": p.create_user("ben")}
-    for ws, members in (("box", ["ann"]), ("other", ["ben"])):
-        assert p.api("jobqueue", "POST", "workspaces", p.admin_token, json={"name": ws, "settings": {}}).status_code == 201
-        for m in members:
-            assert p.api("jobqueue", "PUT", f"workspaces/{ws}/members/{m}", p.admin_token).status_code == 200
-    yield p
-    registry = json.loads((p.data_dir / "oci" / "config.yml").read_text())["http"]["addr"]
-    p.remove()
+    with running_platform(tmp_path_factory, "docker-jobs", gpus="2", extra_env={"FLIGHTBASE_BACKEND": "docker"}) as p:
+        p.tokens = {"ann": p.create_user("ann"), "ben": p.create_user("ben")}
+        for ws, members in (("box", ["ann"]), ("other", ["ben"])):
+            assert p.api("jobqueue", "POST", "workspaces", p.admin_token, json={"name": ws, "settings": {}}).status_code == 201
+            for m in members:
+                assert p.api("jobqueue", "PUT", f"workspaces/{ws}/members/{m}", p.admin_token).status_code == 200
+        yield p
+        # read before the platform and its data folder go
+        registry = json.loads((p.data_dir / "oci" / "config.yml").read_text())["http"]["addr"]
     for c in client.containers.list(all=True, filters={"label": "flightbase.workspace"}):
         if c.labels.get("flightbase.workspace") in ("box", "other", "tiny"):
             c.remove(force=True)

@@ -20,7 +20,7 @@ import time
 import pytest
 
 from tests.containers.engine import engine_or_skip, image_or_skip, upload_bare_image
-from tests.platform.harness import new_platform
+from tests.helpers.platforms import running_platform
 from tests.helpers.servers import (lease_of, leases, run_in_kernel, server_model, spawn, upload_dataset,
                                    wait_for, wait_gone, wait_ready)
 
@@ -40,17 +40,16 @@ def client():
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory, client):
     image_or_skip(client, NOTEBOOK)
-    p = new_platform(tmp_path_factory.mktemp("docker-notebooks"), gpus="2",
-                     extra_env={"FLIGHTBASE_BACKEND": "docker", "FLIGHTBASE_SPAWNER_POLL_SECONDS": "2"}).start()
-    p.tokens = {"ann": p.create_user("ann")}
-    settings = {"memory_gb_per_gpu": MEMORY_GB}
-    assert p.api("jobqueue", "POST", "workspaces", p.admin_token,
-                 json={"name": "lab", "settings": settings}).status_code == 201
-    assert p.api("jobqueue", "PUT", "workspaces/lab/members/ann", p.admin_token).status_code == 200
-    yield p
-    for server in p.hub("GET", "users/ann").json().get("servers", {}):
-        p.hub("DELETE", f"users/ann/servers/{server}")
-    p.remove()
+    with running_platform(tmp_path_factory, "docker-notebooks", gpus="2",
+                          extra_env={"FLIGHTBASE_BACKEND": "docker", "FLIGHTBASE_SPAWNER_POLL_SECONDS": "2"}) as p:
+        p.tokens = {"ann": p.create_user("ann")}
+        settings = {"memory_gb_per_gpu": MEMORY_GB}
+        assert p.api("jobqueue", "POST", "workspaces", p.admin_token,
+                     json={"name": "lab", "settings": settings}).status_code == 201
+        assert p.api("jobqueue", "PUT", "workspaces/lab/members/ann", p.admin_token).status_code == 200
+        yield p
+        for server in p.hub("GET", "users/ann").json().get("servers", {}):
+            p.hub("DELETE", f"users/ann/servers/{server}")
     for c in client.containers.list(all=True, filters={"label": "flightbase.workspace=lab"}):
         c.remove(force=True)
 

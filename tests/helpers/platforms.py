@@ -1,5 +1,6 @@
 """A suite's platform and a member of a workspace of its own on it (tests/platform/harness.py), as
-module-scoped fixtures a test module names once: ``platform = platform_fixture("comms", gpus="4")``."""
+fixtures a test module or a conftest.py names once: ``platform = platform_fixture("comms", gpus="4")``;
+and :func:`running_platform` for a fixture or a test that does more around its platform."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ import pytest
 @contextmanager
 def running_platform(tmp_path_factory, name: str, **options) -> Iterator:
     """A real platform (``new_platform(..., **options).start()``) in a fresh folder named
-    ``name``, removed afterwards."""
+    ``name``, removed afterwards: also when it fails to start, or when the code around the
+    ``yield`` (a fixture's set-up, a test) raises, so that no process or data folder is left."""
     from tests.platform.harness import new_platform
 
-    p = new_platform(tmp_path_factory.mktemp(name), **options).start()
+    p = new_platform(tmp_path_factory.mktemp(name), **options)
     try:
-        yield p
+        yield p.start()
     finally:
         p.remove()
 
@@ -33,10 +35,11 @@ def workspace_member(platform, workspace: str, user: str, gpu_quota: int) -> tup
     return workspace, token
 
 
-def platform_fixture(name: str, **options):
-    """A module-scoped ``platform`` fixture: :func:`running_platform` with ``options``."""
+def platform_fixture(name: str, *, scope: str = "module", **options):
+    """A ``platform`` fixture (module-scoped unless ``scope`` says otherwise, e.g. "session" for
+    the one platform of a folder's conftest.py): :func:`running_platform` with ``options``."""
 
-    @pytest.fixture(scope="module")
+    @pytest.fixture(scope=scope)
     def platform(tmp_path_factory):
         with running_platform(tmp_path_factory, name, **options) as p:
             yield p

@@ -10,8 +10,9 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
+from tests.helpers.platforms import running_platform
 from tests.hubnav.markup import find, nav_menu
-from tests.platform.harness import form, new_platform
+from tests.platform.harness import form
 
 pytestmark = pytest.mark.slow
 
@@ -23,13 +24,12 @@ SERVICES = {"jobqueue": "/services/jobqueue/", "registry": "/services/registry/"
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
-    p = new_platform(tmp_path_factory.mktemp("hubnav")).start()
-    p.sign_up(MEMBER, MEMBER_PASSWORD)
-    resp = p.api("jobqueue", "POST", "workspaces", p.admin_token, json={"name": "navws"})
-    assert resp.status_code == 201, resp.text
-    assert p.api("jobqueue", "PUT", f"workspaces/navws/members/{MEMBER}", p.admin_token).status_code == 200
-    yield p
-    p.stop()
+    with running_platform(tmp_path_factory, "hubnav") as p:
+        p.sign_up(MEMBER, MEMBER_PASSWORD)
+        resp = p.api("jobqueue", "POST", "workspaces", p.admin_token, json={"name": "navws"})
+        assert resp.status_code == 201, resp.text
+        assert p.api("jobqueue", "PUT", f"workspaces/navws/members/{MEMBER}", p.admin_token).status_code == 200
+        yield p
 
 
 @contextmanager

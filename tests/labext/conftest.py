@@ -10,15 +10,10 @@ pytest.importorskip("flightbase_labext", reason="the extension is installed by m
 
 from pytest_jupyter.jupyter_server import *  # noqa: E402,F401,F403 (jp_fetch, jp_serverapp...)
 
-from tests.platform.harness import new_platform  # noqa: E402
+from tests.helpers.platforms import platform_fixture  # noqa: E402
 
-
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory):
-    """A running platform with 4 CPU slots, for this module."""
-    p = new_platform(tmp_path_factory.mktemp("platform"), gpus="4").start()
-    yield p
-    p.remove()
+# A running platform with 4 CPU slots, for each module.
+platform = platform_fixture("platform", gpus="4")
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.platform.harness import new_platform
+from tests.helpers.platforms import platform_fixture
 
 
 @dataclass
@@ -26,12 +26,8 @@ class Person:
     workspace: str
 
 
-@pytest.fixture(scope="session")
-def platform(tmp_path_factory):
-    """A platform of these tests' own, with 4 CPU slots."""
-    p = new_platform(tmp_path_factory.mktemp("notebook-platform")).start()
-    yield p
-    p.remove()
+# A platform of these tests' own, with 4 CPU slots (the harness's default).
+platform = platform_fixture("notebook-platform", scope="session")
 
 
 @pytest.fixture(scope="session")

@@ -5,16 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.platform.harness import new_platform
+from tests.helpers.platforms import platform_fixture
 from tests.platform.world import fresh_world
 
-
-@pytest.fixture(scope="session")
-def platform(tmp_path_factory):
-    """One running platform (4 CPU slots) shared by the tests of this folder."""
-    p = new_platform(tmp_path_factory.mktemp("platform"), gpus="4").start()
-    yield p
-    p.remove()
+# One running platform (4 CPU slots) shared by the tests of this folder.
+platform = platform_fixture("platform", scope="session", gpus="4")
 
 
 @pytest.fixture(scope="module")

@@ -1,15 +1,11 @@
 import pytest
 
-from .harness import new_platform
+from tests.helpers.platforms import platform_fixture
+
 from .world import fresh_world
 
-
-@pytest.fixture(scope="session")
-def platform(tmp_path_factory):
-    """One running platform shared by the tests of this folder."""
-    p = new_platform(tmp_path_factory.mktemp("platform")).start()
-    yield p
-    p.remove()
+# One running platform shared by the tests of this folder.
+platform = platform_fixture("platform", scope="session")
 
 
 @pytest.fixture

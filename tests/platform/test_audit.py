@@ -28,8 +28,9 @@ from flightbase_server.service import audit
 from flightbase_server.service.db import utcnow
 from tests.helpers.direct_uploads import declare, patch, ticket
 from tests.helpers.permissions import request_for, table
+from tests.helpers.platforms import running_platform
 
-from .harness import form, new_platform
+from .harness import form
 
 pytestmark = pytest.mark.slow
 
@@ -257,9 +258,8 @@ def test_nothing_secret_is_recorded(platform, world):
 
 def test_old_rows_are_pruned_at_start(tmp_path_factory):
     """A platform of its own, keeping rows 30 days: a row of 31 days is gone after a restart, one of 29 stays."""
-    p = new_platform(tmp_path_factory.mktemp("retention"), extra_env={"FLIGHTBASE_AUDIT_RETENTION_DAYS": "30"},
-                     gpus="1").start()
-    try:
+    with running_platform(tmp_path_factory, "retention", extra_env={"FLIGHTBASE_AUDIT_RETENTION_DAYS": "30"},
+                          gpus="1") as p:
         now = utcnow()
         for service in ("jobqueue", "registry"):
             engine = create_engine(f"sqlite:///{p.data_dir / f'{service}.sqlite'}")
@@ -274,5 +274,3 @@ def test_old_rows_are_pruned_at_start(tmp_path_factory):
         for service in ("jobqueue", "registry"):
             left = wait_rows(p, service, check=lambda found: not any(r["route"] == "/31-days-old" for r in found))
             assert "/29-days-old" in {r["route"] for r in left}
-    finally:
-        p.remove()

@@ -23,9 +23,9 @@ import pytest
 
 from flightbase_jobqueue.coordinator import USAGE_SAVE_SECONDS
 
+from tests.helpers.platforms import running_platform
 from tests.helpers.scheduler import wait_scheduler_passes
 
-from .harness import new_platform
 from .world import JOBS, submit, upload_code, wait_job
 
 pytestmark = pytest.mark.slow
@@ -35,15 +35,14 @@ HALF_LIFE = 7 * 86400.0  # the ledger's (scheduling/usage.py)
 
 @pytest.fixture(scope="module")
 def fair(tmp_path_factory):
-    p = new_platform(tmp_path_factory.mktemp("fairshare"), gpus="2", policy="fairshare").start()
-    member = p.create_user("sharer")
-    codes = {}
-    for ws in ("aheavy", "zlight", "bheavy", "ylight", "mblock"):
-        assert p.api("jobqueue", "POST", "workspaces", p.admin_token, json={"name": ws}).status_code == 201
-        assert p.api("jobqueue", "PUT", f"workspaces/{ws}/members/sharer", p.admin_token).status_code == 200
-        codes[ws] = upload_code(p, member, ws, "sleeper.py", (JOBS / "sleeper.py").read_bytes())
-    yield p, member, codes
-    p.remove()
+    with running_platform(tmp_path_factory, "fairshare", gpus="2", policy="fairshare") as p:
+        member = p.create_user("sharer")
+        codes = {}
+        for ws in ("aheavy", "zlight", "bheavy", "ylight", "mblock"):
+            assert p.api("jobqueue", "POST", "workspaces", p.admin_token, json={"name": ws}).status_code == 201
+            assert p.api("jobqueue", "PUT", f"workspaces/{ws}/members/sharer", p.admin_token).status_code == 200
+            codes[ws] = upload_code(p, member, ws, "sleeper.py", (JOBS / "sleeper.py").read_bytes())
+        yield p, member, codes
 
 
 def run(p, token, codes, ws, seconds, gpus=1, name=None) -> str:

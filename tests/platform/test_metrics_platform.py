@@ -21,7 +21,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .harness import new_platform
+from tests.helpers.platforms import running_platform
+
 from .world import upload_code, wait_state
 
 pytestmark = pytest.mark.slow
@@ -109,9 +110,8 @@ def test_the_registry_page_counts_the_workspaces_things(platform, shared_world):
 @pytest.fixture(scope="module")
 def tokened(tmp_path_factory):
     token = secrets.token_urlsafe(32)
-    p = new_platform(tmp_path_factory.mktemp("metrics-token"), extra_env={"FLIGHTBASE_METRICS_TOKEN": token}).start()
-    yield p, token
-    p.remove()
+    with running_platform(tmp_path_factory, "metrics-token", extra_env={"FLIGHTBASE_METRICS_TOKEN": token}) as p:
+        yield p, token
 
 
 def test_a_scraper_without_a_hub_account_reads_with_the_metrics_token(tokened):

@@ -18,9 +18,9 @@ import uuid
 
 import pytest
 
+from tests.helpers.platforms import running_platform
 from tests.helpers.scheduler import wait_scheduler_passes
 
-from .harness import new_platform
 from .world import SLEEPER, submit, upload_code, wait_state
 
 pytestmark = pytest.mark.slow
@@ -30,13 +30,12 @@ SHORT = b"import time\nprint('gang step', flush=True)\ntime.sleep(6)\n"
 
 @pytest.fixture(scope="module")
 def slots4(tmp_path_factory):
-    p = new_platform(tmp_path_factory.mktemp("gangs"), gpus="4",
-                     extra_env={"FLIGHTBASE_LEASE_CHECK_SECONDS": "1",
-                                "FLIGHTBASE_SPAWNER_POLL_SECONDS": "2"}).start()
-    yield p
-    for server in (p.hub("GET", "users/nbuser").json().get("servers") or {}):
-        p.hub("DELETE", f"users/nbuser/servers/{server}")
-    p.remove()
+    with running_platform(tmp_path_factory, "gangs", gpus="4",
+                          extra_env={"FLIGHTBASE_LEASE_CHECK_SECONDS": "1",
+                                     "FLIGHTBASE_SPAWNER_POLL_SECONDS": "2"}) as p:
+        yield p
+        for server in (p.hub("GET", "users/nbuser").json().get("servers") or {}):
+            p.hub("DELETE", f"users/nbuser/servers/{server}")
 
 
 def _lease(p, token, server):

@@ -9,6 +9,8 @@ import time
 import httpx
 import pytest
 
+from tests.helpers.platforms import running_platform
+
 from .harness import new_platform
 from .postgres import PostgresServer
 
@@ -38,6 +40,7 @@ def _check(p, state) -> None:
     assert names == ["kd"]
 
 
+# Not tests.helpers.platforms.running_platform: a platform not started yet, each test starts it itself.
 @pytest.fixture
 def fresh(tmp_path):
     p = new_platform(tmp_path)
@@ -71,23 +74,19 @@ def test_killed_service_is_restarted_by_the_hub_with_its_state(fresh):
     _check(p, state)
 
 
-def test_postgresql_store(tmp_path):
+def test_postgresql_store(tmp_path_factory):
     """The same platform with both services on a real PostgreSQL server."""
     pg = PostgresServer().start()
     try:
-        p = new_platform(tmp_path, extra_env={
+        with running_platform(tmp_path_factory, "postgres-store", extra_env={
             "FLIGHTBASE_JOBQUEUE_DB_URL": pg.create_database("fb_jobqueue"),
             "FLIGHTBASE_REGISTRY_DB_URL": pg.create_database("fb_registry"),
-        })
-        try:
-            p.start()
+        }) as p:
             state = _populate(p)
             p.stop()
             p.start()
             _check(p, state)
             assert not (p.data_dir / "jobqueue.sqlite").exists()
-        finally:
-            p.remove()
     finally:
         pg.stop()
 

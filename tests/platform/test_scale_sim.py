@@ -17,7 +17,9 @@ import pytest
 
 from flightbase_jobqueue.backends.simulated import audit, log_path
 
-from .harness import ROOT, new_platform
+from tests.helpers.platforms import running_platform
+
+from .harness import ROOT
 from .world import submit, upload_code, wait_job
 
 pytestmark = pytest.mark.slow
@@ -25,14 +27,13 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory):
-    p = new_platform(tmp_path_factory.mktemp("sim"), gpus="4", extra_env={"FLIGHTBASE_BACKEND": "sim"}).start()
-    token = p.create_user("simmer")
-    assert p.api("jobqueue", "POST", "workspaces", p.admin_token,
-                 json={"name": "lim", "settings": {"gpu_quota": 1, "borrowing_limit": 1}}).status_code == 201
-    assert p.api("jobqueue", "PUT", "workspaces/lim/members/simmer", p.admin_token).status_code == 200
-    code = upload_code(p, token, "lim", "job.py", b"print('never runs')\n")
-    yield p, token, code
-    p.remove()
+    with running_platform(tmp_path_factory, "sim", gpus="4", extra_env={"FLIGHTBASE_BACKEND": "sim"}) as p:
+        token = p.create_user("simmer")
+        assert p.api("jobqueue", "POST", "workspaces", p.admin_token,
+                     json={"name": "lim", "settings": {"gpu_quota": 1, "borrowing_limit": 1}}).status_code == 201
+        assert p.api("jobqueue", "PUT", "workspaces/lim/members/simmer", p.admin_token).status_code == 200
+        code = upload_code(p, token, "lim", "job.py", b"print('never runs')\n")
+        yield p, token, code
 
 
 def job_of(p, token, code, name, seconds, gpus=1, **extra):

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from tests.helpers.platforms import running_platform
 from tests.helpers.scheduler import wait_scheduler_passes
 
 from .world import JOBS, logs, submit, upload_code, wait_idle, wait_job, wait_training
@@ -190,13 +191,10 @@ def test_follow_streams_until_the_end(platform, world):
 
 
 @pytest.fixture
-def own_platform(tmp_path):
+def own_platform(tmp_path_factory):
     """A platform of its own: the test needs every slot free, whatever other tests left."""
-    from .harness import new_platform
-
-    p = new_platform(tmp_path).start()
-    yield p
-    p.remove()
+    with running_platform(tmp_path_factory, "own-platform") as p:
+        yield p
 
 
 def test_quota_owner_reclaims_borrowed_gpus_by_preemption(own_platform):

@@ -96,6 +96,7 @@ def oci_registry(tmp_path_factory):
     log.close()
 
 
+# Not tests.helpers.platforms.running_platform: registry.json must be in the data folder before the start.
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory, oci_registry):
     """The platform of the registry tests: pushes image uploads to ``oci_registry``, small limits.

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.platform.harness import new_platform
+from tests.helpers.platforms import platform_fixture
 from tests.platform.world import submit, upload_code, wait_state
 
 pytestmark = [pytest.mark.slow,
@@ -40,11 +40,7 @@ def host_account(name: str) -> pwd.struct_passwd:
         return pwd.getpwnam(name)
 
 
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory):
-    p = new_platform(tmp_path_factory.mktemp("security-accounts"), gpus="2").start()
-    yield p
-    p.remove()
+platform = platform_fixture("security-accounts", gpus="2")
 
 
 def test_finding6_a_hub_user_named_like_a_host_account_gets_no_job_as_it(platform):

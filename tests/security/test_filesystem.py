@@ -36,7 +36,7 @@ import pytest
 
 from flightbase_server.accounts import MARKER_GROUP
 from flightbase_server.hostfs import workspace_group_name
-from tests.platform.harness import new_platform
+from tests.helpers.platforms import running_platform
 from tests.platform.world import submit, upload_code, wait_state
 from tests.helpers.servers import run_in_kernel, spawn, upload_dataset, wait_gone, wait_ready
 
@@ -63,19 +63,18 @@ def file_hash(path: Path) -> str:
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
-    p = new_platform(tmp_path_factory.mktemp("security-files"), gpus="4",
-                     extra_env={"FLIGHTBASE_SPAWNER_POLL_SECONDS": "2"}).start()
-    p.tokens = {name: p.create_user(name) for name in ("mallory", "victim")}
-    admin = p.admin_token
-    for ws, members in ((A, ["mallory"]), (B, ["mallory", "victim"])):
-        assert p.api("jobqueue", "POST", "workspaces", admin, json={"name": ws, "settings": {"gpu_quota": 4}}).status_code == 201
-        for m in members:
-            assert p.api("jobqueue", "PUT", f"workspaces/{ws}/members/{m}", admin).status_code == 200
-    yield p
-    for name in p.tokens:
-        for server in p.hub("GET", f"users/{name}").json().get("servers", {}):
-            p.hub("DELETE", f"users/{name}/servers/{server}")
-    p.remove()
+    with running_platform(tmp_path_factory, "security-files", gpus="4",
+                          extra_env={"FLIGHTBASE_SPAWNER_POLL_SECONDS": "2"}) as p:
+        p.tokens = {name: p.create_user(name) for name in ("mallory", "victim")}
+        admin = p.admin_token
+        for ws, members in ((A, ["mallory"]), (B, ["mallory", "victim"])):
+            assert p.api("jobqueue", "POST", "workspaces", admin, json={"name": ws, "settings": {"gpu_quota": 4}}).status_code == 201
+            for m in members:
+                assert p.api("jobqueue", "PUT", f"workspaces/{ws}/members/{m}", admin).status_code == 200
+        yield p
+        for name in p.tokens:
+            for server in p.hub("GET", f"users/{name}").json().get("servers", {}):
+                p.hub("DELETE", f"users/{name}/servers/{server}")
 
 
 @pytest.fixture(scope="module")

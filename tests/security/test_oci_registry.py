@@ -25,7 +25,8 @@ import pytest
 
 from flightbase_server.hub.config import DOCKER_REGISTRY
 from flightbase_server.secrets import OCI_REGISTRY_USER
-from tests.platform.harness import free_port, new_platform
+from tests.helpers.platforms import running_platform
+from tests.platform.harness import free_port
 from tests.registry.images import ACCEPT, oci_layout, sha256_digest, upload
 from tests.registry.people import make_world
 
@@ -39,12 +40,10 @@ def platform(tmp_path_factory):
         pytest.skip(f"{DOCKER_REGISTRY} is not installed (apt-get install docker-registry): "
                     "the platform starts no OCI registry without it")
     # empty: whatever the environment running the tests says, the platform starts its own
-    p = new_platform(tmp_path_factory.mktemp("oci-security"), extra_env={
-        "FLIGHTBASE_OCI_REGISTRY_URL": "", "FLIGHTBASE_OCI_REGISTRY_USERNAME": "",
-        "FLIGHTBASE_OCI_REGISTRY_PASSWORD_FILE": ""})
-    p.start()
-    yield p
-    p.remove()
+    with running_platform(tmp_path_factory, "oci-security", extra_env={
+            "FLIGHTBASE_OCI_REGISTRY_URL": "", "FLIGHTBASE_OCI_REGISTRY_USERNAME": "",
+            "FLIGHTBASE_OCI_REGISTRY_PASSWORD_FILE": ""}) as p:
+        yield p
 
 
 def registry_url(platform) -> str:

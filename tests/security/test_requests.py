@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.platform.harness import form, new_platform
+from tests.helpers.platforms import platform_fixture
+from tests.platform.harness import form
 
 pytestmark = pytest.mark.slow
 
@@ -22,11 +23,7 @@ GIB = 1 << 30
 PIECE = b"x" * (1 << 20)  # the one buffer every huge body below is made of
 
 
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory):
-    p = new_platform(tmp_path_factory.mktemp("requests")).start()
-    yield p
-    p.remove()
+platform = platform_fixture("requests")
 
 
 def rss_kib(pid: int) -> int:

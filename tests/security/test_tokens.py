@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.platform.harness import new_platform
+from tests.helpers.platforms import running_platform
 from tests.helpers.servers import spawn, wait_gone, wait_ready
 
 pytestmark = [pytest.mark.slow,
@@ -36,12 +36,12 @@ def platform(tmp_path_factory):
     # the recorder is started by the real spawner, as the person, in ~/<workspace>
     extra.write_text(f"c.FlightbaseLocalSpawner.cmd = [{sys.executable!r}, {str(RECORDER)!r}]\n")
     extra.chmod(0o644)
-    p = new_platform(tmp, gpus="2", extra_env={"FLIGHTBASE_LEASE_CHECK_SECONDS": "1",
-                                              "FLIGHTBASE_SPAWNER_POLL_SECONDS": "2",
-                                              "FLIGHTBASE_HUB_EXTRA_CONFIG": str(extra)}).start()
-    p.tokens = {"ann": p.create_user("ann")}
-    yield p
-    p.remove()
+    with running_platform(tmp_path_factory, "security-tokens-platform", gpus="2",
+                          extra_env={"FLIGHTBASE_LEASE_CHECK_SECONDS": "1",
+                                     "FLIGHTBASE_SPAWNER_POLL_SECONDS": "2",
+                                     "FLIGHTBASE_HUB_EXTRA_CONFIG": str(extra)}) as p:
+        p.tokens = {"ann": p.create_user("ann")}
+        yield p
 
 
 def service_tokens(platform) -> dict[str, str]:

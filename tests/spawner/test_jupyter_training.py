@@ -19,7 +19,7 @@ import pytest
 
 from tests.helpers.servers import (assert_a_training_waits_for_the_quota, lease_of, leases, progress_events, run_in_kernel,
                                    server_model, spawn, upload_dataset, wait_for, wait_gone, wait_ready, workspace)
-from tests.platform.harness import new_platform
+from tests.helpers.platforms import running_platform
 
 pytestmark = pytest.mark.slow
 
@@ -28,15 +28,14 @@ CHECK_SECONDS = "1"
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
-    p = new_platform(tmp_path_factory.mktemp("jupyter"), gpus="2",
-                     extra_env={"FLIGHTBASE_LEASE_CHECK_SECONDS": CHECK_SECONDS,
-                                "FLIGHTBASE_SPAWNER_POLL_SECONDS": "2"}).start()
-    p.tokens = {name: p.create_user(name) for name in ("ann", "ben", "cat")}
-    yield p
-    for name in p.tokens:
-        for server in p.hub("GET", f"users/{name}").json().get("servers", {}):
-            p.hub("DELETE", f"users/{name}/servers/{server}")
-    p.remove()
+    with running_platform(tmp_path_factory, "jupyter", gpus="2",
+                          extra_env={"FLIGHTBASE_LEASE_CHECK_SECONDS": CHECK_SECONDS,
+                                     "FLIGHTBASE_SPAWNER_POLL_SECONDS": "2"}) as p:
+        p.tokens = {name: p.create_user(name) for name in ("ann", "ben", "cat")}
+        yield p
+        for name in p.tokens:
+            for server in p.hub("GET", f"users/{name}").json().get("servers", {}):
+                p.hub("DELETE", f"users/{name}/servers/{server}")
 
 
 ENV_PROBE = ("import os, getpass, json\n"

@@ -25,7 +25,8 @@ import time
 import pytest
 
 from flightbase_jobqueue.accounting import day_of, iso
-from tests.platform.harness import FLIGHTBASE, new_platform
+from tests.helpers.platforms import platform_fixture
+from tests.platform.harness import FLIGHTBASE
 from tests.platform.world import ENDED, JOBS, submit, upload_code, wait_state
 
 pytestmark = pytest.mark.slow
@@ -34,11 +35,7 @@ SLEEPER = (JOBS / "sleeper.py").read_bytes()
 EPS = 0.01  # the API rounds GPU-seconds to milliseconds
 
 
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory):
-    p = new_platform(tmp_path_factory.mktemp("usage")).start()
-    yield p
-    p.remove()
+platform = platform_fixture("usage")
 
 
 def wait_job(p, token, job_id, states=ENDED, timeout=90) -> dict:
