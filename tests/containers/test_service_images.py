@@ -79,10 +79,14 @@ def test_the_base_installs_what_pyproject_names():
     import tomllib
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    client = tomllib.loads((ROOT / "client" / "pyproject.toml").read_text())["project"]
     out = subprocess.run([str(SCRIPT), "requirements"], capture_output=True, text=True, check=True).stdout
     lines = [line for line in out.splitlines() if not line.startswith("#")]
     extras = project["optional-dependencies"]
-    assert lines == ["pip", *project["dependencies"], *extras["postgres"], *extras["kubernetes"]]
+    # both distributions' dependencies; the client's distribution itself is our own wheel
+    server = [r for r in project["dependencies"] if not r.startswith("flightbase-")]
+    assert "flightbase-client==0.1.0" in project["dependencies"]
+    assert lines == ["pip", *client["dependencies"], *server, *extras["postgres"], *extras["kubernetes"]]
 
 
 # ---- the chart's images -----------------------------------------------------------------------

@@ -14,7 +14,7 @@ turn it off, and an operator may turn it on again) and a role of the operator's 
   image): the rendered hub pod runs from its spec (``podrun``: the rendered ConfigMap, Secret,
   environment with Service links, user and claim) as the real ``ghcr.io/flightbase/hub``
   image, with this checkout's ``flightbase_server/hub/jupyterhub_config/kubernetes.py`` where the image has its copy and
-  this checkout's ``flightbase`` and ``flightbase_spawner`` packages first on the path (so
+  this checkout's ``flightbase`` (client), ``flightbase_server`` and ``flightbase_spawner`` packages first on the path (so
   that the test is of the working tree, not of the image's build). Instead of ``jupyterhub``,
   the container runs JupyterHub's own ``JupyterHub.initialize`` with the rendered command's
   arguments: z2jh's ``jupyterhub_config.py`` (which ``exec``s ``flightbase_server/hub/jupyterhub_config/kubernetes.py``)
@@ -194,7 +194,10 @@ def test_the_hub_loads_the_cullers_role_the_operators_and_ours(manifest, tmp_pat
         *container.get("volumeMounts", []),
         {"name": "checkout", "mountPath": "/usr/local/etc/jupyterhub/jupyterhub_config.d/flightbase.py",
          "subPath": "flightbase_server/hub/jupyterhub_config/kubernetes.py", "readOnly": True},
-        {"name": "checkout", "mountPath": "/flightbase-src/flightbase", "subPath": "flightbase", "readOnly": True},
+        {"name": "checkout", "mountPath": "/flightbase-src/flightbase", "subPath": "client/flightbase",
+         "readOnly": True},
+        {"name": "checkout", "mountPath": "/flightbase-src/flightbase_server", "subPath": "flightbase_server",
+         "readOnly": True},
         {"name": "checkout", "mountPath": "/flightbase-src/flightbase_spawner", "subPath": "flightbase_spawner",
          "readOnly": True},
     ]
