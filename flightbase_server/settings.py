@@ -47,6 +47,13 @@ def setting(default=MISSING, *, help: str, services: tuple[str, ...] = (), clust
     return field(default=default, metadata=metadata)
 
 
+def database_setting(service: str):
+    """The database URL field of one service: each service has a database of its own, set alike."""
+    return setting("", help=f"The {service}'s database (SQLAlchemy URL), e.g. postgresql://user:pw@host/db. "
+                            "Empty: SQLite in the data directory.",
+                   services=(service,), cluster=True, shown_default="SQLite in the data dir")
+
+
 def env_name(f) -> str:
     """The environment variable of a settings field."""
     return f.metadata.get("env") or ENV_PREFIX + f.name.upper()
@@ -127,14 +134,8 @@ class PlatformSettings:
         1 << 20, help="Largest request body the services accept, except on the routes that stream big bodies to "
                       "disk (their limits: flightbase_server/service/limits.py, LARGE_BODIES); larger: 413.",
         services=("jobqueue", "registry"), shown_default="1048576 (1 MiB)")
-    jobqueue_db_url: str = setting(
-        "", help="The jobqueue's database (SQLAlchemy URL), e.g. postgresql://user:pw@host/db. Empty: SQLite in the "
-                 "data directory.",
-        services=("jobqueue",), cluster=True, shown_default="SQLite in the data dir")
-    registry_db_url: str = setting(
-        "", help="The registry's database (SQLAlchemy URL), e.g. postgresql://user:pw@host/db. Empty: SQLite in the "
-                 "data directory.",
-        services=("registry",), cluster=True, shown_default="SQLite in the data dir")
+    jobqueue_db_url: str = database_setting("jobqueue")
+    registry_db_url: str = database_setting("registry")
     oci_registry_url: str = setting(
         "", help="The OCI registry uploaded images are pushed to; `flightbase up` starts one (Debian's "
                  "docker-registry) on a free loopback port when none is given.", services=("hub", "registry"),

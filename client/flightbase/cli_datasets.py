@@ -89,21 +89,34 @@ def _ws(args) -> str:
     return args.workspace
 
 
+def _print_listing(rows: list[dict], as_json: bool, columns: list[str], **derived) -> bool:
+    """Print a registry listing: the rows as they came with --json, else a table of ``columns``.
+
+    ``derived`` names the display-only columns and how each is computed from a row (in order,
+    so one may replace a field with its printable form). Returns False for --json so that the
+    caller adds no human-readable footer to output that scripts parse.
+    """
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return False
+    for r in rows:
+        for column, compute in derived.items():
+            r[column] = compute(r)
+    table(rows, columns)
+    return True
+
+
 def cmd_datasets(args) -> int:
     with _client() as c:
         ws = _ws(args)
         base = f"workspaces/{quote(ws)}/datasets"
         if args.action == "list":
             rows = c.request("registry", "GET", base)
-            if args.json:
-                print(json.dumps(rows, indent=1))
-                return 0
-            for r in rows:
-                r["size"] = human(r.get("size_bytes"))
-            table(rows, ["name", "latest_version", "versions", "size", "description"])
-            st = c.request("registry", "GET", f"workspaces/{quote(ws)}/storage")
-            quota = human(st["quota_bytes"]) if st["quota_bytes"] is not None else "no quota"
-            print(f"\nstorage: {human(st['used_bytes'])} used of {quota}")
+            if _print_listing(rows, args.json, ["name", "latest_version", "versions", "size", "description"],
+                              size=lambda r: human(r.get("size_bytes"))):
+                st = c.request("registry", "GET", f"workspaces/{quote(ws)}/storage")
+                quota = human(st["quota_bytes"]) if st["quota_bytes"] is not None else "no quota"
+                print(f"\nstorage: {human(st['used_bytes'])} used of {quota}")
         elif args.action == "create":
             print(json.dumps(c.request("registry", "POST", base, json={"name": args.name, "description": args.description}), indent=1))
         elif args.action == "upload":
@@ -112,13 +125,9 @@ def cmd_datasets(args) -> int:
             print(f"{version['dataset']} version {version['version']}: {version['file_count']} files, {human(version['size_bytes'])}")
         elif args.action == "versions":
             rows = c.request("registry", "GET", f"{base}/{quote(args.name)}/versions")
-            if args.json:
-                print(json.dumps(rows, indent=1))
-                return 0
-            for r in rows:
-                r["size"] = human(r["size_bytes"])
-                r["in_use_by"] = ",".join(r["in_use_by"])
-            table(rows, ["version", "file_count", "size", "created_by", "created_at", "in_use_by", "message"])
+            _print_listing(rows, args.json,
+                           ["version", "file_count", "size", "created_by", "created_at", "in_use_by", "message"],
+                           size=lambda r: human(r["size_bytes"]), in_use_by=lambda r: ",".join(r["in_use_by"]))
         elif args.action == "download":
             download(c, ws, args.name, args.version, args.file, args.output)
         elif args.action == "delete":
@@ -167,13 +176,8 @@ def cmd_images(args) -> int:
         base = f"workspaces/{quote(ws)}/images"
         if args.action == "list":
             rows = c.request("registry", "GET", base)
-            if args.json:
-                print(json.dumps(rows, indent=1))
-                return 0
-            for r in rows:
-                r["frameworks"] = ",".join(r["frameworks"])
-            table(rows, ["name", "reference", "frameworks", "source", "created_by"])
-            if rows:
+            if _print_listing(rows, args.json, ["name", "reference", "frameworks", "source", "created_by"],
+                              frameworks=lambda r: ",".join(r["frameworks"])) and rows:
                 print(f"\nimages run as: {rows[0]['runs_as']}")
         elif args.action == "register":
             body = {"name": args.name, "reference": args.reference, "description": args.description,
