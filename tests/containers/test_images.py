@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.containers import docker, hadolint
+from tests.helpers.containers import docker, dockerfile_users, lint
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "containers.sh"
@@ -86,14 +86,13 @@ def test_the_embedded_flavour_has_both_images():
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
 def test_hadolint_finds_nothing(dockerfile):
-    result = subprocess.run([hadolint(), "--no-color", "--failure-threshold", "info", str(dockerfile)],
-                            capture_output=True, text=True)
+    result = lint(dockerfile)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
 def test_without_a_user_given_an_image_runs_as_nobody(dockerfile):
-    users = [line.split()[1] for line in dockerfile.read_text().splitlines() if line.startswith("USER ")]
+    users = dockerfile_users(dockerfile)
     assert users and users[-1] == "65534:65534"
 
 

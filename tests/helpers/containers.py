@@ -1,4 +1,4 @@
-"""Docker and hadolint, as the image tests call them."""
+"""Docker, hadolint and Dockerfiles, as the image tests (and the kubelet stand-in) use them."""
 
 from __future__ import annotations
 
@@ -22,12 +22,25 @@ def hadolint() -> str:
     return path
 
 
-def docker(*args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
-    """``docker ARGS``; with ``check``, a failure is an AssertionError carrying its output."""
+def lint(dockerfile: Path) -> subprocess.CompletedProcess:
+    """hadolint on ``dockerfile``, failing on any finding of level "info" or above."""
+    return subprocess.run([hadolint(), "--no-color", "--failure-threshold", "info", str(dockerfile)],
+                          capture_output=True, text=True)
+
+
+def dockerfile_users(dockerfile: Path) -> list[str]:
+    """The users its ``USER`` instructions name, in order: the last one is whom its containers run as."""
+    return [line.split()[1] for line in dockerfile.read_text().splitlines() if line.startswith("USER ")]
+
+
+def docker(*args: str, timeout: float = 300, check: bool = True,
+           failure: type[Exception] = AssertionError) -> subprocess.CompletedProcess:
+    """``docker ARGS``; with ``check``, a failure raises ``failure`` carrying its output (an
+    AssertionError by default: in a test, a docker command that fails is the test failing)."""
     result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)[:300]} exited {result.returncode}:\n"
-                             f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        raise failure(f"docker {' '.join(args)[:400]} exited {result.returncode}:\n"
+                      f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
 
 

@@ -84,6 +84,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
+from tests.helpers import containers
+
 LABEL = "flightbase.test/podrun"
 POD_LABEL = "flightbase.test/pod"
 CONTAINER_LABEL = "flightbase.test/container"
@@ -99,12 +101,9 @@ class PodFailed(RuntimeError):
 
 
 def docker(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
-    """``docker ARGS``; with ``check``, a failure raises :class:`RuntimeError` with its output."""
-    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise RuntimeError(f"docker {' '.join(args)[:400]} exited {result.returncode}:\n"
-                           f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
+    """``docker ARGS``; with ``check``, a failure raises :class:`RuntimeError` with its output: the
+    stand-in's own error, as a kubelet's would be, rather than a test's AssertionError."""
+    return containers.docker(*args, timeout=timeout, check=check, failure=RuntimeError)
 
 
 # -- pod templates ---------------------------------------------------------------------------
@@ -459,18 +458,14 @@ class PodRunner:
                 os.chown(target, 0, fs_group)
                 target.chmod(0o2777)
             return "bind", target
-        if "persistentVolumeClaim" in volume:
-            claim = volume["persistentVolumeClaim"]["claimName"]
-            if claim not in self.host_dirs:
-                raise PodError(f"pod {pod_name}: volume {vname}: claim {claim!r} has no host folder "
-                               "(host_dirs={claim: folder})")
-            return "bind", self.host_dirs[claim]
-        if "hostPath" in volume:
-            path = volume["hostPath"]["path"]
-            if path not in self.host_dirs:
-                raise PodError(f"pod {pod_name}: volume {vname}: hostPath {path!r} has no host folder "
-                               "(host_dirs={path: folder}); nothing of the host is mounted unasked")
-            return "bind", self.host_dirs[path]
+        if "persistentVolumeClaim" in volume or "hostPath" in volume:
+            # Both are host folders the caller named in host_dirs, by claim name or by path.
+            kind, key = (("claim", volume["persistentVolumeClaim"]["claimName"]) if "persistentVolumeClaim" in volume
+                         else ("hostPath", volume["hostPath"]["path"]))
+            if key not in self.host_dirs:
+                raise PodError(f"pod {pod_name}: volume {vname}: {kind} {key!r} has no host folder "
+                               f"(host_dirs={{{key!r}: folder}}); nothing of the host is mounted unasked")
+            return "bind", self.host_dirs[key]
         raise PodError(f"pod {pod_name}: volume {vname}: type {sorted(k for k in volume if k != 'name')} "
                        "is not supported by this stand-in")
 

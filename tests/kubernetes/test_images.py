@@ -11,12 +11,11 @@ service-base) are built and run by tests/containers/test_service_images.py.
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.containers import hadolint
+from tests.helpers.containers import dockerfile_users, lint
 
 IMAGES = Path(__file__).resolve().parents[2] / "images"
 DOCKERFILES = sorted(IMAGES.glob("*/Dockerfile"))
@@ -30,14 +29,13 @@ def test_the_cluster_images_are_there():
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
 def test_hadolint_finds_nothing(dockerfile):
-    result = subprocess.run([hadolint(), "--no-color", "--failure-threshold", "info", str(dockerfile)],
-                            capture_output=True, text=True)
+    result = lint(dockerfile)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
 def test_images_end_as_a_non_root_user(dockerfile):
-    users = [line.split()[1] for line in dockerfile.read_text().splitlines() if line.startswith("USER ")]
+    users = dockerfile_users(dockerfile)
     assert users and users[-1] == "1000"
 
 

@@ -15,9 +15,7 @@ from flightbase_jobqueue.sim.replay import (EstimateRecorder, estimate_errors, m
 from flightbase_jobqueue.scheduling.types import Job
 
 from scheduling_factories import job, node, running, snap
-
-HEADER = "job_id,submit_time,num_gpus,duration,group,user,queue_delay,status\n"
-
+from tests.helpers.traces import write_random_trace
 
 def history(runtimes, ws="w", gpus=1) -> HistoryEstimates:
     est = HistoryEstimates()
@@ -166,15 +164,8 @@ def test_estimate_errors_compares_each_recorded_estimate_with_the_actual_start()
 
 @pytest.fixture
 def trace(tmp_path):
-    rng = random.Random(3)
-    rows, t = [], 0
-    for i in range(250):
-        t += rng.randint(0, 90)
-        rows.append(f"j{i},{t},{rng.choice([1, 1, 1, 2, 4, 8])},{int(rng.lognormvariate(6.5, 1.3)) + 1},"
-                    f"{rng.choice(['g1', 'g2'])},,,\n")
-    p = tmp_path / "trace.csv"
-    p.write_text(HEADER + "".join(rows))
-    return str(p)
+    return write_random_trace(tmp_path / "trace.csv", seed=3, jobs=250, max_gap=90, gpus=[1, 1, 1, 2, 4, 8],
+                              lognormal=(6.5, 1.3), groups=["g1", "g2"])
 
 
 def test_the_replay_reports_figures_computed_from_the_estimates_it_recorded(trace):

@@ -1,29 +1,19 @@
 """A small replay end to end, and the CLI's handling of bad input."""
 
 import json
-import random
 
 import pytest
 
 from flightbase_jobqueue.sim.cli import main
 from flightbase_jobqueue.sim.replay import replay
 
-HEADER = "job_id,submit_time,num_gpus,duration,group,user,queue_delay,status\n"
+from tests.helpers.traces import HEADER, write_random_trace
 
 
 @pytest.fixture
 def trace(tmp_path):
-    rng = random.Random(7)
-    rows = []
-    t = 0
-    for i in range(300):
-        t += rng.randint(0, 120)
-        gpus = rng.choice([1, 1, 1, 1, 2, 4, 8, 16])
-        dur = int(rng.lognormvariate(6, 1.5)) + 1
-        rows.append(f"j{i},{t},{gpus},{dur},{rng.choice(['g1', 'g2', 'g3'])},,,\n")
-    p = tmp_path / "trace.csv"
-    p.write_text(HEADER + "".join(rows))
-    return str(p)
+    return write_random_trace(tmp_path / "trace.csv", seed=7, jobs=300, max_gap=120,
+                              gpus=[1, 1, 1, 1, 2, 4, 8, 16], lognormal=(6, 1.5), groups=["g1", "g2", "g3"])
 
 
 @pytest.mark.parametrize("policy", ["fifo", "backfill", "fairshare", "las", "sjf", "sjf-oracle"])

@@ -8,7 +8,6 @@ synthetic trace.
 from __future__ import annotations
 
 import json
-import random
 import re
 from pathlib import Path
 
@@ -19,24 +18,18 @@ from flightbase_server.platform import prepare
 from flightbase_server.settings import PlatformSettings
 from flightbase_jobqueue.scheduling.policies import DEFAULT_POLICY, POLICIES
 
+from tests.helpers.traces import write_random_trace
+
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "scheduling.md"
-HEADER = "job_id,submit_time,num_gpus,duration,group,user,queue_delay,status\n"
 # wall_s and cpu_s are the replay's own running time: the only figures that differ between two runs
 TIMING = ("wall_s", "cpu_s")
 
 
 @pytest.fixture(scope="module")
 def trace(tmp_path_factory):
-    rng = random.Random(11)
-    rows, t = [], 0
-    for i in range(120):
-        t += rng.randint(0, 90)
-        gpus = rng.choice([1, 1, 1, 2, 4, 8])
-        rows.append(f"j{i},{t},{gpus},{int(rng.lognormvariate(6, 1.4)) + 1},{rng.choice(['ga', 'gb', 'gc'])},,,\n")
-    p = tmp_path_factory.mktemp("trace") / "trace.csv"
-    p.write_text(HEADER + "".join(rows))
-    return str(p)
+    return write_random_trace(tmp_path_factory.mktemp("trace") / "trace.csv", seed=11, jobs=120, max_gap=90,
+                              gpus=[1, 1, 1, 2, 4, 8], lognormal=(6, 1.4), groups=["ga", "gb", "gc"])
 
 
 def bench(capsys, *argv: str) -> dict:

@@ -1,8 +1,6 @@
 """Interactive sessions in the simulator: notebook leases of unknown length
 (ended by the idle culler), through the real coordinator and policies."""
 
-import random
-
 import pytest
 
 from flightbase_jobqueue.scheduling import lease, make_policy
@@ -11,7 +9,7 @@ from flightbase_jobqueue.sim.cli import main
 from flightbase_jobqueue.sim.replay import make_nodes, notebook_sessions, replay, simulate
 from flightbase_jobqueue.sim.trace import TraceJob
 
-HEADER = "job_id,submit_time,num_gpus,duration,group,user,queue_delay,status\n"
+from tests.helpers.traces import write_random_trace
 
 
 @pytest.mark.parametrize("policy", ["las", "fifo", "backfill", "fairshare", "sjf"])
@@ -42,15 +40,8 @@ def test_sessions_are_reproducible_and_unknown_to_the_scheduler():
 
 @pytest.fixture
 def trace(tmp_path):
-    rng = random.Random(11)
-    rows, t = [], 0
-    for i in range(300):
-        t += rng.randint(0, 120)
-        rows.append(f"j{i},{t},{rng.choice([1, 1, 2, 4, 8, 16])},{int(rng.lognormvariate(6, 1.5)) + 1},"
-                    f"{rng.choice(['g1', 'g2', 'g3'])},,,\n")
-    p = tmp_path / "trace.csv"
-    p.write_text(HEADER + "".join(rows))
-    return str(p)
+    return write_random_trace(tmp_path / "trace.csv", seed=11, jobs=300, max_gap=120, gpus=[1, 1, 2, 4, 8, 16],
+                              lognormal=(6, 1.5), groups=["g1", "g2", "g3"])
 
 
 @pytest.mark.parametrize("policy", ["las", "backfill", "fifo"])

@@ -17,7 +17,7 @@ import pytest
 
 from flightbase_jobqueue.sim.replay import replay
 
-HEADER = "job_id,submit_time,num_gpus,duration,group,user,queue_delay,status\n"
+from tests.helpers.traces import HEADER
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.platform.harness import FLIGHTBASE, new_platform
+from tests.helpers.platforms import platform_fixture
+from tests.platform.harness import FLIGHTBASE
 from tests.platform.world import ENDED, fresh_world, upload_code, wait_state, wait_training
 
 pytestmark = pytest.mark.slow
@@ -56,11 +57,7 @@ raise SystemExit(code)
 '''
 
 
-@pytest.fixture(scope="module")
-def platform(tmp_path_factory):
-    p = new_platform(tmp_path_factory.mktemp("api-rules")).start()
-    yield p
-    p.remove()
+platform = platform_fixture("api-rules")
 
 
 @pytest.fixture
