@@ -40,15 +40,19 @@ def run(kind: str, args, device) -> float:
     y = torch.randint(0, 1000, (args.batch,), device=device)
     amp_dtype, scaler = amp_settings(device, args.amp)
 
-    def ours():
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            loss = F.cross_entropy(model(x).float(), y)
+    def backward_and_step(loss):
+        # the same in both loops (with --amp, through the gradient scaler): what differs is around it
         (scaler.scale(loss) if scaler else loss).backward()
         if scaler:
             scaler.step(opt)
             scaler.update()
         else:
             opt.step()
+
+    def ours():
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            loss = F.cross_entropy(model(x).float(), y)
+        backward_and_step(loss)
         opt.zero_grad()
         return float(loss.detach())  # what the trainer does for its metrics
 
@@ -56,12 +60,7 @@ def run(kind: str, args, device) -> float:
         opt.zero_grad()
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             loss = F.cross_entropy(model(x), y)
-        (scaler.scale(loss) if scaler else loss).backward()
-        if scaler:
-            scaler.step(opt)
-            scaler.update()
-        else:
-            opt.step()
+        backward_and_step(loss)
 
     step = ours if kind == "ours" else plain
     for _ in range(args.warmup):

@@ -36,7 +36,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.spawn_bench import start_and_time, stop  # noqa: E402
+from benchmarks.spawn_bench import figures, start_and_time, stop  # noqa: E402
 from tests.platform.harness import FLIGHTBASE, free_port, new_platform  # noqa: E402
 
 IMAGE = "flightbase/notebook:0.1.0"
@@ -130,7 +130,6 @@ def main() -> None:
                     to_create[name].append(created - p.began_at)
                 stop(p, user, f"r{i}")
         creations.close()
-        fb_median, plain_median = statistics.median(times["flightbase"]), statistics.median(times["plain"])
         engine = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True,
                                 text=True).stdout.strip()
         print(json.dumps({
@@ -139,11 +138,7 @@ def main() -> None:
             "image": IMAGE,
             "rounds": args.rounds,
             "flightbase_options": options,
-            "flightbase_s": [round(t, 3) for t in times["flightbase"]],
-            "plain_s": [round(t, 3) for t in times["plain"]],
-            "flightbase_median_s": round(fb_median, 3),
-            "plain_median_s": round(plain_median, 3),
-            "ratio": round(fb_median / plain_median, 3),
+            **figures(times),
             # the spawner's own part: from the request to the engine creating the container
             "flightbase_to_create_median_s": round(statistics.median(to_create["flightbase"] or [0]), 3),
             "plain_to_create_median_s": round(statistics.median(to_create["plain"] or [0]), 3),

@@ -61,6 +61,19 @@ def stop(p, user: str, server: str) -> None:
         time.sleep(0.1)
 
 
+def figures(times: dict[str, list[float]]) -> dict:
+    """What both spawn benchmarks report of their rounds: each platform's start times and median,
+    and the ratio of Flightbase's median to the plain spawner's."""
+    fb_median, plain_median = statistics.median(times["flightbase"]), statistics.median(times["plain"])
+    return {
+        "flightbase_s": [round(t, 3) for t in times["flightbase"]],
+        "plain_s": [round(t, 3) for t in times["plain"]],
+        "flightbase_median_s": round(fb_median, 3),
+        "plain_median_s": round(plain_median, 3),
+        "ratio": round(fb_median / plain_median, 3),
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=7)
@@ -91,15 +104,10 @@ def main() -> None:
             for name, p, opts in (order if i % 2 == 0 else order[::-1]):
                 times[name].append(start_and_time(p, user, f"r{i}", opts))
                 stop(p, user, f"r{i}")
-        fb_median, plain_median = statistics.median(times["flightbase"]), statistics.median(times["plain"])
         print(json.dumps({
             "machine": f"{host.node()} {host.machine()} ({host.processor() or 'cpu'}), Python {host.python_version()}",
             "rounds": args.rounds,
-            "flightbase_s": [round(t, 3) for t in times["flightbase"]],
-            "plain_s": [round(t, 3) for t in times["plain"]],
-            "flightbase_median_s": round(fb_median, 3),
-            "plain_median_s": round(plain_median, 3),
-            "ratio": round(fb_median / plain_median, 3),
+            **figures(times),
         }, indent=2))
     finally:
         fb.remove()
