@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+
+from starlette.requests import cookie_parser
 
 from flightbase_server.service.errors import ApiError
 
@@ -28,6 +31,17 @@ def header(scope, name: bytes) -> str | None:
         if key == name:
             return value.decode("latin-1")
     return None
+
+
+def credential_of(scope, hub_cookie: str, header_pattern: re.Pattern) -> str:
+    """What the request showed to authenticate, in the order ``auth._token_from`` looks (valid or not):
+    "token", "cookie" or "none". The request limits refuse "none" before the body; the audit log
+    records which."""
+    if header_pattern.match(header(scope, b"authorization") or ""):
+        return "token"
+    if cookie_parser(header(scope, b"cookie") or "").get(hub_cookie):
+        return "cookie"
+    return "none"
 
 
 class StatusSend:

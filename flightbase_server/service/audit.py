@@ -53,11 +53,10 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import BaseModel
 from sqlalchemy import JSON, BigInteger, Column, Index, Integer, MetaData, String, Table, delete, insert, select
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import cookie_parser
 from starlette.routing import compile_path
 
 from flightbase_server.service.access import Level, needs, workspaces_with
-from flightbase_server.service.asgi import StatusSend, header
+from flightbase_server.service.asgi import StatusSend, credential_of
 from flightbase_server.service.db import Sessions, UtcDateTime, utcnow
 from flightbase_server.service.deps import CurrentIdentity
 from flightbase_server.service.errors import ApiError
@@ -113,15 +112,6 @@ def make_row(*, at: dt.datetime, service: str, actor: str | None, actor_kind: st
         if isinstance(row[name], str):
             row[name] = row[name][:length]
     return row
-
-
-def credential_of(scope, hub_cookie: str, header_pattern: re.Pattern) -> str:
-    """What the request showed to authenticate, in the order ``auth._token_from`` looks (valid or not)."""
-    if header_pattern.match(header(scope, b"authorization") or ""):
-        return "token"
-    if cookie_parser(header(scope, b"cookie") or "").get(hub_cookie):
-        return "cookie"
-    return "none"
 
 
 def api_routes(routes, templates: str) -> list[tuple[frozenset[str], re.Pattern, str]]:

@@ -34,10 +34,9 @@ from functools import partial
 from typing import Any, Callable
 
 from starlette.exceptions import HTTPException
-from starlette.requests import cookie_parser
 from starlette.routing import compile_path
 
-from flightbase_server.service.asgi import answer, header
+from flightbase_server.service.asgi import answer, credential_of, header
 
 
 def default_limit(state) -> int:
@@ -146,9 +145,7 @@ class RequestLimits:
 
     def _has_credentials(self, scope) -> bool:
         """Whether the request carries what authentication would look at (auth._token_from), valid or not."""
-        if self.header_pattern.match(header(scope, b"authorization") or ""):
-            return True
-        return bool(cookie_parser(header(scope, b"cookie") or "").get(self.hub_cookie))
+        return credential_of(scope, self.hub_cookie, self.header_pattern) != "none"
 
 
 class _Capped:

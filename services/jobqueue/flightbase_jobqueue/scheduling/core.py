@@ -730,18 +730,9 @@ def admission_loop(state: PassState, make_order: Callable[[], Order], hol: str, 
             per = job.gpus_per_node
             one_node = (g <= max_size) if per is None else per >= g
             if est_end <= shadow and not head_strict:
-                if one_node and g >= fail_fm:
-                    p = None
-                else:
-                    p = fm.find(job)
-                    if p is None and one_node:
-                        fail_fm = g
-            elif one_node and g >= fail_excl:
-                p = None
+                p, fail_fm = _find_unless_known_to_fail(fm, job, one_node, fail_fm)
             else:
-                p = excl.find(job)
-                if p is None and one_node:
-                    fail_excl = g
+                p, fail_excl = _find_unless_known_to_fail(excl, job, one_node, fail_excl)
             if p is not None:
                 state.admit(job, p, verdict == BORROW)
                 take_available(excl, p)
@@ -776,6 +767,17 @@ def admission_loop(state: PassState, make_order: Callable[[], Order], hol: str, 
         blocked = True
         if not state.any_quota:
             break
+
+
+def _find_unless_known_to_fail(free: FreeMap, job: Job, one_node: bool,
+                               fails_from: int) -> tuple[Placement | None, int]:
+    """``free.find(job)`` and the new ``fails_from``: the size from which one-node jobs are known
+    not to fit on ``free`` this pass (the free maps only shrink within a pass), so that such a job
+    is not searched for again."""
+    if one_node and job.gpus >= fails_from:
+        return None, fails_from
+    p = free.find(job)
+    return p, (job.gpus if p is None and one_node else fails_from)
 
 
 def _behind_reason(head_id: str, job: Job, max_size: int, total_free: int) -> str:
