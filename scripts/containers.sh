@@ -29,8 +29,6 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 step="${1:-all}"
-py="${2:-$repo/.venv/bin/python}"
-case "$py" in /*) ;; */*) py="$PWD/$py" ;; esac
 
 BASE_REF=flightbase/debian:bookworm
 TRAINING_REF=flightbase/training-base:0.1.0   # as services/registry/flightbase_registry/builtin.py names them
@@ -46,8 +44,9 @@ work="$cache/images"
 logs="$work/logs"
 
 NAME=containers
-# say, die, digest_dir, digest_text, build_image
+# say, die, digest_dir, digest_text, project_python, pip_, keyed_wheels, stage_sources, build_image
 . "$here/lib/images.sh"
+py="$(project_python "${2:-}")"
 
 if [ "$step" = digest ]; then
   [ $# -ge 2 ] || die "usage: scripts/containers.sh digest DIR"
@@ -157,45 +156,18 @@ EOF
 }
 
 # ---- 3. the images ------------------------------------------------------------------
-pip_() { "$py" -m pip "$@"; }
-
 # collect NAME KEY PIP-WHEEL-ARGS...: $work/wheels/NAME holds the wheels of those
-# requirements (and of their dependencies), collected again only when KEY changes.
+# requirements (and of their dependencies), collected again only when KEY changes
+# (keyed_wheels appends the folder, after -w).
 collect() {
   local name="$1" key="$2"; shift 2
-  local dir="$work/wheels/$name" log="$logs/wheels-$name.log"
-  if [ -d "$dir" ] && [ "$(cat "$dir.key" 2>/dev/null)" = "$key" ]; then
-    return
-  fi
-  say "collecting the $name wheels (log: $log)"
-  rm -rf "$dir.new" "$dir.key"
-  mkdir -p "$dir.new"
-  if ! pip_ wheel --prefer-binary -w "$dir.new" "$@" >"$log" 2>&1; then
-    tail -n 20 "$log" >&2
-    die "collecting the $name wheels failed (log: $log)"
-  fi
-  rm -rf "$dir"
-  mv "$dir.new" "$dir"
-  echo "$key" >"$dir.key"
+  keyed_wheels "$name" "$key" pip_ wheel --prefer-binary "$@" -w
 }
 
 # build_wheel NAME SOURCE-DIR KEY PIP-WHEEL-ARGS...: one wheel of our own in $work/wheels/NAME.
 build_wheel() {
   local name="$1" src="$2" key="$3"; shift 3
-  local dir="$work/wheels/$name" log="$logs/wheel-$name.log"
-  if [ -d "$dir" ] && [ "$(cat "$dir.key" 2>/dev/null)" = "$key" ]; then
-    return
-  fi
-  say "building the $name wheel (log: $log)"
-  rm -rf "$dir.new" "$dir.key"
-  mkdir -p "$dir.new"
-  if ! pip_ wheel --no-deps -w "$dir.new" "$@" "$src" >"$log" 2>&1; then
-    tail -n 20 "$log" >&2
-    die "building the $name wheel failed (log: $log)"
-  fi
-  rm -rf "$dir"
-  mv "$dir.new" "$dir"
-  echo "$key" >"$dir.key"
+  keyed_wheels "$name" "$key" pip_ wheel --no-deps "$@" "$src" -w
 }
 
 # The path of Horovod's cached wheel (on stdout; everything else on stderr).
@@ -213,15 +185,6 @@ horovod_wheel() {
     [ -n "$found" ] || die "scripts/install-ml.sh left no Horovod wheel in $dir"
   fi
   echo "$found"
-}
-
-# A copy of a folder's files that go into a wheel, without caches and build output.
-stage_sources() {
-  local dest="$1"; shift
-  rm -rf "$dest"
-  mkdir -p "$dest"
-  tar -C "$repo" --exclude=__pycache__ --exclude='*.pyc' --exclude='*.egg-info' --exclude=node_modules \
-      --exclude=build --exclude=dist -cf - "$@" | tar -C "$dest" -xf -
 }
 
 ensure_images() {

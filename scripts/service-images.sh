@@ -30,8 +30,6 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/.." && pwd)"
 step="${1:-build}"
-py="${2:-$repo/.venv/bin/python}"
-case "$py" in /*) ;; */*) py="$PWD/$py" ;; esac
 
 REGISTRY="${REGISTRY:-ghcr.io/flightbase}"
 TAG="${TAG:-0.1.0}"
@@ -47,8 +45,9 @@ work="$cache/service-images"
 logs="$work/logs"
 
 NAME=service-images
-# say, die, digest_dir, digest_text, build_image
+# say, die, digest_dir, digest_text, project_python, pip_, keyed_wheels, stage_sources, build_image
 . "$here/lib/images.sh"
+py="$(project_python "${2:-}")"
 
 # Flightbase's dependencies and its postgres and kubernetes extras, and pip (the
 # venv is made without it), as pyproject.toml names them.
@@ -92,49 +91,19 @@ if ! flock -n 9; then
   flock 9
 fi
 
-pip_() { "$py" -m pip "$@"; }
-
-# keyed NAME KEY COMMAND...: run COMMAND (which fills "$dir.new") unless $work/wheels/NAME
-# was made with KEY.
-keyed() {
-  local name="$1" key="$2"; shift 2
-  local dir="$work/wheels/$name"
-  local log="$logs/wheels-$name.log"
-  if [ -d "$dir" ] && [ "$(cat "$dir.key" 2>/dev/null)" = "$key" ]; then
-    return
-  fi
-  say "collecting the $name wheels (log: $log)"
-  rm -rf "$dir.new" "$dir.key"
-  mkdir -p "$dir.new"
-  if ! "$@" >"$log" 2>&1; then
-    tail -n 20 "$log" >&2
-    die "collecting the $name wheels failed (log: $log)"
-  fi
-  rm -rf "$dir"
-  mv "$dir.new" "$dir"
-  echo "$key" >"$dir.key"
-}
-
 # Flightbase's two wheels (the client, client/, and the server, the root), from a clean copy
 # of their sources, keyed by those sources.
 src="$work/src/flightbase"
-rm -rf "$src"
-mkdir -p "$src"
-tar -C "$repo" --exclude=__pycache__ --exclude='*.pyc' --exclude='*.egg-info' --exclude=node_modules \
-    --exclude=build --exclude=dist -cf - pyproject.toml README.md client flightbase_server flightbase_spawner services \
-  | tar -C "$src" -xf -
-own_wheels() {
-  pip_ wheel --no-deps --no-build-isolation -w "$work/wheels/flightbase.new" "$src/client" "$src"
-}
-keyed flightbase "$(digest_dir "$src")" own_wheels
+stage_sources "$src" pyproject.toml README.md client flightbase_server flightbase_spawner services
+keyed_wheels flightbase "$(digest_dir "$src")" pip_ wheel --no-deps --no-build-isolation "$src/client" "$src" -w
 
 # Its dependencies, keyed by the requirements and this machine's pip constraints.
 reqs="$work/requirements.txt"
 requirements >"$reqs.new"
 mv "$reqs.new" "$reqs"
 constraints="$(pip_ config get global.constraint 2>/dev/null || true)"
-keyed deps "$(digest_text "$(sha256sum <"$reqs")" "$( [ -f "$constraints" ] && sha256sum <"$constraints")")" \
-  pip_ wheel --prefer-binary -w "$work/wheels/deps.new" -r "$reqs"
+keyed_wheels deps "$(digest_text "$(sha256sum <"$reqs")" "$( [ -f "$constraints" ] && sha256sum <"$constraints")")" \
+  pip_ wheel --prefer-binary -r "$reqs" -w
 
 # service-base: its folder, the requirements, and the two sets of wheels
 ctx="$work/context/service-base"

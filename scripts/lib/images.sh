@@ -1,10 +1,15 @@
-# Shared by scripts/containers.sh and scripts/service-images.sh (sourced, not run):
-# messages, the content digest of a build context, and a build cached by that digest.
+# Shared by scripts/containers.sh, scripts/service-images.sh and tests/kubernetes/images/build.sh
+# (sourced, not run): messages, the project's interpreter, the content digest of a build context,
+# a build cached by that digest, wheels collected again only when their key changes, and clean
+# copies of sources.
 #
 # The sourcing script sets, before it sources this file:
 #   NAME        the prefix of its messages (containers, service-images)
 #   HASH_LABEL  the image label that holds the digest an image was built from
+#   repo        the checkout's root
+#   work        the script's folder in the cache (its wheels are in $work/wheels)
 #   logs        the folder of the build logs
+# and, before it calls pip_, py: the interpreter whose pip collects the wheels.
 
 say() { echo "$NAME: $*"; }
 die() { echo "$NAME: ERROR: $*" >&2; exit 1; }
@@ -22,6 +27,46 @@ digest_dir() {
 }
 
 digest_text() { printf '%s\n' "$@" | sha256sum | cut -d' ' -f1; }
+
+# project_python [PATH]: the interpreter a script was given, else the project venv's, as an
+# absolute path (a relative one is from the current folder; a bare name is looked up in PATH).
+project_python() {
+  local py="${1:-$repo/.venv/bin/python}"
+  case "$py" in /*) ;; */*) py="$PWD/$py" ;; esac
+  echo "$py"
+}
+
+pip_() { "$py" -m pip "$@"; }
+
+# keyed_wheels NAME KEY COMMAND...: $work/wheels/NAME filled by COMMAND (run with the folder
+# to fill as its last argument), again only when KEY changes; COMMAND's output is in the log.
+keyed_wheels() {
+  local name="$1" key="$2"; shift 2
+  local dir="$work/wheels/$name" log="$logs/wheels-$name.log"
+  if [ -d "$dir" ] && [ "$(cat "$dir.key" 2>/dev/null)" = "$key" ]; then
+    return
+  fi
+  say "collecting the $name wheels (log: $log)"
+  rm -rf "$dir.new" "$dir.key"
+  mkdir -p "$dir.new"
+  if ! "$@" "$dir.new" >"$log" 2>&1; then
+    tail -n 20 "$log" >&2
+    die "collecting the $name wheels failed (log: $log)"
+  fi
+  rm -rf "$dir"
+  mv "$dir.new" "$dir"
+  echo "$key" >"$dir.key"
+}
+
+# stage_sources DEST PATH...: a copy of those paths of the checkout, without caches and build
+# output (no stale build/ of setuptools goes into a wheel).
+stage_sources() {
+  local dest="$1"; shift
+  rm -rf "$dest"
+  mkdir -p "$dest"
+  tar -C "$repo" --exclude=__pycache__ --exclude='*.pyc' --exclude='*.egg-info' --exclude=node_modules \
+      --exclude=build --exclude=dist -cf - "$@" | tar -C "$dest" -xf -
+}
 
 # build_image REF CONTEXT BASE-REF [NAME=VALUE...]: build unless REF's label already
 # holds the digest of CONTEXT, of the base image it is built on and of the other build

@@ -36,7 +36,7 @@ DEBIAN_REF=flightbase/debian:bookworm
 py="${PYTHON:-$repo/.venv/bin/python}"
 # fixed timestamps in the wheels built here: the same sources give the same bytes
 export SOURCE_DATE_EPOCH=315532800
-# say, die, digest_dir, digest_text, build_image
+# say, die, digest_dir, digest_text, keyed_wheels, stage_sources, build_image
 . "$repo/scripts/lib/images.sh"
 
 command -v docker >/dev/null 2>&1 || die "no docker client"
@@ -59,21 +59,6 @@ normalize_modes() {
   find "$1" -type f -name '*.sh' -exec chmod 755 {} +
 }
 
-# wheels NAME KEY COMMAND...: $work/wheels/NAME filled by COMMAND (run with the folder as
-# its last argument), again only when KEY changes
-wheels() {
-  local name="$1" key="$2"; shift 2
-  local dir="$work/wheels/$name" log="$logs/wheels-$name.log"
-  if [ -d "$dir" ] && [ "$(cat "$dir.key" 2>/dev/null)" = "$key" ]; then return; fi
-  say "collecting the $name wheels (log: $log)"
-  rm -rf "$dir.new" "$dir.key"
-  mkdir -p "$dir.new"
-  "$@" "$dir.new" >"$log" 2>&1 || { tail -n 20 "$log" >&2; die "collecting the $name wheels failed (log: $log)"; }
-  rm -rf "$dir"
-  mv "$dir.new" "$dir"
-  echo "$key" >"$dir.key"
-}
-
 collect_training_wheels() {  # the CPU requirements' wheels and Horovod's sdist
   "$py" -m pip wheel --prefer-binary -w "$3" -r "$1" \
     && "$py" -m pip download --no-deps --no-binary :all: -d "$3" "horovod==$2"
@@ -82,9 +67,7 @@ collect_training_wheels() {  # the CPU requirements' wheels and Horovod's sdist
 # the notebook's own wheels: Flightbase's client (from a clean copy of its sources) and the extension's
 build_own_wheels() {
   local src="$work/src/flightbase" lab="$repo/flightbase_labext"
-  rm -rf "$src" && mkdir -p "$src"
-  tar -C "$repo" --exclude=__pycache__ --exclude='*.pyc' --exclude='*.egg-info' --exclude=node_modules \
-      --exclude=build --exclude=dist -cf - client | tar -C "$src" -xf -
+  stage_sources "$src" client
   [ -f "$lab/flightbase_labext/labextension/static/style.js" ] || make -C "$repo" .venv/.labext-installed
   "$py" -m pip wheel --no-deps --no-build-isolation -w "$1" "$src/client" && "$py" -m pip wheel --no-deps -w "$1" "$lab"
 }
@@ -104,7 +87,7 @@ own_sources_key() {
 
 build_training_base() {
   local tb="$repo/images/training-base" ctx="$work/context/training-base"
-  wheels training-base "$(digest_text "$(sha256sum <"$tb/requirements-cpu.txt")" "$HOROVOD_VERSION")" \
+  keyed_wheels training-base "$(digest_text "$(sha256sum <"$tb/requirements-cpu.txt")" "$HOROVOD_VERSION")" \
     collect_training_wheels "$tb/requirements-cpu.txt" "$HOROVOD_VERSION"
   rm -rf "$ctx" && mkdir -p "$ctx"
   cp -a "$tb/." "$ctx/"
@@ -119,9 +102,9 @@ build_training_base() {
 
 build_notebook() {
   local nb="$repo/images/notebook" ctx="$work/context/notebook"
-  wheels notebook-own "$(own_sources_key)" build_own_wheels
+  keyed_wheels notebook-own "$(own_sources_key)" build_own_wheels
   # the dependencies again only when a list of them changes (or this machine's pip constraints)
-  wheels notebook-deps "$(cat "$repo/client/pyproject.toml" "$repo/flightbase_labext/pyproject.toml" "$nb/requirements.txt" \
+  keyed_wheels notebook-deps "$(cat "$repo/client/pyproject.toml" "$repo/flightbase_labext/pyproject.toml" "$nb/requirements.txt" \
       /etc/xdg/pip/constraints.txt 2>/dev/null | sha256sum | cut -d' ' -f1)" \
     collect_notebook_deps "$nb/requirements.txt" "$work/wheels/notebook-own"
   rm -rf "$ctx" && mkdir -p "$ctx"
