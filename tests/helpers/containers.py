@@ -44,6 +44,21 @@ def docker(*args: str, timeout: float = 300, check: bool = True,
     return result
 
 
+def why_no_containers(as_root: str, images: dict[str, str]) -> str | None:
+    """Why containers of ``images`` cannot run here, or None. ``as_root``: why the caller needs root,
+    said when it is not root; ``images`` maps each image to what builds it, said when it is missing."""
+    if os.geteuid() != 0:
+        return as_root
+    if shutil.which("docker") is None:
+        return "no docker client"
+    if subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode != 0:
+        return "no Docker engine answers 'docker info'"
+    for image, built_by in images.items():
+        if subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode != 0:
+            return f"the image {image} is missing ({built_by} builds it)"
+    return None
+
+
 def image_or_skip(image: str) -> str:
     """``image`` when containers of it can run here: root, a docker client, an engine that answers
     and the image built; otherwise a skip that says which is missing (``make test`` as root

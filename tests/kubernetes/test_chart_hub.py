@@ -30,8 +30,6 @@ import ast
 import base64
 import json
 import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -39,6 +37,8 @@ import yaml
 
 from flightbase_server import authz
 from flightbase_server.hub import rbac
+
+from tests.helpers.containers import why_no_containers
 
 from .chart import render_with_z2jh
 
@@ -134,15 +134,8 @@ def test_roles_merge_with_what_the_config_holds():
 
 # -- the hub itself, from its rendered pod ----------------------------------------------------------
 def _why_not() -> str | None:
-    if os.geteuid() != 0:
-        return "podrun chowns the hub's claim folder to the pod's user: run as root"
-    if shutil.which("docker") is None:
-        return "no docker client"
-    if subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode != 0:
-        return "no Docker engine answers 'docker info'"
-    if subprocess.run(["docker", "image", "inspect", HUB_IMAGE], capture_output=True).returncode != 0:
-        return f"the image {HUB_IMAGE} is missing (scripts/service-images.sh builds it)"
-    return None
+    return why_no_containers("podrun chowns the hub's claim folder to the pod's user: run as root",
+                             {HUB_IMAGE: "scripts/service-images.sh"})
 
 
 # Run in the hub's container: JupyterHub's own start-up up to its database (no proxy, no

@@ -74,7 +74,6 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-import shutil
 import subprocess
 import threading
 import time
@@ -83,7 +82,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers.containers import docker
+from tests.helpers.containers import docker, why_no_containers
 
 from .podrun import PodError, PodRunner, pod_template_of
 from .stubapi import ClusterStub
@@ -126,16 +125,9 @@ print("loss=0.25")
 
 def _engine() -> str | None:
     """Why this test cannot run here, or None."""
-    if os.geteuid() != 0:
-        return "the deployment test runs containers as the chart's users and chowns claim folders: run as root"
-    if shutil.which("docker") is None:
-        return "no docker client"
-    if subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode != 0:
-        return "no Docker engine answers 'docker info'"
-    for base in ("flightbase/debian:bookworm", TRAINING_IMAGE):
-        if subprocess.run(["docker", "image", "inspect", base], capture_output=True).returncode != 0:
-            return f"the image {base} is missing (scripts/containers.sh builds it)"
-    return None
+    return why_no_containers(
+        "the deployment test runs containers as the chart's users and chowns claim folders: run as root",
+        {"flightbase/debian:bookworm": "scripts/containers.sh", TRAINING_IMAGE: "scripts/containers.sh"})
 
 
 _WHY_NOT = _engine()

@@ -157,12 +157,18 @@ def test_sweep_pause_resume_and_retry(platform, world):
     assert again["jobs"][-1]["params"] == {"code": 5} and again["jobs"][-1]["state"] == "failed"
 
 
+def two_processes(platform, world, name: str, script: str, launcher: str) -> tuple[dict, str]:
+    """``script`` run by ``launcher`` as a training of 2 GPUs: its job once ended, and the job's log."""
+    token = world.tokens["owner"]
+    t = submit(platform, token, world.workspace, name, script, code(platform, world, script),
+               gpus=2, launcher=launcher)
+    job = wait_job(platform, token, t["jobs"][0]["id"], timeout=120)
+    return job, logs(platform, token, job["id"])
+
+
 def test_horovod_two_processes(platform, world):
     token = world.tokens["owner"]
-    t = submit(platform, token, world.workspace, "hvd", "hvd_train.py", code(platform, world, "hvd_train.py"),
-               gpus=2, launcher="horovod")
-    job = wait_job(platform, token, t["jobs"][0]["id"], timeout=120)
-    out = logs(platform, token, job["id"])
+    job, out = two_processes(platform, world, "hvd", "hvd_train.py", "horovod")
     assert job["state"] == "succeeded", out
     assert "rank 0 of 2: avg=[1.5, 1.5] sum=[3.0, 3.0]" in out
     assert "rank 1 of 2: avg=[1.5, 1.5] sum=[3.0, 3.0]" in out
@@ -174,10 +180,7 @@ def test_horovod_two_processes(platform, world):
 
 def test_torchrun_two_processes(platform, world):
     token = world.tokens["owner"]
-    t = submit(platform, token, world.workspace, "ddp", "ddp_train.py", code(platform, world, "ddp_train.py"),
-               gpus=2, launcher="torchrun")
-    job = wait_job(platform, token, t["jobs"][0]["id"], timeout=120)
-    out = logs(platform, token, job["id"])
+    job, out = two_processes(platform, world, "ddp", "ddp_train.py", "torchrun")
     assert job["state"] == "succeeded", out
     assert "rank 0 of 2: sum=[3.0, 3.0]" in out and "rank 1 of 2: sum=[3.0, 3.0]" in out
     assert "rank 0 of 2" in logs(platform, token, job["id"], rank=0)
