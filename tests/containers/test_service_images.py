@@ -42,7 +42,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.containers import docker, lint
+from tests.helpers.containers import docker, lint, network_gateway
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "service-images.sh"
@@ -207,7 +207,7 @@ class StubKubeApi:
 
 
 def bridge_gateway() -> str:
-    return docker("network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}").stdout.strip()
+    return network_gateway("bridge")
 
 
 def chart_env(manifest: list[dict], c: dict) -> dict[str, str]:

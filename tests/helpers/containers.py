@@ -75,3 +75,14 @@ def image_or_skip(image: str) -> str:
     if docker("image", "inspect", image, check=False).returncode != 0:
         pytest.skip(f"{image} is not built here (`make test` as root builds it with scripts/containers.sh)")
     return image
+
+
+def network_gateway(network: str) -> str:
+    """The host's address on a Docker network: its IPAM gateway, or where the engine leaves that
+    out (seen with Debian's 20.10 on the default bridge), the subnet's first address, which is
+    the one Docker gives its bridge."""
+    import ipaddress
+    import json
+
+    config = json.loads(docker("network", "inspect", network, "-f", "{{json .IPAM.Config}}").stdout)[0]
+    return config.get("Gateway") or str(next(ipaddress.ip_network(config["Subnet"]).hosts()))

@@ -82,7 +82,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers.containers import docker, why_no_containers
+from tests.helpers.containers import network_gateway, why_no_containers
 
 from .podrun import PodError, PodRunner, pod_template_of
 from .stubapi import ClusterStub
@@ -328,7 +328,7 @@ def test_a_person_trains_on_a_dataset_through_the_rendered_deployment(images, tm
     data = tmp_path / "claims"
     token = secrets.token_hex(24)
     with PodRunner(namespace=NAMESPACE, host_dirs=claim_dirs(data), images=STAND_INS, enforce_limits=False) as runner:
-        gateway = docker("network", "inspect", runner.network, "-f", "{{(index .IPAM.Config 0).Gateway}}").stdout.strip()
+        gateway = network_gateway(runner.network)
         # the API server on the host, at its address on the network (the pods reach it there)
         with ClusterStub(gateway, token, tmp_path, bind=gateway) as api, JobController(api, runner) as controller:
             api.put("v1", "nodes", gpu_node())
