@@ -173,6 +173,21 @@ def test_the_image_runs_as_the_charts_user(built, name):
     assert out.startswith("uid=1000(flightbase) gid=1000(flightbase)"), out
 
 
+def test_the_jobqueue_image_has_the_built_in_models(built):
+    """The models are the jobqueue package's data: the image has every model's manifest and
+    script where ``builtin.models_root()`` looks, with no FLIGHTBASE_BUILTIN_MODELS_DIR set, and
+    its catalogue lists the same models as this checkout's."""
+    from flightbase_jobqueue import builtin
+
+    probe = ("import json; from flightbase_jobqueue import builtin; "
+             "print(json.dumps({n: (builtin.model_dir(n) / 'train.py').is_file() "
+             "for n in sorted(builtin.load_catalogue())}))")
+    out = docker("run", "--rm", *AS_THE_CHART, built["refs"]["jobqueue"], "python3", "-c", probe).stdout
+    listed = json.loads(out.strip().splitlines()[-1])
+    here = builtin.load_catalogue()
+    assert len(here) >= 4 and listed == {name: True for name in sorted(here)}, out
+
+
 class StubKubeApi:
     """A stub Kubernetes API server (a mock: no API server runs here) on the Docker bridge's
     gateway, where a container reaches it: every list is empty, every watch ends with nothing."""
