@@ -106,8 +106,8 @@ def test_requests_share_one_projection_until_the_queue_changes_or_it_ages(tmp_pa
 
 def test_an_expensive_projection_is_reused_after_flow_for_ten_times_its_cost():
     """After flow alone (passes, submissions) a projection that cost >= 20 ms of CPU is reused until
-    it is 10x its cost old; a change of the jobs already queued, a required key it lacks, or 2 s of
-    age recompute it. Fake clocks: the wall clock and the CPU time the computation took."""
+    it is 10x its cost old; a change of the jobs already queued or a required key it lacks recomputes
+    it, and so does age: 2 s, or 10x its cost for an expensive one. Fake clocks: the wall clock and the CPU time the computation took."""
     from flightbase_jobqueue.insight_cache import SharedInsight
 
     now, cpu, cost = [0.0], [0.0], [0.1]
@@ -136,5 +136,15 @@ def test_an_expensive_projection_is_reused_after_flow_for_ten_times_its_cost():
     assert cache.get() == {"a": 5}
     version["flow"] += 1
     assert cache.get() == {"a": 6}
-    now[0] += 2.0  # and nothing is older than 2 s
+    now[0] += 2.0  # and nothing cheap is older than 2 s
     assert cache.get() == {"a": 7}
+    cost[0] = 0.5  # a projection of 500 ms (a long queue, a loaded machine)
+    version["changes"] += 1
+    assert cache.get() == {"a": 8}
+    now[0] += 3.0  # past 2 s, but within 10 x its cost: kept, flow or not
+    assert cache.get() == {"a": 8}
+    version["flow"] += 1
+    now[0] += 1.0
+    assert cache.get() == {"a": 8}
+    now[0] += 1.1  # over 5 s: made again
+    assert cache.get() == {"a": 9}

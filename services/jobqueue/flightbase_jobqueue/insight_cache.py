@@ -14,9 +14,11 @@ such a change sees it; and the flow (the scheduler's passes, and submissions, wh
 queue's end). On a long queue, under load, passes come every few hundred ms and submissions
 dozens a second while a projection costs ~160 ms, so recomputing after each would let readers
 spend most of a core on projections. After flow alone, a projection that cost at least
-``EXPENSIVE_SECONDS`` is therefore reused until it is ``COST_FACTOR`` times its own cost old
-(and never past ``max_age``): what pass-driven recomputation spends is at most about 1 /
-``COST_FACTOR`` of a core, and on a short queue (a projection of a few ms) nothing changes. A
+``EXPENSIVE_SECONDS`` is therefore reused until it is ``COST_FACTOR`` times its own cost old,
+and with no change at all until the later of that and ``max_age``: what recomputation for the
+flow and for age spends is at most about 1 / ``COST_FACTOR`` of a core (a projection of
+500 ms, under load, is kept up to 5 s), and on a short queue (a projection of a few ms)
+nothing changes. A
 job that a pass started meanwhile is still in the reused projection, so readers show only the
 jobs that are still queued; a reader that asks for a job the reused projection does not have
 (``get(require=...)``: a job just submitted) gets a new one.
@@ -56,9 +58,14 @@ class SharedInsight(Generic[T]):
             return False
         (changes, passes), at, _, cost = cached
         age = now - at
-        if key[0] != changes or age >= self.max_age:
+        # how long an expensive projection is kept: never recomputed more often than once in
+        # COST_FACTOR times what it costs, for flow or for age
+        bound = COST_FACTOR * cost if cost >= EXPENSIVE_SECONDS else 0.0
+        if key[0] != changes:
             return False
-        return key[1] == passes or (cost >= EXPENSIVE_SECONDS and age < COST_FACTOR * cost)
+        if key[1] == passes:
+            return age < max(self.max_age, bound)
+        return age < bound
 
     def get(self, require: Iterable[Hashable] = ()) -> T:
         """The projection; ``require``: keys it must hold when it is reused after flow alone."""

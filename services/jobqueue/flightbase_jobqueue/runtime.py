@@ -255,14 +255,17 @@ class JobRuntime:
         return {i.job_id: i for i in insight.explain(snap, policy=self.coordinator.policy)}
 
     def set_limits(self, limits: Mapping[str, WorkspaceLimits]) -> None:
-        self.limits = dict(limits)
-        self.version += 1
+        limits = dict(limits)
+        if limits != self.limits:  # (a refresh that changed nothing leaves the projection be)
+            self.limits = limits
+            self.version += 1
 
     def use_limits(self, workspace: str, limits: WorkspaceLimits, memory_gb_per_gpu: float | None = None) -> None:
         """The workspace's limits as a request just read them apply from now on: work submitted to a
         workspace made (or changed) less than a refresh ago is not scheduled without its quota."""
-        self.limits = {**self.limits, workspace: limits}
-        self.version += 1
+        if self.limits.get(workspace) != limits:  # (each submission reads them: most change nothing)
+            self.limits = {**self.limits, workspace: limits}
+            self.version += 1
         if memory_gb_per_gpu is not None:
             self.memory_gb_per_gpu = {**self.memory_gb_per_gpu, workspace: memory_gb_per_gpu}
 
