@@ -3,25 +3,23 @@
 ``GET /queue``, ``GET /jobs`` and ``GET /jobs/{id}`` each need the whole queue's
 projection (:func:`.scheduling.insight.explain`: positions, reasons, estimated starts),
 which costs ~160 ms of CPU over 10,000 queued jobs.  :class:`SharedInsight` keeps the
-last one, keyed on a version the runtime bumps on every change of the queue's state
-(a submission, cancel, priority change, requeue, hold, limits change) and every
-scheduler pass, and recomputes it when that version moved or the copy is older than
-``max_age`` seconds (estimates move with the clock even when nothing changed).
+last one, keyed on a version of two parts that the runtime counts.
 
-The version has two parts: the changes that move jobs already queued (cancels, priorities,
-holds, requeues, limits), after which the next request always recomputes, so that whoever made
-such a change sees it; and the flow (the scheduler's passes, and submissions, which join the
-queue's end). On a long queue, under load, passes come every few hundred ms and submissions
-dozens a second while a projection costs ~160 ms, so recomputing after each would let readers
-spend most of a core on projections. After flow alone, a projection that cost at least
-``EXPENSIVE_SECONDS`` is therefore reused until it is ``COST_FACTOR`` times its own cost old,
-and with no change at all until the later of that and ``max_age``: what recomputation for the
-flow and for age spends is at most about 1 / ``COST_FACTOR`` of a core (a projection of
-500 ms, under load, is kept up to 5 s), and on a short queue (a projection of a few ms)
-nothing changes. A
-job that a pass started meanwhile is still in the reused projection, so readers show only the
-jobs that are still queued; a reader that asks for a job the reused projection does not have
-(``get(require=...)``: a job just submitted) gets a new one.
+The first part counts the changes that move jobs already queued (cancels, priorities,
+holds, requeues, limits that changed): after one, the next request always recomputes, so
+that whoever made the change sees it. The second counts the flow: the scheduler's passes,
+and submissions, which join the queue's end. A cheap projection is recomputed after flow,
+and when it is ``max_age`` seconds old (estimates move with the clock even when nothing
+changed). On a long queue, under load, passes come every few hundred ms and submissions
+dozens a second while a projection costs ~160 ms or more, so recomputing after each would
+let readers spend most of a core on projections. A projection that cost at least
+``EXPENSIVE_SECONDS`` is therefore reused, after flow or for age, until it is
+``COST_FACTOR`` times its own cost old (and at least ``max_age``): recomputation for flow
+and age then spends at most about 1 / ``COST_FACTOR`` of a core (a projection of 500 ms,
+under load, is kept up to 5 s). A job that a pass started meanwhile is still in a reused
+projection, so readers show only the jobs that are still waiting; a reader that asks for
+a job the reused projection does not have (``get(require=...)``: a job just submitted)
+gets a new one.
 
 The computation runs on the loop thread with no await inside, so requests arriving
 together share one computation: the first computes, the others find it cached.  The
@@ -41,7 +39,7 @@ COST_FACTOR = 10.0
 
 
 class SharedInsight(Generic[T]):
-    """``version()`` returns ``(changes, passes)``: see the module's docstring."""
+    """``version()`` returns ``(changes, flow)``: see the module's docstring."""
 
     def __init__(self, compute: Callable[[], T], version: Callable[[], tuple[Hashable, Hashable]], *,
                  max_age: float = MAX_AGE_SECONDS, clock: Callable[[], float] = time.monotonic,
@@ -56,19 +54,19 @@ class SharedInsight(Generic[T]):
         cached = self._cached
         if cached is None:
             return False
-        (changes, passes), at, _, cost = cached
+        (changes, flow), at, _, cost = cached
         age = now - at
         # how long an expensive projection is kept: never recomputed more often than once in
         # COST_FACTOR times what it costs, for flow or for age
         bound = COST_FACTOR * cost if cost >= EXPENSIVE_SECONDS else 0.0
         if key[0] != changes:
             return False
-        if key[1] == passes:
+        if key[1] == flow:
             return age < max(self.max_age, bound)
         return age < bound
 
     def get(self, require: Iterable[Hashable] = ()) -> T:
-        """The projection; ``require``: keys it must hold when it is reused after flow alone."""
+        """The projection; ``require``: keys a reused one must hold (else it is computed again)."""
         key, now = self._version(), self._clock()
         if self._fresh_enough(key, now):
             value = self._cached[2]

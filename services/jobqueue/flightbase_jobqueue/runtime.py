@@ -88,10 +88,10 @@ class JobRuntime:
         self.on_lease_cancelled: Callable[[str], None] = lambda job_id: None
         self._end_reasons: dict[str, str] = {}
         # counts every change of the queue's state that a request or the runtime makes (poke,
-        # limits); with the passes, the shared projection's version (insight()/insight_cache.py)
+        # limits); with the flow, the shared projection's version (insight()/insight_cache.py)
         self.version = 0
-        self.passes = 0  # the flow: scheduler passes and submissions (insight_cache.py)
-        self._insight = SharedInsight(self._explain, lambda: (self.version, self.passes))
+        self.flow = 0  # the queue's flow: scheduler passes and submissions (insight_cache.py)
+        self._insight = SharedInsight(self._explain, lambda: (self.version, self.flow))
 
     # -- life cycle -----------------------------------------------------------------
     async def start(self) -> None:
@@ -155,7 +155,7 @@ class JobRuntime:
         self.wakeup.set()
 
     def _stepped(self) -> None:
-        self.passes += 1
+        self.flow += 1
         waiters, self._step_waiters = self._step_waiters, []
         for fut in waiters:
             if not fut.done():
@@ -165,7 +165,7 @@ class JobRuntime:
         """Wait until the coordinator has made its next pass (or ``timeout``): long polls use it."""
         fut = asyncio.get_running_loop().create_future()
         self._step_waiters.append(fut)
-        self.wakeup.set()  # a pass is asked for, nothing changed (the pass bumps the version)
+        self.wakeup.set()  # a pass is asked for, nothing changed (the pass counts as flow)
         try:
             await asyncio.wait_for(fut, timeout)
         except asyncio.TimeoutError:
@@ -207,7 +207,7 @@ class JobRuntime:
     def submitted(self, rows: Sequence[models.Job]) -> None:
         self.store.enqueue(rows)
         # the queue's flow, not a change of the jobs already in it (insight_cache.py)
-        self.passes += 1
+        self.flow += 1
         self.wakeup.set()
 
     def cancel(self, job_id: str, reason: str) -> None:

@@ -63,6 +63,12 @@ def _range(insight) -> list[float] | None:
     return None if r is None else [r[0], r[1]]
 
 
+def _projected(queued: list[Job]) -> list[str]:
+    """Which of these queued jobs the queue's projection must hold: not the held ones (a sweep's
+    jobs waiting their turn are outside the queue), which would make every read recompute it."""
+    return [j.id for j in queued if not j.held]
+
+
 def job_out(request: Request, job: Job, preemptions=(), insight=None) -> JobOut:
     runtime = request.app.state.runtime
     queue = None
@@ -116,8 +122,8 @@ async def list_jobs(
         return list(session.scalars(stmt.order_by(Job.submitted_at.desc()).limit(limit)))
 
     rows = await in_session(request, query)
-    queued = [r.id for r in rows if r.state == "queued"]
-    insights = request.app.state.runtime.insight(require=queued) if queued else {}
+    queued = [r for r in rows if r.state == "queued"]
+    insights = request.app.state.runtime.insight(require=_projected(queued)) if queued else {}
     return [job_out(request, r, insight=insights.get(r.id)) for r in rows]
 
 
@@ -127,7 +133,7 @@ async def get_job(request: Request, job: Readable):
     preemptions = await in_session(
         request, lambda s: list(s.scalars(select(Preemption).where(Preemption.job_id == job_id).order_by(Preemption.at)))
     )
-    insight = request.app.state.runtime.insight(require=[job_id]).get(job_id) if job.state == "queued" else None
+    insight = request.app.state.runtime.insight(require=_projected([job])).get(job_id) if job.state == "queued" else None
     out = job_out(request, job, preemptions, insight)
     out.communication = await _communication(request, job)
     return out
@@ -230,7 +236,7 @@ async def _job_out_now(request: Request, job_id: str) -> JobOut:
     job, preemptions = await in_session(request, lambda s: (
         s.get(Job, job_id),
         list(s.scalars(select(Preemption).where(Preemption.job_id == job_id).order_by(Preemption.at)))))
-    insight = request.app.state.runtime.insight(require=[job_id]).get(job_id) if job.state == "queued" else None
+    insight = request.app.state.runtime.insight(require=_projected([job])).get(job_id) if job.state == "queued" else None
     return job_out(request, job, preemptions, insight)
 
 
