@@ -48,9 +48,10 @@ submit_bench.py does) and measures:
   - *lost*: no ``end`` record, or its job not SUCCEEDED in the database;
   - *run twice*: two ``end`` records or overlapping runs.
 
-  A submission that fails (the jobqueue is down) is retried with the same name; a
-  name that appears twice in the database is reported (``duplicate_submissions``: a
-  client retry after a kill cut off the answer, not the jobqueue running a job twice).
+  A submission that fails (the jobqueue is down) is retried with the same body and the
+  same ``Idempotency-Key``, as ``flightbase.Client.submit`` does, so a retry whose first
+  answer a kill cut off gets the training already committed (200). A name that appears
+  twice in the database is reported (``duplicate_submissions``: it should be 0).
 
 Exit status 0 when every workload ran exactly once and nothing was lost.
 """
@@ -236,15 +237,16 @@ async def run_load(p, token: str, codes: dict[str, str], plan, meter: JobqueueMe
                 await asyncio.sleep(delay)
             body = {"workspace": ws, "name": f"{c.name}-{i}", "entrypoint": "job.py", "code_id": codes[ws],
                     "gpus": c.gpus, "priority": c.priority, "env": {"SIM_SECONDS": str(c.seconds)}}
+            key = {"Idempotency-Key": f"{ws}-{c.name}-{i}"}  # one per workload, the same on every retry
             while True:
                 async with sem:
                     t0 = time.perf_counter()
                     try:
-                        r = await http.post("/trainings", json=body)
+                        r = await http.post("/trainings", json=body, headers=key)
                     except httpx.HTTPError:
                         r = None
                     dt = time.perf_counter() - t0
-                if r is not None and r.status_code == 201:
+                if r is not None and r.status_code in (200, 201):  # 200: a retry found its training
                     sub_lat.append(dt)
                     accepted[r.json()["jobs"][0]["id"]] = (c.name, time.time() - dt, ws)
                     return

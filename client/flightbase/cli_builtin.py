@@ -121,7 +121,7 @@ def cmd_train(args) -> int:
             body["gpus"] = args.gpus
         if args.max_runtime:
             body["max_runtime"] = args.max_runtime
-        t = c.request("jobqueue", "POST", "builtin-trainings", json=body)
+        t = c.builtin_train(body.pop("workspace"), body.pop("model"), body.pop("name"), **body)
     if args.json:
         print(json.dumps(t, indent=1))
     else:

@@ -9,10 +9,15 @@ spawner sets it in each single-user server).
 from __future__ import annotations
 
 import os
+import time
+import uuid
 from typing import Any
 from urllib.parse import urlparse
 
 import httpx
+
+
+RETRY_STATUSES = frozenset({502, 503, 504})  # the proxy's answers while a service restarts
 
 
 class ApiError(Exception):
@@ -60,12 +65,23 @@ class Client:
     def __exit__(self, *exc):
         self.close()
 
-    def request(self, service: str, method: str, path: str, **kwargs) -> Any:
+    def request(self, service: str, method: str, path: str, *, retries: int = 0, **kwargs) -> Any:
+        """One API call. With ``retries``, a request that got no answer (the connection failed or timed
+        out) or a 502/503/504 (the service restarting behind the proxy) is sent again, up to that many
+        times, after 0.5, 1, 2... s: only for requests that are safe to repeat (an idempotency key)."""
         url = f"{self.url}/services/{service}/api/v1/{path.lstrip('/')}"
-        try:
-            resp = self._http.request(method, url, **kwargs)
-        except httpx.HTTPError as exc:
-            raise ApiError(0, f"cannot reach {self.url}: {exc}") from None
+        for attempt in range(retries + 1):
+            try:
+                resp = self._http.request(method, url, **kwargs)
+            except httpx.HTTPError as exc:
+                if attempt < retries:
+                    time.sleep(min(0.5 * 2 ** attempt, 8.0))
+                    continue
+                raise ApiError(0, f"cannot reach {self.url}: {exc}") from None
+            if resp.status_code in RETRY_STATUSES and attempt < retries:
+                time.sleep(min(0.5 * 2 ** attempt, 8.0))
+                continue
+            break
         if resp.status_code >= 400:
             try:
                 body = resp.json()
@@ -132,7 +148,7 @@ class Client:
         return self.submit(workspace, code, sweep=sweep, **spec)
 
     def submit(self, workspace: str, code: str | None = None, *, entrypoint: str | None = None, name: str | None = None,
-               **spec) -> dict:
+               idempotency_key: str | None = None, retries: int = 4, **spec) -> dict:
         """Create a training: ``code`` is a script, an archive or a folder, uploaded first.
 
         ``spec`` takes the fields of the trainings API: ``args``, ``gpus``,
@@ -143,6 +159,10 @@ class Client:
         ``secret_env`` (``{"NAME": "value"}``) reaches the job as environment
         variables like ``env``, but is write-only: no answer of the API shows the
         values again, to anyone (the training names them in ``secret_env_names``).
+
+        The request carries an ``Idempotency-Key`` (``idempotency_key``, or a new UUID), so it is
+        sent again up to ``retries`` times when its answer is lost (a timeout, the jobqueue
+        restarting) without ever creating the training twice.
         """
         import os.path
 
@@ -155,7 +175,9 @@ class Client:
             raise ValueError("entrypoint: name the script to run inside the code")
         body["entrypoint"] = entrypoint
         body["name"] = name or os.path.splitext(os.path.basename(entrypoint))[0].replace("_", "-")
-        return self.request("jobqueue", "POST", "trainings", json=body)
+        key = idempotency_key or uuid.uuid4().hex
+        return self.request("jobqueue", "POST", "trainings", json=body, retries=retries,
+                            headers={"Idempotency-Key": key})
 
     def training(self, training_id: str) -> dict:
         return self.request("jobqueue", "GET", f"trainings/{training_id}")
@@ -202,8 +224,6 @@ class Client:
 
     def wait(self, job_id: str, timeout: float | None = None, interval: float = 1.0) -> dict:
         """Poll until the job has ended; return it."""
-        import time
-
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             job = self.job(job_id)
@@ -237,11 +257,14 @@ class Client:
         """The catalogue: each model's manifest (parameters, dataset layout, GPUs, launchers)."""
         return self.request("jobqueue", "GET", "builtin-models")
 
-    def builtin_train(self, workspace: str, model: str, name: str, **fields) -> dict:
+    def builtin_train(self, workspace: str, model: str, name: str, *, idempotency_key: str | None = None,
+                      retries: int = 4, **fields) -> dict:
         """Train a built-in model: ``fields`` are those of POST /builtin-trainings
-        (``dataset``, ``params``, ``gpus``, ``launcher``, ``options``, ``image``, ``max_runtime``...)."""
+        (``dataset``, ``params``, ``gpus``, ``launcher``, ``options``, ``image``, ``max_runtime``...).
+        Retried with one ``Idempotency-Key`` as :meth:`submit` is."""
         body = {"workspace": workspace, "model": model, "name": name, **{k: v for k, v in fields.items() if v is not None}}
-        return self.request("jobqueue", "POST", "builtin-trainings", json=body)
+        return self.request("jobqueue", "POST", "builtin-trainings", json=body, retries=retries,
+                            headers={"Idempotency-Key": idempotency_key or uuid.uuid4().hex})
 
     # --- registry
     def datasets(self, workspace: str) -> list[dict]:
@@ -285,7 +308,6 @@ def pack_files(files: dict[str, bytes], folder: str | None = None) -> tuple[str,
 def _tar_gz(folder, files: dict[str, bytes]) -> bytes:
     import io
     import tarfile
-    import time
 
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:

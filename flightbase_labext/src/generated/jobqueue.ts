@@ -349,7 +349,13 @@ export interface paths {
         /** Trainings, newest first (without their jobs) */
         get: operations["list_trainings_services_jobqueue_api_v1_trainings_get"];
         put?: never;
-        /** Create Training */
+        /**
+         * Create Training
+         * @description Create a training. With an ``Idempotency-Key`` header (a UUID the client makes for this request
+         *     and sends again when it retries), a second request with the key answers 200 with the training
+         *     the first created, and its ``Idempotent-Replayed`` header says so; the key with another request
+         *     is a 422. Keys are per workspace and person, kept as long as the training.
+         */
         post: operations["create_training_services_jobqueue_api_v1_trainings_post"];
         delete?: never;
         options?: never;
@@ -2574,6 +2580,13 @@ export interface operations {
             };
         };
         responses: {
+            /** @description A retry: the training an earlier request with the same Idempotency-Key created */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description Successful Response */
             201: {
                 headers: {

@@ -30,12 +30,17 @@ class Training(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=utcnow)
     spec: Mapped[TrainingSpec] = mapped_column(SpecColumn, nullable=False, default=TrainingSpec)
     state: Mapped[str] = mapped_column(String(16), nullable=False, default="queued")
+    # the client's Idempotency-Key header, unique per workspace and creator, and a digest of the request it
+    # came with: a retried POST /trainings (its answer lost to a timeout or a restart) finds this training
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), nullable=True, default=None)
+    request_digest: Mapped[str | None] = mapped_column(String(64), nullable=True, default=None)
 
     owners: Mapped[list["TrainingOwner"]] = relationship(
         back_populates="training", cascade="all, delete-orphan", lazy="selectin", order_by="TrainingOwner.user"
     )
 
-    __table_args__ = (Index("ix_trainings_workspace_created", "workspace", "created_at"),)
+    __table_args__ = (Index("ix_trainings_workspace_created", "workspace", "created_at"),
+                      Index("uq_trainings_idempotency", "workspace", "created_by", "idempotency_key", unique=True))
 
     @property
     def owner_names(self) -> list[str]:

@@ -7,6 +7,11 @@ writer gathers the submissions that arrive while the previous batch commits
 and writes them together (Core ``INSERT``s, one commit), then answers each.
 A batch that fails is retried one submission at a time, so one bad row
 refuses only its own submission.
+
+A submission that carries an idempotency key already stored (its client
+retried after losing the first answer) fails on the unique index; the writer
+then answers it with :class:`KeyTaken`, naming the training that holds the
+key, and the route answers with that training instead of a second one.
 """
 
 from __future__ import annotations
@@ -15,8 +20,8 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
-from sqlalchemy import insert
-from sqlalchemy.exc import StatementError
+from sqlalchemy import insert, select
+from sqlalchemy.exc import IntegrityError, StatementError
 from starlette.concurrency import run_in_threadpool
 
 from flightbase_server.service import tasks
@@ -27,6 +32,15 @@ from flightbase_jobqueue import models
 log = logging.getLogger("flightbase.jobqueue.submissions")
 
 MAX_BATCH = 500
+
+
+class KeyTaken(Exception):
+    """The submission's idempotency key is held by training ``training_id`` (made from ``digest``)."""
+
+    def __init__(self, training_id: str, digest: str | None):
+        super().__init__(training_id)
+        self.training_id = training_id
+        self.digest = digest
 
 
 @dataclass
@@ -68,26 +82,45 @@ class SubmissionWriter:
                 except StatementError as exc:  # its text holds the statement's parameters: the values
                     raise RuntimeError(f"storing secret values failed: {type(exc.orig).__name__}") from None
 
+    def _holder(self, training: dict) -> KeyTaken | None:
+        """Who holds ``training``'s idempotency key, when it has one and it is stored already."""
+        if not training.get("idempotency_key"):
+            return None
+        t = models.Training.__table__
+        with self.sessions.begin() as session:
+            row = session.execute(select(t.c.id, t.c.request_digest).where(
+                t.c.workspace == training["workspace"], t.c.created_by == training["created_by"],
+                t.c.idempotency_key == training["idempotency_key"])).first()
+        return KeyTaken(row.id, row.request_digest) if row else None
+
+    async def _alone(self, item: Submission) -> None:
+        """Commit one submission on its own; answer it."""
+        try:
+            await run_in_threadpool(self._commit, [item])
+            item.done.set_result(None)
+        except Exception as exc:
+            taken = await run_in_threadpool(self._holder, item.training) if isinstance(exc, IntegrityError) else None
+            if taken is not None:
+                item.done.set_exception(taken)
+                return
+            log.exception("a submission could not be stored")
+            item.done.set_exception(_error())
+
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
+            if len(batch) == 1:
+                await self._alone(batch[0])
+                continue
             try:
                 await run_in_threadpool(self._commit, batch)
                 for item in batch:
                     item.done.set_result(None)
             except Exception:
-                if len(batch) == 1:
-                    batch[0].done.set_exception(_error())
-                    continue
                 for item in batch:  # find the bad one: each on its own
-                    try:
-                        await run_in_threadpool(self._commit, [item])
-                        item.done.set_result(None)
-                    except Exception:
-                        log.exception("a submission could not be stored")
-                        item.done.set_exception(_error())
+                    await self._alone(item)
 
 
 def _error() -> Exception:

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field, ValidationError
 
 from flightbase_server.service.access import InWorkspace, Person, workspace_in_body
@@ -109,7 +109,8 @@ async def get_model(identity: Person, name: str):
 @router.post("/builtin-trainings", response_model=TrainingOut, status_code=201,
              summary="Train a built-in model on a dataset of the workspace")
 async def create_builtin_training(
-        request: Request, w: Annotated[InWorkspace, workspace_in_body(BuiltinTrainingCreate, "trainings:write")]):
+        request: Request, response: Response,
+        w: Annotated[InWorkspace, workspace_in_body(BuiltinTrainingCreate, "trainings:write")]):
     body = w.body
     manifest = _catalogue().get(body.model)
     if manifest is None:
@@ -133,7 +134,7 @@ async def create_builtin_training(
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "body"
         raise ApiError(422, f"{field}: {err['msg']}", field=field) from None
-    return await create_training_from(request, w.identity, training, w.ws, kind="builtin", spec_extra={
+    return await create_training_from(request, w.identity, training, w.ws, kind="builtin", response=response, spec_extra={
         "builtin_model": manifest["name"],
         "builtin": {"model": manifest["name"], "dataset": body.dataset, "params": params, "options": options},
     })

@@ -17,6 +17,8 @@ empty, the built-in images and the workspace's own).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 import os
 import time
 import uuid
@@ -39,6 +41,7 @@ from flightbase_jobqueue.api import access
 from flightbase_jobqueue.models import CodeUpload, Job, Training, TrainingOwner, TrainingSecret
 from flightbase_jobqueue.runtime import limits_from
 from flightbase_jobqueue.scheduling.types import Job as CoreJob
+from flightbase_jobqueue.submissions import KeyTaken
 from flightbase_jobqueue.schemas import JobSummary, OwnersUpdate, TrainingCreate, TrainingOut
 from flightbase_jobqueue.training_spec import TrainingSpec
 
@@ -211,15 +214,48 @@ async def code_problem(request: Request, workspace: str, code_id: str, entrypoin
     return None
 
 
-@router.post("/trainings", response_model=TrainingOut, status_code=201)
-async def create_training(request: Request, w: Annotated[InWorkspace, workspace_in_body(TrainingCreate, "trainings:write")]):
-    return await create_training_from(request, w.identity, w.body, w.ws)
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_KEY_CHARS = frozenset(chr(c) for c in range(0x21, 0x7f))  # visible ASCII, as a header value keeps it
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The request's ``Idempotency-Key`` header: 1 to 255 visible ASCII characters (422 otherwise)."""
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255 or not _KEY_CHARS.issuperset(key):
+        raise ApiError(422, f"{IDEMPOTENCY_HEADER}: 1 to 255 visible ASCII characters (a UUID is usual)",
+                       field=IDEMPOTENCY_HEADER)
+    return key
+
+
+def request_digest(body: TrainingCreate, kind: str, spec_extra: dict | None) -> str:
+    """What identifies a creation request, to tell a retry from another request under the same key.
+    Secret values are left out (a digest of a short secret could be searched): their names are in."""
+    fields = body.model_dump(mode="json", exclude={"secret_env"})
+    text = json.dumps([fields, sorted(body.secret_env), kind, spec_extra], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@router.post("/trainings", response_model=TrainingOut, status_code=201, responses={
+    200: {"description": "A retry: the training an earlier request with the same Idempotency-Key created"}})
+async def create_training(request: Request, response: Response,
+                          w: Annotated[InWorkspace, workspace_in_body(TrainingCreate, "trainings:write")]):
+    """Create a training. With an ``Idempotency-Key`` header (a UUID the client makes for this request
+    and sends again when it retries), a second request with the key answers 200 with the training
+    the first created, and its ``Idempotent-Replayed`` header says so; the key with another request
+    is a 422. Keys are per workspace and person, kept as long as the training."""
+    return await create_training_from(request, w.identity, w.body, w.ws, response=response)
 
 
 async def create_training_from(request: Request, identity: Identity, body: TrainingCreate, ws: Workspace, *,
-                               kind: str = "advanced", spec_extra: dict | None = None) -> TrainingOut:
+                               kind: str = "advanced", spec_extra: dict | None = None,
+                               response: Response | None = None) -> TrainingOut:
     """Create a training from a validated body in ``ws``, where the route authorised ``identity``
-    (POST /trainings; built-in trainings add their ``spec_extra``)."""
+    (POST /trainings; built-in trainings add their ``spec_extra``). With an ``Idempotency-Key``
+    already used by ``identity`` in ``ws``, the training it created (``response`` becomes a 200)."""
+    key = idempotency_key(request)
+    digest = request_digest(body, kind, spec_extra) if key is not None else None
     require_usable(ws)
     runtime = request.app.state.runtime
     limits = limits_from(ws.settings)
@@ -257,7 +293,7 @@ async def create_training_from(request: Request, identity: Identity, body: Train
                            **body.model_dump(exclude={"workspace", "name", "description", "secret_env"}, mode="json"),
                            "dataset_versions": dataset_versions, "image_reference": image_reference,
                            **(spec_extra or {})}),
-                       state="active")
+                       state="active", idempotency_key=key, request_digest=digest)
     jobs = [
         new_row(Job, id=ids[12 + 16 * i:28 + 16 * i], training_id=training.id, workspace=body.workspace,
                 name=sweeps.job_name(body.name, i, params), seq=i, params=params, kind="training",
@@ -267,14 +303,36 @@ async def create_training_from(request: Request, identity: Identity, body: Train
                 stopping=False, cancel_requested=False, created_by=identity.name)
         for i, params in enumerate(param_sets)
     ]
-    await request.app.state.submissions.write(
-        vars(training), [{"training_id": training.id, "user": identity.name}], [vars(j) for j in jobs],
-        [{"training_id": training.id, "name": k, "value": v} for k, v in body.secret_env.items()])
+    try:
+        await request.app.state.submissions.write(
+            vars(training), [{"training_id": training.id, "user": identity.name}], [vars(j) for j in jobs],
+            [{"training_id": training.id, "name": k, "value": v} for k, v in body.secret_env.items()])
+    except KeyTaken as taken:
+        return await _replayed(request, response, taken, digest)
     training.owner_names = [identity.name]
     if dataset_versions:
         await request.app.state.datasets.mark(body.workspace, dataset_versions, [j.id for j in jobs], in_use=True)
     runtime.submitted(jobs)
     return training_out(training, jobs, secret_names=list(body.secret_env))
+
+
+async def _replayed(request: Request, response: Response | None, taken: KeyTaken, digest: str | None) -> TrainingOut:
+    """The answer to a retry: the training that holds the key, if the request is the same."""
+    if taken.digest != digest:
+        raise ApiError(422, f"{IDEMPOTENCY_HEADER}: already used for another request (training {taken.training_id!r}); "
+                            "make a new key for a new request", field=IDEMPOTENCY_HEADER)
+    found = await read_training(request, taken.training_id)
+    if found is None:  # deleted between the two reads: its key went with it
+        raise ApiError(409, f"{IDEMPOTENCY_HEADER}: training {taken.training_id!r} was deleted meanwhile; retry",
+                       field=IDEMPOTENCY_HEADER)
+    live = [j.id for j in found.jobs if j.state in LIVE]
+    dataset_versions = TrainingSpec.from_json(found.spec).dataset_versions  # as resolved the first time
+    if dataset_versions and live:  # the first answer may have been cut off before these were marked (PUT: idempotent)
+        await request.app.state.datasets.mark(found.workspace, dataset_versions, live, in_use=True)
+    if response is not None:
+        response.status_code = 200
+        response.headers["Idempotent-Replayed"] = "true"
+    return found
 
 
 @router.get("/trainings", response_model=list[TrainingOut], summary="Trainings, newest first (without their jobs)")
