@@ -140,8 +140,10 @@ def test_a_grid_sent_as_text_is_read_as_the_cli_and_the_dialog_write_it(platform
 def test_sweep_pause_resume_and_retry(platform, world):
     token = world.tokens["owner"]
     t = submit(platform, token, world.workspace, "ctl", "report.py", code(platform, world, "report.py"),
-               sweep={"runs": [{"code": 0}, {"code": 5}, {"code": 0}], "parallel": 1})
-    wait_job(platform, token, t["jobs"][0]["id"], ("starting", "running", "succeeded"))
+               sweep={"runs": [{"code": 0, "sleep": 4}, {"code": 5}, {"code": 0}], "parallel": 1})
+    # the pause comes while the first run is still going (it waits 4 s), so that its end cannot release
+    # the second run before the pause does
+    wait_job(platform, token, t["jobs"][0]["id"], ("starting", "running"))
     paused = platform.api("jobqueue", "POST", f"trainings/{t['id']}/pause", token).json()
     assert paused["paused"]
     wait_job(platform, token, t["jobs"][0]["id"])

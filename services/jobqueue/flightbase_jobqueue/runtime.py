@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import JSON, select, type_coerce, update
 from flightbase_server.service import tasks
 from flightbase_server.service.db import Sessions
 
@@ -42,7 +42,7 @@ from flightbase_jobqueue.backends.spec import DatasetVersion
 from flightbase_jobqueue.scheduling.types import Job, WorkspaceLimits
 from flightbase_jobqueue.states import JobState
 from flightbase_jobqueue.store import SqlStore
-from flightbase_jobqueue.training_spec import SpecError
+from flightbase_jobqueue.training_spec import SpecError, TrainingSpec
 
 log = logging.getLogger("flightbase.jobqueue.runtime")
 DEFAULT_MEMORY_GB_PER_GPU = WorkspaceSettings.model_fields["memory_gb_per_gpu"].default
@@ -75,7 +75,7 @@ class JobRuntime:
         self.memory_gb_per_gpu: dict[str, float] = {}
         self.store = SqlStore(sessions, lambda: self.limits)
 
-        self.backend, self.inventory = make_backend(settings, self.resolve)
+        self.backend, self.inventory = make_backend(settings, self.resolve, resolve_many=self.resolve_many)
         self.policy = make_policy(settings.scheduler_policy)
         # Jupyter trainings' leases are granted by the broker; other jobs go on to the backend
         self.leases = leases.LeaseBroker(self.backend)
@@ -280,13 +280,16 @@ class JobRuntime:
         if self.datasets is None:
             return
         with self.sessions() as session:
+            # the spec as plain JSON: most name no dataset, and reading each as a TrainingSpec (a
+            # validation) only to find that out was much of what an ended job cost
             rows = session.execute(
-                select(models.Job.id, models.Job.workspace, models.Training.spec)
+                select(models.Job.id, models.Job.workspace, type_coerce(models.Training.spec, JSON))
                 .join(models.Training, models.Training.id == models.Job.training_id)
                 .where(models.Job.id.in_(list(job_ids)))
             ).all()
-        for job_id, workspace, spec in rows:
-            if spec.dataset_versions:
+        for job_id, workspace, raw in rows:
+            if isinstance(raw, dict) and raw.get("dataset_versions"):
+                spec = TrainingSpec.from_json(raw)
                 asyncio.get_running_loop().create_task(
                     self.datasets.mark(workspace, spec.dataset_versions, [job_id], in_use=False))
 
@@ -295,6 +298,10 @@ class JobRuntime:
             ids = set(trainings)
             if finished_job_ids:
                 ids |= set(session.scalars(select(models.Job.training_id).where(models.Job.id.in_(finished_job_ids))))
+            if ids and not trainings:  # only trainings with held queued jobs can release any (most have none)
+                ids = set(session.scalars(select(models.Job.training_id).distinct().where(
+                    models.Job.training_id.in_(ids), models.Job.held.is_(True),
+                    models.Job.state == JobState.QUEUED.value)))
             release: list[str] = []
             for training in session.scalars(select(models.Training).where(models.Training.id.in_(ids))):
                 if training.state != "active":
@@ -310,38 +317,60 @@ class JobRuntime:
             self.store.set_held(release, False)
 
     def resolve(self, job_id: str) -> LaunchSpec:
-        """The job's shared LaunchSpec; the backend adds its own part (called by the backend on start)."""
+        """The job's shared LaunchSpec; the backend adds its own part (called by the backend on start).
+        Raises KeyError for a job that is not stored, SpecError for a spec that cannot start one."""
+        found = self.resolve_many([job_id])[job_id]
+        if isinstance(found, Exception):
+            raise found
+        return found
 
+    def resolve_many(self, job_ids: Sequence[str]) -> dict[str, LaunchSpec | Exception]:
+        """:meth:`resolve` for many jobs in two queries (their jobs with their trainings' specs, then
+        the trainings' secret values), not three each: a backend that starts a pass's admissions
+        together (the simulated one) asks once. Each id maps to its LaunchSpec, or to the error
+        :meth:`resolve` would raise for it."""
+        jobs, trainings, secrets = models.Job.__table__, models.Training.__table__, models.TrainingSecret.__table__
+        wanted = list(dict.fromkeys(job_ids))
         with self.sessions() as session:
-            job = session.get(models.Job, job_id)
-            training = session.get(models.Training, job.training_id)
-            spec = training.spec
+            rows = [row for i in range(0, len(wanted), 500) for row in session.execute(
+                select(jobs.c.id, jobs.c.workspace, jobs.c.created_by, jobs.c.params, jobs.c.restarts,
+                       trainings.c.id.label("training_id"), trainings.c.spec)
+                .join(trainings, trainings.c.id == jobs.c.training_id)
+                .where(jobs.c.id.in_(wanted[i:i + 500])))]
+            values: dict[str, dict[str, str]] = {row.training_id: {} for row in rows}
+            ids = list(values)
+            for i in range(0, len(ids), 500):
+                for training_id, name, value in session.execute(
+                        select(secrets.c.training_id, secrets.c.name, secrets.c.value)
+                        .where(secrets.c.training_id.in_(ids[i:i + 500]))):
+                    if models.TrainingSecret.is_env(name):
+                        values[training_id][name] = value
+        out: dict[str, LaunchSpec | Exception] = {job_id: KeyError(job_id) for job_id in wanted}
+        for row in rows:
+            spec = row.spec
             if spec.entrypoint is None:
-                raise SpecError(f"training {training.id}'s spec has no entrypoint: it cannot start a job")
-            args = tuple(spec.args) + tuple(sweeps.job_args(job.params))
-            secrets = {name: value for name, value in session.execute(
-                select(models.TrainingSecret.name, models.TrainingSecret.value)
-                .where(models.TrainingSecret.training_id == training.id)
-            ).tuples() if models.TrainingSecret.is_env(name)}
-            return LaunchSpec(
-                job_id=job.id,
-                training_id=training.id,
-                workspace=job.workspace,
-                user=job.created_by,
+                out[row.id] = SpecError(f"training {row.training_id}'s spec has no entrypoint: it cannot start a job")
+                continue
+            out[row.id] = LaunchSpec(
+                job_id=row.id,
+                training_id=row.training_id,
+                workspace=row.workspace,
+                user=row.created_by,
                 launcher=spec.launcher,
                 entrypoint=spec.entrypoint,
-                args=args,
+                args=tuple(spec.args) + tuple(sweeps.job_args(row.params)),
                 env=dict(spec.env),
-                secret_env=secrets,  # every job of the training: a sweep's, a retry's, a restart's
+                secret_env=dict(values[row.training_id]),  # every job of the training: a sweep's, a retry's, a restart's
                 code_dir=(self.code_root / spec.code_id) if spec.code_id else (
                     builtin.model_dir(spec.builtin_model) if spec.builtin_model else None),
-                params=dict(job.params),
+                params=dict(row.params),
                 datasets=tuple(DatasetVersion(d.name, d.version, Path(d.path)) for d in spec.dataset_versions),
                 image=spec.image_or_default,
                 image_reference=spec.image_reference,
-                memory_gb_per_gpu=self.memory_gb_per_gpu.get(job.workspace, DEFAULT_MEMORY_GB_PER_GPU),
-                restarts=job.restarts,
+                memory_gb_per_gpu=self.memory_gb_per_gpu.get(row.workspace, DEFAULT_MEMORY_GB_PER_GPU),
+                restarts=row.restarts,
                 gpudirect_p2p=spec.gpudirect_p2p,
                 gpudirect_rdma=spec.gpudirect_rdma,
             )
+        return out
 

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from flightbase_server.service.db import Sessions
@@ -81,6 +81,7 @@ class SqlStore:
         self._batch_thread: int | None = None  # (a batch is its own thread's: the loop's)
         self._after: list[Callable[[], None]] = []
         self._opened: set[str] = set()
+        self._closes: list[dict] = []  # the batch's usage intervals to close, written together (_write_closes)
         self.load()
 
     def load(self) -> None:
@@ -130,16 +131,18 @@ class SqlStore:
         after: list[Callable[[], None]] = []
         try:
             with self.sessions.begin() as session:
-                self._batch, self._after, self._opened = session, after, set()
+                self._batch, self._after, self._opened, self._closes = session, after, set(), []
                 self._batch_thread = threading.get_ident()
                 ids = list(job_ids)
                 # (held here: the session keeps the rows it read only while something refers to them)
                 rows = [row for i in range(0, len(ids), 500)
                         for row in session.scalars(select(models.Job).where(models.Job.id.in_(ids[i:i + 500])))]
                 yield
+                self._write_closes(session)
                 del rows
         finally:
             self._batch, self._after, self._opened, self._batch_thread = None, [], set(), None
+            self._closes = []
         for apply in after:  # committed: now the memory view
             apply()
 
@@ -173,17 +176,18 @@ class SqlStore:
         check_transition(old, new_state)
         row.state = new_state.value
         if job_id in self._opened:  # its interval was opened in this batch, not yet written: write it now
+            self._write_closes(session)  # (after the closes asked before it)
             session.flush()
         if old.holds_gpus() and not new_state.holds_gpus():  # its run ends: so does its usage interval
             outcome = "lost" if new_state is JobState.FAILED and job_id in self._lost else new_state.value
-            _close_intervals(session, job_id, at, outcome)
+            self._close(session, job_id, at, outcome)
         if new_state is JobState.STARTING:
             if placement is None:
                 raise ValueError("a job moving to STARTING needs its placement")
             row.placement = placement_to_json(placement)
             row.started_at = at
             row.stopping = False
-            _close_intervals(session, job_id, at, "lost")  # (none is open: a run ends before the next starts)
+            self._close(session, job_id, at, "lost")  # (none is open: a run ends before the next starts)
             session.add(models.UsageInterval(
                 job_id=job_id, training_id=row.training_id, workspace=row.workspace, user=row.created_by,
                 kind=row.kind, gpus=row.gpus, placement=row.placement, started_at=at))
@@ -208,6 +212,19 @@ class SqlStore:
         job = to_core(row)
         held = row.held
         return job, lambda: self._applied(job_id, old, new_state, job, placement, at, held)
+
+    def _close(self, session: Session, job_id: str, at: float, outcome: str) -> None:
+        """End the job's open usage interval: at once, or in a batch with the batch's others."""
+        params = {"job": job_id, "at": at, "end_outcome": outcome}
+        if self._batch is session:
+            self._closes.append(params)
+        else:
+            _close_intervals(session, [params])
+
+    def _write_closes(self, session: Session) -> None:
+        if self._closes:
+            _close_intervals(session, self._closes)
+            self._closes = []
 
     def _applied(self, job_id: str, old: JobState, new_state: JobState, job: Job, placement: Placement | None,
                  at: float, held: bool) -> None:
@@ -313,15 +330,25 @@ class SqlStore:
                                                                    models.Job.state.in_(active))))
 
 
-def _close_intervals(session: Session, job_id: str, at: float, outcome: str) -> None:
-    """End the job's open usage interval (there is at most one) at ``at``.
+_INTERVALS = models.UsageInterval.__table__
+# built once: constructing the statement cost more than running it, once per ended run
+_CLOSE_INTERVAL = (update(_INTERVALS)
+                   .where(_INTERVALS.c.job_id == bindparam("job"), _INTERVALS.c.ended_at.is_(None))
+                   .values(ended_at=bindparam("at"), outcome=bindparam("end_outcome")))
+
+
+def _close_intervals(session: Session, closes: list[dict]) -> None:
+    """End each job's open usage interval (there is at most one), in order: ``closes`` are
+    ``{"job": id, "at": time, "end_outcome": ...}``, one statement executed for all of them.
 
     A statement on the table, not the ORM entity: the ORM's would flush the session first and
     look for the rows among the session's objects, a third of a pass's time, for nothing (the
-    intervals are written here and never read back in the same transaction)."""
-    table = models.UsageInterval.__table__
-    session.execute(update(table).where(table.c.job_id == job_id, table.c.ended_at.is_(None))
-                    .values(ended_at=at, outcome=outcome))
+    intervals are written here and never read back in the same transaction). Without autoflush
+    too: the statement reads only intervals already written (one opened in this transaction and
+    not flushed is flushed first by ``SqlStore._write``), and flushing the session's changed jobs
+    before each statement made a pass's batch flush one job at a time instead of all at once."""
+    with session.no_autoflush:
+        session.execute(_CLOSE_INTERVAL, closes)
 
 
 def insert_jobs(session: Session, rows: list[models.Job]) -> None:

@@ -22,10 +22,12 @@ class UnknownBackend(ValueError):
         super().__init__(f"unknown execution backend {name!r}; known backends: {', '.join(BACKENDS)}")
 
 
-def make_backend(settings, resolve: Callable, *, kube_settings=None, kube_client=None, watch: bool = True):
+def make_backend(settings, resolve: Callable, *, kube_settings=None, kube_client=None, watch: bool = True,
+                 resolve_many: Callable | None = None):
     """``(backend, inventory)`` for ``settings.backend`` (a :class:`~flightbase_server.settings.PlatformSettings`).
 
-    ``resolve(job_id)`` returns the job's shared ``LaunchSpec``.  Kubernetes:
+    ``resolve(job_id)`` returns the job's shared ``LaunchSpec`` (``resolve_many``, when given, many
+    at once: ``{job_id: LaunchSpec or the error}``, for the simulated backend).  Kubernetes:
     ``kube_settings`` (None: ``FLIGHTBASE_K8S_*``), ``kube_client`` (None: the
     in-cluster or kubeconfig API client), ``watch`` (follow pods in a thread).
     An unknown name is a configuration error, not a fallback."""
@@ -47,7 +49,8 @@ def make_backend(settings, resolve: Callable, *, kube_settings=None, kube_client
         from flightbase_jobqueue.backends.simulated import SimNodes, SimulatedBackend
 
         gpu_kind = settings.gpus[0]["kind"] if settings.gpus else "gpu"
-        return (SimulatedBackend(settings.data_dir, resolve, speed=settings.sim_speed, gpu_kind=gpu_kind),
+        return (SimulatedBackend(settings.data_dir, resolve, speed=settings.sim_speed, gpu_kind=gpu_kind,
+                                 resolve_many=resolve_many),
                 SimNodes(settings.gpus))
     if settings.backend == "kubernetes":
         from flightbase_jobqueue.backends.kubernetes import make_kubernetes_backend

@@ -52,6 +52,14 @@ DURATION_ENV = "SIM_SECONDS"
 DEFAULT_SECONDS = 60.0
 
 
+def _or_error(resolve: Callable, job_id: str):
+    """``resolve(job_id)``, or the error it raised (the form ``resolve_many`` answers in)."""
+    try:
+        return resolve(job_id)
+    except Exception as exc:
+        return exc
+
+
 def log_path(data_dir: Path) -> Path:
     return Path(data_dir) / "sim" / "runs.log"
 
@@ -139,12 +147,15 @@ class SimulatedBackend:
     """The :class:`~flightbase_jobqueue.ports.Backend` port, with no process: see the module docstring."""
 
     def __init__(self, data_dir: Path, resolve: Callable[[str], LaunchSpec], *, speed: float = 1.0,
-                 gpu_kind: str = "cpu-slot", clock: Callable[[], float] = time.time):
+                 gpu_kind: str = "cpu-slot", clock: Callable[[], float] = time.time,
+                 resolve_many: Callable[[list[str]], dict] | None = None):
         if not speed > 0:
             raise ValueError(f"sim_speed: {speed!r} is not a positive number")
         self.path = log_path(data_dir)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.resolve = resolve
+        # many jobs' specs in one read (JobRuntime.resolve_many); else one resolve() each
+        self.resolve_many = resolve_many or (lambda ids: {i: _or_error(resolve, i) for i in ids})
         self.speed = speed
         self.gpu_kind = gpu_kind
         self.clock = clock
@@ -241,13 +252,23 @@ class SimulatedBackend:
         return "".join(f"flightbase sim: run {r} started at {s:.3f}" + (f", ended at {e:.3f}\n" if e else "\n")
                        for r, s, e in runs).encode()
 
-    def _seconds(self, job_id: str) -> float:
+    def _seconds(self, job_ids: list[str]) -> dict[str, float]:
+        """Each job's run time from its spec (``SIM_SECONDS``), read for all of them at once."""
         try:
-            raw = self.resolve(job_id).env.get(DURATION_ENV)
-            seconds = float(raw) if raw is not None else DEFAULT_SECONDS
-        except Exception:  # a job whose training is gone, or a value that is not a number
-            seconds = DEFAULT_SECONDS
-        return max(0.0, seconds) / self.speed
+            specs = self.resolve_many(job_ids)
+        except Exception:  # the database could not be read: the default, as for a job with no value
+            log.exception("could not read the specs of %d starting job(s)", len(job_ids))
+            specs = {}
+        out = {}
+        for job_id in job_ids:
+            spec = specs.get(job_id)
+            try:
+                raw = spec.env.get(DURATION_ENV) if not isinstance(spec, (Exception, type(None))) else None
+                seconds = float(raw) if raw is not None else DEFAULT_SECONDS
+            except ValueError:  # a value that is not a number
+                seconds = DEFAULT_SECONDS
+            out[job_id] = max(0.0, seconds) / self.speed
+        return out
 
     def _emit(self, event: BackendEvent) -> None:
         self._events.put(event)
@@ -265,7 +286,9 @@ class SimulatedBackend:
                     self._cond.wait(None if not self._heap else max(0.001, self._heap[0][0] - now))
                 batch, self._pending = self._pending, []
             # the starts' durations (a read of the job's spec) here, off the event loop and the lock
-            batch = [("start", item[1], self._seconds(item[1])) if item[0] == "start" and item[2] is None else item
+            unknown = [item[1] for item in batch if item[0] == "start" and item[2] is None]
+            seconds = self._seconds(unknown) if unknown else {}
+            batch = [("start", item[1], seconds[item[1]]) if item[0] == "start" and item[2] is None else item
                      for item in batch]
             with self._cond:
                 lines: list[str] = []
