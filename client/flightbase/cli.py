@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 
 from flightbase import __version__
@@ -146,6 +148,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        try:
+            return _main(argv)
+        finally:  # what is still buffered goes now, while a closed pipe can be answered (also after --help)
+            sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader went away (``flightbase queue | head``): stop quietly, as a command killed by
+        # SIGPIPE does, instead of a traceback; stdout goes to /dev/null so that the interpreter's
+        # last flush at exit does not fail on the closed pipe again (Python's "Note on SIGPIPE")
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "takes_any_arguments", False):

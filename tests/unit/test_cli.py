@@ -38,3 +38,15 @@ def test_unreachable_platform_exits_2(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "FLIGHTBASE_TOKEN": "x", "FLIGHTBASE_URL": "http://127.0.0.1:9"}
     proc = subprocess.run([FLIGHTBASE, "info"], capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 2 and "cannot reach" in proc.stderr
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["workspaces", "--help"]])
+def test_a_reader_that_goes_away_ends_the_command_quietly(argv):
+    """``flightbase ... | head``: the pipe is closed before the command writes. It stops as a
+    command killed by SIGPIPE does (exit 141), without a traceback."""
+    proc = subprocess.Popen([FLIGHTBASE, *argv], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader is gone before the interpreter has even started
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 141, err.decode()
+    assert b"Traceback" not in err and b"BrokenPipeError" not in err
