@@ -71,17 +71,16 @@ class Client:
         times, after 0.5, 1, 2... s: only for requests that are safe to repeat (an idempotency key)."""
         url = f"{self.url}/services/{service}/api/v1/{path.lstrip('/')}"
         for attempt in range(retries + 1):
+            last = attempt == retries
             try:
                 resp = self._http.request(method, url, **kwargs)
             except httpx.HTTPError as exc:
-                if attempt < retries:
-                    time.sleep(min(0.5 * 2 ** attempt, 8.0))
-                    continue
-                raise ApiError(0, f"cannot reach {self.url}: {exc}") from None
-            if resp.status_code in RETRY_STATUSES and attempt < retries:
-                time.sleep(min(0.5 * 2 ** attempt, 8.0))
-                continue
-            break
+                if last:
+                    raise ApiError(0, f"cannot reach {self.url}: {exc}") from None
+            else:
+                if last or resp.status_code not in RETRY_STATUSES:
+                    break
+            time.sleep(min(0.5 * 2 ** attempt, 8.0))
         if resp.status_code >= 400:
             try:
                 body = resp.json()
@@ -175,9 +174,13 @@ class Client:
             raise ValueError("entrypoint: name the script to run inside the code")
         body["entrypoint"] = entrypoint
         body["name"] = name or os.path.splitext(os.path.basename(entrypoint))[0].replace("_", "-")
-        key = idempotency_key or uuid.uuid4().hex
-        return self.request("jobqueue", "POST", "trainings", json=body, retries=retries,
-                            headers={"Idempotency-Key": key})
+        return self._create("trainings", body, idempotency_key, retries)
+
+    def _create(self, path: str, body: dict, idempotency_key: str | None, retries: int) -> dict:
+        """POST a creation with an ``Idempotency-Key`` (``idempotency_key``, or a new UUID), sent
+        again with the same key when the answer is lost (:meth:`request`'s ``retries``)."""
+        return self.request("jobqueue", "POST", path, json=body, retries=retries,
+                            headers={"Idempotency-Key": idempotency_key or uuid.uuid4().hex})
 
     def training(self, training_id: str) -> dict:
         return self.request("jobqueue", "GET", f"trainings/{training_id}")
@@ -263,8 +266,7 @@ class Client:
         (``dataset``, ``params``, ``gpus``, ``launcher``, ``options``, ``image``, ``max_runtime``...).
         Retried with one ``Idempotency-Key`` as :meth:`submit` is."""
         body = {"workspace": workspace, "model": model, "name": name, **{k: v for k, v in fields.items() if v is not None}}
-        return self.request("jobqueue", "POST", "builtin-trainings", json=body, retries=retries,
-                            headers={"Idempotency-Key": idempotency_key or uuid.uuid4().hex})
+        return self._create("builtin-trainings", body, idempotency_key, retries)
 
     # --- registry
     def datasets(self, workspace: str) -> list[dict]:
