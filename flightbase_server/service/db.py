@@ -11,6 +11,7 @@ import datetime as dt
 import threading
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator, Sequence
 
 from alembic import command
 from alembic.config import Config
@@ -53,6 +54,15 @@ def run_migrations(context, target_metadata) -> None:
     context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()
+
+
+IN_LIST_SIZE = 500  # values in one ``IN (...)``: well under SQLite's bound on a statement's parameters
+
+
+def in_chunks(values: Sequence, size: int = IN_LIST_SIZE) -> Iterator[Sequence]:
+    """``values`` in slices of ``size``, one ``IN (...)`` query each."""
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
 
 
 def utcnow() -> dt.datetime:

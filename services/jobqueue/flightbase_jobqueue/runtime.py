@@ -25,7 +25,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 
 from sqlalchemy import JSON, select, type_coerce, update
 from flightbase_server.service import tasks
-from flightbase_server.service.db import Sessions
+from flightbase_server.service.db import Sessions, in_chunks
 
 from flightbase_server.settings import PlatformSettings
 from flightbase_server.workspaces import WorkspaceSettings
@@ -332,17 +332,16 @@ class JobRuntime:
         jobs, trainings, secrets = models.Job.__table__, models.Training.__table__, models.TrainingSecret.__table__
         wanted = list(dict.fromkeys(job_ids))
         with self.sessions() as session:
-            rows = [row for i in range(0, len(wanted), 500) for row in session.execute(
+            rows = [row for chunk in in_chunks(wanted) for row in session.execute(
                 select(jobs.c.id, jobs.c.workspace, jobs.c.created_by, jobs.c.params, jobs.c.restarts,
                        trainings.c.id.label("training_id"), trainings.c.spec)
                 .join(trainings, trainings.c.id == jobs.c.training_id)
-                .where(jobs.c.id.in_(wanted[i:i + 500])))]
+                .where(jobs.c.id.in_(chunk)))]
             values: dict[str, dict[str, str]] = {row.training_id: {} for row in rows}
-            ids = list(values)
-            for i in range(0, len(ids), 500):
+            for chunk in in_chunks(list(values)):
                 for training_id, name, value in session.execute(
                         select(secrets.c.training_id, secrets.c.name, secrets.c.value)
-                        .where(secrets.c.training_id.in_(ids[i:i + 500]))):
+                        .where(secrets.c.training_id.in_(chunk))):
                     if models.TrainingSecret.is_env(name):
                         values[training_id][name] = value
         out: dict[str, LaunchSpec | Exception] = {job_id: KeyError(job_id) for job_id in wanted}

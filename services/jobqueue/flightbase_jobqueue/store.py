@@ -33,7 +33,7 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from flightbase_server.service.db import Sessions
+from flightbase_server.service.db import Sessions, in_chunks
 
 from flightbase_jobqueue import models
 from flightbase_jobqueue.scheduling.queueview import QueueView
@@ -135,8 +135,8 @@ class SqlStore:
                 self._batch_thread = threading.get_ident()
                 ids = list(job_ids)
                 # (held here: the session keeps the rows it read only while something refers to them)
-                rows = [row for i in range(0, len(ids), 500)
-                        for row in session.scalars(select(models.Job).where(models.Job.id.in_(ids[i:i + 500])))]
+                rows = [row for chunk in in_chunks(ids)
+                        for row in session.scalars(select(models.Job).where(models.Job.id.in_(chunk)))]
                 yield
                 self._write_closes(session)
                 del rows

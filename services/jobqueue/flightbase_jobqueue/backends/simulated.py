@@ -261,9 +261,9 @@ class SimulatedBackend:
             specs = {}
         out = {}
         for job_id in job_ids:
-            spec = specs.get(job_id)
+            spec = specs.get(job_id)  # the job's spec, or the error that kept it from being read
             try:
-                raw = spec.env.get(DURATION_ENV) if not isinstance(spec, (Exception, type(None))) else None
+                raw = None if spec is None or isinstance(spec, Exception) else spec.env.get(DURATION_ENV)
                 seconds = float(raw) if raw is not None else DEFAULT_SECONDS
             except ValueError:  # a value that is not a number
                 seconds = DEFAULT_SECONDS
