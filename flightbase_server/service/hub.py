@@ -71,6 +71,11 @@ class Workspace:
         )
 
 
+LISTING = None  # HubClient._fetching's key for the whole listing of groups
+LISTING_PAGE = 200  # groups asked for per page of the hub's listing (the hub may give fewer)
+LISTING_MIN_NAMES = 8  # workspaces in use from which an expired one is read with the whole listing
+
+
 class HubClient:
     """The hub REST API as this service (by default the hub and token of :class:`HubServiceEnv`)."""
 
@@ -86,9 +91,11 @@ class HubClient:
         self._cache_seconds = cache_seconds
         self._groups: tuple[float, dict[str, Workspace]] | None = None
         self._one: dict[str, tuple[float, Workspace | None]] = {}
-        self._fetching: dict[str, asyncio.Future] = {}  # name -> the lookup in flight (workspace())
+        # the lookup in flight: by name (workspace()), or the whole listing (LISTING)
+        self._fetching: dict[str | None, asyncio.Future] = {}
         self._generation = 0  # invalidate() counts up: a lookup begun before it is not cached
-        self._lock = asyncio.Lock()
+        self._used: dict[str, float] = {}  # name -> when workspace() was last asked for it
+        self._listing_pages: int | None = None  # requests the hub's last listing took
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -105,44 +112,85 @@ class HubClient:
 
     async def workspaces(self) -> dict[str, Workspace]:
         """Every group of the hub (paginated through), cached for ``cache_seconds``."""
-        async with self._lock:
-            now = time.monotonic()
-            if self._groups and now - self._groups[0] < self._cache_seconds:
-                return self._groups[1]
-            found: dict[str, Workspace] = {}
-            offset = 0
-            while True:
-                resp = await self._request(
-                    "GET", "/groups", params={"offset": offset, "limit": 200},
-                    headers={"Accept": "application/jupyterhub-pagination+json"},
-                )
-                resp.raise_for_status()
-                page = resp.json()
-                for model in page["items"]:
-                    found[model["name"]] = Workspace.from_group(model)
-                if not page.get("_pagination", {}).get("next"):
-                    break
-                offset += len(page["items"])
-            self._groups = (now, found)
-            return found
+        now = time.monotonic()
+        if self._groups and now - self._groups[0] < self._cache_seconds:
+            return self._groups[1]
+        return await self._shared(LISTING, lambda: self._fetch_listing(now))
 
     async def workspace(self, name: str) -> Workspace | None:
         """The hub's group ``name`` (None if there is none), cached for ``cache_seconds``.
 
         One request per name at a time: when the cached copy expires under load, the requests
         that need it meanwhile wait for the one lookup in flight instead of each asking the hub
-        (fifty clients would otherwise send the hub fifty identical requests at once)."""
+        (fifty clients would otherwise send the hub fifty identical requests at once).
+
+        When many workspaces are in use, an expired one is read again with all the others,
+        through the hub's listing of groups (:meth:`_listing_pays`): a busy jobqueue with 30
+        active workspaces otherwise asked the hub 30 times per ``cache_seconds``, and each of
+        those requests cost it more CPU than the listing's one (docs/benchmarks.md, "Scale of
+        the live service")."""
         now = time.monotonic()
+        self._used[name] = now
         cached = self._one.get(name)
         if cached and now - cached[0] < self._cache_seconds:
             return cached[1]
-        pending = self._fetching.get(name)
+        if self._listing_pays(now):
+            return (await self._shared(LISTING, lambda: self._fetch_listing(now))).get(name)
+        return await self._shared(name, lambda: self._fetch_workspace(name, now))
+
+    def _listing_pays(self, now: float) -> bool:
+        """Whether one read of the whole listing replaces enough lookups by name: at least
+        ``LISTING_MIN_NAMES`` names asked for within the last two cache periods, and no more
+        pages (requests) in the hub's listing, when it was last read, than those names. A hub with
+        thousands of groups of which a few are in use is still asked by name. (Names not asked
+        for lately are forgotten here, so that this stays as small as the workspaces in use.)"""
+        recent = now - 2 * self._cache_seconds
+        if len(self._used) >= LISTING_MIN_NAMES:
+            for old in [n for n, t in self._used.items() if t < recent]:
+                del self._used[old]
+        in_use = len(self._used)
+        if in_use < LISTING_MIN_NAMES:
+            return False
+        return self._listing_pages is None or self._listing_pages <= in_use
+
+    async def _shared(self, key: str | None, fetch) -> Any:
+        """``fetch()``'s result, with one call in flight per ``key``: those who ask meanwhile
+        wait for it (a failure fails them all and is not kept)."""
+        pending = self._fetching.get(key)
         if pending is None:
-            pending = asyncio.ensure_future(self._fetch_workspace(name, now))
-            self._fetching[name] = pending
-            pending.add_done_callback(lambda _: self._fetching.pop(name, None) if self._fetching.get(name) is pending
+            pending = asyncio.ensure_future(fetch())
+            self._fetching[key] = pending
+            pending.add_done_callback(lambda _: self._fetching.pop(key, None) if self._fetching.get(key) is pending
                                       else None)
         return await asyncio.shield(pending)
+
+    async def _fetch_listing(self, now: float) -> dict[str, Workspace]:
+        generation = self._generation
+        found: dict[str, Workspace] = {}
+        offset = pages = 0
+        while True:
+            pages += 1
+            resp = await self._request(
+                "GET", "/groups", params={"offset": offset, "limit": LISTING_PAGE},
+                headers={"Accept": "application/jupyterhub-pagination+json"},
+            )
+            resp.raise_for_status()
+            page = resp.json()
+            for model in page["items"]:
+                found[model["name"]] = Workspace.from_group(model)
+            if not page.get("_pagination", {}).get("next"):
+                break
+            offset += len(page["items"])
+        if generation == self._generation:  # not invalidated (a change made here) while it was read
+            self._groups = (now, found)
+            self._listing_pages = pages
+            # What a lookup by name would have cached: every group, and no entry (None) for a
+            # name asked for lately that is not one.
+            for name in self._used:
+                self._one[name] = (now, found.get(name))
+            for name, ws in found.items():
+                self._one[name] = (now, ws)
+        return found
 
     async def _fetch_workspace(self, name: str, now: float) -> Workspace | None:
         generation = self._generation
