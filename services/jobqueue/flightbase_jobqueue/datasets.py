@@ -14,6 +14,7 @@ which the composition root reads once at start-up and hands over).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -36,6 +37,8 @@ class DatasetClient:
     def __init__(self, base_url: str, token: str, *, clock=time.monotonic):
         self._clock = clock
         self._images: dict[str, tuple[float, dict[str, str]]] = {}
+        self._builtin: tuple[float, dict[str, str]] = (float("-inf"), {})  # see builtin_images()
+        self._listing: dict[str, asyncio.Future] = {}  # workspace -> its images' listing in flight
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/services/registry/api/v1",
             headers={"Authorization": f"token {token}"},
@@ -73,16 +76,53 @@ class DatasetClient:
         cached = self._images.get(workspace)
         if cached is not None and not fresh and self._clock() - cached[0] < IMAGES_TTL_SECONDS:
             return cached[1]
+        pending = self._listing.get(workspace)
+        if pending is None or fresh:
+            pending = asyncio.ensure_future(self._list(workspace))
+            self._listing[workspace] = pending
+            pending.add_done_callback(
+                lambda _: self._listing.pop(workspace, None) if self._listing.get(workspace) is pending else None)
+        return await asyncio.shield(pending)
+
+    async def _list(self, workspace: str) -> dict[str, str]:
         try:
             resp = await self._http.get(f"/workspaces/{quote(workspace)}/images")
             resp.raise_for_status()
-            found = {i["name"]: i.get("reference") or i["name"] for i in resp.json()}
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            items = resp.json()
+            found = {i["name"]: i.get("reference") or i["name"] for i in items}
+            builtin = {i["name"]: i.get("reference") or i["name"] for i in items if i.get("workspace") is None}
+        except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError) as exc:
             log.warning("reading the images of %s from the registry failed: %s", workspace, exc)
             raise ApiError(503, f"image: the registry did not list the images of workspace {workspace!r}; "
                                 "try again shortly", field="image") from None
-        self._images[workspace] = (self._clock(), found)
+        now = self._clock()
+        self._images[workspace] = (now, found)
+        self._builtin = (now, builtin)
         return found
+
+    async def builtin_images(self, workspace: str) -> dict[str, str]:
+        """The built-in images, {name: reference}, as a listing of any workspace's images at
+        most ``IMAGES_TTL_SECONDS`` old gave them (read through ``workspace``'s when none is).
+
+        Every workspace lists the same built-in images (they have no workspace, and no image of
+        a workspace may take a built-in's name), so a submission that names one needs no
+        listing of its own workspace: with 30 busy workspaces that saved the jobqueue three
+        registry requests a second (docs/benchmarks.md, "Scale of the live service"). When
+        they have expired and a listing is already on its way, it brings them: the
+        submissions of other workspaces wait for it rather than each asking for their own.
+        Empty if that listing failed (the caller then reads its own workspace's)."""
+        at, found = self._builtin
+        if self._clock() - at < IMAGES_TTL_SECONDS:
+            return found
+        try:
+            if self._listing:
+                await asyncio.shield(next(iter(self._listing.values())))
+            else:
+                await self.images(workspace)
+        except ApiError:
+            return {}
+        at, found = self._builtin
+        return found if self._clock() - at < IMAGES_TTL_SECONDS else {}
 
     async def get(self, path: str, **params) -> httpx.Response:
         """A read of the registry's API as the jobqueue (the dashboards show a workspace's datasets,

@@ -158,6 +158,9 @@ async def require_image(request: Request, ws: Workspace, image: str) -> str:
     def listed(images: dict[str, str]) -> bool:
         return image in images or image in images.values()
 
+    builtin = await registry.builtin_images(ws.name)  # what every workspace lists: ws's own is not needed
+    if listed(builtin):
+        return builtin.get(image, image)
     images = await registry.images(ws.name)
     if not listed(images):
         images = await registry.images(ws.name, fresh=True)  # registered a moment ago?
