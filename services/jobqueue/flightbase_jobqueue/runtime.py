@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
 
-from sqlalchemy import JSON, select, type_coerce, update
+from sqlalchemy import JSON, exists, select, type_coerce, update
 from flightbase_server.service import tasks
 from flightbase_server.service.db import Sessions, in_chunks
 
@@ -45,6 +45,17 @@ from flightbase_jobqueue.store import SqlStore
 from flightbase_jobqueue.training_spec import SpecError, TrainingSpec
 
 log = logging.getLogger("flightbase.jobqueue.runtime")
+
+_JOBS, _TRAININGS = models.Job.__table__, models.Training.__table__
+_OTHER = _JOBS.alias("sibling")
+# JobRuntime._ended's one query (with the ended jobs' ids added): the job's workspace and
+# training, whether that training has a held queued job, and its spec as plain JSON.
+_ENDED = (select(_JOBS.c.id, _JOBS.c.workspace, _JOBS.c.training_id,
+                 exists().where(_OTHER.c.training_id == _JOBS.c.training_id, _OTHER.c.held.is_(True),
+                                _OTHER.c.state == JobState.QUEUED.value).label("has_held"),
+                 type_coerce(_TRAININGS.c.spec, JSON))
+          .join(_TRAININGS, _TRAININGS.c.id == _JOBS.c.training_id))
+
 DEFAULT_MEMORY_GB_PER_GPU = WorkspaceSettings.model_fields["memory_gb_per_gpu"].default
 
 def limits_from(settings) -> WorkspaceLimits:
@@ -241,7 +252,7 @@ class JobRuntime:
         self.poke()
 
     def release_training(self, training_id: str) -> None:
-        self._release_sweeps([], trainings=[training_id])
+        self._release_sweeps([training_id])
         self.poke()
 
     def insight(self, require: Iterable[str] = ()) -> dict[str, insight.QueueInsight]:
@@ -275,33 +286,31 @@ class JobRuntime:
             session.execute(update(models.Job).where(models.Job.id == job_id).values(reason=reason))
 
     def _ended(self, job_ids: Sequence[str]) -> None:
-        """After jobs end: the next jobs of their sweeps may go, their datasets are free."""
-        self._release_sweeps(job_ids)
+        """After jobs end: the next jobs of their sweeps may go, their datasets are free.
+
+        One query for a pass's ended jobs (three before): each job's workspace, whether its
+        training still has held queued jobs (only a sweep's can; most trainings have none,
+        and then there is nothing to release), and its spec as plain JSON (most name no
+        dataset, and reading each as a TrainingSpec, a validation, only to find that out was
+        much of what an ended job cost)."""
+        with self.sessions() as session:
+            rows = [row for chunk in in_chunks(list(dict.fromkeys(job_ids)))
+                    for row in session.execute(_ENDED.where(_JOBS.c.id.in_(chunk)))]
+        held = {training_id for _, _, training_id, has_held, _ in rows if has_held}
+        if held:
+            self._release_sweeps(sorted(held))
         if self.datasets is None:
             return
-        with self.sessions() as session:
-            # the spec as plain JSON: most name no dataset, and reading each as a TrainingSpec (a
-            # validation) only to find that out was much of what an ended job cost
-            rows = session.execute(
-                select(models.Job.id, models.Job.workspace, type_coerce(models.Training.spec, JSON))
-                .join(models.Training, models.Training.id == models.Job.training_id)
-                .where(models.Job.id.in_(list(job_ids)))
-            ).all()
-        for job_id, workspace, raw in rows:
+        for job_id, workspace, _, _, raw in rows:
             if isinstance(raw, dict) and raw.get("dataset_versions"):
                 spec = TrainingSpec.from_json(raw)
                 asyncio.get_running_loop().create_task(
                     self.datasets.mark(workspace, spec.dataset_versions, [job_id], in_use=False))
 
-    def _release_sweeps(self, finished_job_ids: Sequence[str], trainings: Sequence[str] = ()) -> None:
+    def _release_sweeps(self, trainings: Sequence[str]) -> None:
+        """Let the next jobs of these trainings' sweeps go, as many as each one's ``parallel``."""
         with self.sessions() as session:
             ids = set(trainings)
-            if finished_job_ids:
-                ids |= set(session.scalars(select(models.Job.training_id).where(models.Job.id.in_(finished_job_ids))))
-            if ids and not trainings:  # only trainings with held queued jobs can release any (most have none)
-                ids = set(session.scalars(select(models.Job.training_id).distinct().where(
-                    models.Job.training_id.in_(ids), models.Job.held.is_(True),
-                    models.Job.state == JobState.QUEUED.value)))
             release: list[str] = []
             for training in session.scalars(select(models.Training).where(models.Training.id.in_(ids))):
                 if training.state != "active":
