@@ -127,6 +127,37 @@ def test_a_run_started_and_ended_in_one_batch_has_its_interval_closed(sessions):
     assert store.state_of("a") is None and not store.active_jobs()
 
 
+def test_runs_of_several_jobs_in_one_batch_keep_each_jobs_interval_order(sessions):
+    """The batch writes its usage intervals grouped (one statement per run of closes or opens),
+    not in the order asked: each job's still come in its own order. ``a`` runs, is preempted and
+    runs again; ``b`` starts and ends; ``c``, running from before, ends; ``d`` starts: every run
+    ended has its interval closed with its outcome, and only the runs still on hold one open."""
+    add_jobs(sessions, "a", "b", "c", "d")
+    store = SqlStore(sessions)
+    with store.batch(["c"]):
+        store.transition("c", JobState.STARTING, at=0.5, placement={"local": (3,)})
+    with store.batch(["a", "b", "c", "d"]):
+        store.transition("a", JobState.STARTING, at=1.0, placement={"local": (0,)})
+        store.transition("b", JobState.STARTING, at=1.0, placement={"local": (1,)})
+        store.transition("a", JobState.RUNNING, at=2.0)
+        store.transition("a", JobState.PREEMPTED, at=3.0)
+        store.transition("c", JobState.SUCCEEDED, at=3.0, exit_code=0)
+        store.transition("a", JobState.QUEUED, at=4.0)
+        store.transition("b", JobState.FAILED, at=4.0, exit_code=1)
+        store.transition("a", JobState.STARTING, at=5.0, placement={"local": (2,)})
+        store.transition("d", JobState.STARTING, at=5.0, placement={"local": (4,)})
+    assert on_disk(sessions) == {"a": "starting", "b": "failed", "c": "succeeded", "d": "starting"}
+    assert sorted(intervals(sessions), key=lambda r: (r[0], r[1] is None, r[1] or 0)) == [
+        ("a", 3.0, "preempted"), ("a", None, None), ("b", 4.0, "failed"), ("c", 3.0, "succeeded"),
+        ("d", None, None)]
+    with sessions() as s:  # each run's interval has its own start and placement
+        runs = {(r.job_id, r.started_at): r.placement for r in s.scalars(select(models.UsageInterval))}
+    assert runs == {("c", 0.5): {"local": [3]}, ("a", 1.0): {"local": [0]}, ("b", 1.0): {"local": [1]},
+                    ("a", 5.0): {"local": [2]}, ("d", 5.0): {"local": [4]}}
+    again = SqlStore(sessions)  # a restart sees what was committed
+    assert {a.job.id: a.placement for a in again.active_jobs()} == {"a": {"local": (2,)}, "d": {"local": (4,)}}
+
+
 def test_the_backend_starts_a_job_only_once_its_start_is_on_disk(sessions):
     add_jobs(sessions, "a", "b", "c")
     store = SqlStore(sessions)

@@ -28,9 +28,10 @@ import json
 import threading
 from contextlib import contextmanager
 from dataclasses import replace
+from functools import lru_cache
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from flightbase_server.service.db import Sessions, in_chunks
@@ -75,13 +76,8 @@ class SqlStore:
         self._active: dict[str, ActiveJob] = {}
         self._state: dict[str, JobState] = {}  # states of queued and active jobs
         self._lost: set[str] = set()  # active jobs found lost at recovery (their usage ends as "lost")
-        # the open batch (:meth:`batch`): its session, the memory changes to make once it commits,
-        # and the jobs whose usage interval it opened (not yet flushed)
-        self._batch: Session | None = None
+        self._batch: _Batch | None = None  # the open batch (:meth:`batch`)
         self._batch_thread: int | None = None  # (a batch is its own thread's: the loop's)
-        self._after: list[Callable[[], None]] = []
-        self._opened: set[str] = set()
-        self._closes: list[dict] = []  # the batch's usage intervals to close, written together (_write_closes)
         self.load()
 
     def load(self) -> None:
@@ -128,22 +124,16 @@ class SqlStore:
         if self._batch is not None and self._batch_thread == threading.get_ident():
             yield
             return
-        after: list[Callable[[], None]] = []
         try:
             with self.sessions.begin() as session:
-                self._batch, self._after, self._opened, self._closes = session, after, set(), []
+                batch = self._batch = _Batch(session.connection())
                 self._batch_thread = threading.get_ident()
-                ids = list(job_ids)
-                # (held here: the session keeps the rows it read only while something refers to them)
-                rows = [row for chunk in in_chunks(ids)
-                        for row in session.scalars(select(models.Job).where(models.Job.id.in_(chunk)))]
+                batch.read(job_ids)
                 yield
-                self._write_closes(session)
-                del rows
+                batch.write()
         finally:
-            self._batch, self._after, self._opened, self._batch_thread = None, [], set(), None
-            self._closes = []
-        for apply in after:  # committed: now the memory view
+            self._batch, self._batch_thread = None, None
+        for apply in batch.after:  # committed: now the memory view
             apply()
 
     def transition(self, job_id: str, new_state: JobState, *, at: float, placement: Placement | None = None,
@@ -153,21 +143,23 @@ class SqlStore:
             job, apply = self._write(self._batch, job_id, new_state, at=at, placement=placement, attained=attained,
                                      restarts=restarts, exit_code=exit_code, reason=reason)
             if apply is not None:
-                self._after.append(apply)
+                self._batch.after.append(apply)
             return job
         with self.sessions.begin() as session:
-            job, apply = self._write(session, job_id, new_state, at=at, placement=placement, attained=attained,
+            batch = _Batch(session.connection())
+            job, apply = self._write(batch, job_id, new_state, at=at, placement=placement, attained=attained,
                                      restarts=restarts, exit_code=exit_code, reason=reason)
+            batch.write()
         if apply is not None:  # committed: now the memory view
             apply()
         return job
 
-    def _write(self, session: Session, job_id: str, new_state: JobState, *, at: float, placement: Placement | None,
+    def _write(self, batch: _Batch, job_id: str, new_state: JobState, *, at: float, placement: Placement | None,
                attained: float | None, restarts: int | None, exit_code: int | None,
                reason: str | None) -> tuple[Job, Callable[[], None] | None]:
-        """A transition's writes in ``session``; returns the job as written and what to do to the
-        memory view once they are committed (None: nothing changed)."""
-        row = session.get(models.Job, job_id)
+        """A transition's writes in ``batch`` (made when it is written); returns the job as written
+        and what to do to the memory view once they are committed (None: nothing changed)."""
+        row = batch.row(job_id)
         if row is None:
             raise KeyError(job_id)
         old = JobState(row.state)
@@ -175,24 +167,20 @@ class SqlStore:
             return to_core(row), None
         check_transition(old, new_state)
         row.state = new_state.value
-        if job_id in self._opened:  # its interval was opened in this batch, not yet written: write it now
-            self._write_closes(session)  # (after the closes asked before it)
-            session.flush()
         if old.holds_gpus() and not new_state.holds_gpus():  # its run ends: so does its usage interval
             outcome = "lost" if new_state is JobState.FAILED and job_id in self._lost else new_state.value
-            self._close(session, job_id, at, outcome)
+            batch.close_interval(job_id, at, outcome)
         if new_state is JobState.STARTING:
             if placement is None:
                 raise ValueError("a job moving to STARTING needs its placement")
             row.placement = placement_to_json(placement)
             row.started_at = at
             row.stopping = False
-            self._close(session, job_id, at, "lost")  # (none is open: a run ends before the next starts)
-            session.add(models.UsageInterval(
-                job_id=job_id, training_id=row.training_id, workspace=row.workspace, user=row.created_by,
-                kind=row.kind, gpus=row.gpus, placement=row.placement, started_at=at))
-            if self._batch is session:
-                self._opened.add(job_id)
+            batch.close_interval(job_id, at, "lost")  # (none is open: a run ends before the next starts)
+            batch.open_interval({
+                "job_id": job_id, "training_id": row.training_id, "workspace": row.workspace,
+                "user": row.created_by, "kind": row.kind, "gpus": row.gpus, "placement": row.placement,
+                "started_at": at, "ended_at": None, "outcome": None})
         if attained is not None:
             row.attained = attained
         if restarts is not None:
@@ -207,24 +195,9 @@ class SqlStore:
             row.stopping = False
         if new_state.is_terminal():
             row.finished_at = at
-        if self._batch is not session:  # (a batch's rows are flushed together, at its commit)
-            session.flush()
         job = to_core(row)
         held = row.held
         return job, lambda: self._applied(job_id, old, new_state, job, placement, at, held)
-
-    def _close(self, session: Session, job_id: str, at: float, outcome: str) -> None:
-        """End the job's open usage interval: at once, or in a batch with the batch's others."""
-        params = {"job": job_id, "at": at, "end_outcome": outcome}
-        if self._batch is session:
-            self._closes.append(params)
-        else:
-            _close_intervals(session, [params])
-
-    def _write_closes(self, session: Session) -> None:
-        if self._closes:
-            _close_intervals(session, self._closes)
-            self._closes = []
 
     def _applied(self, job_id: str, old: JobState, new_state: JobState, job: Job, placement: Placement | None,
                  at: float, held: bool) -> None:
@@ -330,25 +303,104 @@ class SqlStore:
                                                                    models.Job.state.in_(active))))
 
 
+_JOBS = models.Job.__table__
 _INTERVALS = models.UsageInterval.__table__
-# built once: constructing the statement cost more than running it, once per ended run
+# built once: constructing a statement cost more than running it, once per job and change
+_READ_JOBS = select(_JOBS)
 _CLOSE_INTERVAL = (update(_INTERVALS)
                    .where(_INTERVALS.c.job_id == bindparam("job"), _INTERVALS.c.ended_at.is_(None))
                    .values(ended_at=bindparam("at"), outcome=bindparam("end_outcome")))
+_OPEN_INTERVAL = insert(_INTERVALS)
 
 
-def _close_intervals(session: Session, closes: list[dict]) -> None:
-    """End each job's open usage interval (there is at most one), in order: ``closes`` are
-    ``{"job": id, "at": time, "end_outcome": ...}``, one statement executed for all of them.
+@lru_cache(maxsize=64)
+def _update_jobs(columns: tuple[str, ...]):
+    """``UPDATE jobs SET <columns> WHERE id = :job``, for executemany (one per set of columns)."""
+    return (update(_JOBS).where(_JOBS.c.id == bindparam("job"))
+            .values({c: bindparam(f"v_{c}", type_=_JOBS.c[c].type) for c in columns}))
 
-    A statement on the table, not the ORM entity: the ORM's would flush the session first and
-    look for the rows among the session's objects, a third of a pass's time, for nothing (the
-    intervals are written here and never read back in the same transaction). Without autoflush
-    too: the statement reads only intervals already written (one opened in this transaction and
-    not flushed is flushed first by ``SqlStore._write``), and flushing the session's changed jobs
-    before each statement made a pass's batch flush one job at a time instead of all at once."""
-    with session.no_autoflush:
-        session.execute(_CLOSE_INTERVAL, closes)
+
+class _Row:
+    """A job's row in a batch: its columns as attributes, as the ORM's row has them; those set
+    are written when the batch is (:meth:`_Batch.write`)."""
+
+    __slots__ = ("values", "changed")
+
+    def __init__(self, values: Mapping):
+        object.__setattr__(self, "values", dict(values))
+        object.__setattr__(self, "changed", set())
+
+    def __getattr__(self, name: str):
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value) -> None:
+        self.values[name] = value
+        self.changed.add(name)
+
+
+class _Batch:
+    """The writes of one transaction of state changes, made with table statements, not the ORM.
+
+    The ORM's unit of work (an object per job read, their changes found at the flush, an
+    INSERT per usage interval) was most of a scheduler pass's time once the pass's changes
+    shared one transaction (docs/benchmarks.md, "Scale of the live service"). Here the jobs
+    are read as plain rows (:class:`_Row`), changed in memory, and written at the end: one
+    UPDATE executed for all the rows that changed the same columns, and the usage intervals
+    opened and closed in order, one statement executed for each run of closes or opens."""
+
+    def __init__(self, conn: Connection):
+        self.conn = conn
+        self.rows: dict[str, _Row] = {}
+        self.intervals: list[tuple[int, dict]] = []  # (phase, params): see close_interval
+        self._phase: dict[str, int] = {}  # job -> the phase of its last interval change
+        self.after: list[Callable[[], None]] = []  # the memory view's changes, once committed
+
+    def read(self, job_ids: Iterable[str]) -> None:
+        wanted = [j for j in dict.fromkeys(job_ids) if j not in self.rows]
+        for chunk in in_chunks(wanted):
+            for values in self.conn.execute(_READ_JOBS.where(_JOBS.c.id.in_(chunk))).mappings():
+                self.rows[values["id"]] = _Row(values)
+
+    def row(self, job_id: str) -> _Row | None:
+        if job_id not in self.rows:
+            self.read([job_id])
+        return self.rows.get(job_id)
+
+    def close_interval(self, job_id: str, at: float, outcome: str) -> None:
+        """End the job's open usage interval (there is at most one).
+
+        A job's interval changes must reach the table in the order they were made (the close of
+        a run before the next run's open, that open before its close), other jobs' need not.
+        So each change gets a phase, closes even and opens odd, the first after the job's
+        previous change: the phases are then written in order, each with one statement."""
+        self._add(job_id, 0, {"job": job_id, "at": at, "end_outcome": outcome})
+
+    def open_interval(self, params: dict) -> None:
+        self._add(params["job_id"], 1, params)
+
+    def _add(self, job_id: str, parity: int, params: dict) -> None:
+        last = self._phase.get(job_id, -1)
+        phase = last if last >= 0 and last % 2 == parity else last + 1 + ((last + 1) % 2 != parity)
+        self._phase[job_id] = phase
+        self.intervals.append((phase, params))
+
+    def write(self) -> None:
+        by_columns: dict[tuple[str, ...], list[dict]] = {}
+        for job_id, row in self.rows.items():
+            if row.changed:
+                columns = tuple(sorted(row.changed))
+                by_columns.setdefault(columns, []).append(
+                    {"job": job_id, **{f"v_{c}": row.values[c] for c in columns}})
+        for columns, params in by_columns.items():
+            self.conn.execute(_update_jobs(columns), params)
+        phases: dict[int, list[dict]] = {}
+        for phase, params in self.intervals:
+            phases.setdefault(phase, []).append(params)
+        for phase in sorted(phases):
+            self.conn.execute(_OPEN_INTERVAL if phase % 2 else _CLOSE_INTERVAL, phases[phase])
 
 
 def insert_jobs(session: Session, rows: list[models.Job]) -> None:
