@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import json
 import os
 import tempfile
@@ -32,6 +33,53 @@ class BadRequest(Exception):
     def __init__(self, field: str, message: str):
         super().__init__(message)
         self.field, self.message = field, message
+
+
+class Creations:
+    """The creations (trainings) this server made for requests with an ``Idempotency-Key``,
+    by key: the browser sends one key per submission and sends it again when it retries a
+    request whose answer it did not get.
+
+    The services already answer a key they know with the training it created, but a
+    retry through this server would differ from the first request (a script or notebook
+    is uploaded again, under a new code id), so the key would be refused there as another
+    request's. So the retry is answered here, from the first request's result (awaited if
+    it is still under way): the same training, not a second one. A request with a known key
+    and another body is refused, as the services do. A failed creation is forgotten, so
+    that a retry tries again (with the same key, which the services then recognise if it
+    had in fact been created). Only the last ``keep`` keys are kept: a retry comes within
+    seconds. One server is one person's, so keys need no owner here."""
+
+    def __init__(self, keep: int = 256):
+        self.keep = keep
+        self._made: dict[str, tuple[str, asyncio.Future]] = {}  # key -> (the request's digest, its result)
+
+    async def once(self, key: str | None, body: dict, create) -> tuple[dict, bool]:
+        """``(result, replayed)``: ``await create()``'s result, or the result of the request made
+        earlier with ``key`` (``replayed``); a BadRequest for ``key`` with another body."""
+        if key is None:
+            return await create(), False
+        # (a digest, not the body: the body's secret values are not kept longer than the request)
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+        known = self._made.get(key)
+        if known is not None:
+            if known[0] != digest:
+                raise BadRequest("Idempotency-Key", "was already used for another request; "
+                                                    "send a new key with each new request")
+            return await asyncio.shield(known[1]), True
+        future = asyncio.ensure_future(create())
+        self._made[key] = (digest, future)
+        while len(self._made) > self.keep:
+            del self._made[next(iter(self._made))]
+        try:
+            return await asyncio.shield(future), False
+        except BaseException:
+            if self._made.get(key, (None, None))[1] is future:
+                del self._made[key]
+            raise
+
+
+CREATIONS = Creations()
 
 
 class FlightbaseHandler(APIHandler):
@@ -63,6 +111,21 @@ class FlightbaseHandler(APIHandler):
         if errors or field:
             body["errors"] = errors or {field: message}
         self.reply(body, status)
+
+    def idempotency_key(self) -> str | None:
+        """The request's ``Idempotency-Key`` (passed on to the services, which check its form)."""
+        return self.request.headers.get("Idempotency-Key") or None
+
+    async def create(self, body: dict, fn, *args, **kwargs) -> None:
+        """Answer a creation: 201 with what ``fn`` created, or, for a retry of a request with the
+        same ``Idempotency-Key`` (``body`` the request as received), 200 with what the first
+        request created (:class:`Creations`)."""
+        key = self.idempotency_key()
+        result, replayed = await CREATIONS.once(
+            key, body, lambda: self.call(fn, *args, idempotency_key=key, **kwargs))
+        if replayed:
+            self.set_header("Idempotent-Replayed", "true")
+        self.reply(result, 200 if replayed else 201)
 
     def json_body(self) -> dict:
         try:
@@ -147,6 +210,7 @@ class TrainingsHandler(FlightbaseHandler):
     @handles_errors
     async def post(self):
         body = self.json_body()
+        received = dict(body)
         ws = body.pop("workspace", None)
         if not ws:
             raise BadRequest("workspace", "name a workspace")
@@ -170,7 +234,7 @@ class TrainingsHandler(FlightbaseHandler):
                     raise BadRequest("entrypoint", "name the script to run inside the folder")
             if not body.get("name"):
                 body.pop("name", None)
-            self.reply(await self.call(Client.submit, ws, code, **body), 201)
+            await self.create(received, Client.submit, ws, code, **body)
 
 
 class TrainingActionHandler(FlightbaseHandler):
@@ -226,11 +290,12 @@ class BuiltinTrainingsHandler(FlightbaseHandler):
     @handles_errors
     async def post(self):
         body = self.json_body()
+        received = dict(body)
         for key in ("workspace", "model", "name"):
             if not body.get(key):
                 raise BadRequest(key, "is required")
         ws, model, name = body.pop("workspace"), body.pop("model"), body.pop("name")
-        self.reply(await self.call(Client.builtin_train, ws, model, name, **body), 201)
+        await self.create(received, Client.builtin_train, ws, model, name, **body)
 
 
 class RegistryHandler(FlightbaseHandler):

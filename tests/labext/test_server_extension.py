@@ -107,6 +107,38 @@ def test_errors_name_their_field(fetch, jp_root_dir, member):
     assert code == 404
 
 
+def test_a_retried_submission_with_its_key_makes_one_training(jp_fetch, jp_asyncio_loop, jp_root_dir, platform, member):
+    """The browser sends an ``Idempotency-Key`` with a submission and sends it again when the
+    answer is lost: the retry (which would upload the script again under a new code id) gets the
+    training the first request made, with 200 and ``Idempotent-Replayed``; the key with another
+    request is refused naming the header; another key makes another training."""
+    ws = member["workspace"]
+    (jp_root_dir / "once.py").write_text("print('once')\n")
+
+    def post(body: dict, key: str):
+        try:
+            resp = jp_asyncio_loop.run_until_complete(jp_fetch(
+                "flightbase", "trainings", method="POST", body=json.dumps(body), headers={"Idempotency-Key": key}))
+        except HTTPClientError as exc:
+            return exc.code, json.loads(exc.response.body), exc.response.headers
+        return resp.code, json.loads(resp.body), resp.headers
+
+    body = {"workspace": ws, "path": "once.py", "name": "once", "args": []}
+    code, first, _ = post(body, "lab-key-1")
+    assert code == 201, first
+    code, again, headers = post(body, "lab-key-1")
+    assert code == 200 and again["id"] == first["id"] and headers.get("Idempotent-Replayed") == "true"
+    code, refused, _ = post({**body, "gpus": 2}, "lab-key-1")
+    assert code == 422 and refused["field"] == "Idempotency-Key", refused
+    code, bad, _ = post({**body, "name": "bad-key"}, "not a key")  # the services check the key's form
+    assert code == 422 and bad["field"] == "Idempotency-Key", bad
+    trainings = platform.api("jobqueue", "GET", "trainings", member["token"], params={"workspace": ws}).json()
+    assert [t["id"] for t in trainings if t["name"] == "once"] == [first["id"]]
+    assert not [t for t in trainings if t["name"] == "bad-key"]
+    code, other, _ = post({**body, "name": "once-more"}, "lab-key-2")
+    assert code == 201 and other["id"] != first["id"]
+
+
 def test_builtin_models_and_a_bad_parameter(fetch, member):
     code, models = fetch("builtin-models")
     assert code == 200 and models and all("parameters" in m for m in models)

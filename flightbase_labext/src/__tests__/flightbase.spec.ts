@@ -22,15 +22,21 @@ import {
 import { FlightbaseError, IBuiltinModel, IJobRow, MetricRecord } from '../tokens';
 
 type Answer = { status: number; body: unknown };
-const table: { [key: string]: Answer } = {};
-const calls: { key: string; body: unknown }[] = [];
+// an answer, or answers given in turn to the route's successive requests
+const table: { [key: string]: Answer | Answer[] } = {};
+const calls: { key: string; body: unknown; headers: { [name: string]: string } }[] = [];
 
 jest.mock('../handler', () => ({
   requestAPI: async (endPoint: string, init: RequestInit = {}) => {
     const { FlightbaseError } = jest.requireActual('../tokens');
     const key = `${init.method || 'GET'} ${endPoint}`;
-    calls.push({ key, body: init.body ? JSON.parse(String(init.body)) : undefined });
-    const answer = table[key];
+    calls.push({
+      key,
+      body: init.body ? JSON.parse(String(init.body)) : undefined,
+      headers: (init.headers || {}) as { [name: string]: string }
+    });
+    const entry = table[key];
+    const answer = Array.isArray(entry) ? entry.shift() : entry;
     if (!answer) {
       throw new FlightbaseError(404, { message: `no route ${key}` });
     }
@@ -102,6 +108,49 @@ describe('API wrappers over the request table', () => {
     const { request } = codeRequest('ws', { ...EMPTY_CODE_FORM, path: 'train.py', gpus: '64' });
     await expect(api.submit(request!)).rejects.toMatchObject({ status: 422, field: 'gpus', errors: { gpus: 'more than the quota' } });
     expect(calls[0].body).toMatchObject({ workspace: 'ws', path: 'train.py', gpus: 64, launcher: 'none' });
+  });
+
+  it('sends a creation again with the same key when its answer is lost, never after a refusal', async () => {
+    const { request } = codeRequest('ws', { ...EMPTY_CODE_FORM, path: 'train.py' });
+    const waits: number[] = [];
+    const wait = async (ms: number) => {
+      waits.push(ms);
+    };
+    table['POST trainings'] = [
+      { status: 503, body: { status: 503, message: 'the jobqueue is restarting' } },
+      { status: 502, body: { status: 502, message: 'bad gateway' } },
+      { status: 201, body: { id: 't9', state: 'queued' } }
+    ];
+    const made = await api.createOnce<{ id: string }>('trainings', request, undefined, 3, wait);
+    expect(made.id).toBe('t9');
+    const keys = calls.map(c => c.headers['Idempotency-Key']);
+    expect(keys).toHaveLength(3);
+    expect(new Set(keys).size).toBe(1);
+    expect(keys[0]).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    expect(waits).toEqual([500, 1000]);
+
+    calls.length = 0;
+    table['POST trainings'] = [
+      { status: 422, body: { status: 422, message: 'gpus: more than the quota', field: 'gpus' } },
+      { status: 201, body: { id: 'never', state: 'queued' } }
+    ];
+    await expect(api.createOnce('trainings', request, undefined, 3, wait)).rejects.toMatchObject({ status: 422 });
+    expect(calls).toHaveLength(1);
+
+    calls.length = 0;
+    table['POST trainings'] = { status: 504, body: { status: 504, message: 'timeout' } };
+    await expect(api.createOnce('trainings', request, 'k-1', 2, wait)).rejects.toMatchObject({ status: 504 });
+    expect(calls.map(c => c.headers['Idempotency-Key'])).toEqual(['k-1', 'k-1', 'k-1']);
+  });
+
+  it('gives each submission a key of its own', async () => {
+    table['POST trainings'] = { status: 201, body: { id: 't1', state: 'queued' } };
+    const { request } = codeRequest('ws', { ...EMPTY_CODE_FORM, path: 'train.py' });
+    await api.submit(request!);
+    await api.submit(request!);
+    const keys = calls.map(c => c.headers['Idempotency-Key']);
+    expect(keys).toHaveLength(2);
+    expect(keys[0]).not.toEqual(keys[1]);
   });
 
   it('cancels and resubmits trainings by id', async () => {
