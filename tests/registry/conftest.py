@@ -115,7 +115,7 @@ def platform(tmp_path_factory, oci_registry):
     (p.data_dir / "registry.json").write_text(json.dumps({"oci_registry_url": oci_registry.url, **LIMITS}))
     p.start()
     yield p
-    p.stop()
+    p.remove()  # stop, kill its jobs, delete its data (as the other platforms of the tests do)
 
 
 @pytest.fixture
