@@ -8,7 +8,6 @@ one lookup.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import httpx
 from jupyterhub.services.auth import HubOAuth
 
+from flightbase_server.service.inflight import InFlight
 from flightbase_server.settings import HubServiceEnv
 from flightbase_server.workspaces import SettingsError, WorkspaceSettings, parse_settings
 
@@ -71,7 +71,7 @@ class Workspace:
         )
 
 
-LISTING = None  # HubClient._fetching's key for the whole listing of groups
+LISTING = None  # the key in HubClient._fetching of the whole listing of groups
 LISTING_PAGE = 200  # groups asked for per page of the hub's listing (the hub may give fewer)
 LISTING_MIN_NAMES = 8  # workspaces in use from which an expired one is read with the whole listing
 
@@ -91,8 +91,7 @@ class HubClient:
         self._cache_seconds = cache_seconds
         self._groups: tuple[float, dict[str, Workspace]] | None = None
         self._one: dict[str, tuple[float, Workspace | None]] = {}
-        # the lookup in flight: by name (workspace()), or the whole listing (LISTING)
-        self._fetching: dict[str | None, asyncio.Future] = {}
+        self._fetching = InFlight()  # the lookups under way: by name (workspace()), or the listing (LISTING)
         self._generation = 0  # invalidate() counts up: a lookup begun before it is not cached
         self._used: dict[str, float] = {}  # name -> when workspace() was last asked for it
         self._listing_pages: int | None = None  # requests the hub's last listing took
@@ -107,7 +106,7 @@ class HubClient:
     def invalidate(self) -> None:
         self._groups = None
         self._one.clear()
-        self._fetching.clear()  # a lookup in flight may predate the change: the next caller asks again
+        self._fetching.forget()  # a lookup in flight may predate the change: the next caller asks again
         self._generation += 1
 
     async def workspaces(self) -> dict[str, Workspace]:
@@ -115,7 +114,7 @@ class HubClient:
         now = time.monotonic()
         if self._groups and now - self._groups[0] < self._cache_seconds:
             return self._groups[1]
-        return await self._shared(LISTING, lambda: self._fetch_listing(now))
+        return await self._fetching.run(LISTING, lambda: self._fetch_listing(now))
 
     async def workspace(self, name: str) -> Workspace | None:
         """The hub's group ``name`` (None if there is none), cached for ``cache_seconds``.
@@ -135,8 +134,8 @@ class HubClient:
         if cached and now - cached[0] < self._cache_seconds:
             return cached[1]
         if self._listing_pays(now):
-            return (await self._shared(LISTING, lambda: self._fetch_listing(now))).get(name)
-        return await self._shared(name, lambda: self._fetch_workspace(name, now))
+            return (await self._fetching.run(LISTING, lambda: self._fetch_listing(now))).get(name)
+        return await self._fetching.run(name, lambda: self._fetch_workspace(name, now))
 
     def _listing_pays(self, now: float) -> bool:
         """Whether one read of the whole listing replaces enough lookups by name: at least
@@ -152,17 +151,6 @@ class HubClient:
         if in_use < LISTING_MIN_NAMES:
             return False
         return self._listing_pages is None or self._listing_pages <= in_use
-
-    async def _shared(self, key: str | None, fetch) -> Any:
-        """``fetch()``'s result, with one call in flight per ``key``: those who ask meanwhile
-        wait for it (a failure fails them all and is not kept)."""
-        pending = self._fetching.get(key)
-        if pending is None:
-            pending = asyncio.ensure_future(fetch())
-            self._fetching[key] = pending
-            pending.add_done_callback(lambda _: self._fetching.pop(key, None) if self._fetching.get(key) is pending
-                                      else None)
-        return await asyncio.shield(pending)
 
     async def _fetch_listing(self, now: float) -> dict[str, Workspace]:
         generation = self._generation

@@ -24,6 +24,7 @@ from urllib.parse import quote
 import httpx
 
 from flightbase_server.service.errors import ApiError
+from flightbase_server.service.inflight import InFlight
 from flightbase_jobqueue.training_spec import DatasetRef
 
 log = logging.getLogger("flightbase.jobqueue.datasets")
@@ -38,7 +39,7 @@ class DatasetClient:
         self._clock = clock
         self._images: dict[str, tuple[float, dict[str, str]]] = {}
         self._builtin: tuple[float, dict[str, str]] = (float("-inf"), {})  # see builtin_images()
-        self._listing: dict[str, asyncio.Future] = {}  # workspace -> its images' listing in flight
+        self._listing = InFlight()  # the listings of images under way, by workspace
         self._http = httpx.AsyncClient(
             base_url=base_url.rstrip("/") + "/services/registry/api/v1",
             headers={"Authorization": f"token {token}"},
@@ -76,13 +77,7 @@ class DatasetClient:
         cached = self._images.get(workspace)
         if cached is not None and not fresh and self._clock() - cached[0] < IMAGES_TTL_SECONDS:
             return cached[1]
-        pending = self._listing.get(workspace)
-        if pending is None or fresh:
-            pending = asyncio.ensure_future(self._list(workspace))
-            self._listing[workspace] = pending
-            pending.add_done_callback(
-                lambda _: self._listing.pop(workspace, None) if self._listing.get(workspace) is pending else None)
-        return await asyncio.shield(pending)
+        return await self._listing.run(workspace, lambda: self._list(workspace), anew=fresh)
 
     async def _list(self, workspace: str) -> dict[str, str]:
         try:
@@ -90,7 +85,7 @@ class DatasetClient:
             resp.raise_for_status()
             items = resp.json()
             found = {i["name"]: i.get("reference") or i["name"] for i in items}
-            builtin = {i["name"]: i.get("reference") or i["name"] for i in items if i.get("workspace") is None}
+            builtin = {i["name"]: found[i["name"]] for i in items if i.get("workspace") is None}
         except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError) as exc:
             log.warning("reading the images of %s from the registry failed: %s", workspace, exc)
             raise ApiError(503, f"image: the registry did not list the images of workspace {workspace!r}; "
@@ -114,9 +109,10 @@ class DatasetClient:
         at, found = self._builtin
         if self._clock() - at < IMAGES_TTL_SECONDS:
             return found
+        pending = self._listing.any()
         try:
-            if self._listing:
-                await asyncio.shield(next(iter(self._listing.values())))
+            if pending is not None:
+                await asyncio.shield(pending)
             else:
                 await self.images(workspace)
         except ApiError:
