@@ -382,8 +382,9 @@ class _Batch:
         self._add(params["job_id"], 1, params)
 
     def _add(self, job_id: str, parity: int, params: dict) -> None:
-        last = self._phase.get(job_id, -1)
-        phase = last if last >= 0 and last % 2 == parity else last + 1 + ((last + 1) % 2 != parity)
+        last = self._phase.get(job_id)
+        # its first change: the first phase of its kind; then the same phase, or the next one
+        phase = parity if last is None else last + (last % 2 != parity)
         self._phase[job_id] = phase
         self.intervals.append((phase, params))
 
