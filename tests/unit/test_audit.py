@@ -196,6 +196,33 @@ def test_writer_batches(tmp_path):
     engine.dispose()
 
 
+def test_writer_gathers_a_trickle_of_rows(tmp_path):
+    """Rows that come one at a time, a few milliseconds apart (a steady pace of requests), share
+    transactions: the writer, woken by the first, waits ``linger_seconds`` for others. A clean stop
+    cuts the wait short and still writes every row."""
+    sessions, engine = migrated(tmp_path)
+    commits = []
+    original = sessions.begin
+
+    def counted():
+        commits.append(1)
+        return original()
+
+    sessions.begin = counted
+    writer = audit.AuditWriter("registry")
+    writer.linger_seconds = 0.5
+    writer.start(sessions, retention_days=0)
+    for i in range(20):
+        writer.record(row(target={"i": i}))
+        time.sleep(0.005)
+    wait_for(lambda: len(rows_in(engine)) == 20)
+    assert len(commits) <= 3, commits  # without the linger: one transaction per row
+    writer.record(row(route="/last"))
+    writer.stop()  # during the linger: written all the same
+    assert rows_in(engine)[-1]["route"] == "/last"
+    engine.dispose()
+
+
 def test_a_row_the_database_refuses_loses_only_itself(tmp_path):
     sessions, engine = migrated(tmp_path)
     writer = audit.AuditWriter("registry")

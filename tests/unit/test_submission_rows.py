@@ -18,6 +18,7 @@ from flightbase_jobqueue import models
 from flightbase_jobqueue.api.trainings import new_row, row_of
 from flightbase_jobqueue.app import MIGRATIONS
 from flightbase_jobqueue.store import SqlStore
+from flightbase_jobqueue import submissions
 from flightbase_jobqueue.submissions import SubmissionWriter
 from flightbase_jobqueue.training_spec import TrainingSpec
 
@@ -71,4 +72,38 @@ def test_they_are_stored_and_the_scheduler_takes_them(tmp_path):
     # the same scheduler jobs as the store reads from the database (the held one waits outside the queue)
     assert list(fresh.queued_jobs().jobs()) == list(store.queued_jobs().jobs())
     assert [j.id for j in store.queued_jobs().jobs()] == ["j0"]
+    engine.dispose()
+
+
+@pytest.mark.parametrize("burst", [1, submissions.INLINE_MAX + 1, 40])
+def test_a_bad_submission_refuses_only_itself_in_a_batch_of_any_size(tmp_path, burst):
+    """Small batches are committed on the event loop, larger ones in a thread (``INLINE_MAX``): either
+    way every good submission of a burst is stored and answered, and one whose row the database refuses
+    (its id is taken) gets the error, with nothing of it written."""
+    engine = db.make_engine(f"sqlite:///{tmp_path}/jq.sqlite")
+    db.upgrade(engine, MIGRATIONS)
+    sessions = db.Sessions(engine)
+
+    def submission(n: int, training_id: str):
+        training = vars(new_row(models.Training, **dict(TRAINING, id=training_id, name=f"n{n}")))
+        one = vars(new_row(models.Job, **dict(job(0), id=f"j{n}", training_id=training_id)))
+        return training, [{"training_id": training_id, "user": "ann"}], [one]
+
+    async def write():
+        writer = SubmissionWriter(sessions)
+        writer.start()
+        try:
+            await writer.write(*submission(0, "taken"))
+            # the last of the burst reuses a stored training id: refused
+            burst_of = [submission(n, f"t{n}") for n in range(1, burst)] + [submission(burst, "taken")]
+            return await asyncio.gather(*(writer.write(*s) for s in burst_of), return_exceptions=True)
+        finally:
+            await writer.stop()
+
+    answers = asyncio.run(write())
+    assert answers[:-1] == [None] * (burst - 1)
+    assert isinstance(answers[-1], Exception)
+    with sessions() as session:
+        assert session.get(models.Job, f"j{burst}") is None  # the refused one's job was not written
+        assert [session.get(models.Job, f"j{n}") is not None for n in range(burst)] == [True] * burst
     engine.dispose()
