@@ -143,7 +143,12 @@ def service_specs(settings: PlatformSettings, secrets: dict[str, str]) -> list[d
         # no url: the hub runs (and restarts) it but does not route to it; only the
         # registry service talks to it, on loopback, with the account in secrets.json
         config = oci_registry_config(settings, secrets)
-        specs.append({"name": "oci-registry", "command": [DOCKER_REGISTRY, "serve", str(config)]})
+        # The hub stops a service with SIGINT, and SIGTERM 10 s later. docker-registry takes SIGINT's
+        # default action (exit), but a process started with SIGINT ignored (what a shell does to a
+        # command it runs in the background) passes the ignoring on, and the registry then kept the
+        # hub's stop waiting those 10 s and more: `env` gives it SIGINT's default back.
+        specs.append({"name": "oci-registry",
+                      "command": ["env", "--default-signal=INT", DOCKER_REGISTRY, "serve", str(config)]})
     return specs
 
 
