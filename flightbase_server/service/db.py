@@ -107,6 +107,7 @@ class Sessions:
         from sqlalchemy.orm import sessionmaker
 
         self._maker = sessionmaker(engine, expire_on_commit=False)
+        self._engine = engine
         self._lock = threading.Lock() if engine.dialect.name == "sqlite" else None
 
     def __call__(self):
@@ -121,3 +122,16 @@ class Sessions:
         with self._lock:
             with self._maker.begin() as session:
                 yield session
+
+    @contextmanager
+    def begin_connection(self):
+        """A write transaction on a Core connection (no ORM session), taking its turn as ``begin`` does.
+        For hot paths that execute Core statements only: a session's own bookkeeping costs more than a
+        small insert."""
+        if self._lock is None:
+            with self._engine.begin() as conn:
+                yield conn
+            return
+        with self._lock:
+            with self._engine.begin() as conn:
+                yield conn

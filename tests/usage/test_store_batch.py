@@ -46,8 +46,18 @@ class FailingCommits:
 
     @contextmanager
     def begin(self):
-        with self.inner.begin() as session:
+        with self._failing(self.inner.begin()) as session:
             yield session
+
+    @contextmanager
+    def begin_connection(self):
+        with self._failing(self.inner.begin_connection()) as conn:
+            yield conn
+
+    @contextmanager
+    def _failing(self, transaction):
+        with transaction as handle:
+            yield handle
             if self.fail:
                 self.fail -= 1
                 raise Injected("the commit failed")

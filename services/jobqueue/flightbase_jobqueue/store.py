@@ -125,8 +125,8 @@ class SqlStore:
             yield
             return
         try:
-            with self.sessions.begin() as session:
-                batch = self._batch = _Batch(session.connection())
+            with self.sessions.begin_connection() as conn:  # Core only: no session's bookkeeping
+                batch = self._batch = _Batch(conn)
                 self._batch_thread = threading.get_ident()
                 batch.read(job_ids)
                 yield
@@ -145,8 +145,8 @@ class SqlStore:
             if apply is not None:
                 self._batch.after.append(apply)
             return job
-        with self.sessions.begin() as session:
-            batch = _Batch(session.connection())
+        with self.sessions.begin_connection() as conn:
+            batch = _Batch(conn)
             job, apply = self._write(batch, job_id, new_state, at=at, placement=placement, attained=attained,
                                      restarts=restarts, exit_code=exit_code, reason=reason)
             batch.write()
