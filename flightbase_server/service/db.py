@@ -115,23 +115,22 @@ class Sessions:
 
     @contextmanager
     def begin(self):
-        if self._lock is None:
-            with self._maker.begin() as session:
-                yield session
-            return
-        with self._lock:
-            with self._maker.begin() as session:
-                yield session
+        with self._turn(), self._maker.begin() as session:
+            yield session
 
     @contextmanager
     def begin_connection(self):
         """A write transaction on a Core connection (no ORM session), taking its turn as ``begin`` does.
         For hot paths that execute Core statements only: a session's own bookkeeping costs more than a
         small insert."""
+        with self._turn(), self._engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _turn(self):
+        """This process's turn to write (SQLite); PostgreSQL's writers need none."""
         if self._lock is None:
-            with self._engine.begin() as conn:
-                yield conn
+            yield
             return
         with self._lock:
-            with self._engine.begin() as conn:
-                yield conn
+            yield

@@ -26,7 +26,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from fastapi import APIRouter, Request
 from jupyterhub.services.auth import HubOAuth
-from sqlalchemy import create_engine, func, insert, select, text
+from sqlalchemy import create_engine, insert, select, text
 
 from flightbase_server import platform as fb_platform
 from flightbase_server.authz import Identity
@@ -175,9 +175,8 @@ def test_writer_keeps_rows_from_before_its_start_and_writes_every_row_by_the_sto
     engine.dispose()
 
 
-def test_writer_batches(tmp_path):
-    """A burst is written in a few transactions, not one per row."""
-    sessions, engine = migrated(tmp_path)
+def counting_transactions(sessions) -> list:
+    """A list that gets an item each time ``sessions`` begins a write transaction."""
     commits = []
     original = sessions.begin
 
@@ -186,6 +185,13 @@ def test_writer_batches(tmp_path):
         return original()
 
     sessions.begin = counted
+    return commits
+
+
+def test_writer_batches(tmp_path):
+    """A burst is written in a few transactions, not one per row."""
+    sessions, engine = migrated(tmp_path)
+    commits = counting_transactions(sessions)
     writer = audit.AuditWriter("registry")
     writer.start(sessions, retention_days=0)
     for i in range(3000):
@@ -201,14 +207,7 @@ def test_writer_gathers_a_trickle_of_rows(tmp_path):
     transactions: the writer, woken by the first, waits ``linger_seconds`` for others. A clean stop
     cuts the wait short and still writes every row."""
     sessions, engine = migrated(tmp_path)
-    commits = []
-    original = sessions.begin
-
-    def counted():
-        commits.append(1)
-        return original()
-
-    sessions.begin = counted
+    commits = counting_transactions(sessions)
     writer = audit.AuditWriter("registry")
     writer.linger_seconds = 0.5
     writer.start(sessions, retention_days=0)
