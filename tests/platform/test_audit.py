@@ -57,11 +57,14 @@ def rows(platform, service: str, **where) -> list[dict]:
         engine.dispose()
 
 
-def wait_rows(platform, service: str, check=lambda found: bool(found), timeout: float = 10, **where) -> list[dict]:
-    """The rows matching ``where`` once ``check`` accepts them (the writer commits just after the answer)."""
+def wait_rows(platform, service: str, check=lambda found: bool(found), timeout: float = 10,
+              since: dt.datetime | None = None, **where) -> list[dict]:
+    """The rows matching ``where`` (and, with ``since``, of requests that arrived since then) once
+    ``check`` accepts them. The writer commits about 0.2 s after the answer (``audit.LINGER_SECONDS``):
+    a test waiting for its own request's row must not take an earlier test's row for it (``since``)."""
     deadline = time.monotonic() + timeout
     while True:
-        found = rows(platform, service, **where)
+        found = [r for r in rows(platform, service, **where) if since is None or r["at"] >= since]
         if check(found):
             return found
         assert time.monotonic() < deadline, f"no such audit rows in {service}: {where}; got {found[-3:]}"
@@ -159,11 +162,13 @@ def audit_api(platform, service: str, role_token: str, **params) -> httpx.Respon
 
 def test_who_may_read_the_audit_log(platform, world):
     admin, tokens = platform.admin_token, world.tokens
+    began = utcnow()
     # a change in each workspace: the world's, and the other one (where the manager is nobody)
     for ws in (world.workspace, world.other_workspace):
         resp = platform.api("jobqueue", "PATCH", f"workspaces/{ws}/settings", admin, json={"idle_timeout_minutes": 30})
         assert resp.status_code == 200, resp.text
-    wait_rows(platform, "jobqueue", route="/workspaces/{workspace}/settings", workspace=world.other_workspace)
+    for ws in (world.workspace, world.other_workspace):
+        wait_rows(platform, "jobqueue", route="/workspaces/{workspace}/settings", workspace=ws, since=began)
     managed = {w["name"] for w in platform.api("jobqueue", "GET", "workspaces", admin).json()
                if world.names["manager"] in w["managers"]}
     for service in ("jobqueue", "registry"):
@@ -197,7 +202,7 @@ def test_audit_filters(platform, world):
     middle = utcnow()
     assert platform.api("jobqueue", "POST", f"trainings/{tid}/pause", owner).status_code == 200
     assert platform.api("jobqueue", "POST", f"trainings/{tid}/resume", owner).status_code == 200
-    wait_rows(platform, "jobqueue", route="/trainings/{training_id}/resume", actor=world.names["owner"])
+    wait_rows(platform, "jobqueue", route="/trainings/{training_id}/resume", actor=world.names["owner"], since=middle)
 
     def events(**params) -> list[dict]:
         resp = audit_api(platform, "jobqueue", admin, workspace=ws, **params)
@@ -233,6 +238,7 @@ def test_audit_filters(platform, world):
 def test_nothing_secret_is_recorded(platform, world):
     """Tokens, passwords and secret values sent in every place a request has: none is in either table."""
     owner = world.tokens["owner"]
+    began = utcnow()
     secret_value, query_token, bad_token, password = ("sv-" + "7" * 20, "qt-" + "8" * 20, "bt-" + "9" * 20,
                                                       "pw-" + "6" * 20)
     made = platform.api("jobqueue", "POST", "trainings", owner, json={
@@ -247,7 +253,9 @@ def test_nothing_secret_is_recorded(platform, world):
         browser.get("/services/registry/", headers={"Accept": "text/html"})
         cookies = [c.value for c in browser.cookies.jar]
         browser.post(f"/services/registry/api/v1/workspaces/{world.workspace}/datasets", json={"name": "c"})
-    wait_rows(platform, "registry", route="/workspaces/{workspace}/datasets", credential="cookie")
+    wait_rows(platform, "registry", route="/workspaces/{workspace}/datasets", credential="cookie", since=began)
+    wait_rows(platform, "registry", route="/workspaces/{workspace}/images", since=began)
+    wait_rows(platform, "jobqueue", route="/workspaces", status=401, since=began)
     wait_rows(platform, "jobqueue", route="/trainings/{training_id}/cancel", actor=world.names["owner"],
               check=lambda found: any(r["target"]["training_id"] == made.json()["id"] for r in found))
     dump = json.dumps([rows(platform, "jobqueue"), rows(platform, "registry")], default=str)
