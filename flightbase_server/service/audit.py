@@ -25,9 +25,10 @@ What is inside:
   never waits for the database. Woken by a row, the thread lets more gather for
   ``LINGER_SECONDS`` before it writes: waking a thread and committing cost
   about as much CPU as the request itself did, and under a steady trickle of
-  requests each row would otherwise be a wake-up and a transaction of its own. The thread also deletes rows older than the
-  retention (``FLIGHTBASE_AUDIT_RETENTION_DAYS``, 365 days; 0 keeps them for
-  ever) when the service starts and then daily. On a clean stop every queued
+  requests each row would otherwise be a wake-up and a transaction of its own.
+  The thread also deletes rows older than the retention
+  (``FLIGHTBASE_AUDIT_RETENTION_DAYS``, 365 days; 0 keeps them for ever) when
+  the service starts and then daily. On a clean stop every queued
   row is written before the service's own shutdown ends; a row recorded after
   that (a chunk of the registry's data endpoint finishing late) is written at
   once.
@@ -150,12 +151,11 @@ class AuditWriter:
         self.dropped = 0
         self._pending: collections.deque[dict] = collections.deque()
         self._wake = threading.Event()
-        self._stop_now = threading.Event()  # cuts the linger short
+        self._stopping = threading.Event()  # set by stop(); also cuts the linger short
         self.linger_seconds = LINGER_SECONDS
         self._lock = threading.Lock()  # around the change to "stopped": a row is either queued or written at once
         self._sessions: Sessions | None = None
         self._thread: threading.Thread | None = None
-        self._stopping = False
         self._stopped = False
         self.retention_days = DEFAULT_RETENTION_DAYS
         self.prune_seconds = PRUNE_SECONDS
@@ -186,8 +186,7 @@ class AuditWriter:
 
     def stop(self, timeout: float = 60) -> None:
         """Write every queued row, then end the thread; rows recorded afterwards are written at once."""
-        self._stopping = True
-        self._stop_now.set()
+        self._stopping.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -205,15 +204,15 @@ class AuditWriter:
         failures = 0
         while True:
             now = time.monotonic()
-            if self.retention_days and now >= next_prune and not self._stopping:
+            if self.retention_days and now >= next_prune and not self._stopping.is_set():
                 self._prune_safely()
                 next_prune = time.monotonic() + self.prune_seconds
             if not self._pending:
-                if self._stopping:
+                if self._stopping.is_set():
                     return
                 wait = max(0.0, next_prune - time.monotonic()) if self.retention_days else None
                 if self._wake.wait(wait) and self.linger_seconds:
-                    self._stop_now.wait(self.linger_seconds)
+                    self._stopping.wait(self.linger_seconds)
             self._wake.clear()
             while self._pending:
                 batch = [self._pending.popleft() for _ in range(min(MAX_BATCH, len(self._pending)))]
@@ -223,7 +222,7 @@ class AuditWriter:
                     continue
                 # the database refused every row: keep them (in order) and try again later
                 self._pending.extendleft(reversed(batch))
-                if self._stopping:
+                if self._stopping.is_set():
                     log.error("audit log: %d row(s) could not be written before the stop", len(self._pending))
                     with self._lock:
                         self._pending.clear()
