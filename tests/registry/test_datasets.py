@@ -6,10 +6,13 @@ import io
 import os
 import stat
 import tarfile
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
+
+from flightbase import uploads
 
 from tests.helpers.dataset_uploads import reg, send, sha, start_upload, upload_version
 
@@ -81,6 +84,34 @@ def test_interrupted_upload_resumes_from_its_offset(platform, world):
     assert v.status_code == 201, v.text
     mount = reg(platform, "GET", f"workspaces/{ws}/datasets/d/versions/latest/mount", token).json()
     assert (Path(mount["path"]) / "big.bin").read_bytes() == data
+
+
+def test_a_cancel_right_behind_a_broken_off_chunk_leaves_nothing(platform, world, tmp_path, monkeypatch):
+    """A chunk whose sender breaks off mid-body, and the cancel right behind it: what the CLI's
+    ``send_chunk`` does when a local file shrinks under it (tests/registry/test_cli.py). Whichever
+    request reaches the writer first, the upload's folder is gone afterwards. Before the writer
+    refused the chunks of a closed upload, the PATCH, having found the upload, could make its folder
+    again after the DELETE removed it (about 1 in 12 tries on the development machine; a CI failure
+    of 2026-12-01)."""
+    from flightbase.client import Client
+
+    monkeypatch.setenv("FLIGHTBASE_URL", platform.url)
+    monkeypatch.setenv("FLIGHTBASE_TOKEN", world.tokens["member"])
+    (tmp_path / "short.bin").write_bytes(b"z" * 1000)
+    base = f"workspaces/{world.workspace}/datasets/d/uploads"
+    ids = []
+    with Client() as c, open(tmp_path / "short.bin", "rb") as fh:
+        for _ in range(40):
+            upload_id = c.request("registry", "POST", base, json={"files": [{"path": "g.bin", "size": 2000}]})["id"]
+            ids.append(upload_id)
+            with pytest.raises(ValueError, match="got shorter"):
+                uploads.send_chunk(c, f"{base}/{upload_id}/files/0", fh, 0, 2000)
+            c.request("registry", "DELETE", f"{base}/{upload_id}")
+    deadline = time.monotonic() + 5
+    while set(ids) & set(staging_entries(platform)) and time.monotonic() < deadline:
+        time.sleep(0.2)  # a late chunk may answer after the cancel: give it the time to (not) write
+    assert set(ids) & set(staging_entries(platform)) == set()
+    assert reg(platform, "GET", base, world.tokens["member"]).json() == []
 
 
 def test_checksum_mismatch_discards_the_file(platform, world):

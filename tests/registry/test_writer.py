@@ -175,6 +175,35 @@ def test_one_request_at_a_time_writes_a_file(writer):
     assert writer.locks == {}
 
 
+def test_a_closed_upload_refuses_late_chunks_and_is_not_made_again(writer):
+    """A request that found the upload before a cancel removed its folder (the CI failure of
+    2026-12-01: a PATCH whose sender broke off reached the writer after the DELETE) is refused and
+    makes no folder; one already writing when the upload closed is what ``busy`` waits for."""
+    up = declared(("f", b"x" * 100))
+    writer.stage(up)
+    root = storage.upload_dir(writer.data_dir, up.id)
+    with writer.chunk(up, 0, 0, 10):
+        writer.close(up.id)
+        assert writer.busy(up.id)  # the cancel waits for this one
+    assert not writer.busy(up.id)
+    storage.remove_tree(root)
+    with pytest.raises(ApiError) as err:
+        send(writer, up, 0, 0, b"x" * 10)
+    assert (err.value.status, err.value.field) == (404, "upload_id")
+    assert not root.exists() and writer.locks == {}
+    other = declared(("f", b"y"))
+    other.id = "o" * 32
+    writer.stage(other)
+    assert send(writer, other, 0, 0, b"y").complete  # other uploads are not affected
+
+
+def test_only_the_latest_closed_uploads_are_remembered(writer, monkeypatch):
+    monkeypatch.setattr("flightbase_registry.writer.CLOSED_KEPT", 3)
+    for i in range(5):
+        writer.close(f"{i:032d}")
+    assert list(writer.closed) == [f"{i:032d}" for i in (2, 3, 4)]
+
+
 def test_a_full_disk_fails_the_chunk_and_frees_the_file(writer):
     """ENOSPC from a real device (``/dev/full``) in the writer's thread reaches the caller."""
     if not os.path.exists("/dev/full"):

@@ -33,6 +33,7 @@ import errno
 import hashlib
 import mmap
 import os
+from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol, Sequence
@@ -41,6 +42,8 @@ from flightbase import archives
 from flightbase_server.service.errors import ApiError
 from flightbase_registry import prometheus, storage
 from flightbase_registry.schemas import UploadFileOut
+
+CLOSED_KEPT = 4096  # committed or cancelled uploads whose late chunks UploadWriter refuses
 
 
 class DeclaredUpload(Protocol):
@@ -68,6 +71,21 @@ class UploadWriter:
         # (upload id, file index) -> the Chunk writing it; setdefault on a dict is atomic, and the
         # event loop and the data endpoint's threads share it
         self.locks: dict[tuple[str, int], Chunk] = {}
+        # uploads being committed or cancelled, newest last: a chunk of one is refused, so that a
+        # request that found the upload before it was closed cannot make its folder again after
+        # the folder was removed (the most recent CLOSED_KEPT are enough: only requests already
+        # in flight when an upload closed can still name it)
+        self.closed: OrderedDict[str, None] = OrderedDict()
+
+    def close(self, upload_id: str) -> None:
+        """Refuse every chunk of ``upload_id`` from now on (it is being committed or cancelled).
+
+        The caller then waits until ``busy`` is false: a chunk registers itself in ``locks``
+        before it looks here, and this marks before the caller looks at ``locks``, so each
+        chunk either is refused or is waited for."""
+        self.closed[upload_id] = None
+        while len(self.closed) > CLOSED_KEPT:
+            self.closed.popitem(last=False)
 
     def busy(self, upload_id: str) -> bool:
         """Whether a request is writing a file of ``upload_id`` right now."""
@@ -200,6 +218,8 @@ class Chunk:
             raise ApiError(409, f"file {self.index} of upload {self.up.id!r} is already being written by another request",
                            field="index")
         try:
+            if self.up.id in self.writer.closed:
+                raise ApiError(404, f"upload {self.up.id!r} was committed or cancelled", field="upload_id")
             self._check()
         except BaseException:
             locks.pop(self.key, None)

@@ -215,13 +215,21 @@ async def cancel_upload(request: Request, d: WriteDataset, upload_id: str):
 DISCARD_WAIT = 30.0  # seconds a cancel waits for the upload's requests still writing
 
 
-async def _discard(request: Request, upload_id: str) -> None:
-    writer = _writer(request)
-    # a chunk whose sender broke off keeps what arrived: wait for such a request to finish
-    # writing, or it would write into the folder being removed (at most DISCARD_WAIT seconds)
+async def _close(writer: UploadWriter, upload_id: str) -> None:
+    """Refuse the upload's chunks from now on, and wait for those already writing.
+
+    A chunk whose sender broke off keeps what arrived: such a request must finish writing
+    before the folder goes, or it would write into (or make again) the folder being removed
+    (at most DISCARD_WAIT seconds)."""
+    writer.close(upload_id)
     deadline = time.monotonic() + DISCARD_WAIT
     while writer.busy(upload_id) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
+
+
+async def _discard(request: Request, upload_id: str) -> None:
+    writer = _writer(request)
+    await _close(writer, upload_id)
     writer.drop(upload_id)
     await run_in_threadpool(storage.remove_tree, storage.upload_dir(writer.data_dir, upload_id))
 
@@ -246,6 +254,7 @@ async def commit_upload(request: Request, d: WriteDataset, upload_id: str):
         raise ApiError(409, f"{len(missing)} file(s) incomplete, first {f.path!r}: {f.offset} of {f.size} bytes received",
                        field=f"files[{f.index}]")
     limits = request.app.state.registry_settings
+    await _close(writer, up.id)  # its files are complete: a late chunk may not touch them now
     async with request.app.state.quota_lock:
         allowance = await in_session(request, lambda s: usage(s, ws, except_upload=up.id).available_bytes)
         try:
