@@ -45,6 +45,7 @@ t = torch.tensor([float(dist.get_rank() + 1)])
 dist.all_reduce(t)
 sys.stdout.write(f"RESULT {dist.get_rank()} {dist.get_world_size()} {float(t[0])}\n")  # one write: ranks share stdout
 sys.stdout.flush()
+dist.barrier()  # before the teardown: see tests/containers/jobs/ddp_torchrun.py
 dist.destroy_process_group()
 """
 

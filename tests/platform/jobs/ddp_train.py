@@ -6,4 +6,5 @@ dist.init_process_group("gloo")
 t = torch.full((2,), float(dist.get_rank() + 1))
 dist.all_reduce(t)
 print(f"rank {dist.get_rank()} of {dist.get_world_size()}: sum={t.tolist()}", flush=True)
+dist.barrier()  # before the teardown: see tests/containers/jobs/ddp_torchrun.py
 dist.destroy_process_group()

@@ -138,6 +138,11 @@ class Dist:
         if self.kind == "torchrun":
             import torch.distributed as td
 
+            # every rank is past its last collective before any tears the group down: a gloo
+            # group destroyed while a peer still finishes an all-reduce can abort the process
+            # in a C++ destructor after all its work ("terminate called without an active
+            # exception"), which would fail a training that did everything it should
+            td.barrier()
             td.destroy_process_group()
         elif self.kind == "horovod":
             self.hvd.shutdown()
