@@ -142,7 +142,7 @@ class Dist:
             # group destroyed while a peer still finishes an all-reduce can abort the process
             # in a C++ destructor after all its work ("terminate called without an active
             # exception"), which would fail a training that did everything it should
-            td.barrier()
+            self.barrier()
             td.destroy_process_group()
         elif self.kind == "horovod":
             self.hvd.shutdown()
