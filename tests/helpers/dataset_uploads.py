@@ -4,6 +4,9 @@ them in chunks, commit a version (tests/registry/test_datasets.py, test_browser_
 from __future__ import annotations
 
 import hashlib
+import sqlite3
+from contextlib import closing
+from pathlib import Path
 
 
 def sha(data: bytes) -> str:
@@ -35,3 +38,16 @@ def upload_version(platform, token, ws, dataset, files: dict[str, bytes], extrac
             r = send(platform, token, ws, dataset, up["id"], i, data[offset:offset + chunk], offset)
             assert r.status_code == 200, r.text
     return reg(platform, "POST", f"workspaces/{ws}/datasets/{dataset}/uploads/{up['id']}/commit", token)
+
+
+def staged_uploads(data_dir: Path) -> set[str]:
+    """The dataset uploads' folders in the registry's staging area (image pushes stage under ``images/``)."""
+    root = data_dir / "uploads"
+    return {p.name for p in root.iterdir() if p.name != "images"} if root.exists() else set()
+
+
+def open_uploads(data_dir: Path) -> set[str]:
+    """The uploads in progress: the rows of the registry's ``uploads`` table."""
+    with closing(sqlite3.connect(f"file:{data_dir / 'registry.sqlite'}?mode=ro", uri=True, timeout=10)) as db:
+        return {row[0] for row in db.execute("SELECT id FROM uploads")}
+

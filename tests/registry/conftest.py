@@ -23,6 +23,7 @@ from flightbase_server.hub.config import oci_registry_config
 from flightbase_server.secrets import OCI_REGISTRY_USER
 from flightbase_server.settings import PlatformSettings
 from tests.platform.harness import free_port, new_platform
+from tests.helpers.dataset_uploads import open_uploads, staged_uploads
 from tests.registry.people import make_world
 
 DOCKER_REGISTRY = "/usr/bin/docker-registry"
@@ -122,3 +123,28 @@ def platform(tmp_path_factory, oci_registry):
 def world(platform):
     """A fresh workspace with a manager, an owner, a member, and an outsider (see people.py)."""
     return make_world(platform)
+
+
+@pytest.fixture(autouse=True)
+def staging_before(request):
+    """The staging folders there were when the test began; after it, none of its own may be left
+    but those of uploads still in progress.
+
+    The registry tests share one platform, so a folder one test leaves behind used to fail every
+    later test that checked for an empty staging area (nine of them, in one CI run), and the test
+    that left it passed. Now the leak fails its own test (at teardown; the test itself may not
+    look at the staging area), the folder is then removed so that no later test inherits it, and
+    the tests that check for an empty staging area look only at folders made since they began
+    (``staging_entries`` in test_datasets.py)."""
+    if "platform" not in request.fixturenames:  # the unit tests of this folder start no platform
+        yield frozenset()
+        return
+    data_dir = request.getfixturevalue("platform").data_dir
+    before = frozenset(staged_uploads(data_dir))
+    yield before
+    deadline = time.monotonic() + 5  # a chunk still answering, or a cancel still removing, may lag the test
+    while (left := staged_uploads(data_dir) - before - open_uploads(data_dir)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for name in left:
+        shutil.rmtree(data_dir / "uploads" / name, ignore_errors=True)
+    assert not left, f"staging folders of no upload in progress left behind: {sorted(left)}"

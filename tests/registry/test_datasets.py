@@ -14,17 +14,17 @@ import pytest
 
 from flightbase import uploads
 
-from tests.helpers.dataset_uploads import reg, send, sha, start_upload, upload_version
+from tests.helpers.dataset_uploads import reg, staged_uploads, send, sha, start_upload, upload_version
 
 pytestmark = pytest.mark.slow
 
 
-def staging_entries(platform) -> list[str]:
-    root = platform.data_dir / "uploads"
-    return sorted(p.name for p in root.iterdir() if p.name != "images") if root.exists() else []
+def staging_entries(platform, before: frozenset[str]) -> list[str]:
+    """The staging folders made since the test began (``before``: the ``staging_before`` fixture)."""
+    return sorted(staged_uploads(platform.data_dir) - before)
 
 
-def test_upload_versions_download_and_mount(platform, world):
+def test_upload_versions_download_and_mount(platform, world, staging_before):
     owner = world.tokens["owner"]
     ws = world.workspace
     files = {"train/a.csv": b"x,y\n1,2\n" * 1000, "train/b.bin": os.urandom(3_000_000), "README": b"hello\n"}
@@ -61,7 +61,7 @@ def test_upload_versions_download_and_mount(platform, world):
     assert (root / "train" / "b.bin").read_bytes() == files["train/b.bin"]
     assert stat.S_IMODE((root / "README").stat().st_mode) == 0o444
     assert stat.S_IMODE(root.stat().st_mode) == 0o555
-    assert staging_entries(platform) == []  # nothing left in the staging area
+    assert staging_entries(platform, staging_before) == []  # nothing left in the staging area
 
 
 def test_interrupted_upload_resumes_from_its_offset(platform, world):
@@ -86,7 +86,7 @@ def test_interrupted_upload_resumes_from_its_offset(platform, world):
     assert (Path(mount["path"]) / "big.bin").read_bytes() == data
 
 
-def test_a_cancel_right_behind_a_broken_off_chunk_leaves_nothing(platform, world, tmp_path, monkeypatch):
+def test_a_cancel_right_behind_a_broken_off_chunk_leaves_nothing(platform, world, staging_before, tmp_path, monkeypatch):
     """A chunk whose sender breaks off mid-body, and the cancel right behind it: what the CLI's
     ``send_chunk`` does when a local file shrinks under it (tests/registry/test_cli.py). Whichever
     request reaches the writer first, the upload's folder is gone afterwards. Before the writer
@@ -108,13 +108,13 @@ def test_a_cancel_right_behind_a_broken_off_chunk_leaves_nothing(platform, world
                 uploads.send_chunk(c, f"{base}/{upload_id}/files/0", fh, 0, 2000)
             c.request("registry", "DELETE", f"{base}/{upload_id}")
     deadline = time.monotonic() + 5
-    while set(ids) & set(staging_entries(platform)) and time.monotonic() < deadline:
+    while set(ids) & set(staging_entries(platform, staging_before)) and time.monotonic() < deadline:
         time.sleep(0.2)  # a late chunk may answer after the cancel: give it the time to (not) write
-    assert set(ids) & set(staging_entries(platform)) == set()
+    assert set(ids) & set(staging_entries(platform, staging_before)) == set()
     assert reg(platform, "GET", base, world.tokens["member"]).json() == []
 
 
-def test_checksum_mismatch_discards_the_file(platform, world):
+def test_checksum_mismatch_discards_the_file(platform, world, staging_before):
     token, ws = world.tokens["member"], world.workspace
     decl = [{"path": "a.txt", "size": 5, "sha256": sha(b"hello")}]
     up = reg(platform, "POST", f"workspaces/{ws}/datasets/d/uploads", token, json={"files": decl}).json()
@@ -125,7 +125,7 @@ def test_checksum_mismatch_discards_the_file(platform, world):
     assert send(platform, token, ws, "d", up["id"], 0, b"hello").json()["complete"]
     assert reg(platform, "DELETE", f"workspaces/{ws}/datasets/d/uploads/{up['id']}", token).status_code == 204
     assert reg(platform, "GET", f"workspaces/{ws}/datasets/d/uploads/{up['id']}", token).status_code == 404
-    assert staging_entries(platform) == []
+    assert staging_entries(platform, staging_before) == []
 
 
 @pytest.mark.parametrize(("path", "reason"), [
@@ -219,18 +219,18 @@ def _bomb() -> bytes:
     ("bomb.zip", _bomb, 413, "zip bomb"),
     ("broken.zip", lambda: b"PK\x03\x04 not really a zip", 422, "not a readable archive"),
 ])
-def test_hostile_archives_are_refused_and_leave_nothing(platform, world, name, make, status, reason):
+def test_hostile_archives_are_refused_and_leave_nothing(platform, world, staging_before, name, make, status, reason):
     token, ws = world.tokens["member"], world.workspace
     resp = upload_version(platform, token, ws, "d", {name: make(), "ok.txt": b"fine"}, extract={name})
     assert resp.status_code == status, resp.text
     assert resp.json()["field"] == "files[0]" and reason in resp.json()["message"]
     assert reg(platform, "GET", f"workspaces/{ws}/datasets/d/versions", token).json() == []
     assert reg(platform, "GET", f"workspaces/{ws}/datasets/d/uploads", token).json() == []
-    assert staging_entries(platform) == []
+    assert staging_entries(platform, staging_before) == []
     assert not (platform.data_dir / "datasets" / ws / "d").exists() or not any((platform.data_dir / "datasets" / ws / "d").iterdir())
 
 
-def test_size_limit_and_quota_are_checked_before_the_upload(platform, world):
+def test_size_limit_and_quota_are_checked_before_the_upload(platform, world, staging_before):
     token, ws = world.tokens["member"], world.workspace
     big = reg(platform, "POST", f"workspaces/{ws}/datasets/d/uploads", token,
               json={"files": [{"path": "huge.bin", "size": 65_000_000}]})
@@ -254,7 +254,7 @@ def test_size_limit_and_quota_are_checked_before_the_upload(platform, world):
     t = _targz([("z.bin", bytes(30_000))])
     resp = upload_version(platform, token, ws, "d", {"z.tar.gz": t}, extract={"z.tar.gz"})
     assert resp.status_code == 413 and "quota" in resp.json()["message"], resp.text
-    assert staging_entries(platform) == []
+    assert staging_entries(platform, staging_before) == []
 
 
 def test_versions_in_use_cannot_be_deleted(platform, world):
