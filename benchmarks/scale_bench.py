@@ -32,7 +32,8 @@ submit_bench.py does) and measures:
   incarnation) and the proxy's CPU;
 - **API p99 latency while loaded**: ``GET /queue?workspace=..`` and ``GET /jobs/{id}``
   of a random accepted job, twice a second each, from first submission to drain,
-  through the proxy (requests that fail while the jobqueue is down after a kill are
+  through the proxy, from a process of their own (in the bench's, their answers would
+  wait for its event loop, busy with the submissions) (requests that fail while the jobqueue is down after a kill are
   counted apart, not in the percentiles), and the submissions' own latency;
 - **nothing lost, nothing run twice**, with the jobqueue SIGKILLed ``--kills`` times
   during the drain (when 25% and 60% of the workloads have ended; the hub starts it
@@ -61,8 +62,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import platform as host
+import queue
 import random
 import signal
 import sqlite3
@@ -211,6 +214,49 @@ def schedule(workloads: int, workspaces: int) -> list[tuple[float, str, Workload
     return out
 
 
+def probe_main(base_url: str, token: str, workspaces: list[str], ids, stop, out) -> None:
+    """The latency probes, in a process of their own (``run_load``): ``GET /queue?workspace=..`` of a
+    random workspace and ``GET /jobs/{id}`` of a random accepted job (their ids come on ``ids``),
+    in turn, 0.25 s apart, until ``stop``; then (latencies, failures) on ``out``. A request that
+    fails (the jobqueue is down after a kill) is counted apart, not in the latencies."""
+    out.put(asyncio.run(_probe(base_url, token, workspaces, ids, stop)))
+
+
+async def _probe(base_url: str, token: str, workspaces: list[str], ids, stop) -> tuple[dict, dict]:
+    lat: dict[str, list[float]] = {"queue": [], "job": []}
+    down = {"queue": 0, "job": 0}
+    known: list[str] = []
+    async with httpx.AsyncClient(base_url=base_url, headers={"Authorization": f"token {token}"}, timeout=60) as probe:
+        i = 0
+        while not stop.is_set():
+            try:
+                while True:
+                    known.append(ids.get_nowait())
+            except queue.Empty:
+                pass
+            i += 1
+            kind = "queue" if i % 2 else "job"
+            if kind == "queue":
+                path, params = "/queue", {"workspace": random.choice(workspaces)}
+            elif known:
+                path, params = f"/jobs/{random.choice(known)}", None
+            else:
+                await asyncio.sleep(0.25)
+                continue
+            t0 = time.perf_counter()
+            try:
+                r = await probe.get(path, params=params)
+                ok = r.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            if ok:
+                lat[kind].append(time.perf_counter() - t0)
+            else:
+                down[kind] += 1
+            await asyncio.sleep(0.25)
+    return lat, down
+
+
 async def run_load(p, token: str, codes: dict[str, str], plan, meter: JobqueueMeter, runlog: RunLog,
                    kills_at: list[float], clients: int) -> dict:
     url = p.url
@@ -218,17 +264,20 @@ async def run_load(p, token: str, codes: dict[str, str], plan, meter: JobqueueMe
     accepted: dict[str, tuple[str, float, str]] = {}   # job id -> (class, submitted at, workspace)
     sub_lat: list[float] = []
     failures = {"retried": 0, "rejected": 0}
-    probe_lat: dict[str, list[float]] = {"queue": [], "job": []}
-    probe_down = {"queue": 0, "job": 0}
     kills: list[dict] = []
-    done = asyncio.Event()
     began = time.time()
     total = len(plan)
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=f"{url}/services/jobqueue/api/v1", headers=headers, timeout=60,
-                                 limits=limits) as http, \
-            httpx.AsyncClient(base_url=f"{url}/services/jobqueue/api/v1", headers=headers, timeout=60) as probe:
+    base_url = f"{url}/services/jobqueue/api/v1"
+    # the probes run in a process of their own: in this one, their answers would wait for this
+    # event loop, busy with the submissions, and their latency would be partly the bench's own
+    mp = multiprocessing.get_context("spawn")
+    probe_ids, probe_stop, probe_out = mp.Queue(), mp.Event(), mp.Queue()
+    prober = mp.Process(target=probe_main, args=(base_url, token, sorted(codes), probe_ids, probe_stop, probe_out),
+                        name="scale-bench-probes", daemon=True)
+    prober.start()
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=60, limits=limits) as http:
         sem = asyncio.Semaphore(clients)
 
         async def submit(at: float, ws: str, c: WorkloadClass, i: int) -> None:
@@ -248,7 +297,9 @@ async def run_load(p, token: str, codes: dict[str, str], plan, meter: JobqueueMe
                     dt = time.perf_counter() - t0
                 if r is not None and r.status_code in (200, 201):  # 200: a retry found its training
                     sub_lat.append(dt)
-                    accepted[r.json()["jobs"][0]["id"]] = (c.name, time.time() - dt, ws)
+                    job_id = r.json()["jobs"][0]["id"]
+                    accepted[job_id] = (c.name, time.time() - dt, ws)
+                    probe_ids.put(job_id)
                     return
                 if r is not None and r.status_code < 500:
                     failures["rejected"] += 1
@@ -256,30 +307,6 @@ async def run_load(p, token: str, codes: dict[str, str], plan, meter: JobqueueMe
                     return
                 failures["retried"] += 1  # the jobqueue is down (a kill): the same workload again
                 await asyncio.sleep(0.5)
-
-        async def prober() -> None:
-            i = 0
-            while not done.is_set():
-                i += 1
-                kind = "queue" if i % 2 else "job"
-                if kind == "queue":
-                    path, params = "/queue", {"workspace": f"cq-{random.randrange(len(codes)):02d}"}
-                elif accepted:
-                    path, params = f"/jobs/{random.choice(list(accepted))}", None
-                else:
-                    await asyncio.sleep(0.25)
-                    continue
-                t0 = time.perf_counter()
-                try:
-                    r = await probe.get(path, params=params)
-                    ok = r.status_code == 200
-                except httpx.HTTPError:
-                    ok = False
-                if ok:
-                    probe_lat[kind].append(time.perf_counter() - t0)
-                else:
-                    probe_down[kind] += 1
-                await asyncio.sleep(0.25)
 
         async def watcher() -> None:
             pending_kills = list(kills_at)
@@ -293,16 +320,16 @@ async def run_load(p, token: str, codes: dict[str, str], plan, meter: JobqueueMe
                     kills.append(await asyncio.to_thread(kill_and_wait, p, meter, finished))
                     continue
                 if submitted_all and finished >= len(accepted):
-                    done.set()
                     return
                 await asyncio.sleep(0.5)
 
-        probe_task = asyncio.create_task(prober())
         watch_task = asyncio.create_task(watcher())
         await asyncio.gather(*(submit(*x) for x in plan))
         submitted_in = time.time() - began
         await watch_task
-        await probe_task
+    probe_stop.set()
+    probe_lat, probe_down = await asyncio.to_thread(probe_out.get, timeout=120)
+    prober.join(30)
     last_end = max((runlog.ended[j] for j in accepted), default=began)
     waits: dict[str, list[float]] = {}
     for j, (cls, at, _) in accepted.items():
