@@ -61,12 +61,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
 import platform as host
 import queue
 import random
+import resource
 import signal
 import sqlite3
 import statistics
@@ -86,6 +88,7 @@ from benchmarks._proc import cpu_s, processes, status_kb  # noqa: E402
 from benchmarks.submit_bench import scheduler_passes  # noqa: E402
 
 CODE = b"print('simulated: never runs')\n"
+POOL_CONNECTIONS = 5  # connections per httpx pool of the submissions (run_load)
 
 
 @dataclass(frozen=True)
@@ -268,7 +271,12 @@ async def run_load(p, token: str, codes: dict[str, str], plan, meter: JobqueueMe
     began = time.time()
     total = len(plan)
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    # Submissions go through small connection pools, POOL_CONNECTIONS each: httpcore matches
+    # every waiting request against every connection of its pool at each change, and one
+    # pool of 50 kept the bench's own event loop busy (the pace of the submissions was the
+    # bench's, not the platform's); a slot is one pool's connection, ``clients`` in all.
+    pools = -(-clients // POOL_CONNECTIONS)
+    limits = httpx.Limits(max_connections=POOL_CONNECTIONS, max_keepalive_connections=POOL_CONNECTIONS)
     base_url = f"{url}/services/jobqueue/api/v1"
     # the probes run in a process of their own: in this one, their answers would wait for this
     # event loop, busy with the submissions, and their latency would be partly the bench's own
@@ -277,8 +285,12 @@ async def run_load(p, token: str, codes: dict[str, str], plan, meter: JobqueueMe
     prober = mp.Process(target=probe_main, args=(base_url, token, sorted(codes), probe_ids, probe_stop, probe_out),
                         name="scale-bench-probes", daemon=True)
     prober.start()
-    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=60, limits=limits) as http:
-        sem = asyncio.Semaphore(clients)
+    async with contextlib.AsyncExitStack() as stack:
+        http = [await stack.enter_async_context(httpx.AsyncClient(base_url=base_url, headers=headers, timeout=60,
+                                                                 limits=limits)) for _ in range(pools)]
+        slots: asyncio.Queue[int] = asyncio.Queue()
+        for n in range(clients):
+            slots.put_nowait(n % pools)
 
         async def submit(at: float, ws: str, c: WorkloadClass, i: int) -> None:
             delay = began + at - time.time()
@@ -288,13 +300,16 @@ async def run_load(p, token: str, codes: dict[str, str], plan, meter: JobqueueMe
                     "gpus": c.gpus, "priority": c.priority, "env": {"SIM_SECONDS": str(c.seconds)}}
             key = {"Idempotency-Key": f"{ws}-{c.name}-{i}"}  # one per workload, the same on every retry
             while True:
-                async with sem:
+                pool = await slots.get()
+                try:
                     t0 = time.perf_counter()
                     try:
-                        r = await http.post("/trainings", json=body, headers=key)
+                        r = await http[pool].post("/trainings", json=body, headers=key)
                     except httpx.HTTPError:
                         r = None
                     dt = time.perf_counter() - t0
+                finally:
+                    slots.put_nowait(pool)
                 if r is not None and r.status_code in (200, 201):  # 200: a retry found its training
                     sub_lat.append(dt)
                     job_id = r.json()["jobs"][0]["id"]
@@ -418,7 +433,9 @@ def main(argv=None) -> int:
         runlog = RunLog(log_path(p.data_dir))
         plan = schedule(args.workloads, args.workspaces)
         kills_at = [0.25, 0.6][:args.kills]
+        own_before = resource.getrusage(resource.RUSAGE_SELF)
         measured = asyncio.run(run_load(p, token, codes, plan, meter, runlog, kills_at, args.clients))
+        own = resource.getrusage(resource.RUSAGE_SELF)
         meter.sample()
         proxy_cpu = sum(cpu_s(x) for x in proxy) - proxy_before
         passes = scheduler_passes(p, p.admin_token)  # since the last restart (a kill resets the counters)
@@ -441,6 +458,9 @@ def main(argv=None) -> int:
             "jobqueue_rss_mb_median": (round(statistics.median(meter.rss_samples) / 1024, 1)
                                        if meter.rss_samples else None),
             "proxy_cpu_cores": round(proxy_cpu / drain, 3),
+            # the bench's own process (its submissions and bookkeeping, not the probes' process):
+            # near 1, its event loop is what paces the submissions, not the platform
+            "bench_cpu_cores": round((own.ru_utime + own.ru_stime - own_before.ru_utime - own_before.ru_stime) / drain, 3),
             "scheduler_since_last_restart": passes,
             "accepted_not_in_db": accepted_missing,
             "jobs_in_db": db["jobs_in_db"],
