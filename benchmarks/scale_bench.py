@@ -33,8 +33,10 @@ submit_bench.py does) and measures:
 - **API p99 latency while loaded**: ``GET /queue?workspace=..`` and ``GET /jobs/{id}``
   of a random accepted job, twice a second each, from first submission to drain,
   through the proxy, from a process of their own (in the bench's, their answers would
-  wait for its event loop, busy with the submissions) (requests that fail while the jobqueue is down after a kill are
-  counted apart, not in the percentiles), and the submissions' own latency;
+  wait for its event loop, busy with the submissions). Requests that fail while the
+  jobqueue is down after a kill are counted apart, not in the percentiles. Also the
+  submissions' own latency, and the bench's own CPU (``bench_cpu_cores``: near 1, the
+  bench would be setting the pace, not the platform);
 - **nothing lost, nothing run twice**, with the jobqueue SIGKILLed ``--kills`` times
   during the drain (when 25% and 60% of the workloads have ended; the hub starts it
   again). From the sim backend's run log (:func:`~flightbase_jobqueue.backends.simulated.audit`),
