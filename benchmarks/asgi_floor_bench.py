@@ -30,9 +30,16 @@ import platform as host
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT)]
+from benchmarks._proc import cpu_s  # noqa: E402
+from tests.platform.harness import free_port  # noqa: E402
 
 APP = '''
 import json
@@ -101,29 +108,18 @@ BODY = {"workspace": "cq-00", "name": "small-1", "entrypoint": "job.py", "code_i
         "gpus": 1, "priority": 25, "env": {"SIM_SECONDS": "0.2"}}
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def load(port: int, pid: int, requests: int, rate: float) -> dict:
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=httpx.Limits(max_connections=50)) as c:
         for _ in range(50):
             (await c.post("/trainings", json=BODY)).raise_for_status()
-        c0, t0 = cpu_seconds(pid), time.monotonic()
+        c0, t0 = cpu_s(pid), time.monotonic()
 
         async def one(i: int) -> None:
             await asyncio.sleep(i / rate)
             (await c.post("/trainings", json=BODY)).raise_for_status()
 
         await asyncio.gather(*(one(i) for i in range(requests)))
-        cpu = cpu_seconds(pid) - c0
+        cpu = cpu_s(pid) - c0
         return {"requests": requests, "seconds": round(time.monotonic() - t0, 1),
                 "server_cpu_s": round(cpu, 2), "cpu_ms_per_request": round(cpu / requests * 1000, 3)}
 
@@ -156,7 +152,6 @@ def main(argv=None) -> int:
     ap.add_argument("--only", nargs="+", choices=sorted(VARIANTS), help="these variants only")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
-    import tempfile
     with tempfile.TemporaryDirectory() as workdir:
         with open(os.path.join(workdir, "floor_app.py"), "w") as f:
             f.write(APP)
