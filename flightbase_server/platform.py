@@ -23,10 +23,32 @@ class UsageError(Exception):
     """Bad input from the command line: printed as one line, exit code 2."""
 
 
+def free_ports(count: int, taken: set[int] = frozenset()) -> list[int]:
+    """``count`` distinct free ports, none of them in ``taken``.
+
+    Each port is held open until all are chosen: the kernel may hand out a port it
+    has just handed out once that socket is closed, and none of the services binds
+    its port until later. ``taken`` holds the public port, which the proxy binds only
+    after the services' ports are chosen.
+    """
+    held: list[socket.socket] = []
+    try:
+        ports: list[int] = []
+        while len(ports) < count:
+            s = socket.socket()
+            held.append(s)
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            if port not in taken and port not in ports:
+                ports.append(port)
+        return ports
+    finally:
+        for s in held:
+            s.close()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
 
 
 def hub_config_file() -> Path:
@@ -36,13 +58,12 @@ def hub_config_file() -> Path:
     return path
 
 
-def oci_registry(environ: dict) -> dict:
-    """Use the OCI registry the operator names, else start Debian's docker-registry, else none."""
+def oci_registry(environ: dict, port: int) -> dict:
+    """Use the OCI registry the operator names, else start Debian's docker-registry on ``port``, else none."""
     url = environ.get("FLIGHTBASE_OCI_REGISTRY_URL")
     if url:
         return {"oci_registry_url": url}
     if os.path.exists(DOCKER_REGISTRY):
-        port = free_port()
         return {"oci_registry_url": f"http://127.0.0.1:{port}", "oci_registry_port": port}
     return {}
 
@@ -171,16 +192,19 @@ def prepare(
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "hub").mkdir(exist_ok=True)
     secure_state(data_dir)
+    data_port = int(environ.get("FLIGHTBASE_REGISTRY_DATA_PORT") or 0)
+    hub_port, proxy_api_port, jobqueue_port, registry_port, free_data_port, oci_port = free_ports(
+        6, taken={port, data_port})
     settings = PlatformSettings(
         data_dir=data_dir,
         ip=ip,
         port=port,
-        hub_port=free_port(),
-        proxy_api_port=free_port(),
+        hub_port=hub_port,
+        proxy_api_port=proxy_api_port,
         proxy_command=environ.get("FLIGHTBASE_PROXY_COMMAND", ""),
-        jobqueue_port=free_port(),
-        registry_port=free_port(),
-        registry_data_port=int(environ.get("FLIGHTBASE_REGISTRY_DATA_PORT") or free_port()),
+        jobqueue_port=jobqueue_port,
+        registry_port=registry_port,
+        registry_data_port=data_port or free_data_port,
         admin_user=admin,
         gpus=tuple(inventory),
         scheduler_policy=policy,
@@ -193,7 +217,7 @@ def prepare(
         audit_retention_days=retention_days(environ),
         backend=backend,
         sim_speed=sim_speed(environ),
-        **oci_registry(environ),
+        **oci_registry(environ, oci_port),
     )
     secrets.load_or_create(data_dir)
     env = {**environ, **settings.to_env()}

@@ -10,7 +10,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,16 +19,11 @@ from pathlib import Path
 
 import httpx
 
+from flightbase_server.platform import free_port  # noqa: F401 (tests and benchmarks import it from here)
 from tests.helpers import running
 
 ROOT = Path(__file__).resolve().parents[2]
 FLIGHTBASE = Path(sys.executable).parent / "flightbase"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
