@@ -310,9 +310,11 @@ class JobRuntime:
     def _release_sweeps(self, trainings: Sequence[str]) -> None:
         """Let the next jobs of these trainings' sweeps go, as many as each one's ``parallel``."""
         with self.sessions() as session:
-            ids = set(trainings)
+            ids = list(dict.fromkeys(trainings))
             release: list[str] = []
-            for training in session.scalars(select(models.Training).where(models.Training.id.in_(ids))):
+            found = [t for chunk in in_chunks(ids)
+                     for t in session.scalars(select(models.Training).where(models.Training.id.in_(chunk)))]
+            for training in found:
                 if training.state != "active":
                     continue
                 parallel = training.spec.parallel

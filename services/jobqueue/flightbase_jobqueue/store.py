@@ -243,7 +243,9 @@ class SqlStore:
         """Hold (pause) or release queued jobs; returns the ids that changed."""
         changed = []
         with self.sessions.begin() as session:
-            for row in session.scalars(select(models.Job).where(models.Job.id.in_(job_ids))):
+            rows = [row for chunk in in_chunks(list(dict.fromkeys(job_ids)))
+                    for row in session.scalars(select(models.Job).where(models.Job.id.in_(chunk)))]
+            for row in rows:
                 if row.state != JobState.QUEUED.value or row.held == held:
                     continue
                 row.held = held

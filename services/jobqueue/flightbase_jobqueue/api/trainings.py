@@ -35,6 +35,7 @@ from flightbase_server.service.access import (InWorkspace, Level, Listing, autho
                                        workspace_in_body)
 from flightbase_server.service.errors import ApiError, not_found
 from flightbase_server.service.deps import CurrentIdentity, in_session
+from flightbase_server.service.db import in_chunks
 from flightbase_server.service.hub import Workspace
 from flightbase_jobqueue import sweeps
 from flightbase_jobqueue.api import access
@@ -134,8 +135,9 @@ async def require_control(request: Request, identity: Identity, training: Traini
 def secret_names(session, training_ids: list[str]) -> dict[str, list[str]]:
     """The names of each training's secret values (never the values: the query does not read them)."""
     names: dict[str, list[str]] = {tid: [] for tid in training_ids}
-    rows = session.execute(select(TrainingSecret.training_id, TrainingSecret.name)
-                           .where(TrainingSecret.training_id.in_(training_ids)))
+    rows = [row for chunk in in_chunks(training_ids)
+            for row in session.execute(select(TrainingSecret.training_id, TrainingSecret.name)
+                                       .where(TrainingSecret.training_id.in_(chunk)))]
     for training_id, name in rows:
         if TrainingSecret.is_env(name):
             names[training_id].append(name)
@@ -353,8 +355,9 @@ async def list_trainings(
             select(Training).where(Training.workspace.in_(names)).order_by(Training.created_at.desc()).limit(limit)
         ))
         jobs: dict[str, list[Job]] = {t.id: [] for t in trainings}
-        for j in session.scalars(select(Job).where(Job.training_id.in_(list(jobs)))):
-            jobs[j.training_id].append(j)
+        for chunk in in_chunks(list(jobs)):  # IN lists of a few lengths: see in_chunks
+            for j in session.scalars(select(Job).where(Job.training_id.in_(chunk))):
+                jobs[j.training_id].append(j)
         secrets = secret_names(session, list(jobs))
         return [training_out(t, jobs[t.id], with_jobs=False, secret_names=secrets[t.id]) for t in trainings]
 
