@@ -91,6 +91,39 @@ def test_after_a_restart_a_running_job_goes_on_and_ends_at_its_recorded_time(tmp
     assert (result["completed_once"], result["lost"], result["run_twice"]) == (2, 0, 0)
 
 
+def test_a_job_that_ran_to_its_end_still_has_its_log_its_end_and_its_run_count(tmp_path):
+    """Of a job whose run ended the backend keeps its number of runs alone (the rest is in the
+    run log): its log, a repeat of its end and the numbering of any later run come out the same."""
+    b = SimulatedBackend(tmp_path, resolver({"a": 0.05, "b": 30.0}), speed=1.0)
+    try:
+        b.start(job("a"), {"local": (0,)})
+        b.start(job("b"), {"local": (1,)})
+        got = events_until(b, 3)
+        assert {(type(e), e.job_id) for e in got} == {(Started, "a"), (Started, "b"), (Exited, "a")}
+        log_a = b.log_tail(SimpleNamespace(job_id="a"), 4096).decode()
+        assert log_a.startswith("flightbase sim: run 0 started at ") and ", ended at " in log_a
+        assert ", ended at " not in b.log_tail(SimpleNamespace(job_id="b"), 4096).decode()
+        assert b.log_from(SimpleNamespace(job_id="a"), 0) == log_a.encode()
+        assert b.reattach("a") == "exited"
+        assert [(type(e), e.job_id, e.exit_code) for e in events_until(b, 1)] == [(Exited, "a", 0)]
+        b.start(job("a"), {"local": (0,)})  # started again (as after a lost end): its second run
+        assert [type(e) for e in events_until(b, 2)] == [Started, Exited]
+        assert b.log_tail(SimpleNamespace(job_id="a"), 4096).decode().count("started at") == 2
+        b.stop("a", 5.0, "cancelled")  # a stop of a job with no run going on: nothing
+        b.stop("b", 5.0, "cancelled")
+        assert [(type(e), e.job_id) for e in events_until(b, 1)] == [(Stopped, "b")]
+    finally:
+        b.close()
+    assert [line.split()[:3] for line in log_path(tmp_path).read_text().splitlines() if " a " in line] == [
+        ["start", "a", "0"], ["end", "a", "0"], ["start", "a", "1"], ["end", "a", "1"]]
+    again = SimulatedBackend(tmp_path, resolver({}), speed=1.0)  # the jobqueue restarted
+    try:
+        assert again.reattach("a") == "exited"
+        assert again.log_tail(SimpleNamespace(job_id="a"), 4096).decode().count("ended at") == 2
+    finally:
+        again.close()
+
+
 def test_a_job_whose_start_never_reached_the_disk_is_started_on_recovery(tmp_path):
     b = SimulatedBackend(tmp_path, resolver({"x": 0.05}), speed=1.0)
     try:
