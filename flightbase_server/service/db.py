@@ -70,7 +70,7 @@ def in_chunks(values: Sequence, size: int = IN_LIST_SIZE) -> Iterator[list]:
     same way, for the same reason: ``hibernate.query.in_clause_parameter_padding``.)"""
     for i in range(0, len(values), size):
         chunk = list(values[i:i + size])
-        padded = 1 << (len(chunk) - 1).bit_length()
+        padded = min(size, 1 << (len(chunk) - 1).bit_length())  # never over ``size`` markers
         yield chunk + chunk[-1:] * (padded - len(chunk))
 
 

@@ -47,3 +47,9 @@ def test_lists_of_every_length_are_sent_as_a_few_statements(db):
 
 def test_no_values_no_query():
     assert list(in_chunks([])) == []
+
+
+def test_a_smaller_size_is_never_exceeded_by_the_padding():
+    chunks = list(in_chunks([f"j{i}" for i in range(1100)], size=500))
+    assert [len(c) for c in chunks] == [500, 500, 128]
+    assert [v for c in chunks for v in dict.fromkeys(c)] == [f"j{i}" for i in range(1100)]
