@@ -16,6 +16,7 @@ API request, refused ones included (``GET api/v1/audit`` reads them back).
 
 from __future__ import annotations
 
+import inspect
 from contextlib import asynccontextmanager
 from typing import Callable
 
@@ -35,6 +36,14 @@ def service_prefix(name: str) -> str:
 
     prefix = HubServiceEnv.from_env().service_prefix or f"/services/{name}/"
     return prefix if prefix.endswith("/") else prefix + "/"
+
+
+# FastAPI's own OpenTelemetry bridge (FastAPI 0.16x: ``FastAPI(telemetry=...)``), off. The services'
+# metrics are the Prometheus pages (docs/metrics.md); the bridge would otherwise ask OpenTelemetry
+# whether a provider is configured at every request (it reads the environment each time), and
+# ``FASTAPI_OTEL_AUTO_CONFIGURE`` in the environment could make it export requests elsewhere.
+NO_TELEMETRY = ({"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+                if "telemetry" in inspect.signature(FastAPI.__init__).parameters else {})
 
 
 def create_app(
@@ -67,6 +76,7 @@ def create_app(
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        **NO_TELEMETRY,
     )
     app.state.prefix = prefix
     app.state.hub_auth = hub_auth
