@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
 from flightbase_server.service.access import InWorkspace, Level, workspace as in_workspace
-from flightbase_server.service.ids import random_hex
 from flightbase_server.service.deps import in_session
 from flightbase_server.service.errors import ApiError
 from flightbase_jobqueue import models
@@ -49,7 +49,7 @@ async def upload_code(
         raise ApiError(413, f"body: {declared} bytes is more than the {MAX_CODE_BYTES} allowed for code", field="body")
     root = code_root(request)
     root.mkdir(mode=0o700, parents=True, exist_ok=True)  # read by the service only; jobs get a copy
-    code_id = random_hex(16)
+    code_id = uuid.uuid4().hex[:16]
     staging = Path(tempfile.mkdtemp(prefix=f".{code_id}-", dir=root))
     try:
         raw = staging / "upload"

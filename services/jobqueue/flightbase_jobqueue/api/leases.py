@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+import uuid
 
 from typing import Annotated
 
@@ -27,7 +28,6 @@ from sqlalchemy import select
 from flightbase_server.service.access import InWorkspace, Level, Listing, listing, require_usable, workspace_in_body
 from flightbase_server.service.deps import CurrentIdentity, in_session
 from flightbase_server.service.errors import ApiError
-from flightbase_server.service.ids import random_hex
 from flightbase_jobqueue import leases
 from flightbase_jobqueue.api import access
 from flightbase_jobqueue.api.access import LeaseFound
@@ -138,12 +138,12 @@ async def create_lease(request: Request, w: Annotated[InWorkspace, workspace_in_
     await require_hub_server(request, identity.name, body.server)
     server_label = _label(identity.name, body.server)
     now = time.time()
-    training = Training(id=random_hex(12), workspace=body.workspace, name=f"jupyter {server_label}",
+    training = Training(id=uuid.uuid4().hex[:12], workspace=body.workspace, name=f"jupyter {server_label}",
                         description=f"Jupyter training {server_label}", kind=leases.TRAINING_KIND,
                         created_by=identity.name, created_at=dt.datetime.now(dt.timezone.utc),
                         spec=TrainingSpec(server=body.server, gpus=body.gpus, image=body.image,
                                           dataset_versions=dataset_versions), state="active")
-    job = Job(id=random_hex(16), training_id=training.id, workspace=body.workspace,
+    job = Job(id=uuid.uuid4().hex[:16], training_id=training.id, workspace=body.workspace,
               name=f"jupyter {server_label}", seq=0, params={}, kind=leases.KIND, gpus=body.gpus,
               gpus_per_node=None, priority=0, preemptible=False, max_runtime=None, state="queued", held=False,
               submitted_at=now, attained=0.0, restarts=0, stopping=False, cancel_requested=False,
