@@ -14,13 +14,9 @@ changed). On a long queue, under load, passes come every few hundred ms and subm
 dozens a second while a projection costs ~160 ms or more, so recomputing after each would
 let readers spend most of a core on projections. A projection that cost at least
 ``EXPENSIVE_SECONDS`` is therefore reused, after flow or for age, until it is
-``COST_FACTOR`` times its own cost old (and at least ``max_age``), but never longer than
-``MAX_REUSE_SECONDS``: recomputation for flow and age then spends at most 1 / ``COST_FACTOR``
-of a core (2.5%) for a projection of up to 125 ms, and no more than its cost every 5 s for a
-costlier one (a projection of 500 ms, under load, is kept 5 s: a tenth of a core). At 10
-times its cost, as first set, a projection of 30 ms (some thousands of queued jobs) was
-made again at each of the scale benchmark's two reads a second, 7% of the jobqueue's CPU
-(docs/benchmarks.md). A job that a pass started meanwhile is still in a reused
+``COST_FACTOR`` times its own cost old (and at least ``max_age``): recomputation for flow
+and age then spends at most about 1 / ``COST_FACTOR`` of a core (a projection of 500 ms,
+under load, is kept up to 5 s). A job that a pass started meanwhile is still in a reused
 projection, so readers show only the jobs that are still waiting; a reader that asks for
 a job the reused projection does not have (``get(require=...)``: a job just submitted)
 gets a new one.
@@ -39,8 +35,7 @@ from typing import Callable, Generic, Hashable, Iterable, TypeVar
 T = TypeVar("T")
 MAX_AGE_SECONDS = 2.0
 EXPENSIVE_SECONDS = 0.02
-COST_FACTOR = 40.0
-MAX_REUSE_SECONDS = 5.0
+COST_FACTOR = 10.0
 
 
 class SharedInsight(Generic[T]):
@@ -62,8 +57,8 @@ class SharedInsight(Generic[T]):
         (changes, flow), at, _, cost = cached
         age = now - at
         # how long an expensive projection is kept: never recomputed more often than once in
-        # COST_FACTOR times what it costs, for flow or for age, nor kept past MAX_REUSE_SECONDS
-        bound = min(COST_FACTOR * cost, MAX_REUSE_SECONDS) if cost >= EXPENSIVE_SECONDS else 0.0
+        # COST_FACTOR times what it costs, for flow or for age
+        bound = COST_FACTOR * cost if cost >= EXPENSIVE_SECONDS else 0.0
         if key[0] != changes:
             return False
         if key[1] == flow:
