@@ -33,8 +33,8 @@ M_ARENA_MAX = -8  # glibc's malloc.h
 def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
     """Let glibc's malloc keep at most ``arenas`` arenas in this process (``mallopt(M_ARENA_MAX)``).
 
-    glibc gives each thread that allocates while the others hold the arenas one of its own, up
-    to eight per core, and an arena's freed memory is rarely given back. A service's threads
+    glibc gives each thread an arena of its own at its first allocation, up to eight per core,
+    and an arena's freed memory is rarely given back. A service's threads
     (the thread pool's, the audit writer, a backend's) each came to hold their own arenas; the
     interpreter's GIL lets one thread allocate at a time anyway. Called first thing, before
     the service starts any thread. An operator's ``MALLOC_ARENA_MAX`` in the environment

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 
+from flightbase_registry.publish import STAGED_PREFIX
+from flightbase_registry.storage import image_staging
 from tests.registry.images import ACCEPT, docker_save, oci_layout, sha256_digest, tar, upload
 
 pytestmark = pytest.mark.slow
@@ -15,10 +17,10 @@ pytestmark = pytest.mark.slow
 
 def staged_uploads(platform) -> list[str]:
     """What people's image uploads left in the registry's staging area. The registry's own publishing
-    of the built-in images (``builtin-*.tar``, with the docker backend) stages there too, at any time
-    after start-up; those files are not an upload's and are left out."""
-    staging = platform.data_dir / "uploads" / "images"
-    return sorted(p.name for p in staging.iterdir() if not p.name.startswith("builtin-")) if staging.exists() else []
+    of the built-in images (``publish.STAGED_PREFIX``, with the docker backend) stages there too, at any
+    time after start-up; those files are not an upload's and are left out."""
+    staging = image_staging(platform.data_dir)
+    return sorted(p.name for p in staging.iterdir() if not p.name.startswith(STAGED_PREFIX)) if staging.exists() else []
 
 
 def test_oci_layout_is_pushed_and_pulled_back(platform, world, oci_registry):

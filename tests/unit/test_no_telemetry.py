@@ -3,7 +3,7 @@
 The services' metrics are their Prometheus pages; the bridge, on by default since FastAPI
 0.16x, asks OpenTelemetry at every request whether a provider is set up, and with
 ``FASTAPI_OTEL_AUTO_CONFIGURE=true`` in the environment it would export every request to an
-exporter the environment names. This builds the jobqueue's app with that variable set."""
+exporter the environment names. This builds both services' apps with that variable set."""
 
 from __future__ import annotations
 
@@ -26,4 +26,4 @@ def test_the_services_apps_have_fastapis_telemetry_off(monkeypatch, tmp_path):
     for app in (build_jobqueue(settings), build_registry(settings)):
         assert not app._native_telemetry.enabled()
         assert not any(app._telemetry[k] for k in ("tracing", "metrics", "logs"))
-        assert FastAPI(telemetry={})._telemetry["tracing"]  # what the bridge is, left alone
+    assert FastAPI(telemetry={})._telemetry["tracing"]  # FastAPI's own default, left alone

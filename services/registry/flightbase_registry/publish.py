@@ -25,7 +25,7 @@ from flightbase_registry.builtin import BUILTIN_IMAGES
 from flightbase_registry.oci import ArchiveError, OciRegistry, PushError
 
 log = logging.getLogger("flightbase.registry.publish")
-
+STAGED_PREFIX = "builtin-"  # how a built-in image's archive is named in the staging area while it is pushed
 
 def publish(oci: OciRegistry, client, staging: Path) -> dict[str, str]:
     """Copy each built-in image the engine has into the registry; {reference: what was done}."""
@@ -46,7 +46,7 @@ def publish(oci: OciRegistry, client, staging: Path) -> dict[str, str]:
             done[reference] = "up to date"
             continue
         staging.mkdir(parents=True, exist_ok=True)
-        path = staging / f"builtin-{uuid.uuid4().hex}.tar"
+        path = staging / f"{STAGED_PREFIX}{uuid.uuid4().hex}.tar"
         try:
             with open(path, "wb") as f:
                 for chunk in image.save(named=True):
