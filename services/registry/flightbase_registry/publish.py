@@ -27,6 +27,7 @@ from flightbase_registry.oci import ArchiveError, OciRegistry, PushError
 log = logging.getLogger("flightbase.registry.publish")
 STAGED_PREFIX = "builtin-"  # how a built-in image's archive is named in the staging area while it is pushed
 
+
 def publish(oci: OciRegistry, client, staging: Path) -> dict[str, str]:
     """Copy each built-in image the engine has into the registry; {reference: what was done}."""
     import docker.errors
