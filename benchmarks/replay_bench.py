@@ -4,7 +4,7 @@
         --trace /work/shared/traces/philly_2017-10-01_14d_jobs.csv
 
 Prints one table row per replay (64 x 8 GPUs with each policy, including the
-sjf-oracle reference; 96 x 8 GPUs with proportional quotas, with and
+sjf-oracle and las-oracle references; 96 x 8 GPUs with proportional quotas, with and
 without borrowing, and pooled), each with its preemptions per job and its
 average JCT over that of the preemptive SRTF reference on the same trace and
 number of GPUs (``sim/reference.py``: knows durations, pools all GPUs, no
@@ -13,7 +13,8 @@ jobs on 1,000 nodes for each policy and of the queue's insight (``GET /queue``)
 on that snapshot.  ``--windows 35,42`` adds, for each
 start day, a 14-day window of ``--full-trace`` (the whole Philly trace),
 replayed with the default ``las`` policy at 64 x 8 GPUs and a 60 s restart
-cost against the reference (held-out windows: nothing was tuned on them).
+cost against the reference (held-out windows: nothing was tuned on them);
+``--window-policies las,las-oracle`` replays those policies on each window.
 Times are CPU seconds of this process (the machine is shared; wall time is
 printed for reference).  ``--quick`` replays only the first 3,000 jobs.
 Figures are recorded in docs/benchmarks.md.
@@ -44,6 +45,7 @@ REPLAYS = [
     ("64x8 sjf-oracle", 64, "sjf-oracle", "none", True, 0.0),
     ("64x8 las", 64, "las", "none", True, 0.0),
     ("64x8 las restart 60s", 64, "las", "none", True, 60.0),
+    ("64x8 las-oracle restart 60s", 64, "las-oracle", "none", True, 60.0),
     ("96x8 fifo pooled", 96, "fifo", "none", True, 0.0),
     ("96x8 las pooled restart 60s", 96, "las", "none", True, 60.0),
     ("96x8 fairshare pooled restart 60s", 96, "fairshare", "none", True, 60.0),
@@ -103,16 +105,17 @@ def window(full: Trace, start_day: float, days: float = 14.0) -> Trace:
     return Trace(jobs, 0)
 
 
-def run_windows(full_path: str, starts: list[float], nodes: int = 64) -> None:
+def run_windows(full_path: str, starts: list[float], nodes: int = 64, policies: tuple[str, ...] = ("las",)) -> None:
     full = read_trace(full_path)
-    print(f"\n14-day windows of {full_path}, {nodes}x8, las, restart cost 60 s:")
+    print(f"\n14-day windows of {full_path}, {nodes}x8, {', '.join(policies)}, restart cost 60 s:")
     print(HEADER)
     for d in starts:
         trace = window(full, d)
         ref = reference(trace, nodes * 8, {})
-        r = replay(f"{full_path}@{d:g}d", nodes, 8, "las", "none", 60.0, trace=trace,
-                   record_estimates=False)
-        print(row(f"day {d:g}+14, {len(trace.jobs)} jobs, las", r, ref), flush=True)
+        for policy in policies:
+            r = replay(f"{full_path}@{d:g}d", nodes, 8, policy, "none", 60.0, trace=trace,
+                       record_estimates=False)
+            print(row(f"day {d:g}+14, {len(trace.jobs)} jobs, {policy}", r, ref), flush=True)
 
 
 def pass_snapshot(n_queued: int = 10_000, n_nodes: int = 1_000, seed: int = 1) -> Snapshot:
@@ -184,11 +187,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--windows", default="",
                     help="comma-separated start days of 14-day windows of --full-trace to replay too")
     ap.add_argument("--full-trace", default="/work/shared/traces/philly_pollux_jobs.csv")
+    ap.add_argument("--window-policies", default="las",
+                    help="comma-separated policies to replay on each window (e.g. las,las-oracle)")
     args = ap.parse_args(argv)
     if not args.no_replays:
         run_replays(args.trace, 3000 if args.quick else None, args.only)
     if args.windows:
-        run_windows(args.full_trace, [float(x) for x in args.windows.split(",") if x.strip()])
+        run_windows(args.full_trace, [float(x) for x in args.windows.split(",") if x.strip()],
+                    policies=tuple(p.strip() for p in args.window_policies.split(",") if p.strip()))
     if not args.only:
         run_micro()
         run_insight_micro()

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from flightbase_jobqueue.sim.cli import main
-from flightbase_jobqueue.sim.replay import replay
+from flightbase_jobqueue.scheduling import Job
+from flightbase_jobqueue.sim.replay import remaining_level, replay
 
 from tests.helpers.traces import HEADER, write_random_trace
 
@@ -16,7 +17,7 @@ def trace(tmp_path):
                               gpus=[1, 1, 1, 1, 2, 4, 8, 16], lognormal=(6, 1.5), groups=["g1", "g2", "g3"])
 
 
-@pytest.mark.parametrize("policy", ["fifo", "backfill", "fairshare", "las", "sjf", "sjf-oracle"])
+@pytest.mark.parametrize("policy", ["fifo", "backfill", "fairshare", "las", "sjf", "sjf-oracle", "las-oracle"])
 def test_small_replay_completes_every_job(trace, policy):
     r = replay(trace, 4, 8, policy)
     assert (r["jobs"], r["completed"], r["rejected"], r["unfinished"]) == (300, 300, 0, 0)
@@ -27,6 +28,19 @@ def test_small_replay_completes_every_job(trace, policy):
 
 def test_las_beats_fifo_on_a_loaded_cluster(trace):
     assert replay(trace, 2, 8, "las", restart_cost=10)["avg_jct"] < replay(trace, 2, 8, "fifo")["avg_jct"]
+
+
+def test_las_oracle_ranks_by_true_remaining_work_and_beats_las(trace):
+    """The reference of docs/benchmarks.md ("What knowing durations is worth"): the same rules
+    as ``las``, levels from the true remaining GPU-seconds (one per doubling past one
+    GPU-hour), so on a loaded cluster it finishes jobs sooner on average."""
+    job = Job(id="a", workspace="w", gpus=4, submitted_at=0.0, max_runtime=7200.0)  # 8 GPU-hours
+    assert [remaining_level(job, att) for att in (0.0, 4 * 3600.0 + 1, 6 * 3600.0 + 1, 7 * 3600.0 + 1)] == [4, 2, 1, 0]
+    lease = Job(id="n", workspace="w", gpus=1, submitted_at=0.0)  # no declared end: by attained service
+    assert remaining_level(lease, 0.0) == 0 and remaining_level(lease, 17 * 3600.0) == 1
+    oracle, las = (replay(trace, 4, 8, p, restart_cost=10) for p in ("las-oracle", "las"))
+    assert oracle["completed"] == las["completed"] == 300
+    assert oracle["avg_jct"] < las["avg_jct"]
 
 
 def test_quotas_without_borrowing_reject_what_can_never_fit(trace):

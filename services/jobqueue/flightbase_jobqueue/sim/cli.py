@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nodes", type=int, required=True, help="number of GPU nodes")
     parser.add_argument("--gpus-per-node", type=int, required=True, help="GPUs per node")
     parser.add_argument("--policy", default=DEFAULT_POLICY,
-                        help=f"scheduling policy: {', '.join(policy_names())} (sjf-oracle knows true durations); "
+                        help=f"scheduling policy: {', '.join(policy_names())} (sjf-oracle and las-oracle know true durations); "
                              f"default: the platform's default, {DEFAULT_POLICY}")
     parser.add_argument("--quotas", choices=QUOTA_MODES, default="none",
                         help="per-workspace guaranteed quotas (default: none, one shared pool)")

@@ -5,8 +5,10 @@ a policy from :func:`make_policy`, the :class:`Coordinator`) with the
 in-memory store, the simulated backend and a virtual clock, then jumps the
 clock from event to event (next arrival, next job end or stop, or the
 policy's ``wake_at``).  The scheduler sees requests, never durations, unless
-the policy is an explicitly named oracle (``sjf-oracle``: the true duration
-is declared as each job's ``max_runtime``).
+the policy is an explicitly named oracle (``sjf-oracle``, ``las-oracle``: the
+true duration is declared as each job's ``max_runtime``; ``las-oracle`` is the
+``las`` policy, its rules unchanged, ranking jobs by their true remaining work
+instead of their attained service, see :func:`remaining_level`).
 
 Interactive sessions (``notebooks_per_hour`` > 0): Jupyter trainings' GPU
 leases arrive at random (Poisson, seeded, so a replay is reproducible) over
@@ -40,20 +42,38 @@ from ..coordinator import Coordinator
 from ..scheduling.core import PassState
 from ..scheduling.insight import estimate_starts, project
 from ..scheduling.placement import check_admissible
-from ..scheduling.policies import POLICIES, UnknownPolicy, make_policy
+from ..scheduling.policies import POLICIES, LasPolicy, UnknownPolicy, make_policy
 from ..scheduling.types import Job, Node, WorkspaceLimits
 from ..states import JobState
 from .backend import SimBackend, VirtualClock
 from .memstore import MemStore
 from .trace import Trace, TraceJob, read_trace
 
-ORACLES = {"sjf-oracle": "sjf"}
+ORACLES = {"sjf-oracle": "sjf", "las-oracle": "las"}
 QUOTA_MODES = ("none", "proportional", "equal")
 RACK_KEY = "topology.flightbase.io/rack"
 
 
 def policy_names() -> list[str]:
     return sorted([*POLICIES, *ORACLES])
+
+
+def remaining_level(job: Job, attained: float) -> int:
+    """``las-oracle``'s level of a job from its true remaining work (its declared
+    ``max_runtime``, which an oracle replay sets to the true duration): 0 up to one
+    GPU-hour left, then one level per doubling (1 up to 2 GPU-hours, 2 up to 4, ...).
+    ``las`` preempts only for a job of a strictly lower level, so a job is stopped only
+    for one with less than half its remaining work.  A job with no declared end (a
+    notebook lease: nobody knows its length) is ranked by attained service as in ``las``."""
+    if job.max_runtime is None:
+        return LasPolicy().level(attained)
+    left = job.max_runtime * job.gpus - attained
+    return 0 if left <= 3600.0 else 1 + int(math.log2(left / 3600.0))
+
+
+def oracle_options(policy: str) -> dict:
+    """The options an oracle's policy is made with (its levels), to merge under a replay's own."""
+    return {"level_fn": remaining_level} if policy == "las-oracle" else {}
 
 
 @dataclass
@@ -330,7 +350,7 @@ def replay(trace_path: str, nodes: int, gpus_per_node: int, policy: str, quotas:
     if restart_cost < 0:
         raise ValueError("--restart-cost must be >= 0")
     oracle = policy in ORACLES
-    pol = make_policy(ORACLES.get(policy, policy), **(policy_options or {}))
+    pol = make_policy(ORACLES.get(policy, policy), **{**oracle_options(policy), **(policy_options or {})})
     if trace is None:
         trace = read_trace(trace_path, limit_jobs)
     tjobs = trace.jobs

@@ -76,6 +76,10 @@ class LasPolicy(Policy):
     drain: bool = True  # keep / free whole nodes for a spread-out gang job
     max_moves: int = 2  # jobs a gang job may move off a node (0: only keep it)
     migrate_after: float = 0.0  # a gang job waits this long (or preempt_after) before moving any
+    # A job's level from (job, attained GPU-seconds) instead of ``thresholds``: only for
+    # references that know what no scheduler does (the replay's ``las-oracle``, ranked by
+    # true remaining work); None (the service's default) ranks by attained service.
+    level_fn: Callable[[Job, float], int] | None = None
     name = "las"
     preemptive = True
 
@@ -89,7 +93,8 @@ class LasPolicy(Policy):
     def rank(self, job: Job, now: float) -> tuple:
         if now >= self._starving_since(job):
             return (-1, job.queued_since, -job.priority, job.submitted_at, job.id)
-        return (self.level(job.attained), 0.0, -job.priority, job.submitted_at, job.id)
+        lv = self.level_fn(job, job.attained) if self.level_fn else self.level(job.attained)
+        return (lv, 0.0, -job.priority, job.submitted_at, job.id)
 
     @staticmethod
     def _without_preemptible(snap: Snapshot) -> FreeMap:
@@ -183,6 +188,7 @@ class LasPolicy(Policy):
         state = PassState(snap, self.topology_keys)
         thresholds = self.thresholds
         starve_after, starve_factor = self.starve_after, self.starve_factor
+        level_fn = self.level_fn  # None: by thresholds (inlined below, the service's case)
         # rank() and _starving_since() inlined: this runs for every queued job
         # at every pass.  (rank, starving since, job); ranks are unique.
         queued = []
@@ -207,7 +213,7 @@ class LasPolicy(Policy):
             entry = full.get(j.workspace) if full else None
             if entry is not None:
                 raw[j.id] = entry
-                lv = -1 if now >= since else bisect_right(thresholds, att)
+                lv = -1 if now >= since else (level_fn(j, att) if level_fn else bisect_right(thresholds, att))
                 if lv < best_queued:
                     best_queued = lv
                 if now < since < full_wake:
@@ -215,8 +221,8 @@ class LasPolicy(Policy):
             elif now >= since:
                 queued.append(((-1, qs, -j.priority, j.submitted_at, j.id), since, j))
             else:
-                queued.append(((bisect_right(thresholds, att), 0.0, -j.priority, j.submitted_at, j.id),
-                               since, j))
+                lv = level_fn(j, att) if level_fn else bisect_right(thresholds, att)
+                queued.append(((lv, 0.0, -j.priority, j.submitted_at, j.id), since, j))
         if not queued and best_queued == 1 << 30:
             return decisions(state)
         queued.sort()
@@ -240,7 +246,7 @@ class LasPolicy(Policy):
             started = a.started_at
             ran = now - started
             att = job.attained + job.gpus * (ran if ran > 0 else 0.0)
-            lv = bisect_right(thresholds, att)
+            lv = level_fn(job, att) if level_fn else bisect_right(thresholds, att)
             if ran >= min_run:
                 if lv > lowest:
                     lowest = lv
@@ -248,7 +254,7 @@ class LasPolicy(Policy):
                 g = started + min_run  # becomes a possible victim then
                 if g < wake:
                     wake = g
-            if lv < nthr and lv >= best_queued:
+            if lv < nthr and lv >= best_queued and level_fn is None:
                 t = now + (thresholds[lv] - att) / job.gpus
                 if t < wake:
                     wake = t
@@ -259,8 +265,8 @@ class LasPolicy(Policy):
             if lv is None:
                 job = a.job
                 ran = now - a.started_at
-                lv = level_cache[job.id] = bisect_right(
-                    thresholds, job.attained + job.gpus * (ran if ran > 0 else 0.0))
+                att = job.attained + job.gpus * (ran if ran > 0 else 0.0)
+                lv = level_cache[job.id] = level_fn(job, att) if level_fn else bisect_right(thresholds, att)
             return lv
 
         fm = state.free
