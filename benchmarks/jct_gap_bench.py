@@ -39,10 +39,9 @@ from collections import Counter
 from flightbase_jobqueue.scheduling import Job, make_policy
 from flightbase_jobqueue.sim.reference import srtf_reference
 from flightbase_jobqueue.sim.replay import ORACLES, make_nodes, oracle_options, simulate
-from flightbase_jobqueue.sim.trace import read_trace
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from replay_bench import window  # noqa: E402
+from replay_bench import add_window_arguments, window_trace  # noqa: E402
 
 
 def size_class(gpus: int) -> str:
@@ -55,11 +54,7 @@ def length_class(seconds: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--trace", help="replay this trace file whole (default: a --window of --full-trace)")
-    ap.add_argument("--full-trace", default="/work/shared/traces/philly_pollux_jobs.csv")
-    ap.add_argument("--window", type=float, default=42.0, help="start day of the 14-day window")
-    ap.add_argument("--nodes", type=int, default=64)
-    ap.add_argument("--gpus-per-node", type=int, default=8)
+    add_window_arguments(ap)
     ap.add_argument("--policy", default="las")
     ap.add_argument("--restart-cost", type=float, default=60.0)
     ap.add_argument("--option", action="append", default=[], metavar="NAME=VALUE")
@@ -70,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         if not sep:
             ap.error(f"--option: expected NAME=VALUE, got {o!r}")
         options[name] = json.loads(value)
-    trace = read_trace(args.trace) if args.trace else window(read_trace(args.full_trace), args.window)
+    trace = window_trace(args)
     tjobs = trace.jobs
     total = args.nodes * args.gpus_per_node
     ref = srtf_reference(tjobs, total, detail=True)

@@ -105,6 +105,21 @@ def window(full: Trace, start_day: float, days: float = 14.0) -> Trace:
     return Trace(jobs, 0)
 
 
+def add_window_arguments(ap: argparse.ArgumentParser) -> None:
+    """The trace and cluster options of the one-window benchmarks (jct_gap_bench.py,
+    node_srtf_bench.py); :func:`window_trace` reads the trace they name."""
+    ap.add_argument("--trace", help="replay this trace file whole (default: a --window of --full-trace)")
+    ap.add_argument("--full-trace", default="/work/shared/traces/philly_pollux_jobs.csv")
+    ap.add_argument("--window", type=float, default=42.0, help="start day of the 14-day window")
+    ap.add_argument("--nodes", type=int, default=64)
+    ap.add_argument("--gpus-per-node", type=int, default=8)
+
+
+def window_trace(args: argparse.Namespace) -> Trace:
+    """The ``--trace`` file whole, or the ``--window`` of ``--full-trace``."""
+    return read_trace(args.trace) if args.trace else window(read_trace(args.full_trace), args.window)
+
+
 def run_windows(full_path: str, starts: list[float], nodes: int = 64, policies: tuple[str, ...] = ("las",)) -> None:
     full = read_trace(full_path)
     print(f"\n14-day windows of {full_path}, {nodes}x8, {', '.join(policies)}, restart cost 60 s:")

@@ -26,15 +26,46 @@ from typing import Sequence
 from .trace import TraceJob
 
 
-def srtf_reference(jobs: Sequence[TraceJob], total_gpus: int, detail: bool = False) -> dict:
+def _place(free: list[int], gpus: int, per_node: int) -> bool:
+    """Take ``gpus`` GPUs from the nodes' free counts ``free``: up to one node's worth on one
+    node (best fit: the fewest free GPUs that hold it), more on whole nodes. False if they
+    do not fit (nothing taken)."""
+    if gpus > per_node:
+        whole = [i for i, f in enumerate(free) if f == per_node][:-(-gpus // per_node)]
+        if len(whole) * per_node < gpus:
+            return False
+        for i in whole:
+            free[i] = 0
+        return True
+    best = None
+    for i, f in enumerate(free):
+        if f >= gpus and (best is None or f < free[best]):
+            best = i
+            if f == gpus:
+                break
+    if best is None:
+        return False
+    free[best] -= gpus
+    return True
+
+
+def srtf_reference(jobs: Sequence[TraceJob], total_gpus: int, detail: bool = False,
+                   gpus_per_node: int | None = None) -> dict:
     """Replay ``jobs`` (sorted by submission) on ``total_gpus`` pooled GPUs;
     returns ``avg_jct``, ``median_jct``, ``jobs``, ``completed``, ``rejected``
     (jobs larger than the pool) and ``preemptions`` (running jobs stopped
     for a shorter one); with ``detail``, also ``jct_by_job`` and
     ``start_by_job`` (job id -> completion time, first start) for comparing
-    job by job (``benchmarks/jct_gap_bench.py``)."""
+    job by job (``benchmarks/jct_gap_bench.py``).
+
+    With ``gpus_per_node`` the GPUs are nodes of that many instead of one pool
+    (``benchmarks/node_srtf_bench.py``): a job of up to one node's GPUs goes on one
+    node, a bigger one on whole nodes, and every placement is made afresh at each
+    arrival and end, so a running job moves to another node for free."""
     if total_gpus < 1:
         raise ValueError("total_gpus must be at least 1")
+    if gpus_per_node is not None and (gpus_per_node < 1 or total_gpus % gpus_per_node):
+        raise ValueError("gpus_per_node must be at least 1 and divide total_gpus")
     order = sorted(jobs, key=lambda j: (j.submit_time, j.id))
     rem: dict[str, float] = {}
     gpus: dict[str, int] = {}
@@ -82,11 +113,12 @@ def srtf_reference(jobs: Sequence[TraceJob], total_gpus: int, detail: bool = Fal
             present.append(tj.id)
         present.sort(key=lambda j: (rem[j] * gpus[j], submit[j], j))
         free = total_gpus
+        nodes = [gpus_per_node] * (total_gpus // gpus_per_node) if gpus_per_node else None
         now_running: set[str] = set()
         for j in present:
-            if gpus[j] <= free:
+            if gpus[j] <= free and (nodes is None or _place(nodes, gpus[j], gpus_per_node)):
                 now_running.add(j)
-                free -= gpus[j]
+                free = free - gpus[j] if nodes is None else sum(nodes)
                 if detail and j not in start_by:
                     start_by[j] = now
                 if free == 0:
