@@ -36,9 +36,8 @@ import sys
 import time
 from collections import Counter
 
-from flightbase_jobqueue.scheduling import Job, make_policy
 from flightbase_jobqueue.sim.reference import srtf_reference
-from flightbase_jobqueue.sim.replay import ORACLES, make_nodes, oracle_options, simulate
+from flightbase_jobqueue.sim.replay import make_nodes, make_replay_policy, replay_jobs, simulate
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from replay_bench import add_window_arguments, window_trace  # noqa: E402
@@ -69,9 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     tjobs = trace.jobs
     total = args.nodes * args.gpus_per_node
     ref = srtf_reference(tjobs, total, detail=True)
-    oracle = args.policy in ORACLES  # an oracle is told every true duration (sim/replay.py)
-    jobs = [Job(id=j.id, workspace=j.group, gpus=j.gpus, submitted_at=j.submit_time,
-                max_runtime=j.duration if oracle else None) for j in tjobs]
+    jobs = replay_jobs(tjobs, args.policy)  # an oracle's declare their true durations
     by_id = {j.id: j for j in tjobs}
     names = [n.name for n in make_nodes(args.nodes, args.gpus_per_node)]
     # The class whose share of the gap is largest is only known at the end:
@@ -107,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
 
     cpu0 = time.process_time()
     sim = simulate(jobs, {j.id: j.duration for j in tjobs}, make_nodes(args.nodes, args.gpus_per_node),
-                   make_policy(ORACLES.get(args.policy, args.policy), **{**oracle_options(args.policy), **options}), {}, restart_cost=args.restart_cost, observe=observe)
+                   make_replay_policy(args.policy, options), {},
+                   restart_cost=args.restart_cost, observe=observe)
     backend = sim.backend
     jct = {jid: t - by_id[jid].submit_time for jid, t in backend.finished.items() if jid in by_id}
     preempted = Counter(jid for jid, _, _ in sim.store.preemptions)

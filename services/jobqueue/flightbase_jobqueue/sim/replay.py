@@ -32,6 +32,8 @@ is compared with the job's actual first start (:func:`estimate_errors`).
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
+from functools import partial
 import random
 import statistics
 import time
@@ -42,7 +44,7 @@ from ..coordinator import Coordinator
 from ..scheduling.core import PassState
 from ..scheduling.insight import estimate_starts, project
 from ..scheduling.placement import check_admissible
-from ..scheduling.policies import POLICIES, LasPolicy, UnknownPolicy, make_policy
+from ..scheduling.policies import POLICIES, LasPolicy, Policy, UnknownPolicy, make_policy
 from ..scheduling.types import Job, Node, WorkspaceLimits
 from ..states import JobState
 from .backend import SimBackend, VirtualClock
@@ -58,22 +60,35 @@ def policy_names() -> list[str]:
     return sorted([*POLICIES, *ORACLES])
 
 
-def remaining_level(job: Job, attained: float) -> int:
+def remaining_level(job: Job, attained: float, thresholds: Sequence[float] = LasPolicy.thresholds) -> int:
     """``las-oracle``'s level of a job from its true remaining work (its declared
     ``max_runtime``, which an oracle replay sets to the true duration): 0 up to one
     GPU-hour left, then one level per doubling (1 up to 2 GPU-hours, 2 up to 4, ...).
     ``las`` preempts only for a job of a strictly lower level, so a job is stopped only
     for one with less than half its remaining work.  A job with no declared end (a
-    notebook lease: nobody knows its length) is ranked by attained service as in ``las``."""
+    notebook lease: nobody knows its length) is ranked by attained service as in ``las``,
+    by the policy's ``thresholds``."""
     if job.max_runtime is None:
-        return LasPolicy().level(attained)
+        return bisect_right(thresholds, attained)
     left = job.max_runtime * job.gpus - attained
     return 0 if left <= 3600.0 else 1 + int(math.log2(left / 3600.0))
 
 
-def oracle_options(policy: str) -> dict:
-    """The options an oracle's policy is made with (its levels), to merge under a replay's own."""
-    return {"level_fn": remaining_level} if policy == "las-oracle" else {}
+def make_replay_policy(policy: str, options: dict | None = None) -> Policy:
+    """The policy a replay of ``policy`` runs, with ``options``: an oracle's (``ORACLES``)
+    is its policy, ``las-oracle``'s with its levels (:func:`remaining_level`)."""
+    pol = make_policy(ORACLES.get(policy, policy), **(options or {}))
+    if policy == "las-oracle":
+        pol = replace(pol, level_fn=partial(remaining_level, thresholds=pol.thresholds))
+    return pol
+
+
+def replay_jobs(tjobs: Sequence[TraceJob], policy: str) -> list[Job]:
+    """The trace's jobs as a replay of ``policy`` submits them: an oracle's declare their
+    true durations as ``max_runtime``; the others declare none."""
+    oracle = policy in ORACLES
+    return [Job(id=j.id, workspace=j.group, gpus=j.gpus, submitted_at=j.submit_time,
+                max_runtime=j.duration if oracle else None) for j in tjobs]
 
 
 @dataclass
@@ -349,16 +364,14 @@ def replay(trace_path: str, nodes: int, gpus_per_node: int, policy: str, quotas:
         raise ValueError("--nodes and --gpus-per-node must be at least 1")
     if restart_cost < 0:
         raise ValueError("--restart-cost must be >= 0")
-    oracle = policy in ORACLES
-    pol = make_policy(ORACLES.get(policy, policy), **{**oracle_options(policy), **(policy_options or {})})
+    pol = make_replay_policy(policy, policy_options)
     if trace is None:
         trace = read_trace(trace_path, limit_jobs)
     tjobs = trace.jobs
     node_list = make_nodes(nodes, gpus_per_node)
     total_gpus = nodes * gpus_per_node
     limits = make_quotas(tjobs, total_gpus, quotas, borrowing)
-    jobs = [Job(id=j.id, workspace=j.group, gpus=j.gpus, submitted_at=j.submit_time,
-                max_runtime=j.duration if oracle else None) for j in tjobs]
+    jobs = replay_jobs(tjobs, policy)
     durations = {j.id: j.duration for j in tjobs}
     notebooks, lengths = notebook_sessions(tjobs, notebooks_per_hour, notebook_minutes,
                                            idle_timeout_minutes, seed)
