@@ -47,7 +47,7 @@ estimated start 14:10 when training X ends".
 from __future__ import annotations
 
 import heapq
-from bisect import bisect_right
+from bisect import bisect_right, insort
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Sequence
 from zlib import crc32
@@ -103,6 +103,7 @@ class _Holder:
     att0: float        # GPU-seconds attained before this run
     end: float
     preemptible: bool
+    seq: int = 0       # order of hold() calls (victims are looked at in this order)
 
 
 def _qf(spec: float | int) -> Callable[[str], float]:
@@ -246,18 +247,28 @@ def _las_run(snap, free, spec, policy, queue, want, base, stopping) -> dict[str,
     fm = copy_freemap(free)
     holders: dict[str, _Holder] = {}
     events: list[tuple[float, int, str]] = []
+    # Preemptible holders by the end of their protection (min_run), and those past it:
+    # the possible victims, kept as the clock moves instead of looked for among every
+    # holder at every event.
+    protected: list[tuple[float, int, _Holder, float]] = []
+    exposed: dict[str, _Holder] = {}
     seq = 0
+    held_preemptible = 0  # GPUs the preemptible holders hold
     push = heapq.heappush
+    pop = heapq.heappop
 
     def hold(job: Job, placement, run_start: float, att0: float, end: float) -> None:
-        nonlocal seq
+        nonlocal seq, held_preemptible
         pre = job.preemptible
-        holders[job.id] = _Holder(job, placement, run_start, att0, end, pre)
         seq += 1
+        h = holders[job.id] = _Holder(job, placement, run_start, att0, end, pre, seq)
         push(events, (end, seq, job.id))
         if pre:
+            held_preemptible += job.gpus
             # Moments its level changes, and the end of its protection (before its end).
-            t1 = run_start + max(min_run, quantum * att0 / job.gpus)
+            protect = max(min_run, quantum * att0 / job.gpus)
+            push(protected, (run_start + protect, seq, h, protect))
+            t1 = run_start + protect
             if now < t1 < end:
                 seq += 1
                 push(events, (t1, seq, job.id))
@@ -279,37 +290,82 @@ def _las_run(snap, free, spec, policy, queue, want, base, stopping) -> dict[str,
     def level(h: _Holder, at: float) -> int:
         return bisect_right(thr, h.att0 + h.job.gpus * (at - h.run_start))
 
+    # The moments a queued job's rank or rights change, by the clock alone: its starvation
+    # limit (``since``, for jobs not yet promoted) and the end of its ``preempt_after`` wait.
+    # Heaps, so that an event costs what changes, not the queue's length; an entry is stale
+    # once its job left the queue (``queued``) or, for ``since``, was requeued with another.
+    queued: set[str] = set()
+    since_of: dict[str, float] = {}
+    sinces: list[tuple[float, str]] = []
+    waits: list[tuple[float, str]] = []
+    for rank, job, since in queue:
+        queued.add(job.id)
+        if rank[0] >= 0:
+            since_of[job.id] = since
+            sinces.append((since, job.id))
+        if patience:
+            waits.append((job.queued_since + patience, job.id))
+    heapq.heapify(sinces)
+    heapq.heapify(waits)
+
+    # The queue, by rank within each GPU count (see _Walk).
+    walk = _Walk(queue)
+    del queue
     count = 0
     while want and count < MAX_EVENTS:
         # Jobs reaching the starvation limit go first (level -1).
-        promoted = False
-        for i, (rank, job, since) in enumerate(queue):
-            if since <= t and rank[0] >= 0:
-                queue[i] = ((-1, job.queued_since, -job.priority, job.submitted_at, job.id), job, since)
-                promoted = True
-        if promoted:
-            queue.sort(key=lambda e: e[0])
+        due = None
+        while sinces and sinces[0][0] <= t:
+            since, jid = pop(sinces)
+            if jid in queued and since_of.get(jid) == since:
+                del since_of[jid]
+                if due is None:
+                    due = set()
+                due.add(jid)
+        if due:
+            walk.promote(due)
         # Victims now: preemptible, past min_run, by level (highest first).
+        while protected and at_least(t - protected[0][2].run_start, protected[0][3]):
+            h = pop(protected)[2]
+            if holders.get(h.job.id) is h:
+                exposed[h.job.id] = h
         victims = []
-        preemptible_gpus = 0
-        for h in holders.values():
-            if h.preemptible:
-                preemptible_gpus += h.job.gpus
-                if at_least(t - h.run_start, max(min_run, quantum * h.att0 / h.job.gpus)):
-                    victims.append((level(h, t), h))
+        if exposed:
+            for jid, h in list(exposed.items()):
+                if holders.get(jid) is not h:
+                    del exposed[jid]
+            victims = [(level(h, t), h) for h in sorted(exposed.values(), key=lambda h: h.seq)]
+        preemptible_gpus = held_preemptible  # as the walk begins
         top = max((lv for lv, _ in victims), default=-2)
-        waiting = []
         requeued = []
-        for i, entry in enumerate(queue):
+        walk.begin()
+        rest = False  # past the jobs that may preempt or are starving: only those that fit matter
+        while True:
+            if not rest:
+                g = walk.next_any()
+                if g is None:
+                    break
+                entry = walk.head(g)
+                lv = entry[0][0]
+                if lv >= top and lv >= 0:
+                    rest = True
+            if rest:
+                if fm.total_free == 0:
+                    break
+                g = walk.next_within(fm.total_free)
+                if g is None:
+                    break
+                entry = walk.head(g)
+                lv = entry[0][0]
             rank, job, _ = entry
-            lv = rank[0]
             if fm.total_free == 0 and lv >= top:
-                waiting.extend(queue[i:])
                 break
             p = fm.find(job)
             start = t
             if p is None and lv < top and (lv < 0 or t >= job.queued_since + patience):
+                stopped = len(requeued)
                 p = _preempt(fm, job, lv, victims, holders, requeued, t, thr, policy)
+                held_preemptible -= sum(e[1].gpus for e in requeued[stopped:])  # (victims are preemptible)
                 if p is not None:
                     top = max((v for v, h in victims if h.job.id in holders), default=-2)
             if p is None and drain and 1 < job.gpus <= fm.total_free and job.preemptible:
@@ -319,29 +375,37 @@ def _las_run(snap, free, spec, policy, queue, want, base, stopping) -> dict[str,
                 p = _gather(fm, job.gpus)
                 start = max(t, job.queued_since + migrate_after)
             if p is None:
-                waiting.append(entry)
-                if lv < 0 and fm.total_free + preemptible_gpus >= job.gpus:
-                    waiting.extend(queue[i + 1:])  # a starving job holds back the rest
-                    break
+                walk.skip(g)
+                if lv < 0:
+                    if fm.total_free + preemptible_gpus >= job.gpus:
+                        break  # a starving job holds back the rest
                 continue
+            walk.take(g)
             fm.take(p)
+            queued.discard(job.id)
             hold(job, p, start, job.attained, start + left(job, job.attained / job.gpus))
             if job.id in want:
                 out[job.id] = (start, last_label)
                 want.discard(job.id)
-        if requeued:
-            waiting.extend(requeued)
-            waiting.sort(key=lambda e: e[0])
-        queue = waiting
-        if not want or not queue:
+        for entry in requeued:
+            rank, job, since = entry
+            walk.add(entry)
+            queued.add(job.id)
+            since_of[job.id] = since
+            push(sinces, (since, job.id))
+            if patience and job.queued_since + patience > t:
+                push(waits, (job.queued_since + patience, job.id))
+        if not want or not walk.count:
             break
         # Next moment something can change for a waiting job.
-        low = queue[0][0][0]
-        nxt = min((since for rank, _, since in queue if rank[0] >= 0 and since > t), default=None)
-        if patience:
-            nxt = min((x for x in (j.queued_since + patience for _, j, _ in queue) if x > t),
-                      default=nxt) if nxt is None else min(
-                [nxt, *(x for x in (j.queued_since + patience for _, j, _ in queue) if x > t)])
+        low = walk.head(walk.first())[0][0]
+        while sinces and (sinces[0][1] not in queued or since_of.get(sinces[0][1]) != sinces[0][0]):
+            pop(sinces)
+        nxt = sinces[0][0] if sinces else None
+        while waits and (waits[0][0] <= t or waits[0][1] not in queued):
+            pop(waits)
+        if waits and (nxt is None or waits[0][0] < nxt):
+            nxt = waits[0][0]
         while events:
             et, _, jid = events[0]
             h = holders.get(jid)
@@ -366,9 +430,90 @@ def _las_run(snap, free, spec, policy, queue, want, base, stopping) -> dict[str,
             h = holders.get(jid)
             if h is not None and h.end <= t:
                 del holders[jid]
+                if h.preemptible:
+                    held_preemptible -= h.job.gpus
                 fm.give(h.placement)
                 last_label = h.job.label
     return out
+
+
+class _Walk:
+    """A projection's queue of ``(rank, job, since)`` entries, one list per GPU count, each
+    by rank, and one walk over them at a time, in rank order.
+
+    A job that needs more GPUs than are free, may not preempt and is not starving does
+    nothing in a walk: it does not start, and stays queued.  Past the jobs that may preempt
+    or are starving (ranks only grow along a walk), the walk therefore looks only at the
+    lists of the GPU counts that still fit in the free GPUs (``next_within``), not at every
+    job: on a long queue of big jobs ranked first (Kueue's mix: the 20-GPU jobs have the
+    highest priority), an event costs the jobs it starts, not the queue's length.  The
+    order of the jobs looked at, and what they do, is that of a walk over the whole queue."""
+
+    __slots__ = ("lists", "sizes", "count", "at")
+
+    def __init__(self, entries: Sequence[tuple]):
+        self.lists: dict[int, list[tuple]] = {}
+        for e in entries:  # already by rank
+            self.lists.setdefault(e[1].gpus, []).append(e)
+        self.sizes = sorted(self.lists)
+        self.count = len(entries)
+        self.at: dict[int, int] = {}
+
+    def begin(self) -> None:
+        self.at = dict.fromkeys(self.sizes, 0)
+
+    def head(self, g: int) -> tuple:
+        return self.lists[g][self.at[g]]
+
+    def _next(self, sizes) -> int | None:
+        best = None
+        lists, at = self.lists, self.at
+        for g in sizes:
+            lst = lists[g]
+            k = at[g]
+            if k < len(lst) and (best is None or lst[k][0] < best[0]):
+                best = (lst[k][0], g)
+        return None if best is None else best[1]
+
+    def next_any(self) -> int | None:
+        """The GPU count of the next job of the walk."""
+        return self._next(self.sizes)
+
+    def next_within(self, free: int) -> int | None:
+        """The GPU count of the next job of the walk that needs at most ``free`` GPUs."""
+        return self._next([g for g in self.sizes if g <= free])
+
+    def first(self) -> int | None:
+        """The GPU count of the first job in rank order (outside a walk)."""
+        self.begin()
+        return self.next_any()
+
+    def skip(self, g: int) -> None:
+        self.at[g] += 1  # stays queued
+
+    def take(self, g: int) -> None:
+        del self.lists[g][self.at[g]]  # started
+        self.count -= 1
+
+    def add(self, entry: tuple) -> None:
+        g = entry[1].gpus
+        lst = self.lists.get(g)
+        if lst is None:
+            lst = self.lists[g] = []
+            self.sizes = sorted(self.lists)
+        insort(lst, entry, key=lambda e: e[0])
+        self.count += 1
+
+    def promote(self, ids: set[str]) -> None:
+        """The jobs ``ids`` reached their starvation limit: level -1, by time queued."""
+        for lst in self.lists.values():
+            changed = False
+            for i, (rank, job, since) in enumerate(lst):
+                if job.id in ids:
+                    lst[i] = ((-1, job.queued_since, -job.priority, job.submitted_at, job.id), job, since)
+                    changed = True
+            if changed:
+                lst.sort(key=lambda e: e[0])
 
 
 def _gather(fm: FreeMap, need: int) -> dict:
