@@ -60,6 +60,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..core import (BLOCKED, BORROW, NO_QUOTA, WITHIN, PassState, _blocked_reason, _shortage_reason,
+                    _shortage_reason_suffix, quota_verdict,
                     blocked_args, quota_cap, decisions, describe_need, guaranteed_sweep, open_ended)
 from ..placement import FreeMap
 from ..types import ActiveJob, Decisions, Job, Snapshot
@@ -284,6 +285,11 @@ class LasPolicy(Policy):
         drain = self.drain
         patience = self.preempt_after
         migrate_after = max(patience, self.migrate_after)
+        limits_get = snap.limits.get
+        shortage_reasons: dict[tuple, tuple] = {}
+        # True while no GPUs are being freed anywhere (no stopping job, no
+        # claim of this pass): then a job with none free can only wait.
+        settled = pending <= 0 and all(v <= 0 for v in state.pending.values())
         for rank, _, job in queued:
             if job.id in handled:
                 continue
@@ -294,7 +300,7 @@ class LasPolicy(Policy):
             if fm.total_free == 0 and lv >= lowest and not any_quota and pending <= 0:
                 break
             if any_quota:
-                verdict = state.quota_check(job)
+                verdict = quota_verdict(limits_get(job.workspace), in_use.get(job.workspace, 0), job)
                 if verdict == BLOCKED:
                     # Hard quotas can leave thousands of jobs blocked: one
                     # shared (lazy) reason per workspace and usage level.
@@ -309,6 +315,25 @@ class LasPolicy(Policy):
                     continue
             else:
                 verdict = NO_QUOTA
+            if settled and fm.total_free == 0 and lv >= lowest and lv >= 0 and job.kind != "lease":
+                # Nothing is free and nothing being freed, and no running job
+                # is of a higher level past min_run: this job can neither
+                # start nor preempt (nor can any after it), and the general
+                # path below would only record why it waits.  (Quotas keep the
+                # walk going: the blocked jobs need their reason.)  One shared
+                # reason per size and level, as for the blocked ones.
+                if patience > now - job.queued_since and verdict != WITHIN:
+                    if job.queued_since + patience < wake:
+                        wake = job.queued_since + patience
+                sk = (job.gpus, job.gpus_per_node, lv)
+                entry = shortage_reasons.get(sk)
+                if entry is None:
+                    entry = shortage_reasons[sk] = (_shortage_reason_suffix, (
+                        job, fm.max_size, 0, f"; service level {lv if lv > 0 else 0}"))
+                raw[job.id] = entry
+                if len(state.blocked_ahead) < state.lease_guard_depth:
+                    state.note_blocked(job, verdict)
+                continue
             if state.blocked_ahead and job.kind == "lease" and open_ended(job):
                 # Head-of-line rule 5 (core.py): a notebook lease may not
                 # push back a job ranked ahead of it that waits for GPUs.
@@ -337,6 +362,7 @@ class LasPolicy(Policy):
                                 f"moved to make room for {job.id} (enough GPUs free, but spread)")
                     state.wait(job.id, _preempting_reason, job, fm.max_size, len(moves))
                     pending = state.pending_total()
+                    settled = False
                     continue
                 if where:
                     # Keep those nodes for it (nothing ranked after it
@@ -378,6 +404,7 @@ class LasPolicy(Policy):
                                 f"preempted for {job.id} (least attained service: level {lv})")
                     state.wait(job.id, _preempting_reason, job, fm.max_size, len(victims))
                     pending = state.pending_total()
+                    settled = False
                     continue
                 if verdict != WITHIN:
                     failed[lv] = min(failed.get(lv, 1 << 30), job.gpus)
