@@ -1,0 +1,79 @@
+"""The queue's projection and the las pass do work in proportion to what changes, not to
+the queue's length at every event (#17 part 6; docs/scheduling.md, "What a projection
+costs").  Counted in placement searches (``FreeMap.find``), which do not depend on the
+machine: a projection that walked every queued job at each event (as it once did) makes
+thousands of times more of them on the queue below."""
+
+from __future__ import annotations
+
+from flightbase_jobqueue.scheduling import insight
+from flightbase_jobqueue.scheduling.estimates import HistoryEstimates
+from flightbase_jobqueue.scheduling.placement import FreeMap
+from flightbase_jobqueue.scheduling.policies import make_policy
+from flightbase_jobqueue.scheduling.queueview import QueueView
+from flightbase_jobqueue.scheduling.types import ActiveJob, Job, Node, Snapshot, WorkspaceLimits
+
+SLOTS = 120
+
+
+def kueue_like(queued: int) -> Snapshot:
+    """One node of 120 slots, all held; a queue of 1-, 5- and 20-slot jobs where the big
+    ones have the highest priority (they rank first under las, as Kueue's baseline
+    submits them), in 6 workspaces with quotas; runtimes known from history."""
+    now = 1000.0
+    est = HistoryEstimates()
+    sizes = [(1, 0.2, 25)] * 7 + [(5, 0.5, 50)] * 2 + [(20, 1.0, 100)]
+    for w in range(6):
+        for gpus, secs, _ in sizes[6:]:
+            for k in range(5):
+                est.observe(Job(id=f"h{w}-{gpus}-{k}", workspace=f"ws{w}", gpus=gpus), secs)
+    active = [ActiveJob(Job(id=f"run{i}", workspace=f"ws{i % 6}", gpus=1, submitted_at=now - 5),
+                        {"node": (i,)}, now - 0.1 * (i % 3)) for i in range(SLOTS)]
+    jobs = []
+    for i in range(queued):
+        gpus, _, prio = sizes[i % len(sizes)]
+        jobs.append(Job(id=f"q{i}", workspace=f"ws{i % 6}", gpus=gpus, priority=prio,
+                        submitted_at=now - queued * 0.01 + i * 0.01))
+    limits = {f"ws{w}": WorkspaceLimits(quota=20, borrowing_limit=100) for w in range(6)}
+    return Snapshot(now=now, queue=QueueView.build(jobs), active=active, nodes=[Node("node", SLOTS, ())],
+                    limits=limits, estimates=est)
+
+
+def count_finds(monkeypatch, fn) -> int:
+    calls = [0]
+    real = FreeMap.find
+
+    def find(self, job):
+        calls[0] += 1
+        return real(self, job)
+
+    monkeypatch.setattr(FreeMap, "find", find)
+    fn()
+    monkeypatch.setattr(FreeMap, "find", real)
+    return calls[0]
+
+
+def test_a_projection_looks_at_the_jobs_it_starts_not_the_whole_queue_at_each_event(monkeypatch):
+    snap = kueue_like(3000)
+    policy = make_policy("las")
+    out = []
+    finds = count_finds(monkeypatch, lambda: out.extend(insight.explain(snap, policy=policy)))
+    # the first 1,000 in the projection's order (its limit) get an estimate, after the running jobs end
+    starts = [i.estimated_start for i in out if i.estimated_start is not None]
+    assert len(out) == 3000 and len(starts) >= 1000 and all(s > snap.now for s in starts)
+    # five projections (the estimate, its range and samples), each until those 1,000 have a start:
+    # about one search per job started (5,101), where a walk over the queue at each event
+    # made 92,757
+    assert finds < 10_000, finds
+
+
+def test_a_pass_with_nothing_free_does_not_search_a_placement_for_every_queued_job(monkeypatch):
+    snap = kueue_like(1000)
+    policy = make_policy("las")
+    got = []
+    finds = count_finds(monkeypatch, lambda: got.append(policy.schedule(snap)))
+    dec = got[0]
+    assert not dec.admits and not dec.preempts
+    assert len(dec.waiting) == 1000
+    assert dec.waiting["q9"].startswith("needs 20 GPUs on one node; 0 GPUs free")
+    assert finds == 0, finds
