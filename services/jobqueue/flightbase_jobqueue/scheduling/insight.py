@@ -376,9 +376,8 @@ def _las_run(snap, free, spec, policy, queue, want, base, stopping) -> dict[str,
                 start = max(t, job.queued_since + migrate_after)
             if p is None:
                 walk.skip(g)
-                if lv < 0:
-                    if fm.total_free + preemptible_gpus >= job.gpus:
-                        break  # a starving job holds back the rest
+                if lv < 0 and fm.total_free + preemptible_gpus >= job.gpus:
+                    break  # a starving job holds back the rest
                 continue
             walk.take(g)
             fm.take(p)

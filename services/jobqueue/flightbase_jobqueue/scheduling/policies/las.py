@@ -60,7 +60,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..core import (BLOCKED, BORROW, NO_QUOTA, WITHIN, PassState, _blocked_reason, _shortage_reason,
-                    _shortage_reason_suffix, quota_verdict,
                     blocked_args, quota_cap, decisions, describe_need, guaranteed_sweep, open_ended)
 from ..placement import FreeMap
 from ..types import ActiveJob, Decisions, Job, Snapshot
@@ -285,8 +284,6 @@ class LasPolicy(Policy):
         drain = self.drain
         patience = self.preempt_after
         migrate_after = max(patience, self.migrate_after)
-        limits_get = snap.limits.get
-        shortage_reasons: dict[tuple, tuple] = {}
         # True while no GPUs are being freed anywhere (no stopping job, no
         # claim of this pass): then a job with none free can only wait.
         settled = pending <= 0 and all(v <= 0 for v in state.pending.values())
@@ -300,7 +297,7 @@ class LasPolicy(Policy):
             if fm.total_free == 0 and lv >= lowest and not any_quota and pending <= 0:
                 break
             if any_quota:
-                verdict = quota_verdict(limits_get(job.workspace), in_use.get(job.workspace, 0), job)
+                verdict = state.quota_check(job)
                 if verdict == BLOCKED:
                     # Hard quotas can leave thousands of jobs blocked: one
                     # shared (lazy) reason per workspace and usage level.
@@ -320,19 +317,12 @@ class LasPolicy(Policy):
                 # is of a higher level past min_run: this job can neither
                 # start nor preempt (nor can any after it), and the general
                 # path below would only record why it waits.  (Quotas keep the
-                # walk going: the blocked jobs need their reason.)  One shared
-                # reason per size and level, as for the blocked ones.
+                # walk going: the blocked jobs need their reason.)
                 if patience > now - job.queued_since and verdict != WITHIN:
                     if job.queued_since + patience < wake:
                         wake = job.queued_since + patience
-                sk = (job.gpus, job.gpus_per_node, lv)
-                entry = shortage_reasons.get(sk)
-                if entry is None:
-                    entry = shortage_reasons[sk] = (_shortage_reason_suffix, (
-                        job, fm.max_size, 0, f"; service level {lv if lv > 0 else 0}"))
-                raw[job.id] = entry
-                if len(state.blocked_ahead) < state.lease_guard_depth:
-                    state.note_blocked(job, verdict)
+                state.wait_shortage(job, f"; service level {lv if lv > 0 else 0}")
+                state.note_blocked(job, verdict)
                 continue
             if state.blocked_ahead and job.kind == "lease" and open_ended(job):
                 # Head-of-line rule 5 (core.py): a notebook lease may not
