@@ -13,6 +13,12 @@ bisection and a list move per workspace) or built once from rows with
 mutate it during a pass.  Iteration is a lazy k-way merge over workspaces, so
 a pass that stops early (head-of-line blocking) costs what it examined, not
 the length of the queue.
+
+The view also keeps a short log of its changes, so that a reader that keeps
+its own index of the queue from pass to pass (the ``las`` policy's ranking)
+applies what changed instead of re-reading every job: :attr:`changes` counts
+them, :meth:`changes_since` returns those after a count, or None once they
+have left the log (the reader then rebuilds from :meth:`jobs`).
 """
 
 from __future__ import annotations
@@ -22,6 +28,10 @@ from bisect import bisect_left, insort
 from typing import Callable, Iterable, Iterator, Sequence
 
 from .types import Job
+
+# Changes kept for incremental readers: a pass reads them every fraction of a
+# second, so a few thousand cover any burst of submissions between two passes.
+CHANGE_LOG = 4096
 
 
 def _job_key(job: Job) -> tuple:
@@ -33,13 +43,15 @@ def _slot_key(job: Job) -> tuple:
 
 
 class QueueView:
-    __slots__ = ("_jobs", "_keys", "_slots", "_by_id")
+    __slots__ = ("_jobs", "_keys", "_slots", "_by_id", "_log", "_log_start")
 
     def __init__(self) -> None:
         self._jobs: dict[str, list[Job]] = {}
         self._keys: dict[str, list[tuple]] = {}
         self._slots: dict[str, list[tuple]] = {}
         self._by_id: dict[str, Job] = {}
+        self._log: list[tuple[bool, Job]] = []  # (added, job), oldest first
+        self._log_start = 0  # the change count of _log[0]
 
     @classmethod
     def build(cls, jobs: Iterable[Job]) -> "QueueView":
@@ -61,6 +73,7 @@ class QueueView:
         jobs.insert(i, job)
         insort(self._slots.setdefault(ws, []), _slot_key(job))
         self._by_id[job.id] = job
+        self._logged(True, job)
 
     def remove(self, job_id: str) -> Job:
         job = self._by_id.pop(job_id)
@@ -71,7 +84,27 @@ class QueueView:
         del slots[bisect_left(slots, _slot_key(job))]
         if not jobs:
             del self._keys[ws], self._jobs[ws], self._slots[ws]
+        self._logged(False, job)
         return job
+
+    def _logged(self, added: bool, job: Job) -> None:
+        log = self._log
+        log.append((added, job))
+        if len(log) > CHANGE_LOG:
+            half = len(log) // 2
+            del log[:half]
+            self._log_start += half
+
+    @property
+    def changes(self) -> int:
+        """How many times a job was added or removed since the view was made."""
+        return self._log_start + len(self._log)
+
+    def changes_since(self, count: int) -> list[tuple[bool, Job]] | None:
+        """The changes after the first ``count``, oldest first, as (added,
+        job); None when some of them are no longer kept."""
+        i = count - self._log_start
+        return None if i < 0 else self._log[i:]
 
     # -- reading ---------------------------------------------------------------
     def __len__(self) -> int:

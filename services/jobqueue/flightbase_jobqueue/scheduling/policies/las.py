@@ -55,13 +55,15 @@ of the same trace (docs/benchmarks.md).
 
 from __future__ import annotations
 
-from bisect import bisect_right
-from dataclasses import dataclass
+import heapq
+from bisect import bisect_left, bisect_right, insort
+from dataclasses import dataclass, field
 from typing import Callable
 
 from ..core import (BLOCKED, BORROW, NO_QUOTA, WITHIN, PassState, _blocked_reason, _shortage_reason,
                     blocked_args, quota_cap, decisions, describe_need, guaranteed_sweep, open_ended)
 from ..placement import FreeMap
+from ..queueview import QueueView
 from ..types import ActiveJob, Decisions, Job, Snapshot
 from .base import Policy
 
@@ -80,6 +82,9 @@ class LasPolicy(Policy):
     # references that know what no scheduler does (the replay's ``las-oracle``, ranked by
     # true remaining work); None (the service's default) ranks by attained service.
     level_fn: Callable[[Job, float], int] | None = None
+    # The queue in rank order, kept from pass to pass (a memo of what the
+    # snapshot's queue gives: the decisions stay a function of the snapshot).
+    _index: dict = field(default_factory=dict, init=False, repr=False, compare=False)
     name = "las"
     preemptive = True
 
@@ -95,6 +100,66 @@ class LasPolicy(Policy):
             return (-1, job.queued_since, -job.priority, job.submitted_at, job.id)
         lv = self.level_fn(job, job.attained) if self.level_fn else self.level(job.attained)
         return (lv, 0.0, -job.priority, job.submitted_at, job.id)
+
+    def _entry(self, j: Job, now: float) -> tuple:
+        """(rank, starving since, job): :meth:`rank` and :meth:`_starving_since` in one."""
+        att = j.attained
+        qs = j.submitted_at if j.enqueued_at is None else j.enqueued_at
+        last = self.starve_factor * (att / j.gpus)
+        since = qs + (self.starve_after if self.starve_after >= last else last)
+        if now >= since:
+            return ((-1, qs, -j.priority, j.submitted_at, j.id), since, j)
+        lv = self.level_fn(j, att) if self.level_fn else bisect_right(self.thresholds, att)
+        return ((lv, 0.0, -j.priority, j.submitted_at, j.id), since, j)
+
+    def _ranked(self, view: QueueView, now: float, keep: bool = True) -> list[tuple]:
+        """The queued jobs as (rank, starving since, job), in rank order.
+
+        Ranking every queued job at every pass was a fifth of the service's
+        scheduling CPU on a long queue (docs/benchmarks.md).  A queued job's
+        rank changes only when it starts starving, so the sorted list is kept
+        between passes: the view's change log (``QueueView.changes_since``)
+        says which jobs came and went, and a heap of starvation times says
+        which jobs are promoted now.  Rebuilt from the whole queue when the
+        view is another one, its log has moved on, or the clock went back.
+        Queue insight reads it too (``insight._project_las``); with ``keep``
+        False, the ranking of a view other than the kept one (a what-if
+        queue) is made without replacing it.  Read-only for the caller
+        (valid until the next call)."""
+        ix = self._index.get("rank")
+        if not keep and ix is not None and ix.view is not view:
+            return sorted(self._entry(j, now) for j in view.jobs())
+        changes = None
+        if ix is not None and ix.view is view and now >= ix.now:
+            changes = view.changes_since(ix.seen)
+        if changes is None:
+            ix = self._index["rank"] = _RankIndex(view, [self._entry(j, now) for j in view.jobs()], now)
+            return ix.entries
+        entries, by_id, promote = ix.entries, ix.by_id, ix.promote
+        for added, job in changes:
+            if added:
+                e = self._entry(job, now)
+                insort(entries, e)
+                by_id[job.id] = e
+                if e[0][0] >= 0:
+                    heapq.heappush(promote, (e[1], job.id))
+            else:
+                e = by_id.pop(job.id)
+                del entries[bisect_left(entries, e)]
+        while promote and promote[0][0] <= now:
+            since, jid = heapq.heappop(promote)
+            e = by_id.get(jid)
+            if e is None or e[0][0] < 0 or e[1] != since:
+                continue  # left the queue, or came back with another limit
+            del entries[bisect_left(entries, e)]
+            e = by_id[jid] = self._entry(e[2], now)
+            insort(entries, e)
+        if len(promote) > 2 * len(by_id) + 64:  # limits of jobs that have left
+            ix.promote = [(e[1], jid) for jid, e in by_id.items() if e[0][0] >= 0]
+            heapq.heapify(ix.promote)
+        ix.seen = view.changes
+        ix.now = now
+        return entries
 
     @staticmethod
     def _without_preemptible(snap: Snapshot) -> FreeMap:
@@ -189,12 +254,9 @@ class LasPolicy(Policy):
         thresholds = self.thresholds
         starve_after, starve_factor = self.starve_after, self.starve_factor
         level_fn = self.level_fn  # None: by thresholds (inlined below, the service's case)
-        # rank() and _starving_since() inlined: this runs for every queued job
-        # at every pass.  (rank, starving since, job); ranks are unique.
-        queued = []
         # Workspaces at their cap (a hard quota, or quota + borrowing limit)
         # stay there for the whole pass: their jobs are only given their
-        # reason, not ranked and walked (they can be most of a long queue).
+        # reason, not walked (they can be most of a long queue).
         full: dict[str, tuple] = {}
         if state.any_quota:
             for ws, lim in snap.limits.items():
@@ -203,34 +265,15 @@ class LasPolicy(Policy):
                 if cap is not None and used >= cap:
                     full[ws] = (_blocked_reason, blocked_args(lim, used, True))
         raw = state.waiting._raw
-        best_queued = 1 << 30
-        full_wake = float("inf")
-        for j in snap.queue.jobs():
-            att = j.attained
-            qs = j.submitted_at if j.enqueued_at is None else j.enqueued_at
-            last = starve_factor * (att / j.gpus)
-            since = qs + (starve_after if starve_after >= last else last)
-            entry = full.get(j.workspace) if full else None
-            if entry is not None:
-                raw[j.id] = entry
-                lv = -1 if now >= since else (level_fn(j, att) if level_fn else bisect_right(thresholds, att))
-                if lv < best_queued:
-                    best_queued = lv
-                if now < since < full_wake:
-                    full_wake = since
-            elif now >= since:
-                queued.append(((-1, qs, -j.priority, j.submitted_at, j.id), since, j))
-            else:
-                lv = level_fn(j, att) if level_fn else bisect_right(thresholds, att)
-                queued.append(((lv, 0.0, -j.priority, j.submitted_at, j.id), since, j))
-        if not queued and best_queued == 1 << 30:
+        # (rank, starving since, job) in rank order, kept from the last pass
+        # (ranks are unique; see _RankIndex).
+        queued = self._ranked(snap.queue, now)
+        if not queued:
             return decisions(state)
-        queued.sort()
-        if queued and queued[0][0][0] < best_queued:
-            best_queued = queued[0][0][0]
+        best_queued = queued[0][0][0]
         inf = float("inf")
         lowest = -2  # the highest (lowest-priority) level among preemptible running jobs
-        wake = full_wake
+        wake = inf
         nthr = len(thresholds)
         min_run = self.min_run
         pending = 0  # GPUs of jobs being stopped
@@ -287,7 +330,14 @@ class LasPolicy(Policy):
         # True while no GPUs are being freed anywhere (no stopping job, no
         # claim of this pass): then a job with none free can only wait.
         settled = pending <= 0 and all(v <= 0 for v in state.pending.values())
+        settled_verdicts: dict[tuple, str] = {}
+        level_suffix: dict[int, str] = {}  # the shortcut's reason suffix per level (lv >= 0)
         for rank, _, job in queued:
+            if full:
+                entry = full.get(job.workspace)
+                if entry is not None:
+                    raw[job.id] = entry
+                    continue
             if job.id in handled:
                 continue
             lv = rank[0]
@@ -297,7 +347,15 @@ class LasPolicy(Policy):
             if fm.total_free == 0 and lv >= lowest and not any_quota and pending <= 0:
                 break
             if any_quota:
-                verdict = state.quota_check(job)
+                if settled and fm.total_free == 0:
+                    # Nothing can start or be claimed from here on, so usage
+                    # stays as it is: one verdict per workspace, size and kind.
+                    vk = (job.workspace, job.gpus, job.preemptible)
+                    verdict = settled_verdicts.get(vk)
+                    if verdict is None:
+                        verdict = settled_verdicts[vk] = state.quota_check(job)
+                else:
+                    verdict = state.quota_check(job)
                 if verdict == BLOCKED:
                     # Hard quotas can leave thousands of jobs blocked: one
                     # shared (lazy) reason per workspace and usage level.
@@ -321,7 +379,10 @@ class LasPolicy(Policy):
                 if patience > now - job.queued_since and verdict != WITHIN:
                     if job.queued_since + patience < wake:
                         wake = job.queued_since + patience
-                state.wait_shortage(job, f"; service level {lv if lv > 0 else 0}")
+                suffix = level_suffix.get(lv)
+                if suffix is None:
+                    suffix = level_suffix[lv] = f"; service level {lv}"
+                state.wait_shortage(job, suffix)
                 state.note_blocked(job, verdict)
                 continue
             if state.blocked_ahead and job.kind == "lease" and open_ended(job):
@@ -412,6 +473,24 @@ class LasPolicy(Policy):
             if since > now and since < wake and job.id in waiting:
                 wake = since
         return decisions(state, None if wake == inf else wake)
+
+
+class _RankIndex:
+    """:meth:`LasPolicy._ranked`'s state: the sorted entries, each job's
+    entry, a heap of (starving since, job id) of the jobs not yet starving,
+    and the view's change count and the time it was last brought up to."""
+
+    __slots__ = ("view", "entries", "by_id", "promote", "seen", "now")
+
+    def __init__(self, view: QueueView, entries: list[tuple], now: float) -> None:
+        entries.sort()
+        self.view = view
+        self.entries = entries
+        self.by_id = {e[2].id: e for e in entries}
+        self.promote = [(e[1], e[2].id) for e in entries if e[0][0] >= 0]
+        heapq.heapify(self.promote)
+        self.seen = view.changes
+        self.now = now
 
 
 def _held_reason(job: Job, max_size: int, starving: str) -> str:
