@@ -271,8 +271,8 @@ class PassState:
         self.waiting.later(job_id, fn, args)
 
     def wait_shortage(self, job: Job, suffix: str = "") -> None:
-        self.waiting.later(job.id, _shortage_reason_suffix,
-                           (job, self.free.max_size, self.free.total_free, suffix))
+        # Reasons.later without the call: this runs for most queued jobs at every pass.
+        self.waiting._raw[job.id] = (_shortage_reason_suffix, (job, self.free.max_size, self.free.total_free, suffix))
 
     # -- open-ended leases (head-of-line rule 5) ----------------------------------
     def note_blocked(self, job: Job, verdict: str = NO_QUOTA) -> None:

@@ -212,9 +212,14 @@ def _project_fifo(snap, free, spec, limit, only) -> dict[str, tuple[float, str]]
 
 def _project_las(snap, free, qs, policy, limit, only) -> list[dict[str, tuple[float, str]]]:
     now = snap.now
-    starving = getattr(policy, "_starving_since", None)
-    queue = sorted(((policy.rank(j, now), j, starving(j) if starving else INF) for j in snap.queue.jobs()),
-                   key=lambda e: e[0])
+    ranked = getattr(policy, "_ranked", None)
+    if ranked is not None:
+        # the policy's own ranking of the queue, kept from pass to pass (LasPolicy._ranked)
+        queue = [(r, j, since) for r, since, j in ranked(snap.queue, now, keep=False)]
+    else:
+        starving = getattr(policy, "_starving_since", None)
+        queue = sorted(((policy.rank(j, now), j, starving(j) if starving else INF) for j in snap.queue.jobs()),
+                       key=lambda e: e[0])
     if only is not None:
         want = set(only)
     else:
