@@ -232,10 +232,34 @@ def _project_las(snap, free, qs, policy, limit, only) -> list[dict[str, tuple[fl
             stopping.append(a.placement)
         else:
             base.append((job, a.placement, a.started_at, job.attained / job.gpus + max(0.0, now - a.started_at)))
-    return [_las_run(snap, free, q, policy, list(queue), set(want), base, stopping) for q in qs]
+    prepared = _Prepared(queue, getattr(policy, "preempt_after", 0.0) or 0.0)
+    del queue
+    return [_las_run(snap, free, q, policy, prepared, set(want), base, stopping) for q in qs]
 
 
-def _las_run(snap, free, spec, policy, queue, want, base, stopping) -> dict[str, tuple[float, str]]:
+class _Prepared:
+    """What every projection of one explain starts from, built once from the ranked queue
+    (``(rank, job, since)`` entries) and copied for each (copies of lists, sets and dicts
+    cost a fraction of building them job by job): the ids queued, the starvation limits
+    of the jobs not yet promoted and their heap, the heap of ``preempt_after`` waits, and
+    the per-size lists of :class:`_Walk`."""
+
+    __slots__ = ("queued", "since_of", "sinces", "waits", "lists", "count")
+
+    def __init__(self, queue: Sequence[tuple], patience: float):
+        self.queued = {job.id for _, job, _ in queue}
+        self.since_of = {job.id: since for rank, job, since in queue if rank[0] >= 0}
+        self.sinces = [(since, jid) for jid, since in self.since_of.items()]
+        heapq.heapify(self.sinces)
+        self.waits = [(job.queued_since + patience, job.id) for _, job, _ in queue] if patience else []
+        heapq.heapify(self.waits)
+        self.lists: dict[int, list[tuple]] = {}
+        for e in queue:  # already by rank
+            self.lists.setdefault(e[1].gpus, []).append(e)
+        self.count = len(queue)
+
+
+def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping) -> dict[str, tuple[float, str]]:
     """One projection under ``las`` (see the module docstring): queued jobs
     walked in rank order at each event, promoted when they reach the
     starvation limit (a promoted job that cannot start holds back the rest,
@@ -299,23 +323,14 @@ def _las_run(snap, free, spec, policy, queue, want, base, stopping) -> dict[str,
     # limit (``since``, for jobs not yet promoted) and the end of its ``preempt_after`` wait.
     # Heaps, so that an event costs what changes, not the queue's length; an entry is stale
     # once its job left the queue (``queued``) or, for ``since``, was requeued with another.
-    queued: set[str] = set()
-    since_of: dict[str, float] = {}
-    sinces: list[tuple[float, str]] = []
-    waits: list[tuple[float, str]] = []
-    for rank, job, since in queue:
-        queued.add(job.id)
-        if rank[0] >= 0:
-            since_of[job.id] = since
-            sinces.append((since, job.id))
-        if patience:
-            waits.append((job.queued_since + patience, job.id))
-    heapq.heapify(sinces)
-    heapq.heapify(waits)
+    # (Copies of the heaps built once per explain: a copy of a heap is a heap.)
+    queued: set[str] = set(prepared.queued)
+    since_of: dict[str, float] = dict(prepared.since_of)
+    sinces: list[tuple[float, str]] = list(prepared.sinces)
+    waits: list[tuple[float, str]] = list(prepared.waits)
 
     # The queue, by rank within each GPU count (see _Walk).
-    walk = _Walk(queue)
-    del queue
+    walk = _Walk({g: list(lst) for g, lst in prepared.lists.items()}, prepared.count)
     count = 0
     while want and count < MAX_EVENTS:
         # Jobs reaching the starvation limit go first (level -1).
@@ -455,12 +470,10 @@ class _Walk:
 
     __slots__ = ("lists", "sizes", "count", "at")
 
-    def __init__(self, entries: Sequence[tuple]):
-        self.lists: dict[int, list[tuple]] = {}
-        for e in entries:  # already by rank
-            self.lists.setdefault(e[1].gpus, []).append(e)
+    def __init__(self, lists: dict[int, list[tuple]], count: int):
+        self.lists = lists  # GPU count -> entries by rank (the walk's own: it changes them)
         self.sizes = sorted(self.lists)
-        self.count = len(entries)
+        self.count = count
         self.at: dict[int, int] = {}
 
     def begin(self) -> None:

@@ -124,10 +124,10 @@ class LasPolicy(Policy):
         view is another one, its log has moved on, or the clock went back.
         Queue insight reads it too (``insight._project_las``); with ``keep``
         False, the ranking of a view other than the kept one (a what-if
-        queue) is made without replacing it.  Read-only for the caller
+        queue), or of an earlier time, is made without replacing it.  Read-only for the caller
         (valid until the next call)."""
         ix = self._index.get("rank")
-        if not keep and ix is not None and ix.view is not view:
+        if not keep and ix is not None and (ix.view is not view or now < ix.now):
             return sorted(self._entry(j, now) for j in view.jobs())
         changes = None
         if ix is not None and ix.view is view and now >= ix.now:
