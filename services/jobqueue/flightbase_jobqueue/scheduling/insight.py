@@ -138,7 +138,7 @@ def project_many(snap: Snapshot, free: FreeMap, qs: Sequence[float | int], polic
     own pseudo-random quantile (:func:`_qf`).  The work they share, ordering
     the queue, is done once."""
     _censor(snap)
-    if policy is not None and getattr(policy, "name", "") == "las" and hasattr(policy, "rank"):
+    if policy is not None and getattr(policy, "name", "") == "las" and hasattr(policy, "_ranked"):
         return _project_las(snap, free, qs, policy, limit, only)
     return [_project_fifo(snap, free, q, limit, only) for q in qs]
 
@@ -212,14 +212,8 @@ def _project_fifo(snap, free, spec, limit, only) -> dict[str, tuple[float, str]]
 
 def _project_las(snap, free, qs, policy, limit, only) -> list[dict[str, tuple[float, str]]]:
     now = snap.now
-    ranked = getattr(policy, "_ranked", None)
-    if ranked is not None:
-        # the policy's own ranking of the queue, kept from pass to pass (LasPolicy._ranked)
-        queue = [(r, j, since) for r, since, j in ranked(snap.queue, now, keep=False)]
-    else:
-        starving = getattr(policy, "_starving_since", None)
-        queue = sorted(((policy.rank(j, now), j, starving(j) if starving else INF) for j in snap.queue.jobs()),
-                       key=lambda e: e[0])
+    # the policy's own ranking of the queue, kept from pass to pass (LasPolicy._ranked)
+    queue = [(r, j, since) for r, since, j in policy._ranked(snap.queue, now, keep=False)]
     if only is not None:
         want = set(only)
     else:

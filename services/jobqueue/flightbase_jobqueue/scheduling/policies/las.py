@@ -102,7 +102,9 @@ class LasPolicy(Policy):
         return (lv, 0.0, -job.priority, job.submitted_at, job.id)
 
     def _entry(self, j: Job, now: float) -> tuple:
-        """(rank, starving since, job): :meth:`rank` and :meth:`_starving_since` in one."""
+        """(rank, starving since, job): :meth:`rank` and :meth:`_starving_since` in one,
+        inlined: a rebuild ranks the whole queue (through the two methods, a first pass
+        over 6,000 queued took 19.6 ms instead of 16-17 ms in benchmarks/insight_bench.py)."""
         att = j.attained
         qs = j.submitted_at if j.enqueued_at is None else j.enqueued_at
         last = self.starve_factor * (att / j.gpus)
@@ -252,7 +254,6 @@ class LasPolicy(Policy):
         now = snap.now
         state = PassState(snap, self.topology_keys)
         thresholds = self.thresholds
-        starve_after, starve_factor = self.starve_after, self.starve_factor
         level_fn = self.level_fn  # None: by thresholds (inlined below, the service's case)
         # Workspaces at their cap (a hard quota, or quota + borrowing limit)
         # stay there for the whole pass: their jobs are only given their
