@@ -139,5 +139,5 @@ def test_small_scale_bench_loses_nothing_and_runs_nothing_twice():
     assert len(result["kills"]) == 1
     assert result["accepted"] == 300 and result["jobs_in_db"] == 300
     assert result["lost"] == 0 and result["run_twice"] == 0 and result["still_running"] == 0
-    assert result["ran_exactly_once"] == 300 and result["jobs_not_succeeded"] == 0
+    assert result["ran_exactly_once"] == 300 and result["jobs_not_succeeded"] == 0, result["jobs_not_succeeded_examples"]
     assert result["ok"] and out.returncode == 0, out.stderr[-2000:]

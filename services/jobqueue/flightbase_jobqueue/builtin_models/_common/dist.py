@@ -13,8 +13,26 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 
 import torch
+
+
+def exit_done() -> None:
+    """Leave the process with status 0 once a script has done all its work.
+
+    Called from a script's ``__main__`` after :meth:`Dist.close`: everything it
+    writes is closed and its output flushed here, and the interpreter's own
+    teardown is skipped.  That teardown runs the C++ destructors of torch's
+    process groups, and gloo's can abort a rank whose peer tears down at the same
+    moment (SIGABRT, "terminate called without an active exception") after every
+    collective has completed, which would fail a training that succeeded."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(0)
 
 
 def detect() -> str:

@@ -17,6 +17,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from _common.data import IMAGE_SUFFIXES, DatasetError, data_root, read_image  # noqa: E402
 from _common.resnet import ResNet  # noqa: E402
+from _common.dist import exit_done  # noqa: E402
 from _common.trainer import Data, run, split  # noqa: E402
 
 EXPECTED = "<class>/<image> (one folder per class with .png, .ppm, .pgm or .npy images)"
@@ -74,3 +75,4 @@ def build(meta: dict, params: dict) -> torch.nn.Module:
 
 if __name__ == "__main__":
     run(HERE, load, build)
+    exit_done()

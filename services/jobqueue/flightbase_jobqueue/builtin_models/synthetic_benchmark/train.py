@@ -24,7 +24,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from _common.cli import parse_args  # noqa: E402
-from _common.dist import Dist  # noqa: E402
+from _common.dist import Dist, exit_done  # noqa: E402
 from _common.resnet import ResNet  # noqa: E402
 from _common.trainer import _report, amp_settings, artifacts_dir  # noqa: E402
 
@@ -123,3 +123,4 @@ def main(argv=None) -> dict:
 
 if __name__ == "__main__":
     main()
+    exit_done()

@@ -14,6 +14,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from _common.data import DatasetError, data_root, find_csv, read_csv  # noqa: E402
+from _common.dist import exit_done  # noqa: E402
 from _common.trainer import Data, run, split  # noqa: E402
 
 WORD = re.compile(r"[\w']+|[^\w\s]")
@@ -75,3 +76,4 @@ def build(meta: dict, params: dict) -> nn.Module:
 
 if __name__ == "__main__":
     run(HERE, load, build)
+    exit_done()
