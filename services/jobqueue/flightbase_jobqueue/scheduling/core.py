@@ -107,6 +107,27 @@ def _shortage_reason_suffix(job: Job, max_size: int, total_free: int, suffix: st
     return _shortage_reason(job, max_size, total_free) + suffix
 
 
+class ShortageAt:
+    """The reason of every job a pass leaves waiting for GPUs at the same free
+    GPUs and service level: :func:`_shortage_reason_suffix`, the job looked up
+    in the pass's queue (``jobs``) when the reason is read.  One is shared by
+    all those jobs, so recording one more is a dict entry that allocates
+    nothing: the settled tail of a las pass records thousands at each pass, and
+    an object kept per job there was most of what the pass made the cycle
+    collector walk (docs/benchmarks.md, "Scale of the live service")."""
+
+    __slots__ = ("max_size", "total_free", "suffix", "jobs")
+
+    def __init__(self, max_size: int, total_free: int, suffix: str, jobs: Callable[[str], Job | None]):
+        self.max_size, self.total_free, self.suffix, self.jobs = max_size, total_free, suffix, jobs
+
+    def of(self, job_id: str) -> str:
+        job = self.jobs(job_id)
+        if job is None:  # it left the queue before its reason was read
+            return f"waited for GPUs; {self.total_free} GPUs free{self.suffix}"
+        return _shortage_reason_suffix(job, self.max_size, self.total_free, self.suffix)
+
+
 def describe_need(job: Job, max_size: int) -> str:
     g = job.gpus
     if job.gpus_per_node is not None and job.gpus_per_node < g:
@@ -167,8 +188,9 @@ class Reasons(Mapping[str, str]):
 
     A pass may leave thousands of jobs queued, and most reasons are never
     read (the coordinator does not; the API and insight read a few), so the
-    pass records a function and its arguments (values of that moment) and
-    the text is built on first access.  Reads like a plain ``dict``."""
+    pass records a function and its arguments (values of that moment), or a
+    shared :class:`ShortageAt`, and the text is built on first access.  Reads
+    like a plain ``dict``."""
 
     __slots__ = ("_raw",)
 
@@ -184,8 +206,11 @@ class Reasons(Mapping[str, str]):
     def __getitem__(self, job_id: str) -> str:
         v = self._raw[job_id]
         if v.__class__ is not str:
-            fn, args = v  # type: ignore[misc]
-            v = self._raw[job_id] = fn(*args)
+            if v.__class__ is ShortageAt:
+                v = self._raw[job_id] = v.of(job_id)  # type: ignore[union-attr]
+            else:
+                fn, args = v  # type: ignore[misc]
+                v = self._raw[job_id] = fn(*args)
         return v  # type: ignore[return-value]
 
     def __contains__(self, job_id: object) -> bool:

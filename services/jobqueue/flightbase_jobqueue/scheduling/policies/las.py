@@ -57,10 +57,11 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_left, bisect_right, insort
+from itertools import chain
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..core import (BLOCKED, BORROW, NO_QUOTA, WITHIN, PassState, _blocked_reason, _shortage_reason,
+from ..core import (BLOCKED, BORROW, NO_QUOTA, WITHIN, PassState, ShortageAt, _blocked_reason, _shortage_reason,
                     blocked_args, quota_cap, decisions, describe_need, guaranteed_sweep, open_ended)
 from ..placement import FreeMap
 from ..queueview import QueueView
@@ -332,8 +333,9 @@ class LasPolicy(Policy):
         # claim of this pass): then a job with none free can only wait.
         settled = pending <= 0 and all(v <= 0 for v in state.pending.values())
         settled_verdicts: dict[tuple, str] = {}
-        level_suffix: dict[int, str] = {}  # the shortcut's reason suffix per level (lv >= 0)
-        for rank, _, job in queued:
+        level_reason: dict[int, ShortageAt] = {}  # the settled tail's reason per level (lv >= 0)
+        walk = iter(queued)
+        for rank, _, job in walk:
             if full:
                 entry = full.get(job.workspace)
                 if entry is not None:
@@ -374,18 +376,60 @@ class LasPolicy(Policy):
             if settled and fm.total_free == 0 and lv >= lowest and lv >= 0 and job.kind != "lease":
                 # Nothing is free and nothing being freed, and no running job
                 # is of a higher level past min_run: this job can neither
-                # start nor preempt (nor can any after it), and the general
-                # path below would only record why it waits.  (Quotas keep the
-                # walk going: the blocked jobs need their reason.)
-                if patience > now - job.queued_since and verdict != WITHIN:
-                    if job.queued_since + patience < wake:
-                        wake = job.queued_since + patience
-                suffix = level_suffix.get(lv)
-                if suffix is None:
-                    suffix = level_suffix[lv] = f"; service level {lv}"
-                state.wait_shortage(job, suffix)
-                state.note_blocked(job, verdict)
-                continue
+                # start nor preempt, and nor can any after it (levels only
+                # grow along the walk, and nothing here changes what is free
+                # or in use).  The rest of the walk only records why each job
+                # waits, in this loop over the same iterator: one shared
+                # reason per level (ShortageAt), no call or object per job.  (Quotas keep the walk
+                # going: the blocked jobs need their reason.)  An open-ended
+                # lease is the one job that may still act (rule 5, or a
+                # reclaim within its quota): the loop stops at it and it takes
+                # the general path below, and the next job comes back here.
+                lease = None
+                guard_room = state.lease_guard_depth - len(state.blocked_ahead)
+                blocked_ahead = state.blocked_ahead
+                wait_edge = now - patience  # jobs queued since after this may not preempt yet
+                for rank, _, job in chain(((rank, None, job),), walk):
+                    jid = job.id
+                    if full:
+                        entry = full.get(job.workspace)
+                        if entry is not None:
+                            raw[jid] = entry
+                            continue
+                    if jid in handled:
+                        continue
+                    if any_quota:
+                        vk = (job.workspace, job.gpus, job.preemptible)
+                        verdict = settled_verdicts.get(vk)
+                        if verdict is None:
+                            verdict = settled_verdicts[vk] = state.quota_check(job)
+                        if verdict == BLOCKED:
+                            ws = job.workspace
+                            bk = (ws, in_use.get(ws, 0), job.preemptible)
+                            entry = blocked_reasons.get(bk)
+                            if entry is None:
+                                entry = blocked_reasons[bk] = (_blocked_reason, blocked_args(
+                                    snap.limits_for(ws), bk[1], job.preemptible))
+                            raw[jid] = entry
+                            continue
+                    lv = rank[0]
+                    if job.kind == "lease" or lv < lowest or lv < 0:
+                        lease = job  # (levels grow along the walk: only a lease, in fact)
+                        break
+                    qs = job.submitted_at if job.enqueued_at is None else job.enqueued_at
+                    if qs > wait_edge and verdict != WITHIN and qs + patience < wake:
+                        wake = qs + patience
+                    fmt = level_reason.get(lv)
+                    if fmt is None:
+                        fmt = level_reason[lv] = ShortageAt(fm.max_size, fm.total_free, f"; service level {lv}",
+                                                            snap.queue.get)
+                    raw[jid] = fmt
+                    if guard_room > 0:
+                        blocked_ahead.append((job, verdict))
+                        guard_room -= 1
+                if lease is None:
+                    break
+                job = lease
             if state.blocked_ahead and job.kind == "lease" and open_ended(job):
                 # Head-of-line rule 5 (core.py): a notebook lease may not
                 # push back a job ranked ahead of it that waits for GPUs.
