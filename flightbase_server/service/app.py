@@ -66,7 +66,12 @@ def create_app(
         try:
             yield
         finally:
-            await shutdown(app)
+            try:
+                await shutdown(app)
+            finally:
+                close = getattr(hub_auth, "close", None)  # HubLogin's pool to the hub (tests pass others)
+                if close is not None:
+                    await close()
 
     app = FastAPI(
         title=f"Flightbase {name}",

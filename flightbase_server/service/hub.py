@@ -13,29 +13,23 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from jupyterhub.services.auth import HubOAuth
 
+from flightbase_server.service.hub_login import HubLogin
 from flightbase_server.service.inflight import InFlight
 from flightbase_server.settings import HubServiceEnv
 from flightbase_server.workspaces import SettingsError, WorkspaceSettings, parse_settings
 
 
-def make_hub_auth(cache_seconds: int, env: HubServiceEnv | None = None) -> HubOAuth:
-    """HubOAuth wired from the JUPYTERHUB_* environment the hub gives its services, as read by
-    :class:`HubServiceEnv` (``env``, default: this process's environment): HubOAuth's own
-    defaults read the same variables, but each where it is first used (the service prefix when
-    JupyterHub is imported), so every one the services rely on is passed here. An empty setting
-    is not passed and keeps HubOAuth's default (its checks of an empty client id or token
-    included)."""
+def make_hub_auth(cache_seconds: int, env: HubServiceEnv | None = None) -> HubLogin:
+    """The hub login (:class:`HubLogin`, what the services use of JupyterHub's ``HubOAuth``)
+    wired from the JUPYTERHUB_* environment the hub gives its services, as read by
+    :class:`HubServiceEnv` (``env``, default: this process's environment)."""
     env = env or HubServiceEnv.from_env()
     base_url = env.base_url if env.base_url.endswith("/") else env.base_url + "/"
-    traits: dict[str, Any] = {"cache_max_age": cache_seconds, "hub_prefix": f"{base_url}hub/",
-                              "access_scopes": env.access_scopes()}
-    for trait, value in (("api_url", env.api_url), ("api_token", env.api_token), ("base_url", env.service_prefix),
-                         ("oauth_client_id", env.client_id), ("oauth_redirect_uri", env.oauth_callback_url)):
-        if value:
-            traits[trait] = value
-    return HubOAuth(**traits)
+    return HubLogin(api_url=env.api_url or "http://127.0.0.1:8081/hub/api", api_token=env.api_token,
+                    oauth_client_id=env.client_id, base_url=env.service_prefix or "/", hub_prefix=f"{base_url}hub/",
+                    oauth_redirect_uri=env.oauth_callback_url, access_scopes=env.access_scopes(),
+                    cache_max_age=cache_seconds)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import httpx
 import pytest
-from jupyterhub.services.auth import HubOAuth
+from flightbase_server.service.hub_login import HubLogin
 
 from flightbase_server import authz
 from flightbase_server.authz import Identity
@@ -23,7 +23,7 @@ from flightbase_server.service.xsrf import xsrf_problem
 from flightbase_registry.ui import XSRF_COOKIE, visible_workspaces
 
 HUB_COOKIE = "registry-cookie"
-PATTERN = HubOAuth.auth_header_pat
+PATTERN = HubLogin.auth_header_pat
 TOKEN = "t" * 43
 
 

@@ -25,7 +25,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from fastapi import APIRouter, Request
-from jupyterhub.services.auth import HubOAuth
+from flightbase_server.service.hub_login import HubLogin
 from sqlalchemy import create_engine, insert, select, text
 
 from flightbase_server import platform as fb_platform
@@ -104,7 +104,7 @@ def test_make_row_cuts_every_text_to_its_column():
     ([(b"cookie", b"hubcookie=abc"), (b"authorization", b"token abc")], "token"),  # the header wins, as in auth
 ])
 def test_credential_of(headers, expected):
-    assert audit.credential_of({"headers": headers}, "hubcookie", HubOAuth.auth_header_pat) == expected
+    assert audit.credential_of({"headers": headers}, "hubcookie", HubLogin.auth_header_pat) == expected
 
 
 def test_retention_setting():
@@ -347,7 +347,8 @@ async def service(tmp_path):
     async def shutdown(app):
         engine.dispose()
 
-    hub_auth = HubOAuth(api_token="unused", oauth_client_id=HUB_COOKIE, cache_max_age=0)
+    hub_auth = HubLogin(api_url="http://127.0.0.1:9/hub/api", api_token="unused", oauth_client_id=HUB_COOKIE,
+                        cache_max_age=0)
     app = create_app(name="registry", version="0", description="", routers=[toy_router()], startup=startup,
                      shutdown=shutdown, health=lambda app: {}, hub_auth=hub_auth)
     app.state.settings = SimpleNamespace(max_body_bytes=1000, audit_retention_days=365)

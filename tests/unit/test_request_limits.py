@@ -15,7 +15,7 @@ import json
 
 import pytest
 from fastapi import FastAPI
-from jupyterhub.services.auth import HubOAuth
+from flightbase_server.service.hub_login import HubLogin
 from pydantic import BaseModel
 
 from flightbase_server.service.limits import BodyLimits, RequestLimits
@@ -24,7 +24,7 @@ from starlette.routing import compile_path
 
 PREFIX = "/services/jobqueue/"
 HUB_COOKIE = "service-jobqueue"
-PATTERN = HubOAuth.auth_header_pat
+PATTERN = HubLogin.auth_header_pat
 TOKEN_HEADER = (b"authorization", b"token abc")
 CAP = 1000
 BIG_ROUTE = f"{PREFIX}api/v1/code"
