@@ -68,6 +68,13 @@ def test_the_kept_ranking_is_always_a_fresh_ranking(opts, monkeypatch):
             assert policy._ranked(other, now, keep=False) == fresh(policy, other, now)
         got = policy._ranked(view, now)
         assert got == fresh(policy, view, now), step
+        # when the first of the jobs a pass left waiting starts starving (the pass's wake-up),
+        # from the kept heap as from the whole queue
+        waiting = {j.id for j in view.jobs() if rng.random() < 0.8}
+        for bound in (float("inf"), now + 50.0):
+            expected = min((since for _, since, j in fresh(policy, view, now)
+                            if now < since < bound and j.id in waiting), default=bound)
+            assert policy._next_starving(got, now, bound, waiting) == expected, step
 
 
 def snapshot(rng: random.Random, view: QueueView, now: float) -> Snapshot:

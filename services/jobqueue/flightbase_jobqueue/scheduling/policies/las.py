@@ -514,10 +514,38 @@ class LasPolicy(Policy):
                     reachable = self._without_preemptible(snap)
                 if reachable.find(job) is not None:
                     hold = job.id
-        for _, since, job in queued:
-            if since > now and since < wake and job.id in waiting:
-                wake = since
+        wake = self._next_starving(queued, now, wake, waiting)
         return decisions(state, None if wake == inf else wake)
+
+    def _next_starving(self, queued: list[tuple], now: float, wake: float, waiting) -> float:
+        """``wake``, or earlier: when the first job this pass left waiting starts
+        starving.  Read from the kept ranking's heap of starvation times in
+        ascending order (a best-first walk of the heap: it stops at the first
+        entry of a waiting job, most often the first), not from the whole queue
+        at every pass.  An entry of a job that has left the queue, or came back
+        with another time, is skipped.  With a ``level_fn`` (which may rank a
+        job that does not starve below zero) the whole queue is read."""
+        ix = self._index.get("rank")
+        if self.level_fn is not None or ix is None or ix.entries is not queued:
+            for _, since, job in queued:
+                if since > now and since < wake and job.id in waiting:
+                    wake = since
+            return wake
+        heap, by_id = ix.promote, ix.by_id
+        n = len(heap)
+        todo = [(heap[0][0], 0)] if n else []
+        while todo:
+            since, i = heapq.heappop(todo)
+            if since >= wake:
+                break
+            jid = heap[i][1]
+            e = by_id.get(jid)
+            if e is not None and e[1] == since and since > now and jid in waiting:
+                return since
+            for c in (2 * i + 1, 2 * i + 2):
+                if c < n:
+                    heapq.heappush(todo, (heap[c][0], c))
+        return wake
 
 
 class _RankIndex:
