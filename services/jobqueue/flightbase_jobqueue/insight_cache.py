@@ -17,9 +17,16 @@ let readers spend most of a core on projections. A projection that cost at least
 ``COST_FACTOR`` times its own cost old (and at least ``max_age``): recomputation for flow
 and age then spends at most about 1 / ``COST_FACTOR`` of a core (a projection of 500 ms,
 under load, is kept up to 5 s). A job that a pass started meanwhile is still in a reused
-projection, so readers show only the jobs that are still waiting; a reader that asks for
+projection, so readers show only the jobs that are still waiting. A reader that asks for
 a job the reused projection does not have (``get(require=...)``: a job just submitted)
-gets a new one.
+gets a new one while projections are cheap; an expensive one is shared within its bound
+all the same, and such a job shows no place in the queue until the next projection (at
+most ``COST_FACTOR`` times its cost later). Otherwise a reader polling jobs just
+submitted recomputed the whole queue at each read: over Kueue's 15,000 workloads its
+``GET /jobs/{id}`` did, two thirds of all the projections' CPU (docs/benchmarks.md,
+"Scale of the live service"). Kueue's own pending-workloads status is likewise a
+snapshot refreshed every few seconds (``queueVisibility.updateIntervalSeconds``, 5 s by
+default in its configuration API).
 
 The computation runs on the loop thread with no await inside, so requests arriving
 together share one computation: the first computes, the others find it cached.  The
@@ -66,11 +73,12 @@ class SharedInsight(Generic[T]):
         return age < bound
 
     def get(self, require: Iterable[Hashable] = ()) -> T:
-        """The projection; ``require``: keys a reused one must hold (else it is computed again)."""
+        """The projection; ``require``: keys a reused cheap one must hold (else it is computed
+        again; an expensive one is reused within its bound without them: module docstring)."""
         key, now = self._version(), self._clock()
         if self._fresh_enough(key, now):
             value = self._cached[2]
-            if all(k in value for k in require):
+            if self._cached[3] >= EXPENSIVE_SECONDS or all(k in value for k in require):
                 return value
         began = self._cpu_clock()
         value = self._compute()
