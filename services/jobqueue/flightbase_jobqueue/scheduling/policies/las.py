@@ -57,8 +57,8 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_left, bisect_right, insort
-from itertools import chain
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Callable
 
 from ..core import (BLOCKED, BORROW, NO_QUOTA, WITHIN, PassState, ShortageAt, _blocked_reason, _shortage_reason,
@@ -380,11 +380,12 @@ class LasPolicy(Policy):
                 # grow along the walk, and nothing here changes what is free
                 # or in use).  The rest of the walk only records why each job
                 # waits, in this loop over the same iterator: one shared
-                # reason per level (ShortageAt), no call or object per job.  (Quotas keep the walk
-                # going: the blocked jobs need their reason.)  An open-ended
-                # lease is the one job that may still act (rule 5, or a
-                # reclaim within its quota): the loop stops at it and it takes
-                # the general path below, and the next job comes back here.
+                # reason per level (ShortageAt), no call or object per job.
+                # (Quotas keep the walk going: the blocked jobs need their
+                # reason.)  An open-ended lease is the one job that may still
+                # act (rule 5, or a reclaim within its quota): the loop stops
+                # at it and it takes the general path below, and the next job
+                # comes back here.
                 lease = None
                 guard_room = state.lease_guard_depth - len(state.blocked_ahead)
                 blocked_ahead = state.blocked_ahead
