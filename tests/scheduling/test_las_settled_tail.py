@@ -1,6 +1,6 @@
 """The las pass on a full, settled cluster with quotas (the live service's usual state under
 load, #17 part 6): once nothing is free and nothing is being freed, the rest of the walk only
-records why each job waits (``LasPolicy.schedule``'s settled tail, one shared formatter per
+records why each job waits (``LasPolicy.schedule``'s shortcut, one shared formatter per
 level).  These check that every job still gets its own reason, that an open-ended notebook
 lease in the middle of that tail still takes the general path (head-of-line rule 5), and that
 the jobs after the lease are walked too."""

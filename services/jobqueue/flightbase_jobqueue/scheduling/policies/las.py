@@ -58,7 +58,6 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
-from itertools import chain
 from typing import Callable
 
 from ..core import (BLOCKED, BORROW, NO_QUOTA, WITHIN, PassState, ShortageAt, _blocked_reason, _shortage_reason,
@@ -333,9 +332,9 @@ class LasPolicy(Policy):
         # claim of this pass): then a job with none free can only wait.
         settled = pending <= 0 and all(v <= 0 for v in state.pending.values())
         settled_verdicts: dict[tuple, str] = {}
-        level_reason: dict[int, ShortageAt] = {}  # the settled tail's reason per level (lv >= 0)
-        walk = iter(queued)
-        for rank, _, job in walk:
+        level_reason: dict[int, ShortageAt] = {}  # the shortcut's reason per level (lv >= 0)
+        blocked_ahead, guard_depth = state.blocked_ahead, state.lease_guard_depth  # note_blocked, inlined
+        for rank, _, job in queued:
             if full:
                 entry = full.get(job.workspace)
                 if entry is not None:
@@ -376,61 +375,22 @@ class LasPolicy(Policy):
             if settled and fm.total_free == 0 and lv >= lowest and lv >= 0 and job.kind != "lease":
                 # Nothing is free and nothing being freed, and no running job
                 # is of a higher level past min_run: this job can neither
-                # start nor preempt, and nor can any after it (levels only
-                # grow along the walk, and nothing here changes what is free
-                # or in use).  The rest of the walk only records why each job
-                # waits, in this loop over the same iterator: one shared
-                # reason per level (ShortageAt), no call or object per job.
-                # (Quotas keep the walk going: the blocked jobs need their
-                # reason.)  An open-ended lease is the one job that may still
-                # act (rule 5, or a reclaim within its quota): the loop stops
-                # at it and it takes the general path below, and the next job
-                # comes back here.
-                lease = None
-                guard_room = state.lease_guard_depth - len(state.blocked_ahead)
-                blocked_ahead = state.blocked_ahead
-                wait_edge = now - patience  # jobs queued since after this may not preempt yet
-                for rank, _, job in chain(((rank, None, job),), walk):
-                    jid = job.id
-                    if full:
-                        entry = full.get(job.workspace)
-                        if entry is not None:
-                            raw[jid] = entry
-                            continue
-                    if jid in handled:
-                        continue
-                    if any_quota:
-                        vk = (job.workspace, job.gpus, job.preemptible)
-                        verdict = settled_verdicts.get(vk)
-                        if verdict is None:
-                            verdict = settled_verdicts[vk] = state.quota_check(job)
-                        if verdict == BLOCKED:
-                            ws = job.workspace
-                            bk = (ws, in_use.get(ws, 0), job.preemptible)
-                            entry = blocked_reasons.get(bk)
-                            if entry is None:
-                                entry = blocked_reasons[bk] = (_blocked_reason, blocked_args(
-                                    snap.limits_for(ws), bk[1], job.preemptible))
-                            raw[jid] = entry
-                            continue
-                    lv = rank[0]
-                    if job.kind == "lease" or lv < lowest or lv < 0:
-                        lease = job  # (levels grow along the walk: only a lease, in fact)
-                        break
-                    qs = job.submitted_at if job.enqueued_at is None else job.enqueued_at
-                    if qs > wait_edge and verdict != WITHIN and qs + patience < wake:
-                        wake = qs + patience
-                    fmt = level_reason.get(lv)
-                    if fmt is None:
-                        fmt = level_reason[lv] = ShortageAt(fm.max_size, fm.total_free, f"; service level {lv}",
-                                                            snap.queue.get)
-                    raw[jid] = fmt
-                    if guard_room > 0:
-                        blocked_ahead.append((job, verdict))
-                        guard_room -= 1
-                if lease is None:
-                    break
-                job = lease
+                # start nor preempt (nor can any after it), and the general
+                # path below would only record why it waits.  (Quotas keep the
+                # walk going: the blocked jobs need their reason.)  This runs
+                # for most of a long queue at every pass, so it is inlined: one
+                # shared reason per level (ShortageAt), no call or object per job.
+                qs = job.submitted_at if job.enqueued_at is None else job.enqueued_at
+                if qs > now - patience and verdict != WITHIN and qs + patience < wake:
+                    wake = qs + patience
+                fmt = level_reason.get(lv)
+                if fmt is None:
+                    fmt = level_reason[lv] = ShortageAt(fm.max_size, fm.total_free, f"; service level {lv}",
+                                                        snap.queue.get)
+                raw[job.id] = fmt
+                if len(blocked_ahead) < guard_depth:
+                    blocked_ahead.append((job, verdict))
+                continue
             if state.blocked_ahead and job.kind == "lease" and open_ended(job):
                 # Head-of-line rule 5 (core.py): a notebook lease may not
                 # push back a job ranked ahead of it that waits for GPUs.
