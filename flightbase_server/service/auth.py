@@ -52,7 +52,8 @@ def login_redirect(request: Request) -> RedirectResponse:
         "code_challenge_method": method,
     }
     response = RedirectResponse(f"{auth.oauth_authorization_url}?{urlencode(params)}", status_code=302)
-    response.set_cookie(auth.state_cookie_name, state, path=auth.cookie_path, httponly=True, max_age=600, samesite="lax")
+    response.set_cookie(auth.state_cookie_name, state, path=auth.cookie_path, httponly=True,
+                        max_age=auth.oauth_state_max_age, samesite="lax")
     return response
 
 
@@ -82,7 +83,7 @@ async def current_identity(request: Request) -> Identity:
         if _wants_html(request):
             raise LoginRedirect(login_redirect(request))
         raise ApiError(401, "authentication required: send 'Authorization: token <your hub API token>'")
-    # cache_max_age 0 means no caching at all (HubAuth's cache would keep entries forever)
+    # cache_max_age 0 means no caching at all: every request asks the hub (the tests' setting)
     model = await auth.user_for_token(token, use_cache=auth.cache_max_age > 0, sync=False)
     if model is None:
         if _wants_html(request):  # a page's cookie that expired or was revoked (the hub's logout): log in again

@@ -16,8 +16,8 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from _common.data import IMAGE_SUFFIXES, DatasetError, data_root, read_image  # noqa: E402
-from _common.resnet import ResNet  # noqa: E402
 from _common.dist import exit_done  # noqa: E402
+from _common.resnet import ResNet  # noqa: E402
 from _common.trainer import Data, run, split  # noqa: E402
 
 EXPECTED = "<class>/<image> (one folder per class with .png, .ppm, .pgm or .npy images)"
