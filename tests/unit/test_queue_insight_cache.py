@@ -104,12 +104,13 @@ def test_requests_share_one_projection_until_the_queue_changes_or_it_ages(tmp_pa
     engine.dispose()
 
 
-def test_an_expensive_projection_is_reused_after_flow_for_ten_times_its_cost():
+def test_an_expensive_projection_is_reused_after_flow_for_cost_factor_times_its_cost():
     """After flow alone (passes, submissions) a projection that cost >= 20 ms of CPU is reused until
-    it is 10x its cost old, even by a reader asking for a job it lacks (a cheap one is made again
-    for that reader); a change of the jobs already queued recomputes it, and so does age: 2 s, or
-    10x its cost for an expensive one. Fake clocks: the wall clock and the CPU time the computation took."""
-    from flightbase_jobqueue.insight_cache import SharedInsight
+    it is COST_FACTOR (25) times its cost old, even by a reader asking for a job it lacks (a cheap
+    one is made again for that reader); a change of the jobs already queued recomputes it, and so
+    does age: 2 s, or COST_FACTOR times its cost for an expensive one. Fake clocks: the wall clock
+    and the CPU time the computation took."""
+    from flightbase_jobqueue.insight_cache import COST_FACTOR as F, SharedInsight
 
     now, cpu, cost = [0.0], [0.0], [0.1]
     version = {"changes": 0, "flow": 0}
@@ -123,13 +124,13 @@ def test_an_expensive_projection_is_reused_after_flow_for_ten_times_its_cost():
     cache = SharedInsight(compute, lambda: (version["changes"], version["flow"]),
                           clock=lambda: now[0], cpu_clock=lambda: cpu[0])
     assert cache.get() == {"a": 1}
-    version["flow"] += 1  # a pass: within 10 x 100 ms, shared
-    now[0] += 0.9
+    version["flow"] += 1  # a pass: within F x 100 ms, shared
+    now[0] += F * 0.1 - 0.1
     assert cache.get() == {"a": 1} and len(made) == 1
     assert cache.get(require=["b"]) == {"a": 1}  # a job it does not have: shown without a place for now
     version["flow"] += 1
     now[0] += 0.15
-    assert cache.get(require=["b"]) == {"a": 2}  # over 1 s old after a pass: 10 x its cost, made again
+    assert cache.get(require=["b"]) == {"a": 2}  # older than F x its cost after a pass: made again
     cost[0] = 0.005  # (the queue got short)
     version["changes"] += 1  # a priority, hold, cancel: always made again
     assert cache.get() == {"a": 3}
@@ -143,10 +144,10 @@ def test_an_expensive_projection_is_reused_after_flow_for_ten_times_its_cost():
     cost[0] = 0.5  # a projection of 500 ms (a long queue, a loaded machine)
     version["changes"] += 1
     assert cache.get() == {"a": 8}
-    now[0] += 3.0  # past 2 s, but within 10 x its cost: kept, flow or not
+    now[0] += 3.0  # past 2 s, but within F x its cost: kept, flow or not
     assert cache.get() == {"a": 8}
     version["flow"] += 1
-    now[0] += 1.0
+    now[0] += F * 0.5 - 3.0 - 0.1
     assert cache.get() == {"a": 8}
-    now[0] += 1.1  # over 5 s: made again
+    now[0] += 0.2  # over F x 500 ms: made again
     assert cache.get() == {"a": 9}

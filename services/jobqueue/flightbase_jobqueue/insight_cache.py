@@ -15,18 +15,20 @@ dozens a second while a projection costs ~160 ms or more, so recomputing after e
 let readers spend most of a core on projections. A projection that cost at least
 ``EXPENSIVE_SECONDS`` is therefore reused, after flow or for age, until it is
 ``COST_FACTOR`` times its own cost old (and at least ``max_age``): recomputation for flow
-and age then spends at most about 1 / ``COST_FACTOR`` of a core (a projection of 500 ms,
-under load, is kept up to 5 s). A job that a pass started meanwhile is still in a reused
-projection, so readers show only the jobs that are still waiting. A reader that asks for
-a job the reused projection does not have (``get(require=...)``: a job just submitted)
-gets a new one while projections are cheap; an expensive one is shared within its bound
-all the same, and such a job shows no place in the queue until the next projection (at
-most ``COST_FACTOR`` times its cost later). Otherwise a reader polling jobs just
-submitted recomputed the whole queue at each read: over Kueue's 15,000 workloads its
-``GET /jobs/{id}`` did, two thirds of all the projections' CPU (docs/benchmarks.md,
-"Scale of the live service"). Kueue's own pending-workloads status is likewise a
-snapshot refreshed every few seconds (``queueVisibility.updateIntervalSeconds``, 5 s by
-default in its configuration API).
+and age then spends at most about 1 / ``COST_FACTOR`` of a core, 4% (a projection of 200 ms,
+over 10,000 queued on a loaded machine, is kept up to 5 s, the interval of Kueue's own
+snapshot below). With a factor of 10 the projections were nearly a fifth of the jobqueue's
+CPU over Kueue's 15,000 workloads (docs/benchmarks.md, "Scale of the live service"). A job
+that a pass started meanwhile is still in a reused projection, so readers show only the jobs
+that are still waiting. A reader that asks for a job the reused projection does not have
+(``get(require=...)``: a job just submitted) gets a new one while projections are cheap; an
+expensive one is shared within its bound all the same, and such a job shows no place in the
+queue until the next projection (at most ``COST_FACTOR`` times its cost later). Otherwise a
+reader polling jobs just submitted recomputed the whole queue at each read: over Kueue's
+15,000 workloads its ``GET /jobs/{id}`` did, two thirds of all the projections' CPU
+(docs/benchmarks.md, "Scale of the live service"). Kueue's own pending-workloads status is
+likewise a snapshot refreshed every few seconds (``queueVisibility.updateIntervalSeconds``,
+5 s by default in its configuration API).
 
 The computation runs on the loop thread with no await inside, so requests arriving
 together share one computation: the first computes, the others find it cached.  The
@@ -42,7 +44,7 @@ from typing import Callable, Generic, Hashable, Iterable, TypeVar
 T = TypeVar("T")
 MAX_AGE_SECONDS = 2.0
 EXPENSIVE_SECONDS = 0.02
-COST_FACTOR = 10.0
+COST_FACTOR = 25.0
 
 
 class SharedInsight(Generic[T]):
