@@ -189,13 +189,17 @@ class Reasons(Mapping[str, str]):
     A pass may leave thousands of jobs queued, and most reasons are never
     read (the coordinator does not; the API and insight read a few), so the
     pass records a function and its arguments (values of that moment), or a
-    shared :class:`ShortageAt`, and the text is built on first access.  Reads
-    like a plain ``dict``."""
+    shared :class:`ShortageAt`, and the text is built on first access.  The
+    reasons of a settled tail (``las``: the rest of a long queue, where nothing
+    can start or be claimed) are not even recorded one by one during the pass:
+    :meth:`defer` keeps a function that records them when the mapping is first
+    read past what the pass recorded.  Reads like a plain ``dict``."""
 
-    __slots__ = ("_raw",)
+    __slots__ = ("_raw", "_rest")
 
     def __init__(self) -> None:
         self._raw: dict[str, object] = {}
+        self._rest: Callable[[dict[str, object]], None] | None = None
 
     def __setitem__(self, job_id: str, reason: str) -> None:
         self._raw[job_id] = reason
@@ -203,8 +207,24 @@ class Reasons(Mapping[str, str]):
     def later(self, job_id: str, fn: Callable[..., str], args: tuple) -> None:
         self._raw[job_id] = (fn, args)
 
+    def defer(self, rest: Callable[[dict[str, object]], None]) -> None:
+        """``rest(raw)`` records the remaining jobs' reasons in ``raw`` when they are first needed."""
+        self._rest = rest
+
+    def _all(self) -> dict[str, object]:
+        rest = self._rest
+        if rest is not None:
+            self._rest = None
+            rest(self._raw)
+        return self._raw
+
     def __getitem__(self, job_id: str) -> str:
-        v = self._raw[job_id]
+        try:
+            v = self._raw[job_id]
+        except KeyError:
+            if self._rest is None:
+                raise
+            v = self._all()[job_id]
         if v.__class__ is not str:
             if v.__class__ is ShortageAt:
                 v = self._raw[job_id] = v.of(job_id)  # type: ignore[union-attr]
@@ -214,13 +234,13 @@ class Reasons(Mapping[str, str]):
         return v  # type: ignore[return-value]
 
     def __contains__(self, job_id: object) -> bool:
-        return job_id in self._raw
+        return job_id in self._raw or (self._rest is not None and job_id in self._all())
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._raw)
+        return iter(self._all())
 
     def __len__(self) -> int:
-        return len(self._raw)
+        return len(self._all())
 
     def __repr__(self) -> str:
         return f"Reasons({dict(self.items())!r})"

@@ -43,7 +43,7 @@ def _slot_key(job: Job) -> tuple:
 
 
 class QueueView:
-    __slots__ = ("_jobs", "_keys", "_slots", "_by_id", "_log", "_log_start")
+    __slots__ = ("_jobs", "_keys", "_slots", "_by_id", "_log", "_log_start", "_leases")
 
     def __init__(self) -> None:
         self._jobs: dict[str, list[Job]] = {}
@@ -52,6 +52,7 @@ class QueueView:
         self._by_id: dict[str, Job] = {}
         self._log: list[tuple[bool, Job]] = []  # (added, job), oldest first
         self._log_start = 0  # the change count of _log[0]
+        self._leases = 0  # how many queued jobs are notebook leases (kind "lease")
 
     @classmethod
     def build(cls, jobs: Iterable[Job]) -> "QueueView":
@@ -73,6 +74,8 @@ class QueueView:
         jobs.insert(i, job)
         insort(self._slots.setdefault(ws, []), _slot_key(job))
         self._by_id[job.id] = job
+        if job.kind == "lease":
+            self._leases += 1
         self._logged(True, job)
 
     def remove(self, job_id: str) -> Job:
@@ -84,6 +87,8 @@ class QueueView:
         del slots[bisect_left(slots, _slot_key(job))]
         if not jobs:
             del self._keys[ws], self._jobs[ws], self._slots[ws]
+        if job.kind == "lease":
+            self._leases -= 1
         self._logged(False, job)
         return job
 
@@ -94,6 +99,11 @@ class QueueView:
             half = len(log) // 2
             del log[:half]
             self._log_start += half
+
+    @property
+    def leases(self) -> int:
+        """How many of the queued jobs are notebook leases."""
+        return self._leases
 
     @property
     def changes(self) -> int:

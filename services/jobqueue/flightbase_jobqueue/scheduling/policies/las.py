@@ -334,6 +334,7 @@ class LasPolicy(Policy):
         settled_verdicts: dict[tuple, str] = {}
         level_reason: dict[int, ShortageAt] = {}  # the shortcut's reason per level (lv >= 0)
         blocked_ahead, guard_depth = state.blocked_ahead, state.lease_guard_depth  # note_blocked, inlined
+        tail: _SettledTail | None = None
         for rank, _, job in queued:
             if full:
                 entry = full.get(job.workspace)
@@ -375,11 +376,21 @@ class LasPolicy(Policy):
             if settled and fm.total_free == 0 and lv >= lowest and lv >= 0 and job.kind != "lease":
                 # Nothing is free and nothing being freed, and no running job
                 # is of a higher level past min_run: this job can neither
-                # start nor preempt (nor can any after it), and the general
-                # path below would only record why it waits.  (Quotas keep the
-                # walk going: the blocked jobs need their reason.)  This runs
-                # for most of a long queue at every pass, so it is inlined: one
-                # shared reason per level (ShortageAt), no call or object per job.
+                # start nor preempt (nor can any after it: levels only grow
+                # along the ranking), and the general path below would only
+                # record why it waits.  (Quotas keep the walk going: the
+                # blocked jobs need their reason.)  One shared reason per
+                # level (ShortageAt), no call or object per job.
+                if not snap.queue.leases:
+                    # No notebook lease is queued (the only kind the general
+                    # path could still treat otherwise): the rest of the
+                    # queue is this job's case, its reasons recorded when
+                    # they are read (_SettledTail), not here at every pass.
+                    tail = _SettledTail(queued[bisect_left(queued, (rank,)):], full, handled, state,
+                                        settled_verdicts, blocked_reasons, level_reason)
+                    waiting.defer(tail.record)
+                    wake = tail.wake(now, patience, wake)
+                    break
                 qs = job.submitted_at if job.enqueued_at is None else job.enqueued_at
                 if qs > now - patience and verdict != WITHIN and qs + patience < wake:
                     wake = qs + patience
@@ -475,21 +486,29 @@ class LasPolicy(Policy):
                     reachable = self._without_preemptible(snap)
                 if reachable.find(job) is not None:
                     hold = job.id
-        wake = self._next_starving(queued, now, wake, waiting)
+        wake = self._next_starving(queued, now, wake, raw, tail)
         return decisions(state, None if wake == inf else wake)
 
-    def _next_starving(self, queued: list[tuple], now: float, wake: float, waiting) -> float:
+    def _next_starving(self, queued: list[tuple], now: float, wake: float, waiting,
+                       tail: "_SettledTail | None" = None) -> float:
         """``wake``, or earlier: when the first job this pass left waiting starts
         starving.  Read from the kept ranking's heap of starvation times in
         ascending order (a best-first walk of the heap: it stops at the first
         entry of a waiting job, most often the first), not from the whole queue
         at every pass.  An entry of a job that has left the queue, or came back
         with another time, is skipped.  With a ``level_fn`` (which may rank a
-        job that does not starve below zero) the whole queue is read."""
+        job that does not starve below zero) the whole queue is read.
+        ``waiting``: the jobs whose reason the pass recorded; a job of a
+        settled ``tail`` waits too unless the guaranteed sweep handled it (its
+        reason is recorded when read)."""
+        def waits(jid: str, e: tuple) -> bool:
+            return jid in waiting or (tail is not None and e >= tail.first and jid not in tail.handled)
+
         ix = self._index.get("rank")
         if self.level_fn is not None or ix is None or ix.entries is not queued:
-            for _, since, job in queued:
-                if since > now and since < wake and job.id in waiting:
+            for e in queued:
+                since = e[1]
+                if since > now and since < wake and waits(e[2].id, e):
                     wake = since
             return wake
         heap, by_id = ix.promote, ix.by_id
@@ -501,12 +520,80 @@ class LasPolicy(Policy):
                 break
             jid = heap[i][1]
             e = by_id.get(jid)
-            if e is not None and e[1] == since and since > now and jid in waiting:
+            if e is not None and e[1] == since and since > now and waits(jid, e):
                 return since
             for c in (2 * i + 1, 2 * i + 2):
                 if c < n:
                     heapq.heappush(todo, (heap[c][0], c))
         return wake
+
+
+class _SettledTail:
+    """The rest of a ``las`` pass's queue from the first job of its settled
+    tail on (``entries``, in rank order), when no notebook lease is queued.
+    Nothing there can start, claim or preempt, so the walk stops; what it
+    would have recorded job by job is recorded on first read of the pass's
+    reasons (:meth:`record`: a workspace at its cap, a blocked quota, or the
+    shared shortage reason of the job's level; the guaranteed sweep's jobs
+    have theirs), and :meth:`wake` gives the one thing the pass itself needs
+    from it.  The pass's state is read, never changed: nothing changes it
+    after the walk."""
+
+    __slots__ = ("entries", "first", "full", "handled", "state", "verdicts", "blocked", "levels")
+
+    def __init__(self, entries: list[tuple], full: dict, handled, state: PassState,
+                 verdicts: dict, blocked: dict, levels: dict) -> None:
+        self.entries, self.first, self.full, self.handled = entries, entries[0], full, handled
+        self.state, self.verdicts, self.blocked, self.levels = state, verdicts, blocked, levels
+
+    def _verdict(self, job: Job) -> str:
+        vk = (job.workspace, job.gpus, job.preemptible)
+        verdict = self.verdicts.get(vk)
+        if verdict is None:
+            verdict = self.verdicts[vk] = self.state.quota_check(job)
+        return verdict
+
+    def wake(self, now: float, patience: float, wake: float) -> float:
+        """``wake``, or earlier: when a job of the tail that has not waited
+        ``preempt_after`` yet, and is not within its guarantee, will have
+        (the general path's wake-up for it)."""
+        cutoff = now - patience
+        full, handled = self.full, self.handled
+        for _, _, job in self.entries:
+            qs = job.submitted_at if job.enqueued_at is None else job.enqueued_at
+            if qs > cutoff and qs + patience < wake and not (full and job.workspace in full) \
+                    and job.id not in handled:
+                verdict = self._verdict(job)
+                if verdict != BLOCKED and verdict != WITHIN:
+                    wake = qs + patience
+        return wake
+
+    def record(self, raw: dict) -> None:
+        """The tail's reasons, as the walk would have recorded them."""
+        state = self.state
+        snap, fm, in_use = state.snap, state.free, state.in_use
+        full, handled, blocked, levels = self.full, self.handled, self.blocked, self.levels
+        for rank, _, job in self.entries:
+            if full:
+                entry = full.get(job.workspace)
+                if entry is not None:
+                    raw[job.id] = entry
+                    continue
+            if job.id in handled:
+                continue
+            if self._verdict(job) == BLOCKED:
+                ws = job.workspace
+                bk = (ws, in_use.get(ws, 0), job.preemptible)
+                entry = blocked.get(bk)
+                if entry is None:
+                    entry = blocked[bk] = (_blocked_reason, blocked_args(snap.limits_for(ws), bk[1], job.preemptible))
+                raw[job.id] = entry
+                continue
+            lv = rank[0]
+            fmt = levels.get(lv)
+            if fmt is None:
+                fmt = levels[lv] = ShortageAt(fm.max_size, fm.total_free, f"; service level {lv}", snap.queue.get)
+            raw[job.id] = fmt
 
 
 class _RankIndex:
