@@ -1,9 +1,11 @@
 """The las pass on a full, settled cluster with quotas (the live service's usual state under
 load, #17 part 6): once nothing is free and nothing is being freed, the rest of the walk only
 records why each job waits (``LasPolicy.schedule``'s shortcut, one shared formatter per
-level).  These check that every job still gets its own reason, that an open-ended notebook
-lease in the middle of that tail still takes the general path (head-of-line rule 5), and that
-the jobs after the lease are walked too."""
+level).  With no notebook lease queued the walk stops there and the tail's reasons are
+recorded when first read.  These check that every job still gets its own reason, that the
+stopped walk gives the same reasons and wake-up as the job-by-job one, that an open-ended
+notebook lease in the middle of that tail still takes the general path (head-of-line rule 5),
+and that the jobs after the lease are walked too."""
 
 from __future__ import annotations
 
@@ -59,3 +61,29 @@ def test_a_notebook_lease_in_the_settled_tail_takes_the_general_path_and_the_wal
     for j in later:
         assert d.waiting[j.id].endswith("; 0 GPUs free; service level 0"), d.waiting[j.id]
     assert set(d.waiting) == {j.id for j in train + [lease] + later}
+
+
+def test_with_no_lease_queued_the_walk_stops_at_the_tail_with_the_same_reasons_and_wake_up():
+    """The same queue with and without a notebook lease ranked last: without it the pass records
+    none of the tail's reasons (they are recorded when read), with it every job is walked. Both
+    give the same reasons and the same wake-up, the end of ``preempt_after`` for the earliest
+    recent job that may borrow: not the earlier ones of a workspace at its cap or blocked."""
+    old = [Job(id=f"o{i}", workspace="ws0", gpus=(1, 2, 4)[i % 3], submitted_at=NOW - 1000 + i,
+               attained=(0.0, 5e4, 5e5)[i % 3]) for i in range(20)]
+    recent = [Job(id=f"r{i}", workspace="ws0", gpus=1, submitted_at=NOW - 50 + i) for i in range(5)]
+    blocked = Job(id="np", workspace="ws0", gpus=1, preemptible=False, submitted_at=NOW - 55)  # does not borrow
+    capped = Job(id="c", workspace="ws1", gpus=1, submitted_at=NOW - 58)  # ws1 at quota + borrowing limit
+    jobs = old + recent + [blocked, capped]
+    limits = {"ws0": WorkspaceLimits(quota=4, borrowing_limit=100), "ws1": WorkspaceLimits(quota=2, borrowing_limit=2)}
+    stopped = LasPolicy(min_run=60.0).schedule(full_cluster(jobs, limits))
+    assert not stopped.admits and not stopped.preempts
+    assert len(stopped.waiting._raw) == 0  # the walk stopped at the first job: nothing recorded yet
+    lease = Job(id="nb", workspace="ws0", gpus=1, kind="lease", preemptible=False, priority=-10,
+                submitted_at=NOW - 2000)
+    walked = LasPolicy(min_run=60.0).schedule(full_cluster(jobs + [lease], limits))
+    assert not walked.admits and not walked.preempts
+    assert len(walked.waiting._raw) == len(jobs) + 1
+    assert stopped.wake_at == walked.wake_at == NOW - 50 + 60.0
+    assert dict(stopped.waiting.items()) == {k: v for k, v in walked.waiting.items() if k != "nb"}
+    assert set(stopped.waiting) == {j.id for j in jobs}
+    assert "non-preemptible" in stopped.waiting["np"] and "borrowing limit" in stopped.waiting["c"]
