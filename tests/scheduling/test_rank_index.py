@@ -2,7 +2,8 @@
 fed by ``QueueView.changes_since``; #17 part 6).  What it keeps must always be what a
 fresh ranking of the queue gives, and a pass's decisions must not depend on what an
 earlier pass left behind: checked here after random submissions, removals, priority
-changes, requeues, bursts longer than the change log, and clocks that go back."""
+changes, requeues, bursts longer than the change log, and clocks that go back.  So is the
+view's index of jobs by the time they were queued (``QueueView.queued_after``)."""
 
 from __future__ import annotations
 
@@ -68,6 +69,10 @@ def test_the_kept_ranking_is_always_a_fresh_ranking(opts, monkeypatch):
             assert policy._ranked(other, now, keep=False) == fresh(policy, other, now)
         got = policy._ranked(view, now)
         assert got == fresh(policy, view, now), step
+        # the view's jobs by the time they were queued (a settled tail's wake-up reads them)
+        t = now - rng.uniform(0, 100)
+        since = {j.id: j.submitted_at if j.enqueued_at is None else j.enqueued_at for j in view.jobs()}
+        assert list(view.queued_after(t)) == sorted((s, jid) for jid, s in since.items() if s > t), step
         # when the first of the jobs a pass left waiting starts starving (the pass's wake-up),
         # from the kept heap as from the whole queue
         waiting = {j.id for j in view.jobs() if rng.random() < 0.8}

@@ -24,7 +24,9 @@ have left the log (the reader then rebuilds from :meth:`jobs`).
 from __future__ import annotations
 
 import heapq
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right, insort
+from itertools import islice
+from operator import itemgetter
 from typing import Callable, Iterable, Iterator, Sequence
 
 from .types import Job
@@ -42,8 +44,15 @@ def _slot_key(job: Job) -> tuple:
     return (job.submitted_at, job.id)
 
 
+_first = itemgetter(0)
+
+
+def _since_key(job: Job) -> tuple[float, str]:
+    return (job.submitted_at if job.enqueued_at is None else job.enqueued_at, job.id)
+
+
 class QueueView:
-    __slots__ = ("_jobs", "_keys", "_slots", "_by_id", "_log", "_log_start", "_leases")
+    __slots__ = ("_jobs", "_keys", "_slots", "_by_id", "_log", "_log_start", "_leases", "_by_since")
 
     def __init__(self) -> None:
         self._jobs: dict[str, list[Job]] = {}
@@ -53,6 +62,7 @@ class QueueView:
         self._log: list[tuple[bool, Job]] = []  # (added, job), oldest first
         self._log_start = 0  # the change count of _log[0]
         self._leases = 0  # how many queued jobs are notebook leases (kind "lease")
+        self._by_since: list[tuple[float, str]] = []  # (queued since, id) of every job, ascending
 
     @classmethod
     def build(cls, jobs: Iterable[Job]) -> "QueueView":
@@ -76,6 +86,7 @@ class QueueView:
         self._by_id[job.id] = job
         if job.kind == "lease":
             self._leases += 1
+        insort(self._by_since, _since_key(job))
         self._logged(True, job)
 
     def remove(self, job_id: str) -> Job:
@@ -89,6 +100,8 @@ class QueueView:
             del self._keys[ws], self._jobs[ws], self._slots[ws]
         if job.kind == "lease":
             self._leases -= 1
+        by_since = self._by_since
+        del by_since[bisect_left(by_since, _since_key(job))]
         self._logged(False, job)
         return job
 
@@ -125,6 +138,12 @@ class QueueView:
 
     def get(self, job_id: str) -> Job | None:
         return self._by_id.get(job_id)
+
+    def queued_after(self, t: float) -> Iterator[tuple[float, str]]:
+        """(queued since, id) of the jobs queued (or queued again) after ``t``, earliest
+        first: ``enqueued_at``, or ``submitted_at`` for a job never requeued."""
+        by_since = self._by_since
+        return islice(by_since, bisect_right(by_since, t, key=_first), None)
 
     def workspaces(self) -> list[str]:
         return sorted(self._jobs)

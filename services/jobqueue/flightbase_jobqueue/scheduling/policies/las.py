@@ -389,7 +389,9 @@ class LasPolicy(Policy):
                     tail = _SettledTail(queued[bisect_left(queued, (rank,)):], full, handled, state,
                                         settled_verdicts, blocked_reasons, level_reason)
                     waiting.defer(tail.record)
-                    wake = tail.wake(now, patience, wake)
+                    ix = self._index.get("rank")
+                    wake = tail.wake(now, patience, wake, snap.queue,
+                                     ix.by_id if ix is not None and ix.entries is queued else None)
                     break
                 qs = job.submitted_at if job.enqueued_at is None else job.enqueued_at
                 if qs > now - patience and verdict != WITHIN and qs + patience < wake:
@@ -553,12 +555,29 @@ class _SettledTail:
             verdict = self.verdicts[vk] = self.state.quota_check(job)
         return verdict
 
-    def wake(self, now: float, patience: float, wake: float) -> float:
+    def wake(self, now: float, patience: float, wake: float, view: QueueView, ranked: dict | None) -> float:
         """``wake``, or earlier: when a job of the tail that has not waited
         ``preempt_after`` yet, and is not within its guarantee, will have
-        (the general path's wake-up for it)."""
+        (the general path's wake-up for it).  With the kept ranking's entries
+        by id (``ranked``), read from the view's jobs by the time they were
+        queued, earliest first, up to the first such job of the tail (most
+        often among the first few): not a walk of the whole tail."""
+        full, handled, first = self.full, self.handled, self.first
+        if ranked is not None:
+            for qs, jid in view.queued_after(now - patience):
+                if qs + patience >= wake:
+                    break
+                e = ranked.get(jid)
+                if e is None or e < first or jid in handled:
+                    continue  # ranked before the tail: the walk saw it
+                job = e[2]
+                if full and job.workspace in full:
+                    continue
+                verdict = self._verdict(job)
+                if verdict != BLOCKED and verdict != WITHIN:
+                    return qs + patience
+            return wake
         cutoff = now - patience
-        full, handled = self.full, self.handled
         for _, _, job in self.entries:
             qs = job.submitted_at if job.enqueued_at is None else job.enqueued_at
             if qs > cutoff and qs + patience < wake and not (full and job.workspace in full) \
