@@ -366,9 +366,7 @@ class LasPolicy(Policy):
                     bk = (ws, in_use.get(ws, 0), job.preemptible)
                     entry = blocked_reasons.get(bk)
                     if entry is None:
-                        lim = snap.limits_for(ws)
-                        entry = (_blocked_reason, blocked_args(lim, bk[1], job.preemptible))
-                        blocked_reasons[bk] = entry
+                        entry = blocked_reasons[bk] = _blocked_entry(snap, bk)
                     raw[job.id] = entry
                     continue
             else:
@@ -389,17 +387,14 @@ class LasPolicy(Policy):
                     tail = _SettledTail(queued[bisect_left(queued, (rank,)):], full, handled, state,
                                         settled_verdicts, blocked_reasons, level_reason)
                     waiting.defer(tail.record)
-                    ix = self._index.get("rank")
-                    wake = tail.wake(now, patience, wake, snap.queue,
-                                     ix.by_id if ix is not None and ix.entries is queued else None)
+                    wake = tail.wake(now, patience, wake, snap.queue, self._index["rank"].by_id)
                     break
                 qs = job.submitted_at if job.enqueued_at is None else job.enqueued_at
                 if qs > now - patience and verdict != WITHIN and qs + patience < wake:
                     wake = qs + patience
                 fmt = level_reason.get(lv)
                 if fmt is None:
-                    fmt = level_reason[lv] = ShortageAt(fm.max_size, fm.total_free, f"; service level {lv}",
-                                                        snap.queue.get)
+                    fmt = level_reason[lv] = _shortage_at(snap, fm, lv)
                 raw[job.id] = fmt
                 if len(blocked_ahead) < guard_depth:
                     blocked_ahead.append((job, verdict))
@@ -530,6 +525,18 @@ class LasPolicy(Policy):
         return wake
 
 
+def _blocked_entry(snap: Snapshot, key: tuple[str, int, bool]) -> tuple:
+    """The (lazy) reason of the jobs blocked by their workspace's quota at a
+    usage: ``key`` is (workspace, GPUs in use, preemptible)."""
+    ws, used, preemptible = key
+    return (_blocked_reason, blocked_args(snap.limits_for(ws), used, preemptible))
+
+
+def _shortage_at(snap: Snapshot, fm: FreeMap, lv: int) -> ShortageAt:
+    """The reason shared by the jobs of level ``lv`` that wait for GPUs in a settled tail."""
+    return ShortageAt(fm.max_size, fm.total_free, f"; service level {lv}", snap.queue.get)
+
+
 class _SettledTail:
     """The rest of a ``las`` pass's queue from the first job of its settled
     tail on (``entries``, in rank order), when no notebook lease is queued.
@@ -555,40 +562,32 @@ class _SettledTail:
             verdict = self.verdicts[vk] = self.state.quota_check(job)
         return verdict
 
-    def wake(self, now: float, patience: float, wake: float, view: QueueView, ranked: dict | None) -> float:
+    def wake(self, now: float, patience: float, wake: float, view: QueueView, ranked: dict[str, tuple]) -> float:
         """``wake``, or earlier: when a job of the tail that has not waited
-        ``preempt_after`` yet, and is not within its guarantee, will have
-        (the general path's wake-up for it).  With the kept ranking's entries
-        by id (``ranked``), read from the view's jobs by the time they were
-        queued, earliest first, up to the first such job of the tail (most
-        often among the first few): not a walk of the whole tail."""
+        ``preempt_after`` yet, and may borrow (neither blocked nor within its
+        guarantee), will have: the walk's wake-up for it.  Read from the view's
+        jobs by the time they were queued, earliest first, up to the first such
+        job of the tail (``ranked``: the kept ranking's entries by id), most
+        often among the first few: not a walk of the whole tail."""
         full, handled, first = self.full, self.handled, self.first
-        if ranked is not None:
-            for qs, jid in view.queued_after(now - patience):
-                if qs + patience >= wake:
-                    break
-                e = ranked.get(jid)
-                if e is None or e < first or jid in handled:
-                    continue  # ranked before the tail: the walk saw it
-                job = e[2]
-                if full and job.workspace in full:
-                    continue
-                verdict = self._verdict(job)
-                if verdict != BLOCKED and verdict != WITHIN:
-                    return qs + patience
-            return wake
-        cutoff = now - patience
-        for _, _, job in self.entries:
-            qs = job.submitted_at if job.enqueued_at is None else job.enqueued_at
-            if qs > cutoff and qs + patience < wake and not (full and job.workspace in full) \
-                    and job.id not in handled:
-                verdict = self._verdict(job)
-                if verdict != BLOCKED and verdict != WITHIN:
-                    wake = qs + patience
+        for qs, jid in view.queued_after(now - patience):
+            if qs + patience >= wake:
+                break
+            e = ranked.get(jid)
+            if e is None or e < first or jid in handled:
+                continue  # ranked before the tail (the walk saw it), or the guaranteed sweep's
+            job = e[2]
+            if full and job.workspace in full:
+                continue
+            verdict = self._verdict(job)
+            if verdict != BLOCKED and verdict != WITHIN:
+                return qs + patience
         return wake
 
     def record(self, raw: dict) -> None:
-        """The tail's reasons, as the walk would have recorded them."""
+        """The tail's reasons, as the walk would have recorded them (its checks in
+        its order: a workspace at its cap, the guaranteed sweep's, a blocked
+        quota, then the shortage of the job's level)."""
         state = self.state
         snap, fm, in_use = state.snap, state.free, state.in_use
         full, handled, blocked, levels = self.full, self.handled, self.blocked, self.levels
@@ -605,13 +604,13 @@ class _SettledTail:
                 bk = (ws, in_use.get(ws, 0), job.preemptible)
                 entry = blocked.get(bk)
                 if entry is None:
-                    entry = blocked[bk] = (_blocked_reason, blocked_args(snap.limits_for(ws), bk[1], job.preemptible))
+                    entry = blocked[bk] = _blocked_entry(snap, bk)
                 raw[job.id] = entry
                 continue
             lv = rank[0]
             fmt = levels.get(lv)
             if fmt is None:
-                fmt = levels[lv] = ShortageAt(fm.max_size, fm.total_free, f"; service level {lv}", snap.queue.get)
+                fmt = levels[lv] = _shortage_at(snap, fm, lv)
             raw[job.id] = fmt
 
 
