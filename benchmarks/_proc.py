@@ -26,11 +26,17 @@ def environ_of(pid: int) -> dict[str, str]:
     return dict(e.decode(errors="replace").split("=", 1) for e in raw if b"=" in e)
 
 
-def cpu_s(pid: int, thread: int | None = None) -> float:
-    """User + system CPU seconds a process (or one of its threads) has used so far."""
+def cpu_split(pid: int, thread: int | None = None) -> tuple[float, float]:
+    """(user, system) CPU seconds a process (or one of its threads) has used so far."""
     stat = Path(f"/proc/{pid}/task/{thread}/stat" if thread else f"/proc/{pid}/stat")
     fields = stat.read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def cpu_s(pid: int, thread: int | None = None) -> float:
+    """User + system CPU seconds a process (or one of its threads) has used so far."""
+    return sum(cpu_split(pid, thread))
 
 
 def status_kb(pid: int, key: str = "VmRSS") -> int:

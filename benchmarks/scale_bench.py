@@ -28,8 +28,9 @@ submit_bench.py does) and measures:
 - **drain time**: first submission to the last workload's end (Kueue's 351 s is its
   runner's whole wall time, about the same span);
 - the jobqueue's **CPU** (user + system seconds from /proc, every incarnation,
-  divided by the drain time: cores) and its **peak RSS** (VmHWM, the largest of any
-  incarnation) and the proxy's CPU;
+  divided by the drain time: cores; also user and system apart, and its event loop's
+  thread apart) and its **peak RSS** (VmHWM, the largest of any incarnation) and the
+  proxy's CPU;
 - **API p99 latency while loaded**: ``GET /queue?workspace=..`` and ``GET /jobs/{id}``
   of a random accepted job, twice a second each, from first submission to drain,
   through the proxy, from a process of their own (in the bench's, their answers would
@@ -86,7 +87,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "services" / "jobqueue")]
 from tests.platform.harness import new_platform  # noqa: E402  (the launcher the tests use)
 from flightbase_jobqueue.backends.simulated import audit as audit_runs, log_path  # noqa: E402
-from benchmarks._proc import cpu_s, processes, status_kb  # noqa: E402
+from benchmarks._proc import cpu_s, cpu_split, processes, status_kb  # noqa: E402
 from benchmarks.submit_bench import scheduler_passes  # noqa: E402
 
 CODE = b"print('simulated: never runs')\n"
@@ -127,12 +128,18 @@ def proxy_pids(port: int) -> list[int]:
 
 
 class JobqueueMeter:
-    """CPU seconds and peak RSS of the jobqueue across its incarnations (a kill starts a new one)."""
+    """CPU seconds and peak RSS of the jobqueue across its incarnations (a kill starts a new one).
+
+    The CPU is also split into user and system time, and the event loop's thread (the
+    process's main thread, whose id is the pid: requests, scheduler passes and projections
+    run there) is measured apart from the others (the thread pool's, the writers', the
+    backend's)."""
 
     def __init__(self, platform):
         self.p = platform
-        self.cpu: dict[int, float] = {}   # pid -> last CPU seconds seen
-        self.base: dict[int, float] = {}  # pid -> CPU seconds when measuring began
+        # pid -> last (user, system, loop thread) CPU seconds seen, and those when measuring began
+        self.cpu: dict[int, tuple[float, float, float]] = {}
+        self.base: dict[int, tuple[float, float, float]] = {}
         self.hwm_kb = 0
         self.rss_samples: list[int] = []
 
@@ -147,16 +154,18 @@ class JobqueueMeter:
         if pid is None:
             return
         try:
-            c = cpu_s(pid)
-            self.base.setdefault(pid, 0.0 if self.cpu else c)  # a new incarnation counts from its start
+            c = (*cpu_split(pid), cpu_s(pid, pid))
+            self.base.setdefault(pid, (0.0, 0.0, 0.0) if self.cpu else c)  # a new incarnation counts from its start
             self.cpu[pid] = c
             self.hwm_kb = max(self.hwm_kb, status_kb(pid, "VmHWM"))
             self.rss_samples.append(status_kb(pid, "VmRSS"))
         except (OSError, IndexError, ValueError):
             pass
 
-    def cpu_seconds(self) -> float:
-        return sum(self.cpu[p] - self.base[p] for p in self.cpu)
+    def cpu_seconds(self, part: int | None = None) -> float:
+        """All of it; or one ``part``: 0 user, 1 system, 2 the event loop's thread."""
+        parts = (0, 1) if part is None else (part,)
+        return sum(self.cpu[p][i] - self.base[p][i] for p in self.cpu for i in parts)
 
 
 # -- the run log, followed -------------------------------------------------------
@@ -473,6 +482,9 @@ def main(argv=None) -> int:
             **{k: v for k, v in measured.items() if k not in ("job_ids", "began")},
             "jobqueue_cpu_seconds": round(meter.cpu_seconds(), 1),
             "jobqueue_cpu_cores": round(meter.cpu_seconds() / drain, 3),
+            "jobqueue_cpu_user_seconds": round(meter.cpu_seconds(0), 1),
+            "jobqueue_cpu_system_seconds": round(meter.cpu_seconds(1), 1),
+            "jobqueue_cpu_loop_thread_seconds": round(meter.cpu_seconds(2), 1),
             "jobqueue_peak_rss_mb": round(meter.hwm_kb / 1024, 1),
             "jobqueue_rss_mb_median": (round(statistics.median(meter.rss_samples) / 1024, 1)
                                        if meter.rss_samples else None),
