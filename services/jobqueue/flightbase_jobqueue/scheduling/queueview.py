@@ -62,7 +62,9 @@ class QueueView:
         self._log: list[tuple[bool, Job]] = []  # (added, job), oldest first
         self._log_start = 0  # the change count of _log[0]
         self._leases = 0  # how many queued jobs are notebook leases (kind "lease")
-        self._by_since: list[tuple[float, str]] = []  # (queued since, id) of every job, ascending
+        # (queued since, id) of every job, ascending: made at the first queued_after (a what-if
+        # view, which never asks, does not pay for it), then kept up to date
+        self._by_since: list[tuple[float, str]] | None = None
 
     @classmethod
     def build(cls, jobs: Iterable[Job]) -> "QueueView":
@@ -86,7 +88,8 @@ class QueueView:
         self._by_id[job.id] = job
         if job.kind == "lease":
             self._leases += 1
-        insort(self._by_since, _since_key(job))
+        if self._by_since is not None:
+            insort(self._by_since, _since_key(job))
         self._logged(True, job)
 
     def remove(self, job_id: str) -> Job:
@@ -101,7 +104,8 @@ class QueueView:
         if job.kind == "lease":
             self._leases -= 1
         by_since = self._by_since
-        del by_since[bisect_left(by_since, _since_key(job))]
+        if by_since is not None:
+            del by_since[bisect_left(by_since, _since_key(job))]
         self._logged(False, job)
         return job
 
@@ -143,6 +147,8 @@ class QueueView:
         """(queued since, id) of the jobs queued (or queued again) after ``t``, earliest
         first: ``enqueued_at``, or ``submitted_at`` for a job never requeued."""
         by_since = self._by_since
+        if by_since is None:
+            by_since = self._by_since = sorted(map(_since_key, self._by_id.values()))
         return islice(by_since, bisect_right(by_since, t, key=_first), None)
 
     def workspaces(self) -> list[str]:
