@@ -48,7 +48,7 @@ _first = itemgetter(0)
 
 
 def _since_key(job: Job) -> tuple[float, str]:
-    return (job.submitted_at if job.enqueued_at is None else job.enqueued_at, job.id)
+    return (job.queued_since, job.id)
 
 
 class QueueView:
