@@ -24,20 +24,14 @@ import json
 import sys
 
 from flightbase_jobqueue.sim.replay import replay
-from flightbase_jobqueue.sim.trace import Trace, TraceJob, read_trace
-
-DAY = 86400.0
-
+from flightbase_jobqueue.sim.trace import Trace, read_trace
+from flightbase_jobqueue.sim.trace import window as cut
 
 def window(full: Trace, start_day: float, days: float) -> Trace:
-    t0 = full.jobs[0].submit_time + start_day * DAY
-    t1 = t0 + days * DAY
-    jobs = [j for j in full.jobs if t0 <= j.submit_time < t1]
-    if not jobs:
+    w = cut(full, start_day, days)
+    if not w.jobs:
         raise SystemExit(f"error: no job in the window starting on day {start_day:g}")
-    base = jobs[0].submit_time
-    return Trace([TraceJob(j.id, j.submit_time - base, j.gpus, j.duration, j.group) for j in jobs],
-                 full.rounded_up)
+    return w
 
 
 def oracle(sets) -> None:

@@ -32,7 +32,7 @@ from flightbase_jobqueue.scheduling import ActiveJob, Job, QueueView, Snapshot, 
 from flightbase_jobqueue.scheduling.estimates import HistoryEstimates
 from flightbase_jobqueue.sim.reference import srtf_reference
 from flightbase_jobqueue.sim.replay import make_nodes, replay
-from flightbase_jobqueue.sim.trace import Trace, TraceJob, read_trace
+from flightbase_jobqueue.sim.trace import Trace, read_trace, window
 
 LOOSE_AGING = {"strict_aging": False}
 
@@ -94,15 +94,6 @@ def run_replays(path: str, limit: int | None, only: str | None) -> None:
         r = replay(path, nodes, 8, policy, quotas, restart, borrowing=borrowing, trace=trace,
                    policy_options=options[0] if options else None, record_estimates=False)
         print(row(label, r, ref), flush=True)
-
-
-def window(full: Trace, start_day: float, days: float = 14.0) -> Trace:
-    """The jobs of ``full`` submitted in [start_day, start_day + days), re-based."""
-    a, b = start_day * 86400.0, (start_day + days) * 86400.0
-    t0 = full.jobs[0].submit_time
-    jobs = [TraceJob(j.id, j.submit_time - t0 - a, j.gpus, j.duration, j.group)
-            for j in full.jobs if a <= j.submit_time - t0 < b]
-    return Trace(jobs, 0)
 
 
 def add_window_arguments(ap: argparse.ArgumentParser) -> None:

@@ -37,6 +37,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--restart-cost", type=float, default=0.0,
                         help="seconds a job loses each time it resumes after a preemption")
     parser.add_argument("--limit-jobs", type=int, default=None, help="replay only the first K jobs")
+    parser.add_argument("--start-day", type=float, default=None,
+                        help="replay only the jobs submitted from this day of the trace (days after its first "
+                             "submission) for --days days, as the held-out windows of docs/benchmarks.md are cut")
+    parser.add_argument("--days", type=float, default=None,
+                        help="length of the --start-day window in days (default 14; alone: from day 0)")
+    parser.add_argument("--reference", action="store_true",
+                        help="also replay the preemptive shortest-remaining-time reference (every duration known, "
+                             "all GPUs pooled, free restarts) and report the average JCT's ratio to it")
     parser.add_argument("--notebooks-per-hour", type=float, default=0.0,
                         help="interactive sessions: notebook GPU leases arriving per hour (Poisson, "
                              "non-preemptible, length unknown to the scheduler); default 0")
@@ -67,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
                         args.restart_cost, borrowing=not args.no_borrowing, limit_jobs=args.limit_jobs,
                         notebooks_per_hour=args.notebooks_per_hour, notebook_minutes=args.notebook_minutes,
                         idle_timeout_minutes=args.idle_timeout_minutes, seed=args.seed,
-                        record_estimates=args.estimates)
+                        record_estimates=args.estimates,
+                        start_day=args.start_day if args.start_day is not None or args.days is None else 0.0,
+                        days=14.0 if args.days is None else args.days, with_reference=args.reference)
     except (TraceError, UnknownPolicy, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

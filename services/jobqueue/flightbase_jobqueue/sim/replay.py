@@ -49,7 +49,8 @@ from ..scheduling.types import Job, Node, WorkspaceLimits
 from ..states import JobState
 from .backend import SimBackend, VirtualClock
 from .memstore import MemStore
-from .trace import Trace, TraceJob, read_trace
+from .reference import srtf_reference
+from .trace import Trace, TraceJob, read_trace, window
 
 ORACLES = {"sjf-oracle": "sjf", "las-oracle": "las"}
 QUOTA_MODES = ("none", "proportional", "equal")
@@ -357,16 +358,34 @@ def replay(trace_path: str, nodes: int, gpus_per_node: int, policy: str, quotas:
            grace_seconds: float = 0.0, policy_options: dict | None = None,
            trace: Trace | None = None, notebooks_per_hour: float = 0.0,
            notebook_minutes: float = 60.0, idle_timeout_minutes: float = 60.0,
-           seed: int = 0, record_estimates: bool = False, baseline_estimates: bool = False) -> dict:
-    """Replay a trace CSV; returns the figures (see :func:`format_report`)."""
+           seed: int = 0, record_estimates: bool = False, baseline_estimates: bool = False,
+           start_day: float | None = None, days: float = 14.0, with_reference: bool = False) -> dict:
+    """Replay a trace CSV; returns the figures (see :func:`format_report`).
+
+    ``start_day``: replay only the jobs submitted in ``days`` days from that day of the trace
+    (:func:`.trace.window`), then the first ``limit_jobs`` of them.  ``with_reference``: also
+    replay the preemptive SRTF reference (``reference.py``: every duration known, the cluster's
+    GPUs pooled, free restarts) on the same jobs, and report the ratio to it."""
     wall0, cpu0 = time.perf_counter(), time.process_time()
     if nodes < 1 or gpus_per_node < 1:
         raise ValueError("--nodes and --gpus-per-node must be at least 1")
     if restart_cost < 0:
         raise ValueError("--restart-cost must be >= 0")
+    if start_day is not None and not (math.isfinite(start_day) and start_day >= 0):
+        raise ValueError("--start-day must be a number of days >= 0")
+    if not (math.isfinite(days) and days > 0):
+        raise ValueError("--days must be a number of days > 0")
     pol = make_replay_policy(policy, policy_options)
     if trace is None:
-        trace = read_trace(trace_path, limit_jobs)
+        if start_day is None:
+            trace = read_trace(trace_path, limit_jobs)
+        else:
+            trace = window(read_trace(trace_path), start_day, days)
+            if not trace.jobs:
+                raise ValueError(f"--start-day {start_day:g} --days {days:g}: no job of {trace_path} "
+                                 f"was submitted in that window")
+            if limit_jobs is not None:
+                trace = Trace(trace.jobs[:limit_jobs], trace.rounded_up)
     tjobs = trace.jobs
     node_list = make_nodes(nodes, gpus_per_node)
     total_gpus = nodes * gpus_per_node
@@ -419,19 +438,27 @@ def replay(trace_path: str, nodes: int, gpus_per_node: int, policy: str, quotas:
              "quota": limits[ws].quota if ws in limits else None}
         for ws, d in sorted(per_ws.items())}
     unfinished = sum(1 for jid, s in store.states.items() if jid in by_id and not s.is_terminal())
+    avg_jct = statistics.fmean(jct) if jct else 0.0
+    ref = srtf_reference(tjobs, total_gpus) if with_reference else None
     return {
         "trace": trace_path, "policy": policy, "nodes": nodes, "gpus_per_node": gpus_per_node,
         "quotas": quotas, "borrowing": borrowing, "restart_cost": restart_cost,
         "jobs": len(tjobs), "completed": len(done), "rejected": len(rejected),
         "rejected_examples": rejected[:3], "unfinished": unfinished,
         "fractional_gpus_rounded_up": trace.rounded_up,
-        "avg_jct": statistics.fmean(jct) if jct else 0.0,
+        "window": None if start_day is None else {"start_day": start_day, "days": days},
+        "avg_jct": avg_jct,
         "median_jct": statistics.median(jct) if jct else 0.0,
         "queue_delay_p50": _pct(delays, 50), "queue_delay_p95": _pct(delays, 95),
         "queue_delay_p99": _pct(delays, 99), "queue_delay_max": delays[-1] if delays else 0.0,
         "makespan": makespan,
         "gpu_utilisation": backend.busy_gpu_seconds / (total_gpus * makespan) if makespan > 0 else 0.0,
-        "preemptions": len(store.preemptions), "steps": steps, "workspaces": workspaces,
+        "preemptions": len(store.preemptions),
+        "preemptions_per_job": len(store.preemptions) / len(tjobs) if tjobs else 0.0,
+        "reference": None if ref is None else {
+            "avg_jct": ref["avg_jct"], "completed": ref["completed"], "preemptions": ref["preemptions"]},
+        "vs_reference": avg_jct / ref["avg_jct"] if ref and ref["avg_jct"] else None,
+        "steps": steps, "workspaces": workspaces,
         "notebooks": {"per_hour": notebooks_per_hour, "mean_minutes": notebook_minutes,
                       "idle_timeout_minutes": idle_timeout_minutes, "seed": seed,
                       "submitted": len(notebooks),
@@ -453,6 +480,10 @@ def format_report(r: dict) -> str:
         f"jobs         {r['jobs']} ({r['completed']} completed, {r['rejected']} rejected at submission, "
         f"{r['unfinished']} unfinished)",
     ]
+    win = r.get("window")
+    if win:
+        lines.insert(1, f"window       jobs submitted in days {win['start_day']:g} to "
+                        f"{win['start_day'] + win['days']:g} of the trace")
     if r["fractional_gpus_rounded_up"]:
         lines.append(f"note         {r['fractional_gpus_rounded_up']} fractional GPU requests "
                      f"rounded up to whole GPUs")
@@ -464,8 +495,13 @@ def format_report(r: dict) -> str:
         f"p99 {r['queue_delay_p99']:,.0f} s, max {r['queue_delay_max']:,.0f} s",
         f"makespan     {r['makespan']:,.0f} s",
         f"GPU use      {100 * r['gpu_utilisation']:.1f}%",
-        f"preemptions  {r['preemptions']}",
+        f"preemptions  {r['preemptions']} ({r['preemptions_per_job']:.3f} per job)",
     ]
+    ref = r.get("reference")
+    if ref:
+        ratio = f"{r['vs_reference']:.3f}x" if r["vs_reference"] is not None else "-"
+        lines.append(f"reference    preemptive SRTF on {r['nodes'] * r['gpus_per_node']} pooled GPUs, durations "
+                     f"known, free restarts: average JCT {ref['avg_jct']:,.0f} s; this replay {ratio}")
     nb = r.get("notebooks") or {}
     if nb.get("submitted"):
         lines.append(f"notebooks    {nb['submitted']} sessions ({nb['per_hour']:g}/h, mean use "

@@ -33,6 +33,23 @@ class Trace:
     rounded_up: int  # fractional GPU requests rounded up to whole GPUs
 
 
+DAY = 86400.0
+
+
+def window(trace: Trace, start_day: float, days: float = 14.0) -> Trace:
+    """The jobs of ``trace`` submitted from ``start_day`` days after its first submission, for
+    ``days`` days, their submission times counted from the window's start: how the 14-day
+    windows of the Philly trace in docs/benchmarks.md are cut (``flightbase bench replay
+    --start-day``, ``benchmarks/replay_bench.py --windows``).  ``rounded_up`` stays the
+    file's count.  Empty when no job falls in the window."""
+    if not trace.jobs:
+        return trace
+    t0 = min(j.submit_time for j in trace.jobs) + start_day * DAY
+    t1 = t0 + days * DAY
+    return Trace([TraceJob(j.id, j.submit_time - t0, j.gpus, j.duration, j.group)
+                  for j in trace.jobs if t0 <= j.submit_time < t1], trace.rounded_up)
+
+
 def _number(row: dict, col: str) -> float:
     raw = (row.get(col) or "").strip()
     try:
