@@ -127,8 +127,12 @@ class PlatformSettings:
     lease_check_seconds: float = setting(
         30.0, help="How often Jupyter trainings' leases are checked against the hub's servers and for idleness.",
         services=("jobqueue",))
-    auth_cache_seconds: int = setting(30, help="How long the services trust a token lookup (membership changes "
-                                               "take this long to apply).",
+    auth_cache_seconds: int = setting(30, help="How long the services trust a token lookup. A member added or "
+                                               "removed through the jobqueue (`flightbase workspaces add-member` "
+                                               "or `remove-member`, or its API) is let in or refused by the "
+                                               "jobqueue from their next request; a change made at the hub "
+                                               "itself, and the registry's view of any change, take up to this "
+                                               "long (JupyterHub's HubAuth keeps its answers 300 s).",
                                       services=("jobqueue", "registry"))
     max_body_bytes: int = setting(
         1 << 20, help="Largest request body the services accept, except on the routes that stream big bodies to "

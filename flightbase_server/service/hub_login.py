@@ -35,7 +35,7 @@ import logging
 import re
 import secrets
 import time
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import urlencode
 
 import httpx
@@ -73,6 +73,10 @@ class _Expiring:
     def pop(self, key: str) -> Any:
         item = self._items.pop(key, None)
         return None if item is None else item[1]
+
+    def drop(self, which: Callable[[Any], bool]) -> None:
+        """Drop every entry whose value ``which`` picks."""
+        self._items = {k: v for k, v in self._items.items() if not which(v[1])}
 
     def __len__(self) -> int:
         return len(self._items)
@@ -121,6 +125,7 @@ class HubLogin:
         self._cache = _Expiring(cache_max_age)
         self._states = _Expiring(self.oauth_state_max_age)
         self._lookups = InFlight()
+        self._generation = 0  # forget_user() calls so far: a lookup that began before one keeps nothing
         self._transport = transport
         self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
 
@@ -190,13 +195,25 @@ class HubLogin:
                 return hit
 
         async def lookup() -> dict | None:
+            generation = self._generation
             model = await self._hub("GET", f"{self.api_url}/user", allow_403=True,
                                     headers={"Authorization": f"token {token}"})
-            if self.cache_max_age > 0:
+            if self.cache_max_age > 0 and generation == self._generation:
                 self._cache.set(key, model)
             return model
 
         return await self._lookups.run(key, lookup, anew=not use_cache)
+
+    def forget_user(self, name: str | None = None) -> None:
+        """Forget the cached lookups of ``name``'s tokens (everyone's when None): the service
+        changed that user's groups (a workspace's members) and its next request must be judged
+        on the hub's new answer, not on one kept for up to ``cache_max_age`` seconds. Lookups
+        under way may have read the old answer: they keep nothing, and the next callers make
+        their own. (A change made at the hub itself, not through this service, is seen when
+        the cached answer expires, as with HubAuth.)"""
+        self._generation += 1
+        self._lookups.forget()
+        self._cache.drop(lambda model: name is None or (isinstance(model, dict) and model.get("name") == name))
 
     def check_scopes(self, required_scopes: set[str] | str, user: dict) -> set[str]:
         """The required scopes the user's token holds (truthy if any), as ``HubAuth.check_scopes``."""

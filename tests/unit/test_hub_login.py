@@ -196,3 +196,44 @@ def test_the_code_is_traded_with_the_services_secret_and_the_verifier():
     form = dict(httpx.QueryParams(request.content.decode()))
     assert form == {"client_id": "service-jobqueue", "client_secret": "svc", "grant_type": "authorization_code",
                     "code": "c0de", "redirect_uri": "/oauth_callback", "code_verifier": "v3r"}
+
+
+def test_forgetting_a_user_drops_their_cached_lookups_and_what_a_lookup_under_way_read():
+    """``forget_user`` (the jobqueue calls it when it changes a workspace's members): the
+    user's cached answers go, other users' stay, and a lookup that was under way when the
+    change was made keeps nothing (it may have read the hub before the change). The hub is a
+    MockTransport whose answer changes between two requests, which a test cannot time with a
+    real hub; the end-to-end case is tests/security/test_membership_cache.py."""
+    seen: list[httpx.Request] = []
+    groups = {"alice": ["team"], "bob": ["team"]}
+    release = asyncio.Event()
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        name = request.headers["authorization"].split()[1].split("-")[0]
+        model = {"name": name, "groups": list(groups[name]), "scopes": []}  # read now...
+        if request.headers["authorization"].endswith("-slow"):
+            await release.wait()  # ...answered later
+        return httpx.Response(200, json=model)
+
+    auth = login(30, httpx.MockTransport(handle))
+
+    async def run():
+        assert (await auth.user_for_token("alice-1"))["groups"] == ["team"]
+        assert (await auth.user_for_token("bob-1"))["groups"] == ["team"]
+        slow = asyncio.ensure_future(auth.user_for_token("alice-slow"))
+        await asyncio.sleep(0.05)  # its request has read alice's groups
+        groups["alice"] = []  # alice leaves the team (through the service)...
+        auth.forget_user("alice")  # ...which forgets her
+        release.set()
+        stale = await slow
+        after = [await auth.user_for_token(t) for t in ("alice-1", "alice-slow", "bob-1")]
+        await auth.close()
+        return stale, after
+
+    stale, after = asyncio.run(run())
+    assert stale["groups"] == ["team"]  # the answer read before the change, to the caller that asked then
+    assert [m["groups"] for m in after] == [[], [], ["team"]]
+    asked = [r.headers["authorization"].split()[1] for r in seen]
+    # alice's two tokens were asked again (the slow one's stale answer was not kept); bob's was not
+    assert asked == ["alice-1", "bob-1", "alice-slow", "alice-1", "alice-slow"]

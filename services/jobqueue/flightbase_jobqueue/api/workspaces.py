@@ -88,6 +88,7 @@ async def add_member(request: Request, w: Annotated[InWorkspace, in_workspace(Le
     if not await hub.user_exists(user):
         raise ApiError(404, f"user: no user named {user!r}", field="user")
     await hub.add_member(workspace, user)
+    request.app.state.hub_auth.forget_user(user)  # let them in now, not when their cached lookup expires
     return workspace_out(await hub.workspace(workspace), identity)
 
 
@@ -99,10 +100,12 @@ async def remove_member(request: Request, w: Annotated[InWorkspace, in_workspace
         raise ApiError(404, f"user: {user!r} is not a member of {workspace!r}", field="user")
     hub = request.app.state.hub
     await hub.remove_member(workspace, user)
+    request.app.state.hub_auth.forget_user(user)  # refused from their next request on (tests/security)
     return workspace_out(await hub.workspace(workspace), identity)
 
 
 @router.delete("/workspaces/{workspace}", status_code=204, summary="Delete a workspace (administrators)")
 async def delete_workspace(request: Request, w: Annotated[InWorkspace, in_workspace(Level.WORKSPACE_ADMIN, None)]):
     await request.app.state.hub.delete_group(w.ws.name)
+    request.app.state.hub_auth.forget_user()  # every member's groups changed
     return Response(status_code=204)
