@@ -130,9 +130,10 @@ class PlatformSettings:
     auth_cache_seconds: int = setting(30, help="How long the services trust a token lookup. A member added or "
                                                "removed through the jobqueue (`flightbase workspaces add-member` "
                                                "or `remove-member`, or its API) is let in or refused by the "
-                                               "jobqueue from their next request; a change made at the hub "
-                                               "itself, and the registry's view of any change, take up to this "
-                                               "long (JupyterHub's HubAuth keeps its answers 300 s).",
+                                               "jobqueue from their next request, by the registry within 5 s "
+                                               "(it keeps answers at most that long); a change made at the hub "
+                                               "itself takes up to this long in the jobqueue (JupyterHub's "
+                                               "HubAuth keeps its answers 300 s).",
                                       services=("jobqueue", "registry"))
     max_body_bytes: int = setting(
         1 << 20, help="Largest request body the services accept, except on the routes that stream big bodies to "

@@ -3,13 +3,16 @@
 The services keep the hub's answer to "whose token is this" (the user's groups, i.e. their
 workspaces) for ``FLIGHTBASE_AUTH_CACHE_SECONDS`` (30 s by default; the other platform tests
 set 0). A member removed through the jobqueue's API used to keep reading and submitting to
-the workspace until that answer expired. Here caching is on, as in production: the removal,
-and an addition, through the jobqueue apply at once; a change made at the hub itself is seen
-when the cached answer expires (checked too: it is what makes the first check mean anything).
+the workspace until that answer expired, and its datasets and images as long. Here caching is
+on, as in production: the removal, and an addition, through the jobqueue apply at once there,
+and within the 5 s the registry keeps answers; a change made at the hub itself is seen when
+the cached answer expires (checked too: it is what makes the first check mean anything).
 A real platform: the hub, its proxy and the jobqueue.
 """
 
 from __future__ import annotations
+
+import time
 
 import pytest
 
@@ -28,6 +31,7 @@ def test_a_member_removed_through_the_jobqueue_is_refused_at_once_and_one_added_
     admin = platform.admin_token
     ws, token = workspace_member(platform, "cached", "cachebob", gpu_quota=1)
     assert trainings(platform, token, ws) == 200  # the hub's answer (a member) is now cached
+    assert platform.api("registry", "GET", f"workspaces/{ws}/images", token).status_code == 200  # here too
 
     gone = platform.api("jobqueue", "DELETE", f"workspaces/{ws}/members/cachebob", admin)
     assert gone.status_code == 200 and "cachebob" not in gone.json()["members"]
@@ -35,6 +39,13 @@ def test_a_member_removed_through_the_jobqueue_is_refused_at_once_and_one_added_
     submit = platform.api("jobqueue", "POST", "trainings", token,
                           json={"workspace": ws, "name": "late", "entrypoint": "python -c pass"})
     assert submit.status_code in (403, 404), submit.text
+
+    # the registry (datasets, images) keeps answers at most 5 s: refused well before the 30 s
+    deadline = time.monotonic() + 15
+    while platform.api("registry", "GET", f"workspaces/{ws}/images", token).status_code == 200:
+        assert time.monotonic() < deadline, "the registry still let a removed member in after 15 s"
+        time.sleep(0.5)
+    assert platform.api("registry", "GET", f"workspaces/{ws}/images", token).status_code in (403, 404)
 
     back = platform.api("jobqueue", "PUT", f"workspaces/{ws}/members/cachebob", admin)
     assert back.status_code == 200

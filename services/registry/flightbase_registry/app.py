@@ -73,7 +73,9 @@ def build(settings: PlatformSettings, registry_settings: RegistrySettings | None
         startup=startup,
         shutdown=shutdown,
         health=health,
-        hub_auth=make_hub_auth(settings.auth_cache_seconds),
+        # at most 5 s, as its groups and its data endpoint's tickets: a member removed from a
+        # workspace loses its datasets and images within 5 s (the jobqueue forgets at once)
+        hub_auth=make_hub_auth(min(5, settings.auth_cache_seconds)),
         metrics=scrape,
     )
     app.state.settings = settings
