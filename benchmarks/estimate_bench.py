@@ -27,6 +27,7 @@ from flightbase_jobqueue.sim.replay import replay
 from flightbase_jobqueue.sim.trace import Trace, read_trace
 from flightbase_jobqueue.sim.trace import window as cut
 
+
 def window(full: Trace, start_day: float, days: float) -> Trace:
     w = cut(full, start_day, days)
     if not w.jobs:

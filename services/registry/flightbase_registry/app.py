@@ -14,7 +14,7 @@ from flightbase_server.service.app import create_app
 from flightbase_server.service.hub import HubClient, make_hub_auth
 from flightbase_server.settings import HubServiceEnv, PlatformSettings
 from flightbase_registry import prometheus, publish, storage, ui
-from flightbase_registry.direct import DataServer
+from flightbase_registry.direct import WRITERS_CACHE_SECONDS, DataServer
 from flightbase_registry.api import catalog, image_uploads, uploads, versions
 from flightbase_registry.config import RegistrySettings
 from flightbase_registry.oci import OciRegistry
@@ -36,11 +36,15 @@ async def scrape(app: FastAPI) -> list[prometheus.RegistryCollector]:
 def build(settings: PlatformSettings, registry_settings: RegistrySettings | None = None) -> FastAPI:
     engine = db.make_engine(settings.registry_db())
     reg = registry_settings or RegistrySettings.load(settings.data_dir)
+    # Who is a member, kept as long as the data endpoint keeps a ticket's writers: a member
+    # removed from a workspace loses its datasets and images within that (the jobqueue forgets
+    # at once), through the hub's groups and through the owner's groups in a token lookup alike.
+    membership_seconds = min(WRITERS_CACHE_SECONDS, settings.auth_cache_seconds)
 
     async def startup(app: FastAPI) -> None:
         db.upgrade(engine, MIGRATIONS)
         app.state.sessions = db.Sessions(engine)
-        app.state.hub = HubClient(cache_seconds=min(5, settings.auth_cache_seconds))
+        app.state.hub = HubClient(cache_seconds=membership_seconds)
         root = storage.uploads_root(settings.data_dir)
         root.mkdir(parents=True, exist_ok=True)
         for leftover in root.glob("deleted-*"):  # deletions interrupted by a stop
@@ -73,9 +77,7 @@ def build(settings: PlatformSettings, registry_settings: RegistrySettings | None
         startup=startup,
         shutdown=shutdown,
         health=health,
-        # at most 5 s, as its groups and its data endpoint's tickets: a member removed from a
-        # workspace loses its datasets and images within 5 s (the jobqueue forgets at once)
-        hub_auth=make_hub_auth(min(5, settings.auth_cache_seconds)),
+        hub_auth=make_hub_auth(membership_seconds),
         metrics=scrape,
     )
     app.state.settings = settings
