@@ -23,6 +23,7 @@ How a scope applies to a workspace:
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 PREFIX = "custom:flightbase:"
@@ -102,30 +103,44 @@ class Grant:
     reason: str = ""
 
 
-def _holds(identity: Identity, permission: str, workspace: str) -> bool:
+def is_member(identity: Identity, workspace: str, members: Collection[str] | None = None) -> bool:
+    """Whether ``identity`` is a member of ``workspace``. ``members`` is the workspace's member
+    list as the service last read the hub's group (at most a few seconds old); when given it
+    decides for a person, so that a member added or removed at the hub itself (its admin panel
+    or API) is let in or refused within those seconds, not when the token's cached lookup, whose
+    ``groups`` are otherwise used, expires (``auth_cache_seconds``, 30 s by default)."""
+    if members is not None and identity.kind == "user":
+        return identity.name in members
+    return workspace in identity.groups
+
+
+def _holds(identity: Identity, permission: str, workspace: str, members: Collection[str] | None = None) -> bool:
     scope = scope_name(permission)
     if f"{scope}!group={workspace}" in identity.scopes:
         return True
     if scope in identity.scopes:
-        return identity.is_admin or workspace in identity.groups
+        return identity.is_admin or is_member(identity, workspace, members)
     return False
 
 
-def can_see(identity: Identity, workspace: str) -> bool:
-    """Whether the workspace exists as far as this identity may know."""
-    if identity.is_admin or workspace in identity.groups:
+def can_see(identity: Identity, workspace: str, members: Collection[str] | None = None) -> bool:
+    """Whether the workspace exists as far as this identity may know (``members``: as for
+    :func:`is_member`)."""
+    if identity.is_admin or is_member(identity, workspace, members):
         return True
     return any(s.endswith(f"!group={workspace}") and s.startswith(PREFIX) for s in identity.scopes)
 
 
-def check(identity: Identity, permission: str, workspace: str, managers: tuple[str, ...] | list[str] = ()) -> Grant:
-    """May ``identity`` use ``permission`` (e.g. "trainings:write") in ``workspace``?"""
+def check(identity: Identity, permission: str, workspace: str, managers: tuple[str, ...] | list[str] = (),
+          members: Collection[str] | None = None) -> Grant:
+    """May ``identity`` use ``permission`` (e.g. "trainings:write") in ``workspace``? ``members``:
+    the workspace's member list where the caller has it (:func:`is_member`)."""
     if permission not in _ALL:
         raise KeyError(f"unknown permission {permission!r}")
-    visible = can_see(identity, workspace)
+    visible = can_see(identity, workspace, members)
     if not visible:
         return Grant(False, False, f"no workspace named {workspace!r}")
-    if not _holds(identity, permission, workspace):
+    if not _holds(identity, permission, workspace, members):
         return Grant(False, True, f"missing scope {scope_name(permission)} in workspace {workspace!r}")
     if permission in MANAGER_ACTIONS and not identity.is_admin and identity.name not in managers:
         if f"{scope_name(permission)}!group={workspace}" not in identity.scopes:
@@ -143,6 +158,8 @@ class Permissions:
     identity: Identity
     workspace: str
     managers: tuple[str, ...] = field(default_factory=tuple)
+    members: Collection[str] | None = None
 
     def list(self) -> list[str]:
-        return [p for p in all_permissions() if check(self.identity, p, self.workspace, self.managers).allowed]
+        return [p for p in all_permissions()
+                if check(self.identity, p, self.workspace, self.managers, self.members).allowed]

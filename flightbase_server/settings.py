@@ -127,13 +127,15 @@ class PlatformSettings:
     lease_check_seconds: float = setting(
         30.0, help="How often Jupyter trainings' leases are checked against the hub's servers and for idleness.",
         services=("jobqueue",))
-    auth_cache_seconds: int = setting(30, help="How long the services trust a token lookup. A member added or "
-                                               "removed through the jobqueue (`flightbase workspaces add-member` "
-                                               "or `remove-member`, or its API) is let in or refused by the "
-                                               "jobqueue from their next request, by the registry within 5 s "
-                                               "(it keeps answers at most that long); a change made at the hub "
-                                               "itself takes up to this long in the jobqueue (JupyterHub's "
-                                               "HubAuth keeps its answers 300 s).",
+    auth_cache_seconds: int = setting(30, help="How long the services trust a token lookup (who a token "
+                                               "belongs to, its scopes; a token revoked at the hub works this "
+                                               "long, as JupyterHub's HubAuth keeps its answers 300 s). Who is a "
+                                               "member of a workspace is read from the hub's group, kept at most "
+                                               "5 s (or this, if shorter): a member added or removed at the hub "
+                                               "(its admin panel or API) is let in or refused within 5 s, and "
+                                               "through the jobqueue (`flightbase workspaces add-member` or "
+                                               "`remove-member`, or its API) by the jobqueue from their next "
+                                               "request.",
                                       services=("jobqueue", "registry"))
     max_body_bytes: int = setting(
         1 << 20, help="Largest request body the services accept, except on the routes that stream big bodies to "

@@ -25,12 +25,23 @@ from flightbase_server.service.errors import ApiError, not_found
 from flightbase_server.service.hub import Workspace
 
 
+async def visible(request: Request, identity: Identity, workspace: str) -> Workspace | None:
+    """The workspace if it exists and the identity may know of it, else None. Membership is read
+    from the hub's group (kept at most a few seconds, ``HubClient``), not from the groups of the
+    token's lookup (kept ``auth_cache_seconds``): a member removed at the hub itself is refused
+    within those seconds (authz.is_member; tests/security/test_membership_cache.py)."""
+    ws = await request.app.state.hub.workspace(workspace)
+    if ws is None or not authz.can_see(identity, workspace, ws.members):
+        return None
+    return ws
+
+
 async def authorize(request: Request, identity: Identity, workspace: str, permission: str) -> Workspace:
     request.state.workspace = workspace  # the workspace the request acts in, for its audit row (audit.AuditLog)
-    ws = await request.app.state.hub.workspace(workspace)
-    if ws is None or not authz.can_see(identity, workspace):
+    ws = await visible(request, identity, workspace)
+    if ws is None:
         raise not_found(f"workspace {workspace!r}")
-    grant = authz.check(identity, permission, workspace, ws.managers)
+    grant = authz.check(identity, permission, workspace, ws.managers, ws.members)
     if not grant.allowed:
         raise ApiError(403 if grant.visible else 404, grant.reason)
     return ws
@@ -57,7 +68,8 @@ async def workspaces_with(request: Request, identity: Identity, permission: str,
         await authorize(request, identity, workspace, permission)
         return [workspace]
     found = await request.app.state.hub.workspaces()
-    return [name for name, ws in found.items() if authz.check(identity, permission, name, ws.managers).allowed]
+    return [name for name, ws in found.items()
+            if authz.check(identity, permission, name, ws.managers, ws.members).allowed]
 
 
 # --- Authorisation declared on the route -------------------------------------------------------
@@ -183,8 +195,8 @@ def workspace(level: Level, permission: str | None, *, source: str = "path", des
     async def resolve(request: Request, identity: Identity, workspace: str) -> InWorkspace:
         if level is Level.WORKSPACE_ADMIN:
             request.state.workspace = workspace
-            ws = await request.app.state.hub.workspace(workspace)
-            if ws is None or not authz.can_see(identity, workspace):
+            ws = await visible(request, identity, workspace)
+            if ws is None:
                 raise not_found(f"workspace {workspace!r}")
             if not identity.is_admin:
                 raise ApiError(403, "only administrators may do this")

@@ -209,8 +209,9 @@ class HubLogin:
         changed that user's groups (a workspace's members) and its next request must be judged
         on the hub's new answer, not on one kept for up to ``cache_max_age`` seconds. Lookups
         under way may have read the old answer: they keep nothing, and the next callers make
-        their own. (A change made at the hub itself, not through this service, is seen when
-        the cached answer expires, as with HubAuth.)"""
+        their own. (Access to a workspace does not wait for this: membership is read from the
+        hub's group, kept a few seconds, authz.is_member; the cached groups remain in the
+        identity for what has no group to hand.)"""
         self._generation += 1
         self._lookups.forget()
         self._cache.drop(lambda model: name is None or (isinstance(model, dict) and model.get("name") == name))

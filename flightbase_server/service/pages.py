@@ -191,9 +191,6 @@ def install_static(app: FastAPI, directory: Path) -> None:
 
 async def visible_workspaces(request: Request, identity: Identity) -> list[str]:
     """The workspaces a page offers: all of them to an administrator, else the person's own
-    (their groups, and any a filtered scope names)."""
-    if identity.is_admin:
-        return sorted(await request.app.state.hub.workspaces())
-    filtered = {s.split("!group=", 1)[1] for s in identity.scopes
-                if s.startswith(authz.PREFIX) and "!group=" in s}
-    return sorted(set(identity.groups) | filtered)
+    (the groups they are a member of now, authz.is_member, and any a filtered scope names)."""
+    found = await request.app.state.hub.workspaces()
+    return sorted(name for name, ws in found.items() if authz.can_see(identity, name, ws.members))

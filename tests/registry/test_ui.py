@@ -54,8 +54,11 @@ def browser(platform, username: str, password: str):
 
 
 class _Hub:
+    """The hub's groups as the service last read them (a stand-in for HubClient's listing)."""
+
     async def workspaces(self):
-        return {"vision": object(), "nlp": object(), "audio": object()}
+        return {"vision": SimpleNamespace(members=("ann", "newcomer")), "nlp": SimpleNamespace(members=()),
+                "audio": SimpleNamespace(members=())}
 
 
 def _request():
@@ -70,6 +73,10 @@ MEMBER = frozenset(authz.scope_name(p) for p in authz.all_permissions())
     (Identity("ann", groups=frozenset({"vision"}), scopes=MEMBER), ["vision"]),
     (Identity("aud", scopes=frozenset({f"{authz.PREFIX}datasets:read!group=nlp"})), ["nlp"]),
     (Identity("nobody"), []),
+    # the groups as the hub lists them now decide, not the token's cached lookup: a member removed
+    # at the hub is no longer offered the workspace, one added is
+    (Identity("gone", groups=frozenset({"vision"}), scopes=MEMBER), []),
+    (Identity("newcomer", scopes=MEMBER), ["vision"]),
 ])
 def test_visible_workspaces(identity, offered):
     assert asyncio.run(visible_workspaces(_request(), identity)) == offered

@@ -42,6 +42,23 @@ def test_check(who, permission, workspace, allowed, visible):
     assert grant.allowed or grant.reason
 
 
+@pytest.mark.parametrize(
+    ("who", "members", "allowed", "visible"),
+    [
+        (bob, ("alice",), False, False),  # removed at the hub: the group's list decides, not the token's groups
+        (carol, ("carol",), True, True),  # added at the hub: let in before the token's lookup expires
+        (bob, None, True, True),  # no list to hand: the token's groups
+        (auditor, (), True, True),  # a scope filtered to the workspace does not depend on membership
+        (admin, (), True, True),
+        (Identity("robot", kind="service", groups=frozenset({"vision"}), scopes=MEMBER_SCOPES), (), True, True),
+    ],
+)
+def test_membership_is_read_from_the_group_when_the_service_has_it(who, members, allowed, visible):
+    grant = authz.check(who, "trainings:read", "vision", MANAGERS, members)
+    assert (grant.allowed, grant.visible) == (allowed, visible)
+    assert authz.can_see(who, "vision", members) is visible
+
+
 def test_unknown_permission_fails_loudly():
     with pytest.raises(KeyError):
         authz.check(alice, "trainings:explode", "vision")

@@ -78,7 +78,7 @@ async def dashboard(request: Request, w: Annotated[InWorkspace, in_workspace(
     identity, ws, workspace = w.identity, w.ws, w.ws.name
 
     def may(permission: str) -> bool:
-        return authz.check(identity, permission, workspace, ws.managers).allowed
+        return authz.check(identity, permission, workspace, ws.managers, ws.members).allowed
 
     runtime = request.app.state.runtime
     now = time.time()

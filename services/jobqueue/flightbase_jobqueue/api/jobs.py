@@ -18,9 +18,8 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from sqlalchemy import select
 
 from flightbase_jobqueue import job_metrics as metrics
-from flightbase_server import authz
 from flightbase_server.authz import Identity
-from flightbase_server.service.access import Level, Listing, authorize, listing
+from flightbase_server.service.access import Level, Listing, authorize, listing, visible
 from flightbase_server.service.deps import CurrentIdentity, in_session
 from flightbase_server.service.errors import ApiError, not_found
 from flightbase_jobqueue.api import access
@@ -93,7 +92,7 @@ def job_out(request: Request, job: Job, preemptions=(), insight=None) -> JobOut:
 
 async def load_job(request: Request, identity: Identity, job_id: str, permission: str) -> Job:
     job = await in_session(request, lambda s: s.get(Job, job_id))
-    if job is None or not authz.can_see(identity, job.workspace):
+    if job is None or await visible(request, identity, job.workspace) is None:
         raise not_found(f"job {job_id!r}")
     await authorize(request, identity, job.workspace, permission)
     return job
@@ -275,7 +274,7 @@ async def requeue_job(request: Request, identity: CurrentIdentity, job: Managed)
 
 @router.get("/queue", response_model=list[JobOut], summary="Queued jobs in queue order, with position and reason")
 async def queue(request: Request, scope: Annotated[Listing, listing("jobs:read", description=None)]):
-    identity, workspace = scope.identity, scope.workspace
+    workspace = scope.workspace
     insights = request.app.state.runtime.insight()
 
     def query(session):
@@ -291,12 +290,13 @@ async def queue(request: Request, scope: Annotated[Listing, listing("jobs:read",
         return {j.id: j for j in session.scalars(q) if j.id in insights}
 
     rows = await in_session(request, query)
+    readable = set(await scope.workspaces(request))  # membership as the hub's groups say now (authz.is_member)
     out = []
     for job_id, info in insights.items():
         row = rows.get(job_id)
         if row is None:
             continue
-        if not authz.check(identity, "jobs:read", row.workspace, ()).allowed:
+        if row.workspace not in readable:
             continue  # other workspaces' jobs are counted in positions but not shown
         out.append(job_out(request, row, insight=info))
     return out

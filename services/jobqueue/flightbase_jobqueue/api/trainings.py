@@ -32,7 +32,7 @@ from sqlalchemy import select
 from flightbase_server import authz
 from flightbase_server.authz import Identity
 from flightbase_server.service.access import (InWorkspace, Level, Listing, authorize, listing, require_usable,
-                                       workspace_in_body)
+                                       visible, workspace_in_body)
 from flightbase_server.service.errors import ApiError, not_found
 from flightbase_server.service.deps import CurrentIdentity, in_session
 from flightbase_server.service.db import in_chunks
@@ -116,7 +116,7 @@ async def read_training(request: Request, training_id: str) -> TrainingOut | Non
 async def load_training(request: Request, identity: Identity, training_id: str, permission: str) -> TrainingOut:
     """The training if the caller holds ``permission`` in its workspace; 404 if they cannot see it."""
     found = await read_training(request, training_id)
-    if found is None or not authz.can_see(identity, found.workspace):
+    if found is None or await visible(request, identity, found.workspace) is None:
         raise not_found(f"training {training_id!r}")
     await authorize(request, identity, found.workspace, permission)
     return found
@@ -127,7 +127,7 @@ async def require_control(request: Request, identity: Identity, training: Traini
     if identity.name in training.owners:
         return
     ws = await request.app.state.hub.workspace(training.workspace)
-    if authz.check(identity, "trainings:manage", training.workspace, ws.managers if ws else ()).allowed:
+    if ws is not None and authz.check(identity, "trainings:manage", training.workspace, ws.managers, ws.members).allowed:
         return
     raise ApiError(403, f"only the owners of training {training.id!r} or the workspace's managers may do this")
 

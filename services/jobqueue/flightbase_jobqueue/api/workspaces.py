@@ -30,14 +30,14 @@ def workspace_out(ws: Workspace, identity) -> WorkspaceOut:
         managers=list(ws.managers),
         settings=ws.settings.to_properties() if ws.settings else None,
         settings_errors=ws.settings_errors,
-        permissions=authz.Permissions(identity, ws.name, ws.managers).list(),
+        permissions=authz.Permissions(identity, ws.name, ws.managers, ws.members).list(),
     )
 
 
 @router.get("/workspaces", response_model=list[WorkspaceOut], summary="The workspaces the caller can see")
 async def list_workspaces(request: Request, identity: Person):
     found = await request.app.state.hub.workspaces()
-    return [workspace_out(ws, identity) for name, ws in sorted(found.items()) if authz.can_see(identity, name)]
+    return [workspace_out(ws, identity) for name, ws in sorted(found.items()) if authz.can_see(identity, name, ws.members)]
 
 
 @router.post("/workspaces", response_model=WorkspaceOut, status_code=201, summary="Create a workspace (administrators)")

@@ -9,7 +9,6 @@ mount read-only at ``/datasets/<name>``.
 
 from __future__ import annotations
 
-import os
 import tarfile
 import uuid
 from pathlib import Path
