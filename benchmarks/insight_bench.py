@@ -24,7 +24,8 @@ how many jobs it gave an estimated start, and the CPU of one pass of the ``las``
 the same state (``LasPolicy.schedule``: the scheduler runs one every 0.2 s or so under load):
 the first (it ranks the whole queue) and the median of the later ones (the policy keeps its
 ranking from pass to pass and applies what changed: here nothing); ``--json`` for the numbers
-alone.
+alone; ``--lease`` puts a notebook's GPU lease at the end of the queue (the pass used to walk
+the whole queue then, see docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -48,8 +49,9 @@ SLOTS = 600
 WORKSPACES = 30
 
 
-def state(queued: int, seed: int = 1, now: float = 1000.0) -> Snapshot:
-    """The snapshot described in the module docstring."""
+def state(queued: int, seed: int = 1, now: float = 1000.0, lease: bool = False) -> Snapshot:
+    """The snapshot described in the module docstring; with ``lease``, a notebook's GPU lease
+    (open-ended, one slot) queued after the rest."""
     rng = random.Random(seed)
     names = [f"ws{i:02d}" for i in range(WORKSPACES)]
     est = HistoryEstimates()
@@ -79,14 +81,17 @@ def state(queued: int, seed: int = 1, now: float = 1000.0) -> Snapshot:
         t = now - queued * 0.01 + i * 0.01
         jobs.append(Job(id=f"q{i}", workspace=names[i % WORKSPACES], gpus=gpus, submitted_at=t, enqueued_at=t,
                         priority=prio))
+    if lease:
+        jobs.append(Job(id="nb", workspace=names[3], gpus=1, kind="lease", preemptible=False, submitted_at=now,
+                        enqueued_at=now))
     free = tuple(range(slot, SLOTS))
     limits = {ws: WorkspaceLimits(quota=20, borrowing_limit=100) for ws in names}
     return Snapshot(now=now, queue=QueueView.build(jobs), active=active, nodes=[Node("node", SLOTS, free)],
                     limits=limits, estimates=est, in_use=in_use)
 
 
-def measure(queued: int, repeat: int) -> dict:
-    snap = state(queued)
+def measure(queued: int, repeat: int, lease: bool = False) -> dict:
+    snap = state(queued, lease=lease)
     policy = make_policy("las")
     times = []
     passes = []
@@ -103,7 +108,7 @@ def measure(queued: int, repeat: int) -> dict:
         out = insight.explain(snap, policy=policy)
         times.append(time.process_time() - c0)
         estimated = sum(1 for i in out if i.estimated_start is not None)
-    return {"queued": queued, "running": len(snap.active), "explain_cpu_s_median": round(statistics.median(times), 4),
+    return {"queued": queued, "lease": lease, "running": len(snap.active), "explain_cpu_s_median": round(statistics.median(times), 4),
             "explain_cpu_s_min": round(min(times), 4), "estimated": estimated,
             "pass_cpu_s_first": round(first, 5),
             "pass_cpu_s_median": round(statistics.median(passes), 5) if passes else None}
@@ -113,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--queued", default="1000,3000,6000", help="queue lengths, comma-separated")
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--lease", action="store_true", help="a notebook lease queued after the rest")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     try:
@@ -120,12 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         print("error: --queued: comma-separated whole numbers", file=sys.stderr)
         return 2
-    rows = [measure(q, max(1, args.repeat)) for q in sizes]
+    rows = [measure(q, max(1, args.repeat), args.lease) for q in sizes]
     if args.json:
         print(json.dumps(rows))
     else:
         for r in rows:
-            print(f"{r['queued']:>6} queued, {r['running']} running: one explain {1000 * r['explain_cpu_s_median']:.1f} ms "
+            print(f"{r['queued']:>6} queued{' and a lease' if r['lease'] else ''}, {r['running']} running: one explain {1000 * r['explain_cpu_s_median']:.1f} ms "
                   f"CPU (min {1000 * r['explain_cpu_s_min']:.1f}), {r['estimated']} with an estimated start; "
                   f"one scheduling pass {1000 * r['pass_cpu_s_first']:.1f} ms first, "
                   f"{1000 * (r['pass_cpu_s_median'] or 0):.1f} ms later")

@@ -1,11 +1,13 @@
 """The las pass on a full, settled cluster with quotas (the live service's usual state under
 load, #17 part 6): once nothing is free and nothing is being freed, the rest of the walk only
 records why each job waits (``LasPolicy.schedule``'s shortcut, one shared formatter per
-level).  With no notebook lease queued the walk stops there and the tail's reasons are
-recorded when first read.  These check that every job still gets its own reason, that the
-stopped walk gives the same reasons and wake-up as the job-by-job one, that an open-ended
-notebook lease in the middle of that tail still takes the general path (head-of-line rule 5),
-and that the jobs after the lease are walked too."""
+level).  The walk stops there and the tail's reasons are recorded when first read, notebook
+leases queued or not (before, a queued lease made the pass walk the whole tail job by job: 9 ms
+instead of 1 ms per pass with 10,000 jobs queued and quotas).  These check that every job still
+gets its own reason, that an open-ended notebook lease in the middle of that tail still gets
+the reason of head-of-line rule 5 (behind the job ahead it may not push back) and the jobs
+after it theirs, and that a lease queued does not change the other jobs' reasons or the
+wake-up."""
 
 from __future__ import annotations
 
@@ -57,17 +59,17 @@ def test_a_notebook_lease_in_the_settled_tail_takes_the_general_path_and_the_wal
     assert not d.admits and not d.preempts
     # the lease waits behind the training of its workspace ahead of it (rule 5), not with a shortage reason
     assert d.waiting["nb"].startswith("behind big ("), d.waiting["nb"]
-    # and the walk went on past it: the trainings after it have their reasons
+    # and the trainings after it have their reasons
     for j in later:
         assert d.waiting[j.id].endswith("; 0 GPUs free; service level 0"), d.waiting[j.id]
     assert set(d.waiting) == {j.id for j in train + [lease] + later}
 
 
-def test_with_no_lease_queued_the_walk_stops_at_the_tail_with_the_same_reasons_and_wake_up():
-    """The same queue with and without a notebook lease ranked last: without it the pass records
-    none of the tail's reasons (they are recorded when read), with it every job is walked. Both
-    give the same reasons and the same wake-up, the end of ``preempt_after`` for the earliest
-    recent job that may borrow: not the earlier ones of a workspace at its cap or blocked."""
+def test_the_walk_stops_at_the_tail_with_a_lease_queued_or_not_with_the_same_reasons_and_wake_up():
+    """The same queue with and without a notebook lease ranked last: either way the pass records
+    none of the tail's reasons (they are recorded when read). Both give the same reasons and the
+    same wake-up, the end of ``preempt_after`` for the earliest recent job that may borrow: not
+    the earlier ones of a workspace at its cap or blocked."""
     old = [Job(id=f"o{i}", workspace="ws0", gpus=(1, 2, 4)[i % 3], submitted_at=NOW - 1000 + i,
                attained=(0.0, 5e4, 5e5)[i % 3]) for i in range(20)]
     recent = [Job(id=f"r{i}", workspace="ws0", gpus=1, submitted_at=NOW - 50 + i) for i in range(5)]
@@ -82,7 +84,9 @@ def test_with_no_lease_queued_the_walk_stops_at_the_tail_with_the_same_reasons_a
                 submitted_at=NOW - 2000)
     walked = LasPolicy(min_run=60.0).schedule(full_cluster(jobs + [lease], limits))
     assert not walked.admits and not walked.preempts
-    assert len(walked.waiting._raw) == len(jobs) + 1
+    assert len(walked.waiting._raw) == 0  # stopped there too
+    assert len(walked.waiting) == len(jobs) + 1
+    assert walked.waiting["nb"] == "workspace quota 4/4 in use (a non-preemptible job does not borrow)"
     assert stopped.wake_at == walked.wake_at == NOW - 50 + 60.0
     assert dict(stopped.waiting.items()) == {k: v for k, v in walked.waiting.items() if k != "nb"}
     assert set(stopped.waiting) == {j.id for j in jobs}

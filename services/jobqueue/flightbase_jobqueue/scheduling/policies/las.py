@@ -60,8 +60,9 @@ from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..core import (BLOCKED, BORROW, NO_QUOTA, WITHIN, PassState, ShortageAt, _blocked_reason, _shortage_reason,
-                    blocked_args, quota_cap, decisions, describe_need, guaranteed_sweep, open_ended)
+from ..core import (BLOCKED, BORROW, NO_QUOTA, WITHIN, PassState, ShortageAt, _behind_reason, _blocked_reason,
+                    _shortage_reason, blocked_args, quota_cap, decisions, describe_need, guaranteed_sweep,
+                    lease_protects, open_ended)
 from ..placement import FreeMap
 from ..queueview import QueueView
 from ..types import ActiveJob, Decisions, Job, Snapshot
@@ -336,7 +337,6 @@ class LasPolicy(Policy):
         settled = pending <= 0 and all(v <= 0 for v in state.pending.values())
         settled_verdicts: dict[tuple, str] = {}
         level_reason: dict[int, ShortageAt] = {}  # the shortcut's reason per level (lv >= 0)
-        blocked_ahead, guard_depth = state.blocked_ahead, state.lease_guard_depth  # note_blocked, inlined
         tail: _SettledTail | None = None
         for rank, _, job in queued:
             if full:
@@ -381,27 +381,15 @@ class LasPolicy(Policy):
                 # along the ranking), and the general path below would only
                 # record why it waits.  (Quotas keep the walk going: the
                 # blocked jobs need their reason.)  One shared reason per
-                # level (ShortageAt), no call or object per job.
-                if not snap.queue.leases:
-                    # No notebook lease is queued (the only kind the general
-                    # path could still treat otherwise): the rest of the
-                    # queue is this job's case, its reasons recorded when
-                    # they are read (_SettledTail), not here at every pass.
-                    tail = _SettledTail(queued[bisect_left(queued, (rank,)):], full, handled, state,
-                                        settled_verdicts, blocked_reasons, level_reason)
-                    waiting.defer(tail.record)
-                    wake = tail.wake(now, patience, wake, snap.queue, self._index["rank"].by_id)
-                    break
-                qs = job.submitted_at if job.enqueued_at is None else job.enqueued_at
-                if qs > now - patience and verdict != WITHIN and qs + patience < wake:
-                    wake = qs + patience
-                fmt = level_reason.get(lv)
-                if fmt is None:
-                    fmt = level_reason[lv] = _shortage_at(snap, fm, lv)
-                raw[job.id] = fmt
-                if len(blocked_ahead) < guard_depth:
-                    blocked_ahead.append((job, verdict))
-                continue
+                # level (ShortageAt), no call or object per job.  The rest
+                # of the queue is this job's case, its reasons recorded when
+                # they are read (_SettledTail, notebook leases among them),
+                # not here at every pass.
+                tail = _SettledTail(queued[bisect_left(queued, (rank,)):], full, handled, state,
+                                    settled_verdicts, blocked_reasons, level_reason)
+                waiting.defer(tail.record)
+                wake = tail.wake(now, patience, wake, snap.queue, self._index["rank"].by_id)
+                break
             if state.blocked_ahead and job.kind == "lease" and open_ended(job):
                 # Head-of-line rule 5 (core.py): a notebook lease may not
                 # push back a job ranked ahead of it that waits for GPUs.
@@ -542,10 +530,12 @@ def _shortage_at(snap: Snapshot, fm: FreeMap, lv: int) -> ShortageAt:
 
 class _SettledTail:
     """The rest of a ``las`` pass's queue from the first job of its settled
-    tail on (``entries``, in rank order), when no notebook lease is queued.
-    Nothing there can start, claim or preempt, so the walk stops; what it
-    would have recorded job by job is recorded on first read of the pass's
-    reasons (:meth:`record`: a workspace at its cap, a blocked quota, or the
+    tail on (``entries``, in rank order).  Nothing there can start, claim or
+    preempt (a notebook lease no more than a training: nothing is free, and
+    it never preempts a job of a higher level than its own), so the walk
+    stops; what it would have recorded job by job is recorded on first read
+    of the pass's reasons (:meth:`record`: a workspace at its cap, a blocked
+    quota, the reason of a lease behind a job it may not push back, or the
     shared shortage reason of the job's level; the guaranteed sweep's jobs
     have theirs), and :meth:`wake` gives the one thing the pass itself needs
     from it.  The pass's state is read, never changed: nothing changes it
@@ -584,6 +574,8 @@ class _SettledTail:
                 continue
             verdict = self._verdict(job)
             if verdict != BLOCKED and verdict != WITHIN:
+                if job.kind == "lease" and open_ended(job) and lease_protects(job, verdict, self.state.blocked_ahead):
+                    continue  # it waits behind a job ahead (record), not for preempt_after
                 return qs + patience
         return wake
 
@@ -594,6 +586,11 @@ class _SettledTail:
         state = self.state
         snap, fm, in_use = state.snap, state.free, state.in_use
         full, handled, blocked, levels = self.full, self.handled, self.blocked, self.levels
+        # The jobs left waiting for GPUs ahead of each lease, as the walk's
+        # note_blocked would have kept them (head-of-line rule 5); only read
+        # when a lease is queued.
+        ahead, depth = list(state.blocked_ahead), state.lease_guard_depth
+        leases = bool(snap.queue.leases)
         for rank, _, job in self.entries:
             if full:
                 entry = full.get(job.workspace)
@@ -602,7 +599,8 @@ class _SettledTail:
                     continue
             if job.id in handled:
                 continue
-            if self._verdict(job) == BLOCKED:
+            verdict = self._verdict(job)
+            if verdict == BLOCKED:
                 ws = job.workspace
                 bk = (ws, in_use.get(ws, 0), job.preemptible)
                 entry = blocked.get(bk)
@@ -610,6 +608,14 @@ class _SettledTail:
                     entry = blocked[bk] = _blocked_entry(snap, bk)
                 raw[job.id] = entry
                 continue
+            if leases:
+                if job.kind == "lease" and ahead and open_ended(job):
+                    protect = lease_protects(job, verdict, ahead)
+                    if protect:  # PassState.lease_room with nothing free
+                        raw[job.id] = (_behind_reason, (protect[0].id, job, fm.max_size, fm.total_free))
+                        continue
+                if len(ahead) < depth:
+                    ahead.append((job, verdict))
             lv = rank[0]
             fmt = levels.get(lv)
             if fmt is None:
