@@ -29,7 +29,6 @@ so it costs about twice a plain replay.  Figures in docs/benchmarks.md
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import statistics
 import sys
@@ -40,7 +39,7 @@ from flightbase_jobqueue.sim.reference import srtf_reference
 from flightbase_jobqueue.sim.replay import make_nodes, make_replay_policy, replay_jobs, simulate
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from replay_bench import add_window_arguments, window_trace  # noqa: E402
+from replay_bench import add_window_arguments, parse_options, window_trace  # noqa: E402
 
 
 def size_class(gpus: int) -> str:
@@ -58,12 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--restart-cost", type=float, default=60.0)
     ap.add_argument("--option", action="append", default=[], metavar="NAME=VALUE")
     args = ap.parse_args(argv)
-    options = {}
-    for o in args.option:
-        name, sep, value = o.partition("=")
-        if not sep:
-            ap.error(f"--option: expected NAME=VALUE, got {o!r}")
-        options[name] = json.loads(value)
+    try:
+        options = parse_options(args.option)
+    except ValueError as exc:
+        ap.error(str(exc))
     trace = window_trace(args)
     tjobs = trace.jobs
     total = args.nodes * args.gpus_per_node

@@ -23,6 +23,7 @@ Figures are recorded in docs/benchmarks.md.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
 import sys
@@ -94,6 +95,20 @@ def run_replays(path: str, limit: int | None, only: str | None) -> None:
         r = replay(path, nodes, 8, policy, quotas, restart, borrowing=borrowing, trace=trace,
                    policy_options=options[0] if options else None, record_estimates=False)
         print(row(label, r, ref), flush=True)
+
+
+def parse_options(items: list[str]) -> dict:
+    """``--option NAME=VALUE`` arguments (VALUE as JSON) as policy options; ValueError names the bad one."""
+    options = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--option {item!r}: expected NAME=VALUE")
+        try:
+            options[name] = json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError(f"--option {item!r}: VALUE is not JSON") from None
+    return options
 
 
 def add_window_arguments(ap: argparse.ArgumentParser) -> None:

@@ -26,6 +26,9 @@ from concurrent.futures import ProcessPoolExecutor
 from flightbase_jobqueue.sim.replay import replay
 from flightbase_jobqueue.sim.trace import read_trace, window
 
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from replay_bench import parse_options  # noqa: E402
+
 JCT_TARGET = 1.05
 PREEMPTION_BUDGET = 0.25
 
@@ -39,19 +42,6 @@ def one(args: tuple[str, float, str, dict, int, float]) -> dict:
     return {"start_day": start, "jobs": r["jobs"], "avg_jct": round(r["avg_jct"], 1),
             "reference_avg_jct": round(r["reference"]["avg_jct"], 1), "vs_reference": round(r["vs_reference"], 4),
             "preemptions_per_job": round(r["preemptions_per_job"], 4), "cpu_s": round(time.process_time() - c0, 1)}
-
-
-def parse_options(items: list[str]) -> dict:
-    options = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise ValueError(f"--option {item!r}: expected NAME=VALUE")
-        try:
-            options[name] = json.loads(value)
-        except json.JSONDecodeError:
-            raise ValueError(f"--option {item!r}: VALUE is not JSON") from None
-    return options
 
 
 def main(argv: list[str] | None = None) -> int:
