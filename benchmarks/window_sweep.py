@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"rows": rows, "summary": summary}))
         return 0
-    print(f"{args.policy} {options or ''} 64x8 restart {args.restart_cost:g} s, windows of 14 days of {args.full_trace}")
+    print(f"{args.policy} {options or ''} {args.nodes}x8 restart {args.restart_cost:g} s, windows of 14 days of "
+          f"{args.full_trace}")
     print(" day   jobs  vs SRTF  preemptions/job")
     for r in rows:
         flags = ("  > 1.05" if r["vs_reference"] > JCT_TARGET else "") + (

@@ -60,9 +60,8 @@ from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
 from typing import Callable
 
-from ..core import (BLOCKED, BORROW, NO_QUOTA, WITHIN, PassState, ShortageAt, _behind_reason, _blocked_reason,
-                    _shortage_reason, blocked_args, quota_cap, decisions, describe_need, guaranteed_sweep,
-                    lease_protects, open_ended)
+from ..core import (BLOCKED, BORROW, NO_QUOTA, WITHIN, PassState, ShortageAt, _blocked_reason, _shortage_reason,
+                    blocked_args, quota_cap, decisions, describe_need, guaranteed_sweep, open_ended)
 from ..placement import FreeMap
 from ..queueview import QueueView
 from ..types import ActiveJob, Decisions, Job, Snapshot
@@ -538,8 +537,9 @@ class _SettledTail:
     quota, the reason of a lease behind a job it may not push back, or the
     shared shortage reason of the job's level; the guaranteed sweep's jobs
     have theirs), and :meth:`wake` gives the one thing the pass itself needs
-    from it.  The pass's state is read, never changed: nothing changes it
-    after the walk."""
+    from it.  The pass's state is read, and changed only as the walk would
+    have gone on changing it: :meth:`record` notes the tail's waiting jobs
+    for the leases after them (``note_blocked``), after the pass."""
 
     __slots__ = ("entries", "first", "full", "handled", "state", "verdicts", "blocked", "levels")
 
@@ -574,7 +574,7 @@ class _SettledTail:
                 continue
             verdict = self._verdict(job)
             if verdict != BLOCKED and verdict != WITHIN:
-                if job.kind == "lease" and open_ended(job) and lease_protects(job, verdict, self.state.blocked_ahead):
+                if job.kind == "lease" and open_ended(job) and self.state.lease_protects(job, verdict):
                     continue  # it waits behind a job ahead (record), not for preempt_after
                 return qs + patience
         return wake
@@ -586,10 +586,6 @@ class _SettledTail:
         state = self.state
         snap, fm, in_use = state.snap, state.free, state.in_use
         full, handled, blocked, levels = self.full, self.handled, self.blocked, self.levels
-        # The jobs left waiting for GPUs ahead of each lease, as the walk's
-        # note_blocked would have kept them (head-of-line rule 5); only read
-        # when a lease is queued.
-        ahead, depth = list(state.blocked_ahead), state.lease_guard_depth
         leases = bool(snap.queue.leases)
         for rank, _, job in self.entries:
             if full:
@@ -609,13 +605,14 @@ class _SettledTail:
                 raw[job.id] = entry
                 continue
             if leases:
-                if job.kind == "lease" and ahead and open_ended(job):
-                    protect = lease_protects(job, verdict, ahead)
-                    if protect:  # PassState.lease_room with nothing free
-                        raw[job.id] = (_behind_reason, (protect[0].id, job, fm.max_size, fm.total_free))
+                # Head-of-line rule 5 as the walk applies it: a lease behind a
+                # job it may not push back waits with that reason (nothing is
+                # free, so lease_room decides that), and every job left
+                # waiting here is one a later lease may not push back.
+                if state.blocked_ahead and job.kind == "lease" and open_ended(job):
+                    if state.lease_room(job, verdict)[1]:
                         continue
-                if len(ahead) < depth:
-                    ahead.append((job, verdict))
+                state.note_blocked(job, verdict)
             lv = rank[0]
             fmt = levels.get(lv)
             if fmt is None:
