@@ -125,7 +125,11 @@ class HubLogin:
         self._cache = _Expiring(cache_max_age)
         self._states = _Expiring(self.oauth_state_max_age)
         self._lookups = InFlight()
-        self._generation = 0  # forget_user() calls so far: a lookup that began before one keeps nothing
+        # forget_user() calls so far, and the last one that named each user (or everyone): a
+        # lookup that began before one that concerns its answer keeps nothing
+        self._generation = 0
+        self._forgotten: dict[str, int] = {}
+        self._forgot_all = 0
         self._transport = transport
         self._clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
 
@@ -194,15 +198,30 @@ class HubLogin:
             if hit is not missing:
                 return hit
 
-        async def lookup() -> dict | None:
-            generation = self._generation
+        async def lookup() -> tuple[dict | None, int]:
+            began = self._generation
             model = await self._hub("GET", f"{self.api_url}/user", allow_403=True,
                                     headers={"Authorization": f"token {token}"})
-            if self.cache_max_age > 0 and generation == self._generation:
+            if self.cache_max_age > 0 and not self._forgotten_since(model, began):
                 self._cache.set(key, model)
-            return model
+            return model, began
 
-        return await self._lookups.run(key, lookup, anew=not use_cache)
+        model, began = await self._lookups.run(key, lookup, anew=not use_cache)
+        if self._forgotten_since(model, began):
+            # read before its owner was forgotten: this caller may have come after (it joined
+            # the lookup under way), so it gets the hub's answer of now
+            model, _ = await self._lookups.run(key, lookup)
+        return model
+
+    def _forgotten_since(self, model: dict | None, generation: int) -> bool:
+        """Whether ``forget_user`` was called for ``model``'s owner, or everyone, after
+        ``generation``."""
+        if self._generation == generation:
+            return False
+        if self._forgot_all > generation:
+            return True
+        name = model.get("name") if isinstance(model, dict) else None
+        return name is not None and self._forgotten.get(name, 0) > generation
 
     def forget_user(self, name: str | None = None) -> None:
         """Forget the cached lookups of ``name``'s tokens (everyone's when None): the service
@@ -211,9 +230,18 @@ class HubLogin:
         under way may have read the old answer: they keep nothing, and the next callers make
         their own. (Access to a workspace does not wait for this: membership is read from the
         hub's group, kept a few seconds, authz.is_member; the cached groups remain in the
-        identity for what has no group to hand.)"""
+        identity for what has no group to hand.)
+
+        Only the lookups whose answer is ``name``'s keep nothing: which user a token belongs
+        to is known once the hub has answered, so a lookup under way is judged when it ends
+        (``_forgotten_since``), and a caller that joined it is given a new one. Other users'
+        lookups are kept, and a forgotten user's own are asked again only once."""
         self._generation += 1
-        self._lookups.forget()
+        if name is None:
+            self._forgot_all = self._generation
+            self._forgotten.clear()
+        else:
+            self._forgotten[name] = self._generation
         self._cache.drop(lambda model: name is None or (isinstance(model, dict) and model.get("name") == name))
 
     def check_scopes(self, required_scopes: set[str] | str, user: dict) -> set[str]:
