@@ -36,13 +36,21 @@ async def visible(request: Request, identity: Identity, workspace: str) -> Works
     return ws
 
 
-async def authorize(request: Request, identity: Identity, workspace: str, permission: str) -> Workspace:
-    request.state.workspace = workspace  # the workspace the request acts in, for its audit row (audit.AuditLog)
+async def authorize(request: Request, identity: Identity, workspace: str, permission: str,
+                    hidden_as: str | None = None) -> Workspace:
+    """The workspace, if the identity holds ``permission`` there; 404 if it may not see it
+    (naming ``hidden_as``, the training or job asked for, instead of the workspace when given:
+    the answer for something in another workspace is that of something that does not exist)."""
+    if hidden_as is None:  # (something in a workspace the identity may not see is not tied to it)
+        request.state.workspace = workspace  # the workspace the request acts in, for its audit row (audit.AuditLog)
     ws = await visible(request, identity, workspace)
     if ws is None:
-        raise not_found(f"workspace {workspace!r}")
+        raise not_found(hidden_as or f"workspace {workspace!r}")
+    request.state.workspace = workspace
     grant = authz.check(identity, permission, workspace, ws.managers, ws.members)
     if not grant.allowed:
+        if not grant.visible and hidden_as:
+            raise not_found(hidden_as)
         raise ApiError(403 if grant.visible else 404, grant.reason)
     return ws
 

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from flightbase_jobqueue import job_metrics as metrics
 from flightbase_server.authz import Identity
-from flightbase_server.service.access import Level, Listing, authorize, listing, visible
+from flightbase_server.service.access import Level, Listing, authorize, listing
 from flightbase_server.service.deps import CurrentIdentity, in_session
 from flightbase_server.service.errors import ApiError, not_found
 from flightbase_jobqueue.api import access
@@ -92,9 +92,9 @@ def job_out(request: Request, job: Job, preemptions=(), insight=None) -> JobOut:
 
 async def load_job(request: Request, identity: Identity, job_id: str, permission: str) -> Job:
     job = await in_session(request, lambda s: s.get(Job, job_id))
-    if job is None or await visible(request, identity, job.workspace) is None:
+    if job is None:
         raise not_found(f"job {job_id!r}")
-    await authorize(request, identity, job.workspace, permission)
+    await authorize(request, identity, job.workspace, permission, hidden_as=f"job {job_id!r}")
     return job
 
 

@@ -32,7 +32,7 @@ from sqlalchemy import select
 from flightbase_server import authz
 from flightbase_server.authz import Identity
 from flightbase_server.service.access import (InWorkspace, Level, Listing, authorize, listing, require_usable,
-                                       visible, workspace_in_body)
+                                       workspace_in_body)
 from flightbase_server.service.errors import ApiError, not_found
 from flightbase_server.service.deps import CurrentIdentity, in_session
 from flightbase_server.service.db import in_chunks
@@ -116,9 +116,9 @@ async def read_training(request: Request, training_id: str) -> TrainingOut | Non
 async def load_training(request: Request, identity: Identity, training_id: str, permission: str) -> TrainingOut:
     """The training if the caller holds ``permission`` in its workspace; 404 if they cannot see it."""
     found = await read_training(request, training_id)
-    if found is None or await visible(request, identity, found.workspace) is None:
+    if found is None:
         raise not_found(f"training {training_id!r}")
-    await authorize(request, identity, found.workspace, permission)
+    await authorize(request, identity, found.workspace, permission, hidden_as=f"training {training_id!r}")
     return found
 
 
