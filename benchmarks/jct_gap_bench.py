@@ -18,7 +18,9 @@ free restarts) on the same jobs, then prints:
   job;
 - for the class with the largest share: where its jobs' time after their
   first start went (running; queued again with enough GPUs free in all but
-  none on one node; queued otherwise) and which jobs preempted them.
+  none on one node; queued otherwise), which jobs preempted them, and why
+  (moved to gather a node for a gang job, or stopped for a job of a lower
+  level, or for a starving one).
 
 ``--option NAME=VALUE`` (repeatable, VALUE as JSON) passes a policy option,
 for trying one.  A diagnostic: it reads the simulator's state at every step,
@@ -152,6 +154,14 @@ def main(argv: list[str] | None = None) -> int:
             by[f"{size_class(p.gpus)} GPUs, {length_class(p.duration)}" if p else "other"] += 1
     print("its preemptions, by the class of the job they made room for: "
           + ", ".join(f"{k}: {v}" for k, v in by.most_common(6)))
+    why: Counter = Counter()
+    for jid, reason, _ in sim.store.preemptions:
+        if jid in members:
+            mo = re.search(r"level (-?\d+)\)", reason)
+            why["moved to gather a node" if reason.startswith("moved") else
+                "for a starving job" if mo and mo.group(1) == "-1" else
+                f"for a level-{mo.group(1)} job" if mo else "other"] += 1
+    print("its preemptions, by why: " + ", ".join(f"{k}: {v}" for k, v in why.most_common()))
     return 0
 
 
