@@ -138,6 +138,18 @@ def test_las_smaller_jobs_pass_a_blocked_one_and_starvation_promotes():
     assert p.rank(queue[0], 50)[0] == 0 and p.rank(queue[0], 150)[0] == -1
 
 
+def test_las_promotes_a_job_after_twice_what_it_has_run_and_at_least_starve_after():
+    # 5 h run on 8 GPUs (40 GPU-hours attained), queued again at t=1000: promoted after
+    # max(6 h, 2 x 5 h) = 10 h queued, not after 6 h (starve_factor 2, the default); a job
+    # that ran 1 h is promoted after the 6 h of starve_after.
+    p = make_policy("las")
+    long = job("long", 8, t=0, attained=8 * 5 * 3600.0, enqueued_at=1000.0)
+    assert p.rank(long, 1000 + 6 * 3600)[0] >= 0
+    assert p.rank(long, 1000 + 10 * 3600 - 1)[0] >= 0 and p.rank(long, 1000 + 10 * 3600)[0] == -1
+    short = job("short", 8, t=0, attained=8 * 3600.0, enqueued_at=1000.0)
+    assert p.rank(short, 1000 + 6 * 3600 - 1)[0] >= 0 and p.rank(short, 1000 + 6 * 3600)[0] == -1
+
+
 def test_sjf_orders_by_declared_runtime():
     queue = [job("slow", 1, t=0, max_runtime=500), job("fast", 1, t=1, max_runtime=5)]
     admits, _, _ = decide("sjf", snap(queue, nodes=[node("n", free=[0])]))
