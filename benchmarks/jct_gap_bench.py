@@ -13,6 +13,7 @@ free restarts) on the same jobs, then prints:
 - GPU-hours left idle while jobs were queued, and while some queued job
   would have fitted in the free GPUs pooled (what node boundaries and the
   policy's choices cost, at most);
+- the tail of the time jobs spent not running (JCT - duration);
 - JCT and first wait by job class (GPUs x true duration) against the
   reference, each class's share of the total gap, and its preemptions per
   job;
@@ -117,6 +118,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"GPU-hours idle while jobs were queued: {idle['queued'] / 3600:,.0f}; while some queued job "
           f"fitted in the free GPUs pooled: {idle['fits'] / 3600:,.0f}; restarts cost "
           f"{sum(preempted.values()) * args.restart_cost / 3600:,.0f} GPU-h of waiting jobs' time")
+    idle_by_job = sorted(jct[j.id] - j.duration for j in tjobs if j.id in jct)
+    idle_long = sorted(jct[j.id] - j.duration for j in tjobs if j.id in jct and j.duration >= 21600)
+
+    def at(xs: list[float], q: float) -> float:
+        return xs[min(len(xs) - 1, int(q * len(xs)))] / 3600 if xs else 0.0
+
+    print(f"hours a job spent not running (queued first or again, restarts): p99 {at(idle_by_job, 0.99):.1f}, "
+          f"max {at(idle_by_job, 1.0):.1f}; jobs of 6 h or more: p90 {at(idle_long, 0.9):.1f}")
     rows: dict[tuple[str, str], list[float]] = {}
     for j in tjobs:
         if j.id not in jct or j.id not in ref["jct_by_job"]:
