@@ -41,8 +41,10 @@ async def authorize(request: Request, identity: Identity, workspace: str, permis
     """The workspace, if the identity holds ``permission`` there; 404 if it may not see it
     (naming ``hidden_as``, the training or job asked for, instead of the workspace when given:
     the answer for something in another workspace is that of something that does not exist)."""
-    if hidden_as is None:  # (something in a workspace the identity may not see is not tied to it)
-        request.state.workspace = workspace  # the workspace the request acts in, for its audit row (audit.AuditLog)
+    # The workspace the request acts in, for its audit row (audit.AuditLog). A job or training
+    # named by id (hidden_as) is tied to its workspace only once the identity may see it.
+    if hidden_as is None:
+        request.state.workspace = workspace
     ws = await visible(request, identity, workspace)
     if ws is None:
         raise not_found(hidden_as or f"workspace {workspace!r}")

@@ -226,16 +226,15 @@ class HubLogin:
     def forget_user(self, name: str | None = None) -> None:
         """Forget the cached lookups of ``name``'s tokens (everyone's when None): the service
         changed that user's groups (a workspace's members) and its next request must be judged
-        on the hub's new answer, not on one kept for up to ``cache_max_age`` seconds. Lookups
-        under way may have read the old answer: they keep nothing, and the next callers make
-        their own. (Access to a workspace does not wait for this: membership is read from the
-        hub's group, kept a few seconds, authz.is_member; the cached groups remain in the
-        identity for what has no group to hand.)
+        on the hub's new answer, not on one kept for up to ``cache_max_age`` seconds. (Access
+        to a workspace does not wait for this: membership is read from the hub's group, kept a
+        few seconds, authz.is_member; the cached groups remain in the identity for what has no
+        group to hand.)
 
-        Only the lookups whose answer is ``name``'s keep nothing: which user a token belongs
-        to is known once the hub has answered, so a lookup under way is judged when it ends
-        (``_forgotten_since``), and a caller that joined it is given a new one. Other users'
-        lookups are kept, and a forgotten user's own are asked again only once."""
+        A lookup under way may have read the old answer. Which user a token belongs to is
+        known only once the hub has answered, so such a lookup is judged when it ends
+        (``_forgotten_since``): if it is ``name``'s (or everyone was forgotten), it keeps
+        nothing, and a caller that joined it is given a new one; other users' lookups are kept."""
         self._generation += 1
         if name is None:
             self._forgot_all = self._generation
