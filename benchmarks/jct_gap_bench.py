@@ -39,7 +39,7 @@ import time
 from collections import Counter
 
 from flightbase_jobqueue.sim.reference import srtf_reference
-from flightbase_jobqueue.sim.replay import make_nodes, make_replay_policy, replay_jobs, simulate
+from flightbase_jobqueue.sim.replay import _pct, make_nodes, make_replay_policy, replay_jobs, simulate
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from replay_bench import add_window_arguments, parse_options, window_trace  # noqa: E402
@@ -120,12 +120,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{sum(preempted.values()) * args.restart_cost / 3600:,.0f} GPU-h of waiting jobs' time")
     idle_by_job = sorted(jct[j.id] - j.duration for j in tjobs if j.id in jct)
     idle_long = sorted(jct[j.id] - j.duration for j in tjobs if j.id in jct and j.duration >= 21600)
-
-    def at(xs: list[float], q: float) -> float:
-        return xs[min(len(xs) - 1, int(q * len(xs)))] / 3600 if xs else 0.0
-
-    print(f"hours a job spent not running (queued first or again, restarts): p99 {at(idle_by_job, 0.99):.1f}, "
-          f"max {at(idle_by_job, 1.0):.1f}; jobs of 6 h or more: p90 {at(idle_long, 0.9):.1f}")
+    print(f"hours a job spent not running (queued first or again, restarts): p99 {_pct(idle_by_job, 99) / 3600:.1f}, "
+          f"max {_pct(idle_by_job, 100) / 3600:.1f}; jobs of 6 h or more: p90 {_pct(idle_long, 90) / 3600:.1f}")
     rows: dict[tuple[str, str], list[float]] = {}
     for j in tjobs:
         if j.id not in jct or j.id not in ref["jct_by_job"]:

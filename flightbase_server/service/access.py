@@ -51,8 +51,6 @@ async def authorize(request: Request, identity: Identity, workspace: str, permis
     request.state.workspace = workspace
     grant = authz.check(identity, permission, workspace, ws.managers, ws.members)
     if not grant.allowed:
-        if not grant.visible and hidden_as:
-            raise not_found(hidden_as)
         raise ApiError(403 if grant.visible else 404, grant.reason)
     return ws
 
