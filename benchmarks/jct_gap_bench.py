@@ -17,7 +17,7 @@ free restarts) on the same jobs, then prints:
 - JCT and first wait by job class (GPUs x true duration) against the
   reference, each class's share of the total gap, and its preemptions per
   job;
-- for the class with the largest share: where its jobs' time after their
+- for the class with the largest share (or ``--detail``'s): where its jobs' time after their
   first start went (running; queued again with enough GPUs free in all but
   none on one node; queued otherwise), which jobs preempted them, and why
   (moved to gather a node for a gang job, or stopped for a job of a lower
@@ -59,7 +59,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--policy", default="las")
     ap.add_argument("--restart-cost", type=float, default=60.0)
     ap.add_argument("--option", action="append", default=[], metavar="NAME=VALUE")
+    ap.add_argument("--detail", metavar="GPUS,LENGTH",
+                    help="the class to detail (e.g. '>8,>=6h'; default: the one with the largest share)")
     args = ap.parse_args(argv)
+    detail = None
+    if args.detail:
+        detail = tuple(args.detail.split(",", 1))
+        if len(detail) != 2 or detail[0] not in ("1", "2-4", "5-8", ">8") or detail[1] not in (
+                "<10m", "<1h", "<6h", ">=6h"):
+            ap.error("--detail: expected GPUS,LENGTH with GPUS one of 1, 2-4, 5-8, >8 and LENGTH one of "
+                     "<10m, <1h, <6h, >=6h")
     try:
         options = parse_options(args.option)
     except ValueError as exc:
@@ -141,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         r = rows[k]
         print(f"{k[0]:>5} {k[1]:>6} {r[0]:>6,} {r[1] / r[0]:>9,.0f} {r[2] / r[0]:>9,.0f} {r[1] / r[2]:>6.2f} "
               f"{r[3] / r[0]:>7,.0f} {r[4] / r[0]:>8,.0f} {100 * (r[1] - r[2]) / gap:>8.1f}% {r[5] / r[0]:>11.2f}")
-    worst = max(rows, key=lambda k: rows[k][1] - rows[k][2])
+    worst = detail or max(rows, key=lambda k: rows[k][1] - rows[k][2])
     members = {j.id for j in tjobs if (size_class(j.gpus), length_class(j.duration)) == worst}
     spent: Counter = Counter()
     for (jid, what), s in after.items():
