@@ -38,7 +38,7 @@ the runtimes of the jobs of the 14 days before the window that had ended by
 its start, and of the window's jobs as they end, rebuilt every ``SECONDS``
 (a job still running is not in them, so they lean short).
 
-None of these pays what the real scheduler pays (node boundaries, restarts,
+The loop is the reference's own (`sim.reference.pooled_replay`). None of these pays what the real scheduler pays (node boundaries, restarts,
 ``min_run``, the preemption budget), so their ratio to the reference is
 what remains of the gap from not knowing durations alone: a floor for any
 order of the same information, not a policy.  Figures in docs/benchmarks.md
@@ -54,7 +54,7 @@ import statistics
 import sys
 import time
 
-from flightbase_jobqueue.sim.reference import srtf_reference
+from flightbase_jobqueue.sim.reference import SrtfOrder, pooled_replay, srtf_reference
 from flightbase_jobqueue.sim.trace import DAY, read_trace, window
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
@@ -149,94 +149,75 @@ class Gittins:
         return self.table(job_key)[bisect.bisect_right(self.ages, attained) - 1]
 
 
+class LevelOrder(SrtfOrder):
+    """Least attained GPU-seconds in levels (``thresholds``), first come first served within
+    a level; re-ranked when a running job crosses a threshold."""
+
+    def __init__(self, thresholds: tuple[float, ...]):
+        self.thresholds = thresholds
+
+    def key(self, j, rem, att, gpus, submit):
+        return (bisect.bisect_right(self.thresholds, att[j]), submit[j], j)
+
+    def wake(self, now, running, att, gpus):
+        t = math.inf
+        thr = self.thresholds
+        for j in running:
+            k = bisect.bisect_right(thr, att[j])
+            if k < len(thr):
+                t = min(t, now + (thr[k] - att[j]) / gpus[j])
+        return t
+
+
+class GittinsOrder(SrtfOrder):
+    """Highest Gittins index first, re-ranked every ``tick`` seconds; the tables from
+    ``sample`` (or, with ``learn``, from ``sample`` and the jobs ended so far, rebuilt every
+    ``learn`` seconds)."""
+
+    def __init__(self, sample, min_count: int, by_workspace: bool, tick: float, learn: float | None):
+        self.by_ws, self.min_count, self.tick, self.learn = by_workspace, min_count, tick, learn
+        self.learned = list(sample)
+        self.git = Gittins(self.learned, min_count, by_workspace=by_workspace)
+        self.next_tick = self.next_learn = None
+        self.keys: dict[str, object] = {}
+
+    def key(self, j, rem, att, gpus, submit):
+        return (-self.git.index(self.keys[j], att[j]), submit[j], j)
+
+    def wake(self, now, running, att, gpus):
+        return self.next_tick
+
+    def at(self, now):
+        if self.next_tick is None:
+            self.next_tick = now + self.tick
+            self.next_learn = now + self.learn if self.learn else math.inf
+        if now >= self.next_tick:
+            self.next_tick = now + self.tick
+        if now >= self.next_learn:
+            self.next_learn = now + self.learn
+            self.git = Gittins(self.learned, self.min_count, by_workspace=self.by_ws)
+
+    def ended(self, job):
+        if self.learn:
+            self.learned.append(job)
+
+
 def pooled(jobs, total_gpus: int, order: str, tick: float = 600.0, min_count: int = 200,
            history=None, learn: float | None = None) -> dict:
     """Replay ``jobs`` on ``total_gpus`` pooled GPUs, free preemption, in ``order``.  The
     Gittins tables come from ``jobs`` themselves; or from ``history`` (jobs that ended
     before the window); or, with ``learn`` (seconds), from ``history`` and the window's jobs
     ended so far, rebuilt every ``learn`` seconds (what a scheduler can know)."""
-    jobs = sorted(jobs, key=lambda j: (j.submit_time, j.id))
-    by_ws = order == "gittins-ws"
-    learned = list(history or ())
-    git = None
-    if order.startswith("gittins"):
-        git = Gittins(learned if (history is not None or learn) else jobs, min_count, by_workspace=by_ws)
-    by_id = {j.id: j for j in jobs}
-    key: dict[str, object] = {}
-    thresholds = LAS_THRESHOLDS if order == "las" else FINE_THRESHOLDS
-    rem: dict[str, float] = {}
-    att: dict[str, float] = {}
-    gpus: dict[str, int] = {}
-    submit: dict[str, float] = {}
-    present: list[str] = []
-    running: set[str] = set()
-    jct: list[float] = []
-    preemptions = 0
-    i, n = 0, len(jobs)
-    now = jobs[0].submit_time if jobs else 0.0
-    next_tick = now + tick
-    next_learn = now + learn if learn else math.inf
-    inf = math.inf
-    while i < n or present:
-        t = jobs[i].submit_time if i < n else inf
-        for j in running:
-            g = gpus[j]
-            t = min(t, now + rem[j])
-            if order in ("las", "las-fine"):
-                k = bisect.bisect_right(thresholds, att[j])
-                if k < len(thresholds):
-                    t = min(t, now + (thresholds[k] - att[j]) / g)
-        if git is not None and present:
-            t = min(t, next_tick)
-        dt = t - now
-        if dt > 0:
-            for j in running:
-                rem[j] -= dt
-                att[j] += dt * gpus[j]
-        now = t
-        if git is not None and now >= next_tick:
-            next_tick = now + tick
-        if now >= next_learn:
-            next_learn = now + learn
-            git = Gittins(learned, min_count, by_workspace=by_ws)
-        done = [j for j in running if rem[j] <= 1e-9]
-        if done:
-            for j in done:
-                running.discard(j)
-                jct.append(now - submit[j])
-                if learn:
-                    learned.append(by_id[j])
-            finished = set(done)
-            present = [j for j in present if j not in finished]
-        while i < n and jobs[i].submit_time <= now:
-            tj = jobs[i]
-            i += 1
-            if tj.gpus > total_gpus:
-                continue
-            if tj.duration <= 0:
-                jct.append(0.0)
-                continue
-            rem[tj.id], att[tj.id], gpus[tj.id], submit[tj.id] = tj.duration, 0.0, tj.gpus, tj.submit_time
-            key[tj.id] = (tj.group, tj.gpus) if order == "gittins-ws" else tj.gpus
-            present.append(tj.id)
-        if order == "srtf":
-            present.sort(key=lambda j: (rem[j] * gpus[j], submit[j], j))
-        elif git is not None:
-            present.sort(key=lambda j: (-git.index(key[j], att[j]), submit[j], j))
-        else:
-            present.sort(key=lambda j: (bisect.bisect_right(thresholds, att[j]), submit[j], j))
-        free = total_gpus
-        now_running: set[str] = set()
-        for j in present:
-            if gpus[j] <= free:
-                now_running.add(j)
-                free -= gpus[j]
-                if free == 0:
-                    break
-        preemptions += len(running - now_running)
-        running = now_running
-    return {"avg_jct": statistics.fmean(jct) if jct else 0.0, "completed": len(jct),
-            "preemptions": preemptions}
+    if order == "srtf":
+        rank = SrtfOrder()
+    elif order in ("las", "las-fine"):
+        rank = LevelOrder(LAS_THRESHOLDS if order == "las" else FINE_THRESHOLDS)
+    else:
+        by_ws = order == "gittins-ws"
+        sample = list(history or ()) if (history is not None or learn) else jobs
+        rank = GittinsOrder(sample, min_count, by_ws, tick, learn)
+        rank.keys = {j.id: (j.group, j.gpus) if by_ws else j.gpus for j in jobs}
+    return pooled_replay(jobs, total_gpus, rank)
 
 
 def history_before(full, day: float, days: float = 14.0) -> list:

@@ -49,6 +49,25 @@ def _place(free: list[int], gpus: int, per_node: int) -> bool:
     return True
 
 
+class SrtfOrder:
+    """The reference's order: remaining work in GPU-seconds, shortest first. An order for
+    :func:`pooled_replay` gives each present job's sort ``key`` (from its remaining time,
+    attained GPU-seconds, GPUs and submission), the next time it may change besides arrivals
+    and ends (``wake``), and hears of each end (``ended``: an order that learns)."""
+
+    def key(self, j: str, rem: dict, att: dict, gpus: dict, submit: dict) -> tuple:
+        return (rem[j] * gpus[j], submit[j], j)
+
+    def wake(self, now: float, running: set, att: dict, gpus: dict) -> float:
+        return math.inf
+
+    def at(self, now: float) -> None:
+        """Called at every step, after the clock has moved to ``now``."""
+
+    def ended(self, job: TraceJob) -> None:
+        pass
+
+
 def srtf_reference(jobs: Sequence[TraceJob], total_gpus: int, detail: bool = False,
                    gpus_per_node: int | None = None) -> dict:
     """Replay ``jobs`` (sorted by submission) on ``total_gpus`` pooled GPUs;
@@ -62,12 +81,23 @@ def srtf_reference(jobs: Sequence[TraceJob], total_gpus: int, detail: bool = Fal
     (``benchmarks/node_srtf_bench.py``): a job of up to one node's GPUs goes on one
     node, a bigger one on whole nodes, and every placement is made afresh at each
     arrival and end, so a running job moves to another node for free."""
+    return pooled_replay(jobs, total_gpus, SrtfOrder(), detail, gpus_per_node)
+
+
+def pooled_replay(jobs: Sequence[TraceJob], total_gpus: int, order, detail: bool = False,
+                  gpus_per_node: int | None = None) -> dict:
+    """:func:`srtf_reference`'s replay with another ``order`` (see :class:`SrtfOrder`): at
+    every arrival, end and ``order.wake``, the jobs present are ranked by ``order.key`` and
+    given GPUs in that order while they fit, preempting and resuming for free
+    (``benchmarks/pooled_bound_bench.py`` ranks without durations this way)."""
     if total_gpus < 1:
         raise ValueError("total_gpus must be at least 1")
     if gpus_per_node is not None and (gpus_per_node < 1 or total_gpus % gpus_per_node):
         raise ValueError("gpus_per_node must be at least 1 and divide total_gpus")
-    order = sorted(jobs, key=lambda j: (j.submit_time, j.id))
+    ordered = sorted(jobs, key=lambda j: (j.submit_time, j.id))
+    by_id = {j.id: j for j in ordered}
     rem: dict[str, float] = {}
+    att: dict[str, float] = {}
     gpus: dict[str, int] = {}
     submit: dict[str, float] = {}
     present: list[str] = []
@@ -76,30 +106,36 @@ def srtf_reference(jobs: Sequence[TraceJob], total_gpus: int, detail: bool = Fal
     jct_by: dict[str, float] = {}
     start_by: dict[str, float] = {}
     rejected = preemptions = 0
-    i, n = 0, len(order)
-    now = order[0].submit_time if order else 0.0
+    i, n = 0, len(ordered)
+    now = ordered[0].submit_time if ordered else 0.0
     inf = math.inf
+    key = order.key
     while i < n or present:
-        t = order[i].submit_time if i < n else inf
+        t = ordered[i].submit_time if i < n else inf
         if running:
             t = min(t, now + min(rem[j] for j in running))
+        if present:
+            t = min(t, order.wake(now, running, att, gpus))
         dt = t - now
         if dt > 0:
             for j in running:
                 rem[j] -= dt
+                att[j] += dt * gpus[j]
         now = t
+        order.at(now)
         if running:
             done = [j for j in running if rem[j] <= 1e-9]
             if done:
                 for j in done:
                     running.discard(j)
                     jct.append(now - submit[j])
+                    order.ended(by_id[j])
                     if detail:
                         jct_by[j] = now - submit[j]
                 finished = set(done)
                 present = [j for j in present if j not in finished]
-        while i < n and order[i].submit_time <= now:
-            tj = order[i]
+        while i < n and ordered[i].submit_time <= now:
+            tj = ordered[i]
             i += 1
             if tj.gpus > total_gpus:
                 rejected += 1
@@ -109,9 +145,9 @@ def srtf_reference(jobs: Sequence[TraceJob], total_gpus: int, detail: bool = Fal
                 if detail:
                     jct_by[tj.id], start_by[tj.id] = 0.0, now
                 continue
-            rem[tj.id], gpus[tj.id], submit[tj.id] = tj.duration, tj.gpus, tj.submit_time
+            rem[tj.id], att[tj.id], gpus[tj.id], submit[tj.id] = tj.duration, 0.0, tj.gpus, tj.submit_time
             present.append(tj.id)
-        present.sort(key=lambda j: (rem[j] * gpus[j], submit[j], j))
+        present.sort(key=lambda j: key(j, rem, att, gpus, submit))
         free = total_gpus
         nodes = [gpus_per_node] * (total_gpus // gpus_per_node) if gpus_per_node else None
         now_running: set[str] = set()
@@ -133,4 +169,4 @@ def srtf_reference(jobs: Sequence[TraceJob], total_gpus: int, detail: bool = Fal
     return out
 
 
-__all__ = ["srtf_reference"]
+__all__ = ["SrtfOrder", "pooled_replay", "srtf_reference"]
