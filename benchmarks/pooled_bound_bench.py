@@ -38,10 +38,11 @@ the runtimes of the jobs of the 14 days before the window that had ended by
 its start, and of the window's jobs as they end, rebuilt every ``SECONDS``
 (a job still running is not in them, so they lean short).
 
-The loop is the reference's own (`sim.reference.pooled_replay`). None of these pays what the real scheduler pays (node boundaries, restarts,
+The loop is the reference's own (``sim.reference.pooled_replay``).  None of
+these orders pays what the real scheduler pays (node boundaries, restarts,
 ``min_run``, the preemption budget), so their ratio to the reference is
-what remains of the gap from not knowing durations alone: a floor for any
-order of the same information, not a policy.  Figures in docs/benchmarks.md
+what remains of the gap from not knowing durations alone: for the Gittins
+order, a floor for any order of the same information, not a policy.  Figures in docs/benchmarks.md
 ("What not knowing durations costs at best").
 """
 
