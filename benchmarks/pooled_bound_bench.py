@@ -59,15 +59,12 @@ from flightbase_jobqueue.sim.reference import SrtfOrder, pooled_replay, srtf_ref
 from flightbase_jobqueue.sim.trace import DAY, read_trace, window
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from jct_gap_bench import size_class  # noqa: E402  (the gap's classes: 1, 2-4, 5-8, >8 GPUs)
 from replay_bench import add_window_arguments, window_trace  # noqa: E402
 
 LAS_THRESHOLDS = (3600.0 * 16, 3600.0 * 256, 3600.0 * 1024)
 FINE_THRESHOLDS = tuple(60.0 * 2 ** k for k in range(40))
 ORDERS = ("srtf", "las", "las-fine", "gittins", "gittins-ws")
-
-
-def size_class(gpus: int) -> str:
-    return "1" if gpus == 1 else "2-4" if gpus <= 4 else "5-8" if gpus <= 8 else ">8"
 
 
 def gittins_table(services: list[float], ages: list[float]) -> list[float]:
