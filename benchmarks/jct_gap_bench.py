@@ -157,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         if jid in members:
             spent[what] += s
     m = len(members)
+    if not m:
+        print(f"\nclass {worst[0]} GPUs, {worst[1]}: no job of this window is in it")
+        return 0
     print(f"\nclass {worst[0]} GPUs, {worst[1]} ({m} jobs), hours per job after the first start: running "
           f"{spent['run'] / 3600 / m:.1f}; queued again with enough GPUs free in all but not on one node "
           f"{spent['spread'] / 3600 / m:.1f}; queued otherwise {spent['queued'] / 3600 / m:.1f}")
