@@ -45,6 +45,10 @@ sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from replay_bench import add_window_arguments, parse_options, window_trace  # noqa: E402
 
 
+SIZES = ("1", "2-4", "5-8", ">8")  # what size_class and length_class give, in table order
+LENGTHS = ("<10m", "<1h", "<6h", ">=6h")
+
+
 def size_class(gpus: int) -> str:
     return "1" if gpus == 1 else "2-4" if gpus <= 4 else "5-8" if gpus <= 8 else ">8"
 
@@ -65,10 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     detail = None
     if args.detail:
         detail = tuple(args.detail.split(",", 1))
-        if len(detail) != 2 or detail[0] not in ("1", "2-4", "5-8", ">8") or detail[1] not in (
-                "<10m", "<1h", "<6h", ">=6h"):
-            ap.error("--detail: expected GPUS,LENGTH with GPUS one of 1, 2-4, 5-8, >8 and LENGTH one of "
-                     "<10m, <1h, <6h, >=6h")
+        if len(detail) != 2 or detail[0] not in SIZES or detail[1] not in LENGTHS:
+            ap.error(f"--detail: expected GPUS,LENGTH with GPUS one of {', '.join(SIZES)} and LENGTH one of "
+                     f"{', '.join(LENGTHS)}")
     try:
         options = parse_options(args.option)
     except ValueError as exc:
@@ -145,8 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     gap = sum(r[1] - r[2] for r in rows.values()) or 1.0
     print(f"\n{'GPUs':>5} {'length':>6} {'jobs':>6} {'JCT':>9} {'ref JCT':>9} {'ratio':>6} {'wait':>7} "
           f"{'ref wait':>8} {'gap share':>9} {'preempt/job':>11}")
-    order = ["1", "2-4", "5-8", ">8"], ["<10m", "<1h", "<6h", ">=6h"]
-    for k in sorted(rows, key=lambda k: (order[0].index(k[0]), order[1].index(k[1]))):
+    for k in sorted(rows, key=lambda k: (SIZES.index(k[0]), LENGTHS.index(k[1]))):
         r = rows[k]
         print(f"{k[0]:>5} {k[1]:>6} {r[0]:>6,} {r[1] / r[0]:>9,.0f} {r[2] / r[0]:>9,.0f} {r[1] / r[2]:>6.2f} "
               f"{r[3] / r[0]:>7,.0f} {r[4] / r[0]:>8,.0f} {100 * (r[1] - r[2]) / gap:>8.1f}% {r[5] / r[0]:>11.2f}")

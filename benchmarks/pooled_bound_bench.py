@@ -103,7 +103,6 @@ class Gittins:
     grid of attained GPU-seconds."""
 
     def __init__(self, jobs, min_count: int = 200, step: float = 1.15, by_workspace: bool = False):
-        self.by_workspace = by_workspace
         by_count: dict[object, list[float]] = {}
         by_class: dict[str, list[float]] = {}
         for j in jobs:
@@ -172,12 +171,13 @@ class GittinsOrder(SrtfOrder):
     ``sample`` (or, with ``learn``, from ``sample`` and the jobs ended so far, rebuilt every
     ``learn`` seconds)."""
 
-    def __init__(self, sample, min_count: int, by_workspace: bool, tick: float, learn: float | None):
+    def __init__(self, sample, keys: dict[str, object], min_count: int, by_workspace: bool, tick: float,
+                 learn: float | None):
         self.by_ws, self.min_count, self.tick, self.learn = by_workspace, min_count, tick, learn
+        self.keys = keys  # job id -> its table's key: (workspace, GPUs) or GPUs
         self.learned = list(sample)
         self.git = Gittins(self.learned, min_count, by_workspace=by_workspace)
         self.next_tick = self.next_learn = None
-        self.keys: dict[str, object] = {}
 
     def key(self, j, rem, att, gpus, submit):
         return (-self.git.index(self.keys[j], att[j]), submit[j], j)
@@ -212,9 +212,9 @@ def pooled(jobs, total_gpus: int, order: str, tick: float = 600.0, min_count: in
         rank = LevelOrder(LAS_THRESHOLDS if order == "las" else FINE_THRESHOLDS)
     else:
         by_ws = order == "gittins-ws"
-        sample = list(history or ()) if (history is not None or learn) else jobs
-        rank = GittinsOrder(sample, min_count, by_ws, tick, learn)
-        rank.keys = {j.id: (j.group, j.gpus) if by_ws else j.gpus for j in jobs}
+        sample = (history or ()) if (history is not None or learn) else jobs
+        keys = {j.id: (j.group, j.gpus) if by_ws else j.gpus for j in jobs}
+        rank = GittinsOrder(sample, keys, min_count, by_ws, tick, learn)
     return pooled_replay(jobs, total_gpus, rank)
 
 
@@ -240,9 +240,9 @@ def sweep(args: argparse.Namespace, orders: list[str], total: int) -> int:
         jobs = window(full, d).jobs
         if jobs:
             ref = srtf_reference(jobs, total)["avg_jct"]
+            hist = history_before(full, d) if args.learn else None
             cells = []
             for o in orders:
-                hist = history_before(full, d) if args.learn else None
                 r = pooled(jobs, total, o, args.tick, args.min_jobs, hist, args.learn)["avg_jct"] / ref
                 ratios[o].append((d, r))
                 cells.append(f"{o} {r:.3f}")
@@ -288,8 +288,11 @@ def main(argv: list[str] | None = None) -> int:
         return sweep(args, orders, total)
     if args.learn and args.trace:
         ap.error("--learn: needs a --window of --full-trace (its history is the days before)")
-    trace = window_trace(args)
-    hist = history_before(read_trace(args.full_trace), args.window) if args.learn else None
+    if args.learn:  # the full trace read once, for the window and the days before it
+        full = read_trace(args.full_trace)
+        trace, hist = window(full, args.window), history_before(full, args.window)
+    else:
+        trace, hist = window_trace(args), None
     ref = srtf_reference(trace.jobs, total)
     where = args.trace or f"{args.full_trace} day {args.window:g}+14"
     print(f"{where}: {len(trace.jobs):,} jobs, {total} pooled GPUs; SRTF reference {ref['avg_jct']:,.0f} s")
