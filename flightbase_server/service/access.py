@@ -48,10 +48,13 @@ async def authorize(request: Request, identity: Identity, workspace: str, permis
     ws = await visible(request, identity, workspace)
     if ws is None:
         raise not_found(hidden_as or f"workspace {workspace!r}")
-    request.state.workspace = workspace
+    if hidden_as is not None:
+        request.state.workspace = workspace
+    # visible() has established that the identity may see the workspace (with the same member
+    # list), so a refusal here is a 403 that names the missing permission.
     grant = authz.check(identity, permission, workspace, ws.managers, ws.members)
     if not grant.allowed:
-        raise ApiError(403 if grant.visible else 404, grant.reason)
+        raise ApiError(403, grant.reason)
     return ws
 
 

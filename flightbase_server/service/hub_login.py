@@ -126,7 +126,9 @@ class HubLogin:
         self._states = _Expiring(self.oauth_state_max_age)
         self._lookups = InFlight()
         # forget_user() calls so far, and the last one that named each user (or everyone): a
-        # lookup that began before one that concerns its answer keeps nothing
+        # lookup that began before one that concerns its answer keeps nothing. One entry per user
+        # ever forgotten (bounded by the hub's users), never pruned: an entry is read by lookups
+        # that began before it until their callers have checked it, which nothing here tracks.
         self._generation = 0
         self._forgotten: dict[str, int] = {}
         self._forgot_all = 0

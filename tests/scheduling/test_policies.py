@@ -120,6 +120,32 @@ def test_las_preempts_a_lower_level_job():
     assert preempts == []
 
 
+def test_las_with_min_run_0_never_stops_a_job_at_the_instant_it_started():
+    # min_run 0 lets a job be preempted as soon as it has run at all, but not at the very
+    # instant it (re)started: jobs restarted and stopped again at one instant undid each other's
+    # decisions forever (the replay below stopped with SimulationStuck).
+    just = running(job("just", 8, ws="v", attained=100_000.0), {"n": range(8)}, started=1000)
+    _, preempts, d = decide("las", snap([job("new", 2, t=500)], [just], [node("n", free=[])], now=1000),
+                            thresholds=(3600.0,), min_run=0.0)
+    assert preempts == [] and d.wake_at is not None and 1000 < d.wake_at < 1000.001
+    _, preempts, _ = decide("las", snap([job("new", 2, t=500)], [just], [node("n", free=[])], now=1000.01),
+                            thresholds=(3600.0,), min_run=0.0)
+    assert preempts == [("just", "new")]
+
+
+def test_las_with_min_run_0_replays_to_the_end(tmp_path):
+    """A generated trace on 4 x 8 GPUs on which ``las`` with ``min_run`` 0 used to make
+    10,000 decisions at one instant (SimulationStuck); every job now completes."""
+    from flightbase_jobqueue.sim.replay import replay
+    from tests.helpers.traces import write_random_trace
+
+    trace = write_random_trace(tmp_path / "t.csv", seed=8, jobs=300, max_gap=60, gpus=[1, 1, 1, 2, 4, 8],
+                               lognormal=(7.5, 1.5), groups=["a", "b"])
+    r = replay(str(trace), 4, 8, "las", "none", 60.0, policy_options={"min_run": 0.0})
+    assert r["completed"] == r["jobs"] == 300
+    assert r["preemptions_per_job"] > 0
+
+
 def test_las_never_preempts_non_preemptible_or_too_young():
     nb = running(lease("nb", "v"), {"n": [0]}, started=0)
     young = running(job("young", 7, attained=1e6), {"n": range(1, 8)}, started=900)

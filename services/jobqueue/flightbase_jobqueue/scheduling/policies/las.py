@@ -68,6 +68,9 @@ from ..types import ActiveJob, Decisions, Job, Snapshot
 from .base import Policy
 
 
+_SAME_INSTANT = 1e-6  # seconds: a job that started less than this ago started "now"
+
+
 @dataclass(frozen=True)
 class LasPolicy(Policy):
     thresholds: tuple[float, ...] = (3600.0 * 16, 3600.0 * 256, 3600.0 * 1024)
@@ -284,7 +287,10 @@ class LasPolicy(Policy):
         lowest = -2  # the highest (lowest-priority) level among preemptible running jobs
         wake = inf
         nthr = len(thresholds)
-        min_run = self.min_run
+        # A job is never stopped at the instant it (re)started, whatever ``min_run`` says: with
+        # min_run 0, jobs stopped and restarted at one instant were stopped again at that
+        # instant, and decisions undid each other forever (tests/scheduling/test_policies.py).
+        min_run = max(self.min_run, _SAME_INSTANT)
         pending = 0  # GPUs of jobs being stopped
         # The one loop over every running job: keep it lean (levels of
         # possible victims are recomputed on demand, below).
