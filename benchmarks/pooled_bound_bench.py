@@ -36,7 +36,11 @@ stop smaller ones after it), as the reference does:
 With ``--learn SECONDS`` the Gittins tables are what a scheduler could know:
 the runtimes of the jobs of the 14 days before the window that had ended by
 its start, and of the window's jobs as they end, rebuilt every ``SECONDS``
-(a job still running is not in them, so they lean short).
+(a job still running is not in them, so they lean short).  With ``--las-until
+JOBS`` as well, the ``gittins`` orders rank as ``las`` does while the tables in use
+were built from fewer than JOBS runtimes, and by the learnt index from then on
+(least attained service needs no history; the index is only as good as its
+tables).
 
 The loop is the reference's own (``sim.reference.pooled_replay``).  None of
 these orders pays what the real scheduler pays (node boundaries, restarts,
@@ -172,17 +176,24 @@ class GittinsOrder(SrtfOrder):
     ``learn`` seconds)."""
 
     def __init__(self, sample, keys: dict[str, object], min_count: int, by_workspace: bool, tick: float,
-                 learn: float | None):
+                 learn: float | None, las_until: int = 0):
         self.by_ws, self.min_count, self.tick, self.learn = by_workspace, min_count, tick, learn
         self.keys = keys  # job id -> its table's key: (workspace, GPUs) or GPUs
         self.learned = list(sample)
         self.git = Gittins(self.learned, min_count, by_workspace=by_workspace)
+        # least attained service while the tables hold fewer than las_until runtimes
+        self.las = LevelOrder(LAS_THRESHOLDS) if len(self.learned) < las_until else None
+        self.las_until = las_until
         self.next_tick = self.next_learn = None
 
     def key(self, j, rem, att, gpus, submit):
+        if self.las is not None:
+            return self.las.key(j, rem, att, gpus, submit)
         return (-self.git.index(self.keys[j], att[j]), submit[j], j)
 
     def wake(self, now, running, att, gpus):
+        if self.las is not None:
+            return min(self.next_tick, self.las.wake(now, running, att, gpus))
         return self.next_tick
 
     def at(self, now):
@@ -194,6 +205,8 @@ class GittinsOrder(SrtfOrder):
         if now >= self.next_learn:
             self.next_learn = now + self.learn
             self.git = Gittins(self.learned, self.min_count, by_workspace=self.by_ws)
+            if self.las is not None and len(self.learned) >= self.las_until:
+                self.las = None
 
     def ended(self, job):
         if self.learn:
@@ -201,11 +214,12 @@ class GittinsOrder(SrtfOrder):
 
 
 def pooled(jobs, total_gpus: int, order: str, tick: float = 600.0, min_count: int = 200,
-           history=None, learn: float | None = None) -> dict:
+           history=None, learn: float | None = None, las_until: int = 0) -> dict:
     """Replay ``jobs`` on ``total_gpus`` pooled GPUs, free preemption, in ``order``.  The
     Gittins tables come from ``jobs`` themselves; or from ``history`` (jobs that ended
     before the window); or, with ``learn`` (seconds), from ``history`` and the window's jobs
-    ended so far, rebuilt every ``learn`` seconds (what a scheduler can know)."""
+    ended so far, rebuilt every ``learn`` seconds (what a scheduler can know); ranked as
+    ``las`` while those tables hold fewer than ``las_until`` runtimes."""
     if order == "srtf":
         rank = SrtfOrder()
     elif order in ("las", "las-fine"):
@@ -214,7 +228,7 @@ def pooled(jobs, total_gpus: int, order: str, tick: float = 600.0, min_count: in
         by_ws = order == "gittins-ws"
         sample = (history or ()) if (history is not None or learn) else jobs
         keys = {j.id: (j.group, j.gpus) if by_ws else j.gpus for j in jobs}
-        rank = GittinsOrder(sample, keys, min_count, by_ws, tick, learn)
+        rank = GittinsOrder(sample, keys, min_count, by_ws, tick, learn, las_until)
     return pooled_replay(jobs, total_gpus, rank)
 
 
@@ -243,7 +257,8 @@ def sweep(args: argparse.Namespace, orders: list[str], total: int) -> int:
             hist = history_before(full, d) if args.learn else None
             cells = []
             for o in orders:
-                r = pooled(jobs, total, o, args.tick, args.min_jobs, hist, args.learn)["avg_jct"] / ref
+                r = pooled(jobs, total, o, args.tick, args.min_jobs, hist, args.learn,
+                           args.las_until)["avg_jct"] / ref
                 ratios[o].append((d, r))
                 cells.append(f"{o} {r:.3f}")
             print(f"day {d:g}+14, {len(jobs):,} jobs: " + ", ".join(cells), flush=True)
@@ -268,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--learn", type=float, metavar="SECONDS",
                     help="Gittins tables learnt as a scheduler would: from the 14 days before the window "
                          "and the window's jobs ended so far, rebuilt every SECONDS")
+    ap.add_argument("--las-until", type=int, default=0, metavar="JOBS",
+                    help="with --learn: rank as las until the learnt tables hold JOBS runtimes")
     ap.add_argument("--first", type=float, help="sweep: the window of every day from --first to --last")
     ap.add_argument("--last", type=float)
     args = ap.parse_args(argv)
@@ -279,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--tick: must be positive")
     if args.learn is not None and args.learn <= 0:
         ap.error("--learn: must be positive")
+    if args.las_until < 0 or (args.las_until and not args.learn):
+        ap.error("--las-until: a number of jobs, at least 0, with --learn")
     if args.min_jobs < 1:
         ap.error("--min-jobs: must be at least 1")
     total = args.nodes * args.gpus_per_node
@@ -298,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{where}: {len(trace.jobs):,} jobs, {total} pooled GPUs; SRTF reference {ref['avg_jct']:,.0f} s")
     for order in orders:
         cpu0 = time.process_time()
-        r = pooled(trace.jobs, total, order, args.tick, args.min_jobs, hist, args.learn)
+        r = pooled(trace.jobs, total, order, args.tick, args.min_jobs, hist, args.learn, args.las_until)
         print(f"{order:>9}: avg JCT {r['avg_jct']:,.0f} s, {r['avg_jct'] / ref['avg_jct']:.3f}x the reference; "
               f"{r['preemptions'] / len(trace.jobs):.2f} preemptions per job (free here); "
               f"CPU {time.process_time() - cpu0:.0f} s", flush=True)

@@ -77,7 +77,8 @@ def test_gittins_gives_way_once_a_job_is_past_what_short_jobs_need():
 def test_bad_arguments_name_the_option():
     for args, word in ((["--orders", "nope"], "--orders"), (["--tick", "0"], "--tick"),
                        (["--first", "3"], "--first"), (["--min-jobs", "0"], "--min-jobs"),
-                       (["--learn", "0"], "--learn"), (["--trace", "t.csv", "--learn", "60"], "--learn")):
+                       (["--learn", "0"], "--learn"), (["--trace", "t.csv", "--learn", "60"], "--learn"),
+                       (["--window", "19", "--las-until", "100"], "--las-until")):
         out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "pooled_bound_bench.py"), *args],
                              capture_output=True, text=True, timeout=60,
                              env={"PYTHONPATH": str(ROOT / "services" / "jobqueue"), "PATH": "/usr/bin:/bin"})
@@ -95,6 +96,19 @@ def test_learnt_tables_know_only_what_has_ended():
     assert got["avg_jct"] == pytest.approx((1010.0 + 19.0) / 2)
     blind = bench.pooled(jobs, 1, "gittins", tick=1.0, history=[], learn=86400.0)
     assert blind["avg_jct"] == pytest.approx((1000.0 + 1009.0) / 2)
+
+
+def test_las_until_ranks_as_las_while_the_tables_are_small():
+    """``--las-until``: with the same two runtimes learnt, tables of fewer runtimes than asked
+    for rank as least-attained service does (first come first served in level 0), tables
+    that hold as many rank by the learnt index (as above)."""
+    jobs = [TraceJob("long", 0.0, 1, 1000.0, "g"), TraceJob("short", 1.0, 1, 10.0, "g")]
+    past = [TraceJob("p1", 0.0, 1, 10.0, "g"), TraceJob("p2", 0.0, 1, 1000.0, "g")]
+    small = bench.pooled(jobs, 1, "gittins", tick=1.0, history=past, learn=86400.0, las_until=3)
+    assert small["avg_jct"] == pytest.approx(bench.pooled(jobs, 1, "las")["avg_jct"])
+    assert small["avg_jct"] == pytest.approx((1000.0 + 1009.0) / 2)
+    enough = bench.pooled(jobs, 1, "gittins", tick=1.0, history=past, learn=86400.0, las_until=2)
+    assert enough["avg_jct"] == pytest.approx((1010.0 + 19.0) / 2)
 
 
 def test_history_is_the_jobs_ended_before_the_window():
