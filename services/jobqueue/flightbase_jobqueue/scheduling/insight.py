@@ -261,7 +261,7 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
     left = _left_fn(snap.estimates, spec)
     now = snap.now
     thr = tuple(policy.thresholds)
-    min_run = policy.min_run
+    min_run = policy.protection  # min_run, as the pass applies it
     # The policy's other rules, where it has them (their defaults: off).
     patience = getattr(policy, "preempt_after", 0.0) or 0.0   # wait this long before preempting
     quantum = getattr(policy, "quantum", 0.0) or 0.0          # a restarted job keeps its GPUs a while

@@ -99,6 +99,15 @@ class LasPolicy(Policy):
     name = "las"
     preemptive = True
 
+    @property
+    def protection(self) -> float:
+        """How long a (re)started job keeps its GPUs, as the pass applies ``min_run`` (and
+        the queue's projection with it, ``insight._las_run``): never less than an instant,
+        whatever ``min_run`` says.  With ``min_run`` 0, jobs stopped and restarted at one
+        instant were stopped again at that instant, and decisions undid each other forever
+        (tests/scheduling/test_policies.py)."""
+        return max(self.min_run, _SAME_INSTANT)
+
     def level(self, attained: float) -> int:
         return bisect_right(self.thresholds, attained)
 
@@ -287,10 +296,7 @@ class LasPolicy(Policy):
         lowest = -2  # the highest (lowest-priority) level among preemptible running jobs
         wake = inf
         nthr = len(thresholds)
-        # A job is never stopped at the instant it (re)started, whatever ``min_run`` says: with
-        # min_run 0, jobs stopped and restarted at one instant were stopped again at that
-        # instant, and decisions undid each other forever (tests/scheduling/test_policies.py).
-        min_run = max(self.min_run, _SAME_INSTANT)
+        min_run = self.protection
         pending = 0  # GPUs of jobs being stopped
         # The one loop over every running job: keep it lean (levels of
         # possible victims are recomputed on demand, below).
