@@ -343,7 +343,7 @@ class LasPolicy(Policy):
         waiting = state.waiting
         hold = ""  # a starving job that cannot start yet holds back the rest
         in_use = state.in_use
-        blocked_reasons: dict[tuple[str, int], tuple] = {}
+        blocked_reasons: dict[tuple[str, int, bool], tuple] = {}
         reachable: FreeMap | None = None
         drain = self.drain
         patience = self.preempt_after
@@ -379,14 +379,7 @@ class LasPolicy(Policy):
                 else:
                     verdict = state.quota_check(job)
                 if verdict == BLOCKED:
-                    # Hard quotas can leave thousands of jobs blocked: one
-                    # shared (lazy) reason per workspace and usage level.
-                    ws = job.workspace
-                    bk = (ws, in_use.get(ws, 0), job.preemptible)
-                    entry = blocked_reasons.get(bk)
-                    if entry is None:
-                        entry = blocked_reasons[bk] = _blocked_entry(snap, bk)
-                    raw[job.id] = entry
+                    raw[job.id] = _blocked_shared(blocked_reasons, snap, in_use, job)
                     continue
             else:
                 verdict = NO_QUOTA
@@ -532,11 +525,16 @@ class LasPolicy(Policy):
         return wake
 
 
-def _blocked_entry(snap: Snapshot, key: tuple[str, int, bool]) -> tuple:
-    """The (lazy) reason of the jobs blocked by their workspace's quota at a
-    usage: ``key`` is (workspace, GPUs in use, preemptible)."""
-    ws, used, preemptible = key
-    return (_blocked_reason, blocked_args(snap.limits_for(ws), used, preemptible))
+def _blocked_shared(cache: dict, snap: Snapshot, in_use: dict, job: Job) -> tuple:
+    """The (lazy) reason of ``job``, blocked by its workspace's quota: hard quotas can
+    leave thousands of jobs blocked, so one reason is shared per workspace, GPUs in use
+    and kind (``cache``, the pass's, keyed by (workspace, GPUs in use, preemptible))."""
+    ws = job.workspace
+    key = (ws, in_use.get(ws, 0), job.preemptible)
+    entry = cache.get(key)
+    if entry is None:
+        entry = cache[key] = (_blocked_reason, blocked_args(snap.limits_for(ws), key[1], job.preemptible))
+    return entry
 
 
 def _shortage_at(snap: Snapshot, fm: FreeMap, lv: int) -> ShortageAt:
@@ -614,12 +612,7 @@ class _SettledTail:
                 continue
             verdict = self._verdict(job)
             if verdict == BLOCKED:
-                ws = job.workspace
-                bk = (ws, in_use.get(ws, 0), job.preemptible)
-                entry = blocked.get(bk)
-                if entry is None:
-                    entry = blocked[bk] = _blocked_entry(snap, bk)
-                raw[job.id] = entry
+                raw[job.id] = _blocked_shared(blocked, snap, in_use, job)
                 continue
             if leases:
                 # Head-of-line rule 5 as the walk applies it: a lease behind a
