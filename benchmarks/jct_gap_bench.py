@@ -21,7 +21,11 @@ free restarts) on the same jobs, then prints:
   first start went (running; queued again with enough GPUs free in all but
   none on one node; queued otherwise), which jobs preempted them, and why
   (moved to gather a node for a gang job, or stopped for a job of a lower
-  level, or for a starving one).
+  level, or for a starving one);
+- of that time queued again with enough GPUs free in all: the reason the policy gave the job
+  at the pass before (keeping a node of its own, jobs being stopped for it, held back, or too
+  few GPUs left at its turn), how much of it another job of its class waited the same way,
+  and how much of it at least 3 nodes' worth of GPUs were free.
 
 ``--option NAME=VALUE`` (repeatable, VALUE as JSON) passes a policy option,
 for trying one.  A diagnostic: it reads the simulator's state at every step,
@@ -57,6 +61,29 @@ def length_class(seconds: float) -> str:
     return "<10m" if seconds < 600 else "<1h" if seconds < 3600 else "<6h" if seconds < 21600 else ">=6h"
 
 
+def job_class(j) -> tuple[str, str]:
+    """A trace job's (GPUs, length) class, as in the table."""
+    return size_class(j.gpus), length_class(j.duration)
+
+
+TOGETHER = "spread, with another of its class"  # keys of time queued again, spread
+PLENTY = "spread, 3 nodes' worth free"
+
+
+def spread_reason(reason: str | None) -> str:
+    """What a job queued with enough GPUs free in all (but not on one node) was told by the
+    pass before, from the words of ``las``'s reasons (policies/las.py)."""
+    if reason is None:
+        return "no reason recorded"
+    if "keeping" in reason:
+        return "keeping a node of its own"
+    if "to stop" in reason:
+        return "jobs being stopped for it"
+    if "held back" in reason:
+        return "held back for a starving job"
+    return "too few GPUs left at its turn"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_window_arguments(ap)
@@ -76,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         options = parse_options(args.option)
     except ValueError as exc:
         ap.error(str(exc))
-    trace = window_trace(args)
+    trace = window_trace(args, ap)
     tjobs = trace.jobs
     total = args.nodes * args.gpus_per_node
     ref = srtf_reference(tjobs, total, detail=True)
@@ -88,6 +115,15 @@ def main(argv: list[str] | None = None) -> int:
     after: Counter = Counter()  # (job id, "run" | "spread" | "queued") -> seconds
     idle = {"queued": 0.0, "fits": 0.0}
     last: dict = {}
+    policy = make_replay_policy(args.policy, options)
+    passes: dict = {}  # the last pass's decisions, for the reasons of the waiting jobs
+    schedule = policy.schedule
+
+    def recording(snap):
+        passes["last"] = decisions = schedule(snap)
+        return decisions
+
+    object.__setattr__(policy, "schedule", recording)  # this instance only (a frozen dataclass)
 
     def observe(sim, now: float) -> None:
         if last:
@@ -107,16 +143,30 @@ def main(argv: list[str] | None = None) -> int:
         started = sim.backend.first_start
         keys = [(a.job.id, "run") for a in sim.store.active.values() if not a.stopping]
         smallest = None
+        spread: list = []
         for j in sim.store.queue.jobs():
             smallest = j.gpus if smallest is None else min(smallest, j.gpus)
             if j.id in started:
-                keys.append((j.id, "spread" if free >= j.gpus > most else "queued"))
+                if free >= j.gpus > most:
+                    spread.append(j)
+                else:
+                    keys.append((j.id, "queued"))
+        if spread:
+            waiting = passes["last"].waiting if "last" in passes else {}
+            classes = Counter(job_class(by_id[j.id]) for j in spread if j.id in by_id)
+            for j in spread:
+                keys.append((j.id, "spread"))
+                keys.append((j.id, "spread: " + spread_reason(waiting.get(j.id))))
+                if j.id in by_id and classes[job_class(by_id[j.id])] > 1:
+                    keys.append((j.id, TOGETHER))
+                if free >= 3 * args.gpus_per_node:
+                    keys.append((j.id, PLENTY))
         last.update(t=now, free=free, queued=smallest is not None,
                     fits=smallest is not None and smallest <= free, keys=keys)
 
     cpu0 = time.process_time()
     sim = simulate(jobs, {j.id: j.duration for j in tjobs}, make_nodes(args.nodes, args.gpus_per_node),
-                   make_replay_policy(args.policy, options), {},
+                   policy, {},
                    restart_cost=args.restart_cost, observe=observe)
     backend = sim.backend
     jct = {jid: t - by_id[jid].submit_time for jid, t in backend.finished.items() if jid in by_id}
@@ -165,6 +215,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nclass {worst[0]} GPUs, {worst[1]} ({m} jobs), hours per job after the first start: running "
           f"{spent['run'] / 3600 / m:.1f}; queued again with enough GPUs free in all but not on one node "
           f"{spent['spread'] / 3600 / m:.1f}; queued otherwise {spent['queued'] / 3600 / m:.1f}")
+    reasons = sorted(((k[len("spread: "):], v) for k, v in spent.items() if k.startswith("spread: ")),
+                     key=lambda kv: -kv[1])
+    if reasons:
+        print("of that time queued again with enough GPUs free in all, hours per job by its reason: "
+              + "; ".join(f"{k} {v / 3600 / m:.1f}" for k, v in reasons)
+              + f"; with another job of its class waiting so {spent[TOGETHER] / 3600 / m:.1f}"
+              + f"; with at least 3 nodes' worth of GPUs free {spent[PLENTY] / 3600 / m:.1f}")
     by: Counter = Counter()
     for jid, reason, _ in sim.store.preemptions:
         if jid in members:

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_window_arguments(ap)
     args = ap.parse_args(argv)
-    trace = window_trace(args)
+    trace = window_trace(args, ap)
     total, n = args.nodes * args.gpus_per_node, len(trace.jobs)
     cpu0 = time.process_time()
     pooled = srtf_reference(trace.jobs, total)

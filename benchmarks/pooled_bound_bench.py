@@ -60,7 +60,7 @@ import sys
 import time
 
 from flightbase_jobqueue.sim.reference import SrtfOrder, pooled_replay, srtf_reference
-from flightbase_jobqueue.sim.trace import DAY, read_trace, window
+from flightbase_jobqueue.sim.trace import DAY, TraceError, read_trace, window
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from jct_gap_bench import size_class  # noqa: E402  (the gap's classes: 1, 2-4, 5-8, >8 GPUs)
@@ -308,10 +308,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.learn and args.trace:
         ap.error("--learn: needs a --window of --full-trace (its history is the days before)")
     if args.learn:  # the full trace read once, for the window and the days before it
-        full = read_trace(args.full_trace)
+        try:
+            full = read_trace(args.full_trace)
+        except TraceError as exc:
+            ap.error(str(exc))
         trace, hist = window(full, args.window), history_before(full, args.window)
     else:
-        trace, hist = window_trace(args), None
+        trace, hist = window_trace(args, ap), None
     ref = srtf_reference(trace.jobs, total)
     where = args.trace or f"{args.full_trace} day {args.window:g}+14"
     print(f"{where}: {len(trace.jobs):,} jobs, {total} pooled GPUs; SRTF reference {ref['avg_jct']:,.0f} s")

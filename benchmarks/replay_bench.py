@@ -33,7 +33,7 @@ from flightbase_jobqueue.scheduling import ActiveJob, Job, QueueView, Snapshot, 
 from flightbase_jobqueue.scheduling.estimates import HistoryEstimates
 from flightbase_jobqueue.sim.reference import srtf_reference
 from flightbase_jobqueue.sim.replay import make_nodes, replay
-from flightbase_jobqueue.sim.trace import Trace, read_trace, window
+from flightbase_jobqueue.sim.trace import Trace, TraceError, read_trace, window
 
 LOOSE_AGING = {"strict_aging": False}
 
@@ -121,9 +121,15 @@ def add_window_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--gpus-per-node", type=int, default=8)
 
 
-def window_trace(args: argparse.Namespace) -> Trace:
-    """The ``--trace`` file whole, or the ``--window`` of ``--full-trace``."""
-    return read_trace(args.trace) if args.trace else window(read_trace(args.full_trace), args.window)
+def window_trace(args: argparse.Namespace, ap: argparse.ArgumentParser | None = None) -> Trace:
+    """The ``--trace`` file whole, or the ``--window`` of ``--full-trace``. A file that cannot be
+    read is ``ap``'s one-line error (exit 2) when a parser is given."""
+    try:
+        return read_trace(args.trace) if args.trace else window(read_trace(args.full_trace), args.window)
+    except TraceError as exc:
+        if ap is None:
+            raise
+        ap.error(str(exc))
 
 
 def run_windows(full_path: str, starts: list[float], nodes: int = 64, policies: tuple[str, ...] = ("las",)) -> None:
