@@ -153,13 +153,15 @@ def main(argv: list[str] | None = None) -> int:
                     keys.append((j.id, "queued"))
         if spread:
             waiting = passes["last"].waiting if "last" in passes else {}
-            classes = Counter(job_class(by_id[j.id]) for j in spread if j.id in by_id)
+            cls = {j.id: job_class(by_id[j.id]) for j in spread if j.id in by_id}
+            together = Counter(cls.values())
+            plenty = free >= 3 * args.gpus_per_node
             for j in spread:
                 keys.append((j.id, "spread"))
                 keys.append((j.id, "spread: " + spread_reason(waiting.get(j.id))))
-                if j.id in by_id and classes[job_class(by_id[j.id])] > 1:
+                if together[cls.get(j.id)] > 1:
                     keys.append((j.id, TOGETHER))
-                if free >= 3 * args.gpus_per_node:
+                if plenty:
                     keys.append((j.id, PLENTY))
         last.update(t=now, free=free, queued=smallest is not None,
                     fits=smallest is not None and smallest <= free, keys=keys)

@@ -60,11 +60,11 @@ import sys
 import time
 
 from flightbase_jobqueue.sim.reference import SrtfOrder, pooled_replay, srtf_reference
-from flightbase_jobqueue.sim.trace import DAY, TraceError, read_trace, window
+from flightbase_jobqueue.sim.trace import DAY, window
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from jct_gap_bench import size_class  # noqa: E402  (the gap's classes: 1, 2-4, 5-8, >8 GPUs)
-from replay_bench import add_window_arguments, window_trace  # noqa: E402
+from replay_bench import add_window_arguments, read_trace_or_refuse, window_trace  # noqa: E402
 
 LAS_THRESHOLDS = (3600.0 * 16, 3600.0 * 256, 3600.0 * 1024)
 FINE_THRESHOLDS = tuple(60.0 * 2 ** k for k in range(40))
@@ -244,10 +244,10 @@ def history_before(full, day: float, days: float = 14.0) -> list:
     return [j for j in span if j.submit_time + j.duration <= end]
 
 
-def sweep(args: argparse.Namespace, orders: list[str], total: int) -> int:
+def sweep(args: argparse.Namespace, orders: list[str], total: int, ap: argparse.ArgumentParser) -> int:
     """One line per window (each order's ratio to the reference), then per order the
-    windows over 1.05 and the largest ratio."""
-    full = read_trace(args.full_trace)
+    windows over 1.05 and the largest ratio (a trace it cannot read is ``ap``'s error)."""
+    full = read_trace_or_refuse(args.full_trace, ap)
     ratios: dict[str, list[tuple[float, float]]] = {o: [] for o in orders}
     d = args.first
     while d <= args.last + 1e-9:
@@ -304,14 +304,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.first is not None or args.last is not None:
         if args.first is None or args.last is None or args.last < args.first or args.trace:
             ap.error("--first and --last: both, --last at least --first, and not with --trace")
-        return sweep(args, orders, total)
+        return sweep(args, orders, total, ap)
     if args.learn and args.trace:
         ap.error("--learn: needs a --window of --full-trace (its history is the days before)")
     if args.learn:  # the full trace read once, for the window and the days before it
-        try:
-            full = read_trace(args.full_trace)
-        except TraceError as exc:
-            ap.error(str(exc))
+        full = read_trace_or_refuse(args.full_trace, ap)
         trace, hist = window(full, args.window), history_before(full, args.window)
     else:
         trace, hist = window_trace(args, ap), None

@@ -121,15 +121,23 @@ def add_window_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--gpus-per-node", type=int, default=8)
 
 
-def window_trace(args: argparse.Namespace, ap: argparse.ArgumentParser | None = None) -> Trace:
-    """The ``--trace`` file whole, or the ``--window`` of ``--full-trace``. A file that cannot be
-    read is ``ap``'s one-line error (exit 2) when a parser is given."""
+def read_trace_or_refuse(path: str, ap: argparse.ArgumentParser | None = None) -> Trace:
+    """The trace at ``path``; one it cannot read is ``ap``'s one-line error (exit 2) when a
+    parser is given."""
     try:
-        return read_trace(args.trace) if args.trace else window(read_trace(args.full_trace), args.window)
+        return read_trace(path)
     except TraceError as exc:
         if ap is None:
             raise
         ap.error(str(exc))
+
+
+def window_trace(args: argparse.Namespace, ap: argparse.ArgumentParser | None = None) -> Trace:
+    """The ``--trace`` file whole, or the ``--window`` of ``--full-trace`` (read as
+    :func:`read_trace_or_refuse` reads)."""
+    if args.trace:
+        return read_trace_or_refuse(args.trace, ap)
+    return window(read_trace_or_refuse(args.full_trace, ap), args.window)
 
 
 def run_windows(full_path: str, starts: list[float], nodes: int = 64, policies: tuple[str, ...] = ("las",)) -> None:
