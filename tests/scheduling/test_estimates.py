@@ -204,3 +204,45 @@ def test_the_replay_report_prints_the_estimate_figures(trace):
     from flightbase_jobqueue.sim.replay import format_report
     text = format_report(replay(trace, 2, 8, "las", restart_cost=30, record_estimates=True))
     assert "start estimates" in text and "jobs waiting > 5 min" in text
+
+
+def test_asking_for_estimates_never_changes_the_schedule(tmp_path):
+    """The queue's projection reads the policy's expected-remaining levels without keeping
+    new ones (``LasPolicy.job_level(..., store=False)``): a replay that records every estimate
+    the queue shows schedules exactly as one that records none.  On this trace (one
+    workspace's 8-GPU jobs run about 10 h, the other's about 20 min) the levels change the
+    schedule (against ``expect_scale`` 0), so the check is not vacuous."""
+    from tests.helpers.traces import HEADER
+    rng = random.Random(5)
+    rows, t = [], 0
+    for i in range(90):
+        t += rng.randint(300, 1500)
+        if i % 6 == 0:
+            rows.append(f"j{i},{t},8,{int(rng.uniform(8, 12) * 3600)},long,,,\n")
+        else:
+            rows.append(f"j{i},{t},{rng.choice([1, 2, 8])},{rng.randint(600, 1800)},short,,,\n")
+    path = tmp_path / "two.csv"
+    path.write_text(HEADER + "".join(rows))
+    keys = ("avg_jct", "preemptions", "median_jct")
+    plain = replay(str(path), 2, 8, "las", restart_cost=30, record_estimates=False)
+    asked = replay(str(path), 2, 8, "las", restart_cost=30, record_estimates=True)
+    assert {k: plain[k] for k in keys} == {k: asked[k] for k in keys}
+    off = replay(str(path), 2, 8, "las", restart_cost=30, policy_options={"expect_scale": 0.0})
+    assert {k: off[k] for k in keys} != {k: plain[k] for k in keys}
+
+
+def test_the_projection_keeps_no_expectation_of_its_own():
+    """The projection of a queue under ``las`` takes running gang jobs' expected-remaining
+    levels at future run times (10, 20, 40 min ...) from today's history; it must not keep
+    them, or the pass at that time would use them instead of the history it will then have."""
+    est = history([100 * 3600.0] * 5, ws="long", gpus=8)
+    p = make_policy("las")
+    big = running(job("big", 8, ws="long"), {"a": range(8)}, started=0)
+    s = snap([job("q1", 8, ws="long", t=10), job("q2", 2, ws="long", t=20)], [big],
+             [node("a", free=[]), node("b", free=[])], now=30, estimates=est)
+    p.schedule(s)
+    kept = dict(p._index["expected"])
+    assert kept  # the pass keeps its own: big's and the queued gang jobs'
+    out = explain(s, policy=p)
+    assert {i.job_id for i in out} == {"q1", "q2"}
+    assert p._index["expected"] == kept

@@ -176,6 +176,68 @@ def test_las_promotes_a_job_after_twice_what_it_has_run_and_at_least_starve_afte
     assert p.rank(short, 1000 + 6 * 3600 - 1)[0] >= 0 and p.rank(short, 1000 + 6 * 3600)[0] == -1
 
 
+def _history(**runtimes):
+    """Runtime history: workspace -> (GPUs, seconds) of completed jobs, three each."""
+    from flightbase_jobqueue.scheduling.estimates import HistoryEstimates
+    est = HistoryEstimates()
+    for ws, (gpus, seconds) in runtimes.items():
+        for k in range(3):
+            est.observe(job(f"{ws}-done{k}", gpus, ws=ws), seconds + k)
+    return est
+
+
+def test_las_ranks_a_gang_job_by_the_work_its_history_expects():
+    # Workspace "long"'s 8-GPU jobs ran 100 h (800 GPU-hours: level 2 of 16 / 256 / 1,024),
+    # "short"'s ran 30 min. Both queue an 8-GPU job for one free node; "long"'s came first.
+    # Plain LAS (expect_scale 0) runs first come first served within level 0; the
+    # expected-remaining level lets the job expected to be short go first, and the long one
+    # waits at level 2 (without its history it would not: "as long again" is plain LAS).
+    est = _history(long=(8, 100 * 3600.0), short=(8, 1800.0))
+    queue = [job("l", 8, ws="long", t=0), job("s", 8, ws="short", t=1)]
+    s = snap(queue, nodes=[node("n")], now=10, estimates=est)
+    assert decide("las", s, expect_scale=0.0)[0] == {"l": {"n": tuple(range(8))}}
+    p = make_policy("las")
+    d = p.schedule(s)
+    assert {a.job_id for a in d.admits} == {"s"}
+    assert p.rank(queue[0], 10)[0] == 2 and p.rank(queue[1], 10)[0] == 0
+    assert decide("las", snap(queue, nodes=[node("n")], now=10, estimates=_history(other=(8, 1e6))))[0] == {
+        "l": {"n": tuple(range(8))}}
+
+
+def test_las_expected_remaining_levels_are_for_gang_jobs_only_and_make_them_victims():
+    # A running 8-GPU job of "long" that has run 20 min (160 GPU-minutes: level 0 by LAS) is
+    # at level 2 by its history, so a new 2-GPU job may preempt it once min_run is past; a
+    # one-GPU job's level is its attained service alone (expect_min_gpus 2).
+    est = _history(long=(8, 100 * 3600.0))
+    big = running(job("big", 8, ws="long"), {"n": range(8)}, started=0)
+    s = snap([job("new", 2, t=1000)], [big], [node("n", free=[])], now=1200, estimates=est)
+    assert decide("las", s, expect_scale=0.0, min_run=600.0)[1] == []
+    _, preempts, _ = decide("las", s, min_run=600.0)
+    assert preempts == [("big", "new")]
+    p = make_policy("las")
+    p.schedule(snap(nodes=[node("n")], estimates=_history(long=(1, 2000 * 3600.0))))
+    assert p.job_level(job("one", 1, ws="long"), 0.0) == 0
+
+
+def test_las_keeps_an_expectation_for_a_doubling_of_run_time_and_estimates_do_not_keep_new_ones():
+    # The level taken at a run time holds while the history changes, until the job's run
+    # time doubles (10, 20, 40 min ...); a read with store=False (the queue's projection)
+    # does not keep what it computes.
+    est = _history(long=(8, 100 * 3600.0))
+    p = make_policy("las")
+    p.schedule(snap(nodes=[node("n")], estimates=est))
+    j = job("j", 8, ws="long")
+    assert p.job_level(j, 8 * 700.0, store=False) == 2
+    for k in range(3, 40):  # the workspace's 8-GPU jobs now end in 15 min
+        est.observe(job(f"long-done{k}", 8, ws="long"), 900.0)
+    assert p.job_level(j, 8 * 700.0) == 0  # nothing kept by the read above: taken now
+    assert p.job_level(j, 8 * 1100.0) == 0  # kept until 20 min
+    for k in range(40, 120):
+        est.observe(job(f"long-done{k}", 8, ws="long"), 100 * 3600.0)
+    assert p.job_level(j, 8 * 1100.0) == 0
+    assert p.job_level(j, 8 * 1300.0) == 2  # 20 min: taken again
+
+
 def test_sjf_orders_by_declared_runtime():
     queue = [job("slow", 1, t=0, max_runtime=500), job("fast", 1, t=1, max_runtime=5)]
     admits, _, _ = decide("sjf", snap(queue, nodes=[node("n", free=[0])]))

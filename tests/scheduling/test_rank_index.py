@@ -126,9 +126,9 @@ def test_a_pass_ranks_only_the_jobs_that_changed(monkeypatch):
     ranked = [0]
     real = LasPolicy._entry
 
-    def entry(self, job, at):
+    def entry(self, job, at, store=True):
         ranked[0] += 1
-        return real(self, job, at)
+        return real(self, job, at, store)
 
     monkeypatch.setattr(LasPolicy, "_entry", entry)
     policy.schedule(snap())

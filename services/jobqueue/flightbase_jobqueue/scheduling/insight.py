@@ -267,6 +267,12 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
     quantum = getattr(policy, "quantum", 0.0) or 0.0          # a restarted job keeps its GPUs a while
     drain = bool(getattr(policy, "drain", False))              # a spread-out gang moves jobs to fit
     migrate_after = getattr(policy, "migrate_after", 0.0) or 0.0
+    # Expected-remaining levels (LasPolicy.job_level), read without keeping new ones.
+    job_level = getattr(policy, "job_level", None)
+    expecting = (job_level is not None and getattr(policy, "expect_scale", 0.0) > 0
+                 and getattr(policy, "level_fn", None) is None and policy._index.get("remaining") is not None)
+    expect_min = getattr(policy, "expect_min_gpus", 1 << 30)
+    expect_first = getattr(policy, "expect_first", 600.0)
     fm = copy_freemap(free)
     holders: dict[str, _Holder] = {}
     events: list[tuple[float, int, str]] = []
@@ -301,6 +307,15 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
                     if t1 < end:
                         seq += 1
                         push(events, (t1, seq, job.id))
+            if expecting and job.gpus >= expect_min:
+                # Its expectation is taken again at each doubling of its run time.
+                b = expect_first
+                while run_start + b - att0 / job.gpus < end:
+                    t1 = run_start + b - att0 / job.gpus
+                    if t1 > run_start:
+                        seq += 1
+                        push(events, (t1, seq, job.id))
+                    b *= 2.0
 
     for p in stopping:
         fm.give(p)  # being preempted: free at once (grace aside)
@@ -311,6 +326,8 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
     last_label = ""
 
     def level(h: _Holder, at: float) -> int:
+        if expecting:
+            return job_level(h.job, h.att0 + h.job.gpus * (at - h.run_start), False)
         return bisect_right(thr, h.att0 + h.job.gpus * (at - h.run_start))
 
     # The moments a queued job's rank or rights change, by the clock alone: its starvation
@@ -561,7 +578,9 @@ def _preempt(fm: FreeMap, job: Job, lv: int, victims, holders, requeued, t: floa
             vj = h.job
             since = t + max(getattr(policy, "starve_after", INF),
                             getattr(policy, "starve_factor", 1.0) * att / vj.gpus)
-            requeued.append(((bisect_right(thr, att), 0.0, -vj.priority, vj.submitted_at, vj.id), vj, since))
+            lv = (policy.job_level(vj, att, False) if getattr(policy, "level_fn", None) is None
+                  and hasattr(policy, "job_level") else bisect_right(thr, att))
+            requeued.append(((lv, 0.0, -vj.priority, vj.submitted_at, vj.id), vj, since))
         else:
             fm.take(h.placement)
     return p

@@ -4,8 +4,12 @@ Jobs are ranked by the GPU-seconds they have received so far (their
 *attained service*), discretised into levels by ``thresholds`` (Tiresias's
 2D-LAS with a few queues; by default 16, 256 and 1,024 GPU-hours): a new
 job starts in level 0 and sinks one level each time its service crosses a
-threshold.  Within a level, first come first served (by submission, then
-priority).  The scheduler does not need durations: short jobs finish while
+threshold.  A job of 2 GPUs or more is ranked at least at the level of the
+work its runtime history expects it still to do (``expect_scale`` x GPUs x
+the median remaining time of its workspace's completed jobs of its size that
+ran longer than it has: an expected-remaining level, taken again each time
+its run time doubles; with no history, plain LAS).  Within a level, first
+come first served (by submission, then priority).  The scheduler does not need durations: short jobs finish while
 still in a high level, long jobs sink and yield to newcomers.  On the Philly
 trace this comes within 5% of a preemptive shortest-remaining-time scheduler
 that knows every duration and pools all GPUs (docs/benchmarks.md,
@@ -56,6 +60,7 @@ of the same trace (docs/benchmarks.md).
 from __future__ import annotations
 
 import heapq
+import math
 from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
 from typing import Callable
@@ -69,6 +74,7 @@ from .base import Policy
 
 
 _SAME_INSTANT = 1e-6  # seconds: a job that started less than this ago started "now"
+_EXPECT_FIRST = 600.0  # seconds: expected-remaining levels are taken at 0, 10, 20, 40 min ... of run time
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,16 @@ class LasPolicy(Policy):
     drain: bool = True  # keep / free whole nodes for a spread-out gang job
     max_moves: int = 2  # jobs a gang job may move off a node (0: only keep it)
     migrate_after: float = 0.0  # a gang job waits this long (or preempt_after) before moving any
+    # Expected-remaining levels: a job of at least ``expect_min_gpus`` GPUs ranks at least at
+    # the level of ``expect_scale`` x its GPUs x the time the runtime history expects it still
+    # to run (``snap.estimates.remaining``: the median of the completed runtimes of its
+    # workspace and size longer than what it has run; never its own duration).  An 8-GPU job
+    # of a workspace whose 8-GPU jobs run for days then waits behind short work from its
+    # start instead of starting and being preempted for it.  0: off (plain LAS).  With no
+    # history the expectation is "as long again", which is plain LAS.  Measured on the 84
+    # two-week windows of the Philly trace (docs/benchmarks.md, "Expected-remaining levels").
+    expect_scale: float = 1.0
+    expect_min_gpus: int = 2
     # A job's level from (job, attained GPU-seconds) instead of ``thresholds``: only for
     # references that know what no scheduler does (the replay's ``las-oracle``, ranked by
     # true remaining work); None (the service's default) ranks by attained service.
@@ -98,6 +114,7 @@ class LasPolicy(Policy):
     _index: dict = field(default_factory=dict, init=False, repr=False, compare=False)
     name = "las"
     preemptive = True
+    expect_first = _EXPECT_FIRST  # the run time at which expectations are first taken again
 
     @property
     def protection(self) -> float:
@@ -111,6 +128,45 @@ class LasPolicy(Policy):
     def level(self, attained: float) -> int:
         return bisect_right(self.thresholds, attained)
 
+    def job_level(self, job: Job, attained: float, store: bool = True) -> int:
+        """``job``'s service level with ``attained`` GPU-seconds: its LAS level, or its
+        expected-remaining level (``expect_scale``) when that is higher.  The expectation is
+        taken once per doubling of the job's run time (under 10 min, 10-20 min, 20-40 min
+        ...) from the history of the last pass's snapshot, and kept for that stretch, so that
+        a job's rank does not move at every completion.  ``store`` False (the queue's
+        projection) reads kept expectations without keeping new ones: asking for estimates
+        never changes a later pass."""
+        lv = bisect_right(self.thresholds, attained)
+        if self.expect_scale <= 0 or job.gpus < self.expect_min_gpus:
+            return lv
+        remaining = self._index.get("remaining")
+        if remaining is None:
+            return lv
+        ran = attained / job.gpus
+        key = (job.id, 0 if ran < _EXPECT_FIRST else 1 + int(math.log2(ran / _EXPECT_FIRST)))
+        memo = self._index["expected"]
+        e = memo.get(key)
+        if e is None:
+            e = bisect_right(self.thresholds, self.expect_scale * job.gpus * remaining(job, ran))
+            if store:
+                memo[key] = e
+        return e if e > lv else lv
+
+    def _expect_from(self, snap: Snapshot) -> None:
+        """Take the history of ``snap`` for :meth:`job_level` (estimates without
+        ``remaining``, as in tests, leave levels to LAS), and drop the kept expectations of
+        jobs that have left (the memo would otherwise grow with every job ever run)."""
+        if self.expect_scale <= 0:
+            return
+        self._index["remaining"] = getattr(snap.estimates, "remaining", None)
+        memo = self._index.get("expected")
+        if memo is None:
+            memo = self._index["expected"] = {}
+        elif len(memo) > 4 * (len(snap.queue) + len(snap.active)) + 1024:
+            live = {j.id for j in snap.queue.jobs()} | {a.job.id for a in snap.active}
+            for k in [k for k in memo if k[0] not in live]:
+                del memo[k]
+
     def _starving_since(self, job: Job) -> float:
         last_run = job.attained / job.gpus
         return job.queued_since + max(self.starve_after, self.starve_factor * last_run)
@@ -118,10 +174,10 @@ class LasPolicy(Policy):
     def rank(self, job: Job, now: float) -> tuple:
         if now >= self._starving_since(job):
             return (-1, job.queued_since, -job.priority, job.submitted_at, job.id)
-        lv = self.level_fn(job, job.attained) if self.level_fn else self.level(job.attained)
+        lv = self.level_fn(job, job.attained) if self.level_fn else self.job_level(job, job.attained, False)
         return (lv, 0.0, -job.priority, job.submitted_at, job.id)
 
-    def _entry(self, j: Job, now: float) -> tuple:
+    def _entry(self, j: Job, now: float, store: bool = True) -> tuple:
         """(rank, starving since, job): :meth:`rank` and :meth:`_starving_since` in one,
         inlined: a rebuild ranks the whole queue (through the two methods, a first pass
         over 6,000 queued took 19.6 ms instead of 16-17 ms in benchmarks/insight_bench.py)."""
@@ -131,7 +187,12 @@ class LasPolicy(Policy):
         since = qs + (self.starve_after if self.starve_after >= last else last)
         if now >= since:
             return ((-1, qs, -j.priority, j.submitted_at, j.id), since, j)
-        lv = self.level_fn(j, att) if self.level_fn else bisect_right(self.thresholds, att)
+        if self.level_fn:
+            lv = self.level_fn(j, att)
+        elif self.expect_scale > 0 and j.gpus >= self.expect_min_gpus:
+            lv = self.job_level(j, att, store)
+        else:
+            lv = bisect_right(self.thresholds, att)
         return ((lv, 0.0, -j.priority, j.submitted_at, j.id), since, j)
 
     def _ranked(self, view: QueueView, now: float, keep: bool = True) -> list[tuple]:
@@ -150,17 +211,17 @@ class LasPolicy(Policy):
         (valid until the next call)."""
         ix = self._index.get("rank")
         if not keep and ix is not None and (ix.view is not view or now < ix.now):
-            return sorted(self._entry(j, now) for j in view.jobs())
+            return sorted(self._entry(j, now, False) for j in view.jobs())
         changes = None
         if ix is not None and ix.view is view and now >= ix.now:
             changes = view.changes_since(ix.seen)
         if changes is None:
-            ix = self._index["rank"] = _RankIndex(view, [self._entry(j, now) for j in view.jobs()], now)
+            ix = self._index["rank"] = _RankIndex(view, [self._entry(j, now, keep) for j in view.jobs()], now)
             return ix.entries
         entries, by_id, promote = ix.entries, ix.by_id, ix.promote
         for added, job in changes:
             if added:
-                e = self._entry(job, now)
+                e = self._entry(job, now, keep)
                 insort(entries, e)
                 by_id[job.id] = e
                 if e[0][0] >= 0:
@@ -174,7 +235,7 @@ class LasPolicy(Policy):
             if e is None or e[0][0] < 0 or e[1] != since:
                 continue  # left the queue, or came back with another limit
             del entries[bisect_left(entries, e)]
-            e = by_id[jid] = self._entry(e[2], now)
+            e = by_id[jid] = self._entry(e[2], now, keep)
             insort(entries, e)
         if len(promote) > 2 * len(by_id) + 64:  # limits of jobs that have left
             ix.promote = [(e[1], jid) for jid, e in by_id.items() if e[0][0] >= 0]
@@ -272,6 +333,7 @@ class LasPolicy(Policy):
 
     def schedule(self, snap: Snapshot) -> Decisions:
         now = snap.now
+        self._expect_from(snap)
         state = PassState(snap, self.topology_keys)
         thresholds = self.thresholds
         level_fn = self.level_fn  # None: by thresholds (inlined below, the service's case)
@@ -297,6 +359,7 @@ class LasPolicy(Policy):
         wake = inf
         nthr = len(thresholds)
         min_run = self.protection
+        expect, expect_min = self.expect_scale > 0 and self._index.get("remaining") is not None, self.expect_min_gpus
         pending = 0  # GPUs of jobs being stopped
         # The one loop over every running job: keep it lean (levels of
         # possible victims are recomputed on demand, below).
@@ -310,7 +373,19 @@ class LasPolicy(Policy):
             started = a.started_at
             ran = now - started
             att = job.attained + job.gpus * (ran if ran > 0 else 0.0)
-            lv = level_fn(job, att) if level_fn else bisect_right(thresholds, att)
+            if level_fn:
+                lv = level_fn(job, att)
+            elif expect and job.gpus >= expect_min:
+                lv = self.job_level(job, att)
+                if lv >= best_queued:
+                    # Its expectation is taken again when its run time doubles.
+                    total = att / job.gpus
+                    t = now + (_EXPECT_FIRST * 2.0 ** (0 if total < _EXPECT_FIRST else
+                                                       1 + int(math.log2(total / _EXPECT_FIRST))) - total)
+                    if t < wake:
+                        wake = t
+            else:
+                lv = bisect_right(thresholds, att)
             if ran >= min_run:
                 if lv > lowest:
                     lowest = lv
@@ -330,7 +405,8 @@ class LasPolicy(Policy):
                 job = a.job
                 ran = now - a.started_at
                 att = job.attained + job.gpus * (ran if ran > 0 else 0.0)
-                lv = level_cache[job.id] = level_fn(job, att) if level_fn else bisect_right(thresholds, att)
+                lv = level_cache[job.id] = (level_fn(job, att) if level_fn else self.job_level(job, att) if expect
+                                            else bisect_right(thresholds, att))
             return lv
 
         fm = state.free
