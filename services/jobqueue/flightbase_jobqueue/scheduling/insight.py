@@ -268,11 +268,9 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
     drain = bool(getattr(policy, "drain", False))              # a spread-out gang moves jobs to fit
     migrate_after = getattr(policy, "migrate_after", 0.0) or 0.0
     # Expected-remaining levels (LasPolicy.job_level), read without keeping new ones.
-    job_level = getattr(policy, "job_level", None)
-    expecting = (job_level is not None and getattr(policy, "expect_scale", 0.0) > 0
-                 and getattr(policy, "level_fn", None) is None and policy._index.get("remaining") is not None)
+    expecting = bool(getattr(policy, "expecting", False))
+    job_level = policy.job_level if expecting else None
     expect_min = getattr(policy, "expect_min_gpus", 1 << 30)
-    expect_first = getattr(policy, "expect_first", 600.0)
     fm = copy_freemap(free)
     holders: dict[str, _Holder] = {}
     events: list[tuple[float, int, str]] = []
@@ -309,13 +307,12 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
                         push(events, (t1, seq, job.id))
             if expecting and job.gpus >= expect_min:
                 # Its expectation is taken again at each doubling of its run time.
-                b = expect_first
-                while run_start + b - att0 / job.gpus < end:
-                    t1 = run_start + b - att0 / job.gpus
-                    if t1 > run_start:
-                        seq += 1
-                        push(events, (t1, seq, job.id))
-                    b *= 2.0
+                r0 = att0 / job.gpus
+                r = policy.next_expectation(r0)
+                while run_start + r - r0 < end:
+                    seq += 1
+                    push(events, (run_start + r - r0, seq, job.id))
+                    r = policy.next_expectation(r)
 
     for p in stopping:
         fm.give(p)  # being preempted: free at once (grace aside)
@@ -578,8 +575,7 @@ def _preempt(fm: FreeMap, job: Job, lv: int, victims, holders, requeued, t: floa
             vj = h.job
             since = t + max(getattr(policy, "starve_after", INF),
                             getattr(policy, "starve_factor", 1.0) * att / vj.gpus)
-            lv = (policy.job_level(vj, att, False) if getattr(policy, "level_fn", None) is None
-                  and hasattr(policy, "job_level") else bisect_right(thr, att))
+            lv = policy.job_level(vj, att, False) if getattr(policy, "expecting", False) else bisect_right(thr, att)
             requeued.append(((lv, 0.0, -vj.priority, vj.submitted_at, vj.id), vj, since))
         else:
             fm.take(h.placement)

@@ -77,6 +77,11 @@ _SAME_INSTANT = 1e-6  # seconds: a job that started less than this ago started "
 _EXPECT_FIRST = 600.0  # seconds: expected-remaining levels are taken at 0, 10, 20, 40 min ... of run time
 
 
+def _stretch(ran: float) -> int:
+    """Which stretch of run time ``ran`` (seconds) is in: 0 under 10 min, then one per doubling."""
+    return 0 if ran < _EXPECT_FIRST else 1 + int(math.log2(ran / _EXPECT_FIRST))
+
+
 @dataclass(frozen=True)
 class LasPolicy(Policy):
     thresholds: tuple[float, ...] = (3600.0 * 16, 3600.0 * 256, 3600.0 * 1024)
@@ -114,7 +119,6 @@ class LasPolicy(Policy):
     _index: dict = field(default_factory=dict, init=False, repr=False, compare=False)
     name = "las"
     preemptive = True
-    expect_first = _EXPECT_FIRST  # the run time at which expectations are first taken again
 
     @property
     def protection(self) -> float:
@@ -127,6 +131,18 @@ class LasPolicy(Policy):
 
     def level(self, attained: float) -> int:
         return bisect_right(self.thresholds, attained)
+
+    @property
+    def expecting(self) -> bool:
+        """Whether levels are expected-remaining ones (:meth:`job_level`): on, no
+        ``level_fn``, and the last pass's estimates can tell a remaining time."""
+        return self.expect_scale > 0 and self.level_fn is None and self._index.get("remaining") is not None
+
+    @staticmethod
+    def next_expectation(ran: float) -> float:
+        """The run time (seconds, every run together) at which a job that has run ``ran``
+        has its expectation taken again: the end of its stretch (10, 20, 40 min ...)."""
+        return _EXPECT_FIRST * 2.0 ** _stretch(ran)
 
     def job_level(self, job: Job, attained: float, store: bool = True) -> int:
         """``job``'s service level with ``attained`` GPU-seconds: its LAS level, or its
@@ -143,7 +159,7 @@ class LasPolicy(Policy):
         if remaining is None:
             return lv
         ran = attained / job.gpus
-        key = (job.id, 0 if ran < _EXPECT_FIRST else 1 + int(math.log2(ran / _EXPECT_FIRST)))
+        key = (job.id, _stretch(ran))
         memo = self._index["expected"]
         e = memo.get(key)
         if e is None:
@@ -359,7 +375,7 @@ class LasPolicy(Policy):
         wake = inf
         nthr = len(thresholds)
         min_run = self.protection
-        expect, expect_min = self.expect_scale > 0 and self._index.get("remaining") is not None, self.expect_min_gpus
+        expect, expect_min = self.expecting, self.expect_min_gpus
         pending = 0  # GPUs of jobs being stopped
         # The one loop over every running job: keep it lean (levels of
         # possible victims are recomputed on demand, below).
@@ -380,8 +396,7 @@ class LasPolicy(Policy):
                 if lv >= best_queued:
                     # Its expectation is taken again when its run time doubles.
                     total = att / job.gpus
-                    t = now + (_EXPECT_FIRST * 2.0 ** (0 if total < _EXPECT_FIRST else
-                                                       1 + int(math.log2(total / _EXPECT_FIRST))) - total)
+                    t = now + (self.next_expectation(total) - total)
                     if t < wake:
                         wake = t
             else:
