@@ -206,12 +206,17 @@ def test_the_replay_report_prints_the_estimate_figures(trace):
     assert "start estimates" in text and "jobs waiting > 5 min" in text
 
 
-def test_asking_for_estimates_never_changes_the_schedule(tmp_path):
+@pytest.mark.parametrize("opts", [{}, {"expect_order": True}], ids=["default", "expect-order"])
+def test_asking_for_estimates_never_changes_the_schedule(tmp_path, opts):
     """The queue's projection reads the policy's expected-remaining levels without keeping
     new ones (``LasPolicy.job_level(..., store=False)``): a replay that records every estimate
     the queue shows schedules exactly as one that records none.  On this trace (one
     workspace's 8-GPU jobs run about 10 h, the other's about 20 min) the levels change the
-    schedule (against ``expect_scale`` 0), so the check is not vacuous."""
+    schedule (against ``expect_scale`` 0), so the check is not vacuous.  With the within-level
+    order the pass also reads every queued job's expectation: it takes them from the
+    completed runtimes alone (``completed_remaining``), not from the censoring that each
+    projection refreshes (with ``remaining`` the two replays differ), and ranks again the
+    jobs a projection ranked first."""
     from tests.helpers.traces import HEADER
     rng = random.Random(5)
     rows, t = [], 0
@@ -224,10 +229,10 @@ def test_asking_for_estimates_never_changes_the_schedule(tmp_path):
     path = tmp_path / "two.csv"
     path.write_text(HEADER + "".join(rows))
     keys = ("avg_jct", "preemptions", "median_jct")
-    plain = replay(str(path), 2, 8, "las", restart_cost=30, record_estimates=False)
-    asked = replay(str(path), 2, 8, "las", restart_cost=30, record_estimates=True)
+    plain = replay(str(path), 2, 8, "las", restart_cost=30, record_estimates=False, policy_options=opts)
+    asked = replay(str(path), 2, 8, "las", restart_cost=30, record_estimates=True, policy_options=opts)
     assert {k: plain[k] for k in keys} == {k: asked[k] for k in keys}
-    off = replay(str(path), 2, 8, "las", restart_cost=30, policy_options={"expect_scale": 0.0})
+    off = replay(str(path), 2, 8, "las", restart_cost=30, policy_options={**opts, "expect_scale": 0.0})
     assert {k: off[k] for k in keys} != {k: plain[k] for k in keys}
 
 

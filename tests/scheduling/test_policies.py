@@ -238,6 +238,37 @@ def test_las_keeps_an_expectation_for_a_doubling_of_run_time_and_estimates_do_no
     assert p.job_level(j, 8 * 1300.0) == 2  # 20 min: taken again
 
 
+def test_las_orders_a_level_by_expected_work_keeping_jobs_alike_in_order():
+    # Within level 0, one-GPU jobs: workspace "long"'s ran 10 h, "short"'s 20 min, and
+    # "long"'s job queued first.  With one GPU free, "short"'s goes first (expect_order);
+    # first come first served without it (the default).
+    est = _history(long=(1, 10 * 3600.0), short=(1, 1200.0))
+    queue = [job("l", 1, ws="long", t=0), job("s", 1, ws="short", t=1)]
+    s = snap(queue, nodes=[node("n", free=[0])], now=10, estimates=est)
+    assert decide("las", s, expect_order=True)[0] == {"s": {"n": (0,)}}
+    assert decide("las", s)[0] == {"l": {"n": (0,)}}
+    # Jobs alike stay first come first served while the history changes between their
+    # submissions: "b" is queued after "long"'s jobs started ending in a minute, and still
+    # waits behind "a" (one expectation per workspace and size until the hourly refresh).
+    p = make_policy("las", expect_order=True)
+    p.schedule(snap([job("a", 1, ws="long", t=0)], nodes=[node("n", free=[])], now=10, estimates=est))
+    for k in range(3, 40):
+        est.observe(job(f"long-done{k}", 1, ws="long"), 60.0)
+    both = [job("a", 1, ws="long", t=0), job("b", 1, ws="long", t=20)]
+    d = p.schedule(snap(both, nodes=[node("n", free=[0])], now=30, estimates=est))
+    assert {a.job_id for a in d.admits} == {"a"}
+    assert p.rank(both[0], 30)[1] == p.rank(both[1], 30)[1] > 3600
+    # An hour later the expectation is taken again, for both.
+    p.schedule(snap(both, nodes=[node("n", free=[])], now=3700, estimates=est))
+    assert p.rank(both[0], 3700)[1] == p.rank(both[1], 3700)[1] < 600
+    # A notebook lease (unknown length, not preemptible) never passes an older job by its
+    # expectation: it would hold the GPU that job waits for (head-of-line rule 5).
+    nb = lease("nb", "short", submitted_at=5)
+    s = snap([queue[0], nb], nodes=[node("n", free=[0])], now=10,
+             estimates=_history(long=(1, 10 * 3600.0), short=(1, 1200.0)))
+    assert decide("las", s, expect_order=True)[0] == {"l": {"n": (0,)}}
+
+
 def test_sjf_orders_by_declared_runtime():
     queue = [job("slow", 1, t=0, max_runtime=500), job("fast", 1, t=1, max_runtime=5)]
     admits, _, _ = decide("sjf", snap(queue, nodes=[node("n", free=[0])]))

@@ -65,9 +65,12 @@ def gang_trace(tmp_path_factory):
     return str(p)
 
 
-@pytest.mark.parametrize("policy", ["las", "fairshare"])
-def test_no_job_waits_much_beyond_the_starvation_limit(gang_trace, policy):
-    r = replay(gang_trace, 2, 8, policy, restart_cost=30.0, policy_options={"starve_after": STARVE_AFTER})
+@pytest.mark.parametrize("policy,extra", [("las", {}), ("las", {"expect_order": True}), ("fairshare", {})],
+                         ids=["las", "las-expect-order", "fairshare"])
+def test_no_job_waits_much_beyond_the_starvation_limit(gang_trace, policy, extra):
+    # (With ``expect_order`` the stream's jobs, alike, stay first come first served as
+    # their history changes: one expectation per workspace and size until the refresh.)
+    r = replay(gang_trace, 2, 8, policy, restart_cost=30.0, policy_options={"starve_after": STARVE_AFTER, **extra})
     assert r["completed"] == 304
     # Once starving, a job waits at most for the jobs in its way to end (or
     # become preemptible) without new ones taking their GPUs.

@@ -155,6 +155,16 @@ class HistoryEstimates:
         longer than ``ran`` (see the module docstring; with :meth:`censor`,
         of the Kaplan-Meier estimate).  A declared ``max_runtime`` bounds
         it."""
+        return self._remaining(job, ran, q, self._km_at is not None)
+
+    def completed_remaining(self, job: Job, ran: float) -> float:
+        """:meth:`remaining` at the median, from the completed runtimes alone (never the
+        censoring of :meth:`censor`): what ``las`` ranks by.  The queue's projection
+        refreshes the censoring whenever estimates are asked for, and a scheduling pass
+        must not depend on whether anyone asked (tests/scheduling/test_estimates.py)."""
+        return self._remaining(job, ran, 0.5, False)
+
+    def _remaining(self, job: Job, ran: float, q: float, km: bool) -> float:
         ran = max(0.0, ran)
         if job.max_runtime is not None:
             return max(0.0, job.max_runtime - ran)
@@ -165,7 +175,6 @@ class HistoryEstimates:
             chain = self._chains[mk] = [(k, w) for k, w in ((k, self._long.get(k)) for k in
                                                             ((job.workspace, c), ("", c), ("", 0)))
                                         if w is not None]
-        km = self._km_at is not None
         for key, w in chain:
             o = w.ordered
             i = bisect_right(o, ran)

@@ -392,7 +392,7 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
             start = t
             if p is None and lv < top and (lv < 0 or t >= job.queued_since + patience):
                 stopped = len(requeued)
-                p = _preempt(fm, job, lv, victims, holders, requeued, t, thr, policy)
+                p = _preempt(fm, job, lv, victims, holders, requeued, t, policy)
                 held_preemptible -= sum(e[1].gpus for e in requeued[stopped:])  # (victims are preemptible)
                 if p is not None:
                     top = max((v for v, h in victims if h.job.id in holders), default=-2)
@@ -558,7 +558,7 @@ def at_least(a: float, b: float) -> bool:
     return a >= b - 1e-9
 
 
-def _preempt(fm: FreeMap, job: Job, lv: int, victims, holders, requeued, t: float, thr, policy) -> dict | None:
+def _preempt(fm: FreeMap, job: Job, lv: int, victims, holders, requeued, t: float, policy) -> dict | None:
     """Room for ``job`` by preempting running jobs of a level above ``lv``
     (as ``las`` would); the victims on the chosen nodes are requeued."""
     mine = [h for v, h in victims if v > lv and h.job.id in holders]
@@ -575,8 +575,7 @@ def _preempt(fm: FreeMap, job: Job, lv: int, victims, holders, requeued, t: floa
             vj = h.job
             since = t + max(getattr(policy, "starve_after", INF),
                             getattr(policy, "starve_factor", 1.0) * att / vj.gpus)
-            lv = policy.job_level(vj, att, False) if getattr(policy, "expecting", False) else bisect_right(thr, att)
-            requeued.append(((lv, 0.0, -vj.priority, vj.submitted_at, vj.id), vj, since))
+            requeued.append((policy.queued_rank(vj, att, False), vj, since))
         else:
             fm.take(h.placement)
     return p

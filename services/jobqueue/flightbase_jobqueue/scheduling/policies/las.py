@@ -9,7 +9,9 @@ work its runtime history expects it still to do (``expect_scale`` x GPUs x
 the median remaining time of its workspace's completed jobs of its size that
 ran longer than it has: an expected-remaining level, taken again each time
 its run time doubles; with no history, plain LAS).  Within a level, first
-come first served (by submission, then priority).  The scheduler does not need durations: short jobs finish while
+come first served (by submission, then priority); with ``expect_order``, the
+work the history expects a job still to do (GPUs x that median remaining
+time, every size) least first, then first come first served.  The scheduler does not need durations: short jobs finish while
 still in a high level, long jobs sink and yield to newcomers.  On the Philly
 trace this comes within 5% of a preemptive shortest-remaining-time scheduler
 that knows every duration and pools all GPUs (docs/benchmarks.md,
@@ -75,6 +77,7 @@ from .base import Policy
 
 _SAME_INSTANT = 1e-6  # seconds: a job that started less than this ago started "now"
 _EXPECT_FIRST = 600.0  # seconds: expected-remaining levels are taken at 0, 10, 20, 40 min ... of run time
+_ORDER_REFRESH = 3600.0  # seconds: the within-level order's expectations are taken again this often
 
 
 def _stretch(ran: float) -> int:
@@ -102,7 +105,7 @@ class LasPolicy(Policy):
     migrate_after: float = 0.0  # a gang job waits this long (or preempt_after) before moving any
     # Expected-remaining levels: a job of at least ``expect_min_gpus`` GPUs ranks at least at
     # the level of ``expect_scale`` x its GPUs x the time the runtime history expects it still
-    # to run (``snap.estimates.remaining``: the median of the completed runtimes of its
+    # to run (``snap.estimates.completed_remaining``: the median of the completed runtimes of its
     # workspace and size longer than what it has run; never its own duration).  An 8-GPU job
     # of a workspace whose 8-GPU jobs run for days then waits behind short work from its
     # start instead of starting and being preempted for it.  0: off (plain LAS).  With no
@@ -110,6 +113,14 @@ class LasPolicy(Policy):
     # two-week windows of the Philly trace (docs/benchmarks.md, "Expected-remaining levels").
     expect_scale: float = 1.0
     expect_min_gpus: int = 2
+    # Within a level, queued jobs in the order of the work (GPU-seconds: GPUs x the same
+    # median remaining time, for every size) their history expects them still to do, least
+    # first; equal expectations (no history) first come first served.  Only which queued job
+    # starts first changes: a job still preempts only a job of a higher level.  Off (first
+    # come first served within a level) by default: on the 84 windows it brings 5 more under
+    # 1.05x but takes days 48-62 to 0.257 preemptions per job, over part 3's budget
+    # (docs/benchmarks.md, "Within a level, the least expected work first").
+    expect_order: bool = False
     # A job's level from (job, attained GPU-seconds) instead of ``thresholds``: only for
     # references that know what no scheduler does (the replay's ``las-oracle``, ranked by
     # true remaining work); None (the service's default) ranks by attained service.
@@ -155,26 +166,82 @@ class LasPolicy(Policy):
         lv = bisect_right(self.thresholds, attained)
         if self.expect_scale <= 0 or job.gpus < self.expect_min_gpus:
             return lv
+        e = self._expected(job, attained, store)
+        return e[0] if e is not None and e[0] > lv else lv
+
+    def _expected(self, job: Job, attained: float, store: bool) -> tuple[int, float] | None:
+        """(expected-remaining level, expected remaining GPU-seconds) of ``job`` (of
+        ``expect_min_gpus`` or more) with ``attained`` GPU-seconds, from the last pass's
+        history, kept per stretch of run time (:meth:`job_level`); None without a history."""
         remaining = self._index.get("remaining")
         if remaining is None:
-            return lv
+            return None
         ran = attained / job.gpus
         key = (job.id, _stretch(ran))
         memo = self._index["expected"]
         e = memo.get(key)
         if e is None:
-            e = bisect_right(self.thresholds, self.expect_scale * job.gpus * remaining(job, ran))
+            work = job.gpus * remaining(job, ran)
+            e = (bisect_right(self.thresholds, self.expect_scale * work), work)
             if store:
                 memo[key] = e
-        return e if e > lv else lv
+        return e
+
+    def _order_work(self, job: Job, attained: float, store: bool) -> float:
+        """``job``'s place within its level (``expect_order``): the GPU-seconds its history
+        expects it still to do.  A job that has not run yet and declares no runtime takes
+        its workspace and size's expectation, one value per (workspace, GPUs) until the
+        next refresh (:meth:`_expect_from`), so that jobs alike stay first come first served
+        whatever completed between their submissions.  A notebook lease of unknown length
+        goes after every job of its level with an expectation: it cannot be preempted, so
+        it must not pass older work it would block (head-of-line rule 5, ``core.py``)."""
+        if job.kind == "lease" and open_ended(job):
+            return math.inf
+        remaining = self._index.get("remaining")
+        if remaining is None:
+            return 0.0
+        if attained > 0 or job.max_runtime is not None:
+            if job.gpus >= self.expect_min_gpus and self.expect_scale > 0:
+                return self._expected(job, attained, store)[1]
+            return job.gpus * remaining(job, attained / job.gpus)
+        table = self._index["order"]
+        k = (job.workspace, job.gpus)
+        w = table.get(k)
+        if w is None:
+            w = job.gpus * remaining(job, 0.0)
+            if store:
+                table[k] = w
+        return w
+
+    def queued_rank(self, job: Job, attained: float, store: bool = True) -> tuple:
+        """The rank of ``job`` queued with ``attained`` GPU-seconds and not starving:
+        (level, expected remaining GPU-seconds or 0, -priority, submitted, id).  The pass's
+        ranking and the queue's projection (a preempted job requeued, ``insight._preempt``)
+        both take it from here."""
+        if self.level_fn:
+            return (self.level_fn(job, attained), 0.0, -job.priority, job.submitted_at, job.id)
+        lv = self.job_level(job, attained, store)
+        work = self._order_work(job, attained, store) if self.expect_order else 0.0
+        return (lv, work, -job.priority, job.submitted_at, job.id)
 
     def _expect_from(self, snap: Snapshot) -> None:
-        """Take the history of ``snap`` for :meth:`job_level` (estimates without
-        ``remaining``, as in tests, leave levels to LAS), and drop the kept expectations of
-        jobs that have left (the memo would otherwise grow with every job ever run)."""
-        if self.expect_scale <= 0:
+        """Take the history of ``snap`` for :meth:`job_level` and :meth:`queued_rank`
+        (``completed_remaining``, the completed runtimes alone, whatever censoring the queue's
+        projection last refreshed; estimates without ``remaining``, as in tests, leave levels
+        and order to LAS), and drop the kept expectations of jobs that have left (the memo
+        would otherwise grow with every job ever run).  Every ``_ORDER_REFRESH`` seconds
+        the within-level expectations are taken again for the whole queue (its ranking is
+        rebuilt), so that they follow the history without reordering jobs alike."""
+        if self.expect_scale <= 0 and not self.expect_order:
             return
-        self._index["remaining"] = getattr(snap.estimates, "remaining", None)
+        est = snap.estimates
+        self._index["remaining"] = getattr(est, "completed_remaining", None) or getattr(est, "remaining", None)
+        if self.expect_order:
+            at = self._index.get("order_at")
+            if at is None or not at <= snap.now < at + _ORDER_REFRESH:
+                self._index["order"] = {}
+                self._index["order_at"] = snap.now
+                self._index.pop("rank", None)
         memo = self._index.get("expected")
         if memo is None:
             memo = self._index["expected"] = {}
@@ -190,8 +257,7 @@ class LasPolicy(Policy):
     def rank(self, job: Job, now: float) -> tuple:
         if now >= self._starving_since(job):
             return (-1, job.queued_since, -job.priority, job.submitted_at, job.id)
-        lv = self.level_fn(job, job.attained) if self.level_fn else self.job_level(job, job.attained, False)
-        return (lv, 0.0, -job.priority, job.submitted_at, job.id)
+        return self.queued_rank(job, job.attained, False)
 
     def _entry(self, j: Job, now: float, store: bool = True) -> tuple:
         """(rank, starving since, job): :meth:`rank` and :meth:`_starving_since` in one,
@@ -203,13 +269,9 @@ class LasPolicy(Policy):
         since = qs + (self.starve_after if self.starve_after >= last else last)
         if now >= since:
             return ((-1, qs, -j.priority, j.submitted_at, j.id), since, j)
-        if self.level_fn:
-            lv = self.level_fn(j, att)
-        elif self.expect_scale > 0 and j.gpus >= self.expect_min_gpus:
-            lv = self.job_level(j, att, store)
-        else:
-            lv = bisect_right(self.thresholds, att)
-        return ((lv, 0.0, -j.priority, j.submitted_at, j.id), since, j)
+        if self.level_fn is None and not self.expect_order and (self.expect_scale <= 0 or j.gpus < self.expect_min_gpus):
+            return ((bisect_right(self.thresholds, att), 0.0, -j.priority, j.submitted_at, j.id), since, j)
+        return (self.queued_rank(j, att, store), since, j)
 
     def _ranked(self, view: QueueView, now: float, keep: bool = True) -> list[tuple]:
         """The queued jobs as (rank, starving since, job), in rank order.
@@ -232,9 +294,22 @@ class LasPolicy(Policy):
         if ix is not None and ix.view is view and now >= ix.now:
             changes = view.changes_since(ix.seen)
         if changes is None:
-            ix = self._index["rank"] = _RankIndex(view, [self._entry(j, now, keep) for j in view.jobs()], now)
+            if not keep:
+                return sorted(self._entry(j, now, False) for j in view.jobs())
+            ix = self._index["rank"] = _RankIndex(view, [self._entry(j, now, True) for j in view.jobs()], now)
             return ix.entries
         entries, by_id, promote = ix.entries, ix.by_id, ix.promote
+        if keep and ix.provisional:
+            # Jobs the queue's projection ranked between passes, with the history
+            # of then and keeping no expectation: ranked again as this pass ranks
+            # the jobs queued since the last one (their starvation limits are the same).
+            for jid in ix.provisional:
+                e = by_id.get(jid)
+                if e is not None:
+                    del entries[bisect_left(entries, e)]
+                    e = by_id[jid] = self._entry(e[2], now, True)
+                    insort(entries, e)
+            ix.provisional.clear()
         for added, job in changes:
             if added:
                 e = self._entry(job, now, keep)
@@ -242,6 +317,8 @@ class LasPolicy(Policy):
                 by_id[job.id] = e
                 if e[0][0] >= 0:
                     heapq.heappush(promote, (e[1], job.id))
+                if not keep:
+                    ix.provisional.add(job.id)
             else:
                 e = by_id.pop(job.id)
                 del entries[bisect_left(entries, e)]
@@ -724,9 +801,10 @@ class _SettledTail:
 class _RankIndex:
     """:meth:`LasPolicy._ranked`'s state: the sorted entries, each job's
     entry, a heap of (starving since, job id) of the jobs not yet starving,
-    and the view's change count and the time it was last brought up to."""
+    and the view's change count and the time it was last brought up to, and the
+    jobs the queue's projection ranked since the last pass (``provisional``)."""
 
-    __slots__ = ("view", "entries", "by_id", "promote", "seen", "now")
+    __slots__ = ("view", "entries", "by_id", "promote", "seen", "now", "provisional")
 
     def __init__(self, view: QueueView, entries: list[tuple], now: float) -> None:
         entries.sort()
@@ -737,6 +815,7 @@ class _RankIndex:
         heapq.heapify(self.promote)
         self.seen = view.changes
         self.now = now
+        self.provisional: set[str] = set()  # ranked by a projection, not yet by a pass
 
 
 def _held_reason(job: Job, max_size: int, starving: str) -> str:
