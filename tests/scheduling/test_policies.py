@@ -195,7 +195,7 @@ def test_las_ranks_a_gang_job_by_the_work_its_history_expects():
     est = _history(long=(8, 100 * 3600.0), short=(8, 1800.0))
     queue = [job("l", 8, ws="long", t=0), job("s", 8, ws="short", t=1)]
     s = snap(queue, nodes=[node("n")], now=10, estimates=est)
-    assert decide("las", s, expect_scale=0.0)[0] == {"l": {"n": tuple(range(8))}}
+    assert decide("las", s, expect_scale=0.0, expect_order=False)[0] == {"l": {"n": tuple(range(8))}}
     p = make_policy("las")
     d = p.schedule(s)
     assert {a.job_id for a in d.admits} == {"s"}
@@ -240,13 +240,13 @@ def test_las_keeps_an_expectation_for_a_doubling_of_run_time_and_estimates_do_no
 
 def test_las_orders_a_level_by_expected_work_keeping_jobs_alike_in_order():
     # Within level 0, one-GPU jobs: workspace "long"'s ran 10 h, "short"'s 20 min, and
-    # "long"'s job queued first.  With one GPU free, "short"'s goes first (expect_order);
-    # first come first served without it (the default).
+    # "long"'s job queued first.  With one GPU free, "short"'s goes first (expect_order, the
+    # default); first come first served without it.
     est = _history(long=(1, 10 * 3600.0), short=(1, 1200.0))
     queue = [job("l", 1, ws="long", t=0), job("s", 1, ws="short", t=1)]
     s = snap(queue, nodes=[node("n", free=[0])], now=10, estimates=est)
-    assert decide("las", s, expect_order=True)[0] == {"s": {"n": (0,)}}
-    assert decide("las", s)[0] == {"l": {"n": (0,)}}
+    assert decide("las", s)[0] == {"s": {"n": (0,)}}
+    assert decide("las", s, expect_order=False)[0] == {"l": {"n": (0,)}}
     # Jobs alike stay first come first served while the history changes between their
     # submissions: "b" is queued after "long"'s jobs started ending in a minute, and still
     # waits behind "a" (one expectation per workspace and size until the hourly refresh).
@@ -267,6 +267,22 @@ def test_las_orders_a_level_by_expected_work_keeping_jobs_alike_in_order():
     s = snap([queue[0], nb], nodes=[node("n", free=[0])], now=10,
              estimates=_history(long=(1, 10 * 3600.0), short=(1, 1200.0)))
     assert decide("las", s, expect_order=True)[0] == {"l": {"n": (0,)}}
+
+
+def test_las_expect_gate_spares_a_job_expected_to_end_before_its_claimer():
+    # A one-GPU job of "mid" has run 20 h (level 1); "mid"'s jobs run 21 h, so it is
+    # expected to end in about an hour.  A new job of "long" (its jobs run 100 h) does not
+    # stop it with expect_order (expect_gate 2: the victim must expect more than twice the
+    # claimer's work); a new job of "short" (20 min) does, and without the gate so does "long"'s.
+    est = _history(mid=(1, 21 * 3600.0), long=(1, 100 * 3600.0), short=(1, 1200.0))
+    v = running(job("v", 1, ws="mid", attained=19 * 3600.0), {"n": [0]}, started=0)
+
+    def claim(ws, **opts):
+        s = snap([job("c", 1, ws=ws, t=3000)], [v], [node("n", total=1, free=[])], now=3700, estimates=est)
+        return decide("las", s, expect_order=True, **opts)[1]
+    assert claim("long") == []
+    assert claim("short") == [("v", "c")]
+    assert claim("long", expect_gate=0.0) == [("v", "c")]
 
 
 def test_sjf_orders_by_declared_runtime():

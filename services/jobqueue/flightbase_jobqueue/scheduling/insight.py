@@ -271,6 +271,7 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
     expecting = bool(getattr(policy, "expecting", False))
     job_level = policy.job_level if expecting else None
     expect_min = getattr(policy, "expect_min_gpus", 1 << 30)
+    gate_for = getattr(policy, "gate_for", None)  # expect_gate: which victims a job may stop
     fm = copy_freemap(free)
     holders: dict[str, _Holder] = {}
     events: list[tuple[float, int, str]] = []
@@ -392,7 +393,7 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
             start = t
             if p is None and lv < top and (lv < 0 or t >= job.queued_since + patience):
                 stopped = len(requeued)
-                p = _preempt(fm, job, lv, victims, holders, requeued, t, policy)
+                p = _preempt(fm, job, lv, victims, holders, requeued, t, policy, gate_for(rank) if gate_for else 0.0)
                 held_preemptible -= sum(e[1].gpus for e in requeued[stopped:])  # (victims are preemptible)
                 if p is not None:
                     top = max((v for v, h in victims if h.job.id in holders), default=-2)
@@ -558,10 +559,13 @@ def at_least(a: float, b: float) -> bool:
     return a >= b - 1e-9
 
 
-def _preempt(fm: FreeMap, job: Job, lv: int, victims, holders, requeued, t: float, policy) -> dict | None:
+def _preempt(fm: FreeMap, job: Job, lv: int, victims, holders, requeued, t: float, policy,
+             floor: float = 0.0) -> dict | None:
     """Room for ``job`` by preempting running jobs of a level above ``lv``
-    (as ``las`` would); the victims on the chosen nodes are requeued."""
-    mine = [h for v, h in victims if v > lv and h.job.id in holders]
+    (as ``las`` would; with ``floor``, only those expected still to do more work,
+    ``LasPolicy.gate_for``); the victims on the chosen nodes are requeued."""
+    mine = [h for v, h in victims if v > lv and h.job.id in holders and (
+        floor <= 0.0 or policy.expected_work(h.job, h.att0 + h.job.gpus * (t - h.run_start), False) > floor)]
     if not mine or fm.total_free + sum(h.job.gpus for h in mine) < job.gpus:
         return None
     for h in mine:

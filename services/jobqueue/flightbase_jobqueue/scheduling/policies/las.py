@@ -8,10 +8,11 @@ threshold.  A job of 2 GPUs or more is ranked at least at the level of the
 work its runtime history expects it still to do (``expect_scale`` x GPUs x
 the median remaining time of its workspace's completed jobs of its size that
 ran longer than it has: an expected-remaining level, taken again each time
-its run time doubles; with no history, plain LAS).  Within a level, first
-come first served (by submission, then priority); with ``expect_order``, the
+its run time doubles; with no history, plain LAS).  Within a level, the
 work the history expects a job still to do (GPUs x that median remaining
-time, every size) least first, then first come first served.  The scheduler does not need durations: short jobs finish while
+time, every size; ``expect_order``) least first, then first come first
+served (by submission, then priority); a job preempts only a job expected
+to do more than twice its own work (``expect_gate``).  The scheduler does not need durations: short jobs finish while
 still in a high level, long jobs sink and yield to newcomers.  On the Philly
 trace this comes within 5% of a preemptive shortest-remaining-time scheduler
 that knows every duration and pools all GPUs (docs/benchmarks.md,
@@ -116,11 +117,17 @@ class LasPolicy(Policy):
     # Within a level, queued jobs in the order of the work (GPU-seconds: GPUs x the same
     # median remaining time, for every size) their history expects them still to do, least
     # first; equal expectations (no history) first come first served.  Only which queued job
-    # starts first changes: a job still preempts only a job of a higher level.  Off (first
-    # come first served within a level) by default: on the 84 windows it brings 5 more under
-    # 1.05x but takes days 48-62 to 0.257 preemptions per job, over part 3's budget
-    # (docs/benchmarks.md, "Within a level, the least expected work first").
-    expect_order: bool = False
+    # starts first changes: a job still preempts only a job of a higher level (and, with
+    # ``expect_gate``, one expected to do more work).  False: first come first served within
+    # a level.  On the 84 windows, with the gate: 10 over 1.05x instead of 16, none over 0.25
+    # preemptions per job (docs/benchmarks.md, "Within a level, the least expected work
+    # first"); without the gate days 48-62 preempt 0.257 times per job.
+    expect_order: bool = True
+    # With ``expect_order``: a job (not starving) preempts a running job only when the work
+    # that one is expected still to do is more than ``expect_gate`` x its own expected work
+    # (shortest-remaining-first on expectations: stopping a job expected to end first gains
+    # nothing, and costs a restart).  0: no such condition.
+    expect_gate: float = 2.0
     # A job's level from (job, attained GPU-seconds) instead of ``thresholds``: only for
     # references that know what no scheduler does (the replay's ``las-oracle``, ranked by
     # true remaining work); None (the service's default) ranks by attained service.
@@ -212,6 +219,26 @@ class LasPolicy(Policy):
             if store:
                 table[k] = w
         return w
+
+    def expected_work(self, job: Job, attained: float, store: bool = True) -> float:
+        """The GPU-seconds ``job``, with ``attained`` GPU-seconds, is expected still to do:
+        its kept expectation (a gang job, :meth:`_expected`) or one taken now (the last
+        pass's history; call only when there is one, :meth:`gate_for`)."""
+        if job.gpus >= self.expect_min_gpus and self.expect_scale > 0:
+            e = self._expected(job, attained, store)
+            if e is not None:
+                return e[1]
+        return job.gpus * self._index["remaining"](job, attained / job.gpus)
+
+    def gate_for(self, rank: tuple) -> float:
+        """The expected work (GPU-seconds) a running job must exceed for a job queued with
+        ``rank`` to preempt it (``expect_gate``); 0 when any may be: the gate or the order
+        off, no history, a starving job, or one whose expectation is none (a notebook lease;
+        its own rules apply).  The pass and the queue's projection both ask here."""
+        if not self.expect_order or self.expect_gate <= 0 or rank[0] < 0 or self._index.get("remaining") is None:
+            return 0.0
+        w = rank[1]
+        return self.expect_gate * w if 0.0 < w < math.inf else 0.0
 
     def queued_rank(self, job: Job, attained: float, store: bool = True) -> tuple:
         """The rank of ``job`` queued with ``attained`` GPU-seconds and not starving:
@@ -490,6 +517,16 @@ class LasPolicy(Policy):
                 if t < wake:
                     wake = t
         level_cache: dict[str, int] = {}
+        work_cache: dict[str, float] = {}
+        gated = self.expect_order and self.expect_gate > 0 and self._index.get("remaining") is not None
+
+        def work_of(a: ActiveJob) -> float:
+            w = work_cache.get(a.job.id)
+            if w is None:
+                job = a.job
+                ran = now - a.started_at
+                w = work_cache[job.id] = self.expected_work(job, job.attained + job.gpus * (ran if ran > 0 else 0.0))
+            return w
 
         def level_of(a: ActiveJob) -> int:
             lv = level_cache.get(a.job.id)
@@ -618,19 +655,22 @@ class LasPolicy(Policy):
                 # service level only, like any other: reclaiming here would
                 # hand the freed GPUs to whoever comes first next pass.
                 ws = job.workspace
+                floor = self.gate_for(rank) if gated else 0.0
 
-                def eligible(a: ActiveJob, lv=lv, ws=ws) -> bool:
+                def eligible(a: ActiveJob, lv=lv, ws=ws, floor=floor) -> bool:
                     j = a.job
                     if not j.preemptible:
                         return False
                     if now - a.started_at < min_run or level_of(a) <= lv:
                         return False
+                    if floor > 0.0 and work_of(a) <= floor:
+                        return False
                     return not (j.workspace != ws and any_quota and not state.over_guarantee(j.workspace)
                                 and snap.limits_for(j.workspace).quota is not None)
 
-                # Without quotas eligibility depends on the level alone.
+                # Without quotas (and the gate) eligibility depends on the level alone.
                 found = state.find_victims(job, eligible, victim_order,
-                                           None if any_quota else lv)
+                                           None if (any_quota or floor > 0.0) else lv)
                 if found is not None:
                     nodes, victims = found
                     state.claim(job, nodes, victims,
@@ -639,7 +679,8 @@ class LasPolicy(Policy):
                     pending = state.pending_total()
                     settled = False
                     continue
-                if verdict != WITHIN:
+                if verdict != WITHIN and floor <= 0.0:
+                    # (A search the gate narrowed says nothing of one it would not.)
                     failed[lv] = min(failed.get(lv, 1 << 30), job.gpus)
             state.wait_shortage(job, f"; service level {lv if lv > 0 else 0}")
             state.note_blocked(job, verdict)
