@@ -105,6 +105,10 @@ class _Holder:
     preemptible: bool
     seq: int = 0       # order of hold() calls (victims are looked at in this order)
 
+    def attained(self, at: float) -> float:
+        """GPU-seconds attained by ``at`` (this run included)."""
+        return self.att0 + self.job.gpus * (at - self.run_start)
+
 
 def _qf(spec: float | int) -> Callable[[str], float]:
     """A runtime quantile per job: ``spec`` itself (a float), or for the
@@ -325,8 +329,8 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
 
     def level(h: _Holder, at: float) -> int:
         if expecting:
-            return job_level(h.job, h.att0 + h.job.gpus * (at - h.run_start), False)
-        return bisect_right(thr, h.att0 + h.job.gpus * (at - h.run_start))
+            return job_level(h.job, h.attained(at), False)
+        return bisect_right(thr, h.attained(at))
 
     # The moments a queued job's rank or rights change, by the clock alone: its starvation
     # limit (``since``, for jobs not yet promoted) and the end of its ``preempt_after`` wait.
@@ -565,7 +569,7 @@ def _preempt(fm: FreeMap, job: Job, lv: int, victims, holders, requeued, t: floa
     (as ``las`` would; with ``floor``, only those expected still to do more work,
     ``LasPolicy.gate_for``); the victims on the chosen nodes are requeued."""
     mine = [h for v, h in victims if v > lv and h.job.id in holders and (
-        floor <= 0.0 or policy.expected_work(h.job, h.att0 + h.job.gpus * (t - h.run_start), False) > floor)]
+        floor <= 0.0 or policy.expected_work(h.job, h.attained(t), False) > floor)]
     if not mine or fm.total_free + sum(h.job.gpus for h in mine) < job.gpus:
         return None
     for h in mine:
@@ -575,7 +579,7 @@ def _preempt(fm: FreeMap, job: Job, lv: int, victims, holders, requeued, t: floa
     for h in mine:
         if p is not None and nodes.intersection(h.placement):
             del holders[h.job.id]
-            att = h.att0 + h.job.gpus * (t - h.run_start)
+            att = h.attained(t)
             vj = h.job
             since = t + max(getattr(policy, "starve_after", INF),
                             getattr(policy, "starve_factor", 1.0) * att / vj.gpus)

@@ -208,9 +208,7 @@ class LasPolicy(Policy):
         if remaining is None:
             return 0.0
         if attained > 0 or job.max_runtime is not None:
-            if job.gpus >= self.expect_min_gpus and self.expect_scale > 0:
-                return self._expected(job, attained, store)[1]
-            return job.gpus * remaining(job, attained / job.gpus)
+            return self.expected_work(job, attained, store)
         table = self._index["order"]
         k = (job.workspace, job.gpus)
         w = table.get(k)
@@ -518,22 +516,22 @@ class LasPolicy(Policy):
                     wake = t
         level_cache: dict[str, int] = {}
         work_cache: dict[str, float] = {}
-        gated = self.expect_order and self.expect_gate > 0 and self._index.get("remaining") is not None
+
+        def attained_now(a: ActiveJob) -> float:
+            ran = now - a.started_at
+            return a.job.attained + a.job.gpus * (ran if ran > 0 else 0.0)
 
         def work_of(a: ActiveJob) -> float:
             w = work_cache.get(a.job.id)
             if w is None:
-                job = a.job
-                ran = now - a.started_at
-                w = work_cache[job.id] = self.expected_work(job, job.attained + job.gpus * (ran if ran > 0 else 0.0))
+                w = work_cache[a.job.id] = self.expected_work(a.job, attained_now(a))
             return w
 
         def level_of(a: ActiveJob) -> int:
             lv = level_cache.get(a.job.id)
             if lv is None:
                 job = a.job
-                ran = now - a.started_at
-                att = job.attained + job.gpus * (ran if ran > 0 else 0.0)
+                att = attained_now(a)
                 lv = level_cache[job.id] = (level_fn(job, att) if level_fn else self.job_level(job, att) if expect
                                             else bisect_right(thresholds, att))
             return lv
@@ -655,7 +653,7 @@ class LasPolicy(Policy):
                 # service level only, like any other: reclaiming here would
                 # hand the freed GPUs to whoever comes first next pass.
                 ws = job.workspace
-                floor = self.gate_for(rank) if gated else 0.0
+                floor = self.gate_for(rank)
 
                 def eligible(a: ActiveJob, lv=lv, ws=ws, floor=floor) -> bool:
                     j = a.job
