@@ -328,3 +328,55 @@ def test_reclaimed_gpus_go_to_the_claimer_not_an_earlier_borrower(policy):
     queue = [job("t7", 1, ws="t", t=5), job("u-big", 2, ws="u", t=10), job("u-small", 1, ws="u", t=11)]
     admits, preempts, _ = decide(policy, snap(queue, active, [node("n", free=[5])], now=1000, limits=limits))
     assert (admits, preempts) == ({"u-small": {"n": (5,)}}, [])
+
+
+def test_las_skips_only_victim_searches_that_would_fail(tmp_path, monkeypatch):
+    """Within a pass ``las`` does not repeat a victim search that an earlier one at the same
+    level, with no higher gate (``expect_gate``) and no more GPUs, showed would fail
+    (``_failed_before``).  A replay of a loaded generated trace (three workspaces whose jobs
+    run minutes, an hour and ten hours, every size up to a node) schedules exactly as one
+    that makes every search; the check is not vacuous: searches are skipped."""
+    import random
+
+    from flightbase_jobqueue.scheduling.policies import las
+    from flightbase_jobqueue.sim.replay import replay
+    from tests.helpers.traces import HEADER
+
+    rng = random.Random(11)
+    rows, t = [], 0
+    for i in range(240):
+        t += rng.randint(60, 600)
+        ws, scale = rng.choice([("quick", 900), ("mid", 3600), ("slow", 36000)])
+        rows.append(f"j{i},{t},{rng.choice([1, 1, 1, 2, 4, 8])},{int(scale * rng.uniform(0.5, 1.5))},{ws},,,\n")
+    path = tmp_path / "mixed.csv"
+    path.write_text(HEADER + "".join(rows))
+    keys = ("avg_jct", "preemptions", "median_jct")
+    skipped = []
+    real = las._failed_before
+
+    def counting(failed, floor, gpus):
+        r = real(failed, floor, gpus)
+        skipped.append(r)
+        return r
+    monkeypatch.setattr(las, "_failed_before", counting)
+    kept = replay(str(path), 2, 8, "las", restart_cost=30, record_estimates=False)
+    monkeypatch.setattr(las, "_failed_before", lambda failed, floor, gpus: False)
+    every = replay(str(path), 2, 8, "las", restart_cost=30, record_estimates=False)
+    assert any(skipped)
+    assert {k: kept[k] for k in keys} == {k: every[k] for k in keys}
+    assert kept["preemptions"] > 0
+
+
+def test_las_searches_again_for_a_smaller_claimer_after_a_failed_search():
+    # Node n has two GPUs: a non-preemptible job holds one, v (level 1; its workspace's jobs
+    # run 100 h) the other.  At level 0, "a" (2 GPUs; its jobs run 10 min) is ranked before
+    # "b" (1 GPU; 1 h): a's search fails (it would need both GPUs); b's, for fewer GPUs,
+    # must still be made, and stops v.
+    est = _history(quick=(2, 600.0), mid=(1, 3600.0), vic=(1, 100 * 3600.0))
+    active = [running(job("v", 1, ws="vic", attained=19 * 3600.0), {"n": [0]}, started=0),
+              running(job("u", 1, ws="vic", preemptible=False), {"n": [1]}, started=0)]
+    queue = [job("a", 2, ws="quick", t=3000), job("b", 1, ws="mid", t=3100)]
+    s = snap(queue, active, [node("n", total=2, free=[])], now=3700, estimates=est)
+    admits, preempts, d = decide("las", s)
+    assert (admits, preempts) == ({}, [("v", "b")])
+    assert "a" in d.waiting

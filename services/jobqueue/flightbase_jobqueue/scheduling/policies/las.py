@@ -541,7 +541,8 @@ class LasPolicy(Policy):
         # Guarantees first (core.guaranteed_sweep: the only place GPUs are
         # reclaimed), then service order.
         handled = guaranteed_sweep(state, snap.queue.cursor()) if any_quota else ()
-        failed: dict[int, int] = {}  # level -> fewest GPUs a victim search failed for
+        # level -> (gate, GPUs) of the victim searches that failed this pass (_failed_before)
+        failed: dict[int, list[tuple[float, int]]] = {}
         victim_order = lambda a: (-level_of(a), -a.started_at, a.job.id)  # noqa: E731
         waiting = state.waiting
         hold = ""  # a starving job that cannot start yet holds back the rest
@@ -647,7 +648,7 @@ class LasPolicy(Policy):
                 if job.queued_since + patience < wake:
                     wake = job.queued_since + patience
             elif (lv < lowest or verdict == WITHIN or pending > 0) and not (
-                    verdict != WITHIN and job.gpus >= failed.get(lv, 1 << 30)):
+                    verdict != WITHIN and _failed_before(failed.get(lv), self.gate_for(rank), job.gpus)):
                 # A job within its quota that the guaranteed sweep did not
                 # reach (behind a blocked job of its workspace) preempts by
                 # service level only, like any other: reclaiming here would
@@ -666,9 +667,8 @@ class LasPolicy(Policy):
                     return not (j.workspace != ws and any_quota and not state.over_guarantee(j.workspace)
                                 and snap.limits_for(j.workspace).quota is not None)
 
-                # Without quotas (and the gate) eligibility depends on the level alone.
-                found = state.find_victims(job, eligible, victim_order,
-                                           None if (any_quota or floor > 0.0) else lv)
+                # Without quotas eligibility depends on the level and the gate alone.
+                found = state.find_victims(job, eligible, victim_order, None if any_quota else (lv, floor))
                 if found is not None:
                     nodes, victims = found
                     state.claim(job, nodes, victims,
@@ -677,9 +677,9 @@ class LasPolicy(Policy):
                     pending = state.pending_total()
                     settled = False
                     continue
-                if verdict != WITHIN and floor <= 0.0:
-                    # (A search the gate narrowed says nothing of one it would not.)
-                    failed[lv] = min(failed.get(lv, 1 << 30), job.gpus)
+                if verdict != WITHIN and (floor <= 0.0 or not any_quota):
+                    # (Under quotas a gated search's victims depend on the workspace too.)
+                    failed[lv] = _note_failed(failed.get(lv), floor, job.gpus)
             state.wait_shortage(job, f"; service level {lv if lv > 0 else 0}")
             state.note_blocked(job, verdict)
             if lv < 0:
@@ -730,6 +730,23 @@ class LasPolicy(Policy):
                 if c < n:
                     heapq.heappush(todo, (heap[c][0], c))
         return wake
+
+
+def _failed_before(failed: list[tuple[float, int]] | None, floor: float, gpus: int) -> bool:
+    """Whether a victim search of this pass at the same level already failed with a gate no
+    higher than ``floor`` and for no more than ``gpus`` GPUs: a higher gate leaves fewer
+    victims eligible, more GPUs need more of them, and victims only get fewer as the pass
+    claims them, so this one would fail too."""
+    return failed is not None and any(f <= floor and g <= gpus for f, g in failed)
+
+
+def _note_failed(failed: list[tuple[float, int]] | None, floor: float, gpus: int) -> list[tuple[float, int]]:
+    """``failed`` with a failed search (``floor``, ``gpus``) added, less the ones it makes
+    redundant for :func:`_failed_before` (a higher gate and more GPUs): at most one entry
+    per job size, however long the queue."""
+    kept = [(f, g) for f, g in failed or () if f < floor or g < gpus]
+    kept.append((floor, gpus))
+    return kept
 
 
 def _blocked_shared(cache: dict, snap: Snapshot, in_use: dict, job: Job) -> tuple:
