@@ -648,13 +648,13 @@ class LasPolicy(Policy):
                 if job.queued_since + patience < wake:
                     wake = job.queued_since + patience
             elif (lv < lowest or verdict == WITHIN or pending > 0) and not (
-                    verdict != WITHIN and _failed_before(failed.get(lv), self.gate_for(rank), job.gpus)):
+                    _failed_before(failed.get(lv), floor := self.gate_for(rank), job.gpus) and verdict != WITHIN):
                 # A job within its quota that the guaranteed sweep did not
                 # reach (behind a blocked job of its workspace) preempts by
                 # service level only, like any other: reclaiming here would
                 # hand the freed GPUs to whoever comes first next pass.
+                # (``floor``: the gate, taken once, in the condition above.)
                 ws = job.workspace
-                floor = self.gate_for(rank)
 
                 def eligible(a: ActiveJob, lv=lv, ws=ws, floor=floor) -> bool:
                     j = a.job
