@@ -21,6 +21,15 @@ try {
   page = await (await browser.newContext({ viewport: { width: 1400, height: 900 } })).newPage();
   page.setDefaultTimeout(60000);
   page.on('pageerror', e => console.log(`page error: ${e.message}`));
+  // what the page's own GET /dashboard requests answered for the queued job: the reason holds an
+  // estimated start that moves with the clock, so the page is checked against these answers
+  const apiReasons = [];
+  let recording = true;
+  page.on('response', r => {
+    if (recording && r.request().method() === 'GET' && /\/api\/v1\/dashboard\?/.test(r.url())) {
+      apiReasons.push(r.json().then(d => (d.queue.find(q => q.job_id === FB_QUEUED) || {}).reason, () => undefined));
+    }
+  });
   await logIn(page, BASE, FB_USER, FB_PASSWORD);
 
   step('the Flightbase entry of the hub nav bar leads to the dashboard');
@@ -52,7 +61,9 @@ try {
       theme: document.documentElement.getAttribute('data-bs-theme'),
     };
   }, { running: FB_RUNNING, queued: FB_QUEUED });
+  recording = false;
   report('dashboard', dashboard);
+  report('dashboard api reasons', (await Promise.all(apiReasons)).filter(r => r !== undefined));
   await shot(page, 'dashboard-member');
 
   step('the dashboard in the dark theme (the hub\'s toggle sets data-bs-theme)');

@@ -1,12 +1,17 @@
 """A DistributedDataParallel training as PyTorch's own elastic example writes it (torchrun sets the env).
 
-The ranks meet at a barrier before they tear the process group down, as most DDP
-scripts do. Without it, rank 0 once aborted in the teardown ("terminate called
-without an active exception", gloo, torch 2.13 CPU; a CI run of 2026-12-02)
-after both ranks had printed their result, while rank 1 could still have been
-finishing the last all-reduce. 50 runs on the development machine (torchrun on
-the host, and in training-base on one CPU) did not show it again.
+The ranks meet at a barrier, then drop the DDP model and collect it before they tear
+the process group down. A DDP model left to the interpreter's teardown makes a rank
+abort after all its work: "terminate called without an active exception" from a
+C++ thread (gloo, torch 2.13 CPU; CI runs of 2026-12-02 and 2026-12-05). In
+training-base on two CPUs, torchrun of this script without those two lines failed 3
+of 60 times, and 8 of 60 with PYTHONFAULTHANDLER set (its dump shows no Python frame:
+the interpreter was finalizing); with the model put inside a function as in
+PyTorch's example, 6 of 60 or more; with them, 0 of 60 with the handler and 0 of 100
+without. Built-in models avoid the same abort by leaving with ``os._exit``
+(``builtin_models/_common/dist.py``).
 """
+import gc
 import os
 
 import torch
@@ -28,4 +33,6 @@ dist.all_reduce(weights)
 same = torch.allclose(weights / dist.get_world_size(), model.module.weight.detach(), atol=1e-6)
 print(f"rank {rank} of {dist.get_world_size()} (LOCAL_RANK={os.environ['LOCAL_RANK']}): in sync: {same}", flush=True)
 dist.barrier()
+del model, optimizer
+gc.collect()  # the DDP model holds the group: free it now, not in the interpreter's teardown
 dist.destroy_process_group()
