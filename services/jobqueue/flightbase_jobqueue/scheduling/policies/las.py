@@ -53,7 +53,9 @@ One pass:
 - ``wake_at`` is the next time a running job crosses a threshold, a queued
   job reaches its starvation limit or the end of its ``preempt_after``
   wait, or a protected victim passes ``min_run``, so the coordinator
-  re-runs the pass then.
+  re-runs the pass then.  Not when a gate (``expect_gate``) would open: a
+  wake-up for that, tried on nine windows, did no better and could exceed
+  the preemption budget (docs/benchmarks.md, "No wake-up when a gate opens").
 
 The defaults were chosen on the October 2017 slice of the Philly trace at
 64 x 8 GPUs with a 60 s restart cost and checked on other two-week windows
