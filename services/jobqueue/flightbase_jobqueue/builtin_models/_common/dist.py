@@ -23,10 +23,11 @@ def exit_done() -> None:
 
     Called from a script's ``__main__`` after :meth:`Dist.close`: everything it
     writes is closed and its output flushed here, and the interpreter's own
-    teardown is skipped.  That teardown runs the C++ destructors of torch's
-    process groups, and gloo's can abort a rank whose peer tears down at the same
-    moment (SIGABRT, "terminate called without an active exception") after every
-    collective has completed, which would fail a training that succeeded."""
+    teardown is skipped.  A DistributedDataParallel model still alive in that
+    teardown can abort the rank (gloo, SIGABRT, "terminate called without an active
+    exception") after every collective has completed, which would fail a training
+    that succeeded (measured in docs/horovod.md, "A torchrun rank that aborts after
+    all its work")."""
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
