@@ -96,11 +96,22 @@ def test_las_projection_counts_a_lower_level_job_as_preemptible_after_min_run():
     s = snap([job("new", t=1000.0)], [running(long, {"n": [0]}, started=900.0)], [node("n", 1, free=[])],
              now=1000.0, estimates=est)
     # The levels and min_run this test is about (4 h first threshold, 300 s), not the defaults.
-    pol = make_policy("las", thresholds=(4 * 3600.0, 64 * 3600.0), min_run=300.0)
+    pol = make_policy("las", thresholds=(4 * 3600.0, 64 * 3600.0), min_run=300.0, swap_after=0.0)
     las = {i.job_id: i for i in explain(s, policy=pol)}["new"]
     assert las.estimated_start == pytest.approx(1200.0)
     fifo = {i.job_id: i for i in explain(s)}["new"]
     assert fifo.estimated_start > 10 * 3600  # the FIFO walk waits for its end
+
+
+def test_las_projection_waits_swap_after_before_a_one_gpu_job_stops_a_small_one():
+    """The same table with the default swap_after (600 s): the projection, like the pass, has
+    the one-GPU job wait that long from its submission before it stops the one-GPU job."""
+    est = history([20 * 3600.0] * 5)
+    long = job("long", attained=5 * 3600.0)
+    s = snap([job("new", t=1000.0)], [running(long, {"n": [0]}, started=900.0)], [node("n", 1, free=[])],
+             now=1000.0, estimates=est)
+    pol = make_policy("las", thresholds=(4 * 3600.0, 64 * 3600.0), min_run=300.0)
+    assert {i.job_id: i for i in explain(s, policy=pol)}["new"].estimated_start == pytest.approx(1600.0)
 
 
 def test_las_projection_does_not_block_a_small_job_behind_a_big_one():

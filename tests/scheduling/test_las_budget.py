@@ -57,12 +57,58 @@ def test_moves_only_smaller_jobs():
 def test_a_job_waits_preempt_after_before_preempting():
     old = running(job("old", 1, attained=300 * H), {"n": [0]}, started=0.0)  # level 2, past min_run
     fresh = snap([job("new", 1, t=10 * H - 10)], [old], [node("n", 1, free=[])], now=10 * H)
-    _, preempts, d = decide("las", fresh)
+    # preempt_after alone: a one-GPU job stopping a one-GPU job also waits swap_after (below).
+    _, preempts, d = decide("las", fresh, swap_after=0.0)
     assert preempts == []
     assert d.wake_at == pytest.approx(10 * H + 50)
     later = snap([job("new", 1, t=10 * H - 10)], [old], [node("n", 1, free=[])], now=10 * H + 50)
-    _, preempts, _ = decide("las", later)
+    _, preempts, _ = decide("las", later, swap_after=0.0)
     assert preempts == [("old", "new")]
+
+
+def one_node(victim_gpus, queued, now):
+    """One node of ``victim_gpus`` GPUs, all held by a job of the last level (2,000 GPU-hours
+    attained before it started 10 h ago)."""
+    old = running(job("old", victim_gpus, attained=2000 * H), {"n": list(range(victim_gpus))}, started=0.0)
+    return snap(queued, [old], [node("n", victim_gpus, free=[])], now=now)
+
+
+@pytest.mark.parametrize("victim_gpus", [1, 4])
+def test_a_one_gpu_job_stops_a_small_job_only_after_swap_after(victim_gpus):
+    """Stopping one small job for another is a swap (the stopped job restarts on the next GPU
+    that frees up): a one-GPU job waits swap_after (600 s) for a GPU first, and the pass asks
+    to be woken when that wait ends."""
+    t0 = 10 * H
+    _, preempts, d = decide("las", one_node(victim_gpus, [job("new", 1, t=t0)], t0 + 120))
+    assert preempts == []
+    assert d.wake_at == pytest.approx(t0 + 600)
+    assert "needs 1 GPU" in d.waiting["new"]
+    _, preempts, _ = decide("las", one_node(victim_gpus, [job("new", 1, t=t0)], t0 + 600))
+    assert preempts == [("old", "new")]
+
+
+def test_a_one_gpu_job_stops_a_whole_node_job_after_preempt_after():
+    t0 = 10 * H
+    _, preempts, _ = decide("las", one_node(8, [job("new", 1, t=t0)], t0 + 60))
+    assert preempts == [("old", "new")]
+
+
+def test_swap_after_is_for_one_gpu_jobs_only_not_starving_nor_notebook_leases():
+    t0 = 10 * H
+    # A two-GPU job stops a one-GPU job after preempt_after.
+    s = snap([job("pair", 2, t=t0)],
+             [running(job(f"old{i}", 1, attained=2000 * H), {"n": [i]}, started=0.0) for i in range(2)],
+             [node("n", 2, free=[])], now=t0 + 60)
+    _, preempts, _ = decide("las", s)
+    assert sorted(preempts) == [("old0", "pair"), ("old1", "pair")]
+    # A notebook lease: someone is waiting at the screen.
+    nb = lease("nb", "w", t0)
+    _, preempts, _ = decide("las", one_node(1, [nb], t0 + 60))
+    assert preempts == [("old", "nb")]
+    # A starving one-GPU job (queued 6 h, twice what it has run) stops at once, even with a
+    # swap_after longer than that.
+    _, preempts, _ = decide("las", one_node(1, [job("starved", 1, t=t0 - 6 * H)], t0), swap_after=7 * H)
+    assert preempts == [("old", "starved")]
 
 
 def test_srtf_reference_by_remaining_gpu_seconds_pooled():

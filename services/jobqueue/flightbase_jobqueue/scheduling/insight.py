@@ -17,7 +17,7 @@ starts come from a forward projection of the cluster (:func:`project`):
   that job's level; jobs reaching the starvation limit go first (and one
   that cannot start holds back the rest), and a gang whose GPUs are free but
   spread gathers them (``drain``, after ``migrate_after``); ``preempt_after``
-  and ``quantum`` are honoured.  Under other policies the projection is the FIFO walk
+  ``swap_after`` and ``quantum`` are honoured.  Under other policies the projection is the FIFO walk
   (each job starts at the first moment its whole gang fits, in queue
   order): backfill can only start jobs earlier, so it is an upper bound;
 - runtimes are not known, so the projection runs several times: three
@@ -230,7 +230,7 @@ def _project_las(snap, free, qs, policy, limit, only) -> list[dict[str, tuple[fl
             stopping.append(a.placement)
         else:
             base.append((job, a.placement, a.started_at, job.attained / job.gpus + max(0.0, now - a.started_at)))
-    prepared = _Prepared(queue, getattr(policy, "preempt_after", 0.0) or 0.0)
+    prepared = _Prepared(queue, getattr(policy, "preempt_after", 0.0) or 0.0, *_swap_wait(policy))
     del queue
     return [_las_run(snap, free, q, policy, prepared, set(want), base, stopping) for q in qs]
 
@@ -239,17 +239,20 @@ class _Prepared:
     """What every projection of one explain starts from, built once from the ranked queue
     (``(rank, job, since)`` entries) and copied for each (copies of lists, sets and dicts
     cost a fraction of building them job by job): the ids queued, the starvation limits
-    of the jobs not yet promoted and their heap, the heap of ``preempt_after`` waits, and
-    the per-size lists of :class:`_Walk`."""
+    of the jobs not yet promoted and their heap, the heap of the ends of ``preempt_after``
+    and ``swap_after`` waits, and the per-size lists of :class:`_Walk`."""
 
     __slots__ = ("queued", "since_of", "sinces", "waits", "lists", "count")
 
-    def __init__(self, queue: Sequence[tuple], patience: float):
+    def __init__(self, queue: Sequence[tuple], patience: float, swap_after: float = 0.0,
+                 swapper: Callable[[Job], bool] | None = None):
         self.queued = {job.id for _, job, _ in queue}
         self.since_of = {job.id: since for rank, job, since in queue if rank[0] >= 0}
         self.sinces = [(since, jid) for jid, since in self.since_of.items()]
         heapq.heapify(self.sinces)
         self.waits = [(job.queued_since + patience, job.id) for _, job, _ in queue] if patience else []
+        if swapper is not None and swap_after > patience:
+            self.waits += [(job.queued_since + swap_after, job.id) for _, job, _ in queue if swapper(job)]
         heapq.heapify(self.waits)
         self.lists: dict[int, list[tuple]] = {}
         for e in queue:  # already by rank
@@ -276,6 +279,8 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
     job_level = policy.job_level if expecting else None
     expect_min = getattr(policy, "expect_min_gpus", 1 << 30)
     gate_for = getattr(policy, "gate_for", None)  # expect_gate: which victims a job may stop
+    swap_limit = getattr(policy, "swap_limit", None)  # swap_after: small victims only after a wait
+    swap_after, swapper = _swap_wait(policy)
     fm = copy_freemap(free)
     holders: dict[str, _Holder] = {}
     events: list[tuple[float, int, str]] = []
@@ -397,7 +402,8 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
             start = t
             if p is None and lv < top and (lv < 0 or t >= job.queued_since + patience):
                 stopped = len(requeued)
-                p = _preempt(fm, job, lv, victims, holders, requeued, t, policy, gate_for(rank) if gate_for else 0.0)
+                p = _preempt(fm, job, lv, victims, holders, requeued, t, policy, gate_for(rank) if gate_for else 0.0,
+                             swap_limit(job, lv, t - job.queued_since) if swap_limit else 0)
                 held_preemptible -= sum(e[1].gpus for e in requeued[stopped:])  # (victims are preemptible)
                 if p is not None:
                     top = max((v for v, h in victims if h.job.id in holders), default=-2)
@@ -427,6 +433,8 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
             push(sinces, (since, job.id))
             if patience and job.queued_since + patience > t:
                 push(waits, (job.queued_since + patience, job.id))
+            if swapper is not None and swap_after > patience and job.queued_since + swap_after > t and swapper(job):
+                push(waits, (job.queued_since + swap_after, job.id))
         if not want or not walk.count:
             break
         # Next moment something can change for a waiting job.
@@ -563,12 +571,23 @@ def at_least(a: float, b: float) -> bool:
     return a >= b - 1e-9
 
 
+def _swap_wait(policy) -> tuple[float, Callable[[Job], bool] | None]:
+    """The policy's ``swap_after`` and which queued jobs it applies to (those that may
+    not stop small jobs before it, ``LasPolicy.swap_limit``), or (0, None)."""
+    swap_limit = getattr(policy, "swap_limit", None)
+    after = getattr(policy, "swap_after", 0.0) or 0.0
+    if swap_limit is None or after <= 0:
+        return 0.0, None
+    return after, lambda job: swap_limit(job, 0, 0.0) > 0
+
+
 def _preempt(fm: FreeMap, job: Job, lv: int, victims, holders, requeued, t: float, policy,
-             floor: float = 0.0) -> dict | None:
+             floor: float = 0.0, small: int = 0) -> dict | None:
     """Room for ``job`` by preempting running jobs of a level above ``lv``
     (as ``las`` would; with ``floor``, only those expected still to do more work,
-    ``LasPolicy.gate_for``); the victims on the chosen nodes are requeued."""
-    mine = [h for v, h in victims if v > lv and h.job.id in holders and (
+    ``LasPolicy.gate_for``; with ``small``, none of that many GPUs or fewer,
+    ``LasPolicy.swap_limit``); the victims on the chosen nodes are requeued."""
+    mine = [h for v, h in victims if v > lv and h.job.id in holders and h.job.gpus > small and (
         floor <= 0.0 or policy.expected_work(h.job, h.attained(t), False) > floor)]
     if not mine or fm.total_free + sum(h.job.gpus for h in mine) < job.gpus:
         return None

@@ -36,6 +36,10 @@ One pass:
   stopped; never another workspace's job running within its guaranteed
   quota).  The short wait lets a job take GPUs that free up as jobs end (on
   the Philly trace a job ends about every minute) instead of stopping one.
+  A one-GPU job waits longer, ``swap_after``, before it stops a small job
+  (of at most ``swap_max_gpus`` GPUs; a bigger one it may stop at once):
+  that stop is a swap, the stopped job restarting on the next GPU to free
+  up, which costs a restart and gains the pair little.
   A job that fits nowhere does not block smaller jobs behind it;
 - starvation: a job queued for ``starve_after`` seconds (and at least
   ``starve_factor`` times what it has run so far) is promoted above level 0
@@ -104,8 +108,21 @@ class LasPolicy(Policy):
     min_run: float = 3600.0
     preempt_after: float = 60.0
     drain: bool = True  # keep / free whole nodes for a spread-out gang job
-    max_moves: int = 2  # jobs a gang job may move off a node (0: only keep it)
+    # Jobs a gang job may move off a node (0: only keep it).  2 until 2026-12-05, when
+    # ``swap_after`` left room in the preemption budget for a third (docs/benchmarks.md,
+    # "One-GPU swaps wait").
+    max_moves: int = 3
     migrate_after: float = 0.0  # a gang job waits this long (or preempt_after) before moving any
+    # A one-GPU job (not starving, not a notebook lease, not within its guaranteed quota) stops
+    # a job of at most ``swap_max_gpus`` GPUs only once it has waited ``swap_after`` seconds;
+    # before that only bigger ones.  One small job stopped for another is a swap: the stopped
+    # one restarts on the next GPU that frees up (within minutes on the Philly trace), so the
+    # pair waits about as long either way, plus a restart.  A whole node or more may still be
+    # stopped after ``preempt_after``: its GPUs serve many small jobs.  On nine two-week
+    # windows, with ``max_moves`` 3: 3 over 1.05x instead of 7, at most 0.225 preemptions per
+    # job instead of 0.241 (docs/benchmarks.md, "One-GPU swaps wait").  0: no such wait.
+    swap_after: float = 600.0
+    swap_max_gpus: int = 4
     # Expected-remaining levels: a job of at least ``expect_min_gpus`` GPUs ranks at least at
     # the level of ``expect_scale`` x its GPUs x the time the runtime history expects it still
     # to run (``snap.estimates.completed_remaining``: the median of the completed runtimes of its
@@ -239,6 +256,15 @@ class LasPolicy(Policy):
             return 0.0
         w = rank[1]
         return self.expect_gate * w if 0.0 < w < math.inf else 0.0
+
+    def swap_limit(self, job: Job, lv: int, waited: float) -> int:
+        """The size (GPUs) up to which running jobs are not yet victims of ``job``, queued at
+        level ``lv`` for ``waited`` seconds (``swap_after``): ``swap_max_gpus`` for a one-GPU
+        job, not starving and not a notebook lease, that has waited less than that; else 0.
+        The pass and the queue's projection both ask here."""
+        if job.gpus != 1 or lv < 0 or job.kind == "lease" or waited >= self.swap_after:
+            return 0
+        return self.swap_max_gpus
 
     def queued_rank(self, job: Job, attained: float, store: bool = True) -> tuple:
         """The rank of ``job`` queued with ``attained`` GPU-seconds and not starving:
@@ -657,10 +683,11 @@ class LasPolicy(Policy):
                 # hand the freed GPUs to whoever comes first next pass.
                 # (``floor``: the gate, taken once, in the condition above.)
                 ws = job.workspace
+                small = self.swap_limit(job, lv, waited) if verdict != WITHIN else 0
 
-                def eligible(a: ActiveJob, lv=lv, ws=ws, floor=floor) -> bool:
+                def eligible(a: ActiveJob, lv=lv, ws=ws, floor=floor, small=small) -> bool:
                     j = a.job
-                    if not j.preemptible:
+                    if not j.preemptible or j.gpus <= small:
                         return False
                     if now - a.started_at < min_run or level_of(a) <= lv:
                         return False
@@ -670,7 +697,7 @@ class LasPolicy(Policy):
                                 and snap.limits_for(j.workspace).quota is not None)
 
                 # Without quotas eligibility depends on the level and the gate alone.
-                found = state.find_victims(job, eligible, victim_order, None if any_quota else (lv, floor))
+                found = state.find_victims(job, eligible, victim_order, None if any_quota else (lv, floor, small))
                 if found is not None:
                     nodes, victims = found
                     state.claim(job, nodes, victims,
@@ -679,7 +706,13 @@ class LasPolicy(Policy):
                     pending = state.pending_total()
                     settled = False
                     continue
-                if verdict != WITHIN and (floor <= 0.0 or not any_quota):
+                if small:
+                    # Small jobs become its victims then (a failed search with fewer
+                    # victims than the others at its level is not kept for them).
+                    t = job.queued_since + self.swap_after
+                    if t < wake:
+                        wake = t
+                elif verdict != WITHIN and (floor <= 0.0 or not any_quota):
                     # (Under quotas a gated search's victims depend on the workspace too.)
                     failed[lv] = _note_failed(failed.get(lv), floor, job.gpus)
             state.wait_shortage(job, f"; service level {lv if lv > 0 else 0}")
