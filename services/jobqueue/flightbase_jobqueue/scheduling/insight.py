@@ -16,7 +16,7 @@ starts come from a forward projection of the cluster (:func:`project`):
   are counted for a queued job from the moment it is expected to sink below
   that job's level; jobs reaching the starvation limit go first (and one
   that cannot start holds back the rest), and a gang whose GPUs are free but
-  spread gathers them (``drain``, after ``migrate_after``); ``preempt_after``
+  spread gathers them (``drain``, after ``migrate_after``); ``preempt_after``,
   ``swap_after`` and ``quantum`` are honoured.  Under other policies the projection is the FIFO walk
   (each job starts at the first moment its whole gang fits, in queue
   order): backfill can only start jobs earlier, so it is an upper bound;

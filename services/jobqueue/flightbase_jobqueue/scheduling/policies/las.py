@@ -37,7 +37,7 @@ One pass:
   quota).  The short wait lets a job take GPUs that free up as jobs end (on
   the Philly trace a job ends about every minute) instead of stopping one.
   A one-GPU job waits longer, ``swap_after``, before it stops a small job
-  (of at most ``swap_max_gpus`` GPUs; a bigger one it may stop at once):
+  (of at most ``swap_max_gpus`` GPUs; a bigger one after ``preempt_after``):
   that stop is a swap, the stopped job restarting on the next GPU to free
   up, which costs a restart and gains the pair little.
   A job that fits nowhere does not block smaller jobs behind it;
@@ -118,9 +118,10 @@ class LasPolicy(Policy):
     # before that only bigger ones.  One small job stopped for another is a swap: the stopped
     # one restarts on the next GPU that frees up (within minutes on the Philly trace), so the
     # pair waits about as long either way, plus a restart.  A whole node or more may still be
-    # stopped after ``preempt_after``: its GPUs serve many small jobs.  On nine two-week
-    # windows, with ``max_moves`` 3: 3 over 1.05x instead of 7, at most 0.225 preemptions per
-    # job instead of 0.241 (docs/benchmarks.md, "One-GPU swaps wait").  0: no such wait.
+    # stopped after ``preempt_after``: its GPUs serve many small jobs.  On the 84 two-week
+    # windows of the Philly trace, with ``max_moves`` 3: 6 over 1.05x instead of 10, at most
+    # 0.223 preemptions per job instead of 0.241 (docs/benchmarks.md, "One-GPU swaps wait").
+    # 0: no such wait.
     swap_after: float = 600.0
     swap_max_gpus: int = 4
     # Expected-remaining levels: a job of at least ``expect_min_gpus`` GPUs ranks at least at
