@@ -230,7 +230,8 @@ def _project_las(snap, free, qs, policy, limit, only) -> list[dict[str, tuple[fl
             stopping.append(a.placement)
         else:
             base.append((job, a.placement, a.started_at, job.attained / job.gpus + max(0.0, now - a.started_at)))
-    prepared = _Prepared(queue, getattr(policy, "preempt_after", 0.0) or 0.0, *_swap_wait(policy))
+    patience = getattr(policy, "preempt_after", 0.0) or 0.0
+    prepared = _Prepared(queue, patience, *_swap_wait(policy, patience))
     del queue
     return [_las_run(snap, free, q, policy, prepared, set(want), base, stopping) for q in qs]
 
@@ -251,7 +252,7 @@ class _Prepared:
         self.sinces = [(since, jid) for jid, since in self.since_of.items()]
         heapq.heapify(self.sinces)
         self.waits = [(job.queued_since + patience, job.id) for _, job, _ in queue] if patience else []
-        if swapper is not None and swap_after > patience:
+        if swapper is not None:
             self.waits += [(job.queued_since + swap_after, job.id) for _, job, _ in queue if swapper(job)]
         heapq.heapify(self.waits)
         self.lists: dict[int, list[tuple]] = {}
@@ -280,7 +281,7 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
     expect_min = getattr(policy, "expect_min_gpus", 1 << 30)
     gate_for = getattr(policy, "gate_for", None)  # expect_gate: which victims a job may stop
     swap_limit = getattr(policy, "swap_limit", None)  # swap_after: small victims only after a wait
-    swap_after, swapper = _swap_wait(policy)
+    swap_after, swapper = _swap_wait(policy, patience)
     fm = copy_freemap(free)
     holders: dict[str, _Holder] = {}
     events: list[tuple[float, int, str]] = []
@@ -433,7 +434,7 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
             push(sinces, (since, job.id))
             if patience and job.queued_since + patience > t:
                 push(waits, (job.queued_since + patience, job.id))
-            if swapper is not None and swap_after > patience and job.queued_since + swap_after > t and swapper(job):
+            if swapper is not None and job.queued_since + swap_after > t and swapper(job):
                 push(waits, (job.queued_since + swap_after, job.id))
         if not want or not walk.count:
             break
@@ -571,12 +572,13 @@ def at_least(a: float, b: float) -> bool:
     return a >= b - 1e-9
 
 
-def _swap_wait(policy) -> tuple[float, Callable[[Job], bool] | None]:
+def _swap_wait(policy, patience: float) -> tuple[float, Callable[[Job], bool] | None]:
     """The policy's ``swap_after`` and which queued jobs it applies to (those that may
-    not stop small jobs before it, ``LasPolicy.swap_limit``), or (0, None)."""
+    not stop small jobs before it, ``LasPolicy.swap_limit``), or (0, None) when it has
+    none or it ends no later than the ``preempt_after`` wait (``patience``)."""
     swap_limit = getattr(policy, "swap_limit", None)
     after = getattr(policy, "swap_after", 0.0) or 0.0
-    if swap_limit is None or after <= 0:
+    if swap_limit is None or after <= patience:
         return 0.0, None
     return after, lambda job: swap_limit(job, 0, 0.0) > 0
 
