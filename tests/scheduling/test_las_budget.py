@@ -111,6 +111,34 @@ def test_swap_after_is_for_one_gpu_jobs_only_not_starving_nor_notebook_leases():
     assert preempts == [("old", "starved")]
 
 
+def test_a_one_gpu_training_in_its_swap_wait_does_not_hold_back_a_notebook():
+    """Head-of-line rule 5 keeps a notebook lease from preempting while a job ranked ahead of
+    it waits for GPUs.  A one-GPU training waiting out ``swap_after`` waits by choice (only
+    small victims are left, and it spares them for 10 min), so the notebook behind it may stop
+    one after ``preempt_after`` instead of waiting those 10 min too; the training still waits,
+    and takes the next GPU that frees up (it is ranked first)."""
+    t0 = 10 * H
+    olds = [running(job(f"old{i}", 1, attained=2000 * H), {"n": [i]}, started=0.0) for i in range(2)]
+
+    def at(now, free=()):
+        q = [job("train", 1, t=t0), lease("nb", "w", t0 + 1)]
+        act = [a for a in olds if int(a.job.id[-1]) not in free]
+        return snap(q, act, [node("n", 2, free=list(free))], now=now)
+
+    # Within the training's own preempt_after it is waiting for GPUs: the notebook waits.
+    _, preempts, d = decide("las", at(t0 + 30))
+    assert preempts == []
+    assert d.waiting["nb"].startswith("behind train")
+    # Past it, the training spares the small victims; the notebook (waited 119 s) stops one.
+    _, preempts, d = decide("las", at(t0 + 120))
+    assert [v for v, c in preempts if c == "train"] == []
+    assert len([v for v, c in preempts if c == "nb"]) == 1
+    assert "needs 1 GPU" in d.waiting["train"]
+    # A GPU that frees up goes to the training first, not to the notebook.
+    admits, preempts, _ = decide("las", at(t0 + 120, free=(0,)))
+    assert list(admits) == ["train"]
+
+
 def test_srtf_reference_by_remaining_gpu_seconds_pooled():
     # 4 GPUs pooled: a 4-GPU job of 100 s runs; a 1-GPU job of 10 s arrives at 50 s:
     # its 10 GPU-s are fewer than the 200 GPU-s left, so it preempts; the gang job waits

@@ -5,7 +5,7 @@ it.  Literal tables, no mocks."""
 
 import pytest
 
-from flightbase_jobqueue.scheduling import lease
+from flightbase_jobqueue.scheduling import lease, make_policy
 from flightbase_jobqueue.scheduling.core import NO_QUOTA, WITHIN, BORROW, lease_protects
 from flightbase_jobqueue.scheduling.insight import explain
 
@@ -58,3 +58,19 @@ def test_insight_and_pass_agree_when_the_lease_must_wait(policy):
     shown = {i.job_id: i for i in explain(s)}
     assert "may not delay training big" in shown["nb"].reason
     assert shown["nb"].estimated_start == shown["big"].estimated_start
+
+
+def test_insight_and_pass_agree_on_a_training_in_its_swap_wait():
+    """A one-GPU training past ``preempt_after`` but within ``swap_after`` spares small
+    victims by choice: the pass lets the notebook lease behind it stop one, and the queue does
+    not tell the notebook it is held behind the training.  Within the training's
+    ``preempt_after`` both say it is."""
+    h = 3600.0
+    olds = [running(job(f"old{i}", 1, attained=2000 * h), {"n": [i]}, started=0.0) for i in range(2)]
+    queue = [job("train", 1, t=10 * h), lease("nb", "w", submitted_at=10 * h + 1)]
+    for waited, held in ((30, True), (120, False)):
+        s = snap(queue, olds, [node("n", 2, free=[])], now=10 * h + waited)
+        _, preempts, _ = decide("las", s)
+        assert (preempts == []) is held
+        shown = {i.job_id: i for i in explain(s, policy=make_policy("las"))}["nb"]
+        assert ("may not delay training train" in shown.reason) is held, shown.reason

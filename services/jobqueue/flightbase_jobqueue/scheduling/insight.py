@@ -52,8 +52,8 @@ from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Sequence
 from zlib import crc32
 
-from .core import (BLOCKED, BORROW, PassState, clock, describe_need, lease_protects, open_ended,
-                   quota_verdict)
+from .core import (BLOCKED, BORROW, WITHIN, PassState, clock, describe_need, lease_protects,
+                   open_ended, quota_verdict)
 from .placement import DEFAULT_TOPOLOGY_KEYS, FreeMap, copy_freemap
 from .queueview import QueueView
 from .types import Job, Snapshot
@@ -659,10 +659,14 @@ def explain(snap: Snapshot, limit: int = 1000, topology_keys=DEFAULT_TOPOLOGY_KE
     def verdict_of(j: Job) -> str:
         return quota_verdict(snap.limits.get(j.workspace), state.in_use.get(j.workspace, 0), j)
 
+    # A one-GPU training waiting out ``swap_after`` holds no lease back (the pass's rule too).
+    swap_waiting = getattr(policy, "swap_waiting", None)
     for j in snap.queue:
         if not open_ended(j):
             if len(ahead) < state.lease_guard_depth:
-                ahead.append((j, verdict_of(j)))
+                v = verdict_of(j)
+                if v == WITHIN or swap_waiting is None or not swap_waiting(j, snap.now):
+                    ahead.append((j, v))
         elif ahead:
             protect = lease_protects(j, verdict_of(j), ahead)
             if protect:

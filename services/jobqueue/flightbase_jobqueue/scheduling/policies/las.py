@@ -53,7 +53,9 @@ One pass:
 - notebook leases: as in every policy (``core.py``, head-of-line rule 5), a
   lease does not take GPUs that a job ranked ahead of it, waiting for GPUs,
   needs (its reservation, with leases never ending), and does not preempt
-  for its GPU while such a job waits.  Non-preemptible jobs are never moved;
+  for its GPU while such a job waits.  A one-GPU training waiting out
+  ``swap_after`` is not such a job (it spares small victims by choice, and
+  takes the next GPU to free up before the lease): the lease may stop one.  Non-preemptible jobs are never moved;
 - ``wake_at`` is the next time a running job crosses a threshold, a queued
   job reaches its starvation limit or the end of its ``preempt_after``
   wait, or a protected victim passes ``min_run``, so the coordinator
@@ -266,6 +268,17 @@ class LasPolicy(Policy):
         if job.gpus != 1 or lv < 0 or job.kind == "lease" or waited >= self.swap_after:
             return 0
         return self.swap_max_gpus
+
+    def swap_waiting(self, job: Job, now: float) -> bool:
+        """Whether ``job``, queued, is a one-GPU training (not starving) past its
+        ``preempt_after`` but within ``swap_after``: one that spares small victims for now
+        and so holds no notebook lease back (head-of-line rule 5; the pass, and the queue's
+        ``insight.explain``).  Its quota verdict aside: one within its guarantee has no such
+        wait."""
+        waited = now - job.queued_since
+        if waited < self.preempt_after or self._starving_since(job) <= now:
+            return False
+        return self.swap_limit(job, 0, waited) > 0
 
     def queued_rank(self, job: Job, attained: float, store: bool = True) -> tuple:
         """The rank of ``job`` queued with ``attained`` GPU-seconds and not starving:
@@ -713,6 +726,12 @@ class LasPolicy(Policy):
                     t = job.queued_since + self.swap_after
                     if t < wake:
                         wake = t
+                    # Nor does it hold back a notebook lease ranked after it (rule 5):
+                    # it waits by choice, not for want of victims; a lease may stop one
+                    # (someone waits at the screen), and GPUs that free up still come to
+                    # this job first, in rank order.
+                    state.wait_shortage(job, f"; service level {lv if lv > 0 else 0}")
+                    continue
                 elif verdict != WITHIN and (floor <= 0.0 or not any_quota):
                     # (Under quotas a gated search's victims depend on the workspace too.)
                     failed[lv] = _note_failed(failed.get(lv), floor, job.gpus)
