@@ -55,7 +55,8 @@ One pass:
   needs (its reservation, with leases never ending), and does not preempt
   for its GPU while such a job waits.  A one-GPU training waiting out
   ``swap_after`` is not such a job (it spares small victims by choice, and
-  takes the next GPU to free up before the lease): the lease may stop one.  Non-preemptible jobs are never moved;
+  takes the next GPU to free up before the lease): the lease may stop one.
+  Non-preemptible jobs are never moved;
 - ``wake_at`` is the next time a running job crosses a threshold, a queued
   job reaches its starvation limit or the end of its ``preempt_after``
   wait, or a protected victim passes ``min_run``, so the coordinator
