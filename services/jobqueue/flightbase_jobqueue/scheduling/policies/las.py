@@ -659,6 +659,7 @@ class LasPolicy(Policy):
                 state.admit(job, p, verdict == BORROW)
                 continue
             waited = now - job.queued_since
+            by_choice = False  # waiting out swap_after: holds no lease back (below)
             if drain and job.gpus > 1 and job.preemptible and fm.total_free >= job.gpus:
                 # Enough GPUs are free in all, but not together on the nodes
                 # the job needs: what a pooled cluster would give it at once.
@@ -731,13 +732,13 @@ class LasPolicy(Policy):
                     # it waits by choice, not for want of victims; a lease may stop one
                     # (someone waits at the screen), and GPUs that free up still come to
                     # this job first, in rank order.
-                    state.wait_shortage(job, f"; service level {lv if lv > 0 else 0}")
-                    continue
+                    by_choice = True
                 elif verdict != WITHIN and (floor <= 0.0 or not any_quota):
                     # (Under quotas a gated search's victims depend on the workspace too.)
                     failed[lv] = _note_failed(failed.get(lv), floor, job.gpus)
             state.wait_shortage(job, f"; service level {lv if lv > 0 else 0}")
-            state.note_blocked(job, verdict)
+            if not by_choice:
+                state.note_blocked(job, verdict)
             if lv < 0:
                 # Starving, and no victim is eligible yet (jobs started less
                 # than min_run ago are protected): if smaller jobs kept taking
