@@ -74,3 +74,37 @@ def test_insight_and_pass_agree_on_a_training_in_its_swap_wait():
         assert (preempts == []) is held
         shown = {i.job_id: i for i in explain(s, policy=make_policy("las"))}["nb"]
         assert ("may not delay training train" in shown.reason) is held, shown.reason
+
+
+def _first_preempt(queue, olds, nodes, since: float, until: float) -> float | None:
+    """The first whole second from ``since`` at which the pass stops a job for the lease."""
+    for now in range(int(since), int(until) + 1):
+        _, preempts, _ = decide("las", snap(queue, olds, nodes, now=float(now)))
+        if any(for_job == "nb" for _, for_job in preempts):
+            return float(now)
+    return None
+
+
+def test_a_lease_behind_a_training_in_its_first_preempt_after_is_shown_when_it_is_let_go():
+    """Within a one-GPU training's first ``preempt_after`` the lease behind it is held (the
+    pass's rule 5), but only until the training's swap wait begins: the queue shows the
+    lease the second the pass first stops a job for it, not the training's own start ten
+    minutes later.  Behind a 2-GPU training, which has no swap wait, the lease is shown after
+    that training, as before."""
+    h = 3600.0
+    olds = [running(job(f"old{i}", 1, attained=2000 * h), {"n": [i]}, started=0.0) for i in range(2)]
+    nodes = [node("n", 2, free=[])]
+    queue = [job("train", 1, t=10 * h), lease("nb", "w", submitted_at=10 * h + 1)]
+    for waited in (5, 30):
+        now = 10 * h + waited
+        shown = {i.job_id: i for i in explain(snap(queue, olds, nodes, now=now), policy=make_policy("las"))}
+        nb, train = shown["nb"], shown["train"]
+        assert "may not delay training train" in nb.reason and "until 10:01" in nb.reason, nb.reason
+        assert nb.estimated_start < train.estimated_start - 300
+        assert nb.estimated_start == _first_preempt(queue, olds, nodes, now, train.estimated_start)
+        assert nb.estimated_range[0] <= nb.estimated_start <= nb.estimated_range[1]
+    # Two trainings ahead, the second of 2 GPUs: it holds the lease until it starts itself.
+    queue2 = [job("train", 1, t=10 * h), job("pair", 2, t=10 * h), lease("nb", "w", submitted_at=10 * h + 1)]
+    shown = {i.job_id: i for i in explain(snap(queue2, olds, nodes, now=10 * h + 30), policy=make_policy("las"))}
+    assert shown["nb"].estimated_start >= shown["pair"].estimated_start
+    assert "at the soonest" in shown["nb"].reason, shown["nb"].reason

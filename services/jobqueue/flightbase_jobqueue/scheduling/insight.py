@@ -645,6 +645,13 @@ def estimate_starts(snap: Snapshot, free: FreeMap, policy=None, limit: int = 100
     return summarize(runs[2:], runs[0], runs[1])
 
 
+def _estimates(snap: Snapshot, fm: FreeMap, policy, limit: int, ranges: bool,
+               only: Iterable[str] | None = None) -> dict[str, tuple[float, str, float, float]]:
+    if ranges:
+        return estimate_starts(snap, fm, policy, limit, only)
+    return {jid: (t, label, t, t) for jid, (t, label) in project(snap, fm, 0.5, policy, limit, only).items()}
+
+
 def explain(snap: Snapshot, limit: int = 1000, topology_keys=DEFAULT_TOPOLOGY_KEYS,
             policy=None, ranges: bool = True) -> list[QueueInsight]:
     state = PassState(snap, topology_keys)
@@ -659,22 +666,35 @@ def explain(snap: Snapshot, limit: int = 1000, topology_keys=DEFAULT_TOPOLOGY_KE
     def verdict_of(j: Job) -> str:
         return quota_verdict(snap.limits.get(j.workspace), state.in_use.get(j.workspace, 0), j)
 
-    # A one-GPU training waiting out ``swap_after`` holds no lease back (the pass's rule too).
-    swap_waiting = getattr(policy, "swap_waiting", None)
+    # A one-GPU training waiting out ``swap_after`` holds no lease back (the pass's rule too),
+    # and one still in its first ``preempt_after`` only until then (LasPolicy.swap_wait_starts):
+    # a lease held back by such trainings alone may start from then on as any job, so it is
+    # projected as one too (``freed``: lease id -> when the last of them lets it go).
+    swap_from = getattr(policy, "swap_wait_starts", None)
+    let_go: dict[str, float | None] = {}
+    freed: dict[str, float] = {}
     for j in snap.queue:
         if not open_ended(j):
             if len(ahead) < state.lease_guard_depth:
                 v = verdict_of(j)
-                if v == WITHIN or swap_waiting is None or not swap_waiting(j, snap.now):
+                at = None if v == WITHIN or swap_from is None else swap_from(j, snap.now)
+                if at is None or at > snap.now:
                     ahead.append((j, v))
+                    let_go[j.id] = at
         elif ahead:
             protect = lease_protects(j, verdict_of(j), ahead)
             if protect:
                 blockers[j.id] = protect[0]
+                ats = [let_go[p.id] for p in protect]
+                if None not in ats:
+                    freed[j.id] = max(ats)
     projected = (replace(snap, queue=QueueView.build(j for j in snap.queue if j.id not in blockers))
                  if blockers else snap)
-    estimates = estimate_starts(projected, fm, policy, limit) if ranges else {
-        jid: (t, label, t, t) for jid, (t, label) in project(projected, fm, 0.5, policy, limit).items()}
+    estimates = _estimates(projected, fm, policy, limit, ranges)
+    # Projected with the leases that will be let go; only their own estimates are taken from it.
+    early = _estimates(replace(snap, queue=QueueView.build(
+        j for j in snap.queue if j.id not in blockers or j.id in freed)), fm, policy, limit, ranges,
+        only=freed) if freed else {}
     ws_pos: dict[str, int] = {}
     in_use = state.in_use  # GPUs each workspace holds now (the reason says what is true now)
     out: list[QueueInsight] = []
@@ -696,11 +716,21 @@ def explain(snap: Snapshot, limit: int = 1000, topology_keys=DEFAULT_TOPOLOGY_KE
         start = rng = None
         blocker = blockers.get(job.id)
         if blocker is not None:
-            ahead = estimates.get(blocker.id)
-            start = ahead[0] if ahead is not None else None
-            rng = (ahead[2], ahead[3]) if ahead is not None and ranges else None
-            parts.append(f"may not delay {blocker.label}, ahead of it in the queue"
-                         + (f"; starts after {clock(start)} at the soonest" if start is not None else ""))
+            theirs = estimates.get(blocker.id)
+            start = theirs[0] if theirs is not None else None
+            rng = (theirs[2], theirs[3]) if theirs is not None and ranges else None
+            own = early.get(job.id)
+            at = freed.get(job.id)
+            if own is not None and (start is None or max(at, own[0]) < start):
+                # let go before the training starts: its own projection, from then on
+                t, label, lo, hi = own
+                start, rng = max(at, t), ((max(at, lo), max(at, hi)) if ranges else None)
+                parts.append(f"may not delay {blocker.label}, ahead of it in the queue, until {clock(at)}; "
+                             + (f"estimated start {clock(start)}" + (f" when {label} ends" if label and t > at else "")
+                                if start > snap.now else "can start at the next pass"))
+            else:
+                parts.append(f"may not delay {blocker.label}, ahead of it in the queue"
+                             + (f"; starts after {clock(start)} at the soonest" if start is not None else ""))
         elif got is not None:
             start, label, lo, hi = got
             rng = (lo, hi) if ranges else None

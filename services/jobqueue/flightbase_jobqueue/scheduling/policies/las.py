@@ -270,16 +270,17 @@ class LasPolicy(Policy):
             return 0
         return self.swap_max_gpus
 
-    def swap_waiting(self, job: Job, now: float) -> bool:
-        """Whether ``job``, queued, is a one-GPU training (not starving) past its
-        ``preempt_after`` but within ``swap_after``: one that spares small victims for now
+    def swap_wait_starts(self, job: Job, now: float) -> float | None:
+        """When ``job``, queued, is (or will be) a one-GPU training, not starving, past its
+        ``preempt_after`` but within ``swap_after``: one that spares small victims by choice
         and so holds no notebook lease back (head-of-line rule 5; the pass, and the queue's
-        ``insight.explain``).  Its quota verdict aside: one within its guarantee has no such
-        wait."""
-        waited = now - job.queued_since
-        if waited < self.preempt_after or self._starving_since(job) <= now:
-            return False
-        return self.swap_limit(job, 0, waited) > 0
+        ``insight.explain``).  ``now`` if it is already; the end of its ``preempt_after`` if
+        it will be; None if it has no such wait.  Its quota verdict aside: one within its
+        guarantee has no such wait."""
+        at = max(now, job.queued_since + self.preempt_after)
+        if self._starving_since(job) <= at or self.swap_limit(job, 0, at - job.queued_since) == 0:
+            return None
+        return at
 
     def queued_rank(self, job: Job, attained: float, store: bool = True) -> tuple:
         """The rank of ``job`` queued with ``attained`` GPU-seconds and not starving:
