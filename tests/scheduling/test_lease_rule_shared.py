@@ -25,6 +25,10 @@ def test_the_rule_itself():
     assert lease_protects(nb, NO_QUOTA, []) == []
     assert lease_protects(lease("p", "v", preemptible=True), NO_QUOTA, ahead) == []
     assert lease_protects(job("t", 1), NO_QUOTA, ahead) == []
+    # Only older work: a job submitted after the lease is not held up by it (it ranked ahead).
+    later = job("later", 2, ws="v", t=11)
+    assert lease_protects(nb, NO_QUOTA, [(later, BORROW), (big_w, BORROW)]) == [big_w]
+    assert lease_protects(nb, WITHIN, [(later, WITHIN)]) == []
 
 
 def _borrowing_scenario():
@@ -108,3 +112,38 @@ def test_a_lease_behind_a_training_in_its_first_preempt_after_is_shown_when_it_i
     shown = {i.job_id: i for i in explain(snap(queue2, olds, nodes, now=10 * h + 30), policy=make_policy("las"))}
     assert shown["nb"].estimated_start >= shown["pair"].estimated_start
     assert "at the soonest" in shown["nb"].reason, shown["nb"].reason
+
+
+@pytest.mark.parametrize("policy", ["las", "fifo"])
+def test_a_lease_is_not_held_back_by_work_submitted_after_it(policy):
+    """Rule 5 protects older work.  A training submitted after the notebook and ranked ahead
+    of it (under ``las`` a lease goes after every job of its level) that waits for GPUs
+    does not hold the notebook back: the pass stops a job for the notebook once it has
+    waited ``preempt_after``, and the queue does not tell it to wait for the training.  The
+    same training submitted before the notebook holds it back."""
+    h = 3600.0
+    olds = [running(job(f"old{i}", 1, attained=2000 * h), {"n": [i]}, started=0.0) for i in range(2)]
+    nodes = [node("n", 2, free=[])]
+    nb = lease("nb", "w", submitted_at=10 * h)
+    for pair_at, held in ((10 * h + 100, False), (10 * h - 1, True)):
+        pair = job("pair", 2, t=pair_at)
+        s = snap([nb, pair] if not held else [pair, nb], olds, nodes, now=10 * h + 120)
+        if policy == "las":
+            _, preempts, _ = decide(policy, s)
+            assert any(f == "nb" for _, f in preempts) is not held, preempts
+        shown = {i.job_id: i for i in explain(s, policy=make_policy(policy))}["nb"]
+        assert ("may not delay training pair" in shown.reason) is held, shown.reason
+
+
+def test_newer_work_noted_first_does_not_crowd_out_the_older_work_a_lease_protects():
+    """The pass protects the first ``lease_guard_depth`` (16) older jobs it left waiting, of
+    the first 64 it noted: 20 newer ones noted first leave the older one protected."""
+    from flightbase_jobqueue.scheduling.core import PassState
+    state = PassState(snap([], [], [node("n", 2)], now=100.0))
+    nb = lease("nb", "w", submitted_at=50)
+    for i in range(20):
+        state.note_blocked(job(f"new{i}", 2, t=60 + i))
+    older = [job(f"old{i}", 2, t=i) for i in range(20)]
+    for j in older:
+        state.note_blocked(j)
+    assert state.lease_protects(nb, NO_QUOTA) == older[:state.lease_guard_depth]

@@ -91,16 +91,18 @@ def lease_protects(lease: Job, verdict: str, waiting_ahead: Iterable[tuple[Job, 
     them needs its GPU.  None for work that is not open-ended (it competes
     as any job); all of them for a lease outside its workspace's guarantee;
     for a lease within it (``verdict`` WITHIN), those of its own workspace
-    and those within their own guarantee.  The pass asks it with the jobs it
+    and those within their own guarantee.  Only older work: a job submitted
+    after the lease (under ``las`` one ranked ahead of it) is not protected.  The pass asks it with the jobs it
     left waiting for GPUs (:meth:`PassState.lease_room`), the queue's
     insight with the trainings queued ahead of the lease
     (``insight.explain``)."""
     if not open_ended(lease):
         return []
+    older = lease.submitted_at
     if verdict != WITHIN:
-        return [j for j, _ in waiting_ahead]
+        return [j for j, _ in waiting_ahead if j.submitted_at <= older]
     ws = lease.workspace
-    return [j for j, v in waiting_ahead if j.workspace == ws or v == WITHIN]
+    return [j for j, v in waiting_ahead if j.submitted_at <= older and (j.workspace == ws or v == WITHIN)]
 
 
 def _shortage_reason_suffix(job: Job, max_size: int, total_free: int, suffix: str) -> str:
@@ -279,8 +281,10 @@ class PassState:
         self.victim_window = 32
         # Jobs this pass left waiting for GPUs, in walk order, with their
         # quota verdict (rule 5: open-ended leases may not push them back).
-        # Only the first ``lease_guard_depth`` are kept and protected, so a
-        # lease's check stays O(depth x running jobs) on a long queue.
+        # Only the first ``lease_guard_depth`` older than a lease are protected
+        # from it (of the first four times as many noted: a lease protects only
+        # work submitted before it), so a lease's check stays O(depth x running
+        # jobs) on a long queue.
         self.blocked_ahead: list[tuple[Job, str]] = []
         self.lease_guard_depth = 16
 
@@ -323,13 +327,14 @@ class PassState:
     def note_blocked(self, job: Job, verdict: str = NO_QUOTA) -> None:
         """Record that the walk left ``job`` waiting for GPUs (not for its
         quota): open-ended leases reached later may not push it back."""
-        if len(self.blocked_ahead) < self.lease_guard_depth:
+        if len(self.blocked_ahead) < 4 * self.lease_guard_depth:
             self.blocked_ahead.append((job, verdict))
 
     def lease_protects(self, lease: Job, verdict: str) -> list[Job]:
         """The waiting jobs ahead that ``lease`` may not push back
-        (:func:`lease_protects` over the jobs this pass left waiting)."""
-        return lease_protects(lease, verdict, self.blocked_ahead)
+        (:func:`lease_protects` over the jobs this pass left waiting, the
+        first ``lease_guard_depth`` of them)."""
+        return lease_protects(lease, verdict, self.blocked_ahead)[:self.lease_guard_depth]
 
     def lease_room(self, lease: Job, verdict: str) -> tuple[Placement | None, bool]:
         """Where the open-ended ``lease`` may start now without pushing back
