@@ -147,3 +147,22 @@ def test_newer_work_noted_first_does_not_crowd_out_the_older_work_a_lease_protec
     for j in older:
         state.note_blocked(j)
     assert state.lease_protects(nb, NO_QUOTA) == older[:state.lease_guard_depth]
+
+
+def test_insight_and_pass_agree_on_an_older_training_ranked_after_the_lease():
+    """Under ``las`` a training requeued with 20 GPU-hours of service (level 1) is walked
+    after a new notebook lease (level 0), so it holds the lease back in neither place: the
+    pass starts the lease on the free GPU, and the queue says it can start, not that it
+    waits for the training.  The same training with no service (level 0) holds it back in
+    both."""
+    h = 3600.0
+    t1 = running(job("t1", 1), {"n": [1]}, started=10 * h)
+    nb = lease("nb", "w", submitted_at=10 * h + 1)
+    for attained, held in ((20 * h, False), (0.0, True)):
+        big = job("big", 2, t=0.0, attained=attained, enqueued_at=10 * h)
+        s = snap([big, nb], [t1], [node("n", 2, free=[0])], now=10 * h + 30)
+        admits, _, _ = decide("las", s)
+        assert ("nb" in admits) is not held, admits
+        shown = {i.job_id: i for i in explain(s, policy=make_policy("las"))}["nb"]
+        assert ("may not delay training big" in shown.reason) is held, shown.reason
+        assert (shown.estimated_start <= s.now) is not held, shown

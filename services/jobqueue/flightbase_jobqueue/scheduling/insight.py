@@ -659,9 +659,20 @@ def explain(snap: Snapshot, limit: int = 1000, topology_keys=DEFAULT_TOPOLOGY_KE
     # A notebook lease never takes GPUs a training queued ahead of it waits for (head-of-line
     # rule 5, core.lease_protects: the pass's own rule, with the same guarantee exception and
     # the same depth): it is left out of the projection, and starts after that training at
-    # the soonest.
+    # the soonest.  "Ahead" as the pass walks: submitted before the lease (the queue's order)
+    # and, where the policy ranks the queue (``rank``: las), ranked before it; a training
+    # requeued at a higher service level than the lease's is walked after it.
     blockers: dict[str, Job] = {}
     ahead: list[tuple[Job, str]] = []
+    depth = state.lease_guard_depth
+    rank_of = getattr(policy, "rank", None)
+    ranks: dict[str, tuple] = {}
+
+    def rank(j: Job) -> tuple:
+        r = ranks.get(j.id)
+        if r is None:
+            r = ranks[j.id] = rank_of(j, snap.now)
+        return r
 
     def verdict_of(j: Job) -> str:
         return quota_verdict(snap.limits.get(j.workspace), state.in_use.get(j.workspace, 0), j)
@@ -675,14 +686,15 @@ def explain(snap: Snapshot, limit: int = 1000, topology_keys=DEFAULT_TOPOLOGY_KE
     freed: dict[str, float] = {}
     for j in snap.queue:
         if not open_ended(j):
-            if len(ahead) < state.lease_guard_depth:
+            if len(ahead) < 4 * depth:  # as many as the pass notes
                 v = verdict_of(j)
                 at = None if v == WITHIN or swap_from is None else swap_from(j, snap.now)
                 if at is None or at > snap.now:
                     ahead.append((j, v))
                     let_go[j.id] = at
         elif ahead:
-            protect = lease_protects(j, verdict_of(j), ahead)
+            walked = ahead if rank_of is None else [(a, v) for a, v in ahead if rank(a) < rank(j)]
+            protect = lease_protects(j, verdict_of(j), walked)[:depth]
             if protect:
                 blockers[j.id] = protect[0]
                 ats = [let_go[p.id] for p in protect]
