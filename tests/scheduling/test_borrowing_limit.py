@@ -5,7 +5,7 @@ borrowing limit B holds at most Q + B GPUs, whatever is idle; the rule is one fu
 import pytest
 
 from flightbase_jobqueue.prometheus import pending_reason
-from flightbase_jobqueue.scheduling import insight
+from flightbase_jobqueue.scheduling import insight, lease, make_policy
 from flightbase_jobqueue.scheduling.core import BLOCKED, BORROW, NO_QUOTA, WITHIN, quota_cap, quota_verdict
 from flightbase_jobqueue.scheduling.placement import check_admissible
 from flightbase_jobqueue.scheduling.types import WorkspaceLimits
@@ -69,8 +69,33 @@ def test_a_job_bigger_than_quota_plus_limit_is_refused_at_submission():
 def test_insight_and_metrics_say_the_limit_holds_the_job():
     active = [running(job("r", 4, ws="t"), {"a": [0, 1, 2, 3]})]
     lim = quota(2, borrowing_limit=2)
-    s = snap([job("t1", 1, ws="t", t=1)], active, [node("a")], limits={"t": lim})
+    s = snap([job("t1", 1, ws="t", t=1)], active, [node("a", free=[4, 5, 6, 7])], limits={"t": lim})
     reason = {i.job_id: i for i in insight.explain(s)}["t1"].reason
     assert "workspace quota 4/2 in use, borrowing limit of 2 GPUs reached" in reason
     assert pending_reason(job("t1", 1, ws="t"), 4, lim) == "quota"
     assert pending_reason(job("t1", 1, ws="t"), 3, lim) == "resources"
+
+
+@pytest.mark.parametrize("policy", ["las", "fifo"])
+@pytest.mark.parametrize("lim", [quota(2, borrow=False), quota(2, borrowing_limit=0)], ids=["no-borrowing", "limit-0"])
+def test_a_job_held_for_its_quota_is_estimated_when_its_workspace_has_room(policy, lim):
+    """The queue's projection holds a job for its workspace's cap as the pass does: the
+    training of a workspace at its quota is shown starting when that workspace's running job
+    ends (10:10), not "at the next pass", and the pass does start it then; a notebook of
+    another workspace behind it is not held back by it, in the queue's estimate or in the
+    pass.  (Before, the projection ignored quotas and showed the training starting now.)"""
+    h = 3600.0
+    t1 = running(job("t1", 2, ws="w", max_runtime=600), {"n": [0, 1]}, started=10 * h)
+    big = job("big", 2, ws="w", t=10 * h)
+    nb = lease("nb", "v", submitted_at=10 * h + 1)
+    limits = {"w": lim}
+    s = snap([big, nb], [t1], [node("n", 4, free=[2, 3])], now=10 * h + 30, limits=limits)
+    admits, _, _ = decide(policy, s)
+    assert admits == {"nb": {"n": (2,)}}
+    shown = {i.job_id: i for i in insight.explain(s, policy=make_policy(policy))}
+    assert shown["big"].estimated_start == 10 * h + 600, shown["big"].reason
+    assert shown["nb"].estimated_start <= s.now, shown["nb"].reason
+    # At 10:10 t1 has ended (and the notebook runs): the pass starts the training.
+    nb_running = running(nb, {"n": [2]}, started=10 * h + 30)
+    later = snap([big], [nb_running], [node("n", 4, free=[0, 1, 3])], now=10 * h + 600, limits=limits)
+    assert "big" in decide(policy, later)[0]

@@ -47,13 +47,14 @@ estimated start 14:10 when training X ends".
 from __future__ import annotations
 
 import heapq
+from itertools import chain
 from bisect import bisect_right, insort
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Sequence
 from zlib import crc32
 
 from .core import (BLOCKED, BORROW, WITHIN, PassState, clock, describe_need, lease_protects,
-                   open_ended, quota_verdict)
+                   open_ended, quota_cap, quota_verdict)
 from .placement import DEFAULT_TOPOLOGY_KEYS, FreeMap, copy_freemap
 from .queueview import QueueView
 from .types import Job, Snapshot
@@ -172,6 +173,42 @@ def _left_fn(est, spec: float | int) -> Callable[[Job, float], float]:
     return lambda job, ran: remaining(job, ran, u(job.id))
 
 
+class _Quotas:
+    """The GPUs each workspace holds as a projection goes, and the cap on them for a job
+    (``core.quota_cap``: its quota where it may not borrow, its quota plus its borrowing limit
+    where it has one): a job that would take its workspace past the cap does not start until
+    its workspace's jobs have ended, as the pass holds it (verdict BLOCKED).  Reclaiming
+    borrowed GPUs for a job within its guarantee is not projected."""
+
+    __slots__ = ("limits", "use", "caps")
+
+    def __init__(self, snap: Snapshot, running: Iterable[Job]):
+        self.limits = snap.limits
+        self.use: dict[str, int] = {}
+        for job in running:
+            self.add(job, job.gpus)
+        self.caps: dict[tuple[str, bool], int | None] = {}
+
+    @staticmethod
+    def of(snap: Snapshot, running: Iterable[Job]) -> "_Quotas | None":
+        """None where no workspace has a quota (the projection then skips every check)."""
+        return _Quotas(snap, running) if any(l.quota is not None for l in snap.limits.values()) else None
+
+    def add(self, job: Job, gpus: int) -> None:
+        self.use[job.workspace] = self.use.get(job.workspace, 0) + gpus
+
+    def cap(self, job: Job) -> int | None:
+        k = (job.workspace, job.preemptible)
+        if k not in self.caps:
+            self.caps[k] = quota_cap(self.limits.get(job.workspace), job.preemptible)
+        return self.caps[k]
+
+    def over(self, job: Job) -> bool:
+        """Whether ``job`` may not start now for its workspace's cap."""
+        c = self.cap(job)
+        return c is not None and self.use.get(job.workspace, 0) + job.gpus > c
+
+
 def _project_fifo(snap, free, spec, limit, only) -> dict[str, tuple[float, str]]:
     left = _left_fn(snap.estimates, spec)
     now = snap.now
@@ -187,15 +224,30 @@ def _project_fifo(snap, free, spec, limit, only) -> dict[str, tuple[float, str]]
         ran = job.attained / job.gpus + max(0.0, now - a.started_at)
         ends.append((now + left(job, ran), k, job, a.placement))
     heapq.heapify(ends)
+    quotas = _Quotas.of(snap, (a.job for a in snap.active if not a.stopping))
     want = None if only is None else set(only)
     out: dict[str, tuple[float, str]] = {}
     t = now
     last_label = ""
-    for pos, job in enumerate(snap.queue, start=1):
+    # A job held for its workspace's quota does not hold back the jobs behind it (the pass
+    # goes on past it): it is projected after the rest, when its workspace's jobs have ended.
+    held: list[Job] = []
+    held_ids: set[str] = set()
+    pos = 0
+    for job in chain(snap.queue, held):  # (held: read once the queue is, as it grows meanwhile)
+        if job.id not in held_ids:
+            pos += 1
         if pos > limit or (want is not None and not want):
             break
+        if quotas is not None and quotas.over(job):
+            if (quotas.cap(job) or 0) < job.gpus:
+                continue  # more than its workspace may ever hold: it never starts
+            if job.id not in held_ids:
+                held.append(job)
+                held_ids.add(job.id)
+                continue
         while True:
-            p = fm.find(job)
+            p = None if quotas is not None and quotas.over(job) else fm.find(job)
             if p is not None:
                 break
             if not ends:
@@ -204,8 +256,12 @@ def _project_fifo(snap, free, spec, limit, only) -> dict[str, tuple[float, str]]
             if end > t:
                 t = end
             fm.give(ep)
+            if quotas is not None:
+                quotas.add(ejob, -ejob.gpus)
             last_label = ejob.label
         fm.take(p)
+        if quotas is not None:
+            quotas.add(job, job.gpus)
         k += 1
         heapq.heappush(ends, (t + left(job, job.attained / job.gpus), k, job, p))
         out[job.id] = (t, last_label)
@@ -283,6 +339,7 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
     swap_limit = getattr(policy, "swap_limit", None)  # swap_after: small victims only after a wait
     swap_after, swapper = _swap_wait(policy, patience)
     fm = copy_freemap(free)
+    quotas = _Quotas.of(snap, (job for job, _, _, _ in base))
     holders: dict[str, _Holder] = {}
     events: list[tuple[float, int, str]] = []
     # Preemptible holders by the end of their protection (min_run), and those past it:
@@ -350,6 +407,7 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
 
     # The queue, by rank within each GPU count (see _Walk).
     walk = _Walk({g: list(lst) for g, lst in prepared.lists.items()}, prepared.count)
+    parked = _Parked()
     count = 0
     while want and count < MAX_EVENTS:
         # Jobs reaching the starvation limit go first (level -1).
@@ -363,6 +421,7 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
                 due.add(jid)
         if due:
             walk.promote(due)
+            parked.promote(due)
         # Victims now: preemptible, past min_run, by level (highest first).
         while protected and at_least(t - protected[0][2].run_start, protected[0][3]):
             h = pop(protected)[2]
@@ -399,6 +458,10 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
             rank, job, _ = entry
             if fm.total_free == 0 and lv >= top:
                 break
+            if quotas is not None and quotas.over(job):
+                walk.take(g)  # held for its workspace's quota: out of the walk until it has room
+                parked.park(entry)
+                continue
             p = fm.find(job)
             start = t
             if p is None and lv < top and (lv < 0 or t >= job.queued_since + patience):
@@ -406,6 +469,10 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
                 p = _preempt(fm, job, lv, victims, holders, requeued, t, policy, gate_for(rank) if gate_for else 0.0,
                              swap_limit(job, lv, t - job.queued_since) if swap_limit else 0)
                 held_preemptible -= sum(e[1].gpus for e in requeued[stopped:])  # (victims are preemptible)
+                if quotas is not None:
+                    for e in requeued[stopped:]:
+                        quotas.add(e[1], -e[1].gpus)
+                        parked.release(e[1].workspace, quotas, walk)
                 if p is not None:
                     top = max((v for v, h in victims if h.job.id in holders), default=-2)
             if p is None and drain and 1 < job.gpus <= fm.total_free and job.preemptible:
@@ -421,6 +488,8 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
                 continue
             walk.take(g)
             fm.take(p)
+            if quotas is not None:
+                quotas.add(job, job.gpus)
             queued.discard(job.id)
             hold(job, p, start, job.attained, start + left(job, job.attained / job.gpus))
             if job.id in want:
@@ -436,10 +505,11 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
                 push(waits, (job.queued_since + patience, job.id))
             if swapper is not None and job.queued_since + swap_after > t and swapper(job):
                 push(waits, (job.queued_since + swap_after, job.id))
-        if not want or not walk.count:
+        if not want or not (walk.count or parked.count):
             break
-        # Next moment something can change for a waiting job.
-        low = walk.head(walk.first())[0][0]
+        # Next moment something can change for a waiting job (with only jobs held for their
+        # quota left, an end).
+        low = walk.head(walk.first())[0][0] if walk.count else INF
         while sinces and (sinces[0][1] not in queued or since_of.get(sinces[0][1]) != sinces[0][0]):
             pop(sinces)
         nxt = sinces[0][0] if sinces else None
@@ -474,6 +544,9 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
                 if h.preemptible:
                     held_preemptible -= h.job.gpus
                 fm.give(h.placement)
+                if quotas is not None:
+                    quotas.add(h.job, -h.job.gpus)
+                    parked.release(h.job.workspace, quotas, walk)
                 last_label = h.job.label
     return out
 
@@ -552,6 +625,53 @@ class _Walk:
                     lst[i] = ((-1, job.queued_since, -job.priority, job.submitted_at, job.id), job, since)
                     changed = True
             if changed:
+                lst.sort(key=lambda e: e[0])
+
+
+class _Parked:
+    """A projection's jobs held for their workspace's quota (:class:`_Quotas`), out of its
+    :class:`_Walk` until their workspace has room again, so that a walk does not pass over
+    them at every event (on Kueue's mix, 30 workspaces at their caps and 6,000 queued, an
+    explain then took 2.5 times as long)."""
+
+    __slots__ = ("by_ws", "count")
+
+    def __init__(self) -> None:
+        self.by_ws: dict[str, list[tuple]] = {}
+        self.count = 0
+
+    def park(self, entry: tuple) -> None:
+        insort(self.by_ws.setdefault(entry[1].workspace, []), entry, key=lambda e: e[0])
+        self.count += 1
+
+    def release(self, ws: str, quotas: _Quotas, walk: _Walk) -> None:
+        """``ws`` holds fewer GPUs: back to the walk, in rank order, the jobs that fit its
+        cap together."""
+        lst = self.by_ws.get(ws)
+        if not lst:
+            return
+        used = quotas.use.get(ws, 0)
+        keep = []
+        for i, e in enumerate(lst):
+            job = e[1]
+            cap = quotas.cap(job)
+            if cap is None or used + job.gpus <= cap:
+                walk.add(e)
+                used += job.gpus
+                self.count -= 1
+            else:
+                keep.append(e)
+                if job.preemptible and cap is not None and used >= cap:
+                    keep.extend(lst[i + 1:])  # no room left for any
+                    break
+        self.by_ws[ws] = keep
+
+    def promote(self, ids: set[str]) -> None:
+        """As :meth:`_Walk.promote`, for the jobs held here."""
+        for lst in self.by_ws.values():
+            if any(e[1].id in ids for e in lst):
+                lst[:] = [((-1, j.queued_since, -j.priority, j.submitted_at, j.id), j, since)
+                          if j.id in ids else (rank, j, since) for rank, j, since in lst]
                 lst.sort(key=lambda e: e[0])
 
 
@@ -688,6 +808,8 @@ def explain(snap: Snapshot, limit: int = 1000, topology_keys=DEFAULT_TOPOLOGY_KE
         if not open_ended(j):
             if len(ahead) < 4 * depth:  # as many as the pass notes
                 v = verdict_of(j)
+                if v == BLOCKED:
+                    continue  # it waits for its quota, not for GPUs: the pass does not note it
                 at = None if v == WITHIN or swap_from is None else swap_from(j, snap.now)
                 if at is None or at > snap.now:
                     ahead.append((j, v))
