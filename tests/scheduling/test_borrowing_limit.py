@@ -99,3 +99,33 @@ def test_a_job_held_for_its_quota_is_estimated_when_its_workspace_has_room(polic
     nb_running = running(nb, {"n": [2]}, started=10 * h + 30)
     later = snap([big], [nb_running], [node("n", 4, free=[0, 1, 3])], now=10 * h + 600, limits=limits)
     assert "big" in decide(policy, later)[0]
+
+
+def test_the_las_projection_preempts_only_borrowed_gpus_and_gives_the_room_back():
+    """Under ``las``, with quotas, the projection preempts as the pass does: only jobs of
+    another workspace running above its guarantee.  Workspace w (quota 2, borrowing limit 2)
+    runs r1 and r3 (4 GPUs, at its cap), so its queued ``wbig`` is held for the quota; ``x``
+    of workspace v preempts the borrowed r3, and w has room again: ``wbig`` is shown starting
+    when v's non-preemptible r2 ends (10:10), and the pass starts it then.  With w within its
+    guarantee (no r3), x may not preempt r1: it is shown starting at 10:10 too, and the pass
+    preempts nothing."""
+    h = 3600.0
+    now = 10 * h
+    r1 = running(job("r1", 2, ws="w", attained=2000 * h), {"n": [0, 1]}, started=0.0)
+    r3 = running(job("r3", 2, ws="w", attained=2000 * h), {"n": [2, 3]}, started=1.0)
+    r2 = running(job("r2", 2, ws="v", max_runtime=now + 600, preemptible=False), {"n": [4, 5]}, started=0.0)
+    wbig, x = job("wbig", 2, ws="w", t=now - 300), job("x", 2, ws="v", t=now - 200)
+    limits = {"w": quota(2, borrowing_limit=2)}
+    s = snap([wbig, x], [r1, r3, r2], [node("n", 6, free=[])], now=now, limits=limits)
+    assert decide("las", s)[1] == [("r3", "x")]
+    shown = {i.job_id: i.estimated_start for i in insight.explain(s, policy=make_policy("las"))}
+    assert shown == {"wbig": now + 600, "x": now}
+    later = snap([wbig, job("r3", 2, ws="w", attained=2000 * h, t=1.0)],
+                 [r1, running(x, {"n": [2, 3]}, started=now)], [node("n", 6, free=[4, 5])], now=now + 600,
+                 limits=limits)
+    assert decide("las", later)[0] == {"wbig": {"n": (4, 5)}}
+    # w within its guarantee: r1 is safe from x.
+    r2 = running(r2.job, {"n": [2, 3]}, started=0.0)
+    s = snap([x], [r1, r2], [node("n", 4, free=[])], now=now, limits={"w": quota(2, borrow=False)})
+    assert decide("las", s)[1] == []
+    assert {i.job_id: i.estimated_start for i in insight.explain(s, policy=make_policy("las"))} == {"x": now + 600}

@@ -203,6 +203,14 @@ class _Quotas:
             self.caps[k] = quota_cap(self.limits.get(job.workspace), job.preemptible)
         return self.caps[k]
 
+    def shields(self, victim: Job, job: Job) -> bool:
+        """Whether ``victim``, running, is safe from ``job`` of another workspace: its own
+        workspace holds no more than its guarantee (``las`` preempts only borrowed GPUs)."""
+        if victim.workspace == job.workspace:
+            return False
+        lim = self.limits.get(victim.workspace)
+        return lim is not None and lim.quota is not None and self.use.get(victim.workspace, 0) <= lim.quota
+
     def over(self, job: Job) -> bool:
         """Whether ``job`` may not start now for its workspace's cap."""
         c = self.cap(job)
@@ -408,6 +416,7 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
     # The queue, by rank within each GPU count (see _Walk).
     walk = _Walk({g: list(lst) for g, lst in prepared.lists.items()}, prepared.count)
     parked = _Parked()
+    roomier: set[str] = set()  # workspaces whose jobs were preempted in this walk
     count = 0
     while want and count < MAX_EVENTS:
         # Jobs reaching the starvation limit go first (level -1).
@@ -467,12 +476,12 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
             if p is None and lv < top and (lv < 0 or t >= job.queued_since + patience):
                 stopped = len(requeued)
                 p = _preempt(fm, job, lv, victims, holders, requeued, t, policy, gate_for(rank) if gate_for else 0.0,
-                             swap_limit(job, lv, t - job.queued_since) if swap_limit else 0)
+                             swap_limit(job, lv, t - job.queued_since) if swap_limit else 0, quotas)
                 held_preemptible -= sum(e[1].gpus for e in requeued[stopped:])  # (victims are preemptible)
                 if quotas is not None:
                     for e in requeued[stopped:]:
                         quotas.add(e[1], -e[1].gpus)
-                        parked.release(e[1].workspace, quotas, walk)
+                        roomier.add(e[1].workspace)  # (back to the walk after it: not during)
                 if p is not None:
                     top = max((v for v, h in victims if h.job.id in holders), default=-2)
             if p is None and drain and 1 < job.gpus <= fm.total_free and job.preemptible:
@@ -495,6 +504,9 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
             if job.id in want:
                 out[job.id] = (start, last_label)
                 want.discard(job.id)
+        for ws in roomier:
+            parked.release(ws, quotas, walk)
+        roomier.clear()
         for entry in requeued:
             rank, job, since = entry
             walk.add(entry)
@@ -704,13 +716,15 @@ def _swap_wait(policy, patience: float) -> tuple[float, Callable[[Job], bool] | 
 
 
 def _preempt(fm: FreeMap, job: Job, lv: int, victims, holders, requeued, t: float, policy,
-             floor: float = 0.0, small: int = 0) -> dict | None:
+             floor: float = 0.0, small: int = 0, quotas: "_Quotas | None" = None) -> dict | None:
     """Room for ``job`` by preempting running jobs of a level above ``lv``
     (as ``las`` would; with ``floor``, only those expected still to do more work,
     ``LasPolicy.gate_for``; with ``small``, none of that many GPUs or fewer,
-    ``LasPolicy.swap_limit``); the victims on the chosen nodes are requeued."""
+    ``LasPolicy.swap_limit``; with ``quotas``, none of another workspace within its
+    guarantee); the victims on the chosen nodes are requeued."""
     mine = [h for v, h in victims if v > lv and h.job.id in holders and h.job.gpus > small and (
-        floor <= 0.0 or policy.expected_work(h.job, h.attained(t), False) > floor)]
+        floor <= 0.0 or policy.expected_work(h.job, h.attained(t), False) > floor) and (
+        quotas is None or not quotas.shields(h.job, job))]
     if not mine or fm.total_free + sum(h.job.gpus for h in mine) < job.gpus:
         return None
     for h in mine:
