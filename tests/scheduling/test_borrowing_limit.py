@@ -129,3 +129,22 @@ def test_the_las_projection_preempts_only_borrowed_gpus_and_gives_the_room_back(
     s = snap([x], [r1, r2], [node("n", 4, free=[])], now=now, limits={"w": quota(2, borrow=False)})
     assert decide("las", s)[1] == []
     assert {i.job_id: i.estimated_start for i in insight.explain(s, policy=make_policy("las"))} == {"x": now + 600}
+
+
+@pytest.mark.parametrize("policy", ["las", "fifo"])
+def test_a_notebook_held_for_its_quota_is_estimated_when_its_workspace_has_room(policy):
+    """A notebook lease does not borrow: with its workspace w at its quota the pass holds it
+    for the quota before head-of-line rule 5 is asked.  The queue shows it starting when w's
+    running job ends (10:10), not "after" an older training of another workspace that starts
+    now (which is what the rule-5 wording gave it before)."""
+    h = 3600.0
+    now = 10 * h
+    r = running(job("r", 1, ws="w", max_runtime=now + 600), {"n": [0]}, started=0.0)
+    r2 = running(job("r2", 1, ws="v", max_runtime=now + 1200, preemptible=False), {"n": [1]}, started=0.0)
+    q = job("q", 1, ws="x", t=now - 100)
+    nb = lease("nb", "w", submitted_at=now - 50)
+    s = snap([q, nb], [r, r2], [node("n", 3, free=[2])], now=now, limits={"w": quota(1, borrow=False)})
+    assert decide(policy, s)[0] == {"q": {"n": (2,)}}
+    shown = {i.job_id: i for i in insight.explain(s, policy=make_policy(policy))}["nb"]
+    assert shown.estimated_start == now + 600, shown.reason
+    assert "may not delay" not in shown.reason

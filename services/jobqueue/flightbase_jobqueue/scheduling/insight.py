@@ -828,9 +828,9 @@ def explain(snap: Snapshot, limit: int = 1000, topology_keys=DEFAULT_TOPOLOGY_KE
                 if at is None or at > snap.now:
                     ahead.append((j, v))
                     let_go[j.id] = at
-        elif ahead:
+        elif ahead and (lease_verdict := verdict_of(j)) != BLOCKED:  # (one held for its quota waits for that first)
             walked = ahead if rank_of is None else [(a, v) for a, v in ahead if rank(a) < rank(j)]
-            protect = lease_protects(j, verdict_of(j), walked)[:depth]
+            protect = lease_protects(j, lease_verdict, walked)[:depth]
             if protect:
                 blockers[j.id] = protect[0]
                 ats = [let_go[p.id] for p in protect]
