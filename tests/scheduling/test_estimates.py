@@ -14,7 +14,7 @@ from flightbase_jobqueue.sim.replay import (EstimateRecorder, estimate_errors, m
                                             simulate)
 from flightbase_jobqueue.scheduling.types import Job
 
-from scheduling_factories import job, node, running, snap
+from scheduling_factories import decide, job, node, running, snap
 from tests.helpers.traces import write_random_trace
 
 def history(runtimes, ws="w", gpus=1) -> HistoryEstimates:
@@ -262,3 +262,38 @@ def test_the_projection_keeps_no_expectation_of_its_own():
     out = explain(s, policy=p)
     assert {i.job_id for i in out} == {"q1", "q2"}
     assert p._index["expected"] == kept
+
+
+def test_las_projection_gives_what_a_preemption_frees_beyond_its_need_at_the_next_pass():
+    """The pass stops a 3-GPU job for a 2-GPU one; at the next pass the GPU left over goes to
+    the 1-GPU job walked before it (which could not stop a small job itself, within
+    ``swap_after``).  The projection shows both starting at the next pass, not the 1-GPU job
+    at the end of its own ``swap_after`` wait."""
+    h = 3600.0
+    now = 10 * h
+    rbig = running(job("rbig", 3, ws="c", attained=2000 * h), {"n": [1, 2, 3]}, started=0.0)
+    rsmall = running(job("rsmall", 1, ws="b"), {"n": [0]}, started=now - 30)
+    q0, q1 = job("q0", 1, ws="a", t=now - 300), job("q1", 2, ws="c", t=now - 300)
+    s = snap([q0, q1], [rbig, rsmall], [node("n", 4, free=[])], now=now)
+    assert decide("las", s)[1] == [("rbig", "q1")]
+    after = snap([q0, q1], [rsmall], [node("n", 4, free=[1, 2, 3])], now=now + 5)
+    assert set(decide("las", after)[0]) == {"q0", "q1"}
+    shown = {i.job_id: i.estimated_start for i in explain(s, policy=make_policy("las"))}
+    assert shown == {"q0": now, "q1": now}
+
+
+def test_las_projection_gathers_a_spread_gang_only_after_preempt_after():
+    """Two GPUs free on two nodes: the pass moves a job to gather them for a 2-GPU job only
+    once that job has waited ``preempt_after`` (60 s); at 30 s it does nothing, and the
+    projection shows the start at 60 s, not at the next pass."""
+    h = 3600.0
+    now = 10 * h
+    a1 = running(job("a1", 1, ws="b", attained=2000 * h), {"m": [0]}, started=0.0)
+    a2 = running(job("a2", 1, ws="b", attained=2000 * h), {"n": [0]}, started=0.0)
+    gang = job("gang", 2, ws="a", t=now - 30)
+    s = snap([gang], [a1, a2], [node("m", 2, free=[1]), node("n", 2, free=[1])], now=now)
+    assert decide("las", s)[1] == []
+    shown = {i.job_id: i.estimated_start for i in explain(s, policy=make_policy("las"))}
+    assert shown == {"gang": now + 30}
+    later = snap([gang], [a1, a2], [node("m", 2, free=[1]), node("n", 2, free=[1])], now=now + 30)
+    assert decide("las", later)[1] != []

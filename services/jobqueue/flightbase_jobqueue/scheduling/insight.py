@@ -338,7 +338,8 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
     patience = getattr(policy, "preempt_after", 0.0) or 0.0   # wait this long before preempting
     quantum = getattr(policy, "quantum", 0.0) or 0.0          # a restarted job keeps its GPUs a while
     drain = bool(getattr(policy, "drain", False))              # a spread-out gang moves jobs to fit
-    migrate_after = getattr(policy, "migrate_after", 0.0) or 0.0
+    # (the pass moves jobs for a gang only once it has waited preempt_after too)
+    migrate_after = max(patience, getattr(policy, "migrate_after", 0.0) or 0.0)
     # Expected-remaining levels (LasPolicy.job_level), read without keeping new ones.
     expecting = bool(getattr(policy, "expecting", False))
     job_level = policy.job_level if expecting else None
@@ -519,6 +520,11 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
                 push(waits, (job.queued_since + swap_after, job.id))
         if not want or not (walk.count or parked.count):
             break
+        if requeued and fm.total_free:
+            # A preemption freed more GPUs than its job needed: at the next pass the jobs
+            # walked before it may take them, so walk again now.
+            count += 1
+            continue
         # Next moment something can change for a waiting job (with only jobs held for their
         # quota left, an end).
         low = walk.head(walk.first())[0][0] if walk.count else INF
