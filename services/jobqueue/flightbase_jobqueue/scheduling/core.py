@@ -351,6 +351,22 @@ class PassState:
         if fm.find(lease) is None:
             self.wait(lease.id, _behind_reason, protect[0].id, lease, fm.max_size, fm.total_free)
             return None, True
+        p, first = self.beside_reservations(lease, protect)
+        if p is None:
+            j, shadow, label = first
+            self.wait(lease.id, _lease_guard_reason, lease, fm.max_size, fm.total_free, j.label,
+                      shadow, label)
+        return p, True
+
+    def beside_reservations(self, lease: Job, protect: Sequence[Job],
+                            ) -> tuple[Placement | None, tuple[Job, float, str] | None]:
+        """Where ``lease`` fits among the free GPUs now outside every reservation
+        of ``protect`` (computed with leases never ending), and the earliest of those
+        reservations ``(job, shadow time, the job whose end makes room)``; where
+        none of them can ever fit (no reservation), anywhere free.  The pass
+        (:meth:`lease_room`) and the queue's insight (``insight.explain``: a lease
+        that fits beside them now is not shown held behind them) ask here."""
+        fm = self.free
         excl = copy_freemap(fm)
         first: tuple[Job, float, str] | None = None
         for j in protect:
@@ -364,13 +380,9 @@ class PassState:
             if excl.total_free == 0:
                 break
         p = excl.find(lease)
-        if p is None and first is not None:
-            j, shadow, label = first
-            self.wait(lease.id, _lease_guard_reason, lease, fm.max_size, fm.total_free, j.label,
-                      shadow, label)
-        elif p is None:
+        if p is None and first is None:
             p = fm.find(lease)
-        return p, True
+        return p, first
 
     # -- victims (reclaim and preemption) ----------------------------------------
     def _index(self) -> None:

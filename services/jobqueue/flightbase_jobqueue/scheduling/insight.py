@@ -128,23 +128,24 @@ def _qf(spec: float | int) -> Callable[[str], float]:
 
 
 def project(snap: Snapshot, free: FreeMap, q: float = 0.5, policy=None, limit: int = 1000,
-            only: Iterable[str] | None = None) -> dict[str, tuple[float, str]]:
+            only: Iterable[str] | None = None, hold: dict[str, float] | None = None) -> dict[str, tuple[float, str]]:
     """Projected start of queued jobs: job id -> (time, what makes room).
     ``free``: the free GPUs now (not modified).  ``only``: stop once these
     jobs have a start (the replay's recorder); otherwise the first ``limit``
     jobs in the projection's order are projected."""
-    return project_many(snap, free, (q,), policy, limit, only)[0]
+    return project_many(snap, free, (q,), policy, limit, only, hold)[0]
 
 
 def project_many(snap: Snapshot, free: FreeMap, qs: Sequence[float | int], policy=None, limit: int = 1000,
-                 only: Iterable[str] | None = None) -> list[dict[str, tuple[float, str]]]:
+                 only: Iterable[str] | None = None, hold: dict[str, float] | None = None,
+                 ) -> list[dict[str, tuple[float, str]]]:
     """:func:`project` for each entry of ``qs``: a runtime quantile (float)
     for every job, or a sample number (int): each job's runtime drawn at its
     own pseudo-random quantile (:func:`_qf`).  The work they share, ordering
     the queue, is done once."""
     _censor(snap)
     if policy is not None and getattr(policy, "name", "") == "las" and hasattr(policy, "_ranked"):
-        return _project_las(snap, free, qs, policy, limit, only)
+        return _project_las(snap, free, qs, policy, limit, only, hold)
     return [_project_fifo(snap, free, q, limit, only) for q in qs]
 
 
@@ -278,7 +279,7 @@ def _project_fifo(snap, free, spec, limit, only) -> dict[str, tuple[float, str]]
     return out
 
 
-def _project_las(snap, free, qs, policy, limit, only) -> list[dict[str, tuple[float, str]]]:
+def _project_las(snap, free, qs, policy, limit, only, hold=None) -> list[dict[str, tuple[float, str]]]:
     now = snap.now
     # the policy's own ranking of the queue, kept from pass to pass (LasPolicy._ranked)
     queue = [(r, j, since) for r, since, j in policy._ranked(snap.queue, now, keep=False)]
@@ -297,7 +298,7 @@ def _project_las(snap, free, qs, policy, limit, only) -> list[dict[str, tuple[fl
     patience = getattr(policy, "preempt_after", 0.0) or 0.0
     prepared = _Prepared(queue, patience, *_swap_wait(policy, patience))
     del queue
-    return [_las_run(snap, free, q, policy, prepared, set(want), base, stopping) for q in qs]
+    return [_las_run(snap, free, q, policy, prepared, set(want), base, stopping, hold) for q in qs]
 
 
 class _Prepared:
@@ -325,7 +326,8 @@ class _Prepared:
         self.count = len(queue)
 
 
-def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping) -> dict[str, tuple[float, str]]:
+def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping,
+             not_before: dict[str, float] | None = None) -> dict[str, tuple[float, str]]:
     """One projection under ``las`` (see the module docstring): queued jobs
     walked in rank order at each event, promoted when they reach the
     starvation limit (a promoted job that cannot start holds back the rest,
@@ -413,6 +415,9 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
     since_of: dict[str, float] = dict(prepared.since_of)
     sinces: list[tuple[float, str]] = list(prepared.sinces)
     waits: list[tuple[float, str]] = list(prepared.waits)
+    if not_before:  # jobs that may not start before these times (explain's held leases)
+        waits += [(at, jid) for jid, at in not_before.items() if at > t]
+        heapq.heapify(waits)
 
     # The queue, by rank within each GPU count (see _Walk).
     walk = _Walk({g: list(lst) for g, lst in prepared.lists.items()}, prepared.count)
@@ -468,6 +473,9 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
             rank, job, _ = entry
             if fm.total_free == 0 and lv >= top:
                 break
+            if not_before and t < not_before.get(job.id, t):
+                walk.skip(g)
+                continue
             if quotas is not None and quotas.over(job):
                 walk.take(g)  # held for its workspace's quota: out of the walk until it has room
                 parked.park(entry)
@@ -727,26 +735,35 @@ def _preempt(fm: FreeMap, job: Job, lv: int, victims, holders, requeued, t: floa
     (as ``las`` would; with ``floor``, only those expected still to do more work,
     ``LasPolicy.gate_for``; with ``small``, none of that many GPUs or fewer,
     ``LasPolicy.swap_limit``; with ``quotas``, none of another workspace within its
-    guarantee); the victims on the chosen nodes are requeued."""
-    mine = [h for v, h in victims if v > lv and h.job.id in holders and h.job.gpus > small and (
+    guarantee); on the nodes chosen, as many victims as it needs are requeued."""
+    mine = [(v, h) for v, h in victims if v > lv and h.job.id in holders and h.job.gpus > small and (
         floor <= 0.0 or policy.expected_work(h.job, h.attained(t), False) > floor) and (
         quotas is None or not quotas.shields(h.job, job))]
-    if not mine or fm.total_free + sum(h.job.gpus for h in mine) < job.gpus:
+    if not mine or fm.total_free + sum(h.job.gpus for _, h in mine) < job.gpus:
         return None
-    for h in mine:
+    for _, h in mine:
         fm.give(h.placement)
     p = fm.find(job)
-    nodes = set(p) if p is not None else set()
-    for h in mine:
-        if p is not None and nodes.intersection(h.placement):
-            del holders[h.job.id]
-            att = h.attained(t)
-            vj = h.job
-            since = t + max(getattr(policy, "starve_after", INF),
-                            getattr(policy, "starve_factor", 1.0) * att / vj.gpus)
-            requeued.append((policy.queued_rank(vj, att, False), vj, since))
-        else:
-            fm.take(h.placement)
+    for _, h in mine:
+        fm.take(h.placement)
+    if p is None:
+        return None
+    # As the pass: on the nodes found, the victims in its order (the highest level first, then
+    # the last started), only as many as the job needs.
+    nodes = set(p)
+    p = None
+    for v, h in sorted(((v, h) for v, h in mine if nodes.intersection(h.placement)),
+                       key=lambda e: (-e[0], -e[1].run_start, e[1].job.id)):
+        fm.give(h.placement)
+        del holders[h.job.id]
+        att = h.attained(t)
+        vj = h.job
+        since = t + max(getattr(policy, "starve_after", INF),
+                        getattr(policy, "starve_factor", 1.0) * att / vj.gpus)
+        requeued.append((policy.queued_rank(vj, att, False), vj, since))
+        p = fm.find(job)
+        if p is not None:
+            break
     return p
 
 
@@ -778,18 +795,20 @@ def summarize(runs: Sequence[dict[str, tuple[float, str]]], low: dict | None = N
 
 
 def estimate_starts(snap: Snapshot, free: FreeMap, policy=None, limit: int = 1000,
-                    only: Iterable[str] | None = None) -> dict[str, tuple[float, str, float, float]]:
+                    only: Iterable[str] | None = None, hold: dict[str, float] | None = None,
+                    ) -> dict[str, tuple[float, str, float, float]]:
     """job id -> (estimated start, what makes room, earliest, latest): what
     the queue shows (see the module docstring)."""
-    runs = project_many(snap, free, (*RANGE_QUANTILES, *range(SAMPLES)), policy, limit, only)
+    runs = project_many(snap, free, (*RANGE_QUANTILES, *range(SAMPLES)), policy, limit, only, hold)
     return summarize(runs[2:], runs[0], runs[1])
 
 
 def _estimates(snap: Snapshot, fm: FreeMap, policy, limit: int, ranges: bool,
-               only: Iterable[str] | None = None) -> dict[str, tuple[float, str, float, float]]:
+               only: Iterable[str] | None = None, hold: dict[str, float] | None = None,
+               ) -> dict[str, tuple[float, str, float, float]]:
     if ranges:
-        return estimate_starts(snap, fm, policy, limit, only)
-    return {jid: (t, label, t, t) for jid, (t, label) in project(snap, fm, 0.5, policy, limit, only).items()}
+        return estimate_starts(snap, fm, policy, limit, only, hold)
+    return {jid: (t, label, t, t) for jid, (t, label) in project(snap, fm, 0.5, policy, limit, only, hold).items()}
 
 
 def explain(snap: Snapshot, limit: int = 1000, topology_keys=DEFAULT_TOPOLOGY_KEYS,
@@ -837,6 +856,8 @@ def explain(snap: Snapshot, limit: int = 1000, topology_keys=DEFAULT_TOPOLOGY_KE
         elif ahead and (lease_verdict := verdict_of(j)) != BLOCKED:  # (one held for its quota waits for that first)
             walked = ahead if rank_of is None else [(a, v) for a, v in ahead if rank(a) < rank(j)]
             protect = lease_protects(j, lease_verdict, walked)[:depth]
+            if protect and fm.find(j) is not None and state.beside_reservations(j, protect)[0] is not None:
+                protect = []  # it fits now beside their reservations: the pass starts it (lease_room)
             if protect:
                 blockers[j.id] = protect[0]
                 ats = [let_go[p.id] for p in protect]
@@ -845,10 +866,14 @@ def explain(snap: Snapshot, limit: int = 1000, topology_keys=DEFAULT_TOPOLOGY_KE
     projected = (replace(snap, queue=QueueView.build(j for j in snap.queue if j.id not in blockers))
                  if blockers else snap)
     estimates = _estimates(projected, fm, policy, limit, ranges)
-    # Projected with the leases that will be let go; only their own estimates are taken from it.
-    early = _estimates(replace(snap, queue=QueueView.build(
-        j for j in snap.queue if j.id not in blockers or j.id in freed)), fm, policy, limit, ranges,
-        only=freed) if freed else {}
+    # Projected with the held leases in the queue as any job; only their own estimates are taken
+    # from it: a held lease starts no earlier than there (the GPUs the jobs ahead of it take
+    # first, its quota), nor, unless let go earlier (``freed``), than the training it waits for.
+    hold: dict[str, float] = {}
+    for jid, b in blockers.items():
+        theirs = estimates.get(b.id)
+        hold[jid] = freed[jid] if jid in freed else theirs[0] if theirs is not None else INF
+    early = _estimates(snap, fm, policy, limit, ranges, only=blockers, hold=hold) if blockers else {}
     ws_pos: dict[str, int] = {}
     in_use = state.in_use  # GPUs each workspace holds now (the reason says what is true now)
     out: list[QueueInsight] = []
@@ -871,20 +896,21 @@ def explain(snap: Snapshot, limit: int = 1000, topology_keys=DEFAULT_TOPOLOGY_KE
         blocker = blockers.get(job.id)
         if blocker is not None:
             theirs = estimates.get(blocker.id)
-            start = theirs[0] if theirs is not None else None
-            rng = (theirs[2], theirs[3]) if theirs is not None and ranges else None
             own = early.get(job.id)
             at = freed.get(job.id)
-            if own is not None and (start is None or max(at, own[0]) < start):
-                # let go before the training starts: its own projection, from then on
+            ahead = f"may not delay {blocker.label}, ahead of it in the queue"
+            if own is not None:
+                # its own projection, held until the training starts (or lets it go, ``at``)
                 t, label, lo, hi = own
-                start, rng = max(at, t), ((max(at, lo), max(at, hi)) if ranges else None)
-                parts.append(f"may not delay {blocker.label}, ahead of it in the queue, until {clock(at)}; "
-                             + (f"estimated start {clock(start)}" + (f" when {label} ends" if label and t > at else "")
-                                if start > snap.now else "can start at the next pass"))
+                start, rng = t, ((lo, hi) if ranges else None)
+                until = f", until {clock(at)}" if at is not None and (theirs is None or t < theirs[0]) else ""
+                parts.append(f"{ahead}{until}; " + (
+                    f"estimated start {clock(t)}" + (f" when {label} ends" if label else "")
+                    if t > snap.now else "can start at the next pass"))
             else:
-                parts.append(f"may not delay {blocker.label}, ahead of it in the queue"
-                             + (f"; starts after {clock(start)} at the soonest" if start is not None else ""))
+                start = theirs[0] if theirs is not None else None
+                rng = (theirs[2], theirs[3]) if theirs is not None and ranges else None
+                parts.append(ahead + (f"; starts after {clock(start)} at the soonest" if start is not None else ""))
         elif got is not None:
             start, label, lo, hi = got
             rng = (lo, hi) if ranges else None
