@@ -298,7 +298,10 @@ def _project_las(snap, free, qs, policy, limit, only, hold=None) -> list[dict[st
     patience = getattr(policy, "preempt_after", 0.0) or 0.0
     prepared = _Prepared(queue, patience, *_swap_wait(policy, patience))
     del queue
-    return [_las_run(snap, free, q, policy, prepared, set(want), base, stopping, hold) for q in qs]
+    # With ``only``, as many starts as ``limit`` at most: a job not started by then is past what
+    # the queue shows anyway (explain's held leases; the replay's recorder asks for few jobs).
+    starts = limit if only is not None and hold else INF
+    return [_las_run(snap, free, q, policy, prepared, set(want), base, stopping, hold, starts) for q in qs]
 
 
 class _Prepared:
@@ -327,7 +330,7 @@ class _Prepared:
 
 
 def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping,
-             not_before: dict[str, float] | None = None) -> dict[str, tuple[float, str]]:
+             not_before: dict[str, float] | None = None, starts: float = INF) -> dict[str, tuple[float, str]]:
     """One projection under ``las`` (see the module docstring): queued jobs
     walked in rank order at each event, promoted when they reach the
     starvation limit (a promoted job that cannot start holds back the rest,
@@ -424,7 +427,7 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
     parked = _Parked()
     roomier: set[str] = set()  # workspaces whose jobs were preempted in this walk
     count = 0
-    while want and count < MAX_EVENTS:
+    while want and count < MAX_EVENTS and starts > 0:
         # Jobs reaching the starvation limit go first (level -1).
         due = None
         while sinces and sinces[0][0] <= t:
@@ -510,6 +513,7 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
                 quotas.add(job, job.gpus)
             queued.discard(job.id)
             hold(job, p, start, job.attained, start + left(job, job.attained / job.gpus))
+            starts -= 1
             if job.id in want:
                 out[job.id] = (start, last_label)
                 want.discard(job.id)
@@ -872,8 +876,9 @@ def explain(snap: Snapshot, limit: int = 1000, topology_keys=DEFAULT_TOPOLOGY_KE
     hold: dict[str, float] = {}
     for jid, b in blockers.items():
         theirs = estimates.get(b.id)
-        hold[jid] = freed[jid] if jid in freed else theirs[0] if theirs is not None else INF
-    early = _estimates(snap, fm, policy, limit, ranges, only=blockers, hold=hold) if blockers else {}
+        if jid in freed or theirs is not None:  # (behind a training with no estimate: none either)
+            hold[jid] = freed[jid] if jid in freed else theirs[0]
+    early = _estimates(snap, fm, policy, limit, ranges, only=hold, hold=hold) if hold else {}
     ws_pos: dict[str, int] = {}
     in_use = state.in_use  # GPUs each workspace holds now (the reason says what is true now)
     out: list[QueueInsight] = []
