@@ -92,8 +92,9 @@ def lease_protects(lease: Job, verdict: str, waiting_ahead: Iterable[tuple[Job, 
     as any job); all of them for a lease outside its workspace's guarantee;
     for a lease within it (``verdict`` WITHIN), those of its own workspace
     and those within their own guarantee.  Only older work: a job submitted
-    after the lease (under ``las`` one ranked ahead of it) is not protected.  The pass asks it with the jobs it
-    left waiting for GPUs (:meth:`PassState.lease_room`), the queue's
+    after the lease (under ``las`` one ranked ahead of it) is not protected.
+    The pass asks it with the jobs it left waiting for GPUs
+    (:meth:`PassState.lease_room`), the queue's
     insight with the trainings queued ahead of the lease
     (``insight.explain``)."""
     if not open_ended(lease):
@@ -282,11 +283,12 @@ class PassState:
         # Jobs this pass left waiting for GPUs, in walk order, with their
         # quota verdict (rule 5: open-ended leases may not push them back).
         # Only the first ``lease_guard_depth`` older than a lease are protected
-        # from it (of the first four times as many noted: a lease protects only
+        # from it, of the first ``lease_note_depth`` noted (a lease protects only
         # work submitted before it), so a lease's check stays O(depth x running
         # jobs) on a long queue.
         self.blocked_ahead: list[tuple[Job, str]] = []
         self.lease_guard_depth = 16
+        self.lease_note_depth = 4 * self.lease_guard_depth
 
     # -- quotas ----------------------------------------------------------------
     def guarantee(self, ws: str) -> int:
@@ -327,7 +329,7 @@ class PassState:
     def note_blocked(self, job: Job, verdict: str = NO_QUOTA) -> None:
         """Record that the walk left ``job`` waiting for GPUs (not for its
         quota): open-ended leases reached later may not push it back."""
-        if len(self.blocked_ahead) < 4 * self.lease_guard_depth:
+        if len(self.blocked_ahead) < self.lease_note_depth:
             self.blocked_ahead.append((job, verdict))
 
     def lease_protects(self, lease: Job, verdict: str) -> list[Job]:

@@ -128,16 +128,18 @@ def _qf(spec: float | int) -> Callable[[str], float]:
 
 
 def project(snap: Snapshot, free: FreeMap, q: float = 0.5, policy=None, limit: int = 1000,
-            only: Iterable[str] | None = None, hold: dict[str, float] | None = None) -> dict[str, tuple[float, str]]:
+            only: Iterable[str] | None = None, not_before: dict[str, float] | None = None,
+            ) -> dict[str, tuple[float, str]]:
     """Projected start of queued jobs: job id -> (time, what makes room).
     ``free``: the free GPUs now (not modified).  ``only``: stop once these
     jobs have a start (the replay's recorder); otherwise the first ``limit``
-    jobs in the projection's order are projected."""
-    return project_many(snap, free, (q,), policy, limit, only, hold)[0]
+    jobs in the projection's order are projected.  ``not_before``: job id -> the time before
+    which it may not start (under ``las``; explain's held notebook leases)."""
+    return project_many(snap, free, (q,), policy, limit, only, not_before)[0]
 
 
 def project_many(snap: Snapshot, free: FreeMap, qs: Sequence[float | int], policy=None, limit: int = 1000,
-                 only: Iterable[str] | None = None, hold: dict[str, float] | None = None,
+                 only: Iterable[str] | None = None, not_before: dict[str, float] | None = None,
                  ) -> list[dict[str, tuple[float, str]]]:
     """:func:`project` for each entry of ``qs``: a runtime quantile (float)
     for every job, or a sample number (int): each job's runtime drawn at its
@@ -145,7 +147,7 @@ def project_many(snap: Snapshot, free: FreeMap, qs: Sequence[float | int], polic
     the queue, is done once."""
     _censor(snap)
     if policy is not None and getattr(policy, "name", "") == "las" and hasattr(policy, "_ranked"):
-        return _project_las(snap, free, qs, policy, limit, only, hold)
+        return _project_las(snap, free, qs, policy, limit, only, not_before)
     return [_project_fifo(snap, free, q, limit, only) for q in qs]
 
 
@@ -279,7 +281,7 @@ def _project_fifo(snap, free, spec, limit, only) -> dict[str, tuple[float, str]]
     return out
 
 
-def _project_las(snap, free, qs, policy, limit, only, hold=None) -> list[dict[str, tuple[float, str]]]:
+def _project_las(snap, free, qs, policy, limit, only, not_before=None) -> list[dict[str, tuple[float, str]]]:
     now = snap.now
     # the policy's own ranking of the queue, kept from pass to pass (LasPolicy._ranked)
     queue = [(r, j, since) for r, since, j in policy._ranked(snap.queue, now, keep=False)]
@@ -300,8 +302,8 @@ def _project_las(snap, free, qs, policy, limit, only, hold=None) -> list[dict[st
     del queue
     # With ``only``, as many starts as ``limit`` at most: a job not started by then is past what
     # the queue shows anyway (explain's held leases; the replay's recorder asks for few jobs).
-    starts = limit if only is not None and hold else INF
-    return [_las_run(snap, free, q, policy, prepared, set(want), base, stopping, hold, starts) for q in qs]
+    starts = limit if only is not None and not_before else INF
+    return [_las_run(snap, free, q, policy, prepared, set(want), base, stopping, not_before, starts) for q in qs]
 
 
 class _Prepared:
@@ -581,6 +583,12 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
     return out
 
 
+def _promoted_rank(job: Job) -> tuple:
+    """A job's rank once it reaches its starvation limit: level -1, by time queued (as
+    ``LasPolicy.rank`` gives it)."""
+    return (-1, job.queued_since, -job.priority, job.submitted_at, job.id)
+
+
 class _Walk:
     """A projection's queue of ``(rank, job, since)`` entries, one list per GPU count, each
     by rank, and one walk over them at a time, in rank order.
@@ -652,7 +660,7 @@ class _Walk:
             changed = False
             for i, (rank, job, since) in enumerate(lst):
                 if job.id in ids:
-                    lst[i] = ((-1, job.queued_since, -job.priority, job.submitted_at, job.id), job, since)
+                    lst[i] = (_promoted_rank(job), job, since)
                     changed = True
             if changed:
                 lst.sort(key=lambda e: e[0])
@@ -700,8 +708,8 @@ class _Parked:
         """As :meth:`_Walk.promote`, for the jobs held here."""
         for lst in self.by_ws.values():
             if any(e[1].id in ids for e in lst):
-                lst[:] = [((-1, j.queued_since, -j.priority, j.submitted_at, j.id), j, since)
-                          if j.id in ids else (rank, j, since) for rank, j, since in lst]
+                lst[:] = [(_promoted_rank(j), j, since) if j.id in ids else (rank, j, since)
+                          for rank, j, since in lst]
                 lst.sort(key=lambda e: e[0])
 
 
@@ -799,20 +807,21 @@ def summarize(runs: Sequence[dict[str, tuple[float, str]]], low: dict | None = N
 
 
 def estimate_starts(snap: Snapshot, free: FreeMap, policy=None, limit: int = 1000,
-                    only: Iterable[str] | None = None, hold: dict[str, float] | None = None,
+                    only: Iterable[str] | None = None, not_before: dict[str, float] | None = None,
                     ) -> dict[str, tuple[float, str, float, float]]:
     """job id -> (estimated start, what makes room, earliest, latest): what
     the queue shows (see the module docstring)."""
-    runs = project_many(snap, free, (*RANGE_QUANTILES, *range(SAMPLES)), policy, limit, only, hold)
+    runs = project_many(snap, free, (*RANGE_QUANTILES, *range(SAMPLES)), policy, limit, only, not_before)
     return summarize(runs[2:], runs[0], runs[1])
 
 
 def _estimates(snap: Snapshot, fm: FreeMap, policy, limit: int, ranges: bool,
-               only: Iterable[str] | None = None, hold: dict[str, float] | None = None,
+               only: Iterable[str] | None = None, not_before: dict[str, float] | None = None,
                ) -> dict[str, tuple[float, str, float, float]]:
     if ranges:
-        return estimate_starts(snap, fm, policy, limit, only, hold)
-    return {jid: (t, label, t, t) for jid, (t, label) in project(snap, fm, 0.5, policy, limit, only, hold).items()}
+        return estimate_starts(snap, fm, policy, limit, only, not_before)
+    return {jid: (t, label, t, t)
+            for jid, (t, label) in project(snap, fm, 0.5, policy, limit, only, not_before).items()}
 
 
 def explain(snap: Snapshot, limit: int = 1000, topology_keys=DEFAULT_TOPOLOGY_KEYS,
@@ -849,7 +858,7 @@ def explain(snap: Snapshot, limit: int = 1000, topology_keys=DEFAULT_TOPOLOGY_KE
     freed: dict[str, float] = {}
     for j in snap.queue:
         if not open_ended(j):
-            if len(ahead) < 4 * depth:  # as many as the pass notes
+            if len(ahead) < state.lease_note_depth:  # as many as the pass notes
                 v = verdict_of(j)
                 if v == BLOCKED:
                     continue  # it waits for its quota, not for GPUs: the pass does not note it
@@ -873,12 +882,13 @@ def explain(snap: Snapshot, limit: int = 1000, topology_keys=DEFAULT_TOPOLOGY_KE
     # Projected with the held leases in the queue as any job; only their own estimates are taken
     # from it: a held lease starts no earlier than there (the GPUs the jobs ahead of it take
     # first, its quota), nor, unless let go earlier (``freed``), than the training it waits for.
-    hold: dict[str, float] = {}
+    not_before: dict[str, float] = {}
     for jid, b in blockers.items():
         theirs = estimates.get(b.id)
         if jid in freed or theirs is not None:  # (behind a training with no estimate: none either)
-            hold[jid] = freed[jid] if jid in freed else theirs[0]
-    early = _estimates(snap, fm, policy, limit, ranges, only=hold, hold=hold) if hold else {}
+            not_before[jid] = freed[jid] if jid in freed else theirs[0]
+    early = (_estimates(snap, fm, policy, limit, ranges, only=not_before, not_before=not_before)
+             if not_before else {})
     ws_pos: dict[str, int] = {}
     in_use = state.in_use  # GPUs each workspace holds now (the reason says what is true now)
     out: list[QueueInsight] = []
