@@ -162,9 +162,26 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + signal.SIGPIPE
 
 
+def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
+    """Parse ``argv``.  For a command that passes arguments on (``submit``: the entry point's,
+    after ``--``), what follows the first ``--`` is those arguments wherever the options stand:
+    argparse alone matches the ``nargs="*"`` positional, empty, before options that follow the
+    code, and calls the rest unrecognized (``submit train.py -w vision -- --epochs 3``)."""
+    args, extra = parser.parse_known_args(argv)
+    dest = getattr(args, "passthrough", None)
+    if dest is not None and extra and "--" in argv:
+        after = argv[argv.index("--") + 1:]
+        if after and extra[-len(after):] == after:
+            extra = extra[:-len(after)]
+            setattr(args, dest, [*(getattr(args, dest) or []), *after])
+        if extra[-1:] == ["--"]:
+            extra = extra[:-1]
+    return args, extra
+
+
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    args, extra = _parse(parser, sys.argv[1:] if argv is None else list(argv))
     if extra and not getattr(args, "takes_any_arguments", False):
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     from flightbase.client import ApiError, ConfigError

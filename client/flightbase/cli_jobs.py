@@ -45,6 +45,7 @@ def add_parsers(sub) -> None:
     workspace_arg(p)
     p.add_argument("code", help="a script, an archive (.zip, .tar.gz) or a folder")
     p.add_argument("args", nargs="*", help="arguments for the entry point (after --)")
+    p.set_defaults(passthrough="args")  # what follows -- goes to the entry point (cli._parse)
     p.add_argument("-e", "--entrypoint", help="the script to run inside the code (default: CODE when it is a .py)")
     p.add_argument("-n", "--name", help="training name (default: from the entry point)")
     p.add_argument("-g", "--gpus", type=int, default=1, help="GPUs in all (default 1)")

@@ -27,6 +27,7 @@ holds the client only.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Callable, Mapping
 
@@ -55,12 +56,38 @@ def _is_local(hostname: str) -> bool:
     return network.resolve_host_address(hostname) in network.get_local_host_addresses()
 
 
+# horovod.runner.gloo_run's error when a worker fails (launch_gloo, launch_gloo_elastic)
+_WORKER_FAILED = re.compile(r"Horovod detected that one or more processes exited with non-zero status.*"
+                            r"Process name: (?P<name>\S+)\s+Exit code: (?P<code>-?\d+)", re.S)
+
+
+def worker_failed(exc: BaseException) -> tuple[str, int] | None:
+    """(rank, exit status for ``sys.exit``) of the first worker to fail, from horovodrun's
+    error; None for any other error.  A worker killed by a signal (a negative code) gives
+    128 + the signal, as a shell reports it."""
+    m = _WORKER_FAILED.search(str(exc)) if isinstance(exc, RuntimeError) else None
+    if m is None:
+        return None
+    code = int(m["code"])
+    return m["name"], (128 - code if code < 0 else code if 0 < code < 256 else 1)
+
+
 def main() -> int | None:
     from horovod.runner import gloo_run, launch
 
     gloo_run._slot_info_to_command_fn = quiet(gloo_run._slot_info_to_command_fn, _is_local, dict(os.environ))
     sys.argv[0] = "horovodrun"
-    return launch.run_commandline()
+    try:
+        return launch.run_commandline()
+    except RuntimeError as exc:
+        # A worker failed: its own output (the traceback of the person's code) is already in
+        # the log.  Say which rank, and end with its exit status, instead of horovodrun's own
+        # traceback and exit status 1 whatever the code's was.
+        failed = worker_failed(exc)
+        if failed is None:
+            raise
+        print(f"horovodrun: rank {failed[0]} was the first to fail, with exit status {failed[1]}", file=sys.stderr)
+        return failed[1]
 
 
 if __name__ == "__main__":

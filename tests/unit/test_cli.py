@@ -50,3 +50,44 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(argv):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 141, err.decode()
     assert b"Traceback" not in err and b"BrokenPipeError" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "args"),
+    [
+        # the README's order: options after the code (argparse alone called "--epochs 3" unrecognized)
+        (["submit", "train.py", "-w", "vision", "--gpus", "2", "--", "--epochs", "3"], "train.py", ["--epochs", "3"]),
+        (["submit", "-w", "vision", "train.py", "--", "--epochs", "3"], "train.py", ["--epochs", "3"]),
+        (["submit", "train.py", "a", "-w", "vision", "--", "b", "-w", "other"], "train.py", ["a", "b", "-w", "other"]),
+        (["submit", "-w", "vision", "--", "train.py", "x"], "train.py", ["x"]),
+        (["submit", "train.py", "-w", "vision"], "train.py", []),
+    ],
+)
+def test_submit_passes_on_what_follows_the_double_dash_wherever_the_options_stand(argv, code, args):
+    from flightbase import cli
+
+    parsed, extra = cli._parse(cli.build_parser(), argv)
+    assert extra == []
+    assert (parsed.code, parsed.args, parsed.workspace) == (code, args, "vision")
+
+
+def test_every_submit_example_in_the_readme_parses():
+    """The README's own commands, as a person pastes them."""
+    import shlex
+
+    from flightbase import cli
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    examples = [line.split("#")[0].strip() for line in readme.splitlines() if line.strip().startswith("flightbase submit")]
+    assert len(examples) >= 2
+    for line in examples:
+        parsed, extra = cli._parse(cli.build_parser(), shlex.split(line)[1:])
+        assert extra == [], line
+        assert parsed.code and parsed.func, line
+
+
+def test_a_stray_argument_after_the_options_of_a_command_without_pass_through_is_still_refused():
+    proc = subprocess.run([FLIGHTBASE, "info", "--", "extra"], capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "FLIGHTBASE_TOKEN": "x", "FLIGHTBASE_URL": "http://127.0.0.1:9"})
+    assert proc.returncode == 2 and "unrecognized arguments" in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -28,3 +28,38 @@ def test_a_local_workers_command_leaves_out_what_it_inherits():
 def test_a_remote_worker_keeps_horovods_full_command():
     # over ssh nothing is inherited: horovod's own command, values and all
     assert "API_TOKEN=s3cr3t" in commands(lambda host: False)
+
+
+def test_horovodruns_worker_failure_is_read_for_its_rank_and_exit_status():
+    from flightbase.quiet_horovodrun import worker_failed
+
+    def error(name, code):
+        return RuntimeError("Horovod detected that one or more processes exited with non-zero status, thus causing "
+                            f"the job to be terminated. The first process to do so was:\nProcess name: {name}\n"
+                            f"Exit code: {code}\n")
+
+    assert worker_failed(error("1", 3)) == ("1", 3)
+    assert worker_failed(error("0", -9)) == ("0", 137)  # killed by SIGKILL, as a shell says it
+    assert worker_failed(error("0", 300)) == ("0", 1)
+    assert worker_failed(RuntimeError("something else")) is None
+    assert worker_failed(ValueError("Process name: 0\nExit code: 3")) is None
+
+
+def test_a_failed_worker_ends_the_job_with_its_own_exit_status_and_no_launcher_traceback(tmp_path):
+    """A real ``horovodrun --gloo`` of two local workers, through this entry point: rank 1 exits
+    with status 3.  The job's status is 3 (horovodrun's own is 1 whatever the code's was), and the
+    log ends with which rank failed instead of horovodrun's traceback."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "fail.py"
+    script.write_text("import os, sys, time\n"
+                      "if os.environ['HOROVOD_RANK'] == '1':\n"
+                      "    print('rank one fails', file=sys.stderr); sys.exit(3)\n"
+                      "time.sleep(60)\n")
+    r = subprocess.run([sys.executable, "-m", "flightbase.quiet_horovodrun", "--gloo", "-np", "2", "-H", "localhost:2",
+                        sys.executable, str(script)], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 3, (r.stdout, r.stderr)
+    assert "rank one fails" in r.stdout + r.stderr
+    assert "horovodrun: rank 1 was the first to fail, with exit status 3" in r.stderr
+    assert "Traceback" not in r.stderr, r.stderr
