@@ -97,9 +97,12 @@ def add_parsers(sub) -> None:
     p.add_argument("id", help="a job id or a training id")
     p.set_defaults(func=cmd_cancel)
 
-    p = sub.add_parser("trainings", help="show a training; pause, resume, retry or cancel its sweep")
-    p.add_argument("action", choices=["show", "pause", "resume", "retry", "cancel"])
-    p.add_argument("id")
+    p = sub.add_parser("trainings", help="your workspaces' trainings, newest first; or show one, or pause, "
+                                         "resume, retry or cancel its sweep")
+    p.add_argument("action", nargs="?", default="list", choices=["list", "show", "pause", "resume", "retry", "cancel"])
+    p.add_argument("id", nargs="?")
+    workspace_arg(p)
+    p.add_argument("--json", action="store_true", help="the list as JSON")
     p.set_defaults(func=cmd_trainings)
 
 
@@ -227,6 +230,22 @@ def cmd_cancel(args) -> int:
 
 
 def cmd_trainings(args) -> int:
+    if args.action == "list":
+        if args.id:
+            raise ValueError(f"id: 'flightbase trainings' lists; to show {args.id}: flightbase trainings show {args.id}")
+        with _client() as c:
+            rows = c.trainings(args.workspace)
+        if args.json:
+            print(json.dumps(rows, indent=1, default=str))
+            return 0
+        for r in rows:
+            created = dt.datetime.fromisoformat(str(r["created_at"]).replace("Z", "+00:00"))
+            r["created"] = created.astimezone().strftime("%Y-%m-%d %H:%M")
+            r["jobs"] = ", ".join(f"{n} {state}" for state, n in sorted(r.get("progress", {}).items())) or "-"
+        table(rows, ["id", "workspace", "name", "state", "jobs", "created", "created_by"])
+        return 0
+    if not args.id:
+        raise ValueError(f"id: name the training (flightbase trainings {args.action} TRAINING)")
     with _client() as c:
         t = c.training(args.id) if args.action == "show" else c.training_action(args.id, args.action)
     print(json.dumps(t, indent=1, default=str))

@@ -70,6 +70,12 @@ def test_the_client_cli_talks_to_the_platform_and_sends_server_commands_away(cli
     assert "loss=0.6667 step=3" in cli("logs", job).stdout
     shown = json.loads(cli("jobs", "show", job, "--json").stdout)
     assert shown["id"] == job and shown["state"] == "succeeded", shown
+    # the workspace's trainings, newest first: this one, with its job's outcome
+    listing = cli("trainings", "-w", world.workspace).stdout.splitlines()
+    assert listing[0].split()[:4] == ["ID", "WORKSPACE", "NAME", "STATE"], listing
+    row = next(line for line in listing if line.startswith(submitted["id"]))
+    assert row.split()[1:4] == [world.workspace, "from-client", "succeeded"] and "1 succeeded" in row, row
+    assert submitted["id"] in [t["id"] for t in json.loads(cli("trainings", "--json").stdout)]
     for command in (["up"], ["up", "--port", "9"], ["bench", "replay", "trace.csv"]):
         r = cli(*command, check=False)
         assert r.returncode == 2, (command, r.stdout, r.stderr)

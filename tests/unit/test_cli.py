@@ -16,6 +16,8 @@ FLIGHTBASE = str(Path(sys.executable).parent / "flightbase")
         (["up", "--port", "99999", "--gpus", "1"], "--port"),
         (["nonsense"], "invalid choice"),
         (["workspaces", "create"], "required"),
+        (["trainings", "show"], "id: name the training"),
+        (["trainings", "list", "abc"], "id: 'flightbase trainings' lists"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, argv, words):
