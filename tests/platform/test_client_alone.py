@@ -63,8 +63,10 @@ def test_the_client_cli_talks_to_the_platform_and_sends_server_commands_away(cli
     assert world.workspace in [w["name"] for w in listed], listed
     wait_idle(platform)
     # a training submitted from the client-only venv runs, and its logs come back through it
-    submitted = json.loads(cli("submit", "-w", world.workspace, "--json", "-n", "from-client",
-                               str(JOBS / "report.py"), "--", "--lr", "2").stdout)
+    # (in the README's order: the options after the code, the script's own arguments after --;
+    # "--lr 2" is what makes the loss below)
+    submitted = json.loads(cli("submit", str(JOBS / "report.py"), "-w", world.workspace, "--json",
+                               "-n", "from-client", "--", "--lr", "2").stdout)
     job = submitted["jobs"][0]["id"]
     assert wait_job(platform, world.tokens["owner"], job)["state"] == "succeeded"
     assert "loss=0.6667 step=3" in cli("logs", job).stdout
@@ -76,6 +78,14 @@ def test_the_client_cli_talks_to_the_platform_and_sends_server_commands_away(cli
     row = next(line for line in listing if line.startswith(submitted["id"]))
     assert row.split()[1:4] == [world.workspace, "from-client", "succeeded"] and "1 succeeded" in row, row
     assert submitted["id"] in [t["id"] for t in json.loads(cli("trainings", "--json").stdout)]
+    # a cancel while it runs: the answer says it is being cancelled, not "running"
+    sleeper = json.loads(cli("submit", str(JOBS / "sleeper.py"), "-w", world.workspace, "--json",
+                             "--", "--seconds", "300").stdout)
+    sleeping = sleeper["jobs"][0]["id"]
+    wait_job(platform, world.tokens["owner"], sleeping, states={"running"})
+    assert cli("cancel", sleeping).stdout.strip() == f"job {sleeping}: cancelling (stops within seconds)"
+    assert wait_job(platform, world.tokens["owner"], sleeping)["state"] == "cancelled"
+    assert "sleeping" in cli("logs", sleeping).stdout
     for command in (["up"], ["up", "--port", "9"], ["bench", "replay", "trace.csv"]):
         r = cli(*command, check=False)
         assert r.returncode == 2, (command, r.stdout, r.stderr)
