@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="what the platform offers (GPUs or CPU slots, policy)")
     info.set_defaults(func=cmd_info)
 
-    ws = sub.add_parser("workspaces", help="list, show, create and change workspaces")
+    ws = sub.add_parser("workspaces", help="list (with no action), show, create and change workspaces")
     ws_sub = ws.add_subparsers(dest="action", required=True, parser_class=_Parser)
     ls = ws_sub.add_parser("list")
     ls.add_argument("--json", action="store_true")
@@ -162,11 +162,20 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + signal.SIGPIPE
 
 
+# Commands whose first word is an action and which list when given none.
+LISTING = ("workspaces", "models", "datasets", "images")
+
+
 def _parse(parser: argparse.ArgumentParser, argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    """Parse ``argv``.  For a command that passes arguments on (``submit``: the entry point's,
-    after ``--``), what follows the first ``--`` is those arguments wherever the options stand:
-    argparse alone matches the ``nargs="*"`` positional, empty, before options that follow the
-    code, and calls the rest unrecognized (``submit train.py -w vision -- --epochs 3``)."""
+    """Parse ``argv``.  A command of :data:`LISTING` given no action lists.
+
+    For a command that passes arguments on (``submit``: the entry point's, after ``--``), what
+    follows the first ``--`` is those arguments wherever the options stand: argparse alone
+    matches the ``nargs="*"`` positional, empty, before options that follow the code, and calls
+    the rest unrecognized (``submit train.py -w vision -- --epochs 3``)."""
+    if argv[:1] and argv[0] in LISTING and (len(argv) == 1 or argv[1].startswith("-")
+                                            and argv[1] not in ("-h", "--help")):
+        argv = [argv[0], "list", *argv[1:]]  # `flightbase datasets -w vision` lists, as `flightbase jobs` does
     args, extra = parser.parse_known_args(argv)
     dest = getattr(args, "passthrough", None)
     if dest is not None and extra and "--" in argv:

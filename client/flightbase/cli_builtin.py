@@ -11,7 +11,7 @@ import os
 
 
 def add_parsers(subparsers) -> None:
-    models = subparsers.add_parser("models", help="the built-in models and their parameters")
+    models = subparsers.add_parser("models", help="the built-in models (listed with no action) and their parameters")
     sub = models.add_subparsers(dest="action", required=True, parser_class=type(models))
     p = sub.add_parser("list", help="the catalogue")
     p.add_argument("--json", action="store_true")

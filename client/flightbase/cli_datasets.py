@@ -20,7 +20,7 @@ from flightbase.uploads import READ, Counting, Progress, chunks, human, upload
 
 
 def add_parsers(subparsers) -> None:
-    ds = subparsers.add_parser("datasets", help="list, create, upload, download and delete datasets and versions")
+    ds = subparsers.add_parser("datasets", help="list (with no action), create, upload, download and delete datasets and versions")
     ds_sub = ds.add_subparsers(dest="action", required=True, parser_class=type(ds))
 
     p = ds_sub.add_parser("list", help="datasets of a workspace, with storage used")
@@ -53,7 +53,7 @@ def add_parsers(subparsers) -> None:
     p.add_argument("--version", help="delete only this version")
     ds.set_defaults(func=cmd_datasets)
 
-    im = subparsers.add_parser("images", help="list, register and upload images")
+    im = subparsers.add_parser("images", help="list (with no action), register and upload images")
     im_sub = im.add_subparsers(dest="action", required=True, parser_class=type(im))
     p = im_sub.add_parser("list", help="built-in and workspace images")
     workspace_arg(p)

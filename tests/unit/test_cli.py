@@ -93,3 +93,17 @@ def test_a_stray_argument_after_the_options_of_a_command_without_pass_through_is
                           env={"PATH": "/usr/bin:/bin", "FLIGHTBASE_TOKEN": "x", "FLIGHTBASE_URL": "http://127.0.0.1:9"})
     assert proc.returncode == 2 and "unrecognized arguments" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("argv", [["workspaces"], ["models"], ["models", "--json"], ["datasets", "-w", "vision"],
+                                  ["images", "--json"]])
+def test_a_command_of_actions_given_none_lists(argv):
+    from flightbase import cli
+
+    parsed, extra = cli._parse(cli.build_parser(), argv)
+    assert (parsed.command, parsed.action, extra) == (argv[0], "list", [])
+
+
+def test_a_command_of_actions_still_shows_its_own_help():
+    proc = subprocess.run([FLIGHTBASE, "datasets", "--help"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "{list,create,upload" in proc.stdout, proc.stdout
