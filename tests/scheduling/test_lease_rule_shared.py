@@ -191,3 +191,32 @@ def test_insight_and_pass_agree_on_a_lease_that_fits_beside_the_reservation():
     s = snap([gang, nb], full, [node("m", 4, free=[]), node("n", 4, free=[])], now=now)
     assert decide("las", s)[0] == {}
     assert "may not delay training gang" in {i.job_id: i for i in explain(s, policy=make_policy("las"))}["nb"].reason
+
+
+@pytest.mark.parametrize("ran", [100.0, 300.0, 500.0])
+def test_a_held_lease_is_estimated_after_the_training_it_waits_for_in_every_projection(ran):
+    """Runtimes from history, not declared: each projection of the range and the samples draws
+    its own.  The lease is held in each until the training ahead of it starts in that same
+    projection; it was held only until that training's median start, so in projections where
+    the running job ran longer the lease took a GPU the training still waited for, and its
+    estimate came out at the training's start (seen on the platform: 15:56:29 for the 4-GPU
+    training, 15:56:32 for the notebook, on 4 slots)."""
+    from flightbase_jobqueue.scheduling.estimates import HistoryEstimates
+
+    est = HistoryEstimates()
+    for r in (200, 210, 400, 410, 70, 300):
+        est.observe(job("h2", 2), float(r))
+    for r in (60.0, 600.0):
+        est.observe(job("h4", 4), r)
+    now = 1000.0
+    t2 = running(job("t2", 2), {"n": [2, 3]}, started=now - ran)
+    s = snap([job("big", 4, t=5), lease("nb", "w", submitted_at=10)], [t2], [node("n", total=4, free=[0, 1])],
+             now=now, limits={"w": quota(4)}, estimates=est)
+    assert decide("las", s)[0] == {}  # the pass holds the notebook
+    shown = {i.job_id: i for i in explain(s, policy=make_policy("las"))}
+    big, nb = shown["big"], shown["nb"]
+    assert "may not delay training big" in nb.reason
+    # 'big' takes every GPU: the notebook starts when it ends, never at its start
+    assert nb.estimated_start > big.estimated_start + 30, (big.estimated_start, nb.estimated_start)
+    assert nb.reason.endswith("when training big ends"), nb.reason
+    assert nb.estimated_range[0] > now

@@ -128,18 +128,19 @@ def _qf(spec: float | int) -> Callable[[str], float]:
 
 
 def project(snap: Snapshot, free: FreeMap, q: float = 0.5, policy=None, limit: int = 1000,
-            only: Iterable[str] | None = None, not_before: dict[str, float] | None = None,
+            only: Iterable[str] | None = None, not_before: dict[str, float | str] | None = None,
             ) -> dict[str, tuple[float, str]]:
     """Projected start of queued jobs: job id -> (time, what makes room).
     ``free``: the free GPUs now (not modified).  ``only``: stop once these
     jobs have a start (the replay's recorder); otherwise the first ``limit``
     jobs in the projection's order are projected.  ``not_before``: job id -> the time before
-    which it may not start (under ``las``; explain's held notebook leases)."""
+    which it may not start, or the id of a job that must start before it in the same
+    projection (under ``las``; explain's held notebook leases)."""
     return project_many(snap, free, (q,), policy, limit, only, not_before)[0]
 
 
 def project_many(snap: Snapshot, free: FreeMap, qs: Sequence[float | int], policy=None, limit: int = 1000,
-                 only: Iterable[str] | None = None, not_before: dict[str, float] | None = None,
+                 only: Iterable[str] | None = None, not_before: dict[str, float | str] | None = None,
                  ) -> list[dict[str, tuple[float, str]]]:
     """:func:`project` for each entry of ``qs``: a runtime quantile (float)
     for every job, or a sample number (int): each job's runtime drawn at its
@@ -332,7 +333,7 @@ class _Prepared:
 
 
 def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping,
-             not_before: dict[str, float] | None = None, starts: float = INF) -> dict[str, tuple[float, str]]:
+             not_before: dict[str, float | str] | None = None, starts: float = INF) -> dict[str, tuple[float, str]]:
     """One projection under ``las`` (see the module docstring): queued jobs
     walked in rank order at each event, promoted when they reach the
     starvation limit (a promoted job that cannot start holds back the rest,
@@ -421,7 +422,7 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
     sinces: list[tuple[float, str]] = list(prepared.sinces)
     waits: list[tuple[float, str]] = list(prepared.waits)
     if not_before:  # jobs that may not start before these times (explain's held leases)
-        waits += [(at, jid) for jid, at in not_before.items() if at > t]
+        waits += [(at, jid) for jid, at in not_before.items() if not isinstance(at, str) and at > t]
         heapq.heapify(waits)
 
     # The queue, by rank within each GPU count (see _Walk).
@@ -478,8 +479,9 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
             rank, job, _ = entry
             if fm.total_free == 0 and lv >= top:
                 break
-            if not_before and t < not_before.get(job.id, t):
-                walk.skip(g)
+            if not_before and (b := not_before.get(job.id)) is not None and (
+                    b in queued if isinstance(b, str) else t < b):
+                walk.skip(g)  # held until then, or while that job waits (in this run: its own runtimes)
                 continue
             if quotas is not None and quotas.over(job):
                 walk.take(g)  # held for its workspace's quota: out of the walk until it has room
@@ -807,7 +809,7 @@ def summarize(runs: Sequence[dict[str, tuple[float, str]]], low: dict | None = N
 
 
 def estimate_starts(snap: Snapshot, free: FreeMap, policy=None, limit: int = 1000,
-                    only: Iterable[str] | None = None, not_before: dict[str, float] | None = None,
+                    only: Iterable[str] | None = None, not_before: dict[str, float | str] | None = None,
                     ) -> dict[str, tuple[float, str, float, float]]:
     """job id -> (estimated start, what makes room, earliest, latest): what
     the queue shows (see the module docstring)."""
@@ -816,7 +818,7 @@ def estimate_starts(snap: Snapshot, free: FreeMap, policy=None, limit: int = 100
 
 
 def _estimates(snap: Snapshot, fm: FreeMap, policy, limit: int, ranges: bool,
-               only: Iterable[str] | None = None, not_before: dict[str, float] | None = None,
+               only: Iterable[str] | None = None, not_before: dict[str, float | str] | None = None,
                ) -> dict[str, tuple[float, str, float, float]]:
     if ranges:
         return estimate_starts(snap, fm, policy, limit, only, not_before)
@@ -881,12 +883,14 @@ def explain(snap: Snapshot, limit: int = 1000, topology_keys=DEFAULT_TOPOLOGY_KE
     estimates = _estimates(projected, fm, policy, limit, ranges)
     # Projected with the held leases in the queue as any job; only their own estimates are taken
     # from it: a held lease starts no earlier than there (the GPUs the jobs ahead of it take
-    # first, its quota), nor, unless let go earlier (``freed``), than the training it waits for.
-    not_before: dict[str, float] = {}
+    # first, its quota), nor, unless let go earlier (``freed``), than the training it waits for
+    # starts in the same run.  (Not than that training's median start: in a run where the
+    # running jobs end later, the lease then took a GPU the training still waited for, and its
+    # estimate came out at the training's start instead of after it.)
+    not_before: dict[str, float | str] = {}
     for jid, b in blockers.items():
-        theirs = estimates.get(b.id)
-        if jid in freed or theirs is not None:  # (behind a training with no estimate: none either)
-            not_before[jid] = freed[jid] if jid in freed else theirs[0]
+        if jid in freed or b.id in estimates:  # (behind a training with no estimate: none either)
+            not_before[jid] = freed[jid] if jid in freed else b.id
     early = (_estimates(snap, fm, policy, limit, ranges, only=not_before, not_before=not_before)
              if not_before else {})
     ws_pos: dict[str, int] = {}
