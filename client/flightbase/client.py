@@ -35,6 +35,26 @@ class ConfigError(Exception):
     pass
 
 
+def api_error(resp: httpx.Response) -> ApiError:
+    """The :class:`ApiError` of a 4xx/5xx answer.  The services answer JSON (``message``, and
+    ``field`` where one is concerned); anything else is the hub's or the proxy's own page, such
+    as the hub's 404 for a service it does not route (yet, while the platform starts) or a 503
+    while the service restarts, or the hub's redirect of a path it does not route (the services
+    never redirect): said in one line, not the page's HTML."""
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or "message" not in body:
+        path = resp.request.url.path if resp.request is not None else ""
+        service = path.split("/services/", 1)[1].split("/", 1)[0] if "/services/" in path else ""
+        what = f"{resp.status_code} {resp.reason_phrase}".strip()
+        message = (f"the {service} service did not answer ({what}); if the platform is starting or "
+                   f"restarting, try again in a moment" if service else f"{what} from {path or 'the server'}")
+        body = {"message": message}
+    return ApiError(resp.status_code, body.get("message", "error"), body.get("field"), body)
+
+
 def _hub_base(environ) -> str:
     url = environ.get("FLIGHTBASE_URL")
     if url:
@@ -81,12 +101,8 @@ class Client:
                 if last or resp.status_code not in RETRY_STATUSES:
                     break
             time.sleep(min(0.5 * 2 ** attempt, 8.0))
-        if resp.status_code >= 400:
-            try:
-                body = resp.json()
-            except ValueError:
-                body = {"message": resp.text[:200] or resp.reason_phrase}
-            raise ApiError(resp.status_code, body.get("message", "error"), body.get("field"), body)
+        if resp.status_code >= 300:  # (a redirect is the hub's, for a service it does not route)
+            raise api_error(resp)
         if resp.status_code == 204 or not resp.content:
             return None
         return resp.json()
@@ -213,16 +229,16 @@ class Client:
         url = f"{self.url}/services/jobqueue/api/v1/jobs/{job_id}/logs"
         if not follow:
             resp = self._http.get(url, params=params)
-            if resp.status_code >= 400:
-                raise ApiError(resp.status_code, resp.json().get("message", "error"), resp.json().get("field"))
+            if resp.status_code >= 300:
+                raise api_error(resp)
             return resp.text
         return self._follow(url, params)
 
     def _follow(self, url: str, params: dict):
         with self._http.stream("GET", url, params=params, timeout=None) as resp:
-            if resp.status_code >= 400:
+            if resp.status_code >= 300:
                 resp.read()
-                raise ApiError(resp.status_code, resp.json().get("message", "error"), resp.json().get("field"))
+                raise api_error(resp)
             yield from resp.iter_text()
 
     def wait(self, job_id: str, timeout: float | None = None, interval: float = 1.0) -> dict:
@@ -250,9 +266,8 @@ class Client:
             resp = self._http.get(f"{self.url}/services/jobqueue/api/v1/usage", params=params)
         except httpx.HTTPError as exc:
             raise ApiError(0, f"cannot reach {self.url}: {exc}") from None
-        if resp.status_code >= 400:
-            body = resp.json()
-            raise ApiError(resp.status_code, body.get("message", "error"), body.get("field"), body)
+        if resp.status_code >= 300:
+            raise api_error(resp)
         return resp.text
 
     # --- built-in models
