@@ -220,3 +220,29 @@ def test_a_held_lease_is_estimated_after_the_training_it_waits_for_in_every_proj
     assert nb.estimated_start > big.estimated_start + 30, (big.estimated_start, nb.estimated_start)
     assert nb.reason.endswith("when training big ends"), nb.reason
     assert nb.estimated_range[0] > now
+
+
+@pytest.mark.parametrize("policy", ["las", "fifo"])
+def test_a_lease_held_for_its_quota_is_also_held_behind_the_older_training_of_its_workspace(policy):
+    """Both trainings of w run and fill w's quota of 4: the notebook lease (it never borrows)
+    waits for the quota, and the 4-GPU training, older, waits for GPUs.  When one training ends,
+    w has room, the lease is within its guarantee, and rule 5 holds it behind w's own training,
+    which takes every GPU once the other ends: the pass starts the lease after it.  The queue
+    showed the reverse (seen on the platform, 4 CPU slots and no runtime history yet: the
+    notebook at 16:19, the training at 17:33 "when notebook lease nb ends")."""
+    from flightbase_jobqueue.scheduling.estimates import HistoryEstimates
+
+    now = 1000.0
+    ta = running(job("ta", 2), {"n": [0, 1]}, started=now - 30)
+    tb = running(job("tb", 2), {"n": [2, 3]}, started=now - 30)
+    s = snap([job("big", 4, t=5), lease("nb", "w", submitted_at=10)], [ta, tb], [node("n", total=4, free=[])],
+             now=now, limits={"w": quota(4)}, estimates=HistoryEstimates())
+    shown = {i.job_id: i for i in explain(s, policy=make_policy(policy))}
+    big, nb = shown["big"], shown["nb"]
+    assert "notebook" not in big.reason, big.reason
+    assert "workspace quota 4/4 in use; may not delay training big, ahead of it in the queue" in nb.reason, nb.reason
+    assert nb.estimated_start > big.estimated_start, (big.estimated_start, nb.estimated_start)
+    # and the pass, once ta has ended: the lease within its quota stays behind 'big'
+    later = snap([job("big", 4, t=5), lease("nb", "w", submitted_at=10)], [tb], [node("n", total=4, free=[0, 1])],
+                 now=now + 200, limits={"w": quota(4)}, estimates=HistoryEstimates())
+    assert decide(policy, later)[0] == {}

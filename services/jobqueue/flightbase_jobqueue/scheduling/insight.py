@@ -868,10 +868,19 @@ def explain(snap: Snapshot, limit: int = 1000, topology_keys=DEFAULT_TOPOLOGY_KE
                 if at is None or at > snap.now:
                     ahead.append((j, v))
                     let_go[j.id] = at
-        elif ahead and (lease_verdict := verdict_of(j)) != BLOCKED:  # (one held for its quota waits for that first)
+        elif ahead:
+            lease_verdict = verdict_of(j)
+            # One held for its quota now waits for that first; once its workspace has room it
+            # is within its guarantee (leases never borrow), and rule 5 then holds it behind
+            # the trainings it protects as such.  (Left out of that, the projection started it
+            # as soon as its workspace had room, before the older training of its workspace
+            # that the pass then starts first: on 4 CPU slots the notebook was shown at 16:19
+            # and that 4-slot training at 17:33, "when notebook lease nb ends".)
+            quota_held = lease_verdict == BLOCKED
             walked = ahead if rank_of is None else [(a, v) for a, v in ahead if rank(a) < rank(j)]
-            protect = lease_protects(j, lease_verdict, walked)[:depth]
-            if protect and fm.find(j) is not None and state.beside_reservations(j, protect)[0] is not None:
+            protect = lease_protects(j, WITHIN if quota_held else lease_verdict, walked)[:depth]
+            if (protect and not quota_held and fm.find(j) is not None
+                    and state.beside_reservations(j, protect)[0] is not None):
                 protect = []  # it fits now beside their reservations: the pass starts it (lease_room)
             if protect:
                 blockers[j.id] = protect[0]
