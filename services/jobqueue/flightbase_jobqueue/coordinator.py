@@ -71,6 +71,12 @@ class StepResult:
         return self.decisions.wake_at if self.decisions else None
 
 
+# Successful jobs whose run times the runtime history learns again at start-up: as many as
+# HistoryEstimates keeps for all jobs together (long_window, 1,000) five times over, so that
+# the keys of each workspace and size get theirs too.
+HISTORY_AT_START = 5000
+
+
 class Coordinator:
     def __init__(self, store: Store, backend: Backend, policy: Policy, nodes: NodeInventory, *,
                  grace_seconds: float = 30.0, estimates: HistoryEstimates | None = None,
@@ -81,6 +87,13 @@ class Coordinator:
         self.inventory = nodes
         self.grace_seconds = grace_seconds
         self.estimates = estimates if estimates is not None else HistoryEstimates()
+        # The runtime history is in memory: learnt again from the store's last successes, so
+        # that a restart of the service (the hub restarts it if it dies; upgrades) does not
+        # turn every estimate back into the default hour until jobs have ended again.
+        history = getattr(self.store, "completed_runtimes", None)  # (the simulator's store has none)
+        if history is not None:
+            for job, runtime in history(HISTORY_AT_START):
+                self.estimates.observe(job, runtime)
         self.usage = usage if usage is not None else UsageLedger()
         self.usage.restore(self.store.load_usage())  # what the last run of the service saved
         self.usage_save_seconds = usage_save_seconds

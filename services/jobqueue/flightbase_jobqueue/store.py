@@ -276,6 +276,16 @@ class SqlStore:
             self._active[job_id] = replace(active, job=replace(active.job, priority=priority))
         return job
 
+    def completed_runtimes(self, limit: int) -> list[tuple[Job, float]]:
+        """The last ``limit`` jobs that succeeded, oldest first, each with its run time (seconds,
+        every run together): the runtime history of the start estimates and of ``las``'s
+        expectations (``coordinator.estimates``), learnt again at start-up."""
+        with self.sessions() as session:
+            rows = list(session.scalars(
+                select(models.Job).where(models.Job.state == JobState.SUCCEEDED.value, models.Job.gpus > 0)
+                .order_by(models.Job.finished_at.desc(), models.Job.id.desc()).limit(limit)))
+        return [(to_core(row), row.attained / row.gpus) for row in reversed(rows)]
+
     # -- fair-share usage (the coordinator's ledger, saved in batches) -------------------
     def load_usage(self) -> dict[str, tuple[float, float]]:
         with self.sessions() as session:
