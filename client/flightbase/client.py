@@ -36,11 +36,11 @@ class ConfigError(Exception):
 
 
 def api_error(resp: httpx.Response) -> ApiError:
-    """The :class:`ApiError` of a 4xx/5xx answer.  The services answer JSON (``message``, and
-    ``field`` where one is concerned); anything else is the hub's or the proxy's own page, such
-    as the hub's 404 for a service it does not route (yet, while the platform starts) or a 503
-    while the service restarts, or the hub's redirect of a path it does not route (the services
-    never redirect): said in one line, not the page's HTML."""
+    """The :class:`ApiError` of an answer that is not a success (3xx, 4xx, 5xx).  The services
+    answer JSON (``message``, and ``field`` where one is concerned) and never redirect; anything
+    else is the hub's or the proxy's own: the hub's redirect of a service path it does not route
+    (yet, while the platform starts) and its HTML 404 page there, or a 503 while the service
+    restarts.  Said in one line, not the page's HTML."""
     try:
         body = resp.json()
     except ValueError:
