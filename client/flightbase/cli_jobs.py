@@ -25,9 +25,6 @@ def _workspace(args, client) -> str:
     return client.resolve_workspace(args.workspace)
 
 
-_ENDED = frozenset({"succeeded", "failed", "cancelled"})
-
-
 def _when(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts).strftime("%H:%M:%S") if ts else ""
 
@@ -218,19 +215,19 @@ def cmd_logs(args) -> int:
 
 
 def cmd_cancel(args) -> int:
-    from flightbase.client import ApiError
+    from flightbase.client import ENDED, ApiError
 
     # The answer comes before running processes have stopped (within seconds): a job still
     # running then is being cancelled, which is what the person should read, not "running".
     with _client() as c:
         try:
             job = c.cancel(args.id)
-            print(f"job {job['id']}: " + (job["state"] if job["state"] in _ENDED else "cancelling (stops within seconds)"))
+            print(f"job {job['id']}: " + (job["state"] if job["state"] in ENDED else "cancelling (stops within seconds)"))
         except ApiError as exc:
             if exc.status != 404:
                 raise
             t = c.training_action(args.id, "cancel")
-            live = sum(n for state, n in (t.get("progress") or {}).items() if state not in _ENDED)
+            live = sum(n for state, n in (t.get("progress") or {}).items() if state not in ENDED)
             print(f"training {t['id']}: " + (f"cancelling ({live} job(s) stop within seconds)" if live else t["state"]))
     return 0
 

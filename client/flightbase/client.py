@@ -18,10 +18,12 @@ import httpx
 
 
 RETRY_STATUSES = frozenset({502, 503, 504})  # the proxy's answers while a service restarts
+ENDED = ("succeeded", "failed", "cancelled")  # a job's states once it has ended
 
 
 class ApiError(Exception):
-    """A 4xx/5xx answer from a service, with the field it concerns when there is one."""
+    """A 3xx/4xx/5xx answer from a service (:func:`api_error`), with the field it concerns when there
+    is one."""
 
     def __init__(self, status: int, message: str, field: str | None = None, body: dict | None = None):
         super().__init__(message)
@@ -246,7 +248,7 @@ class Client:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             job = self.job(job_id)
-            if job["state"] in ("succeeded", "failed", "cancelled"):
+            if job["state"] in ENDED:
                 return job
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"job {job_id} is still {job['state']}")

@@ -33,9 +33,10 @@ import threading
 from ipyparallel.cluster.launcher import EngineLauncher, NotRunning
 from traitlets import Dict, Float, Integer, List, Unicode, default
 
+from flightbase.client import ENDED
+
 ENTRY = "flightbase_ipengine.py"
 CONNECTION = "ipp-engine-connection.json"
-ENDED = ("succeeded", "failed", "cancelled")
 
 # The job's entry point: one ipengine per process the launcher starts.
 ENTRY_SCRIPT = f'''"""An ipyparallel engine, started by Flightbase for a notebook's cluster."""

@@ -36,8 +36,9 @@ import time
 import httpx
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
+from flightbase.client import ENDED
+
 CELL_SCRIPT = "flightbase_cell.py"
-ENDED = ("succeeded", "failed", "cancelled")
 
 
 class UsageError(ValueError):
