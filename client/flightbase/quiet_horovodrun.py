@@ -18,6 +18,8 @@ changed itself (e.g. from its own options) stays, and so do the rendezvous
 variables (``HOROVOD_RANK``...), which hold nothing secret. A worker on
 another host (over ssh, which passes no environment) keeps the full command.
 
+It also ends a worker's processes without horovod's race (:func:`terminate_tree`).
+
 Run as ``python -m flightbase.quiet_horovodrun --gloo ...``
 with horovodrun's own arguments (the jobqueue's ``backends/launchers.command``). It is
 part of the client distribution because it runs where the job runs: a job's image
@@ -72,8 +74,66 @@ def worker_failed(exc: BaseException) -> tuple[str, int] | None:
     return m["name"], (128 - code if code < 0 else code if 0 < code < 256 else 1)
 
 
+def terminate_tree(pid: int, grace: float = 5.0) -> None:
+    """End the shell ``pid`` that runs one worker, and every process under it.
+
+    This replaces horovod's ``safe_shell_exec.terminate_executor_shell_and_children``,
+    which runs in each worker's middleman when the job is stopped or another worker
+    failed.  That one lists the shell's children a second time after it has sent them
+    SIGTERM; when the shell has ended in between (it ends when its only child does), psutil
+    raises NoSuchProcess, the thread prints its traceback into the job's log, and the
+    workers' processes left alive are never killed.  It also kills only the children of
+    children that outlived the grace period, never a grandchild whose own parent ended.
+
+    Here every process under the shell is listed once, before any signal: SIGTERM to each,
+    ``grace`` seconds to end, then SIGKILL to whatever is left, and then the shell."""
+    import signal
+
+    import psutil
+
+    try:
+        shell = psutil.Process(pid)
+        tree = shell.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return
+    for proc in tree:
+        try:
+            proc.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(tree, timeout=grace)
+    for proc in alive:
+        try:
+            started = proc.children(recursive=True)  # what it started during the grace period
+        except psutil.NoSuchProcess:
+            started = []
+        for each in [*started, proc]:
+            try:
+                each.kill()
+            except psutil.NoSuchProcess:
+                pass
+    try:
+        shell.send_signal(signal.SIGTERM)
+        shell.wait(timeout=grace)
+    except psutil.NoSuchProcess:
+        pass
+    except psutil.TimeoutExpired:
+        try:
+            shell.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def _install_terminate_tree() -> None:
+    from horovod.runner.common.util import safe_shell_exec
+
+    safe_shell_exec.terminate_executor_shell_and_children = terminate_tree
+
+
 def main() -> int | None:
     from horovod.runner import gloo_run, launch
+
+    _install_terminate_tree()
 
     gloo_run._slot_info_to_command_fn = quiet(gloo_run._slot_info_to_command_fn, _is_local, dict(os.environ))
     sys.argv[0] = "horovodrun"
@@ -89,6 +149,12 @@ def main() -> int | None:
         print(f"horovodrun: rank {failed[0]} was the first to fail, with exit status {failed[1]}", file=sys.stderr)
         return failed[1]
 
+
+if __name__ == "__mp_main__":
+    # a worker's middleman: horovod starts it with multiprocessing's spawn, which imports
+    # this module again under this name before it runs the middleman, so the replacement
+    # must be installed here too (it is where terminate_executor_shell_and_children runs)
+    _install_terminate_tree()
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -63,3 +63,41 @@ def test_a_failed_worker_ends_the_job_with_its_own_exit_status_and_no_launcher_t
     assert "rank one fails" in r.stdout + r.stderr
     assert "horovodrun: rank 1 was the first to fail, with exit status 3" in r.stderr
     assert "Traceback" not in r.stderr, r.stderr
+
+
+def test_a_workers_processes_are_all_ended_when_its_shell_ends_before_they_do(tmp_path):
+    """horovod's own terminate_executor_shell_and_children raced here (CI, 495256c): the worker
+    ends on SIGTERM, its shell then ends and is reaped, and horovod's second listing of the
+    shell's children raised NoSuchProcess into the job's log, leaving the rest alive.  A real
+    process tree: a shell, the worker under it, and a process the worker started that ignores
+    SIGTERM.  It is ended all the same, and nothing is raised."""
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    import psutil
+
+    from flightbase.quiet_horovodrun import terminate_tree
+
+    pid_file = tmp_path / "stubborn.pid"
+    (tmp_path / "stubborn.py").write_text("import os, signal, sys, time\n"
+                                          "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+                                          "open(sys.argv[1], 'w').write(str(os.getpid()))\n"
+                                          "time.sleep(60)\n")
+    (tmp_path / "worker.py").write_text("import subprocess, sys, time\n"
+                                        "subprocess.Popen([sys.executable, sys.argv[1], sys.argv[2]])\n"
+                                        "time.sleep(60)\n")
+    shell = subprocess.Popen(["/bin/sh", "-c", f"{sys.executable} worker.py stubborn.py {pid_file}; true"], cwd=tmp_path)
+    threading.Thread(target=shell.wait, daemon=True).start()  # reaped the moment it ends, as the middleman does
+    deadline = time.monotonic() + 30
+    while not (pid_file.exists() and pid_file.read_text()):
+        assert time.monotonic() < deadline, "the worker's process did not start"
+        time.sleep(0.05)
+    left = psutil.Process(int(pid_file.read_text()))
+
+    terminate_tree(shell.pid, grace=1)
+
+    assert shell.wait(timeout=10) is not None
+    _, alive = psutil.wait_procs([left], timeout=10)
+    assert not alive, "the process that ignores SIGTERM outlived its worker's end"
