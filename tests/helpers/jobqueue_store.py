@@ -20,8 +20,8 @@ def add_jobs(sessions, *job_ids, state="queued", per_job: dict[str, dict] | None
             s.flush()
         for i, job_id in enumerate(job_ids):
             own = {**fields, **(per_job or {}).get(job_id, {})}
-            s.add(models.Job(id=job_id, training_id="t1", workspace="vision", name=job_id, gpus=1, kind="training",
-                             state=state, submitted_at=float(i), created_by="ann", **own))
+            s.add(models.Job(id=job_id, training_id="t1", workspace="vision", name=job_id, state=state,
+                             submitted_at=float(i), created_by="ann", **{"gpus": 1, "kind": "training", **own}))
 
 
 def on_disk(sessions) -> dict[str, str]:

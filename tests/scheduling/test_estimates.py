@@ -51,6 +51,32 @@ def test_remaining_without_history_expects_a_long_job_to_run_about_as_long_again
     assert est.remaining(j, 1000) == 1000.0
 
 
+def test_notebook_leases_and_trainings_have_histories_of_their_own():
+    """A lease's run time is how long someone kept a notebook open: it must not make the
+    one-GPU trainings of its workspace look longer (their estimates, las's order), and a
+    lease is estimated from leases, not from trainings."""
+    from flightbase_jobqueue.scheduling.types import lease
+
+    est = history([600.0] * 5)  # one-GPU trainings of w: ten minutes
+    for i in range(20):
+        est.observe(lease(f"nb{i}", "w"), 8 * 3600.0)  # notebooks kept open a working day
+    training, nb = job("t"), lease("nb", "w")
+    assert est.estimate(training) == 600.0
+    assert est.remaining(training, 0) == 600.0
+    assert est.completed_remaining(training, 0) == 600.0
+    assert est.estimate(nb) == 8 * 3600.0
+    assert est.remaining(nb, 3600.0) == 7 * 3600.0
+    # another workspace's lease: all leases, before any training
+    assert est.estimate(lease("nb", "other")) == 8 * 3600.0
+    # what runs now is censored in its own history only
+    est.censor(0.0, [(lease(f"open{i}", "w"), 20 * 3600.0) for i in range(40)])
+    assert est.remaining(training, 0) == 600.0
+    assert est.remaining(nb, 0) != 8 * 3600.0
+    est.censor(1e6, [(job(f"long{i}"), 20 * 3600.0) for i in range(40)])
+    assert est.remaining(training, 0) != 600.0
+    assert est.remaining(nb, 0) == 8 * 3600.0
+
+
 def test_running_jobs_count_as_censored_runtimes():
     """Under load the completed runtimes are the short ones; jobs still running long are censored
     observations (Kaplan-Meier): with them the estimate of a fresh job's runtime is longer."""

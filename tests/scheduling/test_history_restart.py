@@ -17,6 +17,8 @@ from flightbase_jobqueue.store import SqlStore
 from tests.helpers.databases import empty_database_url
 from tests.helpers.jobqueue_store import OneNode, RecordingBackend, add_jobs
 
+from flightbase_jobqueue.scheduling.types import lease
+
 from scheduling_factories import job
 
 
@@ -57,3 +59,16 @@ def test_only_successes_are_learnt_and_only_the_last_ones(sessions):
     add_jobs(sessions, *[f"j{i}" for i in range(5)], state="succeeded",
              per_job={f"j{i}": {"attained": 10.0 * (i + 1), "finished_at": 100.0 + i} for i in range(5)})
     assert [j.id for j, _ in SqlStore(sessions).completed_runtimes(3)] == ["j2", "j3", "j4"]
+
+
+def test_a_notebook_lease_is_learnt_again_as_a_lease(sessions):
+    """Leases have a history of their own (how long people keep notebooks open); after a
+    restart a lease's run time must not be learnt back as a one-GPU training's."""
+    add_jobs(sessions, "nb1", "nb2", "nb3", state="succeeded", kind="lease", attained=8 * 3600.0, finished_at=10.0)
+    add_jobs(sessions, "t1", "t2", "t3", state="succeeded", attained=600.0, finished_at=20.0)
+    assert {(j.id, j.kind) for j, _ in SqlStore(sessions).completed_runtimes(10)} == {
+        ("nb1", "lease"), ("nb2", "lease"), ("nb3", "lease"), ("t1", "training"), ("t2", "training"),
+        ("t3", "training")}
+    again = Coordinator(SqlStore(sessions), RecordingBackend(), make_policy("fifo"), OneNode(3))
+    assert again.estimates.estimate(job("new", 1, ws="vision")) == 600.0
+    assert again.estimates.estimate(lease("nb", "vision")) == 8 * 3600.0

@@ -280,11 +280,14 @@ class SqlStore:
         """The last ``limit`` jobs that succeeded, oldest first, each with its run time (seconds,
         every run together): the runtime history of the start estimates and of ``las``'s
         expectations (``coordinator.estimates``), learnt again at start-up."""
-        with self.sessions() as session:
-            rows = list(session.scalars(
-                select(models.Job).where(models.Job.state == JobState.SUCCEEDED.value, models.Job.gpus > 0)
-                .order_by(models.Job.finished_at.desc(), models.Job.id.desc()).limit(limit)))
-        return [(to_core(row), row.attained / row.gpus) for row in reversed(rows)]
+        j = models.Job
+        with self.sessions() as session:  # the columns the history keys on, not whole rows
+            rows = session.execute(
+                select(j.id, j.workspace, j.gpus, j.kind, j.attained)
+                .where(j.state == JobState.SUCCEEDED.value, j.gpus > 0)
+                .order_by(j.finished_at.desc(), j.id.desc()).limit(limit)).all()
+        return [(Job(id=job_id, workspace=ws, gpus=gpus, kind=kind), attained / gpus)
+                for job_id, ws, gpus, kind, attained in reversed(rows)]
 
     # -- fair-share usage (the coordinator's ledger, saved in batches) -------------------
     def load_usage(self) -> dict[str, tuple[float, float]]:

@@ -4,7 +4,10 @@ A job's estimate is its declared ``max_runtime`` when it has one; otherwise
 the running median of the last ``window`` completed runtimes of jobs of the
 same workspace and size class (GPU count rounded up to a power of two),
 falling back to the size class across workspaces, then to all jobs, then to
-``default``.  The coordinator feeds it each completed job's run time
+``default``.  A notebook lease has keys of its own (:func:`history_keys`): its
+workspace's leases, then all leases; how long people keep a notebook open says
+nothing about how long a one-GPU training runs, nor the other way round.  The
+coordinator feeds it each completed job's run time
 (``observe``); the core only reads it (``estimate``), so a pass stays pure.
 Never the true duration of the job being estimated.
 
@@ -32,6 +35,14 @@ from .types import Job
 
 def size_class(gpus: int) -> int:
     return 1 << max(0, gpus - 1).bit_length()
+
+
+def history_keys(job: Job) -> tuple[tuple, ...]:
+    """The runtime history's keys for ``job``, the most specific first."""
+    if job.kind == "lease":
+        return (job.workspace, "lease"), ("", "lease")
+    c = size_class(job.gpus)
+    return (job.workspace, c), ("", c), ("", 0)
 
 
 class _Window:
@@ -62,8 +73,8 @@ class HistoryEstimates:
         self.floor = floor
         self._by_key: dict[tuple, _Window] = {}
         self._long: dict[tuple, _Window] = {}
-        self._memo: dict[tuple[str, int], float] = {}
-        self._chains: dict[tuple[str, int], list[tuple[tuple, _Window]]] = {}
+        self._memo: dict[tuple[str, int, str], float] = {}
+        self._chains: dict[tuple[str, int, str], list[tuple[tuple, _Window]]] = {}
         self.km_refresh = km_refresh
         self._km_at: float | None = None
         self._km: dict[tuple, tuple[list[float], list[float]]] = {}
@@ -75,8 +86,7 @@ class HistoryEstimates:
         self._memo.clear()
         self._chains.clear()
         self._km = {}
-        c = size_class(job.gpus)
-        for key in ((job.workspace, c), ("", c), ("", 0)):
+        for key in history_keys(job):
             w = self._by_key.get(key)
             if w is None:
                 w = self._by_key[key] = _Window()
@@ -89,13 +99,12 @@ class HistoryEstimates:
     def estimate(self, job: Job) -> float:
         if job.max_runtime is not None:
             return job.max_runtime
-        memo_key = (job.workspace, job.gpus)
+        memo_key = (job.workspace, job.gpus, job.kind)
         v = self._memo.get(memo_key)
         if v is not None:
             return v
         v = self.default
-        c = size_class(job.gpus)
-        for key in ((job.workspace, c), ("", c), ("", 0)):
+        for key in history_keys(job):
             w = self._by_key.get(key)
             if w is not None and len(w.recent) >= self.min_samples:
                 v = w.median
@@ -118,8 +127,7 @@ class HistoryEstimates:
         for job, ran in runs:
             if ran <= 0.0 or job.max_runtime is not None:
                 continue
-            c = size_class(job.gpus)
-            for key in ((job.workspace, c), ("", c), ("", 0)):
+            for key in history_keys(job):
                 cens.setdefault(key, []).append(ran)
         for v in cens.values():
             v.sort()
@@ -168,12 +176,10 @@ class HistoryEstimates:
         ran = max(0.0, ran)
         if job.max_runtime is not None:
             return max(0.0, job.max_runtime - ran)
-        mk = (job.workspace, job.gpus)
+        mk = (job.workspace, job.gpus, job.kind)
         chain = self._chains.get(mk)
         if chain is None:
-            c = size_class(job.gpus)
-            chain = self._chains[mk] = [(k, w) for k, w in ((k, self._long.get(k)) for k in
-                                                            ((job.workspace, c), ("", c), ("", 0)))
+            chain = self._chains[mk] = [(k, w) for k, w in ((k, self._long.get(k)) for k in history_keys(job))
                                         if w is not None]
         for key, w in chain:
             o = w.ordered
