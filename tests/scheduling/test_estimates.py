@@ -99,6 +99,22 @@ def test_running_jobs_count_as_censored_runtimes():
     assert est.remaining(j, 0) > 2000.0
 
 
+def test_past_every_completed_runtime_a_fresh_job_is_expected_longer_than_all_of_them():
+    """When the censored runs put the median past the last completed runtime T, a job that has
+    run less than T is expected on a scale-free tail from T (S(t) = S(T) T / t).  It used to
+    get the no-history rule, which for a job that has not run is the default hour: here below
+    every runtime ever seen."""
+    est = history([7200.0 + 100.0 * i for i in range(20)])  # 2 h .. 2 h 31 min 40 s
+    est.censor(0.0, [(job(f"r{i}"), 5 * 3600.0) for i in range(60)])  # 60 running for 5 h
+    j = job("a")
+    # S(9,100 s) = 60/80: the 25th percentile is the last completion, the median 9,100 x 0.75 / 0.5
+    assert [est.remaining(j, 0, q) for q in (0.25, 0.5, 0.75)] == pytest.approx([9100.0, 13650.0, 27300.0])
+    # after 1 h of run, the same tail, less the hour
+    assert est.remaining(j, 3600.0) == pytest.approx(13650.0 - 3600.0)
+    # a job past T: the tail from its own run time (as long again at the median)
+    assert est.remaining(j, 20000.0) == pytest.approx(20000.0)
+
+
 def test_a_declared_max_runtime_bounds_the_remaining_time():
     est = history([10_000.0] * 5)
     assert est.remaining(job("a", max_runtime=600.0), 100) == 500.0

@@ -21,7 +21,9 @@ With fewer than ``min_samples`` such runtimes anywhere, a job that has run
 ``r`` seconds (at least ``floor``; ``default`` for one that has not run) is
 expected to run ``r q / (1 - q)`` more at quantile ``q``: a scale-free
 (Pareto) tail, about as long again at the median, a third of it at the 25th
-percentile and three times it at the 75th.
+percentile and three times it at the 75th.  When the censored runtimes put
+the quantile past the longest completed runtime ``T``, a job that has run
+less than ``T`` is expected on that tail from ``T`` (``S(t) = S(T) T / t``).
 """
 
 from __future__ import annotations
@@ -195,8 +197,14 @@ class HistoryEstimates:
             m = bisect_left(neg, -s_r * (1.0 - q), k)
             if m < len(times):
                 return max(0.0, times[m] - ran)
-            # Past the last completed runtime (the rest is censored): the tail rule below.
-            break
+            if k < len(times):
+                # Past the last completed runtime T (the rest is censored), from a job that
+                # has run less than T: the scale-free tail of the rule below, from T on
+                # (S(t) = S(T) T / t).  Not the rule itself, which would expect a job that
+                # has not run of a history all longer than an hour to run an hour.
+                t_last, s_last = times[-1], -neg[-1]
+                return max(0.0, t_last * s_last / (s_r * (1.0 - min(q, 0.99))) - ran)
+            break  # it has run T or more: the tail rule below, from its own run time
         base = self.default if ran <= 0.0 else max(self.floor, ran)
         q = min(max(q, 0.01), 0.99)
         return base * q / (1.0 - q)
