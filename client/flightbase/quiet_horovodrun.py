@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import time
 from typing import Callable, Mapping
 
 
@@ -114,14 +115,28 @@ def terminate_tree(pid: int, grace: float = 5.0) -> None:
                 pass
     try:
         shell.send_signal(signal.SIGTERM)
-        shell.wait(timeout=grace)
     except psutil.NoSuchProcess:
-        pass
-    except psutil.TimeoutExpired:
-        try:
-            shell.kill()
-        except psutil.NoSuchProcess:
-            pass
+        return
+    # The middleman waits for the shell and reads its exit status: wait here without reaping it
+    # (psutil's wait would, and the middleman's would then read 0, as horovod's function let it).
+    deadline = time.monotonic() + grace
+    while not _ended(shell):
+        if time.monotonic() >= deadline:
+            try:
+                shell.kill()
+            except psutil.NoSuchProcess:
+                pass
+            return
+        time.sleep(0.05)
+
+
+def _ended(proc) -> bool:
+    import psutil
+
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def _install_terminate_tree() -> None:

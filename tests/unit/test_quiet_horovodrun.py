@@ -101,3 +101,25 @@ def test_a_workers_processes_are_all_ended_when_its_shell_ends_before_they_do(tm
     assert shell.wait(timeout=10) is not None
     _, alive = psutil.wait_procs([left], timeout=10)
     assert not alive, "the process that ignores SIGTERM outlived its worker's end"
+
+
+def test_ending_a_workers_tree_leaves_the_shells_exit_status_to_its_parent(tmp_path):
+    """The middleman (the shell's parent) waits for the shell and reads its exit status; ending
+    the tree must not reap the shell first (its parent would then read 0 whatever it was)."""
+    import subprocess
+    import sys
+    import time
+
+    from flightbase.quiet_horovodrun import terminate_tree
+
+    started = tmp_path / "started"
+    (tmp_path / "worker.py").write_text("import sys, time\nopen(sys.argv[1], 'w').write('1')\ntime.sleep(60)\n")
+    shell = subprocess.Popen(["/bin/sh", "-c", f"{sys.executable} worker.py {started}; exit 7"], cwd=tmp_path)
+    deadline = time.monotonic() + 30
+    while not started.exists():
+        assert time.monotonic() < deadline, "the worker did not start"
+        time.sleep(0.05)
+
+    terminate_tree(shell.pid, grace=2)
+
+    assert shell.wait(timeout=10) == 7
