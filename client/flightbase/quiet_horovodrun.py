@@ -98,10 +98,7 @@ def terminate_tree(pid: int, grace: float = 5.0) -> None:
     except psutil.NoSuchProcess:
         return
     for proc in tree:
-        try:
-            proc.terminate()
-        except psutil.NoSuchProcess:
-            pass
+        _unless_gone(proc.terminate)
     _, alive = psutil.wait_procs(tree, timeout=grace)
     for proc in alive:
         try:
@@ -109,10 +106,7 @@ def terminate_tree(pid: int, grace: float = 5.0) -> None:
         except psutil.NoSuchProcess:
             started = []
         for each in [*started, proc]:
-            try:
-                each.kill()
-            except psutil.NoSuchProcess:
-                pass
+            _unless_gone(each.kill)
     try:
         shell.send_signal(signal.SIGTERM)
     except psutil.NoSuchProcess:
@@ -122,12 +116,20 @@ def terminate_tree(pid: int, grace: float = 5.0) -> None:
     deadline = time.monotonic() + grace
     while not _ended(shell):
         if time.monotonic() >= deadline:
-            try:
-                shell.kill()
-            except psutil.NoSuchProcess:
-                pass
+            _unless_gone(shell.kill)
             return
         time.sleep(0.05)
+
+
+def _unless_gone(signal_process: Callable[[], None]) -> None:
+    """``signal_process()`` (a process's ``terminate`` or ``kill``), for a process that may have
+    ended meanwhile."""
+    import psutil
+
+    try:
+        signal_process()
+    except psutil.NoSuchProcess:
+        pass
 
 
 def _ended(proc) -> bool:
