@@ -194,8 +194,8 @@ def cmd_queue(args) -> int:
         return 0
     for r in rows:
         q = r["queue"] or {}
-        r["position"] = q.get("position")
-        r["in_workspace"] = q.get("workspace_position")
+        r["position"] = q.get("position") or "held"  # a held job (position 0) is listed after the queue
+        r["in_workspace"] = q.get("workspace_position") or ""
         r["estimated_start"] = _start(q)
         r["reason"] = q.get("reason", "")
     table(rows, ["position", "in_workspace", "id", "workspace", "name", "gpus", "estimated_start", "reason"])

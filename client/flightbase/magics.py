@@ -94,8 +94,9 @@ def status_line(job: dict) -> str:
     state, unit = job["state"], "CPU slot" if job["gpu_kind"] == "cpu-slot" else "GPU"
     if state == "queued":
         q = job.get("queue") or {}
-        if not q:
-            return f"job {job['id']}: queued" + (" (held until earlier jobs of its sweep end)" if job.get("held") else "")
+        if not q or job.get("held"):
+            return f"job {job['id']}: queued" + (f", {q['reason']}" if q.get("reason") else
+                                                 " (held until earlier jobs of its sweep end)" if job.get("held") else "")
         return (f"job {job['id']}: queued, position {q['position']} ({q['workspace_position']} in {job['workspace']}), "
                 f"estimated start {_when(q.get('estimated_start'))}: {q['reason']}")
     where = "; ".join(f"{host} {unit}s {','.join(map(str, gpus))}" for host, gpus in (job.get("placement") or {}).items())

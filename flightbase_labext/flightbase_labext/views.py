@@ -19,8 +19,9 @@ def queue_row(job: dict) -> dict:
     q = job.get("queue") or {}
     return {
         "id": job["id"], "name": job["name"], "training_id": job["training_id"], "gpus": job["gpus"],
-        "created_by": job["created_by"], "position": q.get("position"),
-        "workspace_position": q.get("workspace_position"), "estimated_start": q.get("estimated_start"),
+        # a held job (a sweep's job waiting its turn: position 0) has no place in the queue yet
+        "created_by": job["created_by"], "position": q.get("position") or None,
+        "workspace_position": q.get("workspace_position") or None, "estimated_start": q.get("estimated_start"),
         "estimated_start_range": q.get("estimated_start_range"),
         "reason": q.get("reason") or job.get("reason") or "",
     }

@@ -88,6 +88,17 @@ def test_queue_rows_in_queue_order_with_held_ones_last():
     assert rows[0].estimated_start == 300.0 and rows[0].name == "t1-0"  # no training row: the job's name
 
 
+def test_a_held_jobs_reason_names_its_sweeps_parallel_or_the_pause():
+    """The dashboard's queue and ``GET /queue`` say why a held job waits, from its training."""
+    sweep = lambda k, state="running": SimpleNamespace(  # noqa: E731
+        id="t1", name="sweep", kind="script", created_by="ana", state=state, spec=SimpleNamespace(parallel=k))
+    jobs = [job(id="h", state="queued", held=True)]
+    assert [r.reason for r in figures.queue_rows(jobs, {}, {"t1": sweep(3)})] == [
+        "held: its sweep runs 3 jobs at a time; joins the queue when one of its earlier jobs ends"]
+    assert figures.held_reason(sweep(1)) == "held: its sweep runs 1 job at a time; joins the queue when one of its earlier jobs ends"
+    assert figures.held_reason(sweep(3, "paused")) == "held: its training is paused; resume it to release its jobs"
+
+
 @pytest.mark.parametrize(("states", "expected"), [
     ([], None), (["running"], None), (["succeeded", "queued"], None), (["succeeded"], "succeeded"),
     (["succeeded", "failed"], "failed"), (["cancelled"], "cancelled"), (["cancelled", "succeeded"], "succeeded"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import time
 
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from tests.helpers.platforms import running_platform
 from tests.helpers.scheduler import wait_scheduler_passes
 
+from .harness import FLIGHTBASE
 from .world import JOBS, logs, submit, upload_code, wait_idle, wait_job, wait_training
 
 pytestmark = pytest.mark.slow
@@ -113,6 +115,49 @@ def test_sweep_of_four_runs_in_order(platform, world):
         env = json.loads(re.search(r"^env (.*)$", logs(platform, token, job["id"]), re.M).group(1))
         assert float(env["FLIGHTBASE_PARAM_LR"]) == job["params"]["lr"]
     assert done["best"]["params"] == {"lr": 1, "batch": 3}  # lowest final loss: 1*3/3
+
+
+def test_the_queue_lists_a_sweeps_held_jobs_after_the_ranked_ones_with_why_they_wait(platform, world):
+    """``GET /queue`` (what ``flightbase queue`` and the JupyterLab sidebar show) lists a sweep's jobs
+    that wait for their turn (held, outside the scheduler's queue), after the jobs it ranks, with
+    position 0 and a reason naming the sweep's ``parallel`` or the pause; until 2026-12-05 it left
+    them out, and a person who had just submitted a sweep saw an empty queue. Another workspace's
+    member sees none of them."""
+    wait_idle(platform)
+    token = world.tokens["owner"]
+    big = submit(platform, token, world.workspace, "big", "sleeper.py", code(platform, world, "sleeper.py"), gpus=4)
+    wait_job(platform, token, big["jobs"][0]["id"], ("running",))
+    t = submit(platform, token, world.workspace, "held", "report.py", code(platform, world, "report.py"),
+               sweep={"runs": [{"sleep": 60}, {"sleep": 60}, {"sleep": 60}], "parallel": 1})
+    first, *later = [j["id"] for j in t["jobs"]]
+    try:
+        wait_scheduler_passes(platform)  # the first is ranked (behind "big", which holds every slot)
+        listed = platform.api("jobqueue", "GET", "queue", token, params={"workspace": world.workspace}).json()
+        ids = [j["id"] for j in listed]
+        assert first in ids and ids.index(first) < min(ids.index(j) for j in later), ids
+        assert ids[-2:] == later, ids  # held ones last, in their sweep's order
+        ranked = listed[ids.index(first)]["queue"]
+        assert ranked["position"] >= 1 and ranked["estimated_start"], ranked
+        for row in listed[-2:]:
+            assert row["held"] and row["queue"]["position"] == 0 and row["queue"]["estimated_start"] is None
+            assert row["queue"]["reason"] == ("held: its sweep runs 1 job at a time; "
+                                              "joins the queue when one of its earlier jobs ends"), row["queue"]
+        one = platform.api("jobqueue", "GET", f"jobs/{later[0]}", token).json()["queue"]
+        assert one["reason"] == listed[-2]["queue"]["reason"], one  # one job's view says the same
+        assert not {j["id"] for j in platform.api("jobqueue", "GET", "queue", world.tokens["outsider"]).json()} & set(ids)
+        env = dict(os.environ, FLIGHTBASE_URL=platform.url, FLIGHTBASE_TOKEN=token)
+        out = subprocess.run([str(FLIGHTBASE), "queue", "-w", world.workspace], env=env, check=True,
+                             capture_output=True, text=True, timeout=60).stdout
+        shown = [line.split() for line in out.splitlines() if any(j in line for j in later)]
+        assert [row[:2] for row in shown] == [["held", later[0]], ["held", later[1]]], out
+        assert platform.api("jobqueue", "POST", f"trainings/{t['id']}/pause", token).json()["paused"]
+        paused = platform.api("jobqueue", "GET", "queue", token, params={"workspace": world.workspace}).json()
+        assert [j["queue"]["reason"] for j in paused if j["id"] in later] == \
+            ["held: its training is paused; resume it to release its jobs"] * 2, paused
+    finally:
+        platform.api("jobqueue", "POST", f"trainings/{t['id']}/cancel", token)
+        platform.api("jobqueue", "POST", f"jobs/{big['jobs'][0]['id']}/cancel", token)
+    wait_training(platform, token, t["id"])
 
 
 def test_a_grid_sent_as_text_is_read_as_the_cli_and_the_dialog_write_it(platform, world):

@@ -279,6 +279,18 @@ def running_rows(jobs: Iterable[Any], trainings: Mapping[str, Any], now: float,
     return sorted(rows, key=lambda r: (r.started_at is None, r.started_at or 0.0, r.job_id))
 
 
+def held_reason(training: Any = None) -> str:
+    """Why a held job waits (a sweep's later jobs wait outside the scheduler's queue, and a paused
+    training's queued jobs with them): from its training when the caller has it at hand."""
+    if training is None:
+        return "held: waits for earlier jobs of its sweep (or the sweep is paused)"
+    if training.state == "paused":
+        return "held: its training is paused; resume it to release its jobs"
+    k = training.spec.parallel
+    return (f"held: its sweep runs {k} job{'s' if k != 1 else ''} at a time; "
+            "joins the queue when one of its earlier jobs ends")
+
+
 def queue_rows(jobs: Iterable[Any], insights: Mapping[str, Any], trainings: Mapping[str, Any]) -> list[QueuedRow]:
     """Waiting jobs in queue order (``insights``: the scheduler's position, estimate and reason by job
     id); held ones (a sweep's later jobs, a paused training) after them, oldest first."""
@@ -294,8 +306,7 @@ def queue_rows(jobs: Iterable[Any], insights: Mapping[str, Any], trainings: Mapp
                          estimated_start_range=None if getattr(info, "estimated_range", None) is None
                          else list(info.estimated_range))
         else:
-            why = ("held: waits for earlier jobs of its sweep (or the sweep is paused)" if j.held
-                   else "waiting for the next scheduling pass")
+            why = held_reason(t) if j.held else "waiting for the next scheduling pass"
             place = dict(position=None, workspace_position=None, estimated_start=None, reason=why)
         rows.append(QueuedRow(job_id=j.id, training_id=j.training_id, name=t.name if t is not None else j.name,
                               kind=j.kind, user=j.created_by, gpus=j.gpus, priority=j.priority, held=j.held,

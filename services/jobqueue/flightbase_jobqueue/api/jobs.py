@@ -24,7 +24,7 @@ from flightbase_server.service.deps import CurrentIdentity, in_session
 from flightbase_server.service.errors import ApiError, not_found
 from flightbase_jobqueue.api import access
 from flightbase_jobqueue.backends.spec import JobRef
-from flightbase_jobqueue.figures import WAITING
+from flightbase_jobqueue.figures import WAITING, held_reason
 from flightbase_jobqueue.models import Job, Preemption, Training
 from flightbase_jobqueue.ports import JobOutput
 from flightbase_jobqueue.schemas import CommunicationOut, JobOut, Preemption as PreemptionOut, PriorityUpdate, QueueInfo
@@ -68,7 +68,7 @@ def _projected(queued: list[Job]) -> list[str]:
     return [j.id for j in queued if not j.held]
 
 
-def job_out(request: Request, job: Job, preemptions=(), insight=None) -> JobOut:
+def job_out(request: Request, job: Job, preemptions=(), insight=None, training: Training | None = None) -> JobOut:
     runtime = request.app.state.runtime
     queue = None
     if insight is not None:
@@ -76,8 +76,7 @@ def job_out(request: Request, job: Job, preemptions=(), insight=None) -> JobOut:
                           estimated_start=insight.estimated_start, reason=insight.reason,
                           estimated_start_range=_range(insight))
     elif job.state == "queued" and job.held:
-        queue = QueueInfo(position=0, workspace_position=0, estimated_start=None,
-                          reason="held: waits for earlier jobs of its sweep (or the sweep is paused)")
+        queue = QueueInfo(position=0, workspace_position=0, estimated_start=None, reason=held_reason(training))
     return JobOut(
         id=job.id, training_id=job.training_id, workspace=job.workspace, name=job.name, seq=job.seq,
         params=job.params, kind=job.kind, state=job.state, held=job.held, gpus=job.gpus,
@@ -133,7 +132,10 @@ async def get_job(request: Request, job: Readable):
         request, lambda s: list(s.scalars(select(Preemption).where(Preemption.job_id == job_id).order_by(Preemption.at)))
     )
     insight = request.app.state.runtime.insight(require=_projected([job])).get(job_id) if job.state == "queued" else None
-    out = job_out(request, job, preemptions, insight)
+    training = None
+    if insight is None and job.held and job.state == "queued":  # its training says why it is held
+        training = await in_session(request, lambda s: s.get(Training, job.training_id))
+    out = job_out(request, job, preemptions, insight, training)
     out.communication = await _communication(request, job)
     return out
 
@@ -272,8 +274,14 @@ async def requeue_job(request: Request, identity: CurrentIdentity, job: Managed)
     return await _job_out_now(request, job_id)
 
 
-@router.get("/queue", response_model=list[JobOut], summary="Queued jobs in queue order, with position and reason")
+@router.get("/queue", response_model=list[JobOut],
+            summary="Queued jobs in queue order, with position and reason; held ones after them")
 async def queue(request: Request, scope: Annotated[Listing, listing("jobs:read", description=None)]):
+    """The jobs the scheduler ranks, in its order (``queue.position`` from 1, with the estimated
+    start), then the held ones, oldest first: a sweep's jobs waiting for a free place among its
+    ``parallel`` (or for its training to be resumed), which join the queue only then
+    (``queue.position`` 0, no estimate, the reason saying which). As ``squeue`` lists a job
+    array's throttled tasks: a person who submits a sweep sees all of its jobs waiting."""
     workspace = scope.workspace
     insights = request.app.state.runtime.insight()
 
@@ -284,12 +292,25 @@ async def queue(request: Request, scope: Annotated[Listing, listing("jobs:read",
         # each request, was a new statement each time, and the database driver keeps the last
         # 128 it prepared on each connection, megabytes each (docs/benchmarks.md). The few
         # waiting jobs the projection does not name yet are left out below.
+        # Held jobs are not in the projection; their trainings say why they are held.
         q = select(Job).where(Job.state.in_(WAITING))
         if workspace:
             q = q.where(Job.workspace == workspace)
-        return {j.id: j for j in session.scalars(q) if j.id in insights}
+        projected, held = {}, []
+        for j in session.scalars(q):
+            if j.id in insights:
+                projected[j.id] = j
+            elif j.held and j.state == JobState.QUEUED.value:
+                held.append(j)
+        trainings = {}
+        if held:
+            of_held = select(Job.training_id).where(Job.held.is_(True), Job.state == JobState.QUEUED.value)
+            if workspace:
+                of_held = of_held.where(Job.workspace == workspace)
+            trainings = {t.id: t for t in session.scalars(select(Training).where(Training.id.in_(of_held)))}
+        return projected, held, trainings
 
-    rows = await in_session(request, query)
+    rows, held, trainings = await in_session(request, query)
     readable = set(await scope.workspaces(request))  # membership as the hub's groups say now (authz.is_member)
     out = []
     for job_id, info in insights.items():
@@ -299,4 +320,7 @@ async def queue(request: Request, scope: Annotated[Listing, listing("jobs:read",
         if row.workspace not in readable:
             continue  # other workspaces' jobs are counted in positions but not shown
         out.append(job_out(request, row, insight=info))
+    for row in sorted(held, key=lambda j: (j.submitted_at, j.seq, j.id)):
+        if row.workspace in readable:
+            out.append(job_out(request, row, training=trainings.get(row.training_id)))
     return out
