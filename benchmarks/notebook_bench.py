@@ -9,15 +9,21 @@ JSON of every run with ``--json``.
 
     PYTHONPATH=services/jobqueue .venv/bin/python benchmarks/notebook_bench.py \\
         --trace /work/shared/traces/philly_2017-10-01_14d_jobs.csv --notebooks-per-hour 10
+
+``--option NAME=VALUE`` (repeatable) sets a policy option, e.g. ``preemption_budget=0.24``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from flightbase_jobqueue.scheduling import core
 from flightbase_jobqueue.sim.replay import replay
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from replay_bench import parse_options  # noqa: E402
 
 
 def run(args, guard: bool) -> dict:
@@ -28,7 +34,8 @@ def run(args, guard: bool) -> dict:
         return replay(args.trace, args.nodes, args.gpus_per_node, args.policy,
                       restart_cost=args.restart_cost, limit_jobs=args.limit_jobs,
                       notebooks_per_hour=args.notebooks_per_hour, notebook_minutes=args.notebook_minutes,
-                      idle_timeout_minutes=args.idle_timeout_minutes, seed=args.seed)
+                      idle_timeout_minutes=args.idle_timeout_minutes, seed=args.seed,
+                      policy_options=args.options or None)
     finally:
         core.PassState.note_blocked = original
 
@@ -45,8 +52,14 @@ def main() -> None:
     ap.add_argument("--notebook-minutes", type=float, default=60.0)
     ap.add_argument("--idle-timeout-minutes", type=float, default=60.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                    help="a policy option (VALUE as JSON), e.g. preemption_budget=0.24")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    try:
+        args.options = parse_options(args.option)
+    except ValueError as exc:
+        ap.error(str(exc))
     print("| rule 5 | notebooks | nb wait mean | nb p95 | nb max | gang wait mean | gang p95 | gang max "
           "| 1-GPU wait mean | 1-GPU max | avg JCT (trace jobs) | preemptions |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")

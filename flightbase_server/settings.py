@@ -97,6 +97,13 @@ class PlatformSettings:
         services=("hub", "jobqueue"), shown_default="`--gpus` (`auto`: NVML)")
     scheduler_policy: str = setting("las", help="The GPU scheduler's ordering policy (`flightbase up --policy`).",
                                     services=("jobqueue",), cluster=True, shown_default="`--policy` (`las`)")
+    preemption_budget: str = setting(
+        "none", help="The `las` scheduler's preemption budget, e.g. 0.24: preemptions it makes by choice (not those "
+                     "owed to a starving job, a job within its workspace's guarantee or a notebook lease) only while "
+                     "the last 14 days have made fewer than this many per job started; on an overloaded cluster it "
+                     'trades completion time for fewer checkpoints (docs/scheduling.md, "A preemption budget"). '
+                     '"none": no budget.',
+        services=("jobqueue",))
     backend: str = setting(
         "local", help='Where jobs and notebooks run: "docker" (containers on this machine: what `flightbase up` '
                       'chooses when a Docker engine answers), "local" (processes on this machine) or "kubernetes" '

@@ -72,3 +72,31 @@ def test_a_notebook_lease_is_learnt_again_as_a_lease(sessions):
     again = Coordinator(SqlStore(sessions), RecordingBackend(), make_policy("fifo"), OneNode(3))
     assert again.estimates.estimate(job("new", 1, ws="vision")) == 600.0
     assert again.estimates.estimate(lease("nb", "vision")) == 8 * 3600.0
+
+
+def test_the_preemption_budgets_ledger_is_learnt_again(sessions):
+    """The preemption budget (scheduling/budget.py) counts the last 14 days' first starts and
+    preemptions; a restarted coordinator reads them back: a job's first stretch of GPU time (not
+    a notebook lease's, not one older than 14 days), and the scheduler's preemptions (not an
+    administrator's requeue)."""
+    import time
+
+    from flightbase_jobqueue import models
+
+    now = time.time()
+    old = now - 15 * 86400.0
+    add_jobs(sessions, "x1", "x2", "nb", "x3")
+    with sessions.begin() as s:
+        for job_id, kind, at in (("x1", "training", now - 100.0), ("x1", "training", now - 50.0),
+                                 ("x2", "training", now - 80.0), ("nb", "lease", now - 70.0),
+                                 ("x3", "training", old), ("x3", "training", now - 60.0)):
+            s.add(models.UsageInterval(job_id=job_id, training_id="t", workspace="vision", user="ana", kind=kind,
+                                       gpus=1, started_at=at, ended_at=at + 1.0))
+        for job_id, reason, at in (("x1", "preempted for x2 (least attained service: level 0)", now - 90.0),
+                                   ("x2", "requeued by admin", now - 40.0),
+                                   ("x3", "preempted for x1 (least attained service: level 0)", old)):
+            s.add(models.Preemption(job_id=job_id, reason=reason, at=at))
+    starts, stops = SqlStore(sessions).preemption_ledger(now - 14 * 86400.0)
+    assert sorted(starts) == [now - 100.0, now - 80.0] and stops == [now - 90.0]
+    again = Coordinator(SqlStore(sessions), RecordingBackend(), make_policy("las"), OneNode(3))
+    assert again.ledger.counts(now) == (2, 1)

@@ -1,7 +1,11 @@
 """The preemption budget of ``las`` (issue 17, parts 3 and 4), as literal tables:
 a gang job whose GPUs are free but spread over nodes moves a few small jobs
 or keeps a node for itself; a job waits ``preempt_after`` before preempting;
-and the SRTF reference the benchmark compares with."""
+the SRTF reference the benchmark compares with; and the preemption budget proper
+(scheduling/budget.py): preemptions by choice only while the last 14 days have made fewer
+than 0.24 per job started."""
+
+from dataclasses import replace
 
 import pytest
 
@@ -149,3 +153,85 @@ def test_srtf_reference_by_remaining_gpu_seconds_pooled():
     assert r["rejected"] == 1 and r["completed"] == 2
     assert r["avg_jct"] == pytest.approx((110.0 + 10.0) / 2)
     assert r["preemptions"] == 1
+
+
+# -- the preemption budget proper (scheduling/budget.py): a ledger of the last 14 days ----------
+
+BUDGET = 0.24  # as an operator sets it (FLIGHTBASE_PREEMPTION_BUDGET; the default is none)
+
+
+def test_a_spent_budget_holds_back_preemptions_by_choice_and_not_those_owed():
+    """With 100 jobs started in the last 14 days and 24 preemptions, ``las``'s budget of 0.24 per
+    job is spent: a job of a lower level waits instead of stopping the long job (it preempts with
+    one preemption left), but a starving job and a notebook lease still stop it."""
+    t0 = 10 * H
+    spent, left = (100, 24), (100, 23)
+    _, preempts, d = decide("las", _with(one_node(8, [job("new", 1, t=t0)], t0 + 60), spent), preemption_budget=BUDGET)
+    assert preempts == []
+    assert "needs 1 GPU" in d.waiting["new"] and "the preemption budget is spent" in d.waiting["new"]
+    _, preempts, _ = decide("las", _with(one_node(8, [job("new", 1, t=t0)], t0 + 60), left), preemption_budget=BUDGET)
+    assert preempts == [("old", "new")]
+    _, preempts, _ = decide("las", _with(one_node(8, [job("new", 1, t=t0)], t0 + 60), spent), preemption_budget=None)
+    assert preempts == [("old", "new")]  # no budget
+    _, preempts, _ = decide("las", _with(one_node(8, [job("new", 1, t=t0)], t0 + 60), spent))
+    assert preempts == [("old", "new")]  # the default: no budget
+    _, preempts, _ = decide("las", _with(one_node(1, [job("starved", 1, t=t0 - 6 * H)], t0), spent), preemption_budget=BUDGET)
+    assert preempts == [("old", "starved")]
+    _, preempts, _ = decide("las", _with(one_node(1, [lease("nb", "w", t0)], t0 + 60), spent), preemption_budget=BUDGET)
+    assert preempts == [("old", "nb")]
+
+
+def test_a_spent_budget_moves_nothing_for_a_spread_gang_it_keeps_a_node_instead():
+    active, nodes = spread(job("small-b", 1, t=0.0))
+    s = snap([job("gang", 4, t=0.0)], active, nodes, now=2 * H, preemption_counts=(10, 2))
+    _, preempts, d = decide("las", s, preemption_budget=BUDGET)  # floor(0.24 x 10) - 2 = 0
+    assert preempts == []
+    assert "keeping" in d.waiting["gang"]
+    _, preempts, _ = decide("las", snap([job("gang", 4, t=0.0)], active, nodes, now=2 * H, preemption_counts=(10, 1)), preemption_budget=BUDGET)
+    assert len(preempts) == 1
+
+
+def test_a_pass_spends_no_more_than_the_credit():
+    """Two 8-GPU jobs, each able to stop one of two long whole-node jobs: with one preemption
+    of credit, one of them does."""
+    t0 = 10 * H
+    old = [running(job(f"old{i}", 8, attained=2000 * H), {f"n{i}": list(range(8))}, started=0.0) for i in range(2)]
+    s = snap([job("a", 8, t=t0), job("b", 8, t=t0 + 1)], old, [node("n0", 8, free=[]), node("n1", 8, free=[])],
+             now=t0 + 120, preemption_counts=(100, 23))
+    _, preempts, d = decide("las", s, preemption_budget=BUDGET)
+    assert len(preempts) == 1
+    assert "the preemption budget is spent" in d.waiting["b"]
+    _, preempts, _ = decide("las", _with(s, (100, 22)), preemption_budget=BUDGET)
+    assert len(preempts) == 2
+
+
+def _with(s, counts):
+    return replace(s, preemption_counts=counts)
+
+
+def test_the_ledger_counts_the_last_14_days_and_the_credit_rounds_down():
+    from flightbase_jobqueue.scheduling.budget import PreemptionLedger, credit
+
+    led = PreemptionLedger()
+    for t in (0.0, 100.0, 200.0):
+        led.started(t)
+    led.preempted(150.0)
+    assert led.counts(300.0) == (3, 1)
+    assert led.counts(14 * 86400.0 + 160.0) == (1, 0)  # the first two starts and the preemption are older
+    assert credit(0.25, (7, 1)) == 0 and credit(0.25, (8, 1)) == 1 and credit(0.25, (3, 5)) == 0
+    assert credit(None, (8, 100)) == float("inf") and credit(0.25, None) == float("inf")
+
+
+def test_the_operators_setting_reaches_las_and_bad_values_name_the_variable():
+    from types import SimpleNamespace
+
+    from flightbase_jobqueue.runtime import policy_options
+    from flightbase_jobqueue.scheduling.budget import parse
+
+    assert parse("0.24") == 0.24 and parse(" none ") is None and parse("0") == 0.0
+    for bad in ("-1", "lots", "nan", "inf", ""):
+        with pytest.raises(ValueError, match="FLIGHTBASE_PREEMPTION_BUDGET"):
+            parse(bad)
+    assert policy_options(SimpleNamespace(scheduler_policy="las", preemption_budget="0.1")) == {"preemption_budget": 0.1}
+    assert policy_options(SimpleNamespace(scheduler_policy="las", preemption_budget="none")) == {"preemption_budget": None}
+    assert policy_options(SimpleNamespace(scheduler_policy="fifo", preemption_budget="0.1")) == {}  # no budget there

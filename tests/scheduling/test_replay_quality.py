@@ -82,3 +82,25 @@ def test_the_gang_trace_starves_without_the_rule(gang_trace):
     # stream keeps the gang jobs waiting several times as long.
     r = replay(gang_trace, 2, 8, "fairshare", restart_cost=30.0, policy_options={"starve_after": 1e12})
     assert r["queue_delay_max"] > 2 * (STARVE_AFTER + SMALL_MAX + 300)
+
+
+def test_the_preemption_budget_bounds_a_replays_preemptions_per_job(tmp_path):
+    """The preemption budget end to end through the coordinator (its ledger of first starts and
+    preemptions) and ``las``: 16 one-GPU jobs of 30 h fill two 8-GPU nodes, then 500 jobs of
+    about 20 min arrive every 5 min on average; each new one may stop a long job. With no budget
+    ``las`` preempts about 0.1 times per job; with a budget of 0.05 (or 0.02) per job it stays
+    within it, the jobs that could not preempt waiting for a GPU to free up."""
+    rng = random.Random(3)
+    rows = [f"long{i},0,1,{30 * 3600},a,,,\n" for i in range(16)]
+    t = 60
+    for i in range(500):
+        t += rng.randint(150, 450)
+        rows.append(f"s{i},{t},1,{int(rng.lognormvariate(7, 0.5)) + 1},b,,,\n")
+    p = tmp_path / "budget.csv"
+    p.write_text(HEADER + "".join(rows))
+    free = replay(str(p), 2, 8, "las", restart_cost=10, policy_options={"preemption_budget": None})
+    assert free["preemptions_per_job"] > 0.08, free["preemptions_per_job"]
+    for budget in (0.05, 0.02):
+        r = replay(str(p), 2, 8, "las", restart_cost=10, policy_options={"preemption_budget": budget})
+        assert r["completed"] == 516
+        assert 0 < r["preemptions_per_job"] <= budget, (budget, r["preemptions"])

@@ -42,10 +42,12 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 from .ports import Backend, Exited, NodeInventory, Started, Stopped, Store
+from .scheduling.budget import PreemptionLedger
 from .scheduling.estimates import HistoryEstimates
 from .scheduling.placement import FreeMap
 from .scheduling.policies import Policy
@@ -98,6 +100,12 @@ class Coordinator:
         self.usage.restore(self.store.load_usage())  # what the last run of the service saved
         self.usage_save_seconds = usage_save_seconds
         self._usage_saved_at = -math.inf
+        # First starts and preemptions of the last 14 days, for the preemption budget
+        # (scheduling/budget.py): read from the store at start-up, then kept here.
+        self.ledger = PreemptionLedger()
+        history = getattr(self.store, "preemption_ledger", None)  # (the simulator's store starts empty)
+        if history is not None:
+            self.ledger.restore(*history(time.time() - self.ledger.window))  # (the service's clock)
         self._cancelling: set[str] = set()
         self._held: dict[str, set[int]] = {}
         self._in_use: dict[str, int] = {}
@@ -278,7 +286,7 @@ class Coordinator:
         return Snapshot(now=now, queue=self.store.queued_jobs(), active=self.store.active_jobs(),
                         nodes=nodes, limits=self.store.workspace_limits(),
                         usage=self.usage.view(now), estimates=self.estimates, in_use=self._in_use,
-                        free_map=self._free_map)
+                        free_map=self._free_map, preemption_counts=self.ledger.counts(now))
 
     def step(self, now: float) -> StepResult:
         result = StepResult()
@@ -297,6 +305,7 @@ class Coordinator:
             if a is None or a.stopping:
                 continue
             self.store.record_preemption(p.job_id, p.reason, now)
+            self.ledger.preempted(now)
             self._active[p.job_id] = replace(a, stopping=True)
             self.backend.stop(p.job_id, self.grace_seconds, p.reason)
             result.preempted.append(p.job_id)
@@ -304,6 +313,8 @@ class Coordinator:
         if batch is None:
             for adm in dec.admits:
                 job = queue.get(adm.job_id)
+                if not job.restarts and job.kind != "lease":
+                    self.ledger.started(now)
                 self.store.transition(adm.job_id, JobState.STARTING, at=now, placement=adm.placement)
                 self._hold(ActiveJob(job, adm.placement, now))
                 self.backend.start(job, adm.placement)
@@ -316,6 +327,8 @@ class Coordinator:
                 for adm, _ in admits:
                     self.store.transition(adm.job_id, JobState.STARTING, at=now, placement=adm.placement)
         for adm, job in admits:  # committed: now the backend may start them
+            if not job.restarts and job.kind != "lease":
+                self.ledger.started(now)
             self._hold(ActiveJob(job, adm.placement, now))
             self.backend.start(job, adm.placement)
             result.admitted.append(adm.job_id)

@@ -18,6 +18,7 @@ recovers its cancels from the store: :meth:`Coordinator.recover`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -34,9 +35,9 @@ from flightbase_jobqueue.backends.local import LaunchSpec
 from flightbase_jobqueue.coordinator import Coordinator
 from flightbase_jobqueue.datasets import DatasetClient
 from flightbase_jobqueue.insight_cache import SharedInsight
-from flightbase_jobqueue.scheduling import insight
+from flightbase_jobqueue.scheduling import budget, insight
 from flightbase_jobqueue.scheduling.placement import check_admissible
-from flightbase_jobqueue.scheduling.policies import make_policy
+from flightbase_jobqueue.scheduling.policies import POLICIES, make_policy
 from flightbase_jobqueue.backends import make_backend  # settings.backend: local or kubernetes
 from flightbase_jobqueue.backends.spec import DatasetVersion
 from flightbase_jobqueue.scheduling.types import Job, WorkspaceLimits
@@ -68,6 +69,15 @@ def limits_from(settings) -> WorkspaceLimits:
     )
 
 
+def policy_options(settings) -> dict:
+    """The operator's settings that are options of the scheduling policy: the preemption budget
+    (``FLIGHTBASE_PREEMPTION_BUDGET``), for the policies that have one (``las``)."""
+    cls = POLICIES.get(settings.scheduler_policy)
+    if cls is None or "preemption_budget" not in {f.name for f in dataclasses.fields(cls)}:
+        return {}
+    return {"preemption_budget": budget.parse(settings.preemption_budget)}
+
+
 class JobRuntime:
     def __init__(self, settings: PlatformSettings, sessions: Sessions, *, code_root: Path,
                  datasets: DatasetClient | None = None, grace_seconds: float = 30.0,
@@ -87,7 +97,7 @@ class JobRuntime:
         self.store = SqlStore(sessions, lambda: self.limits)
 
         self.backend, self.inventory = make_backend(settings, self.resolve, resolve_many=self.resolve_many)
-        self.policy = make_policy(settings.scheduler_policy)
+        self.policy = make_policy(settings.scheduler_policy, **policy_options(settings))
         # Jupyter trainings' leases are granted by the broker; other jobs go on to the backend
         self.leases = leases.LeaseBroker(self.backend)
         self.coordinator = Coordinator(self.store, self.leases, self.policy, self.inventory,

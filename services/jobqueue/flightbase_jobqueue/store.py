@@ -31,7 +31,7 @@ from dataclasses import replace
 from functools import lru_cache
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from flightbase_server.service.db import Sessions, in_chunks
@@ -288,6 +288,19 @@ class SqlStore:
                 .order_by(j.finished_at.desc(), j.id.desc()).limit(limit)).all()
         return [(Job(id=job_id, workspace=ws, gpus=gpus, kind=kind), attained / gpus)
                 for job_id, ws, gpus, kind, attained in reversed(rows)]
+
+    def preemption_ledger(self, since: float) -> tuple[list[float], list[float]]:
+        """The preemption budget's ledger (scheduling/budget.py), learnt again at start-up: when
+        each training job that first started at ``since`` or later did so (its first stretch of
+        GPU time), and when each preemption since then was made (not administrators' and
+        managers' requeues, which the scheduler did not choose)."""
+        u, p = models.UsageInterval, models.Preemption
+        with self.sessions() as session:
+            first = func.min(u.started_at)
+            starts = session.scalars(select(first).where(u.kind != "lease").group_by(u.job_id)
+                                     .having(first >= since)).all()
+            stops = session.scalars(select(p.at).where(p.at >= since, p.reason.not_like("requeued by %"))).all()
+        return list(starts), list(stops)
 
     # -- fair-share usage (the coordinator's ledger, saved in batches) -------------------
     def load_usage(self) -> dict[str, tuple[float, float]]:

@@ -55,6 +55,7 @@ from zlib import crc32
 
 from .core import (BLOCKED, BORROW, WITHIN, PassState, clock, describe_need, lease_protects,
                    open_ended, quota_cap, quota_verdict)
+from .budget import credit as budget_credit
 from .placement import DEFAULT_TOPOLOGY_KEYS, FreeMap, copy_freemap
 from .queueview import QueueView
 from .types import Job, Snapshot
@@ -357,6 +358,11 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
     swap_after, swapper = _swap_wait(policy, patience)
     fm = copy_freemap(free)
     quotas = _Quotas.of(snap, (job for job, _, _, _ in base))
+    # The preemption budget (budget.py), as the pass spends it: preemptions by choice only
+    # while it lasts, and each job's first start in the projection adds to it.
+    per_job = getattr(policy, "preemption_budget", None)
+    credit = budget_credit(per_job, snap.preemption_counts)
+    first_starts: set[str] = set()
     holders: dict[str, _Holder] = {}
     events: list[tuple[float, int, str]] = []
     # Preemptible holders by the end of their protection (min_run), and those past it:
@@ -489,11 +495,14 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
                 continue
             p = fm.find(job)
             start = t
-            if p is None and lv < top and (lv < 0 or t >= job.queued_since + patience):
+            owed = lv < 0 or job.kind == "lease"  # (reclaiming for a guarantee is not projected)
+            if p is None and lv < top and (lv < 0 or t >= job.queued_since + patience) and (owed or credit >= 1):
                 stopped = len(requeued)
                 p = _preempt(fm, job, lv, victims, holders, requeued, t, policy, gate_for(rank) if gate_for else 0.0,
                              swap_limit(job, lv, t - job.queued_since) if swap_limit else 0, quotas)
                 held_preemptible -= sum(e[1].gpus for e in requeued[stopped:])  # (victims are preemptible)
+                if not owed:
+                    credit -= len(requeued) - stopped
                 if quotas is not None:
                     for e in requeued[stopped:]:
                         quotas.add(e[1], -e[1].gpus)
@@ -516,6 +525,9 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
             if quotas is not None:
                 quotas.add(job, job.gpus)
             queued.discard(job.id)
+            if per_job is not None and not job.restarts and job.kind != "lease" and job.id not in first_starts:
+                first_starts.add(job.id)
+                credit += per_job
             hold(job, p, start, job.attained, start + left(job, job.attained / job.gpus))
             starts -= 1
             if job.id in want:

@@ -163,6 +163,9 @@ class Snapshot:
     estimates: RuntimeEstimates = DeclaredOrDefault()
     in_use: Mapping[str, int] | None = None
     free_map: "FreeMap | None" = None
+    #: (jobs started for the first time, preemptions) over the last 14 days, for the
+    #: preemption budget (:mod:`.budget`); None: no ledger, no budget.
+    preemption_counts: tuple[int, int] | None = None
 
     def limits_for(self, workspace: str) -> WorkspaceLimits:
         return self.limits.get(workspace, DEFAULT_LIMITS)

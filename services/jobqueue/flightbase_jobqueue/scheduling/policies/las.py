@@ -79,6 +79,7 @@ from typing import Callable
 
 from ..core import (BLOCKED, BORROW, NO_QUOTA, WITHIN, PassState, ShortageAt, _blocked_reason, _shortage_reason,
                     blocked_args, quota_cap, decisions, describe_need, guaranteed_sweep, open_ended)
+from ..budget import credit as budget_credit
 from ..placement import FreeMap
 from ..queueview import QueueView
 from ..types import ActiveJob, Decisions, Job, Snapshot
@@ -151,6 +152,14 @@ class LasPolicy(Policy):
     # (shortest-remaining-first on expectations: stopping a job expected to end first gains
     # nothing, and costs a restart).  0: no such condition.
     expect_gate: float = 2.0
+    # The preemption budget (budget.py): preemptions by choice (not those owed to a starving
+    # job, a job within its guarantee or a notebook lease) only while the last 14 days have
+    # made fewer than this many per job started.  None (the default): no budget.  The Philly
+    # windows at 64x8 stay under 0.25 without it (at most 0.223) and it never binds there at
+    # 0.24; the October slice on 48x8, a third more work than GPUs, preempts 0.280 times per
+    # job without it and 0.242 with it, but its average JCT is 8.8% longer and with notebooks
+    # every wait is a third to nine tenths longer (docs/benchmarks.md, "A preemption budget").
+    preemption_budget: float | None = None
     # A job's level from (job, attained GPU-seconds) instead of ``thresholds``: only for
     # references that know what no scheduler does (the replay's ``las-oracle``, ranked by
     # true remaining work); None (the service's default) ranks by attained service.
@@ -523,6 +532,7 @@ class LasPolicy(Policy):
         min_run = self.protection
         expect, expect_min = self.expecting, self.expect_min_gpus
         pending = 0  # GPUs of jobs being stopped
+        credit = budget_credit(self.preemption_budget, snap.preemption_counts)  # (budget.py)
         # The one loop over every running job: keep it lean (levels of
         # possible victims are recomputed on demand, below).
         for a in snap.active:
@@ -661,6 +671,8 @@ class LasPolicy(Policy):
                 continue
             waited = now - job.queued_since
             by_choice = False  # waiting out swap_after: holds no lease back (below)
+            spent = False  # it would stop a job, but the preemption budget is spent
+            owed = lv < 0 or verdict == WITHIN or job.kind == "lease"  # promises: not held to the budget
             if drain and job.gpus > 1 and job.preemptible and fm.total_free >= job.gpus:
                 # Enough GPUs are free in all, but not together on the nodes
                 # the job needs: what a pooled cluster would give it at once.
@@ -669,9 +681,10 @@ class LasPolicy(Policy):
                     and a.job.gpus < job.gpus and not (
                         any_quota and a.job.workspace != ws and not state.over_guarantee(a.job.workspace)
                         and snap.limits_for(a.job.workspace).quota is not None)), self.max_moves)
-                if where and moves and waited >= migrate_after:
+                if where and moves and waited >= migrate_after and len(moves) <= credit:
                     # A few jobs are in the way: move them (they restart
                     # at once on the GPUs free elsewhere).
+                    credit -= len(moves)
                     state.claim(job, where, moves,
                                 f"moved to make room for {job.id} (enough GPUs free, but spread)")
                     state.wait(job.id, _preempting_reason, job, fm.max_size, len(moves))
@@ -692,6 +705,8 @@ class LasPolicy(Policy):
                 # free up before it stops another for them.
                 if job.queued_since + patience < wake:
                     wake = job.queued_since + patience
+            elif (lv < lowest or verdict == WITHIN or pending > 0) and not owed and credit < 1:
+                spent = True  # it would look for victims, but the preemption budget is spent
             elif (lv < lowest or verdict == WITHIN or pending > 0) and not (
                     _failed_before(failed.get(lv), floor := self.gate_for(rank), job.gpus) and verdict != WITHIN):
                 # A job within its quota that the guaranteed sweep did not
@@ -715,8 +730,12 @@ class LasPolicy(Policy):
 
                 # Without quotas eligibility depends on the level and the gate alone.
                 found = state.find_victims(job, eligible, victim_order, None if any_quota else (lv, floor, small))
+                if found is not None and not owed and len(found[1]) > credit:
+                    found, spent = None, True  # the budget is spent: it waits for GPUs to free up
                 if found is not None:
                     nodes, victims = found
+                    if not owed:
+                        credit -= len(victims)
                     state.claim(job, nodes, victims,
                                 f"preempted for {job.id} (least attained service: level {lv})")
                     state.wait(job.id, _preempting_reason, job, fm.max_size, len(victims))
@@ -737,7 +756,7 @@ class LasPolicy(Policy):
                 elif verdict != WITHIN and (floor <= 0.0 or not any_quota):
                     # (Under quotas a gated search's victims depend on the workspace too.)
                     failed[lv] = _note_failed(failed.get(lv), floor, job.gpus)
-            state.wait_shortage(job, f"; service level {lv if lv > 0 else 0}")
+            state.wait_shortage(job, f"; service level {lv if lv > 0 else 0}" + (_SPENT if spent else ""))
             if not by_choice:
                 state.note_blocked(job, verdict)
             if lv < 0:
@@ -930,6 +949,9 @@ class _RankIndex:
         self.seen = view.changes
         self.now = now
         self.provisional: set[str] = set()  # ranked by a projection, not yet by a pass
+
+
+_SPENT = "; the preemption budget is spent (FLIGHTBASE_PREEMPTION_BUDGET): waits for GPUs to free up"
 
 
 def _held_reason(job: Job, max_size: int, starving: str) -> str:

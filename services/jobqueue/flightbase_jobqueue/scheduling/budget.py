@@ -1,0 +1,79 @@
+"""The preemption budget (issue #17, part 3): at most so many preemptions per job.
+
+Every preemption costs its job a checkpoint and a restart.  The coordinator keeps a
+:class:`PreemptionLedger`: over the last ``window`` seconds (14 days, the length of the replays
+the budget is measured on), the jobs that started for the first time and the jobs the scheduler
+stopped for another (moves included).  It hands both counts to every pass
+(``Snapshot.preemption_counts``), and :func:`credit` says how many more preemptions a pass may
+make: the budget per job times the first starts, less the preemptions, rounded down.  ``las``
+(``preemption_budget``, 0.25) spends it on the preemptions it makes by choice (for a job of a
+lower service level, and the moves that gather a gang's GPUs); those owed to a promise are not
+held to it but are counted: a job at its starvation limit (with nothing preempted for it, every
+job behind it waits too), a job within its workspace's guarantee, a notebook lease (someone at
+the screen).  When the credit is spent, the other jobs wait for GPUs to free up instead, as
+they do while every running job is within ``min_run``.
+
+Why it bounds a whole replay, not only each window: in any ``window`` the preemptions by choice
+are at most the budget times the first starts of that window plus the owed ones; cover a replay
+with back-to-back windows and sum.  The owed ones are the only way past it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Iterable
+
+#: Counted over the last 14 days.
+WINDOW = 14 * 86400.0
+
+
+class PreemptionLedger:
+    def __init__(self, window: float = WINDOW) -> None:
+        self.window = window
+        self._starts: deque[float] = deque()
+        self._preemptions: deque[float] = deque()
+
+    def restore(self, starts: Iterable[float], preemptions: Iterable[float]) -> None:
+        """The ledger as the store has it (start-up): first starts and preemptions, in any order."""
+        self._starts = deque(sorted(starts))
+        self._preemptions = deque(sorted(preemptions))
+
+    def started(self, at: float) -> None:
+        """A job started for the first time."""
+        self._starts.append(at)
+
+    def preempted(self, at: float) -> None:
+        """The scheduler stopped a job for another."""
+        self._preemptions.append(at)
+
+    def counts(self, now: float) -> tuple[int, int]:
+        """(first starts, preemptions) in the last ``window`` seconds."""
+        since = now - self.window
+        for q in (self._starts, self._preemptions):
+            while q and q[0] < since:
+                q.popleft()
+        return len(self._starts), len(self._preemptions)
+
+
+def parse(text: str) -> float | None:
+    """The setting (``FLIGHTBASE_PREEMPTION_BUDGET``): a number of preemptions per job (0 or
+    more), or "none"."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0.0 or math.isinf(value):
+        raise ValueError(f"FLIGHTBASE_PREEMPTION_BUDGET: {text!r} is not a number of preemptions per job "
+                         "(0 or more) nor \"none\"")
+    return value
+
+
+def credit(per_job: float | None, counts: tuple[int, int] | None) -> float:
+    """How many more preemptions by choice a pass may make (``inf``: no budget, or no ledger)."""
+    if per_job is None or counts is None:
+        return math.inf
+    starts, preemptions = counts
+    return max(0, math.floor(per_job * starts + 1e-9) - preemptions)
