@@ -235,3 +235,21 @@ def test_the_operators_setting_reaches_las_and_bad_values_name_the_variable():
     assert policy_options(SimpleNamespace(scheduler_policy="las", preemption_budget="0.1")) == {"preemption_budget": 0.1}
     assert policy_options(SimpleNamespace(scheduler_policy="las", preemption_budget="none")) == {"preemption_budget": None}
     assert policy_options(SimpleNamespace(scheduler_policy="fifo", preemption_budget="0.1")) == {}  # no budget there
+
+
+def test_the_queue_says_when_the_budget_is_spent_for_the_jobs_held_to_it():
+    """``GET /queue``'s reason and estimate (the insight's own projection): a job waiting while
+    the budget is spent is told that no running job is stopped for it, and is not projected to
+    start by stopping one; a starving job, which the budget does not hold back, still is (and
+    starts at the next pass); without a budget the first starts at the next pass too."""
+    from flightbase_jobqueue.scheduling import make_policy
+    from flightbase_jobqueue.scheduling.insight import BUDGET_SPENT, explain
+
+    t0 = 10 * H
+    budgeted = make_policy("las", preemption_budget=BUDGET)
+    (new,) = explain(_with(one_node(8, [job("new", 1, t=t0)], t0 + 60), (100, 24)), policy=budgeted)
+    assert BUDGET_SPENT in new.reason and new.estimated_start > t0 + 60, new
+    (starved,) = explain(_with(one_node(8, [job("starved", 1, t=t0 - 7 * H)], t0), (100, 24)), policy=budgeted)
+    assert BUDGET_SPENT not in starved.reason and "can start at the next pass" in starved.reason, starved
+    (free,) = explain(_with(one_node(8, [job("new", 1, t=t0)], t0 + 60), (100, 24)), policy=make_policy("las"))
+    assert BUDGET_SPENT not in free.reason and "can start at the next pass" in free.reason, free

@@ -67,6 +67,8 @@ SAMPLES = 3
 #: runs everywhere, long runs everywhere), widened to the samples if need be.
 RANGE_QUANTILES = (0.25, 0.75)
 INF = float("inf")
+#: Said of a waiting job while the preemption budget (budget.py) is spent.
+BUDGET_SPENT = "the preemption budget is spent (FLIGHTBASE_PREEMPTION_BUDGET): no running job is stopped for it"
 #: A projection stops after this many events (job ends, level changes).
 MAX_EVENTS = 20_000
 
@@ -916,6 +918,10 @@ def explain(snap: Snapshot, limit: int = 1000, topology_keys=DEFAULT_TOPOLOGY_KE
              if not_before else {})
     ws_pos: dict[str, int] = {}
     in_use = state.in_use  # GPUs each workspace holds now (the reason says what is true now)
+    # The preemption budget (budget.py) spent: the pass stops no job for one of a lower level
+    # now; the reason says so for the jobs it holds to the budget (not starving, not leases).
+    spent = rank_of is not None and budget_credit(getattr(policy, "preemption_budget", None),
+                                                  snap.preemption_counts) < 1
     out: list[QueueInsight] = []
     for pos, job in enumerate(snap.queue, start=1):
         ws = job.workspace
@@ -964,5 +970,8 @@ def explain(snap: Snapshot, limit: int = 1000, topology_keys=DEFAULT_TOPOLOGY_KE
             parts.append("no estimate: not enough schedulable GPUs")
             if pos > 1:
                 parts.append(f"{pos - 1} job(s) ahead")
+        if spent and (start is None or start > snap.now) and not (
+                job.kind == "lease" or rank(job)[0] < 0 or quota_verdict(lim, in_use.get(ws, 0), job) == WITHIN):
+            parts.append(BUDGET_SPENT)  # (a lease, a starving job, one within its guarantee: owed)
         out.append(QueueInsight(job.id, pos, ws_pos[ws], start, "; ".join(parts), rng))
     return out
