@@ -16,7 +16,7 @@ from pathlib import Path
 
 from flightbase_server import gpus, secrets
 from flightbase_server.hub.config import CONFIG_FILES, DOCKER_REGISTRY, find_proxy_command
-from flightbase_server.settings import PlatformSettings
+from flightbase_server.settings import PlatformSettings, parse_preemption_budget
 
 
 class UsageError(Exception):
@@ -157,6 +157,16 @@ def retention_days(environ: dict) -> int:
     return int(raw)
 
 
+def preemption_budget(environ: dict) -> str:
+    """FLIGHTBASE_PREEMPTION_BUDGET: the las scheduler's preemption budget per job, or "none" (the default)."""
+    raw = (environ.get("FLIGHTBASE_PREEMPTION_BUDGET") or "").strip() or PlatformSettings.preemption_budget
+    try:
+        parse_preemption_budget(raw)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return raw
+
+
 def lease_check_seconds(environ: dict) -> float:
     raw = environ.get("FLIGHTBASE_LEASE_CHECK_SECONDS") or str(PlatformSettings.lease_check_seconds)
     try:
@@ -217,6 +227,7 @@ def prepare(
         audit_retention_days=retention_days(environ),
         backend=backend,
         sim_speed=sim_speed(environ),
+        preemption_budget=preemption_budget(environ),
         **oci_registry(environ, oci_port),
     )
     secrets.load_or_create(data_dir)

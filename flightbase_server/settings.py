@@ -64,6 +64,21 @@ def documented_fields(cls) -> list:
     return [f for f in fields(cls) if f.metadata.get("help")]
 
 
+def parse_preemption_budget(text: str) -> float | None:
+    """``FLIGHTBASE_PREEMPTION_BUDGET``: a number of preemptions per job (0 or more), or "none"
+    (the jobqueue's ``las`` option ``preemption_budget``). ValueError names the variable."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < float("inf"):
+        raise ValueError(f"FLIGHTBASE_PREEMPTION_BUDGET: {text!r} is not a number of preemptions per job "
+                         '(0 or more) nor "none"')
+    return value
+
+
 @dataclass(frozen=True)
 class PlatformSettings:
     data_dir: Path = setting(
@@ -168,6 +183,7 @@ class PlatformSettings:
     def __post_init__(self):
         if self.deployment not in DEPLOYMENTS:  # an unknown name is a configuration error, not a fallback
             raise ValueError(f"{ENV_PREFIX}DEPLOYMENT: {self.deployment!r} is not one of {', '.join(DEPLOYMENTS)}")
+        parse_preemption_budget(self.preemption_budget)  # (ValueError naming the variable)
 
     @property
     def hub_dir(self) -> Path:

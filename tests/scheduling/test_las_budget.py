@@ -226,7 +226,7 @@ def test_the_operators_setting_reaches_las_and_bad_values_name_the_variable():
     from types import SimpleNamespace
 
     from flightbase_jobqueue.runtime import policy_options
-    from flightbase_jobqueue.scheduling.budget import parse
+    from flightbase_server.settings import parse_preemption_budget as parse
 
     assert parse("0.24") == 0.24 and parse(" none ") is None and parse("0") == 0.0
     for bad in ("-1", "lots", "nan", "inf", ""):

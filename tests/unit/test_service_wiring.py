@@ -129,3 +129,23 @@ def test_flightbase_up_takes_the_lease_check_period_from_its_environment(raw, ex
             lease_check_seconds(environ)
     else:
         assert lease_check_seconds(environ) == expected
+
+
+@pytest.mark.parametrize(("raw", "expected"), [(None, "none"), ("0.24", "0.24"), ("none", "none"), ("0", "0"),
+                                               ("lots", None), ("-1", None), ("nan", None), ("inf", None)])
+def test_flightbase_up_passes_the_preemption_budget_on_and_refuses_a_bad_one(raw, expected):
+    """`flightbase up` builds the settings it exports to the services (they override the
+    environment): the operator's budget must come through it, and a bad one stops it with the
+    variable's name (exit 2), as it stops the jobqueue started with it some other way."""
+    from flightbase_server.platform import UsageError, preemption_budget
+
+    environ = {} if raw is None else {"FLIGHTBASE_PREEMPTION_BUDGET": raw}
+    if expected is None:
+        with pytest.raises(UsageError, match="FLIGHTBASE_PREEMPTION_BUDGET"):
+            preemption_budget(environ)
+        with pytest.raises(ValueError, match="FLIGHTBASE_PREEMPTION_BUDGET"):
+            PlatformSettings.from_env({"FLIGHTBASE_DATA_DIR": "/tmp", "FLIGHTBASE_PREEMPTION_BUDGET": raw})
+    else:
+        assert preemption_budget(environ) == expected
+        settings = PlatformSettings.from_env({"FLIGHTBASE_DATA_DIR": "/tmp", "FLIGHTBASE_PREEMPTION_BUDGET": expected})
+        assert settings.to_env()["FLIGHTBASE_PREEMPTION_BUDGET"] == expected

@@ -28,14 +28,14 @@ from sqlalchemy import JSON, exists, select, type_coerce, update
 from flightbase_server.service import tasks
 from flightbase_server.service.db import Sessions, in_chunks
 
-from flightbase_server.settings import PlatformSettings
+from flightbase_server.settings import PlatformSettings, parse_preemption_budget
 from flightbase_server.workspaces import WorkspaceSettings
 from flightbase_jobqueue import builtin, leases, models, prometheus, sweeps
 from flightbase_jobqueue.backends.local import LaunchSpec
 from flightbase_jobqueue.coordinator import Coordinator
 from flightbase_jobqueue.datasets import DatasetClient
 from flightbase_jobqueue.insight_cache import SharedInsight
-from flightbase_jobqueue.scheduling import budget, insight
+from flightbase_jobqueue.scheduling import insight
 from flightbase_jobqueue.scheduling.placement import check_admissible
 from flightbase_jobqueue.scheduling.policies import POLICIES, make_policy
 from flightbase_jobqueue.backends import make_backend  # settings.backend: local or kubernetes
@@ -75,7 +75,7 @@ def policy_options(settings) -> dict:
     cls = POLICIES.get(settings.scheduler_policy)
     if cls is None or "preemption_budget" not in {f.name for f in dataclasses.fields(cls)}:
         return {}
-    return {"preemption_budget": budget.parse(settings.preemption_budget)}
+    return {"preemption_budget": parse_preemption_budget(settings.preemption_budget)}
 
 
 class JobRuntime:

@@ -6,7 +6,8 @@ the budget is measured on), the jobs that started for the first time and the job
 stopped for another (moves included).  It hands both counts to every pass
 (``Snapshot.preemption_counts``), and :func:`credit` says how many more preemptions a pass may
 make: the budget per job times the first starts, less the preemptions, rounded down.  ``las``
-(``preemption_budget``, 0.25) spends it on the preemptions it makes by choice (for a job of a
+(its option ``preemption_budget``, the operator's ``FLIGHTBASE_PREEMPTION_BUDGET``; off by
+default: docs/scheduling.md, "A preemption budget", says what it costs) spends it on the preemptions it makes by choice (for a job of a
 lower service level, and the moves that gather a gang's GPUs); those owed to a promise are not
 held to it but are counted: a job at its starvation limit (with nothing preempted for it, every
 job behind it waits too), a job within its workspace's guarantee, a notebook lease (someone at
@@ -14,8 +15,8 @@ the screen).  When the credit is spent, the other jobs wait for GPUs to free up 
 they do while every running job is within ``min_run``.
 
 Why it bounds a whole replay, not only each window: in any ``window`` the preemptions by choice
-are at most the budget times the first starts of that window plus the owed ones; cover a replay
-with back-to-back windows and sum.  The owed ones are the only way past it.
+are at most the budget times the first starts of that window; cover a replay with back-to-back
+windows and sum.  The owed ones are the only way past it.
 """
 
 from __future__ import annotations
@@ -54,21 +55,6 @@ class PreemptionLedger:
             while q and q[0] < since:
                 q.popleft()
         return len(self._starts), len(self._preemptions)
-
-
-def parse(text: str) -> float | None:
-    """The setting (``FLIGHTBASE_PREEMPTION_BUDGET``): a number of preemptions per job (0 or
-    more), or "none"."""
-    if text.strip().lower() == "none":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value >= 0.0 or math.isinf(value):
-        raise ValueError(f"FLIGHTBASE_PREEMPTION_BUDGET: {text!r} is not a number of preemptions per job "
-                         "(0 or more) nor \"none\"")
-    return value
 
 
 def credit(per_job: float | None, counts: tuple[int, int] | None) -> float:
