@@ -47,7 +47,7 @@ from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 from .ports import Backend, Exited, NodeInventory, Started, Stopped, Store
-from .scheduling.budget import PreemptionLedger
+from .scheduling.budget import PreemptionLedger, first_start
 from .scheduling.estimates import HistoryEstimates
 from .scheduling.placement import FreeMap
 from .scheduling.policies import Policy
@@ -313,7 +313,7 @@ class Coordinator:
         if batch is None:
             for adm in dec.admits:
                 job = queue.get(adm.job_id)
-                if not job.restarts and job.kind != "lease":
+                if first_start(job):
                     self.ledger.started(now)
                 self.store.transition(adm.job_id, JobState.STARTING, at=now, placement=adm.placement)
                 self._hold(ActiveJob(job, adm.placement, now))
@@ -327,7 +327,7 @@ class Coordinator:
                 for adm, _ in admits:
                     self.store.transition(adm.job_id, JobState.STARTING, at=now, placement=adm.placement)
         for adm, job in admits:  # committed: now the backend may start them
-            if not job.restarts and job.kind != "lease":
+            if first_start(job):
                 self.ledger.started(now)
             self._hold(ActiveJob(job, adm.placement, now))
             self.backend.start(job, adm.placement)

@@ -25,6 +25,9 @@ import math
 from collections import deque
 from typing import Iterable
 
+from .core import WITHIN
+from .types import Job
+
 #: Counted over the last 14 days.
 WINDOW = 14 * 86400.0
 
@@ -55,6 +58,19 @@ class PreemptionLedger:
             while q and q[0] < since:
                 q.popleft()
         return len(self._starts), len(self._preemptions)
+
+
+def first_start(job: Job) -> bool:
+    """Whether starting ``job`` now adds to the budget: a training's job never started before
+    (not a restart, not a notebook lease)."""
+    return not job.restarts and job.kind != "lease"
+
+
+def owed(job: Job, level: int, verdict: str | None = None) -> bool:
+    """Whether a preemption for ``job`` (at service ``level``, -1 when starving; with its quota
+    ``verdict`` where known) is owed to a promise and so not held to the budget: a starving job,
+    a job within its workspace's guarantee, a notebook lease."""
+    return level < 0 or verdict == WITHIN or job.kind == "lease"
 
 
 def credit(per_job: float | None, counts: tuple[int, int] | None) -> float:

@@ -55,7 +55,7 @@ from zlib import crc32
 
 from .core import (BLOCKED, BORROW, WITHIN, PassState, clock, describe_need, lease_protects,
                    open_ended, quota_cap, quota_verdict)
-from .budget import credit as budget_credit
+from .budget import credit as budget_credit, first_start, owed as budget_owed
 from .placement import DEFAULT_TOPOLOGY_KEYS, FreeMap, copy_freemap
 from .queueview import QueueView
 from .types import Job, Snapshot
@@ -497,7 +497,7 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
                 continue
             p = fm.find(job)
             start = t
-            owed = lv < 0 or job.kind == "lease"  # (reclaiming for a guarantee is not projected)
+            owed = budget_owed(job, lv)  # (reclaiming for a guarantee is not projected)
             if p is None and lv < top and (lv < 0 or t >= job.queued_since + patience) and (owed or credit >= 1):
                 stopped = len(requeued)
                 p = _preempt(fm, job, lv, victims, holders, requeued, t, policy, gate_for(rank) if gate_for else 0.0,
@@ -527,7 +527,7 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
             if quotas is not None:
                 quotas.add(job, job.gpus)
             queued.discard(job.id)
-            if per_job is not None and not job.restarts and job.kind != "lease" and job.id not in first_starts:
+            if per_job is not None and first_start(job) and job.id not in first_starts:
                 first_starts.add(job.id)
                 credit += per_job
             hold(job, p, start, job.attained, start + left(job, job.attained / job.gpus))
@@ -919,7 +919,7 @@ def explain(snap: Snapshot, limit: int = 1000, topology_keys=DEFAULT_TOPOLOGY_KE
     ws_pos: dict[str, int] = {}
     in_use = state.in_use  # GPUs each workspace holds now (the reason says what is true now)
     # The preemption budget (budget.py) spent: the pass stops no job for one of a lower level
-    # now; the reason says so for the jobs it holds to the budget (not starving, not leases).
+    # now; the reason says so for the jobs it holds to the budget (budget.owed: not the others).
     spent = rank_of is not None and budget_credit(getattr(policy, "preemption_budget", None),
                                                   snap.preemption_counts) < 1
     out: list[QueueInsight] = []
@@ -970,8 +970,8 @@ def explain(snap: Snapshot, limit: int = 1000, topology_keys=DEFAULT_TOPOLOGY_KE
             parts.append("no estimate: not enough schedulable GPUs")
             if pos > 1:
                 parts.append(f"{pos - 1} job(s) ahead")
-        if spent and (start is None or start > snap.now) and not (
-                job.kind == "lease" or rank(job)[0] < 0 or quota_verdict(lim, in_use.get(ws, 0), job) == WITHIN):
-            parts.append(BUDGET_SPENT)  # (a lease, a starving job, one within its guarantee: owed)
+        if spent and (start is None or start > snap.now) and not budget_owed(
+                job, rank(job)[0], quota_verdict(lim, in_use.get(ws, 0), job)):
+            parts.append(BUDGET_SPENT)
         out.append(QueueInsight(job.id, pos, ws_pos[ws], start, "; ".join(parts), rng))
     return out

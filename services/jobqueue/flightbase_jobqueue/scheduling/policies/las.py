@@ -79,7 +79,7 @@ from typing import Callable
 
 from ..core import (BLOCKED, BORROW, NO_QUOTA, WITHIN, PassState, ShortageAt, _blocked_reason, _shortage_reason,
                     blocked_args, quota_cap, decisions, describe_need, guaranteed_sweep, open_ended)
-from ..budget import credit as budget_credit
+from ..budget import credit as budget_credit, owed as budget_owed
 from ..placement import FreeMap
 from ..queueview import QueueView
 from ..types import ActiveJob, Decisions, Job, Snapshot
@@ -672,7 +672,7 @@ class LasPolicy(Policy):
             waited = now - job.queued_since
             by_choice = False  # waiting out swap_after: holds no lease back (below)
             spent = False  # it would stop a job, but the preemption budget is spent
-            owed = lv < 0 or verdict == WITHIN or job.kind == "lease"  # promises: not held to the budget
+            owed = budget_owed(job, lv, verdict)  # promises: not held to the budget
             if drain and job.gpus > 1 and job.preemptible and fm.total_free >= job.gpus:
                 # Enough GPUs are free in all, but not together on the nodes
                 # the job needs: what a pooled cluster would give it at once.
