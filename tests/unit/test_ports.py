@@ -13,8 +13,6 @@ from __future__ import annotations
 import os
 import socket
 
-import pytest
-
 from flightbase_server import platform
 
 
@@ -46,15 +44,7 @@ class KernelHandingOut:
         return Sock()
 
 
-@pytest.fixture
-def umask_kept():
-    old = os.umask(0o022)
-    os.umask(old)
-    yield
-    os.umask(old)
-
-
-def test_no_service_gets_the_public_port_or_another_services_port(tmp_path, monkeypatch, umask_kept):
+def test_no_service_gets_the_public_port_or_another_services_port(tmp_path, monkeypatch):
     public = 40000
     # the kernel hands out the public port (not yet bound: the proxy binds it later), and
     # then one port twice (each probe socket closed before the next is opened)
@@ -70,7 +60,7 @@ def test_no_service_gets_the_public_port_or_another_services_port(tmp_path, monk
     assert len(set(ports)) == len(ports), ports
 
 
-def test_an_operators_registry_data_port_is_given_to_no_other_service(tmp_path, monkeypatch, umask_kept):
+def test_an_operators_registry_data_port_is_given_to_no_other_service(tmp_path, monkeypatch):
     monkeypatch.setattr(platform.socket, "socket", KernelHandingOut([41000, 41001, 41002, 41003, 41004, 41005,
                                                                     41006, 41007]))
     settings, _, _ = platform.prepare(port=40000, data_dir=tmp_path / "data", gpu_spec="2",
