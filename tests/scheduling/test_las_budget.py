@@ -191,6 +191,16 @@ def test_a_spent_budget_moves_nothing_for_a_spread_gang_it_keeps_a_node_instead(
     assert len(preempts) == 1
 
 
+def test_a_spent_budget_still_moves_jobs_for_a_starving_spread_gang():
+    """The moves that gather a starving gang's GPUs are owed, as its other preemptions are
+    (budget.owed): with the credit spent, the gang queued 7 h still moves the small job."""
+    active, nodes = spread(job("small-b", 1, t=0.0))
+    s = snap([job("gang", 4, t=0.0)], active, nodes, now=7 * H, preemption_counts=(10, 2))
+    _, preempts, d = decide("las", s, preemption_budget=BUDGET)  # floor(0.24 x 10) - 2 = 0
+    assert len(preempts) == 1 and preempts[0][1] == "gang"
+    assert "moved to make room for gang" in d.preempts[0].reason
+
+
 def test_a_pass_spends_no_more_than_the_credit():
     """Two 8-GPU jobs, each able to stop one of two long whole-node jobs: with one preemption
     of credit, one of them does."""

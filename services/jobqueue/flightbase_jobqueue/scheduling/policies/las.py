@@ -681,10 +681,13 @@ class LasPolicy(Policy):
                     and a.job.gpus < job.gpus and not (
                         any_quota and a.job.workspace != ws and not state.over_guarantee(a.job.workspace)
                         and snap.limits_for(a.job.workspace).quota is not None)), self.max_moves)
-                if where and moves and waited >= migrate_after and len(moves) <= credit:
+                if where and moves and waited >= migrate_after and (owed or len(moves) <= credit):
                     # A few jobs are in the way: move them (they restart
-                    # at once on the GPUs free elsewhere).
-                    credit -= len(moves)
+                    # at once on the GPUs free elsewhere).  Moves owed to a
+                    # promise are not held to the budget, as its other
+                    # preemptions are not (budget.owed).
+                    if not owed:
+                        credit -= len(moves)
                     state.claim(job, where, moves,
                                 f"moved to make room for {job.id} (enough GPUs free, but spread)")
                     state.wait(job.id, _preempting_reason, job, fm.max_size, len(moves))
