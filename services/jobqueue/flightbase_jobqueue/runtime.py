@@ -258,7 +258,7 @@ class JobRuntime:
         return done
 
     def hold(self, job_ids: Sequence[str], held: bool) -> None:
-        self.store.set_held(job_ids, held)
+        self.store.set_held(job_ids, held, time.time())
         self.poke()
 
     def release_training(self, training_id: str) -> None:
@@ -335,7 +335,7 @@ class JobRuntime:
                 by_seq = {seq: job_id for seq, _, _, job_id in rows}
                 release += [by_seq[s] for s in sweeps.to_release([(s, st, h) for s, st, h, _ in rows], parallel)]
         if release:
-            self.store.set_held(release, False)
+            self.store.set_held(release, False, time.time())
 
     def resolve(self, job_id: str) -> LaunchSpec:
         """The job's shared LaunchSpec; the backend adds its own part (called by the backend on start).

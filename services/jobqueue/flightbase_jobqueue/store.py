@@ -239,8 +239,16 @@ class SqlStore:
             if row.id not in self._state:
                 self._remember(row)
 
-    def set_held(self, job_ids: Sequence[str], held: bool) -> list[str]:
-        """Hold (pause) or release queued jobs; returns the ids that changed."""
+    def set_held(self, job_ids: Sequence[str], held: bool, at: float) -> list[str]:
+        """Hold (pause) or release queued jobs; returns the ids that changed.
+
+        A released job enters the queue ``at`` then (``enqueued_at``, as a requeued one does):
+        its wait counts from there, not from its submission. A sweep's job held for hours
+        behind its ``parallel``, or a paused training's, did not wait for GPUs meanwhile;
+        counted from its submission, ``las`` found it starving the moment it was released
+        (queued 6 h or more), promoted it above every job and let it preempt at once, so a
+        sweep of many short trials jumped the whole queue trial after trial. It keeps its
+        place in the queue's order (submission), as within a service level."""
         changed = []
         with self.sessions.begin() as session:
             rows = [row for chunk in in_chunks(list(dict.fromkeys(job_ids)))
@@ -254,6 +262,7 @@ class SqlStore:
                     if row.id in self._queue:
                         self._queue.remove(row.id)
                 else:
+                    row.enqueued_at = at
                     self._queue.add(to_core(row))
         return changed
 
