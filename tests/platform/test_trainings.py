@@ -121,8 +121,9 @@ def test_the_queue_lists_a_sweeps_held_jobs_after_the_ranked_ones_with_why_they_
     """``GET /queue`` (what ``flightbase queue`` and the JupyterLab sidebar show) lists a sweep's jobs
     that wait for their turn (held, outside the scheduler's queue), after the jobs it ranks, with
     position 0 and a reason naming the sweep's ``parallel`` or the pause; until 2026-12-05 it left
-    them out, and a person who had just submitted a sweep saw an empty queue. Another workspace's
-    member sees none of them."""
+    them out, and a person who had just submitted a sweep saw an empty queue. A sweep's held jobs
+    have the start the queue's projection gives them as its earlier jobs end and release them (until
+    2026-12-06 none); a paused training's have none. Another workspace's member sees none of them."""
     wait_idle(platform)
     token = world.tokens["owner"]
     big = submit(platform, token, world.workspace, "big", "sleeper.py", code(platform, world, "sleeper.py"), gpus=4)
@@ -138,12 +139,17 @@ def test_the_queue_lists_a_sweeps_held_jobs_after_the_ranked_ones_with_why_they_
         assert ids[-2:] == later, ids  # held ones last, in their sweep's order
         ranked = listed[ids.index(first)]["queue"]
         assert ranked["position"] >= 1 and ranked["estimated_start"], ranked
+        why = "held: its sweep runs 1 job at a time; joins the queue when one of its earlier jobs ends; "
+        starts = [ranked["estimated_start"]]
         for row in listed[-2:]:
-            assert row["held"] and row["queue"]["position"] == 0 and row["queue"]["estimated_start"] is None
-            assert row["queue"]["reason"] == ("held: its sweep runs 1 job at a time; "
-                                              "joins the queue when one of its earlier jobs ends"), row["queue"]
+            q = row["queue"]
+            assert row["held"] and q["position"] == 0, q
+            # released when the job before it in the sweep ends: after that one's own start
+            assert q["estimated_start"] > starts[-1] and q["estimated_start_range"], q
+            assert q["reason"].startswith(why + "estimated start ") and q["reason"].endswith(" ends"), q
+            starts.append(q["estimated_start"])
         one = platform.api("jobqueue", "GET", f"jobs/{later[0]}", token).json()["queue"]
-        assert one["reason"] == listed[-2]["queue"]["reason"], one  # one job's view says the same
+        assert one["reason"].startswith(why + "estimated start ") and one["estimated_start"], one  # one job's view too
         assert not {j["id"] for j in platform.api("jobqueue", "GET", "queue", world.tokens["outsider"]).json()} & set(ids)
         env = dict(os.environ, FLIGHTBASE_URL=platform.url, FLIGHTBASE_TOKEN=token)
         out = subprocess.run([str(FLIGHTBASE), "queue", "-w", world.workspace], env=env, check=True,
@@ -154,6 +160,7 @@ def test_the_queue_lists_a_sweeps_held_jobs_after_the_ranked_ones_with_why_they_
         paused = platform.api("jobqueue", "GET", "queue", token, params={"workspace": world.workspace}).json()
         assert [j["queue"]["reason"] for j in paused if j["id"] in later] == \
             ["held: its training is paused; resume it to release its jobs"] * 2, paused
+        assert [j["queue"]["estimated_start"] for j in paused if j["id"] in later] == [None, None], paused
     finally:
         platform.api("jobqueue", "POST", f"trainings/{t['id']}/cancel", token)
         platform.api("jobqueue", "POST", f"jobs/{big['jobs'][0]['id']}/cancel", token)

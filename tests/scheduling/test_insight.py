@@ -20,3 +20,53 @@ def test_the_quota_in_a_reason_is_what_the_workspace_holds_now():
         assert "workspace quota 1/1 in use" in found[job_id].reason, found[job_id].reason
     assert found["nb"].estimated_start is not None
     assert found["b"].estimated_start >= found["nb"].estimated_start
+
+
+def _sweep_table():
+    """One GPU: a sweep's job ``r`` runs until 1,000 s; its next two (``h1``, ``h2``, 500 s each)
+    are held behind its ``parallel`` of 1; ``x`` of another workspace was queued after the sweep
+    was submitted."""
+    from flightbase_jobqueue.scheduling.insight import HeldSweep
+
+    r = job("r", 1, t=0.0, max_runtime=1000)
+    held = (job("h1", 1, t=0.5, max_runtime=500), job("h2", 1, t=0.6, max_runtime=500))
+    s = snap([job("x", 1, ws="v", t=10.0, max_runtime=300)], [running(r, {"n": [0]})], [node("n", total=1, free=[])],
+             now=100.0)
+    return s, [HeldSweep(frozenset({"r"}), held)]
+
+
+def test_a_sweeps_held_jobs_start_in_the_projection_when_its_jobs_end_and_release_them():
+    """Under ``las`` a released job is ranked as the pass ranks it (by submission within its
+    level): ``h1`` joins at 1,000 s when ``r`` ends and goes before ``x``; ``h2`` joins when ``h1``
+    ends. Until 2026-12-06 held jobs had no estimate, and ``x`` was shown starting at 1,000 s,
+    before the sweep's jobs that the pass then started first."""
+    from flightbase_jobqueue.scheduling import make_policy
+
+    s, sweeps = _sweep_table()
+    found = {i.job_id: i for i in explain(s, policy=make_policy("las"), sweeps=sweeps)}
+    assert [found[j].estimated_start for j in ("h1", "h2", "x")] == [1000.0, 1500.0, 2000.0]
+    assert [found[j].position for j in ("h1", "h2", "x")] == [0, 0, 1]
+    assert found["h1"].reason.endswith("when training r ends") and found["h2"].reason.endswith("when training h1 ends")
+    assert found["h1"].reason.startswith("estimated start")
+    without = {i.job_id: i for i in explain(s, policy=make_policy("las"))}
+    assert set(without) == {"x"} and without["x"].estimated_start == 1000.0
+
+
+def test_under_a_fifo_walk_a_sweeps_held_jobs_join_after_the_queue():
+    """The FIFO walk (the other policies) projects held jobs after the queued ones, each no
+    earlier than its release: ``x`` at 1,000 s, then ``h1`` when ``x`` ends, ``h2`` after it."""
+    s, sweeps = _sweep_table()
+    found = {i.job_id: i for i in explain(s, sweeps=sweeps)}
+    assert [found[j].estimated_start for j in ("x", "h1", "h2")] == [1000.0, 1300.0, 1800.0]
+
+
+def test_a_sweep_with_a_free_place_releases_its_next_job_at_once():
+    from flightbase_jobqueue.scheduling import make_policy
+    from flightbase_jobqueue.scheduling.insight import HeldSweep
+
+    s = snap([], [], [node("n", total=1)], now=100.0)
+    sweeps = [HeldSweep(frozenset(), (job("h1", 1, max_runtime=500), job("h2", 1, t=0.1, max_runtime=500)), free=1)]
+    for policy in (make_policy("las"), None):
+        found = {i.job_id: i for i in explain(s, policy=policy, sweeps=sweeps)}
+        assert found["h1"].reason == "can start at the next pass" and found["h1"].estimated_start == 100.0
+        assert found["h2"].estimated_start == 600.0

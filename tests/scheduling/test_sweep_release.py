@@ -70,3 +70,27 @@ def test_a_paused_trainings_jobs_wait_from_their_resumption(sessions):
     assert store.set_held(["a", "b"], False, 9 * H) == ["a", "b"]
     assert [j.queued_since for j in store.queued_jobs()] == [9 * H, 9 * H]
     assert [j.submitted_at for j in store.queued_jobs()] == [0.0, 1.0]  # the queue's order is kept
+
+
+def test_the_queue_projection_reads_each_active_sweeps_places_and_held_jobs(sessions):
+    """``runtime.held_sweeps``: a sweep of ``parallel`` 2 with one job running and one released
+    has no free place and its held jobs by number; a paused training's held jobs are left out
+    (nothing releases them but a person); ``limit`` bounds the held jobs read."""
+    from flightbase_jobqueue import models
+    from flightbase_jobqueue.runtime import held_sweeps
+
+    sweep = {"sweep": {"runs": [{}, {}, {}, {}, {}], "parallel": 2}}
+    with sessions.begin() as s:
+        s.add(models.Training(id="sw", workspace="vision", name="sw", created_by="ann", state="active", spec=sweep))
+        s.add(models.Training(id="pz", workspace="vision", name="pz", created_by="ann", state="paused", spec=sweep))
+        s.flush()
+        for tid in ("sw", "pz"):
+            for i, (state, held) in enumerate([("running", False), ("queued", False), ("queued", True),
+                                               ("queued", True), ("succeeded", False)]):
+                s.add(models.Job(id=f"{tid}{i}", training_id=tid, workspace="vision", name=f"{tid}{i}", seq=i,
+                                 state=state, held=held, gpus=1, submitted_at=i * 1e-6, created_by="ann"))
+    (found,) = held_sweeps(sessions)
+    assert found.members == {"sw0", "sw1"} and found.free == 0
+    assert [j.id for j in found.held] == ["sw2", "sw3"]
+    (found,) = held_sweeps(sessions, limit=1)
+    assert [j.id for j in found.held] == ["sw2"]

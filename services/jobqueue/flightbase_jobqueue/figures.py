@@ -279,16 +279,25 @@ def running_rows(jobs: Iterable[Any], trainings: Mapping[str, Any], now: float,
     return sorted(rows, key=lambda r: (r.started_at is None, r.started_at or 0.0, r.job_id))
 
 
-def held_reason(training: Any = None) -> str:
+def held_reason(training: Any = None, insight: Any = None) -> str:
     """Why a held job waits (a sweep's later jobs wait outside the scheduler's queue, and a paused
-    training's queued jobs with them): from its training when the caller has it at hand."""
+    training's queued jobs with them): from its training when the caller has it at hand; then,
+    with the queue's ``insight`` for it, when its release is projected to start it."""
     if training is None:
-        return "held: waits for earlier jobs of its sweep (or the sweep is paused)"
-    if training.state == "paused":
-        return "held: its training is paused; resume it to release its jobs"
-    k = training.spec.parallel
-    return (f"held: its sweep runs {k} job{'s' if k != 1 else ''} at a time; "
-            "joins the queue when one of its earlier jobs ends")
+        why = "held: waits for earlier jobs of its sweep (or the sweep is paused)"
+    elif training.state == "paused":
+        why = "held: its training is paused; resume it to release its jobs"
+    else:
+        k = training.spec.parallel
+        why = (f"held: its sweep runs {k} job{'s' if k != 1 else ''} at a time; "
+               "joins the queue when one of its earlier jobs ends")
+    return why if insight is None else f"{why}; {insight.reason}"
+
+
+def estimated_range(info: Any) -> list[float] | None:
+    """A queue insight's range of estimated starts as the API gives it (None without one)."""
+    r = getattr(info, "estimated_range", None)
+    return None if r is None else list(r)
 
 
 def queue_rows(jobs: Iterable[Any], insights: Mapping[str, Any], trainings: Mapping[str, Any]) -> list[QueuedRow]:
@@ -300,14 +309,17 @@ def queue_rows(jobs: Iterable[Any], insights: Mapping[str, Any], trainings: Mapp
             continue
         t = trainings.get(j.training_id)
         info = insights.get(j.id)
-        if info is not None:
+        if j.held and j.state == "queued":  # no place in the queue; its release's estimate if any
+            place = dict(position=None, workspace_position=None, reason=held_reason(t, info),
+                         estimated_start=None if info is None else info.estimated_start,
+                         estimated_start_range=estimated_range(info))
+        elif info is not None:
             place = dict(position=info.position, workspace_position=info.workspace_position,
                          estimated_start=info.estimated_start, reason=info.reason,
-                         estimated_start_range=None if getattr(info, "estimated_range", None) is None
-                         else list(info.estimated_range))
+                         estimated_start_range=estimated_range(info))
         else:
-            why = held_reason(t) if j.held else "waiting for the next scheduling pass"
-            place = dict(position=None, workspace_position=None, estimated_start=None, reason=why)
+            place = dict(position=None, workspace_position=None, estimated_start=None,
+                         reason="waiting for the next scheduling pass")
         rows.append(QueuedRow(job_id=j.id, training_id=j.training_id, name=t.name if t is not None else j.name,
                               kind=j.kind, user=j.created_by, gpus=j.gpus, priority=j.priority, held=j.held,
                               submitted_at=j.submitted_at, **place))

@@ -42,7 +42,7 @@ from flightbase_jobqueue.backends import make_backend  # settings.backend: local
 from flightbase_jobqueue.backends.spec import DatasetVersion
 from flightbase_jobqueue.scheduling.types import Job, WorkspaceLimits
 from flightbase_jobqueue.states import JobState
-from flightbase_jobqueue.store import SqlStore
+from flightbase_jobqueue.store import SqlStore, to_core
 from flightbase_jobqueue.training_spec import SpecError, TrainingSpec
 
 log = logging.getLogger("flightbase.jobqueue.runtime")
@@ -57,6 +57,11 @@ _ENDED = (select(_JOBS.c.id, _JOBS.c.workspace, _JOBS.c.training_id,
                  type_coerce(_TRAININGS.c.spec, JSON))
           .join(_TRAININGS, _TRAININGS.c.id == _JOBS.c.training_id))
 
+# What ``store.to_core`` reads of a job (held_sweeps reads these columns, not ORM rows).
+_CORE_COLUMNS = tuple(getattr(models.Job, c) for c in (
+    "id", "workspace", "gpus", "submitted_at", "priority", "gpus_per_node", "preemptible", "max_runtime",
+    "kind", "attained", "restarts", "enqueued_at", "name"))
+
 DEFAULT_MEMORY_GB_PER_GPU = WorkspaceSettings.model_fields["memory_gb_per_gpu"].default
 
 def limits_from(settings) -> WorkspaceLimits:
@@ -67,6 +72,41 @@ def limits_from(settings) -> WorkspaceLimits:
         allow_borrowing=settings.allow_borrowing,
         borrowing_limit=settings.borrowing_limit,
     )
+
+
+def held_sweeps(sessions: Sessions, limit: int = insight.DEFAULT_LIMIT) -> list[insight.HeldSweep]:
+    """The active trainings' held jobs, for the queue's projection to release as the runtime
+    does (``JobRuntime._release_sweeps``): each sweep's jobs that hold one of its ``parallel``
+    places (queued and released, starting, running, preempted: ``sweeps.to_release``), and its
+    held jobs by number, the first ``limit`` of them in all (the projection places no more jobs
+    than that). One query of the trainings that hold jobs back (most hold none), one of their
+    jobs' ids, one of the held jobs' columns (not ORM rows: over a sweep of 1,000 trials they
+    took 42 ms, docs/benchmarks.md)."""
+    job, training = models.Job, models.Training
+    live = (JobState.QUEUED.value, JobState.STARTING.value, JobState.RUNNING.value, JobState.PREEMPTED.value)
+    holding = select(training.id).where(
+        training.id.in_(select(job.training_id).where(job.held.is_(True), job.state == JobState.QUEUED.value)),
+        training.state == "active")
+    with sessions() as session:
+        parallel = {tid: TrainingSpec.from_json(spec).parallel for tid, spec in session.execute(
+            select(training.id, type_coerce(training.spec, JSON)).where(training.id.in_(holding)))}
+        if not parallel:
+            return []
+        members: dict[str, list[str]] = {}
+        for tid, jid in session.execute(select(job.training_id, job.id).where(
+                job.training_id.in_(holding), job.state.in_(live), job.held.is_(False))):
+            members.setdefault(tid, []).append(jid)
+        held: dict[str, list[Job]] = {}
+        for row in session.execute(select(job.training_id, *_CORE_COLUMNS).where(
+                job.training_id.in_(holding), job.held.is_(True), job.state == JobState.QUEUED.value)
+                .order_by(job.submitted_at, job.training_id, job.seq).limit(limit)):
+            held.setdefault(row.training_id, []).append(to_core(row))
+    out = []
+    for tid, jobs in held.items():
+        if tid in parallel:
+            mine = members.get(tid, [])
+            out.append(insight.HeldSweep(frozenset(mine), tuple(jobs), max(0, parallel[tid] - len(mine))))
+    return out
 
 
 def policy_options(settings) -> dict:
@@ -273,7 +313,10 @@ class JobRuntime:
 
     def _explain(self) -> dict[str, insight.QueueInsight]:
         snap = self.coordinator.snapshot(time.time())
-        return {i.job_id: i for i in insight.explain(snap, policy=self.coordinator.policy)}
+        room = insight.DEFAULT_LIMIT - len(snap.queue)  # (the projection places no more jobs than that)
+        sweeps = held_sweeps(self.sessions, room) if room > 0 else []
+        found = insight.explain(snap, policy=self.coordinator.policy, sweeps=sweeps)
+        return {i.job_id: i for i in found}
 
     def set_limits(self, limits: Mapping[str, WorkspaceLimits]) -> None:
         limits = dict(limits)

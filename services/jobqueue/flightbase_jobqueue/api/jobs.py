@@ -24,7 +24,7 @@ from flightbase_server.service.deps import CurrentIdentity, in_session
 from flightbase_server.service.errors import ApiError, not_found
 from flightbase_jobqueue.api import access
 from flightbase_jobqueue.backends.spec import JobRef
-from flightbase_jobqueue.figures import WAITING, held_reason
+from flightbase_jobqueue.figures import WAITING, estimated_range, held_reason
 from flightbase_jobqueue.models import Job, Preemption, Training
 from flightbase_jobqueue.ports import JobOutput
 from flightbase_jobqueue.schemas import CommunicationOut, JobOut, Preemption as PreemptionOut, PriorityUpdate, QueueInfo
@@ -57,11 +57,6 @@ def job_metrics(request: Request, job: Job | str) -> dict[str, float]:
     return metrics.latest(_metric_records(request, job))
 
 
-def _range(insight) -> list[float] | None:
-    r = getattr(insight, "estimated_range", None)
-    return None if r is None else [r[0], r[1]]
-
-
 def _projected(queued: list[Job]) -> list[str]:
     """Which of these queued jobs the queue's projection must hold: not the held ones (a sweep's
     jobs waiting their turn are outside the queue), which would make every read recompute it."""
@@ -71,12 +66,15 @@ def _projected(queued: list[Job]) -> list[str]:
 def job_out(request: Request, job: Job, preemptions=(), insight=None, training: Training | None = None) -> JobOut:
     runtime = request.app.state.runtime
     queue = None
-    if insight is not None:
+    if job.state == "queued" and job.held:
+        # why it is held (its training), and when its release is projected to start it, if known
+        queue = QueueInfo(position=0, workspace_position=0, reason=held_reason(training, insight),
+                          estimated_start=None if insight is None else insight.estimated_start,
+                          estimated_start_range=estimated_range(insight))
+    elif insight is not None:
         queue = QueueInfo(position=insight.position, workspace_position=insight.workspace_position,
                           estimated_start=insight.estimated_start, reason=insight.reason,
-                          estimated_start_range=_range(insight))
-    elif job.state == "queued" and job.held:
-        queue = QueueInfo(position=0, workspace_position=0, estimated_start=None, reason=held_reason(training))
+                          estimated_start_range=estimated_range(insight))
     return JobOut(
         id=job.id, training_id=job.training_id, workspace=job.workspace, name=job.name, seq=job.seq,
         params=job.params, kind=job.kind, state=job.state, held=job.held, gpus=job.gpus,
@@ -133,7 +131,7 @@ async def get_job(request: Request, job: Readable):
     )
     insight = request.app.state.runtime.insight(require=_projected([job])).get(job_id) if job.state == "queued" else None
     training = None
-    if insight is None and job.held and job.state == "queued":  # its training says why it is held
+    if job.held and job.state == "queued":  # its training says why it is held
         training = await in_session(request, lambda s: s.get(Training, job.training_id))
     out = job_out(request, job, preemptions, insight, training)
     out.communication = await _communication(request, job)
@@ -280,8 +278,10 @@ async def queue(request: Request, scope: Annotated[Listing, listing("jobs:read",
     """The jobs the scheduler ranks, in its order (``queue.position`` from 1, with the estimated
     start), then the held ones, oldest first: a sweep's jobs waiting for a free place among its
     ``parallel`` (or for its training to be resumed), which join the queue only then
-    (``queue.position`` 0, no estimate, the reason saying which). As ``squeue`` lists a job
-    array's throttled tasks: a person who submits a sweep sees all of its jobs waiting."""
+    (``queue.position`` 0, the reason saying which; a sweep's, with the start the projection
+    gives it when its sweep's jobs end and release it, a paused training's with none). As
+    ``squeue`` lists a job array's throttled tasks: a person who submits a sweep sees all of its
+    jobs waiting."""
     workspace = scope.workspace
     insights = request.app.state.runtime.insight()
 
@@ -292,16 +292,17 @@ async def queue(request: Request, scope: Annotated[Listing, listing("jobs:read",
         # each request, was a new statement each time, and the database driver keeps the last
         # 128 it prepared on each connection, megabytes each (docs/benchmarks.md). The few
         # waiting jobs the projection does not name yet are left out below.
-        # Held jobs are not in the projection; their trainings say why they are held.
+        # Held jobs are in the projection only with their estimate; their trainings say why
+        # they are held.
         q = select(Job).where(Job.state.in_(WAITING))
         if workspace:
             q = q.where(Job.workspace == workspace)
         projected, held = {}, []
         for j in session.scalars(q):
-            if j.id in insights:
-                projected[j.id] = j
-            elif j.held and j.state == JobState.QUEUED.value:
+            if j.held and j.state == JobState.QUEUED.value:
                 held.append(j)
+            elif j.id in insights:
+                projected[j.id] = j
         trainings = {}
         if held:
             of_held = select(Job.training_id).where(Job.held.is_(True), Job.state == JobState.QUEUED.value)
@@ -322,5 +323,5 @@ async def queue(request: Request, scope: Annotated[Listing, listing("jobs:read",
         out.append(job_out(request, row, insight=info))
     for row in sorted(held, key=lambda j: (j.submitted_at, j.seq, j.id)):
         if row.workspace in readable:
-            out.append(job_out(request, row, training=trainings.get(row.training_id)))
+            out.append(job_out(request, row, insight=insights.get(row.id), training=trainings.get(row.training_id)))
     return out

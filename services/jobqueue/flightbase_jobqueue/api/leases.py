@@ -33,6 +33,7 @@ from flightbase_jobqueue.api import access
 from flightbase_jobqueue.api.access import LeaseFound
 from flightbase_jobqueue.api.trainings import require_image, row_of
 from flightbase_jobqueue.culler import ACTIVITY_TOKEN
+from flightbase_jobqueue.figures import estimated_range
 from flightbase_jobqueue.models import Job, Training
 from flightbase_jobqueue.runtime import limits_from
 from flightbase_jobqueue.scheduling.types import Job as CoreJob
@@ -46,11 +47,6 @@ LIVE_STATES = ("queued", "preempted", "starting", "running")
 MAX_WAIT = 30.0
 
 
-def _range(insight) -> list[float] | None:
-    r = getattr(insight, "estimated_range", None)
-    return None if r is None else [r[0], r[1]]
-
-
 def lease_out(job: Job, training: Training, gpu_kind: str, insight=None) -> LeaseOut:
     placement = job.placement or {}
     node = next(iter(placement), None)
@@ -58,7 +54,7 @@ def lease_out(job: Job, training: Training, gpu_kind: str, insight=None) -> Leas
     if insight is not None:
         queue = QueueInfo(position=insight.position, workspace_position=insight.workspace_position,
                           estimated_start=insight.estimated_start, reason=insight.reason,
-                          estimated_start_range=_range(insight))
+                          estimated_start_range=estimated_range(insight))
     return LeaseOut(
         id=job.id, training_id=training.id, workspace=job.workspace, owner=job.created_by,
         server=training.spec.server, state=leases.public_state(job.state), gpu_kind=gpu_kind,

@@ -37,7 +37,9 @@ replay records every estimate the queue would show
 (:class:`~..sim.replay.EstimateRecorder`).
 
 Jobs that arrive later are not foreseen (under ``las`` they rank behind a
-queued job of the same level anyway).  ``limit`` bounds the work on a very
+queued job of the same level anyway).  A sweep's held jobs (:class:`HeldSweep`) are: each
+joins the projection's queue when one of its sweep's jobs ends in it, as the runtime releases
+them, and waits from then.  ``limit`` bounds the work on a very
 long queue (later jobs in the projection's order get no estimate).
 
 Example reason: "needs 4 GPUs on one node; workspace quota 8/8 in use;
@@ -47,6 +49,7 @@ estimated start 14:10 when training X ends".
 from __future__ import annotations
 
 import heapq
+from collections import deque
 from itertools import chain
 from bisect import bisect_right, insort
 from dataclasses import dataclass, replace
@@ -71,6 +74,8 @@ INF = float("inf")
 BUDGET_SPENT = "the preemption budget is spent (FLIGHTBASE_PREEMPTION_BUDGET): no running job is stopped for it"
 #: A projection stops after this many events (job ends, level changes).
 MAX_EVENTS = 20_000
+#: Jobs projected at most (later ones in the projection's order get no estimate).
+DEFAULT_LIMIT = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +88,54 @@ class QueueInsight:
     # (earliest, latest) of the projections with short and long runtimes;
     # None when there is no estimate.
     estimated_range: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HeldSweep:
+    """A sweep's jobs as the projection releases them: ``members``, the ids of its jobs that
+    hold one of its ``parallel`` places now (queued and not held, or running); ``held``, its
+    held jobs in the order they are released (``sweeps.to_release``: by number); ``free``,
+    places free now (those held jobs join at once, as the next pass releases them).  Each end
+    of a member in a projection releases the next held job, which becomes a member."""
+    members: frozenset[str]
+    held: tuple[Job, ...]
+    free: int = 0
+
+
+class _Releases:
+    """One projection's held sweep jobs still to release (:class:`HeldSweep`)."""
+
+    __slots__ = ("of", "held", "count")
+
+    def __init__(self, sweeps: Sequence[HeldSweep]):
+        self.of: dict[str, int] = {}  # a member's id -> its sweep
+        self.held: list[deque[Job]] = []
+        self.count = 0
+        for k, sw in enumerate(sweeps):
+            self.of.update(dict.fromkeys(sw.members, k))
+            self.held.append(deque(sw.held))
+            self.count += len(sw.held)
+
+    def initial(self, sweeps: Sequence[HeldSweep]) -> list[Job]:
+        """The held jobs released at once (their sweeps' free places)."""
+        out = []
+        for k, sw in enumerate(sweeps):
+            for _ in range(min(sw.free, len(self.held[k]))):
+                out.append(self._next(k))
+        return out
+
+    def ended(self, job_id: str) -> Job | None:
+        """The held job that ``job_id``'s end releases, if any."""
+        k = self.of.pop(job_id, None)
+        if k is None or not self.held[k]:
+            return None
+        return self._next(k)
+
+    def _next(self, k: int) -> Job:
+        job = self.held[k].popleft()
+        self.count -= 1
+        self.of[job.id] = k
+        return job
 
 
 def _remaining(est, job: Job, ran: float, q: float) -> float:
@@ -130,29 +183,31 @@ def _qf(spec: float | int) -> Callable[[str], float]:
     return u
 
 
-def project(snap: Snapshot, free: FreeMap, q: float = 0.5, policy=None, limit: int = 1000,
+def project(snap: Snapshot, free: FreeMap, q: float = 0.5, policy=None, limit: int = DEFAULT_LIMIT,
             only: Iterable[str] | None = None, not_before: dict[str, float | str] | None = None,
-            ) -> dict[str, tuple[float, str]]:
+            sweeps: Sequence[HeldSweep] = ()) -> dict[str, tuple[float, str]]:
     """Projected start of queued jobs: job id -> (time, what makes room).
     ``free``: the free GPUs now (not modified).  ``only``: stop once these
     jobs have a start (the replay's recorder); otherwise the first ``limit``
     jobs in the projection's order are projected.  ``not_before``: job id -> the time before
     which it may not start, or the id of a job that must start before it in the same
-    projection (under ``las``; explain's held notebook leases)."""
-    return project_many(snap, free, (q,), policy, limit, only, not_before)[0]
+    projection (under ``las``; explain's held notebook leases).  ``sweeps``: held sweep jobs,
+    released into the projection as their sweeps' jobs end (:class:`HeldSweep`), each projected
+    too."""
+    return project_many(snap, free, (q,), policy, limit, only, not_before, sweeps)[0]
 
 
-def project_many(snap: Snapshot, free: FreeMap, qs: Sequence[float | int], policy=None, limit: int = 1000,
+def project_many(snap: Snapshot, free: FreeMap, qs: Sequence[float | int], policy=None, limit: int = DEFAULT_LIMIT,
                  only: Iterable[str] | None = None, not_before: dict[str, float | str] | None = None,
-                 ) -> list[dict[str, tuple[float, str]]]:
+                 sweeps: Sequence[HeldSweep] = ()) -> list[dict[str, tuple[float, str]]]:
     """:func:`project` for each entry of ``qs``: a runtime quantile (float)
     for every job, or a sample number (int): each job's runtime drawn at its
     own pseudo-random quantile (:func:`_qf`).  The work they share, ordering
     the queue, is done once."""
     _censor(snap)
     if policy is not None and getattr(policy, "name", "") == "las" and hasattr(policy, "_ranked"):
-        return _project_las(snap, free, qs, policy, limit, only, not_before)
-    return [_project_fifo(snap, free, q, limit, only) for q in qs]
+        return _project_las(snap, free, qs, policy, limit, only, not_before, sweeps)
+    return [_project_fifo(snap, free, q, limit, only, sweeps) for q in qs]
 
 
 def _censor(snap: Snapshot) -> None:
@@ -224,12 +279,13 @@ class _Quotas:
         return c is not None and self.use.get(job.workspace, 0) + job.gpus > c
 
 
-def _project_fifo(snap, free, spec, limit, only) -> dict[str, tuple[float, str]]:
+def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = ()) -> dict[str, tuple[float, str]]:
     left = _left_fn(snap.estimates, spec)
     now = snap.now
     fm = copy_freemap(free)
     ends = []
     k = 0
+    end_of: dict[str, float] = {}  # each job's projected end (a held sweep job joins at one)
     for a in snap.active:
         k += 1
         job = a.job
@@ -238,6 +294,7 @@ def _project_fifo(snap, free, spec, limit, only) -> dict[str, tuple[float, str]]
             continue
         ran = job.attained / job.gpus + max(0.0, now - a.started_at)
         ends.append((now + left(job, ran), k, job, a.placement))
+        end_of[job.id] = ends[-1][0]
     heapq.heapify(ends)
     quotas = _Quotas.of(snap, (a.job for a in snap.active if not a.stopping))
     want = None if only is None else set(only)
@@ -278,14 +335,61 @@ def _project_fifo(snap, free, spec, limit, only) -> dict[str, tuple[float, str]]
         if quotas is not None:
             quotas.add(job, job.gpus)
         k += 1
-        heapq.heappush(ends, (t + left(job, job.attained / job.gpus), k, job, p))
+        end = t + left(job, job.attained / job.gpus)
+        heapq.heappush(ends, (end, k, job, p))
+        end_of[job.id] = end
+        out[job.id] = (t, last_label)
+        if want is not None:
+            want.discard(job.id)
+    if not sweeps or (want is not None and not want):
+        return out
+    # A sweep's held jobs, after the queue (FIFO order: they join its end), each as its sweep's
+    # places free up: a place frees when a job of the sweep ends (``end_of``), or now.
+    rel = _Releases(sweeps)
+    places = [(now, i, n) for n, sw in enumerate(sweeps) for i in range(min(sw.free, len(sw.held)))]
+    places += [(end_of[jid], 0, n) for jid, n in rel.of.items() if jid in end_of]
+    heapq.heapify(places)
+    while places and pos < limit and (want is None or want):
+        r, _, n = heapq.heappop(places)
+        if not rel.held[n]:
+            continue
+        job = rel._next(n)
+        pos += 1
+        while ends and ends[0][0] <= r:  # what ended before its release
+            end, _, ejob, ep = heapq.heappop(ends)
+            fm.give(ep)
+            if quotas is not None:
+                quotas.add(ejob, -ejob.gpus)
+            last_label = ejob.label
+        t = max(t, r)
+        while True:
+            p = None if quotas is not None and quotas.over(job) else fm.find(job)
+            if p is not None:
+                break
+            if not ends:
+                return out
+            end, _, ejob, ep = heapq.heappop(ends)
+            if end > t:
+                t = end
+            fm.give(ep)
+            if quotas is not None:
+                quotas.add(ejob, -ejob.gpus)
+            last_label = ejob.label
+        fm.take(p)
+        if quotas is not None:
+            quotas.add(job, job.gpus)
+        k += 1
+        end = t + left(job, job.attained / job.gpus)
+        heapq.heappush(ends, (end, k, job, p))
+        heapq.heappush(places, (end, k, n))
         out[job.id] = (t, last_label)
         if want is not None:
             want.discard(job.id)
     return out
 
 
-def _project_las(snap, free, qs, policy, limit, only, not_before=None) -> list[dict[str, tuple[float, str]]]:
+def _project_las(snap, free, qs, policy, limit, only, not_before=None,
+                 sweeps: Sequence[HeldSweep] = ()) -> list[dict[str, tuple[float, str]]]:
     now = snap.now
     # the policy's own ranking of the queue, kept from pass to pass (LasPolicy._ranked)
     queue = [(r, j, since) for r, since, j in policy._ranked(snap.queue, now, keep=False)]
@@ -293,6 +397,11 @@ def _project_las(snap, free, qs, policy, limit, only, not_before=None) -> list[d
         want = set(only)
     else:
         want = {j.id for _, j, _ in queue[:limit]}
+        room = limit - len(want)
+        for sw in sweeps:  # (held sweep jobs too, within the limit)
+            take = sw.held[:max(0, room)]
+            want.update(j.id for j in take)
+            room -= len(take)
     base = []
     stopping = []
     for a in snap.active:
@@ -307,7 +416,8 @@ def _project_las(snap, free, qs, policy, limit, only, not_before=None) -> list[d
     # With ``only``, as many starts as ``limit`` at most: a job not started by then is past what
     # the queue shows anyway (explain's held leases; the replay's recorder asks for few jobs).
     starts = limit if only is not None and not_before else INF
-    return [_las_run(snap, free, q, policy, prepared, set(want), base, stopping, not_before, starts) for q in qs]
+    return [_las_run(snap, free, q, policy, prepared, set(want), base, stopping, not_before, starts, sweeps)
+            for q in qs]
 
 
 class _Prepared:
@@ -336,7 +446,8 @@ class _Prepared:
 
 
 def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping,
-             not_before: dict[str, float | str] | None = None, starts: float = INF) -> dict[str, tuple[float, str]]:
+             not_before: dict[str, float | str] | None = None, starts: float = INF,
+             sweeps: Sequence[HeldSweep] = ()) -> dict[str, tuple[float, str]]:
     """One projection under ``las`` (see the module docstring): queued jobs
     walked in rank order at each event, promoted when they reach the
     starvation limit (a promoted job that cannot start holds back the rest,
@@ -436,6 +547,26 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
     # The queue, by rank within each GPU count (see _Walk).
     walk = _Walk({g: list(lst) for g, lst in prepared.lists.items()}, prepared.count)
     parked = _Parked()
+    releases = _Releases(sweeps) if sweeps else None
+
+    def enter(job: Job, at: float) -> None:
+        """A held sweep job released ``at``: it joins the queue then, ranked as the pass ranks
+        it, and waits from then (``enqueued_at``, as the store releases it)."""
+        job = replace(job, enqueued_at=at)
+        rank, since, _ = policy._entry(job, at, False)
+        walk.add((rank, job, since))
+        queued.add(job.id)
+        if rank[0] >= 0:
+            since_of[job.id] = since
+            push(sinces, (since, job.id))
+        if patience:
+            push(waits, (at + patience, job.id))
+        if swapper is not None and swapper(job):
+            push(waits, (at + swap_after, job.id))
+
+    if releases is not None:
+        for job in releases.initial(sweeps):
+            enter(job, t)
     roomier: set[str] = set()  # workspaces whose jobs were preempted in this walk
     count = 0
     while want and count < MAX_EVENTS and starts > 0:
@@ -548,7 +679,7 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
                 push(waits, (job.queued_since + patience, job.id))
             if swapper is not None and job.queued_since + swap_after > t and swapper(job):
                 push(waits, (job.queued_since + swap_after, job.id))
-        if not want or not (walk.count or parked.count):
+        if not want or not (walk.count or parked.count or (releases is not None and releases.count)):
             break
         if requeued and fm.total_free:
             # A preemption freed more GPUs than its job needed: at the next pass the jobs
@@ -596,6 +727,8 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
                     quotas.add(h.job, -h.job.gpus)
                     parked.release(h.job.workspace, quotas, walk)
                 last_label = h.job.label
+                if releases is not None and (nxt_job := releases.ended(jid)) is not None:
+                    enter(nxt_job, t)
     return out
 
 
@@ -822,26 +955,36 @@ def summarize(runs: Sequence[dict[str, tuple[float, str]]], low: dict | None = N
     return out
 
 
-def estimate_starts(snap: Snapshot, free: FreeMap, policy=None, limit: int = 1000,
+def estimate_starts(snap: Snapshot, free: FreeMap, policy=None, limit: int = DEFAULT_LIMIT,
                     only: Iterable[str] | None = None, not_before: dict[str, float | str] | None = None,
-                    ) -> dict[str, tuple[float, str, float, float]]:
+                    sweeps: Sequence[HeldSweep] = ()) -> dict[str, tuple[float, str, float, float]]:
     """job id -> (estimated start, what makes room, earliest, latest): what
     the queue shows (see the module docstring)."""
-    runs = project_many(snap, free, (*RANGE_QUANTILES, *range(SAMPLES)), policy, limit, only, not_before)
+    runs = project_many(snap, free, (*RANGE_QUANTILES, *range(SAMPLES)), policy, limit, only, not_before, sweeps)
     return summarize(runs[2:], runs[0], runs[1])
 
 
 def _estimates(snap: Snapshot, fm: FreeMap, policy, limit: int, ranges: bool,
                only: Iterable[str] | None = None, not_before: dict[str, float | str] | None = None,
-               ) -> dict[str, tuple[float, str, float, float]]:
+               sweeps: Sequence[HeldSweep] = ()) -> dict[str, tuple[float, str, float, float]]:
     if ranges:
-        return estimate_starts(snap, fm, policy, limit, only, not_before)
+        return estimate_starts(snap, fm, policy, limit, only, not_before, sweeps)
     return {jid: (t, label, t, t)
-            for jid, (t, label) in project(snap, fm, 0.5, policy, limit, only, not_before).items()}
+            for jid, (t, label) in project(snap, fm, 0.5, policy, limit, only, not_before, sweeps).items()}
 
 
-def explain(snap: Snapshot, limit: int = 1000, topology_keys=DEFAULT_TOPOLOGY_KEYS,
-            policy=None, ranges: bool = True) -> list[QueueInsight]:
+def _when(start: float, label: str, now: float) -> str:
+    """The reason's part that says when a job is projected to start."""
+    if start <= now:
+        return "can start at the next pass"
+    return f"estimated start {clock(start)}" + (f" when {label} ends" if label else "")
+
+
+def explain(snap: Snapshot, limit: int = DEFAULT_LIMIT, topology_keys=DEFAULT_TOPOLOGY_KEYS,
+            policy=None, ranges: bool = True, sweeps: Sequence[HeldSweep] = ()) -> list[QueueInsight]:
+    """Every queued job's place, estimated start (and range) and reason, in queue order; then
+    the held jobs of ``sweeps`` (:class:`HeldSweep`), each at position 0 with the start its
+    release projects (its reason says only that: the caller says why it is held)."""
     state = PassState(snap, topology_keys)
     fm = state.free
     # A notebook lease never takes GPUs a training queued ahead of it waits for (head-of-line
@@ -903,7 +1046,7 @@ def explain(snap: Snapshot, limit: int = 1000, topology_keys=DEFAULT_TOPOLOGY_KE
                     freed[j.id] = max(ats)
     projected = (replace(snap, queue=QueueView.build(j for j in snap.queue if j.id not in blockers))
                  if blockers else snap)
-    estimates = _estimates(projected, fm, policy, limit, ranges)
+    estimates = _estimates(projected, fm, policy, limit, ranges, sweeps=sweeps)
     # Projected with the held leases in the queue as any job; only their own estimates are taken
     # from it: a held lease starts no earlier than there (the GPUs the jobs ahead of it take
     # first, its quota), nor, unless let go earlier (``freed``), than the training it waits for
@@ -950,9 +1093,7 @@ def explain(snap: Snapshot, limit: int = 1000, topology_keys=DEFAULT_TOPOLOGY_KE
                 t, label, lo, hi = own
                 start, rng = t, ((lo, hi) if ranges else None)
                 until = f", until {clock(at)}" if at is not None and (theirs is None or t < theirs[0]) else ""
-                parts.append(f"{ahead}{until}; " + (
-                    f"estimated start {clock(t)}" + (f" when {label} ends" if label else "")
-                    if t > snap.now else "can start at the next pass"))
+                parts.append(f"{ahead}{until}; " + _when(t, label, snap.now))
             else:
                 start = theirs[0] if theirs is not None else None
                 rng = (theirs[2], theirs[3]) if theirs is not None and ranges else None
@@ -960,12 +1101,7 @@ def explain(snap: Snapshot, limit: int = 1000, topology_keys=DEFAULT_TOPOLOGY_KE
         elif got is not None:
             start, label, lo, hi = got
             rng = (lo, hi) if ranges else None
-            if start <= snap.now:
-                parts.append("can start at the next pass")
-            elif label:
-                parts.append(f"estimated start {clock(start)} when {label} ends")
-            else:
-                parts.append(f"estimated start {clock(start)}")
+            parts.append(_when(start, label, snap.now))
         else:
             parts.append("no estimate: not enough schedulable GPUs")
             if pos > 1:
@@ -974,4 +1110,11 @@ def explain(snap: Snapshot, limit: int = 1000, topology_keys=DEFAULT_TOPOLOGY_KE
                 job, rank(job)[0], quota_verdict(lim, in_use.get(ws, 0), job)):
             parts.append(BUDGET_SPENT)
         out.append(QueueInsight(job.id, pos, ws_pos[ws], start, "; ".join(parts), rng))
+    for sw in sweeps:
+        for job in sw.held:
+            got = estimates.get(job.id)
+            if got is not None:
+                start, label, lo, hi = got
+                out.append(QueueInsight(job.id, 0, 0, start, _when(start, label, snap.now),
+                                        (lo, hi) if ranges else None))
     return out
