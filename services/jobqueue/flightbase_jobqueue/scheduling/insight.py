@@ -306,6 +306,44 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
     held: list[Job] = []
     held_ids: set[str] = set()
     pos = 0
+
+    def give(ejob: Job, ep) -> None:  # an end: its GPUs back
+        nonlocal last_label
+        fm.give(ep)
+        if quotas is not None:
+            quotas.add(ejob, -ejob.gpus)
+        last_label = ejob.label
+
+    def start(job: Job, release: float | None = None) -> float | None:
+        """Start ``job`` at the first moment (from ``release`` on) its gang fits and its quota lets
+        it, as jobs end; its projected end, or None if it never fits."""
+        nonlocal t, k
+        if release is not None:
+            while ends and ends[0][0] <= release:  # what ended before its release
+                _, _, ejob, ep = heapq.heappop(ends)
+                give(ejob, ep)
+            t = max(t, release)
+        while True:
+            p = None if quotas is not None and quotas.over(job) else fm.find(job)
+            if p is not None:
+                break
+            if not ends:
+                return None
+            end, _, ejob, ep = heapq.heappop(ends)
+            if end > t:
+                t = end
+            give(ejob, ep)
+        fm.take(p)
+        if quotas is not None:
+            quotas.add(job, job.gpus)
+        k += 1
+        end = t + left(job, job.attained / job.gpus)
+        heapq.heappush(ends, (end, k, job, p))
+        out[job.id] = (t, last_label)
+        if want is not None:
+            want.discard(job.id)
+        return end
+
     for job in chain(snap.queue, held):  # (held: read once the queue is, as it grows meanwhile)
         if job.id not in held_ids:
             pos += 1
@@ -318,29 +356,10 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
                 held.append(job)
                 held_ids.add(job.id)
                 continue
-        while True:
-            p = None if quotas is not None and quotas.over(job) else fm.find(job)
-            if p is not None:
-                break
-            if not ends:
-                return out
-            end, _, ejob, ep = heapq.heappop(ends)
-            if end > t:
-                t = end
-            fm.give(ep)
-            if quotas is not None:
-                quotas.add(ejob, -ejob.gpus)
-            last_label = ejob.label
-        fm.take(p)
-        if quotas is not None:
-            quotas.add(job, job.gpus)
-        k += 1
-        end = t + left(job, job.attained / job.gpus)
-        heapq.heappush(ends, (end, k, job, p))
+        end = start(job)
+        if end is None:
+            return out
         end_of[job.id] = end
-        out[job.id] = (t, last_label)
-        if want is not None:
-            want.discard(job.id)
     if not sweeps or (want is not None and not want):
         return out
     # A sweep's held jobs, after the queue (FIFO order: they join its end), each as its sweep's
@@ -353,38 +372,11 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
         r, _, n = heapq.heappop(places)
         if not rel.held[n]:
             continue
-        job = rel._next(n)
         pos += 1
-        while ends and ends[0][0] <= r:  # what ended before its release
-            end, _, ejob, ep = heapq.heappop(ends)
-            fm.give(ep)
-            if quotas is not None:
-                quotas.add(ejob, -ejob.gpus)
-            last_label = ejob.label
-        t = max(t, r)
-        while True:
-            p = None if quotas is not None and quotas.over(job) else fm.find(job)
-            if p is not None:
-                break
-            if not ends:
-                return out
-            end, _, ejob, ep = heapq.heappop(ends)
-            if end > t:
-                t = end
-            fm.give(ep)
-            if quotas is not None:
-                quotas.add(ejob, -ejob.gpus)
-            last_label = ejob.label
-        fm.take(p)
-        if quotas is not None:
-            quotas.add(job, job.gpus)
-        k += 1
-        end = t + left(job, job.attained / job.gpus)
-        heapq.heappush(ends, (end, k, job, p))
+        end = start(rel._next(n), r)
+        if end is None:
+            return out
         heapq.heappush(places, (end, k, n))
-        out[job.id] = (t, last_label)
-        if want is not None:
-            want.discard(job.id)
     return out
 
 
