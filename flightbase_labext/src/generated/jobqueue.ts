@@ -334,8 +334,10 @@ export interface paths {
          * @description The jobs the scheduler ranks, in its order (``queue.position`` from 1, with the estimated
          *     start), then the held ones, oldest first: a sweep's jobs waiting for a free place among its
          *     ``parallel`` (or for its training to be resumed), which join the queue only then
-         *     (``queue.position`` 0, no estimate, the reason saying which). As ``squeue`` lists a job
-         *     array's throttled tasks: a person who submits a sweep sees all of its jobs waiting.
+         *     (``queue.position`` 0, the reason saying which; a sweep's, with the start the projection
+         *     gives it when its sweep's jobs end and release it, a paused training's with none). As
+         *     ``squeue`` lists a job array's throttled tasks: a person who submits a sweep sees all of its
+         *     jobs waiting.
          */
         get: operations["queue_services_jobqueue_api_v1_queue_get"];
         put?: never;
