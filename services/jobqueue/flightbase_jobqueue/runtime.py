@@ -77,13 +77,12 @@ def limits_from(settings) -> WorkspaceLimits:
 def held_sweeps(sessions: Sessions, limit: int = insight.DEFAULT_LIMIT) -> list[insight.HeldSweep]:
     """The active trainings' held jobs, for the queue's projection to release as the runtime
     does (``JobRuntime._release_sweeps``): each sweep's jobs that hold one of its ``parallel``
-    places (queued and released, starting, running, preempted: ``sweeps.to_release``), and its
+    places (``sweeps.PLACE_STATES``, as ``sweeps.to_release`` counts them), and its
     held jobs by number, the first ``limit`` of them in all (the projection places no more jobs
     than that). One query of the trainings that hold jobs back (most hold none), one of their
     jobs' ids, one of the held jobs' columns (not ORM rows: over a sweep of 1,000 trials they
     took 42 ms, docs/benchmarks.md)."""
     job, training = models.Job, models.Training
-    live = (JobState.QUEUED.value, JobState.STARTING.value, JobState.RUNNING.value, JobState.PREEMPTED.value)
     holding = select(training.id).where(
         training.id.in_(select(job.training_id).where(job.held.is_(True), job.state == JobState.QUEUED.value)),
         training.state == "active")
@@ -94,7 +93,7 @@ def held_sweeps(sessions: Sessions, limit: int = insight.DEFAULT_LIMIT) -> list[
             return []
         members: dict[str, list[str]] = {}
         for tid, jid in session.execute(select(job.training_id, job.id).where(
-                job.training_id.in_(holding), job.state.in_(live), job.held.is_(False))):
+                job.training_id.in_(holding), job.state.in_(sweeps.PLACE_STATES), job.held.is_(False))):
             members.setdefault(tid, []).append(jid)
         held: dict[str, list[Job]] = {}
         for row in session.execute(select(job.training_id, *_CORE_COLUMNS).where(
@@ -314,8 +313,8 @@ class JobRuntime:
     def _explain(self) -> dict[str, insight.QueueInsight]:
         snap = self.coordinator.snapshot(time.time())
         room = insight.DEFAULT_LIMIT - len(snap.queue)  # (the projection places no more jobs than that)
-        sweeps = held_sweeps(self.sessions, room) if room > 0 else []
-        found = insight.explain(snap, policy=self.coordinator.policy, sweeps=sweeps)
+        held = held_sweeps(self.sessions, room) if room > 0 else []
+        found = insight.explain(snap, policy=self.coordinator.policy, sweeps=held)
         return {i.job_id: i for i in found}
 
     def set_limits(self, limits: Mapping[str, WorkspaceLimits]) -> None:

@@ -77,6 +77,10 @@ def job_name(training_name: str, index: int, params: Mapping[str, Scalar]) -> st
     return f"{training_name}[{index}:{label}]"[:160]
 
 
+#: The states in which a sweep's released (not held) job takes one of its ``parallel`` places.
+PLACE_STATES = ("queued", "starting", "running", "preempted")
+
+
 def to_release(states: Iterable[tuple[int, str, bool]], parallel: int) -> list[int]:
     """Which held jobs to release: ``states`` are (seq, state, held) of a sweep's jobs.
 
@@ -84,6 +88,6 @@ def to_release(states: Iterable[tuple[int, str, bool]], parallel: int) -> list[i
     slot; the lowest-numbered held queued jobs fill the free slots.
     """
     rows = sorted(states)
-    busy = sum(1 for _, state, held in rows if state in ("queued", "starting", "running", "preempted") and not held)
+    busy = sum(1 for _, state, held in rows if state in PLACE_STATES and not held)
     free = max(0, parallel - busy)
     return [seq for seq, state, held in rows if held and state == "queued"][:free]

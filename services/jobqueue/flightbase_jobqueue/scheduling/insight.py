@@ -121,7 +121,7 @@ class _Releases:
         out = []
         for k, sw in enumerate(sweeps):
             for _ in range(min(sw.free, len(self.held[k]))):
-                out.append(self._next(k))
+                out.append(self.release(k))
         return out
 
     def ended(self, job_id: str) -> Job | None:
@@ -129,9 +129,10 @@ class _Releases:
         k = self.of.pop(job_id, None)
         if k is None or not self.held[k]:
             return None
-        return self._next(k)
+        return self.release(k)
 
-    def _next(self, k: int) -> Job:
+    def release(self, k: int) -> Job:
+        """The next held job of sweep ``k`` (which has one), now one of its members."""
         job = self.held[k].popleft()
         self.count -= 1
         self.of[job.id] = k
@@ -373,7 +374,7 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
         if not rel.held[n]:
             continue
         pos += 1
-        end = start(rel._next(n), r)
+        end = start(rel.release(n), r)
         if end is None:
             return out
         heapq.heappush(places, (end, k, n))
@@ -541,24 +542,29 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
     parked = _Parked()
     releases = _Releases(sweeps) if sweeps else None
 
-    def enter(job: Job, at: float) -> None:
-        """A held sweep job released ``at``: it joins the queue then, ranked as the pass ranks
-        it, and waits from then (``enqueued_at``, as the store releases it)."""
-        job = replace(job, enqueued_at=at)
-        rank, since, _ = policy._entry(job, at, False)
-        walk.add((rank, job, since))
+    def join(entry: tuple) -> None:
+        """A job (re)joins the queue now, as ``(rank, job, since)``: one the projection preempted,
+        or a held sweep job released (:func:`released`)."""
+        rank, job, since = entry
+        walk.add(entry)
         queued.add(job.id)
-        if rank[0] >= 0:
-            since_of[job.id] = since
-            push(sinces, (since, job.id))
-        if patience:
-            push(waits, (at + patience, job.id))
-        if swapper is not None and swapper(job):
-            push(waits, (at + swap_after, job.id))
+        since_of[job.id] = since
+        push(sinces, (since, job.id))
+        if patience and job.queued_since + patience > t:
+            push(waits, (job.queued_since + patience, job.id))
+        if swapper is not None and job.queued_since + swap_after > t and swapper(job):
+            push(waits, (job.queued_since + swap_after, job.id))
+
+    def released(job: Job) -> tuple:
+        """A held sweep job released now, ranked as the pass ranks it and waiting from now
+        (``enqueued_at``, as the store releases it)."""
+        job = replace(job, enqueued_at=t)
+        rank, since, _ = policy._entry(job, t, False)
+        return (rank, job, since)
 
     if releases is not None:
         for job in releases.initial(sweeps):
-            enter(job, t)
+            join(released(job))
     roomier: set[str] = set()  # workspaces whose jobs were preempted in this walk
     count = 0
     while want and count < MAX_EVENTS and starts > 0:
@@ -662,15 +668,7 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
             parked.release(ws, quotas, walk)
         roomier.clear()
         for entry in requeued:
-            rank, job, since = entry
-            walk.add(entry)
-            queued.add(job.id)
-            since_of[job.id] = since
-            push(sinces, (since, job.id))
-            if patience and job.queued_since + patience > t:
-                push(waits, (job.queued_since + patience, job.id))
-            if swapper is not None and job.queued_since + swap_after > t and swapper(job):
-                push(waits, (job.queued_since + swap_after, job.id))
+            join(entry)
         if not want or not (walk.count or parked.count or (releases is not None and releases.count)):
             break
         if requeued and fm.total_free:
@@ -720,7 +718,7 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
                     parked.release(h.job.workspace, quotas, walk)
                 last_label = h.job.label
                 if releases is not None and (nxt_job := releases.ended(jid)) is not None:
-                    enter(nxt_job, t)
+                    join(released(nxt_job))
     return out
 
 
