@@ -339,3 +339,45 @@ def test_las_projection_gathers_a_spread_gang_only_after_preempt_after():
     assert shown == {"gang": now + 30}
     later = snap([gang], [a1, a2], [node("m", 2, free=[1]), node("n", 2, free=[1])], now=now + 30)
     assert decide("las", later)[1] != []
+
+
+def test_a_trainings_finished_jobs_come_first_in_the_start_estimates_of_its_others():
+    """A sweep's jobs run one program on other parameters: from the first of them that ended,
+    its next ones are expected to run about as long (its jobs still running censored there
+    too), until a job has outrun every one that ended; then the usual keys. Leases have no
+    training key; only the last ``max_trainings`` trainings are kept; ``las``'s expectations
+    (``completed_remaining``) and the reservations (``estimate``) never read them."""
+    est = HistoryEstimates(max_trainings=2)
+    for r in (5000.0, 6000.0, 7000.0):  # the workspace's other one-GPU trainings: long
+        est.observe(Job(id="old", workspace="w", gpus=1, training="t0"), r)
+    trial = Job(id="b", workspace="w", gpus=1, training="sweep")
+    assert est.remaining(trial, 0.0) == pytest.approx(6000.0)  # nothing of its sweep has ended
+    est.observe(Job(id="a", workspace="w", gpus=1, training="sweep"), 120.0)
+    assert est.remaining(trial, 0.0) == pytest.approx(120.0)
+    assert est.remaining(trial, 100.0) == pytest.approx(20.0)
+    assert est.remaining(trial, 200.0) == pytest.approx(6000.0 - 200.0)  # outran it: the workspace's
+    assert est.completed_remaining(trial, 0.0) == pytest.approx(6000.0)
+    assert est.estimate(trial) == pytest.approx(6000.0)
+    # Two more trials still running, both past 120 s: censored, half of the sweep's jobs may
+    # run longer, so the 75th percentile is on the tail from 120 s.
+    est.censor(1000.0, [(Job(id="c", workspace="w", gpus=1, training="sweep"), 900.0),
+                        (Job(id="d", workspace="w", gpus=1, training="sweep"), 900.0)])
+    assert est.remaining(trial, 0.0, 0.25) == pytest.approx(120.0)
+    assert est.remaining(trial, 0.0, 0.75) > 120.0
+    # A lease of the same training id has no such key.
+    from flightbase_jobqueue.scheduling.types import lease
+    nb = lease("nb", "w")
+    assert est.remaining(Job(**{**{f: getattr(nb, f) for f in nb.__slots__}, "training": "sweep"}),
+                         0.0) == pytest.approx(3600.0)
+    # The least recently ended trainings go first.
+    est.observe(Job(id="x", workspace="w", gpus=1, training="t1"), 50.0)
+    est.observe(Job(id="y", workspace="w", gpus=1, training="t2"), 50.0)
+    assert est.remaining(trial, 0.0) > 1000.0  # "sweep" forgotten, "t1" and "t2" kept
+    assert est.remaining(Job(id="z", workspace="w", gpus=1, training="t1"), 0.0) == pytest.approx(50.0)
+
+
+def test_a_workspace_named_like_anything_never_reads_as_a_training():
+    est = HistoryEstimates()
+    for r in (10.0, 20.0, 30.0):
+        est.observe(Job(id="j", workspace="training", gpus=1, training="t"), r)
+    assert est.remaining(Job(id="k", workspace="training", gpus=1, training="u"), 0.0) == pytest.approx(20.0)

@@ -70,3 +70,25 @@ def test_a_sweep_with_a_free_place_releases_its_next_job_at_once():
         found = {i.job_id: i for i in explain(s, policy=policy, sweeps=sweeps)}
         assert found["h1"].reason == "can start at the next pass" and found["h1"].estimated_start == 100.0
         assert found["h2"].estimated_start == 600.0
+
+
+def test_a_notebook_held_behind_a_training_is_projected_with_the_sweeps_released_ahead_of_both():
+    """Two GPUs: a sweep's job ``r`` runs until 1,000 s and its next one, ``h1`` (500 s), is held;
+    ``t2`` runs until 500 s. ``big`` (2 GPUs, 300 s) was queued after the sweep was submitted, and
+    a notebook after it: rule 5 holds the notebook behind ``big``. When ``r`` ends, ``h1`` joins
+    ahead of ``big`` (submission order within its level) and takes a GPU, so ``big`` starts when
+    ``h1`` ends, at 1,500 s, and the notebook when ``big`` ends, at 1,800 s. Until 2026-12-06 the
+    notebook's own projection (the one that holds it until ``big`` starts) released no sweep job:
+    it showed ``big`` starting at 1,000 s there and the notebook at 1,300 s, before ``big``'s
+    own estimate."""
+    from flightbase_jobqueue.scheduling import make_policy
+    from flightbase_jobqueue.scheduling.insight import HeldSweep
+
+    r = job("r", 1, t=0.0, max_runtime=1000)
+    s = snap([job("big", 2, t=5.0, max_runtime=300), lease("nb", "w", submitted_at=10.0)],
+             [running(r, {"n": [0]}), running(job("t2", 1, ws="v", max_runtime=500), {"n": [1]})],
+             [node("n", total=2, free=[])], now=100.0)
+    sweeps = [HeldSweep(frozenset({"r"}), (job("h1", 1, t=0.5, max_runtime=500),))]
+    found = {i.job_id: i for i in explain(s, policy=make_policy("las"), sweeps=sweeps)}
+    assert [found[j].estimated_start for j in ("h1", "big", "nb")] == [1000.0, 1500.0, 1800.0]
+    assert "may not delay training big" in found["nb"].reason

@@ -94,3 +94,59 @@ def test_the_queue_projection_reads_each_active_sweeps_places_and_held_jobs(sess
     assert [j.id for j in found.held] == ["sw2", "sw3"]
     (found,) = held_sweeps(sessions, limit=1)
     assert [j.id for j in found.held] == ["sw2"]
+
+
+def test_a_sweeps_finished_job_times_the_start_estimates_of_its_next_ones(sessions):
+    """A sweep of three trials run one at a time on one GPU, with no other history: the first
+    trial succeeds after 121 s, the second starts, and the third is held until it ends. The
+    third's start estimate is the second's start plus the first's 121 s (its sweep's jobs run
+    the same program). Until 2026-12-06 the second trial, 9 s into its run, was expected on the
+    no-history rule (at least 10 minutes more, drawn on a scale-free tail): session 39 saw such a
+    trial shown 40 minutes late by hand. Another training's job of the same workspace learns
+    nothing from this sweep, and the scheduler's own expectations do not read it."""
+    from flightbase_jobqueue import models
+    from flightbase_jobqueue.ports import Exited
+    from flightbase_jobqueue.runtime import held_sweeps
+    from flightbase_jobqueue.scheduling.insight import explain
+
+    sweep = {"sweep": {"runs": [{}, {}, {}], "parallel": 1}}
+    with sessions.begin() as s:
+        s.add(models.Training(id="sw", workspace="vision", name="sw", created_by="ann", state="active", spec=sweep))
+        s.add(models.Training(id="other", workspace="vision", name="other", created_by="ann", state="active",
+                              spec={}))
+        s.flush()
+        for i in range(3):
+            s.add(models.Job(id=f"sw{i}", training_id="sw", workspace="vision", name=f"sw[{i}]", seq=i,
+                             state="queued", held=i > 0, gpus=1, submitted_at=i * 1e-6, created_by="ann"))
+        s.add(models.Job(id="late", training_id="other", workspace="vision", name="late", seq=0,
+                         state="queued", gpus=1, submitted_at=1.0, created_by="ann"))
+    backend = RecordingBackend()
+    store = SqlStore(sessions)
+    coordinator = Coordinator(store, backend, make_policy("las"), OneNode(1))
+    coordinator.step(0.0)
+    assert [j for j, _ in backend.started] == ["sw0"]
+    backend.events = [Started("sw0", 0.0)]
+    coordinator.step(1.0)
+    backend.events = [Exited("sw0", 121.0, 0)]
+    assert store.set_held(["sw1"], False, 121.0) == ["sw1"]  # what the runtime's release does
+    coordinator.step(122.0)
+    assert [j for j, _ in backend.started][-1] == "sw1"
+    backend.events = [Started("sw1", 122.0)]
+    coordinator.step(123.0)
+
+    now = 131.0
+    snap = coordinator.snapshot(now)
+    found = {i.job_id: i for i in explain(snap, policy=coordinator.policy, sweeps=held_sweeps(sessions))}
+    truth = 122.0 + 121.0  # sw1 runs as long as sw0 did (121 s); then sw2 is released and starts
+    assert found["sw2"].estimated_start == pytest.approx(truth, abs=0.25 * (truth - now))
+    lo, hi = found["sw2"].estimated_range or (truth, truth)
+    assert lo <= truth + 1.0 and hi >= truth - 1.0
+    # The other training's job learns nothing from the sweep (one finished job of its
+    # workspace is not a history: the no-history rule's hour for a job that has not run).
+    est = coordinator.estimates
+    late = next(j for j in snap.queue.jobs() if j.id == "late")
+    assert late.training == "other" and est.remaining(late, 0.0) == pytest.approx(3600.0)
+    # The scheduler's expectations (las's order) never read a training's history either.
+    sw1 = next(a.job for a in snap.active if a.job.id == "sw1")
+    assert est.remaining(sw1, 9.0) == pytest.approx(112.0)
+    assert est.completed_remaining(sw1, 9.0) == est.completed_remaining(late, 9.0) == pytest.approx(600.0)

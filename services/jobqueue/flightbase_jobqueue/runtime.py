@@ -60,7 +60,7 @@ _ENDED = (select(_JOBS.c.id, _JOBS.c.workspace, _JOBS.c.training_id,
 # What ``store.to_core`` reads of a job (held_sweeps reads these columns, not ORM rows).
 _CORE_COLUMNS = tuple(getattr(models.Job, c) for c in (
     "id", "workspace", "gpus", "submitted_at", "priority", "gpus_per_node", "preemptible", "max_runtime",
-    "kind", "attained", "restarts", "enqueued_at", "name"))
+    "kind", "attained", "restarts", "enqueued_at", "name", "training_id"))
 
 DEFAULT_MEMORY_GB_PER_GPU = WorkspaceSettings.model_fields["memory_gb_per_gpu"].default
 
@@ -96,7 +96,7 @@ def held_sweeps(sessions: Sessions, limit: int = insight.DEFAULT_LIMIT) -> list[
                 job.training_id.in_(holding), job.state.in_(sweeps.PLACE_STATES), job.held.is_(False))):
             members.setdefault(tid, []).append(jid)
         held: dict[str, list[Job]] = {}
-        for row in session.execute(select(job.training_id, *_CORE_COLUMNS).where(
+        for row in session.execute(select(*_CORE_COLUMNS).where(
                 job.training_id.in_(holding), job.held.is_(True), job.state == JobState.QUEUED.value)
                 .order_by(job.submitted_at, job.training_id, job.seq).limit(limit)):
             held.setdefault(row.training_id, []).append(to_core(row))

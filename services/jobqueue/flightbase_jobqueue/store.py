@@ -57,6 +57,7 @@ def to_core(row: models.Job) -> Job:
         restarts=row.restarts,
         enqueued_at=row.enqueued_at,
         name=row.name,
+        training=row.training_id,
     )
 
 
@@ -292,11 +293,11 @@ class SqlStore:
         j = models.Job
         with self.sessions() as session:  # the columns the history keys on, not whole rows
             rows = session.execute(
-                select(j.id, j.workspace, j.gpus, j.kind, j.attained)
+                select(j.id, j.workspace, j.gpus, j.kind, j.attained, j.training_id)
                 .where(j.state == JobState.SUCCEEDED.value, j.gpus > 0)
                 .order_by(j.finished_at.desc(), j.id.desc()).limit(limit)).all()
-        return [(Job(id=job_id, workspace=ws, gpus=gpus, kind=kind), attained / gpus)
-                for job_id, ws, gpus, kind, attained in reversed(rows)]
+        return [(Job(id=job_id, workspace=ws, gpus=gpus, kind=kind, training=tid), attained / gpus)
+                for job_id, ws, gpus, kind, attained, tid in reversed(rows)]
 
     def preemption_ledger(self, since: float) -> tuple[list[float], list[float]]:
         """The preemption budget's ledger (scheduling/budget.py), learnt again at start-up: when

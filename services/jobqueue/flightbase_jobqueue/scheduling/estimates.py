@@ -24,12 +24,21 @@ expected to run ``r q / (1 - q)`` more at quantile ``q``: a scale-free
 percentile and three times it at the 75th.  When the censored runtimes put
 the quantile past the longest completed runtime ``T``, a job that has run
 less than ``T`` is expected on that tail from ``T`` (``S(t) = S(T) T / t``).
+
+``remaining`` (the start estimates, never ``las``'s order nor a reservation)
+reads one key before those: the training the job belongs to
+(``Job.training``).  A sweep's jobs run the same program on other
+parameters, so its finished jobs say more about the next one than its
+workspace's other work does: from the first of them that ended (its jobs
+still running are censored runtimes there too), until the job has run longer
+than every one that ended.  The last ``window`` runtimes of each of the last
+``max_trainings`` trainings with a finished job are kept.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
-from collections import deque
+from collections import OrderedDict, deque
 from typing import Iterable
 
 from .types import Job
@@ -64,10 +73,19 @@ class _Window:
         self.median = self.ordered[len(self.ordered) // 2]
 
 
+_TRAINING = object()  # (a workspace may be called anything: its keys never start with this)
+
+
+def training_key(job: Job) -> tuple | None:
+    """The history key of ``job``'s training (its sweep's jobs), or None (a lease; a job of no
+    training, as the simulator's)."""
+    return (_TRAINING, job.training) if job.training and job.kind != "lease" else None
+
+
 class HistoryEstimates:
     def __init__(self, default: float = 3600.0, window: int = 101, min_samples: int = 3,
                  long_window: int = 1000, floor: float = 600.0,
-                 km_refresh: float = 300.0):
+                 km_refresh: float = 300.0, max_trainings: int = 1000):
         self.default = default
         self.window = window
         self.min_samples = min_samples
@@ -81,6 +99,8 @@ class HistoryEstimates:
         self._km_at: float | None = None
         self._km: dict[tuple, tuple[list[float], list[float]]] = {}
         self._censored: dict[tuple, list[float]] = {}
+        self.max_trainings = max_trainings
+        self._trainings: OrderedDict[tuple, _Window] = OrderedDict()  # least recently ended first
 
     def observe(self, job: Job, runtime: float) -> None:
         """Record the total run time (seconds, all runs together) of a job
@@ -97,6 +117,13 @@ class HistoryEstimates:
             if w is None:
                 w = self._long[key] = _Window()
             w.add(runtime, self.long_window)
+        key = training_key(job)
+        if key is not None:
+            w = self._trainings.pop(key, None) or _Window()
+            w.add(runtime, self.window)  # (its last 101: at most some 4 MB in all)
+            self._trainings[key] = w
+            if len(self._trainings) > self.max_trainings:
+                self._trainings.popitem(last=False)
 
     def estimate(self, job: Job) -> float:
         if job.max_runtime is not None:
@@ -130,6 +157,9 @@ class HistoryEstimates:
             if ran <= 0.0 or job.max_runtime is not None:
                 continue
             for key in history_keys(job):
+                cens.setdefault(key, []).append(ran)
+            key = training_key(job)
+            if key is not None:
                 cens.setdefault(key, []).append(ran)
         for v in cens.values():
             v.sort()
@@ -165,16 +195,16 @@ class HistoryEstimates:
         longer than ``ran`` (see the module docstring; with :meth:`censor`,
         of the Kaplan-Meier estimate).  A declared ``max_runtime`` bounds
         it."""
-        return self._remaining(job, ran, q, self._km_at is not None)
+        return self._remaining(job, ran, q, self._km_at is not None, True)
 
     def completed_remaining(self, job: Job, ran: float) -> float:
         """:meth:`remaining` at the median, from the completed runtimes alone (never the
         censoring of :meth:`censor`): what ``las`` ranks by.  The queue's projection
         refreshes the censoring whenever estimates are asked for, and a scheduling pass
         must not depend on whether anyone asked (tests/scheduling/test_estimates.py)."""
-        return self._remaining(job, ran, 0.5, False)
+        return self._remaining(job, ran, 0.5, False, False)
 
-    def _remaining(self, job: Job, ran: float, q: float, km: bool) -> float:
+    def _remaining(self, job: Job, ran: float, q: float, km: bool, siblings: bool) -> float:
         ran = max(0.0, ran)
         if job.max_runtime is not None:
             return max(0.0, job.max_runtime - ran)
@@ -183,11 +213,13 @@ class HistoryEstimates:
         if chain is None:
             chain = self._chains[mk] = [(k, w) for k, w in ((k, self._long.get(k)) for k in history_keys(job))
                                         if w is not None]
+        if siblings and (tk := training_key(job)) is not None and (tw := self._trainings.get(tk)) is not None:
+            chain = [(tk, tw), *chain]  # its own training's finished jobs first (one is enough)
         for key, w in chain:
             o = w.ordered
             i = bisect_right(o, ran)
             n = len(o) - i
-            if n < self.min_samples:
+            if n < (1 if key[0] is _TRAINING else self.min_samples):
                 continue
             if not km:
                 return max(0.0, o[i + min(n - 1, int(q * n))] - ran)
@@ -204,6 +236,8 @@ class HistoryEstimates:
                 # has not run of a history all longer than an hour to run an hour.
                 t_last, s_last = times[-1], -neg[-1]
                 return max(0.0, t_last * s_last / (s_r * (1.0 - min(q, 0.99))) - ran)
+            if key[0] is _TRAINING:
+                continue  # it has outrun its training's finished jobs: the other keys say more
             break  # it has run T or more: the tail rule below, from its own run time
         base = self.default if ran <= 0.0 else max(self.floor, ran)
         q = min(max(q, 0.01), 0.99)

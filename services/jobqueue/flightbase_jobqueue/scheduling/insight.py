@@ -1047,7 +1047,7 @@ def explain(snap: Snapshot, limit: int = DEFAULT_LIMIT, topology_keys=DEFAULT_TO
     for jid, b in blockers.items():
         if jid in freed or b.id in estimates:  # (behind a training with no estimate: none either)
             not_before[jid] = freed[jid] if jid in freed else b.id
-    early = (_estimates(snap, fm, policy, limit, ranges, only=not_before, not_before=not_before)
+    early = (_estimates(snap, fm, policy, limit, ranges, only=not_before, not_before=not_before, sweeps=sweeps)
              if not_before else {})
     ws_pos: dict[str, int] = {}
     in_use = state.in_use  # GPUs each workspace holds now (the reason says what is true now)

@@ -32,7 +32,10 @@ class Job:
     chooses (one node when it fits, otherwise whole nodes).
     ``attained`` is the GPU-seconds of service received in earlier runs (for
     LAS); ``enqueued_at`` is when the job last entered the queue (submission,
-    or its requeue after a preemption).
+    its requeue after a preemption, or its release from a hold).  ``training``
+    is the training the job belongs to (a sweep's jobs share it): start
+    estimates read the runtimes of its finished jobs first; scheduling never
+    reads it.
     """
 
     id: str
@@ -48,6 +51,7 @@ class Job:
     restarts: int = 0
     enqueued_at: float | None = None
     name: str = ""
+    training: str = ""
 
     @property
     def queued_since(self) -> float:
