@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--policy", default="las")
     ap.add_argument("--restart-cost", type=float, default=60.0)
     ap.add_argument("--limit-jobs", type=int, default=None)
+    ap.add_argument("--quotas", default="none",
+                    help="per-workspace quotas, as the replay's --quotas (none, proportional, equal)")
     ap.add_argument("--baseline", action="store_true", help="also measure the previous estimator")
     ap.add_argument("--oracle-runtimes", action="store_true",
                     help="diagnostic: the projection is told every job's true remaining time (the "
@@ -101,14 +103,15 @@ def main(argv: list[str] | None = None) -> int:
         oracle(sets)
     results = []
     if not args.json:
-        print(f"{args.nodes}x{args.gpus_per_node} {args.policy}, restart cost {args.restart_cost:g} s; "
+        print(f"{args.nodes}x{args.gpus_per_node} {args.policy}, restart cost {args.restart_cost:g} s, "
+              f"quotas {args.quotas}; "
               f"errors in s; rel = median |error| / wait still ahead; in range = actual start within [earliest, latest]")
         print(f"{'':<34}{'':>7}{'':>7}{'every estimate shown':^47}{'jobs waiting > 5 min':^47}")
         head = f"{'n':>8}{'median':>9}{'p90':>9}{'rel':>7}{'<=25%':>7}{'range':>7}"
         print(f"{'window / estimator':<34}{'jobs':>7}{'shown':>7}{head}{head}{'cpu s':>7}")
     for name, trace in sets:
         for baseline in ((False, True) if args.baseline else (False,)):
-            r = replay(name, args.nodes, args.gpus_per_node, args.policy, restart_cost=args.restart_cost,
+            r = replay(name, args.nodes, args.gpus_per_node, args.policy, args.quotas, restart_cost=args.restart_cost,
                        trace=trace, record_estimates=True, baseline_estimates=baseline)
             label = f"{name}{' (before)' if baseline else ''}"
             results.append({"window": name, "estimator": "before" if baseline else "projection",

@@ -92,3 +92,51 @@ def test_a_notebook_held_behind_a_training_is_projected_with_the_sweeps_released
     found = {i.job_id: i for i in explain(s, policy=make_policy("las"), sweeps=sweeps)}
     assert [found[j].estimated_start for j in ("h1", "big", "nb")] == [1000.0, 1500.0, 1800.0]
     assert "may not delay training big" in found["nb"].reason
+
+
+def _reclaim_table(now: float, a1_running: bool = True):
+    """One node of 8 GPUs. Workspace ``a`` (quota 4) runs ``a1`` (1 GPU, until 1,000 s) and has
+    ``a4`` (4 GPUs) queued: 5 GPUs would borrow, and none is free. Workspace ``b`` (no quota:
+    every GPU it holds is borrowed) runs seven 1-GPU jobs started at 40 s until 10,040 s, within
+    ``min_run`` and at ``las``'s level 0, so ``las`` alone never stops one for ``a4``."""
+    from scheduling_factories import quota as q
+
+    active = [running(job(f"b{i}", 1, ws="b", max_runtime=10_000), {"n": [i + 1]}, started=40.0) for i in range(7)]
+    if a1_running:
+        active.append(running(job("a1", 1, ws="a", max_runtime=1000), {"n": [0]}))
+    return snap([job("a4", 4, ws="a", t=5.0)], active,
+                [node("n", total=8, free=[] if a1_running else [0])], now=now, limits={"a": q(4)})
+
+
+def test_the_projection_reclaims_borrowed_gpus_for_a_job_once_it_is_within_its_guarantee():
+    """When ``a1`` ends, ``a4`` fits in ``a``'s guarantee and the pass reclaims three of ``b``'s
+    borrowed GPUs for it at once (``core.guaranteed_sweep``: no ``min_run``, no wait). The
+    projection now does the same and shows ``a4`` starting at 1,000 s. Until 2026-12-06 it did
+    not model reclaim and showed ``a4`` waiting for ``b``'s jobs to end, at 10,040 s."""
+    from flightbase_jobqueue.scheduling import make_policy
+
+    from scheduling_factories import decide
+
+    found = {i.job_id: i for i in explain(_reclaim_table(100.0), policy=make_policy("las"))}
+    assert found["a4"].estimated_start == 1000.0
+    assert found["a4"].reason.endswith("when training a1 ends"), found["a4"].reason
+    # What the pass does then: it reclaims three of b's GPUs for a4 (core.reclaim_order: the
+    # newest first, then by id).
+    admits, preempts, _ = decide("las", _reclaim_table(1000.0, a1_running=False))
+    assert admits == {} and sorted(preempts) == [("b0", "a4"), ("b1", "a4"), ("b2", "a4")]
+
+
+def test_the_projection_gives_free_gpus_to_a_job_within_its_guarantee_before_a_higher_ranked_one():
+    """The pass's first sweep admits the jobs within their workspace's guarantee before its
+    ``las`` walk: on 2 free GPUs ``g`` (workspace ``a``, within its quota of 2) starts before
+    ``x`` (no quota, ranked first: submitted earlier). The projection follows it."""
+    from flightbase_jobqueue.scheduling import make_policy
+
+    from scheduling_factories import decide, quota as q
+
+    s = snap([job("x", 2, ws="b", t=0.0, max_runtime=100), job("g", 2, ws="a", t=1.0, max_runtime=100)], [],
+             [node("n", total=2)], now=10.0, limits={"a": q(2)})
+    admits, _, _ = decide("las", s)
+    assert list(admits) == ["g"]
+    found = {i.job_id: i for i in explain(s, policy=make_policy("las"))}
+    assert [found["g"].estimated_start, found["x"].estimated_start] == [10.0, 110.0]

@@ -35,6 +35,18 @@ def sessions(tmp_path):
     engine.dispose()
 
 
+def running_on_one_gpu(sessions, backend, first: str) -> tuple[SqlStore, Coordinator]:
+    """The coordinator and ``las`` on one GPU over the jobs in ``sessions``: ``first`` started
+    at 0 s and running from then on (at 1 s)."""
+    store = SqlStore(sessions)
+    coordinator = Coordinator(store, backend, make_policy("las"), OneNode(1))
+    coordinator.step(0.0)
+    assert [j for j, _ in backend.started] == [first]
+    backend.events = [Started(first, 0.0)]
+    coordinator.step(1.0)
+    return store, coordinator
+
+
 def test_a_sweep_job_released_after_hours_is_not_starving_and_jumps_no_queue(sessions):
     """One GPU: a training runs from 0; the next job of a sweep (``parallel`` 1), submitted at 0
     and held, is released 7 h later. Counted from its submission it had waited 7 h, past
@@ -43,12 +55,7 @@ def test_a_sweep_job_released_after_hours_is_not_starving_and_jumps_no_queue(ses
     only reaches the limit 6 h after it."""
     add_jobs(sessions, "running", "trial-2", per_job={"trial-2": {"held": True}})
     backend = StopRecorder()
-    store = SqlStore(sessions)
-    coordinator = Coordinator(store, backend, make_policy("las"), OneNode(1))
-    coordinator.step(0.0)
-    assert [j for j, _ in backend.started] == ["running"]
-    backend.events = [Started("running", 0.0)]
-    coordinator.step(1.0)
+    store, coordinator = running_on_one_gpu(sessions, backend, "running")
 
     released = 7 * H
     assert store.set_held(["trial-2"], False, released) == ["trial-2"]
@@ -121,12 +128,7 @@ def test_a_sweeps_finished_job_times_the_start_estimates_of_its_next_ones(sessio
         s.add(models.Job(id="late", training_id="other", workspace="vision", name="late", seq=0,
                          state="queued", gpus=1, submitted_at=1.0, created_by="ann"))
     backend = RecordingBackend()
-    store = SqlStore(sessions)
-    coordinator = Coordinator(store, backend, make_policy("las"), OneNode(1))
-    coordinator.step(0.0)
-    assert [j for j, _ in backend.started] == ["sw0"]
-    backend.events = [Started("sw0", 0.0)]
-    coordinator.step(1.0)
+    store, coordinator = running_on_one_gpu(sessions, backend, "sw0")
     backend.events = [Exited("sw0", 121.0, 0)]
     assert store.set_held(["sw1"], False, 121.0) == ["sw1"]  # what the runtime's release does
     coordinator.step(122.0)

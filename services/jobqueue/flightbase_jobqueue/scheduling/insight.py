@@ -51,13 +51,14 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from itertools import chain
-from bisect import bisect_right, insort
+from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Sequence
 from zlib import crc32
 
 from .core import (BLOCKED, BORROW, WITHIN, PassState, clock, describe_need, lease_protects,
                    open_ended, quota_cap, quota_verdict)
+from .queueview import _job_key
 from .budget import credit as budget_credit, first_start, owed as budget_owed
 from .placement import DEFAULT_TOPOLOGY_KEYS, FreeMap, copy_freemap
 from .queueview import QueueView
@@ -274,6 +275,15 @@ class _Quotas:
         lim = self.limits.get(victim.workspace)
         return lim is not None and lim.quota is not None and self.use.get(victim.workspace, 0) <= lim.quota
 
+    def guarantee(self, ws: str) -> int:
+        lim = self.limits.get(ws)
+        return 0 if lim is None or lim.quota is None else lim.quota
+
+    def borrowing(self, ws: str) -> bool:
+        """Whether ``ws`` holds more than its guarantee (``PassState.over_guarantee``): its
+        jobs may be reclaimed for another workspace's job within its guarantee."""
+        return self.use.get(ws, 0) > self.guarantee(ws)
+
     def over(self, job: Job) -> bool:
         """Whether ``job`` may not start now for its workspace's cap."""
         c = self.cap(job)
@@ -404,7 +414,7 @@ def _project_las(snap, free, qs, policy, limit, only, not_before=None,
         else:
             base.append((job, a.placement, a.started_at, job.attained / job.gpus + max(0.0, now - a.started_at)))
     patience = getattr(policy, "preempt_after", 0.0) or 0.0
-    prepared = _Prepared(queue, patience, *_swap_wait(policy, patience))
+    prepared = _Prepared(queue, patience, *_swap_wait(policy, patience), limits=snap.limits)
     del queue
     # With ``only``, as many starts as ``limit`` at most: a job not started by then is past what
     # the queue shows anyway (explain's held leases; the replay's recorder asks for few jobs).
@@ -420,10 +430,10 @@ class _Prepared:
     of the jobs not yet promoted and their heap, the heap of the ends of ``preempt_after``
     and ``swap_after`` waits, and the per-size lists of :class:`_Walk`."""
 
-    __slots__ = ("queued", "since_of", "sinces", "waits", "lists", "count")
+    __slots__ = ("queued", "since_of", "sinces", "waits", "lists", "count", "guaranteed")
 
     def __init__(self, queue: Sequence[tuple], patience: float, swap_after: float = 0.0,
-                 swapper: Callable[[Job], bool] | None = None):
+                 swapper: Callable[[Job], bool] | None = None, limits=None):
         self.queued = {job.id for _, job, _ in queue}
         self.since_of = {job.id: since for rank, job, since in queue if rank[0] >= 0}
         self.sinces = [(since, jid) for jid, since in self.since_of.items()]
@@ -436,6 +446,19 @@ class _Prepared:
         for e in queue:  # already by rank
             self.lists.setdefault(e[1].gpus, []).append(e)
         self.count = len(queue)
+        # The jobs of each workspace with a quota, per GPU count and preemptibility, each list
+        # in the queue's order within a workspace (QueueView: priority, then submission): the
+        # guaranteed sweep's (_Guaranteed).
+        self.guaranteed: dict[str, dict[tuple[int, bool], list[tuple]]] = {}
+        if limits:
+            for e in queue:
+                job = e[1]
+                lim = limits.get(job.workspace)
+                if lim is not None and lim.quota is not None:
+                    self.guaranteed.setdefault(job.workspace, {}).setdefault((job.gpus, job.preemptible), []).append(e)
+            for kinds in self.guaranteed.values():
+                for lst in kinds.values():
+                    lst.sort(key=_queue_key)
 
 
 def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping,
@@ -540,6 +563,7 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
     # The queue, by rank within each GPU count (see _Walk).
     walk = _Walk({g: list(lst) for g, lst in prepared.lists.items()}, prepared.count)
     parked = _Parked()
+    guaranteed = _Guaranteed(prepared.guaranteed) if quotas is not None and prepared.guaranteed else None
     releases = _Releases(sweeps) if sweeps else None
 
     def join(entry: tuple) -> None:
@@ -547,6 +571,8 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
         or a held sweep job released (:func:`released`)."""
         rank, job, since = entry
         walk.add(entry)
+        if guaranteed is not None:
+            guaranteed.add(entry)
         queued.add(job.id)
         since_of[job.id] = since
         push(sinces, (since, job.id))
@@ -566,6 +592,52 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
         for job in releases.initial(sweeps):
             join(released(job))
     roomier: set[str] = set()  # workspaces whose jobs were preempted in this walk
+
+    def run(job: Job, p, start: float) -> None:
+        """``job`` starts at ``start`` on ``p`` (out of the queue already)."""
+        nonlocal credit, starts
+        fm.take(p)
+        if quotas is not None:
+            quotas.add(job, job.gpus)
+        queued.discard(job.id)
+        if per_job is not None and first_start(job) and job.id not in first_starts:
+            first_starts.add(job.id)
+            credit += per_job
+        hold(job, p, start, job.attained, start + left(job, job.attained / job.gpus))
+        starts -= 1
+        if job.id in want:
+            out[job.id] = (start, last_label)
+            want.discard(job.id)
+
+    def held_back(e: tuple, passed: bool) -> bool:
+        """Whether the guaranteed sweep passes over ``e``'s job: explain holds it (``not_before``),
+        or it is a notebook lease that rule 5 leaves to the walk (the pass's test)."""
+        job = e[1]
+        if not_before and (b := not_before.get(job.id)) is not None and (
+                b in queued if isinstance(b, str) else t < b):
+            return True
+        return job.kind == "lease" and open_ended(job) and (passed or blocked_ahead)
+
+    def reclaim(job: Job) -> dict | None:
+        """Room for ``job`` (within its guarantee) from other workspaces' borrowed GPUs."""
+        nonlocal held_preemptible
+        ws = job.workspace
+        lendable = sum(u for w, u in quotas.use.items() if w != ws and u > quotas.guarantee(w))
+        if fm.total_free + lendable < job.gpus:
+            return None
+        cands = [(-h.job.priority, h) for h in holders.values()
+                 if h.preemptible and h.job.workspace != ws and quotas.borrowing(h.job.workspace)]
+        if not cands:
+            return None
+        stopped = len(requeued)
+        p = _preempt(fm, job, -1 << 30, cands, holders, requeued, t, policy)
+        for e in requeued[stopped:]:
+            held_preemptible -= e[1].gpus
+            quotas.add(e[1], -e[1].gpus)
+            roomier.add(e[1].workspace)
+        return p
+
+    blocked_ahead = False
     count = 0
     while want and count < MAX_EVENTS and starts > 0:
         # Jobs reaching the starvation limit go first (level -1).
@@ -591,9 +663,30 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
                 if holders.get(jid) is not h:
                     del exposed[jid]
             victims = [(level(h, t), h) for h in sorted(exposed.values(), key=lambda h: h.seq)]
-        preemptible_gpus = held_preemptible  # as the walk begins
-        top = max((lv for lv, _ in victims), default=-2)
         requeued = []
+        if guaranteed is not None:
+            # The pass's first sweep (core.guaranteed_sweep, see _Guaranteed).
+            blocked_ahead = False
+            for ws in guaranteed.by_ws:
+                while True:
+                    e, _ = guaranteed.next(ws, quotas, queued, held_back)
+                    if e is None:
+                        break
+                    if _find(walk.lists.get(e[1].gpus, ()), e) is None and not parked.has(e):
+                        guaranteed.drop(e)  # (not its live entry: that one is in the lists too)
+                        continue
+                    job = e[1]
+                    p = fm.find(job) if fm.total_free >= job.gpus else None
+                    if p is None:
+                        p = reclaim(job)
+                    if p is None:
+                        blocked_ahead = True
+                        break  # the pass holds the rest of the workspace's sweep
+                    if not walk.remove(e):
+                        parked.remove(e)
+                    run(job, p, t)
+        preemptible_gpus = held_preemptible  # as the walk begins
+        top = max((lv for lv, h in victims if h.job.id in holders), default=-2)
         walk.begin()
         rest = False  # past the jobs that may preempt or are starving: only those that fit matter
         while True:
@@ -652,18 +745,7 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
                     break  # a starving job holds back the rest
                 continue
             walk.take(g)
-            fm.take(p)
-            if quotas is not None:
-                quotas.add(job, job.gpus)
-            queued.discard(job.id)
-            if per_job is not None and first_start(job) and job.id not in first_starts:
-                first_starts.add(job.id)
-                credit += per_job
-            hold(job, p, start, job.attained, start + left(job, job.attained / job.gpus))
-            starts -= 1
-            if job.id in want:
-                out[job.id] = (start, last_label)
-                want.discard(job.id)
+            run(job, p, start)
         for ws in roomier:
             parked.release(ws, quotas, walk)
         roomier.clear()
@@ -720,6 +802,25 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
                 if releases is not None and (nxt_job := releases.ended(jid)) is not None:
                     join(released(nxt_job))
     return out
+
+
+def _queue_key(entry: tuple) -> tuple:
+    """A ``(rank, job, since)`` entry's place in its workspace's queue order."""
+    return _job_key(entry[1])
+
+
+def _find(lst: list[tuple], entry: tuple) -> int | None:
+    """Where ``entry``'s job is in ``lst`` (entries by rank): at its rank, or promoted."""
+    job = entry[1]
+    for rank in (entry[0], _promoted_rank(job)):
+        i = bisect_left(lst, rank, key=_rank)
+        if i < len(lst) and lst[i][1].id == job.id:
+            return i
+    return None
+
+
+def _rank(entry: tuple) -> tuple:
+    return entry[0]
 
 
 def _promoted_rank(job: Job) -> tuple:
@@ -784,6 +885,16 @@ class _Walk:
         del self.lists[g][self.at[g]]  # started
         self.count -= 1
 
+    def remove(self, entry: tuple) -> bool:
+        """Take ``entry``'s job out (outside a walk: started by the guaranteed sweep)."""
+        lst = self.lists.get(entry[1].gpus)
+        i = None if lst is None else _find(lst, entry)
+        if i is None:
+            return False
+        del lst[i]
+        self.count -= 1
+        return True
+
     def add(self, entry: tuple) -> None:
         g = entry[1].gpus
         lst = self.lists.get(g)
@@ -803,6 +914,79 @@ class _Walk:
                     changed = True
             if changed:
                 lst.sort(key=lambda e: e[0])
+
+
+class _Guaranteed:
+    """A projection's view of ``core.guaranteed_sweep``: before its walk, a pass admits the
+    jobs that fit in their workspace's guarantee, in the queue's order within each workspace,
+    and reclaims for them the GPUs of other workspaces' jobs that hold more than their own
+    guarantee (at once: no ``min_run``, no wait; newest first, ``core.reclaim_order``). Until
+    2026-12-06 the projection walked such a job at its ``las`` rank with the rest, so a job
+    that would reclaim was shown waiting for borrowed GPUs to free up, and one given free
+    GPUs first by the pass was shown behind jobs of a higher rank.
+
+    The queued jobs of each workspace with a quota are kept per GPU count and preemptibility
+    (:class:`_Prepared`), so that finding a workspace's next job within its guarantee costs
+    the lists' heads, not its queue: the first job in its order that fits in the room its
+    guarantee leaves, unless a job its quota blocks comes first (the pass stops the
+    workspace's sweep there). Jobs that would borrow are passed over, as the pass does."""
+
+    __slots__ = ("by_ws",)
+
+    def __init__(self, by_ws: dict[str, dict[tuple[int, bool], list[tuple]]]):
+        self.by_ws = {ws: {k: list(lst) for k, lst in kinds.items()} for ws, kinds in by_ws.items()}
+
+    def add(self, entry: tuple) -> None:
+        job = entry[1]
+        kinds = self.by_ws.get(job.workspace)
+        if kinds is not None:  # (a workspace with a quota)
+            insort(kinds.setdefault((job.gpus, job.preemptible), []), entry, key=_queue_key)
+
+    def next(self, ws: str, quotas: _Quotas, queued: set[str], skip: Callable[[tuple, bool], bool]
+             ) -> tuple[tuple | None, bool]:
+        """``ws``'s next job within its guarantee (None: none before a blocked one), and whether
+        a job of ``ws`` that would borrow comes before it (rule 5's "passed")."""
+        kinds = self.by_ws[ws]
+        used = quotas.use.get(ws, 0)
+        room = quotas.guarantee(ws) - used
+        if room <= 0:
+            return None, False
+        lim = quotas.limits.get(ws)
+        best = stop = borrow = None
+        for (g, pre), lst in kinds.items():
+            while lst and lst[0][1].id not in queued:
+                del lst[0]  # started or gone: dropped as it reaches the head
+            if not lst:
+                continue
+            key = _queue_key(lst[0])
+            if g <= room:
+                if best is None or key < best[0]:
+                    best = (key, (g, pre))
+                continue
+            cap = quota_cap(lim, pre)
+            if cap is not None and used + g > cap:
+                if stop is None or key < stop:
+                    stop = key
+            elif borrow is None or key < borrow:
+                borrow = key
+        if best is None or (stop is not None and stop < best[0]):
+            return None, False
+        lst = kinds[best[1]]
+        passed = borrow is not None and borrow < best[0]
+        for e in lst[:16]:  # (held leases of rule 5 are passed over; a few at most)
+            if e[1].id not in queued:
+                continue
+            if skip(e, passed):
+                passed = True
+                continue
+            return e, passed
+        return None, passed
+
+    def drop(self, entry: tuple) -> None:
+        """An entry no longer the job's own (it was queued again at another rank)."""
+        job = entry[1]
+        lst = self.by_ws[job.workspace][(job.gpus, job.preemptible)]
+        lst.remove(entry)
 
 
 class _Parked:
@@ -842,6 +1026,19 @@ class _Parked:
                     keep.extend(lst[i + 1:])  # no room left for any
                     break
         self.by_ws[ws] = keep
+
+    def has(self, entry: tuple) -> bool:
+        lst = self.by_ws.get(entry[1].workspace)
+        return bool(lst) and _find(lst, entry) is not None
+
+    def remove(self, entry: tuple) -> bool:
+        lst = self.by_ws.get(entry[1].workspace)
+        i = None if not lst else _find(lst, entry)
+        if i is None:
+            return False
+        del lst[i]
+        self.count -= 1
+        return True
 
     def promote(self, ids: set[str]) -> None:
         """As :meth:`_Walk.promote`, for the jobs held here."""
