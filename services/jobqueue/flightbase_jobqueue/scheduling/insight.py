@@ -244,11 +244,13 @@ class _Quotas:
     its workspace's jobs have ended, as the pass holds it (verdict BLOCKED).  Reclaiming
     borrowed GPUs for a job within its guarantee is not projected."""
 
-    __slots__ = ("limits", "use", "caps")
+    __slots__ = ("limits", "use", "caps", "quota", "under")
 
     def __init__(self, snap: Snapshot, running: Iterable[Job]):
         self.limits = snap.limits
         self.use: dict[str, int] = {}
+        self.quota = {ws: lim.quota for ws, lim in snap.limits.items() if lim.quota is not None}
+        self.under = {ws for ws, q in self.quota.items() if q > 0}  # with room in their guarantee
         for job in running:
             self.add(job, job.gpus)
         self.caps: dict[tuple[str, bool], int | None] = {}
@@ -259,7 +261,14 @@ class _Quotas:
         return _Quotas(snap, running) if any(l.quota is not None for l in snap.limits.values()) else None
 
     def add(self, job: Job, gpus: int) -> None:
-        self.use[job.workspace] = self.use.get(job.workspace, 0) + gpus
+        ws = job.workspace
+        u = self.use[ws] = self.use.get(ws, 0) + gpus
+        q = self.quota.get(ws)
+        if q is not None:
+            if u < q:
+                self.under.add(ws)
+            else:
+                self.under.discard(ws)
 
     def cap(self, job: Job) -> int | None:
         k = (job.workspace, job.preemptible)
@@ -276,13 +285,12 @@ class _Quotas:
         return lim is not None and lim.quota is not None and self.use.get(victim.workspace, 0) <= lim.quota
 
     def guarantee(self, ws: str) -> int:
-        lim = self.limits.get(ws)
-        return 0 if lim is None or lim.quota is None else lim.quota
+        return self.quota.get(ws, 0)
 
     def borrowing(self, ws: str) -> bool:
         """Whether ``ws`` holds more than its guarantee (``PassState.over_guarantee``): its
         jobs may be reclaimed for another workspace's job within its guarantee."""
-        return self.use.get(ws, 0) > self.guarantee(ws)
+        return self.use.get(ws, 0) > self.quota.get(ws, 0)
 
     def over(self, job: Job) -> bool:
         """Whether ``job`` may not start now for its workspace's cap."""
@@ -447,18 +455,19 @@ class _Prepared:
             self.lists.setdefault(e[1].gpus, []).append(e)
         self.count = len(queue)
         # The jobs of each workspace with a quota, per GPU count and preemptibility, each list
-        # in the queue's order within a workspace (QueueView: priority, then submission): the
-        # guaranteed sweep's (_Guaranteed).
+        # in the queue's order within a workspace (QueueView: priority, then submission; as
+        # ``(key, entry)``): the guaranteed sweep's (_Guaranteed).
         self.guaranteed: dict[str, dict[tuple[int, bool], list[tuple]]] = {}
         if limits:
             for e in queue:
                 job = e[1]
                 lim = limits.get(job.workspace)
                 if lim is not None and lim.quota is not None:
-                    self.guaranteed.setdefault(job.workspace, {}).setdefault((job.gpus, job.preemptible), []).append(e)
+                    self.guaranteed.setdefault(job.workspace, {}).setdefault(
+                        (job.gpus, job.preemptible), []).append((_job_key(job), e))
             for kinds in self.guaranteed.values():
                 for lst in kinds.values():
-                    lst.sort(key=_queue_key)
+                    lst.sort()  # (by the key: it ends with the job's id)
 
 
 def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping,
@@ -625,12 +634,12 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
         lendable = sum(u for w, u in quotas.use.items() if w != ws and u > quotas.guarantee(w))
         if fm.total_free + lendable < job.gpus:
             return None
-        cands = [(-h.job.priority, h) for h in holders.values()
+        cands = [h for h in holders.values()
                  if h.preemptible and h.job.workspace != ws and quotas.borrowing(h.job.workspace)]
         if not cands:
             return None
         stopped = len(requeued)
-        p = _preempt(fm, job, -1 << 30, cands, holders, requeued, t, policy)
+        p = _reclaim(fm, job, cands, holders, requeued, t, policy)
         for e in requeued[stopped:]:
             held_preemptible -= e[1].gpus
             quotas.add(e[1], -e[1].gpus)
@@ -667,7 +676,8 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
         if guaranteed is not None:
             # The pass's first sweep (core.guaranteed_sweep, see _Guaranteed).
             blocked_ahead = False
-            for ws in guaranteed.by_ws:
+            by_ws = guaranteed.by_ws
+            for ws in [w for w in quotas.under if w in by_ws]:  # (those with room in their guarantee)
                 while True:
                     e, _ = guaranteed.next(ws, quotas, queued, held_back)
                     if e is None:
@@ -804,11 +814,6 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
     return out
 
 
-def _queue_key(entry: tuple) -> tuple:
-    """A ``(rank, job, since)`` entry's place in its workspace's queue order."""
-    return _job_key(entry[1])
-
-
 def _find(lst: list[tuple], entry: tuple) -> int | None:
     """Where ``entry``'s job is in ``lst`` (entries by rank): at its rank, or promoted."""
     job = entry[1]
@@ -940,7 +945,7 @@ class _Guaranteed:
         job = entry[1]
         kinds = self.by_ws.get(job.workspace)
         if kinds is not None:  # (a workspace with a quota)
-            insort(kinds.setdefault((job.gpus, job.preemptible), []), entry, key=_queue_key)
+            insort(kinds.setdefault((job.gpus, job.preemptible), []), (_job_key(job), entry))
 
     def next(self, ws: str, quotas: _Quotas, queued: set[str], skip: Callable[[tuple, bool], bool]
              ) -> tuple[tuple | None, bool]:
@@ -954,11 +959,11 @@ class _Guaranteed:
         lim = quotas.limits.get(ws)
         best = stop = borrow = None
         for (g, pre), lst in kinds.items():
-            while lst and lst[0][1].id not in queued:
+            while lst and lst[0][1][1].id not in queued:
                 del lst[0]  # started or gone: dropped as it reaches the head
             if not lst:
                 continue
-            key = _queue_key(lst[0])
+            key = lst[0][0]
             if g <= room:
                 if best is None or key < best[0]:
                     best = (key, (g, pre))
@@ -973,7 +978,8 @@ class _Guaranteed:
             return None, False
         lst = kinds[best[1]]
         passed = borrow is not None and borrow < best[0]
-        for e in lst[:16]:  # (held leases of rule 5 are passed over; a few at most)
+        for k in range(min(16, len(lst))):  # (held leases of rule 5 are passed over; a few at most)
+            e = lst[k][1]
             if e[1].id not in queued:
                 continue
             if skip(e, passed):
@@ -986,7 +992,7 @@ class _Guaranteed:
         """An entry no longer the job's own (it was queued again at another rank)."""
         job = entry[1]
         lst = self.by_ws[job.workspace][(job.gpus, job.preemptible)]
-        lst.remove(entry)
+        lst.remove((_job_key(job), entry))
 
 
 class _Parked:
@@ -1102,13 +1108,51 @@ def _preempt(fm: FreeMap, job: Job, lv: int, victims, holders, requeued, t: floa
     p = None
     for v, h in sorted(((v, h) for v, h in mine if nodes.intersection(h.placement)),
                        key=lambda e: (-e[0], -e[1].run_start, e[1].job.id)):
+        _requeue(fm, h, holders, requeued, t, policy)
+        p = fm.find(job)
+        if p is not None:
+            break
+    return p
+
+
+def _requeue(fm: FreeMap, h: _Holder, holders, requeued, t: float, policy) -> None:
+    """A running job stopped for another in the projection: its GPUs free, and it queued again
+    (``requeued``, joined after the walk) at the rank and starvation limit its service gives."""
+    fm.give(h.placement)
+    del holders[h.job.id]
+    att = h.attained(t)
+    vj = h.job
+    since = t + max(getattr(policy, "starve_after", INF), getattr(policy, "starve_factor", 1.0) * att / vj.gpus)
+    requeued.append((policy.queued_rank(vj, att, False), vj, since))
+
+
+def _reclaim(fm: FreeMap, job: Job, cands: list, holders, requeued, t: float, policy) -> dict | None:
+    """Room for ``job`` by reclaiming ``cands`` (holders of workspaces above their guarantee),
+    in ``core.reclaim_order`` (the lowest priority, then the newest first): given back one by
+    one until ``job`` fits, then, on the nodes found, as many as it needs are requeued and the
+    rest kept (as :func:`_preempt` does, without giving back every candidate to see whether
+    it fits: a reclaim is made at most moments of a projection under quotas)."""
+    if fm.total_free + sum(h.job.gpus for h in cands) < job.gpus:
+        return None
+    cands.sort(key=lambda h: (h.job.priority, -h.run_start, h.job.id))
+    given = []
+    p = None
+    for h in cands:
         fm.give(h.placement)
-        del holders[h.job.id]
-        att = h.attained(t)
-        vj = h.job
-        since = t + max(getattr(policy, "starve_after", INF),
-                        getattr(policy, "starve_factor", 1.0) * att / vj.gpus)
-        requeued.append((policy.queued_rank(vj, att, False), vj, since))
+        given.append(h)
+        p = fm.find(job)
+        if p is not None:
+            break
+    for h in given:
+        fm.take(h.placement)
+    if p is None:
+        return None
+    nodes = set(p)
+    p = None
+    for h in given:
+        if not nodes.intersection(h.placement):
+            continue
+        _requeue(fm, h, holders, requeued, t, policy)
         p = fm.find(job)
         if p is not None:
             break
