@@ -77,6 +77,8 @@ BUDGET_SPENT = "the preemption budget is spent (FLIGHTBASE_PREEMPTION_BUDGET): n
 MAX_EVENTS = 20_000
 #: Jobs projected at most (later ones in the projection's order get no estimate).
 DEFAULT_LIMIT = 1000
+#: Under las, the pass's guaranteed sweep is projected on queues of this many jobs at most.
+GUARANTEED_SWEEP_QUEUE = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,7 +424,12 @@ def _project_las(snap, free, qs, policy, limit, only, not_before=None,
         else:
             base.append((job, a.placement, a.started_at, job.attained / job.gpus + max(0.0, now - a.started_at)))
     patience = getattr(policy, "preempt_after", 0.0) or 0.0
-    prepared = _Prepared(queue, patience, *_swap_wait(policy, patience), limits=snap.limits)
+    # The guaranteed sweep (_Guaranteed) on queues of up to GUARANTEED_SWEEP_QUEUE jobs: on
+    # longer ones it places thousands more jobs before las's first ``limit`` (each
+    # workspace's jobs within its guarantee first), and the projection runs on the loop
+    # thread (docs/benchmarks.md, "The guaranteed sweep in the projection").
+    sweep_limits = snap.limits if len(queue) <= GUARANTEED_SWEEP_QUEUE else None
+    prepared = _Prepared(queue, patience, *_swap_wait(policy, patience), limits=sweep_limits)
     del queue
     # With ``only``, as many starts as ``limit`` at most: a job not started by then is past what
     # the queue shows anyway (explain's held leases; the replay's recorder asks for few jobs).
