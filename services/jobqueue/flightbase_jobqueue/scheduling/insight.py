@@ -273,18 +273,19 @@ class _Quotas:
                 self.under.discard(ws)
 
     def cap(self, job: Job) -> int | None:
-        k = (job.workspace, job.preemptible)
+        return self.cap_of(job.workspace, job.preemptible)
+
+    def cap_of(self, ws: str, preemptible: bool) -> int | None:
+        k = (ws, preemptible)
         if k not in self.caps:
-            self.caps[k] = quota_cap(self.limits.get(job.workspace), job.preemptible)
+            self.caps[k] = quota_cap(self.limits.get(ws), preemptible)
         return self.caps[k]
 
     def shields(self, victim: Job, job: Job) -> bool:
         """Whether ``victim``, running, is safe from ``job`` of another workspace: its own
         workspace holds no more than its guarantee (``las`` preempts only borrowed GPUs)."""
-        if victim.workspace == job.workspace:
-            return False
-        lim = self.limits.get(victim.workspace)
-        return lim is not None and lim.quota is not None and self.use.get(victim.workspace, 0) <= lim.quota
+        ws = victim.workspace
+        return ws != job.workspace and ws in self.quota and not self.borrowing(ws)
 
     def guarantee(self, ws: str) -> int:
         return self.quota.get(ws, 0)
@@ -636,7 +637,6 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
 
     def reclaim(job: Job) -> dict | None:
         """Room for ``job`` (within its guarantee) from other workspaces' borrowed GPUs."""
-        nonlocal held_preemptible
         ws = job.workspace
         lendable = sum(u for w, u in quotas.use.items() if w != ws and u > quotas.guarantee(w))
         if fm.total_free + lendable < job.gpus:
@@ -647,11 +647,17 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
             return None
         stopped = len(requeued)
         p = _reclaim(fm, job, cands, holders, requeued, t, policy)
-        for e in requeued[stopped:]:
-            held_preemptible -= e[1].gpus
-            quotas.add(e[1], -e[1].gpus)
-            roomier.add(e[1].workspace)
+        stopped_from(stopped)
         return p
+
+    def stopped_from(k: int) -> None:
+        """The jobs ``requeued[k:]``, just stopped (preempted or reclaimed), no longer hold GPUs."""
+        nonlocal held_preemptible
+        for e in requeued[k:]:
+            held_preemptible -= e[1].gpus  # (victims are preemptible)
+            if quotas is not None:
+                quotas.add(e[1], -e[1].gpus)
+                roomier.add(e[1].workspace)  # (back to the walk after it: not during)
 
     blocked_ahead = False
     count = 0
@@ -684,7 +690,10 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
             # The pass's first sweep (core.guaranteed_sweep, see _Guaranteed).
             blocked_ahead = False
             by_ws = guaranteed.by_ws
-            for ws in [w for w in quotas.under if w in by_ws]:  # (those with room in their guarantee)
+            under = quotas.under
+            # (those with room in their guarantee; in by_ws's order, not the set's, which
+            # changes with the process's string hashing: the projection must not)
+            for ws in [w for w in by_ws if w in under]:
                 while True:
                     e, _ = guaranteed.next(ws, quotas, queued, held_back)
                     if e is None:
@@ -741,13 +750,9 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
                 stopped = len(requeued)
                 p = _preempt(fm, job, lv, victims, holders, requeued, t, policy, gate_for(rank) if gate_for else 0.0,
                              swap_limit(job, lv, t - job.queued_since) if swap_limit else 0, quotas)
-                held_preemptible -= sum(e[1].gpus for e in requeued[stopped:])  # (victims are preemptible)
+                stopped_from(stopped)
                 if not owed:
                     credit -= len(requeued) - stopped
-                if quotas is not None:
-                    for e in requeued[stopped:]:
-                        quotas.add(e[1], -e[1].gpus)
-                        roomier.add(e[1].workspace)  # (back to the walk after it: not during)
                 if p is not None:
                     top = max((v for v, h in victims if h.job.id in holders), default=-2)
             if p is None and drain and 1 < job.gpus <= fm.total_free and job.preemptible:
@@ -832,6 +837,7 @@ def _find(lst: list[tuple], entry: tuple) -> int | None:
 
 
 def _rank(entry: tuple) -> tuple:
+    """A ``(rank, job, since)`` entry's rank: what the walk's and the parked lists are kept by."""
     return entry[0]
 
 
@@ -913,7 +919,7 @@ class _Walk:
         if lst is None:
             lst = self.lists[g] = []
             self.sizes = sorted(self.lists)
-        insort(lst, entry, key=lambda e: e[0])
+        insort(lst, entry, key=_rank)
         self.count += 1
 
     def promote(self, ids: set[str]) -> None:
@@ -925,7 +931,7 @@ class _Walk:
                     lst[i] = (_promoted_rank(job), job, since)
                     changed = True
             if changed:
-                lst.sort(key=lambda e: e[0])
+                lst.sort(key=_rank)
 
 
 class _Guaranteed:
@@ -963,7 +969,6 @@ class _Guaranteed:
         room = quotas.guarantee(ws) - used
         if room <= 0:
             return None, False
-        lim = quotas.limits.get(ws)
         best = stop = borrow = None
         for (g, pre), lst in kinds.items():
             while lst and lst[0][1][1].id not in queued:
@@ -975,7 +980,7 @@ class _Guaranteed:
                 if best is None or key < best[0]:
                     best = (key, (g, pre))
                 continue
-            cap = quota_cap(lim, pre)
+            cap = quotas.cap_of(ws, pre)
             if cap is not None and used + g > cap:
                 if stop is None or key < stop:
                     stop = key
@@ -1015,7 +1020,7 @@ class _Parked:
         self.count = 0
 
     def park(self, entry: tuple) -> None:
-        insort(self.by_ws.setdefault(entry[1].workspace, []), entry, key=lambda e: e[0])
+        insort(self.by_ws.setdefault(entry[1].workspace, []), entry, key=_rank)
         self.count += 1
 
     def release(self, ws: str, quotas: _Quotas, walk: _Walk) -> None:
@@ -1059,7 +1064,7 @@ class _Parked:
             if any(e[1].id in ids for e in lst):
                 lst[:] = [(_promoted_rank(j), j, since) if j.id in ids else (rank, j, since)
                           for rank, j, since in lst]
-                lst.sort(key=lambda e: e[0])
+                lst.sort(key=_rank)
 
 
 def _gather(fm: FreeMap, need: int) -> dict:
