@@ -90,3 +90,34 @@ def test_a_pass_with_nothing_free_does_not_search_a_placement_for_every_queued_j
     assert len(dec.waiting) == 1000
     assert dec.waiting["q9"].startswith("needs 20 GPUs on one node; 0 GPUs free")
     assert finds == 0, finds
+
+
+def test_jobs_that_find_no_victim_open_to_them_are_not_each_searched_again_at_every_event(monkeypatch):
+    """On one node of 8 GPUs, workspace ``a`` runs 8 one-GPU jobs within its guarantee of 8,
+    past ``las``'s first level (victims by rank, but shielded by the quota), and workspace ``b``
+    (no quota) has 200 short one-GPU jobs queued. At each event of the projection every ``b``
+    job ranks above ``a``'s and may preempt, and none can. The projection now asks once per
+    event and kind of job (GPUs, level, workspace...) and not again until GPUs change hands:
+    under quotas on the Philly trace (docs/benchmarks.md, "Searches for victims") thousands of
+    queued jobs each searched the running ones at every event, and an estimate took seconds."""
+    from scheduling_factories import job, node, quota, running, snap
+
+    now = 100_000.0
+    active = [running(job(f"a{i}", 1, ws="a", max_runtime=110_000 + 1000 * i), {"n": [i]}) for i in range(8)]
+    queued = [job(f"b{k}", 1, ws="b", t=99_000.0 + k, max_runtime=100) for k in range(200)]
+    s = snap(queued, active, [node("n", total=8, free=[])], now=now, limits={"a": quota(8)})
+    calls = [0]
+    real = insight._preempt
+
+    def counted(*a, **kw):
+        calls[0] += 1
+        return real(*a, **kw)
+
+    monkeypatch.setattr(insight, "_preempt", counted)
+    found = {i.job_id: i for i in insight.explain(s, policy=make_policy("las"))}
+    # b's jobs start one after another as a's end (a's guarantee shields them from b)
+    assert found["b0"].estimated_start == 110_000.0
+    assert found["b1"].estimated_start == 110_100.0
+    assert all(found[f"b{k}"].estimated_start >= 110_000.0 for k in range(200))
+    # 295 searches for the five projections; one per job and event made 37,795
+    assert calls[0] < 2_000, calls[0]

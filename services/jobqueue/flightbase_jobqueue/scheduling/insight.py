@@ -609,10 +609,18 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
         for job in releases.initial(sweeps):
             join(released(job))
     roomier: set[str] = set()  # workspaces whose jobs were preempted in this walk
+    # At each moment: (GPUs, GPUs per node, level, swap limit, workspace) -> the lowest gate (LasPolicy.gate_for)
+    # at which a queued job found no room by preemption since GPUs last changed hands (a job
+    # with a gate as high or higher, fewer victims, finds none either: on a long queue under
+    # quotas, where most victims are within their guarantee, thousands of jobs tried each
+    # moment); and the victims' expected work at this moment, for the gate.
+    fails: dict[tuple, float] = {}
+    work: dict[str, float] = {}
 
     def run(job: Job, p, start: float) -> None:
         """``job`` starts at ``start`` on ``p`` (out of the queue already)."""
         nonlocal credit, starts
+        fails.clear()
         fm.take(p)
         if quotas is not None:
             quotas.add(job, job.gpus)
@@ -653,6 +661,8 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
     def stopped_from(k: int) -> None:
         """The jobs ``requeued[k:]``, just stopped (preempted or reclaimed), no longer hold GPUs."""
         nonlocal held_preemptible
+        if k < len(requeued):
+            fails.clear()
         for e in requeued[k:]:
             held_preemptible -= e[1].gpus  # (victims are preemptible)
             if quotas is not None:
@@ -686,6 +696,8 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
                     del exposed[jid]
             victims = [(level(h, t), h) for h in sorted(exposed.values(), key=lambda h: h.seq)]
         requeued = []
+        fails.clear()
+        work.clear()
         if guaranteed is not None:
             # The pass's first sweep (core.guaranteed_sweep, see _Guaranteed).
             blocked_ahead = False
@@ -747,14 +759,21 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
             start = t
             owed = budget_owed(job, lv)  # (reclaiming for a guarantee is not projected)
             if p is None and lv < top and (lv < 0 or t >= job.queued_since + patience) and (owed or credit >= 1):
-                stopped = len(requeued)
-                p = _preempt(fm, job, lv, victims, holders, requeued, t, policy, gate_for(rank) if gate_for else 0.0,
-                             swap_limit(job, lv, t - job.queued_since) if swap_limit else 0, quotas)
-                stopped_from(stopped)
-                if not owed:
-                    credit -= len(requeued) - stopped
-                if p is not None:
-                    top = max((v for v, h in victims if h.job.id in holders), default=-2)
+                floor = gate_for(rank) if gate_for else 0.0
+                small = swap_limit(job, lv, t - job.queued_since) if swap_limit else 0
+                # A job like one that found no room by preemption since the GPUs last changed
+                # hands, with no more victims open to it, finds none either (fails).
+                fk = (job.gpus, job.gpus_per_node, lv, small, job.workspace if quotas is not None else None)
+                if (f := fails.get(fk)) is None or floor < f:
+                    stopped = len(requeued)
+                    p = _preempt(fm, job, lv, victims, holders, requeued, t, policy, floor, small, quotas, work)
+                    stopped_from(stopped)
+                    if not owed:
+                        credit -= len(requeued) - stopped
+                    if p is not None:
+                        top = max((v for v, h in victims if h.job.id in holders), default=-2)
+                    elif len(requeued) == stopped:
+                        fails[fk] = floor
             if p is None and drain and 1 < job.gpus <= fm.total_free and job.preemptible:
                 # Enough GPUs are free, spread out: the policy moves jobs to
                 # gather them (after ``migrate_after``); the GPUs are kept
@@ -1096,15 +1115,24 @@ def _swap_wait(policy, patience: float) -> tuple[float, Callable[[Job], bool] | 
 
 
 def _preempt(fm: FreeMap, job: Job, lv: int, victims, holders, requeued, t: float, policy,
-             floor: float = 0.0, small: int = 0, quotas: "_Quotas | None" = None) -> dict | None:
+             floor: float = 0.0, small: int = 0, quotas: "_Quotas | None" = None,
+             work: dict[str, float] | None = None) -> dict | None:
     """Room for ``job`` by preempting running jobs of a level above ``lv``
     (as ``las`` would; with ``floor``, only those expected still to do more work,
     ``LasPolicy.gate_for``; with ``small``, none of that many GPUs or fewer,
     ``LasPolicy.swap_limit``; with ``quotas``, none of another workspace within its
-    guarantee); on the nodes chosen, as many victims as it needs are requeued."""
+    guarantee); on the nodes chosen, as many victims as it needs are requeued.
+    ``work``: the victims' expected work at ``t``, kept as it is asked for."""
+    def expected(h: _Holder) -> float:
+        if work is None:
+            return policy.expected_work(h.job, h.attained(t), False)
+        w = work.get(h.job.id)
+        if w is None:
+            w = work[h.job.id] = policy.expected_work(h.job, h.attained(t), False)
+        return w
+
     mine = [(v, h) for v, h in victims if v > lv and h.job.id in holders and h.job.gpus > small and (
-        floor <= 0.0 or policy.expected_work(h.job, h.attained(t), False) > floor) and (
-        quotas is None or not quotas.shields(h.job, job))]
+        quotas is None or not quotas.shields(h.job, job)) and (floor <= 0.0 or expected(h) > floor)]
     if not mine or fm.total_free + sum(h.job.gpus for _, h in mine) < job.gpus:
         return None
     for _, h in mine:
