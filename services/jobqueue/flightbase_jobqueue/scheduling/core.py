@@ -275,6 +275,9 @@ class PassState:
         self._hot: dict[str, None] = {}
         self.pending: dict[str, int] = {}
         self.eff_use: dict[str, int] = {}
+        # How many times a workspace went over its guarantee in this pass: its running jobs
+        # became victims for other workspaces' jobs (a failed victim search may succeed now).
+        self.guarantee_flips = 0
         self.victimized: set[str] = set()
         self._cands: dict[tuple[str, object], list[ActiveJob]] = {}
         # A victim search weighs the first feasible node against this many
@@ -312,7 +315,7 @@ class PassState:
         ws = job.workspace
         self.in_use[ws] = self.in_use.get(ws, 0) + job.gpus
         if self._by_node is not None:
-            self.eff_use[ws] = self.eff_use.get(ws, 0) + job.gpus
+            self._hold_more(ws, job.gpus)
 
     def shortage(self, job: Job) -> str:
         return _shortage_reason(job, self.free.max_size, self.free.total_free)
@@ -409,6 +412,14 @@ class PassState:
     def pending_total(self) -> int:
         self._index()
         return sum(self.pending.values())
+
+    def _hold_more(self, ws: str, gpus: int) -> None:
+        """``ws`` holds ``gpus`` more GPUs (``eff_use``), counting a move past its guarantee
+        where it has one (without, its jobs are every workspace's victims anyway)."""
+        before = self.over_guarantee(ws)
+        self.eff_use[ws] = self.eff_use.get(ws, 0) + gpus
+        if not before and self.over_guarantee(ws) and self.snap.limits_for(ws).quota is not None:
+            self.guarantee_flips += 1
 
     def over_guarantee(self, ws: str) -> bool:
         """True when the workspace runs above its guarantee (borrowed GPUs)."""
@@ -514,7 +525,7 @@ class PassState:
         # The claimer will hold these GPUs: later quota verdicts of this pass
         # must count them (or a workspace would reclaim beyond its quota).
         self.in_use[ws] = self.in_use.get(ws, 0) + job.gpus
-        self.eff_use[ws] = self.eff_use.get(ws, 0) + job.gpus
+        self._hold_more(ws, job.gpus)
         freed: dict[str, int] = {}
         for a in victims:
             self.victimized.add(a.job.id)

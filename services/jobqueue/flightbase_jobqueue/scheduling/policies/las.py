@@ -595,8 +595,11 @@ class LasPolicy(Policy):
         # Guarantees first (core.guaranteed_sweep: the only place GPUs are
         # reclaimed), then service order.
         handled = guaranteed_sweep(state, snap.queue.cursor()) if any_quota else ()
-        # level -> (gate, GPUs) of the victim searches that failed this pass (_failed_before)
-        failed: dict[int, list[tuple[float, int]]] = {}
+        # (level, workspace under quotas) -> (gate, GPUs) of the victim searches that failed
+        # this pass (_failed_before); forgotten when a workspace goes over its guarantee (its
+        # jobs become victims for the others)
+        failed: dict[tuple[int, str | None], list[tuple[float, int]]] = {}
+        flips = 0
         victim_order = lambda a: (-level_of(a), -a.started_at, a.job.id)  # noqa: E731
         waiting = state.waiting
         hold = ""  # a starving job that cannot start yet holds back the rest
@@ -703,6 +706,9 @@ class LasPolicy(Policy):
                     fm.take({n: tuple(fm.free[fm.index[n]]) for n in where})
                     state.note_blocked(job, verdict)
                     continue
+            if state.guarantee_flips != flips:
+                failed.clear()
+                flips = state.guarantee_flips
             if waited < patience and lv >= 0 and verdict != WITHIN:
                 # Jobs end often: a job waits ``preempt_after`` for GPUs to
                 # free up before it stops another for them.
@@ -711,7 +717,8 @@ class LasPolicy(Policy):
             elif (lv < lowest or verdict == WITHIN or pending > 0) and not owed and credit < 1:
                 spent = True  # it would look for victims, but the preemption budget is spent
             elif (lv < lowest or verdict == WITHIN or pending > 0) and not (
-                    _failed_before(failed.get(lv), floor := self.gate_for(rank), job.gpus) and verdict != WITHIN):
+                    _failed_before(failed.get(fk := (lv, job.workspace if any_quota else None)),
+                                   floor := self.gate_for(rank), job.gpus) and verdict != WITHIN):
                 # A job within its quota that the guaranteed sweep did not
                 # reach (behind a blocked job of its workspace) preempts by
                 # service level only, like any other: reclaiming here would
@@ -756,9 +763,10 @@ class LasPolicy(Policy):
                     # (someone waits at the screen), and GPUs that free up still come to
                     # this job first, in rank order.
                     by_choice = True
-                elif verdict != WITHIN and (floor <= 0.0 or not any_quota):
-                    # (Under quotas a gated search's victims depend on the workspace too.)
-                    failed[lv] = _note_failed(failed.get(lv), floor, job.gpus)
+                elif verdict != WITHIN:
+                    # (Under quotas the victims depend on the workspace: another's within their
+                    # guarantee are not, its own are.)
+                    failed[fk] = _note_failed(failed.get(fk), floor, job.gpus)
             state.wait_shortage(job, f"; service level {lv if lv > 0 else 0}" + (_SPENT if spent else ""))
             if not by_choice:
                 state.note_blocked(job, verdict)

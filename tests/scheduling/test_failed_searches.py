@@ -1,0 +1,74 @@
+"""A ``las`` pass remembers the victim searches that failed, so that a long queue does not
+search the running jobs once per queued job (``_failed_before`` in policies/las.py). Under
+quotas the victims open to a job depend on its workspace (another workspace's jobs within
+their guarantee are shielded from it, its own are not) and on which workspaces run above
+their guarantee, which an admission in the same pass can change. These tests hold the
+memory to that: it must never keep a job from a victim it has, and it must still save the
+searches (counted in ``PassState.find_victims`` calls, which do not depend on the machine)."""
+
+from __future__ import annotations
+
+from flightbase_jobqueue.scheduling.core import PassState
+from flightbase_jobqueue.scheduling.estimates import HistoryEstimates
+from flightbase_jobqueue.scheduling.types import Job
+
+from scheduling_factories import decide, job, node, quota, running, snap
+
+NOW = 100_000.0  # the running jobs started at 0: past min_run, past las's first level
+
+
+def test_a_failed_search_of_one_workspace_does_not_keep_another_from_its_own_victims():
+    """``c`` and ``b`` each run 4 one-GPU jobs within their guarantee of 4: shielded from
+    ``a``. ``a1`` finds no victim. ``b_new``, at the same level, may still stop one of ``b``'s
+    own long-running jobs. Until 2026-12-06 the pass remembered ``a1``'s failure by level
+    alone, and ``b_new`` waited without a search."""
+    active = [running(job(f"b{i}", 1, ws="b"), {"n": [i]}) for i in range(4)]
+    active += [running(job(f"c{i}", 1, ws="c"), {"n": [4 + i]}) for i in range(4)]
+    queue = [job("a1", 1, ws="a", t=90_000.0), job("b_new", 1, ws="b", t=90_001.0)]
+    s = snap(queue, active, [node("n", total=8, free=[])], now=NOW, limits={"b": quota(4), "c": quota(4)})
+    admits, preempts, d = decide("las", s)
+    assert admits == {} and preempts == [("b0", "b_new")]
+    assert d.waiting["a1"].endswith("0 GPUs free; service level 0"), d.waiting["a1"]
+
+
+def test_a_workspace_going_over_its_guarantee_in_the_pass_opens_its_jobs_to_the_next_search():
+    """``a1`` (2 GPUs on one node) finds no victim: ``c`` and ``d`` are within their guarantee.
+    Then ``c_new`` starts on the one free GPU, and ``c`` holds 5 GPUs, one above its guarantee:
+    its jobs may now be reclaimed, and ``a2`` stops two of them. A memory of ``a1``'s failure
+    that outlived the admission kept ``a2`` waiting."""
+    active = [running(job(f"c{i}", 1, ws="c"), {"n": [i]}) for i in range(4)]
+    active += [running(job(f"d{i}", 1, ws="d"), {"n": [4 + i]}) for i in range(4)]
+    queue = [job("a1", 2, ws="a", t=90_000.0), job("c_new", 1, ws="c", t=90_001.0),
+             job("a2", 2, ws="a", t=90_002.0)]
+    s = snap(queue, active, [node("n", total=8, free=[]), node("m", total=1)], now=NOW,
+             limits={"c": quota(4), "d": quota(4)})
+    admits, preempts, d = decide("las", s)
+    assert admits == {"c_new": {"m": (0,)}}
+    assert preempts == [("c0", "a2"), ("c1", "a2")]
+    assert "waiting for 2 job(s) to stop" in d.waiting["a2"]
+
+
+def test_under_quotas_a_gated_search_that_failed_is_not_made_again_for_each_job(monkeypatch):
+    """``a`` runs 8 long one-GPU jobs within its guarantee of 8; ``b`` (no quota) has 200
+    one-GPU jobs queued, with a history, so each search is gated (``expect_gate``). None can
+    stop ``a``'s jobs. One search finds that: until 2026-12-06 a gated search under quotas was
+    not remembered, and the pass made 200 (on the October slice at 64x8 with proportional
+    quotas a replay took more than 10 minutes instead of 87 s, docs/benchmarks.md)."""
+    est = HistoryEstimates()
+    for k in range(20):
+        est.observe(Job(id=f"hb{k}", workspace="b", gpus=1), 100.0 + k)
+        est.observe(Job(id=f"ha{k}", workspace="a", gpus=1), 200_000.0 + k)
+    active = [running(job(f"a{i}", 1, ws="a"), {"n": [i]}) for i in range(8)]
+    queue = [job(f"b{k}", 1, ws="b", t=90_000.0 + k) for k in range(200)]
+    s = snap(queue, active, [node("n", total=8, free=[])], now=NOW, limits={"a": quota(8)}, estimates=est)
+    calls = [0]
+    real = PassState.find_victims
+
+    def counted(self, *a, **kw):
+        calls[0] += 1
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(PassState, "find_victims", counted)
+    admits, preempts, d = decide("las", s)
+    assert admits == {} and preempts == [] and len(d.waiting) == 200
+    assert calls[0] == 1, calls[0]
