@@ -72,3 +72,23 @@ def test_under_quotas_a_gated_search_that_failed_is_not_made_again_for_each_job(
     admits, preempts, d = decide("las", s)
     assert admits == {} and preempts == [] and len(d.waiting) == 200
     assert calls[0] == 1, calls[0]
+
+
+def test_a_job_spared_a_search_goes_on_as_after_a_failed_one():
+    """``x`` and ``y`` (one GPU each, level 0) may stop only jobs expected to do more than twice
+    their own work (``expect_gate``); the running jobs of ``r`` are nearly done, so ``x``'s search
+    fails, and ``y``'s (a higher gate: longer history) is not made. ``y`` is still within its
+    ``swap_after`` wait (10 min), so after a failed search the pass wakes when that wait ends
+    (small jobs become its victims then). Until 2026-12-06 a job spared the search skipped that
+    too, and the pass woke hours later, at ``x``'s starvation limit."""
+    est = HistoryEstimates()
+    for k in range(20):
+        est.observe(Job(id=f"ha{k}", workspace="a", gpus=1), 100_000.0 + k)
+        est.observe(Job(id=f"hb{k}", workspace="b", gpus=1), 200_000.0 + k)
+        est.observe(Job(id=f"hr{k}", workspace="r", gpus=1), 100_500.0 + k)
+    active = [running(job(f"r{i}", 1, ws="r"), {"n": [i]}) for i in range(8)]
+    queue = [job("x", 1, ws="a", t=NOW - 5000), job("y", 1, ws="b", t=NOW - 100)]
+    s = snap(queue, active, [node("n", total=8, free=[])], now=NOW, estimates=est)
+    admits, preempts, d = decide("las", s)
+    assert admits == {} and preempts == []
+    assert d.wake_at == NOW - 100 + 600, d.wake_at

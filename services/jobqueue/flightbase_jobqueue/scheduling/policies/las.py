@@ -716,16 +716,15 @@ class LasPolicy(Policy):
                     wake = job.queued_since + patience
             elif (lv < lowest or verdict == WITHIN or pending > 0) and not owed and credit < 1:
                 spent = True  # it would look for victims, but the preemption budget is spent
-            elif (lv < lowest or verdict == WITHIN or pending > 0) and not (
-                    _failed_before(failed.get(fk := (lv, job.workspace if any_quota else None)),
-                                   floor := self.gate_for(rank), job.gpus) and verdict != WITHIN):
+            elif lv < lowest or verdict == WITHIN or pending > 0:
                 # A job within its quota that the guaranteed sweep did not
                 # reach (behind a blocked job of its workspace) preempts by
                 # service level only, like any other: reclaiming here would
                 # hand the freed GPUs to whoever comes first next pass.
-                # (``floor``: the gate, taken once, in the condition above.)
                 ws = job.workspace
+                floor = self.gate_for(rank)
                 small = self.swap_limit(job, lv, waited) if verdict != WITHIN else 0
+                fk = (lv, ws if any_quota else None)
 
                 def eligible(a: ActiveJob, lv=lv, ws=ws, floor=floor, small=small) -> bool:
                     j = a.job
@@ -738,8 +737,12 @@ class LasPolicy(Policy):
                     return not (j.workspace != ws and any_quota and not state.over_guarantee(j.workspace)
                                 and snap.limits_for(j.workspace).quota is not None)
 
+                # A search like one that failed (fewer victims open to it, or as many) fails too:
+                # it is not made, and the job goes on as after a failed search.
+                searched = verdict == WITHIN or not _failed_before(failed.get(fk), floor, job.gpus)
                 # Without quotas eligibility depends on the level and the gate alone.
-                found = state.find_victims(job, eligible, victim_order, None if any_quota else (lv, floor, small))
+                found = state.find_victims(job, eligible, victim_order, None if any_quota else (lv, floor, small)) \
+                    if searched else None
                 if found is not None and not owed and len(found[1]) > credit:
                     found, spent = None, True  # the budget is spent: it waits for GPUs to free up
                 if found is not None:
@@ -763,7 +766,7 @@ class LasPolicy(Policy):
                     # (someone waits at the screen), and GPUs that free up still come to
                     # this job first, in rank order.
                     by_choice = True
-                elif verdict != WITHIN:
+                elif verdict != WITHIN and searched:
                     # (Under quotas the victims depend on the workspace: another's within their
                     # guarantee are not, its own are.)
                     failed[fk] = _note_failed(failed.get(fk), floor, job.gpus)
