@@ -53,7 +53,7 @@ def test_under_quotas_a_gated_search_that_failed_is_not_made_again_for_each_job(
     one-GPU jobs queued, with a history, so each search is gated (``expect_gate``). None can
     stop ``a``'s jobs. One search finds that: until 2026-12-06 a gated search under quotas was
     not remembered, and the pass made 200 (on the October slice at 64x8 with proportional
-    quotas a replay took more than 10 minutes instead of 87 s, docs/benchmarks.md)."""
+    quotas a replay took 891 CPU s instead of 103 s, docs/benchmarks.md)."""
     est = HistoryEstimates()
     for k in range(20):
         est.observe(Job(id=f"hb{k}", workspace="b", gpus=1), 100.0 + k)
