@@ -244,7 +244,8 @@ class _Quotas:
     (``core.quota_cap``: its quota where it may not borrow, its quota plus its borrowing limit
     where it has one): a job that would take its workspace past the cap does not start until
     its workspace's jobs have ended, as the pass holds it (verdict BLOCKED).  Reclaiming
-    borrowed GPUs for a job within its guarantee is not projected."""
+    borrowed GPUs for a job within its guarantee is projected by the guaranteed sweep
+    (:class:`_Guaranteed`, on queues of up to ``GUARANTEED_SWEEP_QUEUE`` jobs, under ``las``)."""
 
     __slots__ = ("limits", "use", "caps", "quota", "under")
 
