@@ -1116,8 +1116,7 @@ def _swap_wait(policy, patience: float) -> tuple[float, Callable[[Job], bool] | 
 
 
 def _preempt(fm: FreeMap, job: Job, lv: int, victims, holders, requeued, t: float, policy,
-             floor: float = 0.0, small: int = 0, quotas: "_Quotas | None" = None,
-             work: dict[str, float] | None = None) -> dict | None:
+             floor: float, small: int, quotas: "_Quotas | None", work: dict[str, float]) -> dict | None:
     """Room for ``job`` by preempting running jobs of a level above ``lv``
     (as ``las`` would; with ``floor``, only those expected still to do more work,
     ``LasPolicy.gate_for``; with ``small``, none of that many GPUs or fewer,
@@ -1125,8 +1124,6 @@ def _preempt(fm: FreeMap, job: Job, lv: int, victims, holders, requeued, t: floa
     guarantee); on the nodes chosen, as many victims as it needs are requeued.
     ``work``: the victims' expected work at ``t``, kept as it is asked for."""
     def expected(h: _Holder) -> float:
-        if work is None:
-            return policy.expected_work(h.job, h.attained(t), False)
         w = work.get(h.job.id)
         if w is None:
             w = work[h.job.id] = policy.expected_work(h.job, h.attained(t), False)
