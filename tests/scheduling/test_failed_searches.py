@@ -92,3 +92,22 @@ def test_a_job_spared_a_search_goes_on_as_after_a_failed_one():
     admits, preempts, d = decide("las", s)
     assert admits == {} and preempts == []
     assert d.wake_at == NOW - 100 + 600, d.wake_at
+
+
+def test_a_failed_single_node_search_does_not_keep_a_spread_job_from_its_victims():
+    """Four nodes of 8 GPUs each hold a notebook-like job that cannot be stopped (4 GPUs) and a
+    long-running 4-GPU training. ``one_node`` (8 GPUs on one node) finds no victim: no node can
+    be emptied. ``spread`` (16 GPUs, 4 per node), ranked after it at the same level, can: it
+    needs only the 4 stoppable GPUs of each node. Until 2026-12-06 the pass's note of a failed
+    search said "as many GPUs or more fail too", whatever the GPUs per node, and ``spread``
+    waited without a search."""
+    nodes = [node(f"n{i}", total=8, free=[]) for i in range(4)]
+    active = [running(job(f"keep{i}", 4, preemptible=False), {f"n{i}": range(4)}) for i in range(4)]
+    active += [running(job(f"long{i}", 4), {f"n{i}": range(4, 8)}) for i in range(4)]
+    queue = [job("one_node", 8, t=90_000.0), job("spread", 16, t=90_001.0, gpus_per_node=4)]
+    s = snap(queue, active, nodes, now=NOW)
+    admits, preempts, d = decide("las", s)
+    assert admits == {}
+    assert sorted(preempts) == [(f"long{i}", "spread") for i in range(4)]
+    assert "waiting for 4 job(s) to stop" in d.waiting["spread"]
+    assert "one_node" in d.waiting and "stop" not in d.waiting["one_node"]

@@ -595,10 +595,10 @@ class LasPolicy(Policy):
         # Guarantees first (core.guaranteed_sweep: the only place GPUs are
         # reclaimed), then service order.
         handled = guaranteed_sweep(state, snap.queue.cursor()) if any_quota else ()
-        # (level, workspace under quotas) -> (gate, GPUs) of the victim searches that failed
-        # this pass (_failed_before); forgotten when a workspace goes over its guarantee (its
-        # jobs become victims for the others)
-        failed: dict[tuple[int, str | None], list[tuple[float, int]]] = {}
+        # (level, workspace under quotas, GPUs per node of an N x G job over several nodes) ->
+        # (gate, GPUs) of the victim searches that failed this pass (_failed_before); forgotten
+        # when a workspace goes over its guarantee (its jobs become victims for the others)
+        failed: dict[tuple[int, str | None, int | None], list[tuple[float, int]]] = {}
         flips = 0
         victim_order = lambda a: (-level_of(a), -a.started_at, a.job.id)  # noqa: E731
         waiting = state.waiting
@@ -724,7 +724,10 @@ class LasPolicy(Policy):
                 ws = job.workspace
                 floor = self.gate_for(rank)
                 small = self.swap_limit(job, lv, waited) if verdict != WITHIN else 0
-                fk = (lv, ws if any_quota else None)
+                per = job.gpus_per_node
+                # More GPUs are harder to find only in the same shape: 16 GPUs at 4 per node
+                # may be found where 8 on one node were not.
+                fk = (lv, ws if any_quota else None, per if per is not None and per < job.gpus else None)
 
                 def eligible(a: ActiveJob, lv=lv, ws=ws, floor=floor, small=small) -> bool:
                     j = a.job
@@ -824,10 +827,12 @@ class LasPolicy(Policy):
 
 
 def _failed_before(failed: list[tuple[float, int]] | None, floor: float, gpus: int) -> bool:
-    """Whether a victim search of this pass at the same level already failed with a gate no
+    """Whether a victim search of this pass with the same key (level, workspace under quotas,
+    and GPUs per node for an N x G job over several nodes) already failed with a gate no
     higher than ``floor`` and for no more than ``gpus`` GPUs: a higher gate leaves fewer
-    victims eligible, more GPUs need more of them, and victims only get fewer as the pass
-    claims them, so this one would fail too."""
+    victims eligible, more GPUs in the same shape need more of them (on one node, or on
+    whole nodes, or more nodes of N x G), and victims only get fewer as the pass claims
+    them, so this one would fail too."""
     return failed is not None and any(f <= floor and g <= gpus for f, g in failed)
 
 
