@@ -31,21 +31,24 @@ def test_a_failed_search_of_one_workspace_does_not_keep_another_from_its_own_vic
     assert d.waiting["a1"].endswith("0 GPUs free; service level 0"), d.waiting["a1"]
 
 
-def test_a_workspace_going_over_its_guarantee_in_the_pass_opens_its_jobs_to_the_next_search():
-    """``a1`` (2 GPUs on one node) finds no victim: ``c`` and ``d`` are within their guarantee.
-    Then ``c_new`` starts on the one free GPU, and ``c`` holds 5 GPUs, one above its guarantee:
-    its jobs may now be reclaimed, and ``a2`` stops two of them. A memory of ``a1``'s failure
-    that outlived the admission kept ``a2`` waiting."""
-    active = [running(job(f"c{i}", 1, ws="c"), {"n": [i]}) for i in range(4)]
-    active += [running(job(f"d{i}", 1, ws="d"), {"n": [4 + i]}) for i in range(4)]
+def test_a_workspace_going_further_over_its_guarantee_in_the_pass_opens_more_of_its_jobs():
+    """``c`` holds 5 GPUs with a guarantee of 4: one of its jobs may be stopped for another
+    workspace's, not two. ``a1`` (2 GPUs on one node) finds no victim (``d`` is within its
+    guarantee). Then ``c_new`` starts on the one free GPU, and ``c`` holds 6: now two of its
+    jobs may be stopped, and ``a2`` stops them. A memory of ``a1``'s failure that outlived the
+    admission kept ``a2`` waiting (until 2026-12-06 the memory was forgotten only when a
+    workspace went over its guarantee, not further over it)."""
+    active = [running(job(f"c{i}", 1, ws="c"), {"n": [i]}) for i in range(5)]
+    active += [running(job(f"d{i}", 1, ws="d"), {"n": [5 + i]}) for i in range(3)]
     queue = [job("a1", 2, ws="a", t=90_000.0), job("c_new", 1, ws="c", t=90_001.0),
              job("a2", 2, ws="a", t=90_002.0)]
     s = snap(queue, active, [node("n", total=8, free=[]), node("m", total=1)], now=NOW,
-             limits={"c": quota(4), "d": quota(4)})
+             limits={"c": quota(4), "d": quota(3)})
     admits, preempts, d = decide("las", s)
     assert admits == {"c_new": {"m": (0,)}}
     assert preempts == [("c0", "a2"), ("c1", "a2")]
     assert "waiting for 2 job(s) to stop" in d.waiting["a2"]
+    assert "stop" not in d.waiting["a1"]
 
 
 def test_under_quotas_a_gated_search_that_failed_is_not_made_again_for_each_job(monkeypatch):
@@ -111,3 +114,37 @@ def test_a_failed_single_node_search_does_not_keep_a_spread_job_from_its_victims
     assert sorted(preempts) == [(f"long{i}", "spread") for i in range(4)]
     assert "waiting for 4 job(s) to stop" in d.waiting["spread"]
     assert "one_node" in d.waiting and "stop" not in d.waiting["one_node"]
+
+
+def test_a_workspace_that_went_over_its_guarantee_before_any_search_is_seen_over_it():
+    """As above, but ``c_new`` starts first, before any victim search of the pass: ``c`` then
+    holds 6 GPUs, two above its guarantee of 4, and ``a2`` may stop two of its jobs. The pass's
+    count of what each workspace holds (``PassState.eff_use``) was built at the first search
+    from the running jobs alone, so until 2026-12-06 it missed ``c_new`` and ``a2`` waited."""
+    active = [running(job(f"c{i}", 1, ws="c"), {"n": [i]}) for i in range(4)]
+    active += [running(job(f"d{i}", 1, ws="d"), {"n": [4 + i]}) for i in range(4)]
+    queue = [job("c_new", 2, ws="c", t=90_000.0), job("a2", 2, ws="a", t=90_001.0)]
+    s = snap(queue, active, [node("n", total=8, free=[]), node("m", total=2)], now=NOW,
+             limits={"c": quota(4), "d": quota(4)})
+    admits, preempts, d = decide("las", s)
+    assert admits == {"c_new": {"m": (0, 1)}}
+    assert preempts == [("c0", "a2"), ("c1", "a2")]
+    assert "waiting for 2 job(s) to stop" in d.waiting["a2"]
+
+
+def test_only_the_gpus_a_workspace_borrows_are_open_to_other_workspaces_jobs():
+    """``c`` holds 5 GPUs with a guarantee of 4: one borrowed. ``a2`` (2 GPUs) would have to stop
+    two of ``c``'s jobs, leaving ``c`` under its guarantee (its guaranteed sweep would take GPUs
+    back at the next pass: two restarts for nothing), so it waits; ``a1`` (1 GPU) stops one.
+    Until 2026-12-06 a workspace over its guarantee by one GPU had every job open, and ``a2``
+    stopped two."""
+    active = [running(job(f"c{i}", 1, ws="c"), {"n": [i]}) for i in range(4)]
+    active += [running(job(f"d{i}", 1, ws="d"), {"n": [4 + i]}) for i in range(4)]
+    active += [running(job("c4", 1, ws="c"), {"m": [0]})]
+    queue = [job("a2", 2, ws="a", t=90_000.0), job("a1", 1, ws="a", t=90_001.0)]
+    s = snap(queue, active, [node("n", total=8, free=[]), node("m", total=1, free=[])], now=NOW,
+             limits={"c": quota(4), "d": quota(4)})
+    admits, preempts, d = decide("las", s)
+    assert admits == {}
+    assert len(preempts) == 1 and preempts[0][1] == "a1" and preempts[0][0].startswith("c"), preempts
+    assert "stop" not in d.waiting["a2"], d.waiting["a2"]

@@ -275,8 +275,9 @@ class PassState:
         self._hot: dict[str, None] = {}
         self.pending: dict[str, int] = {}
         self.eff_use: dict[str, int] = {}
-        # How many times a workspace went over its guarantee in this pass: its running jobs
-        # became victims for other workspaces' jobs (a failed victim search may succeed now).
+        # How many times a workspace took more GPUs above its guarantee in this pass: more of
+        # its running jobs became victims for other workspaces' jobs (a failed victim search
+        # may succeed now).
         self.guarantee_flips = 0
         self.victimized: set[str] = set()
         self._cands: dict[tuple[str, object], list[ActiveJob]] = {}
@@ -403,6 +404,10 @@ class PassState:
             self.eff_use[ws] = self.eff_use.get(ws, 0) + a.job.gpus
             for n in a.placement:
                 by_node.setdefault(n, []).append(a)
+        # Jobs this pass admitted before its first search hold GPUs too (admit counts the
+        # later ones): a workspace they took over its guarantee has its jobs open to reclaim.
+        for job, _ in self.started:
+            self.eff_use[job.workspace] = self.eff_use.get(job.workspace, 0) + job.gpus
         self._by_node = by_node
         # Nodes where something could free up, in node order; exhausted ones
         # leave it (claim), so repeated searches skip them.
@@ -414,20 +419,36 @@ class PassState:
         return sum(self.pending.values())
 
     def _hold_more(self, ws: str, gpus: int) -> None:
-        """``ws`` holds ``gpus`` more GPUs (``eff_use``), counting a move past its guarantee
-        where it has one (without, its jobs are every workspace's victims anyway)."""
-        before = self.over_guarantee(ws)
-        self.eff_use[ws] = self.eff_use.get(ws, 0) + gpus
-        if not before and self.over_guarantee(ws) and self.snap.limits_for(ws).quota is not None:
+        """``ws`` holds ``gpus`` more GPUs (``eff_use``), counting it in ``guarantee_flips``
+        when that leaves it above its guarantee, where it has one: more of its jobs are open
+        to other workspaces' (:meth:`shielded`; without a guarantee, all of them are anyway)."""
+        u = self.eff_use[ws] = self.eff_use.get(ws, 0) + gpus
+        q = self.snap.limits_for(ws).quota
+        if q is not None and u > q:
             self.guarantee_flips += 1
 
     def over_guarantee(self, ws: str) -> bool:
         """True when the workspace runs above its guarantee (borrowed GPUs)."""
         return self.eff_use.get(ws, 0) > self.guarantee(ws)
 
+    def shielded(self, victim: Job, ws: str, lost: int = 0) -> bool:
+        """Whether ``victim``, running, is safe from being stopped or moved for a job of
+        workspace ``ws`` by service level (``las``): it is another workspace's, which has a
+        guarantee and would hold less than it without ``victim``.  Only GPUs borrowed beyond
+        the guarantee are open: a workspace over its guarantee by one GPU does not lose a
+        4-GPU job (its guaranteed sweep would then take GPUs back at once, ping-pong).  Call
+        after :meth:`_index`; ``lost``: GPUs its workspace already loses in the same search.
+        Reclaim (:func:`guaranteed_sweep`) is the promise itself: it takes from any
+        workspace above its guarantee."""
+        vws = victim.workspace
+        if vws == ws:
+            return False
+        q = self.snap.limits_for(vws).quota
+        return q is not None and self.eff_use.get(vws, 0) - lost - victim.gpus < q
+
     def find_victims(self, job: Job, eligible: Callable[[ActiveJob], bool],
                      order: Callable[[ActiveJob], tuple], cache_key: object = None,
-                     ) -> tuple[dict[str, int], list[ActiveJob]] | None:
+                     guard: str | None = None) -> tuple[dict[str, int], list[ActiveJob]] | None:
         """Nodes (name -> GPUs the job would use there) and the jobs to stop so
         that ``job`` fits once they are gone; None when impossible.  Prefers
         GPUs already being freed, then the fewest GPUs preempted among the
@@ -435,8 +456,13 @@ class PassState:
 
         ``cache_key``: the caller's promise that ``eligible`` and ``order``
         give the same answers for every search of this pass made with the same
-        key (LAS without quotas: the claimer's level), so each node's sorted
-        candidates are computed once per key, not once per search."""
+        key (LAS: the claimer's level, gate and swap limit), so each node's sorted
+        candidates are computed once per key, not once per search.
+
+        ``guard``: the claimer's workspace, where guarantees are kept (``las`` under quotas):
+        the victims taken from another workspace with a guarantee leave it at least that
+        (:meth:`shielded`, counting what the search already takes from it), however many
+        of its jobs ``eligible`` lets through one by one."""
         self._index()
         victimized = self.victimized
         cache = self._cands
@@ -474,11 +500,17 @@ class PassState:
                     if cands is None:
                         cands = cache[ck] = sorted([a for a in by_node.get(name, ()) if eligible(a)],
                                                    key=order)
+                lost: dict[str, int] | None = {} if guard is not None else None
                 for a in cands:
                     if have >= want:
                         break
                     if a.job.id in victimized:
                         continue
+                    if lost is not None:
+                        w = a.job.workspace
+                        if self.shielded(a.job, guard, lost.get(w, 0)):
+                            continue
+                        lost[w] = lost.get(w, 0) + a.job.gpus
                     g = len(a.placement[name])
                     victims.append(a)
                     have += g
@@ -503,9 +535,25 @@ class PassState:
         seen: set[str] = set()
         got = 0
         target = need // per if per is not None else need
+        lost_all: dict[str, int] = {}
         for cost, i, name, want, victims in node_plans:
             if got >= target:
                 break
+            if guard is not None:
+                # Each node's victims were chosen alone: together they keep guarantees too.
+                add: dict[str, int] = {}
+                keeps = True
+                for a in victims:
+                    w = a.job.workspace
+                    if a.job.id not in seen:
+                        if self.shielded(a.job, guard, lost_all.get(w, 0) + add.get(w, 0)):
+                            keeps = False
+                            break
+                        add[w] = add.get(w, 0) + a.job.gpus
+                if not keeps:
+                    continue
+                for w, g in add.items():
+                    lost_all[w] = lost_all.get(w, 0) + g
             use = want if per is not None else min(want, need - got)
             nodes[name] = use
             for a in victims:

@@ -282,11 +282,14 @@ class _Quotas:
             self.caps[k] = quota_cap(self.limits.get(ws), preemptible)
         return self.caps[k]
 
-    def shields(self, victim: Job, job: Job) -> bool:
+    def shields(self, victim: Job, job: Job, lost: int = 0) -> bool:
         """Whether ``victim``, running, is safe from ``job`` of another workspace: its own
-        workspace holds no more than its guarantee (``las`` preempts only borrowed GPUs)."""
+        workspace has a guarantee and would hold less than it without ``victim`` (``las``
+        preempts only borrowed GPUs, ``PassState.shielded``); ``lost``: GPUs the workspace
+        already loses in the same search."""
         ws = victim.workspace
-        return ws != job.workspace and ws in self.quota and not self.borrowing(ws)
+        q = self.quota.get(ws)
+        return ws != job.workspace and q is not None and self.use.get(ws, 0) - lost - victim.gpus < q
 
     def guarantee(self, ws: str) -> int:
         return self.quota.get(ws, 0)
@@ -1141,15 +1144,30 @@ def _preempt(fm: FreeMap, job: Job, lv: int, victims, holders, requeued, t: floa
     if p is None:
         return None
     # As the pass: on the nodes found, the victims in its order (the highest level first, then
-    # the last started), only as many as the job needs.
+    # the last started), only as many as the job needs, and under quotas only as many of
+    # another workspace's as leave it its guarantee (PassState.find_victims's guard).
     nodes = set(p)
     p = None
+    chosen: list[_Holder] = []
+    lost: dict[str, int] = {}
     for v, h in sorted(((v, h) for v, h in mine if nodes.intersection(h.placement)),
                        key=lambda e: (-e[0], -e[1].run_start, e[1].job.id)):
-        _requeue(fm, h, holders, requeued, t, policy)
+        if quotas is not None:
+            w = h.job.workspace
+            if quotas.shields(h.job, job, lost.get(w, 0)):
+                continue
+            lost[w] = lost.get(w, 0) + h.job.gpus
+        fm.give(h.placement)
+        chosen.append(h)
         p = fm.find(job)
         if p is not None:
             break
+    for h in chosen:
+        fm.take(h.placement)
+    if p is None:
+        return None
+    for h in chosen:
+        _requeue(fm, h, holders, requeued, t, policy)
     return p
 
 

@@ -681,9 +681,7 @@ class LasPolicy(Policy):
                 # the job needs: what a pooled cluster would give it at once.
                 where, moves = self._drain(state, job, lambda a, ws=job.workspace: (
                     a.job.preemptible and now - a.started_at >= min_run
-                    and a.job.gpus < job.gpus and not (
-                        any_quota and a.job.workspace != ws and not state.over_guarantee(a.job.workspace)
-                        and snap.limits_for(a.job.workspace).quota is not None)), self.max_moves)
+                    and a.job.gpus < job.gpus and not (any_quota and state.shielded(a.job, ws))), self.max_moves)
                 if where and moves and waited >= migrate_after and (owed or len(moves) <= credit):
                     # A few jobs are in the way: move them (they restart
                     # at once on the GPUs free elsewhere).  Moves owed to a
@@ -729,23 +727,22 @@ class LasPolicy(Policy):
                 # may be found where 8 on one node were not.
                 fk = (lv, ws if any_quota else None, per if per is not None and per < job.gpus else None)
 
-                def eligible(a: ActiveJob, lv=lv, ws=ws, floor=floor, small=small) -> bool:
+                def eligible(a: ActiveJob, lv=lv, floor=floor, small=small) -> bool:
                     j = a.job
                     if not j.preemptible or j.gpus <= small:
                         return False
                     if now - a.started_at < min_run or level_of(a) <= lv:
                         return False
-                    if floor > 0.0 and work_of(a) <= floor:
-                        return False
-                    return not (j.workspace != ws and any_quota and not state.over_guarantee(j.workspace)
-                                and snap.limits_for(j.workspace).quota is not None)
+                    return floor <= 0.0 or work_of(a) > floor
 
                 # A search like one that failed (fewer victims open to it, or as many) fails too:
                 # it is not made, and the job goes on as after a failed search.
                 searched = verdict == WITHIN or not _failed_before(failed.get(fk), floor, job.gpus)
-                # Without quotas eligibility depends on the level and the gate alone.
-                found = state.find_victims(job, eligible, victim_order, None if any_quota else (lv, floor, small)) \
-                    if searched else None
+                # Eligibility depends on the level, the gate and the swap limit alone (shared
+                # between searches); under quotas, another workspace's jobs are victims only as
+                # far as it keeps its guarantee (guard, checked at each search).
+                found = state.find_victims(job, eligible, victim_order, (lv, floor, small),
+                                           ws if any_quota else None) if searched else None
                 if found is not None and not owed and len(found[1]) > credit:
                     found, spent = None, True  # the budget is spent: it waits for GPUs to free up
                 if found is not None:
