@@ -140,3 +140,25 @@ def test_the_projection_gives_free_gpus_to_a_job_within_its_guarantee_before_a_h
     assert list(admits) == ["g"]
     found = {i.job_id: i for i in explain(s, policy=make_policy("las"))}
     assert [found["g"].estimated_start, found["x"].estimated_start] == [10.0, 110.0]
+
+
+def test_the_projection_stops_only_the_gpus_another_workspace_borrows():
+    """As the pass (``test_failed_searches.py``): ``c`` holds 5 GPUs with a guarantee of 4, so one
+    of its 1-GPU jobs may be stopped for another workspace's job, not two. ``a1`` (1 GPU) can
+    start at the next pass; ``a2`` (2 GPUs) waits for jobs to end. Until 2026-12-06 the
+    projection, like the pass, opened every job of a workspace over its guarantee, and said
+    ``a2`` could start at the next pass."""
+    from flightbase_jobqueue.scheduling import make_policy
+
+    now = 100_000.0
+    active = [running(job(f"c{i}", 1, ws="c", max_runtime=200_000), {"n": [i]}) for i in range(4)]
+    active += [running(job(f"d{i}", 1, ws="d", max_runtime=200_000), {"n": [4 + i]}) for i in range(4)]
+    active += [running(job("c4", 1, ws="c", max_runtime=200_000), {"m": [0]})]
+    nodes = [node("n", total=8, free=[]), node("m", total=1, free=[])]
+    limits = {"c": quota(4), "d": quota(4)}
+    starts = {}
+    for q in (job("a1", 1, ws="a", t=90_000.0, max_runtime=100), job("a2", 2, ws="a", t=90_000.0, max_runtime=100)):
+        (i,) = explain(snap([q], active, nodes, now=now, limits=limits), policy=make_policy("las"))
+        starts[i.job_id] = (i.estimated_start, i.reason)
+    assert starts["a1"][0] == now and "next pass" in starts["a1"][1], starts["a1"]
+    assert starts["a2"][0] == 200_000.0 and "ends" in starts["a2"][1], starts["a2"]
