@@ -381,3 +381,37 @@ def test_a_workspace_named_like_anything_never_reads_as_a_training():
     for r in (10.0, 20.0, 30.0):
         est.observe(Job(id="j", workspace="training", gpus=1, training="t"), r)
     assert est.remaining(Job(id="k", workspace="training", gpus=1, training="u"), 0.0) == pytest.approx(20.0)
+
+
+def test_one_finished_trial_sets_a_sweeps_estimate_not_a_range_of_one_point():
+    """One finished trial of a sweep (120 s) is where the next one most likely ends, but says
+    nothing of how much trials differ: the range's bounds (``bound``) widen to what the
+    workspace's other one-GPU jobs say (5,000-7,000 s) until ``min_samples`` trials have
+    ended, and ``explain`` shows a range around an estimate that is still the sweep's. Until
+    2026-12-06 the range was the one runtime, a point: a confident estimate."""
+    from flightbase_jobqueue.scheduling import make_policy
+    from flightbase_jobqueue.scheduling.insight import explain
+
+    from scheduling_factories import job as fjob, node, running, snap
+
+    est = HistoryEstimates()
+    for r in (5000.0, 6000.0, 7000.0):
+        est.observe(Job(id="old", workspace="w", gpus=1, training="t0"), r)
+    trial = Job(id="b", workspace="w", gpus=1, training="sweep")
+    est.observe(Job(id="a", workspace="w", gpus=1, training="sweep"), 120.0)
+    assert est.remaining(trial, 0.0, 0.75) == pytest.approx(120.0)
+    assert est.bound(trial, 0.0, 0.25) == pytest.approx(120.0)
+    assert est.bound(trial, 0.0, 0.75) > 5000.0
+    assert est.bound(trial, 0.0, 0.5) == est.remaining(trial, 0.0, 0.5)
+    # On the queue: the running trial c (started at 0) holds the one GPU, b waits for it.
+    c = fjob("c", 1, ws="w", training="sweep")
+    s = snap([fjob("b", 1, ws="w", t=10.0, training="sweep")], [running(c, {"n": [0]})],
+             [node("n", total=1, free=[])], now=60.0, estimates=est)
+    (i,) = explain(s, policy=make_policy("las"))
+    lo, hi = i.estimated_range
+    assert i.estimated_start == pytest.approx(120.0)  # when c ends, as its sibling did
+    assert lo <= 120.0 and hi > 5000.0, i.estimated_range
+    # Three finished trials tell a spread of their own: no widening.
+    for k, r in enumerate((130.0, 140.0)):
+        est.observe(Job(id=f"s{k}", workspace="w", gpus=1, training="sweep"), r)
+    assert est.bound(trial, 0.0, 0.75) == est.remaining(trial, 0.0, 0.75) < 200.0

@@ -197,6 +197,23 @@ class HistoryEstimates:
         it."""
         return self._remaining(job, ran, q, self._km_at is not None, True)
 
+    def bound(self, job: Job, ran: float, q: float) -> float:
+        """A bound of the range of :meth:`remaining` (``q`` below the median: the short end;
+        above: the long end).  :meth:`remaining` at ``q``, except where it rests on fewer
+        than ``min_samples`` finished jobs of the job's own training (one is enough for the
+        median, which is where the next trial of a sweep most likely ends, but it says
+        nothing of the spread): then widened to what the other keys (its workspace and size,
+        and so on) say at ``q``, the shorter of the two below the median and the longer
+        above.  Without it a sweep whose first trial had ended got a range of one point, a
+        confident estimate, however much its trials differ."""
+        v = self.remaining(job, ran, q)
+        if q == 0.5 or (tk := training_key(job)) is None or (tw := self._trainings.get(tk)) is None:
+            return v
+        if not 0 < len(tw.ordered) - bisect_right(tw.ordered, max(0.0, ran)) < self.min_samples:
+            return v
+        w = self._remaining(job, ran, q, self._km_at is not None, False)
+        return min(v, w) if q < 0.5 else max(v, w)
+
     def completed_remaining(self, job: Job, ran: float) -> float:
         """:meth:`remaining` at the median, from the completed runtimes alone (never the
         censoring of :meth:`censor`): what ``las`` ranks by.  The queue's projection

@@ -234,6 +234,11 @@ def _left_fn(est, spec: float | int) -> Callable[[Job, float], float]:
     if remaining is None:
         return lambda job, ran: _remaining(est, job, ran, 0.5)
     if isinstance(spec, float):
+        # A range's bound (RANGE_QUANTILES): widened where a sweep has too few finished
+        # trials to tell a spread (HistoryEstimates.bound).
+        bound = getattr(est, "bound", None)
+        if bound is not None:
+            return lambda job, ran: bound(job, ran, spec)
         return lambda job, ran: remaining(job, ran, spec)
     u = _qf(spec)
     return lambda job, ran: remaining(job, ran, u(job.id))
