@@ -405,7 +405,8 @@ class PassState:
             for n in a.placement:
                 by_node.setdefault(n, []).append(a)
         # Jobs this pass admitted before its first search hold GPUs too (admit counts the
-        # later ones): a workspace they took over its guarantee has its jobs open to reclaim.
+        # later ones): a workspace they took over its guarantee has jobs open to reclaim and
+        # to other workspaces' jobs (shielded).
         for job, _ in self.started:
             self.eff_use[job.workspace] = self.eff_use.get(job.workspace, 0) + job.gpus
         self._by_node = by_node

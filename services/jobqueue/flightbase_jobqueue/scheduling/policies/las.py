@@ -597,7 +597,8 @@ class LasPolicy(Policy):
         handled = guaranteed_sweep(state, snap.queue.cursor()) if any_quota else ()
         # (level, workspace under quotas, GPUs per node of an N x G job over several nodes) ->
         # (gate, GPUs) of the victim searches that failed this pass (_failed_before); forgotten
-        # when a workspace goes over its guarantee (its jobs become victims for the others)
+        # when a workspace takes more GPUs above its guarantee (more of its jobs become victims
+        # for the others, PassState.shielded)
         failed: dict[tuple[int, str | None, int | None], list[tuple[float, int]]] = {}
         flips = 0
         victim_order = lambda a: (-level_of(a), -a.started_at, a.job.id)  # noqa: E731
