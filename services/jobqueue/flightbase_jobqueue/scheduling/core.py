@@ -447,6 +447,16 @@ class PassState:
         q = self.snap.limits_for(vws).quota
         return q is not None and self.eff_use.get(vws, 0) - lost - victim.gpus < q
 
+    def _keeps_guarantee(self, victim: Job, guard: str, lost: dict[str, int]) -> bool:
+        """Whether ``victim`` may be taken in a search for a job of workspace ``guard`` that
+        already takes ``lost`` GPUs from each workspace (not :meth:`shielded`); if so, its
+        GPUs are added to ``lost``."""
+        w = victim.workspace
+        if self.shielded(victim, guard, lost.get(w, 0)):
+            return False
+        lost[w] = lost.get(w, 0) + victim.gpus
+        return True
+
     def find_victims(self, job: Job, eligible: Callable[[ActiveJob], bool],
                      order: Callable[[ActiveJob], tuple], cache_key: object = None,
                      guard: str | None = None) -> tuple[dict[str, int], list[ActiveJob]] | None:
@@ -507,11 +517,8 @@ class PassState:
                         break
                     if a.job.id in victimized:
                         continue
-                    if lost is not None:
-                        w = a.job.workspace
-                        if self.shielded(a.job, guard, lost.get(w, 0)):
-                            continue
-                        lost[w] = lost.get(w, 0) + a.job.gpus
+                    if lost is not None and not self._keeps_guarantee(a.job, guard, lost):
+                        continue
                     g = len(a.placement[name])
                     victims.append(a)
                     have += g
@@ -542,19 +549,10 @@ class PassState:
                 break
             if guard is not None:
                 # Each node's victims were chosen alone: together they keep guarantees too.
-                add: dict[str, int] = {}
-                keeps = True
-                for a in victims:
-                    w = a.job.workspace
-                    if a.job.id not in seen:
-                        if self.shielded(a.job, guard, lost_all.get(w, 0) + add.get(w, 0)):
-                            keeps = False
-                            break
-                        add[w] = add.get(w, 0) + a.job.gpus
-                if not keeps:
+                trial = dict(lost_all)
+                if not all(self._keeps_guarantee(a.job, guard, trial) for a in victims if a.job.id not in seen):
                     continue
-                for w, g in add.items():
-                    lost_all[w] = lost_all.get(w, 0) + g
+                lost_all = trial
             use = want if per is not None else min(want, need - got)
             nodes[name] = use
             for a in victims:
