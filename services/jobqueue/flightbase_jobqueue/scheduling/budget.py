@@ -12,7 +12,11 @@ lower service level, and the moves that gather a gang's GPUs); those owed to a p
 held to it but are counted: a job at its starvation limit (with nothing preempted for it, every
 job behind it waits too), a job within its workspace's guarantee, a notebook lease (someone at
 the screen).  When the credit is spent, the other jobs wait for GPUs to free up instead, as
-they do while every running job is within ``min_run``.
+they do while every running job is within ``min_run``.  Before that, its first step: once the
+preemptions reach ``rerun_share`` (0.8) of the budget, a job restarted after a preemption is
+protected ``min_rerun`` (2 h) instead of ``min_run`` from all but the owed preemptions
+(``LasPolicy.protections``), so that long jobs take turns less often and the credit is left for
+new jobs.
 
 Why it bounds a whole replay, not only each window: in any ``window`` the preemptions by choice
 are at most the budget times the first starts of that window; cover a replay with back-to-back

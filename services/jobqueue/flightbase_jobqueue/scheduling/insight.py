@@ -165,6 +165,7 @@ class _Holder:
     end: float
     preemptible: bool
     seq: int = 0       # order of hold() calls (victims are looked at in this order)
+    protect: float = 0.0  # how long this run keeps its GPUs (min_run, or min_rerun after a restart)
 
     def attained(self, at: float) -> float:
         """GPU-seconds attained by ``at`` (this run included)."""
@@ -497,7 +498,9 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
     left = _left_fn(snap.estimates, spec)
     now = snap.now
     thr = tuple(policy.thresholds)
-    min_run = policy.protection  # min_run, as the pass applies it
+    # min_run, and after a restart min_rerun once the budget's first step is reached, as the
+    # pass applies them (LasPolicy.protections)
+    min_run, rerun = policy.protections(snap.preemption_counts)
     # The policy's other rules, where it has them (their defaults: off).
     patience = getattr(policy, "preempt_after", 0.0) or 0.0   # wait this long before preempting
     quantum = getattr(policy, "quantum", 0.0) or 0.0          # a restarted job keeps its GPUs a while
@@ -518,6 +521,7 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
     per_job = getattr(policy, "preemption_budget", None)
     credit = budget_credit(per_job, snap.preemption_counts)
     first_starts: set[str] = set()
+    stopped_ids: set[str] = set()  # jobs the projection stopped (their next start is a restart)
     holders: dict[str, _Holder] = {}
     events: list[tuple[float, int, str]] = []
     # Preemptible holders by the end of their protection (min_run), and those past it:
@@ -538,13 +542,15 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
         push(events, (end, seq, job.id))
         if pre:
             held_preemptible += job.gpus
-            # Moments its level changes, and the end of its protection (before its end).
+            # Moments its level changes, and the ends of its protection (before its end): a
+            # victim from the first for the preemptions owed, from the second for the others.
             protect = max(min_run, quantum * att0 / job.gpus)
+            h.protect = max(protect, rerun) if job.restarts or job.id in stopped_ids else protect
             push(protected, (run_start + protect, seq, h, protect))
-            t1 = run_start + protect
-            if now < t1 < end:
-                seq += 1
-                push(events, (t1, seq, job.id))
+            for t1 in sorted({run_start + protect, run_start + h.protect}):
+                if now < t1 < end:
+                    seq += 1
+                    push(events, (t1, seq, job.id))
             for th in thr:
                 if th > att0:
                     t1 = run_start + (th - att0) / job.gpus
@@ -634,7 +640,7 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
         if quotas is not None:
             quotas.add(job, job.gpus)
         queued.discard(job.id)
-        if per_job is not None and first_start(job) and job.id not in first_starts:
+        if per_job is not None and first_start(job) and job.id not in first_starts and job.id not in stopped_ids:
             first_starts.add(job.id)
             credit += per_job
         hold(job, p, start, job.attained, start + left(job, job.attained / job.gpus))
@@ -674,6 +680,7 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
             fails.clear()
         for e in requeued[k:]:
             held_preemptible -= e[1].gpus  # (victims are preemptible)
+            stopped_ids.add(e[1].id)  # restarted from now on (LasPolicy.protections; budget.first_start)
             if quotas is not None:
                 quotas.add(e[1], -e[1].gpus)
                 roomier.add(e[1].workspace)  # (back to the walk after it: not during)
@@ -772,10 +779,11 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
                 small = swap_limit(job, lv, t - job.queued_since) if swap_limit else 0
                 # A job like one that found no room by preemption since the GPUs last changed
                 # hands, with no more victims open to it, finds none either (fails).
-                fk = (job.gpus, job.gpus_per_node, lv, small, job.workspace if quotas is not None else None)
+                fk = (job.gpus, job.gpus_per_node, lv, small, job.workspace if quotas is not None else None, owed)
                 if (f := fails.get(fk)) is None or floor < f:
                     stopped = len(requeued)
-                    p = _preempt(fm, job, lv, victims, holders, requeued, t, policy, floor, small, quotas, work)
+                    p = _preempt(fm, job, lv, victims, holders, requeued, t, policy, floor, small, quotas, work,
+                                 owed)
                     stopped_from(stopped)
                     if not owed:
                         credit -= len(requeued) - stopped
@@ -1124,13 +1132,16 @@ def _swap_wait(policy, patience: float) -> tuple[float, Callable[[Job], bool] | 
 
 
 def _preempt(fm: FreeMap, job: Job, lv: int, victims, holders, requeued, t: float, policy,
-             floor: float, small: int, quotas: "_Quotas | None", work: dict[str, float]) -> dict | None:
+             floor: float, small: int, quotas: "_Quotas | None", work: dict[str, float],
+             owed: bool = True) -> dict | None:
     """Room for ``job`` by preempting running jobs of a level above ``lv``
     (as ``las`` would; with ``floor``, only those expected still to do more work,
     ``LasPolicy.gate_for``; with ``small``, none of that many GPUs or fewer,
     ``LasPolicy.swap_limit``; with ``quotas``, none of another workspace within its
     guarantee); on the nodes chosen, as many victims as it needs are requeued.
-    ``work``: the victims' expected work at ``t``, kept as it is asked for."""
+    ``work``: the victims' expected work at ``t``, kept as it is asked for.  Not ``owed``
+    (budget.owed): a restarted victim only past its longer protection (the budget's first step,
+    ``_Holder.protect``)."""
     def expected(h: _Holder) -> float:
         w = work.get(h.job.id)
         if w is None:
@@ -1138,6 +1149,7 @@ def _preempt(fm: FreeMap, job: Job, lv: int, victims, holders, requeued, t: floa
         return w
 
     mine = [(v, h) for v, h in victims if v > lv and h.job.id in holders and h.job.gpus > small and (
+        owed or at_least(t - h.run_start, h.protect)) and (
         quotas is None or not quotas.shields(h.job, job)) and (floor <= 0.0 or expected(h) > floor)]
     if not mine or fm.total_free + sum(h.job.gpus for _, h in mine) < job.gpus:
         return None
