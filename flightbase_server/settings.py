@@ -115,7 +115,9 @@ class PlatformSettings:
     preemption_budget: str = setting(
         "none", help="The `las` scheduler's preemption budget, e.g. 0.24: preemptions it makes by choice (not those "
                      "owed to a starving job, a job within its workspace's guarantee or a notebook lease) only while "
-                     "the last 14 days have made fewer than this many per job started; on an overloaded cluster it "
+                     "the last 14 days have made fewer than this many per job started, and once they have made 0.8 of "
+                     "it, a job restarted after a preemption keeps its GPUs 2 h (not 1 h) from them; on an overloaded "
+                     "cluster it "
                      'trades completion time for fewer checkpoints (docs/scheduling.md, "A preemption budget"). '
                      '"none": no budget.',
         services=("jobqueue",))
