@@ -547,7 +547,12 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
             protect = max(min_run, quantum * att0 / job.gpus)
             h.protect = max(protect, rerun) if job.restarts or job.id in stopped_ids else protect
             push(protected, (run_start + protect, seq, h, protect))
-            for t1 in sorted({run_start + protect, run_start + h.protect}):
+            t1 = run_start + protect
+            if now < t1 < end:
+                seq += 1
+                push(events, (t1, seq, job.id))
+            if h.protect > protect:
+                t1 = run_start + h.protect
                 if now < t1 < end:
                     seq += 1
                     push(events, (t1, seq, job.id))

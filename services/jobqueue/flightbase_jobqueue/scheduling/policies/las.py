@@ -546,8 +546,11 @@ class LasPolicy(Policy):
             return decisions(state)
         best_queued = queued[0][0][0]
         inf = float("inf")
-        lowest = -2  # the highest (lowest-priority) level among preemptible running jobs
-        lowest_owed = -2  # the same with every job past min_run (for the preemptions owed)
+        # The highest (lowest-priority) level among preemptible running jobs past their protection
+        # from preemptions by choice (min_rerun for a restarted job under the budget's first
+        # step), and past min_run (from the preemptions owed).
+        lowest = -2
+        lowest_owed = -2
         wake = inf
         nthr = len(thresholds)
         # How long a job keeps its GPUs once (re)started: ``min_run``; after a restart,
