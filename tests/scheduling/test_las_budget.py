@@ -6,6 +6,7 @@ the SRTF reference the benchmark compares with; and the preemption budget proper
 than 0.24 per job started."""
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -157,7 +158,7 @@ def test_srtf_reference_by_remaining_gpu_seconds_pooled():
 
 # -- the preemption budget proper (scheduling/budget.py): a ledger of the last 14 days ----------
 
-BUDGET = 0.24  # as an operator sets it (FLIGHTBASE_PREEMPTION_BUDGET; the default is none)
+BUDGET = 0.24  # as an operator sets it (FLIGHTBASE_PREEMPTION_BUDGET; also the default)
 
 
 def test_a_spent_budget_holds_back_preemptions_by_choice_and_not_those_owed():
@@ -174,7 +175,7 @@ def test_a_spent_budget_holds_back_preemptions_by_choice_and_not_those_owed():
     _, preempts, _ = decide("las", _with(one_node(8, [job("new", 1, t=t0)], t0 + 60), spent), preemption_budget=None)
     assert preempts == [("old", "new")]  # no budget
     _, preempts, _ = decide("las", _with(one_node(8, [job("new", 1, t=t0)], t0 + 60), spent))
-    assert preempts == [("old", "new")]  # the default: no budget
+    assert preempts == []  # the default: the same budget
     _, preempts, _ = decide("las", _with(one_node(1, [job("starved", 1, t=t0 - 6 * H)], t0), spent), preemption_budget=BUDGET)
     assert preempts == [("old", "starved")]
     _, preempts, _ = decide("las", _with(one_node(1, [lease("nb", "w", t0)], t0 + 60), spent), preemption_budget=BUDGET)
@@ -183,11 +184,11 @@ def test_a_spent_budget_holds_back_preemptions_by_choice_and_not_those_owed():
 
 def test_a_spent_budget_moves_nothing_for_a_spread_gang_it_keeps_a_node_instead():
     active, nodes = spread(job("small-b", 1, t=0.0))
-    s = snap([job("gang", 4, t=0.0)], active, nodes, now=2 * H, preemption_counts=(10, 2))
-    _, preempts, d = decide("las", s, preemption_budget=BUDGET)  # floor(0.24 x 10) - 2 = 0
+    s = snap([job("gang", 4, t=0.0)], active, nodes, now=2 * H, preemption_counts=(200, 48))
+    _, preempts, d = decide("las", s, preemption_budget=BUDGET)  # floor(0.24 x 200) - 48 = 0
     assert preempts == []
     assert "keeping" in d.waiting["gang"]
-    _, preempts, _ = decide("las", snap([job("gang", 4, t=0.0)], active, nodes, now=2 * H, preemption_counts=(10, 1)), preemption_budget=BUDGET)
+    _, preempts, _ = decide("las", snap([job("gang", 4, t=0.0)], active, nodes, now=2 * H, preemption_counts=(200, 47)), preemption_budget=BUDGET)
     assert len(preempts) == 1
 
 
@@ -195,8 +196,8 @@ def test_a_spent_budget_still_moves_jobs_for_a_starving_spread_gang():
     """The moves that gather a starving gang's GPUs are owed, as its other preemptions are
     (budget.owed): with the credit spent, the gang queued 7 h still moves the small job."""
     active, nodes = spread(job("small-b", 1, t=0.0))
-    s = snap([job("gang", 4, t=0.0)], active, nodes, now=7 * H, preemption_counts=(10, 2))
-    _, preempts, d = decide("las", s, preemption_budget=BUDGET)  # floor(0.24 x 10) - 2 = 0
+    s = snap([job("gang", 4, t=0.0)], active, nodes, now=7 * H, preemption_counts=(200, 48))
+    _, preempts, d = decide("las", s, preemption_budget=BUDGET)  # floor(0.24 x 200) - 48 = 0
     assert len(preempts) == 1 and preempts[0][1] == "gang"
     assert "moved to make room for gang" in d.preempts[0].reason
 
@@ -228,8 +229,49 @@ def test_the_ledger_counts_the_last_14_days_and_the_credit_rounds_down():
     led.preempted(150.0)
     assert led.counts(300.0) == (3, 1)
     assert led.counts(14 * 86400.0 + 160.0) == (1, 0)  # the first two starts and the preemption are older
-    assert credit(0.25, (7, 1)) == 0 and credit(0.25, (8, 1)) == 1 and credit(0.25, (3, 5)) == 0
+    assert credit(0.25, (203, 50)) == 0 and credit(0.25, (204, 50)) == 1 and credit(0.25, (300, 80)) == 0
     assert credit(None, (8, 100)) == float("inf") and credit(0.25, None) == float("inf")
+    # a young cluster's allowance (budget.MIN_STARTS): at least 100 first starts are counted
+    assert credit(0.25, (0, 0)) == 25 and credit(0.25, (7, 1)) == 24 and credit(0.25, (3, 25)) == 0
+
+
+def test_a_young_cluster_may_preempt_before_it_has_started_many_jobs():
+    """The default budget (0.24) counts at least 100 first starts: a cluster that has started
+    no job in 14 days still stops a long job for a new one, until it has made 24 preemptions;
+    with 150 first starts it may make 36, and a pass on a young cluster takes the allowance and
+    not 0.24 x its 7 starts (which would round down to none)."""
+    t0 = 10 * H
+    for counts, stops in (((0, 0), True), ((7, 23), True), ((7, 24), False), ((150, 35), True), ((150, 36), False)):
+        _, preempts, d = decide("las", _with(one_node(8, [job("new", 1, t=t0)], t0 + 60), counts))
+        assert (preempts == [("old", "new")]) is stops, counts
+        if not stops:
+            assert "the preemption budget is spent" in d.waiting["new"]
+
+
+def test_the_projection_adds_credit_only_for_first_starts_past_the_allowance():
+    """The queue's projection spends the budget as the pass does, each first start it makes
+    adding to the credit (here 1 per job, with a budget of 1.0), but only past the young
+    cluster's 100 first starts.  A 1-GPU job starts on the free GPU; an 8-GPU job behind it
+    needs the node of a long job that is past its protection.  With the credit spent on a
+    cluster that has started 250 jobs, that start gives the credit for stopping the long job
+    now; on one that has started 7, it gives none, and the 8-GPU job waits until it starves
+    (6 h), when stopping the long job is owed."""
+    from flightbase_jobqueue.scheduling import make_policy
+    from flightbase_jobqueue.scheduling.insight import explain
+
+    t0 = 10 * H
+    now = t0 + 60
+    old = running(job("old", 8, attained=2000 * H), {"n0": list(range(8))}, started=t0 - 2 * H)
+    q = [job("a", 1, t=t0), job("late", 8, t=t0 + 30)]
+    policy = make_policy("las", preemption_budget=1.0)
+
+    def start_of(counts):
+        s = snap(q, [old], [node("n0", 8, free=[]), node("n1", 1, free=[0])], now=now, preemption_counts=counts)
+        return {i.job_id: i for i in explain(s, policy=policy)}["late"]
+
+    grown, young = start_of((250, 250)), start_of((7, 100))
+    assert grown.estimated_start == pytest.approx(now, abs=120), grown
+    assert young.estimated_start == pytest.approx(t0 + 30 + 6 * H, abs=120), young
 
 
 def test_the_operators_setting_reaches_las_and_bad_values_name_the_variable():
@@ -245,6 +287,10 @@ def test_the_operators_setting_reaches_las_and_bad_values_name_the_variable():
     assert policy_options(SimpleNamespace(scheduler_policy="las", preemption_budget="0.1")) == {"preemption_budget": 0.1}
     assert policy_options(SimpleNamespace(scheduler_policy="las", preemption_budget="none")) == {"preemption_budget": None}
     assert policy_options(SimpleNamespace(scheduler_policy="fifo", preemption_budget="0.1")) == {}  # no budget there
+    from flightbase_jobqueue.scheduling import make_policy
+    from flightbase_server.settings import PlatformSettings  # the default: on, as the policy's own
+    assert policy_options(PlatformSettings(data_dir=Path("/nonexistent"))) == {"preemption_budget": 0.24}
+    assert make_policy("las").preemption_budget == 0.24
 
 
 def test_the_queue_says_when_the_budget_is_spent_for_the_jobs_held_to_it():
@@ -261,7 +307,8 @@ def test_the_queue_says_when_the_budget_is_spent_for_the_jobs_held_to_it():
     assert BUDGET_SPENT in new.reason and new.estimated_start > t0 + 60, new
     (starved,) = explain(_with(one_node(8, [job("starved", 1, t=t0 - 7 * H)], t0), (100, 24)), policy=budgeted)
     assert BUDGET_SPENT not in starved.reason and "can start at the next pass" in starved.reason, starved
-    (free,) = explain(_with(one_node(8, [job("new", 1, t=t0)], t0 + 60), (100, 24)), policy=make_policy("las"))
+    (free,) = explain(_with(one_node(8, [job("new", 1, t=t0)], t0 + 60), (100, 24)),
+                     policy=make_policy("las", preemption_budget=None))
     assert BUDGET_SPENT not in free.reason and "can start at the next pass" in free.reason, free
 
 
@@ -293,7 +340,8 @@ def test_the_budgets_first_step_protects_restarted_jobs_longer():
     assert stops(now - 1.5 * H, (100, 19), preemption_budget=BUDGET)[0]  # below the step
     assert stops(now - 1.5 * H, (100, 20), restarts=0, preemption_budget=BUDGET)[0]  # its first run: 1 h
     assert stops(now - 2 * H, (100, 20), preemption_budget=BUDGET)[0]  # past its 2 h
-    assert stops(now - 1.5 * H, (100, 20))[0]  # the default: no budget, no step
+    assert stops(now - 1.5 * H, (100, 20), preemption_budget=None)[0]  # no budget, no step
+    assert not stops(now - 1.5 * H, (100, 20))[0]  # the default budget (0.24): the step
     assert stops(now - 1.5 * H, (100, 20), preemption_budget=BUDGET, min_rerun=3600.0)[0]  # no first step
 
 

@@ -6,7 +6,7 @@ the budget is measured on), the jobs that started for the first time and the job
 stopped for another (moves included).  It hands both counts to every pass
 (``Snapshot.preemption_counts``), and :func:`credit` says how many more preemptions a pass may
 make: the budget per job times the first starts, less the preemptions, rounded down.  ``las``
-(its option ``preemption_budget``, the operator's ``FLIGHTBASE_PREEMPTION_BUDGET``; off by
+(its option ``preemption_budget``, the operator's ``FLIGHTBASE_PREEMPTION_BUDGET``; 0.24 by
 default: docs/scheduling.md, "A preemption budget", says what it costs) spends it on the preemptions it makes by choice (for a job of a
 lower service level, and the moves that gather a gang's GPUs); those owed to a promise are not
 held to it but are counted: a job at its starvation limit (with nothing preempted for it, every
@@ -18,9 +18,14 @@ protected ``min_rerun`` (2 h) instead of ``min_run`` from all but the owed preem
 (``LasPolicy.protections``), so that long jobs take turns less often and the credit is left for
 new jobs.
 
+A young cluster's allowance: the budget counts at least ``MIN_STARTS`` (100) first starts, so
+that a cluster that has started few jobs in the last 14 days (a new one, a quiet team) still
+has a few preemptions to make (0.24 x 100: 24) instead of none.
+
 Why it bounds a whole replay, not only each window: in any ``window`` the preemptions by choice
 are at most the budget times the first starts of that window; cover a replay with back-to-back
-windows and sum.  The owed ones are the only way past it.
+windows and sum (plus the allowance, once, in a window with fewer than ``MIN_STARTS``
+first starts).  The owed ones are the only way past it.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from .types import Job
 
 #: Counted over the last 14 days.
 WINDOW = 14 * 86400.0
+#: The budget counts at least this many first starts (a young cluster's allowance).
+MIN_STARTS = 100
 
 
 class PreemptionLedger:
@@ -77,9 +84,15 @@ def owed(job: Job, level: int, verdict: str | None = None) -> bool:
     return level < 0 or verdict == WITHIN or job.kind == "lease"
 
 
+def allowance(per_job: float, starts: int) -> float:
+    """How many preemptions the last 14 days may hold with ``starts`` first starts in them:
+    ``per_job`` for each, and never fewer than for ``MIN_STARTS``."""
+    return per_job * max(starts, MIN_STARTS)
+
+
 def credit(per_job: float | None, counts: tuple[int, int] | None) -> float:
     """How many more preemptions by choice a pass may make (``inf``: no budget, or no ledger)."""
     if per_job is None or counts is None:
         return math.inf
     starts, preemptions = counts
-    return max(0, math.floor(per_job * starts + 1e-9) - preemptions)
+    return max(0, math.floor(allowance(per_job, starts) + 1e-9) - preemptions)

@@ -59,7 +59,7 @@ from zlib import crc32
 from .core import (BLOCKED, BORROW, WITHIN, PassState, clock, describe_need, lease_protects,
                    open_ended, quota_cap, quota_verdict)
 from .queueview import _job_key
-from .budget import credit as budget_credit, first_start, owed as budget_owed
+from .budget import MIN_STARTS, credit as budget_credit, first_start, owed as budget_owed
 from .placement import DEFAULT_TOPOLOGY_KEYS, FreeMap, copy_freemap
 from .queueview import QueueView
 from .types import Job, Snapshot
@@ -517,9 +517,11 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
     fm = copy_freemap(free)
     quotas = _Quotas.of(snap, (job for job, _, _, _ in base))
     # The preemption budget (budget.py), as the pass spends it: preemptions by choice only
-    # while it lasts, and each job's first start in the projection adds to it.
+    # while it lasts, and each job's first start in the projection adds to it (once the
+    # first starts are past the young cluster's allowance, budget.MIN_STARTS).
     per_job = getattr(policy, "preemption_budget", None)
     credit = budget_credit(per_job, snap.preemption_counts)
+    counted = snap.preemption_counts[0] if snap.preemption_counts is not None else 0
     first_starts: set[str] = set()
     stopped_ids: set[str] = set()  # jobs the projection stopped (their next start is a restart)
     holders: dict[str, _Holder] = {}
@@ -647,7 +649,8 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
         queued.discard(job.id)
         if per_job is not None and first_start(job) and job.id not in first_starts and job.id not in stopped_ids:
             first_starts.add(job.id)
-            credit += per_job
+            if counted + len(first_starts) > MIN_STARTS:
+                credit += per_job
         hold(job, p, start, job.attained, start + left(job, job.attained / job.gpus))
         starts -= 1
         if job.id in want:

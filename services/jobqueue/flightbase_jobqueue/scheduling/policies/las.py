@@ -79,7 +79,7 @@ from typing import Callable
 
 from ..core import (BLOCKED, BORROW, NO_QUOTA, WITHIN, PassState, ShortageAt, _blocked_reason, _shortage_reason,
                     blocked_args, quota_cap, decisions, describe_need, guaranteed_sweep, open_ended)
-from ..budget import credit as budget_credit, owed as budget_owed
+from ..budget import allowance as budget_allowance, credit as budget_credit, owed as budget_owed
 from ..placement import FreeMap
 from ..queueview import QueueView
 from ..types import ActiveJob, Decisions, Job, Snapshot
@@ -154,12 +154,13 @@ class LasPolicy(Policy):
     expect_gate: float = 2.0
     # The preemption budget (budget.py): preemptions by choice (not those owed to a starving
     # job, a job within its guarantee or a notebook lease) only while the last 14 days have
-    # made fewer than this many per job started (and, before that, its first step, below).
-    # None (the default): no budget.  The Philly windows at 64x8 stay under 0.25 without it
-    # (at most 0.223); the October slice on 48x8, a third more work than GPUs, preempts 0.280
-    # times per job without it and 0.241 with 0.24, at an average JCT 1.9% longer; with
-    # notebooks most waits are longer (docs/benchmarks.md, "A preemption budget in two steps").
-    preemption_budget: float | None = None
+    # made fewer than this many per job started (counting at least budget.MIN_STARTS, a young
+    # cluster's allowance; and, before that, its first step, below).  None: no budget.  The
+    # default, 0.24: the Philly windows at 64x8 stay under it anyway (at most 0.223, the same
+    # with and without it); the October slice on 48x8, a third more work than GPUs, preempts
+    # 0.280 times per job without it and 0.241 with it, at an average JCT 1.9% longer
+    # (docs/benchmarks.md, "A preemption budget in two steps", "The budget on by default").
+    preemption_budget: float | None = 0.24
     # The budget's first step: once the last 14 days have made ``rerun_share`` x the budget
     # preemptions per job started, a job restarted after a preemption keeps its GPUs at least
     # ``min_rerun`` (not ``min_run``) from the jobs that stop others by choice; the preemptions
@@ -195,7 +196,7 @@ class LasPolicy(Policy):
         budget.py): ``min_rerun`` once the budget's first step is reached, else the same."""
         base = self.protection
         if (self.preemption_budget is None or counts is None or self.min_rerun <= base
-                or counts[1] < self.rerun_share * self.preemption_budget * max(counts[0], 1)):
+                or counts[1] < self.rerun_share * budget_allowance(self.preemption_budget, counts[0])):
             return base, base
         return base, self.min_rerun
 
