@@ -363,9 +363,13 @@ def test_the_preemptions_owed_are_not_held_to_the_first_step():
 
 def test_the_projection_waits_out_a_restarted_jobs_longer_protection():
     """The queue's estimate follows the pass: under the first step a restarted job is stopped
-    for the queued one when its 2 h are up, not at the next pass."""
+    for the queued one when its 2 h are up, not at the next pass; and its reason says why
+    (not a notebook's, which the step does not hold back, nor while the restarted job is
+    within its first hour anyway)."""
     from flightbase_jobqueue.scheduling import make_policy
     from flightbase_jobqueue.scheduling.insight import explain
+
+    step = "keeps its GPUs 2 h, not 1 h"
 
     t0 = 10 * H
     now = t0 + 120
@@ -373,7 +377,11 @@ def test_the_projection_waits_out_a_restarted_jobs_longer_protection():
     budgeted = make_policy("las", preemption_budget=BUDGET)
     (new,) = explain(snap([job("new", 8, t=t0)], [old], nodes, now=now, preemption_counts=(100, 20)), policy=budgeted)
     assert new.estimated_start == pytest.approx(now - 1.5 * H + 2 * H), new
+    assert "the preemption budget is nearly spent" in new.reason and step in new.reason, new
     (below,) = explain(snap([job("new", 8, t=t0)], [old], nodes, now=now, preemption_counts=(100, 19)), policy=budgeted)
-    assert "can start at the next pass" in below.reason, below
+    assert "can start at the next pass" in below.reason and step not in below.reason, below
     (nb,) = explain(snap([lease("nb", "w", t0)], [old], nodes, now=now, preemption_counts=(100, 20)), policy=budgeted)
-    assert "can start at the next pass" in nb.reason, nb  # owed: not held to the first step
+    assert "can start at the next pass" in nb.reason and step not in nb.reason, nb  # owed: not held to it
+    young, nodes = _restarted_old(now - 0.5 * H)
+    (new,) = explain(snap([job("new", 8, t=t0)], [young], nodes, now=now, preemption_counts=(100, 20)), policy=budgeted)
+    assert new.estimated_start > now and step not in new.reason, new

@@ -73,6 +73,10 @@ RANGE_QUANTILES = (0.25, 0.75)
 INF = float("inf")
 #: Said of a waiting job while the preemption budget (budget.py) is spent.
 BUDGET_SPENT = "the preemption budget is spent (FLIGHTBASE_PREEMPTION_BUDGET): no running job is stopped for it"
+#: Said of a waiting job while the preemption budget's first step (LasPolicy.protections) keeps
+#: restarted jobs that are past ``min_run`` running.
+BUDGET_STEP = ("the preemption budget is nearly spent (FLIGHTBASE_PREEMPTION_BUDGET): a job restarted after "
+               "a preemption keeps its GPUs {rerun:g} h, not {min_run:g} h")
 #: A projection stops after this many events (job ends, level changes).
 MAX_EVENTS = 20_000
 #: Jobs projected at most (later ones in the projection's order get no estimate).
@@ -1377,6 +1381,14 @@ def explain(snap: Snapshot, limit: int = DEFAULT_LIMIT, topology_keys=DEFAULT_TO
     # now; the reason says so for the jobs it holds to the budget (budget.owed: not the others).
     spent = rank_of is not None and budget_credit(getattr(policy, "preemption_budget", None),
                                                   snap.preemption_counts) < 1
+    # Its first step: running jobs restarted after a preemption, past min_run, still kept from
+    # the jobs held to the budget; the reason says so while there are any.
+    step = None
+    if rank_of is not None and not spent and hasattr(policy, "protections"):
+        min_run, rerun = policy.protections(snap.preemption_counts)
+        if rerun > min_run and any(a.job.restarts and a.job.preemptible and not a.stopping
+                                   and min_run <= snap.now - a.started_at < rerun for a in snap.active):
+            step = BUDGET_STEP.format(rerun=rerun / 3600, min_run=min_run / 3600)
     out: list[QueueInsight] = []
     for pos, job in enumerate(snap.queue, start=1):
         ws = job.workspace
@@ -1418,9 +1430,9 @@ def explain(snap: Snapshot, limit: int = DEFAULT_LIMIT, topology_keys=DEFAULT_TO
             parts.append("no estimate: not enough schedulable GPUs")
             if pos > 1:
                 parts.append(f"{pos - 1} job(s) ahead")
-        if spent and (start is None or start > snap.now) and not budget_owed(
+        if (spent or step) and (start is None or start > snap.now) and not budget_owed(
                 job, rank(job)[0], quota_verdict(lim, in_use.get(ws, 0), job)):
-            parts.append(BUDGET_SPENT)
+            parts.append(BUDGET_SPENT if spent else step)
         out.append(QueueInsight(job.id, pos, ws_pos[ws], start, "; ".join(parts), rng))
     for sw in sweeps:
         for job in sw.held:
