@@ -142,6 +142,8 @@ class JobqueueMeter:
         self.base: dict[int, tuple[float, float, float]] = {}
         self.hwm_kb = 0
         self.rss_samples: list[int] = []
+        self.started = time.monotonic()
+        self.rss_top = (0, 0.0)  # the largest VmRSS sampled, and when (s after the first sample)
 
     def pid(self) -> int | None:
         try:
@@ -158,7 +160,10 @@ class JobqueueMeter:
             self.base.setdefault(pid, (0.0, 0.0, 0.0) if self.cpu else c)  # a new incarnation counts from its start
             self.cpu[pid] = c
             self.hwm_kb = max(self.hwm_kb, status_kb(pid, "VmHWM"))
-            self.rss_samples.append(status_kb(pid, "VmRSS"))
+            rss = status_kb(pid, "VmRSS")
+            self.rss_samples.append(rss)
+            if rss > self.rss_top[0]:
+                self.rss_top = (rss, time.monotonic() - self.started)
         except (OSError, IndexError, ValueError):
             pass
 
@@ -488,6 +493,10 @@ def main(argv=None) -> int:
             "jobqueue_peak_rss_mb": round(meter.hwm_kb / 1024, 1),
             "jobqueue_rss_mb_median": (round(statistics.median(meter.rss_samples) / 1024, 1)
                                        if meter.rss_samples else None),
+            # the largest RSS sampled and when: a peak (VmHWM) well above it lasted less than
+            # the time between two samples
+            "jobqueue_rss_mb_top_sample": round(meter.rss_top[0] / 1024, 1),
+            "jobqueue_rss_top_sample_at_s": round(meter.rss_top[1], 1),
             "proxy_cpu_cores": round(proxy_cpu / drain, 3),
             # the bench's own process (its submissions and bookkeeping, not the probes' process):
             # near 1, its event loop is what paces the submissions, not the platform
