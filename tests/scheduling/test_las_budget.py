@@ -337,6 +337,10 @@ def test_the_budgets_first_step_protects_restarted_jobs_longer():
     stopped, d = stops(now - 1.5 * H, (100, 20), preemption_budget=BUDGET)
     assert not stopped
     assert d.wake_at == pytest.approx(now - 1.5 * H + 2 * H)  # when old's protection ends
+    assert "the preemption budget is nearly spent" in d.waiting["new"], d.waiting  # and the job is told
+    assert "keeps its GPUs 2 h, not 1 h" in d.waiting["new"], d.waiting
+    stopped, d = stops(now - 0.5 * H, (100, 20), preemption_budget=BUDGET)  # within min_run anyway
+    assert not stopped and "nearly spent" not in (d.waiting["new"] if "new" in d.waiting else ""), d.waiting
     assert stops(now - 1.5 * H, (100, 19), preemption_budget=BUDGET)[0]  # below the step
     assert stops(now - 1.5 * H, (100, 20), restarts=0, preemption_budget=BUDGET)[0]  # its first run: 1 h
     assert stops(now - 2 * H, (100, 20), preemption_budget=BUDGET)[0]  # past its 2 h

@@ -706,6 +706,7 @@ class LasPolicy(Policy):
             waited = now - job.queued_since
             by_choice = False  # waiting out swap_after: holds no lease back (below)
             spent = False  # it would stop a job, but the preemption budget is spent
+            stepped = False  # it would stop a job, but the budget's first step keeps them all
             owed = budget_owed(job, lv, verdict)  # promises: not held to the budget
             # (nor to its first step: a restarted job keeps its GPUs min_run from them)
             prot = min_run if owed else rerun
@@ -804,7 +805,13 @@ class LasPolicy(Policy):
                     # (Under quotas the victims depend on the workspace: another's within their
                     # guarantee are not, its own are.)
                     failed[fk] = _note_failed(failed.get(fk), floor, job.gpus)
-            state.wait_shortage(job, f"; service level {lv if lv > 0 else 0}" + (_SPENT if spent else ""))
+            elif not owed and lv < lowest_owed:
+                # Running jobs of a higher level are past min_run, but every one of them was
+                # restarted after a preemption and is within min_rerun: the budget's first step.
+                stepped = credit >= 1
+                spent = not stepped
+            state.wait_shortage(job, f"; service level {lv if lv > 0 else 0}"
+                                + (_SPENT if spent else _step_reason(rerun, min_run) if stepped else ""))
             if not by_choice:
                 state.note_blocked(job, verdict)
             if lv < 0:
@@ -1002,6 +1009,11 @@ class _RankIndex:
 
 
 _SPENT = "; the preemption budget is spent (FLIGHTBASE_PREEMPTION_BUDGET): waits for GPUs to free up"
+
+
+def _step_reason(rerun: float, min_run: float) -> str:
+    return (f"; the preemption budget is nearly spent (FLIGHTBASE_PREEMPTION_BUDGET): a job restarted after a "
+            f"preemption keeps its GPUs {rerun / 3600:g} h, not {min_run / 3600:g} h")
 
 
 def _held_reason(job: Job, max_size: int, starving: str) -> str:
