@@ -7,11 +7,11 @@ stopped for another (moves included).  It hands both counts to every pass
 (``Snapshot.preemption_counts``), and :func:`credit` says how many more preemptions a pass may
 make: the budget per job times the first starts, less the preemptions, rounded down.  ``las``
 (its option ``preemption_budget``, the operator's ``FLIGHTBASE_PREEMPTION_BUDGET``; 0.24 by
-default: docs/scheduling.md, "A preemption budget", says what it costs) spends it on the preemptions it makes by choice (for a job of a
-lower service level, and the moves that gather a gang's GPUs); those owed to a promise are not
-held to it but are counted: a job at its starvation limit (with nothing preempted for it, every
-job behind it waits too), a job within its workspace's guarantee, a notebook lease (someone at
-the screen).  When the credit is spent, the other jobs wait for GPUs to free up instead, as
+default: docs/scheduling.md, "A preemption budget", says what it costs) spends it on the
+preemptions it makes by choice (for a job of a lower service level, and the moves that gather
+a gang's GPUs); those owed to a promise are not held to it but are counted: a job at its
+starvation limit (with nothing preempted for it, every job behind it waits too), a job within
+its workspace's guarantee, a notebook lease (someone at the screen).  When the credit is spent, the other jobs wait for GPUs to free up instead, as
 they do while every running job is within ``min_run``.  Before that, its first step: once the
 preemptions reach ``rerun_share`` (0.8) of the budget, a job restarted after a preemption is
 protected ``min_rerun`` (2 h) instead of ``min_run`` from all but the owed preemptions
@@ -96,3 +96,10 @@ def credit(per_job: float | None, counts: tuple[int, int] | None) -> float:
         return math.inf
     starts, preemptions = counts
     return max(0, math.floor(allowance(per_job, starts) + 1e-9) - preemptions)
+
+
+def first_step_reason(rerun: float, min_run: float) -> str:
+    """What a job held to the budget is told while its first step keeps restarted jobs running
+    (the pass's reason and the queue's)."""
+    return ("the preemption budget is nearly spent (FLIGHTBASE_PREEMPTION_BUDGET): a job restarted after a "
+            f"preemption keeps its GPUs {rerun / 3600:g} h, not {min_run / 3600:g} h")

@@ -59,7 +59,7 @@ from zlib import crc32
 from .core import (BLOCKED, BORROW, WITHIN, PassState, clock, describe_need, lease_protects,
                    open_ended, quota_cap, quota_verdict)
 from .queueview import _job_key
-from .budget import MIN_STARTS, credit as budget_credit, first_start, owed as budget_owed
+from .budget import MIN_STARTS, credit as budget_credit, first_start, first_step_reason, owed as budget_owed
 from .placement import DEFAULT_TOPOLOGY_KEYS, FreeMap, copy_freemap
 from .queueview import QueueView
 from .types import Job, Snapshot
@@ -73,10 +73,6 @@ RANGE_QUANTILES = (0.25, 0.75)
 INF = float("inf")
 #: Said of a waiting job while the preemption budget (budget.py) is spent.
 BUDGET_SPENT = "the preemption budget is spent (FLIGHTBASE_PREEMPTION_BUDGET): no running job is stopped for it"
-#: Said of a waiting job while the preemption budget's first step (LasPolicy.protections) keeps
-#: restarted jobs that are past ``min_run`` running.
-BUDGET_STEP = ("the preemption budget is nearly spent (FLIGHTBASE_PREEMPTION_BUDGET): a job restarted after "
-               "a preemption keeps its GPUs {rerun:g} h, not {min_run:g} h")
 #: A projection stops after this many events (job ends, level changes).
 MAX_EVENTS = 20_000
 #: Jobs projected at most (later ones in the projection's order get no estimate).
@@ -1388,7 +1384,7 @@ def explain(snap: Snapshot, limit: int = DEFAULT_LIMIT, topology_keys=DEFAULT_TO
         min_run, rerun = policy.protections(snap.preemption_counts)
         if rerun > min_run and any(a.job.restarts and a.job.preemptible and not a.stopping
                                    and min_run <= snap.now - a.started_at < rerun for a in snap.active):
-            step = BUDGET_STEP.format(rerun=rerun / 3600, min_run=min_run / 3600)
+            step = first_step_reason(rerun, min_run)
     out: list[QueueInsight] = []
     for pos, job in enumerate(snap.queue, start=1):
         ws = job.workspace

@@ -79,7 +79,7 @@ from typing import Callable
 
 from ..core import (BLOCKED, BORROW, NO_QUOTA, WITHIN, PassState, ShortageAt, _blocked_reason, _shortage_reason,
                     blocked_args, quota_cap, decisions, describe_need, guaranteed_sweep, open_ended)
-from ..budget import allowance as budget_allowance, credit as budget_credit, owed as budget_owed
+from ..budget import allowance as budget_allowance, credit as budget_credit, first_step_reason, owed as budget_owed
 from ..placement import FreeMap
 from ..queueview import QueueView
 from ..types import ActiveJob, Decisions, Job, Snapshot
@@ -156,8 +156,8 @@ class LasPolicy(Policy):
     # job, a job within its guarantee or a notebook lease) only while the last 14 days have
     # made fewer than this many per job started (counting at least budget.MIN_STARTS, a young
     # cluster's allowance; and, before that, its first step, below).  None: no budget.  The
-    # default, 0.24: the Philly windows at 64x8 stay under it anyway (at most 0.223, the same
-    # with and without it); the October slice on 48x8, a third more work than GPUs, preempts
+    # default, 0.24: the Philly windows at 64x8 stay under it anyway (at most 0.225 per job with
+    # it, 0.223 without); the October slice on 48x8, a third more work than GPUs, preempts
     # 0.280 times per job without it and 0.241 with it, at an average JCT 1.9% longer
     # (docs/benchmarks.md, "A preemption budget in two steps", "The budget on by default").
     preemption_budget: float | None = 0.24
@@ -811,7 +811,7 @@ class LasPolicy(Policy):
                 stepped = credit >= 1
                 spent = not stepped
             state.wait_shortage(job, f"; service level {lv if lv > 0 else 0}"
-                                + (_SPENT if spent else _step_reason(rerun, min_run) if stepped else ""))
+                                + (_SPENT if spent else "; " + first_step_reason(rerun, min_run) if stepped else ""))
             if not by_choice:
                 state.note_blocked(job, verdict)
             if lv < 0:
@@ -1009,11 +1009,6 @@ class _RankIndex:
 
 
 _SPENT = "; the preemption budget is spent (FLIGHTBASE_PREEMPTION_BUDGET): waits for GPUs to free up"
-
-
-def _step_reason(rerun: float, min_run: float) -> str:
-    return (f"; the preemption budget is nearly spent (FLIGHTBASE_PREEMPTION_BUDGET): a job restarted after a "
-            f"preemption keeps its GPUs {rerun / 3600:g} h, not {min_run / 3600:g} h")
 
 
 def _held_reason(job: Job, max_size: int, starving: str) -> str:
