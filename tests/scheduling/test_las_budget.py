@@ -239,7 +239,7 @@ def test_a_young_cluster_may_preempt_before_it_has_started_many_jobs():
     """The default budget (0.24) counts at least 100 first starts: a cluster that has started
     no job in 14 days still stops a long job for a new one, until it has made 24 preemptions;
     with 150 first starts it may make 36, and a pass on a young cluster takes the allowance and
-    not 0.24 x its 7 starts (which would round down to none)."""
+    not 0.24 x its 7 starts (1.68, which rounds down to one)."""
     t0 = 10 * H
     for counts, stops in (((0, 0), True), ((7, 23), True), ((7, 24), False), ((150, 35), True), ((150, 36), False)):
         _, preempts, d = decide("las", _with(one_node(8, [job("new", 1, t=t0)], t0 + 60), counts))
