@@ -11,12 +11,12 @@ default: docs/scheduling.md, "A preemption budget", says what it costs) spends i
 preemptions it makes by choice (for a job of a lower service level, and the moves that gather
 a gang's GPUs); those owed to a promise are not held to it but are counted: a job at its
 starvation limit (with nothing preempted for it, every job behind it waits too), a job within
-its workspace's guarantee, a notebook lease (someone at the screen).  When the credit is spent, the other jobs wait for GPUs to free up instead, as
-they do while every running job is within ``min_run``.  Before that, its first step: once the
-preemptions reach ``rerun_share`` (0.8) of the budget, a job restarted after a preemption is
-protected ``min_rerun`` (2 h) instead of ``min_run`` from all but the owed preemptions
-(``LasPolicy.protections``), so that long jobs take turns less often and the credit is left for
-new jobs.
+its workspace's guarantee, a notebook lease (someone at the screen).  When the credit is
+spent, the other jobs wait for GPUs to free up instead, as they do while every running job is
+within ``min_run``.  Before that, its first step: once the preemptions reach ``rerun_share``
+(0.8) of the budget, a job restarted after a preemption is protected ``min_rerun`` (2 h)
+instead of ``min_run`` from all but the owed preemptions (``LasPolicy.protections``), so that
+long jobs take turns less often and the credit is left for new jobs.
 
 A young cluster's allowance: the budget counts at least ``MIN_STARTS`` (100) first starts, so
 that a cluster that has started few jobs in the last 14 days (a new one, a quiet team) still
