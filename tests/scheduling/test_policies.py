@@ -330,6 +330,49 @@ def test_reclaimed_gpus_go_to_the_claimer_not_an_earlier_borrower(policy):
     assert (admits, preempts) == ({"u-small": {"n": (5,)}}, [])
 
 
+@pytest.mark.parametrize("policy", ALL)
+def test_a_reclaim_takes_a_workspace_s_jobs_only_while_it_is_still_borrowing(policy):
+    """Kueue's rule for reclaiming within a cohort (a candidate only while its ClusterQueue is
+    still borrowing, counting the candidates already taken): ``t`` (quota 4) holds 5 GPUs,
+    ``t-new`` (1) and ``t-old`` (4); ``v`` (no quota) holds 3. ``u1`` (4 GPUs, within ``u``'s
+    guarantee) reclaims ``t-new`` first (the newest), and then ``v1``, not ``t-old``: without
+    ``t-new`` ``t`` holds its guarantee and borrows nothing. Until 2026-12-06 the pass took
+    ``t-old`` too (``t`` had been over its guarantee when the search began); ``t`` was then left
+    with nothing, ``t-old`` was within its guarantee again and reclaimed GPUs back at the next
+    pass. The queue's projection did the same, at one instant and in a loop: on the live scale
+    bench a projection made 20,000 reclaims and took 60-130 MB (docs/benchmarks.md)."""
+    active = [running(job("t-old", 4, ws="t"), {"n": [0, 1, 2, 3]}, started=5),
+              running(job("t-new", 1, ws="t"), {"n": [4]}, started=10),
+              running(job("v1", 3, ws="v"), {"n": [5, 6, 7]}, started=0)]
+    limits = {"t": quota(4), "u": quota(4)}
+    admits, preempts, _ = decide(policy, snap([job("u1", 4, ws="u", t=20)], active, [node("n", free=[])],
+                                              now=5000, limits=limits))
+    assert admits == {}
+    assert sorted(preempts) == [("t-new", "u1"), ("v1", "u1")]
+
+
+def test_the_projection_reclaims_as_the_pass_does_only_while_the_victim_s_workspace_borrows():
+    """The projection's reclaim (``insight._reclaim``) on the table above: it gives back
+    ``t-new`` and ``v1`` for ``u1``, never ``t-old``, and places ``u1`` on their GPUs."""
+    from flightbase_jobqueue.scheduling import insight
+    from flightbase_jobqueue.scheduling.placement import FreeMap
+
+    t_old, t_new, v1 = job("t-old", 4, ws="t"), job("t-new", 1, ws="t"), job("v1", 3, ws="v")
+    s = snap([], [running(t_old, {"n": [0, 1, 2, 3]}), running(t_new, {"n": [4]}), running(v1, {"n": [5, 6, 7]})],
+             [node("n", free=[])], now=5000, limits={"t": quota(4), "u": quota(4)})
+    quotas = insight._Quotas.of(s, (a.job for a in s.active))
+    holders = {h.job.id: h for h in (
+        insight._Holder(a.job, dict(a.placement), a.started_at, 0.0, 9000.0, True, k)
+        for k, a in enumerate(s.active))}
+    holders["t-old"].run_start, holders["t-new"].run_start, holders["v1"].run_start = 5.0, 10.0, 0.0
+    fm = FreeMap(s.nodes)
+    requeued: list = []
+    p = insight._reclaim(fm, job("u1", 4, ws="u"), list(holders.values()), holders, requeued, 5000.0,
+                         make_policy("las"), quotas)
+    assert sorted(e[1].id for e in requeued) == ["t-new", "v1"]
+    assert p == {"n": (4, 5, 6, 7)}
+
+
 def test_las_skips_only_victim_searches_that_would_fail(tmp_path, monkeypatch):
     """Within a pass ``las`` does not repeat a victim search that an earlier one at the same
     level, with no higher gate (``expect_gate``) and no more GPUs, showed would fail

@@ -457,9 +457,24 @@ class PassState:
         lost[w] = lost.get(w, 0) + victim.gpus
         return True
 
+    def _still_borrowing(self, victim: Job, lost: dict[str, int]) -> bool:
+        """Whether ``victim`` may be reclaimed in a search that already takes ``lost`` GPUs from
+        each workspace: its workspace still holds more than its guarantee without them (Kueue's
+        rule for reclaiming within a cohort: a candidate only while its ClusterQueue is
+        borrowing); if so, its GPUs are added to ``lost``.  Taken past that, the victim would be
+        within its own guarantee once queued again, and would reclaim the claimer's GPUs back
+        (the claimer's workspace borrowing by then): ping-pong."""
+        w = victim.workspace
+        q = self.snap.limits_for(w).quota
+        if q is not None and self.eff_use.get(w, 0) - lost.get(w, 0) <= q:
+            return False
+        lost[w] = lost.get(w, 0) + victim.gpus
+        return True
+
     def find_victims(self, job: Job, eligible: Callable[[ActiveJob], bool],
                      order: Callable[[ActiveJob], tuple], cache_key: object = None,
-                     guard: str | None = None) -> tuple[dict[str, int], list[ActiveJob]] | None:
+                     guard: str | None = None, reclaim: bool = False
+                     ) -> tuple[dict[str, int], list[ActiveJob]] | None:
         """Nodes (name -> GPUs the job would use there) and the jobs to stop so
         that ``job`` fits once they are gone; None when impossible.  Prefers
         GPUs already being freed, then the fewest GPUs preempted among the
@@ -473,8 +488,15 @@ class PassState:
         ``guard``: the claimer's workspace, where guarantees are kept (``las`` under quotas):
         the victims taken from another workspace with a guarantee leave it at least that
         (:meth:`shielded`, counting what the search already takes from it), however many
-        of its jobs ``eligible`` lets through one by one."""
+        of its jobs ``eligible`` lets through one by one.
+
+        ``reclaim``: a reclaim for a job within its guarantee (:func:`guaranteed_sweep`): each
+        victim's workspace is still above its guarantee when the victim is taken, counting
+        what the search already takes from it (:meth:`_still_borrowing`)."""
         self._index()
+        keep: Callable[[Job, dict[str, int]], bool] | None = (
+            (lambda v, lost: self._keeps_guarantee(v, guard, lost)) if guard is not None
+            else self._still_borrowing if reclaim else None)
         victimized = self.victimized
         cache = self._cands
         fm = self.free
@@ -511,13 +533,13 @@ class PassState:
                     if cands is None:
                         cands = cache[ck] = sorted([a for a in by_node.get(name, ()) if eligible(a)],
                                                    key=order)
-                lost: dict[str, int] | None = {} if guard is not None else None
+                lost: dict[str, int] = {}
                 for a in cands:
                     if have >= want:
                         break
                     if a.job.id in victimized:
                         continue
-                    if lost is not None and not self._keeps_guarantee(a.job, guard, lost):
+                    if keep is not None and not keep(a.job, lost):
                         continue
                     g = len(a.placement[name])
                     victims.append(a)
@@ -547,10 +569,10 @@ class PassState:
         for cost, i, name, want, victims in node_plans:
             if got >= target:
                 break
-            if guard is not None:
+            if keep is not None:
                 # Each node's victims were chosen alone: together they keep guarantees too.
                 trial = dict(lost_all)
-                if not all(self._keeps_guarantee(a.job, guard, trial) for a in victims if a.job.id not in seen):
+                if not all(keep(a.job, trial) for a in victims if a.job.id not in seen):
                     continue
                 lost_all = trial
             use = want if per is not None else min(want, need - got)
@@ -739,6 +761,11 @@ def guaranteed_sweep(state: PassState, order: Order) -> set[str]:
     next pass the sweep runs first again, so the claimer (still first among
     its workspace's guaranteed jobs) gets the freed GPUs before any borrower:
     reclaim and borrowing cannot undo each other (no preemption ping-pong).
+    Nor can two reclaims: a reclaim takes a workspace's jobs only while that
+    workspace is still above its guarantee, counting the jobs the search
+    already takes from it (Kueue's rule, ``find_victims(reclaim=True)``), so
+    it does not leave a workspace within its guarantee again for the very job
+    it stopped, which would then reclaim the claimer's GPUs back.
     A job that would borrow does not hold back a smaller job of its own
     workspace that fits in the guarantee; a job the quota blocks does."""
     handled: set[str] = set()
@@ -767,7 +794,7 @@ def guaranteed_sweep(state: PassState, order: Order) -> set[str]:
             continue
         found = state.find_victims(
             job, lambda a: a.job.preemptible and a.job.workspace != job.workspace
-            and state.over_guarantee(a.job.workspace), reclaim_order)
+            and state.over_guarantee(a.job.workspace), reclaim_order, reclaim=True)
         if found is not None:
             nodes, victims = found
             state.claim(job, nodes, victims,

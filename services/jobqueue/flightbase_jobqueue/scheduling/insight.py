@@ -677,7 +677,7 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
         if not cands:
             return None
         stopped = len(requeued)
-        p = _reclaim(fm, job, cands, holders, requeued, t, policy)
+        p = _reclaim(fm, job, cands, holders, requeued, t, policy, quotas)
         stopped_from(stopped)
         return p
 
@@ -1207,18 +1207,26 @@ def _requeue(fm: FreeMap, h: _Holder, holders, requeued, t: float, policy) -> No
     requeued.append((policy.queued_rank(vj, att, False), vj, since))
 
 
-def _reclaim(fm: FreeMap, job: Job, cands: list, holders, requeued, t: float, policy) -> dict | None:
+def _reclaim(fm: FreeMap, job: Job, cands: list, holders, requeued, t: float, policy,
+             quotas: _Quotas) -> dict | None:
     """Room for ``job`` by reclaiming ``cands`` (holders of workspaces above their guarantee),
-    in ``core.reclaim_order`` (the lowest priority, then the newest first): given back one by
-    one until ``job`` fits, then, on the nodes found, as many as it needs are requeued and the
-    rest kept (as :func:`_preempt` does, without giving back every candidate to see whether
-    it fits: a reclaim is made at most moments of a projection under quotas)."""
+    in ``core.reclaim_order`` (the lowest priority, then the newest first), each only while its
+    workspace is still above its guarantee without those already given back (as the pass
+    takes them, ``PassState._still_borrowing``): given back one by one until ``job`` fits,
+    then, on the nodes found, as many as it needs are requeued and the rest kept (as
+    :func:`_preempt` does, without giving back every candidate to see whether it fits: a
+    reclaim is made at most moments of a projection under quotas)."""
     if fm.total_free + sum(h.job.gpus for h in cands) < job.gpus:
         return None
     cands.sort(key=lambda h: (h.job.priority, -h.run_start, h.job.id))
     given = []
+    lost: dict[str, int] = {}
     p = None
     for h in cands:
+        w = h.job.workspace
+        if quotas.use.get(w, 0) - lost.get(w, 0) <= quotas.guarantee(w):
+            continue
+        lost[w] = lost.get(w, 0) + h.job.gpus
         fm.give(h.placement)
         given.append(h)
         p = fm.find(job)
