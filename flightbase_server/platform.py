@@ -158,7 +158,7 @@ def retention_days(environ: dict) -> int:
 
 
 def preemption_budget(environ: dict) -> str:
-    """FLIGHTBASE_PREEMPTION_BUDGET: the las scheduler's preemption budget per job, or "none" (the default)."""
+    """FLIGHTBASE_PREEMPTION_BUDGET: the las scheduler's preemption budget per job, or "none" (0.24 by default)."""
     raw = (environ.get("FLIGHTBASE_PREEMPTION_BUDGET") or "").strip() or PlatformSettings.preemption_budget
     try:
         parse_preemption_budget(raw)

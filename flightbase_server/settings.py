@@ -113,7 +113,7 @@ class PlatformSettings:
     scheduler_policy: str = setting("las", help="The GPU scheduler's ordering policy (`flightbase up --policy`).",
                                     services=("jobqueue",), cluster=True, shown_default="`--policy` (`las`)")
     preemption_budget: str = setting(
-        "none", help="The `las` scheduler's preemption budget, e.g. 0.24: preemptions it makes by choice (not those "
+        "0.24", help="The `las` scheduler's preemption budget: preemptions it makes by choice (not those "
                      "owed to a starving job, a job within its workspace's guarantee or a notebook lease) only while "
                      "the last 14 days have made fewer than this many per job started (counting at least 100 jobs), "
                      "and once they have made 0.8 of it, a job restarted after a preemption keeps its GPUs 2 h (not "

@@ -158,7 +158,7 @@ def test_srtf_reference_by_remaining_gpu_seconds_pooled():
 
 # -- the preemption budget proper (scheduling/budget.py): a ledger of the last 14 days ----------
 
-BUDGET = 0.24  # as an operator sets it (FLIGHTBASE_PREEMPTION_BUDGET; the default is none)
+BUDGET = 0.24  # as an operator sets it (FLIGHTBASE_PREEMPTION_BUDGET; also the default)
 
 
 def test_a_spent_budget_holds_back_preemptions_by_choice_and_not_those_owed():
@@ -175,7 +175,7 @@ def test_a_spent_budget_holds_back_preemptions_by_choice_and_not_those_owed():
     _, preempts, _ = decide("las", _with(one_node(8, [job("new", 1, t=t0)], t0 + 60), spent), preemption_budget=None)
     assert preempts == [("old", "new")]  # no budget
     _, preempts, _ = decide("las", _with(one_node(8, [job("new", 1, t=t0)], t0 + 60), spent))
-    assert preempts == [("old", "new")]  # the default: no budget
+    assert preempts == []  # the default: the same budget
     _, preempts, _ = decide("las", _with(one_node(1, [job("starved", 1, t=t0 - 6 * H)], t0), spent), preemption_budget=BUDGET)
     assert preempts == [("old", "starved")]
     _, preempts, _ = decide("las", _with(one_node(1, [lease("nb", "w", t0)], t0 + 60), spent), preemption_budget=BUDGET)
@@ -236,14 +236,13 @@ def test_the_ledger_counts_the_last_14_days_and_the_credit_rounds_down():
 
 
 def test_a_young_cluster_may_preempt_before_it_has_started_many_jobs():
-    """A budget of 0.24 counts at least 100 first starts: a cluster that has started
+    """The default budget (0.24) counts at least 100 first starts: a cluster that has started
     no job in 14 days still stops a long job for a new one, until it has made 24 preemptions;
     with 150 first starts it may make 36, and a pass on a young cluster takes the allowance and
     not 0.24 x its 7 starts (1.68, which rounds down to one)."""
     t0 = 10 * H
     for counts, stops in (((0, 0), True), ((7, 23), True), ((7, 24), False), ((150, 35), True), ((150, 36), False)):
-        _, preempts, d = decide("las", _with(one_node(8, [job("new", 1, t=t0)], t0 + 60), counts),
-                                preemption_budget=BUDGET)
+        _, preempts, d = decide("las", _with(one_node(8, [job("new", 1, t=t0)], t0 + 60), counts))
         assert (preempts == [("old", "new")]) is stops, counts
         if not stops:
             assert "the preemption budget is spent" in d.waiting["new"]
@@ -289,9 +288,9 @@ def test_the_operators_setting_reaches_las_and_bad_values_name_the_variable():
     assert policy_options(SimpleNamespace(scheduler_policy="las", preemption_budget="none")) == {"preemption_budget": None}
     assert policy_options(SimpleNamespace(scheduler_policy="fifo", preemption_budget="0.1")) == {}  # no budget there
     from flightbase_jobqueue.scheduling import make_policy
-    from flightbase_server.settings import PlatformSettings  # the default: none, as the policy's own
-    assert policy_options(PlatformSettings(data_dir=Path("/nonexistent"))) == {"preemption_budget": None}
-    assert make_policy("las").preemption_budget is None
+    from flightbase_server.settings import PlatformSettings  # the default: on, as the policy's own
+    assert policy_options(PlatformSettings(data_dir=Path("/nonexistent"))) == {"preemption_budget": 0.24}
+    assert make_policy("las").preemption_budget == 0.24
 
 
 def test_the_queue_says_when_the_budget_is_spent_for_the_jobs_held_to_it():
@@ -346,7 +345,7 @@ def test_the_budgets_first_step_protects_restarted_jobs_longer():
     assert stops(now - 1.5 * H, (100, 20), restarts=0, preemption_budget=BUDGET)[0]  # its first run: 1 h
     assert stops(now - 2 * H, (100, 20), preemption_budget=BUDGET)[0]  # past its 2 h
     assert stops(now - 1.5 * H, (100, 20), preemption_budget=None)[0]  # no budget, no step
-    assert stops(now - 1.5 * H, (100, 20))[0]  # the default: no budget
+    assert not stops(now - 1.5 * H, (100, 20))[0]  # the default budget (0.24): the step
     assert stops(now - 1.5 * H, (100, 20), preemption_budget=BUDGET, min_rerun=3600.0)[0]  # no first step
 
 

@@ -131,7 +131,7 @@ def test_flightbase_up_takes_the_lease_check_period_from_its_environment(raw, ex
         assert lease_check_seconds(environ) == expected
 
 
-@pytest.mark.parametrize(("raw", "expected"), [(None, "none"), ("0.24", "0.24"), ("none", "none"), ("0", "0"),
+@pytest.mark.parametrize(("raw", "expected"), [(None, "0.24"), ("0.24", "0.24"), ("none", "none"), ("0", "0"),
                                                ("lots", None), ("-1", None), ("nan", None), ("inf", None)])
 def test_flightbase_up_passes_the_preemption_budget_on_and_refuses_a_bad_one(raw, expected):
     """`flightbase up` builds the settings it exports to the services (they override the

@@ -6,7 +6,7 @@ the budget is measured on), the jobs that started for the first time and the job
 stopped for another (moves included).  It hands both counts to every pass
 (``Snapshot.preemption_counts``), and :func:`credit` says how many more preemptions a pass may
 make: the budget per job times the first starts, less the preemptions, rounded down.  ``las``
-(its option ``preemption_budget``, the operator's ``FLIGHTBASE_PREEMPTION_BUDGET``; off by
+(its option ``preemption_budget``, the operator's ``FLIGHTBASE_PREEMPTION_BUDGET``; 0.24 by
 default: docs/scheduling.md, "A preemption budget", says what it costs) spends it on the
 preemptions it makes by choice (for a job of a lower service level, and the moves that gather
 a gang's GPUs); those owed to a promise are not held to it but are counted: a job at its

@@ -155,13 +155,13 @@ class LasPolicy(Policy):
     # The preemption budget (budget.py): preemptions by choice (not those owed to a starving
     # job, a job within its guarantee or a notebook lease) only while the last 14 days have
     # made fewer than this many per job started (counting at least budget.MIN_STARTS, a young
-    # cluster's allowance; and, before that, its first step, below).  None (the default): no
-    # budget.  At 0.24 the Philly windows at 64x8 stay as they are (at most 0.225 per job with
+    # cluster's allowance; and, before that, its first step, below).  None: no budget.  The
+    # default, 0.24: the Philly windows at 64x8 stay under it anyway (at most 0.225 per job with
     # it, 0.223 without); the October slice on 48x8, a third more work than GPUs, preempts
-    # 0.280 times per job without it and 0.241 with it, at an average JCT 1.9% longer; on the
-    # live service's scale bench 3 runs of 9 with it peaked at 175-196 MB, none of 4 without
-    # (docs/benchmarks.md, "The budget as the default, measured").
-    preemption_budget: float | None = None
+    # 0.280 times per job without it and 0.241 with it, at an average JCT 1.9% longer
+    # (docs/benchmarks.md, "A preemption budget in two steps", "The budget as the default,
+    # measured" and "The memory spikes were a reclaim loop in the projection").
+    preemption_budget: float | None = 0.24
     # The budget's first step: once the last 14 days have made ``rerun_share`` x the budget
     # preemptions per job started, a job restarted after a preemption keeps its GPUs at least
     # ``min_rerun`` (not ``min_run``) from the jobs that stop others by choice; the preemptions
