@@ -463,7 +463,9 @@ class PassState:
         rule for reclaiming within a cohort: a candidate only while its ClusterQueue is
         borrowing); if so, its GPUs are added to ``lost``.  Taken past that, the victim would be
         within its own guarantee once queued again, and would reclaim the claimer's GPUs back
-        (the claimer's workspace borrowing by then): ping-pong."""
+        (the claimer's workspace borrowing by then): ping-pong, which the queue's projection
+        made at one instant until its cap of events (docs/scheduling.md, "Reclaim takes only
+        what is borrowed, too")."""
         w = victim.workspace
         q = self.snap.limits_for(w).quota
         if q is not None and self.eff_use.get(w, 0) - lost.get(w, 0) <= q:
@@ -761,11 +763,12 @@ def guaranteed_sweep(state: PassState, order: Order) -> set[str]:
     next pass the sweep runs first again, so the claimer (still first among
     its workspace's guaranteed jobs) gets the freed GPUs before any borrower:
     reclaim and borrowing cannot undo each other (no preemption ping-pong).
-    Nor can two reclaims: a reclaim takes a workspace's jobs only while that
-    workspace is still above its guarantee, counting the jobs the search
-    already takes from it (Kueue's rule, ``find_victims(reclaim=True)``), so
-    it does not leave a workspace within its guarantee again for the very job
-    it stopped, which would then reclaim the claimer's GPUs back.
+    Nor, in the common case, can two reclaims: a reclaim takes a workspace's
+    jobs only while that workspace is still above its guarantee, counting the
+    jobs the search already takes from it (Kueue's rule,
+    ``find_victims(reclaim=True)``), so the job it stops last is not within
+    its workspace's guarantee when queued again (one stopped before it, and
+    smaller, may be; it then takes back only what others borrow).
     A job that would borrow does not hold back a smaller job of its own
     workspace that fits in the guarantee; a job the quota blocks does."""
     handled: set[str] = set()
