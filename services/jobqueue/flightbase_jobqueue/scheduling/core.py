@@ -428,9 +428,10 @@ class PassState:
         if q is not None and u > q:
             self.guarantee_flips += 1
 
-    def over_guarantee(self, ws: str) -> bool:
-        """True when the workspace runs above its guarantee (borrowed GPUs)."""
-        return self.eff_use.get(ws, 0) > self.guarantee(ws)
+    def over_guarantee(self, ws: str, lost: int = 0) -> bool:
+        """True when the workspace runs above its guarantee (borrowed GPUs), without the
+        ``lost`` GPUs a victim search already takes from it."""
+        return self.eff_use.get(ws, 0) - lost > self.guarantee(ws)
 
     def shielded(self, victim: Job, ws: str, lost: int = 0) -> bool:
         """Whether ``victim``, running, is safe from being stopped or moved for a job of
@@ -467,8 +468,7 @@ class PassState:
         made at one instant until its cap of events (docs/scheduling.md, "Reclaim takes only
         what is borrowed, too")."""
         w = victim.workspace
-        q = self.snap.limits_for(w).quota
-        if q is not None and self.eff_use.get(w, 0) - lost.get(w, 0) <= q:
+        if not self.over_guarantee(w, lost.get(w, 0)):
             return False
         lost[w] = lost.get(w, 0) + victim.gpus
         return True

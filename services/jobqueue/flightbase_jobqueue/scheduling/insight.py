@@ -300,10 +300,11 @@ class _Quotas:
     def guarantee(self, ws: str) -> int:
         return self.quota.get(ws, 0)
 
-    def borrowing(self, ws: str) -> bool:
-        """Whether ``ws`` holds more than its guarantee (``PassState.over_guarantee``): its
-        jobs may be reclaimed for another workspace's job within its guarantee."""
-        return self.use.get(ws, 0) > self.quota.get(ws, 0)
+    def borrowing(self, ws: str, lost: int = 0) -> bool:
+        """Whether ``ws`` holds more than its guarantee (``PassState.over_guarantee``), without
+        the ``lost`` GPUs a reclaim already takes from it: its jobs may be reclaimed for another
+        workspace's job within its guarantee."""
+        return self.use.get(ws, 0) - lost > self.quota.get(ws, 0)
 
     def over(self, job: Job) -> bool:
         """Whether ``job`` may not start now for its workspace's cap."""
@@ -1224,7 +1225,7 @@ def _reclaim(fm: FreeMap, job: Job, cands: list, holders, requeued, t: float, po
     p = None
     for h in cands:
         w = h.job.workspace
-        if quotas.use.get(w, 0) - lost.get(w, 0) <= quotas.guarantee(w):
+        if not quotas.borrowing(w, lost.get(w, 0)):
             continue
         lost[w] = lost.get(w, 0) + h.job.gpus
         fm.give(h.placement)
