@@ -88,7 +88,7 @@ def build(settings: PlatformSettings) -> FastAPI:
     engine = db.make_engine(settings.jobqueue_db())
 
     async def startup(app: FastAPI) -> None:
-        db.upgrade(engine, MIGRATIONS)
+        db.upgrade_apart(settings.jobqueue_db(), MIGRATIONS)
         sessions = db.Sessions(engine)
         app.state.sessions = sessions
         app.state.hub = HubClient(cache_seconds=min(5, settings.auth_cache_seconds))

@@ -42,7 +42,7 @@ def build(settings: PlatformSettings, registry_settings: RegistrySettings | None
     membership_seconds = min(WRITERS_CACHE_SECONDS, settings.auth_cache_seconds)
 
     async def startup(app: FastAPI) -> None:
-        db.upgrade(engine, MIGRATIONS)
+        db.upgrade_apart(settings.registry_db(), MIGRATIONS)
         app.state.sessions = db.Sessions(engine)
         app.state.hub = HubClient(cache_seconds=membership_seconds)
         root = storage.uploads_root(settings.data_dir)
