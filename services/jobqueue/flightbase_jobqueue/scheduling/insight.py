@@ -1173,28 +1173,39 @@ def _preempt(fm: FreeMap, job: Job, lv: int, victims, holders, requeued, t: floa
     # the last started), only as many as the job needs, and under quotas only as many of
     # another workspace's as leave it its guarantee (PassState.find_victims's guard).
     nodes = set(p)
-    p = None
-    chosen: list[_Holder] = []
-    lost: dict[str, int] = {}
-    for v, h in sorted(((v, h) for v, h in mine if nodes.intersection(h.placement)),
-                       key=lambda e: (-e[0], -e[1].run_start, e[1].job.id)):
-        if quotas is not None:
-            w = h.job.workspace
-            if quotas.shields(h.job, job, lost.get(w, 0)):
-                continue
-            lost[w] = lost.get(w, 0) + h.job.gpus
-        fm.give(h.placement)
-        chosen.append(h)
-        p = fm.find(job)
-        if p is not None:
-            break
-    for h in chosen:
-        fm.take(h.placement)
+    on_nodes = [h for _, h in sorted(((v, h) for v, h in mine if nodes.intersection(h.placement)),
+                                     key=lambda e: (-e[0], -e[1].run_start, e[1].job.id))]
+    p, chosen = _give_until_fits(fm, job, on_nodes, None if quotas is None else (
+        lambda h, lost: not quotas.shields(h.job, job, lost)))
     if p is None:
         return None
     for h in chosen:
         _requeue(fm, h, holders, requeued, t, policy)
     return p
+
+
+def _give_until_fits(fm: FreeMap, job: Job, cands: list[_Holder],
+                     open_to: Callable[[_Holder, int], bool] | None) -> tuple[dict | None, list[_Holder]]:
+    """Where ``job`` would fit if ``cands``, in their order, gave back their GPUs one by one
+    until it does (each only while ``open_to(h, GPUs already given back by its workspace)``
+    says so, where given): ``(placement or None, those given back)``.  ``fm`` is left as it
+    was.  The pass takes its victims the same way (``PassState.find_victims``)."""
+    given: list[_Holder] = []
+    lost: dict[str, int] = {}
+    p = None
+    for h in cands:
+        w = h.job.workspace
+        if open_to is not None and not open_to(h, lost.get(w, 0)):
+            continue
+        lost[w] = lost.get(w, 0) + h.job.gpus
+        fm.give(h.placement)
+        given.append(h)
+        p = fm.find(job)
+        if p is not None:
+            break
+    for h in given:
+        fm.take(h.placement)
+    return p, given
 
 
 def _requeue(fm: FreeMap, h: _Holder, holders, requeued, t: float, policy) -> None:
@@ -1220,21 +1231,7 @@ def _reclaim(fm: FreeMap, job: Job, cands: list, holders, requeued, t: float, po
     if fm.total_free + sum(h.job.gpus for h in cands) < job.gpus:
         return None
     cands.sort(key=lambda h: (h.job.priority, -h.run_start, h.job.id))
-    given = []
-    lost: dict[str, int] = {}
-    p = None
-    for h in cands:
-        w = h.job.workspace
-        if not quotas.borrowing(w, lost.get(w, 0)):
-            continue
-        lost[w] = lost.get(w, 0) + h.job.gpus
-        fm.give(h.placement)
-        given.append(h)
-        p = fm.find(job)
-        if p is not None:
-            break
-    for h in given:
-        fm.take(h.placement)
+    p, given = _give_until_fits(fm, job, cands, lambda h, lost: quotas.borrowing(h.job.workspace, lost))
     if p is None:
         return None
     nodes = set(p)
