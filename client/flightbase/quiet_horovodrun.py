@@ -87,7 +87,11 @@ def terminate_tree(pid: int, grace: float = 5.0) -> None:
     children that outlived the grace period, never a grandchild whose own parent ended.
 
     Here every process under the shell is listed once, before any signal: SIGTERM to each,
-    ``grace`` seconds to end, then SIGKILL to whatever is left, and then the shell."""
+    ``grace`` seconds to end, then SIGKILL to whatever is left; then the shell, which ends by
+    itself once its worker has (its own exit status: what the middleman reads), is given
+    ``grace`` seconds to do so before it gets SIGTERM, and as long again before SIGKILL.  (It
+    got SIGTERM at once until 2026-12-07: on a loaded machine the shell had not yet run what
+    follows its worker, and ended by the signal instead of with its status.)"""
     import signal
 
     import psutil
@@ -107,18 +111,26 @@ def terminate_tree(pid: int, grace: float = 5.0) -> None:
             started = []
         for each in [*started, proc]:
             _unless_gone(each.kill)
+    # The middleman waits for the shell and reads its exit status: wait here without reaping it
+    # (psutil's wait would, and the middleman's would then read 0, as horovod's function let it).
+    if _ended_within(shell, grace):
+        return
     try:
         shell.send_signal(signal.SIGTERM)
     except psutil.NoSuchProcess:
         return
-    # The middleman waits for the shell and reads its exit status: wait here without reaping it
-    # (psutil's wait would, and the middleman's would then read 0, as horovod's function let it).
-    deadline = time.monotonic() + grace
-    while not _ended(shell):
+    if not _ended_within(shell, grace):
+        _unless_gone(shell.kill)
+
+
+def _ended_within(proc, seconds: float) -> bool:
+    """Whether ``proc`` ends (a zombie, or gone) within ``seconds``, without reaping it."""
+    deadline = time.monotonic() + seconds
+    while not _ended(proc):
         if time.monotonic() >= deadline:
-            _unless_gone(shell.kill)
-            return
+            return False
         time.sleep(0.05)
+    return True
 
 
 def _unless_gone(signal_process: Callable[[], None]) -> None:

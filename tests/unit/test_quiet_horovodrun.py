@@ -105,7 +105,9 @@ def test_a_workers_processes_are_all_ended_when_its_shell_ends_before_they_do(tm
 
 def test_ending_a_workers_tree_leaves_the_shells_exit_status_to_its_parent(tmp_path):
     """The middleman (the shell's parent) waits for the shell and reads its exit status; ending
-    the tree must not reap the shell first (its parent would then read 0 whatever it was)."""
+    the tree must not reap the shell first (its parent would then read 0 whatever it was), nor
+    signal it while it still runs what follows its worker (it would end by the signal, not
+    with its status: on a loaded machine that took a moment; here a half-second ``sleep``)."""
     import subprocess
     import sys
     import time
@@ -114,7 +116,7 @@ def test_ending_a_workers_tree_leaves_the_shells_exit_status_to_its_parent(tmp_p
 
     started = tmp_path / "started"
     (tmp_path / "worker.py").write_text("import sys, time\nopen(sys.argv[1], 'w').write('1')\ntime.sleep(60)\n")
-    shell = subprocess.Popen(["/bin/sh", "-c", f"{sys.executable} worker.py {started}; exit 7"], cwd=tmp_path)
+    shell = subprocess.Popen(["/bin/sh", "-c", f"{sys.executable} worker.py {started}; sleep 0.5; exit 7"], cwd=tmp_path)
     deadline = time.monotonic() + 30
     while not started.exists():
         assert time.monotonic() < deadline, "the worker did not start"
