@@ -49,7 +49,7 @@ def test_the_child_brings_the_schema_to_the_same_head_as_an_upgrade_in_process(t
 def test_a_service_process_that_upgraded_apart_never_imports_alembic(tmp_path):
     """In a fresh interpreter (this one has imported Alembic for other tests): the jobqueue's
     app module, then the upgrade, leave Alembic, Mako and the other dialects out.  (Pygments,
-which Alembic's Mako loads, is also loaded by httpx's command line module, so not tested.)"""
+    which Alembic's Mako loads, is also loaded by httpx's command line module, so not tested.)"""
     code = (
         "import json, sys\n"
         "from flightbase_server.service import db\n"
