@@ -24,7 +24,7 @@ how many jobs it gave an estimated start, and the CPU of one pass of the ``las``
 the same state (``LasPolicy.schedule``: the scheduler runs one every 0.2 s or so under load):
 the first (it ranks the whole queue) and the median of the later ones (the policy keeps its
 ranking from pass to pass and applies what changed: here nothing); ``--json`` for the numbers
-alone; ``--lease`` puts a notebook's GPU lease at the end of the queue (the pass used to walk
+alone; ``--policy`` another policy than ``las`` (its pass and its projection, the FIFO walk); ``--lease`` puts a notebook's GPU lease at the end of the queue (the pass used to walk
 the whole queue then, see docs/benchmarks.md).
 """
 
@@ -39,7 +39,7 @@ import time
 
 from flightbase_jobqueue.scheduling import insight
 from flightbase_jobqueue.scheduling.estimates import HistoryEstimates
-from flightbase_jobqueue.scheduling.policies import make_policy
+from flightbase_jobqueue.scheduling.policies import UnknownPolicy, make_policy
 from flightbase_jobqueue.scheduling.queueview import QueueView
 from flightbase_jobqueue.scheduling.types import ActiveJob, Job, Node, Snapshot, WorkspaceLimits
 
@@ -90,9 +90,9 @@ def state(queued: int, seed: int = 1, now: float = 1000.0, lease: bool = False) 
                     limits=limits, estimates=est, in_use=in_use)
 
 
-def measure(queued: int, repeat: int, lease: bool = False) -> dict:
+def measure(queued: int, repeat: int, lease: bool = False, policy_name: str = "las") -> dict:
     snap = state(queued, lease=lease)
-    policy = make_policy("las")
+    policy = make_policy(policy_name)
     times = []
     passes = []
     estimated = 0
@@ -108,7 +108,7 @@ def measure(queued: int, repeat: int, lease: bool = False) -> dict:
         out = insight.explain(snap, policy=policy)
         times.append(time.process_time() - c0)
         estimated = sum(1 for i in out if i.estimated_start is not None)
-    return {"queued": queued, "lease": lease, "running": len(snap.active), "explain_cpu_s_median": round(statistics.median(times), 4),
+    return {"queued": queued, "policy": policy_name, "lease": lease, "running": len(snap.active), "explain_cpu_s_median": round(statistics.median(times), 4),
             "explain_cpu_s_min": round(min(times), 4), "estimated": estimated,
             "pass_cpu_s_first": round(first, 5),
             "pass_cpu_s_median": round(statistics.median(passes), 5) if passes else None}
@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queued", default="1000,3000,6000", help="queue lengths, comma-separated")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--lease", action="store_true", help="a notebook lease queued after the rest")
+    ap.add_argument("--policy", default="las", help="the scheduler's policy (its pass and its projection)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     try:
@@ -126,12 +127,17 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:
         print("error: --queued: comma-separated whole numbers", file=sys.stderr)
         return 2
-    rows = [measure(q, max(1, args.repeat), args.lease) for q in sizes]
+    try:
+        make_policy(args.policy)
+    except UnknownPolicy as exc:
+        print(f"error: --policy: {exc}", file=sys.stderr)
+        return 2
+    rows = [measure(q, max(1, args.repeat), args.lease, args.policy) for q in sizes]
     if args.json:
         print(json.dumps(rows))
     else:
         for r in rows:
-            print(f"{r['queued']:>6} queued{' and a lease' if r['lease'] else ''}, {r['running']} running: one explain {1000 * r['explain_cpu_s_median']:.1f} ms "
+            print(f"{r['policy']}: {r['queued']:>6} queued{' and a lease' if r['lease'] else ''}, {r['running']} running: one explain {1000 * r['explain_cpu_s_median']:.1f} ms "
                   f"CPU (min {1000 * r['explain_cpu_s_min']:.1f}), {r['estimated']} with an estimated start; "
                   f"one scheduling pass {1000 * r['pass_cpu_s_first']:.1f} ms first, "
                   f"{1000 * (r['pass_cpu_s_median'] or 0):.1f} ms later")

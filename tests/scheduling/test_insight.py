@@ -52,12 +52,17 @@ def test_a_sweeps_held_jobs_start_in_the_projection_when_its_jobs_end_and_releas
     assert set(without) == {"x"} and without["x"].estimated_start == 1000.0
 
 
-def test_under_a_fifo_walk_a_sweeps_held_jobs_join_after_the_queue():
-    """The FIFO walk (the other policies) projects held jobs after the queued ones, each no
-    earlier than its release: ``x`` at 1,000 s, then ``h1`` when ``x`` ends, ``h2`` after it."""
+def test_under_fifo_a_sweeps_held_jobs_join_the_queue_at_their_place_as_its_jobs_end():
+    """Under ``fifo`` too a released job takes its place in the queue (its submission, as the
+    store queues it): ``h1`` joins when ``r`` ends and goes before ``x``, ``h2`` when ``h1``
+    ends. Until 2026-12-07 the projection of the other policies put held jobs after the whole
+    queue: ``x`` at 1,000 s, before the sweep's jobs that the pass started first."""
+    from flightbase_jobqueue.scheduling import make_policy
+
     s, sweeps = _sweep_table()
-    found = {i.job_id: i for i in explain(s, sweeps=sweeps)}
-    assert [found[j].estimated_start for j in ("x", "h1", "h2")] == [1000.0, 1300.0, 1800.0]
+    for policy in (None, make_policy("fifo")):
+        found = {i.job_id: i for i in explain(s, policy=policy, sweeps=sweeps)}
+        assert [found[j].estimated_start for j in ("h1", "h2", "x")] == [1000.0, 1500.0, 2000.0]
 
 
 def test_a_sweep_with_a_free_place_releases_its_next_job_at_once():

@@ -367,8 +367,8 @@ def test_the_projection_reclaims_as_the_pass_does_only_while_the_victim_s_worksp
     holders["t-old"].run_start, holders["t-new"].run_start, holders["v1"].run_start = 5.0, 10.0, 0.0
     fm = FreeMap(s.nodes)
     requeued: list = []
-    p = insight._reclaim(fm, job("u1", 4, ws="u"), list(holders.values()), holders, requeued, 5000.0,
-                         make_policy("las"), quotas)
+    p = insight._reclaim(fm, job("u1", 4, ws="u"), holders, quotas, lambda h: insight._requeue(
+        fm, h, holders, requeued, 5000.0, make_policy("las")))
     assert sorted(e[1].id for e in requeued) == ["t-new", "v1"]
     assert p == {"n": (4, 5, 6, 7)}
 

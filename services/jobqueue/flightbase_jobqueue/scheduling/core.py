@@ -73,6 +73,11 @@ WITHIN = "within"      # fits in the guaranteed quota: may reclaim lent GPUs
 BORROW = "borrow"      # above the quota on idle capacity: may be reclaimed
 BLOCKED = "blocked"    # held back by the quota
 
+#: Rule 5 protects from a lease the first this many jobs left waiting ahead of it, of the
+#: first LEASE_NOTE_DEPTH noted (PassState.lease_protects).
+LEASE_GUARD_DEPTH = 16
+LEASE_NOTE_DEPTH = 4 * LEASE_GUARD_DEPTH
+
 INF = float("inf")
 
 
@@ -291,8 +296,8 @@ class PassState:
         # work submitted before it), so a lease's check stays O(depth x running
         # jobs) on a long queue.
         self.blocked_ahead: list[tuple[Job, str]] = []
-        self.lease_guard_depth = 16
-        self.lease_note_depth = 4 * self.lease_guard_depth
+        self.lease_guard_depth = LEASE_GUARD_DEPTH
+        self.lease_note_depth = LEASE_NOTE_DEPTH
 
     # -- quotas ----------------------------------------------------------------
     def guarantee(self, ws: str) -> int:

@@ -17,9 +17,13 @@ starts come from a forward projection of the cluster (:func:`project`):
   that job's level; jobs reaching the starvation limit go first (and one
   that cannot start holds back the rest), and a gang whose GPUs are free but
   spread gathers them (``drain``, after ``migrate_after``); ``preempt_after``,
-  ``swap_after`` and ``quantum`` are honoured.  Under other policies the projection is the FIFO walk
-  (each job starts at the first moment its whole gang fits, in queue
-  order): backfill can only start jobs earlier, so it is an upper bound;
+  ``swap_after`` and ``quantum`` are honoured.  Under other policies the projection makes
+  their pass (``core.admission_loop``) at each of its moments, in queue order: the
+  guaranteed sweep under quotas, then the walk from the head, where the first job that
+  does not fit blocks the rest but for jobs within their guarantee (on queues longer than
+  ``GUARANTEED_SWEEP_QUEUE``, one walk in today's queue order instead:
+  :func:`_project_fifo_static`); backfill is not projected (it can only start jobs
+  earlier), nor ``sjf``'s and fair share's orders;
 - runtimes are not known, so the projection runs several times: three
   times with each job's runtime drawn at its own pseudo-random quantile of
   the history (the median of the three starts is ``estimated_start``; one
@@ -50,13 +54,13 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from itertools import chain
+from itertools import chain, islice
 from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Sequence
 from zlib import crc32
 
-from .core import (BLOCKED, BORROW, WITHIN, PassState, clock, describe_need, lease_protects,
+from .core import (BLOCKED, BORROW, LEASE_GUARD_DEPTH, LEASE_NOTE_DEPTH, NO_QUOTA, WITHIN, PassState, clock, describe_need, lease_protects,
                    open_ended, quota_cap, quota_verdict)
 from .queueview import _job_key
 from .budget import MIN_STARTS, credit as budget_credit, first_start, first_step_reason, owed as budget_owed
@@ -77,7 +81,8 @@ BUDGET_SPENT = "the preemption budget is spent (FLIGHTBASE_PREEMPTION_BUDGET): n
 MAX_EVENTS = 20_000
 #: Jobs projected at most (later ones in the projection's order get no estimate).
 DEFAULT_LIMIT = 1000
-#: Under las, the pass's guaranteed sweep is projected on queues of this many jobs at most.
+#: The pass's guaranteed sweep is projected on queues of this many jobs at most (and under the
+#: policies other than las, their pass moment by moment: _project_fifo).
 GUARANTEED_SWEEP_QUEUE = 1000
 
 
@@ -212,7 +217,8 @@ def project_many(snap: Snapshot, free: FreeMap, qs: Sequence[float | int], polic
     _censor(snap)
     if policy is not None and getattr(policy, "name", "") == "las" and hasattr(policy, "_ranked"):
         return _project_las(snap, free, qs, policy, limit, only, not_before, sweeps)
-    return [_project_fifo(snap, free, q, limit, only, sweeps) for q in qs]
+    walk = _project_fifo if len(snap.queue) <= GUARANTEED_SWEEP_QUEUE else _project_fifo_static
+    return [walk(snap, free, q, limit, only, sweeps) for q in qs]
 
 
 def _censor(snap: Snapshot) -> None:
@@ -251,7 +257,7 @@ class _Quotas:
     where it has one): a job that would take its workspace past the cap does not start until
     its workspace's jobs have ended, as the pass holds it (verdict BLOCKED).  Reclaiming
     borrowed GPUs for a job within its guarantee is projected by the guaranteed sweep
-    (:class:`_Guaranteed`, on queues of up to ``GUARANTEED_SWEEP_QUEUE`` jobs, under ``las``)."""
+    (:class:`_Guaranteed`, on queues of up to ``GUARANTEED_SWEEP_QUEUE`` jobs)."""
 
     __slots__ = ("limits", "use", "caps", "quota", "under")
 
@@ -313,6 +319,215 @@ class _Quotas:
 
 
 def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = ()) -> dict[str, tuple[float, str]]:
+    """The policies other than ``las`` (``core.admission_loop``), at each moment of the
+    projection (now, then each projected end) as their pass makes it, in queue order
+    (:class:`QueueView`): under quotas the guaranteed sweep first (``core.guaranteed_sweep``:
+    each job within its workspace's guarantee takes free GPUs or reclaims other workspaces'
+    borrowed ones, at once, the newest first), then the walk from the head, where the first
+    job that does not fit blocks the rest, but for jobs within their guarantee. A job its
+    workspace's cap holds back holds back that workspace's later jobs, and nobody else's. A
+    notebook lease does not start while a job ahead that rule 5 protects from it waits
+    (``core.lease_protects``; the pass may start it beside their reservations: not projected).
+    A sweep's held jobs join the queue at their place as its jobs end (:class:`_Releases`).
+    Backfill is not projected (it can only start jobs earlier), nor are ``sjf``'s and fair
+    share's orders (queue order instead)."""
+    left = _left_fn(snap.estimates, spec)
+    now = snap.now
+    fm = copy_freemap(free)
+    limits = snap.limits
+    queue = snap.queue.copy()  # (jobs leave and join it as the walk goes)
+    if only is not None:
+        want = set(only)
+    else:
+        want = {j.id for j in islice(snap.queue, limit)}
+        room = limit - len(want)
+        for sw in sweeps:  # (held sweep jobs too, within the limit)
+            take = sw.held[:max(0, room)]
+            want.update(j.id for j in take)
+            room -= len(take)
+    holders: dict[str, _Holder] = {}
+    ends: list[tuple[float, int, str]] = []  # (end, seq, id): stale once its holder is another
+    seq = 0
+    t = now
+
+    def hold(job: Job, p, start: float, att0: float, end: float) -> None:
+        nonlocal seq
+        seq += 1
+        holders[job.id] = _Holder(job, p, start, att0, end, job.preemptible, seq)
+        heapq.heappush(ends, (end, seq, job.id))
+
+    running = []
+    for a in snap.active:
+        if a.stopping:
+            fm.give(a.placement)  # being preempted: free at once (grace aside)
+            continue
+        job = a.job
+        running.append(job)
+        hold(job, a.placement, a.started_at, job.attained,
+             now + left(job, job.attained / job.gpus + max(0.0, now - a.started_at)))
+    quotas = _Quotas.of(snap, running)
+    if quotas is not None:  # never started: more than its workspace may ever hold
+        want.difference_update(j.id for j in snap.queue.jobs() if (c := quotas.cap(j)) is not None and c < j.gpus)
+    # The guaranteed sweep's lists (entries ``(n, job, 0)``: ``n`` orders two entries of one job,
+    # the first of which is stale once the job was stopped and queued again).
+    guaranteed = None
+    if quotas is not None:
+        guaranteed = _Guaranteed(_Guaranteed.lists(((0, j, 0) for j in queue.jobs()), limits), copy=False)
+    joined = 0
+
+    def enqueue(job: Job) -> None:  # (queued again, or released)
+        nonlocal joined
+        queue.add(job)
+        if guaranteed is not None:
+            joined += 1
+            guaranteed.add((joined, job, 0))
+
+    def offer(offers: list, ws: str, passed: set[str], waiting: list) -> None:
+        """``ws``'s next job within its guarantee, if any, onto ``offers`` by submission."""
+        while True:
+            e, before = guaranteed.next(ws, quotas, queue, lambda e, b: (
+                e[1].kind == "lease" and open_ended(e[1]) and (b or ws in passed or bool(waiting))))
+            if before:
+                passed.add(ws)
+            if e is None:
+                return
+            job = e[1]
+            if queue.get(job.id) is job:
+                heapq.heappush(offers, (job.submitted_at, job.id, ws, e))
+                return
+            guaranteed.drop(e)  # (a stale entry: the job was queued again since)
+
+    releases = _Releases(sweeps) if sweeps else None
+    if releases is not None:
+        for job in releases.initial(sweeps):
+            enqueue(replace(job, enqueued_at=now))
+    out: dict[str, tuple[float, str]] = {}
+    last_label = ""
+
+    def verdict(job: Job) -> str:
+        return quota_verdict(limits.get(job.workspace), quotas.use.get(job.workspace, 0), job)
+
+    def start(job: Job, p) -> None:
+        fm.take(p)
+        if quotas is not None:
+            quotas.add(job, job.gpus)
+        hold(job, p, t, job.attained, t + left(job, job.attained / job.gpus))
+        if job.id in want:
+            out[job.id] = (t, last_label)
+            want.discard(job.id)
+
+    def requeue(h: _Holder) -> None:  # reclaimed: its GPUs back, queued again after this moment
+        fm.give(h.placement)
+        del holders[h.job.id]
+        stopped.append(replace(h.job, attained=h.attained(t), enqueued_at=t, restarts=h.job.restarts + 1))
+
+    def note(job: Job, v: str) -> None:  # left waiting for GPUs (PassState.note_blocked)
+        if len(waiting) < LEASE_NOTE_DEPTH:
+            waiting.append((job, v))
+
+    events = 0
+    while want and events < MAX_EVENTS:
+        events += 1
+        started: list[str] = []
+        stopped: list[Job] = []
+        waiting: list[tuple[Job, str]] = []
+        handled: set[str] = set()
+        if guaranteed is not None:
+            # The guaranteed sweep (core.guaranteed_sweep): each workspace with room in its
+            # guarantee offers its next job within it (_Guaranteed.next), taken by submission.
+            passed: set[str] = set()
+            offers: list[tuple] = []
+            for ws in [w for w in guaranteed.by_ws if w in quotas.under]:
+                offer(offers, ws, passed, waiting)
+            while offers:
+                _, _, ws, e = heapq.heappop(offers)
+                job = e[1]
+                handled.add(job.id)
+                p = fm.find(job)
+                if p is None:
+                    k = len(stopped)
+                    p = _reclaim(fm, job, holders, quotas, requeue)
+                    for vj in stopped[k:]:
+                        quotas.add(vj, -vj.gpus)
+                if p is None:
+                    note(job, WITHIN)  # the pass holds the rest of the workspace's sweep
+                    continue
+                start(job, p)
+                queue.remove(job.id)
+                if ws in quotas.under:
+                    offer(offers, ws, passed, waiting)
+        # The walk (core.admission_loop): without quotas it ends at the first job that does not fit.
+        blocked = False
+        fails_from = 1 << 30  # one-node jobs of this size or more do not fit this moment
+        order = queue.cursor()
+        for job in order:
+            if job.id in handled:
+                continue
+            v = NO_QUOTA if quotas is None else verdict(job)
+            if v == BLOCKED:
+                order.block(job.workspace)
+                continue
+            if blocked:
+                if quotas is None or fm.total_free == 0:
+                    break  # (past the head only jobs within their guarantee, on free GPUs)
+                if v != WITHIN:
+                    order.block(job.workspace)
+                    continue
+            if waiting and open_ended(job) and lease_protects(job, v, waiting)[:LEASE_GUARD_DEPTH]:
+                continue
+            p = fm.find(job) if job.gpus < fails_from else None
+            if p is not None:
+                start(job, p)
+                started.append(job.id)
+                continue
+            note(job, v)
+            if quotas is None:
+                break
+            if not blocked:
+                blocked = True
+                under = quotas.under  # (only these can have a job within their guarantee)
+                for ws in queue.workspaces():
+                    if ws not in under:
+                        order.block(ws)
+            if job.gpus <= fm.max_size and (job.gpus_per_node is None or job.gpus_per_node >= job.gpus):
+                fails_from = min(fails_from, job.gpus)  # (one node: no larger one fits either)
+        for jid in started:
+            queue.remove(jid)
+        for vj in stopped:
+            enqueue(vj)
+        if stopped:
+            continue  # the next pass, at once: the stopped jobs are queued again
+        # The next moment: the next end (or ends, at one time).
+        while ends and not _holds(holders, ends[0]):
+            heapq.heappop(ends)
+        if not ends:
+            break
+        t = max(t, ends[0][0])
+        while ends and ends[0][0] <= t:
+            e = heapq.heappop(ends)
+            if not _holds(holders, e):
+                continue
+            jid = e[2]
+            h = holders.pop(jid)
+            fm.give(h.placement)
+            if quotas is not None:
+                quotas.add(h.job, -h.job.gpus)
+            last_label = h.job.label
+            if releases is not None:
+                nxt = releases.ended(jid)
+                if nxt is not None:
+                    enqueue(replace(nxt, enqueued_at=t))
+    return out
+
+
+def _project_fifo_static(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = ()) -> dict[str, tuple[float, str]]:
+    """The FIFO walk on queues longer than ``GUARANTEED_SWEEP_QUEUE`` (:func:`_project_fifo`
+    costs several times more there, on the service's loop thread): each job, in the queue's
+    order now, starts at the first moment its whole gang fits (as jobs end) and its
+    workspace's cap lets it. It does not project the guaranteed sweep, jobs within their
+    guarantee passing a blocked head, nor the queue's order changing as jobs start (a
+    workspace's next job takes the place of its job that started, where priorities differ);
+    held sweep jobs join after the queue."""
     left = _left_fn(snap.estimates, spec)
     now = snap.now
     fm = copy_freemap(free)
@@ -413,6 +628,12 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
     return out
 
 
+def _holds(holders: dict[str, _Holder], end: tuple[float, int, str]) -> bool:
+    """Whether ``end`` (``(time, seq, id)``) is still its job's: not stopped since."""
+    h = holders.get(end[2])
+    return h is not None and h.seq == end[1]
+
+
 def _project_las(snap, free, qs, policy, limit, only, not_before=None,
                  sweeps: Sequence[HeldSweep] = ()) -> list[dict[str, tuple[float, str]]]:
     now = snap.now
@@ -476,17 +697,7 @@ class _Prepared:
         # The jobs of each workspace with a quota, per GPU count and preemptibility, each list
         # in the queue's order within a workspace (QueueView: priority, then submission; as
         # ``(key, entry)``): the guaranteed sweep's (_Guaranteed).
-        self.guaranteed: dict[str, dict[tuple[int, bool], list[tuple]]] = {}
-        if limits:
-            for e in queue:
-                job = e[1]
-                lim = limits.get(job.workspace)
-                if lim is not None and lim.quota is not None:
-                    self.guaranteed.setdefault(job.workspace, {}).setdefault(
-                        (job.gpus, job.preemptible), []).append((_job_key(job), e))
-            for kinds in self.guaranteed.values():
-                for lst in kinds.values():
-                    lst.sort()  # (by the key: it ends with the job's id)
+        self.guaranteed = _Guaranteed.lists(queue, limits) if limits else {}
 
 
 def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping,
@@ -669,16 +880,8 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
 
     def reclaim(job: Job) -> dict | None:
         """Room for ``job`` (within its guarantee) from other workspaces' borrowed GPUs."""
-        ws = job.workspace
-        lendable = sum(u for w, u in quotas.use.items() if w != ws and u > quotas.guarantee(w))
-        if fm.total_free + lendable < job.gpus:
-            return None
-        cands = [h for h in holders.values()
-                 if h.preemptible and h.job.workspace != ws and quotas.borrowing(h.job.workspace)]
-        if not cands:
-            return None
         stopped = len(requeued)
-        p = _reclaim(fm, job, cands, holders, requeued, t, policy, quotas)
+        p = _reclaim(fm, job, holders, quotas, lambda h: _requeue(fm, h, holders, requeued, t, policy))
         stopped_from(stopped)
         return p
 
@@ -996,8 +1199,24 @@ class _Guaranteed:
 
     __slots__ = ("by_ws",)
 
-    def __init__(self, by_ws: dict[str, dict[tuple[int, bool], list[tuple]]]):
-        self.by_ws = {ws: {k: list(lst) for k, lst in kinds.items()} for ws, kinds in by_ws.items()}
+    def __init__(self, by_ws: dict[str, dict[tuple[int, bool], list[tuple]]], copy: bool = True):
+        self.by_ws = {ws: {k: list(lst) for k, lst in kinds.items()} for ws, kinds in by_ws.items()} if copy else by_ws
+
+    @staticmethod
+    def lists(entries: Iterable[tuple], limits) -> dict[str, dict[tuple[int, bool], list[tuple]]]:
+        """The entries (``(rank, job, since)``) of the workspaces with a quota, per GPU count and
+        preemptibility, each list in the queue's order within a workspace (QueueView: priority,
+        then submission; as ``(key, entry)``)."""
+        by_ws: dict[str, dict[tuple[int, bool], list[tuple]]] = {}
+        for e in entries:
+            job = e[1]
+            lim = limits.get(job.workspace)
+            if lim is not None and lim.quota is not None:
+                by_ws.setdefault(job.workspace, {}).setdefault((job.gpus, job.preemptible), []).append((_job_key(job), e))
+        for kinds in by_ws.values():
+            for lst in kinds.values():
+                lst.sort()  # (by the key: it ends with the job's id)
+        return by_ws
 
     def add(self, entry: tuple) -> None:
         job = entry[1]
@@ -1219,16 +1438,23 @@ def _requeue(fm: FreeMap, h: _Holder, holders, requeued, t: float, policy) -> No
     requeued.append((policy.queued_rank(vj, att, False), vj, since))
 
 
-def _reclaim(fm: FreeMap, job: Job, cands: list, holders, requeued, t: float, policy,
-             quotas: _Quotas) -> dict | None:
-    """Room for ``job`` by reclaiming ``cands`` (holders of workspaces above their guarantee),
-    in ``core.reclaim_order`` (the lowest priority, then the newest first), each only while its
-    workspace is still above its guarantee without those already given back (as the pass
-    takes them, ``PassState._still_borrowing``): given back one by one until ``job`` fits,
-    then, on the nodes found, as many as it needs are requeued and the rest kept (as
-    :func:`_preempt` does, without giving back every candidate to see whether it fits: a
-    reclaim is made at most moments of a projection under quotas)."""
-    if fm.total_free + sum(h.job.gpus for h in cands) < job.gpus:
+def _reclaim(fm: FreeMap, job: Job, holders: dict[str, _Holder], quotas: _Quotas,
+             requeue: Callable[[_Holder], None]) -> dict | None:
+    """Room for ``job`` (within its guarantee) by reclaiming the GPUs of ``holders`` of other
+    workspaces above their guarantee, in ``core.reclaim_order`` (the lowest priority, then the
+    newest first), each only while its workspace is still above its guarantee without those
+    already given back (as the pass takes them, ``PassState._still_borrowing``): given back one
+    by one until ``job`` fits, then, on the nodes found, as many as it needs are stopped
+    (``requeue``, which gives back their GPUs) and the rest kept (as :func:`_preempt` does,
+    without giving back every candidate to see whether it fits: a reclaim is made at most
+    moments of a projection under quotas)."""
+    ws = job.workspace
+    lendable = sum(u for w, u in quotas.use.items() if w != ws and u > quotas.guarantee(w))
+    if fm.total_free + lendable < job.gpus:
+        return None
+    cands = [h for h in holders.values()
+             if h.preemptible and h.job.workspace != ws and quotas.borrowing(h.job.workspace)]
+    if not cands or fm.total_free + sum(h.job.gpus for h in cands) < job.gpus:
         return None
     cands.sort(key=lambda h: (h.job.priority, -h.run_start, h.job.id))
     p, given = _give_until_fits(fm, job, cands, lambda h, lost: quotas.borrowing(h.job.workspace, lost))
@@ -1239,7 +1465,7 @@ def _reclaim(fm: FreeMap, job: Job, cands: list, holders, requeued, t: float, po
     for h in given:
         if not nodes.intersection(h.placement):
             continue
-        _requeue(fm, h, holders, requeued, t, policy)
+        requeue(h)
         p = fm.find(job)
         if p is not None:
             break

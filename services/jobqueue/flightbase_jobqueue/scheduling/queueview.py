@@ -73,6 +73,18 @@ class QueueView:
             view.add(job)
         return view
 
+    def copy(self) -> "QueueView":
+        """A view of the same jobs that changes apart from this one (the queue's projection
+        starts and requeues jobs in its own), without the change log; copying the lists costs
+        a fraction of building the view again job by job."""
+        view = QueueView()
+        view._jobs = {ws: list(jobs) for ws, jobs in self._jobs.items()}
+        view._keys = {ws: list(keys) for ws, keys in self._keys.items()}
+        view._slots = {ws: list(slots) for ws, slots in self._slots.items()}
+        view._by_id = dict(self._by_id)
+        view._leases = self._leases
+        return view
+
     # -- maintenance (stores only) -------------------------------------------
     def add(self, job: Job) -> None:
         if job.id in self._by_id:
