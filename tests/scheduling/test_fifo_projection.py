@@ -97,3 +97,27 @@ def test_a_copy_of_the_queue_reads_alike_and_changes_apart():
     assert [j.id for j in view] == ["a2", "b1", "a1", "b2"] and "c1" not in view and len(view) == 4
     view.remove("b1")
     assert [j.id for j in copy] == ["c1", "a1", "b1", "b2"]
+
+
+def test_past_its_moment_starts_a_projection_goes_on_as_one_walk(monkeypatch):
+    """Past ``FIFO_MOMENT_STARTS`` starts the projection goes on with one walk in the queue's
+    order of that moment (the cost bound of a long queue). On one GPU, six 100-second jobs
+    queued in turn, and two sweeps whose held jobs are released as ``j4`` (``h2``, then ``h3``
+    when ``h2`` ends) and ``j5`` (``h1``) end: moment by moment ``h1`` goes before ``h2`` (it
+    was submitted first); past the cut the walk takes held jobs as they are released, so the
+    queued jobs keep their starts and the held ones share the same three."""
+    from flightbase_jobqueue.scheduling import insight, make_policy
+    from flightbase_jobqueue.scheduling.insight import HeldSweep
+
+    queued = [job(f"j{i}", 1, ws="a" if i % 2 else "b", t=float(i), max_runtime=100) for i in range(6)]
+    s = snap(queued, [running(job("r", 1, ws="s", max_runtime=50), {"n": [0]})], [node("n", total=1, free=[])])
+    sweeps = [HeldSweep(frozenset({"j5"}), (job("h1", 1, ws="s", t=10.0, max_runtime=100),)),
+              HeldSweep(frozenset({"j4"}), (job("h2", 1, ws="s", t=11.0, max_runtime=100),
+                                            job("h3", 1, ws="s", t=12.0, max_runtime=100)))]
+    whole = {i.job_id: i.estimated_start for i in explain(s, policy=make_policy("fifo"), sweeps=sweeps)}
+    assert whole == {**{f"j{i}": 50.0 + 100 * i for i in range(6)}, "h1": 650.0, "h2": 750.0, "h3": 850.0}
+    for cap in (2, 6):
+        monkeypatch.setattr(insight, "FIFO_MOMENT_STARTS", cap)
+        cut = {i.job_id: i.estimated_start for i in explain(s, policy=make_policy("fifo"), sweeps=sweeps)}
+        assert {j: cut[j] for j in whole if j.startswith("j")} == {j: whole[j] for j in whole if j.startswith("j")}
+        assert sorted(cut[h] for h in ("h1", "h2", "h3")) == [650.0, 750.0, 850.0], cap

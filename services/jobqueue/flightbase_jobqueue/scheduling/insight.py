@@ -20,10 +20,9 @@ starts come from a forward projection of the cluster (:func:`project`):
   ``swap_after`` and ``quantum`` are honoured.  Under other policies the projection makes
   their pass (``core.admission_loop``) at each of its moments, in queue order: the
   guaranteed sweep under quotas, then the walk from the head, where the first job that
-  does not fit blocks the rest but for jobs within their guarantee (on queues longer than
-  ``GUARANTEED_SWEEP_QUEUE``, one walk in today's queue order instead:
-  :func:`_project_fifo_static`); backfill is not projected (it can only start jobs
-  earlier), nor ``sjf``'s and fair share's orders;
+  does not fit blocks the rest but for jobs within their guarantee (past its first
+  ``FIFO_MOMENT_STARTS`` starts, one walk in the queue's order); backfill is not projected
+  (it can only start jobs earlier), nor ``sjf``'s and fair share's orders;
 - runtimes are not known, so the projection runs several times: three
   times with each job's runtime drawn at its own pseudo-random quantile of
   the history (the median of the three starts is ``estimated_start``; one
@@ -54,7 +53,7 @@ from __future__ import annotations
 
 import heapq
 from collections import deque
-from itertools import chain, islice
+from itertools import islice
 from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Sequence
@@ -81,9 +80,11 @@ BUDGET_SPENT = "the preemption budget is spent (FLIGHTBASE_PREEMPTION_BUDGET): n
 MAX_EVENTS = 20_000
 #: Jobs projected at most (later ones in the projection's order get no estimate).
 DEFAULT_LIMIT = 1000
-#: The pass's guaranteed sweep is projected on queues of this many jobs at most (and under the
-#: policies other than las, their pass moment by moment: _project_fifo).
+#: Under las, the pass's guaranteed sweep is projected on queues of this many jobs at most.
 GUARANTEED_SWEEP_QUEUE = 1000
+#: Under the policies other than las, the projection makes their pass at each moment for this
+#: many starts; the rest, one walk in the queue's order (_project_fifo's tail).
+FIFO_MOMENT_STARTS = 1500
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,8 +218,7 @@ def project_many(snap: Snapshot, free: FreeMap, qs: Sequence[float | int], polic
     _censor(snap)
     if policy is not None and getattr(policy, "name", "") == "las" and hasattr(policy, "_ranked"):
         return _project_las(snap, free, qs, policy, limit, only, not_before, sweeps)
-    walk = _project_fifo if len(snap.queue) <= GUARANTEED_SWEEP_QUEUE else _project_fifo_static
-    return [walk(snap, free, q, limit, only, sweeps) for q in qs]
+    return [_project_fifo(snap, free, q, limit, only, sweeps) for q in qs]
 
 
 def _censor(snap: Snapshot) -> None:
@@ -257,7 +257,7 @@ class _Quotas:
     where it has one): a job that would take its workspace past the cap does not start until
     its workspace's jobs have ended, as the pass holds it (verdict BLOCKED).  Reclaiming
     borrowed GPUs for a job within its guarantee is projected by the guaranteed sweep
-    (:class:`_Guaranteed`, on queues of up to ``GUARANTEED_SWEEP_QUEUE`` jobs)."""
+    (:class:`_Guaranteed`; under ``las`` on queues of up to ``GUARANTEED_SWEEP_QUEUE`` jobs)."""
 
     __slots__ = ("limits", "use", "caps", "quota", "under")
 
@@ -330,7 +330,10 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
     (``core.lease_protects``; the pass may start it beside their reservations: not projected).
     A sweep's held jobs join the queue at their place as its jobs end (:class:`_Releases`).
     Backfill is not projected (it can only start jobs earlier), nor are ``sjf``'s and fair
-    share's orders (queue order instead)."""
+    share's orders (queue order instead). Each moment costs about the number of workspaces
+    plus what starts; on a long queue under quotas, where jobs within their guarantee keep
+    passing the head, thousands of starts may come before the first jobs in queue order, so
+    past ``FIFO_MOMENT_STARTS`` starts the rest is one walk (``tail``)."""
     left = _left_fn(snap.estimates, spec)
     now = snap.now
     fm = copy_freemap(free)
@@ -407,7 +410,11 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
     def verdict(job: Job) -> str:
         return quota_verdict(limits.get(job.workspace), quotas.use.get(job.workspace, 0), job)
 
+    starts = 0
+
     def start(job: Job, p) -> None:
+        nonlocal starts
+        starts += 1
         fm.take(p)
         if quotas is not None:
             quotas.add(job, job.gpus)
@@ -415,6 +422,84 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
         if job.id in want:
             out[job.id] = (t, last_label)
             want.discard(job.id)
+
+    def next_end() -> tuple | None:
+        """The next end still its job's, out of ``ends``."""
+        while ends:
+            e = heapq.heappop(ends)
+            if _holds(holders, e):
+                return e
+        return None
+
+    def finish(e: tuple) -> None:
+        """A job ends (``e``, its entry in ``ends``): its GPUs back, its sweep's next job in."""
+        nonlocal last_label
+        h = holders.pop(e[2])
+        fm.give(h.placement)
+        if quotas is not None:
+            quotas.add(h.job, -h.job.gpus)
+        last_label = h.job.label
+        if releases is not None:
+            nxt = releases.ended(e[2])
+            if nxt is not None:
+                if late is None:
+                    enqueue(replace(nxt, enqueued_at=t))
+                else:
+                    late.append(nxt)
+
+    late: list[Job] | None = None  # in the tail: held sweep jobs released there, in turn
+
+    def tail() -> None:
+        """Past ``FIFO_MOMENT_STARTS`` starts, the rest as one walk in the queue's order of the
+        projection's start (as the walk before 2026-12-07: it reaches the jobs wanted without
+        walking the jobs that passed them since), then the jobs that joined since: each starts
+        when its gang fits (as jobs end) after every job ahead of it; one its workspace's cap
+        holds back, after the rest; the sweeps' held jobs last, those released meanwhile first."""
+        nonlocal late
+        late = []
+        held = []
+        seen: set[str] = set()
+
+        def rest():
+            for j0 in snap.queue:
+                job = queue.get(j0.id)
+                if job is not None:
+                    seen.add(job.id)
+                    yield job
+            yield from [j for j in queue if j.id not in seen]
+
+        for job in rest():
+            if not want:
+                return
+            if quotas is not None and quotas.over(job):
+                c = quotas.cap(job)
+                if c is None or c >= job.gpus:
+                    held.append(job)
+                continue
+            if not until_fits(job):
+                return
+        for job in held:
+            if not want or not until_fits(job):
+                return
+        while want and (late or (releases is not None and releases.count)):
+            if not late:
+                late.append(next(releases.release(k) for k, dq in enumerate(releases.held) if dq))
+            if not until_fits(late.pop(0)):
+                return
+
+    def until_fits(job: Job) -> bool:
+        """``job`` started at the first moment from ``t`` on that it fits and its cap lets it."""
+        nonlocal t
+        while True:
+            p = None if quotas is not None and quotas.over(job) else fm.find(job)
+            if p is not None:
+                start(job, p)
+                return True
+            e = next_end()
+            if e is None:
+                return False
+            t = max(t, e[0])
+            finish(e)
 
     def requeue(h: _Holder) -> None:  # reclaimed: its GPUs back, queued again after this moment
         fm.give(h.placement)
@@ -424,6 +509,36 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
     def note(job: Job, v: str) -> None:  # left waiting for GPUs (PassState.note_blocked)
         if len(waiting) < LEASE_NOTE_DEPTH:
             waiting.append((job, v))
+
+    def within_past(head: str, handled: set[str], capped: set[str], waiting: list) -> None:
+        """The walk past its blocked ``head``: each workspace's jobs within its guarantee, in its
+        order up to its first job that is not, where they fit (:meth:`_Guaranteed.fitting`)."""
+        failed: set[tuple[int, bool]] = set()  # (GPUs, preemptible) that did not fit
+        offers: list[tuple] = []
+
+        def push(ws: str) -> None:
+            if fm.total_free > 0:
+                f = guaranteed.fitting(ws, quotas, queue, head, failed, fm.total_free)
+                if f is not None:
+                    heapq.heappush(offers, (f[1][1].submitted_at, f[1][1].id, ws, f))
+
+        for ws in [w for w in guaranteed.by_ws if w in quotas.under and w not in capped]:
+            push(ws)
+        while offers:
+            _, _, ws, (_, e, kind) = heapq.heappop(offers)
+            job = e[1]
+            p = None
+            if job.id not in handled and not (waiting and open_ended(job) and lease_protects(
+                    job, WITHIN, waiting)[:LEASE_GUARD_DEPTH]):
+                p = fm.find(job)
+            if p is None:
+                failed.add(kind)  # (this size fits nowhere now: the free GPUs only shrink)
+                if job.id not in handled:
+                    note(job, WITHIN)
+            else:
+                start(job, p)
+                queue.remove(job.id)
+            push(ws)
 
     events = 0
     while want and events < MAX_EVENTS:
@@ -456,9 +571,9 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
                 queue.remove(job.id)
                 if ws in quotas.under:
                     offer(offers, ws, passed, waiting)
-        # The walk (core.admission_loop): without quotas it ends at the first job that does not fit.
-        blocked = False
-        fails_from = 1 << 30  # one-node jobs of this size or more do not fit this moment
+        # The walk (core.admission_loop), from the head to the first job that does not fit.
+        head = None
+        capped: set[str] = set()  # workspaces whose cap holds back a job (and so the rest)
         order = queue.cursor()
         for job in order:
             if job.id in handled:
@@ -466,165 +581,40 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
             v = NO_QUOTA if quotas is None else verdict(job)
             if v == BLOCKED:
                 order.block(job.workspace)
+                capped.add(job.workspace)
                 continue
-            if blocked:
-                if quotas is None or fm.total_free == 0:
-                    break  # (past the head only jobs within their guarantee, on free GPUs)
-                if v != WITHIN:
-                    order.block(job.workspace)
-                    continue
             if waiting and open_ended(job) and lease_protects(job, v, waiting)[:LEASE_GUARD_DEPTH]:
                 continue
-            p = fm.find(job) if job.gpus < fails_from else None
+            p = fm.find(job)
             if p is not None:
                 start(job, p)
                 started.append(job.id)
                 continue
             note(job, v)
-            if quotas is None:
-                break
-            if not blocked:
-                blocked = True
-                under = quotas.under  # (only these can have a job within their guarantee)
-                for ws in queue.workspaces():
-                    if ws not in under:
-                        order.block(ws)
-            if job.gpus <= fm.max_size and (job.gpus_per_node is None or job.gpus_per_node >= job.gpus):
-                fails_from = min(fails_from, job.gpus)  # (one node: no larger one fits either)
+            head = job
+            break
         for jid in started:
             queue.remove(jid)
+        if head is not None and guaranteed is not None and fm.total_free > 0:
+            # Past the head the walk starts only jobs within their guarantee, on free GPUs.
+            within_past(head.id, handled, capped, waiting)
         for vj in stopped:
             enqueue(vj)
         if stopped:
             continue  # the next pass, at once: the stopped jobs are queued again
-        # The next moment: the next end (or ends, at one time).
-        while ends and not _holds(holders, ends[0]):
-            heapq.heappop(ends)
-        if not ends:
+        if starts >= FIFO_MOMENT_STARTS:
+            tail()
             break
-        t = max(t, ends[0][0])
+        # The next moment: the next end (or ends, at one time).
+        e = next_end()
+        if e is None:
+            break
+        t = max(t, e[0])
+        finish(e)
         while ends and ends[0][0] <= t:
             e = heapq.heappop(ends)
-            if not _holds(holders, e):
-                continue
-            jid = e[2]
-            h = holders.pop(jid)
-            fm.give(h.placement)
-            if quotas is not None:
-                quotas.add(h.job, -h.job.gpus)
-            last_label = h.job.label
-            if releases is not None:
-                nxt = releases.ended(jid)
-                if nxt is not None:
-                    enqueue(replace(nxt, enqueued_at=t))
-    return out
-
-
-def _project_fifo_static(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = ()) -> dict[str, tuple[float, str]]:
-    """The FIFO walk on queues longer than ``GUARANTEED_SWEEP_QUEUE`` (:func:`_project_fifo`
-    costs several times more there, on the service's loop thread): each job, in the queue's
-    order now, starts at the first moment its whole gang fits (as jobs end) and its
-    workspace's cap lets it. It does not project the guaranteed sweep, jobs within their
-    guarantee passing a blocked head, nor the queue's order changing as jobs start (a
-    workspace's next job takes the place of its job that started, where priorities differ);
-    held sweep jobs join after the queue."""
-    left = _left_fn(snap.estimates, spec)
-    now = snap.now
-    fm = copy_freemap(free)
-    ends = []
-    k = 0
-    end_of: dict[str, float] = {}  # each job's projected end (a held sweep job joins at one)
-    for a in snap.active:
-        k += 1
-        job = a.job
-        if a.stopping:
-            ends.append((now, k, job, a.placement))
-            continue
-        ran = job.attained / job.gpus + max(0.0, now - a.started_at)
-        ends.append((now + left(job, ran), k, job, a.placement))
-        end_of[job.id] = ends[-1][0]
-    heapq.heapify(ends)
-    quotas = _Quotas.of(snap, (a.job for a in snap.active if not a.stopping))
-    want = None if only is None else set(only)
-    out: dict[str, tuple[float, str]] = {}
-    t = now
-    last_label = ""
-    # A job held for its workspace's quota does not hold back the jobs behind it (the pass
-    # goes on past it): it is projected after the rest, when its workspace's jobs have ended.
-    held: list[Job] = []
-    held_ids: set[str] = set()
-    pos = 0
-
-    def give(ejob: Job, ep) -> None:  # an end: its GPUs back
-        nonlocal last_label
-        fm.give(ep)
-        if quotas is not None:
-            quotas.add(ejob, -ejob.gpus)
-        last_label = ejob.label
-
-    def start(job: Job, release: float | None = None) -> float | None:
-        """Start ``job`` at the first moment (from ``release`` on) its gang fits and its quota lets
-        it, as jobs end; its projected end, or None if it never fits."""
-        nonlocal t, k
-        if release is not None:
-            while ends and ends[0][0] <= release:  # what ended before its release
-                _, _, ejob, ep = heapq.heappop(ends)
-                give(ejob, ep)
-            t = max(t, release)
-        while True:
-            p = None if quotas is not None and quotas.over(job) else fm.find(job)
-            if p is not None:
-                break
-            if not ends:
-                return None
-            end, _, ejob, ep = heapq.heappop(ends)
-            if end > t:
-                t = end
-            give(ejob, ep)
-        fm.take(p)
-        if quotas is not None:
-            quotas.add(job, job.gpus)
-        k += 1
-        end = t + left(job, job.attained / job.gpus)
-        heapq.heappush(ends, (end, k, job, p))
-        out[job.id] = (t, last_label)
-        if want is not None:
-            want.discard(job.id)
-        return end
-
-    for job in chain(snap.queue, held):  # (held: read once the queue is, as it grows meanwhile)
-        if job.id not in held_ids:
-            pos += 1
-        if pos > limit or (want is not None and not want):
-            break
-        if quotas is not None and quotas.over(job):
-            if (quotas.cap(job) or 0) < job.gpus:
-                continue  # more than its workspace may ever hold: it never starts
-            if job.id not in held_ids:
-                held.append(job)
-                held_ids.add(job.id)
-                continue
-        end = start(job)
-        if end is None:
-            return out
-        end_of[job.id] = end
-    if not sweeps or (want is not None and not want):
-        return out
-    # A sweep's held jobs, after the queue (FIFO order: they join its end), each as its sweep's
-    # places free up: a place frees when a job of the sweep ends (``end_of``), or now.
-    rel = _Releases(sweeps)
-    places = [(now, i, n) for n, sw in enumerate(sweeps) for i in range(min(sw.free, len(sw.held)))]
-    places += [(end_of[jid], 0, n) for jid, n in rel.of.items() if jid in end_of]
-    heapq.heapify(places)
-    while places and pos < limit and (want is None or want):
-        r, _, n = heapq.heappop(places)
-        if not rel.held[n]:
-            continue
-        pos += 1
-        end = start(rel.release(n), r)
-        if end is None:
-            return out
-        heapq.heappush(places, (end, k, n))
+            if _holds(holders, e):
+                finish(e)
     return out
 
 
@@ -1264,11 +1254,53 @@ class _Guaranteed:
             return e, passed
         return None, passed
 
+    def fitting(self, ws: str, quotas: _Quotas, queue: QueueView, head: str, skip: set[tuple[int, bool]],
+                free: int) -> tuple | None:
+        """``admission_loop``'s walk past its blocked ``head``: ``ws``'s first job in its order
+        that is within its guarantee and may fit ``free`` GPUs (not of a size and preemptibility
+        in ``skip``: those did not fit at this moment), as ``(key, entry, kind)``; None where a
+        job that is not within comes first (the walk holds the rest of the workspace there).
+        Jobs within it that cannot fit are passed over, as the walk passes them."""
+        kinds = self.by_ws[ws]
+        room = quotas.guarantee(ws) - quotas.use.get(ws, 0)
+        if room <= 0:
+            return None
+        best = bound = None
+        for kind, lst in kinds.items():
+            ke = _live_first(lst, queue, head)
+            if ke is None:
+                continue
+            g = kind[0]
+            if g > room:
+                if bound is None or ke[0] < bound:
+                    bound = ke[0]
+            elif g <= free and kind not in skip and (best is None or ke[0] < best[0]):
+                best = (ke[0], ke[1], kind)
+        if best is None or (bound is not None and bound < best[0]):
+            return None
+        return best
+
     def drop(self, entry: tuple) -> None:
         """An entry no longer the job's own (it was queued again at another rank)."""
         job = entry[1]
         lst = self.by_ws[job.workspace][(job.gpus, job.preemptible)]
         lst.remove((_job_key(job), entry))
+
+
+def _live_first(lst: list[tuple], queue: QueueView, passed: str) -> tuple | None:
+    """The first ``(key, entry)`` of ``lst`` whose job is queued in ``queue`` as that very job,
+    past the job ``passed``; entries of jobs gone or queued again since are dropped."""
+    i = 0
+    while i < len(lst):
+        job = lst[i][1][1]
+        if queue.get(job.id) is not job:
+            del lst[i]
+            continue
+        if job.id == passed:
+            i += 1
+            continue
+        return lst[i]
+    return None
 
 
 class _Parked:
