@@ -515,10 +515,11 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
         order up to its first job that is not, where they fit (:meth:`_Guaranteed.fitting`)."""
         failed: set[tuple[int, bool]] = set()  # (GPUs, preemptible) that did not fit
         offers: list[tuple] = []
+        passed = {*handled, head}  # (the walk skips the jobs the sweep tried)
 
         def push(ws: str) -> None:
             if fm.total_free > 0:
-                f = guaranteed.fitting(ws, quotas, queue, head, failed, fm.total_free)
+                f = guaranteed.fitting(ws, quotas, queue, passed, failed, fm.total_free)
                 if f is not None:
                     heapq.heappush(offers, (f[1][1].submitted_at, f[1][1].id, ws, f))
 
@@ -528,13 +529,11 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
             _, _, ws, (_, e, kind) = heapq.heappop(offers)
             job = e[1]
             p = None
-            if job.id not in handled and not (waiting and open_ended(job) and lease_protects(
-                    job, WITHIN, waiting)[:LEASE_GUARD_DEPTH]):
+            if not (waiting and open_ended(job) and lease_protects(job, WITHIN, waiting)[:LEASE_GUARD_DEPTH]):
                 p = fm.find(job)
             if p is None:
                 failed.add(kind)  # (this size fits nowhere now: the free GPUs only shrink)
-                if job.id not in handled:
-                    note(job, WITHIN)
+                note(job, WITHIN)
             else:
                 start(job, p)
                 queue.remove(job.id)
@@ -1254,20 +1253,21 @@ class _Guaranteed:
             return e, passed
         return None, passed
 
-    def fitting(self, ws: str, quotas: _Quotas, queue: QueueView, head: str, skip: set[tuple[int, bool]],
+    def fitting(self, ws: str, quotas: _Quotas, queue: QueueView, passed: set[str], skip: set[tuple[int, bool]],
                 free: int) -> tuple | None:
-        """``admission_loop``'s walk past its blocked ``head``: ``ws``'s first job in its order
+        """``admission_loop``'s walk past its blocked head: ``ws``'s first job in its order
         that is within its guarantee and may fit ``free`` GPUs (not of a size and preemptibility
         in ``skip``: those did not fit at this moment), as ``(key, entry, kind)``; None where a
         job that is not within comes first (the walk holds the rest of the workspace there).
-        Jobs within it that cannot fit are passed over, as the walk passes them."""
+        Jobs within it that cannot fit are passed over, as the walk passes them, and so are the
+        jobs ``passed`` (the head, and those the guaranteed sweep tried)."""
         kinds = self.by_ws[ws]
         room = quotas.guarantee(ws) - quotas.use.get(ws, 0)
         if room <= 0:
             return None
         best = bound = None
         for kind, lst in kinds.items():
-            ke = _live_first(lst, queue, head)
+            ke = _live_first(lst, queue, passed)
             if ke is None:
                 continue
             g = kind[0]
@@ -1287,16 +1287,16 @@ class _Guaranteed:
         lst.remove((_job_key(job), entry))
 
 
-def _live_first(lst: list[tuple], queue: QueueView, passed: str) -> tuple | None:
+def _live_first(lst: list[tuple], queue: QueueView, passed: set[str]) -> tuple | None:
     """The first ``(key, entry)`` of ``lst`` whose job is queued in ``queue`` as that very job,
-    past the job ``passed``; entries of jobs gone or queued again since are dropped."""
+    past the jobs ``passed``; entries of jobs gone or queued again since are dropped."""
     i = 0
     while i < len(lst):
         job = lst[i][1][1]
         if queue.get(job.id) is not job:
             del lst[i]
             continue
-        if job.id == passed:
+        if job.id in passed:
             i += 1
             continue
         return lst[i]
