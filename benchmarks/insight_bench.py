@@ -24,7 +24,7 @@ how many jobs it gave an estimated start, and the CPU of one pass of the ``las``
 the same state (``LasPolicy.schedule``: the scheduler runs one every 0.2 s or so under load):
 the first (it ranks the whole queue) and the median of the later ones (the policy keeps its
 ranking from pass to pass and applies what changed: here nothing); ``--json`` for the numbers
-alone; ``--policy`` another policy than ``las`` (its pass and its projection, the FIFO walk); ``--lease`` puts a notebook's GPU lease at the end of the queue (the pass used to walk
+alone; ``--policy`` another policy than ``las`` (its pass and its projection); ``--lease`` puts a notebook's GPU lease at the end of the queue (the pass used to walk
 the whole queue then, see docs/benchmarks.md).
 """
 

@@ -59,7 +59,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Sequence
 from zlib import crc32
 
-from .core import (BLOCKED, BORROW, LEASE_GUARD_DEPTH, LEASE_NOTE_DEPTH, NO_QUOTA, WITHIN, PassState, clock, describe_need, lease_protects,
+from .core import (BLOCKED, BORROW, LEASE_NOTE_DEPTH, NO_QUOTA, WITHIN, PassState, clock, describe_need, lease_protects,
                    open_ended, quota_cap, quota_verdict)
 from .queueview import _job_key
 from .budget import MIN_STARTS, credit as budget_credit, first_start, first_step_reason, owed as budget_owed
@@ -218,7 +218,10 @@ def project_many(snap: Snapshot, free: FreeMap, qs: Sequence[float | int], polic
     _censor(snap)
     if policy is not None and getattr(policy, "name", "") == "las" and hasattr(policy, "_ranked"):
         return _project_las(snap, free, qs, policy, limit, only, not_before, sweeps)
-    return [_project_fifo(snap, free, q, limit, only, sweeps) for q in qs]
+    # The guaranteed sweep's lists, the same for every projection (each works on a copy).
+    lists = (_Guaranteed.lists(((0, j, 0) for j in snap.queue.jobs()), snap.limits)
+             if any(lim.quota is not None for lim in snap.limits.values()) else None)
+    return [_project_fifo(snap, free, q, limit, only, sweeps, lists) for q in qs]
 
 
 def _censor(snap: Snapshot) -> None:
@@ -318,7 +321,8 @@ class _Quotas:
         return c is not None and self.use.get(job.workspace, 0) + job.gpus > c
 
 
-def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = ()) -> dict[str, tuple[float, str]]:
+def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (),
+                  lists: dict | None = None) -> dict[str, tuple[float, str]]:
     """The policies other than ``las`` (``core.admission_loop``), at each moment of the
     projection (now, then each projected end) as their pass makes it, in queue order
     (:class:`QueueView`): under quotas the guaranteed sweep first (``core.guaranteed_sweep``:
@@ -333,7 +337,9 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
     share's orders (queue order instead). Each moment costs about the number of workspaces
     plus what starts; on a long queue under quotas, where jobs within their guarantee keep
     passing the head, thousands of starts may come before the first jobs in queue order, so
-    past ``FIFO_MOMENT_STARTS`` starts the rest is one walk (``tail``)."""
+    past ``FIFO_MOMENT_STARTS`` starts the rest is one walk (``tail``). ``lists``: the
+    guaranteed sweep's (:meth:`_Guaranteed.lists` of the queue), made once for several
+    projections."""
     left = _left_fn(snap.estimates, spec)
     now = snap.now
     fm = copy_freemap(free)
@@ -375,7 +381,8 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
     # the first of which is stale once the job was stopped and queued again).
     guaranteed = None
     if quotas is not None:
-        guaranteed = _Guaranteed(_Guaranteed.lists(((0, j, 0) for j in queue.jobs()), limits), copy=False)
+        guaranteed = _Guaranteed(lists if lists is not None else _Guaranteed.lists(
+            ((0, j, 0) for j in queue.jobs()), limits))
     joined = 0
 
     def enqueue(job: Job) -> None:  # (queued again, or released)
@@ -472,8 +479,7 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
             if not want:
                 return
             if quotas is not None and quotas.over(job):
-                c = quotas.cap(job)
-                if c is None or c >= job.gpus:
+                if quotas.cap(job) >= job.gpus:  # (else it never starts)
                     held.append(job)
                 continue
             if not until_fits(job):
@@ -506,6 +512,12 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
         del holders[h.job.id]
         stopped.append(replace(h.job, attained=h.attained(t), enqueued_at=t, restarts=h.job.restarts + 1))
 
+    def rule5_holds(job: Job, v: str) -> bool:
+        """Whether ``job``, a notebook lease, waits behind a job left waiting ahead of it that
+        rule 5 protects from it (``PassState.lease_room``; starting it beside their
+        reservations is not projected)."""
+        return bool(waiting) and open_ended(job) and bool(lease_protects(job, v, waiting))
+
     def note(job: Job, v: str) -> None:  # left waiting for GPUs (PassState.note_blocked)
         if len(waiting) < LEASE_NOTE_DEPTH:
             waiting.append((job, v))
@@ -529,7 +541,7 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
             _, _, ws, (_, e, kind) = heapq.heappop(offers)
             job = e[1]
             p = None
-            if not (waiting and open_ended(job) and lease_protects(job, WITHIN, waiting)[:LEASE_GUARD_DEPTH]):
+            if not rule5_holds(job, WITHIN):
                 p = fm.find(job)
             if p is None:
                 failed.add(kind)  # (this size fits nowhere now: the free GPUs only shrink)
@@ -582,7 +594,7 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
                 order.block(job.workspace)
                 capped.add(job.workspace)
                 continue
-            if waiting and open_ended(job) and lease_protects(job, v, waiting)[:LEASE_GUARD_DEPTH]:
+            if rule5_holds(job, v):
                 continue
             p = fm.find(job)
             if p is not None:
@@ -1188,8 +1200,8 @@ class _Guaranteed:
 
     __slots__ = ("by_ws",)
 
-    def __init__(self, by_ws: dict[str, dict[tuple[int, bool], list[tuple]]], copy: bool = True):
-        self.by_ws = {ws: {k: list(lst) for k, lst in kinds.items()} for ws, kinds in by_ws.items()} if copy else by_ws
+    def __init__(self, by_ws: dict[str, dict[tuple[int, bool], list[tuple]]]):
+        self.by_ws = {ws: {k: list(lst) for k, lst in kinds.items()} for ws, kinds in by_ws.items()}
 
     @staticmethod
     def lists(entries: Iterable[tuple], limits) -> dict[str, dict[tuple[int, bool], list[tuple]]]:
