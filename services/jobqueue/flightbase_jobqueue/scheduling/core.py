@@ -643,12 +643,7 @@ class PassState:
             if open_ended_never_end and job.kind == "lease" and open_ended(job):
                 out.append((INF, k, job, a.placement))
                 continue
-            elapsed = now - a.started_at
-            remaining = est(job) - job.attained / job.gpus - elapsed
-            if remaining <= 0:
-                # Overran its estimate: expect it to run about as long again.
-                remaining = elapsed if elapsed > 60.0 else 60.0
-            out.append((now + remaining, k, job, a.placement))
+            out.append((estimated_end(est(job), job, job.attained, a.started_at, now), k, job, a.placement))
         for job, p in self.started:
             k += 1
             if open_ended_never_end and job.kind == "lease" and open_ended(job):
@@ -660,87 +655,107 @@ class PassState:
     def reservation(self, head: Job, open_ended_never_end: bool = False,
                     ) -> tuple[float, Placement, str] | None:
         """When and where ``head`` could start if nothing else started:
-        (shadow time, its placement then, the job whose end makes room).
+        (shadow time, its placement then, the job whose end makes room)
+        (:func:`reservation_at`, with every job's estimated end, :meth:`ends`)."""
+        return reservation_at(self.free, self.ends(open_ended_never_end), head)
 
-        Jobs end in estimated order and give their GPUs back until ``head``
-        fits.  Only per-node free counts are kept while replaying the ends;
-        a placement is computed (the same one ``FreeMap.find`` would return)
-        only once the counts say it can exist."""
-        ends = self.ends(open_ended_never_end)
-        heapq.heapify(ends)
-        fm = self.free
-        need = head.gpus
-        per = head.gpus_per_node
-        single = not (per is not None and per < need) and (per is not None or need <= fm.max_size)
-        if single and fm.find(head) is None:
-            return self._reservation_one_node(ends, head)
-        index, total = fm.index, fm.total
-        counts = [len(f) for f in fm.free]
-        # What a multi-node head needs before find() is worth calling: GPUs on
-        # fully free nodes (whole-node jobs), or nodes with ``per`` free GPUs.
-        full = sum(t for t, c in zip(total, counts) if c == t)
-        ok = sum(1 for c in counts if per is not None and c >= per)
-        work = copy_freemap(fm)
-        tf = fm.total_free
-        given: dict[int, list[int]] = {}  # GPUs given back, not yet in ``work``
-        while ends:
-            end, _, job, p = heapq.heappop(ends)
-            for name, gpus in p.items():
-                i = index.get(name)
-                if i is None:
-                    continue
-                given.setdefault(i, []).extend(gpus)
-                c0 = counts[i]
-                c1 = counts[i] = c0 + len(gpus)
-                tf += len(gpus)
-                if c1 == total[i]:
-                    full += c1
-                if per is not None and c0 < per <= c1:
-                    ok += 1
-            if tf < need:
+
+def estimated_end(estimate: float, job: Job, attained: float, started_at: float, now: float) -> float:
+    """When a pass expects ``job``, running since ``started_at`` with ``attained`` GPU-seconds
+    from its earlier runs, to end: after its ``estimate`` (declared or from the history), less
+    what it has run; one that has overrun it, after as long again (at least a minute)."""
+    elapsed = now - started_at
+    remaining = estimate - attained / job.gpus - elapsed
+    if remaining <= 0:
+        # Overran its estimate: expect it to run about as long again.
+        remaining = elapsed if elapsed > 60.0 else 60.0
+    return now + remaining
+
+
+def reservation_at(fm: FreeMap, ends: list, head: Job) -> tuple[float, Placement, str] | None:
+    """When and where ``head`` could start on ``fm`` (not modified) if nothing else started,
+    the jobs of ``ends`` (``(end, tie, job, placement)``, any order; the list is reordered)
+    giving their GPUs back at their ends: (shadow time, its placement then, the job whose end
+    makes room).  The pass's EASY reservation (:meth:`PassState.reservation`), and the queue's
+    projection of it (``insight._project_fifo``).
+
+    Jobs end in estimated order and give their GPUs back until ``head``
+    fits.  Only per-node free counts are kept while replaying the ends;
+    a placement is computed (the same one ``FreeMap.find`` would return)
+    only once the counts say it can exist."""
+    heapq.heapify(ends)
+    need = head.gpus
+    per = head.gpus_per_node
+    single = not (per is not None and per < need) and (per is not None or need <= fm.max_size)
+    if single and fm.find(head) is None:
+        return _reservation_one_node(fm, ends, head)
+    index, total = fm.index, fm.total
+    counts = [len(f) for f in fm.free]
+    # What a multi-node head needs before find() is worth calling: GPUs on
+    # fully free nodes (whole-node jobs), or nodes with ``per`` free GPUs.
+    full = sum(t for t, c in zip(total, counts) if c == t)
+    ok = sum(1 for c in counts if per is not None and c >= per)
+    work = copy_freemap(fm)
+    tf = fm.total_free
+    given: dict[int, list[int]] = {}  # GPUs given back, not yet in ``work``
+    while ends:
+        end, _, job, p = heapq.heappop(ends)
+        for name, gpus in p.items():
+            i = index.get(name)
+            if i is None:
                 continue
-            if not single:
-                if per is not None and per < need:
-                    if ok < need // per:
-                        continue
-                elif full < need:
+            given.setdefault(i, []).extend(gpus)
+            c0 = counts[i]
+            c1 = counts[i] = c0 + len(gpus)
+            tf += len(gpus)
+            if c1 == total[i]:
+                full += c1
+            if per is not None and c0 < per <= c1:
+                ok += 1
+        if tf < need:
+            continue
+        if not single:
+            if per is not None and per < need:
+                if ok < need // per:
                     continue
-            names = work.names
-            for i, gpus in given.items():
-                work.set_free(names[i], [*work.free[i], *gpus])
-            given.clear()
-            where = work.find(head)
-            if where is not None:
-                return end, where, job.label
-        return None
+            elif full < need:
+                continue
+        names = work.names
+        for i, gpus in given.items():
+            work.set_free(names[i], [*work.free[i], *gpus])
+        given.clear()
+        where = work.find(head)
+        if where is not None:
+            return end, where, job.label
+    return None
 
-    def _reservation_one_node(self, ends: list, head: Job) -> tuple[float, Placement, str] | None:
-        # No node holds ``head`` now, so the first time one does, it is one
-        # of the nodes the last ending job gave GPUs to; among those, best
-        # fit (fewest free, then first listed), as FreeMap.find would choose.
-        fm = self.free
-        need = head.gpus
-        index = fm.index
-        counts = [len(f) for f in fm.free]
-        given: dict[int, list[int]] = {}
-        tf = fm.total_free
-        while ends:
-            end, _, job, p = heapq.heappop(ends)
-            best: tuple[int, int] | None = None
-            for name, gpus in p.items():
-                i = index.get(name)
-                if i is None:
-                    continue
-                given.setdefault(i, []).extend(gpus)
-                c = counts[i] = counts[i] + len(gpus)
-                tf += len(gpus)
-                if c >= need and (best is None or (c, i) < best):
-                    best = (c, i)
-            if best is not None and tf >= need:
-                i = best[1]
-                gpus = sorted([*fm.free[i], *given[i]])[:need]
-                return end, {fm.names[i]: tuple(gpus)}, job.label
-        return None
+
+def _reservation_one_node(fm: FreeMap, ends: list, head: Job) -> tuple[float, Placement, str] | None:
+    # No node holds ``head`` now, so the first time one does, it is one
+    # of the nodes the last ending job gave GPUs to; among those, best
+    # fit (fewest free, then first listed), as FreeMap.find would choose.
+    need = head.gpus
+    index = fm.index
+    counts = [len(f) for f in fm.free]
+    given: dict[int, list[int]] = {}
+    tf = fm.total_free
+    while ends:
+        end, _, job, p = heapq.heappop(ends)
+        best: tuple[int, int] | None = None
+        for name, gpus in p.items():
+            i = index.get(name)
+            if i is None:
+                continue
+            given.setdefault(i, []).extend(gpus)
+            c = counts[i] = counts[i] + len(gpus)
+            tf += len(gpus)
+            if c >= need and (best is None or (c, i) < best):
+                best = (c, i)
+        if best is not None and tf >= need:
+            i = best[1]
+            gpus = sorted([*fm.free[i], *given[i]])[:need]
+            return end, {fm.names[i]: tuple(gpus)}, job.label
+    return None
 
 
 class Order(Protocol):

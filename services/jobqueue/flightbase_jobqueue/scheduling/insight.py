@@ -18,11 +18,15 @@ starts come from a forward projection of the cluster (:func:`project`):
   that cannot start holds back the rest), and a gang whose GPUs are free but
   spread gathers them (``drain``, after ``migrate_after``); ``preempt_after``,
   ``swap_after`` and ``quantum`` are honoured.  Under other policies the projection makes
-  their pass (``core.admission_loop``) at each of its moments, in queue order: the
-  guaranteed sweep under quotas, then the walk from the head, where the first job that
-  does not fit blocks the rest but for jobs within their guarantee (past its first
-  ``FIFO_MOMENT_STARTS`` starts, one walk in the queue's order); backfill is not projected
-  (it can only start jobs earlier), nor ``sjf``'s and fair share's orders;
+  their pass (``core.admission_loop``) at each of its moments, in the policy's order (the
+  queue's; ``sjf``'s shortest expected run first; fair share's workspace that deserves it
+  most, with its usage charged as runs end): the guaranteed sweep under quotas, then the walk
+  from the head, where the first job that does not fit blocks the rest but for jobs within
+  their guarantee, or, under EASY backfilling (``backfill``, ``sjf``, ``fairshare``), is
+  reserved GPUs from the running jobs' *estimated* ends, as the pass reserves them, and the
+  jobs behind it start where they do not delay it (past its first ``FIFO_MOMENT_STARTS``
+  starts, one walk in the queue's order; past ``BACKFILL_LOOKS`` backfill candidates, no more
+  backfill);
 - runtimes are not known, so the projection runs several times: three
   times with each job's runtime drawn at its own pseudo-random quantile of
   the history (the median of the three starts is ``estimated_start``; one
@@ -56,14 +60,18 @@ from collections import deque
 from itertools import islice
 from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, replace
+from types import SimpleNamespace
 from typing import Callable, Iterable, Sequence
 from zlib import crc32
 
-from .core import (BLOCKED, BORROW, LEASE_NOTE_DEPTH, NO_QUOTA, WITHIN, PassState, clock, describe_need, lease_protects,
+from .core import (BLOCKED, BORROW, LEASE_NOTE_DEPTH, NO_QUOTA, WITHIN, PassState, _find_unless_known_to_fail, clock,
+                   describe_need, estimated_end, lease_protects, reservation_at,
                    open_ended, quota_cap, quota_verdict)
 from .queueview import _job_key
 from .budget import MIN_STARTS, credit as budget_credit, first_start, first_step_reason, owed as budget_owed
-from .placement import DEFAULT_TOPOLOGY_KEYS, FreeMap, copy_freemap
+from .placement import DEFAULT_TOPOLOGY_KEYS, FreeMap, copy_freemap, take_available
+from .policies.fairshare import FairShareOrder
+from .policies.sjf import sjf_key
 from .queueview import QueueView
 from .types import Job, Snapshot
 
@@ -85,6 +93,9 @@ GUARANTEED_SWEEP_QUEUE = 1000
 #: Under the policies other than las, the projection makes their pass at each moment for this
 #: many starts; the rest, one walk in the queue's order (_project_fifo's tail).
 FIFO_MOMENT_STARTS = 1500
+#: Under EASY backfilling (``backfill``, ``sjf``, ``fairshare``), a projection looks at this many
+#: backfill candidates in all, its moments together; past them, a blocked head blocks the rest.
+BACKFILL_LOOKS = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +232,86 @@ def project_many(snap: Snapshot, free: FreeMap, qs: Sequence[float | int], polic
     # The guaranteed sweep's lists, the same for every projection (each works on a copy).
     lists = (_Guaranteed.lists(((0, j, 0) for j in snap.queue.jobs()), snap.limits)
              if any(lim.quota is not None for lim in snap.limits.values()) else None)
-    return [_project_fifo(snap, free, q, limit, only, sweeps, lists) for q in qs]
+    rules = _PassRules.of(policy)
+    return [_project_fifo(snap, free, q, limit, only, sweeps, lists, rules) for q in qs]
+
+
+@dataclass(frozen=True)
+class _PassRules:
+    """What the projection makes of a policy other than ``las`` (``core.admission_loop``): its
+    head-of-line rule, ``hol`` ("block": ``fifo``; "reserve": EASY backfilling behind the first
+    blocked job, looking at ``depth`` jobs past it), and its order (``order``: "queue", the
+    queue's; "sjf", :func:`~.policies.sjf.sjf_key`; "fairshare",
+    :class:`~.policies.fairshare.FairShareOrder` with ``horizon`` and ``starve_after``, a head
+    aged past it reserved strictly where ``strict``).  No policy, or one it does not know:
+    ``fifo``'s."""
+    hol: str = "block"
+    order: str = "queue"
+    depth: int = 1000
+    horizon: float = 3600.0
+    starve_after: float = INF
+    strict: bool = False
+
+    @staticmethod
+    def of(policy) -> "_PassRules":
+        name = getattr(policy, "name", "")
+        if name == "backfill":
+            return _PassRules("reserve", "queue", policy.depth)
+        if name == "sjf":
+            return _PassRules("reserve", "sjf", policy.depth)
+        if name == "fairshare":
+            return _PassRules("reserve", "fairshare", policy.depth, policy.horizon, policy.starve_after,
+                              policy.strict_aging)
+        return _PassRules()
+
+
+class _KeyOrder:
+    """The projection's queue in a policy's own order (``sjf``'s): entries ``(key, n, job)``,
+    sorted; an entry is stale once its job left the queue or was queued again (another
+    :class:`Job`), and the stale ones are dropped now and then."""
+
+    def __init__(self, jobs: Iterable[Job], key: Callable[[Job], tuple]):
+        self.key = key
+        self.n = 0
+        self.entries: list[tuple] = []
+        for job in jobs:
+            self.n += 1
+            self.entries.append((key(job), self.n, job))
+        self.entries.sort()
+
+    def add(self, job: Job) -> None:
+        self.n += 1
+        insort(self.entries, (self.key(job), self.n, job))
+
+    def compact(self, queue: QueueView) -> None:
+        if len(self.entries) > len(queue) + 64:
+            self.entries = [e for e in self.entries if queue.get(e[2].id) is e[2]]
+
+    def cursor(self, queue: QueueView) -> "_KeyCursor":
+        return _KeyCursor(self.entries, queue)
+
+
+class _KeyCursor:
+    """A walk of a :class:`_KeyOrder` (the pass's order protocol: ``block`` a workspace)."""
+
+    def __init__(self, entries: list[tuple], queue: QueueView):
+        self._it = iter(entries)
+        self._queue = queue
+        self._blocked: set[str] = set()
+
+    def block(self, workspace: str) -> None:
+        self._blocked.add(workspace)
+
+    def __iter__(self) -> "_KeyCursor":
+        return self
+
+    def __next__(self) -> Job:
+        get, blocked = self._queue.get, self._blocked
+        for e in self._it:
+            job = e[2]
+            if get(job.id) is job and job.workspace not in blocked:
+                return job
+        raise StopIteration
 
 
 def _censor(snap: Snapshot) -> None:
@@ -322,10 +412,10 @@ class _Quotas:
 
 
 def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (),
-                  lists: dict | None = None) -> dict[str, tuple[float, str]]:
+                  lists: dict | None = None, rules: "_PassRules" = None) -> dict[str, tuple[float, str]]:
     """The policies other than ``las`` (``core.admission_loop``), at each moment of the
-    projection (now, then each projected end) as their pass makes it, in queue order
-    (:class:`QueueView`): under quotas the guaranteed sweep first (``core.guaranteed_sweep``:
+    projection (now, then each projected end) as their pass makes it, in their order
+    (``rules``): under quotas the guaranteed sweep first (``core.guaranteed_sweep``:
     each job within its workspace's guarantee takes free GPUs or reclaims other workspaces'
     borrowed ones, at once, the newest first), then the walk from the head, where the first
     job that does not fit blocks the rest, but for jobs within their guarantee. A job its
@@ -333,9 +423,14 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
     notebook lease does not start while a job ahead that rule 5 protects from it waits
     (``core.lease_protects``; the pass may start it beside their reservations: not projected).
     A sweep's held jobs join the queue at their place as its jobs end (:class:`_Releases`).
-    Backfill is not projected (it can only start jobs earlier), nor are ``sjf``'s and fair
-    share's orders (queue order instead). Each moment costs about the number of workspaces
-    plus what starts; on a long queue under quotas, where jobs within their guarantee keep
+    ``rules`` (:class:`_PassRules`): the policy's order and head-of-line rule. Under EASY
+    backfilling the first job that does not fit is reserved GPUs (``core.reservation_at``, from
+    the ends the pass expects: ``pass_ends``) and the walk goes on, each later job starting
+    where it fits and would not delay that job (``core.admission_loop``'s rule), up to
+    ``BACKFILL_LOOKS`` jobs looked at in all; past them, the head blocks the rest. The
+    guaranteed sweep takes each workspace's jobs in its queue order, by submission, whatever
+    the policy's order (``sjf`` and fair share walk theirs there too). Each moment costs about
+    the number of workspaces plus what starts (and, backfilling, what it looks at); on a long queue under quotas, where jobs within their guarantee keep
     passing the head, thousands of starts may come before the first jobs in queue order, so
     past ``FIFO_MOMENT_STARTS`` starts the rest is one walk (``tail``). ``lists``: the
     guaranteed sweep's (:meth:`_Guaranteed.lists` of the queue), made once for several
@@ -345,6 +440,16 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
     fm = copy_freemap(free)
     limits = snap.limits
     queue = snap.queue.copy()  # (jobs leave and join it as the walk goes)
+    rules = rules or _PassRules()
+    est = snap.estimates.estimate  # (what the pass expects of a job: its reservations, backfill)
+    keyed = _KeyOrder(queue.jobs(), lambda j: sjf_key(est, j)) if rules.order == "sjf" else None
+    held: dict[str, int] = {}  # GPUs each workspace holds (fair share's order)
+    # Fair share's usage, charged as the projection goes with each run's GPU-seconds at its end,
+    # as the coordinator charges it (the decay, a half-life of days, left out).
+    fair = rules.order == "fairshare"
+    usage = {ws: snap.usage[ws] for ws in snap.usage} if fair else {}
+    order_state = SimpleNamespace(snap=SimpleNamespace(queue=queue, limits_for=snap.limits_for, usage=usage),
+                                  now=now, in_use=held)
     if only is not None:
         want = set(only)
     else:
@@ -359,9 +464,12 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
     seq = 0
     t = now
 
+    expected: dict[str, float] = {}  # job id -> what the pass expects of its run (pass_ends)
+
     def hold(job: Job, p, start: float, att0: float, end: float) -> None:
         nonlocal seq
         seq += 1
+        expected.pop(job.id, None)
         holders[job.id] = _Holder(job, p, start, att0, end, job.preemptible, seq)
         heapq.heappush(ends, (end, seq, job.id))
 
@@ -372,6 +480,7 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
             continue
         job = a.job
         running.append(job)
+        held[job.workspace] = held.get(job.workspace, 0) + job.gpus
         hold(job, a.placement, a.started_at, job.attained,
              now + left(job, job.attained / job.gpus + max(0.0, now - a.started_at)))
     quotas = _Quotas.of(snap, running)
@@ -388,6 +497,8 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
     def enqueue(job: Job) -> None:  # (queued again, or released)
         nonlocal joined
         queue.add(job)
+        if keyed is not None:
+            keyed.add(job)
         if guaranteed is not None:
             joined += 1
             guaranteed.add((joined, job, 0))
@@ -423,12 +534,20 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
         nonlocal starts
         starts += 1
         fm.take(p)
+        held[job.workspace] = held.get(job.workspace, 0) + job.gpus
         if quotas is not None:
             quotas.add(job, job.gpus)
         hold(job, p, t, job.attained, t + left(job, job.attained / job.gpus))
         if job.id in want:
             out[job.id] = (t, last_label)
             want.discard(job.id)
+
+    def ended(h: _Holder) -> None:
+        """``h``'s run ends (or is stopped) at ``t``: its workspace holds less, and has used more."""
+        ws = h.job.workspace
+        held[ws] -= h.job.gpus
+        if fair:
+            usage[ws] = usage.get(ws, 0.0) + h.job.gpus * (t - h.run_start)
 
     def next_end() -> tuple | None:
         """The next end still its job's, out of ``ends``."""
@@ -443,6 +562,7 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
         nonlocal last_label
         h = holders.pop(e[2])
         fm.give(h.placement)
+        ended(h)
         if quotas is not None:
             quotas.add(h.job, -h.job.gpus)
         last_label = h.job.label
@@ -510,6 +630,7 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
     def requeue(h: _Holder) -> None:  # reclaimed: its GPUs back, queued again after this moment
         fm.give(h.placement)
         del holders[h.job.id]
+        ended(h)
         stopped.append(replace(h.job, attained=h.attained(t), enqueued_at=t, restarts=h.job.restarts + 1))
 
     def rule5_holds(job: Job, v: str) -> bool:
@@ -551,6 +672,29 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
                 queue.remove(job.id)
             push(ws)
 
+    def make_order():
+        """The policy's order over the queue now (``rules.order``)."""
+        if keyed is not None:
+            return keyed.cursor(queue)
+        if fair:
+            order_state.now = t
+            return FairShareOrder(order_state, rules.horizon, rules.starve_after)
+        return queue.cursor()
+
+    def pass_ends() -> list:
+        """Every running job's end as the pass would expect it now (``core.estimated_end``: from
+        its estimate, not from the projection's runtimes), for a reservation."""
+        out = []
+        for jid, h in holders.items():
+            x = expected.get(jid)
+            if x is None:
+                job = h.job
+                x = expected[jid] = est(job) - h.att0 / job.gpus
+            out.append((h.run_start + x if h.run_start + x > t else estimated_end(x, h.job, 0.0, h.run_start, t),
+                        h.seq, h.job, h.placement))
+        return out
+
+    looks = 0  # backfill candidates looked at, all moments together
     events = 0
     while want and events < MAX_EVENTS:
         events += 1
@@ -582,10 +726,18 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
                 queue.remove(job.id)
                 if ws in quotas.under:
                     offer(offers, ws, passed, waiting)
-        # The walk (core.admission_loop), from the head to the first job that does not fit.
+        # The walk (core.admission_loop), from the head to the first job that does not fit;
+        # under EASY backfilling ("reserve") that job is reserved GPUs, and the walk goes on.
         head = None
         capped: set[str] = set()  # workspaces whose cap holds back a job (and so the rest)
-        order = queue.cursor()
+        order = make_order()
+        excl = None  # under "reserve": the free GPUs the reserved head's do not include
+        shadow = 0.0
+        head_strict = False
+        fail_fm = fail_excl = 1 << 30  # (the smallest one-node job that did not fit)
+        examined = 0
+        depth = min(rules.depth, BACKFILL_LOOKS - looks)
+        to_end = False  # the walk went past a reserved head to the end of the queue
         for job in order:
             if job.id in handled:
                 continue
@@ -596,17 +748,52 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
                 continue
             if rule5_holds(job, v):
                 continue
+            if excl is not None and v != WITHIN:
+                # A backfill candidate: it may not delay the reserved head (core.admission_loop).
+                examined += 1
+                if examined > depth or fm.total_free == 0 or (head_strict and excl.total_free == 0):
+                    break  # (the rest wait, but for jobs within their guarantee: within_past)
+                per = job.gpus_per_node
+                one_node = (job.gpus <= fm.max_size) if per is None else per >= job.gpus
+                if t + est(job) - job.attained / job.gpus <= shadow and not head_strict:
+                    p, fail_fm = _find_unless_known_to_fail(fm, job, one_node, fail_fm)
+                else:
+                    p, fail_excl = _find_unless_known_to_fail(excl, job, one_node, fail_excl)
+                if p is None:
+                    note(job, v)
+                    continue
+                start(job, p)
+                started.append(job.id)
+                take_available(excl, p)
+                continue
             p = fm.find(job)
             if p is not None:
                 start(job, p)
                 started.append(job.id)
+                if excl is not None:
+                    take_available(excl, p)
                 continue
             note(job, v)
+            if excl is not None:
+                continue  # (within its guarantee, past the reserved head: it waits)
             head = job
+            if rules.hol == "reserve" and fm.total_free > 0 and looks < BACKFILL_LOOKS:
+                r = reservation_at(fm, pass_ends(), job)
+                if r is not None:
+                    shadow = r[0]
+                    head_strict = rules.strict and job.queued_since <= t - rules.starve_after
+                    excl = copy_freemap(fm)
+                    take_available(excl, r[1])
+                    continue
             break
+        else:
+            to_end = excl is not None
+        looks += examined
         for jid in started:
             queue.remove(jid)
-        if head is not None and guaranteed is not None and fm.total_free > 0:
+        if keyed is not None:
+            keyed.compact(queue)
+        if head is not None and guaranteed is not None and fm.total_free > 0 and not to_end:
             # Past the head the walk starts only jobs within their guarantee, on free GPUs.
             within_past(head.id, handled, capped, waiting)
         for vj in stopped:

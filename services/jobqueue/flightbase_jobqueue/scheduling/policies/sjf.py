@@ -36,6 +36,13 @@ class ListOrder:
         raise StopIteration
 
 
+def sjf_key(est, job: Job) -> tuple:
+    """A queued job's place in ``sjf``'s order (``est``: the estimates' ``estimate``): the
+    shortest expected remaining run first, then first come first served.  The pass's and the
+    queue's projection's (``insight._project_fifo``)."""
+    return (est(job) - job.attained / job.gpus, job.submitted_at, job.id)
+
+
 @dataclass(frozen=True)
 class SjfPolicy(Policy):
     depth: int = 1000
@@ -45,7 +52,7 @@ class SjfPolicy(Policy):
         if idle_pass(snap):
             return Decisions()
         est = snap.estimates.estimate
-        jobs = sorted(snap.queue.jobs(), key=lambda j: (est(j) - j.attained / j.gpus, j.submitted_at, j.id))
+        jobs = sorted(snap.queue.jobs(), key=lambda j: sjf_key(est, j))
         state = PassState(snap, self.topology_keys)
         admission_loop(state, lambda: ListOrder(jobs), "reserve", backfill_depth=self.depth)
         return decisions(state)
