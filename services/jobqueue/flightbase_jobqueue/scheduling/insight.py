@@ -427,9 +427,10 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
     backfilling the first job that does not fit is reserved GPUs (``core.reservation_at``, from
     the ends the pass expects: ``pass_ends``) and the walk goes on, each later job starting
     where it fits and would not delay that job (``core.admission_loop``'s rule), up to
-    ``BACKFILL_LOOKS`` jobs looked at in all; past them, the head blocks the rest. The
-    guaranteed sweep takes each workspace's jobs in its queue order, by submission, whatever
-    the policy's order (``sjf`` and fair share walk theirs there too). Each moment costs about
+    ``BACKFILL_LOOKS`` jobs looked at in all; past them, the head blocks the rest. Under
+    ``sjf`` and fair share the guaranteed sweep walks their order, as their pass does
+    (``policy_sweep``); under the others, each workspace's jobs in its queue order, taken by
+    submission (:class:`_Guaranteed`). Each moment costs about
     the number of workspaces plus what starts (and, backfilling, what it looks at); on a long queue under quotas, where jobs within their guarantee keep
     passing the head, thousands of starts may come before the first jobs in queue order, so
     past ``FIFO_MOMENT_STARTS`` starts the rest is one walk (``tail``). ``lists``: the
@@ -672,6 +673,48 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
                 queue.remove(job.id)
             push(ws)
 
+    def take_within(job: Job) -> bool:
+        """``job``, within its workspace's guarantee, started on free GPUs or on GPUs reclaimed
+        from other workspaces' borrowed jobs (stopped at once); False where neither is enough."""
+        p = fm.find(job)
+        if p is None:
+            k = len(stopped)
+            p = _reclaim(fm, job, holders, quotas, requeue)
+            for vj in stopped[k:]:
+                quotas.add(vj, -vj.gpus)
+        if p is None:
+            return False
+        start(job, p)
+        return True
+
+    def policy_sweep(handled: set[str], waiting: list) -> None:
+        """The guaranteed sweep in the policy's own order (``sjf``'s, fair share's), as
+        ``core.guaranteed_sweep`` walks it: a workspace's jobs within its guarantee until its
+        first that neither is nor borrows with room left in it."""
+        order = make_order()
+        passed: set[str] = set()
+        taken = []
+        for job in order:
+            ws = job.workspace
+            v = verdict(job)
+            if v != WITHIN:
+                if v != BORROW or quotas.use.get(ws, 0) >= quotas.guarantee(ws):
+                    order.block(ws)
+                else:
+                    passed.add(ws)
+                continue
+            if job.kind == "lease" and open_ended(job) and (ws in passed or waiting):
+                passed.add(ws)  # (rule 5: the main walk decides)
+                continue
+            handled.add(job.id)
+            if take_within(job):
+                taken.append(job.id)
+            else:
+                note(job, WITHIN)
+                order.block(ws)
+        for jid in taken:
+            queue.remove(jid)
+
     def make_order():
         """The policy's order over the queue now (``rules.order``)."""
         if keyed is not None:
@@ -702,7 +745,9 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
         stopped: list[Job] = []
         waiting: list[tuple[Job, str]] = []
         handled: set[str] = set()
-        if guaranteed is not None:
+        if guaranteed is not None and rules.order != "queue":
+            policy_sweep(handled, waiting)
+        elif guaranteed is not None:
             # The guaranteed sweep (core.guaranteed_sweep): each workspace with room in its
             # guarantee offers its next job within it (_Guaranteed.next), taken by submission.
             passed: set[str] = set()
@@ -713,16 +758,9 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
                 _, _, ws, e = heapq.heappop(offers)
                 job = e[1]
                 handled.add(job.id)
-                p = fm.find(job)
-                if p is None:
-                    k = len(stopped)
-                    p = _reclaim(fm, job, holders, quotas, requeue)
-                    for vj in stopped[k:]:
-                        quotas.add(vj, -vj.gpus)
-                if p is None:
+                if not take_within(job):
                     note(job, WITHIN)  # the pass holds the rest of the workspace's sweep
                     continue
-                start(job, p)
                 queue.remove(job.id)
                 if ws in quotas.under:
                     offer(offers, ws, passed, waiting)
