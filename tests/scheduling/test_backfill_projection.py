@@ -107,11 +107,11 @@ def test_sjf_shows_the_shortest_job_first_whatever_its_place_in_the_queue():
 
 
 def test_past_its_backfill_looks_a_projection_blocks_behind_the_head(monkeypatch):
-    """The work's bound: past ``BACKFILL_LOOKS`` candidates looked at, a blocked head blocks the
-    rest, as under ``fifo``. With no looks left, ``short`` of the backfill test above is shown
+    """The work's bound: past ``PASS_LOOKS`` jobs looked at, a blocked head blocks the rest, as
+    under ``fifo``. With no looks left, ``short`` of the backfill test above is shown
     after ``big``; the head's own start is the same."""
     active, nodes = _two_nodes_busy()
     s = snap([job("big", 4, t=1.0, max_runtime=600), job("short", 1, t=2.0, max_runtime=500)], active, nodes)
-    monkeypatch.setattr(insight, "BACKFILL_LOOKS", 0)
+    monkeypatch.setattr(insight, "PASS_LOOKS", 0)
     got = {i.job_id: i.estimated_start for i in explain(s, policy=make_policy("backfill"), ranges=False)}
     assert got == {"big": 1000.0, "short": 1600.0}

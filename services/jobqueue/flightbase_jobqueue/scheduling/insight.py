@@ -25,7 +25,7 @@ starts come from a forward projection of the cluster (:func:`project`):
   their guarantee, or, under EASY backfilling (``backfill``, ``sjf``, ``fairshare``), is
   reserved GPUs from the running jobs' *estimated* ends, as the pass reserves them, and the
   jobs behind it start where they do not delay it (past its first ``FIFO_MOMENT_STARTS``
-  starts, one walk in the queue's order; past ``BACKFILL_LOOKS`` backfill candidates, no more
+  starts, one walk in the queue's order; past ``PASS_LOOKS`` backfill candidates, no more
   backfill);
 - runtimes are not known, so the projection runs several times: three
   times with each job's runtime drawn at its own pseudo-random quantile of
@@ -93,9 +93,11 @@ GUARANTEED_SWEEP_QUEUE = 1000
 #: Under the policies other than las, the projection makes their pass at each moment for this
 #: many starts; the rest, one walk in the queue's order (_project_fifo's tail).
 FIFO_MOMENT_STARTS = 1500
-#: Under EASY backfilling (``backfill``, ``sjf``, ``fairshare``), a projection looks at this many
-#: backfill candidates in all, its moments together; past them, a blocked head blocks the rest.
-BACKFILL_LOOKS = 20_000
+#: Under ``backfill``, ``sjf`` and ``fairshare`` a projection looks at this many jobs in all, its
+#: moments together, beyond what ``fifo``'s rule needs: backfill candidates behind a reserved head,
+#: and under ``sjf`` and ``fairshare`` the jobs their guaranteed sweep walks in their order. Past
+#: them, a blocked head blocks the rest, and the sweep takes each workspace's jobs in queue order.
+PASS_LOOKS = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,39 +267,68 @@ class _PassRules:
         return _PassRules()
 
 
+class _Shares(dict):
+    """Each workspace's (quota, usage, weight), fair share's order key's parts
+    (:class:`~.policies.fairshare.FairShareOrder`), made when first asked for from the
+    projection's ``usage``; the projection drops a workspace's when it charges it."""
+
+    def __init__(self, snap: Snapshot, usage: dict[str, float]):
+        super().__init__()
+        self._limits_for = snap.limits_for
+        self._usage = usage
+
+    def __missing__(self, ws: str) -> tuple[int | None, float, float]:
+        lim = self._limits_for(ws)
+        v = self[ws] = (lim.quota, self._usage.get(ws, 0.0), max(lim.weight, 1e-9))
+        return v
+
+
 class _KeyOrder:
-    """The projection's queue in a policy's own order (``sjf``'s): entries ``(key, n, job)``,
-    sorted; an entry is stale once its job left the queue or was queued again (another
-    :class:`Job`), and the stale ones are dropped now and then."""
+    """The projection's queue in a policy's own order (``sjf``'s), kept per workspace: entries
+    ``(key, n, job)``, sorted; an entry is stale once its job left the queue or was queued again
+    (another :class:`Job`), and the stale ones are dropped now and then.  A walk
+    (:class:`_KeyCursor`) merges the workspaces' lists, so a workspace it blocks costs it nothing
+    more."""
 
     def __init__(self, jobs: Iterable[Job], key: Callable[[Job], tuple]):
         self.key = key
         self.n = 0
-        self.entries: list[tuple] = []
+        self.count = 0
+        self.by_ws: dict[str, list[tuple]] = {}
         for job in jobs:
             self.n += 1
-            self.entries.append((key(job), self.n, job))
-        self.entries.sort()
+            self.by_ws.setdefault(job.workspace, []).append((key(job), self.n, job))
+        for entries in self.by_ws.values():
+            entries.sort()
+            self.count += len(entries)
 
     def add(self, job: Job) -> None:
         self.n += 1
-        insort(self.entries, (self.key(job), self.n, job))
+        self.count += 1
+        insort(self.by_ws.setdefault(job.workspace, []), (self.key(job), self.n, job))
 
     def compact(self, queue: QueueView) -> None:
-        if len(self.entries) > len(queue) + 64:
-            self.entries = [e for e in self.entries if queue.get(e[2].id) is e[2]]
+        if self.count > len(queue) + 64:
+            get = queue.get
+            for entries in self.by_ws.values():
+                entries[:] = [e for e in entries if get(e[2].id) is e[2]]
+            self.count = sum(len(entries) for entries in self.by_ws.values())
 
-    def cursor(self, queue: QueueView) -> "_KeyCursor":
-        return _KeyCursor(self.entries, queue)
+    def cursor(self, queue: QueueView, only: set[str] | None = None) -> "_KeyCursor":
+        """A walk in this order (of the workspaces ``only``, where given)."""
+        return _KeyCursor(self.by_ws, queue, only)
 
 
 class _KeyCursor:
     """A walk of a :class:`_KeyOrder` (the pass's order protocol: ``block`` a workspace)."""
 
-    def __init__(self, entries: list[tuple], queue: QueueView):
-        self._it = iter(entries)
+    def __init__(self, by_ws: dict[str, list[tuple]], queue: QueueView, only: set[str] | None):
+        self._lists = by_ws
         self._queue = queue
         self._blocked: set[str] = set()
+        self._heap = [(entries[0], ws, 0) for ws, entries in by_ws.items()
+                      if entries and (only is None or ws in only)]
+        heapq.heapify(self._heap)
 
     def block(self, workspace: str) -> None:
         self._blocked.add(workspace)
@@ -306,10 +337,19 @@ class _KeyCursor:
         return self
 
     def __next__(self) -> Job:
-        get, blocked = self._queue.get, self._blocked
-        for e in self._it:
+        heap, get, blocked = self._heap, self._queue.get, self._blocked
+        while heap:
+            e, ws, k = heap[0]
+            if ws in blocked:
+                heapq.heappop(heap)
+                continue
+            entries = self._lists[ws]
+            if k + 1 < len(entries):
+                heapq.heapreplace(heap, (entries[k + 1], ws, k + 1))
+            else:
+                heapq.heappop(heap)
             job = e[2]
-            if get(job.id) is job and job.workspace not in blocked:
+            if get(job.id) is job:
                 return job
         raise StopIteration
 
@@ -427,7 +467,7 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
     backfilling the first job that does not fit is reserved GPUs (``core.reservation_at``, from
     the ends the pass expects: ``pass_ends``) and the walk goes on, each later job starting
     where it fits and would not delay that job (``core.admission_loop``'s rule), up to
-    ``BACKFILL_LOOKS`` jobs looked at in all; past them, the head blocks the rest. Under
+    ``PASS_LOOKS`` jobs looked at in all; past them, the head blocks the rest. Under
     ``sjf`` and fair share the guaranteed sweep walks their order, as their pass does
     (``policy_sweep``); under the others, each workspace's jobs in its queue order, taken by
     submission (:class:`_Guaranteed`). Each moment costs about
@@ -449,8 +489,8 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
     # as the coordinator charges it (the decay, a half-life of days, left out).
     fair = rules.order == "fairshare"
     usage = {ws: snap.usage[ws] for ws in snap.usage} if fair else {}
-    order_state = SimpleNamespace(snap=SimpleNamespace(queue=queue, limits_for=snap.limits_for, usage=usage),
-                                  now=now, in_use=held)
+    order_state = SimpleNamespace(snap=SimpleNamespace(queue=queue), now=now, in_use=held)
+    shares = _Shares(snap, usage)  # (fair share's order key's parts, kept from moment to moment)
     if only is not None:
         want = set(only)
     else:
@@ -549,6 +589,7 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
         held[ws] -= h.job.gpus
         if fair:
             usage[ws] = usage.get(ws, 0.0) + h.job.gpus * (t - h.run_start)
+            shares.pop(ws, None)
 
     def next_end() -> tuple | None:
         """The next end still its job's, out of ``ends``."""
@@ -691,15 +732,23 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
         """The guaranteed sweep in the policy's own order (``sjf``'s, fair share's), as
         ``core.guaranteed_sweep`` walks it: a workspace's jobs within its guarantee until its
         first that neither is nor borrows with room left in it."""
-        order = make_order()
+        nonlocal looks
+        live = set(quotas.under)  # (a workspace with no room left in its guarantee has no job within it)
+        if not live:
+            return
+        order = keyed.cursor(queue, live) if keyed is not None else make_order()
         passed: set[str] = set()
         taken = []
         for job in order:
+            if not live or looks >= PASS_LOOKS:
+                break
+            looks += 1
             ws = job.workspace
             v = verdict(job)
             if v != WITHIN:
                 if v != BORROW or quotas.use.get(ws, 0) >= quotas.guarantee(ws):
                     order.block(ws)
+                    live.discard(ws)
                 else:
                     passed.add(ws)
                 continue
@@ -709,9 +758,12 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
             handled.add(job.id)
             if take_within(job):
                 taken.append(job.id)
+                if ws not in quotas.under:
+                    live.discard(ws)
             else:
                 note(job, WITHIN)
                 order.block(ws)
+                live.discard(ws)
         for jid in taken:
             queue.remove(jid)
 
@@ -721,7 +773,7 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
             return keyed.cursor(queue)
         if fair:
             order_state.now = t
-            return FairShareOrder(order_state, rules.horizon, rules.starve_after)
+            return FairShareOrder(order_state, rules.horizon, rules.starve_after, shares)
         return queue.cursor()
 
     def pass_ends() -> list:
@@ -737,7 +789,7 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
                         h.seq, h.job, h.placement))
         return out
 
-    looks = 0  # backfill candidates looked at, all moments together
+    looks = 0  # jobs looked at beyond fifo's rule (PASS_LOOKS), all moments together
     events = 0
     while want and events < MAX_EVENTS:
         events += 1
@@ -745,7 +797,7 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
         stopped: list[Job] = []
         waiting: list[tuple[Job, str]] = []
         handled: set[str] = set()
-        if guaranteed is not None and rules.order != "queue":
+        if guaranteed is not None and rules.order != "queue" and looks < PASS_LOOKS:
             policy_sweep(handled, waiting)
         elif guaranteed is not None:
             # The guaranteed sweep (core.guaranteed_sweep): each workspace with room in its
@@ -774,7 +826,7 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
         head_strict = False
         fail_fm = fail_excl = 1 << 30  # (the smallest one-node job that did not fit)
         examined = 0
-        depth = min(rules.depth, BACKFILL_LOOKS - looks)
+        depth = min(rules.depth, PASS_LOOKS - looks)
         to_end = False  # the walk went past a reserved head to the end of the queue
         for job in order:
             if job.id in handled:
@@ -815,7 +867,7 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
             if excl is not None:
                 continue  # (within its guarantee, past the reserved head: it waits)
             head = job
-            if rules.hol == "reserve" and fm.total_free > 0 and looks < BACKFILL_LOOKS:
+            if rules.hol == "reserve" and fm.total_free > 0 and looks < PASS_LOOKS:
                 r = reservation_at(fm, pass_ends(), job)
                 if r is not None:
                     shadow = r[0]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Mapping
 
 from ..core import PassState, idle_pass, admission_loop, decisions
 from ..types import Decisions, Job, Snapshot
@@ -28,7 +28,10 @@ from .base import Policy
 
 
 class FairShareOrder:
-    def __init__(self, state: PassState, horizon: float, starve_after: float):
+    def __init__(self, state: PassState, horizon: float, starve_after: float,
+                 static: Mapping[str, tuple[int | None, float, float]] | None = None):
+        """``static``: each workspace's (quota, usage, weight), where the caller keeps them
+        (the queue's projection, at each of its moments); else read from the snapshot."""
         self.state = state
         self.horizon = horizon
         view = state.snap.queue
@@ -46,11 +49,13 @@ class FairShareOrder:
         self._served: set[str] = {j.id for j in self._aged}
         self._jobs = {ws: view.in_workspace(ws) for ws in view.workspaces()}
         # What the order key needs that does not change during the pass.
-        snap = state.snap
-        self._static: dict[str, tuple[int | None, float, float]] = {}
-        for ws in self._jobs:
-            lim = snap.limits_for(ws)
-            self._static[ws] = (lim.quota, snap.usage.get(ws, 0.0), max(lim.weight, 1e-9))
+        if static is None:
+            snap = state.snap
+            static = {}
+            for ws in self._jobs:
+                lim = snap.limits_for(ws)
+                static[ws] = (lim.quota, snap.usage.get(ws, 0.0), max(lim.weight, 1e-9))
+        self._static = static
         self._pos = dict.fromkeys(self._jobs, 0)
         self._blocked: set[str] = set()
         self._heap = [(self._key(ws), ws) for ws in self._jobs]
