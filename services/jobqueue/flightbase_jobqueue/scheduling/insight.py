@@ -452,7 +452,7 @@ class _Quotas:
 
 
 def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (),
-                  lists: dict | None = None, rules: "_PassRules" = None) -> dict[str, tuple[float, str]]:
+                  lists: dict | None = None, rules: _PassRules | None = None) -> dict[str, tuple[float, str]]:
     """The policies other than ``las`` (``core.admission_loop``), at each moment of the
     projection (now, then each projected end) as their pass makes it, in their order
     (``rules``): under quotas the guaranteed sweep first (``core.guaranteed_sweep``:
@@ -470,12 +470,12 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
     ``PASS_LOOKS`` jobs looked at in all; past them, the head blocks the rest. Under
     ``sjf`` and fair share the guaranteed sweep walks their order, as their pass does
     (``policy_sweep``); under the others, each workspace's jobs in its queue order, taken by
-    submission (:class:`_Guaranteed`). Each moment costs about
-    the number of workspaces plus what starts (and, backfilling, what it looks at); on a long queue under quotas, where jobs within their guarantee keep
-    passing the head, thousands of starts may come before the first jobs in queue order, so
-    past ``FIFO_MOMENT_STARTS`` starts the rest is one walk (``tail``). ``lists``: the
-    guaranteed sweep's (:meth:`_Guaranteed.lists` of the queue), made once for several
-    projections."""
+    submission (:class:`_Guaranteed`). Each moment costs about the number of workspaces plus
+    what starts (and, backfilling, what it looks at); on a long queue under quotas, where jobs
+    within their guarantee keep passing the head, thousands of starts may come before the
+    first jobs in queue order, so past ``FIFO_MOMENT_STARTS`` starts the rest is one walk
+    (``tail``). ``lists``: the guaranteed sweep's (:meth:`_Guaranteed.lists` of the queue),
+    made once for several projections."""
     left = _left_fn(snap.estimates, spec)
     now = snap.now
     fm = copy_freemap(free)
@@ -779,15 +779,15 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
     def pass_ends() -> list:
         """Every running job's end as the pass would expect it now (``core.estimated_end``: from
         its estimate, not from the projection's runtimes), for a reservation."""
-        out = []
+        got = []
         for jid, h in holders.items():
             x = expected.get(jid)
             if x is None:
                 job = h.job
                 x = expected[jid] = est(job) - h.att0 / job.gpus
-            out.append((h.run_start + x if h.run_start + x > t else estimated_end(x, h.job, 0.0, h.run_start, t),
+            got.append((h.run_start + x if h.run_start + x > t else estimated_end(x, h.job, 0.0, h.run_start, t),
                         h.seq, h.job, h.placement))
-        return out
+        return got
 
     looks = 0  # jobs looked at beyond fifo's rule (PASS_LOOKS), all moments together
     events = 0
