@@ -115,3 +115,16 @@ def test_past_its_backfill_looks_a_projection_blocks_behind_the_head(monkeypatch
     monkeypatch.setattr(insight, "PASS_LOOKS", 0)
     got = {i.job_id: i.estimated_start for i in explain(s, policy=make_policy("backfill"), ranges=False)}
     assert got == {"big": 1000.0, "short": 1600.0}
+
+
+def test_past_its_moment_starts_an_sjf_projection_keeps_the_shortest_first(monkeypatch):
+    """Past ``FIFO_MOMENT_STARTS`` starts the projection goes on with one walk (the cost bound
+    of a long queue): under ``sjf`` in its order, not the queue's. The three jobs of the ``sjf``
+    test above keep their starts with the cut after one start; before, the walk went on in the
+    queue's order (``a`` at 1,100 s, then ``b``)."""
+    s = snap([job("a", 1, t=1.0, max_runtime=3000), job("b", 1, t=2.0, max_runtime=2000),
+              job("c", 1, t=3.0, max_runtime=1000)],
+             [running(job("r", 1, ws="x", max_runtime=100), {"n": [0]})], [node("n", total=1, free=[])])
+    monkeypatch.setattr(insight, "FIFO_MOMENT_STARTS", 1)
+    got = {i.job_id: i.estimated_start for i in explain(s, policy=make_policy("sjf"), ranges=False)}
+    assert got == {"c": 100.0, "b": 1100.0, "a": 3100.0}

@@ -623,13 +623,17 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
         projection's start (as the walk before 2026-12-07: it reaches the jobs wanted without
         walking the jobs that passed them since), then the jobs that joined since: each starts
         when its gang fits (as jobs end) after every job ahead of it; one its workspace's cap
-        holds back, after the rest; the sweeps' held jobs last, those released meanwhile first."""
+        holds back, after the rest; the sweeps' held jobs last, those released meanwhile first.
+        Under ``sjf``, in its order (the jobs that joined with the rest)."""
         nonlocal late
         late = []
-        held = []
+        capped = []
         seen: set[str] = set()
 
         def rest():
+            if keyed is not None:
+                yield from keyed.cursor(queue)
+                return
             for j0 in snap.queue:
                 job = queue.get(j0.id)
                 if job is not None:
@@ -642,11 +646,11 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
                 return
             if quotas is not None and quotas.over(job):
                 if quotas.cap(job) >= job.gpus:  # (else it never starts)
-                    held.append(job)
+                    capped.append(job)
                 continue
             if not until_fits(job):
                 return
-        for job in held:
+        for job in capped:
             if not want or not until_fits(job):
                 return
         while want and (late or (releases is not None and releases.count)):
