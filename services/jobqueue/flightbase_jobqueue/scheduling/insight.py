@@ -25,8 +25,8 @@ starts come from a forward projection of the cluster (:func:`project`):
   their guarantee, or, under EASY backfilling (``backfill``, ``sjf``, ``fairshare``), is
   reserved GPUs from the running jobs' *estimated* ends, as the pass reserves them, and the
   jobs behind it start where they do not delay it (past its first ``FIFO_MOMENT_STARTS``
-  starts, one walk in the queue's order; past ``PASS_LOOKS`` backfill candidates, no more
-  backfill);
+  starts, one walk in the queue's order, ``sjf``'s under ``sjf``; past ``PASS_LOOKS`` jobs
+  looked at for backfill or for the sweep in the policy's order, neither);
 - runtimes are not known, so the projection runs several times: three
   times with each job's runtime drawn at its own pseudo-random quantile of
   the history (the median of the three starts is ``estimated_start``; one
@@ -70,7 +70,7 @@ from .core import (BLOCKED, BORROW, LEASE_NOTE_DEPTH, NO_QUOTA, WITHIN, PassStat
 from .queueview import _job_key
 from .budget import MIN_STARTS, credit as budget_credit, first_start, first_step_reason, owed as budget_owed
 from .placement import DEFAULT_TOPOLOGY_KEYS, FreeMap, copy_freemap, take_available
-from .policies.fairshare import FairShareOrder
+from .policies.fairshare import FairShareOrder, share_parts
 from .policies.sjf import sjf_key
 from .queueview import QueueView
 from .types import Job, Snapshot
@@ -278,8 +278,7 @@ class _Shares(dict):
         self._usage = usage
 
     def __missing__(self, ws: str) -> tuple[int | None, float, float]:
-        lim = self._limits_for(ws)
-        v = self[ws] = (lim.quota, self._usage.get(ws, 0.0), max(lim.weight, 1e-9))
+        v = self[ws] = share_parts(self._limits_for(ws), self._usage.get(ws, 0.0))
         return v
 
 
@@ -484,13 +483,14 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
     rules = rules or _PassRules()
     est = snap.estimates.estimate  # (what the pass expects of a job: its reservations, backfill)
     keyed = _KeyOrder(queue.jobs(), lambda j: sjf_key(est, j)) if rules.order == "sjf" else None
-    held: dict[str, int] = {}  # GPUs each workspace holds (fair share's order)
-    # Fair share's usage, charged as the projection goes with each run's GPU-seconds at its end,
-    # as the coordinator charges it (the decay, a half-life of days, left out).
+    # Fair share's order: the GPUs each workspace holds, and its usage, charged as the projection
+    # goes with each run's GPU-seconds at its end, as the coordinator charges it (the decay, a
+    # half-life of days, left out); the key's parts kept from moment to moment (_Shares).
     fair = rules.order == "fairshare"
+    held: dict[str, int] = {}
     usage = {ws: snap.usage[ws] for ws in snap.usage} if fair else {}
-    order_state = SimpleNamespace(snap=SimpleNamespace(queue=queue), now=now, in_use=held)
-    shares = _Shares(snap, usage)  # (fair share's order key's parts, kept from moment to moment)
+    order_state = SimpleNamespace(snap=SimpleNamespace(queue=queue), now=now, in_use=held) if fair else None
+    shares = _Shares(snap, usage) if fair else None
     if only is not None:
         want = set(only)
     else:
@@ -521,7 +521,8 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
             continue
         job = a.job
         running.append(job)
-        held[job.workspace] = held.get(job.workspace, 0) + job.gpus
+        if fair:
+            held[job.workspace] = held.get(job.workspace, 0) + job.gpus
         hold(job, a.placement, a.started_at, job.attained,
              now + left(job, job.attained / job.gpus + max(0.0, now - a.started_at)))
     quotas = _Quotas.of(snap, running)
@@ -575,7 +576,8 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
         nonlocal starts
         starts += 1
         fm.take(p)
-        held[job.workspace] = held.get(job.workspace, 0) + job.gpus
+        if fair:
+            held[job.workspace] = held.get(job.workspace, 0) + job.gpus
         if quotas is not None:
             quotas.add(job, job.gpus)
         hold(job, p, t, job.attained, t + left(job, job.attained / job.gpus))
@@ -584,10 +586,11 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
             want.discard(job.id)
 
     def ended(h: _Holder) -> None:
-        """``h``'s run ends (or is stopped) at ``t``: its workspace holds less, and has used more."""
-        ws = h.job.workspace
-        held[ws] -= h.job.gpus
+        """``h``'s run ends (or is stopped) at ``t``: under fair share its workspace holds less,
+        and has used more."""
         if fair:
+            ws = h.job.workspace
+            held[ws] -= h.job.gpus
             usage[ws] = usage.get(ws, 0.0) + h.job.gpus * (t - h.run_start)
             shares.pop(ws, None)
 
@@ -789,8 +792,7 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
             if x is None:
                 job = h.job
                 x = expected[jid] = est(job) - h.att0 / job.gpus
-            got.append((h.run_start + x if h.run_start + x > t else estimated_end(x, h.job, 0.0, h.run_start, t),
-                        h.seq, h.job, h.placement))
+            got.append((estimated_end(x, h.job, 0.0, h.run_start, t), h.seq, h.job, h.placement))
         return got
 
     looks = 0  # jobs looked at beyond fifo's rule (PASS_LOOKS), all moments together

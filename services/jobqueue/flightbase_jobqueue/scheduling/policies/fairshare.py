@@ -23,8 +23,15 @@ from dataclasses import dataclass
 from typing import Iterator, Mapping
 
 from ..core import PassState, idle_pass, admission_loop, decisions
-from ..types import Decisions, Job, Snapshot
+from ..types import Decisions, Job, Snapshot, WorkspaceLimits
 from .base import Policy
+
+
+def share_parts(lim: WorkspaceLimits, usage: float) -> tuple[int | None, float, float]:
+    """A workspace's part of the order key that a pass does not change: (quota, decayed usage,
+    weight), from its limits and its usage.  The pass's, and the queue's projection's
+    (``insight._Shares``)."""
+    return (lim.quota, usage, max(lim.weight, 1e-9))
 
 
 class FairShareOrder:
@@ -53,8 +60,7 @@ class FairShareOrder:
             snap = state.snap
             static = {}
             for ws in self._jobs:
-                lim = snap.limits_for(ws)
-                static[ws] = (lim.quota, snap.usage.get(ws, 0.0), max(lim.weight, 1e-9))
+                static[ws] = share_parts(snap.limits_for(ws), snap.usage.get(ws, 0.0))
         self._static = static
         self._pos = dict.fromkeys(self._jobs, 0)
         self._blocked: set[str] = set()
