@@ -64,10 +64,7 @@ def test_with_quotas_every_estimate_is_exact_in_these_replays(tmp_path, policy, 
     guaranteed sweep goes first, in the policy's order (under ``sjf`` the shortest expected
     job within its guarantee first, as ``core.guaranteed_sweep`` walks it). Exact under
     ``backfill`` where nothing is reclaimed (seed 0), and under ``sjf`` on seed 1 with its two
-    reclaims. (Not on every seed: on seed 1 under ``backfill`` the first wrong estimate is of the
-    job a reclaim starts. The pass starts the claimer at its next pass, once its victims have
-    stopped, and in the pass of the reclaim reserves for the head with the victims' GPUs counted
-    as freeing then; the projection starts the claimer at once.)"""
+    reclaims. (The seeds with more reclaims: ``test_projection_follows_the_pass``.)"""
     shown, wrong = _replay_exactness(tmp_path, policy, seed, "proportional")
     assert shown > 400
     assert wrong == []

@@ -2,6 +2,8 @@
 borrowing limit B holds at most Q + B GPUs, whatever is idle; the rule is one function,
 ``core.quota_verdict``, which every pass, queue insight, the metrics and the admission check use."""
 
+from dataclasses import replace
+
 import pytest
 
 from flightbase_jobqueue.prometheus import pending_reason
@@ -105,10 +107,13 @@ def test_the_las_projection_preempts_only_borrowed_gpus_and_gives_the_room_back(
     """Under ``las``, with quotas, the projection preempts as the pass does: only jobs of
     another workspace running above its guarantee.  Workspace w (quota 2, borrowing limit 2)
     runs r1 and r3 (4 GPUs, at its cap), so its queued ``wbig`` is held for the quota; ``x``
-    of workspace v preempts the borrowed r3, and w has room again: ``wbig`` is shown starting
-    when v's non-preemptible r2 ends (10:10), and the pass starts it then.  With w within its
-    guarantee (no r3), x may not preempt r1: it is shown starting at 10:10 too, and the pass
-    preempts nothing."""
+    of workspace v preempts the borrowed r3, and w has room again: at the next pass ``wbig``,
+    of a lower level than w's own r1 and past its ``preempt_after`` wait, preempts r1. It is
+    shown starting now, and the pass makes that preemption once r3 has stopped. (Until
+    2026-12-07 the projection walked the jobs its quota had held back only at its next moment,
+    when r2 ends at 10:10, and showed ``wbig`` starting then.)  With w within its guarantee
+    (no r3), x may not preempt r1: it is shown starting at 10:10 too, and the pass preempts
+    nothing."""
     h = 3600.0
     now = 10 * h
     r1 = running(job("r1", 2, ws="w", attained=2000 * h), {"n": [0, 1]}, started=0.0)
@@ -119,11 +124,12 @@ def test_the_las_projection_preempts_only_borrowed_gpus_and_gives_the_room_back(
     s = snap([wbig, x], [r1, r3, r2], [node("n", 6, free=[])], now=now, limits=limits)
     assert decide("las", s)[1] == [("r3", "x")]
     shown = {i.job_id: i.estimated_start for i in insight.explain(s, policy=make_policy("las"))}
-    assert shown == {"wbig": now + 600, "x": now}
-    later = snap([wbig, job("r3", 2, ws="w", attained=2000 * h, t=1.0)],
-                 [r1, running(x, {"n": [2, 3]}, started=now)], [node("n", 6, free=[4, 5])], now=now + 600,
-                 limits=limits)
-    assert decide("las", later)[0] == {"wbig": {"n": (4, 5)}}
+    assert shown == {"wbig": now, "x": now}
+    r3_queued = replace(job("r3", 2, ws="w", attained=2000 * h + 2 * (now - 1.0), t=1.0), restarts=1,
+                        enqueued_at=now)
+    later = snap([wbig, r3_queued], [r1, running(x, {"n": [2, 3]}, started=now), r2], [node("n", 6, free=[])],
+                 now=now + 1, limits=limits)
+    assert decide("las", later)[1] == [("r1", "wbig")]
     # w within its guarantee: r1 is safe from x.
     r2 = running(r2.job, {"n": [2, 3]}, started=0.0)
     s = snap([x], [r1, r2], [node("n", 4, free=[])], now=now, limits={"w": quota(2, borrow=False)})

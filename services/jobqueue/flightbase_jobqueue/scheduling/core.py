@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from typing import Callable, Iterable, Iterator, Mapping, Protocol, Sequence
+from typing import Callable, Container, Iterable, Iterator, Mapping, Protocol, Sequence, TypeVar
 
 from .placement import DEFAULT_TOPOLOGY_KEYS, FreeMap, copy_freemap, take_available
 from .types import ActiveJob, Admit, Decisions, Job, Placement, Preempt, Snapshot, WorkspaceLimits
@@ -288,7 +288,7 @@ class PassState:
         self._cands: dict[tuple[str, object], list[ActiveJob]] = {}
         # A victim search weighs the first feasible node against this many
         # more, so that it stays O(window) on a large cluster.
-        self.victim_window = 32
+        self.victim_window = VICTIM_WINDOW
         # Jobs this pass left waiting for GPUs, in walk order, with their
         # quota verdict (rule 5: open-ended leases may not push them back).
         # Only the first ``lease_guard_depth`` older than a lease are protected
@@ -506,92 +506,21 @@ class PassState:
             else self._still_borrowing if reclaim else None)
         victimized = self.victimized
         cache = self._cands
-        fm = self.free
-        need = job.gpus
         by_node = self._by_node or {}
-        per = job.gpus_per_node
-        multi = (per is not None and per < need) or (per is None and need > fm.max_size)
-        best: tuple | None = None
-        node_plans: list[tuple[int, int, str, int, list[ActiveJob]]] = []
-        window = 0  # nodes looked at since the first feasible one
-        window_max = self.victim_window
-        index, total, free, pending = fm.index, fm.total, fm.free, self.pending
-        for name in self._hot:
-            if best is not None:
-                window += 1
-                if window > window_max:
-                    break
-            i = index[name]
-            cap = total[i]
-            want = (per if per is not None else cap) if multi else need
-            if cap < want:
-                continue
-            have = len(free[i]) + pending.get(name, 0)
-            short = want - have  # the least this node could cost
-            victims: list[ActiveJob] = []
-            cost = 0
-            if have < want:
-                if cache_key is None:
-                    cands = [a for a in by_node.get(name, ()) if a.job.id not in victimized and eligible(a)]
-                    cands.sort(key=order)
-                else:
-                    ck = (name, cache_key)
-                    cands = cache.get(ck)
-                    if cands is None:
-                        cands = cache[ck] = sorted([a for a in by_node.get(name, ()) if eligible(a)],
-                                                   key=order)
-                lost: dict[str, int] = {}
-                for a in cands:
-                    if have >= want:
-                        break
-                    if a.job.id in victimized:
-                        continue
-                    if keep is not None and not keep(a.job, lost):
-                        continue
-                    g = len(a.placement[name])
-                    victims.append(a)
-                    have += g
-                    cost += a.job.gpus
-                if have < want:
-                    continue
-            if not multi:
-                if best is None or cost < best[0]:
-                    best = (cost, i, name, want, victims)
-                    if cost <= short or cost == 0:
-                        break  # nothing wasted here: no better node to find
-            else:
-                node_plans.append((cost, i, name, want, victims))
-        if not multi:
-            if best is None:
-                return None
-            _, _, name, want, victims = best
-            return {name: want}, victims
-        node_plans.sort(key=lambda t: (t[0], t[1]))
-        nodes: dict[str, int] = {}
-        victims_all: list[ActiveJob] = []
-        seen: set[str] = set()
-        got = 0
-        target = need // per if per is not None else need
-        lost_all: dict[str, int] = {}
-        for cost, i, name, want, victims in node_plans:
-            if got >= target:
-                break
-            if keep is not None:
-                # Each node's victims were chosen alone: together they keep guarantees too.
-                trial = dict(lost_all)
-                if not all(keep(a.job, trial) for a in victims if a.job.id not in seen):
-                    continue
-                lost_all = trial
-            use = want if per is not None else min(want, need - got)
-            nodes[name] = use
-            for a in victims:
-                if a.job.id not in seen:
-                    seen.add(a.job.id)
-                    victims_all.append(a)
-            got += 1 if per is not None else use
-        if got < target:
-            return None
-        return nodes, victims_all
+        pending = self.pending
+
+        def cands_on(name: str) -> Iterable[ActiveJob]:
+            if cache_key is None:
+                cands = [a for a in by_node.get(name, ()) if a.job.id not in victimized and eligible(a)]
+                cands.sort(key=order)
+                return cands
+            ck = (name, cache_key)
+            cands = cache.get(ck)
+            if cands is None:
+                cands = cache[ck] = sorted([a for a in by_node.get(name, ()) if eligible(a)], key=order)
+            return cands
+
+        return pick_victims(self.free, job, self._hot, cands_on, keep, self.victim_window, pending, victimized)
 
     def claim(self, job: Job, nodes: dict[str, int], victims: list[ActiveJob], reason: str) -> None:
         """Preempt ``victims`` for ``job`` and hold the GPUs it will get: the
@@ -649,7 +578,8 @@ class PassState:
             if open_ended_never_end and job.kind == "lease" and open_ended(job):
                 out.append((INF, k, job, p))
                 continue
-            out.append((now + est(job), k, job, p))
+            # (A job started again after a preemption has its earlier runs' work done.)
+            out.append((estimated_end(est(job), job, job.attained, now, now), k, job, p))
         return out
 
     def reservation(self, head: Job, open_ended_never_end: bool = False,
@@ -756,6 +686,114 @@ def _reservation_one_node(fm: FreeMap, ends: list, head: Job) -> tuple[float, Pl
             gpus = sorted([*fm.free[i], *given[i]])[:need]
             return end, {fm.names[i]: tuple(gpus)}, job.label
     return None
+
+
+# Nodes a victim search looks at after the first where the job could fit, for a cheaper one.
+VICTIM_WINDOW = 32
+
+V = TypeVar("V", bound="_Running")
+
+
+class _Running(Protocol):
+    """What a victim search needs of a running job: the pass's :class:`ActiveJob`, the queue
+    projection's holder (``insight._Holder``)."""
+
+    job: Job
+    placement: Mapping[str, Sequence[int]]
+
+
+def pick_victims(fm: FreeMap, job: Job, nodes: Iterable[str], cands_on: Callable[[str], Iterable[V]],
+                 keep: Callable[[Job, dict[str, int]], bool] | None, window: int,
+                 pending: Mapping[str, int] | None = None, skip: Container[str] = ()
+                 ) -> tuple[dict[str, int], list[V]] | None:
+    """The one rule of a victim search, for the pass (:meth:`PassState.find_victims`) and the
+    queue's projection (``insight._reclaim``): nodes (name -> GPUs ``job`` would use there) and
+    the running jobs to stop so that it fits once they are gone; None when impossible.
+
+    Node by node in ``nodes``' order, each node's candidates (``cands_on``: in the order they
+    are taken) are taken until the node has room, counting its free GPUs and those already
+    being freed there (``pending``), and passing over the jobs in ``skip`` (already stopped by
+    this pass); ``keep(victim job, lost)`` (where given) may pass over a
+    candidate, and counts what the search takes from each workspace in ``lost`` (fresh for each
+    node).  A job on one node takes the node that costs the fewest GPUs stopped, among the
+    first feasible one and the ``window`` after it (the first with no waste ends the search); a
+    gang over several nodes takes the cheapest nodes, with their victims kept together."""
+    need = job.gpus
+    per = job.gpus_per_node
+    multi = (per is not None and per < need) or (per is None and need > fm.max_size)
+    best: tuple | None = None
+    node_plans: list[tuple[int, int, str, int, list[V]]] = []
+    seen_nodes = 0  # nodes looked at since the first feasible one
+    index, total, free = fm.index, fm.total, fm.free
+    pending = pending or {}
+    for name in nodes:
+        if best is not None:
+            seen_nodes += 1
+            if seen_nodes > window:
+                break
+        i = index.get(name)
+        if i is None:
+            continue
+        cap = total[i]
+        want = (per if per is not None else cap) if multi else need
+        if cap < want:
+            continue
+        have = len(free[i]) + pending.get(name, 0)
+        short = want - have  # the least this node could cost
+        victims: list[V] = []
+        cost = 0
+        if have < want:
+            lost: dict[str, int] = {}
+            for a in cands_on(name):
+                if have >= want:
+                    break
+                if a.job.id in skip:
+                    continue
+                if keep is not None and not keep(a.job, lost):
+                    continue
+                victims.append(a)
+                have += len(a.placement[name])
+                cost += a.job.gpus
+            if have < want:
+                continue
+        if not multi:
+            if best is None or cost < best[0]:
+                best = (cost, i, name, want, victims)
+                if cost <= short or cost == 0:
+                    break  # nothing wasted here: no better node to find
+        else:
+            node_plans.append((cost, i, name, want, victims))
+    if not multi:
+        if best is None:
+            return None
+        _, _, name, want, victims = best
+        return {name: want}, victims
+    node_plans.sort(key=lambda t: (t[0], t[1]))
+    chosen: dict[str, int] = {}
+    victims_all: list[V] = []
+    seen: set[str] = set()
+    got = 0
+    target = need // per if per is not None else need
+    lost_all: dict[str, int] = {}
+    for cost, i, name, want, victims in node_plans:
+        if got >= target:
+            break
+        if keep is not None:
+            # Each node's victims were chosen alone: together they keep guarantees too.
+            trial = dict(lost_all)
+            if not all(keep(a.job, trial) for a in victims if a.job.id not in seen):
+                continue
+            lost_all = trial
+        use = want if per is not None else min(want, need - got)
+        chosen[name] = use
+        for a in victims:
+            if a.job.id not in seen:
+                seen.add(a.job.id)
+                victims_all.append(a)
+        got += 1 if per is not None else use
+    if got < target:
+        return None
+    return chosen, victims_all
 
 
 class Order(Protocol):

@@ -65,7 +65,7 @@ from typing import Callable, Iterable, Sequence
 from zlib import crc32
 
 from .core import (BLOCKED, BORROW, LEASE_NOTE_DEPTH, NO_QUOTA, WITHIN, PassState, _find_unless_known_to_fail, clock,
-                   describe_need, estimated_end, lease_protects, reservation_at,
+                   VICTIM_WINDOW, describe_need, estimated_end, lease_protects, pick_victims, reservation_at,
                    open_ended, quota_cap, quota_verdict)
 from .queueview import _job_key
 from .budget import MIN_STARTS, credit as budget_credit, first_start, first_step_reason, owed as budget_owed
@@ -73,7 +73,8 @@ from .placement import DEFAULT_TOPOLOGY_KEYS, FreeMap, copy_freemap, take_availa
 from .policies.fairshare import FairShareOrder, share_parts
 from .policies.sjf import sjf_key
 from .queueview import QueueView
-from .types import Job, Snapshot
+from .types import Job, Snapshot, WorkspaceLimits
+from .usage import decay
 
 #: Sampled projections per estimate: each draws every job's runtime at its
 #: own quantile (:func:`_qf`); the median of their starts is the estimate.
@@ -269,16 +270,32 @@ class _PassRules:
 
 class _Shares(dict):
     """Each workspace's (quota, usage, weight), fair share's order key's parts
-    (:class:`~.policies.fairshare.FairShareOrder`), made when first asked for from the
-    projection's ``usage``; the projection drops a workspace's when it charges it."""
+    (:class:`~.policies.fairshare.FairShareOrder`), at the projection's moment (:meth:`at`):
+    made when first asked for, from the projection's ``usage`` (each workspace's
+    ``(GPU-seconds, as of)``, the ledger's entries) decayed to that moment with the ledger's
+    half-life (``usage.decay``), as the pass then reads it; the projection drops a workspace's
+    when it charges it."""
 
-    def __init__(self, snap: Snapshot, usage: dict[str, float]):
+    def __init__(self, snap: Snapshot, usage: dict[str, tuple[float, float]], half_life: float):
         super().__init__()
         self._limits_for = snap.limits_for
+        self._limits: dict[str, WorkspaceLimits] = {}
         self._usage = usage
+        self.half_life = half_life
+        self.t = snap.now
+
+    def at(self, t: float) -> None:
+        """The moment the order is made for: every part made for another is dropped (decay)."""
+        if t != self.t:
+            self.clear()
+            self.t = t
 
     def __missing__(self, ws: str) -> tuple[int | None, float, float]:
-        v = self[ws] = share_parts(self._limits_for(ws), self._usage.get(ws, 0.0))
+        lim = self._limits.get(ws)
+        if lim is None:
+            lim = self._limits[ws] = self._limits_for(ws)
+        u, since = self._usage.get(ws, (0.0, self.t))
+        v = self[ws] = share_parts(lim, decay(u, self.t - since, self.half_life))
         return v
 
 
@@ -484,13 +501,21 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
     est = snap.estimates.estimate  # (what the pass expects of a job: its reservations, backfill)
     keyed = _KeyOrder(queue.jobs(), lambda j: sjf_key(est, j)) if rules.order == "sjf" else None
     # Fair share's order: the GPUs each workspace holds, and its usage, charged as the projection
-    # goes with each run's GPU-seconds at its end, as the coordinator charges it (the decay, a
-    # half-life of days, left out); the key's parts kept from moment to moment (_Shares).
+    # goes with each run's GPU-seconds at its end, as the coordinator charges it, and decayed
+    # as the ledger decays it (_Shares; a plain mapping of usage, in tests, does not decay).
     fair = rules.order == "fairshare"
     held: dict[str, int] = {}
-    usage = {ws: snap.usage[ws] for ws in snap.usage} if fair else {}
+    usage: dict[str, tuple[float, float]] = {}
+    half_life = INF
+    if fair:
+        entries = getattr(snap.usage, "entries", None)
+        if entries is not None:
+            usage = dict(entries())
+            half_life = snap.usage.half_life
+        else:
+            usage = {ws: (snap.usage[ws], now) for ws in snap.usage}
     order_state = SimpleNamespace(snap=SimpleNamespace(queue=queue), now=now, in_use=held) if fair else None
-    shares = _Shares(snap, usage) if fair else None
+    shares = _Shares(snap, usage, half_life) if fair else None
     if only is not None:
         want = set(only)
     else:
@@ -515,11 +540,18 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
         heapq.heappush(ends, (end, seq, job.id))
 
     running = []
+    back: list[Job] = []  # being preempted: queued again once stopped (at once, grace aside)
     for a in snap.active:
-        if a.stopping:
-            fm.give(a.placement)  # being preempted: free at once (grace aside)
-            continue
         job = a.job
+        if a.stopping:
+            fm.give(a.placement)
+            ran = max(0.0, now - a.started_at)
+            back.append(replace(job, attained=job.attained + job.gpus * ran, enqueued_at=now,
+                                restarts=job.restarts + 1))
+            if fair:  # (charged when it stops, as the coordinator charges it)
+                u, since = usage.get(job.workspace, (0.0, now))
+                usage[job.workspace] = (decay(u, now - since, half_life) + job.gpus * ran, now)
+            continue
         running.append(job)
         if fair:
             held[job.workspace] = held.get(job.workspace, 0) + job.gpus
@@ -591,7 +623,8 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
         if fair:
             ws = h.job.workspace
             held[ws] -= h.job.gpus
-            usage[ws] = usage.get(ws, 0.0) + h.job.gpus * (t - h.run_start)
+            u, since = usage.get(ws, (0.0, t))
+            usage[ws] = (decay(u, t - since, half_life) + h.job.gpus * (t - h.run_start), t)
             shares.pop(ws, None)
 
     def next_end() -> tuple | None:
@@ -780,6 +813,7 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
             return keyed.cursor(queue)
         if fair:
             order_state.now = t
+            shares.at(t)
             return FairShareOrder(order_state, rules.horizon, rules.starve_after, shares)
         return queue.cursor()
 
@@ -800,7 +834,8 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
     while want and events < MAX_EVENTS:
         events += 1
         started: list[str] = []
-        stopped: list[Job] = []
+        stopped: list[Job] = back  # (those being stopped at first: queued again after the first walk)
+        back = []
         waiting: list[tuple[Job, str]] = []
         handled: set[str] = set()
         if guaranteed is not None and rules.order != "queue" and looks < PASS_LOOKS:
@@ -937,7 +972,7 @@ def _project_las(snap, free, qs, policy, limit, only, not_before=None,
     for a in snap.active:
         job = a.job
         if a.stopping:
-            stopping.append(a.placement)
+            stopping.append(a)
         else:
             base.append((job, a.placement, a.started_at, job.attained / job.gpus + max(0.0, now - a.started_at)))
     patience = getattr(policy, "preempt_after", 0.0) or 0.0
@@ -1069,8 +1104,13 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
                     push(events, (run_start + r - r0, seq, job.id))
                     r = policy.next_expectation(r)
 
-    for p in stopping:
-        fm.give(p)  # being preempted: free at once (grace aside)
+    # Jobs being preempted: their GPUs free at once (grace aside), and they are queued again
+    # after the first walk (as at the pass after the one that stopped them).
+    back = []
+    for a in stopping:
+        fm.give(a.placement)
+        back.append(_requeued_entry(a.job, a.job.attained + a.job.gpus * max(0.0, now - a.started_at), now, policy))
+        stopped_ids.add(a.job.id)
     for job, p, started, ran in base:
         hold(job, p, started, job.attained, now + left(job, ran))
     out: dict[str, tuple[float, str]] = {}
@@ -1207,7 +1247,8 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
                 if holders.get(jid) is not h:
                     del exposed[jid]
             victims = [(level(h, t), h) for h in sorted(exposed.values(), key=lambda h: h.seq)]
-        requeued = []
+        requeued = back
+        back = []
         fails.clear()
         work.clear()
         if guaranteed is not None:
@@ -1300,6 +1341,7 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
                 continue
             walk.take(g)
             run(job, p, start)
+        was_parked = parked.count
         for ws in roomier:
             parked.release(ws, quotas, walk)
         roomier.clear()
@@ -1307,6 +1349,11 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
             join(entry)
         if not want or not (walk.count or parked.count or (releases is not None and releases.count)):
             break
+        if parked.count < was_parked:
+            # Jobs held for their workspace's quota have room again: the next pass walks them,
+            # and they may preempt then (after the preemptions of this walk), so walk again now.
+            count += 1
+            continue
         if requeued and fm.total_free:
             # A preemption freed more GPUs than its job needed: at the next pass the jobs
             # walked before it may take them, so walk again now.
@@ -1506,7 +1553,8 @@ class _Guaranteed:
         job = entry[1]
         kinds = self.by_ws.get(job.workspace)
         if kinds is not None:  # (a workspace with a quota)
-            insort(kinds.setdefault((job.gpus, job.preemptible), []), (_job_key(job), entry))
+            # (by the key alone: a job stopped twice has two entries with one key)
+            insort(kinds.setdefault((job.gpus, job.preemptible), []), (_job_key(job), entry), key=_first)
 
     def next(self, ws: str, quotas: _Quotas, queued: set[str], skip: Callable[[tuple, bool], bool]
              ) -> tuple[tuple | None, bool]:
@@ -1754,27 +1802,38 @@ def _give_until_fits(fm: FreeMap, job: Job, cands: list[_Holder],
     return p, given
 
 
+def _first(e: tuple):
+    return e[0]
+
+
 def _requeue(fm: FreeMap, h: _Holder, holders, requeued, t: float, policy) -> None:
     """A running job stopped for another in the projection: its GPUs free, and it queued again
-    (``requeued``, joined after the walk) at the rank and starvation limit its service gives."""
+    (``requeued``, joined after the walk: :func:`_requeued_entry`)."""
     fm.give(h.placement)
     del holders[h.job.id]
-    att = h.attained(t)
-    vj = h.job
+    requeued.append(_requeued_entry(h.job, h.attained(t), t, policy))
+
+
+def _requeued_entry(job: Job, att: float, t: float, policy) -> tuple:
+    """``job``, stopped at ``t`` with ``att`` GPU-seconds attained, queued again as the store
+    queues it (its service kept, one restart more, waiting from ``t``: its next run does only
+    the work left), as a walk's entry ``(rank, job, since)``: the rank and starvation limit its
+    service gives."""
+    vj = replace(job, attained=att, enqueued_at=t, restarts=job.restarts + 1)
     since = t + max(getattr(policy, "starve_after", INF), getattr(policy, "starve_factor", 1.0) * att / vj.gpus)
-    requeued.append((policy.queued_rank(vj, att, False), vj, since))
+    return (policy.queued_rank(vj, att, False), vj, since)
 
 
 def _reclaim(fm: FreeMap, job: Job, holders: dict[str, _Holder], quotas: _Quotas,
              requeue: Callable[[_Holder], None]) -> dict | None:
     """Room for ``job`` (within its guarantee) by reclaiming the GPUs of ``holders`` of other
-    workspaces above their guarantee, in ``core.reclaim_order`` (the lowest priority, then the
-    newest first), each only while its workspace is still above its guarantee without those
-    already given back (as the pass takes them, ``PassState._still_borrowing``): given back one
-    by one until ``job`` fits, then, on the nodes found, as many as it needs are stopped
-    (``requeue``, which gives back their GPUs) and the rest kept (as :func:`_preempt` does,
-    without giving back every candidate to see whether it fits: a reclaim is made at most
-    moments of a projection under quotas)."""
+    workspaces above their guarantee, as the pass picks them (``core.pick_victims``, the one
+    rule of ``PassState.find_victims``): node by node, each node's candidates in
+    ``core.reclaim_order`` (the lowest priority, then the newest first), each only while its
+    workspace is still above its guarantee without those already taken
+    (``PassState._still_borrowing``), on the node that costs the fewest GPUs.  The victims are
+    stopped (``requeue``, which gives back their GPUs) and ``job`` placed where it then fits
+    (as the pass places it at its next pass)."""
     ws = job.workspace
     lendable = sum(u for w, u in quotas.use.items() if w != ws and u > quotas.guarantee(w))
     if fm.total_free + lendable < job.gpus:
@@ -1784,19 +1843,26 @@ def _reclaim(fm: FreeMap, job: Job, holders: dict[str, _Holder], quotas: _Quotas
     if not cands or fm.total_free + sum(h.job.gpus for h in cands) < job.gpus:
         return None
     cands.sort(key=lambda h: (h.job.priority, -h.run_start, h.job.id))
-    p, given = _give_until_fits(fm, job, cands, lambda h, lost: quotas.borrowing(h.job.workspace, lost))
-    if p is None:
+    on: dict[str, list[_Holder]] = {}
+    for h in cands:
+        for n in h.placement:
+            on.setdefault(n, []).append(h)
+    busy = {n for h in holders.values() for n in h.placement}  # (the pass looks at the nodes that hold jobs)
+
+    def keep(v: Job, lost: dict[str, int]) -> bool:
+        w = v.workspace
+        if not quotas.borrowing(w, lost.get(w, 0)):
+            return False
+        lost[w] = lost.get(w, 0) + v.gpus
+        return True
+
+    found = pick_victims(fm, job, [n for n in fm.names if n in busy], lambda n: on.get(n, ()), keep,
+                         VICTIM_WINDOW)
+    if found is None:
         return None
-    nodes = set(p)
-    p = None
-    for h in given:
-        if not nodes.intersection(h.placement):
-            continue
+    for h in found[1]:
         requeue(h)
-        p = fm.find(job)
-        if p is not None:
-            break
-    return p
+    return fm.find(job)
 
 
 def summarize(runs: Sequence[dict[str, tuple[float, str]]], low: dict | None = None,

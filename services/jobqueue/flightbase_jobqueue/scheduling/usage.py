@@ -28,9 +28,7 @@ class UsageLedger:
 
     def _decayed(self, ws: str, now: float) -> float:
         v, t = self._value.get(ws, (0.0, now))
-        if now <= t:
-            return v
-        return v * math.exp2(-(now - t) / self.half_life)
+        return decay(v, now - t, self.half_life)
 
     def charge(self, workspace: str, gpu_seconds: float, at: float) -> None:
         self._value[workspace] = (self._decayed(workspace, at) + gpu_seconds, at)
@@ -53,7 +51,7 @@ class UsageLedger:
                 self._value[ws] = (value, at)
             else:
                 t = max(at, mine[1])
-                self._value[ws] = (_decay(value, t - at, self.half_life) + _decay(mine[0], t - mine[1], self.half_life), t)
+                self._value[ws] = (decay(value, t - at, self.half_life) + decay(mine[0], t - mine[1], self.half_life), t)
 
     def view(self, now: float) -> Mapping[str, float]:
         """Decayed usage per workspace at ``now``.  The ledger's values are
@@ -62,7 +60,9 @@ class UsageLedger:
         return _UsageView(dict(self._value), now, self.half_life)
 
 
-def _decay(value: float, elapsed: float, half_life: float) -> float:
+def decay(value: float, elapsed: float, half_life: float) -> float:
+    """``value`` decayed over ``elapsed`` seconds with ``half_life`` (the ledger's one formula;
+    the queue's projection decays its usage with it too)."""
     return value if elapsed <= 0 else value * math.exp2(-elapsed / half_life)
 
 
@@ -74,11 +74,18 @@ class _UsageView(Mapping[str, float]):
         self._now = now
         self._half_life = half_life
 
+    @property
+    def half_life(self) -> float:
+        return self._half_life
+
+    def entries(self) -> Mapping[str, tuple[float, float]]:
+        """Each workspace's ``(gpu_seconds, at)`` (:meth:`UsageLedger.state`), as of this view:
+        the queue's projection decays them to each of its moments."""
+        return self._value
+
     def __getitem__(self, ws: str) -> float:
         v, t = self._value[ws]
-        if self._now <= t:
-            return v
-        return v * math.exp2(-(self._now - t) / self._half_life)
+        return decay(v, self._now - t, self._half_life)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._value)
