@@ -71,6 +71,7 @@ from .queueview import _job_key
 from .budget import MIN_STARTS, credit as budget_credit, first_start, first_step_reason, owed as budget_owed
 from .placement import DEFAULT_TOPOLOGY_KEYS, FreeMap, copy_freemap, take_available
 from .policies.fairshare import FairShareOrder, share_parts
+from .policies.las import drain_plan
 from .policies.sjf import sjf_key
 from .queueview import QueueView
 from .types import Job, Snapshot, WorkspaceLimits
@@ -190,6 +191,10 @@ class _Holder:
     def attained(self, at: float) -> float:
         """GPU-seconds attained by ``at`` (this run included)."""
         return self.att0 + self.job.gpus * (at - self.run_start)
+
+    @property
+    def started_at(self) -> float:  # (as ActiveJob names it: las.drain_plan reads it)
+        return self.run_start
 
 
 def _qf(spec: float | int) -> Callable[[str], float]:
@@ -1221,6 +1226,46 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
                 quotas.add(e[1], -e[1].gpus)
                 roomier.add(e[1].workspace)  # (back to the walk after it: not during)
 
+    def offer_within(offers: list, ws: str) -> None:
+        """``ws``'s next job within its guarantee (:meth:`_Guaranteed.next`), if any, onto
+        ``offers`` by its place in the queue."""
+        while True:
+            e, _ = guaranteed.next(ws, quotas, queued, held_back)
+            if e is None:
+                return
+            if _find(walk.lists.get(e[1].gpus, ()), e) is None and not parked.has(e):
+                guaranteed.drop(e)  # (not its live entry: that one is in the lists too)
+                continue
+            heapq.heappush(offers, (_job_key(e[1]), ws, e))
+            return
+
+    kept: list[dict] = []  # free GPUs kept in this walk for spread-out gangs to drain (drain_plan)
+    unsettled = False
+    max_moves = getattr(policy, "max_moves", 0)
+    index_key: tuple = ()
+    index: dict[str, list[_Holder]] = {}
+
+    def node_index() -> dict[str, list[_Holder]]:
+        """The holders on each node, made again when holders came or went."""
+        nonlocal index_key, index
+        key = (seq, len(holders))
+        if key != index_key:
+            index = {}
+            for h in holders.values():
+                for n in h.placement:
+                    index.setdefault(n, []).append(h)
+            index_key = key
+        return index
+
+    def movable(job: Job, owed: bool) -> Callable[[_Holder], bool]:
+        """Which running jobs the pass may move for ``job``, a spread-out gang (its
+        ``movable_ok``): smaller preemptible ones past their protection, not shielded by
+        their workspace's guarantee."""
+        prot = min_run if owed else rerun
+        return lambda h: (h.job.preemptible and h.job.gpus < job.gpus
+                          and at_least(t - h.run_start, prot if h.job.restarts or h.job.id in stopped_ids else min_run)
+                          and not (quotas is not None and quotas.shields(h.job, job)))
+
     blocked_ahead = False
     count = 0
     while want and count < MAX_EVENTS and starts > 0:
@@ -1256,27 +1301,28 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
             blocked_ahead = False
             by_ws = guaranteed.by_ws
             under = quotas.under
-            # (those with room in their guarantee; in by_ws's order, not the set's, which
-            # changes with the process's string hashing: the projection must not)
+            # Each workspace with room in its guarantee offers its next job within it, and the
+            # offers are taken in queue order, as the pass walks them (its sweep follows the
+            # queue's cursor).  (The workspaces in by_ws's order, not the set's, which changes
+            # with the process's string hashing: the projection must not.)
+            offers: list[tuple] = []
             for ws in [w for w in by_ws if w in under]:
-                while True:
-                    e, _ = guaranteed.next(ws, quotas, queued, held_back)
-                    if e is None:
-                        break
-                    if _find(walk.lists.get(e[1].gpus, ()), e) is None and not parked.has(e):
-                        guaranteed.drop(e)  # (not its live entry: that one is in the lists too)
-                        continue
-                    job = e[1]
-                    p = fm.find(job) if fm.total_free >= job.gpus else None
-                    if p is None:
-                        p = reclaim(job)
-                    if p is None:
-                        blocked_ahead = True
-                        break  # the pass holds the rest of the workspace's sweep
-                    if not walk.remove(e):
-                        parked.remove(e)
-                    run(job, p, t)
+                offer_within(offers, ws)
+            while offers:
+                _, ws, e = heapq.heappop(offers)
+                job = e[1]
+                p = fm.find(job) if fm.total_free >= job.gpus else None
+                if p is None:
+                    p = reclaim(job)
+                if p is None:
+                    blocked_ahead = True
+                    continue  # the pass holds the rest of the workspace's sweep
+                if not walk.remove(e):
+                    parked.remove(e)
+                run(job, p, t)
+                offer_within(offers, ws)
         preemptible_gpus = held_preemptible  # as the walk begins
+        starts_made = kept_at = 0
         top = max((lv for lv, h in victims if h.job.id in holders), default=-2)
         walk.begin()
         rest = False  # past the jobs that may preempt or are starving: only those that fit matter
@@ -1309,8 +1355,32 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
                 parked.park(entry)
                 continue
             p = fm.find(job)
-            start = t
             owed = budget_owed(job, lv)  # (reclaiming for a guarantee is not projected)
+            if p is None and drain and 1 < job.gpus <= fm.total_free and job.preemptible:
+                # Enough GPUs are free, but spread: as the pass (LasPolicy._drain, the one rule
+                # las.drain_plan), the few jobs in the way on the nodes it picks are moved (once
+                # it has waited migrate_after, within the budget), or else those nodes' free
+                # GPUs are kept for it (nothing walked after it takes them) while they drain.
+                where, moves = drain_plan(fm, job, node_index(), movable(job, owed), max_moves)
+                if where:
+                    if moves and t - job.queued_since >= migrate_after and (owed or len(moves) <= credit):
+                        if not owed:
+                            credit -= len(moves)
+                        k = len(requeued)
+                        for h in moves:
+                            _requeue(fm, h, holders, requeued, t, policy)
+                        stopped_from(k)
+                        p = fm.find(job)
+                    else:
+                        if moves and job.queued_since + migrate_after > t:
+                            push(waits, (job.queued_since + migrate_after, job.id))  # (then it may move them)
+                        keep = {n: tuple(fm.free[fm.index[n]]) for n in where if fm.free[fm.index[n]]}
+                        fm.take(keep)
+                        kept.append(keep)
+                        kept_at = starts_made
+                    if p is None:
+                        walk.skip(g)
+                        continue
             if p is None and lv < top and (lv < 0 or t >= job.queued_since + patience) and (owed or credit >= 1):
                 floor = gate_for(rank) if gate_for else 0.0
                 small = swap_limit(job, lv, t - job.queued_since) if swap_limit else 0
@@ -1328,19 +1398,20 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
                         top = max((v for v, h in victims if h.job.id in holders), default=-2)
                     elif len(requeued) == stopped:
                         fails[fk] = floor
-            if p is None and drain and 1 < job.gpus <= fm.total_free and job.preemptible:
-                # Enough GPUs are free, spread out: the policy moves jobs to
-                # gather them (after ``migrate_after``); the GPUs are kept
-                # for it meanwhile.
-                p = _gather(fm, job.gpus)
-                start = max(t, job.queued_since + migrate_after)
             if p is None:
                 walk.skip(g)
                 if lv < 0 and fm.total_free + preemptible_gpus >= job.gpus:
                     break  # a starving job holds back the rest
                 continue
             walk.take(g)
-            run(job, p, start)
+            run(job, p, t)
+            starts_made += 1
+        # Jobs started past a gang whose nodes were kept to drain: at the next pass (at its
+        # next wake, whatever it is) the GPUs free may no longer be enough for it to keep them.
+        unsettled = bool(kept) and starts_made > kept_at
+        for keep in kept:  # (kept for this walk only: the next pass decides again)
+            fm.give(keep)
+        kept.clear()
         was_parked = parked.count
         for ws in roomier:
             parked.release(ws, quotas, walk)
@@ -1378,7 +1449,7 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
             if et <= t and et < h.end:
                 heapq.heappop(events)  # a level change already taken into account
                 continue
-            if et >= h.end or (h.preemptible and et - h.run_start >= min_run and level(h, et) > low):
+            if unsettled or et >= h.end or (h.preemptible and et - h.run_start >= min_run and level(h, et) > low):
                 if nxt is None or et < nxt:
                     nxt = et
                 break
@@ -1406,11 +1477,13 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
 
 
 def _find(lst: list[tuple], entry: tuple) -> int | None:
-    """Where ``entry``'s job is in ``lst`` (entries by rank): at its rank, or promoted."""
+    """Where ``entry``'s job is in ``lst`` (entries by rank): at its rank, or promoted.  The
+    same :class:`Job` only: a job stopped and queued again is another (its service, its
+    restarts), and an entry of its earlier stay in the queue is stale."""
     job = entry[1]
     for rank in (entry[0], _promoted_rank(job)):
         i = bisect_left(lst, rank, key=_rank)
-        if i < len(lst) and lst[i][1].id == job.id:
+        if i < len(lst) and lst[i][1] is job:
             return i
     return None
 
@@ -1704,19 +1777,6 @@ class _Parked:
                 lst[:] = [(_promoted_rank(j), j, since) if j.id in ids else (rank, j, since)
                           for rank, j, since in lst]
                 lst.sort(key=_rank)
-
-
-def _gather(fm: FreeMap, need: int) -> dict:
-    """``need`` free GPUs, from the nodes with the most free first."""
-    out = {}
-    for c in range(fm.max_size, 0, -1):
-        for i in fm.buckets[c]:
-            take = min(c, need)
-            out[fm.names[i]] = tuple(fm.free[i][:take])
-            need -= take
-            if need == 0:
-                return out
-    return out
 
 
 def at_least(a: float, b: float) -> bool:

@@ -75,7 +75,7 @@ import heapq
 import math
 from bisect import bisect_left, bisect_right, insort
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Container, Mapping, Sequence, TypeVar
 
 from ..core import (BLOCKED, BORROW, NO_QUOTA, WITHIN, PassState, ShortageAt, _blocked_reason, _shortage_reason,
                     blocked_args, quota_cap, decisions, describe_need, guaranteed_sweep, open_ended)
@@ -84,6 +84,8 @@ from ..placement import FreeMap
 from ..queueview import QueueView
 from ..types import ActiveJob, Decisions, Job, Snapshot
 from .base import Policy
+
+V = TypeVar("V")
 
 
 _SAME_INSTANT = 1e-6  # seconds: a job that started less than this ago started "now"
@@ -451,78 +453,11 @@ class LasPolicy(Policy):
     @staticmethod
     def _drain(state: PassState, job: Job, movable_ok: Callable[[ActiveJob], bool],
                max_moves: int, window: int = 32) -> tuple[dict[str, int], list[ActiveJob] | None]:
-        """The nodes ``job`` should wait for (name -> GPUs it would use
-        there), and the running jobs to move off them, or None when more than
-        ``max_moves`` jobs, or one that ``movable_ok`` refuses, are in the way
-        (or GPUs there are already being freed).  Among the ``window``
-        emptiest nodes that can hold it (one node, or as many whole nodes or
-        N x G nodes as it needs), those with the fewest jobs to move, then
-        the most free GPUs.  Nodes where non-preemptible jobs (notebook
-        leases) hold GPUs the job would need are skipped: they may never
-        drain.  Only as many jobs as make room are moved (the biggest share
-        of the node first, then the least service)."""
-        fm = state.free
-        need = job.gpus
-        per = job.gpus_per_node
-        multi = (per is not None and per < need) or (per is None and need > fm.max_size)
-        count = (need // per if per is not None else -(-need // fm.max_size)) if multi else 1
+        """:func:`drain_plan` for this pass: its running jobs by node, less those it already
+        stops, and the nodes where GPUs are being freed."""
         state._index()
-        by_node = state._by_node or {}
-        victimized = state.victimized
-        total, names, pending = fm.total, fm.names, state.pending
-        # (moves or a big number, fewer free GPUs last, node, GPUs it gives, moves)
-        cands: list[tuple[int, int, int, int, list[ActiveJob] | None]] = []
-        for c in range(fm.max_size, 0, -1):
-            for i in fm.buckets[c]:
-                cap = total[i]
-                want = (per if per is not None else cap) if multi else need
-                if cap < want:
-                    continue
-                name = names[i]
-                here = [a for a in by_node.get(name, ()) if a.job.id not in victimized]
-                if cap - sum(len(a.placement[name]) for a in here if not a.job.preemptible) < want:
-                    continue
-                moves: list[ActiveJob] | None = []
-                have = c
-                if pending.get(name, 0) > 0:
-                    moves = None  # GPUs already being freed there (claimed)
-                else:
-                    # Fewest moves: the biggest share of the node first,
-                    # then the least service, then the newest.
-                    for a in sorted(here, key=lambda a: (-len(a.placement[name]), a.job.attained,
-                                                         -a.started_at, a.job.id)):
-                        if have >= want:
-                            break
-                        if not movable_ok(a):
-                            moves = None
-                            break
-                        have += len(a.placement[name])
-                        moves.append(a)
-                cands.append((len(moves) if moves is not None else 1 << 20, -c, i, want, moves))
-                if len(cands) >= window:
-                    break
-            if len(cands) >= window:
-                break
-        if len(cands) < count:
-            return {}, None
-        cands.sort(key=lambda t: t[:3])
-        out: dict[str, int] = {}
-        movable: list[ActiveJob] | None = []
-        seen: set[str] = set()
-        left = need
-        for nmoves, _, i, want, moves in cands[:count]:
-            if multi and per is None:
-                want = min(want, left)
-            out[names[i]] = want
-            left -= want
-            if moves is None or movable is None or nmoves > max_moves:
-                movable = None
-                continue
-            for a in moves:
-                if a.job.id not in seen:
-                    seen.add(a.job.id)
-                    movable.append(a)
-        return out, movable
+        return drain_plan(state.free, job, state._by_node or {}, movable_ok, max_moves, window,
+                          state.pending, state.victimized)
 
     def schedule(self, snap: Snapshot) -> Decisions:
         now = snap.now
@@ -1023,3 +958,80 @@ def _draining_reason(job: Job, max_size: int, total_free: int, nodes: list[str])
 
 def _preempting_reason(job: Job, max_size: int, victims: int) -> str:
     return f"{describe_need(job, max_size)}; waiting for {victims or 'stopping'} job(s) to stop"
+
+
+def drain_plan(fm: FreeMap, job: Job, by_node: Mapping[str, Sequence[V]], movable_ok: Callable[[V], bool],
+               max_moves: int, window: int = 32, pending: Mapping[str, int] | None = None,
+               skip: Container[str] = ()) -> tuple[dict[str, int], list[V] | None]:
+    """The nodes ``job`` should wait for (name -> GPUs it would use
+    there), and the running jobs to move off them, or None when more than
+    ``max_moves`` jobs, or one that ``movable_ok`` refuses, are in the way
+    (or GPUs there are already being freed: ``pending``).  Among the ``window``
+    emptiest nodes that can hold it (one node, or as many whole nodes or
+    N x G nodes as it needs), those with the fewest jobs to move, then
+    the most free GPUs.  Nodes where non-preemptible jobs (notebook
+    leases) hold GPUs the job would need are skipped: they may never
+    drain.  Only as many jobs as make room are moved (the biggest share
+    of the node first, then the least service).  ``by_node``: the running jobs on each
+    node (the pass's ``ActiveJob``, the queue projection's holders: ``job``, ``placement``,
+    ``started_at``), less those in ``skip``.  The one rule of the pass (``LasPolicy._drain``)
+    and of the queue's projection."""
+    need = job.gpus
+    per = job.gpus_per_node
+    multi = (per is not None and per < need) or (per is None and need > fm.max_size)
+    count = (need // per if per is not None else -(-need // fm.max_size)) if multi else 1
+    total, names = fm.total, fm.names
+    pending = pending or {}
+    # (moves or a big number, fewer free GPUs last, node, GPUs it gives, moves)
+    cands: list[tuple[int, int, int, int, list[V] | None]] = []
+    for c in range(fm.max_size, 0, -1):
+        for i in fm.buckets[c]:
+            cap = total[i]
+            want = (per if per is not None else cap) if multi else need
+            if cap < want:
+                continue
+            name = names[i]
+            here = [a for a in by_node.get(name, ()) if a.job.id not in skip]
+            if cap - sum(len(a.placement[name]) for a in here if not a.job.preemptible) < want:
+                continue
+            moves: list[V] | None = []
+            have = c
+            if pending.get(name, 0) > 0:
+                moves = None  # GPUs already being freed there (claimed)
+            else:
+                # Fewest moves: the biggest share of the node first,
+                # then the least service, then the newest.
+                for a in sorted(here, key=lambda a: (-len(a.placement[name]), a.job.attained,
+                                                     -a.started_at, a.job.id)):
+                    if have >= want:
+                        break
+                    if not movable_ok(a):
+                        moves = None
+                        break
+                    have += len(a.placement[name])
+                    moves.append(a)
+            cands.append((len(moves) if moves is not None else 1 << 20, -c, i, want, moves))
+            if len(cands) >= window:
+                break
+        if len(cands) >= window:
+            break
+    if len(cands) < count:
+        return {}, None
+    cands.sort(key=lambda t: t[:3])
+    out: dict[str, int] = {}
+    movable: list[V] | None = []
+    seen: set[str] = set()
+    left = need
+    for nmoves, _, i, want, moves in cands[:count]:
+        if multi and per is None:
+            want = min(want, left)
+        out[names[i]] = want
+        left -= want
+        if moves is None or movable is None or nmoves > max_moves:
+            movable = None
+            continue
+        for a in moves:
+            if a.job.id not in seen:
+                seen.add(a.job.id)
+                movable.append(a)
+    return out, movable
