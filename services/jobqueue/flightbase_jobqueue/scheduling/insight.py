@@ -1240,7 +1240,6 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
             return
 
     kept: list[dict] = []  # free GPUs kept in this walk for spread-out gangs to drain (drain_plan)
-    unsettled = False
     max_moves = getattr(policy, "max_moves", 0)
     index_key: tuple = ()
     index: dict[str, list[_Holder]] = {}
@@ -1322,7 +1321,6 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
                 run(job, p, t)
                 offer_within(offers, ws)
         preemptible_gpus = held_preemptible  # as the walk begins
-        starts_made = kept_at = 0
         top = max((lv for lv, h in victims if h.job.id in holders), default=-2)
         walk.begin()
         rest = False  # past the jobs that may preempt or are starving: only those that fit matter
@@ -1377,7 +1375,6 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
                         keep = {n: tuple(fm.free[fm.index[n]]) for n in where if fm.free[fm.index[n]]}
                         fm.take(keep)
                         kept.append(keep)
-                        kept_at = starts_made
                     if p is None:
                         walk.skip(g)
                         continue
@@ -1405,10 +1402,6 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
                 continue
             walk.take(g)
             run(job, p, t)
-            starts_made += 1
-        # Jobs started past a gang whose nodes were kept to drain: at the next pass (at its
-        # next wake, whatever it is) the GPUs free may no longer be enough for it to keep them.
-        unsettled = bool(kept) and starts_made > kept_at
         for keep in kept:  # (kept for this walk only: the next pass decides again)
             fm.give(keep)
         kept.clear()
@@ -1449,7 +1442,7 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
             if et <= t and et < h.end:
                 heapq.heappop(events)  # a level change already taken into account
                 continue
-            if unsettled or et >= h.end or (h.preemptible and et - h.run_start >= min_run and level(h, et) > low):
+            if et >= h.end or (h.preemptible and et - h.run_start >= min_run and level(h, et) > low):
                 if nxt is None or et < nxt:
                     nxt = et
                 break
@@ -1816,50 +1809,36 @@ def _preempt(fm: FreeMap, job: Job, lv: int, victims, holders, requeued, t: floa
         quotas is None or not quotas.shields(h.job, job)) and (floor <= 0.0 or expected(h) > floor)]
     if not mine or fm.total_free + sum(h.job.gpus for _, h in mine) < job.gpus:
         return None
-    for _, h in mine:
-        fm.give(h.placement)
-    p = fm.find(job)
-    for _, h in mine:
-        fm.take(h.placement)
-    if p is None:
+    # As the pass picks them (core.pick_victims, PassState.find_victims's rule): node by node,
+    # the victims in its order (the highest level first, then the last started), only as many
+    # as the job needs there, and under quotas only as many of another workspace's as leave it
+    # its guarantee (the pass's guard); the node that costs the fewest GPUs.
+    on: dict[str, list[_Holder]] = {}
+    for _, h in sorted(mine, key=lambda e: (-e[0], -e[1].run_start, e[1].job.id)):
+        for n in h.placement:
+            on.setdefault(n, []).append(h)
+    keep = None if quotas is None else _guard(quotas, job)
+    busy = {n for h in holders.values() for n in h.placement}  # (the pass looks at the nodes that hold jobs)
+    found = pick_victims(fm, job, [n for n in fm.names if n in busy], lambda n: on.get(n, ()), keep,
+                         VICTIM_WINDOW)
+    if found is None:
         return None
-    # As the pass: on the nodes found, the victims in its order (the highest level first, then
-    # the last started), only as many as the job needs, and under quotas only as many of
-    # another workspace's as leave it its guarantee (PassState.find_victims's guard).
-    nodes = set(p)
-    on_nodes = [h for _, h in sorted(((v, h) for v, h in mine if nodes.intersection(h.placement)),
-                                     key=lambda e: (-e[0], -e[1].run_start, e[1].job.id))]
-    p, chosen = _give_until_fits(fm, job, on_nodes, None if quotas is None else (
-        lambda h, lost: not quotas.shields(h.job, job, lost)))
-    if p is None:
-        return None
-    for h in chosen:
+    for h in found[1]:
         _requeue(fm, h, holders, requeued, t, policy)
-    return p
+    return fm.find(job)
 
 
-def _give_until_fits(fm: FreeMap, job: Job, cands: list[_Holder],
-                     open_to: Callable[[_Holder, int], bool] | None) -> tuple[dict | None, list[_Holder]]:
-    """Where ``job`` would fit if ``cands``, in their order, gave back their GPUs one by one
-    until it does (each only while ``open_to(h, GPUs already given back by its workspace)``
-    says so, where given): ``(placement or None, those given back)``.  ``fm`` is left as it
-    was.  The pass takes its victims the same way (``PassState.find_victims``)."""
-    given: list[_Holder] = []
-    lost: dict[str, int] = {}
-    p = None
-    for h in cands:
-        w = h.job.workspace
-        if open_to is not None and not open_to(h, lost.get(w, 0)):
-            continue
-        lost[w] = lost.get(w, 0) + h.job.gpus
-        fm.give(h.placement)
-        given.append(h)
-        p = fm.find(job)
-        if p is not None:
-            break
-    for h in given:
-        fm.take(h.placement)
-    return p, given
+def _guard(quotas: _Quotas, job: Job) -> Callable[[Job, dict[str, int]], bool]:
+    """A victim search's test for ``job`` under quotas (``PassState._keeps_guarantee``): a
+    victim only where its workspace keeps its guarantee without it and those already taken
+    (``lost``, to which it adds the victim's GPUs)."""
+    def keep(v: Job, lost: dict[str, int]) -> bool:
+        w = v.workspace
+        if quotas.shields(v, job, lost.get(w, 0)):
+            return False
+        lost[w] = lost.get(w, 0) + v.gpus
+        return True
+    return keep
 
 
 def _first(e: tuple):
