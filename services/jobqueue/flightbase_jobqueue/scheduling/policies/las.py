@@ -998,18 +998,22 @@ def drain_plan(fm: FreeMap, job: Job, by_node: Mapping[str, Sequence[V]], movabl
             have = c
             if pending.get(name, 0) > 0:
                 moves = None  # GPUs already being freed there (claimed)
-            else:
-                # Fewest moves: the biggest share of the node first,
-                # then the least service, then the newest.
-                for a in sorted(here, key=lambda a: (-len(a.placement[name]), a.job.attained,
-                                                     -a.started_at, a.job.id)):
-                    if have >= want:
-                        break
-                    if not movable_ok(a):
-                        moves = None
-                        break
-                    have += len(a.placement[name])
-                    moves.append(a)
+            elif have < want:
+                ok = {a.job.id for a in here if movable_ok(a)}
+                if have + sum(len(a.placement[name]) for a in here if a.job.id in ok) < want:
+                    moves = None  # (the walk below would reach one it may not move: no need to sort)
+                else:
+                    # Fewest moves: the biggest share of the node first,
+                    # then the least service, then the newest.
+                    for a in sorted(here, key=lambda a: (-len(a.placement[name]), a.job.attained,
+                                                         -a.started_at, a.job.id)):
+                        if have >= want:
+                            break
+                        if a.job.id not in ok:
+                            moves = None
+                            break
+                        have += len(a.placement[name])
+                        moves.append(a)
             cands.append((len(moves) if moves is not None else 1 << 20, -c, i, want, moves))
             if len(cands) >= window:
                 break
