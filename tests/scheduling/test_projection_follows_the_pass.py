@@ -155,3 +155,20 @@ def test_under_las_every_estimate_is_exact_in_these_replays(tmp_path, quotas, se
     shown, wrong = _replay_exactness(tmp_path, "las", seed, quotas)
     assert shown > 400
     assert wrong == []
+
+
+def test_past_its_drain_searches_a_las_projection_makes_no_more(monkeypatch):
+    """The drain search is bounded (``insight.DRAIN_LOOKS`` per projection, its cost on a busy
+    cluster of gangs): past it, a gang that does not fit waits until it does, and no search is
+    made. With the bound at 0 here, the case above makes none, and ``g`` is still shown when n1
+    drains (``s`` first, in its order, on n2)."""
+    def no_search(*args, **kwargs):
+        raise AssertionError("a drain search past DRAIN_LOOKS")
+    monkeypatch.setattr(insight, "DRAIN_LOOKS", 0)
+    monkeypatch.setattr(insight, "drain_plan", no_search)
+    now = 5000.0
+    active = [running(job("r1", 2, max_runtime=1100.0), {"n1": [0, 1]}, started=now - 100),
+              running(job("r2", 2, max_runtime=2100.0), {"n2": [0, 1]}, started=now - 100)]
+    s = snap([job("g", 4, t=0.0, max_runtime=500.0), job("s", 2, t=10.0, max_runtime=500.0)], active,
+             [node("n1", 4, free=[2, 3]), node("n2", 4, free=[2, 3])], now=now)
+    assert _shown(s, "las") == {"s": now, "g": now + 1000.0}

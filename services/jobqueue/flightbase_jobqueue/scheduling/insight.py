@@ -84,6 +84,10 @@ SAMPLES = 3
 #: runs everywhere, long runs everywhere), widened to the samples if need be.
 RANGE_QUANTILES = (0.25, 0.75)
 INF = float("inf")
+#: Drain searches (``las.drain_plan``) per ``las`` projection: on a busy cluster of gangs the
+#: search, over nodes and the jobs on them, is most of a projection's time (docs/benchmarks.md,
+#: "The projection follows the pass").
+DRAIN_LOOKS = 200
 #: Said of a waiting job while the preemption budget (budget.py) is spent.
 BUDGET_SPENT = "the preemption budget is spent (FLIGHTBASE_PREEMPTION_BUDGET): no running job is stopped for it"
 #: A projection stops after this many events (job ends, level changes).
@@ -1240,6 +1244,7 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
             return
 
     kept: list[dict] = []  # free GPUs kept in this walk for spread-out gangs to drain (drain_plan)
+    drains = 0
     max_moves = getattr(policy, "max_moves", 0)
     index_key: tuple = ()
     index: dict[str, list[_Holder]] = {}
@@ -1354,11 +1359,14 @@ def _las_run(snap, free, spec, policy, prepared: _Prepared, want, base, stopping
                 continue
             p = fm.find(job)
             owed = budget_owed(job, lv)  # (reclaiming for a guarantee is not projected)
-            if p is None and drain and 1 < job.gpus <= fm.total_free and job.preemptible:
+            if p is None and drain and drains < DRAIN_LOOKS and 1 < job.gpus <= fm.total_free and job.preemptible:
                 # Enough GPUs are free, but spread: as the pass (LasPolicy._drain, the one rule
                 # las.drain_plan), the few jobs in the way on the nodes it picks are moved (once
                 # it has waited migrate_after, within the budget), or else those nodes' free
                 # GPUs are kept for it (nothing walked after it takes them) while they drain.
+                # (At most DRAIN_LOOKS such searches a projection; past them a gang waits until
+                # it fits.)
+                drains += 1
                 where, moves = drain_plan(fm, job, node_index(), movable(job, owed), max_moves)
                 if where:
                     if moves and t - job.queued_since >= migrate_after and (owed or len(moves) <= credit):

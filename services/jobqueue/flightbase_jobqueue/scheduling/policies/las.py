@@ -1000,7 +1000,7 @@ def drain_plan(fm: FreeMap, job: Job, by_node: Mapping[str, Sequence[V]], movabl
                 moves = None  # GPUs already being freed there (claimed)
             elif have < want:
                 ok = {a.job.id for a in here if movable_ok(a)}
-                if have + sum(len(a.placement[name]) for a in here if a.job.id in ok) < want:
+                if len(ok) < len(here) and have + sum(len(a.placement[name]) for a in here if a.job.id in ok) < want:
                     moves = None  # (the walk below would reach one it may not move: no need to sort)
                 else:
                     # Fewest moves: the biggest share of the node first,
