@@ -19,43 +19,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-from flightbase_jobqueue.scheduling import Job
-from flightbase_jobqueue.sim.replay import EstimateRecorder, make_nodes, make_quotas, make_replay_policy, simulate
-from flightbase_jobqueue.sim.trace import read_trace
+from flightbase_jobqueue.sim.replay import exactness_replay
 
-HEADER = "job_id,submit_time,num_gpus,duration,group,user,queue_delay,status\n"
 POLICIES = ("fifo", "backfill", "sjf", "fairshare", "las")
 QUOTAS = ("proportional", "none")
 
 
-def replay(policy: str, seed: int, quotas: str, workdir: Path) -> dict:
-    """One all-at-once replay: estimates shown, how many are not the actual start, the first."""
-    rng = random.Random(seed)
-    rows = [f"j{i},0,{rng.choice([1, 1, 2, 4, 8])},{rng.randint(100, 5000)},{rng.choice('abc')},,,\n"
-            for i in range(60)]
-    path = workdir / f"s{seed}.csv"
-    path.write_text(HEADER + "".join(rows))
-    tjobs = read_trace(str(path)).jobs
-    durations = {j.id: j.duration for j in tjobs}
-    jobs = [Job(id=j.id, workspace=j.group, gpus=j.gpus, submitted_at=j.submit_time, max_runtime=j.duration)
-            for j in tjobs]
-    pol = make_replay_policy(policy, None)
-    rec = EstimateRecorder(pol, set(durations))
+def replay(policy: str, seed: int, quotas: str) -> dict:
+    """One all-at-once replay (``sim.replay.exactness_replay``): estimates shown, how many are
+    not the actual start, the first of them."""
     t0 = time.process_time()
-    sim = simulate(jobs, durations, make_nodes(2, 8), pol, make_quotas(tjobs, 16, quotas, True), observe=rec)
-    cpu = time.process_time() - t0
-    first = sim.backend.first_start
-    shown = [(jid, at, est) for jid, at, _pos, est, _lo, _hi in rec.samples if jid in first]
-    wrong = [(jid, at, est, first[jid]) for jid, at, est in shown if est is None or abs(est - first[jid]) > 1e-6]
-    return {"policy": policy, "seed": seed, "quotas": quotas, "shown": len(shown), "wrong": len(wrong),
-            "preemptions": len(sim.store.preemptions), "first_wrong": wrong[0] if wrong else None,
-            "cpu_s": round(cpu, 2)}
+    shown, wrong, preemptions = exactness_replay(policy, seed, quotas)
+    return {"policy": policy, "seed": seed, "quotas": quotas, "shown": shown, "wrong": len(wrong),
+            "preemptions": preemptions, "first_wrong": wrong[0] if wrong else None,
+            "cpu_s": round(time.process_time() - t0, 2)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,17 +57,16 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --seeds: expected at least 1", file=sys.stderr)
         return 2
     rows = []
-    with tempfile.TemporaryDirectory() as d:
-        for q in quotas:
-            for policy in policies:
-                for seed in range(args.seeds):
-                    r = replay(policy, seed, q, Path(d))
-                    rows.append(r)
-                    if not args.json:
-                        fw = r["first_wrong"]
-                        first = "" if fw is None else f"  first wrong: {fw[0]} shown at {fw[1]:g}: {fw[2]} for {fw[3]:g}"
-                        print(f"{q:12s} {policy:9s} seed {seed}: {r['wrong']:4d} of {r['shown']:4d} wrong, "
-                              f"{r['preemptions']} preemptions, {r['cpu_s']:.1f} s CPU{first}", flush=True)
+    for q in quotas:
+        for policy in policies:
+            for seed in range(args.seeds):
+                r = replay(policy, seed, q)
+                rows.append(r)
+                if not args.json:
+                    fw = r["first_wrong"]
+                    first = "" if fw is None else f"  first wrong: {fw[0]} shown at {fw[1]:g}: {fw[2]} for {fw[3]:g}"
+                    print(f"{q:12s} {policy:9s} seed {seed}: {r['wrong']:4d} of {r['shown']:4d} wrong, "
+                          f"{r['preemptions']} preemptions, {r['cpu_s']:.1f} s CPU{first}", flush=True)
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0

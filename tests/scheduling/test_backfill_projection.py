@@ -8,41 +8,24 @@ last, where the pass starts it first."""
 
 from __future__ import annotations
 
-import random
 
 import pytest
 
 from flightbase_jobqueue.scheduling import insight, make_policy
 from flightbase_jobqueue.scheduling.insight import explain
-from flightbase_jobqueue.sim.replay import EstimateRecorder, make_nodes, make_quotas, make_replay_policy, simulate
-from flightbase_jobqueue.sim.trace import read_trace
-from flightbase_jobqueue.scheduling import Job
+from flightbase_jobqueue.sim.replay import exactness_replay
 
 from scheduling_factories import job, node, running, snap
-from tests.helpers.traces import HEADER
 
 
 def _replay_exactness(tmp_path, policy: str, seed: int, quotas: str) -> tuple[int, list]:
     """60 jobs of 1 to 8 GPUs in three workspaces, all submitted at 0 (no arrival later can
     change a start the queue showed), each declaring its true runtime (``max_runtime``: what
     the pass's estimates and the projection's runtimes both read then), replayed on 2 x 8 GPUs
-    under ``policy`` with the real coordinator; (estimates shown, those that are not the job's
-    actual first start)."""
-    rng = random.Random(seed)
-    rows = [f"j{i},0,{rng.choice([1, 1, 2, 4, 8])},{rng.randint(100, 5000)},{rng.choice('abc')},,,\n"
-            for i in range(60)]
-    path = tmp_path / "t.csv"
-    path.write_text(HEADER + "".join(rows))
-    tjobs = read_trace(str(path)).jobs
-    durations = {j.id: j.duration for j in tjobs}
-    jobs = [Job(id=j.id, workspace=j.group, gpus=j.gpus, submitted_at=j.submit_time, max_runtime=j.duration)
-            for j in tjobs]
-    pol = make_replay_policy(policy, None)
-    rec = EstimateRecorder(pol, set(durations))
-    sim = simulate(jobs, durations, make_nodes(2, 8), pol, make_quotas(tjobs, 16, quotas, True), observe=rec)
-    first = sim.backend.first_start
-    shown = [(jid, est) for jid, _t, _pos, est, _lo, _hi in rec.samples if jid in first]
-    return len(shown), [(jid, est, first[jid]) for jid, est in shown if est is None or abs(est - first[jid]) > 1e-6]
+    under ``policy`` with the real coordinator (``sim.replay.exactness_replay``); (estimates
+    shown, those that are not the job's actual first start)."""
+    shown, wrong, _ = exactness_replay(policy, seed, quotas)
+    return shown, wrong
 
 
 @pytest.mark.parametrize("policy", ["backfill", "sjf", "fairshare"])

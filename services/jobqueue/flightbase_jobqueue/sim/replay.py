@@ -353,6 +353,30 @@ def simulate(jobs: Sequence[Job], durations: dict[str, float], node_list: Sequen
     return sim
 
 
+def exactness_replay(policy: str, seed: int, quotas: str) -> tuple[int, list[tuple[str, float, float | None, float]], int]:
+    """The all-at-once replay with declared runtimes (``benchmarks/exact_estimates_bench.py``,
+    ``tests/scheduling``): 60 jobs of 1, 2, 4 or 8 GPUs (1 twice as likely) in three
+    workspaces, all submitted at 0, each declaring its true runtime (100-5,000 s), on 2 x 8
+    GPUs under ``policy`` and ``quotas`` (``make_quotas``' modes), through the real
+    coordinator. With every runtime known and no job arriving later, every estimate shown is
+    the job's actual first start when the queue's projection makes the passes that follow.
+    Returns (estimates shown, those that are not: ``(job, shown at, estimate, actual)``,
+    preemptions)."""
+    rng = random.Random(seed)
+    tjobs = [TraceJob(f"j{i}", 0.0, rng.choice([1, 1, 2, 4, 8]), float(rng.randint(100, 5000)), rng.choice("abc"))
+             for i in range(60)]
+    durations = {j.id: j.duration for j in tjobs}
+    jobs = [Job(id=j.id, workspace=j.group, gpus=j.gpus, submitted_at=j.submit_time, max_runtime=j.duration)
+            for j in tjobs]
+    pol = make_replay_policy(policy, None)
+    rec = EstimateRecorder(pol, set(durations))
+    sim = simulate(jobs, durations, make_nodes(2, 8), pol, make_quotas(tjobs, 16, quotas, True), observe=rec)
+    first = sim.backend.first_start
+    shown = [(jid, at, est) for jid, at, _pos, est, _lo, _hi in rec.samples if jid in first]
+    wrong = [(jid, at, est, first[jid]) for jid, at, est in shown if est is None or abs(est - first[jid]) > 1e-6]
+    return len(shown), wrong, len(sim.store.preemptions)
+
+
 def replay(trace_path: str, nodes: int, gpus_per_node: int, policy: str, quotas: str = "none",
            restart_cost: float = 0.0, *, borrowing: bool = True, limit_jobs: int | None = None,
            grace_seconds: float = 0.0, policy_options: dict | None = None,
