@@ -523,6 +523,10 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
             half_life = snap.usage.half_life
         else:
             usage = {ws: (snap.usage[ws], now) for ws in snap.usage}
+    def charge(ws: str, gpu_seconds: float, at: float) -> None:  # (UsageLedger.charge's rule)
+        u, since = usage.get(ws, (0.0, at))
+        usage[ws] = (decay(u, at - since, half_life) + gpu_seconds, at)
+
     order_state = SimpleNamespace(snap=SimpleNamespace(queue=queue), now=now, in_use=held) if fair else None
     shares = _Shares(snap, usage, half_life) if fair else None
     if only is not None:
@@ -555,11 +559,9 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
         if a.stopping:
             fm.give(a.placement)
             ran = max(0.0, now - a.started_at)
-            back.append(replace(job, attained=job.attained + job.gpus * ran, enqueued_at=now,
-                                restarts=job.restarts + 1))
+            back.append(_queued_again(job, job.attained + job.gpus * ran, now))
             if fair:  # (charged when it stops, as the coordinator charges it)
-                u, since = usage.get(job.workspace, (0.0, now))
-                usage[job.workspace] = (decay(u, now - since, half_life) + job.gpus * ran, now)
+                charge(job.workspace, job.gpus * ran, now)
             continue
         running.append(job)
         if fair:
@@ -632,8 +634,7 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
         if fair:
             ws = h.job.workspace
             held[ws] -= h.job.gpus
-            u, since = usage.get(ws, (0.0, t))
-            usage[ws] = (decay(u, t - since, half_life) + h.job.gpus * (t - h.run_start), t)
+            charge(ws, h.job.gpus * (t - h.run_start), t)
             shares.pop(ws, None)
 
     def next_end() -> tuple | None:
@@ -722,7 +723,7 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
         fm.give(h.placement)
         del holders[h.job.id]
         ended(h)
-        stopped.append(replace(h.job, attained=h.attained(t), enqueued_at=t, restarts=h.job.restarts + 1))
+        stopped.append(_queued_again(h.job, h.attained(t), t))
 
     def rule5_holds(job: Job, v: str) -> bool:
         """Whether ``job``, a notebook lease, waits behind a job left waiting ahead of it that
@@ -1821,28 +1822,40 @@ def _preempt(fm: FreeMap, job: Job, lv: int, victims, holders, requeued, t: floa
     # the victims in its order (the highest level first, then the last started), only as many
     # as the job needs there, and under quotas only as many of another workspace's as leave it
     # its guarantee (the pass's guard); the node that costs the fewest GPUs.
-    on: dict[str, list[_Holder]] = {}
-    for _, h in sorted(mine, key=lambda e: (-e[0], -e[1].run_start, e[1].job.id)):
-        for n in h.placement:
-            on.setdefault(n, []).append(h)
-    keep = None if quotas is None else _guard(quotas, job)
-    busy = {n for h in holders.values() for n in h.placement}  # (the pass looks at the nodes that hold jobs)
-    found = pick_victims(fm, job, [n for n in fm.names if n in busy], lambda n: on.get(n, ()), keep,
-                         VICTIM_WINDOW)
-    if found is None:
+    ordered = [h for _, h in sorted(mine, key=lambda e: (-e[0], -e[1].run_start, e[1].job.id))]
+    chosen = _victims(fm, job, holders, ordered,
+                      None if quotas is None else (lambda v, lost: not quotas.shields(v, job, lost)))
+    if chosen is None:
         return None
-    for h in found[1]:
+    for h in chosen:
         _requeue(fm, h, holders, requeued, t, policy)
     return fm.find(job)
 
 
-def _guard(quotas: _Quotas, job: Job) -> Callable[[Job, dict[str, int]], bool]:
-    """A victim search's test for ``job`` under quotas (``PassState._keeps_guarantee``): a
-    victim only where its workspace keeps its guarantee without it and those already taken
-    (``lost``, to which it adds the victim's GPUs)."""
+def _victims(fm: FreeMap, job: Job, holders: dict[str, _Holder], ordered: list[_Holder],
+             allowed: Callable[[Job, int], bool] | None) -> list[_Holder] | None:
+    """The holders to stop so that ``job`` fits, as the pass picks its victims
+    (``core.pick_victims``, the one rule of ``PassState.find_victims``): the candidates
+    ``ordered`` as the pass orders them, node by node over the nodes that hold jobs (those the
+    pass looks at), each only where ``allowed(victim, GPUs already taken from its workspace)``,
+    where given (the pass's ``_still_borrowing`` or ``_keeps_guarantee``); None when no node
+    will do."""
+    on: dict[str, list[_Holder]] = {}
+    for h in ordered:
+        for n in h.placement:
+            on.setdefault(n, []).append(h)
+    busy = {n for h in holders.values() for n in h.placement}
+    found = pick_victims(fm, job, [n for n in fm.names if n in busy], lambda n: on.get(n, ()),
+                         None if allowed is None else _taking(allowed), VICTIM_WINDOW)
+    return None if found is None else found[1]
+
+
+def _taking(allowed: Callable[[Job, int], bool]) -> Callable[[Job, dict[str, int]], bool]:
+    """``pick_victims``' ``keep`` from ``allowed``: a victim it allows adds its GPUs to what the
+    search takes from its workspace (``lost``)."""
     def keep(v: Job, lost: dict[str, int]) -> bool:
         w = v.workspace
-        if quotas.shields(v, job, lost.get(w, 0)):
+        if not allowed(v, lost.get(w, 0)):
             return False
         lost[w] = lost.get(w, 0) + v.gpus
         return True
@@ -1861,12 +1874,18 @@ def _requeue(fm: FreeMap, h: _Holder, holders, requeued, t: float, policy) -> No
     requeued.append(_requeued_entry(h.job, h.attained(t), t, policy))
 
 
+def _queued_again(job: Job, att: float, t: float) -> Job:
+    """``job``, stopped at ``t`` with ``att`` GPU-seconds attained, as the store queues it again:
+    its service kept, one restart more, waiting from ``t`` (its next run does only the work
+    left)."""
+    return replace(job, attained=att, enqueued_at=t, restarts=job.restarts + 1)
+
+
 def _requeued_entry(job: Job, att: float, t: float, policy) -> tuple:
-    """``job``, stopped at ``t`` with ``att`` GPU-seconds attained, queued again as the store
-    queues it (its service kept, one restart more, waiting from ``t``: its next run does only
-    the work left), as a walk's entry ``(rank, job, since)``: the rank and starvation limit its
-    service gives."""
-    vj = replace(job, attained=att, enqueued_at=t, restarts=job.restarts + 1)
+    """``job``, stopped at ``t`` with ``att`` GPU-seconds attained, queued again
+    (:func:`_queued_again`), as a walk's entry ``(rank, job, since)``: the rank and starvation
+    limit its service gives."""
+    vj = _queued_again(job, att, t)
     since = t + max(getattr(policy, "starve_after", INF), getattr(policy, "starve_factor", 1.0) * att / vj.gpus)
     return (policy.queued_rank(vj, att, False), vj, since)
 
@@ -1890,24 +1909,10 @@ def _reclaim(fm: FreeMap, job: Job, holders: dict[str, _Holder], quotas: _Quotas
     if not cands or fm.total_free + sum(h.job.gpus for h in cands) < job.gpus:
         return None
     cands.sort(key=lambda h: (h.job.priority, -h.run_start, h.job.id))
-    on: dict[str, list[_Holder]] = {}
-    for h in cands:
-        for n in h.placement:
-            on.setdefault(n, []).append(h)
-    busy = {n for h in holders.values() for n in h.placement}  # (the pass looks at the nodes that hold jobs)
-
-    def keep(v: Job, lost: dict[str, int]) -> bool:
-        w = v.workspace
-        if not quotas.borrowing(w, lost.get(w, 0)):
-            return False
-        lost[w] = lost.get(w, 0) + v.gpus
-        return True
-
-    found = pick_victims(fm, job, [n for n in fm.names if n in busy], lambda n: on.get(n, ()), keep,
-                         VICTIM_WINDOW)
-    if found is None:
+    chosen = _victims(fm, job, holders, cands, lambda v, lost: quotas.borrowing(v.workspace, lost))
+    if chosen is None:
         return None
-    for h in found[1]:
+    for h in chosen:
         requeue(h)
     return fm.find(job)
 
