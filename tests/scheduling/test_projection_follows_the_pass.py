@@ -113,6 +113,26 @@ def test_the_reservation_expects_a_restarted_job_to_run_only_its_work_left():
     assert j.id == "back" and end == 5000.0 + 200.0
 
 
+def test_a_restarted_job_past_its_estimate_is_expected_to_run_as_long_again_as_in_all():
+    """A job with no declared runtime (estimate: the default hour) has run 30 h on 2 GPUs over
+    earlier runs and was started again 300 s ago; a 4-GPU head waits for its GPUs. The pass
+    expects it to run about as long again as it has run in all (30 h 5 min more), as the
+    projection's own runtimes do (``insight._remaining``), not as long again as this run alone
+    (300 s): a long job restarted a minute ago is not about to end. So a 2-GPU job declared to
+    run 10 h ends long before the head's reservation and backfills now, in the pass and in
+    the projection; with the old rule the head's reservation was 300 s away and it waited."""
+    now = 200_000.0
+    ran = 30 * 3600.0
+    r = job("r", 2, t=0.0, attained=2 * ran, restarts=1)
+    head = job("head", 4, t=1.0)
+    small = job("small", 2, t=2.0, max_runtime=36_000.0)
+    s = snap([head, small], [running(r, {"n": [0, 1]}, started=now - 300.0)], [node("n", 4, free=[2, 3])], now=now)
+    (end, _, j, _), = PassState(s).ends()
+    assert j.id == "r" and end == now + ran + 300.0
+    assert decide("backfill", s)[0] == {"small": {"n": (2, 3)}}
+    assert _shown(s, "backfill")["small"] == now
+
+
 @pytest.mark.parametrize("policy, seed", [("backfill", 1), ("backfill", 3), ("fairshare", 1), ("fairshare", 2),
                                           ("sjf", 3)])
 def test_with_quotas_and_reclaims_every_estimate_is_exact(tmp_path, policy, seed):

@@ -594,11 +594,12 @@ def estimated_end(estimate: float, job: Job, attained: float, started_at: float,
     """When a pass expects ``job``, running since ``started_at`` with ``attained`` GPU-seconds
     from its earlier runs, to end: after its ``estimate`` (declared or from the history), less
     what it has run; one that has overrun it, after as long again (at least a minute)."""
-    elapsed = now - started_at
-    remaining = estimate - attained / job.gpus - elapsed
+    ran = attained / job.gpus + now - started_at
+    remaining = estimate - ran
     if remaining <= 0:
-        # Overran its estimate: expect it to run about as long again.
-        remaining = elapsed if elapsed > 60.0 else 60.0
+        # Overran its estimate: expect it to run about as long again as it has run in all
+        # (its earlier runs too: a long job restarted a minute ago is not about to end).
+        remaining = ran if ran > 60.0 else 60.0
     return now + remaining
 
 

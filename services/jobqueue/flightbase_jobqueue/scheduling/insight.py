@@ -834,9 +834,8 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
         for jid, h in holders.items():
             x = expected.get(jid)
             if x is None:
-                job = h.job
-                x = expected[jid] = est(job) - h.att0 / job.gpus
-            got.append((estimated_end(x, h.job, 0.0, h.run_start, t), h.seq, h.job, h.placement))
+                x = expected[jid] = est(h.job)
+            got.append((estimated_end(x, h.job, h.att0, h.run_start, t), h.seq, h.job, h.placement))
         return got
 
     looks = 0  # jobs looked at beyond fifo's rule (PASS_LOOKS), all moments together
