@@ -543,7 +543,7 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
     seq = 0
     t = now
 
-    expected: dict[str, float] = {}  # job id -> what the pass expects of its run (pass_ends)
+    expected: dict[str, float] = {}  # job id -> its runtime estimate, as the pass reads it (pass_ends)
 
     def hold(job: Job, p, start: float, att0: float, end: float) -> None:
         nonlocal seq
