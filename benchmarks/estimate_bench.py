@@ -53,10 +53,11 @@ def row(label: str, r: dict) -> str:
     for key in ("all", "waited_over_5min"):
         g = e[key]
         if not g["count"]:
-            out.append(f"{'-':>8}{'-':>9}{'-':>9}{'-':>7}{'-':>7}{'-':>7}")
+            out.append(f"{'-':>8}{'-':>9}{'-':>9}{'-':>7}{'-':>7}{'-':>7}{'-':>7}{'-':>7}")
             continue
         out.append(f"{g['count']:>8,}{g['median_abs_error']:>9,.0f}{g['p90_abs_error']:>9,.0f}"
                    f"{100 * g['median_rel_error']:>6.0f}%{100 * g['within_25pct']:>6.0f}%"
+                   f"{100 * g['median_rel_to_wait']:>6.0f}%{100 * g['within_25pct_of_wait']:>6.0f}%"
                    f"{100 * g['in_range']:>6.0f}%")
     out.append(f"{r['cpu_s']:>7.1f}")
     return "".join(out)
@@ -105,9 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.json:
         print(f"{args.nodes}x{args.gpus_per_node} {args.policy}, restart cost {args.restart_cost:g} s, "
               f"quotas {args.quotas}; "
-              f"errors in s; rel = median |error| / wait still ahead; in range = actual start within [earliest, latest]")
-        print(f"{'':<34}{'':>7}{'':>7}{'every estimate shown':^47}{'jobs waiting > 5 min':^47}")
-        head = f"{'n':>8}{'median':>9}{'p90':>9}{'rel':>7}{'<=25%':>7}{'range':>7}"
+              f"errors in s; rel = median |error| / wait still ahead; rel w, <=25% w = the same against the "
+              f"job's whole wait; in range = actual start within [earliest, latest]")
+        print(f"{'':<34}{'':>7}{'':>7}{'every estimate shown':^61}{'jobs waiting > 5 min':^61}")
+        head = f"{'n':>8}{'median':>9}{'p90':>9}{'rel':>7}{'<=25%':>7}{'rel w':>7}{'<=25%w':>7}{'range':>7}"
         print(f"{'window / estimator':<34}{'jobs':>7}{'shown':>7}{head}{head}{'cpu s':>7}")
     for name, trace in sets:
         for baseline in ((False, True) if args.baseline else (False,)):

@@ -209,10 +209,24 @@ def test_estimate_errors_compares_each_recorded_estimate_with_the_actual_start()
     assert a["median_abs_error"] == 20.0 and a["p90_abs_error"] == 300.0
     assert a["median_rel_error"] == pytest.approx(20 / 120)
     assert a["within_25pct"] == pytest.approx(2 / 3) and a["in_range"] == pytest.approx(2 / 3)
+    # against each job's whole wait (a: 1,000 s, b: 120 s): 0, 300 / 1,000 and 20 / 120
+    assert a["median_rel_to_wait"] == pytest.approx(20 / 120)
+    assert a["within_25pct_of_wait"] == pytest.approx(2 / 3)
     long = e["waited_over_5min"]  # only a waited more than 5 min
     assert long["count"] == 2 and long["median_abs_error"] == 0.0 and long["p90_abs_error"] == 300.0
     assert long["within_25pct"] == 0.5
     assert estimate_errors([], {}, {})["all"]["median_abs_error"] is None
+
+
+def test_estimate_errors_against_the_whole_wait_as_well_as_the_wait_still_ahead():
+    """An estimate 200 s off, shown 400 s into a job's 1,000 s wait, is 33% off the 600 s still
+    ahead but 20% of the job's wait: outside 25% by the one measure, inside by the other."""
+    samples = [("a", 400.0, 1, 1200.0, 1100.0, 1300.0), ("a", 900.0, 1, 1020.0, 1000.0, 1100.0)]
+    g = estimate_errors(samples, {"a": 1000.0}, {"a": 0.0})["waited_over_5min"]
+    assert g["count"] == 2
+    assert g["within_25pct"] == 0.5  # 200 / 600 out, 20 / 100 in
+    assert g["within_25pct_of_wait"] == 1.0  # 200 / 1,000 and 20 / 1,000
+    assert g["median_rel_to_wait"] == pytest.approx(0.02) and g["median_rel_error"] == pytest.approx(0.2)
 
 
 @pytest.fixture

@@ -232,18 +232,24 @@ class _TotalOnly:
         self.estimate = est.estimate
 
 
-def _error_stats(rows: list[tuple[float, float, float, float, float]]) -> dict:
-    """rows: (estimate, actual start, time shown, earliest, latest)."""
+def _rel(err: float, wait: float) -> float:
+    return err / wait if wait > 0 else (0.0 if err < 1e-6 else math.inf)
+
+
+def _error_stats(rows: list[tuple[float, float, float, float, float, float]]) -> dict:
+    """rows: (estimate, actual start, time shown, earliest, latest, submitted)."""
     if not rows:
         return {"count": 0, "median_abs_error": None, "p90_abs_error": None,
-                "median_rel_error": None, "within_25pct": None, "in_range": None}
-    abs_err = sorted(abs(e - a) for e, a, _, _, _ in rows)
-    rel = sorted(abs(e - a) / (a - t) if a > t else (0.0 if abs(e - a) < 1e-6 else math.inf)
-                 for e, a, t, _, _ in rows)
-    within = sum(1 for r in rel if r <= WITHIN)
-    hit = sum(1 for _, a, _, lo, hi in rows if lo - 1e-6 <= a <= hi + 1e-6)
+                "median_rel_error": None, "within_25pct": None,
+                "median_rel_to_wait": None, "within_25pct_of_wait": None, "in_range": None}
+    abs_err = sorted(abs(e - a) for e, a, _, _, _, _ in rows)
+    rel = sorted(_rel(abs(e - a), a - t) for e, a, t, _, _, _ in rows)
+    whole = sorted(_rel(abs(e - a), a - sub) for e, a, _, _, _, sub in rows)
+    hit = sum(1 for _, a, _, lo, hi, _ in rows if lo - 1e-6 <= a <= hi + 1e-6)
     return {"count": len(rows), "median_abs_error": _pct(abs_err, 50), "p90_abs_error": _pct(abs_err, 90),
-            "median_rel_error": _pct(rel, 50), "within_25pct": within / len(rows),
+            "median_rel_error": _pct(rel, 50), "within_25pct": sum(1 for r in rel if r <= WITHIN) / len(rows),
+            "median_rel_to_wait": _pct(whole, 50),
+            "within_25pct_of_wait": sum(1 for r in whole if r <= WITHIN) / len(rows),
             "in_range": hit / len(rows)}
 
 
@@ -253,7 +259,10 @@ def estimate_errors(samples, first_start: dict[str, float], submitted: dict[str,
     absolute seconds between the estimated and the actual start; the
     relative error divides by the wait still ahead when the estimate was
     shown; ``within_25pct``: share of estimates whose error is at most 25% of
-    that wait; ``in_range``: share whose actual start fell in the range.
+    that wait; ``median_rel_to_wait`` and ``within_25pct_of_wait``: the same
+    against the job's whole wait (submission to first start), the issue's
+    "25% of the actual wait"; ``in_range``: share whose actual start fell in
+    the range.
     Groups: every estimate shown (``all``) and those of jobs that waited
     more than 5 min in all (``waited_over_5min``).  Jobs that never started
     are left out; ``no_estimate`` counts estimates the queue could not
@@ -269,7 +278,7 @@ def estimate_errors(samples, first_start: dict[str, float], submitted: dict[str,
             none += 1
             continue
         jobs.add(jid)
-        row = (est, actual, t, lo, hi)
+        row = (est, actual, t, lo, hi, submitted[jid])
         rows_all.append(row)
         if actual - submitted[jid] > LONG_WAIT:
             rows_long.append(row)
@@ -541,13 +550,15 @@ def format_report(r: dict) -> str:
     if est:
         lines.append(f"start estimates  {est['shown']} shown to {est['jobs']} waiting jobs "
                      f"({est['no_estimate']} without an estimate)")
-        lines.append("  error (s)                count    median       p90   median rel  within 25%  in range")
+        lines.append("  error (s)                count    median       p90   median rel  within 25%"
+                     "  rel to wait  within 25%  in range")
         for label, key in (("every estimate", "all"), ("jobs waiting > 5 min", "waited_over_5min")):
             e = est[key]
             if e["count"]:
                 lines.append(f"  {label:<20} {e['count']:>9} {e['median_abs_error']:>9,.0f} "
                              f"{e['p90_abs_error']:>9,.0f} {100 * e['median_rel_error']:>11.0f}% "
-                             f"{100 * e['within_25pct']:>10.0f}% {100 * e['in_range']:>8.0f}%")
+                             f"{100 * e['within_25pct']:>10.0f}% {100 * e['median_rel_to_wait']:>11.0f}% "
+                             f"{100 * e['within_25pct_of_wait']:>10.0f}% {100 * e['in_range']:>8.0f}%")
     lines.append("workspace     jobs   avg JCT (s)   GPU share   quota")
     for ws, d in r["workspaces"].items():
         avg = "-" if d["avg_jct"] is None else f"{d['avg_jct']:,.0f}"
