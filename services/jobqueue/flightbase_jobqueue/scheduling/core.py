@@ -593,7 +593,8 @@ class PassState:
 def estimated_end(estimate: float, job: Job, attained: float, started_at: float, now: float) -> float:
     """When a pass expects ``job``, running since ``started_at`` with ``attained`` GPU-seconds
     from its earlier runs, to end: after its ``estimate`` (declared or from the history), less
-    what it has run; one that has overrun it, after as long again (at least a minute)."""
+    what it has run; one that has overrun it, after as long again as it has run in all (its
+    runs before a preemption too; at least a minute)."""
     ran = attained / job.gpus + now - started_at
     remaining = estimate - ran
     if remaining <= 0:
