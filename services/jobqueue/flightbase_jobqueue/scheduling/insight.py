@@ -543,12 +543,9 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
     seq = 0
     t = now
 
-    expected: dict[str, float] = {}  # job id -> its runtime estimate, as the pass reads it (pass_ends)
-
     def hold(job: Job, p, start: float, att0: float, end: float) -> None:
         nonlocal seq
         seq += 1
-        expected.pop(job.id, None)
         holders[job.id] = _Holder(job, p, start, att0, end, job.preemptible, seq)
         heapq.heappush(ends, (end, seq, job.id))
 
@@ -830,13 +827,8 @@ def _project_fifo(snap, free, spec, limit, only, sweeps: Sequence[HeldSweep] = (
     def pass_ends() -> list:
         """Every running job's end as the pass would expect it now (``core.estimated_end``: from
         its estimate, not from the projection's runtimes), for a reservation."""
-        got = []
-        for jid, h in holders.items():
-            x = expected.get(jid)
-            if x is None:
-                x = expected[jid] = est(h.job)
-            got.append((estimated_end(x, h.job, h.att0, h.run_start, t), h.seq, h.job, h.placement))
-        return got
+        return [(estimated_end(est(h.job), h.job, h.att0, h.run_start, t), h.seq, h.job, h.placement)
+                for h in holders.values()]
 
     looks = 0  # jobs looked at beyond fifo's rule (PASS_LOOKS), all moments together
     events = 0
