@@ -38,7 +38,7 @@ import random
 import statistics
 import time
 from dataclasses import dataclass, replace
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from ..coordinator import Coordinator
 from ..scheduling.core import PassState
@@ -236,6 +236,12 @@ def _rel(err: float, wait: float) -> float:
     return err / wait if wait > 0 else (0.0 if err < 1e-6 else math.inf)
 
 
+def _median_within(rel: Iterable[float]) -> tuple[float, float]:
+    """(median, share at most ``WITHIN``) of relative errors (at least one)."""
+    r = sorted(rel)
+    return _pct(r, 50), sum(1 for x in r if x <= WITHIN) / len(r)
+
+
 def _error_stats(rows: list[tuple[float, float, float, float, float, float]]) -> dict:
     """rows: (estimate, actual start, time shown, earliest, latest, submitted)."""
     if not rows:
@@ -243,13 +249,12 @@ def _error_stats(rows: list[tuple[float, float, float, float, float, float]]) ->
                 "median_rel_error": None, "within_25pct": None,
                 "median_rel_to_wait": None, "within_25pct_of_wait": None, "in_range": None}
     abs_err = sorted(abs(e - a) for e, a, _, _, _, _ in rows)
-    rel = sorted(_rel(abs(e - a), a - t) for e, a, t, _, _, _ in rows)
-    whole = sorted(_rel(abs(e - a), a - sub) for e, a, _, _, _, sub in rows)
+    rel, within = _median_within(_rel(abs(e - a), a - t) for e, a, t, _, _, _ in rows)
+    whole, within_whole = _median_within(_rel(abs(e - a), a - sub) for e, a, _, _, _, sub in rows)
     hit = sum(1 for _, a, _, lo, hi, _ in rows if lo - 1e-6 <= a <= hi + 1e-6)
     return {"count": len(rows), "median_abs_error": _pct(abs_err, 50), "p90_abs_error": _pct(abs_err, 90),
-            "median_rel_error": _pct(rel, 50), "within_25pct": sum(1 for r in rel if r <= WITHIN) / len(rows),
-            "median_rel_to_wait": _pct(whole, 50),
-            "within_25pct_of_wait": sum(1 for r in whole if r <= WITHIN) / len(rows),
+            "median_rel_error": rel, "within_25pct": within,
+            "median_rel_to_wait": whole, "within_25pct_of_wait": within_whole,
             "in_range": hit / len(rows)}
 
 
