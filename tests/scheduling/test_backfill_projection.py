@@ -8,7 +8,6 @@ last, where the pass starts it first."""
 
 from __future__ import annotations
 
-
 import pytest
 
 from flightbase_jobqueue.scheduling import insight, make_policy
@@ -18,37 +17,27 @@ from flightbase_jobqueue.sim.replay import exactness_replay
 from scheduling_factories import job, node, running, snap
 
 
-def _replay_exactness(tmp_path, policy: str, seed: int, quotas: str) -> tuple[int, list]:
-    """60 jobs of 1 to 8 GPUs in three workspaces, all submitted at 0 (no arrival later can
-    change a start the queue showed), each declaring its true runtime (``max_runtime``: what
-    the pass's estimates and the projection's runtimes both read then), replayed on 2 x 8 GPUs
-    under ``policy`` with the real coordinator (``sim.replay.exactness_replay``); (estimates
-    shown, those that are not the job's actual first start)."""
-    shown, wrong, _ = exactness_replay(policy, seed, quotas)
-    return shown, wrong
-
-
 @pytest.mark.parametrize("policy", ["backfill", "sjf", "fairshare"])
 @pytest.mark.parametrize("seed", [0, 1])
-def test_with_declared_runtimes_every_estimate_shown_is_the_actual_start(tmp_path, policy, seed):
+def test_with_declared_runtimes_every_estimate_shown_is_the_actual_start(policy, seed):
     """Every estimate the queue shows in the replay (the recorder takes one at submission and at
     each change of position: 400-1,000 here) is the job's actual first start, under each policy
     that backfills. Before, nearly every one was wrong, with a median error (seeds 0 and 1) of
     4,995 and 2,449 s under ``backfill``, 18,013 and 16,089 s under ``sjf``, 8,726 and 9,412 s
     under ``fairshare``: the projection walked the queue's order and made no backfill."""
-    shown, wrong = _replay_exactness(tmp_path, policy, seed, "none")
+    shown, wrong, _ = exactness_replay(policy, seed, "none")
     assert shown > 400
     assert wrong == []
 
 
 @pytest.mark.parametrize("policy, seed", [("backfill", 0), ("sjf", 1)])
-def test_with_quotas_every_estimate_is_exact_in_these_replays(tmp_path, policy, seed):
+def test_with_quotas_every_estimate_is_exact_in_these_replays(policy, seed):
     """The same with quotas in proportion to each workspace's demand (borrowing on): the
     guaranteed sweep goes first, in the policy's order (under ``sjf`` the shortest expected
     job within its guarantee first, as ``core.guaranteed_sweep`` walks it). Exact under
     ``backfill`` where nothing is reclaimed (seed 0), and under ``sjf`` on seed 1 with its two
     reclaims. (The seeds with more reclaims: ``test_projection_follows_the_pass``.)"""
-    shown, wrong = _replay_exactness(tmp_path, policy, seed, "proportional")
+    shown, wrong, _ = exactness_replay(policy, seed, "proportional")
     assert shown > 400
     assert wrong == []
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_backfill_projection import _replay_exactness
+from flightbase_jobqueue.sim.replay import exactness_replay
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,14 +20,14 @@ def bench(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300, env=env)
 
 
-def test_each_row_is_the_replay_the_tests_make(tmp_path):
+def test_each_row_is_the_replay_the_tests_make():
     out = bench("--policies", "las,backfill", "--seeds", "1", "--quotas", "none,proportional", "--json")
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
     assert [(r["quotas"], r["policy"]) for r in rows] == [
         ("none", "las"), ("none", "backfill"), ("proportional", "las"), ("proportional", "backfill")]
     for r in rows:
-        shown, wrong = _replay_exactness(tmp_path, r["policy"], 0, r["quotas"])
+        shown, wrong, _ = exactness_replay(r["policy"], 0, r["quotas"])
         assert (r["shown"], r["wrong"]) == (shown, len(wrong))
         assert (r["first_wrong"] is None) == (not wrong)
 

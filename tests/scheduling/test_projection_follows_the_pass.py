@@ -20,10 +20,10 @@ import pytest
 
 from flightbase_jobqueue.scheduling import insight, make_policy
 from flightbase_jobqueue.scheduling.core import PassState
+from flightbase_jobqueue.sim.replay import exactness_replay
 from flightbase_jobqueue.scheduling.usage import UsageLedger
 
 from scheduling_factories import decide, job, node, quota, running, snap
-from test_backfill_projection import _replay_exactness
 
 
 def _shown(s, policy: str) -> dict[str, float]:
@@ -135,12 +135,12 @@ def test_a_restarted_job_past_its_estimate_is_expected_to_run_as_long_again_as_i
 
 @pytest.mark.parametrize("policy, seed", [("backfill", 1), ("backfill", 3), ("fairshare", 1), ("fairshare", 2),
                                           ("sjf", 3)])
-def test_with_quotas_and_reclaims_every_estimate_is_exact(tmp_path, policy, seed):
+def test_with_quotas_and_reclaims_every_estimate_is_exact(policy, seed):
     """The all-at-once replays of ``test_backfill_projection`` with quotas, on the seeds where
     reclaims and preemptions made estimates wrong: 159 and 300 of 603 and 675 under
     ``backfill`` (seeds 1, 3), 193 and 347 of 592 and 796 under ``fairshare`` (seeds 1, 2), 3 of
     546 under ``sjf`` (seed 3). Now every estimate shown is the job's actual start."""
-    shown, wrong = _replay_exactness(tmp_path, policy, seed, "proportional")
+    shown, wrong, _ = exactness_replay(policy, seed, "proportional")
     assert shown > 400
     assert wrong == []
 
@@ -164,7 +164,7 @@ def test_las_keeps_a_node_draining_for_a_spread_out_gang_and_so_does_the_project
 
 @pytest.mark.parametrize("quotas, seed", [("proportional", 0), ("proportional", 1), ("proportional", 2),
                                           ("proportional", 3), ("none", 1), ("none", 3)])
-def test_under_las_every_estimate_is_exact_in_these_replays(tmp_path, quotas, seed):
+def test_under_las_every_estimate_is_exact_in_these_replays(quotas, seed):
     """The same all-at-once replays under ``las``, the default, with its reclaims, preemptions
     and drains. Before, 267-313 of 540-700 estimates were wrong with quotas (seeds 0-3). The
     causes, besides the reclaim's victims: a gang's drain was projected as a gather of GPUs
@@ -172,7 +172,7 @@ def test_under_las_every_estimate_is_exact_in_these_replays(tmp_path, quotas, se
     a job stopped and queued again restarted from a stale entry of its earlier stay (its work
     done lost, as if it started over); and the guaranteed sweep went workspace by workspace
     where the pass goes in queue order."""
-    shown, wrong = _replay_exactness(tmp_path, "las", seed, quotas)
+    shown, wrong, _ = exactness_replay("las", seed, quotas)
     assert shown > 400
     assert wrong == []
 
