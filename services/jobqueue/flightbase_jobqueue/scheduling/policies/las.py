@@ -657,12 +657,8 @@ class LasPolicy(Policy):
                     # at once on the GPUs free elsewhere).  Moves owed to a
                     # promise are not held to the budget, as its other
                     # preemptions are not (budget.owed).
-                    if not owed:
-                        credit -= len(moves)
-                    state.claim(job, where, moves,
-                                f"moved to make room for {job.id} (enough GPUs free, but spread)")
-                    state.wait(job.id, _preempting_reason, job, fm.max_size, len(moves))
-                    pending = state.pending_total()
+                    credit, pending = _claim(state, job, where, moves, not owed, credit,
+                                             f"moved to make room for {job.id} (enough GPUs free, but spread)")
                     settled = False
                     continue
                 if where:
@@ -717,13 +713,8 @@ class LasPolicy(Policy):
                 if found is not None and not owed and len(found[1]) > credit:
                     found, spent = None, True  # the budget is spent: it waits for GPUs to free up
                 if found is not None:
-                    nodes, victims = found
-                    if not owed:
-                        credit -= len(victims)
-                    state.claim(job, nodes, victims,
-                                f"preempted for {job.id} (least attained service: level {lv})")
-                    state.wait(job.id, _preempting_reason, job, fm.max_size, len(victims))
-                    pending = state.pending_total()
+                    credit, pending = _claim(state, job, *found, not owed, credit,
+                                             f"preempted for {job.id} (least attained service: level {lv})")
                     settled = False
                     continue
                 if small:
@@ -798,6 +789,16 @@ class LasPolicy(Policy):
                 if c < n:
                     heapq.heappush(todo, (heap[c][0], c))
         return wake
+
+
+def _claim(state: PassState, job: Job, nodes, victims: list, spend: bool, credit: float,
+           why: str) -> tuple[float, int]:
+    """``job`` claims ``nodes``, stopping ``victims`` (told ``why``), and waits for them to stop.
+    Returns the budget's credit left (less the victims where ``spend``: not owed to a promise)
+    and the GPUs now being freed in all (``PassState.pending_total``)."""
+    state.claim(job, nodes, victims, why)
+    state.wait(job.id, _preempting_reason, job, state.free.max_size, len(victims))
+    return (credit - len(victims) if spend else credit), state.pending_total()
 
 
 def _failed_before(failed: list[tuple[float, int]] | None, floor: float, gpus: int) -> bool:
