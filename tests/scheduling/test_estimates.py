@@ -184,6 +184,46 @@ def test_the_range_brackets_the_estimate_and_widens_with_spread_runtimes():
     assert i.estimated_range == (1000.0, 1000.0) and i.estimated_start == 1000.0
 
 
+def test_a_burst_of_alike_jobs_frees_its_first_gpu_when_one_of_them_would():
+    """Forty one-GPU jobs that one workspace submitted together fill the cluster.  In each sampled
+    projection they are drawn at one quantile, so a job queued behind them is shown starting
+    when one such job would end (as behind that job alone), not at the earliest of forty
+    independent draws, which the history puts within minutes however long the burst runs.  The
+    same forty submitted an hour apart are drawn apart, and the first of them ends sooner."""
+    est = history([100.0 * i for i in range(1, 101)])  # 100 s .. 10,000 s
+    start = 40 * 3600.0
+
+    def estimate(n: int, gap: float) -> float:
+        held = [running(job(f"r{i}", 1, t=i * gap), {"n": [i]}, started=start) for i in range(n)]
+        s = snap([job("q", 1, ws="other", t=start)], held, [node("n", n, free=[])], now=start + 5.0,
+                 estimates=est)
+        (i,) = explain(s, policy=make_policy("las"))
+        return i.estimated_start - start
+
+    alone, burst, apart = estimate(1, 0.0), estimate(40, 1.0), estimate(40, 3600.0)
+    assert burst == alone
+    assert apart < burst
+    assert apart < 1000.0 < alone  # the earliest of forty draws, against the median of three
+    # The three samples are a Latin hypercube: one quantile in each third, so the median of
+    # the three starts behind one job is its middle third's.
+    r = job("r0", 1)
+    assert est.remaining(r, 5.0, 1 / 3) <= alone - 5.0 <= est.remaining(r, 5.0, 2 / 3)
+
+
+def test_the_samples_draw_each_burst_once_in_each_third_of_its_quantiles():
+    """A burst's three sampled quantiles fall one in each third of (0, 1); which sample takes
+    which third differs from burst to burst, so every sample has short and long runs."""
+    from flightbase_jobqueue.scheduling.insight import SAMPLES, _qf
+    draws = [_qf(s) for s in range(SAMPLES)]
+    firsts = set()
+    for k in range(300):
+        qs = [d(f"burst-{k}") for d in draws]
+        assert sorted(int(q * SAMPLES) for q in qs) == list(range(SAMPLES)), qs
+        firsts.add(int(qs[0] * SAMPLES))
+    assert firsts == set(range(SAMPLES))
+    assert _qf(0.25)("anything") == 0.25
+
+
 def test_no_room_ever_gives_no_estimate_and_no_range():
     s = snap([job("q", 4)], [], [node("n", 2)], now=0.0)
     (i,) = explain(s, policy=make_policy("las"))

@@ -31,7 +31,9 @@ starts come from a forward projection of the cluster (:func:`project`):
   times with each job's runtime drawn at its own pseudo-random quantile of
   the history (the median of the three starts is ``estimated_start``; one
   projection with every job at its median runtime would be late, because
-  the first of many jobs to end ends much sooner than the median one), and
+  the first of many jobs to end ends much sooner than the median one), the
+  jobs of one burst (a workspace's trainings of one size submitted in the
+  same minute, :func:`_burst`) at one quantile, since they are alike, and
   twice with every runtime at its 25th, then 75th percentile: those two
   (widened to cover the three samples) are ``estimated_range`` (earliest,
   latest);
@@ -78,8 +80,13 @@ from .types import Job, Snapshot, WorkspaceLimits
 from .usage import decay
 
 #: Sampled projections per estimate: each draws every job's runtime at its
-#: own quantile (:func:`_qf`); the median of their starts is the estimate.
+#: own quantile (:func:`_qf`; a burst's jobs at one, :func:`_burst`); the median of their
+#: starts is the estimate.
 SAMPLES = 3
+#: A sampled projection draws one quantile for the jobs of a burst (:func:`_burst`): a
+#: workspace's trainings of one size submitted in the same window of this many seconds
+#: (docs/benchmarks.md, "A burst's jobs drawn alike").
+BURST_WINDOW = 60.0
 #: The range: the projections with every runtime at these quantiles (short
 #: runs everywhere, long runs everywhere), widened to the samples if need be.
 RANGE_QUANTILES = (0.25, 0.75)
@@ -201,20 +208,38 @@ class _Holder:
         return self.run_start
 
 
-def _qf(spec: float | int) -> Callable[[str], float]:
-    """A runtime quantile per job: ``spec`` itself (a float), or for the
-    sample number ``spec`` (an int), a pseudo-random quantile of each job,
-    fixed by its id and the sample (a replay stays reproducible)."""
-    if isinstance(spec, float):
-        return lambda _id: spec
-    salt = (spec * 0x9E3779B9) & 0xFFFFFFFF
+def _unit(salt_of: int) -> Callable[[str], float]:
+    """A pseudo-random number in (0, 1) per key, fixed by the key and ``salt_of`` (a replay
+    stays reproducible)."""
+    salt = (salt_of * 0x9E3779B9) & 0xFFFFFFFF
 
-    def u(jid: str) -> float:
-        h = crc32(jid.encode()) ^ salt  # then murmur3's finaliser: every input bit moves the top ones
+    def u(key: str) -> float:
+        h = crc32(key.encode()) ^ salt  # then murmur3's finaliser: every input bit moves the top ones
         h = ((h ^ (h >> 16)) * 0x85EBCA6B) & 0xFFFFFFFF
         h = ((h ^ (h >> 13)) * 0xC2B2AE35) & 0xFFFFFFFF
         return ((h ^ (h >> 16)) + 0.5) / 4294967296.0
     return u
+
+
+#: Each burst's order of the samples' parts (:func:`_qf`).
+_ORDER = _unit(1000)
+
+
+def _qf(spec: float | int) -> Callable[[str], float]:
+    """A runtime quantile per burst (the key :func:`_burst` gives): ``spec`` itself (a float),
+    or for the sample number ``spec`` (an int, 0 to ``SAMPLES`` - 1) a pseudo-random quantile
+    of each burst, fixed by its key and the sample.  The samples are a Latin hypercube: a
+    burst's quantiles in the ``SAMPLES`` samples fall one in each of as many equal parts of
+    (0, 1), in an order of its own.  A job waiting on one burst is then shown the start of
+    the burst's middle part, not the median of three draws anywhere in (0, 1): with one draw
+    for forty jobs, that would be as noisy as a single job's."""
+    if isinstance(spec, float):
+        return lambda _key: spec
+    u = _unit(spec)
+
+    def q(key: str) -> float:
+        return ((spec + int(SAMPLES * _ORDER(key))) % SAMPLES + u(key)) / SAMPLES
+    return q
 
 
 def project(snap: Snapshot, free: FreeMap, q: float = 0.5, policy=None, limit: int = DEFAULT_LIMIT,
@@ -236,7 +261,7 @@ def project_many(snap: Snapshot, free: FreeMap, qs: Sequence[float | int], polic
                  sweeps: Sequence[HeldSweep] = ()) -> list[dict[str, tuple[float, str]]]:
     """:func:`project` for each entry of ``qs``: a runtime quantile (float)
     for every job, or a sample number (int): each job's runtime drawn at its
-    own pseudo-random quantile (:func:`_qf`).  The work they share, ordering
+    own pseudo-random quantile (:func:`_qf`; a burst's jobs at one, :func:`_burst`).  The work they share, ordering
     the queue, is done once."""
     _censor(snap)
     if policy is not None and getattr(policy, "name", "") == "las" and hasattr(policy, "_ranked"):
@@ -394,7 +419,7 @@ def _censor(snap: Snapshot) -> None:
 def _left_fn(est, spec: float | int) -> Callable[[Job, float], float]:
     """``left(job, ran)``: the time ``job`` still needs after ``ran`` seconds,
     at the quantile ``spec`` (a float) or drawn for sample ``spec`` (an int:
-    each job at its own quantile, :func:`_qf`)."""
+    each job at its own quantile, :func:`_qf`, a burst's jobs at one, :func:`_burst`)."""
     remaining = getattr(est, "remaining", None)
     if remaining is None:
         return lambda job, ran: _remaining(est, job, ran, 0.5)
@@ -406,7 +431,18 @@ def _left_fn(est, spec: float | int) -> Callable[[Job, float], float]:
             return lambda job, ran: bound(job, ran, spec)
         return lambda job, ran: remaining(job, ran, spec)
     u = _qf(spec)
-    return lambda job, ran: remaining(job, ran, u(job.id))
+    return lambda job, ran: remaining(job, ran, u(_burst(job)))
+
+
+def _burst(job: Job) -> str:
+    """What a sampled projection draws one runtime quantile for: the burst ``job`` belongs to,
+    the trainings' jobs of one workspace, size and training submitted in the same
+    ``BURST_WINDOW`` (a person's jobs submitted together are alike: drawn apart, the first of a
+    burst of forty to end would end within minutes, however long the burst runs); a notebook
+    lease alone (each is someone's own session)."""
+    if job.kind == "lease":
+        return job.id
+    return f"{job.workspace}|{job.gpus}|{job.training or job.kind}|{int(job.submitted_at // BURST_WINDOW)}"
 
 
 class _Quotas:
