@@ -70,8 +70,9 @@ install-test: install .system-deps-test
 run: install
 	$(VENV)/bin/flightbase up --port $(PORT) --data-dir $(DATA_DIR) --gpus $(GPUS)
 
+# --durations: the slowest tests, so that a CI log shows where its time goes (target: under 60 min)
 test: install-test
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q --durations=30 $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules .system-deps-* $(dir $(CHART_JS))

@@ -27,6 +27,11 @@ stop smaller ones after it), as the reference does:
   Queueing Systems 63, 2009); it is told what no scheduler is told (the
   distribution of the very jobs it schedules), so it errs on the
   optimistic side;
+- ``las-burst``: ``las``, but a job whose burst (its workspace's jobs of its GPU count
+  submitted in the same minute, as the start estimates group them, ``insight._burst``)
+  has jobs that ended after more GPU-seconds than it has received goes first, shortest
+  expected rest first (the median of those): the only thing a burst tells before its
+  jobs end is that they are alike (docs/benchmarks.md, "A burst's jobs drawn alike");
 - ``gittins-ws``: the same per workspace and GPU count where the window has
   at least ``--min-jobs`` such jobs (else per GPU count): what the workspace adds, the
   only other thing the trace tells a scheduler.  The fewer jobs a table needs,
@@ -68,7 +73,7 @@ from replay_bench import add_window_arguments, read_trace_or_refuse, window_trac
 
 LAS_THRESHOLDS = (3600.0 * 16, 3600.0 * 256, 3600.0 * 1024)
 FINE_THRESHOLDS = tuple(60.0 * 2 ** k for k in range(40))
-ORDERS = ("srtf", "las", "las-fine", "gittins", "gittins-ws")
+ORDERS = ("srtf", "las", "las-fine", "las-burst", "gittins", "gittins-ws")
 
 
 def gittins_table(services: list[float], ages: list[float]) -> list[float]:
@@ -170,6 +175,38 @@ class LevelOrder(SrtfOrder):
         return t
 
 
+class BurstOrder(LevelOrder):
+    """``las``'s levels, with a job whose burst has ended longer than it has run ahead of them
+    all, by the median of those ends less what it has received (``las-burst``)."""
+
+    def __init__(self, jobs, thresholds: tuple[float, ...] = LAS_THRESHOLDS, minute: float = 60.0):
+        super().__init__(thresholds)
+        self.burst = {j.id: (j.group, j.gpus, int(j.submit_time // minute)) for j in jobs}
+        self.ends: dict[tuple, list[float]] = {}  # a burst's ended jobs' GPU-seconds, sorted
+
+    def ended(self, job):
+        bisect.insort(self.ends.setdefault(self.burst[job.id], []), job.duration * job.gpus)
+
+    def _ends_after(self, j, att) -> tuple[list[float], int]:
+        """The ends of ``j``'s burst and the first that is more than it has received."""
+        ends = self.ends.get(self.burst[j], ())
+        return ends, bisect.bisect_right(ends, att[j] + 1e-6)
+
+    def key(self, j, rem, att, gpus, submit):
+        ends, i = self._ends_after(j, att)
+        if i < len(ends):
+            return (-1, ends[(i + len(ends)) // 2] - att[j], j)
+        return super().key(j, rem, att, gpus, submit)
+
+    def wake(self, now, running, att, gpus):
+        t = super().wake(now, running, att, gpus)
+        for j in running:  # its rank changes when it has received what one of its burst did
+            ends, i = self._ends_after(j, att)
+            if i < len(ends):
+                t = min(t, now + (ends[i] - att[j]) / gpus[j])
+        return t
+
+
 class GittinsOrder(SrtfOrder):
     """Highest Gittins index first, re-ranked every ``tick`` seconds; the tables from
     ``sample`` (or, with ``learn``, from ``sample`` and the jobs ended so far, rebuilt every
@@ -224,6 +261,8 @@ def pooled(jobs, total_gpus: int, order: str, tick: float = 600.0, min_count: in
         rank = SrtfOrder()
     elif order in ("las", "las-fine"):
         rank = LevelOrder(LAS_THRESHOLDS if order == "las" else FINE_THRESHOLDS)
+    elif order == "las-burst":
+        rank = BurstOrder(jobs)
     else:
         by_ws = order == "gittins-ws"
         sample = (history or ()) if (history is not None or learn) else jobs

@@ -54,7 +54,7 @@ def test_pooled_srtf_order_is_the_reference(tmp_path):
     out = bench.pooled(jobs, 16, "srtf")
     assert out["completed"] == ref["completed"]
     assert out["avg_jct"] == pytest.approx(ref["avg_jct"])
-    for order in ("las", "las-fine", "gittins", "gittins-ws"):
+    for order in ("las", "las-fine", "las-burst", "gittins", "gittins-ws"):
         got = bench.pooled(jobs, 16, order)
         assert got["completed"] == ref["completed"]
 
@@ -72,6 +72,25 @@ def test_gittins_gives_way_once_a_job_is_past_what_short_jobs_need():
     assert bench.pooled(jobs, 1, "gittins", tick=1.0)["avg_jct"] == pytest.approx((1010.0 + 19.0) / 2)
     assert bench.pooled(jobs, 1, "las")["avg_jct"] == pytest.approx((1000.0 + 1009.0) / 2)
     assert bench.pooled(jobs, 1, "las-fine")["avg_jct"] == pytest.approx((1010.0 + 69.0) / 2)
+
+
+def test_las_burst_runs_a_job_whose_burst_ended_short_first_until_it_outruns_it():
+    """One GPU. ``b1`` (group g, 10 s) at 0, ``L`` (group h, 1,000 s) at 1, ``b2`` (group g, one
+    GPU, the same minute as ``b1``) at 2. ``las`` keeps all three in level 0, first come first
+    served: b2 waits for L. ``las-burst``: when b1 ends (10 GPU-seconds), b2 has received less
+    than that, so it goes first. A b2 of 10 s ends at 20 (L at 1,020). A b2 of 30 s runs
+    until it has received b1's 10 s, then drops back behind L (submitted first): it ends at
+    1,040."""
+    def jobs(b2):
+        return [TraceJob("b1", 0.0, 1, 10.0, "g"), TraceJob("L", 1.0, 1, 1000.0, "h"),
+                TraceJob("b2", 2.0, 1, b2, "g")]
+    assert bench.pooled(jobs(10.0), 1, "las")["avg_jct"] == pytest.approx((10.0 + 1009.0 + 1018.0) / 3)
+    assert bench.pooled(jobs(10.0), 1, "las-burst")["avg_jct"] == pytest.approx((10.0 + 1019.0 + 18.0) / 3)
+    assert bench.pooled(jobs(30.0), 1, "las-burst")["avg_jct"] == pytest.approx((10.0 + 1019.0 + 1038.0) / 3)
+    # another minute is another burst: b2 at 61 s learns nothing from b1
+    late = [TraceJob("b1", 0.0, 1, 10.0, "g"), TraceJob("L", 1.0, 1, 1000.0, "h"),
+            TraceJob("b2", 61.0, 1, 10.0, "g")]
+    assert bench.pooled(late, 1, "las-burst")["avg_jct"] == bench.pooled(late, 1, "las")["avg_jct"]
 
 
 def test_bad_arguments_name_the_option():
