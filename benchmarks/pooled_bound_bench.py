@@ -64,6 +64,7 @@ import statistics
 import sys
 import time
 
+from flightbase_jobqueue.scheduling.insight import BURST_WINDOW
 from flightbase_jobqueue.sim.reference import SrtfOrder, pooled_replay, srtf_reference
 from flightbase_jobqueue.sim.trace import DAY, window
 
@@ -179,9 +180,10 @@ class BurstOrder(LevelOrder):
     """``las``'s levels, with a job whose burst has ended longer than it has run ahead of them
     all, by the median of those ends less what it has received (``las-burst``)."""
 
-    def __init__(self, jobs, thresholds: tuple[float, ...] = LAS_THRESHOLDS, minute: float = 60.0):
+    def __init__(self, jobs, thresholds: tuple[float, ...] = LAS_THRESHOLDS, window: float = BURST_WINDOW):
         super().__init__(thresholds)
-        self.burst = {j.id: (j.group, j.gpus, int(j.submit_time // minute)) for j in jobs}
+        # the estimates' bursts (insight._burst) as a trace has them: group, GPUs, window
+        self.burst = {j.id: (j.group, j.gpus, int(j.submit_time // window)) for j in jobs}
         self.ends: dict[tuple, list[float]] = {}  # a burst's ended jobs' GPU-seconds, sorted
 
     def ended(self, job):

@@ -228,9 +228,9 @@ _ORDER = _unit(1000)
 def _qf(spec: int) -> Callable[[str], float]:
     """A runtime quantile per burst (the key :func:`_burst` gives) for the sample number
     ``spec`` (0 to ``SAMPLES`` - 1): a pseudo-random quantile of each burst, fixed by its key
-    and the sample.  The samples are a Latin hypercube: a
-    burst's quantiles in the ``SAMPLES`` samples fall one in each of as many equal parts of
-    (0, 1), in an order of its own.  A job waiting on one burst is then shown the start of
+    and the sample.  The samples are a Latin hypercube: a burst's quantiles in the
+    ``SAMPLES`` samples fall one in each of as many equal parts of (0, 1), in an order of its
+    own.  A job waiting on one burst is then shown the start of
     the burst's middle part, not the median of three draws anywhere in (0, 1): with one draw
     for forty jobs, that would be as noisy as a single job's."""
     u = _unit(spec)
