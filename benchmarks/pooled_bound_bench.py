@@ -28,7 +28,7 @@ stop smaller ones after it), as the reference does:
   distribution of the very jobs it schedules), so it errs on the
   optimistic side;
 - ``las-burst``: ``las``, but a job whose burst (its workspace's jobs of its GPU count
-  submitted in the same minute, as the start estimates group them, ``insight._burst``)
+  submitted together, as the service names them at submission, scheduling/bursts.py)
   has jobs that ended after more GPU-seconds than it has received goes first, shortest
   expected rest first (the median of those): the only thing a burst tells before its
   jobs end is that they are alike (docs/benchmarks.md, "A burst's jobs drawn alike");
@@ -64,7 +64,7 @@ import statistics
 import sys
 import time
 
-from flightbase_jobqueue.scheduling.insight import BURST_WINDOW
+from flightbase_jobqueue.scheduling.bursts import Bursts
 from flightbase_jobqueue.sim.reference import SrtfOrder, pooled_replay, srtf_reference
 from flightbase_jobqueue.sim.trace import DAY, window
 
@@ -180,10 +180,12 @@ class BurstOrder(LevelOrder):
     """``las``'s levels, with a job whose burst has ended longer than it has run ahead of them
     all, by the median of those ends less what it has received (``las-burst``)."""
 
-    def __init__(self, jobs, thresholds: tuple[float, ...] = LAS_THRESHOLDS, window: float = BURST_WINDOW):
+    def __init__(self, jobs, thresholds: tuple[float, ...] = LAS_THRESHOLDS):
         super().__init__(thresholds)
-        # the estimates' bursts (insight._burst) as a trace has them: group, GPUs, window
-        self.burst = {j.id: (j.group, j.gpus, int(j.submit_time // window)) for j in jobs}
+        # the estimates' bursts, named in submission order as the service names them (bursts.py)
+        bursts = Bursts()
+        self.burst = {j.id: bursts.name(j.group, j.gpus, "training", j.submit_time)
+                      for j in sorted(jobs, key=lambda j: j.submit_time)}
         self.ends: dict[tuple, list[float]] = {}  # a burst's ended jobs' GPU-seconds, sorted
 
     def ended(self, job):

@@ -1,11 +1,13 @@
 """Start estimates on the real platform (#17, part 2): the queue's API output carries the estimate
-and its range, and ``flightbase jobs queue`` shows them."""
+and its range, and ``flightbase jobs queue`` shows them; each submitted job is named its burst
+(scheduling/bursts.py), read here from the jobqueue's own SQLite database."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
 import re
+import sqlite3
 import subprocess
 import time
 
@@ -27,6 +29,10 @@ def test_a_queued_job_shows_its_estimated_start_and_range_in_the_api_and_the_cli
     try:
         wait_job(platform, token, big, ("running",))
         small = submit(platform, token, world.workspace, "small", "sleeper.py", sleeper)["jobs"][0]["id"]
+        other = submit(platform, token, world.workspace, "small-2", "sleeper.py", sleeper)["jobs"][0]["id"]
+        # two one-GPU trainings submitted one after the other are one burst; the 4-GPU one is not
+        bursts = stored_bursts(platform, (big, small, other))
+        assert bursts[small] and bursts[small] == bursts[other] != bursts[big], bursts
         wait_scheduler_passes(platform)  # a whole pass after the submission left it queued
         listed = platform.api("jobqueue", "GET", "queue", token, params={"workspace": world.workspace}).json()
         (row,) = [j for j in listed if j["id"] == small]
@@ -57,3 +63,13 @@ def test_a_queued_job_shows_its_estimated_start_and_range_in_the_api_and_the_cli
             assert bool(re.search(r"\(\d\d:\d\d-\d\d:\d\d\)", line)) == (width >= 150), (out, q)
     finally:
         wait_idle(platform)
+
+
+def stored_bursts(platform, job_ids) -> dict[str, str | None]:
+    """The bursts the jobqueue stored for ``job_ids`` (read-only, as another process)."""
+    con = sqlite3.connect(f"file:{platform.data_dir / 'jobqueue.sqlite'}?mode=ro", uri=True)
+    try:
+        marks = ",".join("?" * len(job_ids))
+        return dict(con.execute(f"SELECT id, burst FROM jobs WHERE id IN ({marks})", tuple(job_ids)))
+    finally:
+        con.close()

@@ -10,7 +10,7 @@ import pytest
 from flightbase_jobqueue.scheduling import make_policy
 from flightbase_jobqueue.scheduling.estimates import HistoryEstimates
 from flightbase_jobqueue.scheduling.insight import explain
-from flightbase_jobqueue.sim.replay import (EstimateRecorder, estimate_errors, make_nodes, replay,
+from flightbase_jobqueue.sim.replay import (EstimateRecorder, estimate_errors, make_nodes, replay, replay_jobs,
                                             simulate)
 from flightbase_jobqueue.scheduling.types import Job
 
@@ -283,7 +283,7 @@ def test_the_replay_reports_figures_computed_from_the_estimates_it_recorded(trac
     assert e["waited_over_5min"]["count"] > 0
     from flightbase_jobqueue.sim.trace import read_trace
     tjobs = read_trace(trace).jobs
-    jobs = [Job(id=j.id, workspace=j.group, gpus=j.gpus, submitted_at=j.submit_time) for j in tjobs]
+    jobs = replay_jobs(tjobs, "las")  # as the replay submits them: each named its burst (bursts.py)
     pol = make_policy("las")
     rec = EstimateRecorder(pol, {j.id for j in tjobs})
     sim = simulate(jobs, {j.id: j.duration for j in tjobs}, make_nodes(2, 8), pol, {}, restart_cost=30,

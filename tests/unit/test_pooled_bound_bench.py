@@ -76,7 +76,7 @@ def test_gittins_gives_way_once_a_job_is_past_what_short_jobs_need():
 
 def test_las_burst_runs_a_job_whose_burst_ended_short_first_until_it_outruns_it():
     """One GPU. ``b1`` (group g, 10 s) at 0, ``L`` (group h, 1,000 s) at 1, ``b2`` (group g, one
-    GPU, the same minute as ``b1``) at 2. ``las`` keeps all three in level 0, first come first
+    GPU, submitted 2 s after ``b1``: its burst) at 2. ``las`` keeps all three in level 0, first come first
     served: b2 waits for L. ``las-burst``: when b1 ends (10 GPU-seconds), b2 has received less
     than that, so it goes first. A b2 of 10 s ends at 20 (L at 1,020). A b2 of 30 s runs
     until it has received b1's 10 s, then drops back behind L (submitted first): it ends at
@@ -87,7 +87,7 @@ def test_las_burst_runs_a_job_whose_burst_ended_short_first_until_it_outruns_it(
     assert bench.pooled(jobs(10.0), 1, "las")["avg_jct"] == pytest.approx((10.0 + 1009.0 + 1018.0) / 3)
     assert bench.pooled(jobs(10.0), 1, "las-burst")["avg_jct"] == pytest.approx((10.0 + 1019.0 + 18.0) / 3)
     assert bench.pooled(jobs(30.0), 1, "las-burst")["avg_jct"] == pytest.approx((10.0 + 1019.0 + 1038.0) / 3)
-    # another minute is another burst: b2 at 61 s learns nothing from b1
+    # a minute later is another burst: b2 at 61 s learns nothing from b1
     late = [TraceJob("b1", 0.0, 1, 10.0, "g"), TraceJob("L", 1.0, 1, 1000.0, "h"),
             TraceJob("b2", 61.0, 1, 10.0, "g")]
     assert bench.pooled(late, 1, "las-burst")["avg_jct"] == bench.pooled(late, 1, "las")["avg_jct"]

@@ -10,14 +10,12 @@ import asyncio
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 
 from flightbase_server.service import db
 from flightbase_jobqueue import models
 from flightbase_jobqueue.app import MIGRATIONS
 from flightbase_jobqueue.submissions import KeyTaken, SubmissionWriter
-from tests.helpers.databases import empty_database_url
+from tests.helpers.databases import empty_database_url, migrate_jobqueue as migrate
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -25,14 +23,6 @@ def engine(request, tmp_path):
     engine = db.make_engine(empty_database_url(request, tmp_path, request.param, "submission_keys_"))
     yield engine
     engine.dispose()
-
-
-def migrate(engine, revision: str, down: bool = False) -> None:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        (command.downgrade if down else command.upgrade)(cfg, revision)
 
 
 def training(tid: str, key: str | None, user: str = "ann", digest: str | None = "d1") -> dict:

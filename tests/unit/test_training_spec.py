@@ -16,8 +16,6 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from pydantic import ValidationError
 from sqlalchemy.exc import StatementError
 
@@ -28,7 +26,7 @@ from flightbase_jobqueue import models
 from flightbase_jobqueue.app import MIGRATIONS
 from flightbase_jobqueue.schemas import SweepSpec, TrainingCreate
 from flightbase_jobqueue.training_spec import DEFAULT_IMAGE, SpecError, SweepSettings, TrainingSpec
-from tests.helpers.databases import empty_database_url
+from tests.helpers.databases import empty_database_url, migrate_jobqueue
 
 DATASET = {"name": "mnist", "version": 3, "path": "/data/datasets/vision/mnist/3"}
 SWEEP = {"grid": {"lr": [0.1, 0.01], "amp": [True, False], "layers": [2, 4]}, "runs": None, "parallel": 2,
@@ -153,22 +151,14 @@ def engine(request, tmp_path):
     engine.dispose()
 
 
-def upgrade_to(engine, revision: str) -> None:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
-
-
 def test_the_migration_reshapes_the_first_versions_rows_and_leaves_the_others(engine):
     """A database from the first version (a training with ``command``), used by every version since
     (one row of each form), upgraded to the newest revision."""
-    upgrade_to(engine, "0001")
+    migrate_jobqueue(engine, "0001")
     with engine.begin() as conn:
         conn.execute(RAW.insert(), [raw_row("v0", FIRST_VERSION), raw_row("v0-only-entry", {"command": ["run.sh"]}),
                                     raw_row("v0-broken", {"command": [], "gpus": 1})])
-    upgrade_to(engine, "0006")
+    migrate_jobqueue(engine, "0006")
     names = {f"t{i}": form for i, form in enumerate(FORMS.values())}
     with engine.begin() as conn:
         conn.execute(RAW.insert(), [raw_row(name, form) for name, form in names.items()])

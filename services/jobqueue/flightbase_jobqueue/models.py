@@ -125,6 +125,8 @@ class Job(Base):
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_by: Mapped[str] = mapped_column(String(255), nullable=False)
+    # the burst it was submitted in (scheduling/bursts.py); NULL for a lease and for jobs stored before 0009
+    burst: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
     __table_args__ = (
         Index("ix_jobs_state", "state"),

@@ -36,6 +36,7 @@ from flightbase_jobqueue.coordinator import Coordinator
 from flightbase_jobqueue.datasets import DatasetClient
 from flightbase_jobqueue.insight_cache import SharedInsight
 from flightbase_jobqueue.scheduling import insight
+from flightbase_jobqueue.scheduling.bursts import Bursts
 from flightbase_jobqueue.scheduling.placement import check_admissible
 from flightbase_jobqueue.scheduling.policies import POLICIES, make_policy
 from flightbase_jobqueue.backends import make_backend  # settings.backend: local or kubernetes
@@ -60,7 +61,7 @@ _ENDED = (select(_JOBS.c.id, _JOBS.c.workspace, _JOBS.c.training_id,
 # What ``store.to_core`` reads of a job (held_sweeps reads these columns, not ORM rows).
 _CORE_COLUMNS = tuple(getattr(models.Job, c) for c in (
     "id", "workspace", "gpus", "submitted_at", "priority", "gpus_per_node", "preemptible", "max_runtime",
-    "kind", "attained", "restarts", "enqueued_at", "name", "training_id"))
+    "kind", "attained", "restarts", "enqueued_at", "name", "training_id", "burst"))
 
 DEFAULT_MEMORY_GB_PER_GPU = WorkspaceSettings.model_fields["memory_gb_per_gpu"].default
 
@@ -134,6 +135,9 @@ class JobRuntime:
         # each workspace's memory_gb_per_gpu (its containers' memory limit), refreshed with the limits
         self.memory_gb_per_gpu: dict[str, float] = {}
         self.store = SqlStore(sessions, lambda: self.limits)
+        # names each submitted job's burst (bursts.py); after a restart, the bursts still open
+        self.bursts = Bursts()
+        self.bursts.resume([*self.store.queued_jobs().jobs(), *(a.job for a in self.store.active_jobs())])
 
         self.backend, self.inventory = make_backend(settings, self.resolve, resolve_many=self.resolve_many)
         self.policy = make_policy(settings.scheduler_policy, **policy_options(settings))

@@ -58,6 +58,7 @@ def to_core(row: models.Job) -> Job:
         enqueued_at=row.enqueued_at,
         name=row.name,
         training=row.training_id,
+        burst=row.burst or "",
     )
 
 

@@ -299,13 +299,15 @@ async def create_training_from(request: Request, identity: Identity, body: Train
                            "dataset_versions": dataset_versions, "image_reference": image_reference,
                            **(spec_extra or {})}),
                        state="active", idempotency_key=key, request_digest=digest)
+    name_burst = runtime.bursts.name  # each job's burst, named as it is submitted (scheduling/bursts.py)
     jobs = [
         new_row(Job, id=ids[12 + 16 * i:28 + 16 * i], training_id=training.id, workspace=body.workspace,
                 name=sweeps.job_name(body.name, i, params), seq=i, params=params, kind="training",
                 gpus=body.gpus, gpus_per_node=body.gpus_per_node, priority=body.priority,
                 preemptible=body.preemptible, max_runtime=body.max_runtime, state="queued",
                 held=i >= parallel, submitted_at=now + i * 1e-6, attained=0.0, restarts=0,
-                stopping=False, cancel_requested=False, created_by=identity.name)
+                stopping=False, cancel_requested=False, created_by=identity.name,
+                burst=name_burst(body.workspace, body.gpus, "training", now + i * 1e-6))
         for i, params in enumerate(param_sets)
     ]
     try:

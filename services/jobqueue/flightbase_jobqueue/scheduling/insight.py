@@ -32,8 +32,9 @@ starts come from a forward projection of the cluster (:func:`project`):
   the history (the median of the three starts is ``estimated_start``; one
   projection with every job at its median runtime would be late, because
   the first of many jobs to end ends much sooner than the median one), the
-  jobs of one burst (a workspace's trainings of one size submitted in the
-  same minute, :func:`_burst`) at one quantile, since they are alike, and
+  jobs of one burst (a workspace's trainings of one size submitted
+  together, named at submission: bursts.py, :func:`_burst`) at one
+  quantile, since they are alike, and
   twice with every runtime at its 25th, then 75th percentile: those two
   (widened to cover the three samples) are ``estimated_range`` (earliest,
   latest);
@@ -83,8 +84,9 @@ from .usage import decay
 #: own quantile (:func:`_qf`; a burst's jobs at one, :func:`_burst`); the median of their
 #: starts is the estimate.
 SAMPLES = 3
-#: A sampled projection draws one quantile for the jobs of a burst (:func:`_burst`): a
-#: workspace's trainings of one size submitted in the same window of this many seconds
+#: A sampled projection draws one quantile for the jobs of a burst (:func:`_burst`): those
+#: named at submission (bursts.py); a job stored with none (before bursts were named), its
+#: workspace's trainings of its size submitted in the same window of this many seconds
 #: (docs/benchmarks.md, "A burst's jobs drawn alike").
 BURST_WINDOW = 60.0
 #: The range: the projections with every runtime at these quantiles (short
@@ -433,14 +435,15 @@ def _left_fn(est, spec: float | int) -> Callable[[Job, float], float]:
 
 
 def _burst(job: Job) -> str:
-    """What a sampled projection draws one runtime quantile for: the burst ``job`` belongs to,
-    the trainings' jobs of one workspace, size and training submitted in the same
-    ``BURST_WINDOW`` (a person's jobs submitted together are alike: drawn apart, the first of a
-    burst of forty to end would end within minutes, however long the burst runs); a notebook
-    lease alone (each is someone's own session)."""
+    """What a sampled projection draws one runtime quantile for: the burst ``job`` was
+    submitted in (``Job.burst``, bursts.py: a person's alike jobs submitted together are
+    alike; drawn apart, the first of a burst of forty to end would end within minutes, however
+    long the burst runs); a notebook lease alone (each is someone's own session).  A job given
+    no burst (stored before bursts were) falls in its workspace's jobs of its size and training
+    submitted in the same ``BURST_WINDOW``."""
     if job.kind == "lease":
         return job.id
-    return f"{job.workspace}|{job.gpus}|{job.training or job.kind}|{int(job.submitted_at // BURST_WINDOW)}"
+    return job.burst or f"{job.workspace}|{job.gpus}|{job.training or job.kind}|{int(job.submitted_at // BURST_WINDOW)}"
 
 
 class _Quotas:

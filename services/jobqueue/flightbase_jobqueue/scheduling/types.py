@@ -35,7 +35,9 @@ class Job:
     its requeue after a preemption, or its release from a hold).  ``training``
     is the training the job belongs to (a sweep's jobs share it): start
     estimates read the runtimes of its finished jobs first; scheduling never
-    reads it.
+    reads it.  ``burst`` names the burst the job was submitted in (``bursts.py``: a
+    workspace's alike jobs submitted together), given at submission; the start estimates
+    draw one runtime quantile for a burst's jobs, and scheduling never reads it either.
     """
 
     id: str
@@ -52,6 +54,7 @@ class Job:
     enqueued_at: float | None = None
     name: str = ""
     training: str = ""
+    burst: str = ""
 
     @property
     def queued_since(self) -> float:

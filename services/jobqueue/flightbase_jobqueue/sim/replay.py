@@ -41,6 +41,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Iterable, Sequence
 
 from ..coordinator import Coordinator
+from ..scheduling.bursts import Bursts
 from ..scheduling.core import PassState
 from ..scheduling.insight import estimate_starts, project
 from ..scheduling.placement import check_admissible
@@ -88,8 +89,11 @@ def replay_jobs(tjobs: Sequence[TraceJob], policy: str) -> list[Job]:
     """The trace's jobs as a replay of ``policy`` submits them: an oracle's declare their
     true durations as ``max_runtime``; the others declare none."""
     oracle = policy in ORACLES
+    bursts = Bursts()  # each job's burst as the service names it at submission (bursts.py)
+    burst = {j.id: bursts.name(j.group, j.gpus, "training", j.submit_time)
+             for j in sorted(tjobs, key=lambda j: j.submit_time)}
     return [Job(id=j.id, workspace=j.group, gpus=j.gpus, submitted_at=j.submit_time,
-                max_runtime=j.duration if oracle else None) for j in tjobs]
+                max_runtime=j.duration if oracle else None, burst=burst[j.id]) for j in tjobs]
 
 
 @dataclass
