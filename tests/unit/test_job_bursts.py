@@ -5,7 +5,6 @@ the platform (tests/platform/test_start_estimates.py)."""
 
 from __future__ import annotations
 
-import pytest
 import sqlalchemy as sa
 
 from flightbase_server import gpus
@@ -16,26 +15,10 @@ from flightbase_jobqueue.app import MIGRATIONS
 from flightbase_jobqueue.scheduling.bursts import Bursts
 from flightbase_jobqueue.scheduling.insight import _burst
 from flightbase_jobqueue.store import to_core
-from tests.helpers.databases import empty_database_url, migrate_jobqueue as migrate
+from tests.helpers.databases import engine_fixture, job_row as job, migrate_jobqueue as migrate, training_row as training
 
 
-def training(tid: str) -> dict:
-    return dict(id=tid, workspace="vision", name=tid, description="", kind="advanced", created_by="ann",
-                created_at=None, spec={"entrypoint": "t.py"}, state="active")
-
-
-def job(tid: str) -> dict:
-    return dict(id=f"{tid}-job", training_id=tid, workspace="vision", name=tid, seq=0, params={}, kind="training",
-                gpus=1, gpus_per_node=None, priority=0, preemptible=True, max_runtime=None, state="queued",
-                held=False, submitted_at=0.0, attained=0.0, restarts=0, stopping=False, cancel_requested=False,
-                created_by="ann")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request, tmp_path):
-    engine = db.make_engine(empty_database_url(request, tmp_path, request.param, "job_bursts_"))
-    yield engine
-    engine.dispose()
+engine = engine_fixture("job_bursts_")
 
 
 def test_old_jobs_have_no_burst_and_fall_back_to_the_minute_they_were_submitted_in(engine):

@@ -15,27 +15,17 @@ from flightbase_server.service import db
 from flightbase_jobqueue import models
 from flightbase_jobqueue.app import MIGRATIONS
 from flightbase_jobqueue.submissions import KeyTaken, SubmissionWriter
-from tests.helpers.databases import empty_database_url, migrate_jobqueue as migrate
+from tests.helpers.databases import engine_fixture, job_row, migrate_jobqueue as migrate, training_row
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request, tmp_path):
-    engine = db.make_engine(empty_database_url(request, tmp_path, request.param, "submission_keys_"))
-    yield engine
-    engine.dispose()
+engine = engine_fixture("submission_keys_")
 
 
 def training(tid: str, key: str | None, user: str = "ann", digest: str | None = "d1") -> dict:
-    return dict(id=tid, workspace="vision", name=tid, description="", kind="advanced", created_by=user,
-                created_at=None, spec={"entrypoint": "t.py"}, state="active", idempotency_key=key,
-                request_digest=digest if key else None)
+    return training_row(tid, created_by=user, idempotency_key=key, request_digest=digest if key else None)
 
 
-def job(tid: str) -> dict:
-    return dict(id=f"{tid}-job", training_id=tid, workspace="vision", name=tid, seq=0, params={}, kind="training",
-                gpus=1, gpus_per_node=None, priority=0, preemptible=True, max_runtime=None, state="queued",
-                held=False, submitted_at=0.0, attained=0.0, restarts=0, stopping=False, cancel_requested=False,
-                created_by="ann")
+job = job_row
 
 
 def test_the_migration_keeps_old_rows_and_the_index_refuses_a_second_use(engine):

@@ -26,7 +26,7 @@ from flightbase_jobqueue import models
 from flightbase_jobqueue.app import MIGRATIONS
 from flightbase_jobqueue.schemas import SweepSpec, TrainingCreate
 from flightbase_jobqueue.training_spec import DEFAULT_IMAGE, SpecError, SweepSettings, TrainingSpec
-from tests.helpers.databases import empty_database_url, migrate_jobqueue
+from tests.helpers.databases import engine_fixture, migrate_jobqueue
 
 DATASET = {"name": "mnist", "version": 3, "path": "/data/datasets/vision/mnist/3"}
 SWEEP = {"grid": {"lr": [0.1, 0.01], "amp": [True, False], "layers": [2, 4]}, "runs": None, "parallel": 2,
@@ -144,11 +144,7 @@ def raw_row(training_id: str, spec) -> dict:
                 state="active")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request, tmp_path):
-    engine = db.make_engine(empty_database_url(request, tmp_path, request.param, "training_spec_"))
-    yield engine
-    engine.dispose()
+engine = engine_fixture("training_spec_")
 
 
 def test_the_migration_reshapes_the_first_versions_rows_and_leaves_the_others(engine):
