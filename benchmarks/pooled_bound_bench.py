@@ -64,8 +64,8 @@ import statistics
 import sys
 import time
 
-from flightbase_jobqueue.scheduling.bursts import Bursts
 from flightbase_jobqueue.sim.reference import SrtfOrder, pooled_replay, srtf_reference
+from flightbase_jobqueue.sim.replay import trace_bursts
 from flightbase_jobqueue.sim.trace import DAY, window
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
@@ -182,10 +182,7 @@ class BurstOrder(LevelOrder):
 
     def __init__(self, jobs, thresholds: tuple[float, ...] = LAS_THRESHOLDS):
         super().__init__(thresholds)
-        # the estimates' bursts, named in submission order as the service names them (bursts.py)
-        bursts = Bursts()
-        self.burst = {j.id: bursts.name(j.group, j.gpus, "training", j.submit_time)
-                      for j in sorted(jobs, key=lambda j: j.submit_time)}
+        self.burst = trace_bursts(jobs)  # the estimates' bursts, as the service names them
         self.ends: dict[tuple, list[float]] = {}  # a burst's ended jobs' GPU-seconds, sorted
 
     def ended(self, job):

@@ -3,6 +3,7 @@ which the start estimates draw at one runtime quantile (#17, part 2)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 
 from flightbase_jobqueue.scheduling import make_policy
@@ -34,10 +35,7 @@ def test_a_stream_is_cut_into_bursts_of_at_most_most_jobs_that_never_change():
     times = [i * 11.0 for i in range(1000)]
     b = Bursts()
     names = [b.name("w", 1, "training", t) for t in times]
-    sizes = {}
-    for n in names:
-        sizes[n] = sizes.get(n, 0) + 1
-    assert list(sizes.values()) == [MOST] * (1000 // MOST)
+    assert list(Counter(names).values()) == [MOST] * (1000 // MOST)
     again = Bursts()
     assert [again.name("w", 1, "training", t) for t in times[:500]] == names[:500]
 

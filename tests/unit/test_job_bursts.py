@@ -44,9 +44,8 @@ def test_a_restarted_runtime_reads_stored_bursts_and_goes_on_with_the_open_one(e
     first = Bursts()
     rows = []
     for i in range(3):
-        row = job(f"t{i}") | dict(id=f"j{i}", training_id=f"t{i}", submitted_at=1000.0 + 10 * i)
-        row["burst"] = first.name("vision", 1, "training", row["submitted_at"])
-        rows.append(row)
+        at = 1000.0 + 10 * i
+        rows.append(job(f"t{i}", id=f"j{i}", submitted_at=at, burst=first.name("vision", 1, "training", at)))
     with engine.begin() as conn:
         conn.execute(models.Training.__table__.insert(), [training(f"t{i}") for i in range(3)])
         conn.execute(models.Job.__table__.insert(), rows)

@@ -21,7 +21,6 @@ A notebook lease is no burst (each is someone's own session): it gets none.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Iterable
 
 from .types import Job
@@ -82,7 +81,3 @@ class Bursts:
                 last[g] = job
         for g, job in last.items():
             self._open[g] = (job.submitted_at, job.burst, counts[job.burst])
-
-    def name_jobs(self, jobs: Iterable[Job]) -> list[Job]:
-        """``jobs`` (in submission order) with their bursts, as the service would have named them."""
-        return [replace(j, burst=self.name(j.workspace, j.gpus, j.kind, j.submitted_at)) for j in jobs]

@@ -85,13 +85,19 @@ def make_replay_policy(policy: str, options: dict | None = None) -> Policy:
     return pol
 
 
+def trace_bursts(tjobs: Iterable[TraceJob]) -> dict[str, str]:
+    """Each trace job's burst (id -> name), as the service names it at submission (bursts.py):
+    in submission order, whatever the trace's order."""
+    bursts = Bursts()
+    return {j.id: bursts.name(j.group, j.gpus, "training", j.submit_time)
+            for j in sorted(tjobs, key=lambda j: j.submit_time)}
+
+
 def replay_jobs(tjobs: Sequence[TraceJob], policy: str) -> list[Job]:
     """The trace's jobs as a replay of ``policy`` submits them: an oracle's declare their
     true durations as ``max_runtime``; the others declare none."""
     oracle = policy in ORACLES
-    bursts = Bursts()  # each job's burst as the service names it at submission (bursts.py)
-    burst = {j.id: bursts.name(j.group, j.gpus, "training", j.submit_time)
-             for j in sorted(tjobs, key=lambda j: j.submit_time)}
+    burst = trace_bursts(tjobs)
     return [Job(id=j.id, workspace=j.group, gpus=j.gpus, submitted_at=j.submit_time,
                 max_runtime=j.duration if oracle else None, burst=burst[j.id]) for j in tjobs]
 
