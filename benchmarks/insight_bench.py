@@ -2,7 +2,7 @@
 
 ``GET /queue``, ``GET /jobs`` and ``GET /jobs/{id}`` of a queued job show every queued job's
 position, reason and estimated start, from one projection of the whole queue under the
-scheduler's policy (``insight.explain``; five runs of it under ``las``, for the estimate and
+scheduler's policy (``insight.explain``; seven runs of it under ``las``, five samples for the estimate and two for
 its range), shared by requests (``insight_cache.py``). During the scale bench's drain
 (``scale_bench.py``: Kueue's baseline, 30 workspaces, thousands queued) its probes read a
 queued job twice a second, so the projection's cost on a long queue is part of the service's

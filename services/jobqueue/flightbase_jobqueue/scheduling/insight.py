@@ -27,16 +27,16 @@ starts come from a forward projection of the cluster (:func:`project`):
   jobs behind it start where they do not delay it (past its first ``FIFO_MOMENT_STARTS``
   starts, one walk in the queue's order, ``sjf``'s under ``sjf``; past ``PASS_LOOKS`` jobs
   looked at for backfill or for the sweep in the policy's order, neither);
-- runtimes are not known, so the projection runs several times: three
-  times with each job's runtime drawn at its own pseudo-random quantile of
-  the history (the median of the three starts is ``estimated_start``; one
+- runtimes are not known, so the projection runs several times: five
+  (``SAMPLES``) times with each job's runtime drawn at its own pseudo-random quantile of
+  the history (the median of the five starts is ``estimated_start``; one
   projection with every job at its median runtime would be late, because
   the first of many jobs to end ends much sooner than the median one), the
   jobs of one burst (a workspace's trainings of one size submitted
   together, named at submission: bursts.py, :func:`_burst`) at one
   quantile, since they are alike, and
   twice with every runtime at its 25th, then 75th percentile: those two
-  (widened to cover the three samples) are ``estimated_range`` (earliest,
+  (widened to cover the five samples) are ``estimated_range`` (earliest,
   latest);
 - the runtime history counts the jobs still running as censored runtimes
   (Kaplan-Meier, :meth:`~.estimates.HistoryEstimates.censor`): recent
@@ -82,8 +82,11 @@ from .usage import decay
 
 #: Sampled projections per estimate: each draws every job's runtime at its
 #: own quantile (:func:`_qf`; a burst's jobs at one, :func:`_burst`); the median of their
-#: starts is the estimate.
-SAMPLES = 3
+#: starts is the estimate.  5 since 2026-12-08 (3 before): a job waiting on one burst is
+#: shown its middle fifth, not its middle third, and on the light windows of the Philly trace
+#: the issue's target no longer hangs on the seed of the draws (docs/benchmarks.md, "Start
+#: estimates over several draws").
+SAMPLES = 5
 #: A sampled projection draws one quantile for the jobs of a burst (:func:`_burst`): those
 #: named at submission (bursts.py); a job stored with none (before bursts were named), its
 #: workspace's trainings of its size submitted in the same window of this many seconds
@@ -223,22 +226,32 @@ def _unit(salt_of: int) -> Callable[[str], float]:
     return u
 
 
-#: Each burst's order of the samples' parts (:func:`_qf`).
-_ORDER = _unit(1000)
+#: The seed of the sampled projections' pseudo-random quantiles (:func:`_qf`): 0 in the
+#: service.  A light window's result can hang on the draws of one or two bursts, so
+#: ``benchmarks/estimate_bench.py --draw-seeds`` replays a window with other seeds to tell
+#: the estimator from the luck of its draws (docs/benchmarks.md, "Start estimates over
+#: several draws").  Read when a projection draws, never by the scheduler.
+DRAW_SEED = 0
+#: Salts of ``_unit`` for one seed: the samples' (0 to SAMPLES - 1), and each burst's order
+#: of the samples' parts (``_ORDER_SALT``); each seed moves them by ``_SEED_STRIDE``.
+_ORDER_SALT = 1000
+_SEED_STRIDE = 1009
 
 
-def _qf(spec: int) -> Callable[[str], float]:
+def _qf(spec: int, seed: int | None = None) -> Callable[[str], float]:
     """A runtime quantile per burst (the key :func:`_burst` gives) for the sample number
     ``spec`` (0 to ``SAMPLES`` - 1): a pseudo-random quantile of each burst, fixed by its key
     and the sample.  The samples are a Latin hypercube: a burst's quantiles in the
     ``SAMPLES`` samples fall one in each of as many equal parts of (0, 1), in an order of its
     own.  A job waiting on one burst is then shown the start of
-    the burst's middle part, not the median of three draws anywhere in (0, 1): with one draw
-    for forty jobs, that would be as noisy as a single job's."""
-    u = _unit(spec)
+    the burst's middle part, not the median of the draws anywhere in (0, 1): with one draw
+    for forty jobs, that would be as noisy as a single job's.  ``seed``: the draws' seed
+    (:data:`DRAW_SEED` when None); seed 0 gives the service's draws."""
+    shift = _SEED_STRIDE * (DRAW_SEED if seed is None else seed)
+    u, order = _unit(spec + shift), _unit(_ORDER_SALT + shift)
 
     def q(key: str) -> float:
-        return ((spec + int(SAMPLES * _ORDER(key))) % SAMPLES + u(key)) / SAMPLES
+        return ((spec + int(SAMPLES * order(key))) % SAMPLES + u(key)) / SAMPLES
     return q
 
 
